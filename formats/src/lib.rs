@@ -1,0 +1,17 @@
+//! Byte layouts of lode, parsed from byte slices without allocation.
+//!
+//! Every reader here validates before it trusts: lengths, alignment, versions,
+//! ranges and checksums are checked and each failure is a typed error. Writers
+//! need `std` (feature `std`).
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod dtype;
+
+pub use dtype::DType;

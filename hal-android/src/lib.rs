@@ -1,0 +1,1 @@
+//! Android bindings of the kernel traits.

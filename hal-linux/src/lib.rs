@@ -1,0 +1,1 @@
+//! Linux bindings of the kernel traits.

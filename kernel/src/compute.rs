@@ -1,0 +1,249 @@
+//! The numeric primitives the decode loop calls.
+//!
+//! The engine is written once against [`Compute`]; a HAL supplies the
+//! arithmetic (portable SIMD on a CPU, a DSP, an NPU). Every operation works on
+//! borrowed buffers the caller owns (arena slots), never allocates, and checks
+//! shapes before it touches memory, so a shape bug is an error, not a panic or
+//! an out-of-bounds read.
+
+use core::fmt;
+
+pub use lode_formats::DType;
+
+/// What went wrong in a numeric primitive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Buffer lengths disagree with the stated shape.
+    ShapeMismatch,
+    /// The element type is not supported by this implementation.
+    UnsupportedType,
+    /// A scratch buffer is too small for the operation.
+    ScratchTooSmall,
+    /// A NaN or infinity appeared where the operation cannot continue.
+    NonFinite,
+    /// Anything else the implementation reports.
+    Other,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::ShapeMismatch => "buffer lengths do not match the shape",
+            ErrorKind::UnsupportedType => "element type not supported by this compute backend",
+            ErrorKind::ScratchTooSmall => "scratch buffer too small",
+            ErrorKind::NonFinite => "non-finite value",
+            ErrorKind::Other => "compute error",
+        })
+    }
+}
+
+/// A compute error: anything that can say which [`ErrorKind`] it is.
+pub trait Error: fmt::Debug {
+    /// The generic kind of this error.
+    fn kind(&self) -> ErrorKind;
+}
+
+impl Error for ErrorKind {
+    fn kind(&self) -> ErrorKind {
+        *self
+    }
+}
+
+/// A row-major matrix of `rows` rows of `cols` elements in `dtype`; each row
+/// is `dtype.row_bytes(cols)` bytes and rows are contiguous.
+#[derive(Debug, Clone, Copy)]
+pub struct QuantMatrix<'a> {
+    /// Element encoding.
+    pub dtype: DType,
+    /// Number of rows.
+    pub rows: usize,
+    /// Elements per row.
+    pub cols: usize,
+    /// `rows * row_bytes` bytes.
+    pub data: &'a [u8],
+}
+
+impl QuantMatrix<'_> {
+    /// Bytes per row, or `None` when `cols` is not a whole number of blocks.
+    pub fn row_bytes(&self) -> Option<usize> {
+        self.dtype
+            .row_bytes(self.cols as u64)
+            .and_then(|b| usize::try_from(b).ok())
+    }
+
+    /// `Ok` when `data` holds exactly `rows` rows.
+    pub fn check(&self) -> Result<(), ErrorKind> {
+        let rb = self.row_bytes().ok_or(ErrorKind::ShapeMismatch)?;
+        match rb.checked_mul(self.rows) {
+            Some(n) if n == self.data.len() => Ok(()),
+            _ => Err(ErrorKind::ShapeMismatch),
+        }
+    }
+}
+
+/// A set of FFN neuron bundles laid out one after another: for each neuron,
+/// its gate row, its up row and its down column, each `hidden` elements in
+/// `dtype` (Q4_1 at hidden 576: 360 + 360 + 360 = 1080 bytes).
+#[derive(Debug, Clone, Copy)]
+pub struct Bundles<'a> {
+    /// Element encoding of all three vectors.
+    pub dtype: DType,
+    /// Model hidden size (length of each vector).
+    pub hidden: usize,
+    /// Number of bundles in `data`.
+    pub count: usize,
+    /// `count * 3 * row_bytes(hidden)` bytes.
+    pub data: &'a [u8],
+}
+
+/// Shape of one attention call (grouped-query attention).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttentionShape {
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads (`heads` is a multiple of it).
+    pub kv_heads: usize,
+    /// Elements per head.
+    pub head_dim: usize,
+}
+
+/// One chunk of the KV cache for one layer: `tokens` positions, each with
+/// `kv_heads * head_dim` keys and as many values, position-major.
+#[derive(Debug, Clone, Copy)]
+pub struct KvChunk<'a> {
+    /// Valid positions in this chunk.
+    pub tokens: usize,
+    /// Keys, `tokens * kv_heads * head_dim` elements.
+    pub keys: &'a [f32],
+    /// Values, same shape as `keys`.
+    pub values: &'a [f32],
+}
+
+/// Bits per element of a quantized KV chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum KvBits {
+    /// 8 bits per element.
+    B8,
+    /// 4 bits per element.
+    B4,
+    /// 2 bits per element.
+    B2,
+}
+
+/// The numeric primitives of a decode step.
+///
+/// ```
+/// use lode_kernel::compute::{Compute, ErrorKind};
+/// # use lode_kernel::compute::*;
+/// /// A backend that only knows RMSNorm, to show the shape of an implementation.
+/// struct NormOnly;
+/// impl Compute for NormOnly {
+///     type Error = ErrorKind;
+///     fn rms_norm(&mut self, x: &mut [f32], w: &[f32], eps: f32) -> Result<(), ErrorKind> {
+///         if x.len() != w.len() { return Err(ErrorKind::ShapeMismatch); }
+///         let ms = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+///         let k = 1.0 / (ms + eps).sqrt();
+///         x.iter_mut().zip(w).for_each(|(v, w)| *v *= k * w);
+///         Ok(())
+///     }
+/// #   fn matvec(&mut self, _: &QuantMatrix<'_>, _: &[f32], _: &mut [f32]) -> Result<(), ErrorKind> { Err(ErrorKind::UnsupportedType) }
+/// #   fn rope(&mut self, _: &mut [f32], _: usize, _: u32, _: f32) -> Result<(), ErrorKind> { Err(ErrorKind::Other) }
+/// #   fn attention(&mut self, _: &[f32], _: &[KvChunk<'_>], _: AttentionShape, _: &mut [f32], _: &mut [f32]) -> Result<(), ErrorKind> { Err(ErrorKind::Other) }
+/// #   fn gated_ffn(&mut self, _: &[f32], _: &Bundles<'_>, _: &mut [f32], _: &mut [f32]) -> Result<(), ErrorKind> { Err(ErrorKind::Other) }
+/// #   fn kv_quantize(&mut self, _: &[f32], _: KvBits, _: &mut [u8]) -> Result<(), ErrorKind> { Err(ErrorKind::Other) }
+/// #   fn kv_dequantize(&mut self, _: &[u8], _: KvBits, _: &mut [f32]) -> Result<(), ErrorKind> { Err(ErrorKind::Other) }
+/// }
+/// let mut x = [3.0f32, 4.0];
+/// NormOnly.rms_norm(&mut x, &[1.0, 1.0], 0.0).unwrap();
+/// assert!((x[0] * x[0] + x[1] * x[1] - 2.0).abs() < 1e-5);
+/// assert_eq!(NormOnly.rms_norm(&mut x, &[1.0], 0.0), Err(ErrorKind::ShapeMismatch));
+/// ```
+pub trait Compute {
+    /// The backend's error type.
+    type Error: Error;
+
+    /// `out[r] = Σ_c w[r][c] · x[c]` for every row of `w`.
+    fn matvec(
+        &mut self,
+        w: &QuantMatrix<'_>,
+        x: &[f32],
+        out: &mut [f32],
+    ) -> Result<(), Self::Error>;
+
+    /// In place: `x = x / sqrt(mean(x²) + eps) · weight`.
+    fn rms_norm(&mut self, x: &mut [f32], weight: &[f32], eps: f32) -> Result<(), Self::Error>;
+
+    /// Rotary position embedding in place over consecutive heads of
+    /// `head_dim`, rotating adjacent pairs `(2i, 2i+1)` by
+    /// `pos · theta_base^(-2i / head_dim)` (the GGUF llama convention).
+    fn rope(
+        &mut self,
+        x: &mut [f32],
+        head_dim: usize,
+        pos: u32,
+        theta_base: f32,
+    ) -> Result<(), Self::Error>;
+
+    /// Grouped-query attention of one query position over the KV chunks, in
+    /// order. `scores` is scratch for at least the total number of positions;
+    /// `out` receives `heads * head_dim` values.
+    fn attention(
+        &mut self,
+        q: &[f32],
+        kv: &[KvChunk<'_>],
+        shape: AttentionShape,
+        scores: &mut [f32],
+        out: &mut [f32],
+    ) -> Result<(), Self::Error>;
+
+    /// SiLU-gated FFN over a subset of neurons:
+    /// `out += Σ_i down_i · silu(gate_i · x) · (up_i · x)` over the bundles.
+    /// `hidden` is scratch of at least `bundles.count` values.
+    fn gated_ffn(
+        &mut self,
+        x: &[f32],
+        bundles: &Bundles<'_>,
+        hidden: &mut [f32],
+        out: &mut [f32],
+    ) -> Result<(), Self::Error>;
+
+    /// Quantize a KV chunk to `bits` per element into `dst`.
+    fn kv_quantize(&mut self, src: &[f32], bits: KvBits, dst: &mut [u8])
+        -> Result<(), Self::Error>;
+
+    /// Inverse of [`kv_quantize`](Compute::kv_quantize).
+    fn kv_dequantize(
+        &mut self,
+        src: &[u8],
+        bits: KvBits,
+        dst: &mut [f32],
+    ) -> Result<(), Self::Error>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matrix_shape_check() {
+        let data = [0u8; 2 * 20];
+        let m = QuantMatrix {
+            dtype: DType::Q4_1,
+            rows: 2,
+            cols: 32,
+            data: &data,
+        };
+        assert_eq!(m.check(), Ok(()));
+        let m = QuantMatrix { rows: 3, ..m };
+        assert_eq!(m.check(), Err(ErrorKind::ShapeMismatch));
+        let m = QuantMatrix {
+            cols: 33,
+            rows: 2,
+            ..m
+        };
+        assert_eq!(m.check(), Err(ErrorKind::ShapeMismatch));
+    }
+}

@@ -1,0 +1,29 @@
+//! lode's kernel: the hardware traits and every policy written against them.
+//!
+//! The kernel is `#![no_std]`, forbids `unsafe`, and never allocates on the
+//! decode path: buffers are borrowed from the caller or carved from a
+//! fixed [`DramArena`](arena::DramArena), and every queue and table has a
+//! compile-time bound. It knows no operating system; HAL crates bind its
+//! three traits to real hardware:
+//!
+//! - [`flash::FlashDevice`]: geometry, a [`cost::CostModel`] and
+//!   split-phase batched reads (see the [`flash`] module for why),
+//! - [`arena::DramArena`]: the DRAM budget as one region carved into slots,
+//! - [`compute::Compute`]: the numeric primitives of a decode step.
+//!
+//! Errors follow embedded-hal 1.0: each trait has an `Error` trait with
+//! `kind()` returning a `#[non_exhaustive]` `ErrorKind`.
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+pub mod arena;
+pub mod compute;
+pub mod cost;
+pub mod flash;
+pub mod rng;
+
+pub use lode_formats as formats;
