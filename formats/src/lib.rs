@@ -13,5 +13,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod dtype;
+pub mod gguf;
+pub mod image;
 
 pub use dtype::DType;

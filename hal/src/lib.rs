@@ -1,5 +1,15 @@
 //! Portable bindings of the kernel traits: a deterministic fake flash, an
-//! arena over a caller's buffer, and (later) the portable CPU compute.
+//! arena over a caller's buffer, and the portable CPU compute.
+//!
+//! `no_std` without the `std` feature, so firmware can use the arena and the
+//! compute; the fake flash's owned backing store needs `alloc`.
 #![cfg_attr(not(feature = "std"), no_std)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+pub mod compute;
+pub mod fake;
+pub mod slice_arena;

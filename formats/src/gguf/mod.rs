@@ -1,0 +1,1 @@
+//! GGUF reading (versions 2 and 3).

@@ -1,0 +1,1 @@
+//! The lode image: a self-describing, checksummed container of a model laid out for flash.

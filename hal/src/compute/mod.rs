@@ -1,0 +1,1 @@
+//! The portable CPU implementation of the kernel's `Compute` trait.

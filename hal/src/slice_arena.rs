@@ -1,0 +1,1 @@
+//! `SliceArena`: a `DramArena` over a caller-provided buffer.
