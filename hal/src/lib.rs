@@ -13,3 +13,5 @@ extern crate alloc;
 pub mod compute;
 pub mod fake;
 pub mod slice_arena;
+#[cfg(feature = "alloc")]
+pub mod tokenizer;
