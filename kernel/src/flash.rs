@@ -55,6 +55,8 @@ pub enum ErrorKind {
     Other,
 }
 
+impl core::error::Error for ErrorKind {}
+
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -24,6 +24,7 @@ pub mod arena;
 pub mod compute;
 pub mod cost;
 pub mod flash;
+pub mod plan;
 pub mod rng;
 
 pub use lode_formats as formats;

@@ -1,0 +1,633 @@
+//! Read planning: from the bundles one layer needs, the device reads that
+//! fetch them fastest under the device's [`CostModel`].
+//!
+//! A layer's FFN neurons sit in flash as a *bundle region*: `count` bundles of
+//! `bundle_bytes`, one every `stride` bytes from a block-aligned offset, in
+//! placement order. Given the placement positions a token needs (after cache
+//! hits), the planner emits block-aligned extents. Several plans compete and
+//! the cheapest by [`CostModel::batch_ns`] wins:
+//!
+//! - **per-bundle**: one read per needed bundle (the naive baseline);
+//! - **coalesced**: bundles whose aligned ranges touch or overlap share a read;
+//! - **merged at gap `g`**: also read across a gap of unneeded bytes up to `g`
+//!   to save a command (Ripple's "access collapse"). The first threshold tried
+//!   is the gap whose transfer costs exactly one marginal command
+//!   (`command_ns / queue_depth` at the sequential bandwidth); larger ones
+//!   (doubling) are tried too because the batch formula is a `max` and bytes
+//!   are free while the batch is command-bound;
+//! - **dense**: the whole region in `max_transfer`-sized reads.
+//!
+//! Ripple's bottleneck detector (stop collapsing once bandwidth is the
+//! bottleneck) falls out of the comparison: when the batch is bandwidth-bound
+//! every merged plan costs more than the coalesced one and loses; the summary
+//! reports [`PlanSummary::bandwidth_bound`] so a benchmark can show it.
+//!
+//! Every plan is computed by the same walk, first counting (no output), then
+//! emitting the winner into a caller-provided slice: no heap, `O(needed)` per
+//! candidate, at most [`MAX_CANDIDATES`] candidates, deterministic.
+
+use core::fmt;
+
+use crate::cost::CostModel;
+use crate::flash::Geometry;
+
+/// Most candidate plans the adaptive mode evaluates (dense, per-bundle,
+/// coalesced and up to `MAX_CANDIDATES - 3` gap thresholds).
+pub const MAX_CANDIDATES: usize = 10;
+
+/// A layer's bundle region on the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Region {
+    /// Device offset of bundle 0 (block-aligned).
+    pub offset: u64,
+    /// Bytes from one bundle's start to the next (at least `bundle_bytes`).
+    pub stride: u32,
+    /// Bytes of one bundle.
+    pub bundle_bytes: u32,
+    /// Bundles in the region.
+    pub count: u32,
+}
+
+impl Region {
+    /// Byte range of the bundle at placement position `pos` (unchecked
+    /// arithmetic is safe: validated regions fit in `u64`).
+    fn bundle(&self, pos: u32) -> (u64, u64) {
+        let start = self.offset + u64::from(pos) * u64::from(self.stride);
+        (start, start + u64::from(self.bundle_bytes))
+    }
+
+    /// End of the last bundle.
+    pub fn end(&self) -> Option<u64> {
+        let body = u64::from(self.count)
+            .checked_mul(u64::from(self.stride))?
+            .checked_sub(u64::from(self.stride - self.bundle_bytes.min(self.stride)))?;
+        self.offset.checked_add(body)
+    }
+
+    fn validate(&self, geo: &Geometry) -> Result<(), PlanError> {
+        let ok = geo.block_size.is_power_of_two()
+            && geo.max_transfer >= geo.block_size
+            && geo.is_aligned(self.offset)
+            && self.bundle_bytes > 0
+            && self.stride >= self.bundle_bytes
+            && self
+                .end()
+                .is_some_and(|e| geo.align_up(e) <= geo.capacity && e < u64::MAX / 2);
+        if ok {
+            Ok(())
+        } else {
+            Err(PlanError::BadRegion)
+        }
+    }
+}
+
+/// One block-aligned device read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Extent {
+    /// Device offset (block-aligned).
+    pub offset: u64,
+    /// Length (block-aligned, at most the device's `max_transfer`).
+    pub len: u32,
+}
+
+impl Extent {
+    /// One past the last byte.
+    pub fn end(&self) -> u64 {
+        self.offset + u64::from(self.len)
+    }
+}
+
+/// Which plan to produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Mode {
+    /// One read per needed bundle.
+    PerBundle,
+    /// Touching or overlapping bundles share a read; no gap is read.
+    Coalesced,
+    /// Cost-based gap merging at the one-marginal-command threshold.
+    Merged,
+    /// The whole region.
+    Dense,
+    /// The cheapest of dense, per-bundle, coalesced and (when `merge`) merged
+    /// plans at several gap thresholds.
+    Adaptive {
+        /// Whether gap merging may be used.
+        merge: bool,
+    },
+}
+
+/// The plan that was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Strategy {
+    /// One read per needed bundle.
+    PerBundle,
+    /// Touching bundles shared reads.
+    Coalesced,
+    /// Gaps up to `max_gap` bytes were read to merge extents.
+    Merged {
+        /// Largest gap of unneeded bytes read.
+        max_gap: u64,
+    },
+    /// The whole region was read.
+    Dense,
+    /// Nothing was needed.
+    Empty,
+}
+
+/// What a plan costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct PlanSummary {
+    /// The plan chosen.
+    pub strategy: Strategy,
+    /// Read commands.
+    pub commands: u32,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Predicted batch time under the cost model.
+    pub cost_ns: u64,
+    /// `true` when the transfer term dominates the command term.
+    pub bandwidth_bound: bool,
+}
+
+impl PlanSummary {
+    fn new(strategy: Strategy, commands: u32, bytes: u64, cost: &CostModel) -> Self {
+        let cmd_term = u64::from(commands.saturating_sub(1)) * u64::from(cost.command_ns)
+            / u64::from(cost.queue_depth.max(1));
+        PlanSummary {
+            strategy,
+            commands,
+            bytes,
+            cost_ns: cost.batch_ns(u64::from(commands), bytes),
+            bandwidth_bound: commands > 0 && cost.transfer_ns(bytes) >= cmd_term,
+        }
+    }
+}
+
+/// Why a plan could not be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum PlanError {
+    /// A needed position is not below the region's bundle count.
+    NeededOutOfRange,
+    /// Needed positions are not strictly increasing.
+    NotSorted,
+    /// The output slice holds fewer extents than the plan has.
+    OutputTooSmall {
+        /// Extents the chosen plan needs.
+        needed: u32,
+    },
+    /// The region does not fit the geometry (misaligned, past capacity,
+    /// stride below bundle size) or the geometry is unusable.
+    BadRegion,
+}
+
+impl core::error::Error for PlanError {}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlanError::NeededOutOfRange => f.write_str("a needed bundle lies outside the region"),
+            PlanError::NotSorted => f.write_str("needed bundles are not strictly increasing"),
+            PlanError::OutputTooSmall { needed } => {
+                write!(
+                    f,
+                    "the plan needs {needed} extents, more than the output holds"
+                )
+            }
+            PlanError::BadRegion => {
+                f.write_str("the bundle region does not fit the device geometry")
+            }
+        }
+    }
+}
+
+/// How the walk joins consecutive bundles.
+#[derive(Clone, Copy)]
+enum Join {
+    Never,
+    Gap(u64),
+}
+
+/// Walk the needed bundles and hand each finished extent to `emit`, merging
+/// per `join`, never exceeding `max_transfer`.
+fn walk(
+    region: &Region,
+    needed: &[u32],
+    geo: &Geometry,
+    join: Join,
+    emit: &mut impl FnMut(Extent) -> Result<(), PlanError>,
+) -> Result<(), PlanError> {
+    let max = u64::from(geo.max_transfer - geo.max_transfer % geo.block_size);
+    let mut cur: Option<(u64, u64)> = None;
+    let mut prev: Option<u32> = None;
+    for &pos in needed {
+        if pos >= region.count {
+            return Err(PlanError::NeededOutOfRange);
+        }
+        if prev.is_some_and(|p| p >= pos) {
+            return Err(PlanError::NotSorted);
+        }
+        prev = Some(pos);
+        let (s, e) = region.bundle(pos);
+        let (s, e) = (geo.align_down(s), geo.align_up(e));
+        cur = match cur {
+            None => Some((s, e)),
+            Some((cs, ce)) => {
+                let joins = match join {
+                    Join::Never => false,
+                    Join::Gap(g) => s <= ce.saturating_add(g),
+                };
+                if joins && e.max(ce) - cs <= max {
+                    Some((cs, e.max(ce)))
+                } else {
+                    emit_split(cs, ce, max, emit)?;
+                    // Aligned ranges of neighbours may share a block: do not
+                    // read it twice.
+                    let s = if matches!(join, Join::Never) {
+                        s
+                    } else {
+                        s.max(ce)
+                    };
+                    if s >= e {
+                        None
+                    } else {
+                        Some((s, e))
+                    }
+                }
+            }
+        };
+    }
+    if let Some((cs, ce)) = cur {
+        emit_split(cs, ce, max, emit)?;
+    }
+    Ok(())
+}
+
+/// Emit `[s, e)` as reads of at most `max` bytes.
+fn emit_split(
+    mut s: u64,
+    e: u64,
+    max: u64,
+    emit: &mut impl FnMut(Extent) -> Result<(), PlanError>,
+) -> Result<(), PlanError> {
+    while s < e {
+        let len = (e - s).min(max);
+        emit(Extent {
+            offset: s,
+            len: len as u32,
+        })?;
+        s += len;
+    }
+    Ok(())
+}
+
+fn count(
+    region: &Region,
+    needed: &[u32],
+    geo: &Geometry,
+    join: Join,
+) -> Result<(u32, u64), PlanError> {
+    let (mut n, mut bytes) = (0u32, 0u64);
+    walk(region, needed, geo, join, &mut |x| {
+        n += 1;
+        bytes += u64::from(x.len);
+        Ok(())
+    })?;
+    Ok((n, bytes))
+}
+
+fn dense_range(region: &Region, geo: &Geometry) -> (u64, u64) {
+    let end = region.end().unwrap_or(region.offset);
+    (geo.align_down(region.offset), geo.align_up(end))
+}
+
+/// The gap, in bytes, whose transfer costs one marginal command.
+fn gap_for_one_command(cost: &CostModel, geo: &Geometry) -> u64 {
+    let bytes =
+        u128::from(cost.marginal_command_ns()) * u128::from(cost.bytes_per_sec) / 1_000_000_000;
+    geo.align_down(u64::try_from(bytes).unwrap_or(u64::MAX))
+}
+
+/// Price a plan without producing it.
+pub fn estimate(
+    region: &Region,
+    needed: &[u32],
+    geo: &Geometry,
+    cost: &CostModel,
+    mode: Mode,
+) -> Result<PlanSummary, PlanError> {
+    Ok(choose(region, needed, geo, cost, mode)?.0)
+}
+
+/// Plan the reads of `needed` (strictly increasing placement positions) in
+/// `region`, write the extents into `out` in increasing offset order, and
+/// return how many were written with the plan's cost. `out` needs at most
+/// `needed.len() * ceil(bundle span / max_transfer)` entries for sparse plans
+/// and `ceil(region / max_transfer)` for dense ones.
+pub fn plan(
+    region: &Region,
+    needed: &[u32],
+    geo: &Geometry,
+    cost: &CostModel,
+    mode: Mode,
+    out: &mut [Extent],
+) -> Result<(usize, PlanSummary), PlanError> {
+    let (summary, join) = choose(region, needed, geo, cost, mode)?;
+    if summary.commands as usize > out.len() {
+        return Err(PlanError::OutputTooSmall {
+            needed: summary.commands,
+        });
+    }
+    let mut n = 0usize;
+    let mut put = |x: Extent| {
+        // Cannot fail: the count pass above sized the plan.
+        let slot = out.get_mut(n).ok_or(PlanError::OutputTooSmall {
+            needed: summary.commands,
+        })?;
+        *slot = x;
+        n += 1;
+        Ok(())
+    };
+    match join {
+        None => {
+            if summary.strategy == Strategy::Dense {
+                let (s, e) = dense_range(region, geo);
+                let max = u64::from(geo.max_transfer - geo.max_transfer % geo.block_size);
+                emit_split(s, e, max, &mut put)?;
+            }
+        }
+        Some(join) => walk(region, needed, geo, join, &mut put)?,
+    }
+    Ok((n, summary))
+}
+
+/// Pick the plan for `mode`; returns its summary and how to walk it (`None`
+/// for dense or empty).
+fn choose(
+    region: &Region,
+    needed: &[u32],
+    geo: &Geometry,
+    cost: &CostModel,
+    mode: Mode,
+) -> Result<(PlanSummary, Option<Join>), PlanError> {
+    region.validate(geo)?;
+    if needed.is_empty() {
+        // Still check nothing; an empty need reads nothing in every mode.
+        return Ok((PlanSummary::new(Strategy::Empty, 0, 0, cost), None));
+    }
+    let dense = || {
+        let (s, e) = dense_range(region, geo);
+        let max = u64::from(geo.max_transfer - geo.max_transfer % geo.block_size);
+        let cmds = (e - s).div_ceil(max);
+        PlanSummary::new(
+            Strategy::Dense,
+            u32::try_from(cmds).unwrap_or(u32::MAX),
+            e - s,
+            cost,
+        )
+    };
+    let sparse =
+        |strategy: Strategy, join: Join| -> Result<(PlanSummary, Option<Join>), PlanError> {
+            let (n, bytes) = count(region, needed, geo, join)?;
+            Ok((PlanSummary::new(strategy, n, bytes, cost), Some(join)))
+        };
+    let g1 = gap_for_one_command(cost, geo);
+    match mode {
+        Mode::PerBundle => sparse(Strategy::PerBundle, Join::Never),
+        Mode::Coalesced => sparse(Strategy::Coalesced, Join::Gap(0)),
+        Mode::Merged => sparse(Strategy::Merged { max_gap: g1 }, Join::Gap(g1)),
+        Mode::Dense => {
+            // Validate the needed set even though a dense read ignores it.
+            count(region, needed, geo, Join::Gap(0))?;
+            Ok((dense(), None))
+        }
+        Mode::Adaptive { merge } => {
+            let mut best = sparse(Strategy::PerBundle, Join::Never)?;
+            let mut consider = |c: (PlanSummary, Option<Join>)| {
+                if c.0.cost_ns < best.0.cost_ns
+                    || (c.0.cost_ns == best.0.cost_ns && c.0.bytes < best.0.bytes)
+                {
+                    best = c;
+                }
+            };
+            consider(sparse(Strategy::Coalesced, Join::Gap(0))?);
+            if merge {
+                let mut g = g1.max(u64::from(geo.block_size));
+                for _ in 0..MAX_CANDIDATES - 3 {
+                    consider(sparse(Strategy::Merged { max_gap: g }, Join::Gap(g))?);
+                    if g >= u64::from(geo.max_transfer) {
+                        break;
+                    }
+                    g = g.saturating_mul(2);
+                }
+            }
+            consider((dense(), None));
+            Ok(best)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::{any, prop, prop_assert, prop_assert_eq, proptest, Strategy as Gen};
+
+    const UFS: CostModel = CostModel {
+        command_ns: 8_000,
+        bytes_per_sec: 4_200_000_000,
+        queue_depth: 2,
+    };
+    const GEO: Geometry = Geometry {
+        block_size: 4096,
+        capacity: 1 << 40,
+        max_transfer: 512 << 10,
+        queue_depth: 32,
+    };
+    const REGION: Region = Region {
+        offset: 1 << 20,
+        stride: 1080,
+        bundle_bytes: 1080,
+        count: 1536,
+    };
+
+    fn run(needed: &[u32], mode: Mode) -> (heapless::Vec<Extent, 2048>, PlanSummary) {
+        let mut out = [Extent::default(); 2048];
+        let (n, s) = plan(&REGION, needed, &GEO, &UFS, mode, &mut out).unwrap();
+        (out[..n].iter().copied().collect(), s)
+    }
+
+    #[test]
+    fn neighbours_share_blocks_once() {
+        // Bundles 0..4 occupy bytes 0..4320 of the region: two blocks.
+        let (x, s) = run(&[0, 1, 2, 3], Mode::Coalesced);
+        assert_eq!(
+            x.as_slice(),
+            &[Extent {
+                offset: 1 << 20,
+                len: 8192
+            }]
+        );
+        assert_eq!(s.commands, 1);
+        let (x, _) = run(&[0, 1, 2, 3], Mode::PerBundle);
+        assert_eq!(x.len(), 4);
+    }
+
+    #[test]
+    fn gap_merging_follows_the_cost_model() {
+        // One marginal command (4 us) moves ~16 KiB at 4.2 GB/s: a 3-block gap merges.
+        let far = 4 * 4096 / 1080 + 1;
+        let (x, _) = run(&[0, far], Mode::Merged);
+        assert_eq!(x.len(), 1);
+        let (x, _) = run(&[0, 200], Mode::Merged);
+        assert_eq!(x.len(), 2);
+    }
+
+    #[test]
+    fn dense_wins_when_half_the_blocks_are_needed() {
+        // One bundle per block; every other one needed: coalescing cannot
+        // join them, and 768 commands cost more than reading twice the bytes.
+        let region = Region {
+            stride: 4096,
+            ..REGION
+        };
+        let needed: heapless::Vec<u32, 1536> = (0..1536).filter(|i| i % 2 == 0).collect();
+        let mut out = [Extent::default(); 2048];
+        let (_, s) = plan(
+            &region,
+            &needed,
+            &GEO,
+            &UFS,
+            Mode::Adaptive { merge: false },
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(s.strategy, Strategy::Dense);
+        assert_eq!(s.commands, 12);
+        // With 2/3 of 1080-byte bundles needed, every block is touched and
+        // coalescing reads exactly what dense reads: the tie keeps the sparse plan.
+        let needed: heapless::Vec<u32, 1536> = (0..1536).filter(|i| i % 3 != 0).collect();
+        let (_, s) = run(&needed, Mode::Adaptive { merge: false });
+        assert_eq!(
+            s.bytes,
+            estimate(&REGION, &needed, &GEO, &UFS, Mode::Dense)
+                .unwrap()
+                .bytes
+        );
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        let mut out = [Extent::default(); 4];
+        assert_eq!(
+            plan(&REGION, &[2, 1], &GEO, &UFS, Mode::Coalesced, &mut out),
+            Err(PlanError::NotSorted)
+        );
+        assert_eq!(
+            plan(&REGION, &[1536], &GEO, &UFS, Mode::Coalesced, &mut out),
+            Err(PlanError::NeededOutOfRange)
+        );
+        let many: heapless::Vec<u32, 64> = (0..64).map(|i| i * 20).collect();
+        assert!(matches!(
+            plan(&REGION, &many, &GEO, &UFS, Mode::PerBundle, &mut out),
+            Err(PlanError::OutputTooSmall { .. })
+        ));
+        let bad = Region {
+            offset: 100,
+            ..REGION
+        };
+        assert_eq!(
+            plan(&bad, &[1], &GEO, &UFS, Mode::Coalesced, &mut out),
+            Err(PlanError::BadRegion)
+        );
+        let past = Region {
+            offset: GEO.capacity - 4096,
+            ..REGION
+        };
+        assert_eq!(
+            plan(&past, &[1], &GEO, &UFS, Mode::Coalesced, &mut out),
+            Err(PlanError::BadRegion)
+        );
+    }
+
+    fn arb_case() -> impl Gen<Value = (Region, heapless::Vec<u32, 512>, CostModel, Geometry)> {
+        (
+            1u32..3000,
+            0u32..4000,
+            1u32..600,
+            prop::collection::btree_set(0u32..600, 0..200),
+            (1u32..200_000, 10_000_000u64..8_000_000_000, 1u16..64),
+            (9u32..14, 1u32..64),
+        )
+            .prop_map(|(bundle, pad, count, set, (c, bw, qd), (blog, maxb))| {
+                let geo = Geometry {
+                    block_size: 1 << blog,
+                    capacity: 1 << 40,
+                    max_transfer: maxb << blog,
+                    queue_depth: 32,
+                };
+                let region = Region {
+                    offset: 7 << blog,
+                    stride: bundle + pad,
+                    bundle_bytes: bundle,
+                    count,
+                };
+                let needed = set.into_iter().filter(|&p| p < count).collect();
+                (
+                    region,
+                    needed,
+                    CostModel {
+                        command_ns: c,
+                        bytes_per_sec: bw,
+                        queue_depth: qd,
+                    },
+                    geo,
+                )
+            })
+    }
+
+    proptest! {
+        /// Every extent is aligned, capped, inside the region's aligned span,
+        /// sorted; the extents cover every needed bundle; the adaptive plan is
+        /// never costlier than per-bundle reads or one dense read.
+        #[test]
+        fn plans_are_sound((region, needed, cost, geo) in arb_case(), merge in any::<bool>()) {
+            let mut out = [Extent::default(); 4096];
+            let (lo, hi) = dense_range(&region, &geo);
+            for mode in [Mode::PerBundle, Mode::Coalesced, Mode::Merged, Mode::Dense, Mode::Adaptive { merge }] {
+                let (n, s) = plan(&region, &needed, &geo, &cost, mode, &mut out).unwrap();
+                let xs = &out[..n];
+                prop_assert_eq!(n as u32, s.commands);
+                prop_assert_eq!(xs.iter().map(|x| u64::from(x.len)).sum::<u64>(), s.bytes);
+                for x in xs {
+                    prop_assert!(geo.is_aligned(x.offset) && geo.is_aligned(u64::from(x.len)));
+                    prop_assert!(x.len > 0 && x.len <= geo.max_transfer);
+                    prop_assert!(x.offset >= lo && x.end() <= hi);
+                }
+                for w in xs.windows(2) {
+                    if mode != Mode::PerBundle {
+                        prop_assert!(w[0].end() <= w[1].offset);
+                    }
+                }
+                for &p in &needed {
+                    let (bs, be) = region.bundle(p);
+                    // Covered byte by byte: walk extents overlapping the bundle.
+                    let mut at = bs;
+                    for x in xs.iter().filter(|x| x.offset < be && x.end() > bs) {
+                        if x.offset <= at { at = at.max(x.end()); }
+                    }
+                    prop_assert!(at >= be, "bundle {} not covered", p);
+                }
+            }
+            let adaptive = estimate(&region, &needed, &geo, &cost, Mode::Adaptive { merge })?.cost_ns;
+            let per = estimate(&region, &needed, &geo, &cost, Mode::PerBundle)?.cost_ns;
+            let dense = estimate(&region, &needed, &geo, &cost, Mode::Dense)?.cost_ns;
+            prop_assert!(adaptive <= per.min(dense) || needed.is_empty());
+        }
+    }
+}
