@@ -19,8 +19,11 @@
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
+#[cfg(test)]
+extern crate std;
 
 pub mod arena;
+pub mod cache;
 pub mod compute;
 pub mod cost;
 pub mod flash;

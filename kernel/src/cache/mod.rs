@@ -1,0 +1,427 @@
+//! The neuron-bundle cache: a hard budget of bundle slots in the arena, and a
+//! replacement policy behind one small trait.
+//!
+//! Keys are global neuron ids (`layer * neurons_per_layer + neuron`). All
+//! state lives in two arena slots allocated once by [`NeuronCache::new`]:
+//!
+//! - *meta*: `u32` words — the slot→key table, the key→slot direct map, a
+//!   stack of free slots and the policy's own words ([`Policy::state_words`]),
+//! - *data*: `slots * bundle_bytes` bytes of cached bundles.
+//!
+//! So the cache's whole footprint counts against the DRAM budget, and the
+//! decode path (lookup, insert, evict) never allocates. The cache holds slot
+//! handles, not borrows, and takes the arena on each call, which leaves the
+//! arena free for I/O buffers between calls.
+//!
+//! Adding a policy is one file: implement [`Policy`] over its words.
+
+mod lru;
+mod policies;
+mod s3fifo;
+
+pub use policies::{HotPinned, LinkAdmission, Lru, Window};
+pub use s3fifo::S3Fifo;
+
+use core::fmt;
+
+use crate::arena::{DramArena, Slot, SlotKind};
+
+/// Marks an empty entry in the slot→key and key→slot tables.
+pub const EMPTY: u32 = u32::MAX;
+
+/// What the cache knows about a miss when it asks the policy to admit it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    /// Token being decoded.
+    pub token: u32,
+    /// Length, in bundles, of the run of consecutive placement positions this
+    /// miss was read in (1 = an isolated neuron). Ripple admits isolated
+    /// neurons and is reluctant about long runs, which are cheap to re-read.
+    pub run_len: u32,
+}
+
+/// A replacement (and admission) policy. It owns `state_words(slots, keys)`
+/// words of arena memory, handed to every call as `st`.
+pub trait Policy {
+    /// Words of state for a cache of `slots` slots over `keys` keys.
+    fn state_words(&self, slots: u32, keys: u32) -> usize;
+    /// Initialise the words (called once; `st` is zeroed).
+    fn init(&mut self, st: &mut [u32], slots: u32, keys: u32);
+    /// `slot` holding `key` was hit.
+    fn on_hit(&mut self, st: &mut [u32], slot: u32, key: u32, token: u32);
+    /// Whether to admit a missing `key`. Default: always.
+    fn admit(&mut self, st: &mut [u32], key: u32, why: &Admission) -> bool {
+        let _ = (st, key, why);
+        true
+    }
+    /// The occupied slot to evict to make room, or `None` to refuse the
+    /// insertion (everything is pinned).
+    fn victim(&mut self, st: &mut [u32]) -> Option<u32>;
+    /// `key` was placed in `slot`.
+    fn on_insert(&mut self, st: &mut [u32], slot: u32, key: u32, token: u32);
+    /// `key` left `slot`.
+    fn on_evict(&mut self, st: &mut [u32], slot: u32, key: u32);
+    /// A slot whose entry has expired by `token` (windowing), or `None`.
+    /// Called repeatedly by [`NeuronCache::end_token`] until it returns `None`.
+    fn expired(&mut self, st: &mut [u32], token: u32) -> Option<u32> {
+        let _ = (st, token);
+        None
+    }
+}
+
+/// Counters of a cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheStats {
+    /// Lookups that found the bundle.
+    pub hits: u64,
+    /// Lookups that did not.
+    pub misses: u64,
+    /// Misses the policy admitted.
+    pub admitted: u64,
+    /// Misses the policy declined (or could not place: all pinned).
+    pub declined: u64,
+    /// Entries evicted to make room.
+    pub evicted: u64,
+    /// Entries dropped because their window expired.
+    pub expired: u64,
+}
+
+impl CacheStats {
+    /// Hits over lookups, 0 when there were none.
+    pub fn hit_rate(&self) -> f64 {
+        let n = self.hits + self.misses;
+        if n == 0 {
+            0.0
+        } else {
+            self.hits as f64 / n as f64
+        }
+    }
+}
+
+/// Why the cache could not be built or used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CacheError {
+    /// The arena has no room for the cache's metadata or data.
+    Arena(crate::arena::ErrorKind),
+    /// A key at or beyond the configured key count.
+    KeyOutOfRange,
+    /// A slot index at or beyond the slot count.
+    SlotOutOfRange,
+    /// Zero slots, zero bundle size, or sizes that overflow.
+    BadConfig,
+}
+
+impl fmt::Display for CacheError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CacheError::Arena(k) => write!(f, "neuron cache: {k}"),
+            CacheError::KeyOutOfRange => f.write_str("neuron id outside the model"),
+            CacheError::SlotOutOfRange => f.write_str("cache slot index out of range"),
+            CacheError::BadConfig => {
+                f.write_str("neuron cache needs slots, keys and a bundle size")
+            }
+        }
+    }
+}
+
+impl core::error::Error for CacheError {}
+
+fn arena_err<E: crate::arena::Error>(e: E) -> CacheError {
+    CacheError::Arena(e.kind())
+}
+
+/// Sizes of a cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Bundle slots (the hard budget; may be 0 only for "no cache", which
+    /// [`NeuronCache::new`] refuses: use no cache instead).
+    pub slots: u32,
+    /// Distinct keys (layers × neurons per layer).
+    pub keys: u32,
+    /// Bytes per cached bundle.
+    pub bundle_bytes: u32,
+}
+
+impl CacheConfig {
+    /// Metadata words a cache with `policy` needs.
+    pub fn meta_words<P: Policy>(&self, policy: &P) -> Option<usize> {
+        (self.slots as usize)
+            .checked_mul(2)?
+            .checked_add(self.keys as usize)?
+            .checked_add(policy.state_words(self.slots, self.keys))
+    }
+
+    /// Total arena bytes (metadata plus data) the cache takes.
+    pub fn arena_bytes<P: Policy>(&self, policy: &P) -> Option<usize> {
+        self.meta_words(policy)?
+            .checked_mul(4)?
+            .checked_add((self.slots as usize).checked_mul(self.bundle_bytes as usize)?)
+    }
+}
+
+/// A neuron-bundle cache with policy `P`.
+#[derive(Debug)]
+pub struct NeuronCache<P: Policy> {
+    cfg: CacheConfig,
+    meta: Slot,
+    data: Slot,
+    occupied: u32,
+    /// Entries on the free-slot stack.
+    free: u32,
+    policy: P,
+    stats: CacheStats,
+}
+
+/// The meta words, split by role.
+struct Meta<'a> {
+    slot_key: &'a mut [u32],
+    key_slot: &'a mut [u32],
+    free: &'a mut [u32],
+    st: &'a mut [u32],
+}
+
+fn split<'a>(meta: &'a mut [u32], cfg: &CacheConfig) -> Meta<'a> {
+    let (slot_key, rest) = meta.split_at_mut(cfg.slots as usize);
+    let (key_slot, rest) = rest.split_at_mut(cfg.keys as usize);
+    let (free, st) = rest.split_at_mut(cfg.slots as usize);
+    Meta {
+        slot_key,
+        key_slot,
+        free,
+        st,
+    }
+}
+
+/// The meta words of a cache, borrowed from the arena for one call.
+fn words<A: DramArena>(arena: &mut A, meta: Slot) -> Result<&mut [u32], CacheError> {
+    let bytes = arena.bytes_mut(meta).map_err(arena_err)?;
+    // The slot was allocated 4-aligned with a length of whole words.
+    bytemuck::try_cast_slice_mut(bytes).map_err(|_| CacheError::BadConfig)
+}
+
+impl<P: Policy> NeuronCache<P> {
+    /// Carve the cache out of `arena` and initialise it empty.
+    pub fn new<A: DramArena>(
+        arena: &mut A,
+        cfg: CacheConfig,
+        mut policy: P,
+    ) -> Result<Self, CacheError> {
+        if cfg.slots == 0 || cfg.keys == 0 || cfg.bundle_bytes == 0 || cfg.keys == EMPTY {
+            return Err(CacheError::BadConfig);
+        }
+        let words_len = cfg.meta_words(&policy).ok_or(CacheError::BadConfig)?;
+        let meta_len = words_len.checked_mul(4).ok_or(CacheError::BadConfig)?;
+        let data_len = (cfg.slots as usize)
+            .checked_mul(cfg.bundle_bytes as usize)
+            .ok_or(CacheError::BadConfig)?;
+        let meta = arena
+            .alloc(meta_len, 4, SlotKind::NeuronCache)
+            .map_err(arena_err)?;
+        let data = match arena.alloc(data_len, 64, SlotKind::NeuronCache) {
+            Ok(d) => d,
+            Err(e) => {
+                // Give the metadata back so a failed build leaves no trace.
+                let _ = arena.free(meta);
+                return Err(arena_err(e));
+            }
+        };
+        let m = split(words(arena, meta)?, &cfg);
+        m.slot_key.fill(EMPTY);
+        m.key_slot.fill(EMPTY);
+        // Free stack, top at the end: slot 0 is handed out first.
+        for (i, f) in m.free.iter_mut().enumerate() {
+            *f = cfg.slots - 1 - i as u32;
+        }
+        m.st.fill(0);
+        policy.init(m.st, cfg.slots, cfg.keys);
+        Ok(NeuronCache {
+            cfg,
+            meta,
+            data,
+            occupied: 0,
+            free: cfg.slots,
+            policy,
+            stats: CacheStats::default(),
+        })
+    }
+
+    /// Give the cache's memory back to the arena.
+    pub fn release<A: DramArena>(self, arena: &mut A) -> Result<(), CacheError> {
+        arena.free(self.data).map_err(arena_err)?;
+        arena.free(self.meta).map_err(arena_err)
+    }
+
+    /// The sizes the cache was built with.
+    pub fn config(&self) -> CacheConfig {
+        self.cfg
+    }
+
+    /// Slots holding a bundle.
+    pub fn occupied(&self) -> u32 {
+        self.occupied
+    }
+
+    /// Counters since creation.
+    pub fn stats(&self) -> CacheStats {
+        self.stats
+    }
+
+    /// The policy (for its own counters or configuration).
+    pub fn policy(&self) -> &P {
+        &self.policy
+    }
+
+    /// Look `key` up; on a hit returns its slot and tells the policy.
+    pub fn lookup<A: DramArena>(
+        &mut self,
+        arena: &mut A,
+        key: u32,
+        token: u32,
+    ) -> Result<Option<u32>, CacheError> {
+        if key >= self.cfg.keys {
+            return Err(CacheError::KeyOutOfRange);
+        }
+        let m = split(words(arena, self.meta)?, &self.cfg);
+        match m.key_slot[key as usize] {
+            EMPTY => {
+                self.stats.misses += 1;
+                Ok(None)
+            }
+            slot => {
+                self.stats.hits += 1;
+                self.policy.on_hit(m.st, slot, key, token);
+                Ok(Some(slot))
+            }
+        }
+    }
+
+    /// `true` when `key` is cached (no statistics, no policy update).
+    pub fn contains<A: DramArena>(&self, arena: &A, key: u32) -> Result<bool, CacheError> {
+        if key >= self.cfg.keys {
+            return Err(CacheError::KeyOutOfRange);
+        }
+        let bytes = arena.bytes(self.meta).map_err(arena_err)?;
+        let meta: &[u32] = bytemuck::try_cast_slice(bytes).map_err(|_| CacheError::BadConfig)?;
+        Ok(meta
+            .get(self.cfg.slots as usize + key as usize)
+            .is_some_and(|&s| s != EMPTY))
+    }
+
+    /// Offer a missing `key` to the cache. Returns the slot the caller must
+    /// fill with the bundle's bytes (see [`bundle_mut`](Self::bundle_mut)), or
+    /// `None` when the policy declined it.
+    pub fn insert<A: DramArena>(
+        &mut self,
+        arena: &mut A,
+        key: u32,
+        why: &Admission,
+    ) -> Result<Option<u32>, CacheError> {
+        if key >= self.cfg.keys {
+            return Err(CacheError::KeyOutOfRange);
+        }
+        let m = split(words(arena, self.meta)?, &self.cfg);
+        if m.key_slot[key as usize] != EMPTY {
+            return Ok(Some(m.key_slot[key as usize]));
+        }
+        if !self.policy.admit(m.st, key, why) {
+            self.stats.declined += 1;
+            return Ok(None);
+        }
+        let slot = if self.free > 0 {
+            self.free -= 1;
+            m.free[self.free as usize]
+        } else {
+            let Some(victim) = self.policy.victim(m.st) else {
+                self.stats.declined += 1;
+                return Ok(None);
+            };
+            let old = *m
+                .slot_key
+                .get(victim as usize)
+                .ok_or(CacheError::SlotOutOfRange)?;
+            if old == EMPTY {
+                return Err(CacheError::SlotOutOfRange);
+            }
+            m.key_slot[old as usize] = EMPTY;
+            m.slot_key[victim as usize] = EMPTY;
+            self.policy.on_evict(m.st, victim, old);
+            self.stats.evicted += 1;
+            self.occupied -= 1;
+            victim
+        };
+        m.slot_key[slot as usize] = key;
+        m.key_slot[key as usize] = slot;
+        self.occupied += 1;
+        self.stats.admitted += 1;
+        self.policy.on_insert(m.st, slot, key, why.token);
+        Ok(Some(slot))
+    }
+
+    /// Drop entries whose window has passed at the end of `token`.
+    pub fn end_token<A: DramArena>(
+        &mut self,
+        arena: &mut A,
+        token: u32,
+    ) -> Result<u32, CacheError> {
+        let m = split(words(arena, self.meta)?, &self.cfg);
+        let mut dropped = 0;
+        while let Some(slot) = self.policy.expired(m.st, token) {
+            let key = *m
+                .slot_key
+                .get(slot as usize)
+                .ok_or(CacheError::SlotOutOfRange)?;
+            if key == EMPTY {
+                return Err(CacheError::SlotOutOfRange);
+            }
+            m.key_slot[key as usize] = EMPTY;
+            m.slot_key[slot as usize] = EMPTY;
+            self.policy.on_evict(m.st, slot, key);
+            m.free[self.free as usize] = slot;
+            self.free += 1;
+            self.occupied -= 1;
+            dropped += 1;
+        }
+        self.stats.expired += u64::from(dropped);
+        Ok(dropped)
+    }
+
+    /// The bytes of cache slot `slot`.
+    pub fn bundle<'a, A: DramArena>(
+        &self,
+        arena: &'a A,
+        slot: u32,
+    ) -> Result<&'a [u8], CacheError> {
+        let range = self.slot_range(slot)?;
+        arena
+            .bytes(self.data)
+            .map_err(arena_err)?
+            .get(range)
+            .ok_or(CacheError::SlotOutOfRange)
+    }
+
+    /// The bytes of cache slot `slot`, to fill after an insertion.
+    pub fn bundle_mut<'a, A: DramArena>(
+        &self,
+        arena: &'a mut A,
+        slot: u32,
+    ) -> Result<&'a mut [u8], CacheError> {
+        let range = self.slot_range(slot)?;
+        arena
+            .bytes_mut(self.data)
+            .map_err(arena_err)?
+            .get_mut(range)
+            .ok_or(CacheError::SlotOutOfRange)
+    }
+
+    fn slot_range(&self, slot: u32) -> Result<core::ops::Range<usize>, CacheError> {
+        if slot >= self.cfg.slots {
+            return Err(CacheError::SlotOutOfRange);
+        }
+        let b = self.cfg.bundle_bytes as usize;
+        Ok(slot as usize * b..(slot as usize + 1) * b)
+    }
+}
+
+#[cfg(test)]
+mod tests;
