@@ -27,7 +27,11 @@ pub mod cache;
 pub mod compute;
 pub mod cost;
 pub mod flash;
+#[cfg(feature = "alloc")]
+pub mod placement;
 pub mod plan;
+#[cfg(feature = "alloc")]
+pub mod profile;
 pub mod rng;
 
 pub use lode_formats as formats;

@@ -226,6 +226,10 @@ fn walk(
     let max = u64::from(geo.max_transfer - geo.max_transfer % geo.block_size);
     let mut cur: Option<(u64, u64)> = None;
     let mut prev: Option<u32> = None;
+    // End of everything emitted so far: neighbours' aligned ranges may share
+    // a block, and a shared block is read once (except per-bundle, which is
+    // the naive baseline and reads each bundle on its own).
+    let mut done = 0u64;
     for &pos in needed {
         if pos >= region.count {
             return Err(PlanError::NeededOutOfRange);
@@ -235,32 +239,29 @@ fn walk(
         }
         prev = Some(pos);
         let (s, e) = region.bundle(pos);
-        let (s, e) = (geo.align_down(s), geo.align_up(e));
+        let (mut s, e) = (geo.align_down(s), geo.align_up(e));
+        let gap = match join {
+            Join::Never => None,
+            Join::Gap(g) => {
+                s = s.max(done);
+                Some(g)
+            }
+        };
         cur = match cur {
-            None => Some((s, e)),
             Some((cs, ce)) => {
-                let joins = match join {
-                    Join::Never => false,
-                    Join::Gap(g) => s <= ce.saturating_add(g),
-                };
-                if joins && e.max(ce) - cs <= max {
+                let reach = gap.map(|g| ce.saturating_add(g));
+                if reach.is_some_and(|r| s.min(e) <= r) && e.max(ce) - cs <= max {
                     Some((cs, e.max(ce)))
                 } else {
                     emit_split(cs, ce, max, emit)?;
-                    // Aligned ranges of neighbours may share a block: do not
-                    // read it twice.
-                    let s = if matches!(join, Join::Never) {
-                        s
-                    } else {
-                        s.max(ce)
-                    };
-                    if s >= e {
-                        None
-                    } else {
-                        Some((s, e))
+                    done = ce;
+                    if gap.is_some() {
+                        s = s.max(done);
                     }
+                    (s < e).then_some((s, e))
                 }
             }
+            None => (s < e).then_some((s, e)),
         };
     }
     if let Some((cs, ce)) = cur {
