@@ -13,5 +13,7 @@ extern crate alloc;
 pub mod compute;
 pub mod fake;
 pub mod slice_arena;
+#[cfg(feature = "std")]
+pub mod synth;
 #[cfg(feature = "alloc")]
 pub mod tokenizer;
