@@ -26,6 +26,7 @@ pub mod arena;
 pub mod cache;
 pub mod compute;
 pub mod cost;
+pub mod fetch;
 pub mod flash;
 #[cfg(feature = "alloc")]
 pub mod placement;

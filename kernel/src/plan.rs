@@ -315,6 +315,41 @@ fn gap_for_one_command(cost: &CostModel, geo: &Geometry) -> u64 {
     geo.align_down(u64::try_from(bytes).unwrap_or(u64::MAX))
 }
 
+/// The most bytes any plan of `mode` over `region` reads: the I/O buffer
+/// size that can never be too small. Every mode but per-bundle reads inside
+/// the region's aligned span (adaptive keeps per-bundle only when it equals
+/// the coalesced plan); per-bundle reads each bundle's aligned span on its
+/// own, so neighbours sharing a block read it twice.
+pub fn io_bytes_bound(region: &Region, geo: &Geometry, mode: Mode) -> u64 {
+    let (s, e) = dense_range(region, geo);
+    match mode {
+        Mode::PerBundle => {
+            let b = u64::from(geo.block_size.max(1));
+            let one = (u64::from(region.bundle_bytes) + b - 2) / b * b + b;
+            u64::from(region.count).saturating_mul(one)
+        }
+        _ => e - s,
+    }
+}
+
+/// The most extents any plan of `mode` over `region` emits: the output
+/// slice length that can never be too short. Dense plans cut the span into
+/// `max_transfer` pieces; sparse ones add at most one cut per bundle.
+pub fn extents_bound(region: &Region, geo: &Geometry, mode: Mode) -> u64 {
+    let (s, e) = dense_range(region, geo);
+    let max = u64::from(geo.max_transfer - geo.max_transfer % geo.block_size.max(1)).max(1);
+    let count = u64::from(region.count);
+    match mode {
+        Mode::Dense => (e - s).div_ceil(max),
+        Mode::PerBundle => {
+            let b = u64::from(geo.block_size.max(1));
+            let one = (u64::from(region.bundle_bytes) + b - 2) / b * b + b;
+            count.saturating_mul(one.div_ceil(max))
+        }
+        _ => (e - s).div_ceil(max).saturating_add(count),
+    }
+}
+
 /// Price a plan without producing it.
 pub fn estimate(
     region: &Region,
@@ -624,6 +659,11 @@ mod tests {
                     }
                     prop_assert!(at >= be, "bundle {} not covered", p);
                 }
+            }
+            for mode in [Mode::PerBundle, Mode::Coalesced, Mode::Merged, Mode::Dense, Mode::Adaptive { merge }] {
+                let e = estimate(&region, &needed, &geo, &cost, mode)?;
+                prop_assert!(e.bytes <= io_bytes_bound(&region, &geo, mode));
+                prop_assert!(u64::from(e.commands) <= extents_bound(&region, &geo, mode));
             }
             let adaptive = estimate(&region, &needed, &geo, &cost, Mode::Adaptive { merge })?.cost_ns;
             let per = estimate(&region, &needed, &geo, &cost, Mode::PerBundle)?.cost_ns;

@@ -414,6 +414,31 @@ impl<P: Policy> NeuronCache<P> {
             .ok_or(CacheError::SlotOutOfRange)
     }
 
+    /// Copy a bundle into cache slot `slot` from `src` (another arena slot,
+    /// typically the I/O buffer the bundle was just read into) at
+    /// `src_offset`.
+    pub fn store<A: DramArena>(
+        &self,
+        arena: &mut A,
+        slot: u32,
+        src: Slot,
+        src_offset: usize,
+    ) -> Result<(), CacheError> {
+        let range = self.slot_range(slot)?;
+        let [from, to] = arena
+            .bytes_disjoint_mut([src, self.data])
+            .map_err(arena_err)?;
+        let len = range.len();
+        let from = src_offset
+            .checked_add(len)
+            .and_then(|end| from.get(src_offset..end))
+            .ok_or(CacheError::SlotOutOfRange)?;
+        to.get_mut(range)
+            .ok_or(CacheError::SlotOutOfRange)?
+            .copy_from_slice(from);
+        Ok(())
+    }
+
     fn slot_range(&self, slot: u32) -> Result<core::ops::Range<usize>, CacheError> {
         if slot >= self.cfg.slots {
             return Err(CacheError::SlotOutOfRange);

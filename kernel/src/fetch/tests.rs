@@ -1,0 +1,344 @@
+use std::vec;
+use std::vec::Vec;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::arena::testing::VecArena;
+use crate::arena::SlotKind;
+use crate::cache::{CacheConfig, Lru, S3Fifo};
+use crate::cost::CostModel;
+use crate::flash::{ErrorKind, ErrorType, Geometry};
+
+/// An in-memory device that reads at completion time and can fail one offset.
+struct RamFlash {
+    data: Vec<u8>,
+    geo: Geometry,
+    queued: heapless::Vec<ReadRequest, 64>,
+    fail_at: Option<u64>,
+    commands: u64,
+}
+
+impl ErrorType for RamFlash {
+    type Error = ErrorKind;
+}
+
+impl FlashDevice for RamFlash {
+    fn geometry(&self) -> Geometry {
+        self.geo
+    }
+    fn cost_model(&self) -> CostModel {
+        CostModel {
+            command_ns: 8_000,
+            bytes_per_sec: 4_200_000_000,
+            queue_depth: 2,
+        }
+    }
+    fn submit<A: DramArena>(
+        &mut self,
+        arena: &mut A,
+        reads: &[ReadRequest],
+    ) -> Result<(), ErrorKind> {
+        self.geo.check_batch(arena, reads)?;
+        self.commands += reads.len() as u64;
+        self.queued
+            .extend_from_slice(reads)
+            .map_err(|_| ErrorKind::QueueFull)
+    }
+    fn complete<A: DramArena>(
+        &mut self,
+        arena: &mut A,
+        done: &mut [Completion],
+    ) -> Result<usize, ErrorKind> {
+        let mut n = 0;
+        while n < done.len() {
+            let Some(r) = self.queued.pop() else { break };
+            let status = if Some(r.offset) == self.fail_at {
+                Err(ErrorKind::Io)
+            } else {
+                let src = &self.data[r.offset as usize..][..r.len as usize];
+                arena.bytes_mut(r.dest).unwrap()[r.dest_offset..][..src.len()].copy_from_slice(src);
+                Ok(())
+            };
+            done[n] = Completion { tag: r.tag, status };
+            n += 1;
+        }
+        Ok(n)
+    }
+    fn in_flight(&self) -> usize {
+        self.queued.len()
+    }
+    fn write(&mut self, _: u64, _: &[u8]) -> Result<(), ErrorKind> {
+        Err(ErrorKind::Unsupported)
+    }
+    fn sync(&mut self) -> Result<(), ErrorKind> {
+        Ok(())
+    }
+}
+
+const BUNDLE: u32 = 1080;
+const COUNT: u32 = 200;
+
+/// A device holding one region whose bundle `p` is filled with a pattern
+/// unique to `(p, byte index)`.
+fn device(block: u32, max_transfer: u32) -> (RamFlash, Region) {
+    let region = Region {
+        offset: 4 * u64::from(block),
+        stride: BUNDLE,
+        bundle_bytes: BUNDLE,
+        count: COUNT,
+    };
+    let len = (region.end().unwrap() as usize).div_ceil(block as usize) * block as usize;
+    let mut data = vec![0u8; len];
+    for p in 0..COUNT {
+        let s = (region.offset + u64::from(p) * u64::from(BUNDLE)) as usize;
+        for (i, b) in data[s..s + BUNDLE as usize].iter_mut().enumerate() {
+            *b = pattern(p, i);
+        }
+    }
+    let geo = Geometry {
+        block_size: block,
+        capacity: len as u64,
+        max_transfer,
+        queue_depth: 32,
+    };
+    (
+        RamFlash {
+            data,
+            geo,
+            queued: heapless::Vec::new(),
+            fail_at: None,
+            commands: 0,
+        },
+        region,
+    )
+}
+
+fn pattern(p: u32, i: usize) -> u8 {
+    (p as usize * 31 + i * 7) as u8 ^ (i >> 8) as u8
+}
+
+struct Buffers {
+    missing: Vec<u32>,
+    extents: Vec<Extent>,
+    locs: Vec<BundleLoc>,
+}
+
+impl Buffers {
+    fn new() -> Self {
+        Buffers {
+            missing: vec![0; COUNT as usize],
+            extents: vec![Extent::default(); 2 * COUNT as usize],
+            locs: vec![BundleLoc::Nowhere; COUNT as usize],
+        }
+    }
+    fn scratch(&mut self) -> FetchScratch<'_> {
+        FetchScratch {
+            missing: &mut self.missing,
+            extents: &mut self.extents,
+            locs: &mut self.locs,
+        }
+    }
+}
+
+/// Every needed bundle's bytes are where `locs` says, in the I/O buffer or
+/// the cache.
+fn check_locs<P: Policy>(
+    arena: &VecArena,
+    cache: Option<&NeuronCache<P>>,
+    io: Slot,
+    positions: &[u32],
+    locs: &[BundleLoc],
+) -> Result<(), TestCaseError> {
+    for (&p, loc) in positions.iter().zip(locs) {
+        let bytes = match *loc {
+            BundleLoc::Io(at) => &arena.bytes(io).unwrap()[at..at + BUNDLE as usize],
+            BundleLoc::Cache(slot) => cache.unwrap().bundle(arena, slot).unwrap(),
+            BundleLoc::Nowhere => return Err(TestCaseError::fail("bundle not fetched")),
+        };
+        for (i, &b) in bytes.iter().enumerate() {
+            prop_assert_eq!(b, pattern(p, i), "bundle {} byte {}", p, i);
+        }
+    }
+    Ok(())
+}
+
+fn modes() -> [Mode; 5] {
+    [
+        Mode::PerBundle,
+        Mode::Coalesced,
+        Mode::Merged,
+        Mode::Dense,
+        Mode::Adaptive { merge: true },
+    ]
+}
+
+proptest! {
+    /// In every mode, with and without a cache, over several tokens, each
+    /// needed bundle ends up where its location says, byte for byte.
+    #[test]
+    fn fetched_bytes_are_the_bundles(tokens in prop::collection::vec(prop::collection::btree_set(0u32..COUNT, 0..60), 1..5), block_log in 9u32..13, mt in 1u32..64) {
+        let block = 1 << block_log;
+        let (mut dev, region) = device(block, mt * block);
+        for mode in modes() {
+            let mut arena = VecArena::new(8 << 20);
+            let io_len = plan::io_bytes_bound(&region, &dev.geo, mode) as usize;
+            let io = arena.alloc(io_len, block as usize, SlotKind::IoBuffer).unwrap();
+            let mut cache = NeuronCache::new(&mut arena, CacheConfig { slots: 40, keys: COUNT, bundle_bytes: BUNDLE }, S3Fifo::default()).unwrap();
+            let mut buf = Buffers::new();
+            buf.extents = vec![Extent::default(); plan::extents_bound(&region, &dev.geo, mode) as usize];
+            for (t, set) in tokens.iter().enumerate() {
+                let positions: Vec<u32> = set.iter().copied().collect();
+                let f = fetch_layer(&mut dev, &mut arena, Some(&mut cache), &region, 0, &positions, t as u32, mode, io, &mut buf.scratch()).unwrap();
+                prop_assert_eq!((f.hits + f.misses) as usize, positions.len());
+                prop_assert_eq!(f.needed_bytes, u64::from(f.misses) * u64::from(BUNDLE));
+                prop_assert!(f.plan.bytes >= f.needed_bytes || mode == Mode::PerBundle);
+                check_locs(&arena, Some(&cache), io, &positions, &buf.locs[..positions.len()])?;
+                let f = fetch_layer(&mut dev, &mut arena, None::<&mut NeuronCache<Lru>>, &region, 0, &positions, t as u32, mode, io, &mut buf.scratch()).unwrap();
+                prop_assert_eq!(f.hits, 0);
+                check_locs::<Lru>(&arena, None, io, &positions, &buf.locs[..positions.len()])?;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_failed_read_is_reported_and_leaves_the_device_idle() {
+    let (mut dev, region) = device(512, 64 << 10);
+    let mut arena = VecArena::new(1 << 20);
+    let io = arena.alloc(256 << 10, 512, SlotKind::IoBuffer).unwrap();
+    let mut buf = Buffers::new();
+    dev.fail_at = Some(region.offset);
+    let err = fetch_layer(
+        &mut dev,
+        &mut arena,
+        None::<&mut NeuronCache<Lru>>,
+        &region,
+        0,
+        &[0, 1, 100],
+        0,
+        Mode::PerBundle,
+        io,
+        &mut buf.scratch(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        FetchError::Read {
+            offset: region.offset,
+            kind: ErrorKind::Io
+        }
+    );
+    assert_eq!(dev.in_flight(), 0);
+}
+
+#[test]
+fn small_buffers_are_errors_not_panics() {
+    let (mut dev, region) = device(512, 64 << 10);
+    let mut arena = VecArena::new(1 << 20);
+    let io = arena.alloc(1024, 512, SlotKind::IoBuffer).unwrap();
+    let mut buf = Buffers::new();
+    let err = fetch_layer(
+        &mut dev,
+        &mut arena,
+        None::<&mut NeuronCache<Lru>>,
+        &region,
+        0,
+        &[0, 50, 100],
+        0,
+        Mode::Coalesced,
+        io,
+        &mut buf.scratch(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, FetchError::IoBufferTooSmall { .. }));
+    let mut short = [0u32; 1];
+    let mut ext = [Extent::default(); 8];
+    let mut locs = [BundleLoc::Nowhere; 8];
+    let mut s = FetchScratch {
+        missing: &mut short,
+        extents: &mut ext,
+        locs: &mut locs,
+    };
+    let err = fetch_layer(
+        &mut dev,
+        &mut arena,
+        None::<&mut NeuronCache<Lru>>,
+        &region,
+        0,
+        &[0, 1],
+        0,
+        Mode::Coalesced,
+        io,
+        &mut s,
+    )
+    .unwrap_err();
+    assert_eq!(err, FetchError::ScratchTooSmall);
+    let err = fetch_layer(
+        &mut dev,
+        &mut arena,
+        None::<&mut NeuronCache<Lru>>,
+        &region,
+        0,
+        &[5, 3],
+        0,
+        Mode::Coalesced,
+        io,
+        &mut buf.scratch(),
+    )
+    .unwrap_err();
+    assert_eq!(err, FetchError::Plan(PlanError::NotSorted));
+}
+
+/// With a cache, a second token needing the same bundles reads nothing.
+#[test]
+fn cache_hits_skip_the_device() {
+    let (mut dev, region) = device(4096, 1 << 20);
+    let mut arena = VecArena::new(4 << 20);
+    let io = arena.alloc(1 << 20, 4096, SlotKind::IoBuffer).unwrap();
+    let mut cache = NeuronCache::new(
+        &mut arena,
+        CacheConfig {
+            slots: 50,
+            keys: COUNT,
+            bundle_bytes: BUNDLE,
+        },
+        Lru::new(),
+    )
+    .unwrap();
+    let mut buf = Buffers::new();
+    let positions = [3, 4, 90, 91, 150];
+    let first = fetch_layer(
+        &mut dev,
+        &mut arena,
+        Some(&mut cache),
+        &region,
+        0,
+        &positions,
+        0,
+        Mode::Coalesced,
+        io,
+        &mut buf.scratch(),
+    )
+    .unwrap();
+    assert_eq!((first.hits, first.misses, first.admitted), (0, 5, 5));
+    let commands = dev.commands;
+    let second = fetch_layer(
+        &mut dev,
+        &mut arena,
+        Some(&mut cache),
+        &region,
+        0,
+        &positions,
+        1,
+        Mode::Coalesced,
+        io,
+        &mut buf.scratch(),
+    )
+    .unwrap();
+    assert_eq!(
+        (second.hits, second.misses, second.plan.commands),
+        (5, 0, 0)
+    );
+    assert_eq!(dev.commands, commands);
+}
