@@ -1,1 +1,45 @@
-fn main() {}
+//! `lode`: run language models from flash on devices whose DRAM is smaller
+//! than the model. See `lode --help`.
+
+mod cmd_inspect;
+mod cmd_trace;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// lode runs large language models from flash on devices whose DRAM is
+/// smaller than the model, reading only what each token needs.
+#[derive(Parser, Debug)]
+#[command(name = "lode", version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Print a lode image's header, tensors and bundle regions; with
+    /// --verify, check every data byte too. Exits non-zero on any defect.
+    Inspect(cmd_inspect::InspectArgs),
+    /// Make and describe activation traces.
+    #[command(subcommand)]
+    Trace(cmd_trace::TraceCmd),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut out = std::io::stdout().lock();
+    let result = match &cli.cmd {
+        Cmd::Inspect(args) => cmd_inspect::run(args, &mut out),
+        Cmd::Trace(cmd) => cmd_trace::run(cmd, &mut out),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lode: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -12,8 +12,10 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod checksum;
 pub mod dtype;
 pub mod gguf;
 pub mod image;
+pub mod trace;
 
 pub use dtype::DType;

@@ -1,0 +1,510 @@
+//! `lode inspect`: print an image's header, model geometry, tensors and
+//! bundle regions, and optionally check every data byte.
+//!
+//! It opens the image the way the runtime does: one read for the header,
+//! one for the metadata prefix, so inspecting a multi-gigabyte image costs a
+//! few kilobytes of memory. `--verify` then streams the data part through
+//! [`DataVerifier`](lode_formats::image::DataVerifier) in 1 MiB chunks.
+
+use std::error::Error;
+use std::fmt;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use lode_formats::image::{
+    BundleRegion, ErrorKind, Image, ImageError, ImageHeader, Location, Placement,
+};
+
+/// Arguments of `lode inspect`.
+#[derive(clap::Args, Debug)]
+pub struct InspectArgs {
+    /// Path of the lode image to inspect.
+    pub image: PathBuf,
+    /// Also read every data byte and check it: tensors and bundles against
+    /// their CRC32C, padding against zero.
+    #[arg(long)]
+    pub verify: bool,
+}
+
+/// The image at `path` was refused by the reader or the verifier.
+#[derive(Debug)]
+pub struct ImageRejected {
+    /// The image's path.
+    pub path: PathBuf,
+    /// What the reader or verifier found.
+    pub error: ImageError,
+    /// The tensor's name, when the error is about a tensor.
+    pub tensor: Option<String>,
+}
+
+impl fmt::Display for ImageRejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.error)?;
+        if let Some(name) = &self.tensor {
+            write!(f, " (tensor `{name}`)")?;
+        }
+        Ok(())
+    }
+}
+
+impl Error for ImageRejected {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// An I/O failure on the image file, with its path.
+#[derive(Debug)]
+struct FileError {
+    path: PathBuf,
+    what: &'static str,
+    source: std::io::Error,
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.path.display(), self.what, self.source)
+    }
+}
+
+impl Error for FileError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Bytes read for the header: one block of the smallest size an image may
+/// use, which always holds the 64-byte header.
+const FIRST_READ: u64 = 512;
+
+/// Chunk size of `--verify`: large sequential reads, bounded memory.
+const VERIFY_CHUNK: usize = 1 << 20;
+
+/// Run `lode inspect`, printing to `out`.
+pub fn run(args: &InspectArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
+    let path = args.image.as_path();
+    let io_err = |what: &'static str| {
+        move |source| FileError {
+            path: path.to_path_buf(),
+            what,
+            source,
+        }
+    };
+    let reject = |error: ImageError| ImageRejected {
+        path: path.to_path_buf(),
+        error,
+        tensor: None,
+    };
+
+    let mut file = File::open(path).map_err(io_err("cannot open"))?;
+    let actual_len = file.metadata().map_err(io_err("cannot stat"))?.len();
+
+    let first = read_at(&mut file, 0, FIRST_READ.min(actual_len)).map_err(io_err("cannot read"))?;
+    let header = ImageHeader::parse(&first).map_err(reject)?;
+    if header.meta_len > actual_len {
+        return Err(reject(ImageError::new(
+            ErrorKind::Truncated,
+            Location::Offset(actual_len),
+            "file ends inside the metadata prefix",
+        ))
+        .into());
+    }
+    let prefix = read_at(&mut file, 0, header.meta_len).map_err(io_err("cannot read"))?;
+    let image = Image::parse(&prefix).map_err(reject)?;
+    if actual_len != header.file_len {
+        let (kind, detail) = if actual_len < header.file_len {
+            (
+                ErrorKind::Truncated,
+                "file is shorter than the image's length",
+            )
+        } else {
+            (ErrorKind::OutOfRange, "file has bytes past the image's end")
+        };
+        return Err(reject(ImageError::new(kind, Location::Offset(actual_len), detail)).into());
+    }
+
+    print_image(out, path, &image)?;
+
+    if args.verify {
+        let result = verify(&mut file, &image).map_err(io_err("cannot read"))?;
+        if let Err(error) = result {
+            let tensor = match error.location() {
+                Location::Tensor(i) => image.tensor(i).map(|t| t.name.to_string()),
+                _ => None,
+            };
+            return Err(ImageRejected {
+                path: path.to_path_buf(),
+                error,
+                tensor,
+            }
+            .into());
+        }
+        writeln!(out, "verify: ok ({} data bytes checked)", header.data_len())?;
+    }
+    Ok(())
+}
+
+/// Read exactly `len` bytes at `offset`.
+fn read_at(file: &mut File, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+    let len = usize::try_from(len).map_err(|_| std::io::Error::other("length over memory"))?;
+    let mut buf = vec![0u8; len];
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+/// Stream the data part through the image's verifier. The outer `Result`
+/// is the file, the inner one the image.
+fn verify(file: &mut File, image: &Image<'_>) -> std::io::Result<Result<(), ImageError>> {
+    let header = image.header();
+    file.seek(SeekFrom::Start(header.meta_len))?;
+    let mut verifier = image.data_verifier();
+    let mut remaining = header.data_len();
+    let mut buf = vec![0u8; VERIFY_CHUNK];
+    while remaining > 0 {
+        let n = usize::try_from(remaining).map_or(buf.len(), |r| r.min(buf.len()));
+        let chunk = buf.get_mut(..n).unwrap_or_default();
+        file.read_exact(chunk)?;
+        if let Err(e) = verifier.update(chunk) {
+            return Ok(Err(e));
+        }
+        remaining -= n as u64;
+    }
+    Ok(verifier.finish())
+}
+
+fn print_image(out: &mut dyn Write, path: &Path, image: &Image<'_>) -> std::io::Result<()> {
+    let h = image.header();
+    writeln!(out, "lode image {}", path.display())?;
+    writeln!(out, "  format       {}.{}", h.major, h.minor)?;
+    writeln!(out, "  block size   {} bytes", h.block_size)?;
+    writeln!(
+        out,
+        "  metadata     {} bytes ({} sections)",
+        h.meta_len, h.section_count
+    )?;
+    writeln!(out, "  data         {} bytes", h.data_len())?;
+    writeln!(out, "  file         {} bytes", h.file_len)?;
+
+    let g = image.geometry();
+    writeln!(out, "model")?;
+    writeln!(out, "  architecture {}", g.arch.as_str())?;
+    writeln!(out, "  layers       {}", g.layers)?;
+    writeln!(out, "  hidden       {}", g.hidden)?;
+    writeln!(out, "  ffn          {}", g.ffn)?;
+    writeln!(
+        out,
+        "  heads        {} (kv heads {}, head dim {})",
+        g.heads, g.kv_heads, g.head_dim
+    )?;
+    writeln!(out, "  vocab        {}", g.vocab)?;
+    writeln!(out, "  context      {}", g.context)?;
+    writeln!(out, "  rope base    {}", g.rope_base)?;
+    writeln!(out, "  rms eps      {:e}", g.rms_eps)?;
+    writeln!(out, "  fingerprint  {:016x}", g.fingerprint)?;
+
+    match image.cost_model() {
+        Some(c) => writeln!(
+            out,
+            "cost model     {} ns per command, {} bytes/s, queue depth {}",
+            c.command_ns, c.bytes_per_sec, c.queue_depth
+        )?,
+        None => writeln!(out, "cost model     not stored")?,
+    }
+
+    writeln!(out, "tensors ({})", image.tensor_count())?;
+    let width = image
+        .tensors()
+        .map(|t| t.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    writeln!(
+        out,
+        "  {:<width$}  {:<5} {:<22} {:>12} {:>12}",
+        "name", "type", "shape", "offset", "length"
+    )?;
+    for t in image.tensors() {
+        let shape = format!("{:?}", t.shape.dims());
+        writeln!(
+            out,
+            "  {:<width$}  {:<5} {:<22} {:>12} {:>12}",
+            t.name,
+            t.dtype.name(),
+            shape,
+            t.offset,
+            t.length
+        )?;
+    }
+
+    writeln!(out, "bundle regions ({})", image.layer_count())?;
+    writeln!(
+        out,
+        "  {:>5} {:>12} {:>10} {:>7} {:>6} {:>6}  {:<16} {:<16} placement",
+        "layer", "offset", "length", "bundles", "size", "stride", "parts", "codecs"
+    )?;
+    for region in image.layers() {
+        let l = region.layer;
+        let codecs = codec_summary(image.codec_tags(l).unwrap_or_default());
+        let placement = placement_summary(image.placement(l));
+        writeln!(
+            out,
+            "  {:>5} {:>12} {:>10} {:>7} {:>6} {:>6}  {:<16} {:<16} {}",
+            l,
+            region.offset,
+            region.length,
+            region.count,
+            region.bundle_size,
+            region.stride,
+            parts_summary(&region),
+            codecs,
+            placement
+        )?;
+    }
+    Ok(())
+}
+
+/// `gate/up/down` dtypes, `-` for an absent part.
+fn parts_summary(region: &BundleRegion) -> String {
+    let names: Vec<&str> = region
+        .parts
+        .in_order()
+        .iter()
+        .map(|p| p.map_or("-", |d| d.name()))
+        .collect();
+    names.join("/")
+}
+
+/// `raw` when every bundle is raw, else a count per codec tag.
+fn codec_summary(tags: &[u8]) -> String {
+    if tags.is_empty() {
+        return "-".to_string();
+    }
+    let mut counts = [0usize; 256];
+    for &t in tags {
+        if let Some(c) = counts.get_mut(usize::from(t)) {
+            *c += 1;
+        }
+    }
+    let parts: Vec<String> = counts
+        .iter()
+        .enumerate()
+        .filter(|(_, &n)| n > 0)
+        .map(|(tag, &n)| match tag {
+            0 if n == tags.len() => "raw".to_string(),
+            0 => format!("raw {n}"),
+            _ => format!("tag{tag} {n}"),
+        })
+        .collect();
+    parts.join(", ")
+}
+
+/// `identity`, or how many positions hold another neuron.
+fn placement_summary(placement: Option<Placement<'_>>) -> String {
+    match placement {
+        None => "-".to_string(),
+        Some(p) if p.is_empty() => "-".to_string(),
+        Some(p) if p.is_identity() => "identity".to_string(),
+        Some(p) => format!("permuted ({} of {} moved)", p.moved(), p.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lode_formats::image::{
+        ArchTag, BundleParts, ImageBuilder, LayerSpec, ModelGeometry, StoredCostModel,
+    };
+    use lode_formats::DType;
+
+    /// A scratch file under the system temp dir, removed on drop.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(name: &str, bytes: &[u8]) -> TempFile {
+            let path = std::env::temp_dir()
+                .join(format!("lode-inspect-{}-{name}.lode", std::process::id()));
+            std::fs::write(&path, bytes).unwrap();
+            TempFile(path)
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn image_bytes() -> Vec<u8> {
+        let q = Some(DType::Q4_1);
+        let parts = BundleParts {
+            gate: q,
+            up: q,
+            down: q,
+        };
+        let geometry = ModelGeometry {
+            arch: ArchTag::new("llama").unwrap(),
+            layers: 2,
+            hidden: 32,
+            ffn: 3,
+            heads: 9,
+            kv_heads: 3,
+            head_dim: 64,
+            vocab: 49152,
+            context: 8192,
+            rope_base: 100_000.0,
+            rms_eps: 1e-5,
+            fingerprint: 0xFEED_5EED,
+        };
+        let bundles: Vec<u8> = (0..180u32).map(|i| (i * 13 + 1) as u8).collect();
+        let mut b = ImageBuilder::new(geometry);
+        b.block_size(512).cost_model(Some(StoredCostModel {
+            command_ns: 50_000,
+            bytes_per_sec: 1_280_000_000,
+            queue_depth: 4,
+        }));
+        b.add_tensor("token_embd.weight", DType::Q8_0, &[32, 2], vec![7u8; 68])
+            .unwrap();
+        b.add_tensor("output_norm.weight", DType::F32, &[32], vec![0u8; 128])
+            .unwrap();
+        b.add_layer(LayerSpec::new(parts, bundles.clone(), vec![1, 2, 0]).with_stride(64));
+        b.add_layer(LayerSpec::new(parts, bundles, vec![0, 1, 2]).with_codec_tags(vec![0, 3, 0]));
+        b.to_bytes().unwrap()
+    }
+
+    fn inspect(path: &Path, verify: bool) -> (Result<(), Box<dyn Error>>, String) {
+        let args = InspectArgs {
+            image: path.to_path_buf(),
+            verify,
+        };
+        let mut out = Vec::new();
+        let result = run(&args, &mut out);
+        (result, String::from_utf8(out).unwrap())
+    }
+
+    fn rejected_kind(result: &Result<(), Box<dyn Error>>) -> Option<ErrorKind> {
+        let err = result.as_ref().err()?;
+        err.downcast_ref::<ImageRejected>().map(|r| r.error.kind())
+    }
+
+    #[test]
+    fn prints_header_tensors_and_regions() {
+        let file = TempFile::new("good", &image_bytes());
+        let (result, text) = inspect(&file.0, true);
+        assert!(result.is_ok(), "{result:?}");
+        for want in [
+            "format       1.0",
+            "block size   512 bytes",
+            "architecture llama",
+            "heads        9 (kv heads 3, head dim 64)",
+            "rms eps      1e-5",
+            "fingerprint  00000000feed5eed",
+            "50000 ns per command, 1280000000 bytes/s, queue depth 4",
+            "tensors (2)",
+            "output_norm.weight",
+            "[32, 2]",
+            "q8_0",
+            "bundle regions (2)",
+            "q4_1/q4_1/q4_1",
+            "permuted (3 of 3 moved)",
+            "identity",
+            "raw 2, tag3 1",
+            "verify: ok",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+        // Sorted by name: output_norm before token_embd.
+        let a = text.find("output_norm.weight");
+        let b = text.find("token_embd.weight");
+        assert!(a < b);
+    }
+
+    #[test]
+    fn rejects_corrupt_metadata_with_a_message() {
+        let mut bytes = image_bytes();
+        bytes[100] ^= 0x04; // inside the section table
+        let file = TempFile::new("bad-table", &bytes);
+        let (result, text) = inspect(&file.0, false);
+        assert_eq!(rejected_kind(&result), Some(ErrorKind::ChecksumMismatch));
+        let msg = result.unwrap_err().to_string();
+        assert!(msg.contains("section table"), "{msg}");
+        assert!(msg.contains("bad-table"), "{msg}");
+        assert!(text.is_empty());
+    }
+
+    #[test]
+    fn data_corruption_needs_verify() {
+        let bytes = image_bytes();
+        let image = Image::parse(&bytes).unwrap();
+        let (index, t) = image.tensor_by_name("token_embd.weight").unwrap();
+        let mut bad = bytes.clone();
+        bad[t.offset as usize + 5] ^= 0xFF;
+        let file = TempFile::new("bad-data", &bad);
+        let (result, _) = inspect(&file.0, false);
+        assert!(result.is_ok());
+        let (result, text) = inspect(&file.0, true);
+        assert_eq!(rejected_kind(&result), Some(ErrorKind::ChecksumMismatch));
+        assert!(text.contains("tensors (2)"));
+        let msg = result.unwrap_err().to_string();
+        assert!(msg.contains(&format!("tensor {index}")), "{msg}");
+        assert!(msg.contains("`token_embd.weight`"), "{msg}");
+    }
+
+    #[test]
+    fn rejects_wrong_lengths_and_foreign_files() {
+        let bytes = image_bytes();
+        let meta = ImageHeader::parse(&bytes).unwrap().meta_len as usize;
+
+        let file = TempFile::new("short", &bytes[..bytes.len() - 512]);
+        let (result, _) = inspect(&file.0, false);
+        assert_eq!(rejected_kind(&result), Some(ErrorKind::Truncated));
+
+        let file = TempFile::new("short-meta", &bytes[..meta - 1]);
+        let (result, _) = inspect(&file.0, false);
+        assert_eq!(rejected_kind(&result), Some(ErrorKind::Truncated));
+
+        let mut long = bytes.clone();
+        long.extend_from_slice(&[0; 512]);
+        let file = TempFile::new("long", &long);
+        let (result, _) = inspect(&file.0, false);
+        assert_eq!(rejected_kind(&result), Some(ErrorKind::OutOfRange));
+
+        let file = TempFile::new("gguf", b"GGUF\x03\0\0\0 not a lode image");
+        let (result, _) = inspect(&file.0, false);
+        assert_eq!(rejected_kind(&result), Some(ErrorKind::BadMagic));
+        let msg = result.unwrap_err().to_string();
+        assert!(msg.contains("not a lode image"), "{msg}");
+
+        let file = TempFile::new("empty", b"");
+        let (result, _) = inspect(&file.0, false);
+        assert_eq!(rejected_kind(&result), Some(ErrorKind::Truncated));
+
+        let missing = std::env::temp_dir().join("lode-inspect-does-not-exist.lode");
+        let (result, _) = inspect(&missing, false);
+        let msg = result.unwrap_err().to_string();
+        assert!(msg.contains("cannot open"), "{msg}");
+    }
+
+    #[test]
+    fn every_byte_flip_is_refused_with_verify() {
+        let bytes = image_bytes();
+        let file = TempFile::new("flip", &bytes);
+        for i in (0..bytes.len()).step_by(7) {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x01;
+            std::fs::write(&file.0, &bad).unwrap();
+            let (result, _) = inspect(&file.0, true);
+            assert!(result.is_err(), "byte {i} accepted");
+        }
+    }
+
+    #[test]
+    fn summaries() {
+        assert_eq!(codec_summary(&[]), "-");
+        assert_eq!(codec_summary(&[0, 0]), "raw");
+        assert_eq!(codec_summary(&[0, 2, 2]), "raw 1, tag2 2");
+        assert_eq!(codec_summary(&[5]), "tag5 1");
+        assert_eq!(placement_summary(None), "-");
+    }
+}

@@ -1,0 +1,389 @@
+//! Decoded, typed views of an image's tables: what callers work with instead
+//! of the raw little-endian records.
+
+use zerocopy::little_endian::U32;
+
+use crate::DType;
+
+use super::layout::{ARCH_LEN, MAX_DIMS};
+
+/// An architecture tag: 1 to 16 printable ASCII bytes (`llama`, `opt`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ArchTag {
+    bytes: [u8; ARCH_LEN],
+    len: u8,
+}
+
+impl ArchTag {
+    /// The tag for `name`, or `None` when it is empty, longer than 16 bytes
+    /// or not printable ASCII (no spaces).
+    pub fn new(name: &str) -> Option<ArchTag> {
+        let src = name.as_bytes();
+        if src.is_empty() || src.len() > ARCH_LEN || !src.iter().all(u8::is_ascii_graphic) {
+            return None;
+        }
+        let mut bytes = [0u8; ARCH_LEN];
+        bytes.get_mut(..src.len())?.copy_from_slice(src);
+        Some(ArchTag {
+            bytes,
+            len: src.len() as u8,
+        })
+    }
+
+    /// Decode the stored field: printable ASCII, then zero bytes only.
+    pub fn from_field(field: &[u8; ARCH_LEN]) -> Option<ArchTag> {
+        let len = field.iter().position(|&b| b == 0).unwrap_or(ARCH_LEN);
+        let (name, rest) = field.split_at(len);
+        if rest.iter().any(|&b| b != 0) {
+            return None;
+        }
+        ArchTag::new(core::str::from_utf8(name).ok()?)
+    }
+
+    /// The tag as text.
+    pub fn as_str(&self) -> &str {
+        let name = self.bytes.get(..usize::from(self.len)).unwrap_or_default();
+        core::str::from_utf8(name).unwrap_or_default()
+    }
+
+    /// The 16-byte stored field.
+    pub fn field(&self) -> [u8; ARCH_LEN] {
+        self.bytes
+    }
+}
+
+/// The shape of the model the image holds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ModelGeometry {
+    /// Architecture.
+    pub arch: ArchTag,
+    /// Transformer layers (the image has one bundle region per layer).
+    pub layers: u32,
+    /// Hidden width; every bundle part is a row of this many elements.
+    pub hidden: u32,
+    /// FFN neurons per layer.
+    pub ffn: u32,
+    /// Query heads.
+    pub heads: u32,
+    /// Key/value heads.
+    pub kv_heads: u32,
+    /// Elements per head.
+    pub head_dim: u32,
+    /// Vocabulary size.
+    pub vocab: u32,
+    /// Trained context length.
+    pub context: u32,
+    /// RoPE frequency base (finite, positive).
+    pub rope_base: f32,
+    /// RMSNorm epsilon (finite, positive).
+    pub rms_eps: f32,
+    /// Identity of the model's weights, chosen by the packer; files derived
+    /// from a model (traces, KV swap areas) carry it so a mismatch is refused.
+    pub fingerprint: u64,
+}
+
+/// A tensor's dimensions, innermost (row length) first, as in GGML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Shape {
+    dims: [u64; MAX_DIMS],
+    len: u8,
+}
+
+impl Shape {
+    /// A shape of 1 to 4 dimensions, each at least 1.
+    pub fn new(dims: &[u64]) -> Option<Shape> {
+        if dims.is_empty() || dims.len() > MAX_DIMS || dims.contains(&0) {
+            return None;
+        }
+        let mut all = [0u64; MAX_DIMS];
+        all.get_mut(..dims.len())?.copy_from_slice(dims);
+        Some(Shape {
+            dims: all,
+            len: dims.len() as u8,
+        })
+    }
+
+    /// The dimensions used.
+    pub fn dims(&self) -> &[u64] {
+        self.dims.get(..usize::from(self.len)).unwrap_or_default()
+    }
+
+    /// The four stored dimensions, unused ones zero.
+    pub fn padded(&self) -> [u64; MAX_DIMS] {
+        self.dims
+    }
+
+    /// Bytes of a tensor of this shape and `dtype`: rows of `dims[0]`
+    /// elements, `None` when a row is not a whole number of blocks or the
+    /// size overflows.
+    pub fn byte_len(&self, dtype: DType) -> Option<u64> {
+        let (&row, rest) = self.dims().split_first()?;
+        let mut bytes = dtype.row_bytes(row)?;
+        for &d in rest {
+            bytes = bytes.checked_mul(d)?;
+        }
+        Some(bytes)
+    }
+}
+
+/// One entry of the tensor table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct TensorInfo<'a> {
+    /// Name (unique; the table is sorted by it).
+    pub name: &'a str,
+    /// Element type.
+    pub dtype: DType,
+    /// Dimensions.
+    pub shape: Shape,
+    /// Absolute offset of the data (block-aligned).
+    pub offset: u64,
+    /// Bytes of data.
+    pub length: u64,
+    /// CRC32C of the data.
+    pub crc: u32,
+}
+
+/// Which rows a bundle holds, in storage order gate, up, down, each a row of
+/// `hidden` elements of its dtype. Absent parts take no bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct BundleParts {
+    /// The gate-projection row (absent in non-gated FFNs).
+    pub gate: Option<DType>,
+    /// The up-projection row.
+    pub up: Option<DType>,
+    /// The down-projection column.
+    pub down: Option<DType>,
+}
+
+impl BundleParts {
+    /// The parts in storage order.
+    pub fn in_order(&self) -> [Option<DType>; 3] {
+        [self.gate, self.up, self.down]
+    }
+
+    /// Bytes of one bundle's content for a model of width `hidden`; `None`
+    /// when no part is present, a row is not a whole number of blocks, or
+    /// the size does not fit in a `u32`.
+    pub fn bundle_bytes(&self, hidden: u32) -> Option<u32> {
+        let mut total = 0u64;
+        let mut any = false;
+        for dtype in self.in_order().into_iter().flatten() {
+            total = total.checked_add(dtype.row_bytes(u64::from(hidden))?)?;
+            any = true;
+        }
+        if !any || total == 0 {
+            return None;
+        }
+        u32::try_from(total).ok()
+    }
+}
+
+/// One layer's bundle region: where its FFN neuron bundles are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct BundleRegion {
+    /// Layer index.
+    pub layer: usize,
+    /// Absolute offset of the region (block-aligned).
+    pub offset: u64,
+    /// Bytes of the region: `count * stride`.
+    pub length: u64,
+    /// Bundles (neurons) in the region.
+    pub count: u32,
+    /// Bytes of one bundle's content.
+    pub bundle_size: u32,
+    /// Distance between consecutive bundles; bytes past `bundle_size` are zero.
+    pub stride: u32,
+    /// What each bundle holds.
+    pub parts: BundleParts,
+    /// Index of the layer's first bundle among all bundles of the image.
+    pub first_bundle: u64,
+}
+
+impl BundleRegion {
+    /// Absolute offset of the bundle at placement position `pos`.
+    pub fn bundle_offset(&self, pos: u32) -> Option<u64> {
+        if pos >= self.count {
+            return None;
+        }
+        self.offset
+            .checked_add(u64::from(pos).checked_mul(u64::from(self.stride))?)
+    }
+}
+
+/// A layer's placement: the order in which its neurons' bundles are stored.
+///
+/// The bundle at position `p` holds neuron `perm[p]`, and neuron `n` is at
+/// position `inverse[n]`. Both are checked to be mutually inverse
+/// permutations when the image is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement<'a> {
+    perm: &'a [U32],
+    inverse: &'a [U32],
+}
+
+impl<'a> Placement<'a> {
+    pub(crate) fn new(perm: &'a [U32], inverse: &'a [U32]) -> Self {
+        Placement { perm, inverse }
+    }
+
+    /// Neurons (and positions) in the layer.
+    pub fn len(&self) -> usize {
+        self.perm.len()
+    }
+
+    /// `true` when the layer has no bundles.
+    pub fn is_empty(&self) -> bool {
+        self.perm.is_empty()
+    }
+
+    /// The neuron stored at position `pos`.
+    pub fn neuron_at(&self, pos: u32) -> Option<u32> {
+        self.perm.get(pos as usize).map(|v| v.get())
+    }
+
+    /// The position of neuron `neuron`.
+    pub fn position_of(&self, neuron: u32) -> Option<u32> {
+        self.inverse.get(neuron as usize).map(|v| v.get())
+    }
+
+    /// The stored permutation: position to neuron.
+    pub fn perm(&self) -> &'a [U32] {
+        self.perm
+    }
+
+    /// The stored inverse: neuron to position.
+    pub fn inverse(&self) -> &'a [U32] {
+        self.inverse
+    }
+
+    /// `true` when every neuron sits at its own index.
+    pub fn is_identity(&self) -> bool {
+        self.perm
+            .iter()
+            .enumerate()
+            .all(|(i, n)| n.get() as usize == i)
+    }
+
+    /// Positions whose neuron is not the one of the same index.
+    pub fn moved(&self) -> usize {
+        self.perm
+            .iter()
+            .enumerate()
+            .filter(|(i, n)| n.get() as usize != *i)
+            .count()
+    }
+}
+
+/// A device cost model stored in the image (mirrors
+/// `lode_kernel::cost::CostModel`; formats cannot depend on the kernel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct StoredCostModel {
+    /// Fixed cost of one read command, in nanoseconds.
+    pub command_ns: u32,
+    /// Sequential read bandwidth in bytes per second (at least 1).
+    pub bytes_per_sec: u64,
+    /// Commands that overlap their fixed cost (at least 1).
+    pub queue_depth: u16,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arch_tags() {
+        let t = ArchTag::new("llama");
+        assert_eq!(t.map(|t| t.as_str().len()), Some(5));
+        let t = t.into_iter().next();
+        assert_eq!(t.and_then(|t| ArchTag::from_field(&t.field())), t);
+        assert_eq!(ArchTag::new(""), None);
+        assert_eq!(ArchTag::new("has space"), None);
+        assert_eq!(ArchTag::new("seventeen-bytes!!"), None);
+        assert!(ArchTag::new("sixteen-bytes!!!").is_some());
+        let mut field = *b"llama\0\0\0\0\0\0\0\0\0\0\0";
+        assert!(ArchTag::from_field(&field).is_some());
+        field[9] = b'x';
+        assert_eq!(ArchTag::from_field(&field), None);
+        assert_eq!(ArchTag::from_field(&[0; ARCH_LEN]), None);
+    }
+
+    #[test]
+    fn shapes() {
+        let s = Shape::new(&[576, 1536]);
+        assert_eq!(s.map(|s| s.byte_len(DType::Q4_1)), Some(Some(360 * 1536)));
+        assert_eq!(s.map(|s| s.padded()), Some([576, 1536, 0, 0]));
+        assert_eq!(Shape::new(&[]), None);
+        assert_eq!(Shape::new(&[1, 2, 3, 4, 5]), None);
+        assert_eq!(Shape::new(&[3, 0]), None);
+        let odd = Shape::new(&[33]);
+        assert_eq!(odd.map(|s| s.byte_len(DType::Q8_0)), Some(None));
+        let huge = Shape::new(&[u64::MAX / 2, 4]);
+        assert_eq!(huge.map(|s| s.byte_len(DType::F32)), Some(None));
+    }
+
+    #[test]
+    fn bundle_sizes() {
+        let q = Some(DType::Q4_1);
+        let swiglu = BundleParts {
+            gate: q,
+            up: q,
+            down: q,
+        };
+        assert_eq!(swiglu.bundle_bytes(576), Some(1080));
+        let relu = BundleParts {
+            gate: None,
+            up: q,
+            down: Some(DType::Q8_0),
+        };
+        assert_eq!(relu.bundle_bytes(576), Some(360 + 612));
+        let none = BundleParts {
+            gate: None,
+            up: None,
+            down: None,
+        };
+        assert_eq!(none.bundle_bytes(576), None);
+        assert_eq!(swiglu.bundle_bytes(577), None);
+        assert_eq!(swiglu.bundle_bytes(0), None);
+    }
+
+    #[test]
+    fn placement_queries() {
+        let perm = [U32::new(2), U32::new(0), U32::new(1)];
+        let inv = [U32::new(1), U32::new(2), U32::new(0)];
+        let p = Placement::new(&perm, &inv);
+        assert_eq!(p.neuron_at(0), Some(2));
+        assert_eq!(p.position_of(2), Some(0));
+        assert_eq!(p.neuron_at(3), None);
+        assert!(!p.is_identity());
+        assert_eq!(p.moved(), 3);
+        let id = [U32::new(0), U32::new(1)];
+        assert!(Placement::new(&id, &id).is_identity());
+    }
+
+    #[test]
+    fn bundle_offsets() {
+        let r = BundleRegion {
+            layer: 0,
+            offset: 8192,
+            length: 3 * 1088,
+            count: 3,
+            bundle_size: 1080,
+            stride: 1088,
+            parts: BundleParts {
+                gate: None,
+                up: None,
+                down: None,
+            },
+            first_bundle: 0,
+        };
+        assert_eq!(r.bundle_offset(2), Some(8192 + 2 * 1088));
+        assert_eq!(r.bundle_offset(3), None);
+    }
+}

@@ -1,0 +1,412 @@
+//! Decoding and checking the metadata tables: geometry, cost model, tensors,
+//! bundle regions and placements.
+//!
+//! Each `decode_*` turns one raw record into its typed view or says what is
+//! wrong with it; the reader runs them all once when an image is opened, and
+//! the accessors reuse them afterwards (where they then cannot fail).
+
+use zerocopy::little_endian::U32;
+
+use crate::DType;
+
+use super::error::{err, ErrorKind, ImageError, Location, SectionKind};
+use super::header::align_up;
+use super::layout::{
+    CostRecord, GeometryRecord, LayerRecord, TensorRecord, MAX_DIMS, MAX_NAME_LEN, PART_ABSENT,
+};
+use super::model::TensorInfo;
+use super::model::{ArchTag, BundleParts, BundleRegion, ModelGeometry, Shape, StoredCostModel};
+
+/// Decode and check the geometry section.
+pub(crate) fn decode_geometry(rec: &GeometryRecord) -> Result<ModelGeometry, ImageError> {
+    let at = Location::Section(SectionKind::Geometry);
+    let arch = ArchTag::from_field(&rec.arch).ok_or(err(
+        ErrorKind::Malformed,
+        at,
+        "architecture tag is not printable ASCII padded with zeros",
+    ))?;
+    let rope_base = rec.rope_base.get();
+    let rms_eps = rec.rms_eps.get();
+    let positive = |x: f32| x.is_finite() && x > 0.0;
+    if !positive(rope_base) || !positive(rms_eps) {
+        return Err(err(
+            ErrorKind::Malformed,
+            at,
+            "rope base and rms eps must be finite and positive",
+        ));
+    }
+    if rec.hidden.get() == 0 {
+        return Err(err(ErrorKind::Malformed, at, "hidden width is zero"));
+    }
+    Ok(ModelGeometry {
+        arch,
+        layers: rec.layers.get(),
+        hidden: rec.hidden.get(),
+        ffn: rec.ffn.get(),
+        heads: rec.heads.get(),
+        kv_heads: rec.kv_heads.get(),
+        head_dim: rec.head_dim.get(),
+        vocab: rec.vocab.get(),
+        context: rec.context.get(),
+        rope_base,
+        rms_eps,
+        fingerprint: rec.fingerprint.get(),
+    })
+}
+
+/// Decode and check the cost-model section.
+pub(crate) fn decode_cost(rec: &CostRecord) -> Result<Option<StoredCostModel>, ImageError> {
+    let at = Location::Section(SectionKind::CostModel);
+    if rec.reserved.iter().any(|&b| b != 0) {
+        return Err(err(ErrorKind::Malformed, at, "reserved bytes are set"));
+    }
+    let model = StoredCostModel {
+        command_ns: rec.command_ns.get(),
+        bytes_per_sec: rec.bytes_per_sec.get(),
+        queue_depth: rec.queue_depth.get(),
+    };
+    match rec.present.get() {
+        0 if model.command_ns == 0 && model.bytes_per_sec == 0 && model.queue_depth == 0 => {
+            Ok(None)
+        }
+        0 => Err(err(
+            ErrorKind::Malformed,
+            at,
+            "absent model has non-zero fields",
+        )),
+        1 if model.bytes_per_sec > 0 && model.queue_depth > 0 => Ok(Some(model)),
+        1 => Err(err(
+            ErrorKind::Malformed,
+            at,
+            "bandwidth and queue depth must be at least 1",
+        )),
+        _ => Err(err(
+            ErrorKind::Malformed,
+            at,
+            "present flag is neither 0 nor 1",
+        )),
+    }
+}
+
+/// The name bytes of a tensor record, checked against the string section.
+fn name_bytes<'a>(
+    rec: &TensorRecord,
+    strings: &'a [u8],
+    at: Location,
+) -> Result<&'a [u8], ImageError> {
+    let len = rec.name_len.get();
+    if len == 0 || len > MAX_NAME_LEN {
+        return Err(err(
+            ErrorKind::Malformed,
+            at,
+            "name is empty or longer than 1024 bytes",
+        ));
+    }
+    let start = rec.name_offset.get() as usize;
+    start
+        .checked_add(len as usize)
+        .and_then(|end| strings.get(start..end))
+        .ok_or(err(
+            ErrorKind::OutOfRange,
+            at,
+            "name lies outside the string section",
+        ))
+}
+
+/// Decode and check tensor `index` (everything but its data placement).
+pub(crate) fn decode_tensor<'a>(
+    index: usize,
+    rec: &TensorRecord,
+    strings: &'a [u8],
+) -> Result<TensorInfo<'a>, ImageError> {
+    let at = Location::Tensor(index);
+    let name = core::str::from_utf8(name_bytes(rec, strings, at)?)
+        .map_err(|_| err(ErrorKind::Malformed, at, "name is not UTF-8"))?;
+    let dtype = DType::from_code(rec.dtype.get()).ok_or(err(
+        ErrorKind::Malformed,
+        at,
+        "unknown dtype code",
+    ))?;
+    let n_dims = rec.n_dims.get() as usize;
+    if n_dims == 0 || n_dims > MAX_DIMS {
+        return Err(err(
+            ErrorKind::Malformed,
+            at,
+            "dimension count is not 1..=4",
+        ));
+    }
+    let mut dims = [0u64; MAX_DIMS];
+    for (d, stored) in dims.iter_mut().zip(rec.dims.iter()) {
+        *d = stored.get();
+    }
+    let (used, unused) = dims.split_at(n_dims);
+    if !unused.iter().all(|&d| d == 0) {
+        return Err(err(
+            ErrorKind::Malformed,
+            at,
+            "unused dimensions are not zero",
+        ));
+    }
+    let shape = Shape::new(used).ok_or(err(ErrorKind::Malformed, at, "a dimension is zero"))?;
+    if rec.reserved.get() != 0 {
+        return Err(err(ErrorKind::Malformed, at, "reserved field is set"));
+    }
+    let length = rec.length.get();
+    if shape.byte_len(dtype) != Some(length) {
+        return Err(err(
+            ErrorKind::Malformed,
+            at,
+            "length does not match dtype and shape",
+        ));
+    }
+    Ok(TensorInfo {
+        name,
+        dtype,
+        shape,
+        offset: rec.offset.get(),
+        length,
+        crc: rec.crc.get(),
+    })
+}
+
+fn decode_part(code: u32, at: Location) -> Result<Option<DType>, ImageError> {
+    if code == PART_ABSENT {
+        return Ok(None);
+    }
+    DType::from_code(code).map(Some).ok_or(err(
+        ErrorKind::Malformed,
+        at,
+        "unknown bundle part dtype code",
+    ))
+}
+
+/// Decode and check layer `layer`'s region record (not its placement in the
+/// file or its per-bundle entries).
+pub(crate) fn decode_layer(
+    layer: usize,
+    rec: &LayerRecord,
+    hidden: u32,
+) -> Result<BundleRegion, ImageError> {
+    let at = Location::Layer(layer);
+    let [gate, up, down] = rec.parts;
+    let parts = BundleParts {
+        gate: decode_part(gate.get(), at)?,
+        up: decode_part(up.get(), at)?,
+        down: decode_part(down.get(), at)?,
+    };
+    let bundle_size = rec.bundle_size.get();
+    if parts.bundle_bytes(hidden) != Some(bundle_size) {
+        return Err(err(
+            ErrorKind::Malformed,
+            at,
+            "bundle size is not the sum of its parts' rows",
+        ));
+    }
+    let stride = rec.stride.get();
+    if stride < bundle_size {
+        return Err(err(
+            ErrorKind::Malformed,
+            at,
+            "stride is smaller than a bundle",
+        ));
+    }
+    let count = rec.count.get();
+    let length = rec.length.get();
+    if u64::from(count).checked_mul(u64::from(stride)) != Some(length) {
+        return Err(err(
+            ErrorKind::Malformed,
+            at,
+            "length is not count times stride",
+        ));
+    }
+    Ok(BundleRegion {
+        layer,
+        offset: rec.offset.get(),
+        length,
+        count,
+        bundle_size,
+        stride,
+        parts,
+        first_bundle: rec.first_bundle.get(),
+    })
+}
+
+/// Walks the data part in file order and checks that each extent starts at
+/// the first block boundary after the previous one: data is block-aligned,
+/// never overlaps, and every gap is padding shorter than a block.
+pub(crate) struct DataCursor {
+    next: u64,
+    file_len: u64,
+    block: u64,
+}
+
+impl DataCursor {
+    pub fn new(meta_len: u64, file_len: u64, block_size: u32) -> Self {
+        DataCursor {
+            next: meta_len,
+            file_len,
+            block: u64::from(block_size),
+        }
+    }
+
+    /// Place the next extent of the file.
+    pub fn place(&mut self, offset: u64, len: u64, at: Location) -> Result<(), ImageError> {
+        if offset % self.block != 0 {
+            return Err(err(
+                ErrorKind::Misaligned,
+                at,
+                "data offset is not block-aligned",
+            ));
+        }
+        let end = offset
+            .checked_add(len)
+            .filter(|&end| end <= self.file_len)
+            .ok_or(err(
+                ErrorKind::OutOfRange,
+                at,
+                "data reaches past the end of the image",
+            ))?;
+        if offset != self.next {
+            return Err(err(
+                ErrorKind::Malformed,
+                at,
+                "data does not start at the first block after the previous data",
+            ));
+        }
+        self.next = align_up(end, self.block).ok_or(err(
+            ErrorKind::OutOfRange,
+            at,
+            "data end overflows",
+        ))?;
+        Ok(())
+    }
+
+    /// Check that the image ends right after the last extent.
+    pub fn finish(&self) -> Result<(), ImageError> {
+        if self.next != self.file_len {
+            return Err(err(
+                ErrorKind::Malformed,
+                Location::Offset(self.next),
+                "file length is not the end of the data rounded up to a block",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Check that `perm` and `inverse` are mutually inverse permutations of
+/// `0..perm.len()`.
+///
+/// `inverse[perm[i]] == i` for every `i` is enough: it makes `perm`
+/// injective, hence a bijection of `0..n`, which determines `inverse`
+/// everywhere. Linear time and no scratch memory.
+pub(crate) fn check_permutation(
+    perm: &[U32],
+    inverse: &[U32],
+    at: Location,
+) -> Result<(), ImageError> {
+    if perm.len() != inverse.len() {
+        return Err(err(
+            ErrorKind::Malformed,
+            at,
+            "permutation and inverse differ in length",
+        ));
+    }
+    for (pos, neuron) in perm.iter().enumerate() {
+        let Some(back) = inverse.get(neuron.get() as usize) else {
+            return Err(err(
+                ErrorKind::Malformed,
+                at,
+                "placement names a neuron out of range",
+            ));
+        };
+        if back.get() as usize != pos {
+            return Err(err(
+                ErrorKind::Malformed,
+                at,
+                "placement is not a permutation or its inverse does not match",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn u32s<const N: usize>(v: [u32; N]) -> [U32; N] {
+        v.map(U32::new)
+    }
+
+    #[test]
+    fn permutations() {
+        let at = Location::Layer(0);
+        let ok = |p: &[U32], i: &[U32]| check_permutation(p, i, at).map_err(|e| e.kind());
+        assert_eq!(ok(&u32s([1, 2, 0]), &u32s([2, 0, 1])), Ok(()));
+        assert_eq!(ok(&[], &[]), Ok(()));
+        // Duplicate neuron: perm is not injective.
+        assert_eq!(
+            ok(&u32s([0, 0, 1]), &u32s([0, 2, 1])),
+            Err(ErrorKind::Malformed)
+        );
+        // Right permutation, wrong inverse.
+        assert_eq!(
+            ok(&u32s([1, 2, 0]), &u32s([1, 2, 0])),
+            Err(ErrorKind::Malformed)
+        );
+        assert_eq!(ok(&u32s([0, 3]), &u32s([0, 1])), Err(ErrorKind::Malformed));
+        assert_eq!(ok(&u32s([0]), &u32s([0, 1])), Err(ErrorKind::Malformed));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn real_permutations_pass_and_any_change_fails(
+            keys in proptest::collection::vec(proptest::num::u32::ANY, 1..64),
+            which in proptest::num::usize::ANY,
+            delta in 1u32..100,
+        ) {
+            // A permutation: positions sorted by random keys.
+            let mut perm: std::vec::Vec<u32> = (0..keys.len() as u32).collect();
+            perm.sort_by_key(|&i| (keys[i as usize], i));
+            let mut inverse = std::vec![0u32; perm.len()];
+            for (p, &n) in perm.iter().enumerate() {
+                inverse[n as usize] = p as u32;
+            }
+            let p: std::vec::Vec<U32> = perm.iter().copied().map(U32::new).collect();
+            let mut i: std::vec::Vec<U32> = inverse.iter().copied().map(U32::new).collect();
+            proptest::prop_assert!(check_permutation(&p, &i, Location::Layer(0)).is_ok());
+            let k = which % i.len();
+            i[k] = U32::new(i[k].get().wrapping_add(delta));
+            proptest::prop_assert!(check_permutation(&p, &i, Location::Layer(0)).is_err());
+        }
+    }
+
+    #[test]
+    fn cursor_kinds() {
+        let mut c = DataCursor::new(4096, 4 * 4096, 4096);
+        let at = Location::Tensor(0);
+        assert_eq!(
+            c.place(4097, 1, at).map_err(|e| e.kind()),
+            Err(ErrorKind::Misaligned)
+        );
+        assert_eq!(
+            c.place(4 * 4096, 1, at).map_err(|e| e.kind()),
+            Err(ErrorKind::OutOfRange)
+        );
+        assert_eq!(
+            c.place(u64::MAX - 4095, 8192, at).map_err(|e| e.kind()),
+            Err(ErrorKind::OutOfRange)
+        );
+        assert_eq!(
+            c.place(8192, 1, at).map_err(|e| e.kind()),
+            Err(ErrorKind::Malformed)
+        );
+        assert_eq!(c.place(4096, 5000, at), Ok(()));
+        assert_eq!(c.finish().map_err(|e| e.kind()), Err(ErrorKind::Malformed));
+        // An empty extent sits at the boundary and moves nothing.
+        assert_eq!(c.place(3 * 4096, 0, at), Ok(()));
+        assert_eq!(c.place(3 * 4096, 4096, at), Ok(()));
+        assert_eq!(c.finish(), Ok(()));
+    }
+}

@@ -1,0 +1,600 @@
+//! Writing an image (feature `std`).
+//!
+//! [`ImageBuilder`] collects the geometry, tensors and per-layer bundles,
+//! then lays the image out in one linear pass: tensors sorted by name, each
+//! extent at the next block boundary, every CRC computed once. Before a byte
+//! is written, the finished metadata prefix is opened with
+//! [`Image::parse`], so the writer cannot emit an image the reader would
+//! refuse. Data is borrowed (or owned) through `Cow`, never copied into one
+//! big buffer, so packing a large model costs its metadata in memory plus
+//! whatever the caller holds.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io::{self, Write};
+use std::string::String;
+use std::vec;
+use std::vec::Vec;
+
+use zerocopy::little_endian::{F32, U16, U32, U64};
+use zerocopy::IntoBytes;
+
+use crate::DType;
+
+use super::error::{err, ErrorKind, ImageError, Location, SectionKind};
+use super::header::{align_up, encode, ImageHeader};
+use super::layout::{
+    CostRecord, GeometryRecord, LayerRecord, SectionEntry, TensorRecord, DEFAULT_BLOCK_SIZE,
+    HEADER_LEN, MAX_DIMS, PART_ABSENT, SECTION_ALIGN, SECTION_ENTRY_LEN, VERSION_MAJOR,
+    VERSION_MINOR,
+};
+use super::model::{BundleParts, ModelGeometry, Shape, StoredCostModel};
+use super::reader::Image;
+use crate::checksum::crc32c;
+
+/// Why an image could not be written.
+#[derive(Debug)]
+pub enum WriteError {
+    /// The builder's contents break a rule of the format.
+    Invalid(ImageError),
+    /// The output failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for WriteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WriteError::Invalid(e) => write!(f, "invalid image contents: {e}"),
+            WriteError::Io(e) => write!(f, "writing the image failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for WriteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            WriteError::Invalid(e) => Some(e),
+            WriteError::Io(e) => Some(e),
+        }
+    }
+}
+
+impl From<io::Error> for WriteError {
+    fn from(e: io::Error) -> Self {
+        WriteError::Io(e)
+    }
+}
+
+impl From<ImageError> for WriteError {
+    fn from(e: ImageError) -> Self {
+        WriteError::Invalid(e)
+    }
+}
+
+fn invalid(kind: ErrorKind, at: Location, detail: &'static str) -> WriteError {
+    WriteError::Invalid(err(kind, at, detail))
+}
+
+/// One tensor to store.
+#[derive(Debug, Clone)]
+struct TensorSpec<'d> {
+    name: String,
+    dtype: DType,
+    shape: Shape,
+    data: Cow<'d, [u8]>,
+}
+
+/// One layer's FFN neuron bundles, already in placement order.
+#[derive(Debug, Clone)]
+pub struct LayerSpec<'d> {
+    /// What each bundle holds; its size follows from these and the hidden width.
+    pub parts: BundleParts,
+    /// Bundle contents back to back, in placement order (no padding):
+    /// position `p` holds neuron `perm[p]`.
+    pub bundles: Cow<'d, [u8]>,
+    /// The placement: `perm[p]` is the neuron stored at position `p`.
+    pub perm: Vec<u32>,
+    /// Codec tag per position; empty means all raw (0).
+    pub codec_tags: Vec<u8>,
+    /// Distance between bundles in the file; `None` means the bundle size.
+    pub stride: Option<u32>,
+}
+
+impl<'d> LayerSpec<'d> {
+    /// Raw, unpadded bundles in placement `perm`.
+    pub fn new(parts: BundleParts, bundles: impl Into<Cow<'d, [u8]>>, perm: Vec<u32>) -> Self {
+        LayerSpec {
+            parts,
+            bundles: bundles.into(),
+            perm,
+            codec_tags: Vec::new(),
+            stride: None,
+        }
+    }
+
+    /// Pad every bundle to `stride` bytes (for example to keep bundles from
+    /// straddling flash pages).
+    pub fn with_stride(mut self, stride: u32) -> Self {
+        self.stride = Some(stride);
+        self
+    }
+
+    /// Tag each bundle with a codec (one byte per position).
+    pub fn with_codec_tags(mut self, tags: Vec<u8>) -> Self {
+        self.codec_tags = tags;
+        self
+    }
+}
+
+/// Collects a model's parts and writes them as a lode image.
+#[derive(Debug, Clone)]
+pub struct ImageBuilder<'d> {
+    block_size: u32,
+    geometry: ModelGeometry,
+    tensors: Vec<TensorSpec<'d>>,
+    layers: Vec<LayerSpec<'d>>,
+    cost: Option<StoredCostModel>,
+}
+
+/// A layer after checking, with the values the layout needs.
+struct PlannedLayer {
+    count: u32,
+    bundle_size: u32,
+    stride: u32,
+    inverse: Vec<u32>,
+}
+
+/// Where everything goes: offsets of sections and data extents.
+struct Plan {
+    meta_len: u64,
+    file_len: u64,
+    /// Tensor indices in name order.
+    order: Vec<usize>,
+    tensor_offsets: Vec<u64>,
+    layer_offsets: Vec<u64>,
+    layers: Vec<PlannedLayer>,
+}
+
+fn part_code(part: Option<DType>) -> U32 {
+    U32::new(part.map_or(PART_ABSENT, DType::code))
+}
+
+fn usize_to_u64(x: usize) -> u64 {
+    x as u64
+}
+
+impl<'d> ImageBuilder<'d> {
+    /// An empty image for a model of shape `geometry`, with the default
+    /// 4096-byte block size and no cost model.
+    pub fn new(geometry: ModelGeometry) -> Self {
+        ImageBuilder {
+            block_size: DEFAULT_BLOCK_SIZE,
+            geometry,
+            tensors: Vec::new(),
+            layers: Vec::new(),
+            cost: None,
+        }
+    }
+
+    /// Align data to `block_size` bytes (a power of two, 512 to 1 MiB).
+    pub fn block_size(&mut self, block_size: u32) -> &mut Self {
+        self.block_size = block_size;
+        self
+    }
+
+    /// Store (or, with `None`, do not store) a device cost model.
+    pub fn cost_model(&mut self, cost: Option<StoredCostModel>) -> &mut Self {
+        self.cost = cost;
+        self
+    }
+
+    /// Add a tensor: `dims` innermost first (GGML order), `data` exactly the
+    /// size the dtype and shape imply.
+    pub fn add_tensor(
+        &mut self,
+        name: impl Into<String>,
+        dtype: DType,
+        dims: &[u64],
+        data: impl Into<Cow<'d, [u8]>>,
+    ) -> Result<&mut Self, WriteError> {
+        let at = Location::Tensor(self.tensors.len());
+        let shape = Shape::new(dims).ok_or(invalid(
+            ErrorKind::Malformed,
+            at,
+            "shape needs 1 to 4 non-zero dimensions",
+        ))?;
+        self.tensors.push(TensorSpec {
+            name: name.into(),
+            dtype,
+            shape,
+            data: data.into(),
+        });
+        Ok(self)
+    }
+
+    /// Add the next layer's bundle region.
+    pub fn add_layer(&mut self, layer: LayerSpec<'d>) -> &mut Self {
+        self.layers.push(layer);
+        self
+    }
+
+    fn plan_layer(&self, l: usize, spec: &LayerSpec<'_>) -> Result<PlannedLayer, WriteError> {
+        let at = Location::Layer(l);
+        let bundle_size = spec
+            .parts
+            .bundle_bytes(self.geometry.hidden)
+            .ok_or(invalid(
+                ErrorKind::Malformed,
+                at,
+                "parts give no whole-block bundle for this hidden width",
+            ))?;
+        let count = u32::try_from(spec.perm.len())
+            .map_err(|_| invalid(ErrorKind::OutOfRange, at, "more than 2^32 - 1 bundles"))?;
+        let stride = spec.stride.unwrap_or(bundle_size);
+        if stride < bundle_size {
+            return Err(invalid(
+                ErrorKind::Malformed,
+                at,
+                "stride is smaller than a bundle",
+            ));
+        }
+        let want = u64::from(count).checked_mul(u64::from(bundle_size));
+        if want != Some(usize_to_u64(spec.bundles.len())) {
+            return Err(invalid(
+                ErrorKind::Malformed,
+                at,
+                "bundle bytes are not count times bundle size",
+            ));
+        }
+        if !spec.codec_tags.is_empty() && spec.codec_tags.len() != spec.perm.len() {
+            return Err(invalid(
+                ErrorKind::Malformed,
+                at,
+                "codec tags are neither empty nor one per bundle",
+            ));
+        }
+        let mut inverse = vec![u32::MAX; spec.perm.len()];
+        for (pos, &neuron) in spec.perm.iter().enumerate() {
+            match inverse.get_mut(neuron as usize) {
+                Some(slot) if *slot == u32::MAX => *slot = pos as u32,
+                _ => {
+                    return Err(invalid(
+                        ErrorKind::Malformed,
+                        at,
+                        "placement is not a permutation of 0..count",
+                    ))
+                }
+            }
+        }
+        Ok(PlannedLayer {
+            count,
+            bundle_size,
+            stride,
+            inverse,
+        })
+    }
+
+    /// Section lengths in table order.
+    fn section_lengths(&self, strings_len: usize, total_bundles: u64) -> [(SectionKind, u64); 8] {
+        use SectionKind as K;
+        let n = |x: usize| usize_to_u64(x);
+        [
+            (K::Geometry, n(core::mem::size_of::<GeometryRecord>())),
+            (K::Strings, n(strings_len)),
+            (
+                K::Tensors,
+                n(self
+                    .tensors
+                    .len()
+                    .saturating_mul(core::mem::size_of::<TensorRecord>())),
+            ),
+            (
+                K::Layers,
+                n(self
+                    .layers
+                    .len()
+                    .saturating_mul(core::mem::size_of::<LayerRecord>())),
+            ),
+            (K::Placement, total_bundles.saturating_mul(8)),
+            (K::BundleCrcs, total_bundles.saturating_mul(4)),
+            (K::CodecTags, total_bundles),
+            (K::CostModel, n(core::mem::size_of::<CostRecord>())),
+        ]
+    }
+
+    fn plan(&self) -> Result<Plan, WriteError> {
+        let block = u64::from(self.block_size);
+        if !self.block_size.is_power_of_two() {
+            return Err(invalid(
+                ErrorKind::Malformed,
+                Location::Header,
+                "block size is not a power of two",
+            ));
+        }
+        let overflow = |at| invalid(ErrorKind::OutOfRange, at, "image size overflows");
+
+        let mut order: Vec<usize> = (0..self.tensors.len()).collect();
+        order.sort_by(|&a, &b| {
+            let name = |i: usize| self.tensors.get(i).map(|t| t.name.as_bytes());
+            name(a).cmp(&name(b))
+        });
+
+        let mut layers = Vec::with_capacity(self.layers.len());
+        let mut total: u64 = 0;
+        for (l, spec) in self.layers.iter().enumerate() {
+            let planned = self.plan_layer(l, spec)?;
+            total = total
+                .checked_add(u64::from(planned.count))
+                .ok_or(overflow(Location::Layer(l)))?;
+            layers.push(planned);
+        }
+
+        let strings_len: usize = self.tensors.iter().map(|t| t.name.len()).sum();
+        let mut end = usize_to_u64(HEADER_LEN + 8 * SECTION_ENTRY_LEN);
+        for (_, len) in self.section_lengths(strings_len, total) {
+            let start = align_up(end, SECTION_ALIGN).ok_or(overflow(Location::Header))?;
+            end = start.checked_add(len).ok_or(overflow(Location::Header))?;
+        }
+        let meta_len = align_up(end, block).ok_or(overflow(Location::Header))?;
+
+        let mut cursor = meta_len;
+        let mut place = |len: u64, at: Location| -> Result<u64, WriteError> {
+            let offset = cursor;
+            cursor = offset
+                .checked_add(len)
+                .and_then(|e| align_up(e, block))
+                .ok_or(overflow(at))?;
+            Ok(offset)
+        };
+        let mut tensor_offsets = vec![0u64; self.tensors.len()];
+        for &i in &order {
+            let (Some(t), Some(slot)) = (self.tensors.get(i), tensor_offsets.get_mut(i)) else {
+                continue;
+            };
+            *slot = place(usize_to_u64(t.data.len()), Location::Tensor(i))?;
+        }
+        let mut layer_offsets = Vec::with_capacity(layers.len());
+        for (l, p) in layers.iter().enumerate() {
+            let len = u64::from(p.count) * u64::from(p.stride);
+            layer_offsets.push(place(len, Location::Layer(l))?);
+        }
+        Ok(Plan {
+            meta_len,
+            file_len: cursor,
+            order,
+            tensor_offsets,
+            layer_offsets,
+            layers,
+        })
+    }
+
+    /// Build the metadata prefix (exactly `plan.meta_len` bytes).
+    fn prefix(&self, plan: &Plan) -> Result<Vec<u8>, WriteError> {
+        let g = &self.geometry;
+        let geometry = GeometryRecord {
+            arch: g.arch.field(),
+            layers: U32::new(g.layers),
+            hidden: U32::new(g.hidden),
+            ffn: U32::new(g.ffn),
+            heads: U32::new(g.heads),
+            kv_heads: U32::new(g.kv_heads),
+            head_dim: U32::new(g.head_dim),
+            vocab: U32::new(g.vocab),
+            context: U32::new(g.context),
+            rope_base: F32::new(g.rope_base),
+            rms_eps: F32::new(g.rms_eps),
+            fingerprint: U64::new(g.fingerprint),
+        };
+
+        let mut strings = Vec::new();
+        let mut tensor_table = Vec::with_capacity(self.tensors.len().saturating_mul(72));
+        for &i in &plan.order {
+            let (Some(t), Some(&offset)) = (self.tensors.get(i), plan.tensor_offsets.get(i)) else {
+                continue;
+            };
+            let at = Location::Tensor(i);
+            let name_offset = u32::try_from(strings.len())
+                .map_err(|_| invalid(ErrorKind::OutOfRange, at, "string section over 4 GiB"))?;
+            let name_len = u32::try_from(t.name.len())
+                .map_err(|_| invalid(ErrorKind::OutOfRange, at, "name over 4 GiB"))?;
+            strings.extend_from_slice(t.name.as_bytes());
+            let mut dims = [U64::new(0); MAX_DIMS];
+            for (d, &v) in dims.iter_mut().zip(t.shape.padded().iter()) {
+                *d = U64::new(v);
+            }
+            let rec = TensorRecord {
+                name_offset: U32::new(name_offset),
+                name_len: U32::new(name_len),
+                dtype: U32::new(t.dtype.code()),
+                n_dims: U32::new(t.shape.dims().len() as u32),
+                dims,
+                offset: U64::new(offset),
+                length: U64::new(usize_to_u64(t.data.len())),
+                crc: U32::new(crc32c(&t.data)),
+                reserved: U32::new(0),
+            };
+            tensor_table.extend_from_slice(rec.as_bytes());
+        }
+
+        let mut layer_table = Vec::with_capacity(self.layers.len().saturating_mul(48));
+        let mut placement = Vec::new();
+        let mut bundle_crcs = Vec::new();
+        let mut codec_tags = Vec::new();
+        let mut first_bundle = 0u64;
+        let iter = self
+            .layers
+            .iter()
+            .zip(&plan.layers)
+            .zip(&plan.layer_offsets);
+        for ((spec, p), &offset) in iter {
+            let rec = LayerRecord {
+                offset: U64::new(offset),
+                length: U64::new(u64::from(p.count) * u64::from(p.stride)),
+                first_bundle: U64::new(first_bundle),
+                count: U32::new(p.count),
+                bundle_size: U32::new(p.bundle_size),
+                stride: U32::new(p.stride),
+                parts: [
+                    part_code(spec.parts.gate),
+                    part_code(spec.parts.up),
+                    part_code(spec.parts.down),
+                ],
+            };
+            layer_table.extend_from_slice(rec.as_bytes());
+            first_bundle += u64::from(p.count);
+            for &v in spec.perm.iter().chain(p.inverse.iter()) {
+                placement.extend_from_slice(&v.to_le_bytes());
+            }
+            for bundle in spec.bundles.chunks_exact(p.bundle_size as usize) {
+                bundle_crcs.extend_from_slice(&crc32c(bundle).to_le_bytes());
+            }
+            if spec.codec_tags.is_empty() {
+                codec_tags.resize(codec_tags.len() + spec.perm.len(), 0);
+            } else {
+                codec_tags.extend_from_slice(&spec.codec_tags);
+            }
+        }
+
+        let cost = match self.cost {
+            Some(c) => CostRecord {
+                present: U32::new(1),
+                command_ns: U32::new(c.command_ns),
+                bytes_per_sec: U64::new(c.bytes_per_sec),
+                queue_depth: U16::new(c.queue_depth),
+                reserved: [0; 6],
+            },
+            None => CostRecord {
+                present: U32::new(0),
+                command_ns: U32::new(0),
+                bytes_per_sec: U64::new(0),
+                queue_depth: U16::new(0),
+                reserved: [0; 6],
+            },
+        };
+
+        let bodies: [(SectionKind, &[u8]); 8] = [
+            (SectionKind::Geometry, geometry.as_bytes()),
+            (SectionKind::Strings, &strings),
+            (SectionKind::Tensors, &tensor_table),
+            (SectionKind::Layers, &layer_table),
+            (SectionKind::Placement, &placement),
+            (SectionKind::BundleCrcs, &bundle_crcs),
+            (SectionKind::CodecTags, &codec_tags),
+            (SectionKind::CostModel, cost.as_bytes()),
+        ];
+        let meta_len = usize::try_from(plan.meta_len).map_err(|_| {
+            invalid(
+                ErrorKind::OutOfRange,
+                Location::Header,
+                "metadata over the address space",
+            )
+        })?;
+        let mut out = vec![0u8; HEADER_LEN + bodies.len() * SECTION_ENTRY_LEN];
+        let mut table = Vec::with_capacity(bodies.len() * SECTION_ENTRY_LEN);
+        for (kind, body) in bodies {
+            let start = out.len().next_multiple_of(SECTION_ALIGN as usize);
+            out.resize(start, 0);
+            out.extend_from_slice(body);
+            let entry = SectionEntry {
+                kind: U32::new(kind.code()),
+                crc: U32::new(crc32c(body)),
+                offset: U64::new(usize_to_u64(start)),
+                length: U64::new(usize_to_u64(body.len())),
+            };
+            table.extend_from_slice(entry.as_bytes());
+        }
+        if out.len() > meta_len {
+            return Err(invalid(
+                ErrorKind::Malformed,
+                Location::Header,
+                "metadata grew past its planned length",
+            ));
+        }
+        out.resize(meta_len, 0);
+        let header = ImageHeader {
+            major: VERSION_MAJOR,
+            minor: VERSION_MINOR,
+            block_size: self.block_size,
+            meta_len: plan.meta_len,
+            file_len: plan.file_len,
+            section_count: bodies.len() as u32,
+            table_crc: crc32c(&table),
+        };
+        if let Some(dst) = out.get_mut(HEADER_LEN..HEADER_LEN + table.len()) {
+            dst.copy_from_slice(&table);
+        }
+        if let Some(dst) = out.get_mut(..HEADER_LEN) {
+            dst.copy_from_slice(&encode(&header));
+        }
+        Ok(out)
+    }
+
+    /// Write the image to `out` and return its length in bytes.
+    ///
+    /// Bundles with a stride larger than their size are written as many
+    /// small pieces: give a buffered writer (`std::io::BufWriter`).
+    pub fn write_to<W: Write + ?Sized>(&self, out: &mut W) -> Result<u64, WriteError> {
+        let plan = self.plan()?;
+        let prefix = self.prefix(&plan)?;
+        // The writer's own output must open; this catches any rule the
+        // builder did not check itself (shape/length, duplicate names, ...).
+        Image::parse(&prefix)?;
+        out.write_all(&prefix)?;
+        let block = u64::from(self.block_size);
+        let mut written = plan.meta_len;
+        for &i in &plan.order {
+            let Some(t) = self.tensors.get(i) else {
+                continue;
+            };
+            out.write_all(&t.data)?;
+            written += usize_to_u64(t.data.len());
+            written = pad_to(out, written, block)?;
+        }
+        for (spec, p) in self.layers.iter().zip(&plan.layers) {
+            let pad = u64::from(p.stride.saturating_sub(p.bundle_size));
+            for bundle in spec.bundles.chunks_exact(p.bundle_size as usize) {
+                out.write_all(bundle)?;
+                write_zeros(out, pad)?;
+                written += u64::from(p.stride);
+            }
+            written = pad_to(out, written, block)?;
+        }
+        if written != plan.file_len {
+            return Err(invalid(
+                ErrorKind::Malformed,
+                Location::Offset(written),
+                "wrote a different length than planned",
+            ));
+        }
+        Ok(written)
+    }
+
+    /// The whole image in memory.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, WriteError> {
+        let mut out = Vec::new();
+        self.write_to(&mut out)?;
+        Ok(out)
+    }
+}
+
+fn write_zeros<W: Write + ?Sized>(out: &mut W, mut n: u64) -> io::Result<()> {
+    const ZEROS: [u8; 4096] = [0; 4096];
+    while n > 0 {
+        let k = n.min(ZEROS.len() as u64) as usize;
+        out.write_all(ZEROS.get(..k).unwrap_or_default())?;
+        n -= k as u64;
+    }
+    Ok(())
+}
+
+/// Write zeros from `at` to the next multiple of `block`; returns the new
+/// position.
+fn pad_to<W: Write + ?Sized>(out: &mut W, at: u64, block: u64) -> Result<u64, WriteError> {
+    let end = align_up(at, block).ok_or(invalid(
+        ErrorKind::OutOfRange,
+        Location::Offset(at),
+        "image size overflows",
+    ))?;
+    write_zeros(out, end - at)?;
+    Ok(end)
+}

@@ -1,0 +1,132 @@
+use std::vec;
+use std::vec::Vec;
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn header(layers: u32, neurons: u32, tokens: u32) -> TraceHeader {
+    TraceHeader {
+        layers,
+        neurons,
+        tokens,
+        fingerprint: 0xFEED,
+        flags: FLAG_SYNTHETIC,
+    }
+}
+
+/// A trace with bit pattern `f(token, layer, neuron)`.
+fn build(h: TraceHeader, f: impl Fn(u32, u32, u32) -> bool) -> Vec<u8> {
+    let mut w = TraceWriter::new(Vec::new(), h).unwrap();
+    for t in 0..h.tokens {
+        let layers: Vec<Vec<u8>> = (0..h.layers)
+            .map(|l| {
+                let mut bits = vec![0u8; h.bitset_len()];
+                for n in (0..h.neurons).filter(|&n| f(t, l, n)) {
+                    set_bit(&mut bits, n);
+                }
+                bits
+            })
+            .collect();
+        w.push(&layers).unwrap();
+    }
+    w.finish().unwrap()
+}
+
+proptest! {
+    #[test]
+    fn round_trip(layers in 1u32..4, neurons in 1u32..100, tokens in 0u32..6, seed in any::<u64>()) {
+        let pat = move |t: u32, l: u32, n: u32| (seed ^ u64::from(t * 7919 + l * 104_729 + n * 31)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 61 == 0;
+        let bytes = build(header(layers, neurons, tokens), pat);
+        let trace = Trace::parse(&bytes).unwrap();
+        prop_assert_eq!(trace.header(), header(layers, neurons, tokens));
+        for t in 0..tokens {
+            for l in 0..layers {
+                let set = trace.active(t, l).unwrap();
+                let got: Vec<u32> = set.iter().collect();
+                let want: Vec<u32> = (0..neurons).filter(|&n| pat(t, l, n)).collect();
+                prop_assert_eq!(set.count() as usize, want.len());
+                prop_assert_eq!(got, want);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_single_byte_corruption_is_rejected() {
+    let bytes = build(header(2, 13, 3), |t, l, n| (t + l + n) % 3 == 0);
+    for i in 0..bytes.len() {
+        for flip in [0x01u8, 0x80, 0xFF] {
+            let mut bad = bytes.clone();
+            bad[i] ^= flip;
+            assert!(
+                Trace::parse(&bad).is_err(),
+                "byte {i} xor {flip:#x} accepted"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_truncation_is_rejected() {
+    let bytes = build(header(2, 13, 3), |_, _, n| n % 2 == 0);
+    for len in 0..bytes.len() {
+        let err = Trace::parse(&bytes[..len]).unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::Truncated | ErrorKind::BadMagic),
+            "len {len}: {err}"
+        );
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert_eq!(
+        Trace::parse(&longer).unwrap_err().kind(),
+        ErrorKind::Malformed
+    );
+}
+
+#[test]
+fn wrong_version_is_named() {
+    let mut h = header(1, 8, 1).to_bytes().unwrap();
+    h[8] = 2; // major 2
+    let crc = crate::checksum::crc32c(&h[..HEADER_LEN - 4]);
+    h[HEADER_LEN - 4..].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(
+        TraceHeader::parse(&h).unwrap_err().kind(),
+        ErrorKind::UnsupportedVersion
+    );
+}
+
+#[test]
+fn writer_refuses_misuse() {
+    let h = header(2, 10, 1);
+    let mut w = TraceWriter::new(Vec::new(), h).unwrap();
+    assert_eq!(
+        w.push(&[vec![0u8; 2]]).unwrap_err().kind(),
+        ErrorKind::Write
+    );
+    assert_eq!(
+        w.push(&[vec![0u8; 2], vec![0u8; 3]]).unwrap_err().kind(),
+        ErrorKind::Write
+    );
+    // Neuron 10 does not exist: bit 2 of byte 1.
+    assert_eq!(
+        w.push(&[vec![0u8, 4], vec![0u8; 2]]).unwrap_err().kind(),
+        ErrorKind::Write
+    );
+    w.push(&[vec![0u8; 2], vec![0u8; 2]]).unwrap();
+    assert!(w.push(&[vec![0u8; 2], vec![0u8; 2]]).is_err());
+    let w = TraceWriter::new(Vec::new(), header(1, 8, 2)).unwrap();
+    assert!(w.finish().is_err());
+    assert!(TraceHeader { layers: 0, ..h }.to_bytes().is_err());
+}
+
+#[test]
+fn out_of_range_lookups_are_errors() {
+    let bytes = build(header(2, 9, 2), |_, _, _| true);
+    let t = Trace::parse(&bytes).unwrap();
+    assert_eq!(t.active(2, 0).unwrap_err().kind(), ErrorKind::OutOfRange);
+    assert_eq!(t.active(0, 2).unwrap_err().kind(), ErrorKind::OutOfRange);
+    assert_eq!(t.active(1, 1).unwrap().count(), 9);
+    assert!(!t.active(1, 1).unwrap().contains(9));
+}
