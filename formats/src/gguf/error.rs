@@ -1,0 +1,677 @@
+//! Errors of the GGUF reader.
+//!
+//! One enum, [`GgufError`], whose variants carry the context a person needs to
+//! find the problem (the metadata key or tensor name, the byte offset), and a
+//! fieldless [`ErrorKind`] for code that only wants to branch on the category,
+//! in the style of embedded-hal 1.0.
+//!
+//! Names are copied into a fixed inline buffer ([`Name`]) rather than borrowed
+//! from the file, so an error is `'static`, can outlive the bytes it came from
+//! and needs no allocator.
+
+use core::fmt;
+
+use super::value::ValueType;
+use crate::DType;
+
+/// The category of a [`GgufError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The first four bytes are not `GGUF`.
+    BadMagic,
+    /// A GGUF version lode does not read (0, 1 or newer than 3).
+    UnsupportedVersion,
+    /// The file was written big-endian (or byte-swapped); lode reads little-endian GGUF.
+    ByteOrder,
+    /// The file ends inside a structure, or a count or length points past its end.
+    Truncated,
+    /// A key, tensor name or string value is not valid UTF-8.
+    BadUtf8,
+    /// A metadata value type code outside 0..=12.
+    BadValueType,
+    /// A boolean byte other than 0 or 1.
+    BadBool,
+    /// Arrays nested deeper than [`MAX_ARRAY_DEPTH`](super::MAX_ARRAY_DEPTH).
+    TooDeep,
+    /// `general.alignment` is zero or not a power of two.
+    BadAlignment,
+    /// A tensor with more than [`MAX_DIMS`](super::MAX_DIMS) dimensions.
+    TooManyDims,
+    /// A tensor whose ggml type lode does not know.
+    UnknownType,
+    /// A tensor row that is not a whole number of blocks of its type.
+    PartialBlock,
+    /// A tensor's element or byte count overflows 64 bits.
+    SizeOverflow,
+    /// A tensor's data reaches past the end of the file.
+    TensorOutOfBounds,
+    /// A tensor's data offset is not a multiple of the alignment.
+    MisalignedTensor,
+    /// A tensor's data starts before the previous tensor's data ends.
+    TensorOverlap,
+    /// A required metadata key is absent.
+    MissingKey,
+    /// A metadata value has a different type than the caller asked for.
+    WrongType,
+    /// A metadata value is present but unusable (out of range, inconsistent).
+    BadValue,
+    /// `general.architecture` is not `llama`.
+    NotLlama,
+    /// A tensor the caller requires is absent.
+    MissingTensor,
+    /// A tensor has a different shape than required.
+    BadShape,
+    /// A dequantization buffer does not match the encoded row.
+    RowLength,
+    /// A row index past the last row of a tensor.
+    RowOutOfRange,
+}
+
+/// Longest name (in bytes) kept in an error; longer names are cut at a
+/// character boundary. 64 matches GGML's tensor-name limit.
+pub const NAME_CAPACITY: usize = 64;
+
+/// A key or tensor name copied into an error, at most [`NAME_CAPACITY`] bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Name {
+    buf: [u8; NAME_CAPACITY],
+    len: u8,
+    cut: bool,
+}
+
+impl Name {
+    /// Copy `s`, cutting it at the last character boundary that fits.
+    pub fn new(s: &str) -> Name {
+        let mut end = s.len().min(NAME_CAPACITY);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut name = Name {
+            buf: [0; NAME_CAPACITY],
+            len: 0,
+            cut: end < s.len(),
+        };
+        if let (Some(dst), Some(src)) = (name.buf.get_mut(..end), s.as_bytes().get(..end)) {
+            dst.copy_from_slice(src);
+            // `end <= NAME_CAPACITY = 64`, so it fits in a u8.
+            name.len = end as u8;
+        }
+        name
+    }
+
+    /// The (possibly cut) name.
+    pub fn as_str(&self) -> &str {
+        let bytes = self.buf.get(..usize::from(self.len)).unwrap_or(&[]);
+        // Always a prefix of a `&str` cut at a char boundary, so this never
+        // falls back; the fallback only keeps the function total.
+        core::str::from_utf8(bytes).unwrap_or("")
+    }
+
+    /// `true` when the original name was longer than [`NAME_CAPACITY`].
+    pub fn is_cut(&self) -> bool {
+        self.cut
+    }
+}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        !self.cut && self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        *self == **other
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())?;
+        if self.cut {
+            f.write_str("...")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())?;
+        if self.cut {
+            f.write_str("...")?;
+        }
+        Ok(())
+    }
+}
+
+/// The part of the file an error was found in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Item {
+    /// Magic, version and the two counts.
+    Header,
+    /// The `index`-th metadata entry; `key` once it has been read.
+    KeyValue {
+        /// Position in the metadata list, from 0.
+        index: u64,
+        /// The entry's key, when it could be read.
+        key: Option<Name>,
+    },
+    /// The `index`-th tensor info; `name` once it has been read.
+    TensorInfo {
+        /// Position in the tensor table, from 0.
+        index: u64,
+        /// The tensor's name, when it could be read.
+        name: Option<Name>,
+    },
+    /// Not yet attributed (an internal state that [`Gguf::parse`](super::Gguf::parse)
+    /// always replaces before returning).
+    Unknown,
+}
+
+impl fmt::Display for Item {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Item::Header => f.write_str("the file header"),
+            Item::KeyValue {
+                index,
+                key: Some(k),
+            } => write!(f, "metadata entry #{index} '{k}'"),
+            Item::KeyValue { index, key: None } => write!(f, "metadata entry #{index}"),
+            Item::TensorInfo {
+                index,
+                name: Some(n),
+            } => write!(f, "tensor info #{index} '{n}'"),
+            Item::TensorInfo { index, name: None } => write!(f, "tensor info #{index}"),
+            Item::Unknown => f.write_str("the file"),
+        }
+    }
+}
+
+/// Everything that can be wrong with a GGUF file or a request made of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GgufError {
+    /// The file does not start with `GGUF`.
+    BadMagic {
+        /// The first four bytes found.
+        found: [u8; 4],
+    },
+    /// Version 0, 1 (GGUF v1, which used 32-bit counts) or newer than 3.
+    UnsupportedVersion {
+        /// The version field as read.
+        version: u32,
+    },
+    /// The version field reads as a byte-swapped small number: a big-endian file.
+    ByteOrder {
+        /// The version field as read (little-endian).
+        version: u32,
+    },
+    /// The file ends, or a length or count points, past the last byte.
+    Truncated {
+        /// Byte offset of the read that did not fit.
+        offset: u64,
+        /// What was being read.
+        item: Item,
+    },
+    /// A key, tensor name or string value is not UTF-8.
+    BadUtf8 {
+        /// Byte offset of the string's bytes.
+        offset: u64,
+        /// Where the string is.
+        item: Item,
+    },
+    /// A metadata value type code that GGUF does not define.
+    BadValueType {
+        /// Byte offset of the type code.
+        offset: u64,
+        /// The code found.
+        code: u32,
+        /// Where it is.
+        item: Item,
+    },
+    /// A boolean stored as a byte other than 0 or 1.
+    BadBool {
+        /// Byte offset of the boolean.
+        offset: u64,
+        /// The byte found.
+        byte: u8,
+        /// Where it is.
+        item: Item,
+    },
+    /// Arrays nested deeper than [`MAX_ARRAY_DEPTH`](super::MAX_ARRAY_DEPTH).
+    TooDeep {
+        /// Byte offset of the innermost array header.
+        offset: u64,
+        /// Where it is.
+        item: Item,
+    },
+    /// `general.alignment` is zero or not a power of two.
+    BadAlignment {
+        /// The value found.
+        alignment: u32,
+    },
+    /// A tensor with more than [`MAX_DIMS`](super::MAX_DIMS) dimensions.
+    TooManyDims {
+        /// The tensor.
+        tensor: Name,
+        /// The dimension count found.
+        n_dims: u32,
+    },
+    /// A tensor of a ggml type lode cannot read.
+    UnknownType {
+        /// The tensor.
+        tensor: Name,
+        /// The ggml type id found.
+        code: u32,
+    },
+    /// A tensor whose row length (first dimension) is not a whole number of blocks.
+    PartialBlock {
+        /// The tensor.
+        tensor: Name,
+        /// Its type.
+        dtype: DType,
+        /// Its row length in elements.
+        row_len: u64,
+    },
+    /// A tensor's element count or byte length does not fit in 64 bits.
+    SizeOverflow {
+        /// The tensor.
+        tensor: Name,
+    },
+    /// A tensor's data reaches past the end of the file.
+    TensorOutOfBounds {
+        /// The tensor.
+        tensor: Name,
+        /// Absolute offset of its data.
+        offset: u64,
+        /// Length of its data.
+        len: u64,
+        /// Length of the file.
+        file_len: u64,
+    },
+    /// A tensor's data offset is not a multiple of the file's alignment.
+    MisalignedTensor {
+        /// The tensor.
+        tensor: Name,
+        /// Its offset relative to the data section.
+        offset: u64,
+        /// The file's alignment.
+        alignment: u32,
+    },
+    /// A tensor's data starts before the end of the previous tensor's data.
+    TensorOverlap {
+        /// The tensor.
+        tensor: Name,
+        /// Its offset relative to the data section.
+        offset: u64,
+        /// Where the previous tensor's data ends, relative to the data section.
+        previous_end: u64,
+    },
+    /// A required key is absent.
+    MissingKey {
+        /// The key.
+        key: Name,
+    },
+    /// A key holds a value of another type than requested.
+    WrongType {
+        /// The key.
+        key: Name,
+        /// What the caller accepts.
+        expected: &'static str,
+        /// The type found.
+        found: ValueType,
+    },
+    /// A key's value is present but unusable.
+    BadValue {
+        /// The key.
+        key: Name,
+        /// Why.
+        reason: &'static str,
+    },
+    /// `general.architecture` names another architecture.
+    NotLlama {
+        /// The architecture found.
+        found: Name,
+    },
+    /// A required tensor is absent.
+    MissingTensor {
+        /// The tensor's name.
+        tensor: Name,
+    },
+    /// A tensor's shape differs from the one the model's hyper-parameters imply.
+    BadShape {
+        /// The tensor.
+        tensor: Name,
+        /// First differing dimension (absent dimensions count as 1).
+        dim: u8,
+        /// Size of that dimension in the file.
+        found: u64,
+        /// Size it should have.
+        expected: u64,
+    },
+    /// `dequantize_row` got an output length or input length that do not
+    /// describe the same whole number of blocks.
+    RowLength {
+        /// The encoding.
+        dtype: DType,
+        /// Output elements requested.
+        elems: usize,
+        /// Encoded bytes supplied.
+        bytes: usize,
+    },
+    /// A row index past the last row of a tensor.
+    RowOutOfRange {
+        /// The tensor.
+        tensor: Name,
+        /// The row asked for.
+        row: u64,
+        /// Rows the tensor has.
+        rows: u64,
+    },
+}
+
+impl GgufError {
+    /// The category of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            GgufError::BadMagic { .. } => ErrorKind::BadMagic,
+            GgufError::UnsupportedVersion { .. } => ErrorKind::UnsupportedVersion,
+            GgufError::ByteOrder { .. } => ErrorKind::ByteOrder,
+            GgufError::Truncated { .. } => ErrorKind::Truncated,
+            GgufError::BadUtf8 { .. } => ErrorKind::BadUtf8,
+            GgufError::BadValueType { .. } => ErrorKind::BadValueType,
+            GgufError::BadBool { .. } => ErrorKind::BadBool,
+            GgufError::TooDeep { .. } => ErrorKind::TooDeep,
+            GgufError::BadAlignment { .. } => ErrorKind::BadAlignment,
+            GgufError::TooManyDims { .. } => ErrorKind::TooManyDims,
+            GgufError::UnknownType { .. } => ErrorKind::UnknownType,
+            GgufError::PartialBlock { .. } => ErrorKind::PartialBlock,
+            GgufError::SizeOverflow { .. } => ErrorKind::SizeOverflow,
+            GgufError::TensorOutOfBounds { .. } => ErrorKind::TensorOutOfBounds,
+            GgufError::MisalignedTensor { .. } => ErrorKind::MisalignedTensor,
+            GgufError::TensorOverlap { .. } => ErrorKind::TensorOverlap,
+            GgufError::MissingKey { .. } => ErrorKind::MissingKey,
+            GgufError::WrongType { .. } => ErrorKind::WrongType,
+            GgufError::BadValue { .. } => ErrorKind::BadValue,
+            GgufError::NotLlama { .. } => ErrorKind::NotLlama,
+            GgufError::MissingTensor { .. } => ErrorKind::MissingTensor,
+            GgufError::BadShape { .. } => ErrorKind::BadShape,
+            GgufError::RowLength { .. } => ErrorKind::RowLength,
+            GgufError::RowOutOfRange { .. } => ErrorKind::RowOutOfRange,
+        }
+    }
+
+    /// Attribute a low-level error (found while reading a value or a string)
+    /// to the metadata entry or tensor info it occurred in.
+    pub(crate) fn within(mut self, at: Item) -> GgufError {
+        match &mut self {
+            GgufError::Truncated { item, .. }
+            | GgufError::BadUtf8 { item, .. }
+            | GgufError::BadValueType { item, .. }
+            | GgufError::BadBool { item, .. }
+            | GgufError::TooDeep { item, .. }
+                if *item == Item::Unknown =>
+            {
+                *item = at;
+            }
+            _ => {}
+        }
+        self
+    }
+}
+
+/// The name of ggml type `code`, for error messages about types lode does not
+/// read. `None` for ids that were never assigned or have been retired.
+pub fn ggml_type_name(code: u32) -> Option<&'static str> {
+    Some(match code {
+        0 => "F32",
+        1 => "F16",
+        2 => "Q4_0",
+        3 => "Q4_1",
+        6 => "Q5_0",
+        7 => "Q5_1",
+        8 => "Q8_0",
+        9 => "Q8_1",
+        10 => "Q2_K",
+        11 => "Q3_K",
+        12 => "Q4_K",
+        13 => "Q5_K",
+        14 => "Q6_K",
+        15 => "Q8_K",
+        16 => "IQ2_XXS",
+        17 => "IQ2_XS",
+        18 => "IQ3_XXS",
+        19 => "IQ1_S",
+        20 => "IQ4_NL",
+        21 => "IQ3_S",
+        22 => "IQ2_S",
+        23 => "IQ4_XS",
+        24 => "I8",
+        25 => "I16",
+        26 => "I32",
+        27 => "I64",
+        28 => "F64",
+        29 => "IQ1_M",
+        30 => "BF16",
+        34 => "TQ1_0",
+        35 => "TQ2_0",
+        39 => "MXFP4",
+        40 => "NVFP4",
+        41 => "Q1_0",
+        _ => return None,
+    })
+}
+
+impl fmt::Display for GgufError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GgufError::BadMagic { found } => write!(
+                f,
+                "not a GGUF file: magic is {:?}, expected \"GGUF\"",
+                core::str::from_utf8(found).unwrap_or("(not text)")
+            ),
+            GgufError::UnsupportedVersion { version: 1 } => {
+                f.write_str("GGUF version 1 is not supported (only versions 2 and 3)")
+            }
+            GgufError::UnsupportedVersion { version } => write!(
+                f,
+                "GGUF version {version} is not supported (only versions 2 and 3)"
+            ),
+            GgufError::ByteOrder { version } => write!(
+                f,
+                "GGUF version field is {version:#x}: a big-endian file, and lode reads only little-endian GGUF"
+            ),
+            GgufError::Truncated { offset, item } => {
+                write!(f, "file ends early: {item} reads past the end (at byte {offset})")
+            }
+            GgufError::BadUtf8 { offset, item } => {
+                write!(f, "{item}: string at byte {offset} is not valid UTF-8")
+            }
+            GgufError::BadValueType { offset, code, item } => write!(
+                f,
+                "{item}: unknown metadata value type {code} at byte {offset}"
+            ),
+            GgufError::BadBool { offset, byte, item } => write!(
+                f,
+                "{item}: boolean at byte {offset} is {byte}, expected 0 or 1"
+            ),
+            GgufError::TooDeep { offset, item } => write!(
+                f,
+                "{item}: arrays nested more than {} deep at byte {offset}",
+                super::MAX_ARRAY_DEPTH
+            ),
+            GgufError::BadAlignment { alignment } => write!(
+                f,
+                "general.alignment is {alignment}, which is not a power of two"
+            ),
+            GgufError::TooManyDims { tensor, n_dims } => write!(
+                f,
+                "tensor '{tensor}' has {n_dims} dimensions, at most {} are allowed",
+                super::MAX_DIMS
+            ),
+            GgufError::UnknownType { tensor, code } => match ggml_type_name(*code) {
+                Some(name) => write!(
+                    f,
+                    "tensor '{tensor}' has ggml type {name} (id {code}), which lode does not read"
+                ),
+                None => write!(f, "tensor '{tensor}' has unknown ggml type id {code}"),
+            },
+            GgufError::PartialBlock {
+                tensor,
+                dtype,
+                row_len,
+            } => write!(
+                f,
+                "tensor '{tensor}': row of {row_len} elements is not a whole number of {}-element {} blocks",
+                dtype.block_elems(),
+                dtype.name()
+            ),
+            GgufError::SizeOverflow { tensor } => {
+                write!(f, "tensor '{tensor}': size overflows 64 bits")
+            }
+            GgufError::TensorOutOfBounds {
+                tensor,
+                offset,
+                len,
+                file_len,
+            } => write!(
+                f,
+                "tensor '{tensor}': {len} bytes at offset {offset} reach past the end of the {file_len}-byte file"
+            ),
+            GgufError::MisalignedTensor {
+                tensor,
+                offset,
+                alignment,
+            } => write!(
+                f,
+                "tensor '{tensor}': data offset {offset} is not a multiple of the alignment {alignment}"
+            ),
+            GgufError::TensorOverlap {
+                tensor,
+                offset,
+                previous_end,
+            } => write!(
+                f,
+                "tensor '{tensor}': data offset {offset} is before the end of the previous tensor's data ({previous_end})"
+            ),
+            GgufError::MissingKey { key } => write!(f, "metadata key '{key}' is missing"),
+            GgufError::WrongType {
+                key,
+                expected,
+                found,
+            } => write!(
+                f,
+                "metadata key '{key}' holds a {}, expected {expected}",
+                found.name()
+            ),
+            GgufError::BadValue { key, reason } => {
+                write!(f, "metadata key '{key}': {reason}")
+            }
+            GgufError::NotLlama { found } => write!(
+                f,
+                "general.architecture is '{found}', but lode runs only 'llama' models"
+            ),
+            GgufError::MissingTensor { tensor } => write!(f, "tensor '{tensor}' is missing"),
+            GgufError::BadShape {
+                tensor,
+                dim,
+                found,
+                expected,
+            } => write!(
+                f,
+                "tensor '{tensor}': dimension {dim} is {found}, expected {expected}"
+            ),
+            GgufError::RowLength { dtype, elems, bytes } => write!(
+                f,
+                "{} row: {bytes} encoded bytes do not hold exactly {elems} elements",
+                dtype.name()
+            ),
+            GgufError::RowOutOfRange { tensor, row, rows } => write!(
+                f,
+                "tensor '{tensor}' has {rows} rows, there is no row {row}"
+            ),
+        }
+    }
+}
+
+/// `core::error::Error` is the same trait as `std::error::Error`, so this
+/// also serves `std` users, without making the reader depend on `std`.
+impl core::error::Error for GgufError {}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::format;
+    use std::string::String;
+
+    use super::*;
+
+    #[test]
+    fn names_are_cut_at_char_boundaries() {
+        let short = Name::new("blk.0.attn_q.weight");
+        assert_eq!(short, "blk.0.attn_q.weight");
+        assert!(!short.is_cut());
+
+        // 63 ASCII bytes then a 3-byte character: the cut must fall before it.
+        let mut long: String = "a".repeat(63);
+        long.push_str("\u{20ac}tail");
+        let name = Name::new(&long);
+        assert!(name.is_cut());
+        assert_eq!(name.as_str().len(), 63);
+        assert_ne!(name, long.as_str());
+        assert!(format!("{name}").ends_with("..."));
+    }
+
+    #[test]
+    fn within_fills_only_unknown_items() {
+        let e = GgufError::Truncated {
+            offset: 7,
+            item: Item::Unknown,
+        };
+        let at = Item::KeyValue {
+            index: 3,
+            key: Some(Name::new("general.name")),
+        };
+        let e = e.within(at);
+        assert_eq!(
+            e,
+            GgufError::Truncated {
+                offset: 7,
+                item: at
+            }
+        );
+        // Already attributed: unchanged.
+        assert_eq!(e.within(Item::Header), e);
+        assert_eq!(e.kind(), ErrorKind::Truncated);
+        assert!(format!("{e}").contains("'general.name'"));
+    }
+
+    #[test]
+    fn unknown_type_message_names_known_ggml_types() {
+        let e = GgufError::UnknownType {
+            tensor: Name::new("blk.0.ffn_down.weight"),
+            code: 14,
+        };
+        let msg = format!("{e}");
+        assert!(msg.contains("Q6_K"), "{msg}");
+        assert!(msg.contains("blk.0.ffn_down.weight"), "{msg}");
+        assert_eq!(ggml_type_name(4), None);
+        let unknown = format!(
+            "{}",
+            GgufError::UnknownType {
+                tensor: Name::new("t"),
+                code: 999
+            }
+        );
+        assert!(unknown.contains("999"), "{unknown}");
+    }
+
+    #[test]
+    fn error_is_small() {
+        // Results carrying it stay cheap to return (clippy's large-error bar is 128).
+        assert!(core::mem::size_of::<GgufError>() <= 128);
+    }
+}
