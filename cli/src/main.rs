@@ -1,6 +1,7 @@
 //! `lode`: run language models from flash on devices whose DRAM is smaller
 //! than the model. See `lode --help`.
 
+mod cmd_bench;
 mod cmd_inspect;
 mod cmd_trace;
 mod progress;
@@ -26,6 +27,9 @@ enum Cmd {
     /// Make and describe activation traces.
     #[command(subcommand)]
     Trace(cmd_trace::TraceCmd),
+    /// Benchmarks printed side by side in one run.
+    #[command(subcommand)]
+    Bench(cmd_bench::BenchCmd),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +38,7 @@ fn main() -> ExitCode {
     let result = match &cli.cmd {
         Cmd::Inspect(args) => cmd_inspect::run(args, &mut out),
         Cmd::Trace(cmd) => cmd_trace::run(cmd, &mut out),
+        Cmd::Bench(cmd) => cmd_bench::run(cmd, &mut out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,1 +1,88 @@
-//! Cross-crate tests live in `tests/`; this library holds shared fixtures.
+//! Shared fixtures for lode's cross-crate tests (in `tests/`): temporary
+//! files that delete themselves and small, fully valid lode images.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use lode_formats::image::{ArchTag, BundleParts, ImageBuilder, LayerSpec, ModelGeometry};
+use lode_formats::DType;
+
+/// A file under the system temp dir, removed on drop.
+pub struct TempFile {
+    path: PathBuf,
+}
+
+impl TempFile {
+    /// A new file holding `bytes`, with a name unique to this process.
+    pub fn with_bytes(bytes: &[u8]) -> TempFile {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("lode-test-{}-{n}.bin", std::process::id()));
+        std::fs::write(&path, bytes).expect("write temp file");
+        TempFile { path }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Bytes of bundle `pos` of `layer` in [`small_image`]: distinct everywhere.
+pub fn bundle_byte(layer: u32, neuron: u32, i: usize) -> u8 {
+    (layer as usize * 131 + neuron as usize * 17 + i * 3) as u8
+}
+
+/// A small valid image: `layers` layers of `neurons` Q8_0 bundles over a
+/// hidden size of 64 (3 x 68 = 204 bytes each) in a reversed placement, plus
+/// two tensors. Returns the file bytes.
+pub fn small_image(layers: u32, neurons: u32, block_size: u32) -> Vec<u8> {
+    let geometry = ModelGeometry {
+        arch: ArchTag::new("llama").expect("arch"),
+        layers,
+        hidden: 64,
+        ffn: neurons,
+        heads: 2,
+        kv_heads: 1,
+        head_dim: 32,
+        vocab: 32,
+        context: 128,
+        rope_base: 10_000.0,
+        rms_eps: 1e-5,
+        fingerprint: 0x10DE,
+    };
+    let q = Some(DType::Q8_0);
+    let parts = BundleParts {
+        gate: q,
+        up: q,
+        down: q,
+    };
+    let bundle = 3 * DType::Q8_0.row_bytes(64).expect("row") as usize;
+    let mut b = ImageBuilder::new(geometry);
+    b.block_size(block_size);
+    b.add_tensor(
+        "token_embd.weight",
+        DType::F32,
+        &[64, 32],
+        vec![1u8; 64 * 32 * 4],
+    )
+    .expect("tensor");
+    b.add_tensor("output_norm.weight", DType::F32, &[64], vec![2u8; 256])
+        .expect("tensor");
+    for l in 0..layers {
+        // Position p holds neuron perm[p] = neurons - 1 - p.
+        let perm: Vec<u32> = (0..neurons).rev().collect();
+        let mut data = Vec::with_capacity(bundle * neurons as usize);
+        for &n in &perm {
+            data.extend((0..bundle).map(|i| bundle_byte(l, n, i)));
+        }
+        b.add_layer(LayerSpec::new(parts, data, perm));
+    }
+    b.to_bytes().expect("image")
+}

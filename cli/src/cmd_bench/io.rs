@@ -1,0 +1,371 @@
+//! `lode bench io`: replay an activation trace against bundle regions on a
+//! device for every placement x cache policy x merging choice, plus the
+//! dense and per-bundle baselines, side by side in one run.
+
+use std::error::Error;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use lode_formats::image::Image;
+use lode_formats::trace::Trace;
+use lode_hal::fake::{FakeFlash, FaultPlan, Profile};
+use lode_hal::synth::SynthParams;
+use lode_hal_linux::{FileFlash, FileFlashOptions};
+use lode_kernel::flash::{FlashDevice, Geometry};
+use lode_kernel::placement;
+use lode_kernel::plan::{Mode, Region};
+use lode_kernel::profile::{LayerProfiler, ProfileLimits};
+
+use super::replay::{replay, CacheKind, Layout, Setup};
+use super::report::{self, Row};
+use crate::cmd_trace::{self, Preset};
+use crate::progress::Progress;
+
+/// Arguments of `lode bench io`.
+#[derive(clap::Args, Debug)]
+pub struct IoArgs {
+    /// Activation trace to replay (`lode trace synth` or `lode profile`).
+    /// Without it a trace is synthesised from --synth.
+    #[arg(long, conflicts_with = "synth")]
+    pub trace: Option<PathBuf>,
+    /// Synthesise an OPT-like or Llama-like 7B-geometry trace in memory.
+    #[arg(long, value_enum, default_value = "opt")]
+    pub synth: Preset,
+    /// Tokens of the synthesised trace.
+    #[arg(long, default_value_t = 64)]
+    pub tokens: u32,
+    /// Seed of the synthesised trace.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Take bundle regions (offsets, sizes) from this lode image instead of
+    /// laying out the trace's geometry contiguously.
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    /// Bytes per neuron bundle of a laid-out geometry. Default 5120: an
+    /// OPT-6.7B up row and down column (hidden 4096) at Q4_1; 16384 is fp16.
+    #[arg(long, default_value_t = 5120)]
+    pub bundle_bytes: u32,
+    /// Device: `fake:<profile>` (disk, ufs31, ufs40, emmc51, nvme; virtual
+    /// time from the profile's cost model) or `file:<path>` (measured).
+    #[arg(long, default_value = "fake:ufs40")]
+    pub device: String,
+    /// Cache size as a fraction of all FFN bundles of the model.
+    #[arg(long, default_value_t = 0.05)]
+    pub cache_fraction: f64,
+    /// Window of the LLM-in-a-flash cache, in tokens.
+    #[arg(long, default_value_t = 4)]
+    pub window: u32,
+    /// Fraction of the trace's tokens used for profiling and placement; the
+    /// rest are replayed (so placement is never scored on the tokens it saw).
+    #[arg(long, default_value_t = 0.5)]
+    pub profile_fraction: f64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Draw I/O time per strategy as an SVG bar chart.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+/// A placement under test.
+struct Placed {
+    name: &'static str,
+    inverse: Vec<Vec<u32>>,
+}
+
+enum Device {
+    Fake(&'static Profile),
+    File(PathBuf),
+}
+
+fn parse_device(s: &str) -> Result<Device, Box<dyn Error>> {
+    if let Some(name) = s.strip_prefix("fake:") {
+        let names: Vec<&str> = Profile::ALL.iter().map(|p| p.name).collect();
+        Profile::by_name(name).map(Device::Fake).ok_or_else(|| {
+            format!("unknown fake profile `{name}`; known: {}", names.join(", ")).into()
+        })
+    } else if let Some(path) = s.strip_prefix("file:") {
+        Ok(Device::File(PathBuf::from(path)))
+    } else {
+        Err(format!("device `{s}` must be fake:<profile> or file:<path>").into())
+    }
+}
+
+/// Lay out `layers` regions of `neurons` bundles back to back, each starting
+/// on a block boundary.
+fn contiguous_layout(layers: u32, neurons: u32, bundle_bytes: u32, block: u32) -> Layout {
+    let mut offset = 0u64;
+    let regions = (0..layers)
+        .map(|_| {
+            let r = Region {
+                offset,
+                stride: bundle_bytes,
+                bundle_bytes,
+                count: neurons,
+            };
+            let end = offset + u64::from(neurons) * u64::from(bundle_bytes);
+            offset = end.div_ceil(u64::from(block)) * u64::from(block);
+            r
+        })
+        .collect();
+    Layout { regions, neurons }
+}
+
+fn image_layout(path: &PathBuf, layers: u32, neurons: u32) -> Result<Layout, Box<dyn Error>> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let img = Image::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    if img.layer_count() != layers as usize {
+        return Err(format!(
+            "{} has {} bundle layers but the trace has {layers}",
+            path.display(),
+            img.layer_count()
+        )
+        .into());
+    }
+    let mut regions = Vec::new();
+    for l in 0..img.layer_count() {
+        let r = img.bundle_region(l).ok_or("image layer missing")?;
+        if r.count != neurons {
+            return Err(format!(
+                "{} layer {l} has {} bundles but the trace has {neurons} neurons",
+                path.display(),
+                r.count
+            )
+            .into());
+        }
+        regions.push(Region {
+            offset: r.offset,
+            stride: r.stride,
+            bundle_bytes: r.bundle_size,
+            count: r.count,
+        });
+    }
+    Ok(Layout { regions, neurons })
+}
+
+/// Run the benchmark.
+pub fn run(args: &IoArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
+    if !(0.0..=1.0).contains(&args.cache_fraction)
+        || !(0.05..=0.95).contains(&args.profile_fraction)
+    {
+        return Err("--cache-fraction must be 0 to 1 and --profile-fraction 0.05 to 0.95".into());
+    }
+    // The trace.
+    let (bytes, source) = match &args.trace {
+        Some(p) => (
+            std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?,
+            p.display().to_string(),
+        ),
+        None => {
+            let p = match args.synth {
+                Preset::Opt => SynthParams::opt_like(args.tokens, args.seed),
+                Preset::Llama => SynthParams::llama_like(args.tokens, args.seed),
+            };
+            let label = format!(
+                "synthetic {:?}-like, {} tokens, seed {}",
+                args.synth, args.tokens, args.seed
+            )
+            .to_lowercase();
+            (cmd_trace::synthesize(&p, Vec::new(), args.json)?, label)
+        }
+    };
+    let trace = Trace::parse(&bytes).map_err(|e| format!("{source}: {e}"))?;
+    let h = trace.header();
+    let profile_tokens = ((f64::from(h.tokens) * args.profile_fraction) as u32)
+        .clamp(1, h.tokens.saturating_sub(1).max(1));
+    if h.tokens < 2 {
+        return Err("the trace needs at least 2 tokens: some to profile, some to replay".into());
+    }
+    // Offline: profile the first tokens and compute placements.
+    let t0 = Instant::now();
+    let mut progress = Progress::new("profile + placement", u64::from(h.layers), args.json);
+    let limits = ProfileLimits {
+        max_tokens: profile_tokens.max(1),
+        ..ProfileLimits::default()
+    };
+    let mut counts = Vec::new();
+    let mut freq = Vec::new();
+    let mut coact = Vec::new();
+    let mut profile_s = 0.0;
+    for l in 0..h.layers {
+        let tp = Instant::now();
+        let mut prof = LayerProfiler::new(h.neurons, limits)?;
+        for t in 0..profile_tokens {
+            prof.add_token(trace.active(t, l)?.iter())?;
+        }
+        let p = prof.finish();
+        profile_s += tp.elapsed().as_secs_f64();
+        freq.push(
+            placement::inverse(&placement::by_frequency(p.counts()))
+                .ok_or("frequency placement is not a permutation")?,
+        );
+        coact.push(
+            placement::inverse(&placement::by_coactivation(&p))
+                .ok_or("co-activation placement is not a permutation")?,
+        );
+        counts.push(p.counts().to_vec());
+        progress.tick(1);
+    }
+    progress.finish();
+    let offline_s = t0.elapsed().as_secs_f64();
+    let identity: Vec<Vec<u32>> = (0..h.layers)
+        .map(|_| placement::identity(h.neurons))
+        .collect();
+    let placements = [
+        Placed {
+            name: "identity",
+            inverse: identity,
+        },
+        Placed {
+            name: "freq",
+            inverse: freq,
+        },
+        Placed {
+            name: "coact",
+            inverse: coact,
+        },
+    ];
+
+    // The device and layout.
+    let device = parse_device(&args.device)?;
+    let block = match &device {
+        Device::Fake(p) => p.geometry.block_size,
+        Device::File(_) => FileFlashOptions::default().block_size,
+    };
+    let layout = match &args.image {
+        Some(p) => image_layout(p, h.layers, h.neurons)?,
+        None => contiguous_layout(h.layers, h.neurons, args.bundle_bytes, block),
+    };
+    let end = layout
+        .regions
+        .iter()
+        .map(|r| r.end().unwrap_or(0))
+        .max()
+        .unwrap_or(0);
+    let total_bundles = u64::from(h.layers) * u64::from(h.neurons);
+    let cache_slots = (total_bundles as f64 * args.cache_fraction).round() as u32;
+    let setup = Setup {
+        trace: &trace,
+        tokens: profile_tokens..h.tokens,
+        layout: &layout,
+        cache_slots,
+        counts: &counts,
+    };
+
+    let mut strategies: Vec<(String, usize, CacheKind, Mode, bool)> = vec![
+        (
+            "baseline: per-bundle".into(),
+            0,
+            CacheKind::None,
+            Mode::PerBundle,
+            true,
+        ),
+        (
+            "baseline: dense".into(),
+            0,
+            CacheKind::None,
+            Mode::Dense,
+            true,
+        ),
+    ];
+    let caches = [
+        CacheKind::None,
+        CacheKind::Lru,
+        CacheKind::S3Fifo,
+        CacheKind::Window(args.window),
+        CacheKind::Hot,
+        CacheKind::Ripple,
+    ];
+    for (pi, p) in placements.iter().enumerate() {
+        for &c in &caches {
+            for merge in [false, true] {
+                let name = format!(
+                    "{}+{}+{}",
+                    p.name,
+                    c.name(),
+                    if merge { "merge" } else { "nomerge" }
+                );
+                strategies.push((name, pi, c, Mode::Adaptive { merge }, false));
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    let mut progress = Progress::new("replay", strategies.len() as u64, args.json);
+    let (geometry, bandwidth, clock) = match &device {
+        Device::Fake(p) => {
+            let g = Geometry {
+                capacity: end.div_ceil(u64::from(block)) * u64::from(block) + u64::from(block),
+                ..p.geometry
+            };
+            let mut dev = FakeFlash::timing_only(g, p.cost, FaultPlan::none());
+            for (name, pi, c, mode, baseline) in &strategies {
+                let t = replay(&mut dev, &setup, &placements[*pi].inverse, *c, *mode)?;
+                rows.push(Row::new(
+                    name,
+                    placements[*pi].name,
+                    *c,
+                    *mode,
+                    *baseline,
+                    t,
+                ));
+                progress.tick(1);
+            }
+            (dev.geometry(), p.cost.bytes_per_sec, "virtual (cost model)")
+        }
+        Device::File(path) => {
+            let mut dev = FileFlash::open(path, FileFlashOptions::default())?;
+            if dev.geometry().capacity < end {
+                return Err(format!(
+                    "{} holds {} bytes but the layout needs {end}",
+                    path.display(),
+                    dev.geometry().capacity
+                )
+                .into());
+            }
+            for (name, pi, c, mode, baseline) in &strategies {
+                let t = replay(&mut dev, &setup, &placements[*pi].inverse, *c, *mode)?;
+                rows.push(Row::new(
+                    name,
+                    placements[*pi].name,
+                    *c,
+                    *mode,
+                    *baseline,
+                    t,
+                ));
+                progress.tick(1);
+            }
+            (
+                dev.geometry(),
+                dev.cost_model().bytes_per_sec,
+                "measured (wall clock)",
+            )
+        }
+    };
+    progress.finish();
+    let meta = report::Meta {
+        source,
+        device: args.device.clone(),
+        clock,
+        layers: h.layers,
+        neurons: h.neurons,
+        bundle_bytes: layout.regions.first().map_or(0, |r| r.bundle_bytes),
+        block_size: geometry.block_size,
+        bandwidth,
+        profile_tokens,
+        replay_tokens: h.tokens - profile_tokens,
+        cache_slots,
+        cache_fraction: args.cache_fraction,
+        offline_s,
+        profile_s,
+    };
+    if let Some(plot) = &args.plot {
+        std::fs::write(plot, report::svg(&meta, &rows))
+            .map_err(|e| format!("cannot write {}: {e}", plot.display()))?;
+    }
+    if args.json {
+        report::json(&meta, &rows, out)
+    } else {
+        report::table(&meta, &rows, out)
+    }
+}

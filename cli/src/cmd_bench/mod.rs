@@ -1,0 +1,22 @@
+//! `lode bench`: benchmarks that print ratios measured side by side in one run.
+
+pub mod io;
+mod replay;
+mod report;
+
+/// Subcommands of `lode bench`.
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCmd {
+    /// Replay an activation trace through every placement x cache policy x
+    /// merging choice (plus dense and per-bundle baselines) on a device and
+    /// print per-token commands, bytes, I/O time, cache hit rate and the
+    /// ratio to the physical bound.
+    Io(io::IoArgs),
+}
+
+/// Run `lode bench`.
+pub fn run(cmd: &BenchCmd, out: &mut dyn std::io::Write) -> Result<(), Box<dyn std::error::Error>> {
+    match cmd {
+        BenchCmd::Io(args) => io::run(args, out),
+    }
+}
