@@ -9,8 +9,9 @@
 //! Memory is bounded. The full pair table takes `n (n - 1) / 2 * 4` bytes; it
 //! is kept exactly when that fits [`ProfileLimits::exact_pair_bytes`]
 //! (default 16 MiB: layers up to 2,896 neurons, so SmolLM2's 1,536 are exact).
-//! Above the bound each neuron keeps only its `top_k` strongest partners
-//! (default 16), `n * top_k * 8` bytes: 5.5 MB for a 43,008-neuron layer.
+//! Above the bound each neuron keeps only its `top_k` most specific partners
+//! (default 64, by Jaccard similarity: see `LayerProfiler::finish`),
+//! `n * top_k * 8` bytes: 22 MB for a 43,008-neuron layer.
 //! Column bitsets take `n * ceil(tokens / 64) * 8` bytes; tokens are capped at
 //! [`ProfileLimits::max_tokens`] (default 4,096).
 
@@ -32,7 +33,7 @@ impl Default for ProfileLimits {
     fn default() -> Self {
         ProfileLimits {
             exact_pair_bytes: 16 << 20,
-            top_k: 16,
+            top_k: 64,
             max_tokens: 4096,
         }
     }
@@ -131,14 +132,27 @@ impl LayerProfiler {
             }
             Pairs::Exact(table)
         } else {
+            // Which partners to keep is chosen by Jaccard similarity
+            // (co-activations over activations of either), not by raw count:
+            // a neuron that fires on every token co-occurs with everything,
+            // and ranking by count would fill every list with such neurons
+            // and drop the specific partners placement needs. Linking still
+            // orders the kept pairs by count.
             let k = self.limits.top_k;
             let mut top = vec![(0u32, 0u32); n * k];
+            let mut score = vec![0u64; n * k];
             for (a, &i) in live.iter().enumerate() {
                 for &j in &live[a + 1..] {
                     let c = co(i, j);
                     if c > 0 {
-                        offer(&mut top[i * k..(i + 1) * k], j as u32, c);
-                        offer(&mut top[j * k..(j + 1) * k], i as u32, c);
+                        let union = u64::from(counts[i] + counts[j] - c);
+                        let s = (u64::from(c) << 32) / union;
+                        let (ti, si) =
+                            (&mut top[i * k..(i + 1) * k], &mut score[i * k..(i + 1) * k]);
+                        offer(ti, si, j as u32, c, s);
+                        let (tj, sj) =
+                            (&mut top[j * k..(j + 1) * k], &mut score[j * k..(j + 1) * k]);
+                        offer(tj, sj, i as u32, c, s);
                     }
                 }
             }
@@ -158,18 +172,21 @@ fn tri(n: usize, i: usize, j: usize) -> usize {
     i * (2 * n - i - 1) / 2 + (j - i - 1)
 }
 
-/// Keep `(partner, count)` in a descending top-k list if it beats the last.
-fn offer(list: &mut [(u32, u32)], partner: u32, count: u32) {
-    let Some(last) = list.last() else { return };
-    if count <= last.1 {
+/// Keep `(partner, count)` in a top-k list ordered by descending `score`
+/// (`scores` runs beside `list`) if its score beats the last entry's.
+fn offer(list: &mut [(u32, u32)], scores: &mut [u64], partner: u32, count: u32, score: u64) {
+    let Some(&last) = scores.last() else { return };
+    if score <= last {
         return;
     }
     let mut at = list.len() - 1;
-    while at > 0 && list[at - 1].1 < count {
+    while at > 0 && scores[at - 1] < score {
         list[at] = list[at - 1];
+        scores[at] = scores[at - 1];
         at -= 1;
     }
     list[at] = (partner, count);
+    scores[at] = score;
 }
 
 /// Co-activation counts, exact or top-k.
@@ -177,8 +194,8 @@ fn offer(list: &mut [(u32, u32)], partner: u32, count: u32) {
 pub enum Pairs {
     /// Every pair `i < j`, upper-triangular.
     Exact(Vec<u32>),
-    /// The `k` strongest partners of each neuron, descending; count 0 marks
-    /// an empty entry.
+    /// The `k` most specific partners of each neuron (descending Jaccard
+    /// similarity) with their counts; count 0 marks an empty entry.
     TopK {
         /// Partners per neuron.
         k: usize,
@@ -298,7 +315,7 @@ mod tests {
     }
 
     #[test]
-    fn top_k_keeps_the_strongest_partners() {
+    fn top_k_keeps_the_most_specific_partners() {
         let limits = ProfileLimits {
             exact_pair_bytes: 0,
             top_k: 1,
@@ -306,9 +323,14 @@ mod tests {
         };
         let p = profile(TOKENS, 8, limits);
         assert!(!p.is_exact());
-        assert_eq!(p.pair(0, 1), 3); // 0's best partner
-        assert_eq!(p.pair(1, 2), 2); // 2's best partner, though not 1's
-        assert_eq!(p.pair(2, 5), 0); // neither's best
+        // Jaccard: 0~1 = 3/4 is the best of 0 and 1; 2 has 1~2 = 2~5 = 1/2
+        // and keeps the first offered (1); 5 keeps 2 (1/2 over 1/4); 7 keeps
+        // 0 (1/4 over 1/5), so 1~7 is kept by neither.
+        assert_eq!(p.pair(0, 1), 3);
+        assert_eq!(p.pair(1, 2), 2);
+        assert_eq!(p.pair(0, 7), 1);
+        assert_eq!(p.pair(1, 7), 0);
+        assert_eq!(p.pair(2, 5), 1);
         assert_eq!(p.edges().iter().filter(|e| e.1 == 0 && e.2 == 1).count(), 1);
     }
 
