@@ -72,7 +72,7 @@ impl DType {
     /// whole number of blocks or the size overflows.
     pub const fn row_bytes(self, elems: u64) -> Option<u64> {
         let per = self.block_elems() as u64;
-        if elems % per != 0 {
+        if !elems.is_multiple_of(per) {
             return None;
         }
         (elems / per).checked_mul(self.block_bytes() as u64)

@@ -105,7 +105,7 @@ pub struct Geometry {
 impl Geometry {
     /// `true` when `x` is a multiple of the block size.
     pub fn is_aligned(&self, x: u64) -> bool {
-        self.block_size != 0 && x % u64::from(self.block_size) == 0
+        self.block_size != 0 && x.is_multiple_of(u64::from(self.block_size))
     }
 
     /// Round `x` down to a block boundary.

@@ -175,7 +175,7 @@ pub(crate) fn place<'a>(
     previous_end: u64,
 ) -> Result<TensorInfo<'a>, GgufError> {
     let tensor = Name::new(raw.name);
-    if raw.rel_offset % u64::from(alignment.max(1)) != 0 {
+    if !raw.rel_offset.is_multiple_of(u64::from(alignment.max(1))) {
         return Err(GgufError::MisalignedTensor {
             tensor,
             offset: raw.rel_offset,

@@ -251,7 +251,7 @@ impl DataCursor {
 
     /// Place the next extent of the file.
     pub fn place(&mut self, offset: u64, len: u64, at: Location) -> Result<(), ImageError> {
-        if offset % self.block != 0 {
+        if !offset.is_multiple_of(self.block) {
             return Err(err(
                 ErrorKind::Misaligned,
                 at,

@@ -103,7 +103,8 @@ impl FileFlashOptions {
         if !self.block_size.is_power_of_two() {
             return bad("block_size must be a power of two");
         }
-        if self.max_transfer < self.block_size || self.max_transfer % self.block_size != 0 {
+        if self.max_transfer < self.block_size || !self.max_transfer.is_multiple_of(self.block_size)
+        {
             return bad("max_transfer must be a non-zero multiple of block_size");
         }
         if self.queue_depth == 0 || usize::from(self.queue_depth) > MAX_QUEUE_DEPTH {
