@@ -1,0 +1,321 @@
+//! Inner loops, one implementation per instruction set, and the choice
+//! between them.
+//!
+//! Besides the worker pool's lifetime erasure, the SIMD modules are the only
+//! places with `unsafe` in the compute code.
+//! They are reached through [`Kernels`], whose SIMD variants carry a token
+//! that only run-time (or, without `std`, compile-time) feature detection can
+//! create, so a `Kernels` value is itself the proof that its instructions
+//! exist on this CPU.
+//!
+//! Preconditions every entry point relies on (the callers in this crate
+//! check shapes first; violating them gives wrong numbers, never unsafety):
+//! a quantized row holds whole blocks and `act` has one block per row block;
+//! a float row holds as many elements as `x`; axpy operands have equal lengths.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+pub(crate) mod scalar;
+
+use lode_kernel::compute::DType;
+
+use super::act::{quantize_scalar, ActBlock};
+
+/// The block-quantized element types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QType {
+    Q4_0,
+    Q4_1,
+    Q5_1,
+    Q8_0,
+}
+
+impl QType {
+    /// Bytes per block of 32 elements.
+    pub(crate) const fn block_bytes(self) -> usize {
+        match self {
+            QType::Q4_0 => 18,
+            QType::Q4_1 => 20,
+            QType::Q5_1 => 24,
+            QType::Q8_0 => 34,
+        }
+    }
+}
+
+/// How a row of a given [`DType`] is multiplied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RowType {
+    /// Little-endian f32 (`half == false`) or f16 (`half == true`).
+    Float { half: bool },
+    /// Blocks of 32 against the quantized activation.
+    Quant(QType),
+}
+
+impl RowType {
+    /// The row type of `dtype`, `None` for types this backend cannot multiply.
+    pub(crate) fn of(dtype: DType) -> Option<RowType> {
+        Some(match dtype {
+            DType::F32 => RowType::Float { half: false },
+            DType::F16 => RowType::Float { half: true },
+            DType::Q4_0 => RowType::Quant(QType::Q4_0),
+            DType::Q4_1 => RowType::Quant(QType::Q4_1),
+            DType::Q5_1 => RowType::Quant(QType::Q5_1),
+            DType::Q8_0 => RowType::Quant(QType::Q8_0),
+            _ => return None,
+        })
+    }
+}
+
+/// The instruction set a [`CpuCompute`](super::CpuCompute) runs its inner
+/// loops with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Isa {
+    /// Portable Rust, no explicit SIMD.
+    Scalar,
+    /// x86_64 AVX2 with FMA and F16C.
+    Avx2,
+    /// x86_64 AVX2, FMA and F16C, with AVX-512 VNNI (and VL) for the
+    /// quantized products.
+    Avx2Vnni,
+    /// aarch64 NEON with widening multiplies.
+    Neon,
+    /// aarch64 NEON with the `sdot` dot-product instructions.
+    NeonDotProd,
+}
+
+/// A set of inner loops that this CPU can run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kernels {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2(avx2::Token),
+    #[cfg(target_arch = "aarch64")]
+    Neon(neon::Token),
+}
+
+impl Kernels {
+    /// The fastest kernels this CPU supports, or the scalar ones if
+    /// `force_scalar`.
+    pub(crate) fn detect(force_scalar: bool) -> Kernels {
+        if force_scalar {
+            return Kernels::Scalar;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(t) = avx2::Token::detect() {
+            return Kernels::Avx2(t);
+        }
+        #[cfg(target_arch = "aarch64")]
+        if let Some(t) = neon::Token::detect() {
+            return Kernels::Neon(t);
+        }
+        Kernels::Scalar
+    }
+
+    /// Which instruction set these kernels use.
+    pub(crate) fn isa(self) -> Isa {
+        match self {
+            Kernels::Scalar => Isa::Scalar,
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2(t) => {
+                if t.has_vnni() {
+                    Isa::Avx2Vnni
+                } else {
+                    Isa::Avx2
+                }
+            }
+            #[cfg(target_arch = "aarch64")]
+            Kernels::Neon(t) => {
+                if t.has_dotprod() {
+                    Isa::NeonDotProd
+                } else {
+                    Isa::Neon
+                }
+            }
+        }
+    }
+
+    /// Quantizes `x` into `out` (`x.len() == 32 · out.len()`); `false` when
+    /// `x` is not all finite. Bit-identical on every path.
+    pub(crate) fn quantize_act(self, x: &[f32], out: &mut [ActBlock]) -> bool {
+        match self {
+            Kernels::Scalar => quantize_scalar(x, out),
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2(t) => t.quantize_act(x, out),
+            #[cfg(target_arch = "aarch64")]
+            Kernels::Neon(t) => t.quantize_act(x, out),
+        }
+    }
+
+    /// One quantized row · the quantized activation.
+    pub(crate) fn dot_q(self, t: QType, row: &[u8], act: &[ActBlock]) -> f32 {
+        match self {
+            Kernels::Scalar => scalar::dot_q(t, row, act),
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2(k) => k.dot_q(t, row, act),
+            #[cfg(target_arch = "aarch64")]
+            Kernels::Neon(k) => k.dot_q(t, row, act),
+        }
+    }
+
+    /// `out[r] = row_r · act` for consecutive rows of `row_bytes`.
+    pub(crate) fn matvec_q(
+        self,
+        t: QType,
+        data: &[u8],
+        row_bytes: usize,
+        act: &[ActBlock],
+        out: &mut [f32],
+    ) {
+        match self {
+            Kernels::Scalar => scalar::matvec_q(t, data, row_bytes, act, out),
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2(k) => k.matvec_q(t, data, row_bytes, act, out),
+            #[cfg(target_arch = "aarch64")]
+            Kernels::Neon(k) => k.matvec_q(t, data, row_bytes, act, out),
+        }
+    }
+
+    /// `out[r] = row_r · x` for consecutive float rows of `row_bytes`.
+    pub(crate) fn matvec_float(
+        self,
+        half: bool,
+        data: &[u8],
+        row_bytes: usize,
+        x: &[f32],
+        out: &mut [f32],
+    ) {
+        match self {
+            Kernels::Scalar => scalar::matvec_float(half, data, row_bytes, x, out),
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2(k) => k.matvec_float(half, data, row_bytes, x, out),
+            #[cfg(target_arch = "aarch64")]
+            Kernels::Neon(k) => k.matvec_float(half, data, row_bytes, x, out),
+        }
+    }
+
+    /// One row of any supported type · the input (`act` for quantized rows,
+    /// `x` for float rows).
+    pub(crate) fn dot_row(self, rt: RowType, row: &[u8], x: &[f32], act: &[ActBlock]) -> f32 {
+        match rt {
+            RowType::Quant(t) => self.dot_q(t, row, act),
+            RowType::Float { half } => {
+                let mut o = [0.0f32];
+                let rb = row.len();
+                self.matvec_float(half, row, rb.max(1), x, &mut o);
+                o[0]
+            }
+        }
+    }
+
+    /// Two rows of one type · the same input.
+    pub(crate) fn dot2_row(
+        self,
+        rt: RowType,
+        r0: &[u8],
+        r1: &[u8],
+        x: &[f32],
+        act: &[ActBlock],
+    ) -> (f32, f32) {
+        match (self, rt) {
+            (Kernels::Scalar, RowType::Quant(t)) => scalar::dot2_q(t, r0, r1, act),
+            #[cfg(target_arch = "x86_64")]
+            (Kernels::Avx2(k), RowType::Quant(t)) => k.dot2_q(t, r0, r1, act),
+            #[cfg(target_arch = "aarch64")]
+            (Kernels::Neon(k), RowType::Quant(t)) => k.dot2_q(t, r0, r1, act),
+            (_, RowType::Float { .. }) => {
+                (self.dot_row(rt, r0, x, act), self.dot_row(rt, r1, x, act))
+            }
+        }
+    }
+
+    /// For consecutive records of `stride` bytes that start with two rows of
+    /// `rb` bytes (an FFN bundle's gate and up rows):
+    /// `out[i] = f(row0_i · input, row1_i · input)`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn pair_map(
+        self,
+        rt: RowType,
+        data: &[u8],
+        stride: usize,
+        rb: usize,
+        x: &[f32],
+        act: &[ActBlock],
+        out: &mut [f32],
+        f: fn(f32, f32) -> f32,
+    ) {
+        match (self, rt) {
+            (Kernels::Scalar, RowType::Quant(t)) => {
+                scalar::pair_map(t, data, stride, rb, act, out, f)
+            }
+            #[cfg(target_arch = "x86_64")]
+            (Kernels::Avx2(k), RowType::Quant(t)) => k.pair_map(t, data, stride, rb, act, out, f),
+            #[cfg(target_arch = "aarch64")]
+            (Kernels::Neon(k), RowType::Quant(t)) => k.pair_map(t, data, stride, rb, act, out, f),
+            (_, RowType::Float { .. }) => {
+                for (o, b) in out.iter_mut().zip(data.chunks_exact(stride)) {
+                    let (r0, rest) = b.split_at(rb.min(b.len()));
+                    let r1 = rest.get(..rb).unwrap_or(&[]);
+                    let (y0, y1) = self.dot2_row(rt, r0, r1, x, act);
+                    *o = f(y0, y1);
+                }
+            }
+        }
+    }
+
+    /// `y += Σ_r alpha[r] · rows[r]` for four rows of `y.len()` elements.
+    pub(crate) fn axpy4_row(self, rt: RowType, rows: [&[u8]; 4], alpha: [f32; 4], y: &mut [f32]) {
+        match (self, rt) {
+            (Kernels::Scalar, RowType::Quant(t)) => scalar::axpy4_q(t, rows, alpha, y),
+            #[cfg(target_arch = "x86_64")]
+            (Kernels::Avx2(k), RowType::Quant(t)) => k.axpy4_q(t, rows, alpha, y),
+            #[cfg(target_arch = "aarch64")]
+            (Kernels::Neon(k), RowType::Quant(t)) => k.axpy4_q(t, rows, alpha, y),
+            (_, RowType::Float { .. }) => {
+                for (row, a) in rows.into_iter().zip(alpha) {
+                    self.axpy_row(rt, row, a, y);
+                }
+            }
+        }
+    }
+
+    /// `a · b` (equal lengths).
+    pub(crate) fn dot_f32(self, a: &[f32], b: &[f32]) -> f32 {
+        match self {
+            Kernels::Scalar => scalar::dot_f32(a, b),
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2(k) => k.dot_f32(a, b),
+            #[cfg(target_arch = "aarch64")]
+            Kernels::Neon(k) => k.dot_f32(a, b),
+        }
+    }
+
+    /// `y += alpha · x` (equal lengths).
+    pub(crate) fn axpy_f32(self, alpha: f32, x: &[f32], y: &mut [f32]) {
+        match self {
+            Kernels::Scalar => scalar::axpy_f32(alpha, x, y),
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2(k) => k.axpy_f32(alpha, x, y),
+            #[cfg(target_arch = "aarch64")]
+            Kernels::Neon(k) => k.axpy_f32(alpha, x, y),
+        }
+    }
+
+    /// `y += alpha · row` for a row of `y.len()` elements of type `rt`.
+    pub(crate) fn axpy_row(self, rt: RowType, row: &[u8], alpha: f32, y: &mut [f32]) {
+        match (self, rt) {
+            (Kernels::Scalar, RowType::Quant(t)) => scalar::axpy_q(t, row, alpha, y),
+            (Kernels::Scalar, RowType::Float { half }) => scalar::axpy_float(half, row, alpha, y),
+            #[cfg(target_arch = "x86_64")]
+            (Kernels::Avx2(k), RowType::Quant(t)) => k.axpy_q(t, row, alpha, y),
+            #[cfg(target_arch = "x86_64")]
+            (Kernels::Avx2(k), RowType::Float { half }) => k.axpy_float(half, row, alpha, y),
+            #[cfg(target_arch = "aarch64")]
+            (Kernels::Neon(k), RowType::Quant(t)) => k.axpy_q(t, row, alpha, y),
+            #[cfg(target_arch = "aarch64")]
+            (Kernels::Neon(k), RowType::Float { half }) => k.axpy_float(half, row, alpha, y),
+        }
+    }
+}
