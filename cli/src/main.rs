@@ -2,8 +2,10 @@
 //! than the model. See `lode --help`.
 
 mod cmd_bench;
+mod cmd_image;
 mod cmd_inspect;
 mod cmd_trace;
+mod offline;
 mod progress;
 
 use std::process::ExitCode;
@@ -24,6 +26,9 @@ enum Cmd {
     /// Print a lode image's header, tensors and bundle regions; with
     /// --verify, check every data byte too. Exits non-zero on any defect.
     Inspect(cmd_inspect::InspectArgs),
+    /// Make lode images without a model (random weights in a model's shape).
+    #[command(subcommand)]
+    Image(cmd_image::ImageCmd),
     /// Make and describe activation traces.
     #[command(subcommand)]
     Trace(cmd_trace::TraceCmd),
@@ -37,6 +42,7 @@ fn main() -> ExitCode {
     let mut out = std::io::stdout().lock();
     let result = match &cli.cmd {
         Cmd::Inspect(args) => cmd_inspect::run(args, &mut out),
+        Cmd::Image(cmd) => cmd_image::run(cmd, &mut out),
         Cmd::Trace(cmd) => cmd_trace::run(cmd, &mut out),
         Cmd::Bench(cmd) => cmd_bench::run(cmd, &mut out),
     };

@@ -5,7 +5,6 @@
 use std::error::Error;
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use lode_formats::image::Image;
 use lode_formats::trace::Trace;
@@ -15,11 +14,11 @@ use lode_hal_linux::{FileFlash, FileFlashOptions};
 use lode_kernel::flash::{FlashDevice, Geometry};
 use lode_kernel::placement;
 use lode_kernel::plan::{Mode, Region};
-use lode_kernel::profile::{LayerProfiler, ProfileLimits};
 
 use super::replay::{replay, CacheKind, Layout, Setup};
 use super::report::{self, Row};
 use crate::cmd_trace::{self, Preset};
+use crate::offline::{self, PlacementKind};
 use crate::progress::Progress;
 
 /// Arguments of `lode bench io`.
@@ -178,54 +177,30 @@ pub fn run(args: &IoArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         return Err("the trace needs at least 2 tokens: some to profile, some to replay".into());
     }
     // Offline: profile the first tokens and compute placements.
-    let t0 = Instant::now();
-    let mut progress = Progress::new("profile + placement", u64::from(h.layers), args.json);
-    let limits = ProfileLimits {
-        max_tokens: profile_tokens.max(1),
-        ..ProfileLimits::default()
+    let placed = offline::place(&trace, profile_tokens, args.json)?;
+    let inverse = |kind: PlacementKind| -> Result<Vec<Vec<u32>>, Box<dyn Error>> {
+        (0..h.layers as usize)
+            .map(|l| {
+                placement::inverse(&placed.perm(kind, l, h.neurons))
+                    .ok_or_else(|| "a placement is not a permutation".into())
+            })
+            .collect()
     };
-    let mut counts = Vec::new();
-    let mut freq = Vec::new();
-    let mut coact = Vec::new();
-    let mut profile_s = 0.0;
-    for l in 0..h.layers {
-        let tp = Instant::now();
-        let mut prof = LayerProfiler::new(h.neurons, limits)?;
-        for t in 0..profile_tokens {
-            prof.add_token(trace.active(t, l)?.iter())?;
-        }
-        let p = prof.finish();
-        profile_s += tp.elapsed().as_secs_f64();
-        freq.push(
-            placement::inverse(&placement::by_frequency(p.counts()))
-                .ok_or("frequency placement is not a permutation")?,
-        );
-        coact.push(
-            placement::inverse(&placement::by_coactivation(&p))
-                .ok_or("co-activation placement is not a permutation")?,
-        );
-        counts.push(p.counts().to_vec());
-        progress.tick(1);
-    }
-    progress.finish();
-    let offline_s = t0.elapsed().as_secs_f64();
-    let identity: Vec<Vec<u32>> = (0..h.layers)
-        .map(|_| placement::identity(h.neurons))
-        .collect();
     let placements = [
         Placed {
             name: "identity",
-            inverse: identity,
+            inverse: inverse(PlacementKind::Identity)?,
         },
         Placed {
             name: "freq",
-            inverse: freq,
+            inverse: inverse(PlacementKind::Freq)?,
         },
         Placed {
             name: "coact",
-            inverse: coact,
+            inverse: inverse(PlacementKind::Coact)?,
         },
     ];
+    let (offline_s, profile_s, counts) = (placed.total_s, placed.profile_s, placed.counts);
 
     // The device and layout.
     let device = parse_device(&args.device)?;

@@ -1,0 +1,81 @@
+//! Offline planning shared by commands: profile a trace's first tokens and
+//! compute a placement per layer.
+
+use std::error::Error;
+use std::time::Instant;
+
+use lode_formats::trace::Trace;
+use lode_kernel::placement;
+use lode_kernel::profile::{LayerProfiler, ProfileLimits};
+
+use crate::progress::Progress;
+
+/// Placement algorithms.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlacementKind {
+    /// The model's own neuron order.
+    Identity,
+    /// Hottest neurons first (Neuralink-S).
+    Freq,
+    /// Ripple's greedy co-activation linking.
+    Coact,
+}
+
+/// Placements of every layer computed from one profile.
+pub struct Placements {
+    /// Profiled activation counts per layer.
+    pub counts: Vec<Vec<u32>>,
+    /// `perm[layer][position] = neuron` for frequency order.
+    pub freq: Vec<Vec<u32>>,
+    /// The same for co-activation linking.
+    pub coact: Vec<Vec<u32>>,
+    /// Seconds spent profiling.
+    pub profile_s: f64,
+    /// Seconds spent profiling and placing.
+    pub total_s: f64,
+}
+
+impl Placements {
+    /// The permutation of `kind` for `layer`.
+    pub fn perm(&self, kind: PlacementKind, layer: usize, neurons: u32) -> Vec<u32> {
+        match kind {
+            PlacementKind::Identity => placement::identity(neurons),
+            PlacementKind::Freq => self.freq[layer].clone(),
+            PlacementKind::Coact => self.coact[layer].clone(),
+        }
+    }
+}
+
+/// Profile tokens `0..tokens` of `trace` and place every layer both ways.
+pub fn place(trace: &Trace<'_>, tokens: u32, quiet: bool) -> Result<Placements, Box<dyn Error>> {
+    let h = trace.header();
+    let t0 = Instant::now();
+    let mut progress = Progress::new("profile + placement", u64::from(h.layers), quiet);
+    let limits = ProfileLimits {
+        max_tokens: tokens.max(1),
+        ..ProfileLimits::default()
+    };
+    let mut out = Placements {
+        counts: Vec::new(),
+        freq: Vec::new(),
+        coact: Vec::new(),
+        profile_s: 0.0,
+        total_s: 0.0,
+    };
+    for l in 0..h.layers {
+        let tp = Instant::now();
+        let mut prof = LayerProfiler::new(h.neurons, limits)?;
+        for t in 0..tokens.min(h.tokens) {
+            prof.add_token(trace.active(t, l)?.iter())?;
+        }
+        let p = prof.finish();
+        out.profile_s += tp.elapsed().as_secs_f64();
+        out.freq.push(placement::by_frequency(p.counts()));
+        out.coact.push(placement::by_coactivation(&p));
+        out.counts.push(p.counts().to_vec());
+        progress.tick(1);
+    }
+    progress.finish();
+    out.total_s = t0.elapsed().as_secs_f64();
+    Ok(out)
+}
