@@ -18,7 +18,7 @@
 //! pass ([`DataVerifier`]). Every failure is an [`ImageError`]; nothing in
 //! here panics on bad input.
 //!
-//! The writer, [`ImageBuilder`], needs the `std` feature.
+//! The writer, `ImageBuilder`, needs the `std` feature.
 //!
 //! ```
 //! # #[cfg(feature = "std")] {

@@ -4,7 +4,7 @@
 //! what `lode trace synth` plants; placement, cache and read-planning policies
 //! are evaluated by replaying it. The byte layout is in `formats/TRACE.md`.
 //! [`Trace::parse`] validates the header and every record's CRC32C before it
-//! hands out a single bit; writing needs `std` ([`TraceWriter`]).
+//! hands out a single bit; writing needs `std` (`TraceWriter`).
 
 mod error;
 #[cfg(feature = "std")]
