@@ -320,7 +320,7 @@ impl<P: Policy> NeuronCache<P> {
         if key >= self.cfg.keys {
             return Err(CacheError::KeyOutOfRange);
         }
-        let m = split(words(arena, self.meta)?, &self.cfg);
+        let mut m = split(words(arena, self.meta)?, &self.cfg);
         if m.key_slot[key as usize] != EMPTY {
             return Ok(Some(m.key_slot[key as usize]));
         }
@@ -336,18 +336,8 @@ impl<P: Policy> NeuronCache<P> {
                 self.stats.declined += 1;
                 return Ok(None);
             };
-            let old = *m
-                .slot_key
-                .get(victim as usize)
-                .ok_or(CacheError::SlotOutOfRange)?;
-            if old == EMPTY {
-                return Err(CacheError::SlotOutOfRange);
-            }
-            m.key_slot[old as usize] = EMPTY;
-            m.slot_key[victim as usize] = EMPTY;
-            self.policy.on_evict(m.st, victim, old);
+            self.vacate(&mut m, victim)?;
             self.stats.evicted += 1;
-            self.occupied -= 1;
             victim
         };
         m.slot_key[slot as usize] = key;
@@ -358,28 +348,35 @@ impl<P: Policy> NeuronCache<P> {
         Ok(Some(slot))
     }
 
+    /// Empty occupied `slot`: unmap its key and tell the policy. The caller
+    /// reuses the slot or returns it to the free stack.
+    fn vacate(&mut self, m: &mut Meta<'_>, slot: u32) -> Result<(), CacheError> {
+        let key = *m
+            .slot_key
+            .get(slot as usize)
+            .ok_or(CacheError::SlotOutOfRange)?;
+        if key == EMPTY {
+            return Err(CacheError::SlotOutOfRange);
+        }
+        m.key_slot[key as usize] = EMPTY;
+        m.slot_key[slot as usize] = EMPTY;
+        self.policy.on_evict(m.st, slot, key);
+        self.occupied -= 1;
+        Ok(())
+    }
+
     /// Drop entries whose window has passed at the end of `token`.
     pub fn end_token<A: DramArena>(
         &mut self,
         arena: &mut A,
         token: u32,
     ) -> Result<u32, CacheError> {
-        let m = split(words(arena, self.meta)?, &self.cfg);
+        let mut m = split(words(arena, self.meta)?, &self.cfg);
         let mut dropped = 0;
         while let Some(slot) = self.policy.expired(m.st, token) {
-            let key = *m
-                .slot_key
-                .get(slot as usize)
-                .ok_or(CacheError::SlotOutOfRange)?;
-            if key == EMPTY {
-                return Err(CacheError::SlotOutOfRange);
-            }
-            m.key_slot[key as usize] = EMPTY;
-            m.slot_key[slot as usize] = EMPTY;
-            self.policy.on_evict(m.st, slot, key);
+            self.vacate(&mut m, slot)?;
             m.free[self.free as usize] = slot;
             self.free += 1;
-            self.occupied -= 1;
             dropped += 1;
         }
         self.stats.expired += u64::from(dropped);
