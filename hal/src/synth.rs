@@ -199,6 +199,13 @@ impl LayerSynth {
         }
     }
 
+    /// The planted co-activation clusters (neuron ids), an oracle for
+    /// judging a placement: laying each cluster out contiguously is the best
+    /// any placement could learn from the trace.
+    pub fn clusters(&self) -> &[Vec<u32>] {
+        &self.clusters
+    }
+
     /// The next token's activations as a trace bitset (`neurons.div_ceil(8)`
     /// bytes, cleared first).
     pub fn next_token(&mut self, bits: &mut [u8]) {
