@@ -225,7 +225,7 @@ pub fn svg(m: &Meta, rows: &[Row]) -> String {
     );
     let _ = writeln!(
         s,
-        r##"<text x="10" y="34" fill="#555">{} layers x {} neurons, {} B bundles, cache {:.1}% of FFN; tick = physical bound</text>"##,
+        r##"<text x="10" y="34" fill="#555">{} layers x {} neurons, {} B bundles, cache {:.1}% of FFN; dark: merging on, light: off, grey: baselines; tick: physical bound</text>"##,
         m.layers,
         m.neurons,
         m.bundle_bytes,
