@@ -157,6 +157,7 @@ pub enum KvBits {
 /// #   fn gated_ffn(&mut self, _: &[f32], _: &Bundles<'_>, _: &mut [f32], _: &mut [f32]) -> Result<(), ErrorKind> { Err(ErrorKind::Other) }
 /// #   fn kv_quantize(&mut self, _: &[f32], _: KvBits, _: &mut [u8]) -> Result<(), ErrorKind> { Err(ErrorKind::Other) }
 /// #   fn kv_dequantize(&mut self, _: &[u8], _: KvBits, _: &mut [f32]) -> Result<(), ErrorKind> { Err(ErrorKind::Other) }
+/// #   fn swiglu(&mut self, _: &mut [f32], _: &[f32]) -> Result<(), ErrorKind> { Err(ErrorKind::Other) }
 /// }
 /// let mut x = [3.0f32, 4.0];
 /// NormOnly.rms_norm(&mut x, &[1.0, 1.0], 0.0).unwrap();
@@ -164,8 +165,9 @@ pub enum KvBits {
 /// assert_eq!(NormOnly.rms_norm(&mut x, &[1.0], 0.0), Err(ErrorKind::ShapeMismatch));
 /// ```
 pub trait Compute {
-    /// The backend's error type.
-    type Error: Error;
+    /// The backend's error type; every compute error can be built from a
+    /// kernel kind, so provided methods can report shape errors themselves.
+    type Error: Error + From<ErrorKind>;
 
     /// `out[r] = Σ_c w[r][c] · x[c]` for every row of `w`.
     fn matvec(
@@ -174,6 +176,31 @@ pub trait Compute {
         x: &[f32],
         out: &mut [f32],
     ) -> Result<(), Self::Error>;
+
+    /// The same product for `n` inputs at once: `x` holds `n` vectors of
+    /// `w.cols` one after another and `out` receives `n` vectors of `w.rows`
+    /// (input-major). Prompt processing calls this so a backend can read each
+    /// weight row once for several positions instead of once per position;
+    /// the provided version just calls [`matvec`](Compute::matvec) `n` times.
+    fn matmul(
+        &mut self,
+        w: &QuantMatrix<'_>,
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+    ) -> Result<(), Self::Error> {
+        let fits = |len: usize, per: usize| per.checked_mul(n) == Some(len);
+        if !fits(x.len(), w.cols) || !fits(out.len(), w.rows) {
+            return Err(ErrorKind::ShapeMismatch.into());
+        }
+        for i in 0..n {
+            // In range: both lengths were checked to be `n` vectors.
+            let xi = x.get(i * w.cols..(i + 1) * w.cols).unwrap_or(&[]);
+            let oi = out.get_mut(i * w.rows..(i + 1) * w.rows).unwrap_or(&mut []);
+            self.matvec(w, xi, oi)?;
+        }
+        Ok(())
+    }
 
     /// In place: `x = x / sqrt(mean(x²) + eps) · weight`.
     fn rms_norm(&mut self, x: &mut [f32], weight: &[f32], eps: f32) -> Result<(), Self::Error>;
@@ -211,6 +238,12 @@ pub trait Compute {
         hidden: &mut [f32],
         out: &mut [f32],
     ) -> Result<(), Self::Error>;
+
+    /// SwiGLU's element-wise step of a dense FFN, in place:
+    /// `gate[i] = silu(gate[i]) · up[i]` with `silu(g) = g / (1 + e^-g)`.
+    /// (`gated_ffn` fuses this into a bundle product; a dense FFN whose down
+    /// matrix is stored row-major needs it on its own.)
+    fn swiglu(&mut self, gate: &mut [f32], up: &[f32]) -> Result<(), Self::Error>;
 
     /// Quantize a KV chunk to `bits` per element into `dst`.
     fn kv_quantize(&mut self, src: &[f32], bits: KvBits, dst: &mut [u8])

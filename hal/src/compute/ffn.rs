@@ -152,3 +152,17 @@ pub(crate) fn gated_ffn(
     }
     Ok(())
 }
+
+/// See [`Compute::swiglu`](lode_kernel::compute::Compute::swiglu).
+///
+/// Errors: `ShapeMismatch` when the lengths differ. Non-finite inputs give
+/// non-finite outputs (the next quantized product reports them).
+pub(crate) fn swiglu(gate: &mut [f32], up: &[f32]) -> Result<(), ErrorKind> {
+    if gate.len() != up.len() {
+        return Err(ErrorKind::ShapeMismatch);
+    }
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = gate_up(*g, u);
+    }
+    Ok(())
+}

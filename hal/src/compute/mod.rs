@@ -39,6 +39,7 @@ mod ffn;
 mod kernels;
 pub mod kv;
 mod math;
+mod matmul;
 mod matvec;
 mod norm;
 #[cfg(feature = "std")]
@@ -74,6 +75,9 @@ pub struct CpuConfig {
     pub threads: usize,
     /// Use the portable scalar loops even where SIMD is available.
     pub force_scalar: bool,
+    /// On x86_64, use plain AVX2 products even where AVX-512 VNNI is
+    /// present (to compare with engines built for AVX2 only).
+    pub no_vnni: bool,
     /// Smallest multiply-add count worth a separate chunk of work: products
     /// below it stay on the calling thread, larger ones are cut into a few
     /// chunks per thread that idle threads claim.
@@ -89,6 +93,7 @@ impl CpuConfig {
             max_cols,
             threads: 1,
             force_scalar: false,
+            no_vnni: false,
             min_work_per_chunk: 32 * 1024,
             spin_micros: 300,
         }
@@ -107,13 +112,20 @@ impl CpuConfig {
         }
     }
 
+    /// The same, without AVX-512 VNNI or not.
+    pub const fn with_no_vnni(self, no_vnni: bool) -> CpuConfig {
+        CpuConfig { no_vnni, ..self }
+    }
+
     /// The same, with `LODE_FORCE_SCALAR=1` in the environment forcing the
-    /// scalar path (for comparing paths on a real model).
+    /// scalar path and `LODE_NO_VNNI=1` the plain AVX2 one (for comparing
+    /// paths on a real model).
     #[cfg(feature = "std")]
     pub fn with_env(self) -> CpuConfig {
-        let forced = std::env::var("LODE_FORCE_SCALAR").is_ok_and(|v| v.trim() == "1");
+        let set = |k: &str| std::env::var(k).is_ok_and(|v| v.trim() == "1");
         CpuConfig {
-            force_scalar: self.force_scalar || forced,
+            force_scalar: self.force_scalar || set("LODE_FORCE_SCALAR"),
+            no_vnni: self.no_vnni || set("LODE_NO_VNNI"),
             ..self
         }
     }
@@ -181,7 +193,7 @@ impl CpuCompute<'static> {
         v.try_reserve_exact(blocks).map_err(|_| ErrorKind::Other)?;
         v.resize(blocks, ActBlock::ZERO);
         Ok(CpuCompute {
-            kernels: Kernels::detect(config.force_scalar),
+            kernels: kernels_for(&config),
             act: Scratch::Owned(v),
             exec: exec_for(&config)?,
             rope: RopeCache::new(),
@@ -203,6 +215,22 @@ impl CpuCompute<'static> {
             Scratch::Borrowed(s) if s.len() >= blocks => Ok(()),
             Scratch::Borrowed(_) => Err(ErrorKind::ScratchTooSmall),
         }
+    }
+
+    /// Grows the activation scratch so [`Compute::matmul`] can quantize
+    /// `vectors` inputs of `cols` columns at once (larger batches run in
+    /// pieces of that size). Allocates: call it when loading a model.
+    pub fn reserve_batch(&mut self, cols: usize, vectors: usize) -> Result<(), ErrorKind> {
+        self.reserve_cols(cols.checked_mul(vectors).ok_or(ErrorKind::Other)?)
+    }
+}
+
+fn kernels_for(config: &CpuConfig) -> Kernels {
+    let k = Kernels::detect(config.force_scalar);
+    if config.no_vnni {
+        k.without_vnni()
+    } else {
+        k
     }
 }
 
@@ -226,7 +254,7 @@ impl<'s> CpuCompute<'s> {
         scratch: &'s mut [ActBlock],
     ) -> Result<CpuCompute<'s>, ErrorKind> {
         Ok(CpuCompute {
-            kernels: Kernels::detect(config.force_scalar),
+            kernels: kernels_for(&config),
             act: Scratch::Borrowed(scratch),
             exec: exec_for(&config)?,
             rope: RopeCache::new(),
@@ -256,8 +284,30 @@ impl Compute for CpuCompute<'_> {
         matvec::matvec(self.kernels, &mut self.exec, self.act.blocks(), w, x, out)
     }
 
+    fn matmul(
+        &mut self,
+        w: &QuantMatrix<'_>,
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+    ) -> Result<(), ErrorKind> {
+        matmul::matmul(
+            self.kernels,
+            &mut self.exec,
+            self.act.blocks(),
+            w,
+            x,
+            n,
+            out,
+        )
+    }
+
     fn rms_norm(&mut self, x: &mut [f32], weight: &[f32], eps: f32) -> Result<(), ErrorKind> {
         norm::rms_norm(x, weight, eps)
+    }
+
+    fn swiglu(&mut self, gate: &mut [f32], up: &[f32]) -> Result<(), ErrorKind> {
+        ffn::swiglu(gate, up)
     }
 
     fn rope(

@@ -545,6 +545,20 @@ fn env_forces_scalar() {
     assert!(cfg.force_scalar);
     assert!(!CpuConfig::new(32).with_env().force_scalar);
     assert_eq!(CpuCompute::new(cfg).unwrap().isa(), Isa::Scalar);
+
+    std::env::set_var("LODE_NO_VNNI", "1");
+    let cfg = CpuConfig::new(32).with_env();
+    std::env::remove_var("LODE_NO_VNNI");
+    assert!(cfg.no_vnni && !CpuConfig::new(32).with_env().no_vnni);
+    let plain = CpuCompute::new(cfg).unwrap().isa();
+    let best = CpuCompute::new(CpuConfig::new(32)).unwrap().isa();
+    // Only VNNI is taken away: plain AVX2 stays, other ISAs are untouched.
+    let want = if best == Isa::Avx2Vnni {
+        Isa::Avx2
+    } else {
+        best
+    };
+    assert_eq!(plain, want);
 }
 
 /// The scalar quantized dot against the dequantized reference at the
@@ -654,4 +668,82 @@ fn backend_is_send_and_threads_are_capped() {
     #[cfg(feature = "std")]
     assert_eq!(c.threads(), MAX_THREADS);
     assert_eq!(cpu(0, false).threads(), 1);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// A batched product gives exactly the per-vector products, on one or
+    /// two threads, when the batch fits the activation scratch and when it
+    /// must be cut (scratch for 1024 columns holds four 256-wide vectors).
+    #[test]
+    fn matmul_is_matvec_per_vector(
+        seed in any::<u64>(),
+        ti in 0usize..ALL_TYPES.len(),
+        rows in 1usize..70,
+        col_blocks in 1usize..9,
+        n in 1usize..10,
+        threads in 1usize..3,
+    ) {
+        let dtype = ALL_TYPES[ti];
+        let cols = col_blocks * 32;
+        let mut r = SplitMix64::new(seed);
+        let data = rand_matrix(&mut r, dtype, rows, cols, false);
+        let w = QuantMatrix { dtype, rows, cols, data: &data };
+        let x = rand_vec(&mut r, n * cols, 2.0);
+        let mut c = cpu(threads, false);
+        let mut want = vec![0f32; n * rows];
+        for (xi, oi) in x.chunks_exact(cols).zip(want.chunks_exact_mut(rows)) {
+            c.matvec(&w, xi, oi).unwrap();
+        }
+        let mut got = vec![f32::NAN; n * rows];
+        c.matmul(&w, &x, n, &mut got).unwrap();
+        prop_assert_eq!(&got, &want);
+    }
+
+    #[test]
+    fn swiglu_against_naive(g in proptest::collection::vec(-30.0f32..30.0, 0..100), seed in any::<u64>()) {
+        let mut r = SplitMix64::new(seed);
+        let u = rand_vec(&mut r, g.len(), 3.0);
+        let mut y = g.clone();
+        cpu(1, false).swiglu(&mut y, &u).unwrap();
+        for ((&y, &g), &u) in y.iter().zip(&g).zip(&u) {
+            let want = f64::from(g) / (1.0 + (-f64::from(g)).exp()) * f64::from(u);
+            prop_assert!((f64::from(y) - want).abs() <= 1e-5 * want.abs().max(1.0), "{} vs {}", y, want);
+        }
+    }
+}
+
+#[test]
+fn matmul_and_swiglu_shape_errors() {
+    let mut c = cpu(2, false);
+    let data = vec![0u8; 4 * 20];
+    let w = QuantMatrix {
+        dtype: DType::Q4_1,
+        rows: 4,
+        cols: 32,
+        data: &data,
+    };
+    let mut out = [0f32; 8];
+    assert_eq!(
+        c.matmul(&w, &[0.0; 64], 3, &mut out),
+        Err(ErrorKind::ShapeMismatch)
+    );
+    assert_eq!(
+        c.matmul(&w, &[0.0; 63], 2, &mut out),
+        Err(ErrorKind::ShapeMismatch)
+    );
+    assert_eq!(c.matmul(&w, &[], 0, &mut []), Ok(()));
+    let mut x = [0.0f32; 64];
+    x[40] = f32::NAN;
+    assert_eq!(c.matmul(&w, &x, 2, &mut out), Err(ErrorKind::NonFinite));
+    let bad = QuantMatrix { rows: 5, ..w };
+    assert_eq!(
+        c.matmul(&bad, &[0.0; 64], 2, &mut [0.0; 10]),
+        Err(ErrorKind::ShapeMismatch)
+    );
+    assert_eq!(
+        c.swiglu(&mut [1.0; 3], &[1.0; 2]),
+        Err(ErrorKind::ShapeMismatch)
+    );
 }

@@ -114,6 +114,16 @@ impl Kernels {
         Kernels::Scalar
     }
 
+    /// The same kernels without AVX-512 VNNI (plain AVX2 products);
+    /// unchanged on other instruction sets.
+    pub(crate) fn without_vnni(self) -> Kernels {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2(t) => Kernels::Avx2(t.without_vnni()),
+            other => other,
+        }
+    }
+
     /// Which instruction set these kernels use.
     pub(crate) fn isa(self) -> Isa {
         match self {
