@@ -4,6 +4,7 @@
 mod cmd_bench;
 mod cmd_image;
 mod cmd_inspect;
+mod cmd_run;
 mod cmd_trace;
 mod offline;
 mod progress;
@@ -32,6 +33,8 @@ enum Cmd {
     /// Make and describe activation traces.
     #[command(subcommand)]
     Trace(cmd_trace::TraceCmd),
+    /// Generate text with a GGUF llama model held in DRAM.
+    Run(cmd_run::RunArgs),
     /// Benchmarks printed side by side in one run.
     #[command(subcommand)]
     Bench(cmd_bench::BenchCmd),
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Cmd::Image(cmd) => cmd_image::run(cmd, &mut out),
         Cmd::Trace(cmd) => cmd_trace::run(cmd, &mut out),
         Cmd::Bench(cmd) => cmd_bench::run(cmd, &mut out),
+        Cmd::Run(args) => cmd_run::run(args, &mut out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,64 @@
+//! How many arena bytes a run needs, computed before anything is allocated.
+//!
+//! The DRAM budget is one fixed region, so its size must be known up front:
+//! [`MemoryPlan`] adds up exactly what loading and a full context allocate,
+//! each slot rounded up to the model's alignment, from the same tensor table
+//! and buffer sizes the loader uses.
+
+use super::buffers::Buffers;
+use super::config::{Limits, LlamaConfig};
+use super::error::ModelError;
+use super::ffn::DenseFfn;
+use super::kv::KvCache;
+use super::tensor::TensorSource;
+use super::weights::{aligned, Weights, ALIGN};
+
+/// Arena bytes (and slots) of one run, by purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryPlan {
+    /// Resident embedding, output head, norms and attention weights.
+    pub weights: usize,
+    /// The FFN source: its matrices and activation scratch.
+    pub ffn: usize,
+    /// KV chunks for a full context.
+    pub kv: usize,
+    /// Forward-pass buffers.
+    pub scratch: usize,
+    /// Slots of all of the above at a full context.
+    pub slots: usize,
+}
+
+impl MemoryPlan {
+    /// The plan of a dense model from `src` under `limits`; checks every
+    /// tensor the loader will read.
+    pub fn dense<S: TensorSource>(
+        src: &S,
+        cfg: &LlamaConfig,
+        limits: &Limits,
+    ) -> Result<MemoryPlan, ModelError> {
+        cfg.validate()?;
+        limits.validate(cfg)?;
+        let (weights, w_slots) = Weights::arena_bytes(src, cfg)?;
+        let (ffn, f_slots) = DenseFfn::arena_bytes(src, cfg, limits)?;
+        let (scratch, s_slots) = Buffers::arena_bytes(cfg, limits);
+        let chunks = KvCache::chunks_for(limits.max_context);
+        let kv = chunks.saturating_mul(aligned(KvCache::chunk_bytes(cfg)));
+        Ok(MemoryPlan {
+            weights,
+            ffn,
+            kv,
+            scratch,
+            slots: w_slots + f_slots + s_slots + chunks,
+        })
+    }
+
+    /// Arena capacity that holds the whole plan: the parts plus one
+    /// alignment of slack for a region whose start is not aligned.
+    pub fn total(&self) -> usize {
+        self.weights
+            .saturating_add(self.ffn)
+            .saturating_add(self.kv)
+            .saturating_add(self.scratch)
+            .saturating_add(ALIGN)
+    }
+}

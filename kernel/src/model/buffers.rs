@@ -1,0 +1,98 @@
+//! The working buffers of a forward pass, each an arena slot of f32.
+//!
+//! Sized once from the configuration and the run's limits, so a step never
+//! allocates: activations for `max_batch` positions, the attention scores
+//! for a full context in every head (so a backend can run heads in
+//! parallel), and `logit_rows` rows of logits.
+
+use crate::arena::{DramArena, Slot, SlotKind};
+
+use super::config::{Limits, LlamaConfig};
+use super::error::ModelError;
+use super::weights::{aligned, ALIGN};
+
+/// The buffers; every one holds f32 values.
+#[derive(Debug, Clone, Copy)]
+pub struct Buffers {
+    /// Residual stream, `max_batch x hidden`.
+    pub x: Slot,
+    /// Normalized residual (attention and FFN input), `max_batch x hidden`.
+    pub xb: Slot,
+    /// Queries, `max_batch x heads * head_dim`.
+    pub q: Slot,
+    /// New keys, `max_batch x kv_dim`.
+    pub k: Slot,
+    /// New values, `max_batch x kv_dim`.
+    pub v: Slot,
+    /// Attention output, `max_batch x heads * head_dim`.
+    pub att: Slot,
+    /// Projection and FFN output before the residual add, `max_batch x hidden`.
+    pub tmp: Slot,
+    /// Attention scores, `heads x max_context`.
+    pub scores: Slot,
+    /// Logits, `logit_rows x vocab`.
+    pub logits: Slot,
+}
+
+/// Floats of each buffer, in the field order of [`Buffers`].
+fn floats(c: &LlamaConfig, l: &Limits) -> [usize; 9] {
+    let b = l.max_batch;
+    let qd = c.heads * c.head_dim;
+    [
+        b * c.hidden,
+        b * c.hidden,
+        b * qd,
+        b * c.kv_dim(),
+        b * c.kv_dim(),
+        b * qd,
+        b * c.hidden,
+        c.heads * l.max_context,
+        l.logit_rows * c.vocab,
+    ]
+}
+
+impl Buffers {
+    /// Arena bytes and slots [`Buffers::alloc`] takes.
+    pub fn arena_bytes(cfg: &LlamaConfig, limits: &Limits) -> (usize, usize) {
+        let f = floats(cfg, limits);
+        let bytes = f.iter().fold(0usize, |a, &n| {
+            a.saturating_add(aligned(n.saturating_mul(4)))
+        });
+        (bytes, f.len())
+    }
+
+    /// Allocates every buffer as a scratch slot.
+    pub fn alloc<A: DramArena>(
+        arena: &mut A,
+        cfg: &LlamaConfig,
+        limits: &Limits,
+    ) -> Result<Buffers, ModelError> {
+        let mut s = [None; 9];
+        for (slot, n) in s.iter_mut().zip(floats(cfg, limits)) {
+            let bytes = n
+                .checked_mul(4)
+                .ok_or(ModelError::Config("buffer size overflows"))?;
+            *slot = Some(
+                arena
+                    .alloc(bytes, ALIGN, SlotKind::Scratch)
+                    .map_err(ModelError::arena)?,
+            );
+        }
+        let [Some(x), Some(xb), Some(q), Some(k), Some(v), Some(att), Some(tmp), Some(scores), Some(logits)] =
+            s
+        else {
+            return Err(ModelError::Config("buffer allocation incomplete"));
+        };
+        Ok(Buffers {
+            x,
+            xb,
+            q,
+            k,
+            v,
+            att,
+            tmp,
+            scores,
+            logits,
+        })
+    }
+}

@@ -1,0 +1,231 @@
+//! The shape of a llama model and the limits of one run.
+//!
+//! [`LlamaConfig`] is plain numbers, so a model can come from a GGUF file, a
+//! lode image or a test without the forward pass knowing which.
+//! [`Limits`] bound everything a run sizes up front (context, batch, logit
+//! rows), so the memory a run needs is known before the first token.
+
+use lode_formats::gguf::LlamaParams;
+
+use super::error::ModelError;
+
+/// Positions per KV chunk: the unit the KV cache grows by (and, later, is
+/// compressed, swapped and recomputed by).
+pub const CHUNK_TOKENS: usize = 16;
+
+/// Most KV chunks one context holds (8192 positions).
+pub const MAX_CHUNKS: usize = 512;
+
+/// Most positions one context holds.
+pub const MAX_CONTEXT: usize = MAX_CHUNKS * CHUNK_TOKENS;
+
+/// Most transformer blocks a model may have (the largest llama has 126).
+pub const MAX_LAYERS: usize = 128;
+
+/// The hyper-parameters of a dense llama-architecture model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LlamaConfig {
+    /// Transformer blocks.
+    pub layers: usize,
+    /// Hidden (embedding) size.
+    pub hidden: usize,
+    /// FFN inner size.
+    pub ffn: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads (divides `heads`).
+    pub kv_heads: usize,
+    /// Elements per head (`heads * head_dim == hidden`).
+    pub head_dim: usize,
+    /// Vocabulary size.
+    pub vocab: usize,
+    /// RoPE base frequency.
+    pub rope_base: f32,
+    /// RMSNorm epsilon.
+    pub rms_eps: f32,
+    /// Context length the model was trained for.
+    pub context: usize,
+    /// The output head reuses the token embedding matrix.
+    pub tied_embeddings: bool,
+}
+
+impl LlamaConfig {
+    /// The configuration of a GGUF llama model that
+    /// [`check_llama`](lode_formats::gguf::Gguf::check_llama) accepted.
+    /// Fails for what lode's forward pass does not do: RoPE over part of a
+    /// head only.
+    pub fn from_gguf(p: &LlamaParams) -> Result<LlamaConfig, ModelError> {
+        if p.rope_dims != p.head_dim {
+            return Err(ModelError::Config(
+                "RoPE over part of each head (rope.dimension_count < head size) is not supported",
+            ));
+        }
+        let n = |v: u32| v as usize;
+        let cfg = LlamaConfig {
+            layers: n(p.n_layer),
+            hidden: n(p.n_embd),
+            ffn: n(p.n_ff),
+            heads: n(p.n_head),
+            kv_heads: n(p.n_head_kv),
+            head_dim: n(p.head_dim),
+            vocab: n(p.n_vocab),
+            rope_base: p.rope_freq_base,
+            rms_eps: p.rms_norm_eps,
+            context: n(p.n_ctx_train),
+            tied_embeddings: p.tied_embeddings,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks that the numbers describe a model this forward pass can run.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let bad = |why| Err(ModelError::Config(why));
+        if self.layers == 0 || self.layers > MAX_LAYERS {
+            return bad("layers must be 1 to 128");
+        }
+        if self.hidden == 0 || self.ffn == 0 || self.vocab == 0 || self.context == 0 {
+            return bad("hidden, ffn, vocab and context must be at least 1");
+        }
+        if self.heads == 0 || self.kv_heads == 0 || !self.heads.is_multiple_of(self.kv_heads) {
+            return bad("kv_heads must be at least 1 and divide heads");
+        }
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
+            return bad("head_dim must be even and at least 2 (RoPE rotates pairs)");
+        }
+        if self.heads.checked_mul(self.head_dim) != Some(self.hidden) {
+            return bad("heads * head_dim must equal hidden");
+        }
+        if u32::try_from(self.vocab).is_err() {
+            return bad("vocab must fit 32-bit token ids");
+        }
+        if !(self.rope_base.is_finite() && self.rope_base > 0.0) {
+            return bad("rope_base must be positive and finite");
+        }
+        if !(self.rms_eps.is_finite() && self.rms_eps > 0.0) {
+            return bad("rms_eps must be positive and finite");
+        }
+        Ok(())
+    }
+
+    /// Elements of one position's keys (and of its values).
+    pub const fn kv_dim(&self) -> usize {
+        self.kv_heads * self.head_dim
+    }
+}
+
+/// Bounds of one run, fixed when the model is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most positions the context may reach (prompt plus generated tokens);
+    /// at most the model's trained context and [`MAX_CONTEXT`].
+    pub max_context: usize,
+    /// Most positions one forward pass processes together (prompt
+    /// batching); 1 means strictly one position at a time.
+    pub max_batch: usize,
+    /// Positions whose logits are computed together. Logits are
+    /// `vocab` floats per position, so this bounds that scratch; 1 suffices
+    /// for generation, a few speed up scoring every position of a text.
+    pub logit_rows: usize,
+}
+
+impl Limits {
+    /// Limits for generation: `max_context` positions, prompts processed
+    /// `max_batch` positions at a time, one row of logits.
+    pub const fn new(max_context: usize, max_batch: usize) -> Limits {
+        Limits {
+            max_context,
+            max_batch,
+            logit_rows: 1,
+        }
+    }
+
+    /// The same with `logit_rows` rows of logits per output-head pass.
+    pub const fn with_logit_rows(self, logit_rows: usize) -> Limits {
+        Limits { logit_rows, ..self }
+    }
+
+    /// Checks the limits against the model.
+    pub fn validate(&self, cfg: &LlamaConfig) -> Result<(), ModelError> {
+        let bad = |why| Err(ModelError::Config(why));
+        if self.max_context == 0 || self.max_context > MAX_CONTEXT {
+            return bad("max_context must be 1 to 8192 (MAX_CONTEXT)");
+        }
+        if self.max_context > cfg.context {
+            return bad("max_context exceeds the context the model was trained for");
+        }
+        if self.max_batch == 0 || self.max_batch > self.max_context {
+            return bad("max_batch must be 1 to max_context");
+        }
+        if self.logit_rows == 0 || self.logit_rows > self.max_batch {
+            return bad("logit_rows must be 1 to max_batch");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn smol() -> LlamaConfig {
+        LlamaConfig {
+            layers: 30,
+            hidden: 576,
+            ffn: 1536,
+            heads: 9,
+            kv_heads: 3,
+            head_dim: 64,
+            vocab: 49152,
+            rope_base: 100_000.0,
+            rms_eps: 1e-5,
+            context: 8192,
+            tied_embeddings: true,
+        }
+    }
+
+    #[test]
+    fn smollm2_is_valid_and_broken_shapes_are_not() {
+        let c = smol();
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.kv_dim(), 192);
+        for broken in [
+            LlamaConfig { layers: 0, ..c },
+            LlamaConfig { layers: 129, ..c },
+            LlamaConfig { kv_heads: 4, ..c },
+            LlamaConfig { kv_heads: 0, ..c },
+            LlamaConfig { head_dim: 63, ..c },
+            LlamaConfig { hidden: 577, ..c },
+            LlamaConfig { vocab: 0, ..c },
+            LlamaConfig {
+                rope_base: f32::NAN,
+                ..c
+            },
+            LlamaConfig { rms_eps: 0.0, ..c },
+        ] {
+            assert!(
+                matches!(broken.validate(), Err(ModelError::Config(_))),
+                "{broken:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn limits_are_bounded_by_the_model() {
+        let c = smol();
+        assert_eq!(Limits::new(512, 64).validate(&c), Ok(()));
+        assert_eq!(Limits::new(512, 64).with_logit_rows(8).validate(&c), Ok(()));
+        for bad in [
+            Limits::new(0, 1),
+            Limits::new(MAX_CONTEXT + 16, 1),
+            Limits::new(64, 0),
+            Limits::new(64, 65),
+            Limits::new(64, 8).with_logit_rows(9),
+            Limits::new(64, 8).with_logit_rows(0),
+        ] {
+            assert!(bad.validate(&c).is_err(), "{bad:?}");
+        }
+        let short = LlamaConfig { context: 100, ..c };
+        assert!(Limits::new(128, 1).validate(&short).is_err());
+    }
+}

@@ -1,0 +1,131 @@
+//! Errors of loading and running a model.
+
+use core::fmt;
+
+use lode_formats::gguf::{GgufError, Name};
+
+use crate::{arena, compute};
+
+/// The category of a [`ModelError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The model's hyper-parameters or the run's limits are unusable.
+    BadConfig,
+    /// A weight tensor is missing, of the wrong shape or type, or unreadable.
+    BadTensor,
+    /// The DRAM arena refused a slot or a handle.
+    Arena,
+    /// A numeric primitive failed.
+    Compute,
+    /// The context is full: no room for more positions.
+    ContextFull,
+    /// A token id outside the vocabulary.
+    BadToken,
+}
+
+/// Why a model could not be loaded or run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// The configuration or limits are inconsistent; the text says how.
+    Config(&'static str),
+    /// Reading a tensor from the model file failed.
+    Format(GgufError),
+    /// A tensor exists but cannot be used as this model needs it.
+    Tensor {
+        /// The tensor's name.
+        name: Name,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The arena refused (out of memory, too many slots, a stale handle).
+    Arena(arena::ErrorKind),
+    /// A compute primitive failed.
+    Compute(compute::ErrorKind),
+    /// Evaluating more positions would exceed the context the run was
+    /// sized for.
+    ContextFull {
+        /// The run's `max_context`.
+        max: usize,
+    },
+    /// A token id is not below the vocabulary size.
+    TokenOutOfRange {
+        /// The token.
+        token: u32,
+        /// The vocabulary size.
+        vocab: usize,
+    },
+}
+
+impl ModelError {
+    /// The category of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ModelError::Config(_) => ErrorKind::BadConfig,
+            ModelError::Format(_) | ModelError::Tensor { .. } => ErrorKind::BadTensor,
+            ModelError::Arena(_) => ErrorKind::Arena,
+            ModelError::Compute(_) => ErrorKind::Compute,
+            ModelError::ContextFull { .. } => ErrorKind::ContextFull,
+            ModelError::TokenOutOfRange { .. } => ErrorKind::BadToken,
+        }
+    }
+
+    /// A [`ModelError::Tensor`] for the tensor `name`.
+    pub fn tensor(name: &str, reason: &'static str) -> ModelError {
+        ModelError::Tensor {
+            name: Name::new(name),
+            reason,
+        }
+    }
+
+    /// Converts any arena error.
+    pub fn arena<E: arena::Error>(e: E) -> ModelError {
+        ModelError::Arena(e.kind())
+    }
+
+    /// Converts any compute error.
+    pub fn compute<E: compute::Error>(e: E) -> ModelError {
+        ModelError::Compute(e.kind())
+    }
+}
+
+impl From<GgufError> for ModelError {
+    fn from(e: GgufError) -> Self {
+        ModelError::Format(e)
+    }
+}
+
+impl From<arena::ErrorKind> for ModelError {
+    fn from(e: arena::ErrorKind) -> Self {
+        ModelError::Arena(e)
+    }
+}
+
+impl fmt::Display for ModelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModelError::Config(why) => write!(f, "invalid model configuration: {why}"),
+            ModelError::Format(e) => write!(f, "{e}"),
+            ModelError::Tensor { name, reason } => write!(f, "tensor {name}: {reason}"),
+            ModelError::Arena(k) => write!(f, "DRAM arena: {k}"),
+            ModelError::Compute(k) => write!(f, "compute: {k}"),
+            ModelError::ContextFull { max } => {
+                write!(f, "the context is full ({max} positions)")
+            }
+            ModelError::TokenOutOfRange { token, vocab } => {
+                write!(f, "token id {token} is outside the vocabulary of {vocab}")
+            }
+        }
+    }
+}
+
+impl core::error::Error for ModelError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            ModelError::Format(e) => Some(e),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The seam where a layer's feed-forward network gets its weights.
+//!
+//! Attention weights stay resident; the FFN is over half of a llama model's
+//! bytes and is what lode streams from flash. The decode loop therefore
+//! never touches FFN weights itself: it hands each layer's normalized input
+//! to an [`FfnSource`] and adds back what comes out. [`DenseFfn`] keeps the
+//! whole gate, up and down matrices resident and multiplies them (what
+//! llama.cpp does); a streaming source fetches the needed neuron bundles
+//! with [`fetch_layer`](crate::fetch::fetch_layer) and runs
+//! [`Compute::gated_ffn`] over them, behind the same call.
+
+use crate::arena::{DramArena, Slot, SlotKind};
+use crate::compute::Compute;
+
+use super::config::{Limits, LlamaConfig, MAX_LAYERS};
+use super::error::ModelError;
+use super::tensor::{TensorRef, TensorSource};
+use super::view::{f32s_mut, split};
+use super::weights::{aligned, fetch, for_each_layer_tensor, place, stored_len, Part, ALIGN};
+
+/// The buffers of one FFN call, as arena slots of f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FfnIo {
+    /// `rows` normalized inputs of `hidden` values, one after another.
+    pub input: Slot,
+    /// Receives `rows` outputs of `hidden` values (overwritten, not added).
+    pub output: Slot,
+    /// Positions in this call (at most the run's `max_batch`).
+    pub rows: usize,
+}
+
+/// Computes a layer's FFN: `output = down · (silu(gate · x) ⊙ (up · x))`
+/// for each of `io.rows` inputs.
+pub trait FfnSource {
+    /// Runs layer `layer`'s FFN over `io`. The arena is free to borrow (the
+    /// caller holds no view of it); `io`'s slots stay live.
+    fn run<A: DramArena, C: Compute>(
+        &mut self,
+        layer: usize,
+        arena: &mut A,
+        compute: &mut C,
+        io: FfnIo,
+    ) -> Result<(), ModelError>;
+}
+
+/// One layer's resident FFN matrices.
+#[derive(Debug, Clone, Copy)]
+pub struct DenseLayer {
+    /// Gate projection `[ffn] x [hidden]`.
+    pub gate: TensorRef,
+    /// Up projection `[ffn] x [hidden]`.
+    pub up: TensorRef,
+    /// Down projection `[hidden] x [ffn]` (one row per output, so GGUF's
+    /// `[ffn, hidden]` dims; quantized along the neuron axis).
+    pub down: TensorRef,
+}
+
+/// An FFN whose matrices are all resident: three products per layer.
+#[derive(Debug, Clone)]
+pub struct DenseFfn {
+    layers: heapless::Vec<DenseLayer, MAX_LAYERS>,
+    /// `max_batch * ffn` f32: gate products, then the gated activations.
+    gate: Slot,
+    /// `max_batch * ffn` f32: up products.
+    up: Slot,
+    hidden: usize,
+    ffn: usize,
+    max_rows: usize,
+}
+
+fn is_ffn(p: Part) -> bool {
+    p.is_ffn()
+}
+
+impl DenseFfn {
+    /// Arena bytes and slots [`DenseFfn::load`] allocates (each slot rounded
+    /// up to the model's alignment).
+    pub fn arena_bytes<S: TensorSource>(
+        src: &S,
+        cfg: &LlamaConfig,
+        limits: &Limits,
+    ) -> Result<(usize, usize), ModelError> {
+        let mut bytes = 0usize;
+        let mut slots = 0usize;
+        for_each_layer_tensor(cfg, is_ffn, |_, _, name, role| {
+            let t = fetch(src, name, role)?;
+            bytes = bytes.saturating_add(aligned(stored_len(&t, role)));
+            slots += 1;
+            Ok(())
+        })?;
+        let scratch = aligned(scratch_len(cfg, limits)?);
+        Ok((bytes.saturating_add(2 * scratch), slots + 2))
+    }
+
+    /// Copies every layer's gate, up and down matrices into resident slots
+    /// and allocates the activation scratch for `limits.max_batch` rows.
+    pub fn load<S: TensorSource, A: DramArena>(
+        src: &S,
+        cfg: &LlamaConfig,
+        limits: &Limits,
+        arena: &mut A,
+    ) -> Result<DenseFfn, ModelError> {
+        cfg.validate()?;
+        limits.validate(cfg)?;
+        let mut layers: heapless::Vec<DenseLayer, MAX_LAYERS> = heapless::Vec::new();
+        let mut cur: [Option<TensorRef>; 3] = [None; 3];
+        for_each_layer_tensor(cfg, is_ffn, |_, part, name, role| {
+            let t = fetch(src, name, role)?;
+            let r = place(arena, name, &t, role)?;
+            match part {
+                Part::Gate => cur[0] = Some(r),
+                Part::Up => cur[1] = Some(r),
+                _ => cur[2] = Some(r),
+            }
+            if part == Part::Down {
+                let [Some(gate), Some(up), Some(down)] = cur else {
+                    return Err(ModelError::tensor(name, "layer incomplete"));
+                };
+                layers
+                    .push(DenseLayer { gate, up, down })
+                    .map_err(|_| ModelError::Config("layers must be 1 to 128"))?;
+                cur = [None; 3];
+            }
+            Ok(())
+        })?;
+        let len = scratch_len(cfg, limits)?;
+        let gate = arena
+            .alloc(len, ALIGN, SlotKind::Scratch)
+            .map_err(ModelError::arena)?;
+        let up = arena
+            .alloc(len, ALIGN, SlotKind::Scratch)
+            .map_err(ModelError::arena)?;
+        Ok(DenseFfn {
+            layers,
+            gate,
+            up,
+            hidden: cfg.hidden,
+            ffn: cfg.ffn,
+            max_rows: limits.max_batch,
+        })
+    }
+
+    /// The resident matrices of every layer.
+    pub fn layers(&self) -> &[DenseLayer] {
+        &self.layers
+    }
+}
+
+/// Bytes of one of the two activation buffers.
+fn scratch_len(cfg: &LlamaConfig, limits: &Limits) -> Result<usize, ModelError> {
+    cfg.ffn
+        .checked_mul(limits.max_batch)
+        .and_then(|n| n.checked_mul(4))
+        .ok_or(ModelError::Config("ffn * max_batch overflows"))
+}
+
+impl FfnSource for DenseFfn {
+    fn run<A: DramArena, C: Compute>(
+        &mut self,
+        layer: usize,
+        arena: &mut A,
+        compute: &mut C,
+        io: FfnIo,
+    ) -> Result<(), ModelError> {
+        let l = *self
+            .layers
+            .get(layer)
+            .ok_or(ModelError::Config("FFN layer index out of range"))?;
+        let n = io.rows;
+        if n == 0 || n > self.max_rows {
+            return Err(ModelError::Config("FFN batch larger than max_batch"));
+        }
+        let short = ModelError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
+        let (table, mem) = arena.parts_mut();
+        let ([g, u, o], sh) = split(table, mem, [self.gate, self.up, io.output])?;
+        let x = sh.f32s(io.input)?.get(..n * self.hidden).ok_or(short)?;
+        let g = f32s_mut(g)?.get_mut(..n * self.ffn).ok_or(short)?;
+        let u = f32s_mut(u)?.get_mut(..n * self.ffn).ok_or(short)?;
+        let o = f32s_mut(o)?.get_mut(..n * self.hidden).ok_or(short)?;
+        compute
+            .matmul(&l.gate.matrix(&sh)?, x, n, g)
+            .map_err(ModelError::compute)?;
+        compute
+            .matmul(&l.up.matrix(&sh)?, x, n, u)
+            .map_err(ModelError::compute)?;
+        compute.swiglu(g, u).map_err(ModelError::compute)?;
+        compute
+            .matmul(&l.down.matrix(&sh)?, g, n, o)
+            .map_err(ModelError::compute)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,310 @@
+//! The forward pass: tokens in, KV cache extended, logits out.
+//!
+//! One call processes a batch of consecutive positions (a prompt, or one
+//! generated token). Per layer:
+//!
+//! ```text
+//! xb = rms_norm(x)                      attention input
+//! q, k, v = Wq xb, Wk xb, Wv xb         one weight pass for the whole batch
+//! rope(q), rope(k)                      adjacent pairs, at each position
+//! KV chunk[pos] = k, v
+//! att = attention(q, chunks[0..=pos])   causal: each position sees itself and earlier ones
+//! x += Wo att
+//! x += ffn(rms_norm(x))                 through the FfnSource seam
+//! ```
+//!
+//! then `logits = Wout rms_norm(x)` for the positions the caller wants.
+//! GGUF stores llama's Q and K rows permuted so that RoPE rotates adjacent
+//! pairs `(2i, 2i+1)` (llama.cpp's "normal" RoPE for llama); that is the
+//! convention of [`Compute::rope`], so the weights are used as stored.
+//!
+//! Each phase borrows the arena once: the buffers it writes mutably, the
+//! weights, KV chunks and buffers it reads shared (see [`split`]).
+
+use lode_formats::gguf::dequantize_row;
+
+use crate::arena::{DramArena, Slot};
+use crate::compute::{AttentionShape, Compute, ErrorKind as ComputeKind};
+
+use super::error::ModelError;
+use super::ffn::{FfnIo, FfnSource};
+use super::kv::ChunkViews;
+use super::tensor::TensorRef;
+use super::view::{f32s_mut, split};
+use super::Model;
+
+/// Which positions' logits an evaluation reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WantLogits {
+    /// None (filling the context only).
+    None,
+    /// The last position of the call: what generation samples from.
+    Last,
+    /// Every position at or after this absolute position (scoring a text).
+    From(usize),
+}
+
+fn short() -> ModelError {
+    ModelError::Compute(ComputeKind::ScratchTooSmall)
+}
+
+/// `v[r * w..(r + 1) * w]`, or an error.
+fn rows(v: &[f32], w: usize, r: core::ops::Range<usize>) -> Result<&[f32], ModelError> {
+    v.get(r.start * w..r.end * w).ok_or_else(short)
+}
+
+/// `v[r * w..(r + 1) * w]` mutably, or an error.
+fn rows_mut(v: &mut [f32], w: usize, r: core::ops::Range<usize>) -> Result<&mut [f32], ModelError> {
+    v.get_mut(r.start * w..r.end * w).ok_or_else(short)
+}
+
+impl<F: FfnSource> Model<F> {
+    /// Evaluates `tokens` at the next positions of the context and calls
+    /// `on_logits(position, logits)` for each position `want` selects, in
+    /// order. Prompts are processed `max_batch` positions per weight pass.
+    ///
+    /// Nothing is evaluated when a token is outside the vocabulary or the
+    /// tokens do not fit the context; after a failure during evaluation the
+    /// context keeps the positions of the batches that completed.
+    pub fn eval<A, C, G>(
+        &mut self,
+        arena: &mut A,
+        compute: &mut C,
+        tokens: &[u32],
+        want: WantLogits,
+        mut on_logits: G,
+    ) -> Result<(), ModelError>
+    where
+        A: DramArena,
+        C: Compute,
+        G: FnMut(usize, &[f32]),
+    {
+        let vocab = self.cfg.vocab;
+        if let Some(&token) = tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(ModelError::TokenOutOfRange { token, vocab });
+        }
+        let start = self.kv.len();
+        let end = start
+            .checked_add(tokens.len())
+            .filter(|&e| e <= self.kv.max_positions())
+            .ok_or(ModelError::ContextFull {
+                max: self.kv.max_positions(),
+            })?;
+        for batch in tokens.chunks(self.limits.max_batch) {
+            let pos0 = self.kv.len();
+            self.kv.reserve(arena, batch.len())?;
+            self.forward(arena, compute, batch, pos0)?;
+            self.kv.advance(batch.len())?;
+            let first = match want {
+                WantLogits::None => continue,
+                WantLogits::Last if pos0 + batch.len() == end => end - 1,
+                WantLogits::Last => continue,
+                WantLogits::From(p) => p.max(pos0),
+            };
+            if first < pos0 + batch.len() {
+                self.logits(
+                    arena,
+                    compute,
+                    first - pos0,
+                    batch.len(),
+                    pos0,
+                    &mut on_logits,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One batch through every layer; leaves the final residual in `x`.
+    fn forward<A: DramArena, C: Compute>(
+        &mut self,
+        arena: &mut A,
+        compute: &mut C,
+        tokens: &[u32],
+        pos0: usize,
+    ) -> Result<(), ModelError> {
+        let n = tokens.len();
+        let c = self.cfg;
+        let b = self.buf;
+        let hd = c.hidden;
+        let qd = c.heads * c.head_dim;
+        let kvd = c.kv_dim();
+        let ce = ModelError::compute::<C::Error>;
+
+        // Embedding rows, decoded from the stored type.
+        {
+            let (t, m) = arena.parts_mut();
+            let ([x], sh) = split(t, m, [b.x])?;
+            let x = f32s_mut(x)?;
+            let embed = self.weights.embed;
+            for (i, &tok) in tokens.iter().enumerate() {
+                let row = embed.row(&sh, tok as usize)?;
+                let xr = rows_mut(x, hd, i..i + 1)?;
+                dequantize_row(embed.dtype, row, xr)?;
+            }
+        }
+
+        let shape = AttentionShape {
+            heads: c.heads,
+            kv_heads: c.kv_heads,
+            head_dim: c.head_dim,
+        };
+        for l in 0..self.weights.layers.len() {
+            let lw = *self.weights.layers.get(l).ok_or_else(short)?;
+            norm_rows(arena, compute, b.x, b.xb, lw.attn_norm, n, hd, c.rms_eps)?;
+
+            // Projections and rotary embedding.
+            {
+                let (t, m) = arena.parts_mut();
+                let ([q, k, v], sh) = split(t, m, [b.q, b.k, b.v])?;
+                let xb = rows(sh.f32s(b.xb)?, hd, 0..n)?;
+                let q = rows_mut(f32s_mut(q)?, qd, 0..n)?;
+                let k = rows_mut(f32s_mut(k)?, kvd, 0..n)?;
+                let v = rows_mut(f32s_mut(v)?, kvd, 0..n)?;
+                compute.matmul(&lw.q.matrix(&sh)?, xb, n, q).map_err(ce)?;
+                compute.matmul(&lw.k.matrix(&sh)?, xb, n, k).map_err(ce)?;
+                compute.matmul(&lw.v.matrix(&sh)?, xb, n, v).map_err(ce)?;
+                for (i, (qr, kr)) in q
+                    .chunks_exact_mut(qd)
+                    .zip(k.chunks_exact_mut(kvd))
+                    .enumerate()
+                {
+                    let pos = u32::try_from(pos0 + i).map_err(|_| short())?;
+                    compute.rope(qr, c.head_dim, pos, c.rope_base).map_err(ce)?;
+                    compute.rope(kr, c.head_dim, pos, c.rope_base).map_err(ce)?;
+                }
+            }
+
+            // The new keys and values into their chunks.
+            for i in 0..n {
+                let (chunk, ko, vo) = self.kv.row(l, pos0 + i)?;
+                let (t, m) = arena.parts_mut();
+                let ([dst], sh) = split(t, m, [chunk])?;
+                let kr = bytemuck::cast_slice::<f32, u8>(rows(sh.f32s(b.k)?, kvd, i..i + 1)?);
+                let vr = bytemuck::cast_slice::<f32, u8>(rows(sh.f32s(b.v)?, kvd, i..i + 1)?);
+                dst.get_mut(ko..ko + kr.len())
+                    .ok_or_else(short)?
+                    .copy_from_slice(kr);
+                dst.get_mut(vo..vo + vr.len())
+                    .ok_or_else(short)?
+                    .copy_from_slice(vr);
+            }
+
+            // Causal attention, position by position.
+            {
+                let (t, m) = arena.parts_mut();
+                let ([att, scores], sh) = split(t, m, [b.att, b.scores])?;
+                let att = f32s_mut(att)?;
+                let scores = f32s_mut(scores)?;
+                let q = sh.f32s(b.q)?;
+                let mut views = ChunkViews::new();
+                for i in 0..n {
+                    self.kv.views(&sh, l, pos0 + i + 1, &mut views)?;
+                    let qr = rows(q, qd, i..i + 1)?;
+                    let ar = rows_mut(att, qd, i..i + 1)?;
+                    compute
+                        .attention(qr, &views, shape, scores, ar)
+                        .map_err(ce)?;
+                }
+            }
+
+            // Output projection and residual.
+            {
+                let (t, m) = arena.parts_mut();
+                let ([tmp, x], sh) = split(t, m, [b.tmp, b.x])?;
+                let tmp = rows_mut(f32s_mut(tmp)?, hd, 0..n)?;
+                let att = rows(sh.f32s(b.att)?, qd, 0..n)?;
+                compute
+                    .matmul(&lw.o.matrix(&sh)?, att, n, tmp)
+                    .map_err(ce)?;
+                add_into(rows_mut(f32s_mut(x)?, hd, 0..n)?, tmp);
+            }
+
+            norm_rows(arena, compute, b.x, b.xb, lw.ffn_norm, n, hd, c.rms_eps)?;
+            let io = FfnIo {
+                input: b.xb,
+                output: b.tmp,
+                rows: n,
+            };
+            self.ffn.run(l, arena, compute, io)?;
+            {
+                let (t, m) = arena.parts_mut();
+                let ([x], sh) = split(t, m, [b.x])?;
+                let tmp = rows(sh.f32s(b.tmp)?, hd, 0..n)?;
+                add_into(rows_mut(f32s_mut(x)?, hd, 0..n)?, tmp);
+            }
+        }
+        Ok(())
+    }
+
+    /// Logits of batch rows `first..n` (positions `pos0 + row`), through the
+    /// final norm and the output head, `logit_rows` rows per weight pass.
+    #[allow(clippy::too_many_arguments)]
+    fn logits<A: DramArena, C: Compute, G: FnMut(usize, &[f32])>(
+        &mut self,
+        arena: &mut A,
+        compute: &mut C,
+        first: usize,
+        n: usize,
+        pos0: usize,
+        on_logits: &mut G,
+    ) -> Result<(), ModelError> {
+        let c = self.cfg;
+        let b = self.buf;
+        let hd = c.hidden;
+        let group = self.limits.logit_rows;
+        let mut r = first;
+        while r < n {
+            let g = (n - r).min(group);
+            let (t, m) = arena.parts_mut();
+            let ([xb, logits], sh) = split(t, m, [b.xb, b.logits])?;
+            let xb = rows_mut(f32s_mut(xb)?, hd, 0..g)?;
+            xb.copy_from_slice(rows(sh.f32s(b.x)?, hd, r..r + g)?);
+            let norm = sh.f32s(self.weights.output_norm.slot)?;
+            for row in xb.chunks_exact_mut(hd) {
+                compute
+                    .rms_norm(row, norm, c.rms_eps)
+                    .map_err(ModelError::compute)?;
+            }
+            let logits = rows_mut(f32s_mut(logits)?, c.vocab, 0..g)?;
+            compute
+                .matmul(&self.weights.output.matrix(&sh)?, xb, g, logits)
+                .map_err(ModelError::compute)?;
+            for (i, l) in logits.chunks_exact(c.vocab).enumerate() {
+                on_logits(pos0 + r + i, l);
+            }
+            r += g;
+        }
+        Ok(())
+    }
+}
+
+/// `xb[i] = rms_norm(x[i]) · w` for the first `n` rows.
+#[allow(clippy::too_many_arguments)]
+fn norm_rows<A: DramArena, C: Compute>(
+    arena: &mut A,
+    compute: &mut C,
+    x: Slot,
+    xb: Slot,
+    w: TensorRef,
+    n: usize,
+    hd: usize,
+    eps: f32,
+) -> Result<(), ModelError> {
+    let (t, m) = arena.parts_mut();
+    let ([xb], sh) = split(t, m, [xb])?;
+    let xb = rows_mut(f32s_mut(xb)?, hd, 0..n)?;
+    xb.copy_from_slice(rows(sh.f32s(x)?, hd, 0..n)?);
+    let w = sh.f32s(w.slot)?;
+    for row in xb.chunks_exact_mut(hd) {
+        compute.rms_norm(row, w, eps).map_err(ModelError::compute)?;
+    }
+    Ok(())
+}
+
+/// `x += y` element-wise (equal lengths).
+fn add_into(x: &mut [f32], y: &[f32]) {
+    for (a, &b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}

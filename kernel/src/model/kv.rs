@@ -1,0 +1,184 @@
+//! The KV cache in chunks of [`CHUNK_TOKENS`] positions.
+//!
+//! A chunk holds the keys and values of **every layer** for 16 consecutive
+//! positions, in one arena slot of [`SlotKind::KvChunk`]:
+//!
+//! ```text
+//! layer 0: K[16][kv_dim] V[16][kv_dim] | layer 1: K.. V.. | ... (f32)
+//! ```
+//!
+//! All layers in one chunk, because the chunk is the unit the later KV
+//! lifecycle moves: a chunk is compressed, swapped to flash and read back
+//! (or recomputed from its 16 tokens) as a whole, and a 16-token span of
+//! text is exactly what recomputation needs; per-layer chunks would also
+//! cost 30 slots per 16 tokens. Positions are row-major inside each block
+//! so the first `t` rows of a partly filled chunk are a valid
+//! [`KvChunk`] of `t` tokens.
+//!
+//! Chunks are allocated as the context grows, up to the run's
+//! `max_context`; past it, evaluation fails with
+//! [`ModelError::ContextFull`] before anything is written.
+
+use crate::arena::{DramArena, Slot, SlotKind};
+use crate::compute::KvChunk;
+
+use super::config::{Limits, LlamaConfig, CHUNK_TOKENS, MAX_CHUNKS};
+use super::error::ModelError;
+use super::view::{f32s, Shared};
+use super::weights::ALIGN;
+
+/// Chunk views of one layer, one per chunk, for one attention call.
+pub type ChunkViews<'m> = heapless::Vec<KvChunk<'m>, MAX_CHUNKS>;
+
+/// The KV cache of one context.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    chunks: heapless::Vec<Slot, MAX_CHUNKS>,
+    len: usize,
+    max: usize,
+    layers: usize,
+    kv_dim: usize,
+}
+
+impl KvCache {
+    /// An empty cache for `cfg` that may grow to `limits.max_context`.
+    pub fn new(cfg: &LlamaConfig, limits: &Limits) -> KvCache {
+        KvCache {
+            chunks: heapless::Vec::new(),
+            len: 0,
+            max: limits.max_context,
+            layers: cfg.layers,
+            kv_dim: cfg.kv_dim(),
+        }
+    }
+
+    /// Bytes of one chunk: K and V of every layer for 16 positions, f32.
+    pub const fn chunk_bytes(cfg: &LlamaConfig) -> usize {
+        cfg.layers * 2 * CHUNK_TOKENS * cfg.kv_dim() * 4
+    }
+
+    /// Chunks a context of `positions` positions needs.
+    pub const fn chunks_for(positions: usize) -> usize {
+        positions.div_ceil(CHUNK_TOKENS)
+    }
+
+    /// Positions evaluated so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// `true` before the first position.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Most positions this cache may hold.
+    pub fn max_positions(&self) -> usize {
+        self.max
+    }
+
+    /// The chunk slots, oldest first.
+    pub fn chunks(&self) -> &[Slot] {
+        &self.chunks
+    }
+
+    /// Allocates chunks so positions `len..len + n` have room, or fails with
+    /// `ContextFull` (nothing allocated) when they exceed the limit.
+    pub fn reserve<A: DramArena>(&mut self, arena: &mut A, n: usize) -> Result<(), ModelError> {
+        let end = self
+            .len
+            .checked_add(n)
+            .filter(|&e| e <= self.max)
+            .ok_or(ModelError::ContextFull { max: self.max })?;
+        let bytes = self.chunk_bytes_here();
+        while self.chunks.len() < Self::chunks_for(end) {
+            let s = arena
+                .alloc(bytes, ALIGN, SlotKind::KvChunk)
+                .map_err(ModelError::arena)?;
+            if let Err(s) = self.chunks.push(s) {
+                // Unreachable with `max <= MAX_CONTEXT`; give the slot back.
+                arena.free(s).map_err(ModelError::arena)?;
+                return Err(ModelError::ContextFull { max: self.max });
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks `n` more positions as written (after [`KvCache::reserve`]).
+    pub fn advance(&mut self, n: usize) -> Result<(), ModelError> {
+        let end = self
+            .len
+            .checked_add(n)
+            .filter(|&e| e <= self.chunks.len() * CHUNK_TOKENS)
+            .ok_or(ModelError::ContextFull { max: self.max })?;
+        self.len = end;
+        Ok(())
+    }
+
+    /// Frees every chunk: the context is empty again.
+    pub fn clear<A: DramArena>(&mut self, arena: &mut A) -> Result<(), ModelError> {
+        while let Some(s) = self.chunks.pop() {
+            arena.free(s).map_err(ModelError::arena)?;
+        }
+        self.len = 0;
+        Ok(())
+    }
+
+    fn chunk_bytes_here(&self) -> usize {
+        self.layers * 2 * CHUNK_TOKENS * self.kv_dim * 4
+    }
+
+    /// Where position `pos` of layer `layer` goes: the chunk, and the byte
+    /// offsets of its key row and its value row inside the chunk.
+    pub fn row(&self, layer: usize, pos: usize) -> Result<(Slot, usize, usize), ModelError> {
+        let slot = *self
+            .chunks
+            .get(pos / CHUNK_TOKENS)
+            .ok_or(ModelError::ContextFull { max: self.max })?;
+        if layer >= self.layers {
+            return Err(ModelError::Config("KV layer index out of range"));
+        }
+        let block = CHUNK_TOKENS * self.kv_dim;
+        let k = (2 * layer * block + (pos % CHUNK_TOKENS) * self.kv_dim) * 4;
+        Ok((slot, k, k + block * 4))
+    }
+
+    /// Views of layer `layer`'s keys and values for positions `0..positions`
+    /// (which must have been reserved), one per chunk, into `out`.
+    pub fn views<'m>(
+        &self,
+        mem: &Shared<'m>,
+        layer: usize,
+        positions: usize,
+        out: &mut ChunkViews<'m>,
+    ) -> Result<(), ModelError> {
+        out.clear();
+        if layer >= self.layers || positions > self.chunks.len() * CHUNK_TOKENS {
+            return Err(ModelError::Config("KV view outside the reserved context"));
+        }
+        let block = CHUNK_TOKENS * self.kv_dim;
+        for (c, &slot) in self.chunks.iter().enumerate() {
+            let first = c * CHUNK_TOKENS;
+            if first >= positions {
+                break;
+            }
+            let tokens = (positions - first).min(CHUNK_TOKENS);
+            let all = f32s(mem.get(slot)?)?;
+            let keys_at = 2 * layer * block;
+            let short = ModelError::Config("KV chunk shorter than its layout");
+            let keys = all
+                .get(keys_at..keys_at + tokens * self.kv_dim)
+                .ok_or(short)?;
+            let values = all
+                .get(keys_at + block..keys_at + block + tokens * self.kv_dim)
+                .ok_or(short)?;
+            out.push(KvChunk {
+                tokens,
+                keys,
+                values,
+            })
+            .map_err(|_| ModelError::ContextFull { max: self.max })?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,167 @@
+//! Dense generation with a llama-architecture model whose weights are
+//! resident in a [`DramArena`].
+//!
+//! - [`LlamaConfig`] and [`Limits`] say what model and how long a context;
+//! - [`MemoryPlan`] says how many arena bytes that takes, before anything is
+//!   allocated, so the arena (the DRAM budget) can be sized exactly;
+//! - [`Model::load`] copies the weights from a [`TensorSource`] (a GGUF
+//!   file) into resident slots and allocates the working buffers;
+//! - [`Model::eval`] runs positions through the model: a prompt in batches
+//!   (each weight read once per batch), then one token at a time, with the
+//!   KV cache growing in [`CHUNK_TOKENS`]-position chunks.
+//!
+//! The FFN goes through the [`FfnSource`] seam so a streaming source can
+//! replace the resident [`DenseFfn`] without touching the loop. Nothing here
+//! allocates from the heap or uses `unsafe`; every buffer is an arena slot
+//! and every bound ([`MAX_LAYERS`], [`MAX_CHUNKS`]) is fixed at compile time.
+//!
+//! ```no_run
+//! # use lode_kernel::arena::DramArena;
+//! # use lode_kernel::compute::Compute;
+//! use lode_kernel::formats::gguf::Gguf;
+//! use lode_kernel::model::{Limits, LlamaConfig, MemoryPlan, Model, WantLogits};
+//!
+//! # fn run<A: DramArena, C: Compute>(bytes: &[u8], make_arena: impl Fn(usize) -> A, cpu: &mut C)
+//! #     -> Result<(), Box<dyn core::error::Error>> {
+//! let file = Gguf::parse(bytes)?;
+//! let cfg = LlamaConfig::from_gguf(&file.check_llama()?)?;
+//! let limits = Limits::new(256, 32);
+//! let plan = MemoryPlan::dense(&file, &cfg, &limits)?;
+//! let mut arena = make_arena(plan.total());
+//! let mut model = Model::load(&file, cfg, limits, &mut arena)?;
+//! let mut best = 0u32;
+//! model.eval(&mut arena, cpu, &[504, 3575, 282], WantLogits::Last, |_, logits| {
+//!     best = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap_or(0) as u32;
+//! })?;
+//! # Ok(()) }
+//! ```
+
+mod budget;
+mod buffers;
+mod config;
+mod error;
+mod ffn;
+mod forward;
+mod kv;
+mod tensor;
+mod view;
+mod weights;
+
+#[cfg(test)]
+mod tests;
+
+use crate::arena::DramArena;
+
+pub use budget::MemoryPlan;
+pub use buffers::Buffers;
+pub use config::{Limits, LlamaConfig, CHUNK_TOKENS, MAX_CHUNKS, MAX_CONTEXT, MAX_LAYERS};
+pub use error::{ErrorKind, ModelError};
+pub use ffn::{DenseFfn, DenseLayer, FfnIo, FfnSource};
+pub use forward::WantLogits;
+pub use kv::{ChunkViews, KvCache};
+pub use tensor::{RawTensor, TensorRef, TensorSource};
+pub use view::{split, Shared};
+pub use weights::{LayerWeights, Weights, ALIGN};
+
+/// A loaded model and one context (its KV cache).
+#[derive(Debug, Clone)]
+pub struct Model<F: FfnSource = DenseFfn> {
+    cfg: LlamaConfig,
+    limits: Limits,
+    weights: Weights,
+    ffn: F,
+    kv: KvCache,
+    buf: Buffers,
+}
+
+impl Model<DenseFfn> {
+    /// Loads a dense model: every weight resident in `arena`, working
+    /// buffers for `limits`. Size the arena with [`MemoryPlan::dense`].
+    pub fn load<S: TensorSource, A: DramArena>(
+        src: &S,
+        cfg: LlamaConfig,
+        limits: Limits,
+        arena: &mut A,
+    ) -> Result<Self, ModelError> {
+        cfg.validate()?;
+        limits.validate(&cfg)?;
+        let weights = Weights::load(src, &cfg, arena)?;
+        let ffn = DenseFfn::load(src, &cfg, &limits, arena)?;
+        Self::assemble(cfg, limits, weights, ffn, arena)
+    }
+}
+
+impl<F: FfnSource> Model<F> {
+    /// A model whose FFN comes from `ffn` (attention weights and buffers
+    /// are loaded here).
+    pub fn with_ffn<S: TensorSource, A: DramArena>(
+        src: &S,
+        cfg: LlamaConfig,
+        limits: Limits,
+        arena: &mut A,
+        ffn: F,
+    ) -> Result<Self, ModelError> {
+        cfg.validate()?;
+        limits.validate(&cfg)?;
+        let weights = Weights::load(src, &cfg, arena)?;
+        Self::assemble(cfg, limits, weights, ffn, arena)
+    }
+
+    fn assemble<A: DramArena>(
+        cfg: LlamaConfig,
+        limits: Limits,
+        weights: Weights,
+        ffn: F,
+        arena: &mut A,
+    ) -> Result<Self, ModelError> {
+        let buf = Buffers::alloc(arena, &cfg, &limits)?;
+        Ok(Model {
+            kv: KvCache::new(&cfg, &limits),
+            cfg,
+            limits,
+            weights,
+            ffn,
+            buf,
+        })
+    }
+
+    /// The model's hyper-parameters.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    /// The run's limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Positions in the context so far.
+    pub fn len(&self) -> usize {
+        self.kv.len()
+    }
+
+    /// `true` when the context is empty.
+    pub fn is_empty(&self) -> bool {
+        self.kv.is_empty()
+    }
+
+    /// The resident weights.
+    pub fn weights(&self) -> &Weights {
+        &self.weights
+    }
+
+    /// The FFN source.
+    pub fn ffn(&self) -> &F {
+        &self.ffn
+    }
+
+    /// The KV cache.
+    pub fn kv(&self) -> &KvCache {
+        &self.kv
+    }
+
+    /// Empties the context, freeing its KV chunks.
+    pub fn reset<A: DramArena>(&mut self, arena: &mut A) -> Result<(), ModelError> {
+        self.kv.clear(arena)
+    }
+}

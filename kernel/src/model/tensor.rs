@@ -1,0 +1,96 @@
+//! Weight tensors: where they come from and where they live.
+//!
+//! A [`TensorSource`] hands out named tensors as borrowed bytes (a GGUF file
+//! implements it; tests implement it over a few vectors). Once copied into
+//! the arena a tensor is a [`TensorRef`]: a slot plus what the bytes mean.
+
+use lode_formats::gguf::{Dims, Gguf, GgufError};
+use lode_formats::DType;
+
+use crate::arena::Slot;
+use crate::compute::QuantMatrix;
+
+use super::error::ModelError;
+use super::view::Shared;
+
+/// A tensor as its source stores it.
+#[derive(Debug, Clone, Copy)]
+pub struct RawTensor<'a> {
+    /// Element encoding.
+    pub dtype: DType,
+    /// Shape, `dims[0]` (the row length) first, as GGUF writes it.
+    pub dims: Dims,
+    /// The encoded elements, rows back to back.
+    pub data: &'a [u8],
+}
+
+/// Where weights are loaded from.
+pub trait TensorSource {
+    /// The tensor called `name` (GGUF naming: `blk.3.attn_q.weight`), or
+    /// `None` when there is none.
+    fn tensor(&self, name: &str) -> Result<Option<RawTensor<'_>>, ModelError>;
+}
+
+impl TensorSource for Gguf<'_> {
+    fn tensor(&self, name: &str) -> Result<Option<RawTensor<'_>>, ModelError> {
+        let Some(info) = Gguf::tensor(self, name) else {
+            return Ok(None);
+        };
+        let data = self
+            .data(&info)
+            .map_err(|e: GgufError| ModelError::Format(e))?;
+        Ok(Some(RawTensor {
+            dtype: info.dtype,
+            dims: info.dims,
+            data,
+        }))
+    }
+}
+
+/// A tensor resident in an arena slot: `rows` rows of `cols` elements of
+/// `dtype`, rows back to back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TensorRef {
+    /// The slot holding the bytes (exactly `rows * row_bytes`).
+    pub slot: Slot,
+    /// Element encoding (`F32` for norm weights, converted at load).
+    pub dtype: DType,
+    /// Number of rows (outputs of a product).
+    pub rows: usize,
+    /// Elements per row (inputs of a product).
+    pub cols: usize,
+}
+
+impl TensorRef {
+    /// The tensor as a matrix over the step's shared memory.
+    pub fn matrix<'m>(&self, mem: &Shared<'m>) -> Result<QuantMatrix<'m>, ModelError> {
+        Ok(QuantMatrix {
+            dtype: self.dtype,
+            rows: self.rows,
+            cols: self.cols,
+            data: mem.get(self.slot)?,
+        })
+    }
+
+    /// Bytes of one row.
+    pub fn row_bytes(&self) -> usize {
+        row_bytes(self.dtype, self.cols).unwrap_or(0)
+    }
+
+    /// The encoded row `row` (an embedding lookup).
+    pub fn row<'m>(&self, mem: &Shared<'m>, row: usize) -> Result<&'m [u8], ModelError> {
+        let rb = self.row_bytes();
+        mem.get(self.slot)?
+            .get(row * rb..(row + 1) * rb)
+            .ok_or(ModelError::Compute(
+                crate::compute::ErrorKind::ShapeMismatch,
+            ))
+    }
+}
+
+/// Bytes of a row of `cols` elements of `dtype`, if whole blocks.
+pub fn row_bytes(dtype: DType, cols: usize) -> Option<usize> {
+    dtype
+        .row_bytes(cols as u64)
+        .and_then(|b| usize::try_from(b).ok())
+}
