@@ -633,9 +633,10 @@ mod tests {
         /// never costlier than per-bundle reads or one dense read.
         #[test]
         fn plans_are_sound((region, needed, cost, geo) in arb_case(), merge in any::<bool>()) {
-            let mut out = [Extent::default(); 4096];
             let (lo, hi) = dense_range(&region, &geo);
             for mode in [Mode::PerBundle, Mode::Coalesced, Mode::Merged, Mode::Dense, Mode::Adaptive { merge }] {
+                // Sized the way callers size it: the bound must be enough.
+                let mut out = std::vec![Extent::default(); extents_bound(&region, &geo, mode) as usize];
                 let (n, s) = plan(&region, &needed, &geo, &cost, mode, &mut out).unwrap();
                 let xs = &out[..n];
                 prop_assert_eq!(n as u32, s.commands);
