@@ -54,6 +54,7 @@ mod error;
 mod header;
 pub mod layout;
 mod model;
+mod patch;
 mod reader;
 mod sections;
 mod tables;
@@ -71,6 +72,7 @@ pub use model::{
     ArchTag, BundleParts, BundleRegion, ModelGeometry, Placement, Shape, StoredCostModel,
     TensorInfo,
 };
+pub use patch::set_cost_model;
 pub use reader::Image;
 pub use verify::DataVerifier;
 #[cfg(feature = "std")]
