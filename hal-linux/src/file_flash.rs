@@ -2,9 +2,10 @@
 //!
 //! It is the plain binding: reads are positioned `pread`s through the page
 //! cache, performed in [`complete`](FlashDevice::complete), so a batch is
-//! correct but does not overlap compute. That makes it the reference the
-//! direct-I/O, io_uring device of the Linux HAL is property-tested against,
-//! and the device under the Android binding, where io_uring is forbidden.
+//! correct but does not overlap compute. It is the simple reference binding;
+//! real storage is read through [`BlockFlash`](crate::BlockFlash) (direct
+//! I/O, io_uring or a pread pool), which is property-tested against the fake
+//! flash over the same bytes.
 //!
 //! Requests are checked exactly as every lode device checks them
 //! ([`Geometry::check_batch`]), so a plan that works here is aligned for direct

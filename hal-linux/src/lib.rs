@@ -1,23 +1,33 @@
 //! Linux bindings of the kernel traits.
 //!
+//! - [`BlockFlash`]: the device for real storage. A regular file or a block
+//!   device node read around the page cache (O_DIRECT, with the alignment
+//!   the device reports), many reads in flight through io_uring, or through
+//!   a bounded pool of pread threads where io_uring is refused; what ran, and
+//!   why, is in its [`OpenReport`]. Writes for the KV swap area are made
+//!   durable with `fdatasync` or O_DSYNC.
 //! - [`FileFlash`]: a [`FlashDevice`](lode_kernel::flash::FlashDevice) over a
-//!   `std::fs::File` (or a window of one, such as an uncompressed asset inside
-//!   an APK), reading with positioned `pread`s. It is the plain, portable
-//!   binding; direct I/O and io_uring come later as a separate device so this
-//!   one stays the simple reference that the fast one is tested against.
+//!   `std::fs::File` (or a window of one), reading with positioned `pread`s
+//!   through the page cache at `complete` time. It is the plain, portable
+//!   binding, kept simple as a reference.
 //! - [`LockedArena`]: a [`DramArena`](lode_kernel::arena::DramArena) over one
 //!   anonymous `mmap` sized to the budget, locked into RAM with `mlock` as far
-//!   as `RLIMIT_MEMLOCK` allows, optionally on huge pages.
+//!   as `RLIMIT_MEMLOCK` allows (the [`LockReport`](lode_kernel::arena::LockReport)
+//!   says how much, and what stopped the rest), optionally on huge pages.
 //!
 //! This crate holds the operating-system code the `no_std` kernel cannot.
-//! `unsafe` is denied everywhere except the two modules that call libc
-//! ([`locked_arena`]'s mapping and the small `sys` module); each block there
-//! carries a `SAFETY:` argument.
+//! `unsafe` is denied everywhere except the modules that call libc or hand
+//! the kernel memory to write asynchronously ([`locked_arena`]'s mapping, the
+//! small `sys` module, and `block_flash`'s `os`, `bounce`, `engine`, `uring`
+//! and `threads` modules plus two marked functions); each block carries a
+//! `SAFETY:` argument, and `block_flash/bounce.rs` holds the argument for
+//! asynchronous reads as a whole.
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+pub mod block_flash;
 pub mod file_flash;
 pub mod locked_arena;
 mod sys;
@@ -25,6 +35,9 @@ mod sys;
 #[cfg(test)]
 mod test_support;
 
+pub use block_flash::{
+    BlockFlash, BlockFlashError, BlockFlashOptions, BlockFlashStats, OpenReport,
+};
 pub use file_flash::{FileFlash, FileFlashError, FileFlashOptions, FileFlashStats, Window};
 pub use locked_arena::{
     HugePageStatus, HugePages, LockedArena, LockedArenaError, LockedArenaOptions,

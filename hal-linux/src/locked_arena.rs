@@ -13,7 +13,7 @@
 
 mod error;
 mod lock;
-mod mapping;
+pub(crate) mod mapping;
 
 use lode_kernel::arena::{DramArena, ErrorKind, LockLimit, LockReport, SlotTable, Slots};
 

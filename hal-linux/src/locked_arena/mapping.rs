@@ -11,11 +11,16 @@
 //!    initialised, and `u8` has no invalid values or alignment needs.
 //! 3. `usable <= mapped` and `mapped <= isize::MAX`, both checked before the
 //!    mapping is made.
-//! 4. The pointer is private and never handed out except as a slice borrowed
-//!    from `&self` (shared) or `&mut self` (unique), so the borrow checker's
-//!    rules on `Mapping` are the aliasing rules of the memory.
+//! 4. The pointer is handed out as a slice borrowed from `&self` (shared) or
+//!    `&mut self` (unique), so the borrow checker's rules on `Mapping` are
+//!    the aliasing rules of the memory. The one exception is
+//!    [`Mapping::as_ptr`], used only by `BlockFlash`'s bounce pool, which
+//!    lets the kernel write into the pages asynchronously; that pool never
+//!    calls `as_slice` or `as_mut_slice` and argues its own aliasing in
+//!    `block_flash/bounce.rs`.
 //! 5. Nothing else writes to the pages: `mlock`, `munlock` and
-//!    `madvise(MADV_HUGEPAGE)` change residency, never contents.
+//!    `madvise(MADV_HUGEPAGE)` change residency, never contents (the bounce
+//!    pool's reads are the exception point 4 names).
 #![allow(unsafe_code)]
 
 use std::io;
@@ -155,6 +160,14 @@ impl Mapping {
     /// Page size the mapping was rounded to.
     pub(crate) fn page_size(&self) -> usize {
         self.page
+    }
+
+    /// Start of the mapping, for code that hands the kernel an address to
+    /// write into asynchronously (the bounce buffers of `BlockFlash`). Taking
+    /// the pointer is safe; every use of it is an `unsafe` block of its own
+    /// that must respect point 4.
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
     }
 
     /// The budget's bytes.
