@@ -2,6 +2,7 @@
 //! than the model. See `lode --help`.
 
 mod cmd_bench;
+mod cmd_calibrate;
 mod cmd_image;
 mod cmd_inspect;
 mod cmd_run;
@@ -35,6 +36,9 @@ enum Cmd {
     Trace(cmd_trace::TraceCmd),
     /// Generate text with a GGUF llama model held in DRAM.
     Run(cmd_run::RunArgs),
+    /// Measure a device's read latency against read size and fit its cost
+    /// model (printed, --json, --plot, or stored into an image).
+    Calibrate(cmd_calibrate::CalibrateArgs),
     /// Benchmarks printed side by side in one run.
     #[command(subcommand)]
     Bench(cmd_bench::BenchCmd),
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         Cmd::Trace(cmd) => cmd_trace::run(cmd, &mut out),
         Cmd::Bench(cmd) => cmd_bench::run(cmd, &mut out),
         Cmd::Run(args) => cmd_run::run(args, &mut out),
+        Cmd::Calibrate(args) => cmd_calibrate::run(args, &mut out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

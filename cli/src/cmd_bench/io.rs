@@ -10,12 +10,12 @@ use lode_formats::image::Image;
 use lode_formats::trace::Trace;
 use lode_hal::fake::{FakeFlash, FaultPlan, Profile};
 use lode_hal::synth::SynthParams;
-use lode_hal_linux::{FileFlash, FileFlashOptions};
+use lode_hal_linux::{BlockFlash, BlockFlashOptions};
 use lode_kernel::flash::{FlashDevice, Geometry};
 use lode_kernel::placement;
 use lode_kernel::plan::{Mode, Region};
 
-use super::replay::{replay, CacheKind, Layout, Setup};
+use super::replay::{replay, CacheKind, Layout, Setup, Timed};
 use super::report::{self, Row};
 use crate::cmd_trace::{self, Preset};
 use crate::offline::{self, PlacementKind};
@@ -46,7 +46,9 @@ pub struct IoArgs {
     #[arg(long, default_value_t = 5120)]
     pub bundle_bytes: u32,
     /// Device: `fake:<profile>` (disk, ufs31, ufs40, emmc51, nvme; virtual
-    /// time from the profile's cost model) or `file:<path>` (measured).
+    /// time from the profile's cost model) or `file:<path>` (measured,
+    /// through BlockFlash: O_DIRECT and io_uring where allowed; the setup
+    /// that ran is printed).
     #[arg(long, default_value = "fake:ufs40")]
     pub device: String,
     /// Cache size as a fraction of all FFN bundles of the model.
@@ -88,6 +90,23 @@ fn parse_device(s: &str) -> Result<Device, Box<dyn Error>> {
         Ok(Device::File(PathBuf::from(path)))
     } else {
         Err(format!("device `{s}` must be fake:<profile> or file:<path>").into())
+    }
+}
+
+/// Open a `file:` device through `BlockFlash`: O_DIRECT where the file
+/// system allows it, io_uring where the kernel allows it (the report says
+/// which ran, and why).
+fn open_file_device(path: &PathBuf) -> Result<BlockFlash, Box<dyn Error>> {
+    BlockFlash::open(path, BlockFlashOptions::default())
+        .map_err(|e| format!("{}: {e}", path.display()).into())
+}
+
+impl Timed for BlockFlash {
+    fn io_ns(&self) -> u64 {
+        0
+    }
+    fn wall_clock(&self) -> bool {
+        true
     }
 }
 
@@ -202,11 +221,21 @@ pub fn run(args: &IoArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     ];
     let (offline_s, profile_s, counts) = (placed.total_s, placed.profile_s, placed.counts);
 
-    // The device and layout.
+    // The device and layout. A file is opened first: its block size (the
+    // direct-I/O alignment it reports) shapes the layout.
     let device = parse_device(&args.device)?;
-    let block = match &device {
-        Device::Fake(p) => p.geometry.block_size,
-        Device::File(_) => FileFlashOptions::default().block_size,
+    let mut file_dev = match &device {
+        Device::File(path) => Some(open_file_device(path)?),
+        Device::Fake(_) => None,
+    };
+    let block = match (&device, &file_dev) {
+        (_, Some(dev)) => dev.geometry().block_size,
+        (Device::Fake(p), None) => p.geometry.block_size,
+        (Device::File(_), None) => return Err("the file device did not open".into()),
+    };
+    let device_label = match &file_dev {
+        Some(dev) => format!("{} [{}]", args.device, dev.report()),
+        None => args.device.clone(),
     };
     let layout = match &args.image {
         Some(p) => image_layout(p, h.layers, h.neurons)?,
@@ -289,7 +318,7 @@ pub fn run(args: &IoArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
             (dev.geometry(), p.cost.bytes_per_sec, "virtual (cost model)")
         }
         Device::File(path) => {
-            let mut dev = FileFlash::open(path, FileFlashOptions::default())?;
+            let dev = file_dev.as_mut().ok_or("the file device did not open")?;
             if dev.geometry().capacity < end {
                 return Err(format!(
                     "{} holds {} bytes but the layout needs {end}",
@@ -299,7 +328,7 @@ pub fn run(args: &IoArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
                 .into());
             }
             for (name, pi, c, mode, baseline) in &strategies {
-                let t = replay(&mut dev, &setup, &placements[*pi].inverse, *c, *mode)?;
+                let t = replay(dev, &setup, &placements[*pi].inverse, *c, *mode)?;
                 rows.push(Row::new(
                     name,
                     placements[*pi].name,
@@ -318,9 +347,12 @@ pub fn run(args: &IoArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         }
     };
     progress.finish();
+    if let (Some(dev), false) = (&file_dev, args.json) {
+        eprintln!("device: {}", dev.report());
+    }
     let meta = report::Meta {
         source,
-        device: args.device.clone(),
+        device: device_label,
         clock,
         layers: h.layers,
         neurons: h.neurons,
