@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 pub mod block_flash;
+pub mod device_error;
 pub mod file_flash;
 pub mod locked_arena;
 mod sys;
@@ -38,6 +39,7 @@ mod test_support;
 pub use block_flash::{
     BlockFlash, BlockFlashError, BlockFlashOptions, BlockFlashStats, OpenReport,
 };
+pub use device_error::{DeviceError, DeviceReason};
 pub use file_flash::{FileFlash, FileFlashError, FileFlashOptions, FileFlashStats, Window};
 pub use locked_arena::{
     HugePageStatus, HugePages, LockedArena, LockedArenaError, LockedArenaOptions,

@@ -1,16 +1,17 @@
-//! The one error type of [`BlockFlash`](super::BlockFlash): what was being
-//! done, which file, and the operating system's own error when there is one.
+//! Why a [`BlockFlash`](super::BlockFlash) operation fails, and how each
+//! reason reads; [`DeviceError`] carries it with the file and the OS error.
 
 use std::fmt;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use lode_kernel::flash::{Error, ErrorKind};
+use lode_kernel::flash::ErrorKind;
 
+use crate::device_error::{file_suffix, DeviceError, DeviceReason};
 use crate::file_flash::Window;
 
 /// What went wrong, in this binding's terms. The kernel sees the coarser
-/// [`ErrorKind`] through [`Error::kind`]; people see this.
+/// [`ErrorKind`] through [`Error::kind`](lode_kernel::flash::Error::kind);
+/// people see this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Reason {
@@ -101,133 +102,67 @@ impl Reason {
     }
 }
 
-/// Error of every [`BlockFlash`](super::BlockFlash) operation, with the path
-/// when one is known and the OS error when there is one.
-#[derive(Debug)]
-pub struct BlockFlashError {
-    reason: Reason,
-    path: Option<PathBuf>,
-    source: Option<io::Error>,
-}
-
-impl BlockFlashError {
-    /// An error with no path and no OS cause.
-    pub(crate) fn new(reason: Reason) -> Self {
-        BlockFlashError {
-            reason,
-            path: None,
-            source: None,
-        }
-    }
-
-    /// An error caused by an OS error.
-    pub(crate) fn io(reason: Reason, source: io::Error) -> Self {
-        BlockFlashError {
-            reason,
-            path: None,
-            source: Some(source),
-        }
-    }
-
-    /// The same error, naming the file it concerns (kept if already named).
-    pub(crate) fn at(mut self, path: &Path) -> Self {
-        if self.path.is_none() {
-            self.path = Some(path.to_path_buf());
-        }
-        self
-    }
-
-    /// What went wrong.
-    pub fn reason(&self) -> Reason {
-        self.reason
-    }
-
-    /// The file concerned, when the device was opened by path.
-    pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
-    }
-
-    /// The operating system's error, when one caused this.
-    pub fn io_error(&self) -> Option<&io::Error> {
-        self.source.as_ref()
-    }
-}
-
-impl From<ErrorKind> for BlockFlashError {
-    /// A request refused by the kernel's checks.
-    fn from(kind: ErrorKind) -> Self {
-        BlockFlashError::new(Reason::Refused(kind))
-    }
-}
-
-impl Error for BlockFlashError {
+impl DeviceReason for Reason {
     fn kind(&self) -> ErrorKind {
-        self.reason.kind()
+        Reason::kind(self)
     }
-}
 
-impl fmt::Display for BlockFlashError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let file = match &self.path {
-            Some(p) => format!(" {}", p.display()),
-            None => String::new(),
-        };
-        match self.reason {
-            Reason::InvalidOptions(why) => write!(f, "invalid block-device options: {why}")?,
-            Reason::Open => write!(f, "cannot open{file}")?,
-            Reason::Stat => write!(f, "cannot read the type, size or alignment of{file}")?,
+    fn refused(kind: ErrorKind) -> Self {
+        Reason::Refused(kind)
+    }
+
+    fn describe(&self, path: Option<&Path>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = file_suffix(path);
+        match *self {
+            Reason::InvalidOptions(why) => write!(f, "invalid block-device options: {why}"),
+            Reason::Open => write!(f, "cannot open{file}"),
+            Reason::Stat => write!(f, "cannot read the type, size or alignment of{file}"),
             Reason::NotAFile => write!(
                 f,
                 "{} is neither a regular file nor a block device",
-                self.path
-                    .as_deref()
-                    .map_or_else(|| "the file".into(), |p| p.display().to_string())
-            )?,
+                path.map_or_else(|| "the file".into(), |p| p.display().to_string())
+            ),
             Reason::WindowPastEnd { window, file_len } => write!(
                 f,
                 "window of {} bytes at offset {} reaches past the end of{file} ({file_len} bytes)",
                 window.len, window.offset
-            )?,
+            ),
             Reason::WindowTooSmall { len, block_size } => write!(
                 f,
                 "window of {len} bytes holds no whole {block_size}-byte block"
-            )?,
+            ),
             Reason::WindowUnaligned { offset, align } => write!(
                 f,
                 "direct I/O needs the window to start on a {align}-byte boundary, not at {offset}"
-            )?,
+            ),
             Reason::BlockSizeTooSmall { requested, device } => write!(
                 f,
                 "block size {requested} is finer than the {device}-byte alignment{file} needs for direct I/O"
-            )?,
-            Reason::DirectRefused => write!(f, "direct I/O (O_DIRECT) refused for{file}")?,
-            Reason::IoUringUnavailable => write!(f, "io_uring is not available to this process")?,
-            Reason::Spawn => write!(f, "cannot start a pread worker thread")?,
-            Reason::Pin { cpu } => write!(f, "cannot pin the I/O thread to CPU {cpu}")?,
-            Reason::Bounce => write!(f, "cannot map the bounce buffers")?,
-            Reason::Refused(kind) => write!(f, "request refused: {kind}")?,
-            Reason::Engine => write!(f, "the I/O engine failed on{file}")?,
-            Reason::ReadOnly => write!(f, "write refused: the file was not opened for writing")?,
-            Reason::Write => write!(f, "write to{file} failed")?,
-            Reason::Sync => write!(f, "sync of{file} failed")?,
+            ),
+            Reason::DirectRefused => write!(f, "direct I/O (O_DIRECT) refused for{file}"),
+            Reason::IoUringUnavailable => write!(f, "io_uring is not available to this process"),
+            Reason::Spawn => write!(f, "cannot start a pread worker thread"),
+            Reason::Pin { cpu } => write!(f, "cannot pin the I/O thread to CPU {cpu}"),
+            Reason::Bounce => write!(f, "cannot map the bounce buffers"),
+            Reason::Refused(kind) => write!(f, "request refused: {kind}"),
+            Reason::Engine => write!(f, "the I/O engine failed on{file}"),
+            Reason::ReadOnly => write!(f, "write refused: the file was not opened for writing"),
+            Reason::Write => write!(f, "write to{file} failed"),
+            Reason::Sync => write!(f, "sync of{file} failed"),
         }
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
-        }
-        Ok(())
     }
 }
 
-impl std::error::Error for BlockFlashError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_ref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
-    }
-}
+/// Error of every [`BlockFlash`](super::BlockFlash) operation: a [`Reason`],
+/// the path when one is known and the OS error when there is one.
+pub type BlockFlashError = DeviceError<Reason>;
 
 #[cfg(test)]
 mod tests {
+    use std::io;
+
+    use lode_kernel::flash::Error;
+
     use super::*;
 
     #[test]
