@@ -2,8 +2,7 @@
 //! benchmarking a file device with `bench io --image`, and tests.
 
 use std::error::Error;
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use lode_formats::image::{
@@ -187,11 +186,7 @@ pub fn run(cmd: &ImageCmd, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         };
         b.add_layer(LayerSpec::new(parts, data, perm));
     }
-    let file = File::create(&a.output)
-        .map_err(|e| format!("cannot create {}: {e}", a.output.display()))?;
-    let mut w = BufWriter::new(file);
-    let len = b.write_to(&mut w)?;
-    w.flush()?;
+    let len = crate::output::write_atomically(&a.output, |w| Ok(b.write_to(w)?))?;
     writeln!(
         out,
         "wrote {} ({len} bytes: {layers} layers x {neurons} bundles of {} B, {:?} placement)",

@@ -1,8 +1,7 @@
 //! `lode trace`: make and describe activation traces.
 
 use std::error::Error;
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use lode_formats::trace::{Trace, TraceHeader, TraceWriter, FLAG_SYNTHETIC};
@@ -131,10 +130,10 @@ pub fn run(cmd: &TraceCmd, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     match cmd {
         TraceCmd::Synth(args) => {
             let p = args.params();
-            let file = File::create(&args.output)
-                .map_err(|e| format!("cannot create {}: {e}", args.output.display()))?;
-            let mut w = synthesize(&p, BufWriter::new(file), false)?;
-            w.flush()?;
+            crate::output::write_atomically(&args.output, |w| {
+                synthesize(&p, w, false)?;
+                Ok(())
+            })?;
             writeln!(
                 out,
                 "wrote {} ({} tokens x {} layers x {} neurons, density {}, co-activation {})",

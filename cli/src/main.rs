@@ -8,6 +8,7 @@ mod cmd_inspect;
 mod cmd_run;
 mod cmd_trace;
 mod offline;
+mod output;
 mod progress;
 
 use std::process::ExitCode;
