@@ -87,6 +87,7 @@ fn gated_ffn(c: &mut Criterion) {
     let x = rand_vec(&mut r, dim);
     let bundles = Bundles {
         dtype: DType::Q4_1,
+        down_dtype: DType::Q4_1,
         hidden: dim,
         count,
         data: &data,

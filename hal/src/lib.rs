@@ -10,6 +10,8 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+#[cfg(feature = "alloc")]
+pub mod bundle;
 pub mod compute;
 pub mod fake;
 pub mod slice_arena;

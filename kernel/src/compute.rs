@@ -86,18 +86,37 @@ impl QuantMatrix<'_> {
 }
 
 /// A set of FFN neuron bundles laid out one after another: for each neuron,
-/// its gate row, its up row and its down column, each `hidden` elements in
-/// `dtype` (Q4_1 at hidden 576: 360 + 360 + 360 = 1080 bytes).
+/// its gate row and its up row, each `hidden` elements in `dtype`, then its
+/// down column, `hidden` elements in `down_dtype` (at hidden 576: all Q4_1,
+/// 360 + 360 + 360 = 1080 bytes; Q4_1 rows with a Q8_0 column, 1332).
+///
+/// The down column has its own type because GGUF quantizes the down matrix
+/// along the neuron axis: a bundle's column must be re-quantized, and doing
+/// that at 4 bits costs far more quality than at 8 (see DESIGN.md), while
+/// the gate and up rows can be copied as stored.
 #[derive(Debug, Clone, Copy)]
 pub struct Bundles<'a> {
-    /// Element encoding of all three vectors.
+    /// Element encoding of the gate and up rows.
     pub dtype: DType,
+    /// Element encoding of the down column.
+    pub down_dtype: DType,
     /// Model hidden size (length of each vector).
     pub hidden: usize,
     /// Number of bundles in `data`.
     pub count: usize,
-    /// `count * 3 * row_bytes(hidden)` bytes.
+    /// `count * bundle_bytes()` bytes.
     pub data: &'a [u8],
+}
+
+impl Bundles<'_> {
+    /// Bytes of one bundle of `hidden` elements: two rows of `dtype` and a
+    /// column of `down_dtype`; `None` when `hidden` is not whole blocks of
+    /// either type or the size overflows.
+    pub fn bundle_bytes(dtype: DType, down_dtype: DType, hidden: usize) -> Option<usize> {
+        let row = usize::try_from(dtype.row_bytes(hidden as u64)?).ok()?;
+        let col = usize::try_from(down_dtype.row_bytes(hidden as u64)?).ok()?;
+        row.checked_mul(2)?.checked_add(col)
+    }
 }
 
 /// Shape of one attention call (grouped-query attention).

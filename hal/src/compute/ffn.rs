@@ -52,12 +52,14 @@ pub(crate) fn gated_ffn(
         return Err(ErrorKind::ShapeMismatch);
     }
     let rt = RowType::of(bundles.dtype).ok_or(ErrorKind::UnsupportedType)?;
+    let dt = RowType::of(bundles.down_dtype).ok_or(ErrorKind::UnsupportedType)?;
     let rb = bundles
         .dtype
         .row_bytes(dim as u64)
         .and_then(|b| usize::try_from(b).ok())
         .ok_or(ErrorKind::ShapeMismatch)?;
-    let bundle_bytes = rb.checked_mul(3).ok_or(ErrorKind::ShapeMismatch)?;
+    let bundle_bytes = Bundles::bundle_bytes(bundles.dtype, bundles.down_dtype, dim)
+        .ok_or(ErrorKind::ShapeMismatch)?;
     match bundle_bytes.checked_mul(bundles.count) {
         Some(n) if n == bundles.data.len() => {}
         _ => return Err(ErrorKind::ShapeMismatch),
@@ -109,7 +111,7 @@ pub(crate) fn gated_ffn(
     // Phase 2: out += Σ h_i · down_i over a column range [c0, c0 + o.len()),
     // four bundles per pass over the range.
     let phase2 = |c0: usize, o: &mut [f32]| {
-        let (b0, b1) = (prefix_bytes(rt, c0), prefix_bytes(rt, c0 + o.len()));
+        let (b0, b1) = (prefix_bytes(dt, c0), prefix_bytes(dt, c0 + o.len()));
         let (lo, hi) = (2 * rb + b0, 2 * rb + b1);
         let mut hs = hidden.chunks_exact(4);
         let mut bs = bundles.data.chunks_exact(4 * bundle_bytes);
@@ -119,7 +121,7 @@ pub(crate) fn gated_ffn(
                 *r = b.get(lo..hi).unwrap_or(&[]);
             }
             if let Ok(h4) = <[f32; 4]>::try_from(h4) {
-                kern.axpy4_row(rt, rows, h4, o);
+                kern.axpy4_row(dt, rows, h4, o);
             }
         }
         for (&h, b) in hs
@@ -127,10 +129,12 @@ pub(crate) fn gated_ffn(
             .iter()
             .zip(bs.remainder().chunks_exact(bundle_bytes))
         {
-            kern.axpy_row(rt, b.get(lo..hi).unwrap_or(&[]), h, o);
+            kern.axpy_row(dt, b.get(lo..hi).unwrap_or(&[]), h, o);
         }
     };
-    let granule = match rt {
+    // Column ranges must be whole blocks of the down type (and of the
+    // activation blocks, QK, which every quantized type shares).
+    let granule = match dt {
         RowType::Quant(_) => QK,
         RowType::Float { .. } => 8,
     };

@@ -196,15 +196,29 @@ proptest! {
     fn gated_ffn_against_naive(
         seed in any::<u64>(),
         t in 0usize..6,
+        // Down column type: the same as gate/up half the time, else any.
+        td in 0usize..12,
         count in 0usize..40,
         blocks in 1usize..5,
     ) {
         let dtype = ALL_TYPES[t];
+        let down_dtype = ALL_TYPES.get(td).copied().unwrap_or(dtype);
         let dim = blocks * 32;
         let mut r = SplitMix64::new(seed);
-        // Each bundle: gate row, up row, down column.
-        let data = rand_matrix(&mut r, dtype, 3 * count, dim, false);
-        let dq = dequant(dtype, &data, 3 * count, dim);
+        // Each bundle: gate row, up row (dtype), down column (down_dtype).
+        let rows = rand_matrix(&mut r, dtype, 2 * count, dim, false);
+        let downs = rand_matrix(&mut r, down_dtype, count, dim, false);
+        let (rb, cb) = (rows.len() / (2 * count).max(1), downs.len() / count.max(1));
+        let mut data = Vec::new();
+        let mut dq = Vec::new();
+        let dq_rows = dequant(dtype, &rows, 2 * count, dim);
+        let dq_downs = dequant(down_dtype, &downs, count, dim);
+        for i in 0..count {
+            data.extend_from_slice(&rows[2 * i * rb..(2 * i + 2) * rb]);
+            data.extend_from_slice(&downs[i * cb..(i + 1) * cb]);
+            dq.extend_from_slice(&dq_rows[2 * i * dim..(2 * i + 2) * dim]);
+            dq.extend_from_slice(&dq_downs[i * dim..(i + 1) * dim]);
+        }
         let x = rand_vec(&mut r, dim, 1.0);
         let out0 = rand_vec(&mut r, dim, 1.0);
         let quantized = qtype(dtype).is_some();
@@ -228,7 +242,7 @@ proptest! {
                 slack[j] += (dh + h.abs() * 1e-5) * f64::from(d[j].abs()) + 1e-6;
             }
         }
-        let bundles = Bundles { dtype, hidden: dim, count, data: &data };
+        let bundles = Bundles { dtype, down_dtype, hidden: dim, count, data: &data };
         let mut outs = Vec::new();
         for (threads, scalar) in [(1, true), (1, false), (2, false), (3, true)] {
             let mut out = out0.clone();
@@ -236,7 +250,7 @@ proptest! {
             cpu(threads, scalar).gated_ffn(&x, &bundles, &mut hidden, &mut out).unwrap();
             for j in 0..dim {
                 prop_assert!((f64::from(out[j]) - want[j]).abs() <= slack[j],
-                    "{dtype:?} [{j}] {} vs {} (slack {})", out[j], want[j], slack[j]);
+                    "{dtype:?}/{down_dtype:?} [{j}] {} vs {} (slack {})", out[j], want[j], slack[j]);
             }
             outs.push(out);
         }
@@ -366,6 +380,7 @@ fn shape_errors_never_panic() {
 
     let b = Bundles {
         dtype: DType::Q8_0,
+        down_dtype: DType::Q8_0,
         hidden: 32,
         count: 2,
         data: &[0u8; 6 * 34],
@@ -394,6 +409,21 @@ fn shape_errors_never_panic() {
         Err(ErrorKind::ShapeMismatch)
     );
     assert_eq!(c.gated_ffn(&[0.0; 32], &b, &mut h, &mut o), Ok(()));
+    // Gate/up Q4_1 (20 B a block) with a Q8_0 down column (34 B): 74 B each.
+    let b_mixed = Bundles {
+        dtype: DType::Q4_1,
+        data: &[0u8; 2 * 74],
+        ..b
+    };
+    assert_eq!(c.gated_ffn(&[0.0; 32], &b_mixed, &mut h, &mut o), Ok(()));
+    let b_mixed_bad = Bundles {
+        data: &[0u8; 2 * 3 * 34],
+        ..b_mixed
+    };
+    assert_eq!(
+        c.gated_ffn(&[0.0; 32], &b_mixed_bad, &mut h, &mut o),
+        Err(ErrorKind::ShapeMismatch)
+    );
 
     let shape = AttentionShape {
         heads: 4,
