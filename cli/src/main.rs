@@ -5,6 +5,7 @@ mod cmd_bench;
 mod cmd_calibrate;
 mod cmd_image;
 mod cmd_inspect;
+mod cmd_pack;
 mod cmd_run;
 mod cmd_trace;
 mod offline;
@@ -35,6 +36,9 @@ enum Cmd {
     /// Make and describe activation traces.
     #[command(subcommand)]
     Trace(cmd_trace::TraceCmd),
+    /// Pack a GGUF llama model into a lode image: non-FFN tensors as
+    /// tensors, the FFN as neuron bundles in a placement's order.
+    Pack(cmd_pack::PackArgs),
     /// Generate text with a GGUF llama model held in DRAM.
     Run(cmd_run::RunArgs),
     /// Measure a device's read latency against read size and fit its cost
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
         Cmd::Image(cmd) => cmd_image::run(cmd, &mut out),
         Cmd::Trace(cmd) => cmd_trace::run(cmd, &mut out),
         Cmd::Bench(cmd) => cmd_bench::run(cmd, &mut out),
+        Cmd::Pack(args) => cmd_pack::run(args, &mut out),
         Cmd::Run(args) => cmd_run::run(args, &mut out),
         Cmd::Calibrate(args) => cmd_calibrate::run(args, &mut out),
     };

@@ -38,6 +38,7 @@
 
 mod budget;
 mod buffers;
+mod bundle_ffn;
 mod config;
 mod error;
 mod ffn;
@@ -54,6 +55,7 @@ use crate::arena::DramArena;
 
 pub use budget::MemoryPlan;
 pub use buffers::Buffers;
+pub use bundle_ffn::{BundleFfn, BundleTypes};
 pub use config::{Limits, LlamaConfig, CHUNK_TOKENS, MAX_CHUNKS, MAX_CONTEXT, MAX_LAYERS};
 pub use error::{ErrorKind, ModelError};
 pub use ffn::{DenseFfn, DenseLayer, FfnIo, FfnSource};

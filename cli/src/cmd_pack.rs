@@ -1,0 +1,357 @@
+//! `lode pack`: turn a GGUF llama model into a lode image laid out for
+//! streaming.
+//!
+//! Everything but the FFN (embeddings, norms, attention, output head) is
+//! copied as tensors, byte for byte, for the memory planner to keep
+//! resident or stream. Each layer's FFN becomes one region of neuron
+//! bundles (gate row | up row | down column) stored in the placement's
+//! order, so neurons that fire together sit together on flash. The down
+//! column is re-quantized (GGUF quantizes the down matrix along the neuron
+//! axis); `--down` picks its type: Q8_0 by default, which keeps the
+//! perplexity change under 1% where Q4_1 costs about 7% (DESIGN.md).
+//!
+//! The image is written to a temporary sibling and renamed, so an error
+//! leaves no file behind.
+
+use std::error::Error;
+use std::io::Write;
+use std::path::PathBuf;
+
+use lode_formats::image::{ArchTag, BundleParts, ImageBuilder, LayerSpec, ModelGeometry};
+use lode_formats::trace::Trace;
+use lode_formats::DType;
+use lode_hal::bundle::fill_layer;
+use lode_kernel::formats::gguf::Gguf;
+use lode_kernel::model::{BundleFfn, BundleTypes, LlamaConfig};
+
+use crate::offline::{self, PlacementKind};
+use crate::progress::Progress;
+
+/// Arguments of `lode pack`.
+#[derive(clap::Args, Debug)]
+pub struct PackArgs {
+    /// GGUF llama model to pack.
+    #[arg(short, long)]
+    pub model: PathBuf,
+    /// Output image.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Activation trace of this model whose tokens decide the placement.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Order of the bundles in each layer (freq and coact need --trace).
+    #[arg(long, value_enum, default_value = "identity")]
+    pub placement: PlacementKind,
+    /// Element type of the re-laid-out down column.
+    #[arg(long, value_enum, default_value = "q8-0")]
+    pub down: DownType,
+    /// Block size the data is aligned to.
+    #[arg(long, default_value_t = 4096)]
+    pub block_size: u32,
+    /// No progress line.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Types the down column can be re-quantized to (DESIGN.md's measured
+/// perplexity costs on SmolLM2: Q8_0 +0.9%, Q5_1 +3.8%, Q4_1 +7%).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DownType {
+    /// 8-bit with scale: 34 B per 32 elements.
+    Q8_0,
+    /// 5-bit with scale and minimum: 24 B per 32 elements.
+    Q5_1,
+    /// 4-bit with scale and minimum: 20 B per 32 elements.
+    Q4_1,
+}
+
+impl DownType {
+    /// The element type.
+    pub fn dtype(self) -> DType {
+        match self {
+            DownType::Q8_0 => DType::Q8_0,
+            DownType::Q5_1 => DType::Q5_1,
+            DownType::Q4_1 => DType::Q4_1,
+        }
+    }
+}
+
+/// Whether a GGUF tensor belongs to the FFN (packed as bundles, not copied).
+fn is_ffn_tensor(name: &str) -> bool {
+    ["ffn_gate.weight", "ffn_up.weight", "ffn_down.weight"]
+        .iter()
+        .any(|s| name.ends_with(s))
+}
+
+/// A model fingerprint: the CRC-32C of the GGUF's metadata and tensor
+/// table, so an image or trace can be matched to the file it came from.
+fn fingerprint(file: &Gguf<'_>) -> u64 {
+    let end = usize::try_from(file.data_offset()).unwrap_or(usize::MAX);
+    let bytes = file.bytes();
+    u64::from(lode_formats::image::crc32c(
+        bytes.get(..end.min(bytes.len())).unwrap_or(bytes),
+    ))
+}
+
+/// Run `lode pack`.
+pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
+    let bytes =
+        std::fs::read(&a.model).map_err(|e| format!("cannot read {}: {e}", a.model.display()))?;
+    let file = Gguf::parse(&bytes).map_err(|e| format!("{}: {e}", a.model.display()))?;
+    let params = file
+        .check_llama()
+        .map_err(|e| format!("{}: {e}", a.model.display()))?;
+    let cfg = LlamaConfig::from_gguf(&params).map_err(|e| format!("{}: {e}", a.model.display()))?;
+    let fp = fingerprint(&file);
+    let trace_bytes = match &a.trace {
+        Some(p) => Some(std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?),
+        None => None,
+    };
+    let trace = match (&trace_bytes, &a.trace) {
+        (Some(b), Some(p)) => {
+            let t = Trace::parse(b).map_err(|e| format!("{}: {e}", p.display()))?;
+            let h = t.header();
+            if h.layers as usize != cfg.layers || h.neurons as usize != cfg.ffn {
+                return Err(format!(
+                    "{}: a trace of {} layers x {} neurons, but the model has {} x {}",
+                    p.display(),
+                    h.layers,
+                    h.neurons,
+                    cfg.layers,
+                    cfg.ffn
+                )
+                .into());
+            }
+            if h.fingerprint != 0 && h.fingerprint != fp {
+                return Err(format!(
+                    "{}: trace of another model (fingerprint {:#x}, model {fp:#x})",
+                    p.display(),
+                    h.fingerprint
+                )
+                .into());
+            }
+            Some(t)
+        }
+        _ => None,
+    };
+    let placed = match (&trace, a.placement) {
+        (_, PlacementKind::Identity) => None,
+        (Some(t), _) => Some(offline::place(t, t.header().tokens, a.quiet)?),
+        (None, _) => return Err("--placement freq or coact needs --trace".into()),
+    };
+
+    let rows = file
+        .tensor("blk.0.ffn_gate.weight")
+        .ok_or("the model has no blk.0.ffn_gate.weight")?
+        .dtype;
+    let types = BundleTypes {
+        rows,
+        down: a.down.dtype(),
+    };
+    let layer_bytes = BundleFfn::layer_bytes(&cfg, types).map_err(|e| format!("{e}"))?;
+    let u32_of = |v: usize, what: &str| {
+        u32::try_from(v).map_err(|_| format!("model {what} {v} does not fit an image"))
+    };
+    let geometry = ModelGeometry {
+        arch: ArchTag::new("llama").ok_or("bad architecture tag")?,
+        layers: u32_of(cfg.layers, "layers")?,
+        hidden: u32_of(cfg.hidden, "hidden size")?,
+        ffn: u32_of(cfg.ffn, "FFN size")?,
+        heads: u32_of(cfg.heads, "heads")?,
+        kv_heads: u32_of(cfg.kv_heads, "KV heads")?,
+        head_dim: u32_of(cfg.head_dim, "head size")?,
+        vocab: u32_of(cfg.vocab, "vocabulary")?,
+        context: u32_of(cfg.context, "context")?,
+        rope_base: cfg.rope_base,
+        rms_eps: cfg.rms_eps,
+        fingerprint: fp,
+    };
+    let mut b = ImageBuilder::new(geometry);
+    b.block_size(a.block_size);
+    let mut tensor_bytes = 0u64;
+    for t in file.tensors() {
+        if is_ffn_tensor(t.name) {
+            continue;
+        }
+        let data = file
+            .data(&t)
+            .map_err(|e| format!("{}: {e}", a.model.display()))?;
+        tensor_bytes += data.len() as u64;
+        b.add_tensor(t.name, t.dtype, t.dims.as_slice(), data)?;
+    }
+
+    let parts = BundleParts {
+        gate: Some(types.rows),
+        up: Some(types.rows),
+        down: Some(types.down),
+    };
+    let neurons = u32_of(cfg.ffn, "FFN size")?;
+    let mut progress = Progress::new("pack FFN bundles", cfg.layers as u64, a.quiet);
+    for l in 0..cfg.layers {
+        let perm = match &placed {
+            Some(p) => p.perm(a.placement, l, neurons),
+            None => lode_kernel::placement::identity(neurons),
+        };
+        let mut data = vec![0u8; layer_bytes];
+        fill_layer(&file, &cfg, types, l, Some(&perm), &mut data)
+            .map_err(|e| format!("layer {l}: {e}"))?;
+        b.add_layer(LayerSpec::new(parts, data, perm));
+        progress.tick(1);
+    }
+    progress.finish();
+    let len = crate::output::write_atomically(&a.output, |w| Ok(b.write_to(w)?))?;
+    let bundle = layer_bytes / cfg.ffn.max(1);
+    writeln!(
+        out,
+        "wrote {} ({len} bytes): {tensor_bytes} bytes of tensors; {} layers x {} bundles of \
+         {bundle} B ({} gate/up, {} down), {:?} placement",
+        a.output.display(),
+        cfg.layers,
+        cfg.ffn,
+        types.rows.name(),
+        types.down.name(),
+        a.placement
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lode_formats::image::Image;
+    use lode_hal::synth::SynthParams;
+
+    fn args(model: PathBuf, output: PathBuf) -> PackArgs {
+        PackArgs {
+            model,
+            output,
+            trace: None,
+            placement: PlacementKind::Identity,
+            down: DownType::Q8_0,
+            block_size: 4096,
+            quiet: true,
+        }
+    }
+
+    /// A small synthetic trace of `layers` x `neurons`.
+    fn synth_trace(layers: u32, neurons: u32) -> Vec<u8> {
+        let p = SynthParams {
+            layers,
+            neurons,
+            ..SynthParams::opt_like(16, 3)
+        };
+        crate::cmd_trace::synthesize(&p, Vec::new(), true).unwrap()
+    }
+
+    fn tmp(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("lode-pack-{}-{name}", std::process::id()))
+    }
+
+    fn real_model() -> Option<PathBuf> {
+        let p = std::env::var_os("LODE_MODEL")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("../models/SmolLM2-135M-Instruct.Q4_1.gguf")
+            });
+        if p.exists() {
+            Some(p)
+        } else {
+            eprintln!("note: {} is absent; skipping.", p.display());
+            None
+        }
+    }
+
+    #[test]
+    fn packs_the_real_model_into_an_image_that_verifies() {
+        let Some(model) = real_model() else { return };
+        let path = tmp("real.lode");
+        let mut out = Vec::new();
+        run(&args(model.clone(), path.clone()), &mut out).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let img = Image::parse(&bytes).unwrap();
+        img.verify_data(&bytes[img.header().meta_len as usize..])
+            .unwrap();
+        let g = img.geometry();
+        assert_eq!((g.layers, g.hidden, g.ffn), (30, 576, 1536));
+        assert_eq!(img.layer_count(), 30);
+        // 360 + 360 B of Q4_1 rows and a 612 B Q8_0 column.
+        let r = img.bundle_region(29).unwrap();
+        assert_eq!((r.count, r.bundle_size), (1536, 1332));
+        assert!(img.tensor_by_name("blk.3.attn_q.weight").is_some());
+        assert!(img.tensor_by_name("token_embd.weight").is_some());
+        assert!(img.tensor_by_name("blk.3.ffn_down.weight").is_none());
+        // Gate rows are copied as stored: bundle 7 of layer 2 starts with
+        // the GGUF's gate row 7.
+        let gguf_bytes = std::fs::read(&model).unwrap();
+        let file = Gguf::parse(&gguf_bytes).unwrap();
+        let gate = file.tensor("blk.2.ffn_gate.weight").unwrap();
+        let gate = file.data(&gate).unwrap();
+        let r = img.bundle_region(2).unwrap();
+        let at = r.bundle_offset(7).unwrap() as usize;
+        assert_eq!(&bytes[at..at + 360], &gate[7 * 360..8 * 360]);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("q8_0 down"), "{text}");
+    }
+
+    #[test]
+    fn coactivation_placement_from_a_trace_orders_the_bundles() {
+        let Some(model) = real_model() else { return };
+        let trace = tmp("real-shape.trace");
+        std::fs::write(&trace, synth_trace(30, 1536)).unwrap();
+        let path = tmp("coact.lode");
+        let mut a = args(model, path.clone());
+        a.trace = Some(trace.clone());
+        a.placement = PlacementKind::Coact;
+        a.down = DownType::Q5_1;
+        let result = run(&a, &mut Vec::new());
+        let _ = std::fs::remove_file(&trace);
+        result.unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let img = Image::parse(&bytes).unwrap();
+        img.verify_data(&bytes[img.header().meta_len as usize..])
+            .unwrap();
+        // 360 + 360 B of Q4_1 rows and a 432 B Q5_1 column.
+        assert_eq!(img.bundle_region(0).unwrap().bundle_size, 1152);
+        let p = img.placement(4).unwrap();
+        assert!(!p.is_identity());
+        assert_eq!(p.len(), 1536);
+    }
+
+    #[test]
+    fn bad_input_is_an_error_and_writes_nothing() {
+        let path = tmp("never.lode");
+        // Missing model.
+        let a = args(tmp("absent.gguf"), path.clone());
+        assert!(run(&a, &mut Vec::new())
+            .unwrap_err()
+            .to_string()
+            .contains("cannot read"));
+        // Not a GGUF.
+        let junk = tmp("junk.gguf");
+        std::fs::write(&junk, b"not a model at all, just some bytes").unwrap();
+        let a = args(junk.clone(), path.clone());
+        assert!(run(&a, &mut Vec::new()).is_err());
+        // A placement that needs a trace, without one.
+        if let Some(model) = real_model() {
+            let mut a = args(model, path.clone());
+            a.placement = PlacementKind::Coact;
+            assert!(run(&a, &mut Vec::new())
+                .unwrap_err()
+                .to_string()
+                .contains("--trace"));
+            // A trace of another shape.
+            let trace = tmp("other.trace");
+            let t = synth_trace(2, 64);
+            std::fs::write(&trace, &t).unwrap();
+            a.trace = Some(trace.clone());
+            let err = run(&a, &mut Vec::new()).unwrap_err().to_string();
+            let _ = std::fs::remove_file(&trace);
+            assert!(err.contains("trace of 2 layers"), "{err}");
+        }
+        let _ = std::fs::remove_file(&junk);
+        assert!(!path.exists());
+    }
+}

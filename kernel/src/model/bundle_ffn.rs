@@ -1,0 +1,160 @@
+//! An FFN computed over neuron bundles held in arena slots.
+//!
+//! Streaming reads the FFN as bundles (gate row, up row, down column of one
+//! neuron, see [`Bundles`]), so the arithmetic over bundles has to match the
+//! dense FFN before any neuron is skipped. [`BundleFfn`] keeps every
+//! layer's bundles resident and runs [`Compute::gated_ffn`] over all of
+//! them: the dense-over-bundles baseline that sparse selection and flash
+//! reads build on. The bundles are written by the caller (an offline
+//! re-layout of GGUF matrices, or an image's bundle region) straight into
+//! the slots, so loading copies nothing twice.
+
+use crate::arena::{DramArena, Slot, SlotKind};
+use crate::compute::{Bundles, Compute, DType};
+
+use super::config::{Limits, LlamaConfig, MAX_LAYERS};
+use super::error::ModelError;
+use super::ffn::{FfnIo, FfnSource};
+use super::view::{f32s_mut, split};
+use super::weights::{aligned, ALIGN};
+
+/// Element types of a layer's bundles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BundleTypes {
+    /// Gate and up rows.
+    pub rows: DType,
+    /// Down column.
+    pub down: DType,
+}
+
+/// Every layer's bundles resident; each call multiplies all of them.
+#[derive(Debug, Clone)]
+pub struct BundleFfn {
+    layers: heapless::Vec<Slot, MAX_LAYERS>,
+    /// `ffn` f32: the activation of each bundle for one input row.
+    act: Slot,
+    types: BundleTypes,
+    hidden: usize,
+    ffn: usize,
+    max_rows: usize,
+}
+
+impl BundleFfn {
+    /// Bytes of one layer's `cfg.ffn` bundles.
+    pub fn layer_bytes(cfg: &LlamaConfig, types: BundleTypes) -> Result<usize, ModelError> {
+        Bundles::bundle_bytes(types.rows, types.down, cfg.hidden)
+            .and_then(|b| b.checked_mul(cfg.ffn))
+            .ok_or(ModelError::Config(
+                "hidden is not whole blocks of the bundle types",
+            ))
+    }
+
+    /// Arena bytes and slots [`BundleFfn::load`] allocates (each slot
+    /// rounded up to the model's alignment).
+    pub fn arena_bytes(
+        cfg: &LlamaConfig,
+        types: BundleTypes,
+    ) -> Result<(usize, usize), ModelError> {
+        let layer = aligned(Self::layer_bytes(cfg, types)?);
+        let act = aligned(act_len(cfg)?);
+        let bytes = layer
+            .checked_mul(cfg.layers)
+            .and_then(|b| b.checked_add(act))
+            .ok_or(ModelError::Config("FFN bundles overflow"))?;
+        Ok((bytes, cfg.layers + 1))
+    }
+
+    /// Allocates every layer's bundle slot and has `fill(layer, bytes)`
+    /// write that layer's [`layer_bytes`](Self::layer_bytes) bundles into
+    /// it, neuron `i` at bundle `i`; then the activation scratch.
+    pub fn load<A: DramArena>(
+        cfg: &LlamaConfig,
+        limits: &Limits,
+        types: BundleTypes,
+        arena: &mut A,
+        mut fill: impl FnMut(usize, &mut [u8]) -> Result<(), ModelError>,
+    ) -> Result<BundleFfn, ModelError> {
+        cfg.validate()?;
+        limits.validate(cfg)?;
+        let len = Self::layer_bytes(cfg, types)?;
+        let mut layers: heapless::Vec<Slot, MAX_LAYERS> = heapless::Vec::new();
+        for layer in 0..cfg.layers {
+            let slot = arena
+                .alloc(len, ALIGN, SlotKind::Resident)
+                .map_err(ModelError::arena)?;
+            let bytes = arena.bytes_mut(slot).map_err(ModelError::arena)?;
+            fill(layer, bytes)?;
+            layers
+                .push(slot)
+                .map_err(|_| ModelError::Config("layers must be 1 to 128"))?;
+        }
+        let act = arena
+            .alloc(act_len(cfg)?, ALIGN, SlotKind::Scratch)
+            .map_err(ModelError::arena)?;
+        Ok(BundleFfn {
+            layers,
+            act,
+            types,
+            hidden: cfg.hidden,
+            ffn: cfg.ffn,
+            max_rows: limits.max_batch,
+        })
+    }
+
+    /// The bundles' element types.
+    pub fn types(&self) -> BundleTypes {
+        self.types
+    }
+}
+
+/// Bytes of the activation scratch: one f32 per neuron.
+fn act_len(cfg: &LlamaConfig) -> Result<usize, ModelError> {
+    cfg.ffn
+        .checked_mul(4)
+        .ok_or(ModelError::Config("ffn overflows"))
+}
+
+impl FfnSource for BundleFfn {
+    fn run<A: DramArena, C: Compute>(
+        &mut self,
+        layer: usize,
+        arena: &mut A,
+        compute: &mut C,
+        io: FfnIo,
+    ) -> Result<(), ModelError> {
+        let slot = *self
+            .layers
+            .get(layer)
+            .ok_or(ModelError::Config("FFN layer index out of range"))?;
+        let n = io.rows;
+        if n == 0 || n > self.max_rows {
+            return Err(ModelError::Config("FFN batch larger than max_batch"));
+        }
+        let short = ModelError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
+        let (table, mem) = arena.parts_mut();
+        let ([h, o], sh) = split(table, mem, [self.act, io.output])?;
+        let x = sh.f32s(io.input)?.get(..n * self.hidden).ok_or(short)?;
+        let h = f32s_mut(h)?.get_mut(..self.ffn).ok_or(short)?;
+        let o = f32s_mut(o)?.get_mut(..n * self.hidden).ok_or(short)?;
+        let bundles = Bundles {
+            dtype: self.types.rows,
+            down_dtype: self.types.down,
+            hidden: self.hidden,
+            count: self.ffn,
+            data: sh.get(slot)?,
+        };
+        o.fill(0.0);
+        if self.hidden == 0 {
+            return Ok(());
+        }
+        for (xr, or) in x
+            .chunks_exact(self.hidden)
+            .zip(o.chunks_exact_mut(self.hidden))
+        {
+            compute
+                .gated_ffn(xr, &bundles, h, or)
+                .map_err(ModelError::compute)?;
+        }
+        Ok(())
+    }
+}
