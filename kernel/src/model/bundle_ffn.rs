@@ -14,7 +14,7 @@ use crate::compute::{Bundles, Compute, DType};
 
 use super::config::{Limits, LlamaConfig, MAX_LAYERS};
 use super::error::ModelError;
-use super::ffn::{FfnIo, FfnSource};
+use super::ffn::{checked_call, FfnIo, FfnSource};
 use super::view::{f32s_mut, split};
 use super::weights::{aligned, ALIGN};
 
@@ -122,14 +122,8 @@ impl FfnSource for BundleFfn {
         compute: &mut C,
         io: FfnIo,
     ) -> Result<(), ModelError> {
-        let slot = *self
-            .layers
-            .get(layer)
-            .ok_or(ModelError::Config("FFN layer index out of range"))?;
+        let slot = checked_call(&self.layers, layer, &io, self.max_rows)?;
         let n = io.rows;
-        if n == 0 || n > self.max_rows {
-            return Err(ModelError::Config("FFN batch larger than max_batch"));
-        }
         let short = ModelError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
         let (table, mem) = arena.parts_mut();
         let ([h, o], sh) = split(table, mem, [self.act, io.output])?;

@@ -146,6 +146,24 @@ impl DenseFfn {
     }
 }
 
+/// The checks every [`FfnSource`] makes on a call: `layer` names one of
+/// `per_layer` and the batch holds 1 to `max_rows` rows. Returns the layer's
+/// entry.
+pub(super) fn checked_call<T: Copy>(
+    per_layer: &[T],
+    layer: usize,
+    io: &FfnIo,
+    max_rows: usize,
+) -> Result<T, ModelError> {
+    let entry = *per_layer
+        .get(layer)
+        .ok_or(ModelError::Config("FFN layer index out of range"))?;
+    if io.rows == 0 || io.rows > max_rows {
+        return Err(ModelError::Config("FFN batch larger than max_batch"));
+    }
+    Ok(entry)
+}
+
 /// Bytes of one of the two activation buffers.
 fn scratch_len(cfg: &LlamaConfig, limits: &Limits) -> Result<usize, ModelError> {
     cfg.ffn
@@ -162,14 +180,8 @@ impl FfnSource for DenseFfn {
         compute: &mut C,
         io: FfnIo,
     ) -> Result<(), ModelError> {
-        let l = *self
-            .layers
-            .get(layer)
-            .ok_or(ModelError::Config("FFN layer index out of range"))?;
+        let l = checked_call(&self.layers, layer, &io, self.max_rows)?;
         let n = io.rows;
-        if n == 0 || n > self.max_rows {
-            return Err(ModelError::Config("FFN batch larger than max_batch"));
-        }
         let short = ModelError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
         let (table, mem) = arena.parts_mut();
         let ([g, u, o], sh) = split(table, mem, [self.gate, self.up, io.output])?;
