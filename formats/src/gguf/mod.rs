@@ -11,6 +11,10 @@
 //! and cannot fail. A truncated, misaligned or lying file is a typed
 //! [`GgufError`], never a panic or an out-of-bounds read.
 //!
+//! One writer lives here too (feature `std`): `tokenizer_only` copies a
+//! model's tokenizer metadata into a GGUF file of its own, which `lode pack`
+//! stores in the image so the image alone can encode and decode text.
+//!
 //! ```
 //! use lode_formats::gguf::{dequantize_row, Gguf, GgufError};
 //!
@@ -38,6 +42,7 @@ mod error;
 mod file;
 mod llama;
 mod tensor;
+mod tokenizer_only;
 mod value;
 
 #[cfg(test)]
@@ -55,6 +60,10 @@ pub use error::{ggml_type_name, ErrorKind, GgufError, Item, Name, NAME_CAPACITY}
 pub use file::{Gguf, Metadata, Tensors};
 pub use llama::{layer_tensor_name, LlamaParams, NameBuf, MAX_LAYERS};
 pub use tensor::{Dims, TensorInfo};
+pub(crate) use tokenizer_only::metadata_end;
+#[cfg(feature = "std")]
+pub use tokenizer_only::tokenizer_only;
+pub use tokenizer_only::{is_tokenizer_entry, TOKENIZER_KEY_PREFIX, TOKENS_KEY};
 pub use value::{ArrayIter, ArrayView, Strings, Value, ValueType};
 
 /// The first four bytes of every GGUF file.

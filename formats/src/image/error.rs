@@ -74,13 +74,15 @@ pub enum SectionKind {
     CodecTags,
     /// Stored device cost model (kind 8).
     CostModel,
+    /// The model's tokenizer as a GGUF file (kind 9, optional, since 1.1).
+    Tokenizer,
     /// A kind this reader does not know (from a newer minor version).
     Other(u32),
 }
 
 impl SectionKind {
-    /// Every kind version 1.0 defines, in table order.
-    pub const KNOWN: [SectionKind; 8] = [
+    /// Every kind this reader knows (version 1.1), in table order.
+    pub const KNOWN: [SectionKind; 9] = [
         SectionKind::Geometry,
         SectionKind::Strings,
         SectionKind::Tensors,
@@ -89,6 +91,7 @@ impl SectionKind {
         SectionKind::BundleCrcs,
         SectionKind::CodecTags,
         SectionKind::CostModel,
+        SectionKind::Tokenizer,
     ];
 
     /// The kind stored in the table.
@@ -102,6 +105,7 @@ impl SectionKind {
             SectionKind::BundleCrcs => 6,
             SectionKind::CodecTags => 7,
             SectionKind::CostModel => 8,
+            SectionKind::Tokenizer => 9,
             SectionKind::Other(code) => code,
         }
     }
@@ -117,6 +121,7 @@ impl SectionKind {
             6 => SectionKind::BundleCrcs,
             7 => SectionKind::CodecTags,
             8 => SectionKind::CostModel,
+            9 => SectionKind::Tokenizer,
             other => SectionKind::Other(other),
         }
     }
@@ -132,6 +137,7 @@ impl SectionKind {
             SectionKind::BundleCrcs => "bundle checksums",
             SectionKind::CodecTags => "codec tags",
             SectionKind::CostModel => "cost model",
+            SectionKind::Tokenizer => "tokenizer",
             SectionKind::Other(_) => "unknown",
         }
     }

@@ -1,4 +1,4 @@
-//! The fixed byte layouts of a lode image (version 1.0), as zerocopy records.
+//! The fixed byte layouts of a lode image (version 1.1), as zerocopy records.
 //!
 //! These structs *are* the format: every field is little-endian and every
 //! struct is `Unaligned`, so a record can be viewed in place in any byte slice
@@ -24,9 +24,21 @@ pub const MAGIC: [u8; 8] = [0x8A, b'L', b'O', b'D', b'E', b'\r', b'\n', 0x1A];
 /// a major change may move any field.
 pub const VERSION_MAJOR: u16 = 1;
 
-/// Minor version this writer emits. A reader accepts any minor of its major;
-/// a newer minor may only add sections of new kinds, which older readers skip.
-pub const VERSION_MINOR: u16 = 0;
+/// Newest minor version this code reads and writes. A reader accepts any
+/// minor of its major; a newer minor may only add sections of new kinds,
+/// which older readers skip.
+///
+/// A writer emits the lowest minor whose sections the image uses, so an
+/// image without the 1.1 tokenizer section is byte for byte a 1.0 image.
+pub const VERSION_MINOR: u16 = MINOR_TOKENIZER;
+
+/// Minor version of the first format with the tokenizer section (kind 9).
+/// An image with that section and an older minor is refused: no writer of
+/// the older minor could have made it.
+pub const MINOR_TOKENIZER: u16 = 1;
+
+/// Minor version of an image that uses only the 1.0 sections.
+pub const MINOR_BASE: u16 = 0;
 
 /// Bytes of the fixed header at offset 0.
 pub const HEADER_LEN: usize = 64;
@@ -49,7 +61,7 @@ pub const MAX_BLOCK_SIZE: u32 = 1 << 20;
 /// size of the devices lode targets.
 pub const DEFAULT_BLOCK_SIZE: u32 = 4096;
 
-/// Most entries the section table may hold (eight are defined in 1.0; the
+/// Most entries the section table may hold (nine are defined in 1.1; the
 /// rest leave room for minor versions).
 pub const MAX_SECTIONS: u32 = 64;
 

@@ -4,9 +4,12 @@
 //!
 //! - the **metadata prefix** at offset 0: the fixed [header](ImageHeader), a
 //!   section table, and the metadata sections (geometry, tensor table, bundle
-//!   regions, placements, per-bundle checksums and codec tags, cost model).
-//!   It is small, so a reader loads it whole and [`Image::parse`] checks
-//!   every byte of it;
+//!   regions, placements, per-bundle checksums and codec tags, cost model,
+//!   and since format 1.1 optionally the model's tokenizer as a GGUF file
+//!   without tensors, [`Image::tokenizer_gguf`]). It is small next to the
+//!   weights (13 bytes per FFN neuron, plus the tokenizer: 1.8 MB for
+//!   SmolLM2's 49k-token vocabulary), so a reader loads it whole and
+//!   [`Image::parse`] checks every byte of it;
 //! - the **data**: tensor data and one bundle region per layer, each at a
 //!   block boundary so it can be read with direct I/O, and read piecewise
 //!   through a flash device, never all at once.
@@ -58,6 +61,7 @@ mod patch;
 mod reader;
 mod sections;
 mod tables;
+mod tokenizer;
 mod verify;
 #[cfg(feature = "std")]
 mod writer;

@@ -113,6 +113,33 @@ mod tests {
     use crate::DType;
 
     fn image(cost: Option<StoredCostModel>) -> Vec<u8> {
+        image_with(cost, None)
+    }
+
+    /// A tokenizer section: a GGUF v3 file with the architecture and one
+    /// token, padded to its 32-byte data offset.
+    fn tokenizer() -> Vec<u8> {
+        let mut out = b"GGUF".to_vec();
+        out.extend_from_slice(&3u32.to_le_bytes());
+        out.extend_from_slice(&0u64.to_le_bytes());
+        out.extend_from_slice(&2u64.to_le_bytes());
+        let put = |out: &mut Vec<u8>, s: &str| {
+            out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+        };
+        put(&mut out, "general.architecture");
+        out.extend_from_slice(&8u32.to_le_bytes());
+        put(&mut out, "llama");
+        put(&mut out, "tokenizer.ggml.tokens");
+        out.extend_from_slice(&9u32.to_le_bytes());
+        out.extend_from_slice(&8u32.to_le_bytes());
+        out.extend_from_slice(&1u64.to_le_bytes());
+        put(&mut out, "hello");
+        out.resize(out.len().next_multiple_of(32), 0);
+        out
+    }
+
+    fn image_with(cost: Option<StoredCostModel>, tokenizer: Option<Vec<u8>>) -> Vec<u8> {
         let geometry = ModelGeometry {
             arch: ArchTag::new("llama").unwrap(),
             layers: 1,
@@ -138,6 +165,9 @@ mod tests {
         b.add_tensor("output_norm.weight", DType::F32, &[32], vec![1u8; 128])
             .unwrap();
         b.add_layer(LayerSpec::new(parts, vec![3u8; 2 * 102], vec![1, 0]));
+        if let Some(t) = tokenizer {
+            b.tokenizer_gguf(t);
+        }
         b.to_bytes().unwrap()
     }
 
@@ -156,6 +186,16 @@ mod tests {
         // And back: removing it restores the original bytes exactly.
         set_cost_model(&mut file, None).unwrap();
         assert_eq!(file, image(None));
+    }
+
+    #[test]
+    fn a_tokenizer_section_after_the_cost_model_is_kept() {
+        let mut file = image_with(None, Some(tokenizer()));
+        set_cost_model(&mut file, Some(MODEL)).unwrap();
+        assert_eq!(file, image_with(Some(MODEL), Some(tokenizer())));
+        let image = Image::parse(&file).unwrap();
+        assert_eq!(image.header().minor, 1);
+        assert_eq!(image.tokenizer_gguf(), Some(tokenizer().as_slice()));
     }
 
     #[test]

@@ -6,12 +6,13 @@ use zerocopy::{FromBytes, Immutable, KnownLayout};
 
 use super::error::{err, ErrorKind, ImageError, Location, SectionKind};
 use super::header::ImageHeader;
-use super::layout::{CostRecord, GeometryRecord, LayerRecord, TensorRecord};
+use super::layout::{CostRecord, GeometryRecord, LayerRecord, TensorRecord, MINOR_TOKENIZER};
 use super::model::{BundleRegion, ModelGeometry, Placement, StoredCostModel, TensorInfo};
 use super::sections::{read_sections, Sections};
 use super::tables::{
     check_permutation, decode_cost, decode_geometry, decode_layer, decode_tensor, DataCursor,
 };
+use super::tokenizer::check_tokenizer;
 
 /// An opened image: its metadata prefix, fully checked, borrowed in place.
 ///
@@ -31,6 +32,7 @@ pub struct Image<'a> {
     pub(crate) bundle_crcs: &'a [U32],
     pub(crate) codec_tags: &'a [u8],
     pub(crate) cost: Option<StoredCostModel>,
+    pub(crate) tokenizer: Option<&'a [u8]>,
 }
 
 fn records<T: FromBytes + KnownLayout + Immutable>(
@@ -104,6 +106,17 @@ impl<'a> Image<'a> {
         let placement: &[U32] = records(s.require(K::Placement)?, K::Placement)?;
         let bundle_crcs: &[U32] = records(s.require(K::BundleCrcs)?, K::BundleCrcs)?;
         let codec_tags = s.require(K::CodecTags)?;
+        let tokenizer = s.get(K::Tokenizer);
+        if let Some(bytes) = tokenizer {
+            if header.minor < MINOR_TOKENIZER {
+                return Err(err(
+                    ErrorKind::Malformed,
+                    Location::Section(K::Tokenizer),
+                    "tokenizer section in an image of minor version 0",
+                ));
+            }
+            check_tokenizer(bytes)?;
+        }
 
         let mut cursor = DataCursor::new(header.meta_len, header.file_len, header.block_size);
         let mut prev_name: Option<&[u8]> = None;
@@ -172,6 +185,7 @@ impl<'a> Image<'a> {
             bundle_crcs,
             codec_tags,
             cost,
+            tokenizer,
         };
         for l in 0..layers.len() {
             let (perm, inverse) = image.placement_slices(l).ok_or(err(
@@ -197,6 +211,15 @@ impl<'a> Image<'a> {
     /// The stored device cost model, if the packer stored one.
     pub fn cost_model(&self) -> Option<StoredCostModel> {
         self.cost
+    }
+
+    /// The model's tokenizer: the bytes of the tokenizer section, a GGUF v3
+    /// file with zero tensors holding `general.architecture` and the source
+    /// model's `tokenizer.*` metadata (`Gguf::parse` accepts it; the open
+    /// checked that). `None` for an image packed without one (every 1.0
+    /// image).
+    pub fn tokenizer_gguf(&self) -> Option<&'a [u8]> {
+        self.tokenizer
     }
 
     /// Entries in the tensor table.

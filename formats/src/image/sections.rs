@@ -14,7 +14,7 @@ use super::header::{align_up, ImageHeader};
 use super::layout::{SectionEntry, HEADER_LEN, SECTION_ALIGN};
 use crate::checksum::crc32c;
 
-/// The byte ranges of the sections version 1.0 defines, each verified
+/// The byte ranges of the sections version 1.1 defines, each verified
 /// against its CRC.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Sections<'a> {
@@ -26,6 +26,7 @@ pub(crate) struct Sections<'a> {
     pub bundle_crcs: Option<&'a [u8]>,
     pub codec_tags: Option<&'a [u8]>,
     pub cost_model: Option<&'a [u8]>,
+    pub tokenizer: Option<&'a [u8]>,
 }
 
 impl<'a> Sections<'a> {
@@ -39,13 +40,14 @@ impl<'a> Sections<'a> {
             SectionKind::BundleCrcs => &mut self.bundle_crcs,
             SectionKind::CodecTags => &mut self.codec_tags,
             SectionKind::CostModel => &mut self.cost_model,
+            SectionKind::Tokenizer => &mut self.tokenizer,
             SectionKind::Other(_) => return None,
         })
     }
 
-    /// The bytes of a section that must be present.
-    pub fn require(&self, kind: SectionKind) -> Result<&'a [u8], ImageError> {
-        let found = match kind {
+    /// The bytes of a section, if the image has it.
+    pub fn get(&self, kind: SectionKind) -> Option<&'a [u8]> {
+        match kind {
             SectionKind::Geometry => self.geometry,
             SectionKind::Strings => self.strings,
             SectionKind::Tensors => self.tensors,
@@ -54,9 +56,14 @@ impl<'a> Sections<'a> {
             SectionKind::BundleCrcs => self.bundle_crcs,
             SectionKind::CodecTags => self.codec_tags,
             SectionKind::CostModel => self.cost_model,
+            SectionKind::Tokenizer => self.tokenizer,
             SectionKind::Other(_) => None,
-        };
-        found.ok_or(err(
+        }
+    }
+
+    /// The bytes of a section that must be present.
+    pub fn require(&self, kind: SectionKind) -> Result<&'a [u8], ImageError> {
+        self.get(kind).ok_or(err(
             ErrorKind::Malformed,
             Location::Section(kind),
             "required section is missing",

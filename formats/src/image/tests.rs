@@ -53,6 +53,7 @@ struct Spec {
     cost: Option<StoredCostModel>,
     tensors: Vec<(String, DType, Vec<u64>, Vec<u8>)>,
     layers: Vec<LayerSpec<'static>>,
+    tokenizer: Option<Vec<u8>>,
 }
 
 const DTYPES: [DType; 6] = [
@@ -131,13 +132,89 @@ fn random_spec(seed: u64, max_block: u32) -> Spec {
         }
         layers.push(spec);
     }
+    // Drawn last, so the rest of a seed's image is what it was before the
+    // tokenizer section existed.
+    let tokenizer = (r.below(2) == 1).then(|| {
+        let tokens: Vec<String> = (0..1 + r.below(6))
+            .map(|i| std::format!("t{i}{}", r.below(1000)))
+            .collect();
+        let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
+        tokenizer_file(&refs)
+    });
     Spec {
         block_size,
         geometry,
         cost,
         tensors,
         layers,
+        tokenizer,
     }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// A GGUF value: its type code and the bytes after it.
+type Enc = (u32, Vec<u8>);
+
+fn enc_str(s: &str) -> Enc {
+    let mut out = Vec::new();
+    put_str(&mut out, s);
+    (8, out)
+}
+
+fn enc_array(elem: u32, len: usize, items: Vec<u8>) -> Enc {
+    let mut out = elem.to_le_bytes().to_vec();
+    out.extend_from_slice(&(len as u64).to_le_bytes());
+    out.extend_from_slice(&items);
+    (9, out)
+}
+
+fn enc_strs(items: &[&str]) -> Enc {
+    let mut out = Vec::new();
+    for s in items {
+        put_str(&mut out, s);
+    }
+    enc_array(8, items.len(), out)
+}
+
+/// A GGUF v3 file with no tensors holding `entries`, without padding.
+fn raw_gguf(entries: &[(&str, Enc)]) -> Vec<u8> {
+    let mut out = b"GGUF".to_vec();
+    out.extend_from_slice(&3u32.to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes());
+    out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+    for (key, (code, value)) in entries {
+        put_str(&mut out, key);
+        out.extend_from_slice(&code.to_le_bytes());
+        out.extend_from_slice(value);
+    }
+    out
+}
+
+/// `bytes` with zeros up to the next multiple of 32 (GGUF's alignment).
+fn padded(mut bytes: Vec<u8>) -> Vec<u8> {
+    let end = bytes.len().next_multiple_of(32);
+    bytes.resize(end, 0);
+    bytes
+}
+
+/// A model's metadata: architecture, a name, a tokenizer model and `tokens`.
+fn gguf_source(tokens: &[&str]) -> Vec<u8> {
+    raw_gguf(&[
+        ("general.architecture", enc_str("llama")),
+        ("general.name", enc_str("tiny")),
+        ("tokenizer.ggml.model", enc_str("gpt2")),
+        ("tokenizer.ggml.tokens", enc_strs(tokens)),
+    ])
+}
+
+/// A tokenizer section as `lode pack` makes one.
+fn tokenizer_file(tokens: &[&str]) -> Vec<u8> {
+    let src = gguf_source(tokens);
+    crate::gguf::tokenizer_only(&crate::gguf::Gguf::parse(&src).unwrap()).unwrap()
 }
 
 fn build(spec: &Spec) -> Vec<u8> {
@@ -149,6 +226,9 @@ fn build(spec: &Spec) -> Vec<u8> {
     }
     for layer in &spec.layers {
         b.add_layer(layer.clone());
+    }
+    if let Some(t) = &spec.tokenizer {
+        b.tokenizer_gguf(t.as_slice());
     }
     b.to_bytes().unwrap()
 }
@@ -171,7 +251,10 @@ fn check_round_trip(spec: &Spec, bytes: &[u8]) {
     let h = image.header();
     assert_eq!(h.file_len, bytes.len() as u64);
     assert_eq!(h.block_size, spec.block_size);
-    assert_eq!((h.major, h.minor), (1, 0));
+    let minor = if spec.tokenizer.is_some() { 1 } else { 0 };
+    assert_eq!((h.major, h.minor), (1, minor));
+    assert_eq!(h.section_count, 8 + u32::from(minor));
+    assert_eq!(image.tokenizer_gguf(), spec.tokenizer.as_deref());
     assert_eq!(image.geometry(), spec.geometry);
     assert_eq!(image.cost_model(), spec.cost);
 
@@ -297,8 +380,21 @@ fn geometry(layers: u32, hidden: u32) -> ModelGeometry {
 }
 
 /// A fixed small image: two tensors, two layers (one with stride padding
-/// and a non-identity placement), a cost model, 512-byte blocks.
+/// and a non-identity placement), a cost model, 512-byte blocks: a 1.0
+/// image.
 fn small_image() -> Vec<u8> {
+    small_image_with(None)
+}
+
+/// The tokens of [`small_image_tok`]'s tokenizer.
+const SMALL_TOKENS: [&str; 4] = ["<|im_start|>", "a", "b", "ab"];
+
+/// [`small_image`] with a tokenizer section: a 1.1 image.
+fn small_image_tok() -> Vec<u8> {
+    small_image_with(Some(tokenizer_file(&SMALL_TOKENS)))
+}
+
+fn small_image_with(tokenizer: Option<Vec<u8>>) -> Vec<u8> {
     let q = Some(DType::Q4_1);
     let parts = BundleParts {
         gate: q,
@@ -324,6 +420,9 @@ fn small_image() -> Vec<u8> {
         .unwrap();
     b.add_layer(LayerSpec::new(parts, bundles.clone(), vec![2, 0, 3, 1]).with_stride(64));
     b.add_layer(LayerSpec::new(parts, bundles, vec![0, 1, 2, 3]).with_codec_tags(vec![0, 0, 1, 0]));
+    if let Some(t) = tokenizer {
+        b.tokenizer_gguf(t);
+    }
     b.to_bytes().unwrap()
 }
 
@@ -343,10 +442,18 @@ fn small_image_round_trips() {
 
 #[test]
 fn every_single_byte_corruption_is_detected() {
-    let bytes = small_image();
+    every_single_byte_corruption_of(&small_image());
+}
+
+#[test]
+fn every_single_byte_corruption_is_detected_with_a_tokenizer() {
+    every_single_byte_corruption_of(&small_image_tok());
+}
+
+fn every_single_byte_corruption_of(bytes: &[u8]) {
     for i in 0..bytes.len() {
         for flip in [0x01u8, 0xFF] {
-            let mut bad = bytes.clone();
+            let mut bad = bytes.to_vec();
             bad[i] ^= flip;
             assert!(
                 open_and_verify(&bad).is_err(),
@@ -358,14 +465,22 @@ fn every_single_byte_corruption_is_detected() {
 
 #[test]
 fn every_truncation_is_an_error() {
-    let bytes = small_image();
+    every_truncation_of(&small_image());
+}
+
+#[test]
+fn every_truncation_is_an_error_with_a_tokenizer() {
+    every_truncation_of(&small_image_tok());
+}
+
+fn every_truncation_of(bytes: &[u8]) {
     for len in 0..bytes.len() {
         assert!(
             open_and_verify(&bytes[..len]).is_err(),
             "length {len} accepted"
         );
     }
-    let meta = Image::parse(&bytes).unwrap().header().meta_len as usize;
+    let meta = Image::parse(bytes).unwrap().header().meta_len as usize;
     for len in 0..meta {
         assert_eq!(
             Image::parse(&bytes[..len])
@@ -375,7 +490,7 @@ fn every_truncation_is_an_error() {
             "prefix length {len}"
         );
     }
-    let image = Image::parse(&bytes).unwrap();
+    let image = Image::parse(bytes).unwrap();
     let e = image
         .verify_data(&bytes[meta..bytes.len() - 1])
         .unwrap_err();
@@ -748,4 +863,171 @@ fn inspect_style_two_step_open() {
     assert_eq!(*image.header(), header);
     let data: Cow<'_, [u8]> = Cow::Borrowed(&bytes[prefix.len()..]);
     assert_eq!(image.verify_data(&data), Ok(()));
+}
+
+/// Lengths and CRC32Cs of images the 1.0 writer made (before the tokenizer
+/// section existed): an image without a tokenizer must stay byte for byte
+/// a 1.0 image.
+#[test]
+fn images_without_a_tokenizer_are_unchanged_1_0_images() {
+    let a = small_image();
+    assert_eq!((a.len(), crc32c(&a)), (3072, 0x5b05_3ac0));
+    for (seed, len, crc) in [
+        (1u64, 20480, 0xbd9b_6c5c),
+        (2, 8192, 0x89bb_11ff),
+        (3, 2560, 0x841b_f5ba),
+        (42, 3072, 0x3e4e_3948),
+        (1234, 7168, 0x050a_92b4),
+    ] {
+        let mut spec = random_spec(seed, 4096);
+        spec.tokenizer = None;
+        let b = build(&spec);
+        assert_eq!((b.len(), crc32c(&b)), (len, crc), "seed {seed}");
+    }
+}
+
+#[test]
+fn tokenizer_section_round_trips_in_a_1_1_image() {
+    let plain = small_image();
+    let bytes = small_image_tok();
+    let image = Image::parse(&bytes).unwrap();
+    let h = image.header();
+    assert_eq!((h.major, h.minor, h.section_count), (1, 1, 9));
+    let stored = image.tokenizer_gguf().unwrap();
+    assert_eq!(stored, tokenizer_file(&SMALL_TOKENS).as_slice());
+    let file = crate::gguf::Gguf::parse(stored).unwrap();
+    assert_eq!(file.architecture(), Some("llama"));
+    assert_eq!(file.get_str("tokenizer.ggml.model"), Ok("gpt2"));
+    assert!(file.get("general.name").is_none());
+    let tokens: Vec<&str> = file
+        .get_array("tokenizer.ggml.tokens")
+        .unwrap()
+        .strings()
+        .unwrap()
+        .collect();
+    assert_eq!(tokens, SMALL_TOKENS);
+    // Kind 9 comes last, after the cost model.
+    let range = section(&bytes, SectionKind::Tokenizer);
+    assert_eq!(range.len(), stored.len());
+    assert!(range.start >= section(&bytes, SectionKind::CostModel).end);
+    assert_eq!(open_and_verify(&bytes), Ok(()));
+
+    // The same model without it: a 1.0 image, identical data after the prefix.
+    let old = Image::parse(&plain).unwrap();
+    assert_eq!(old.tokenizer_gguf(), None);
+    assert_eq!((old.header().minor, old.header().section_count), (0, 8));
+    assert_eq!(old.geometry(), image.geometry());
+    assert_eq!(old.total_bundles(), image.total_bundles());
+    assert_eq!(
+        &bytes[h.meta_len as usize..],
+        &plain[old.header().meta_len as usize..]
+    );
+}
+
+#[test]
+fn a_tokenizer_section_needs_minor_1() {
+    let set_minor = |minor: u16| {
+        let mut bytes = small_image_tok();
+        HeaderRecord::mut_from_prefix(&mut bytes[..])
+            .unwrap()
+            .0
+            .minor = U16::new(minor);
+        reseal(&mut bytes);
+        open_and_verify(&bytes)
+    };
+    let e = set_minor(0).unwrap_err();
+    assert_eq!(
+        (e.kind(), e.location()),
+        (
+            ErrorKind::Malformed,
+            Location::Section(SectionKind::Tokenizer)
+        )
+    );
+    assert_eq!(set_minor(1), Ok(()));
+    assert_eq!(set_minor(7), Ok(()));
+}
+
+#[test]
+fn tokenizer_bytes_must_be_a_tokenizer_gguf() {
+    let write = |t: Vec<u8>| -> Result<(), ImageError> {
+        let mut b = ImageBuilder::new(geometry(0, 32));
+        b.tokenizer_gguf(t);
+        match b.to_bytes() {
+            Ok(bytes) => open_and_verify(&bytes),
+            Err(WriteError::Invalid(e)) => Err(e),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let refused = |t: Vec<u8>| {
+        let e = write(t).unwrap_err();
+        assert_eq!(e.location(), Location::Section(SectionKind::Tokenizer));
+        (e.kind(), e.detail())
+    };
+    let good = tokenizer_file(&["a", "bc"]);
+    assert_eq!(write(good.clone()), Ok(()));
+    // The chosen tokens leave padding before the 32-byte data offset.
+    assert_eq!(good.last(), Some(&0));
+
+    let malformed = |detail| (ErrorKind::Malformed, detail);
+    assert_eq!(refused(Vec::new()), malformed("not a GGUF file lode reads"));
+    assert_eq!(
+        refused(b"GGUF\x03\0\0\0 junk".to_vec()),
+        malformed("not a GGUF file lode reads")
+    );
+    let mut v2 = good.clone();
+    v2[4] = 2;
+    assert_eq!(refused(v2), malformed("GGUF version is not 3"));
+
+    let mut longer = good.clone();
+    longer.extend_from_slice(&[0; 32]);
+    assert_eq!(
+        refused(longer),
+        malformed("length is not the GGUF file's data offset")
+    );
+    let mut dirty = good.clone();
+    *dirty.last_mut().unwrap() = 1;
+    assert_eq!(
+        refused(dirty),
+        (
+            ErrorKind::NonZeroPadding,
+            "padding after the GGUF metadata is not zero"
+        )
+    );
+
+    // A file with a tensor: one f32 tensor of 8 elements at offset 0.
+    let mut with_tensor = gguf_source(&["a"]);
+    with_tensor[8] = 1;
+    put_str(&mut with_tensor, "w");
+    with_tensor.extend_from_slice(&1u32.to_le_bytes());
+    with_tensor.extend_from_slice(&8u64.to_le_bytes());
+    with_tensor.extend_from_slice(&0u32.to_le_bytes());
+    with_tensor.extend_from_slice(&0u64.to_le_bytes());
+    let mut with_tensor = padded(with_tensor);
+    with_tensor.extend_from_slice(&[0; 32]);
+    assert_eq!(refused(with_tensor), malformed("GGUF file holds tensors"));
+
+    // Metadata without what a tokenizer reader needs.
+    let model = ("tokenizer.ggml.model", enc_str("gpt2"));
+    let arch = ("general.architecture", enc_str("llama"));
+    let tokens = ("tokenizer.ggml.tokens", enc_strs(&["a"]));
+    assert_eq!(
+        write(padded(raw_gguf(&[arch.clone(), tokens.clone()]))),
+        Ok(())
+    );
+    assert_eq!(
+        refused(padded(raw_gguf(&[model.clone(), tokens.clone()]))),
+        malformed("GGUF file has no general.architecture string")
+    );
+    let arch_number = ("general.architecture", (4, 7u32.to_le_bytes().to_vec()));
+    assert_eq!(
+        refused(padded(raw_gguf(&[arch_number, tokens]))),
+        malformed("GGUF file has no general.architecture string")
+    );
+    let no_tokens = malformed("GGUF file has no tokenizer.ggml.tokens string array");
+    assert_eq!(refused(padded(raw_gguf(&[arch.clone(), model]))), no_tokens);
+    let int_tokens = (
+        "tokenizer.ggml.tokens",
+        enc_array(5, 1, 7i32.to_le_bytes().to_vec()),
+    );
+    assert_eq!(refused(padded(raw_gguf(&[arch, int_tokens]))), no_tokens);
 }

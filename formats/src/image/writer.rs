@@ -25,8 +25,8 @@ use super::error::{err, ErrorKind, ImageError, Location, SectionKind};
 use super::header::{align_up, encode, ImageHeader};
 use super::layout::{
     CostRecord, GeometryRecord, LayerRecord, SectionEntry, TensorRecord, DEFAULT_BLOCK_SIZE,
-    HEADER_LEN, MAX_DIMS, PART_ABSENT, SECTION_ALIGN, SECTION_ENTRY_LEN, VERSION_MAJOR,
-    VERSION_MINOR,
+    HEADER_LEN, MAX_DIMS, MINOR_BASE, MINOR_TOKENIZER, PART_ABSENT, SECTION_ALIGN,
+    SECTION_ENTRY_LEN, VERSION_MAJOR,
 };
 use super::model::{BundleParts, ModelGeometry, Shape, StoredCostModel};
 use super::reader::Image;
@@ -134,6 +134,7 @@ pub struct ImageBuilder<'d> {
     tensors: Vec<TensorSpec<'d>>,
     layers: Vec<LayerSpec<'d>>,
     cost: Option<StoredCostModel>,
+    tokenizer: Option<Cow<'d, [u8]>>,
 }
 
 /// A layer after checking, with the values the layout needs.
@@ -173,6 +174,7 @@ impl<'d> ImageBuilder<'d> {
             tensors: Vec::new(),
             layers: Vec::new(),
             cost: None,
+            tokenizer: None,
         }
     }
 
@@ -185,6 +187,16 @@ impl<'d> ImageBuilder<'d> {
     /// Store (or, with `None`, do not store) a device cost model.
     pub fn cost_model(&mut self, cost: Option<StoredCostModel>) -> &mut Self {
         self.cost = cost;
+        self
+    }
+
+    /// Store the model's tokenizer: a GGUF v3 file with zero tensors holding
+    /// `general.architecture` and the `tokenizer.*` metadata, as
+    /// `lode_formats::gguf::tokenizer_only` writes it. The image then has
+    /// the tokenizer section (kind 9) and minor version 1. The bytes are
+    /// checked with the rest of the metadata when the image is written.
+    pub fn tokenizer_gguf(&mut self, bytes: impl Into<Cow<'d, [u8]>>) -> &mut Self {
+        self.tokenizer = Some(bytes.into());
         self
     }
 
@@ -275,10 +287,10 @@ impl<'d> ImageBuilder<'d> {
     }
 
     /// Section lengths in table order.
-    fn section_lengths(&self, strings_len: usize, total_bundles: u64) -> [(SectionKind, u64); 8] {
+    fn section_lengths(&self, strings_len: usize, total_bundles: u64) -> Vec<(SectionKind, u64)> {
         use SectionKind as K;
         let n = |x: usize| usize_to_u64(x);
-        [
+        let mut lengths = vec![
             (K::Geometry, n(core::mem::size_of::<GeometryRecord>())),
             (K::Strings, n(strings_len)),
             (
@@ -299,7 +311,21 @@ impl<'d> ImageBuilder<'d> {
             (K::BundleCrcs, total_bundles.saturating_mul(4)),
             (K::CodecTags, total_bundles),
             (K::CostModel, n(core::mem::size_of::<CostRecord>())),
-        ]
+        ];
+        if let Some(t) = &self.tokenizer {
+            lengths.push((K::Tokenizer, n(t.len())));
+        }
+        lengths
+    }
+
+    /// The minor version this image needs: the lowest that defines every
+    /// section it has, so an image without 1.1 sections stays a 1.0 image.
+    fn minor(&self) -> u16 {
+        if self.tokenizer.is_some() {
+            MINOR_TOKENIZER
+        } else {
+            MINOR_BASE
+        }
     }
 
     fn plan(&self) -> Result<Plan, WriteError> {
@@ -330,8 +356,9 @@ impl<'d> ImageBuilder<'d> {
         }
 
         let strings_len: usize = self.tensors.iter().map(|t| t.name.len()).sum();
-        let mut end = usize_to_u64(HEADER_LEN + 8 * SECTION_ENTRY_LEN);
-        for (_, len) in self.section_lengths(strings_len, total) {
+        let sections = self.section_lengths(strings_len, total);
+        let mut end = usize_to_u64(HEADER_LEN + sections.len() * SECTION_ENTRY_LEN);
+        for (_, len) in sections {
             let start = align_up(end, SECTION_ALIGN).ok_or(overflow(Location::Header))?;
             end = start.checked_add(len).ok_or(overflow(Location::Header))?;
         }
@@ -472,7 +499,7 @@ impl<'d> ImageBuilder<'d> {
             },
         };
 
-        let bodies: [(SectionKind, &[u8]); 8] = [
+        let mut bodies: Vec<(SectionKind, &[u8])> = vec![
             (SectionKind::Geometry, geometry.as_bytes()),
             (SectionKind::Strings, &strings),
             (SectionKind::Tensors, &tensor_table),
@@ -482,6 +509,9 @@ impl<'d> ImageBuilder<'d> {
             (SectionKind::CodecTags, &codec_tags),
             (SectionKind::CostModel, cost.as_bytes()),
         ];
+        if let Some(t) = &self.tokenizer {
+            bodies.push((SectionKind::Tokenizer, t));
+        }
         let meta_len = usize::try_from(plan.meta_len).map_err(|_| {
             invalid(
                 ErrorKind::OutOfRange,
@@ -491,7 +521,7 @@ impl<'d> ImageBuilder<'d> {
         })?;
         let mut out = vec![0u8; HEADER_LEN + bodies.len() * SECTION_ENTRY_LEN];
         let mut table = Vec::with_capacity(bodies.len() * SECTION_ENTRY_LEN);
-        for (kind, body) in bodies {
+        for &(kind, body) in &bodies {
             let start = out.len().next_multiple_of(SECTION_ALIGN as usize);
             out.resize(start, 0);
             out.extend_from_slice(body);
@@ -513,7 +543,7 @@ impl<'d> ImageBuilder<'d> {
         out.resize(meta_len, 0);
         let header = ImageHeader {
             major: VERSION_MAJOR,
-            minor: VERSION_MINOR,
+            minor: self.minor(),
             block_size: self.block_size,
             meta_len: plan.meta_len,
             file_len: plan.file_len,
