@@ -14,6 +14,8 @@ extern crate alloc;
 pub mod bundle;
 pub mod compute;
 pub mod fake;
+#[cfg(feature = "std")]
+pub mod pack;
 pub mod slice_arena;
 #[cfg(feature = "std")]
 pub mod synth;

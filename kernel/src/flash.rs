@@ -388,3 +388,90 @@ mod tests {
         assert_eq!(G.align_up(u64::MAX), u64::MAX - 511);
     }
 }
+
+/// Devices for the kernel's own tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use std::vec::Vec;
+
+    /// An in-memory device that reads at completion time and can fail one offset.
+    pub(crate) struct RamFlash {
+        pub(crate) data: Vec<u8>,
+        pub(crate) geo: Geometry,
+        pub(crate) queued: heapless::Vec<ReadRequest, 64>,
+        pub(crate) fail_at: Option<u64>,
+        pub(crate) commands: u64,
+    }
+
+    impl ErrorType for RamFlash {
+        type Error = ErrorKind;
+    }
+
+    impl RamFlash {
+        /// A device over `data` with `geo`.
+        pub(crate) fn new(data: Vec<u8>, geo: Geometry) -> Self {
+            RamFlash {
+                data,
+                geo,
+                queued: heapless::Vec::new(),
+                fail_at: None,
+                commands: 0,
+            }
+        }
+    }
+
+    impl FlashDevice for RamFlash {
+        fn geometry(&self) -> Geometry {
+            self.geo
+        }
+        fn cost_model(&self) -> CostModel {
+            CostModel {
+                command_ns: 8_000,
+                bytes_per_sec: 4_200_000_000,
+                queue_depth: 2,
+            }
+        }
+        fn submit<A: DramArena>(
+            &mut self,
+            arena: &mut A,
+            reads: &[ReadRequest],
+        ) -> Result<(), ErrorKind> {
+            self.geo.check_batch(arena, reads)?;
+            self.commands += reads.len() as u64;
+            self.queued
+                .extend_from_slice(reads)
+                .map_err(|_| ErrorKind::QueueFull)
+        }
+        fn complete<A: DramArena>(
+            &mut self,
+            arena: &mut A,
+            done: &mut [Completion],
+        ) -> Result<usize, ErrorKind> {
+            let mut n = 0;
+            while n < done.len() {
+                let Some(r) = self.queued.pop() else { break };
+                let status = if Some(r.offset) == self.fail_at {
+                    Err(ErrorKind::Io)
+                } else {
+                    let src = &self.data[r.offset as usize..][..r.len as usize];
+                    arena.bytes_mut(r.dest).unwrap()[r.dest_offset..][..src.len()]
+                        .copy_from_slice(src);
+                    Ok(())
+                };
+                done[n] = Completion { tag: r.tag, status };
+                n += 1;
+            }
+            Ok(n)
+        }
+        fn in_flight(&self) -> usize {
+            self.queued.len()
+        }
+        fn write(&mut self, _: u64, _: &[u8]) -> Result<(), ErrorKind> {
+            Err(ErrorKind::Unsupported)
+        }
+        fn sync(&mut self) -> Result<(), ErrorKind> {
+            Ok(())
+        }
+    }
+}

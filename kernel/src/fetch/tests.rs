@@ -7,74 +7,9 @@ use super::*;
 use crate::arena::testing::VecArena;
 use crate::arena::SlotKind;
 use crate::cache::{CacheConfig, Lru, S3Fifo};
-use crate::cost::CostModel;
-use crate::flash::{ErrorKind, ErrorType, Geometry};
 
-/// An in-memory device that reads at completion time and can fail one offset.
-struct RamFlash {
-    data: Vec<u8>,
-    geo: Geometry,
-    queued: heapless::Vec<ReadRequest, 64>,
-    fail_at: Option<u64>,
-    commands: u64,
-}
-
-impl ErrorType for RamFlash {
-    type Error = ErrorKind;
-}
-
-impl FlashDevice for RamFlash {
-    fn geometry(&self) -> Geometry {
-        self.geo
-    }
-    fn cost_model(&self) -> CostModel {
-        CostModel {
-            command_ns: 8_000,
-            bytes_per_sec: 4_200_000_000,
-            queue_depth: 2,
-        }
-    }
-    fn submit<A: DramArena>(
-        &mut self,
-        arena: &mut A,
-        reads: &[ReadRequest],
-    ) -> Result<(), ErrorKind> {
-        self.geo.check_batch(arena, reads)?;
-        self.commands += reads.len() as u64;
-        self.queued
-            .extend_from_slice(reads)
-            .map_err(|_| ErrorKind::QueueFull)
-    }
-    fn complete<A: DramArena>(
-        &mut self,
-        arena: &mut A,
-        done: &mut [Completion],
-    ) -> Result<usize, ErrorKind> {
-        let mut n = 0;
-        while n < done.len() {
-            let Some(r) = self.queued.pop() else { break };
-            let status = if Some(r.offset) == self.fail_at {
-                Err(ErrorKind::Io)
-            } else {
-                let src = &self.data[r.offset as usize..][..r.len as usize];
-                arena.bytes_mut(r.dest).unwrap()[r.dest_offset..][..src.len()].copy_from_slice(src);
-                Ok(())
-            };
-            done[n] = Completion { tag: r.tag, status };
-            n += 1;
-        }
-        Ok(n)
-    }
-    fn in_flight(&self) -> usize {
-        self.queued.len()
-    }
-    fn write(&mut self, _: u64, _: &[u8]) -> Result<(), ErrorKind> {
-        Err(ErrorKind::Unsupported)
-    }
-    fn sync(&mut self) -> Result<(), ErrorKind> {
-        Ok(())
-    }
-}
+use crate::flash::testing::RamFlash;
+use crate::flash::{ErrorKind, Geometry};
 
 const BUNDLE: u32 = 1080;
 const COUNT: u32 = 200;

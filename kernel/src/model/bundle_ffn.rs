@@ -123,13 +123,8 @@ impl FfnSource for BundleFfn {
         io: FfnIo,
     ) -> Result<(), ModelError> {
         let slot = checked_call(&self.layers, layer, &io, self.max_rows)?;
-        let n = io.rows;
-        let short = ModelError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
         let (table, mem) = arena.parts_mut();
         let ([h, o], sh) = split(table, mem, [self.act, io.output])?;
-        let x = sh.f32s(io.input)?.get(..n * self.hidden).ok_or(short)?;
-        let h = f32s_mut(h)?.get_mut(..self.ffn).ok_or(short)?;
-        let o = f32s_mut(o)?.get_mut(..n * self.hidden).ok_or(short)?;
         let bundles = Bundles {
             dtype: self.types.rows,
             down_dtype: self.types.down,
@@ -137,18 +132,43 @@ impl FfnSource for BundleFfn {
             count: self.ffn,
             data: sh.get(slot)?,
         };
-        o.fill(0.0);
-        if self.hidden == 0 {
-            return Ok(());
-        }
-        for (xr, or) in x
-            .chunks_exact(self.hidden)
-            .zip(o.chunks_exact_mut(self.hidden))
-        {
-            compute
-                .gated_ffn(xr, &bundles, h, or)
-                .map_err(ModelError::compute)?;
-        }
-        Ok(())
+        ffn_rows(
+            compute,
+            &bundles,
+            sh.f32s(io.input)?,
+            h,
+            o,
+            io.rows,
+            self.ffn,
+        )
     }
+}
+
+/// `o[r] = ffn(x[r])` over `bundles` for the first `rows` rows of `x`,
+/// with `h` (at least `ffn` floats) as the activation scratch: the shared
+/// tail of every bundle-based FFN source.
+pub(crate) fn ffn_rows<C: Compute>(
+    compute: &mut C,
+    bundles: &Bundles<'_>,
+    x: &[f32],
+    h: &mut [u8],
+    o: &mut [u8],
+    rows: usize,
+    ffn: usize,
+) -> Result<(), ModelError> {
+    let short = ModelError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
+    let hidden = bundles.hidden;
+    let x = x.get(..rows * hidden).ok_or(short)?;
+    let h = f32s_mut(h)?.get_mut(..ffn).ok_or(short)?;
+    let o = f32s_mut(o)?.get_mut(..rows * hidden).ok_or(short)?;
+    o.fill(0.0);
+    if hidden == 0 {
+        return Ok(());
+    }
+    for (xr, or) in x.chunks_exact(hidden).zip(o.chunks_exact_mut(hidden)) {
+        compute
+            .gated_ffn(xr, bundles, h, or)
+            .map_err(ModelError::compute)?;
+    }
+    Ok(())
 }

@@ -23,6 +23,10 @@ pub enum ErrorKind {
     ContextFull,
     /// A token id outside the vocabulary.
     BadToken,
+    /// The DRAM budget cannot hold the minimum working set.
+    Budget,
+    /// The flash device failed, or a read of streamed weights failed.
+    Flash,
 }
 
 /// Why a model could not be loaded or run.
@@ -57,6 +61,24 @@ pub enum ModelError {
         /// The vocabulary size.
         vocab: usize,
     },
+    /// The DRAM budget is smaller than the minimum working set.
+    BudgetTooSmall {
+        /// Smallest budget that works, bytes.
+        need: usize,
+        /// The budget given, bytes.
+        have: usize,
+    },
+    /// The flash device refused or failed as a whole.
+    Device(crate::flash::ErrorKind),
+    /// The image's data does not match its checksums (or its tables).
+    Image(lode_formats::image::ImageError),
+    /// A read of streamed weights failed.
+    Read {
+        /// Device offset of the unit whose read failed.
+        offset: u64,
+        /// What the device reported.
+        kind: crate::flash::ErrorKind,
+    },
 }
 
 impl ModelError {
@@ -69,6 +91,9 @@ impl ModelError {
             ModelError::Compute(_) => ErrorKind::Compute,
             ModelError::ContextFull { .. } => ErrorKind::ContextFull,
             ModelError::TokenOutOfRange { .. } => ErrorKind::BadToken,
+            ModelError::BudgetTooSmall { .. } => ErrorKind::Budget,
+            ModelError::Device(_) | ModelError::Read { .. } => ErrorKind::Flash,
+            ModelError::Image(_) => ErrorKind::BadTensor,
         }
     }
 
@@ -117,6 +142,20 @@ impl fmt::Display for ModelError {
             ModelError::TokenOutOfRange { token, vocab } => {
                 write!(f, "token id {token} is outside the vocabulary of {vocab}")
             }
+            ModelError::BudgetTooSmall { need, have } => write!(
+                f,
+                "a DRAM budget of {have} bytes ({:.1} MiB) cannot hold the minimum working set \
+                 of {need} bytes ({:.1} MiB); give at least that",
+                *have as f64 / 1048576.0,
+                *need as f64 / 1048576.0
+            ),
+            ModelError::Device(k) => write!(f, "flash device: {k}"),
+            ModelError::Image(e) => write!(f, "image: {e}"),
+            ModelError::Read { offset, kind } => write!(
+                f,
+                "reading streamed weights at device offset {offset} failed: {kind}; \
+                 generation stopped"
+            ),
         }
     }
 }

@@ -16,6 +16,7 @@ use super::config::{Limits, LlamaConfig, MAX_LAYERS};
 use super::error::ModelError;
 use super::tensor::{TensorRef, TensorSource};
 use super::view::{f32s_mut, split};
+use super::weights::Attention;
 use super::weights::{aligned, fetch, for_each_layer_tensor, place, stored_len, Part, ALIGN};
 
 /// The buffers of one FFN call, as arena slots of f32.
@@ -41,6 +42,55 @@ pub trait FfnSource {
         compute: &mut C,
         io: FfnIo,
     ) -> Result<(), ModelError>;
+
+    /// Called before each pass over the layers; `logits` says whether the
+    /// pass ends with the output head (a streaming source prefetches it only
+    /// then). Resident sources have nothing to do.
+    fn begin_pass<A: DramArena>(
+        &mut self,
+        _arena: &mut A,
+        _logits: bool,
+    ) -> Result<(), ModelError> {
+        Ok(())
+    }
+
+    /// Layer `layer`'s attention projections: `resident` when they are
+    /// resident; a streaming source reads them (or waits for their
+    /// prefetch) and returns views of its I/O buffer, valid until the next
+    /// call on the source.
+    fn attention<A: DramArena>(
+        &mut self,
+        _layer: usize,
+        _arena: &mut A,
+        resident: Option<Attention>,
+    ) -> Result<Attention, ModelError> {
+        resident.ok_or(ModelError::Config("attention weights are not resident"))
+    }
+
+    /// The embedding matrix and the row of `token` in it: `resident` when
+    /// it is resident; a streaming source reads just that row.
+    fn embedding_row<A: DramArena>(
+        &mut self,
+        token: u32,
+        _arena: &mut A,
+        resident: Option<TensorRef>,
+    ) -> Result<(TensorRef, usize), ModelError> {
+        let e = resident.ok_or(ModelError::Config("the embedding is not resident"))?;
+        Ok((e, token as usize))
+    }
+
+    /// Piece `piece` of the output head: rows starting at the returned
+    /// vocabulary index, or `None` past the last piece. A resident head is
+    /// one piece; a streaming source hands out row ranges of its I/O buffer.
+    fn head_piece<A: DramArena>(
+        &mut self,
+        piece: usize,
+        _arena: &mut A,
+        resident: Option<TensorRef>,
+    ) -> Result<Option<(TensorRef, usize)>, ModelError> {
+        let h = resident.ok_or(ModelError::Config("the output head is not resident"))?;
+        Ok((piece == 0).then_some((h, 0)))
+    }
 }
 
 /// One layer's resident FFN matrices.

@@ -92,16 +92,17 @@ impl<F: FfnSource> Model<F> {
             })?;
         for batch in tokens.chunks(self.limits.max_batch) {
             let pos0 = self.kv.len();
+            let first = match want {
+                WantLogits::None => None,
+                WantLogits::Last if pos0 + batch.len() == end => Some(end - 1),
+                WantLogits::Last => None,
+                WantLogits::From(p) => Some(p.max(pos0)).filter(|&f| f < pos0 + batch.len()),
+            };
             self.kv.reserve(arena, batch.len())?;
+            self.ffn.begin_pass(arena, first.is_some())?;
             self.forward(arena, compute, batch, pos0)?;
             self.kv.advance(batch.len())?;
-            let first = match want {
-                WantLogits::None => continue,
-                WantLogits::Last if pos0 + batch.len() == end => end - 1,
-                WantLogits::Last => continue,
-                WantLogits::From(p) => p.max(pos0),
-            };
-            if first < pos0 + batch.len() {
+            if let Some(first) = first {
                 self.logits(
                     arena,
                     compute,
@@ -133,13 +134,12 @@ impl<F: FfnSource> Model<F> {
 
         // Embedding rows, decoded from the stored type.
         {
-            let (t, m) = arena.parts_mut();
-            let ([x], sh) = split(t, m, [b.x])?;
-            let x = f32s_mut(x)?;
-            let embed = self.weights.embed;
             for (i, &tok) in tokens.iter().enumerate() {
-                let row = embed.row(&sh, tok as usize)?;
-                let xr = rows_mut(x, hd, i..i + 1)?;
+                let (embed, r) = self.ffn.embedding_row(tok, arena, self.weights.embed)?;
+                let (t, m) = arena.parts_mut();
+                let ([x], sh) = split(t, m, [b.x])?;
+                let row = embed.row(&sh, r)?;
+                let xr = rows_mut(f32s_mut(x)?, hd, i..i + 1)?;
                 dequantize_row(embed.dtype, row, xr)?;
             }
         }
@@ -152,6 +152,7 @@ impl<F: FfnSource> Model<F> {
         for l in 0..self.weights.layers.len() {
             let lw = *self.weights.layers.get(l).ok_or_else(short)?;
             norm_rows(arena, compute, b.x, b.xb, lw.attn_norm, n, hd, c.rms_eps)?;
+            let aw = self.ffn.attention(l, arena, lw.attn)?;
 
             // Projections and rotary embedding.
             {
@@ -161,9 +162,9 @@ impl<F: FfnSource> Model<F> {
                 let q = rows_mut(f32s_mut(q)?, qd, 0..n)?;
                 let k = rows_mut(f32s_mut(k)?, kvd, 0..n)?;
                 let v = rows_mut(f32s_mut(v)?, kvd, 0..n)?;
-                compute.matmul(&lw.q.matrix(&sh)?, xb, n, q).map_err(ce)?;
-                compute.matmul(&lw.k.matrix(&sh)?, xb, n, k).map_err(ce)?;
-                compute.matmul(&lw.v.matrix(&sh)?, xb, n, v).map_err(ce)?;
+                compute.matmul(&aw.q.matrix(&sh)?, xb, n, q).map_err(ce)?;
+                compute.matmul(&aw.k.matrix(&sh)?, xb, n, k).map_err(ce)?;
+                compute.matmul(&aw.v.matrix(&sh)?, xb, n, v).map_err(ce)?;
                 for (i, (qr, kr)) in q
                     .chunks_exact_mut(qd)
                     .zip(k.chunks_exact_mut(kvd))
@@ -215,7 +216,7 @@ impl<F: FfnSource> Model<F> {
                 let tmp = rows_mut(f32s_mut(tmp)?, hd, 0..n)?;
                 let att = rows(sh.f32s(b.att)?, qd, 0..n)?;
                 compute
-                    .matmul(&lw.o.matrix(&sh)?, att, n, tmp)
+                    .matmul(&aw.o.matrix(&sh)?, att, n, tmp)
                     .map_err(ce)?;
                 add_into(rows_mut(f32s_mut(x)?, hd, 0..n)?, tmp);
             }
@@ -256,20 +257,45 @@ impl<F: FfnSource> Model<F> {
         let mut r = first;
         while r < n {
             let g = (n - r).min(group);
-            let (t, m) = arena.parts_mut();
-            let ([xb, logits], sh) = split(t, m, [b.xb, b.logits])?;
-            let xb = rows_mut(f32s_mut(xb)?, hd, 0..g)?;
-            xb.copy_from_slice(rows(sh.f32s(b.x)?, hd, r..r + g)?);
-            let norm = sh.f32s(self.weights.output_norm.slot)?;
-            for row in xb.chunks_exact_mut(hd) {
-                compute
-                    .rms_norm(row, norm, c.rms_eps)
-                    .map_err(ModelError::compute)?;
+            {
+                let (t, m) = arena.parts_mut();
+                let ([xb], sh) = split(t, m, [b.xb])?;
+                let xb = rows_mut(f32s_mut(xb)?, hd, 0..g)?;
+                xb.copy_from_slice(rows(sh.f32s(b.x)?, hd, r..r + g)?);
+                let norm = self.weights.output_norm.floats(&sh)?;
+                for row in xb.chunks_exact_mut(hd) {
+                    compute
+                        .rms_norm(row, norm, c.rms_eps)
+                        .map_err(ModelError::compute)?;
+                }
             }
-            let logits = rows_mut(f32s_mut(logits)?, c.vocab, 0..g)?;
-            compute
-                .matmul(&self.weights.output.matrix(&sh)?, xb, g, logits)
-                .map_err(ModelError::compute)?;
+            let mut piece = 0;
+            while let Some((head, row0)) = self.ffn.head_piece(piece, arena, self.weights.output)? {
+                piece += 1;
+                let end = row0
+                    .checked_add(head.rows)
+                    .filter(|&e| e <= c.vocab)
+                    .ok_or_else(short)?;
+                let (t, m) = arena.parts_mut();
+                let ([logits], sh) = split(t, m, [b.logits])?;
+                let logits = rows_mut(f32s_mut(logits)?, c.vocab, 0..g)?;
+                let xb = rows(sh.f32s(b.xb)?, hd, 0..g)?;
+                let w = head.matrix(&sh)?;
+                if row0 == 0 && head.rows == c.vocab {
+                    compute
+                        .matmul(&w, xb, g, logits)
+                        .map_err(ModelError::compute)?;
+                } else {
+                    // A piece of the head: its rows' logits of each position.
+                    for (xr, lr) in xb.chunks_exact(hd).zip(logits.chunks_exact_mut(c.vocab)) {
+                        let out = lr.get_mut(row0..end).ok_or_else(short)?;
+                        compute.matvec(&w, xr, out).map_err(ModelError::compute)?;
+                    }
+                }
+            }
+            let (t, m) = arena.parts_mut();
+            let ([], sh) = split(t, m, [])?;
+            let logits = rows(sh.f32s(b.logits)?, c.vocab, 0..g)?;
             for (i, l) in logits.chunks_exact(c.vocab).enumerate() {
                 on_logits(pos0 + r + i, l);
             }
@@ -295,7 +321,7 @@ fn norm_rows<A: DramArena, C: Compute>(
     let ([xb], sh) = split(t, m, [xb])?;
     let xb = rows_mut(f32s_mut(xb)?, hd, 0..n)?;
     xb.copy_from_slice(rows(sh.f32s(x)?, hd, 0..n)?);
-    let w = sh.f32s(w.slot)?;
+    let w = w.floats(&sh)?;
     for row in xb.chunks_exact_mut(hd) {
         compute.rms_norm(row, w, eps).map_err(ModelError::compute)?;
     }

@@ -44,6 +44,7 @@ mod error;
 mod ffn;
 mod forward;
 mod kv;
+pub mod stream;
 mod tensor;
 mod view;
 mod weights;
@@ -63,7 +64,7 @@ pub use forward::WantLogits;
 pub use kv::{ChunkViews, KvCache};
 pub use tensor::{RawTensor, TensorRef, TensorSource};
 pub use view::{split, Shared};
-pub use weights::{LayerWeights, Weights, ALIGN};
+pub use weights::{Attention, LayerWeights, Weights, ALIGN};
 
 /// A loaded model and one context (its KV cache).
 #[derive(Debug, Clone)]
@@ -94,6 +95,30 @@ impl Model<DenseFfn> {
 }
 
 impl<F: FfnSource> Model<F> {
+    /// A model whose resident `weights` were loaded by the FFN source (a
+    /// streaming source loads what its plan keeps resident).
+    pub fn from_parts<A: DramArena>(
+        cfg: LlamaConfig,
+        limits: Limits,
+        weights: Weights,
+        ffn: F,
+        arena: &mut A,
+    ) -> Result<Self, ModelError> {
+        cfg.validate()?;
+        limits.validate(&cfg)?;
+        if weights.layers.len() != cfg.layers {
+            return Err(ModelError::Config(
+                "the weights have another number of layers",
+            ));
+        }
+        Self::assemble(cfg, limits, weights, ffn, arena)
+    }
+
+    /// The FFN source, mutably.
+    pub fn ffn_mut(&mut self) -> &mut F {
+        &mut self.ffn
+    }
+
     /// A model whose FFN comes from `ffn` (attention weights and buffers
     /// are loaded here).
     pub fn with_ffn<S: TensorSource, A: DramArena>(

@@ -47,12 +47,15 @@ impl TensorSource for Gguf<'_> {
     }
 }
 
-/// A tensor resident in an arena slot: `rows` rows of `cols` elements of
-/// `dtype`, rows back to back.
+/// A tensor in an arena slot: `rows` rows of `cols` elements of `dtype`,
+/// rows back to back from byte `offset` of the slot. A slot may hold several
+/// tensors (a streamed layer is read as one extent), hence the offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TensorRef {
-    /// The slot holding the bytes (exactly `rows * row_bytes`).
+    /// The slot holding the bytes.
     pub slot: Slot,
+    /// Where the tensor starts inside the slot.
+    pub offset: usize,
     /// Element encoding (`F32` for norm weights, converted at load).
     pub dtype: DType,
     /// Number of rows (outputs of a product).
@@ -68,8 +71,34 @@ impl TensorRef {
             dtype: self.dtype,
             rows: self.rows,
             cols: self.cols,
-            data: mem.get(self.slot)?,
+            data: self.bytes(mem)?,
         })
+    }
+
+    /// Bytes of the whole tensor: `rows * row_bytes` from `offset`.
+    pub fn len(&self) -> usize {
+        self.row_bytes().saturating_mul(self.rows)
+    }
+
+    /// `true` for a tensor of no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The tensor's bytes.
+    pub fn bytes<'m>(&self, mem: &Shared<'m>) -> Result<&'m [u8], ModelError> {
+        let end = self.offset.checked_add(self.len()).ok_or_else(shape)?;
+        mem.get(self.slot)?.get(self.offset..end).ok_or_else(shape)
+    }
+
+    /// The tensor's values when it is stored as f32 (norm weights).
+    pub fn floats<'m>(&self, mem: &Shared<'m>) -> Result<&'m [f32], ModelError> {
+        if self.dtype != DType::F32 {
+            return Err(ModelError::Compute(
+                crate::compute::ErrorKind::UnsupportedType,
+            ));
+        }
+        super::view::f32s(self.bytes(mem)?)
     }
 
     /// Bytes of one row.
@@ -80,12 +109,17 @@ impl TensorRef {
     /// The encoded row `row` (an embedding lookup).
     pub fn row<'m>(&self, mem: &Shared<'m>, row: usize) -> Result<&'m [u8], ModelError> {
         let rb = self.row_bytes();
-        mem.get(self.slot)?
+        if row >= self.rows {
+            return Err(shape());
+        }
+        self.bytes(mem)?
             .get(row * rb..(row + 1) * rb)
-            .ok_or(ModelError::Compute(
-                crate::compute::ErrorKind::ShapeMismatch,
-            ))
+            .ok_or_else(shape)
     }
+}
+
+fn shape() -> ModelError {
+    ModelError::Compute(crate::compute::ErrorKind::ShapeMismatch)
 }
 
 /// Bytes of a row of `cols` elements of `dtype`, if whole blocks.

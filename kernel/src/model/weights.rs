@@ -180,17 +180,16 @@ pub(crate) fn place<A: DramArena>(
     };
     Ok(TensorRef {
         slot,
+        offset: 0,
         dtype,
         rows,
         cols,
     })
 }
 
-/// A layer's resident attention weights and norms.
+/// A layer's attention projections.
 #[derive(Debug, Clone, Copy)]
-pub struct LayerWeights {
-    /// RMSNorm before attention, f32 `[hidden]`.
-    pub attn_norm: TensorRef,
+pub struct Attention {
     /// Query projection `[heads * head_dim] x [hidden]`.
     pub q: TensorRef,
     /// Key projection `[kv_dim] x [hidden]`.
@@ -199,21 +198,32 @@ pub struct LayerWeights {
     pub v: TensorRef,
     /// Attention output projection `[hidden] x [heads * head_dim]`.
     pub o: TensorRef,
+}
+
+/// A layer's resident weights: its norms always, its attention projections
+/// when they are resident (a streaming source reads the others per token).
+#[derive(Debug, Clone, Copy)]
+pub struct LayerWeights {
+    /// RMSNorm before attention, f32 `[hidden]`.
+    pub attn_norm: TensorRef,
     /// RMSNorm before the FFN, f32 `[hidden]`.
     pub ffn_norm: TensorRef,
+    /// The attention projections, `None` when streamed.
+    pub attn: Option<Attention>,
 }
 
 /// Every resident weight except the FFN's (which an
-/// [`FfnSource`](super::FfnSource) owns).
+/// [`FfnSource`](super::FfnSource) owns). What is `None` here is streamed by
+/// the source.
 #[derive(Debug, Clone)]
 pub struct Weights {
     /// Token embeddings `[vocab] x [hidden]`.
-    pub embed: TensorRef,
+    pub embed: Option<TensorRef>,
     /// Final RMSNorm, f32 `[hidden]`.
     pub output_norm: TensorRef,
     /// Output head `[vocab] x [hidden]`; the embedding itself when tied.
-    pub output: TensorRef,
-    /// Per-layer attention weights.
+    pub output: Option<TensorRef>,
+    /// Per-layer norms and attention weights.
     pub layers: heapless::Vec<LayerWeights, MAX_LAYERS>,
 }
 
@@ -278,11 +288,8 @@ impl Weights {
                         [Some(attn_norm), Some(q), Some(k), Some(v), Some(o), Some(ffn_norm)] => {
                             LayerWeights {
                                 attn_norm,
-                                q,
-                                k,
-                                v,
-                                o,
                                 ffn_norm,
+                                attn: Some(Attention { q, k, v, o }),
                             }
                         }
                         _ => return Err(ModelError::tensor(name, "layer incomplete")),
@@ -296,9 +303,9 @@ impl Weights {
             },
         )?;
         Ok(Weights {
-            embed,
+            embed: Some(embed),
             output_norm,
-            output,
+            output: Some(output),
             layers,
         })
     }

@@ -478,15 +478,23 @@ macro_rules! quant_kernels {
                 out: &mut [f32],
                 f: fn(f32, f32) -> f32,
             ) {
+                // Bundles of a streamed or resident layer are cold: fetch the
+                // next bundle's two rows while this one is multiplied, as
+                // `matvec_q` does for row pairs.
+                let far = data.len() >= PF_MIN_BYTES;
                 macro_rules! pairs {
-                    ($two:ident) => {
+                    ($two:ident) => {{
+                        let mut ahead = data.chunks_exact(stride).skip(1);
                         for (o, b) in out.iter_mut().zip(data.chunks_exact(stride)) {
+                            if let Some(next) = ahead.next().filter(|_| far) {
+                                prefetch(next.get(..2 * rb).unwrap_or(next));
+                            }
                             let (r0, rest) = b.split_at(rb.min(b.len()));
                             let r1 = rest.get(..rb).unwrap_or(&[]);
                             let (y0, y1) = $two(r0, r1, act);
                             *o = f(y0, y1);
                         }
-                    };
+                    }};
                 }
                 match t {
                     QType::Q4_0 => pairs!(dot2_q4_0),

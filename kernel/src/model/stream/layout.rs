@@ -1,0 +1,258 @@
+//! Where each piece of a model lies in a lode image, checked against the
+//! model's shape: the units the memory plan keeps resident or streams.
+//!
+//! Three kinds of unit, each one contiguous device extent so it is read with
+//! a few large commands:
+//! - a layer's **attention span**: its norms and Q, K, V, O projections (the
+//!   image stores tensors sorted by name, so a layer's tensors are
+//!   neighbours; the span runs from the first to the end of the last);
+//! - a layer's **FFN region**: its neuron bundles;
+//! - the **output head** (the embedding itself when tied), streamed in
+//!   pieces of whole rows.
+
+use lode_formats::image::{BundleRegion, Image};
+use lode_formats::DType;
+
+use crate::model::config::{LlamaConfig, MAX_LAYERS};
+use crate::model::error::ModelError;
+use crate::model::BundleTypes;
+
+/// One tensor's place on the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TensorAt {
+    /// Absolute device offset (block-aligned in an image).
+    pub offset: u64,
+    /// Element type.
+    pub dtype: DType,
+    /// Rows (outputs).
+    pub rows: usize,
+    /// Elements per row.
+    pub cols: usize,
+    /// Bytes: `rows * row_bytes(dtype, cols)`.
+    pub len: usize,
+    /// Index in the image's tensor table (for its CRC).
+    pub index: usize,
+}
+
+impl TensorAt {
+    /// Bytes of one row.
+    pub fn row_bytes(&self) -> usize {
+        self.len.checked_div(self.rows).unwrap_or(0)
+    }
+}
+
+/// A layer's attention span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttnSpan {
+    /// First byte of the span (the lowest tensor offset).
+    pub start: u64,
+    /// Bytes from `start` to the end of the last tensor.
+    pub len: usize,
+    /// RMSNorm before attention (f32).
+    pub attn_norm: TensorAt,
+    /// RMSNorm before the FFN (f32).
+    pub ffn_norm: TensorAt,
+    /// Q, K, V and O projections, in that order.
+    pub proj: [TensorAt; 4],
+}
+
+/// A layer's FFN bundles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FfnRegion {
+    /// Absolute device offset of the first bundle.
+    pub offset: u64,
+    /// Bytes of all bundles (`count * bundle_size`; bundles are packed).
+    pub len: usize,
+    /// Bundles (one per neuron, in placement order).
+    pub count: usize,
+    /// Element types of the rows and the down column.
+    pub types: BundleTypes,
+}
+
+/// Every unit of a model in an image.
+#[derive(Debug, Clone)]
+pub struct StreamLayout {
+    /// Attention span of each layer.
+    pub attn: heapless::Vec<AttnSpan, MAX_LAYERS>,
+    /// FFN region of each layer.
+    pub ffn: heapless::Vec<FfnRegion, MAX_LAYERS>,
+    /// Token embeddings `[vocab] x [hidden]`.
+    pub embed: TensorAt,
+    /// The output head (equal to `embed` when tied).
+    pub head: TensorAt,
+    /// Final RMSNorm (f32).
+    pub output_norm: TensorAt,
+}
+
+/// The model configuration an image's geometry describes.
+pub fn config_of(img: &Image<'_>) -> Result<LlamaConfig, ModelError> {
+    let g = img.geometry();
+    if g.arch.as_str() != "llama" {
+        return Err(ModelError::Config(
+            "the image holds a model of another architecture",
+        ));
+    }
+    let n = |v: u32| v as usize;
+    let cfg = LlamaConfig {
+        layers: n(g.layers),
+        hidden: n(g.hidden),
+        ffn: n(g.ffn),
+        heads: n(g.heads),
+        kv_heads: n(g.kv_heads),
+        head_dim: n(g.head_dim),
+        vocab: n(g.vocab),
+        rope_base: g.rope_base,
+        rms_eps: g.rms_eps,
+        context: n(g.context),
+        tied_embeddings: img.tensor_by_name("output.weight").is_none(),
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn find(img: &Image<'_>, name: &str, rows: usize, cols: usize) -> Result<TensorAt, ModelError> {
+    let (index, t) = img
+        .tensor_by_name(name)
+        .ok_or_else(|| ModelError::tensor(name, "missing from the image"))?;
+    let dims = t.shape.dims();
+    let want: &[u64] = if rows == 1 {
+        &[cols as u64]
+    } else {
+        &[cols as u64, rows as u64]
+    };
+    if dims != want {
+        return Err(ModelError::tensor(
+            name,
+            "has a different shape than the model's hyper-parameters imply",
+        ));
+    }
+    let len = usize::try_from(t.length)
+        .map_err(|_| ModelError::tensor(name, "is too large for this machine"))?;
+    let rb = crate::model::tensor::row_bytes(t.dtype, cols)
+        .ok_or_else(|| ModelError::tensor(name, "rows are not whole blocks of its type"))?;
+    if rb.checked_mul(rows) != Some(len) {
+        return Err(ModelError::tensor(
+            name,
+            "data length does not match its shape",
+        ));
+    }
+    Ok(TensorAt {
+        offset: t.offset,
+        dtype: t.dtype,
+        rows,
+        cols,
+        len,
+        index,
+    })
+}
+
+fn norm(img: &Image<'_>, name: &str, len: usize) -> Result<TensorAt, ModelError> {
+    let t = find(img, name, 1, len)?;
+    if t.dtype != DType::F32 {
+        return Err(ModelError::tensor(
+            name,
+            "a norm must be stored as f32 to be streamed",
+        ));
+    }
+    Ok(t)
+}
+
+fn end_of(t: &TensorAt) -> u64 {
+    t.offset.saturating_add(t.len as u64)
+}
+
+fn region(img: &Image<'_>, r: &BundleRegion, cfg: &LlamaConfig) -> Result<FfnRegion, ModelError> {
+    let bad = |why| Err(ModelError::Config(why));
+    let p = r.parts;
+    let (Some(gate), Some(up), Some(down)) = (p.gate, p.up, p.down) else {
+        return bad("a bundle region lacks a gate, up or down part");
+    };
+    if gate != up {
+        return bad("gate and up rows of a bundle must share a type");
+    }
+    if r.count as usize != cfg.ffn {
+        return bad("a bundle region's neuron count differs from the model's FFN size");
+    }
+    if r.stride != r.bundle_size {
+        return bad("padded bundles (stride larger than the bundle) cannot be streamed");
+    }
+    let types = BundleTypes { rows: gate, down };
+    let len = crate::model::BundleFfn::layer_bytes(cfg, types)?;
+    if len as u64 != r.length || img.bundle_region(r.layer).is_none() {
+        return bad("a bundle region's length does not match its bundles");
+    }
+    Ok(FfnRegion {
+        offset: r.offset,
+        len,
+        count: r.count as usize,
+        types,
+    })
+}
+
+impl StreamLayout {
+    /// Finds and checks every unit of `cfg`'s model in `img`.
+    pub fn new(img: &Image<'_>, cfg: &LlamaConfig) -> Result<StreamLayout, ModelError> {
+        cfg.validate()?;
+        if img.layer_count() != cfg.layers {
+            return Err(ModelError::Config(
+                "the image has another number of bundle layers",
+            ));
+        }
+        let mut attn = heapless::Vec::new();
+        let mut ffn = heapless::Vec::new();
+        let qd = cfg.heads * cfg.head_dim;
+        let kvd = cfg.kv_dim();
+        for l in 0..cfg.layers {
+            let name = |suffix: &str| lode_formats::gguf::layer_tensor_name(l as u32, suffix);
+            let attn_norm = norm(img, name("attn_norm.weight")?.as_str(), cfg.hidden)?;
+            let ffn_norm = norm(img, name("ffn_norm.weight")?.as_str(), cfg.hidden)?;
+            let proj = [
+                find(img, name("attn_q.weight")?.as_str(), qd, cfg.hidden)?,
+                find(img, name("attn_k.weight")?.as_str(), kvd, cfg.hidden)?,
+                find(img, name("attn_v.weight")?.as_str(), kvd, cfg.hidden)?,
+                find(img, name("attn_output.weight")?.as_str(), cfg.hidden, qd)?,
+            ];
+            let all = [attn_norm, ffn_norm, proj[0], proj[1], proj[2], proj[3]];
+            let start = all.iter().map(|t| t.offset).min().unwrap_or(0);
+            let end = all.iter().map(end_of).max().unwrap_or(0);
+            let len = usize::try_from(end - start)
+                .map_err(|_| ModelError::Config("an attention span is too large"))?;
+            let sum: usize = all.iter().map(|t| t.len).sum();
+            // The span also reads the padding and anything stored between
+            // the layer's tensors; refuse a layout where that is most of it.
+            if len > sum.saturating_mul(2).saturating_add(64 * 1024) {
+                return Err(ModelError::Config(
+                    "a layer's attention tensors are not stored next to each other",
+                ));
+            }
+            let span = AttnSpan {
+                start,
+                len,
+                attn_norm,
+                ffn_norm,
+                proj,
+            };
+            let r = img
+                .bundle_region(l)
+                .ok_or(ModelError::Config("the image lacks a bundle region"))?;
+            attn.push(span)
+                .map_err(|_| ModelError::Config("layers must be 1 to 128"))?;
+            ffn.push(region(img, &r, cfg)?)
+                .map_err(|_| ModelError::Config("layers must be 1 to 128"))?;
+        }
+        let embed = find(img, "token_embd.weight", cfg.vocab, cfg.hidden)?;
+        let head = if cfg.tied_embeddings {
+            embed
+        } else {
+            find(img, "output.weight", cfg.vocab, cfg.hidden)?
+        };
+        let output_norm = norm(img, "output_norm.weight", cfg.hidden)?;
+        Ok(StreamLayout {
+            attn,
+            ffn,
+            embed,
+            head,
+            output_norm,
+        })
+    }
+}

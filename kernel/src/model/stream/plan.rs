@@ -1,0 +1,393 @@
+//! The memory planner: one DRAM budget split into working buffers, KV
+//! chunks, I/O slots and resident weights, by a stated rule.
+//!
+//! Fixed costs come first: the forward-pass buffers, the KV chunks of a full
+//! context, every norm (a few KiB a layer), the FFN activation scratch, a
+//! slot for one embedding row and the ring of I/O slots streamed units are
+//! read into. With everything else streamed that is the **minimum working
+//! set**; a budget below it is an error that names it.
+//!
+//! What is left keeps units resident, in this order (FlexInfer's tensor
+//! preservation: attention first, the large FFN streamed):
+//! 1. each layer's attention span, lowest layer first;
+//! 2. the output head (with tied embeddings, the embedding too);
+//! 3. each layer's FFN bundles, lowest layer first.
+//!
+//! Every one of these is read whole each token when it streams, so a
+//! resident byte saves one streamed byte per token wherever it goes; the
+//! order decides what stays when not everything fits. Attention goes
+//! first because it is the smallest unit per layer, read before anything
+//! else of its layer, so keeping it lets the ring prefetch the FFN while
+//! attention computes. The ring's slots are sized for the largest unit
+//! that still streams.
+
+use core::fmt;
+
+use crate::model::buffers::Buffers;
+use crate::model::config::{Limits, LlamaConfig};
+use crate::model::error::ModelError;
+use crate::model::kv::KvCache;
+use crate::model::weights::{aligned, ALIGN};
+
+use super::layout::StreamLayout;
+
+/// Most I/O slots in the ring.
+pub const MAX_RING: usize = 8;
+
+/// Size of a head piece when nothing larger streams: big enough to read at
+/// full bandwidth, small enough to overlap with the product.
+const HEAD_PIECE: usize = 1 << 20;
+
+/// What a run asks of the planner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamOptions {
+    /// Arena bytes: the DRAM budget.
+    pub budget: usize,
+    /// I/O slots in the ring, 1 to [`MAX_RING`]; 2 reads the next unit while
+    /// the current one computes.
+    pub ring: usize,
+    /// The device's block size: every read is whole blocks.
+    pub block: usize,
+    /// Keep nothing resident beyond the minimum (streams every unit, for
+    /// tests and measurements).
+    pub stream_all: bool,
+}
+
+/// Bytes of the budget by purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PlanBytes {
+    /// Forward-pass buffers.
+    pub buffers: usize,
+    /// KV chunks for a full context.
+    pub kv: usize,
+    /// Norm weights of every layer and the final norm.
+    pub norms: usize,
+    /// FFN activation scratch and the embedding-row slot.
+    pub scratch: usize,
+    /// The ring of I/O slots.
+    pub ring: usize,
+    /// Resident attention spans.
+    pub attention: usize,
+    /// Resident output head.
+    pub head: usize,
+    /// Resident FFN bundles.
+    pub ffn: usize,
+    /// Room to start every slot a read lands in on a device block.
+    pub alignment: usize,
+}
+
+impl PlanBytes {
+    /// All of it.
+    pub fn total(&self) -> usize {
+        [
+            self.buffers,
+            self.kv,
+            self.norms,
+            self.scratch,
+            self.ring,
+            self.attention,
+            self.head,
+            self.ffn,
+            self.alignment,
+        ]
+        .iter()
+        .fold(ALIGN, |a, &b| a.saturating_add(b))
+    }
+}
+
+/// The plan of a streaming run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamPlan {
+    /// The budget planned for.
+    pub budget: usize,
+    /// Smallest budget that runs this model and these limits.
+    pub minimum: usize,
+    /// I/O slots in the ring.
+    pub ring: usize,
+    /// Bytes of each ring slot.
+    pub ring_slot: usize,
+    /// Rows of the output head per streamed piece.
+    pub head_rows: usize,
+    /// Bit `l`: layer `l`'s attention is resident.
+    pub attn_resident: u128,
+    /// Bit `l`: layer `l`'s FFN is resident.
+    pub ffn_resident: u128,
+    /// The output head is resident.
+    pub head_resident: bool,
+    /// Bytes by purpose.
+    pub bytes: PlanBytes,
+    /// Bytes read per token (logits wanted) when decoding one token.
+    pub streamed_per_token: u64,
+    /// Layers.
+    pub layers: usize,
+    /// The device block size planned for.
+    pub block: usize,
+}
+
+/// `len` in whole blocks of `block`.
+pub(crate) fn blocks(len: usize, block: usize) -> usize {
+    len.div_ceil(block.max(1)).saturating_mul(block.max(1))
+}
+
+/// Arena bytes of a slot that receives a read of `len` bytes.
+pub(crate) fn read_slot(len: usize, block: usize) -> usize {
+    aligned(blocks(len, block))
+}
+
+fn bit(l: usize) -> u128 {
+    1u128 << (l % 128)
+}
+
+impl StreamPlan {
+    /// Plans `layout`'s model under `limits` and `opts`.
+    pub fn new(
+        layout: &StreamLayout,
+        cfg: &LlamaConfig,
+        limits: &Limits,
+        opts: StreamOptions,
+    ) -> Result<StreamPlan, ModelError> {
+        limits.validate(cfg)?;
+        if opts.ring == 0 || opts.ring > MAX_RING {
+            return Err(ModelError::Config("the ring holds 1 to 8 I/O slots"));
+        }
+        if !opts.block.is_power_of_two() {
+            return Err(ModelError::Config(
+                "the device block size must be a power of two",
+            ));
+        }
+        let block = opts.block;
+        let (buffers, _) = Buffers::arena_bytes(cfg, limits);
+        let kv = KvCache::chunks_for(limits.max_context)
+            .saturating_mul(aligned(KvCache::chunk_bytes(cfg)));
+        let norm = read_slot(layout.output_norm.len, block);
+        let norms = norm.saturating_mul(2 * cfg.layers + 1);
+        let row = layout.embed.row_bytes();
+        let scratch = aligned(cfg.ffn.saturating_mul(4))
+            .saturating_add(read_slot(row.saturating_add(block), block));
+        let attn_len = |l: usize| layout.attn.get(l).map_or(0, |a| a.len);
+        let ffn_len = |l: usize| layout.ffn.get(l).map_or(0, |f| f.len);
+        let head_len = layout.head.len;
+
+        let ring_slot_for = |attn_res: u128, ffn_res: u128, head_res: bool| -> usize {
+            let mut largest = 0usize;
+            for l in 0..cfg.layers {
+                if attn_res & bit(l) == 0 {
+                    largest = largest.max(attn_len(l));
+                }
+                if ffn_res & bit(l) == 0 {
+                    largest = largest.max(ffn_len(l));
+                }
+            }
+            if !head_res {
+                let piece = if largest == 0 { HEAD_PIECE } else { largest };
+                largest = largest.max(piece.min(head_len));
+            }
+            // Two spare blocks: a head piece starts and ends inside blocks.
+            read_slot(largest.saturating_add(2 * block), block)
+        };
+
+        // Slots reads land in start on a block: the norms, the ring, the
+        // embedding row, and (counted as they are kept) resident units.
+        let fixed = |ring_slot: usize| PlanBytes {
+            buffers,
+            kv,
+            norms,
+            scratch,
+            ring: ring_slot.saturating_mul(opts.ring),
+            alignment: block.saturating_mul(2 * cfg.layers + 2 + opts.ring),
+            ..PlanBytes::default()
+        };
+        let worst = ring_slot_for(0, 0, false);
+        let minimum = fixed(worst).total();
+        if opts.budget < minimum {
+            return Err(ModelError::BudgetTooSmall {
+                need: minimum,
+                have: opts.budget,
+            });
+        }
+        let mut bytes = fixed(worst);
+        let mut left = opts.budget - minimum;
+        let take = |len: usize, left: &mut usize| -> Option<usize> {
+            let cost = read_slot(len, block).saturating_add(block);
+            (!opts.stream_all && cost <= *left).then(|| {
+                *left -= cost;
+                cost
+            })
+        };
+        let (mut attn_res, mut ffn_res, mut head_res) = (0u128, 0u128, false);
+        for l in 0..cfg.layers {
+            if let Some(c) = take(attn_len(l), &mut left) {
+                attn_res |= bit(l);
+                bytes.attention += c;
+            }
+        }
+        if let Some(c) = take(head_len, &mut left) {
+            head_res = true;
+            bytes.head = c;
+        }
+        for l in 0..cfg.layers {
+            if let Some(c) = take(ffn_len(l), &mut left) {
+                ffn_res |= bit(l);
+                bytes.ffn += c;
+            }
+        }
+        let all = if cfg.layers >= 128 {
+            u128::MAX
+        } else {
+            bit(cfg.layers) - 1
+        };
+        let nothing_streams = attn_res == all && ffn_res == all && head_res;
+        let ring = if nothing_streams { 0 } else { opts.ring };
+        let ring_slot = if nothing_streams {
+            0
+        } else {
+            ring_slot_for(attn_res, ffn_res, head_res)
+        };
+        bytes.ring = ring_slot.saturating_mul(ring);
+        let head_rows = ring_slot
+            .saturating_sub(2 * block)
+            .checked_div(row)
+            .map_or(cfg.vocab, |r| r.clamp(1, cfg.vocab.max(1)));
+        let mut streamed = 0u64;
+        for l in 0..cfg.layers {
+            if attn_res & bit(l) == 0 {
+                streamed += blocks(attn_len(l), block) as u64;
+            }
+            if ffn_res & bit(l) == 0 {
+                streamed += blocks(ffn_len(l), block) as u64;
+            }
+        }
+        if !head_res {
+            streamed += blocks(head_len, block) as u64;
+        }
+        if !(head_res && cfg.tied_embeddings) {
+            streamed += blocks(row.saturating_add(block), block) as u64;
+        }
+        Ok(StreamPlan {
+            budget: opts.budget,
+            minimum,
+            ring,
+            ring_slot,
+            head_rows,
+            attn_resident: attn_res,
+            ffn_resident: ffn_res,
+            head_resident: head_res,
+            bytes,
+            streamed_per_token: streamed,
+            layers: cfg.layers,
+            block,
+        })
+    }
+
+    /// The smallest budget that keeps what this plan keeps resident (for a
+    /// plan made with an ample budget: everything).
+    pub fn resident_budget(&self) -> usize {
+        let b = &self.bytes;
+        self.minimum
+            .saturating_add(b.attention)
+            .saturating_add(b.head)
+            .saturating_add(b.ffn)
+    }
+
+    /// Whether layer `l`'s attention is resident.
+    pub fn attn_is_resident(&self, l: usize) -> bool {
+        l < 128 && self.attn_resident & bit(l) != 0
+    }
+
+    /// Whether layer `l`'s FFN is resident.
+    pub fn ffn_is_resident(&self, l: usize) -> bool {
+        l < 128 && self.ffn_resident & bit(l) != 0
+    }
+
+    /// Layers whose attention is resident.
+    pub fn resident_attention_layers(&self) -> usize {
+        (0..self.layers)
+            .filter(|&l| self.attn_is_resident(l))
+            .count()
+    }
+
+    /// Layers whose FFN is resident.
+    pub fn resident_ffn_layers(&self) -> usize {
+        (0..self.layers)
+            .filter(|&l| self.ffn_is_resident(l))
+            .count()
+    }
+}
+
+fn mib(b: usize) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
+
+impl fmt::Display for StreamPlan {
+    /// The plan as `lode run --explain` prints it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = &self.bytes;
+        writeln!(
+            f,
+            "memory plan: budget {:.1} MiB, minimum {:.1} MiB",
+            mib(self.budget),
+            mib(self.minimum)
+        )?;
+        let line = |f: &mut fmt::Formatter<'_>, what: &str, n: usize, note: &dyn fmt::Display| {
+            writeln!(f, "  {what:<22} {:>8.2} MiB  {note}", mib(n))
+        };
+        line(
+            f,
+            "forward buffers",
+            b.buffers,
+            &"activations, scores, logits",
+        )?;
+        line(f, "KV cache", b.kv, &"full context, 16-token chunks")?;
+        line(f, "norms", b.norms, &"every layer, resident")?;
+        line(f, "scratch", b.scratch, &"FFN activations, embedding row")?;
+        line(
+            f,
+            "I/O ring",
+            b.ring,
+            &format_args!("{} slots of {:.2} MiB", self.ring, mib(self.ring_slot)),
+        )?;
+        line(
+            f,
+            "attention (resident)",
+            b.attention,
+            &format_args!(
+                "{} of {} layers; the rest stream",
+                self.resident_attention_layers(),
+                self.layers
+            ),
+        )?;
+        line(
+            f,
+            "output head (resident)",
+            b.head,
+            &format_args!(
+                "{}",
+                if self.head_resident {
+                    "resident"
+                } else {
+                    "streamed in pieces"
+                }
+            ),
+        )?;
+        line(
+            f,
+            "FFN (resident)",
+            b.ffn,
+            &format_args!(
+                "{} of {} layers; the rest stream",
+                self.resident_ffn_layers(),
+                self.layers
+            ),
+        )?;
+        writeln!(
+            f,
+            "  rule: fixed costs, then attention, then the output head, then FFN layers, \
+             lowest layer first"
+        )?;
+        write!(
+            f,
+            "  streamed per token: {:.2} MiB",
+            mib(self.streamed_per_token as usize)
+        )
+    }
+}

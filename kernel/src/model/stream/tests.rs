@@ -1,0 +1,339 @@
+//! The planner's arithmetic and the ring's reads, on a synthetic layout and
+//! an in-memory device.
+
+use std::vec::Vec;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::arena::testing::VecArena;
+use crate::arena::{DramArena, SlotKind};
+use crate::flash::testing::RamFlash;
+use crate::flash::{ErrorKind as FlashKind, Geometry};
+use crate::model::error::ModelError;
+use crate::model::{BundleTypes, Limits, LlamaConfig};
+use lode_formats::DType;
+
+fn cfg() -> LlamaConfig {
+    LlamaConfig {
+        layers: 4,
+        hidden: 64,
+        ffn: 128,
+        heads: 2,
+        kv_heads: 1,
+        head_dim: 32,
+        vocab: 300,
+        rope_base: 10000.0,
+        rms_eps: 1e-5,
+        context: 64,
+        tied_embeddings: true,
+    }
+}
+
+fn t(offset: u64, dtype: DType, rows: usize, cols: usize) -> TensorAt {
+    let len = crate::model::tensor::row_bytes(dtype, cols).unwrap() * rows;
+    TensorAt {
+        offset,
+        dtype,
+        rows,
+        cols,
+        len,
+        index: 0,
+    }
+}
+
+const B: u64 = 512;
+
+/// A layout in the image's order: attention spans, head, then regions,
+/// each extent on a block boundary.
+fn layout(c: &LlamaConfig) -> StreamLayout {
+    let mut at = 0u64;
+    let mut next = |len: usize| {
+        let o = at;
+        at += (len as u64).div_ceil(B) * B;
+        o
+    };
+    let mut attn = heapless::Vec::new();
+    for _ in 0..c.layers {
+        let an = t(next(c.hidden * 4), DType::F32, 1, c.hidden);
+        let fnm = t(next(c.hidden * 4), DType::F32, 1, c.hidden);
+        let q = t(0, DType::Q8_0, c.hidden, c.hidden);
+        let q = t(next(q.len), DType::Q8_0, c.hidden, c.hidden);
+        let k = t(next(q.len / 2), DType::Q8_0, c.kv_dim(), c.hidden);
+        let v = t(next(k.len), DType::Q8_0, c.kv_dim(), c.hidden);
+        let o = t(next(q.len), DType::Q8_0, c.hidden, c.hidden);
+        let end = o.offset + o.len as u64;
+        attn.push(AttnSpan {
+            start: an.offset,
+            len: (end - an.offset) as usize,
+            attn_norm: an,
+            ffn_norm: fnm,
+            proj: [q, k, v, o],
+        })
+        .unwrap();
+    }
+    let e = t(0, DType::Q8_0, c.vocab, c.hidden);
+    let embed = t(next(e.len), DType::Q8_0, c.vocab, c.hidden);
+    let output_norm = t(next(c.hidden * 4), DType::F32, 1, c.hidden);
+    let types = BundleTypes {
+        rows: DType::Q8_0,
+        down: DType::Q8_0,
+    };
+    let len = crate::model::BundleFfn::layer_bytes(c, types).unwrap();
+    let mut ffn = heapless::Vec::new();
+    for _ in 0..c.layers {
+        ffn.push(FfnRegion {
+            offset: next(len),
+            len,
+            count: c.ffn,
+            types,
+        })
+        .unwrap();
+    }
+    StreamLayout {
+        attn,
+        ffn,
+        embed,
+        head: embed,
+        output_norm,
+    }
+}
+
+fn opts(budget: usize) -> StreamOptions {
+    StreamOptions {
+        budget,
+        ring: 2,
+        block: B as usize,
+        stream_all: false,
+    }
+}
+
+fn limits() -> Limits {
+    Limits::new(32, 4)
+}
+
+#[test]
+fn a_budget_below_the_minimum_names_the_minimum() {
+    let c = cfg();
+    let l = layout(&c);
+    let min = StreamPlan::new(&l, &c, &limits(), opts(1 << 30))
+        .unwrap()
+        .minimum;
+    let e = StreamPlan::new(&l, &c, &limits(), opts(min - 1)).unwrap_err();
+    assert_eq!(
+        e,
+        ModelError::BudgetTooSmall {
+            need: min,
+            have: min - 1
+        }
+    );
+    assert!(std::format!("{e}").contains(&std::format!("{min} bytes")));
+    let p = StreamPlan::new(&l, &c, &limits(), opts(min)).unwrap();
+    assert_eq!(p.resident_attention_layers() + p.resident_ffn_layers(), 0);
+    assert!(!p.head_resident);
+    assert!(p.bytes.total() <= min);
+}
+
+#[test]
+fn a_large_budget_keeps_everything_resident_and_needs_no_ring() {
+    let c = cfg();
+    let l = layout(&c);
+    let p = StreamPlan::new(&l, &c, &limits(), opts(64 << 20)).unwrap();
+    assert_eq!(p.resident_attention_layers(), 4);
+    assert_eq!(p.resident_ffn_layers(), 4);
+    assert!(p.head_resident);
+    assert_eq!((p.ring, p.bytes.ring), (0, 0));
+    assert_eq!(p.streamed_per_token, 0);
+    // stream_all streams everything whatever the budget.
+    let s = StreamPlan::new(
+        &l,
+        &c,
+        &limits(),
+        StreamOptions {
+            stream_all: true,
+            ..opts(64 << 20)
+        },
+    )
+    .unwrap();
+    assert_eq!(s.resident_attention_layers() + s.resident_ffn_layers(), 0);
+}
+
+proptest! {
+    /// Whatever the budget, the plan fits it, attention is kept before the
+    /// head and the head before any FFN layer, lower layers first, and a
+    /// head piece fits a ring slot.
+    #[test]
+    fn plans_fit_their_budget_and_follow_the_rule(extra in 0usize..400_000, ring in 1usize..4) {
+        let c = cfg();
+        let l = layout(&c);
+        let min = StreamPlan::new(&l, &c, &limits(), StreamOptions { ring, ..opts(1 << 30) })
+            .unwrap()
+            .minimum;
+        let p = StreamPlan::new(&l, &c, &limits(), StreamOptions { ring, ..opts(min + extra) })
+            .unwrap();
+        prop_assert!(p.bytes.total() <= p.budget);
+        let a = p.resident_attention_layers();
+        let f = p.resident_ffn_layers();
+        for layer in 0..4 {
+            prop_assert_eq!(p.attn_is_resident(layer), layer < a);
+            prop_assert_eq!(p.ffn_is_resident(layer), layer < f);
+        }
+        if f > 0 { prop_assert!(p.head_resident && a == 4); }
+        if p.head_resident { prop_assert_eq!(a, 4); }
+        if !p.head_resident {
+            let rb = l.head.row_bytes();
+            prop_assert!(p.head_rows * rb + 2 * B as usize <= p.ring_slot);
+        }
+    }
+}
+
+/// A device over `len` bytes where byte `i` is `i * 7 + i / 251`.
+fn pattern_device(len: usize, queue_depth: u16, max_transfer: u32) -> RamFlash {
+    let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 251) as u8).collect();
+    RamFlash::new(
+        data,
+        Geometry {
+            block_size: B as u32,
+            capacity: len as u64,
+            max_transfer,
+            queue_depth,
+        },
+    )
+}
+
+fn no_clock() -> u64 {
+    0
+}
+
+#[test]
+fn the_ring_delivers_each_unit_in_turn_and_prefetches_the_next() {
+    let dev = pattern_device(64 * 1024, 16, 1024);
+    let mut arena = VecArena::new(1 << 20);
+    let slots: Vec<_> = (0..2)
+        .map(|_| arena.alloc(8192, B as usize, SlotKind::IoBuffer).unwrap())
+        .collect();
+    let units = [
+        Unit {
+            start: 0,
+            len: 4096,
+            skip: 0,
+            head: false,
+        },
+        Unit {
+            start: 8192,
+            len: 8192,
+            skip: 0,
+            head: false,
+        },
+        Unit {
+            start: 20480,
+            len: 2048,
+            skip: 100,
+            head: true,
+        },
+    ];
+    let mut ring = Ring::new(dev, &slots, &units, None, no_clock).unwrap();
+    for pass in 0..3 {
+        ring.begin_pass(&mut arena, true).unwrap();
+        for (i, u) in units.iter().enumerate() {
+            let (slot, skip) = ring.acquire(&mut arena, i).unwrap();
+            assert_eq!(skip, u.skip);
+            let want: Vec<u8> = (u.start as usize..u.start as usize + u.len)
+                .map(|i| (i * 7 + i / 251) as u8)
+                .collect();
+            assert_eq!(
+                &arena.bytes(slot).unwrap()[..u.len],
+                &want[..],
+                "pass {pass} unit {i}"
+            );
+        }
+    }
+    let s = ring.stats();
+    // Every unit read once a pass, in commands of at most 1 KiB, and the
+    // first unit of the next pass already prefetched.
+    assert_eq!(s.bytes, 3 * (4096 + 8192 + 2048) + 4096);
+    assert_eq!(s.reads, 3 * (4 + 8 + 2) + 4);
+    assert_eq!(s.units, 3 * 3 + 1);
+    // Passes without logits skip the head piece: unit 1, then unit 0 of
+    // the next pass, then unit 1 again.
+    ring.begin_pass(&mut arena, false).unwrap();
+    for i in 0..2 {
+        ring.acquire(&mut arena, i).unwrap();
+    }
+    ring.begin_pass(&mut arena, false).unwrap();
+    ring.acquire(&mut arena, 0).unwrap();
+    ring.quiesce(&mut arena).unwrap();
+    assert_eq!(ring.stats().bytes, s.bytes + 8192 + 4096 + 8192);
+}
+
+#[test]
+fn a_failed_read_is_an_error_naming_the_unit_and_the_ring_recovers() {
+    let mut dev = pattern_device(64 * 1024, 2, 4096);
+    dev.fail_at = Some(12288);
+    let mut arena = VecArena::new(1 << 20);
+    let slots: Vec<_> = (0..2)
+        .map(|_| arena.alloc(8192, B as usize, SlotKind::IoBuffer).unwrap())
+        .collect();
+    let units = [
+        Unit {
+            start: 0,
+            len: 4096,
+            skip: 0,
+            head: false,
+        },
+        Unit {
+            start: 8192,
+            len: 8192,
+            skip: 0,
+            head: false,
+        },
+    ];
+    let mut ring = Ring::new(dev, &slots, &units, None, no_clock).unwrap();
+    ring.begin_pass(&mut arena, true).unwrap();
+    ring.acquire(&mut arena, 0).unwrap();
+    let e = ring.acquire(&mut arena, 1).unwrap_err();
+    assert_eq!(
+        e,
+        ModelError::Read {
+            offset: 8192,
+            kind: FlashKind::Io
+        }
+    );
+    // Everything in flight is collected; the next pass starts cleanly and
+    // fails again at the same unit, never hands out its stale bytes.
+    ring.quiesce(&mut arena).unwrap();
+    ring.begin_pass(&mut arena, true).unwrap();
+    ring.acquire(&mut arena, 0).unwrap();
+    assert!(ring.acquire(&mut arena, 1).is_err());
+}
+
+#[test]
+fn an_out_of_order_acquire_restarts_the_schedule_there() {
+    let dev = pattern_device(64 * 1024, 8, 4096);
+    let mut arena = VecArena::new(1 << 20);
+    let slots: Vec<_> = (0..3)
+        .map(|_| arena.alloc(4096, B as usize, SlotKind::IoBuffer).unwrap())
+        .collect();
+    let units: Vec<Unit> = (0..5)
+        .map(|i| Unit {
+            start: i * 4096,
+            len: 4096,
+            skip: 0,
+            head: false,
+        })
+        .collect();
+    let mut ring = Ring::new(dev, &slots, &units, None, no_clock).unwrap();
+    ring.begin_pass(&mut arena, true).unwrap();
+    let (slot, _) = ring.acquire(&mut arena, 3).unwrap();
+    assert_eq!(
+        arena.bytes(slot).unwrap()[0],
+        ((3 * 4096 * 7 + 3 * 4096 / 251) as usize) as u8
+    );
+    let (slot, _) = ring.acquire(&mut arena, 4).unwrap();
+    assert_eq!(
+        arena.bytes(slot).unwrap()[0],
+        ((4 * 4096 * 7 + 4 * 4096 / 251) as usize) as u8
+    );
+    let (slot, _) = ring.acquire(&mut arena, 0).unwrap();
+    assert_eq!(arena.bytes(slot).unwrap()[1], 7);
+}

@@ -1,0 +1,297 @@
+//! Streaming SmolLM2-135M from a lode image on the fake flash: under every
+//! budget the generated tokens (and the logits, bit for bit) equal those of
+//! the same bundles held in memory; bad input is a typed error.
+//!
+//! Needs `models/SmolLM2-135M-Instruct.Q4_1.gguf` (or `LODE_MODEL`); when
+//! it is missing the tests print why and pass without checking.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use lode_formats::image::Image;
+use lode_hal::bundle::fill_layer;
+use lode_hal::compute::{CpuCompute, CpuConfig};
+use lode_hal::fake::{FakeFlash, FaultPlan, Profile};
+use lode_hal::pack::build_image;
+use lode_hal_linux::LockedArena;
+use lode_kernel::arena::DramArena;
+use lode_kernel::compute::DType;
+use lode_kernel::flash::FlashDevice;
+use lode_kernel::formats::gguf::Gguf;
+use lode_kernel::model::stream::{
+    config_of, verify_image_data, StreamLayout, StreamOptions, StreamPlan, StreamSource,
+};
+use lode_kernel::model::{
+    BundleFfn, BundleTypes, ErrorKind, FfnSource, Limits, LlamaConfig, MemoryPlan, Model,
+    ModelError, WantLogits,
+};
+
+const PROMPT: [u32; 5] = [504, 3575, 282, 4649, 314]; // "The capital of France is"
+const TOKENS: usize = 8;
+
+fn model_bytes() -> Option<&'static [u8]> {
+    static BYTES: OnceLock<Option<Vec<u8>>> = OnceLock::new();
+    BYTES
+        .get_or_init(|| {
+            let p = std::env::var_os("LODE_MODEL")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                        .join("../models/SmolLM2-135M-Instruct.Q4_1.gguf")
+                });
+            match std::fs::read(&p) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    eprintln!("note: {}: {e}; skipping.", p.display());
+                    None
+                }
+            }
+        })
+        .as_deref()
+}
+
+/// The packed image (identity placement, Q8_0 down columns).
+fn image_bytes() -> Option<&'static [u8]> {
+    static IMG: OnceLock<Option<Vec<u8>>> = OnceLock::new();
+    IMG.get_or_init(|| {
+        let file = Gguf::parse(model_bytes()?).unwrap();
+        let cfg = LlamaConfig::from_gguf(&file.check_llama().unwrap()).unwrap();
+        let (b, _) = build_image(
+            &file,
+            &cfg,
+            7,
+            DType::Q8_0,
+            4096,
+            |_| (0..cfg.ffn as u32).collect(),
+            |_| {},
+        )
+        .unwrap();
+        Some(b.to_bytes().unwrap())
+    })
+    .as_deref()
+}
+
+fn cpu(cfg: &LlamaConfig, limits: &Limits) -> CpuCompute<'static> {
+    let widest = cfg.hidden.max(cfg.ffn);
+    let mut cpu = CpuCompute::new(CpuConfig::new(widest).with_threads(2).with_env()).unwrap();
+    cpu.reserve_batch(widest, limits.max_batch).unwrap();
+    cpu
+}
+
+/// Greedy tokens and the last step's logits.
+fn greedy<F: FfnSource>(
+    model: &mut Model<F>,
+    arena: &mut LockedArena,
+    cpu: &mut CpuCompute<'static>,
+) -> Result<(Vec<u32>, Vec<f32>), ModelError> {
+    let mut out = Vec::new();
+    let mut feed = PROMPT.to_vec();
+    let mut last = Vec::new();
+    for _ in 0..TOKENS {
+        let mut next = 0u32;
+        model.eval(arena, cpu, &feed, WantLogits::Last, |_, l| {
+            next = (0..l.len()).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap() as u32;
+            last = l.to_vec();
+        })?;
+        out.push(next);
+        feed = vec![next];
+    }
+    Ok((out, last))
+}
+
+fn limits() -> Limits {
+    Limits::new(PROMPT.len() + TOKENS, 8)
+}
+
+/// The same bundles resident: the in-memory reference.
+fn in_memory() -> (Vec<u32>, Vec<f32>) {
+    let file = Gguf::parse(model_bytes().unwrap()).unwrap();
+    let cfg = LlamaConfig::from_gguf(&file.check_llama().unwrap()).unwrap();
+    let types = BundleTypes {
+        rows: DType::Q4_1,
+        down: DType::Q8_0,
+    };
+    let (ffn_bytes, ffn_slots) = BundleFfn::arena_bytes(&cfg, types).unwrap();
+    let dense = MemoryPlan::dense(&file, &cfg, &limits()).unwrap();
+    let plan = MemoryPlan {
+        ffn: ffn_bytes,
+        slots: dense.slots + ffn_slots,
+        ..dense
+    };
+    let mut arena = LockedArena::new(plan.total()).unwrap();
+    let ffn = BundleFfn::load(&cfg, &limits(), types, &mut arena, |layer, out| {
+        fill_layer(&file, &cfg, types, layer, None, out)
+    })
+    .unwrap();
+    let mut model = Model::with_ffn(&file, cfg, limits(), &mut arena, ffn).unwrap();
+    greedy(&mut model, &mut arena, &mut cpu(&cfg, &limits())).unwrap()
+}
+
+fn fake(plan: FaultPlan) -> FakeFlash<Vec<u8>> {
+    let profile = Profile::by_name("ufs40").unwrap();
+    FakeFlash::new(image_bytes().unwrap().to_vec(), profile, plan)
+}
+
+fn reordering() -> FaultPlan {
+    FaultPlan {
+        reorder: true,
+        seed: 3,
+        ..FaultPlan::default()
+    }
+}
+
+struct Streamed {
+    tokens: Vec<u32>,
+    logits: Vec<f32>,
+    plan: StreamPlan,
+    bytes_read: u64,
+}
+
+/// Streams the image from `dev` under `budget` (`None`: the minimum,
+/// `usize::MAX`: everything resident).
+fn streamed(
+    dev: FakeFlash<Vec<u8>>,
+    budget: Option<usize>,
+    ring: usize,
+) -> Result<Streamed, ModelError> {
+    let bytes = image_bytes().unwrap();
+    let img = Image::parse(bytes).unwrap();
+    let cfg = config_of(&img)?;
+    let layout = StreamLayout::new(&img, &cfg)?;
+    let opts = |budget| StreamOptions {
+        budget,
+        ring,
+        block: dev.geometry().block_size as usize,
+        stream_all: false,
+    };
+    let ample = StreamPlan::new(&layout, &cfg, &limits(), opts(usize::MAX))?;
+    let budget = match budget {
+        Some(usize::MAX) => ample.resident_budget(),
+        Some(b) => b,
+        None => ample.minimum,
+    };
+    let plan = StreamPlan::new(&layout, &cfg, &limits(), opts(budget))?;
+    let mut arena = LockedArena::new(plan.budget).unwrap();
+    let (weights, source) =
+        StreamSource::load(dev, &mut arena, layout, &cfg, &limits(), plan, || 0)?;
+    let mut model = Model::from_parts(cfg, limits(), weights, source, &mut arena)?;
+    let r = greedy(&mut model, &mut arena, &mut cpu(&cfg, &limits()));
+    model.ffn_mut().quiesce(&mut arena)?;
+    let (tokens, logits) = r?;
+    assert!(arena.peak() <= plan.budget);
+    Ok(Streamed {
+        tokens,
+        logits,
+        plan,
+        bytes_read: model.ffn().io_stats().bytes,
+    })
+}
+
+#[test]
+fn streaming_under_every_budget_generates_what_memory_does() {
+    if image_bytes().is_none() {
+        return;
+    }
+    let (tokens, logits) = in_memory();
+    assert_eq!(tokens[0], 7042, "\" Paris\"");
+    let model = model_bytes().unwrap().len();
+    for (budget, ring) in [
+        (Some(usize::MAX), 2),
+        (Some(model / 2), 2),
+        (Some(model / 3), 3),
+        (None, 2),
+        (None, 1),
+    ] {
+        let s = streamed(fake(reordering()), budget, ring).unwrap();
+        assert_eq!(s.tokens, tokens, "budget {budget:?} ring {ring}");
+        assert!(
+            s.logits
+                .iter()
+                .zip(&logits)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "budget {budget:?}: logits differ"
+        );
+        if budget == Some(usize::MAX) {
+            assert_eq!(s.plan.resident_ffn_layers(), 30);
+            assert!(s.plan.head_resident);
+        }
+        if budget.is_none() {
+            // Everything streams: at least the whole FFN each pass.
+            assert_eq!(s.plan.resident_ffn_layers(), 0);
+            assert!(s.bytes_read > 30 * 2_000_000 * TOKENS as u64);
+        }
+    }
+}
+
+#[test]
+fn a_budget_too_small_names_the_minimum() {
+    let Some(bytes) = image_bytes() else { return };
+    let img = Image::parse(bytes).unwrap();
+    let cfg = config_of(&img).unwrap();
+    let layout = StreamLayout::new(&img, &cfg).unwrap();
+    let opts = StreamOptions {
+        budget: 4 << 20,
+        ring: 2,
+        block: 4096,
+        stream_all: false,
+    };
+    let e = StreamPlan::new(&layout, &cfg, &limits(), opts).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Budget);
+    let ModelError::BudgetTooSmall { need, have } = e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(have, 4 << 20);
+    assert!(
+        need > have && e.to_string().contains(&need.to_string()),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_device_failing_mid_token_stops_generation_with_a_read_error() {
+    if image_bytes().is_none() {
+        return;
+    }
+    let plan = FaultPlan {
+        read_error_ppm: 20_000,
+        seed: 11,
+        ..reordering()
+    };
+    let e = streamed(fake(plan), None, 2)
+        .err()
+        .expect("a read must fail");
+    assert_eq!(e.kind(), ErrorKind::Flash, "{e}");
+    assert!(e.to_string().contains("device offset"), "{e}");
+}
+
+#[test]
+fn corrupt_image_data_is_caught_before_anything_is_trusted() {
+    let Some(bytes) = image_bytes() else { return };
+    let img = Image::parse(bytes).unwrap();
+    let mut bad = bytes.to_vec();
+    let at = img.bundle_region(17).unwrap().offset as usize + 5000;
+    bad[at] ^= 0x40;
+    let profile = Profile::by_name("ufs40").unwrap();
+    let mut dev = FakeFlash::new(bad, profile, FaultPlan::default());
+    let mut arena = LockedArena::new(8 << 20).unwrap();
+    let slot = arena
+        .alloc(4 << 20, 4096, lode_kernel::arena::SlotKind::IoBuffer)
+        .unwrap();
+    let e = verify_image_data(&mut dev, &mut arena, &img, slot, |_, _| {}).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BadTensor, "{e}");
+    // The intact image passes.
+    let mut dev = fake(FaultPlan::default());
+    verify_image_data(&mut dev, &mut arena, &img, slot, |_, _| {}).unwrap();
+}
+
+#[test]
+fn an_image_of_another_model_shape_is_refused() {
+    let Some(bytes) = image_bytes() else { return };
+    let img = Image::parse(bytes).unwrap();
+    let cfg = LlamaConfig {
+        ffn: 1024,
+        ..config_of(&img).unwrap()
+    };
+    let e = StreamLayout::new(&img, &cfg).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BadConfig, "{e}");
+}
