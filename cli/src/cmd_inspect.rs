@@ -2,9 +2,14 @@
 //! bundle regions, and optionally check every data byte.
 //!
 //! It opens the image the way the runtime does: one read for the header,
-//! one for the metadata prefix, so inspecting a multi-gigabyte image costs a
-//! few kilobytes of memory. `--verify` then streams the data part through
+//! one for the metadata prefix, so inspecting a multi-gigabyte image costs
+//! its metadata in memory (kilobytes of tables, plus the tokenizer when the
+//! image has one: 1.8 MB for SmolLM2's 49k-token vocabulary). `--verify` then
+//! streams the data part through
 //! [`DataVerifier`](lode_formats::image::DataVerifier) in 1 MiB chunks.
+//!
+//! The tokenizer line builds the tokenizer the way `lode run` does, so it
+//! says whether the stored vocabulary is one lode can use.
 
 use std::error::Error;
 use std::fmt;
@@ -12,9 +17,12 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use lode_formats::gguf::TOKENS_KEY;
 use lode_formats::image::{
     BundleRegion, ErrorKind, Image, ImageError, ImageHeader, Location, Placement,
 };
+
+use crate::image_tokenizer::{tokenizer_from_image, tokenizer_gguf};
 
 /// Arguments of `lode inspect`.
 #[derive(clap::Args, Debug)]
@@ -212,6 +220,7 @@ fn print_image(out: &mut dyn Write, path: &Path, image: &Image<'_>) -> std::io::
         )?,
         None => writeln!(out, "cost model     not stored")?,
     }
+    writeln!(out, "tokenizer      {}", tokenizer_summary(image))?;
 
     writeln!(out, "tensors ({})", image.tensor_count())?;
     let width = image
@@ -263,6 +272,30 @@ fn print_image(out: &mut dyn Write, path: &Path, image: &Image<'_>) -> std::io::
         )?;
     }
     Ok(())
+}
+
+/// The tokenizer section's size and token count, and whether lode can build
+/// a tokenizer from it (a vocabulary lode does not support is reported, not
+/// treated as a defect of the image).
+fn tokenizer_summary(image: &Image<'_>) -> String {
+    let Some(bytes) = image.tokenizer_gguf() else {
+        return "not stored (packed before format 1.1)".to_string();
+    };
+    let tokens = match tokenizer_gguf(image) {
+        Ok(file) => file
+            .get_array(TOKENS_KEY)
+            .map_or("no".to_string(), |a| a.len().to_string()),
+        Err(e) => return format!("{} bytes, unreadable: {e}", bytes.len()),
+    };
+    let usable = match tokenizer_from_image(image) {
+        Ok(t) => format!(
+            "{} merges, {:?} pre-tokenizer",
+            t.merge_count(),
+            t.pre_tokenizer()
+        ),
+        Err(e) => format!("unusable: {e}"),
+    };
+    format!("{} bytes, {tokens} tokens, {usable}", bytes.len())
 }
 
 /// `gate/up/down` dtypes, `-` for an absent part.
@@ -337,6 +370,53 @@ mod tests {
     }
 
     fn image_bytes() -> Vec<u8> {
+        image_bytes_with(None)
+    }
+
+    fn put_str(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+
+    /// A tokenizer section for a byte-level BPE vocabulary of the 256 byte
+    /// characters, no merges, pre-tokenizer `pre`.
+    fn tokenizer_section(pre: &str) -> Vec<u8> {
+        let mut src = b"GGUF".to_vec();
+        src.extend_from_slice(&3u32.to_le_bytes());
+        src.extend_from_slice(&0u64.to_le_bytes());
+        src.extend_from_slice(&6u64.to_le_bytes());
+        for (key, value) in [
+            ("general.architecture", "llama"),
+            ("general.name", "bytes"),
+            ("tokenizer.ggml.model", "gpt2"),
+            ("tokenizer.ggml.pre", pre),
+        ] {
+            put_str(&mut src, key);
+            src.extend_from_slice(&8u32.to_le_bytes());
+            put_str(&mut src, value);
+        }
+        for (key, items) in [
+            (
+                "tokenizer.ggml.tokens",
+                (0..=255u8)
+                    .map(|b| lode_hal::tokenizer::bytes::byte_to_char(b).to_string())
+                    .collect::<Vec<_>>(),
+            ),
+            ("tokenizer.ggml.merges", Vec::new()),
+        ] {
+            put_str(&mut src, key);
+            src.extend_from_slice(&9u32.to_le_bytes());
+            src.extend_from_slice(&8u32.to_le_bytes());
+            src.extend_from_slice(&(items.len() as u64).to_le_bytes());
+            for t in &items {
+                put_str(&mut src, t);
+            }
+        }
+        let file = lode_formats::gguf::Gguf::parse(&src).unwrap();
+        lode_formats::gguf::tokenizer_only(&file).unwrap()
+    }
+
+    fn image_bytes_with(tokenizer: Option<Vec<u8>>) -> Vec<u8> {
         let q = Some(DType::Q4_1);
         let parts = BundleParts {
             gate: q,
@@ -370,6 +450,9 @@ mod tests {
             .unwrap();
         b.add_layer(LayerSpec::new(parts, bundles.clone(), vec![1, 2, 0]).with_stride(64));
         b.add_layer(LayerSpec::new(parts, bundles, vec![0, 1, 2]).with_codec_tags(vec![0, 3, 0]));
+        if let Some(t) = tokenizer {
+            b.tokenizer_gguf(t);
+        }
         b.to_bytes().unwrap()
     }
 
@@ -410,6 +493,7 @@ mod tests {
             "permuted (3 of 3 moved)",
             "identity",
             "raw 2, tag3 1",
+            "tokenizer      not stored (packed before format 1.1)",
             "verify: ok",
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
@@ -418,6 +502,33 @@ mod tests {
         let a = text.find("output_norm.weight");
         let b = text.find("token_embd.weight");
         assert!(a < b);
+    }
+
+    #[test]
+    fn prints_the_tokenizer_section() {
+        let section = tokenizer_section("gpt2");
+        let file = TempFile::new("tok", &image_bytes_with(Some(section.clone())));
+        let (result, text) = inspect(&file.0, true);
+        assert!(result.is_ok(), "{result:?}");
+        let want = format!(
+            "tokenizer      {} bytes, 256 tokens, 0 merges, Gpt2 pre-tokenizer",
+            section.len()
+        );
+        assert!(text.contains("format       1.1"), "{text}");
+        assert!(text.contains("(9 sections)"), "{text}");
+        assert!(text.contains(&want), "missing {want:?} in:\n{text}");
+
+        // A vocabulary lode cannot build is reported, not a defect.
+        let section = tokenizer_section("qwen2");
+        let file = TempFile::new("tok-qwen", &image_bytes_with(Some(section.clone())));
+        let (result, text) = inspect(&file.0, true);
+        assert!(result.is_ok(), "{result:?}");
+        let want = format!(
+            "tokenizer      {} bytes, 256 tokens, unusable: image tokenizer: pre-tokenizer \"qwen2\"",
+            section.len()
+        );
+        assert!(text.contains(&want), "missing {want:?} in:\n{text}");
+        assert!(text.contains("verify: ok"), "{text}");
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //! axis); `--down` picks its type: Q8_0 by default, which keeps the
 //! perplexity change under 1% where Q4_1 costs about 7% (DESIGN.md).
 //!
+//! The model's tokenizer (its `tokenizer.*` metadata, as a GGUF file without
+//! tensors) goes into the image's tokenizer section, so the image alone is
+//! enough for `lode run`: the source GGUF is not needed after packing.
+//!
 //! The image is written to a temporary sibling and renamed, so an error
 //! leaves no file behind.
 
@@ -17,13 +21,13 @@ use std::error::Error;
 use std::io::Write;
 use std::path::PathBuf;
 
-use lode_formats::image::{ArchTag, BundleParts, ImageBuilder, LayerSpec, ModelGeometry};
 use lode_formats::trace::Trace;
 use lode_formats::DType;
-use lode_hal::bundle::fill_layer;
+use lode_hal::pack::build_image;
 use lode_kernel::formats::gguf::Gguf;
-use lode_kernel::model::{BundleFfn, BundleTypes, LlamaConfig};
+use lode_kernel::model::LlamaConfig;
 
+use crate::model_id::fingerprint;
 use crate::offline::{self, PlacementKind};
 use crate::progress::Progress;
 
@@ -76,23 +80,6 @@ impl DownType {
     }
 }
 
-/// Whether a GGUF tensor belongs to the FFN (packed as bundles, not copied).
-fn is_ffn_tensor(name: &str) -> bool {
-    ["ffn_gate.weight", "ffn_up.weight", "ffn_down.weight"]
-        .iter()
-        .any(|s| name.ends_with(s))
-}
-
-/// A model fingerprint: the CRC-32C of the GGUF's metadata and tensor
-/// table, so an image or trace can be matched to the file it came from.
-fn fingerprint(file: &Gguf<'_>) -> u64 {
-    let end = usize::try_from(file.data_offset()).unwrap_or(usize::MAX);
-    let bytes = file.bytes();
-    u64::from(lode_formats::image::crc32c(
-        bytes.get(..end.min(bytes.len())).unwrap_or(bytes),
-    ))
-}
-
 /// Run `lode pack`.
 pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let bytes =
@@ -140,71 +127,30 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         (None, _) => return Err("--placement freq or coact needs --trace".into()),
     };
 
-    let rows = file
-        .tensor("blk.0.ffn_gate.weight")
-        .ok_or("the model has no blk.0.ffn_gate.weight")?
-        .dtype;
-    let types = BundleTypes {
-        rows,
-        down: a.down.dtype(),
-    };
-    let layer_bytes = BundleFfn::layer_bytes(&cfg, types).map_err(|e| format!("{e}"))?;
-    let u32_of = |v: usize, what: &str| {
-        u32::try_from(v).map_err(|_| format!("model {what} {v} does not fit an image"))
-    };
-    let geometry = ModelGeometry {
-        arch: ArchTag::new("llama").ok_or("bad architecture tag")?,
-        layers: u32_of(cfg.layers, "layers")?,
-        hidden: u32_of(cfg.hidden, "hidden size")?,
-        ffn: u32_of(cfg.ffn, "FFN size")?,
-        heads: u32_of(cfg.heads, "heads")?,
-        kv_heads: u32_of(cfg.kv_heads, "KV heads")?,
-        head_dim: u32_of(cfg.head_dim, "head size")?,
-        vocab: u32_of(cfg.vocab, "vocabulary")?,
-        context: u32_of(cfg.context, "context")?,
-        rope_base: cfg.rope_base,
-        rms_eps: cfg.rms_eps,
-        fingerprint: fp,
-    };
-    let mut b = ImageBuilder::new(geometry);
-    b.block_size(a.block_size);
-    let mut tensor_bytes = 0u64;
-    for t in file.tensors() {
-        if is_ffn_tensor(t.name) {
-            continue;
-        }
-        let data = file
-            .data(&t)
-            .map_err(|e| format!("{}: {e}", a.model.display()))?;
-        tensor_bytes += data.len() as u64;
-        b.add_tensor(t.name, t.dtype, t.dims.as_slice(), data)?;
-    }
-
-    let parts = BundleParts {
-        gate: Some(types.rows),
-        up: Some(types.rows),
-        down: Some(types.down),
-    };
-    let neurons = u32_of(cfg.ffn, "FFN size")?;
+    let neurons = u32::try_from(cfg.ffn).map_err(|_| "FFN size does not fit an image")?;
     let mut progress = Progress::new("pack FFN bundles", cfg.layers as u64, a.quiet);
-    for l in 0..cfg.layers {
-        let perm = match &placed {
+    let (b, sum) = build_image(
+        &file,
+        &cfg,
+        fp,
+        a.down.dtype(),
+        a.block_size,
+        |l| match &placed {
             Some(p) => p.perm(a.placement, l, neurons),
             None => lode_kernel::placement::identity(neurons),
-        };
-        let mut data = vec![0u8; layer_bytes];
-        fill_layer(&file, &cfg, types, l, Some(&perm), &mut data)
-            .map_err(|e| format!("layer {l}: {e}"))?;
-        b.add_layer(LayerSpec::new(parts, data, perm));
-        progress.tick(1);
-    }
+        },
+        |_| progress.tick(1),
+    )
+    .map_err(|e| format!("{}: {e}", a.model.display()))?;
     progress.finish();
+    let (types, layer_bytes) = (sum.types, sum.layer_bytes);
+    let (tensor_bytes, tokenizer_bytes) = (sum.tensor_bytes, sum.tokenizer_bytes);
     let len = crate::output::write_atomically(&a.output, |w| Ok(b.write_to(w)?))?;
     let bundle = layer_bytes / cfg.ffn.max(1);
     writeln!(
         out,
-        "wrote {} ({len} bytes): {tensor_bytes} bytes of tensors; {} layers x {} bundles of \
-         {bundle} B ({} gate/up, {} down), {:?} placement",
+        "wrote {} ({len} bytes): {tensor_bytes} bytes of tensors, {tokenizer_bytes} bytes of \
+         tokenizer; {} layers x {} bundles of {bundle} B ({} gate/up, {} down), {:?} placement",
         a.output.display(),
         cfg.layers,
         cfg.ffn,
@@ -293,6 +239,14 @@ mod tests {
         assert_eq!(&bytes[at..at + 360], &gate[7 * 360..8 * 360]);
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("q8_0 down"), "{text}");
+        // The tokenizer section: the GGUF's tokenizer metadata, format 1.1.
+        assert_eq!(img.header().minor, 1);
+        let want = lode_formats::gguf::tokenizer_only(&file).unwrap();
+        assert_eq!(img.tokenizer_gguf(), Some(want.as_slice()));
+        assert!(
+            text.contains(&format!("{} bytes of tokenizer", want.len())),
+            "{text}"
+        );
     }
 
     #[test]
@@ -350,6 +304,20 @@ mod tests {
             let err = run(&a, &mut Vec::new()).unwrap_err().to_string();
             let _ = std::fs::remove_file(&trace);
             assert!(err.contains("trace of 2 layers"), "{err}");
+
+            // A model without token texts: the image could not generate
+            // text, so it is not written. Renaming the key keeps every
+            // length, so the file still parses.
+            let mut bytes = std::fs::read(&a.model).unwrap();
+            let key = b"tokenizer.ggml.tokens";
+            let at = bytes.windows(key.len()).position(|w| w == key).unwrap();
+            bytes[at + key.len() - 1] = b'z';
+            let untokenized = tmp("untokenized.gguf");
+            std::fs::write(&untokenized, &bytes).unwrap();
+            let a = args(untokenized.clone(), path.clone());
+            let err = run(&a, &mut Vec::new()).unwrap_err().to_string();
+            let _ = std::fs::remove_file(&untokenized);
+            assert!(err.contains("tokenizer.ggml.tokens"), "{err}");
         }
         let _ = std::fs::remove_file(&junk);
         assert!(!path.exists());

@@ -26,7 +26,7 @@ use lode_hal::tokenizer::{EncodeOptions, GgufVocabError, Tokenizer};
 use lode_hal_linux::{HugePages, LockedArena, LockedArenaError, LockedArenaOptions};
 use lode_kernel::arena::{DramArena, LockReport, SlotKind};
 use lode_kernel::model::{
-    KvCache, Limits, LlamaConfig, MemoryPlan, Model, ModelError, WantLogits, MAX_CONTEXT,
+    FfnSource, KvCache, Limits, LlamaConfig, MemoryPlan, Model, ModelError, WantLogits, MAX_CONTEXT,
 };
 use lode_kernel::rng::SplitMix64;
 use serde::Serialize;
@@ -65,6 +65,30 @@ pub struct RunArgs {
     /// Print one JSON object instead of streaming text and a stats line.
     #[arg(long)]
     pub json: bool,
+    /// DRAM budget for a lode image (`-m image.lode`): bytes with a
+    /// K/M/G (KiB/MiB/GiB) suffix, or a percentage of the model's weights
+    /// such as 33%. Whatever does not fit streams from flash. Default:
+    /// everything resident.
+    #[arg(long = "dram-budget", value_name = "SIZE")]
+    pub dram_budget: Option<String>,
+    /// Where a lode image's weights are read from: file:<path> (default: the
+    /// image itself, O_DIRECT where possible) or fake:<profile> (the
+    /// deterministic fake flash: disk, ufs31, ufs40, emmc51, nvme).
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<String>,
+    /// I/O slots streamed weights rotate through (2: the next unit is read
+    /// while the current one computes).
+    #[arg(long, default_value_t = 2)]
+    pub ring: usize,
+    /// Print the memory plan (what stays resident, what streams) first.
+    #[arg(long)]
+    pub explain: bool,
+    /// Skip checking the image's data against its CRCs before the run.
+    #[arg(long = "no-verify")]
+    pub no_verify: bool,
+    /// Fraction of FFN neurons skipped per token (0: dense).
+    #[arg(long, default_value_t = 0.0)]
+    pub sparsity: f32,
 }
 
 /// Why `lode run` stopped before generating.
@@ -205,17 +229,33 @@ pub struct RunStats {
     pub threads: usize,
     /// The instruction set of the inner loops.
     pub isa: String,
+    /// Streaming statistics (runs of a lode image).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<crate::run_stream::StreamStats>,
 }
 
 /// Runs `lode run`, writing the text (or JSON) to `out`.
 pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
-    let stats = generate(args, out)?;
+    let stats = if crate::run_stream::is_image(&args.model) {
+        crate::run_stream::generate(args, out)?
+    } else {
+        if args.dram_budget.is_some() || args.device.is_some() {
+            return Err(RunError::BadArgument(
+                "--dram-budget and --device need a lode image (make one with `lode pack`)",
+            )
+            .into());
+        }
+        generate(args, out)?
+    };
     if args.json {
         serde_json::to_writer(&mut *out, &stats)?;
         writeln!(out)?;
     } else {
         writeln!(out)?;
         writeln!(out, "{}", stats_line(&stats))?;
+        if let Some(s) = &stats.stream {
+            writeln!(out, "{}", crate::run_stream::stats_block(s))?;
+        }
     }
     out.flush()?;
     Ok(())
@@ -368,6 +408,88 @@ fn generate(args: &RunArgs, out: &mut dyn Write) -> Result<RunStats, Box<dyn Err
         mut cpu,
         lock,
     } = loaded;
+    let d = decode(
+        &mut model,
+        &mut arena,
+        &mut cpu,
+        &tokenizer,
+        &prompt_ids,
+        args,
+        out,
+    )?;
+    Ok(RunStats {
+        model: args.model.display().to_string(),
+        load_seconds,
+        arena_bytes: arena.capacity(),
+        peak_arena_bytes: arena.peak(),
+        weight_bytes: arena.used_by(SlotKind::Resident),
+        kv_bytes: model.kv().chunks().len() * KvCache::chunk_bytes(model.config()),
+        locked_bytes: lock.map_or(0, |l| l.locked),
+        threads: cpu.threads(),
+        isa: format!("{:?}", cpu.isa()),
+        stream: None,
+        ..d.into_stats(prompt_ids)
+    })
+}
+
+/// What the generation loop produced and how long it took.
+pub struct Decoded {
+    /// Generated text bytes.
+    pub text: Vec<u8>,
+    /// Generated ids.
+    pub generated: Vec<u32>,
+    /// Why it stopped.
+    pub stop: Stop,
+    /// Seconds of the prompt.
+    pub prompt_seconds: f64,
+    /// Single-token evaluations after the prompt.
+    pub decode_tokens: usize,
+    /// Their seconds.
+    pub decode_seconds: f64,
+}
+
+impl Decoded {
+    /// The timing and text fields of [`RunStats`]; the rest default.
+    pub fn into_stats(self, prompt_ids: Vec<u32>) -> RunStats {
+        let per_s = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
+        RunStats {
+            model: String::new(),
+            text: String::from_utf8_lossy(&self.text).into_owned(),
+            prompt_tokens: prompt_ids.len(),
+            prompt_tokens_per_s: per_s(prompt_ids.len(), self.prompt_seconds),
+            prompt_ids,
+            generated_ids: self.generated,
+            prompt_seconds: self.prompt_seconds,
+            decode_tokens: self.decode_tokens,
+            decode_seconds: self.decode_seconds,
+            decode_tokens_per_s: per_s(self.decode_tokens, self.decode_seconds),
+            stop: self.stop,
+            load_seconds: 0.0,
+            arena_bytes: 0,
+            peak_arena_bytes: 0,
+            weight_bytes: 0,
+            kv_bytes: 0,
+            locked_bytes: 0,
+            threads: 0,
+            isa: String::new(),
+            stream: None,
+        }
+    }
+}
+
+/// Evaluates the prompt and generates up to `--n-predict` tokens, writing
+/// each as it comes unless `--json`: the loop shared by in-memory and
+/// streaming runs.
+pub fn decode<F: FfnSource, A: DramArena>(
+    model: &mut Model<F>,
+    arena: &mut A,
+    cpu: &mut CpuCompute<'static>,
+    tokenizer: &Tokenizer,
+    prompt_ids: &[u32],
+    args: &RunArgs,
+    out: &mut dyn Write,
+) -> Result<Decoded, Box<dyn Error>> {
+    let sampler = SamplerConfig::new(args.temperature, args.top_k, args.top_p);
     let model_err = |source| RunError::Model {
         path: args.model.clone(),
         source,
@@ -380,15 +502,9 @@ fn generate(args: &RunArgs, out: &mut dyn Write) -> Result<RunStats, Box<dyn Err
 
     let t_prompt = Instant::now();
     model
-        .eval(
-            &mut arena,
-            &mut cpu,
-            &prompt_ids,
-            WantLogits::Last,
-            |_, l| {
-                picked = pick(l);
-            },
-        )
+        .eval(arena, cpu, prompt_ids, WantLogits::Last, |_, l| {
+            picked = pick(l);
+        })
         .map_err(model_err)?;
     let mut next = picked.map_err(RunError::Sample)?;
     let prompt_seconds = t_prompt.elapsed().as_secs_f64();
@@ -423,7 +539,7 @@ fn generate(args: &RunArgs, out: &mut dyn Write) -> Result<RunStats, Box<dyn Err
         let t = Instant::now();
         picked = Err(SampleError::BadLength);
         model
-            .eval(&mut arena, &mut cpu, &[next], WantLogits::Last, |_, l| {
+            .eval(arena, cpu, &[next], WantLogits::Last, |_, l| {
                 picked = pick(l);
             })
             .map_err(model_err)?;
@@ -432,27 +548,13 @@ fn generate(args: &RunArgs, out: &mut dyn Write) -> Result<RunStats, Box<dyn Err
         decode_tokens += 1;
     }
 
-    let per_s = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
-    Ok(RunStats {
-        model: args.model.display().to_string(),
-        text: String::from_utf8_lossy(&text).into_owned(),
-        prompt_tokens: prompt_ids.len(),
-        prompt_tokens_per_s: per_s(prompt_ids.len(), prompt_seconds),
-        prompt_ids,
-        generated_ids: generated,
+    Ok(Decoded {
+        text,
+        generated,
+        stop,
         prompt_seconds,
         decode_tokens,
         decode_seconds,
-        decode_tokens_per_s: per_s(decode_tokens, decode_seconds),
-        stop,
-        load_seconds,
-        arena_bytes: arena.capacity(),
-        peak_arena_bytes: arena.peak(),
-        weight_bytes: arena.used_by(SlotKind::Resident),
-        kv_bytes: model.kv().chunks().len() * KvCache::chunk_bytes(model.config()),
-        locked_bytes: lock.map_or(0, |l| l.locked),
-        threads: cpu.threads(),
-        isa: format!("{:?}", cpu.isa()),
     })
 }
 
@@ -561,6 +663,12 @@ mod tests {
             threads: None,
             batch: 8,
             json: false,
+            dram_budget: None,
+            device: None,
+            ring: 2,
+            explain: false,
+            no_verify: false,
+            sparsity: 0.0,
         };
         let mut out = Vec::new();
         let e = run(&args, &mut out).unwrap_err().to_string();
@@ -615,6 +723,12 @@ mod tests {
             threads: Some(2),
             batch: 64,
             json: true,
+            dram_budget: None,
+            device: None,
+            ring: 2,
+            explain: false,
+            no_verify: false,
+            sparsity: 0.0,
         };
         let mut out = Vec::new();
         run(&args, &mut out).unwrap();

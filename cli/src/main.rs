@@ -6,11 +6,15 @@ mod cmd_calibrate;
 mod cmd_image;
 mod cmd_inspect;
 mod cmd_pack;
+mod cmd_profile;
 mod cmd_run;
 mod cmd_trace;
+mod image_tokenizer;
+mod model_id;
 mod offline;
 mod output;
 mod progress;
+mod run_stream;
 
 use std::process::ExitCode;
 
@@ -39,6 +43,10 @@ enum Cmd {
     /// Pack a GGUF llama model into a lode image: non-FFN tensors as
     /// tensors, the FFN as neuron bundles in a placement's order.
     Pack(cmd_pack::PackArgs),
+    /// Record a real model's FFN activations on a text under thresholds
+    /// calibrated to a target sparsity, into an activation trace, and
+    /// report the perplexity cost.
+    Profile(cmd_profile::ProfileArgs),
     /// Generate text with a GGUF llama model held in DRAM.
     Run(cmd_run::RunArgs),
     /// Measure a device's read latency against read size and fit its cost
@@ -58,6 +66,7 @@ fn main() -> ExitCode {
         Cmd::Trace(cmd) => cmd_trace::run(cmd, &mut out),
         Cmd::Bench(cmd) => cmd_bench::run(cmd, &mut out),
         Cmd::Pack(args) => cmd_pack::run(args, &mut out),
+        Cmd::Profile(args) => cmd_profile::run(args, &mut out),
         Cmd::Run(args) => cmd_run::run(args, &mut out),
         Cmd::Calibrate(args) => cmd_calibrate::run(args, &mut out),
     };
