@@ -31,6 +31,10 @@ use crate::model_id::fingerprint;
 use crate::offline::{self, PlacementKind};
 use crate::progress::Progress;
 
+/// The text the layout's perplexity is measured on when none is named: on
+/// every Debian system.
+const DEFAULT_CHECK_TEXT: &str = "/usr/share/common-licenses/GPL-3";
+
 /// Arguments of `lode pack`.
 #[derive(clap::Args, Debug)]
 pub struct PackArgs {
@@ -52,9 +56,35 @@ pub struct PackArgs {
     /// Block size the data is aligned to.
     #[arg(long, default_value_t = 4096)]
     pub block_size: u32,
+    /// Text the perplexity change of the bundle layout is measured on
+    /// (default: /usr/share/common-licenses/GPL-3 when present).
+    #[arg(long = "check-text")]
+    pub check_text: Option<PathBuf>,
+    /// Tokens of that text to measure on; 0 skips the measurement.
+    #[arg(long = "check-tokens", default_value_t = 512)]
+    pub check_tokens: usize,
     /// No progress line.
     #[arg(long)]
     pub quiet: bool,
+}
+
+impl PackArgs {
+    /// The defaults of the command line for `model` and `output`, quiet and
+    /// without the perplexity measurement (what tests start from).
+    #[cfg(test)]
+    pub fn quiet_defaults(model: PathBuf, output: PathBuf) -> PackArgs {
+        PackArgs {
+            model,
+            output,
+            trace: None,
+            placement: PlacementKind::Identity,
+            down: DownType::Q8_0,
+            block_size: 4096,
+            check_text: None,
+            check_tokens: 0,
+            quiet: true,
+        }
+    }
 }
 
 /// Types the down column can be re-quantized to (DESIGN.md's measured
@@ -90,6 +120,14 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         .map_err(|e| format!("{}: {e}", a.model.display()))?;
     let cfg = LlamaConfig::from_gguf(&params).map_err(|e| format!("{}: {e}", a.model.display()))?;
     let fp = fingerprint(&file);
+    let check_text = match (&a.check_text, a.check_tokens) {
+        (_, 0) => None,
+        (Some(p), _) if !p.is_file() => {
+            return Err(format!("--check-text {}: no such file", p.display()).into())
+        }
+        (Some(p), _) => Some(p.clone()),
+        (None, _) => Some(PathBuf::from(DEFAULT_CHECK_TEXT)).filter(|p| p.is_file()),
+    };
     let trace_bytes = match &a.trace {
         Some(p) => Some(std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?),
         None => None,
@@ -128,6 +166,10 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     };
 
     let neurons = u32::try_from(cfg.ffn).map_err(|_| "FFN size does not fit an image")?;
+    let perm_of = |l: usize| match &placed {
+        Some(p) => p.perm(a.placement, l, neurons),
+        None => lode_kernel::placement::identity(neurons),
+    };
     let mut progress = Progress::new("pack FFN bundles", cfg.layers as u64, a.quiet);
     let (b, sum) = build_image(
         &file,
@@ -135,10 +177,7 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         fp,
         a.down.dtype(),
         a.block_size,
-        |l| match &placed {
-            Some(p) => p.perm(a.placement, l, neurons),
-            None => lode_kernel::placement::identity(neurons),
-        },
+        &perm_of,
         |_| progress.tick(1),
     )
     .map_err(|e| format!("{}: {e}", a.model.display()))?;
@@ -158,6 +197,29 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         types.down.name(),
         a.placement
     )?;
+    if let Some(text) = check_text {
+        let q = crate::pack_quality::measure(&file, &cfg, types, &text, a.check_tokens, perm_of)
+            .map_err(|e| {
+                format!(
+                    "measuring the layout's perplexity on {}: {e}",
+                    text.display()
+                )
+            })?;
+        writeln!(
+            out,
+            "perplexity over {} tokens of {}: GGUF FFN {:.4}, image bundles {:.4} ({:+.2}%{})",
+            q.scored,
+            text.display(),
+            q.dense,
+            q.bundles,
+            q.change_percent(),
+            if q.change_percent() > 1.0 {
+                "; over 1%: pack with --down q8-0"
+            } else {
+                ""
+            }
+        )?;
+    }
     Ok(())
 }
 
@@ -168,15 +230,7 @@ mod tests {
     use lode_hal::synth::SynthParams;
 
     fn args(model: PathBuf, output: PathBuf) -> PackArgs {
-        PackArgs {
-            model,
-            output,
-            trace: None,
-            placement: PlacementKind::Identity,
-            down: DownType::Q8_0,
-            block_size: 4096,
-            quiet: true,
-        }
+        PackArgs::quiet_defaults(model, output)
     }
 
     /// A small synthetic trace of `layers` x `neurons`.

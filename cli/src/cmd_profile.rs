@@ -21,7 +21,7 @@
 //! is written all or nothing: an error leaves no file.
 
 mod ffn;
-mod ppl;
+pub(crate) mod ppl;
 mod sample;
 #[cfg(test)]
 mod tests;
@@ -212,7 +212,7 @@ fn check_args(a: &ProfileArgs) -> Result<(), String> {
 }
 
 /// The token ids of the text file `path`, cut to `max`.
-fn tokenize(tok: &Tokenizer, path: &Path, max: usize) -> Result<Vec<u32>, String> {
+pub(crate) fn tokenize(tok: &Tokenizer, path: &Path, max: usize) -> Result<Vec<u32>, String> {
     let raw = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let text =
         String::from_utf8(raw).map_err(|e| format!("{}: not UTF-8 text ({e})", path.display()))?;

@@ -40,8 +40,7 @@ mod tests {
     use lode_formats::DType;
 
     use super::*;
-    use crate::cmd_pack::{self, DownType, PackArgs};
-    use crate::offline::PlacementKind;
+    use crate::cmd_pack::{self, PackArgs};
 
     fn put_str(out: &mut Vec<u8>, s: &str) {
         out.extend_from_slice(&(s.len() as u64).to_le_bytes());
@@ -155,15 +154,7 @@ mod tests {
         let Some(model) = real_model() else { return };
         let path =
             std::env::temp_dir().join(format!("lode-image-tokenizer-{}.lode", std::process::id()));
-        let args = PackArgs {
-            model: model.clone(),
-            output: path.clone(),
-            trace: None,
-            placement: PlacementKind::Identity,
-            down: DownType::Q8_0,
-            block_size: 4096,
-            quiet: true,
-        };
+        let args = PackArgs::quiet_defaults(model.clone(), path.clone());
         let packed = cmd_pack::run(&args, &mut Vec::new());
         let bytes = std::fs::read(&path);
         let _ = std::fs::remove_file(&path);

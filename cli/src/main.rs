@@ -13,6 +13,7 @@ mod image_tokenizer;
 mod model_id;
 mod offline;
 mod output;
+mod pack_quality;
 mod progress;
 mod run_stream;
 

@@ -34,6 +34,9 @@ use crate::progress::Progress;
 /// The magic bytes a lode image starts with.
 const IMAGE_MAGIC: [u8; 8] = [0x8A, b'L', b'O', b'D', b'E', 0x0D, 0x0A, 0x1A];
 
+/// Bounce memory of a `file:` device in a streaming run.
+const STREAM_BOUNCE: usize = 4 << 20;
+
 /// What a streaming run measured (the `stream` object of `--json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct StreamStats {
@@ -204,9 +207,22 @@ pub fn generate(args: &RunArgs, out: &mut dyn Write) -> Result<RunStats, Box<dyn
     let img = Image::parse(&prefix).map_err(|e| format!("{}: {e}", args.model.display()))?;
     match parse_device(args.device.as_deref(), &args.model)? {
         DeviceChoice::File(path) => {
-            let dev = BlockFlash::open(&path, BlockFlashOptions::default())
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            let mode = format!("{}, {}", dev.report().direct, dev.report().engine);
+            // The ring has at most its slots' reads in flight; a few MiB of
+            // bounce memory keeps four 1 MiB reads going, enough for this
+            // disk's bandwidth, instead of the default 32 MiB outside the
+            // budget.
+            let opts = BlockFlashOptions {
+                bounce_bytes: STREAM_BOUNCE,
+                ..BlockFlashOptions::default()
+            };
+            let dev =
+                BlockFlash::open(&path, opts).map_err(|e| format!("{}: {e}", path.display()))?;
+            let mode = format!(
+                "{}, {}, {:.1} MiB of bounce buffers outside the budget",
+                dev.report().direct,
+                dev.report().engine,
+                dev.report().bounce_bytes as f64 / 1048576.0
+            );
             run_on(
                 args,
                 out,
@@ -285,15 +301,11 @@ fn run_on<D: FlashDevice>(
         block,
         stream_all: false,
     };
-    let plan = match StreamPlan::new(&layout, &cfg, &limits, opts) {
-        Ok(p) => p,
-        Err(ModelError::BudgetTooSmall { need, .. }) if budget == usize::MAX => {
-            unreachable_budget(need)?
-        }
-        Err(e) => return Err(model_err(e).into()),
-    };
-    // Without --dram-budget: exactly what holds everything resident.
-    let plan = if budget == usize::MAX {
+    let plan = StreamPlan::new(&layout, &cfg, &limits, opts).map_err(model_err)?;
+    // Without --dram-budget, or with more than the model needs: exactly
+    // what holds everything resident (the arena is mapped and locked whole,
+    // so a larger one would only hold idle memory).
+    let plan = if budget >= plan.resident_budget() && plan.ring == 0 {
         let all = plan.resident_budget();
         StreamPlan::new(
             &layout,
@@ -422,10 +434,6 @@ fn run_on<D: FlashDevice>(
     })
 }
 
-fn unreachable_budget(need: usize) -> Result<StreamPlan, Box<dyn Error>> {
-    Err(format!("the model needs at least {need} bytes of DRAM").into())
-}
-
 /// The stats block printed after a streaming run's text.
 pub fn stats_block(s: &StreamStats) -> String {
     let mib = |b: f64| b / 1048576.0;
@@ -467,6 +475,130 @@ pub fn stats_block(s: &StreamStats) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cmd_run::run;
+
+    fn real_model() -> Option<PathBuf> {
+        let p =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+        if p.exists() {
+            Some(p)
+        } else {
+            eprintln!("note: {} is absent; skipping.", p.display());
+            None
+        }
+    }
+
+    fn args(model: PathBuf) -> RunArgs {
+        RunArgs {
+            model,
+            prompt: "The capital of France is".into(),
+            n_predict: 3,
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            seed: 0,
+            threads: Some(2),
+            batch: 64,
+            json: true,
+            dram_budget: None,
+            device: None,
+            ring: 2,
+            explain: false,
+            no_verify: false,
+            sparsity: 0.0,
+        }
+    }
+
+    /// The real model packed into `path` (identity placement).
+    fn pack(model: &Path, path: &Path) {
+        let a = crate::cmd_pack::PackArgs::quiet_defaults(model.to_path_buf(), path.to_path_buf());
+        crate::cmd_pack::run(&a, &mut Vec::new()).unwrap();
+    }
+
+    #[test]
+    fn an_image_streams_under_a_third_of_its_size_and_bad_input_is_refused() {
+        let Some(model) = real_model() else { return };
+        let dir = std::env::temp_dir().join(format!("lode-run-stream-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let image = dir.join("smol.lode");
+        pack(&model, &image);
+        for device in [None, Some("fake:ufs40".to_string())] {
+            let mut out = Vec::new();
+            let a = RunArgs {
+                dram_budget: Some("33%".into()),
+                device: device.clone(),
+                ..args(image.clone())
+            };
+            run(&a, &mut out).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(v["generated_ids"][0], 7042, "{device:?}: {v}");
+            let st = &v["stream"];
+            assert!(
+                st["bytes_per_token"].as_f64().unwrap() > 40.0 * 1048576.0,
+                "{st}"
+            );
+            assert!(
+                v["peak_arena_bytes"].as_u64() <= st["budget_bytes"].as_u64(),
+                "{v}"
+            );
+            assert!(
+                st["resident_attention_layers"].as_u64().unwrap() > 0,
+                "{st}"
+            );
+        }
+        // Text mode prints the stats block.
+        let mut out = Vec::new();
+        let a = RunArgs {
+            json: false,
+            dram_budget: Some("50%".into()),
+            ..args(image.clone())
+        };
+        run(&a, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with(" Paris"), "{text}");
+        assert!(
+            text.contains("per token:") && text.contains("I/O wait"),
+            "{text}"
+        );
+
+        let err = |a: RunArgs| run(&a, &mut Vec::new()).unwrap_err().to_string();
+        let e = err(RunArgs {
+            dram_budget: Some("2MiB".into()),
+            ..args(image.clone())
+        });
+        assert!(e.contains("minimum working set"), "{e}");
+        let e = err(RunArgs {
+            dram_budget: Some("lots".into()),
+            ..args(image.clone())
+        });
+        assert!(e.contains("--dram-budget"), "{e}");
+        let e = err(RunArgs {
+            device: Some("tape:0".into()),
+            ..args(image.clone())
+        });
+        assert!(e.contains("file:<path> or fake:<profile>"), "{e}");
+        let e = err(RunArgs {
+            sparsity: 0.5,
+            ..args(image.clone())
+        });
+        assert!(e.contains("--sparsity"), "{e}");
+        let e = err(RunArgs {
+            dram_budget: Some("32MiB".into()),
+            ..args(model.clone())
+        });
+        assert!(e.contains("lode image"), "{e}");
+        // An image of another format version, and a truncated one.
+        let mut bytes = std::fs::read(&image).unwrap();
+        bytes[8] = 2;
+        let other = dir.join("v2.lode");
+        std::fs::write(&other, &bytes).unwrap();
+        let e = err(args(other.clone()));
+        assert!(e.contains("version"), "{e}");
+        let short = dir.join("short.lode");
+        std::fs::write(&short, &std::fs::read(&image).unwrap()[..3000]).unwrap();
+        assert!(!err(args(short)).is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn budgets_parse_with_units_and_percentages() {

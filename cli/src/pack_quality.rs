@@ -1,0 +1,102 @@
+//! What a packed FFN layout costs in perplexity: the model evaluated on a
+//! text with its FFN as GGUF stores it and as the image's bundles, side by
+//! side, so `lode pack` can print the change its down-column type causes.
+
+use std::error::Error;
+use std::path::Path;
+
+use lode_formats::gguf::Gguf;
+use lode_hal::bundle::fill_layer;
+use lode_hal::compute::{CpuCompute, CpuConfig};
+use lode_hal::tokenizer::Tokenizer;
+use lode_hal_linux::LockedArena;
+use lode_kernel::model::{
+    BundleFfn, BundleTypes, FfnSource, Limits, LlamaConfig, MemoryPlan, Model, WantLogits,
+};
+
+use crate::cmd_profile::ppl::Nll;
+
+/// Tokens per evaluated window (the context is reset between windows).
+const WINDOW: usize = 256;
+
+/// Dense and bundle perplexity over the first `tokens` tokens of `text`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quality {
+    /// Tokens scored.
+    pub scored: u64,
+    /// Perplexity with the GGUF's matrices.
+    pub dense: f64,
+    /// Perplexity with the image's bundles.
+    pub bundles: f64,
+}
+
+impl Quality {
+    /// The change in percent.
+    pub fn change_percent(&self) -> f64 {
+        (self.bundles / self.dense - 1.0) * 100.0
+    }
+}
+
+fn score<F: FfnSource>(
+    model: &mut Model<F>,
+    arena: &mut LockedArena,
+    cpu: &mut CpuCompute<'static>,
+    ids: &[u32],
+) -> Result<Nll, Box<dyn Error>> {
+    let mut nll = Nll::default();
+    for win in ids.chunks(WINDOW).filter(|w| w.len() >= 2) {
+        model.reset(arena)?;
+        model.eval(arena, cpu, win, WantLogits::From(0), |pos, logits| {
+            if let Some(&next) = win.get(pos + 1) {
+                nll.add(logits, next);
+            }
+        })?;
+    }
+    Ok(nll)
+}
+
+/// Evaluates `file` both ways over `text`; `perm_of(layer)` is the image's
+/// placement (the bundles are laid out exactly as packed).
+pub fn measure(
+    file: &Gguf<'_>,
+    cfg: &LlamaConfig,
+    types: BundleTypes,
+    text: &Path,
+    tokens: usize,
+    perm_of: impl Fn(usize) -> Vec<u32>,
+) -> Result<Quality, Box<dyn Error>> {
+    let tok = Tokenizer::from_gguf(file).map_err(|e| format!("tokenizer: {e}"))?;
+    let ids = crate::cmd_profile::tokenize(&tok, text, tokens)?;
+    let limits = Limits::new(WINDOW.min(cfg.context), 64);
+    let widest = cfg.hidden.max(cfg.ffn).max(cfg.heads * cfg.head_dim);
+    let mut cpu = CpuCompute::new(CpuConfig::new(widest).with_env())
+        .map_err(|e| format!("CPU compute: {e}"))?;
+    cpu.reserve_batch(widest, limits.max_batch)
+        .map_err(|e| format!("CPU compute: {e}"))?;
+
+    let plan = MemoryPlan::dense(file, cfg, &limits)?;
+    let dense = {
+        let mut arena = LockedArena::new(plan.total())?;
+        let mut model = Model::load(file, *cfg, limits, &mut arena)?;
+        score(&mut model, &mut arena, &mut cpu, &ids)?
+    };
+    let (ffn_bytes, ffn_slots) = BundleFfn::arena_bytes(cfg, types)?;
+    let bplan = MemoryPlan {
+        ffn: ffn_bytes,
+        slots: plan.slots + ffn_slots,
+        ..plan
+    };
+    let bundles = {
+        let mut arena = LockedArena::new(bplan.total())?;
+        let ffn = BundleFfn::load(cfg, &limits, types, &mut arena, |layer, out| {
+            fill_layer(file, cfg, types, layer, Some(&perm_of(layer)), out)
+        })?;
+        let mut model = Model::with_ffn(file, *cfg, limits, &mut arena, ffn)?;
+        score(&mut model, &mut arena, &mut cpu, &ids)?
+    };
+    Ok(Quality {
+        scored: dense.count(),
+        dense: dense.perplexity(),
+        bundles: bundles.perplexity(),
+    })
+}
