@@ -61,7 +61,7 @@ pub struct PackArgs {
     #[arg(long = "check-text")]
     pub check_text: Option<PathBuf>,
     /// Tokens of that text to measure on; 0 skips the measurement.
-    #[arg(long = "check-tokens", default_value_t = 512)]
+    #[arg(long = "check-tokens", default_value_t = 4096)]
     pub check_tokens: usize,
     /// No progress line.
     #[arg(long)]
@@ -226,6 +226,7 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::real_model;
     use lode_formats::image::Image;
     use lode_hal::synth::SynthParams;
 
@@ -245,21 +246,6 @@ mod tests {
 
     fn tmp(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!("lode-pack-{}-{name}", std::process::id()))
-    }
-
-    fn real_model() -> Option<PathBuf> {
-        let p = std::env::var_os("LODE_MODEL")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                    .join("../models/SmolLM2-135M-Instruct.Q4_1.gguf")
-            });
-        if p.exists() {
-            Some(p)
-        } else {
-            eprintln!("note: {} is absent; skipping.", p.display());
-            None
-        }
     }
 
     #[test]

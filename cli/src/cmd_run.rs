@@ -91,6 +91,32 @@ pub struct RunArgs {
     pub sparsity: f32,
 }
 
+#[cfg(test)]
+impl RunArgs {
+    /// Greedy, 3 tokens after "The capital of France is", 2 threads, JSON,
+    /// everything else the command line's default: what tests start from.
+    pub fn greedy_json(model: PathBuf) -> RunArgs {
+        RunArgs {
+            model,
+            prompt: "The capital of France is".into(),
+            n_predict: 3,
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            seed: 0,
+            threads: Some(2),
+            batch: 64,
+            json: true,
+            dram_budget: None,
+            device: None,
+            ring: 2,
+            explain: false,
+            no_verify: false,
+            sparsity: 0.0,
+        }
+    }
+}
+
 /// Why `lode run` stopped before generating.
 #[derive(Debug)]
 pub enum RunError {
@@ -561,6 +587,7 @@ pub fn decode<F: FfnSource, A: DramArena>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::real_model;
 
     /// A little-endian GGUF v3 file written by hand: the header, string
     /// metadata, tensor infos `(name, dims, type, offset)` and `data`.
@@ -653,22 +680,13 @@ mod tests {
     #[test]
     fn bad_arguments_are_refused_before_loading() {
         let args = RunArgs {
-            model: PathBuf::from("/nonexistent.gguf"),
             prompt: "x".into(),
             n_predict: 1,
             temperature: -1.0,
-            top_k: 0,
-            top_p: 1.0,
-            seed: 0,
             threads: None,
             batch: 8,
             json: false,
-            dram_budget: None,
-            device: None,
-            ring: 2,
-            explain: false,
-            no_verify: false,
-            sparsity: 0.0,
+            ..RunArgs::greedy_json(PathBuf::from("/nonexistent.gguf"))
         };
         let mut out = Vec::new();
         let e = run(&args, &mut out).unwrap_err().to_string();
@@ -694,42 +712,10 @@ mod tests {
         assert!(out.is_empty());
     }
 
-    /// The real model, when `scripts/fetch-model` has fetched it.
-    fn real_model() -> Option<PathBuf> {
-        let p =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf");
-        if p.exists() {
-            Some(p)
-        } else {
-            eprintln!(
-                "skipped: {} is absent (run scripts/fetch-model)",
-                p.display()
-            );
-            None
-        }
-    }
-
     #[test]
     fn generates_paris_and_reports_json() {
         let Some(model) = real_model() else { return };
-        let args = RunArgs {
-            model,
-            prompt: "The capital of France is".into(),
-            n_predict: 3,
-            temperature: 0.0,
-            top_k: 0,
-            top_p: 1.0,
-            seed: 0,
-            threads: Some(2),
-            batch: 64,
-            json: true,
-            dram_budget: None,
-            device: None,
-            ring: 2,
-            explain: false,
-            no_verify: false,
-            sparsity: 0.0,
-        };
+        let args = RunArgs::greedy_json(model);
         let mut out = Vec::new();
         run(&args, &mut out).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();

@@ -33,7 +33,7 @@ pub fn tokenizer_from_image(image: &Image<'_>) -> Result<Tokenizer, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
+    use crate::testutil::real_model;
 
     use lode_formats::gguf::tokenizer_only;
     use lode_formats::image::{ArchTag, BundleParts, ImageBuilder, LayerSpec, ModelGeometry};
@@ -120,21 +120,6 @@ mod tests {
         // The section itself is there and reads as GGUF.
         let file = tokenizer_gguf(&image).unwrap();
         assert_eq!(file.get_str("tokenizer.ggml.model"), Ok("bert"));
-    }
-
-    fn real_model() -> Option<PathBuf> {
-        let p = std::env::var_os("LODE_MODEL")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                    .join("../models/SmolLM2-135M-Instruct.Q4_1.gguf")
-            });
-        if p.exists() {
-            Some(p)
-        } else {
-            eprintln!("note: {} is absent; skipping.", p.display());
-            None
-        }
     }
 
     /// Texts that exercise the pre-tokenizer (digits, spaces, punctuation,

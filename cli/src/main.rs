@@ -16,6 +16,8 @@ mod output;
 mod pack_quality;
 mod progress;
 mod run_stream;
+#[cfg(test)]
+mod testutil;
 
 use std::process::ExitCode;
 

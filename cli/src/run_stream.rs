@@ -476,37 +476,10 @@ pub fn stats_block(s: &StreamStats) -> String {
 mod tests {
     use super::*;
     use crate::cmd_run::run;
-
-    fn real_model() -> Option<PathBuf> {
-        let p =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf");
-        if p.exists() {
-            Some(p)
-        } else {
-            eprintln!("note: {} is absent; skipping.", p.display());
-            None
-        }
-    }
+    use crate::testutil::real_model;
 
     fn args(model: PathBuf) -> RunArgs {
-        RunArgs {
-            model,
-            prompt: "The capital of France is".into(),
-            n_predict: 3,
-            temperature: 0.0,
-            top_k: 0,
-            top_p: 1.0,
-            seed: 0,
-            threads: Some(2),
-            batch: 64,
-            json: true,
-            dram_budget: None,
-            device: None,
-            ring: 2,
-            explain: false,
-            no_verify: false,
-            sparsity: 0.0,
-        }
+        RunArgs::greedy_json(model)
     }
 
     /// The real model packed into `path` (identity placement).

@@ -6,21 +6,7 @@ use std::path::{Path, PathBuf};
 use lode_formats::trace::Trace;
 
 use super::*;
-
-fn real_model() -> Option<PathBuf> {
-    let p = std::env::var_os("LODE_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("note: {} is absent; skipping.", p.display());
-        None
-    }
-}
+use crate::testutil::real_model;
 
 fn tmp(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("lode-profile-{}-{name}", std::process::id()))

@@ -37,16 +37,7 @@ fn device(block: u32, max_transfer: u32) -> (RamFlash, Region) {
         max_transfer,
         queue_depth: 32,
     };
-    (
-        RamFlash {
-            data,
-            geo,
-            queued: heapless::Vec::new(),
-            fail_at: None,
-            commands: 0,
-        },
-        region,
-    )
+    (RamFlash::new(data, geo), region)
 }
 
 fn pattern(p: u32, i: usize) -> u8 {

@@ -205,26 +205,31 @@ fn no_clock() -> u64 {
     0
 }
 
+/// A unit read from `start`, `len` bytes.
+fn unit(start: u64, len: usize) -> Unit {
+    Unit {
+        start,
+        len,
+        skip: 0,
+        head: false,
+    }
+}
+
+/// `n` I/O slots of `len` bytes, block-aligned.
+fn io_slots(arena: &mut VecArena, n: usize, len: usize) -> Vec<crate::arena::Slot> {
+    (0..n)
+        .map(|_| arena.alloc(len, B as usize, SlotKind::IoBuffer).unwrap())
+        .collect()
+}
+
 #[test]
 fn the_ring_delivers_each_unit_in_turn_and_prefetches_the_next() {
     let dev = pattern_device(64 * 1024, 16, 1024);
     let mut arena = VecArena::new(1 << 20);
-    let slots: Vec<_> = (0..2)
-        .map(|_| arena.alloc(8192, B as usize, SlotKind::IoBuffer).unwrap())
-        .collect();
+    let slots = io_slots(&mut arena, 2, 8192);
     let units = [
-        Unit {
-            start: 0,
-            len: 4096,
-            skip: 0,
-            head: false,
-        },
-        Unit {
-            start: 8192,
-            len: 8192,
-            skip: 0,
-            head: false,
-        },
+        unit(0, 4096),
+        unit(8192, 8192),
         Unit {
             start: 20480,
             len: 2048,
@@ -271,23 +276,8 @@ fn a_failed_read_is_an_error_naming_the_unit_and_the_ring_recovers() {
     let mut dev = pattern_device(64 * 1024, 2, 4096);
     dev.fail_at = Some(12288);
     let mut arena = VecArena::new(1 << 20);
-    let slots: Vec<_> = (0..2)
-        .map(|_| arena.alloc(8192, B as usize, SlotKind::IoBuffer).unwrap())
-        .collect();
-    let units = [
-        Unit {
-            start: 0,
-            len: 4096,
-            skip: 0,
-            head: false,
-        },
-        Unit {
-            start: 8192,
-            len: 8192,
-            skip: 0,
-            head: false,
-        },
-    ];
+    let slots = io_slots(&mut arena, 2, 8192);
+    let units = [unit(0, 4096), unit(8192, 8192)];
     let mut ring = Ring::new(dev, &slots, &units, None, no_clock).unwrap();
     ring.begin_pass(&mut arena, true).unwrap();
     ring.acquire(&mut arena, 0).unwrap();
@@ -311,17 +301,8 @@ fn a_failed_read_is_an_error_naming_the_unit_and_the_ring_recovers() {
 fn an_out_of_order_acquire_restarts_the_schedule_there() {
     let dev = pattern_device(64 * 1024, 8, 4096);
     let mut arena = VecArena::new(1 << 20);
-    let slots: Vec<_> = (0..3)
-        .map(|_| arena.alloc(4096, B as usize, SlotKind::IoBuffer).unwrap())
-        .collect();
-    let units: Vec<Unit> = (0..5)
-        .map(|i| Unit {
-            start: i * 4096,
-            len: 4096,
-            skip: 0,
-            head: false,
-        })
-        .collect();
+    let slots = io_slots(&mut arena, 3, 4096);
+    let units: Vec<Unit> = (0..5).map(|i| unit(i * 4096, 4096)).collect();
     let mut ring = Ring::new(dev, &slots, &units, None, no_clock).unwrap();
     ring.begin_pass(&mut arena, true).unwrap();
     let (slot, _) = ring.acquire(&mut arena, 3).unwrap();
