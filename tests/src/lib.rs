@@ -86,3 +86,36 @@ pub fn small_image(layers: u32, neurons: u32, block_size: u32) -> Vec<u8> {
     }
     b.to_bytes().expect("image")
 }
+
+/// A global allocator that counts allocations and otherwise defers to the
+/// system's: a test installs it (`#[global_allocator]`) to prove a code path
+/// allocates nothing. Keep such a test alone in its file, so no other test
+/// thread allocates while it counts.
+pub struct CountingAlloc;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+impl CountingAlloc {
+    /// Allocations (and reallocations) so far.
+    pub fn count() -> u64 {
+        ALLOCATIONS.load(Ordering::SeqCst)
+    }
+}
+
+// SAFETY: defers to the system allocator unchanged; it only counts calls.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller upholds `alloc`'s contract, passed on as is.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as for `dealloc`, and `new_size` is the caller's.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}

@@ -4,9 +4,6 @@
 //! fetches and expect zero. This file holds a single test so no other test
 //! thread allocates while it counts.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use lode_hal::fake::{FakeFlash, FaultPlan, Profile};
 use lode_hal::slice_arena::SliceArena;
 use lode_kernel::arena::{DramArena, SlotKind};
@@ -16,30 +13,8 @@ use lode_kernel::flash::FlashDevice;
 use lode_kernel::plan::{self, Extent, Mode, Region};
 use lode_kernel::rng::SplitMix64;
 
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: defers to the system allocator unchanged; it only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the caller upholds `alloc`'s contract, passed on as is.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as for `dealloc`, and `new_size` is the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: lode_tests::CountingAlloc = lode_tests::CountingAlloc;
 
 #[test]
 fn fetch_planning_and_caching_allocate_nothing() {
@@ -84,7 +59,7 @@ fn fetch_planning_and_caching_allocate_nothing() {
     let mut positions = Vec::with_capacity(NEURONS as usize);
     let mut rng = SplitMix64::new(11);
 
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let before = lode_tests::CountingAlloc::count();
     let mut reads = 0;
     for token in 0..20 {
         for l in 0..LAYERS {
@@ -112,7 +87,7 @@ fn fetch_planning_and_caching_allocate_nothing() {
         }
         cache.end_token(&mut arena, token).unwrap();
     }
-    let after = ALLOCATIONS.load(Ordering::SeqCst);
+    let after = lode_tests::CountingAlloc::count();
     assert!(
         reads > 0 && cache.stats().hits > 0,
         "the loop must do real work"
