@@ -345,6 +345,18 @@ mod tests {
             let _ = std::fs::remove_file(&trace);
             assert!(err.contains("trace of 2 layers"), "{err}");
 
+            // A trace of the right shape recorded on another model (its
+            // fingerprint differs; the header CRC is recomputed so only the
+            // fingerprint is wrong).
+            let mut t = synth_trace(30, 1536);
+            t[32..40].copy_from_slice(&0x5EED_u64.to_le_bytes());
+            let crc = lode_formats::image::crc32c(&t[..60]);
+            t[60..64].copy_from_slice(&crc.to_le_bytes());
+            std::fs::write(&trace, &t).unwrap();
+            let err = run(&a, &mut Vec::new()).unwrap_err().to_string();
+            let _ = std::fs::remove_file(&trace);
+            assert!(err.contains("trace of another model"), "{err}");
+
             // A model without token texts: the image could not generate
             // text, so it is not written. Renaming the key keeps every
             // length, so the file still parses.
