@@ -9,6 +9,7 @@ mod cmd_pack;
 mod cmd_profile;
 mod cmd_run;
 mod cmd_trace;
+mod device_arg;
 mod image_tokenizer;
 mod model_id;
 mod offline;

@@ -11,13 +11,13 @@
 
 use std::error::Error;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use lode_formats::image::Image;
+use lode_formats::image::{Image, ImageHeader};
 use lode_hal::compute::{CpuCompute, CpuConfig};
-use lode_hal::fake::{FakeFlash, FaultPlan, Profile};
+use lode_hal::fake::{FakeFlash, FaultPlan};
 use lode_hal::tokenizer::EncodeOptions;
 use lode_hal_linux::{BlockFlash, BlockFlashOptions, HugePages, LockedArena, LockedArenaOptions};
 use lode_kernel::arena::{DramArena, SlotKind};
@@ -29,6 +29,7 @@ use lode_kernel::model::{Limits, Model, ModelError, MAX_CONTEXT};
 use serde::Serialize;
 
 use crate::cmd_run::{decode, RunArgs, RunError, RunStats};
+use crate::device_arg::DeviceArg;
 use crate::progress::Progress;
 
 /// The magic bytes a lode image starts with.
@@ -141,17 +142,9 @@ fn read_prefix(path: &Path) -> Result<Vec<u8>, Box<dyn Error>> {
     let mut f = std::fs::File::open(path).map_err(io)?;
     let mut head = [0u8; 64];
     f.read_exact(&mut head).map_err(io)?;
-    let meta_len = match Image::parse(&head) {
-        Ok(_) => 64,
-        Err(e) => {
-            // Only the header is there: the error says how long the prefix is
-            // when the header itself is fine; read the length field.
-            if e.kind() != lode_formats::image::ErrorKind::Truncated {
-                return Err(format!("{}: {e}", path.display()).into());
-            }
-            u64::from_le_bytes(head[16..24].try_into().unwrap_or([0; 8]))
-        }
-    };
+    let meta_len = ImageHeader::parse(&head)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .meta_len;
     let meta_len = usize::try_from(meta_len)
         .ok()
         .filter(|&m| m <= 256 << 20)
@@ -168,32 +161,6 @@ fn model_bytes(img: &Image<'_>) -> u64 {
     img.tensors().map(|t| t.length).sum::<u64>() + img.layers().map(|r| r.length).sum::<u64>()
 }
 
-/// Where the weights are read from.
-enum DeviceChoice {
-    Fake(&'static Profile),
-    File(PathBuf),
-}
-
-fn parse_device(s: Option<&str>, image: &Path) -> Result<DeviceChoice, Box<dyn Error>> {
-    match s {
-        None => Ok(DeviceChoice::File(image.to_path_buf())),
-        Some(s) => {
-            if let Some(name) = s.strip_prefix("fake:") {
-                let names: Vec<&str> = Profile::ALL.iter().map(|p| p.name).collect();
-                Profile::by_name(name)
-                    .map(DeviceChoice::Fake)
-                    .ok_or_else(|| {
-                        format!("unknown fake profile `{name}`; known: {}", names.join(", ")).into()
-                    })
-            } else if let Some(p) = s.strip_prefix("file:") {
-                Ok(DeviceChoice::File(PathBuf::from(p)))
-            } else {
-                Err(format!("--device `{s}` must be file:<path> or fake:<profile>").into())
-            }
-        }
-    }
-}
-
 /// Runs `lode run` on a lode image.
 pub fn generate(args: &RunArgs, out: &mut dyn Write) -> Result<RunStats, Box<dyn Error>> {
     if args.sparsity != 0.0 {
@@ -205,8 +172,12 @@ pub fn generate(args: &RunArgs, out: &mut dyn Write) -> Result<RunStats, Box<dyn
     }
     let prefix = read_prefix(&args.model)?;
     let img = Image::parse(&prefix).map_err(|e| format!("{}: {e}", args.model.display()))?;
-    match parse_device(args.device.as_deref(), &args.model)? {
-        DeviceChoice::File(path) => {
+    let device = match args.device.as_deref() {
+        Some(d) => DeviceArg::parse(d).map_err(|e| format!("--device: {e}"))?,
+        None => DeviceArg::File(args.model.clone()),
+    };
+    match device {
+        DeviceArg::File(path) => {
             // The ring has at most its slots' reads in flight; a few MiB of
             // bounce memory keeps four 1 MiB reads going, enough for this
             // disk's bandwidth, instead of the default 32 MiB outside the
@@ -233,7 +204,7 @@ pub fn generate(args: &RunArgs, out: &mut dyn Write) -> Result<RunStats, Box<dyn
                 |_| 0,
             )
         }
-        DeviceChoice::Fake(profile) => {
+        DeviceArg::Fake(profile) => {
             let bytes = std::fs::read(&args.model)
                 .map_err(|e| format!("cannot read {}: {e}", args.model.display()))?;
             let dev = FakeFlash::new(bytes, profile, FaultPlan::default());
@@ -476,6 +447,7 @@ pub fn stats_block(s: &StreamStats) -> String {
 mod tests {
     use super::*;
     use crate::cmd_run::run;
+    use std::path::PathBuf;
     use crate::testutil::real_model;
 
     fn args(model: PathBuf) -> RunArgs {

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 use lode_formats::image::Image;
 use lode_formats::trace::Trace;
-use lode_hal::fake::{FakeFlash, FaultPlan, Profile};
+use lode_hal::fake::{FakeFlash, FaultPlan};
+
+use crate::device_arg::DeviceArg;
 use lode_hal::synth::SynthParams;
 use lode_hal_linux::{BlockFlash, BlockFlashOptions};
 use lode_kernel::flash::{FlashDevice, Geometry};
@@ -73,24 +75,6 @@ pub struct IoArgs {
 struct Placed {
     name: &'static str,
     inverse: Vec<Vec<u32>>,
-}
-
-enum Device {
-    Fake(&'static Profile),
-    File(PathBuf),
-}
-
-fn parse_device(s: &str) -> Result<Device, Box<dyn Error>> {
-    if let Some(name) = s.strip_prefix("fake:") {
-        let names: Vec<&str> = Profile::ALL.iter().map(|p| p.name).collect();
-        Profile::by_name(name).map(Device::Fake).ok_or_else(|| {
-            format!("unknown fake profile `{name}`; known: {}", names.join(", ")).into()
-        })
-    } else if let Some(path) = s.strip_prefix("file:") {
-        Ok(Device::File(PathBuf::from(path)))
-    } else {
-        Err(format!("device `{s}` must be fake:<profile> or file:<path>").into())
-    }
 }
 
 /// Open a `file:` device through `BlockFlash`: O_DIRECT where the file
@@ -223,15 +207,15 @@ pub fn run(args: &IoArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
 
     // The device and layout. A file is opened first: its block size (the
     // direct-I/O alignment it reports) shapes the layout.
-    let device = parse_device(&args.device)?;
+    let device = DeviceArg::parse(&args.device)?;
     let mut file_dev = match &device {
-        Device::File(path) => Some(open_file_device(path)?),
-        Device::Fake(_) => None,
+        DeviceArg::File(path) => Some(open_file_device(path)?),
+        DeviceArg::Fake(_) => None,
     };
     let block = match (&device, &file_dev) {
         (_, Some(dev)) => dev.geometry().block_size,
-        (Device::Fake(p), None) => p.geometry.block_size,
-        (Device::File(_), None) => return Err("the file device did not open".into()),
+        (DeviceArg::Fake(p), None) => p.geometry.block_size,
+        (DeviceArg::File(_), None) => return Err("the file device did not open".into()),
     };
     let device_label = match &file_dev {
         Some(dev) => format!("{} [{}]", args.device, dev.report()),
@@ -297,7 +281,7 @@ pub fn run(args: &IoArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let mut rows = Vec::new();
     let mut progress = Progress::new("replay", strategies.len() as u64, args.json);
     let (geometry, bandwidth, clock) = match &device {
-        Device::Fake(p) => {
+        DeviceArg::Fake(p) => {
             let g = Geometry {
                 capacity: end.div_ceil(u64::from(block)) * u64::from(block) + u64::from(block),
                 ..p.geometry
@@ -317,7 +301,7 @@ pub fn run(args: &IoArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
             }
             (dev.geometry(), p.cost.bytes_per_sec, "virtual (cost model)")
         }
-        Device::File(path) => {
+        DeviceArg::File(path) => {
             let dev = file_dev.as_mut().ok_or("the file device did not open")?;
             if dev.geometry().capacity < end {
                 return Err(format!(
