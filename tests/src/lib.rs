@@ -119,3 +119,42 @@ unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
         unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
     }
 }
+
+/// The real model's bytes (`LODE_MODEL`, else where `scripts/fetch-model`
+/// puts it), or `None` with a note: tests that need it then pass without
+/// checking.
+pub fn real_model_bytes() -> Option<Vec<u8>> {
+    let p = std::env::var_os("LODE_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
+    match std::fs::read(&p) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            eprintln!("note: {}: {e}; skipping.", p.display());
+            None
+        }
+    }
+}
+
+/// A GGUF llama model packed into a lode image as `lode pack` does, with the
+/// bundles in the original neuron order and Q8_0 down columns.
+pub fn pack_identity(gguf: &[u8]) -> Vec<u8> {
+    use lode_kernel::formats::gguf::Gguf;
+    use lode_kernel::model::LlamaConfig;
+    let file = Gguf::parse(gguf).expect("a GGUF model");
+    let cfg = LlamaConfig::from_gguf(&file.check_llama().expect("llama")).expect("config");
+    let (b, _) = lode_hal::pack::build_image(
+        &file,
+        &cfg,
+        1,
+        DType::Q8_0,
+        4096,
+        |_| (0..cfg.ffn as u32).collect(),
+        |_| {},
+    )
+    .expect("pack");
+    b.to_bytes().expect("image bytes")
+}

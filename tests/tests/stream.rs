@@ -5,14 +5,12 @@
 //! Needs `models/SmolLM2-135M-Instruct.Q4_1.gguf` (or `LODE_MODEL`); when
 //! it is missing the tests print why and pass without checking.
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use lode_formats::image::Image;
 use lode_hal::bundle::fill_layer;
 use lode_hal::compute::{CpuCompute, CpuConfig};
 use lode_hal::fake::{FakeFlash, FaultPlan, Profile};
-use lode_hal::pack::build_image;
 use lode_hal_linux::LockedArena;
 use lode_kernel::arena::DramArena;
 use lode_kernel::compute::DType;
@@ -31,44 +29,14 @@ const TOKENS: usize = 8;
 
 fn model_bytes() -> Option<&'static [u8]> {
     static BYTES: OnceLock<Option<Vec<u8>>> = OnceLock::new();
-    BYTES
-        .get_or_init(|| {
-            let p = std::env::var_os("LODE_MODEL")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                        .join("../models/SmolLM2-135M-Instruct.Q4_1.gguf")
-                });
-            match std::fs::read(&p) {
-                Ok(b) => Some(b),
-                Err(e) => {
-                    eprintln!("note: {}: {e}; skipping.", p.display());
-                    None
-                }
-            }
-        })
-        .as_deref()
+    BYTES.get_or_init(lode_tests::real_model_bytes).as_deref()
 }
 
 /// The packed image (identity placement, Q8_0 down columns).
 fn image_bytes() -> Option<&'static [u8]> {
     static IMG: OnceLock<Option<Vec<u8>>> = OnceLock::new();
-    IMG.get_or_init(|| {
-        let file = Gguf::parse(model_bytes()?).unwrap();
-        let cfg = LlamaConfig::from_gguf(&file.check_llama().unwrap()).unwrap();
-        let (b, _) = build_image(
-            &file,
-            &cfg,
-            7,
-            DType::Q8_0,
-            4096,
-            |_| (0..cfg.ffn as u32).collect(),
-            |_| {},
-        )
-        .unwrap();
-        Some(b.to_bytes().unwrap())
-    })
-    .as_deref()
+    IMG.get_or_init(|| Some(lode_tests::pack_identity(model_bytes()?)))
+        .as_deref()
 }
 
 fn cpu(cfg: &LlamaConfig, limits: &Limits) -> CpuCompute<'static> {
