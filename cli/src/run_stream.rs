@@ -447,8 +447,8 @@ pub fn stats_block(s: &StreamStats) -> String {
 mod tests {
     use super::*;
     use crate::cmd_run::run;
-    use std::path::PathBuf;
     use crate::testutil::real_model;
+    use std::path::PathBuf;
 
     fn args(model: PathBuf) -> RunArgs {
         RunArgs::greedy_json(model)
