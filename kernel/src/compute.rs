@@ -177,6 +177,7 @@ pub enum KvBits {
 /// #   fn kv_quantize(&mut self, _: &[f32], _: KvBits, _: &mut [u8]) -> Result<(), ErrorKind> { Err(ErrorKind::Other) }
 /// #   fn kv_dequantize(&mut self, _: &[u8], _: KvBits, _: &mut [f32]) -> Result<(), ErrorKind> { Err(ErrorKind::Other) }
 /// #   fn swiglu(&mut self, _: &mut [f32], _: &[f32]) -> Result<(), ErrorKind> { Err(ErrorKind::Other) }
+/// #   fn axpy_columns(&mut self, _: DType, _: &[&[u8]], _: &[f32], _: &mut [f32]) -> Result<(), ErrorKind> { Err(ErrorKind::Other) }
 /// }
 /// let mut x = [3.0f32, 4.0];
 /// NormOnly.rms_norm(&mut x, &[1.0, 1.0], 0.0).unwrap();
@@ -255,6 +256,19 @@ pub trait Compute {
         x: &[f32],
         bundles: &Bundles<'_>,
         hidden: &mut [f32],
+        out: &mut [f32],
+    ) -> Result<(), Self::Error>;
+
+    /// `out += Σ_k weights[k] · cols[k]`, each column `out.len()` elements
+    /// of `dtype`: the down half of an FFN whose neurons were chosen and
+    /// whose down columns were read one by one (sparse streaming keeps the
+    /// gate and up rows apart from the down columns, so the columns arrive
+    /// from a read buffer or a cache slot, not as whole bundles).
+    fn axpy_columns(
+        &mut self,
+        dtype: DType,
+        cols: &[&[u8]],
+        weights: &[f32],
         out: &mut [f32],
     ) -> Result<(), Self::Error>;
 

@@ -8,7 +8,7 @@
 //!    four bundles go through each range together, so `out` is read and
 //!    written once per four bundles.
 
-use lode_kernel::compute::{Bundles, ErrorKind};
+use lode_kernel::compute::{Bundles, DType, ErrorKind};
 
 use super::act::ActBlock;
 use super::exec::{split_ranges, Exec, Parts};
@@ -153,6 +153,40 @@ pub(crate) fn gated_ffn(
             }
         }
         exec.for_each(&mut items, &|(c0, o)| phase2(*c0, o));
+    }
+    Ok(())
+}
+
+/// See [`Compute::axpy_columns`](lode_kernel::compute::Compute::axpy_columns):
+/// four columns per pass over `out`, so it is read and written once per four.
+///
+/// Errors: `ShapeMismatch` when `cols` and `weights` differ in length or a
+/// column is not one row of `out.len()` elements of `dtype`;
+/// `UnsupportedType`.
+pub(crate) fn axpy_columns(
+    kern: Kernels,
+    dtype: DType,
+    cols: &[&[u8]],
+    weights: &[f32],
+    out: &mut [f32],
+) -> Result<(), ErrorKind> {
+    let rt = RowType::of(dtype).ok_or(ErrorKind::UnsupportedType)?;
+    let want = dtype
+        .row_bytes(out.len() as u64)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or(ErrorKind::ShapeMismatch)?;
+    if cols.len() != weights.len() || cols.iter().any(|c| c.len() != want) {
+        return Err(ErrorKind::ShapeMismatch);
+    }
+    let mut cs = cols.chunks_exact(4);
+    let mut ws = weights.chunks_exact(4);
+    for (c4, w4) in (&mut cs).zip(&mut ws) {
+        if let (Ok(rows), Ok(alpha)) = (<[&[u8]; 4]>::try_from(c4), <[f32; 4]>::try_from(w4)) {
+            kern.axpy4_row(rt, rows, alpha, out);
+        }
+    }
+    for (c, &w) in cs.remainder().iter().zip(ws.remainder()) {
+        kern.axpy_row(rt, c, w, out);
     }
     Ok(())
 }

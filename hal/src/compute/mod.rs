@@ -52,7 +52,7 @@ pub mod sample;
 use alloc::vec::Vec;
 
 use lode_kernel::compute::{
-    AttentionShape, Bundles, Compute, ErrorKind, KvBits, KvChunk, QuantMatrix,
+    AttentionShape, Bundles, Compute, DType, ErrorKind, KvBits, KvChunk, QuantMatrix,
 };
 
 pub use act::{blocks_for, ActBlock};
@@ -347,6 +347,16 @@ impl Compute for CpuCompute<'_> {
             hidden,
             out,
         )
+    }
+
+    fn axpy_columns(
+        &mut self,
+        dtype: DType,
+        cols: &[&[u8]],
+        weights: &[f32],
+        out: &mut [f32],
+    ) -> Result<(), ErrorKind> {
+        ffn::axpy_columns(self.kernels, dtype, cols, weights, out)
     }
 
     fn kv_quantize(&mut self, src: &[f32], bits: KvBits, dst: &mut [u8]) -> Result<(), ErrorKind> {

@@ -258,6 +258,51 @@ proptest! {
         prop_assert_eq!(&outs[1], &outs[2]);
     }
 
+    /// Down columns accumulated one set at a time against their definition
+    /// on dequantized columns, scalar and SIMD, for every count mod 4.
+    #[test]
+    fn axpy_columns_against_naive(
+        seed in any::<u64>(),
+        t in 0usize..6,
+        count in 0usize..11,
+        blocks in 1usize..5,
+    ) {
+        let dtype = ALL_TYPES[t];
+        let dim = blocks * 32;
+        let mut r = SplitMix64::new(seed);
+        let cols = rand_matrix(&mut r, dtype, count, dim, false);
+        let cb = cols.len() / count.max(1);
+        let dq = dequant(dtype, &cols, count, dim);
+        let w = rand_vec(&mut r, count, 2.0);
+        let out0 = rand_vec(&mut r, dim, 1.0);
+        let refs: Vec<&[u8]> = (0..count).map(|i| &cols[i * cb..(i + 1) * cb]).collect();
+        for scalar in [true, false] {
+            let mut out = out0.clone();
+            cpu(1, scalar).axpy_columns(dtype, &refs, &w, &mut out).unwrap();
+            for j in 0..dim {
+                let want: f64 = f64::from(out0[j])
+                    + (0..count).map(|i| f64::from(w[i]) * f64::from(dq[i * dim + j])).sum::<f64>();
+                let scale: f64 = 1.0 + (0..count)
+                    .map(|i| (f64::from(w[i]) * f64::from(dq[i * dim + j])).abs())
+                    .sum::<f64>();
+                prop_assert!((f64::from(out[j]) - want).abs() <= 1e-5 * scale,
+                    "{dtype:?} [{j}] {} vs {want}", out[j]);
+            }
+        }
+        // A column of the wrong length or a weight count that differs is refused.
+        if count > 0 {
+            let mut out = out0.clone();
+            prop_assert_eq!(
+                cpu(1, false).axpy_columns(dtype, &refs, &w[1..], &mut out),
+                Err(ErrorKind::ShapeMismatch)
+            );
+            prop_assert_eq!(
+                cpu(1, false).axpy_columns(dtype, &refs, &w, &mut out[1..]),
+                Err(ErrorKind::ShapeMismatch)
+            );
+        }
+    }
+
     /// Attention against a naive f64 implementation, for GQA shapes, several
     /// chunks, and scores room for one or several threads.
     #[test]

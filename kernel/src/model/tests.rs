@@ -140,6 +140,27 @@ impl Compute for Naive {
         out.iter_mut().zip(&acc).for_each(|(o, &a)| *o = a as f32);
         Ok(())
     }
+    fn axpy_columns(
+        &mut self,
+        dtype: DType,
+        cols: &[&[u8]],
+        w: &[f32],
+        out: &mut [f32],
+    ) -> Result<(), CK> {
+        if cols.len() != w.len() {
+            return Err(CK::ShapeMismatch);
+        }
+        let mut col = vec![0f32; out.len()];
+        let mut acc: Vec<f64> = out.iter().map(|&v| v as f64).collect();
+        for (c, &a) in cols.iter().zip(w) {
+            dequantize_row(dtype, c, &mut col).map_err(|_| CK::UnsupportedType)?;
+            acc.iter_mut()
+                .zip(&col)
+                .for_each(|(s, &v)| *s += a as f64 * v as f64);
+        }
+        out.iter_mut().zip(&acc).for_each(|(o, &a)| *o = a as f32);
+        Ok(())
+    }
     fn swiglu(&mut self, g: &mut [f32], u: &[f32]) -> Result<(), CK> {
         g.iter_mut().zip(u).for_each(|(g, &u)| {
             let x = *g as f64;
