@@ -3,27 +3,36 @@
 //!
 //! Everything but the FFN (embeddings, norms, attention, output head) is
 //! copied as tensors, byte for byte, for the memory planner to keep
-//! resident or stream. Each layer's FFN becomes one region of neuron
-//! bundles (gate row | up row | down column) stored in the placement's
-//! order, so neurons that fire together sit together on flash. The down
-//! column is re-quantized (GGUF quantizes the down matrix along the neuron
-//! axis); `--down` picks its type: Q8_0 by default, which keeps the
-//! perplexity change under 1% where Q4_1 costs about 7% (DESIGN.md).
+//! resident or stream. Each layer's FFN is stored in the placement's order,
+//! so neurons that fire together sit together on flash, in one of two
+//! layouts (`--layout`): `bundled`, one bundle per neuron (gate row | up
+//! row | down column), which dense streaming reads a layer at a time; or
+//! `split`, the gate and up matrices as tensors with their rows in
+//! placement order and bundles of the down column alone, which sparse
+//! streaming (`lode run --sparsity`) needs: it scores every neuron from the
+//! gate and up rows, then reads only the firing neurons' down columns. The
+//! down column is re-quantized either way (GGUF quantizes the down matrix
+//! along the neuron axis); `--down` picks its type: Q8_0 by default, which
+//! keeps the perplexity change under 1% where Q4_1 costs about 7%
+//! (DESIGN.md).
 //!
 //! The model's tokenizer (its `tokenizer.*` metadata, as a GGUF file without
 //! tensors) goes into the image's tokenizer section, so the image alone is
 //! enough for `lode run`: the source GGUF is not needed after packing.
 //!
 //! The image is written to a temporary sibling and renamed, so an error
-//! leaves no file behind.
+//! leaves no file behind. The perplexity check then reads the FFN back
+//! from the written image, so it measures what is on disk.
 
 use std::error::Error;
 use std::io::Write;
 use std::path::PathBuf;
 
+use lode_formats::image::Image;
 use lode_formats::trace::Trace;
 use lode_formats::DType;
-use lode_hal::pack::build_image;
+use lode_hal::pack::readback::layer_bundles;
+use lode_hal::pack::{build_image, FfnLayout, PackSummary};
 use lode_kernel::formats::gguf::Gguf;
 use lode_kernel::model::LlamaConfig;
 
@@ -53,6 +62,12 @@ pub struct PackArgs {
     /// Element type of the re-laid-out down column.
     #[arg(long, value_enum, default_value = "q8-0")]
     pub down: DownType,
+    /// How each layer's FFN is stored: `split` keeps the gate and up rows
+    /// as tensors in placement order and the down columns as bundles
+    /// (needed by `lode run --sparsity`); `bundled` stores one
+    /// gate|up|down bundle per neuron (dense streaming only).
+    #[arg(long, value_enum, default_value = "bundled")]
+    pub layout: Layout,
     /// Block size the data is aligned to.
     #[arg(long, default_value_t = 4096)]
     pub block_size: u32,
@@ -79,6 +94,7 @@ impl PackArgs {
             trace: None,
             placement: PlacementKind::Identity,
             down: DownType::Q8_0,
+            layout: Layout::Bundled,
             block_size: 4096,
             check_text: None,
             check_tokens: 0,
@@ -107,6 +123,45 @@ impl DownType {
             DownType::Q5_1 => DType::Q5_1,
             DownType::Q4_1 => DType::Q4_1,
         }
+    }
+}
+
+/// The FFN layouts `lode pack` writes (see [`FfnLayout`] for why each
+/// exists).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// One gate|up|down bundle per neuron: dense streaming only.
+    Bundled,
+    /// Gate/up rows as tensors in placement order, down columns as
+    /// bundles: needed by `lode run --sparsity`.
+    Split,
+}
+
+impl Layout {
+    /// The library's layout.
+    pub fn ffn_layout(self) -> FfnLayout {
+        match self {
+            Layout::Bundled => FfnLayout::Bundled,
+            Layout::Split => FfnLayout::Split,
+        }
+    }
+}
+
+/// What the summary line says about the FFN: the bundles' sizes and parts,
+/// and for `split` the gate/up tensors beside them.
+fn ffn_summary(sum: &PackSummary, cfg: &LlamaConfig) -> String {
+    let (rows, down) = (sum.types.rows.name(), sum.types.down.name());
+    let (layers, ffn, bundle) = (cfg.layers, cfg.ffn, sum.bundle_bytes);
+    match sum.layout {
+        FfnLayout::Bundled => format!(
+            "bundled FFN: {layers} layers x {ffn} bundles of {bundle} B \
+             ({rows} gate/up, {down} down)"
+        ),
+        FfnLayout::Split => format!(
+            "split FFN: {layers} layers x ({} B of {rows} gate/up tensors, rows in placement \
+             order, + {ffn} down-only bundles of {bundle} B ({down} down))",
+            sum.split_tensor_bytes / cfg.layers.max(1) as u64
+        ),
     }
 }
 
@@ -176,44 +231,57 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         &cfg,
         fp,
         a.down.dtype(),
+        a.layout.ffn_layout(),
         a.block_size,
-        &perm_of,
+        perm_of,
         |_| progress.tick(1),
     )
     .map_err(|e| format!("{}: {e}", a.model.display()))?;
     progress.finish();
-    let (types, layer_bytes) = (sum.types, sum.layer_bytes);
-    let (tensor_bytes, tokenizer_bytes) = (sum.tensor_bytes, sum.tokenizer_bytes);
     let len = crate::output::write_atomically(&a.output, |w| Ok(b.write_to(w)?))?;
-    let bundle = layer_bytes / cfg.ffn.max(1);
+    // The builder holds every layer's re-laid-out FFN: free it before the
+    // check reads the image back.
+    drop(b);
     writeln!(
         out,
-        "wrote {} ({len} bytes): {tensor_bytes} bytes of tensors, {tokenizer_bytes} bytes of \
-         tokenizer; {} layers x {} bundles of {bundle} B ({} gate/up, {} down), {:?} placement",
+        "wrote {} ({len} bytes): {} bytes of tensors, {} bytes of tokenizer; {}, {:?} placement",
         a.output.display(),
-        cfg.layers,
-        cfg.ffn,
-        types.rows.name(),
-        types.down.name(),
+        sum.tensor_bytes,
+        sum.tokenizer_bytes,
+        ffn_summary(&sum, &cfg),
         a.placement
     )?;
     if let Some(text) = check_text {
-        let q = crate::pack_quality::measure(&file, &cfg, types, &text, a.check_tokens, perm_of)
-            .map_err(|e| {
-                format!(
-                    "measuring the layout's perplexity on {}: {e}",
-                    text.display()
-                )
-            })?;
+        let image = std::fs::read(&a.output)
+            .map_err(|e| format!("cannot read back {}: {e}", a.output.display()))?;
+        let img = Image::parse(&image).map_err(|e| format!("{}: {e}", a.output.display()))?;
+        let q = crate::pack_quality::measure(
+            &file,
+            &cfg,
+            sum.types,
+            &text,
+            a.check_tokens,
+            |layer, dst| layer_bundles(&img, &image, layer, dst),
+        )
+        .map_err(|e| {
+            format!(
+                "measuring the layout's perplexity on {}: {e}",
+                text.display()
+            )
+        })?;
         writeln!(
             out,
-            "perplexity over {} tokens of {}: GGUF FFN {:.4}, image bundles {:.4} ({:+.2}%{})",
+            "perplexity over {} tokens of {}: GGUF FFN {:.4}, image FFN ({} layout, read \
+             back) {:.4} ({:+.2}%{})",
             q.scored,
             text.display(),
             q.dense,
+            sum.layout.name(),
             q.bundles,
             q.change_percent(),
-            if q.change_percent() > 1.0 {
+            // Q8_0 is the finest down type there is: advise it only when
+            // another was chosen.
+            if q.change_percent() > 1.0 && a.down != DownType::Q8_0 {
                 "; over 1%: pack with --down q8-0"
             } else {
                 ""
@@ -227,7 +295,7 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
 mod tests {
     use super::*;
     use crate::testutil::real_model;
-    use lode_formats::image::Image;
+    use lode_formats::image::BundleParts;
     use lode_hal::synth::SynthParams;
 
     fn args(model: PathBuf, output: PathBuf) -> PackArgs {
@@ -244,6 +312,24 @@ mod tests {
         crate::cmd_trace::synthesize(&p, Vec::new(), true).unwrap()
     }
 
+    /// Runs `a`, removes its trace and its output, checks every byte of
+    /// the image and returns the image and what `run` printed.
+    fn pack_verified(a: &PackArgs) -> (Vec<u8>, String) {
+        let mut out = Vec::new();
+        let result = run(a, &mut out);
+        if let Some(t) = &a.trace {
+            let _ = std::fs::remove_file(t);
+        }
+        let bytes = std::fs::read(&a.output);
+        let _ = std::fs::remove_file(&a.output);
+        result.unwrap();
+        let bytes = bytes.unwrap();
+        let img = Image::parse(&bytes).unwrap();
+        img.verify_data(&bytes[img.header().meta_len as usize..])
+            .unwrap();
+        (bytes, String::from_utf8(out).unwrap())
+    }
+
     fn tmp(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!("lode-pack-{}-{name}", std::process::id()))
     }
@@ -251,14 +337,8 @@ mod tests {
     #[test]
     fn packs_the_real_model_into_an_image_that_verifies() {
         let Some(model) = real_model() else { return };
-        let path = tmp("real.lode");
-        let mut out = Vec::new();
-        run(&args(model.clone(), path.clone()), &mut out).unwrap();
-        let bytes = std::fs::read(&path).unwrap();
-        let _ = std::fs::remove_file(&path);
+        let (bytes, text) = pack_verified(&args(model.clone(), tmp("real.lode")));
         let img = Image::parse(&bytes).unwrap();
-        img.verify_data(&bytes[img.header().meta_len as usize..])
-            .unwrap();
         let g = img.geometry();
         assert_eq!((g.layers, g.hidden, g.ffn), (30, 576, 1536));
         assert_eq!(img.layer_count(), 30);
@@ -277,7 +357,6 @@ mod tests {
         let r = img.bundle_region(2).unwrap();
         let at = r.bundle_offset(7).unwrap() as usize;
         assert_eq!(&bytes[at..at + 360], &gate[7 * 360..8 * 360]);
-        let text = String::from_utf8(out).unwrap();
         assert!(text.contains("q8_0 down"), "{text}");
         // The tokenizer section: the GGUF's tokenizer metadata, format 1.1.
         assert_eq!(img.header().minor, 1);
@@ -290,23 +369,125 @@ mod tests {
     }
 
     #[test]
+    fn split_layout_stores_permuted_gate_up_tensors_and_down_only_bundles() {
+        let Some(model) = real_model() else { return };
+        let trace = tmp("split-shape.trace");
+        std::fs::write(&trace, synth_trace(30, 1536)).unwrap();
+        let mut a = args(model.clone(), tmp("split.lode"));
+        a.layout = Layout::Split;
+        a.trace = Some(trace.clone());
+        a.placement = PlacementKind::Freq;
+        let (bytes, text) = pack_verified(&a);
+        let img = Image::parse(&bytes).unwrap();
+        let gguf_bytes = std::fs::read(&model).unwrap();
+        let file = Gguf::parse(&gguf_bytes).unwrap();
+        assert!(img.tensors().all(|t| !t.name.contains("ffn_down")));
+        for l in 0..30 {
+            // Down-only regions: a 612 B Q8_0 column per neuron.
+            let r = img.bundle_region(l).unwrap();
+            assert_eq!(
+                r.parts,
+                BundleParts {
+                    gate: None,
+                    up: None,
+                    down: Some(DType::Q8_0)
+                }
+            );
+            assert_eq!((r.count, r.bundle_size), (1536, 612));
+            for part in ["ffn_gate", "ffn_up"] {
+                let name = format!("blk.{l}.{part}.weight");
+                let (_, t) = img.tensor_by_name(&name).unwrap();
+                assert_eq!(t.dtype, DType::Q4_1);
+                assert_eq!(t.shape.dims(), &[576, 1536]);
+            }
+        }
+        // Row p of layer 5's up tensor is the GGUF's row of neuron perm[p];
+        // the placement really moves neurons.
+        let p = img.placement(5).unwrap();
+        assert!(!p.is_identity());
+        let (_, t) = img.tensor_by_name("blk.5.ffn_up.weight").unwrap();
+        let rows = &bytes[t.offset as usize..(t.offset + t.length) as usize];
+        let src = file
+            .data(&file.tensor("blk.5.ffn_up.weight").unwrap())
+            .unwrap();
+        for pos in [0u32, 1, 700, 1535] {
+            let n = p.neuron_at(pos).unwrap() as usize;
+            let pos = pos as usize;
+            assert_eq!(
+                &rows[pos * 360..(pos + 1) * 360],
+                &src[n * 360..(n + 1) * 360]
+            );
+        }
+        assert!(
+            text.contains("split FFN: 30 layers x (1105920 B of q4_1 gate/up tensors"),
+            "{text}"
+        );
+        assert!(
+            text.contains("1536 down-only bundles of 612 B (q8_0 down)"),
+            "{text}"
+        );
+    }
+
+    /// The perplexity check reads the FFN back from the written image: a
+    /// split image and a bundled one of the same placement and down type
+    /// hold the same weights, so they measure the same to the last digit.
+    #[test]
+    fn the_check_measures_both_layouts_alike() {
+        let Some(model) = real_model() else { return };
+        let text = tmp("check.txt");
+        std::fs::write(
+            &text,
+            "The capital of France is Paris. It lies on the Seine, and about two million \
+             people live in the city itself, many more in the region around it. Its museums, \
+             among them the Louvre, draw visitors from every country of the world.",
+        )
+        .unwrap();
+        let measure = |layout: Layout| {
+            let path = tmp(&format!("check-{layout:?}.lode"));
+            let mut a = args(model.clone(), path.clone());
+            a.layout = layout;
+            a.down = DownType::Q4_1;
+            a.check_text = Some(text.clone());
+            a.check_tokens = 40;
+            let mut out = Vec::new();
+            let result = run(&a, &mut out);
+            let _ = std::fs::remove_file(&path);
+            result.unwrap();
+            let out = String::from_utf8(out).unwrap();
+            let line = out.lines().find(|l| l.starts_with("perplexity")).unwrap();
+            let ppl = |key: &str| {
+                let at = line.find(key).unwrap() + key.len();
+                line[at..].split_whitespace().next().unwrap().to_string()
+            };
+            (ppl("GGUF FFN "), ppl("read back) "), line.to_string())
+        };
+        let (b_dense, b_image, b_line) = measure(Layout::Bundled);
+        let (s_dense, s_image, s_line) = measure(Layout::Split);
+        let _ = std::fs::remove_file(&text);
+        assert!(
+            s_line.contains("image FFN (split layout, read back)"),
+            "{s_line}"
+        );
+        assert!(
+            b_line.contains("image FFN (bundled layout, read back)"),
+            "{b_line}"
+        );
+        assert_eq!((&b_dense, &b_image), (&s_dense, &s_image));
+        // Q4_1 down columns cost perplexity: the image is not the GGUF.
+        assert_ne!(b_dense, b_image);
+    }
+
+    #[test]
     fn coactivation_placement_from_a_trace_orders_the_bundles() {
         let Some(model) = real_model() else { return };
         let trace = tmp("real-shape.trace");
         std::fs::write(&trace, synth_trace(30, 1536)).unwrap();
-        let path = tmp("coact.lode");
-        let mut a = args(model, path.clone());
+        let mut a = args(model, tmp("coact.lode"));
         a.trace = Some(trace.clone());
         a.placement = PlacementKind::Coact;
         a.down = DownType::Q5_1;
-        let result = run(&a, &mut Vec::new());
-        let _ = std::fs::remove_file(&trace);
-        result.unwrap();
-        let bytes = std::fs::read(&path).unwrap();
-        let _ = std::fs::remove_file(&path);
+        let (bytes, _) = pack_verified(&a);
         let img = Image::parse(&bytes).unwrap();
-        img.verify_data(&bytes[img.header().meta_len as usize..])
-            .unwrap();
         // 360 + 360 B of Q4_1 rows and a 432 B Q5_1 column.
         assert_eq!(img.bundle_region(0).unwrap().bundle_size, 1152);
         let p = img.placement(4).unwrap();

@@ -1,17 +1,25 @@
 //! What a packed FFN layout costs in perplexity: the model evaluated on a
 //! text with its FFN as GGUF stores it and as the image's bundles, side by
 //! side, so `lode pack` can print the change its down-column type causes.
+//!
+//! The bundles come from the caller's `fill`; `lode pack` reads them back
+//! from the image it has just written
+//! ([`lode_hal::pack::readback::layer_bundles`]), so the number describes
+//! the bytes on disk, in either layout: a split image's gate/up tensor rows
+//! and down-only bundles are put back together into the same bundles a
+//! bundled image stores, and the FFN computed over them is the one the
+//! runtime computes over the split pieces.
 
 use std::error::Error;
 use std::path::Path;
 
 use lode_formats::gguf::Gguf;
-use lode_hal::bundle::fill_layer;
 use lode_hal::compute::{CpuCompute, CpuConfig};
 use lode_hal::tokenizer::Tokenizer;
 use lode_hal_linux::LockedArena;
 use lode_kernel::model::{
-    BundleFfn, BundleTypes, FfnSource, Limits, LlamaConfig, MemoryPlan, Model, WantLogits,
+    BundleFfn, BundleTypes, FfnSource, Limits, LlamaConfig, MemoryPlan, Model, ModelError,
+    WantLogits,
 };
 
 use crate::cmd_profile::ppl::Nll;
@@ -26,7 +34,7 @@ pub struct Quality {
     pub scored: u64,
     /// Perplexity with the GGUF's matrices.
     pub dense: f64,
-    /// Perplexity with the image's bundles.
+    /// Perplexity with the bundles `fill` wrote (the image's FFN).
     pub bundles: f64,
 }
 
@@ -55,15 +63,18 @@ fn score<F: FfnSource>(
     Ok(nll)
 }
 
-/// Evaluates `file` both ways over `text`; `perm_of(layer)` is the image's
-/// placement (the bundles are laid out exactly as packed).
+/// Evaluates `file` both ways over the first `tokens` tokens of `text`:
+/// with the GGUF's FFN, and with bundles of `types` that `fill(layer, out)`
+/// writes (in any neuron order: the FFN sums over its bundles). Everything
+/// but the FFN comes from `file` both times (an image copies it byte for
+/// byte).
 pub fn measure(
     file: &Gguf<'_>,
     cfg: &LlamaConfig,
     types: BundleTypes,
     text: &Path,
     tokens: usize,
-    perm_of: impl Fn(usize) -> Vec<u32>,
+    fill: impl FnMut(usize, &mut [u8]) -> Result<(), ModelError>,
 ) -> Result<Quality, Box<dyn Error>> {
     let tok = Tokenizer::from_gguf(file).map_err(|e| format!("tokenizer: {e}"))?;
     let ids = crate::cmd_profile::tokenize(&tok, text, tokens)?;
@@ -88,9 +99,7 @@ pub fn measure(
     };
     let bundles = {
         let mut arena = LockedArena::new(bplan.total())?;
-        let ffn = BundleFfn::load(cfg, &limits, types, &mut arena, |layer, out| {
-            fill_layer(file, cfg, types, layer, Some(&perm_of(layer)), out)
-        })?;
+        let ffn = BundleFfn::load(cfg, &limits, types, &mut arena, fill)?;
         let mut model = Model::with_ffn(file, *cfg, limits, &mut arena, ffn)?;
         score(&mut model, &mut arena, &mut cpu, &ids)?
     };

@@ -2,11 +2,21 @@
 //! library half of `lode pack`, so tests and tools build the same image.
 //!
 //! Everything but the FFN (embeddings, norms, attention, output head) is
-//! copied as tensors, byte for byte. Each layer's FFN becomes one region of
-//! neuron bundles (gate row | up row | down column) in the order the caller
-//! gives, the down column re-quantized to `down` (GGUF quantizes the down
-//! matrix along the neuron axis, see [`crate::bundle`]). The tokenizer goes
-//! into the image's tokenizer section so the image runs on its own.
+//! copied as tensors, byte for byte. Each layer's FFN is stored in the
+//! neuron order the caller gives (its placement), in one of two layouts
+//! ([`FfnLayout`]): one bundle per neuron (gate row | up row | down
+//! column), or the gate and up matrices as tensors with their rows in
+//! placement order and bundles of the down column alone. Either way the
+//! down column is re-quantized to `down` (GGUF quantizes the down matrix
+//! along the neuron axis, see [`crate::bundle`]). The tokenizer goes into
+//! the image's tokenizer section so the image runs on its own.
+//!
+//! [`readback`] turns a layer of a written image, of either layout, back
+//! into whole bundles, so what an image holds can be checked and measured.
+
+pub mod readback;
+#[cfg(test)]
+mod tests;
 
 use std::format;
 use std::string::String;
@@ -16,53 +26,93 @@ use std::vec::Vec;
 use lode_formats::gguf::{tokenizer_only, Gguf};
 use lode_formats::image::{ArchTag, BundleParts, ImageBuilder, LayerSpec, ModelGeometry};
 use lode_formats::DType;
-use lode_kernel::model::{BundleFfn, BundleTypes, LlamaConfig};
+use lode_kernel::model::{BundleTypes, LlamaConfig};
 
-use crate::bundle::fill_layer;
+use crate::bundle::{fill_layer, split_layer};
+
+/// How each layer's FFN is laid out in an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum FfnLayout {
+    /// One bundle per neuron: gate row | up row | down column. A dense
+    /// stream reads a layer as one extent, and a neuron's three pieces sit
+    /// together. It cannot serve sparse reads: choosing the neurons that
+    /// fire needs every neuron's gate and up rows, which here are
+    /// interleaved with the down columns, so the whole region is read
+    /// anyway.
+    #[default]
+    Bundled,
+    /// The gate and up matrices as ordinary tensors
+    /// (`blk.{L}.ffn_gate.weight`, `blk.{L}.ffn_up.weight`, GGUF shape and
+    /// type) whose row `p` is neuron `perm[p]`, and bundles holding only
+    /// the down column. Sparse FFN streaming reads the gate and up rows of
+    /// every neuron (it scores each one by |silu(gate·x)·(up·x)|), then
+    /// the down columns of the firing neurons alone. Rows in placement
+    /// order make activation `p` line up with down bundle `p`.
+    Split,
+}
+
+impl FfnLayout {
+    /// The layout's name on the command line and in summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            FfnLayout::Bundled => "bundled",
+            FfnLayout::Split => "split",
+        }
+    }
+
+    /// The parts a bundle holds in this layout.
+    pub fn parts(self, types: BundleTypes) -> BundleParts {
+        match self {
+            FfnLayout::Bundled => BundleParts {
+                gate: Some(types.rows),
+                up: Some(types.rows),
+                down: Some(types.down),
+            },
+            FfnLayout::Split => BundleParts {
+                gate: None,
+                up: None,
+                down: Some(types.down),
+            },
+        }
+    }
+}
 
 /// What [`build_image`] put in the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PackSummary {
-    /// Bytes of the tensors copied as they are.
+    /// How the FFN is laid out.
+    pub layout: FfnLayout,
+    /// Bytes of the tensors copied from the GGUF as they are (every
+    /// non-FFN tensor).
     pub tensor_bytes: u64,
+    /// Bytes of the split layout's gate and up tensors, all layers
+    /// together (rows reordered, not re-encoded); 0 when bundled.
+    pub split_tensor_bytes: u64,
     /// Bytes of the tokenizer section.
     pub tokenizer_bytes: usize,
-    /// Bytes of one layer's bundles.
+    /// Bytes of one bundle: gate row + up row + down column when bundled,
+    /// the down column alone when split.
+    pub bundle_bytes: usize,
+    /// Bytes of one layer's bundle region (`ffn` bundles), which is all of
+    /// the layer's FFN when bundled and only its down columns when split.
     pub layer_bytes: usize,
-    /// The bundles' types.
+    /// The rows' (stored) and the down columns' (re-quantized) types.
     pub types: BundleTypes,
 }
 
-/// Whether a GGUF tensor belongs to the FFN (packed as bundles, not copied).
+/// Whether a GGUF tensor belongs to the FFN (packed by layer, not copied).
 pub fn is_ffn_tensor(name: &str) -> bool {
     ["ffn_gate.weight", "ffn_up.weight", "ffn_down.weight"]
         .iter()
         .any(|s| name.ends_with(s))
 }
 
-/// The image of `file` (a llama model of shape `cfg`, identified by
-/// `fingerprint`): tensors, tokenizer and one bundle region per layer in the
-/// order `perm_of(layer)` returns (`perm[p]` is the neuron stored at
-/// position `p`). `on_layer` is called after each layer (progress).
-pub fn build_image<'d>(
-    file: &Gguf<'d>,
-    cfg: &LlamaConfig,
-    fingerprint: u64,
-    down: DType,
-    block_size: u32,
-    mut perm_of: impl FnMut(usize) -> Vec<u32>,
-    mut on_layer: impl FnMut(usize),
-) -> Result<(ImageBuilder<'d>, PackSummary), String> {
-    let rows = file
-        .tensor("blk.0.ffn_gate.weight")
-        .ok_or("the model has no blk.0.ffn_gate.weight")?
-        .dtype;
-    let types = BundleTypes { rows, down };
-    let layer_bytes = BundleFfn::layer_bytes(cfg, types).map_err(|e| format!("{e}"))?;
+/// The image geometry of `cfg`.
+fn geometry(cfg: &LlamaConfig, fingerprint: u64) -> Result<ModelGeometry, String> {
     let u32_of = |v: usize, what: &str| {
         u32::try_from(v).map_err(|_| format!("model {what} {v} does not fit an image"))
     };
-    let geometry = ModelGeometry {
+    Ok(ModelGeometry {
         arch: ArchTag::new("llama").ok_or("bad architecture tag")?,
         layers: u32_of(cfg.layers, "layers")?,
         hidden: u32_of(cfg.hidden, "hidden size")?,
@@ -75,10 +125,69 @@ pub fn build_image<'d>(
         rope_base: cfg.rope_base,
         rms_eps: cfg.rms_eps,
         fingerprint,
-    };
+    })
+}
+
+/// Adds layer `l`'s FFN to `b` in the split layout: gate and up as tensors
+/// of their GGUF shape and type, rows in `perm` order, and the down-only
+/// bundles. Returns the bytes of the two tensors.
+fn add_split_layer<'d>(
+    b: &mut ImageBuilder<'d>,
+    file: &Gguf<'d>,
+    cfg: &LlamaConfig,
+    types: BundleTypes,
+    l: usize,
+    perm: Vec<u32>,
+) -> Result<u64, String> {
+    let s = split_layer(file, cfg, types, l, &perm).map_err(|e| format!("layer {l}: {e}"))?;
+    let mut bytes = 0u64;
+    for (part, rows) in [("ffn_gate", s.gate), ("ffn_up", s.up)] {
+        let name = format!("blk.{l}.{part}.weight");
+        let t = file
+            .tensor(&name)
+            .ok_or(format!("the model has no {name}"))?;
+        bytes += rows.len() as u64;
+        b.add_tensor(name, t.dtype, t.dims.as_slice(), rows)
+            .map_err(|e| format!("{e}"))?;
+    }
+    b.add_layer(LayerSpec::new(FfnLayout::Split.parts(types), s.down, perm));
+    Ok(bytes)
+}
+
+/// The image of `file` (a llama model of shape `cfg`, identified by
+/// `fingerprint`): tensors, tokenizer and each layer's FFN in `layout`,
+/// neurons in the order `perm_of(layer)` returns (`perm[p]` is the neuron
+/// stored at position `p`; it must name `cfg.ffn` neurons). The down
+/// columns are re-quantized to `down`. `on_layer` is called after each
+/// layer (progress).
+#[allow(clippy::too_many_arguments)] // each is one knob of `lode pack`
+pub fn build_image<'d>(
+    file: &Gguf<'d>,
+    cfg: &LlamaConfig,
+    fingerprint: u64,
+    down: DType,
+    layout: FfnLayout,
+    block_size: u32,
+    mut perm_of: impl FnMut(usize) -> Vec<u32>,
+    mut on_layer: impl FnMut(usize),
+) -> Result<(ImageBuilder<'d>, PackSummary), String> {
+    let rows = file
+        .tensor("blk.0.ffn_gate.weight")
+        .ok_or("the model has no blk.0.ffn_gate.weight")?
+        .dtype;
+    let types = BundleTypes { rows, down };
+    let hidden = u32::try_from(cfg.hidden).map_err(|_| "hidden size does not fit an image")?;
+    let bundle_bytes = layout
+        .parts(types)
+        .bundle_bytes(hidden)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or("the hidden size is not whole blocks of the bundle types")?;
+    let layer_bytes = bundle_bytes
+        .checked_mul(cfg.ffn)
+        .ok_or("a layer's bundles overflow")?;
     let tokenizer = tokenizer_only(file).map_err(|e| format!("tokenizer: {e}"))?;
     let tokenizer_bytes = tokenizer.len();
-    let mut b = ImageBuilder::new(geometry);
+    let mut b = ImageBuilder::new(geometry(cfg, fingerprint)?);
     b.block_size(block_size).tokenizer_gguf(tokenizer);
     let mut tensor_bytes = 0u64;
     for t in file.tensors() {
@@ -90,24 +199,37 @@ pub fn build_image<'d>(
         b.add_tensor(t.name, t.dtype, t.dims.as_slice(), data)
             .map_err(|e| format!("{e}"))?;
     }
-    let parts = BundleParts {
-        gate: Some(types.rows),
-        up: Some(types.rows),
-        down: Some(types.down),
-    };
+    let mut split_tensor_bytes = 0u64;
     for l in 0..cfg.layers {
         let perm = perm_of(l);
-        let mut data = vec![0u8; layer_bytes];
-        fill_layer(file, cfg, types, l, Some(&perm), &mut data)
-            .map_err(|e| format!("layer {l}: {e}"))?;
-        b.add_layer(LayerSpec::new(parts, data, perm));
+        if perm.len() != cfg.ffn {
+            return Err(format!(
+                "layer {l}: a placement of {} neurons for an FFN of {}",
+                perm.len(),
+                cfg.ffn
+            ));
+        }
+        match layout {
+            FfnLayout::Bundled => {
+                let mut data = vec![0u8; layer_bytes];
+                fill_layer(file, cfg, types, l, Some(&perm), &mut data)
+                    .map_err(|e| format!("layer {l}: {e}"))?;
+                b.add_layer(LayerSpec::new(layout.parts(types), data, perm));
+            }
+            FfnLayout::Split => {
+                split_tensor_bytes += add_split_layer(&mut b, file, cfg, types, l, perm)?;
+            }
+        }
         on_layer(l);
     }
     Ok((
         b,
         PackSummary {
+            layout,
             tensor_bytes,
+            split_tensor_bytes,
             tokenizer_bytes,
+            bundle_bytes,
             layer_bytes,
             types,
         },

@@ -151,6 +151,7 @@ pub fn pack_identity(gguf: &[u8]) -> Vec<u8> {
         &cfg,
         1,
         DType::Q8_0,
+        lode_hal::pack::FfnLayout::Bundled,
         4096,
         |_| (0..cfg.ffn as u32).collect(),
         |_| {},

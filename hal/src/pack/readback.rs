@@ -1,0 +1,200 @@
+//! A packed layer read back as whole bundles, whichever layout it has.
+//!
+//! `lode pack` measures the perplexity of the image it wrote by running
+//! the model over bundles (gate row | up row | down column, the
+//! [`Bundles`] layout the CPU FFN computes over). A bundled image stores
+//! exactly that; a split image stores the same bytes cut apart (gate and up
+//! rows in placement-ordered tensors, down columns in the bundle region).
+//! Reading either back into bundles, checking every tensor and bundle
+//! against its CRC on the way, lets one measurement cover both layouts and
+//! look at the bytes on disk rather than at a second re-layout.
+
+use std::format;
+
+use lode_formats::image::{BundleRegion, Image, TensorInfo};
+use lode_formats::DType;
+use lode_kernel::compute::Bundles;
+use lode_kernel::model::{BundleTypes, ModelError};
+
+use super::FfnLayout;
+
+/// Layer `layer`'s bundle region, or a `Config` error.
+fn region(img: &Image<'_>, layer: usize) -> Result<BundleRegion, ModelError> {
+    img.bundle_region(layer)
+        .ok_or(ModelError::Config("the image has no such layer"))
+}
+
+/// The split layout's gate or up tensor of `layer` (`part` is `ffn_gate`
+/// or `ffn_up`): its table index and entry, checked to be `[hidden, count]`.
+fn split_tensor<'a>(
+    img: &Image<'a>,
+    layer: usize,
+    part: &str,
+    count: u32,
+) -> Result<(usize, TensorInfo<'a>), ModelError> {
+    let name = format!("blk.{layer}.{part}.weight");
+    let (i, t) = img
+        .tensor_by_name(&name)
+        .ok_or_else(|| ModelError::tensor(&name, "missing: a down-only bundle region needs it"))?;
+    let hidden = u64::from(img.geometry().hidden);
+    if t.shape.dims() != [hidden, u64::from(count)] {
+        return Err(ModelError::tensor(
+            &name,
+            "not [hidden, neurons] of its layer's bundle region",
+        ));
+    }
+    Ok((i, t))
+}
+
+/// The layout and bundle types of layer `layer` of `img`: bundled when its
+/// bundles hold gate, up and down (gate and up of one type); split when
+/// they hold the down column alone and the image has the layer's gate and
+/// up tensors (of one type, `[hidden, count]`).
+pub fn layer_layout(img: &Image<'_>, layer: usize) -> Result<(FfnLayout, BundleTypes), ModelError> {
+    let r = region(img, layer)?;
+    match r.parts.in_order() {
+        [Some(gate), Some(up), Some(down)] if gate == up => {
+            Ok((FfnLayout::Bundled, BundleTypes { rows: gate, down }))
+        }
+        [None, None, Some(down)] => {
+            let (_, gate) = split_tensor(img, layer, "ffn_gate", r.count)?;
+            let (_, up) = split_tensor(img, layer, "ffn_up", r.count)?;
+            if gate.dtype != up.dtype {
+                return Err(ModelError::Config(
+                    "the split layout's gate and up tensors differ in type",
+                ));
+            }
+            Ok((
+                FfnLayout::Split,
+                BundleTypes {
+                    rows: gate.dtype,
+                    down,
+                },
+            ))
+        }
+        _ => Err(ModelError::Config(
+            "a bundle region that is neither gate|up|down nor down-only",
+        )),
+    }
+}
+
+/// `len` bytes of `image` from `offset`, or a `Config` error when the file
+/// is shorter than that.
+fn bytes_at(image: &[u8], offset: u64, len: u64) -> Result<&[u8], ModelError> {
+    let start = usize::try_from(offset).ok();
+    let end = start
+        .zip(usize::try_from(len).ok())
+        .and_then(|(s, l)| s.checked_add(l));
+    start
+        .zip(end)
+        .and_then(|(s, e)| image.get(s..e))
+        .ok_or(ModelError::Config(
+            "the image file is shorter than its tables say",
+        ))
+}
+
+/// The content of bundle `pos` of region `r`, checked against its CRC.
+fn bundle<'i>(
+    img: &Image<'_>,
+    image: &'i [u8],
+    r: &BundleRegion,
+    pos: u32,
+) -> Result<&'i [u8], ModelError> {
+    let at = r
+        .bundle_offset(pos)
+        .ok_or(ModelError::Config("a bundle past the end of its region"))?;
+    let b = bytes_at(image, at, u64::from(r.bundle_size))?;
+    img.verify_bundle(r.layer, pos, b)
+        .map_err(ModelError::Image)?;
+    Ok(b)
+}
+
+/// The data of tensor `(index, t)`, checked against its CRC.
+fn tensor_data<'i>(
+    img: &Image<'_>,
+    image: &'i [u8],
+    (index, t): (usize, TensorInfo<'_>),
+) -> Result<&'i [u8], ModelError> {
+    let d = bytes_at(image, t.offset, t.length)?;
+    img.verify_tensor(index, d).map_err(ModelError::Image)?;
+    Ok(d)
+}
+
+/// Bytes of one row of `hidden` elements of `dtype`.
+fn row_bytes(dtype: DType, hidden: u32) -> Result<usize, ModelError> {
+    dtype
+        .row_bytes(u64::from(hidden))
+        .and_then(|b| usize::try_from(b).ok())
+        .filter(|&b| b > 0)
+        .ok_or(ModelError::Config(
+            "hidden is not whole blocks of a part's type",
+        ))
+}
+
+/// Bytes of layer `layer` of `img` read back as whole bundles: the length
+/// [`layer_bundles`] wants (`count` bundles of the types [`layer_layout`]
+/// reports).
+pub fn layer_bundles_len(img: &Image<'_>, layer: usize) -> Result<usize, ModelError> {
+    let (_, types) = layer_layout(img, layer)?;
+    let r = region(img, layer)?;
+    usize::try_from(img.geometry().hidden)
+        .ok()
+        .and_then(|h| Bundles::bundle_bytes(types.rows, types.down, h))
+        .and_then(|b| b.checked_mul(usize::try_from(r.count).ok()?))
+        .ok_or(ModelError::Config("a layer's bundles overflow"))
+}
+
+/// Writes layer `layer` of `img` into `out` as whole bundles (gate row |
+/// up row | down column) in placement order: bundle `p` holds neuron
+/// `perm[p]`, as a bundled image stores it. `image` is the whole image
+/// file (offsets are absolute); every tensor and bundle read is checked
+/// against its CRC. `out` must be [`layer_bundles_len`] bytes.
+///
+/// Errors: the layer's layout is not one of the two (`Config`, `Tensor`),
+/// `out` has the wrong length or the file is short (`Config`), a CRC
+/// differs (`Image`).
+pub fn layer_bundles(
+    img: &Image<'_>,
+    image: &[u8],
+    layer: usize,
+    out: &mut [u8],
+) -> Result<(), ModelError> {
+    if layer_bundles_len(img, layer)? != out.len() {
+        return Err(ModelError::Config(
+            "the bundle buffer is not the layer's bundles",
+        ));
+    }
+    let (layout, types) = layer_layout(img, layer)?;
+    let r = region(img, layer)?;
+    let Some(bb) = out.len().checked_div(r.count as usize) else {
+        // No neurons: nothing to read.
+        return Ok(());
+    };
+    let chunks = (0..r.count).zip(out.chunks_exact_mut(bb));
+    match layout {
+        FfnLayout::Bundled => {
+            for (p, dst) in chunks {
+                dst.copy_from_slice(bundle(img, image, &r, p)?);
+            }
+        }
+        FfnLayout::Split => {
+            let rb = row_bytes(types.rows, img.geometry().hidden)?;
+            let gate = tensor_data(img, image, split_tensor(img, layer, "ffn_gate", r.count)?)?;
+            let up = tensor_data(img, image, split_tensor(img, layer, "ffn_up", r.count)?)?;
+            let rows = gate.chunks_exact(rb).zip(up.chunks_exact(rb));
+            for ((p, dst), (g, u)) in chunks.zip(rows) {
+                let short = || ModelError::Config("a bundle's parts overrun it");
+                let (dg, rest) = dst.split_at_mut_checked(rb).ok_or_else(short)?;
+                let (du, dd) = rest.split_at_mut_checked(rb).ok_or_else(short)?;
+                dg.copy_from_slice(g);
+                du.copy_from_slice(u);
+                let d = bundle(img, image, &r, p)?;
+                if d.len() != dd.len() {
+                    return Err(short());
+                }
+                dd.copy_from_slice(d);
+            }
+        }
+    }
+    Ok(())
+}
