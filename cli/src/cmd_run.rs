@@ -86,9 +86,16 @@ pub struct RunArgs {
     /// Skip checking the image's data against its CRCs before the run.
     #[arg(long = "no-verify")]
     pub no_verify: bool,
-    /// Fraction of FFN neurons skipped per token (0: dense).
+    /// Fraction of FFN neurons skipped per token (0: dense). Each token
+    /// keeps, per layer, the neurons with the largest |silu(gate)·up| and
+    /// reads only their down columns; needs an image packed with
+    /// `--layout split`.
     #[arg(long, default_value_t = 0.0)]
     pub sparsity: f32,
+    /// Run a sparse image without the neuron cache of down columns (by
+    /// default what the memory plan leaves over caches them, S3-FIFO).
+    #[arg(long = "no-neuron-cache")]
+    pub no_neuron_cache: bool,
 }
 
 #[cfg(test)]
@@ -113,6 +120,7 @@ impl RunArgs {
             explain: false,
             no_verify: false,
             sparsity: 0.0,
+            no_neuron_cache: false,
         }
     }
 }
@@ -265,9 +273,10 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let stats = if crate::run_stream::is_image(&args.model) {
         crate::run_stream::generate(args, out)?
     } else {
-        if args.dram_budget.is_some() || args.device.is_some() {
+        if args.dram_budget.is_some() || args.device.is_some() || args.sparsity != 0.0 {
             return Err(RunError::BadArgument(
-                "--dram-budget and --device need a lode image (make one with `lode pack`)",
+                "--dram-budget, --device and --sparsity need a lode image (make one with \
+                 `lode pack`; --sparsity with `--layout split`)",
             )
             .into());
         }

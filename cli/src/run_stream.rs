@@ -23,7 +23,8 @@ use lode_hal_linux::{BlockFlash, BlockFlashOptions, HugePages, LockedArena, Lock
 use lode_kernel::arena::{DramArena, SlotKind};
 use lode_kernel::flash::FlashDevice;
 use lode_kernel::model::stream::{
-    config_of, verify_image_data, StreamLayout, StreamOptions, StreamPlan, StreamSource,
+    config_of, verify_image_data, SparseScratch, SparseSetup, StreamLayout, StreamOptions,
+    StreamPlan, StreamSource,
 };
 use lode_kernel::model::{Limits, Model, ModelError, MAX_CONTEXT};
 use serde::Serialize;
@@ -68,8 +69,16 @@ pub struct StreamStats {
     pub bytes_per_token: f64,
     /// Read commands per pass.
     pub reads_per_token: f64,
-    /// Neuron-cache hit rate (no neuron cache in dense streaming: 0).
+    /// Neuron-cache hit rate of the needed down columns (0 in dense
+    /// streaming, which has no neuron cache).
     pub cache_hit_rate: f64,
+    /// Down columns the neuron cache holds (0: no cache).
+    pub cache_slots: u32,
+    /// Down columns needed per pass, over every streamed layer (sparse).
+    pub needed_columns_per_token: f64,
+    /// Share of sparse layer fetches the planner served with one dense
+    /// read of the layer's columns (cheaper than many small reads).
+    pub dense_plan_rate: f64,
     /// Units that were complete when the layer needed them.
     pub prefetch_ready_rate: f64,
     /// Seconds the decode loop waited for reads.
@@ -163,12 +172,8 @@ fn model_bytes(img: &Image<'_>) -> u64 {
 
 /// Runs `lode run` on a lode image.
 pub fn generate(args: &RunArgs, out: &mut dyn Write) -> Result<RunStats, Box<dyn Error>> {
-    if args.sparsity != 0.0 {
-        return Err(RunError::BadArgument(
-            "--sparsity above 0 is not supported by streaming runs yet: the image has no \
-             separate gate rows to choose neurons from before reading them (see README)",
-        )
-        .into());
+    if !(0.0..1.0).contains(&args.sparsity) {
+        return Err(RunError::BadArgument("--sparsity must be at least 0 and below 1").into());
     }
     let prefix = read_prefix(&args.model)?;
     let img = Image::parse(&prefix).map_err(|e| format!("{}: {e}", args.model.display()))?;
@@ -266,11 +271,13 @@ fn run_on<D: FlashDevice>(
         None => usize::MAX,
     };
     let block = dev.geometry().block_size as usize;
+    let sparse = args.sparsity > 0.0;
     let opts = StreamOptions {
         budget,
         ring: args.ring,
         block,
         stream_all: false,
+        sparse,
     };
     let plan = StreamPlan::new(&layout, &cfg, &limits, opts).map_err(model_err)?;
     // Without --dram-budget, or with more than the model needs: exactly
@@ -333,9 +340,33 @@ fn run_on<D: FlashDevice>(
             .map_err(|e| model_err(ModelError::arena(e)))?;
         verify_seconds = t.elapsed().as_secs_f64();
     }
-    let (weights, source) =
+    let (n, n_ext) = SparseScratch::lens(&layout, block, dev.geometry().max_transfer as usize);
+    let (mut positions, mut missing, mut locs, mut extents) = if sparse {
+        (
+            vec![0u32; n],
+            vec![0u32; n],
+            vec![Default::default(); n],
+            vec![Default::default(); n_ext],
+        )
+    } else {
+        Default::default()
+    };
+    let (weights, source) = if sparse {
+        let setup = SparseSetup {
+            sparsity: args.sparsity,
+            policy: (!args.no_neuron_cache).then(|| lode_kernel::cache::S3Fifo::new(10)),
+            scratch: SparseScratch {
+                positions: &mut positions,
+                missing: &mut missing,
+                locs: &mut locs,
+                extents: &mut extents,
+            },
+        };
+        StreamSource::load_sparse(dev, &mut arena, layout, &cfg, &limits, plan, now_ns, setup)
+    } else {
         StreamSource::load(dev, &mut arena, layout, &cfg, &limits, plan, now_ns)
-            .map_err(model_err)?;
+    }
+    .map_err(model_err)?;
     let mut model =
         Model::from_parts(cfg, limits, weights, source, &mut arena).map_err(model_err)?;
     let widest = cfg.hidden.max(cfg.ffn).max(cfg.heads * cfg.head_dim);
@@ -351,6 +382,7 @@ fn run_on<D: FlashDevice>(
     let load_seconds = t_load.elapsed().as_secs_f64();
 
     let io0 = model.ffn().io_stats();
+    let sp0 = model.ffn().sparse_stats().unwrap_or_default();
     let fake0 = fake_ns(model.ffn().device());
     let result = decode(
         &mut model, &mut arena, &mut cpu, &tokenizer, &ids, args, out,
@@ -364,6 +396,9 @@ fn run_on<D: FlashDevice>(
     let per = |v: u64| v as f64 / passes.max(1) as f64;
     let wait = (io.wait_ns - io0.wait_ns) as f64 / 1e9;
     let units = io.units - io0.units;
+    let sp = model.ffn().sparse_stats().unwrap_or_default();
+    let (needed, hits) = (sp.needed - sp0.needed, sp.hits - sp0.hits);
+    let fetches = sp.fetches - sp0.fetches;
     let stream = StreamStats {
         device,
         device_mode,
@@ -378,7 +413,18 @@ fn run_on<D: FlashDevice>(
         passes,
         bytes_per_token: per(io.bytes - io0.bytes),
         reads_per_token: per(io.reads - io0.reads),
-        cache_hit_rate: 0.0,
+        cache_hit_rate: if needed == 0 {
+            0.0
+        } else {
+            hits as f64 / needed as f64
+        },
+        cache_slots: model.ffn().cache_stats().map_or(0, |(_, slots)| slots),
+        needed_columns_per_token: per(needed),
+        dense_plan_rate: if fetches == 0 {
+            0.0
+        } else {
+            (sp.dense_plans - sp0.dense_plans) as f64 / fetches as f64
+        },
         prefetch_ready_rate: if units == 0 {
             1.0
         } else {
@@ -412,8 +458,7 @@ pub fn stats_block(s: &StreamStats) -> String {
         "[lode] streamed from {} ({})\n\
          [lode] budget {:.1} MiB (minimum {:.1} MiB): resident attention {} layers, FFN {} \
          layers, head {}; ring {} x {:.2} MiB\n\
-         [lode] per token: {:.2} MiB in {:.0} reads; prefetch ready {:.0}%; neuron cache hit \
-         rate {:.0}% (dense streaming)\n\
+         [lode] per token: {:.2} MiB in {:.0} reads; prefetch ready {:.0}%; {}\n\
          [lode] time: I/O wait {:.2} s, compute {:.2} s; image verified in {:.2} s{}",
         s.device,
         s.device_mode,
@@ -431,7 +476,19 @@ pub fn stats_block(s: &StreamStats) -> String {
         mib(s.bytes_per_token),
         s.reads_per_token,
         s.prefetch_ready_rate * 100.0,
-        s.cache_hit_rate * 100.0,
+        if s.sparsity > 0.0 {
+            format!(
+                "sparsity {:.0}%: {:.0} down columns needed, neuron cache hit rate {:.1}% ({} \
+                 slots), {:.0}% of layer reads dense",
+                s.sparsity * 100.0,
+                s.needed_columns_per_token,
+                s.cache_hit_rate * 100.0,
+                s.cache_slots,
+                s.dense_plan_rate * 100.0
+            )
+        } else {
+            "dense streaming, no neuron cache".to_string()
+        },
         s.io_wait_seconds,
         s.compute_seconds,
         s.verify_seconds,
@@ -522,8 +579,14 @@ mod tests {
             ..args(image.clone())
         });
         assert!(e.contains("file:<path> or fake:<profile>"), "{e}");
+        // A bundled image cannot run sparse; the message names the fix.
         let e = err(RunArgs {
             sparsity: 0.5,
+            ..args(image.clone())
+        });
+        assert!(e.contains("--layout split"), "{e}");
+        let e = err(RunArgs {
+            sparsity: 1.0,
             ..args(image.clone())
         });
         assert!(e.contains("--sparsity"), "{e}");

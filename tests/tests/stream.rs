@@ -131,6 +131,7 @@ fn streamed(
         ring,
         block: dev.geometry().block_size as usize,
         stream_all: false,
+        sparse: false,
     };
     let ample = StreamPlan::new(&layout, &cfg, &limits(), opts(usize::MAX))?;
     let budget = match budget {
@@ -202,6 +203,7 @@ fn a_budget_too_small_names_the_minimum() {
         ring: 2,
         block: 4096,
         stream_all: false,
+        sparse: false,
     };
     let e = StreamPlan::new(&layout, &cfg, &limits(), opts).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Budget);

@@ -44,6 +44,7 @@ fn streaming_decode_allocates_nothing() {
         ring: 2,
         block: dev.geometry().block_size as usize,
         stream_all: true,
+        sparse: false,
     };
     let plan = StreamPlan::new(&layout, &cfg, &limits, opts).unwrap();
     let plan = StreamPlan::new(

@@ -383,6 +383,13 @@ impl<P: Policy> NeuronCache<P> {
         Ok(dropped)
     }
 
+    /// The arena slot holding every cached bundle, and the byte range of
+    /// cache slot `slot` in it: for a caller that reads cached bundles
+    /// while it writes other slots of the arena.
+    pub fn bundle_at(&self, slot: u32) -> Result<(Slot, core::ops::Range<usize>), CacheError> {
+        Ok((self.data, self.slot_range(slot)?))
+    }
+
     /// The bytes of cache slot `slot`.
     pub fn bundle<'a, A: DramArena>(
         &self,

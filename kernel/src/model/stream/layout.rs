@@ -61,12 +61,42 @@ pub struct AttnSpan {
 pub struct FfnRegion {
     /// Absolute device offset of the first bundle.
     pub offset: u64,
-    /// Bytes of all bundles (`count * bundle_size`; bundles are packed).
+    /// Bytes of all bundles (`count * bundle`; bundles are packed).
     pub len: usize,
     /// Bundles (one per neuron, in placement order).
     pub count: usize,
+    /// Bytes of one bundle.
+    pub bundle: usize,
     /// Element types of the rows and the down column.
     pub types: BundleTypes,
+    /// For a split layout, the gate and up rows stored apart as tensors;
+    /// the bundles then hold only down columns.
+    pub split: Option<SplitRows>,
+}
+
+/// A split layer's gate and up matrices: tensors whose row `p` belongs to
+/// the neuron at bundle position `p` (so activations line up with bundles
+/// without a permutation), stored next to each other so one read fetches
+/// both. Sparse streaming needs them apart from the down columns: choosing
+/// the firing neurons takes every gate and up row, the down columns only
+/// of the neurons that fire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitRows {
+    /// First byte of the span holding both tensors.
+    pub start: u64,
+    /// Bytes of the span.
+    pub len: usize,
+    /// Gate projection `[ffn] x [hidden]`.
+    pub gate: TensorAt,
+    /// Up projection `[ffn] x [hidden]`.
+    pub up: TensorAt,
+}
+
+impl FfnRegion {
+    /// Bytes a resident copy of the layer's FFN takes (rows and bundles).
+    pub fn resident_len(&self) -> usize {
+        self.len.saturating_add(self.split.map_or(0, |s| s.len))
+    }
 }
 
 /// Every unit of a model in an image.
@@ -161,31 +191,80 @@ fn end_of(t: &TensorAt) -> u64 {
     t.offset.saturating_add(t.len as u64)
 }
 
-fn region(img: &Image<'_>, r: &BundleRegion, cfg: &LlamaConfig) -> Result<FfnRegion, ModelError> {
+fn region(
+    img: &Image<'_>,
+    r: &BundleRegion,
+    cfg: &LlamaConfig,
+    layer: usize,
+) -> Result<FfnRegion, ModelError> {
     let bad = |why| Err(ModelError::Config(why));
     let p = r.parts;
-    let (Some(gate), Some(up), Some(down)) = (p.gate, p.up, p.down) else {
-        return bad("a bundle region lacks a gate, up or down part");
-    };
-    if gate != up {
-        return bad("gate and up rows of a bundle must share a type");
-    }
     if r.count as usize != cfg.ffn {
         return bad("a bundle region's neuron count differs from the model's FFN size");
     }
     if r.stride != r.bundle_size {
         return bad("padded bundles (stride larger than the bundle) cannot be streamed");
     }
-    let types = BundleTypes { rows: gate, down };
-    let len = crate::model::BundleFfn::layer_bytes(cfg, types)?;
-    if len as u64 != r.length || img.bundle_region(r.layer).is_none() {
+    let (types, split) = match (p.gate, p.up, p.down) {
+        (Some(gate), Some(up), Some(down)) => {
+            if gate != up {
+                return bad("gate and up rows of a bundle must share a type");
+            }
+            (BundleTypes { rows: gate, down }, None)
+        }
+        (None, None, Some(down)) => {
+            let name = |suffix: &str| lode_formats::gguf::layer_tensor_name(layer as u32, suffix);
+            let gate = find(img, name("ffn_gate.weight")?.as_str(), cfg.ffn, cfg.hidden)?;
+            let up = find(img, name("ffn_up.weight")?.as_str(), cfg.ffn, cfg.hidden)?;
+            if gate.dtype != up.dtype {
+                return bad("gate and up rows of a split layer must share a type");
+            }
+            let start = gate.offset.min(up.offset);
+            let end = end_of(&gate).max(end_of(&up));
+            let len = usize::try_from(end - start)
+                .map_err(|_| ModelError::Config("a split layer's rows are too large"))?;
+            // The span also reads what lies between the two tensors.
+            if len > (gate.len + up.len).saturating_add(64 * 1024) {
+                return bad(
+                    "a split layer's gate and up tensors are not stored next to each other",
+                );
+            }
+            let rows = SplitRows {
+                start,
+                len,
+                gate,
+                up,
+            };
+            (
+                BundleTypes {
+                    rows: gate.dtype,
+                    down,
+                },
+                Some(rows),
+            )
+        }
+        _ => return bad("a bundle region holds neither whole bundles nor down columns only"),
+    };
+    let bundle = match split {
+        Some(_) => crate::model::tensor::row_bytes(types.down, cfg.hidden),
+        None => crate::compute::Bundles::bundle_bytes(types.rows, types.down, cfg.hidden),
+    }
+    .ok_or(ModelError::Config(
+        "hidden is not whole blocks of the bundle types",
+    ))?;
+    let len = bundle
+        .checked_mul(cfg.ffn)
+        .ok_or(ModelError::Config("FFN bundles overflow"))?;
+    if len as u64 != r.length || bundle != r.bundle_size as usize {
         return bad("a bundle region's length does not match its bundles");
     }
     Ok(FfnRegion {
         offset: r.offset,
         len,
         count: r.count as usize,
+        bundle,
         types,
+        split,
     })
 }
 
@@ -212,7 +291,9 @@ impl StreamLayout {
                 find(img, name("attn_v.weight")?.as_str(), kvd, cfg.hidden)?,
                 find(img, name("attn_output.weight")?.as_str(), cfg.hidden, qd)?,
             ];
-            let all = [attn_norm, ffn_norm, proj[0], proj[1], proj[2], proj[3]];
+            // The FFN norm is read on its own (it may sit among a split
+            // layer's FFN tensors), so the span covers attention only.
+            let all = [attn_norm, proj[0], proj[1], proj[2], proj[3]];
             let start = all.iter().map(|t| t.offset).min().unwrap_or(0);
             let end = all.iter().map(end_of).max().unwrap_or(0);
             let len = usize::try_from(end - start)
@@ -237,7 +318,7 @@ impl StreamLayout {
                 .ok_or(ModelError::Config("the image lacks a bundle region"))?;
             attn.push(span)
                 .map_err(|_| ModelError::Config("layers must be 1 to 128"))?;
-            ffn.push(region(img, &r, cfg)?)
+            ffn.push(region(img, &r, cfg, l)?)
                 .map_err(|_| ModelError::Config("layers must be 1 to 128"))?;
         }
         let embed = find(img, "token_embd.weight", cfg.vocab, cfg.hidden)?;

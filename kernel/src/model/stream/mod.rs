@@ -20,7 +20,10 @@ mod source;
 #[cfg(test)]
 mod tests;
 
-pub use layout::{config_of, AttnSpan, FfnRegion, StreamLayout, TensorAt};
+pub use layout::{config_of, AttnSpan, FfnRegion, SplitRows, StreamLayout, TensorAt};
 pub use plan::{PlanBytes, StreamOptions, StreamPlan, MAX_RING};
 pub use ring::{IoStats, Ring, Unit, MAX_UNITS};
-pub use source::{read_extent, verify_image_data, StreamSource};
+pub use source::{
+    keep_strongest, read_extent, verify_image_data, SparseScratch, SparseSetup, SparseStats,
+    StreamSource,
+};

@@ -51,6 +51,11 @@ pub struct StreamOptions {
     /// Keep nothing resident beyond the minimum (streams every unit, for
     /// tests and measurements).
     pub stream_all: bool,
+    /// Read only the down columns of the neurons that fire (needs a split
+    /// layout): a streamed layer's down columns are then fetched per token
+    /// into their own I/O slot instead of streamed whole through the ring,
+    /// and what is left of the budget becomes a neuron cache.
+    pub sparse: bool,
 }
 
 /// Bytes of the budget by purpose.
@@ -72,6 +77,10 @@ pub struct PlanBytes {
     pub head: usize,
     /// Resident FFN bundles.
     pub ffn: usize,
+    /// The slot sparse down-column reads land in.
+    pub sparse_io: usize,
+    /// The neuron cache of down columns (sparse runs; what is left).
+    pub cache: usize,
     /// Room to start every slot a read lands in on a device block.
     pub alignment: usize,
 }
@@ -88,6 +97,8 @@ impl PlanBytes {
             self.attention,
             self.head,
             self.ffn,
+            self.sparse_io,
+            self.cache,
             self.alignment,
         ]
         .iter()
@@ -116,8 +127,11 @@ pub struct StreamPlan {
     pub head_resident: bool,
     /// Bytes by purpose.
     pub bytes: PlanBytes,
-    /// Bytes read per token (logits wanted) when decoding one token.
+    /// Bytes read per token (logits wanted) when decoding one token; for a
+    /// sparse run, the most (every down column read).
     pub streamed_per_token: u64,
+    /// Down columns are fetched sparsely (see [`StreamOptions::sparse`]).
+    pub sparse: bool,
     /// Layers.
     pub layers: usize,
     /// The device block size planned for.
@@ -162,10 +176,41 @@ impl StreamPlan {
         let norm = read_slot(layout.output_norm.len, block);
         let norms = norm.saturating_mul(2 * cfg.layers + 1);
         let row = layout.embed.row_bytes();
-        let scratch = aligned(cfg.ffn.saturating_mul(4))
-            .saturating_add(read_slot(row.saturating_add(block), block));
+        // Activations: one row's for bundled layers; a split layer keeps
+        // every row's (they choose the columns one fetch reads) and the up
+        // products of one.
+        let split_any = layout.ffn.iter().any(|f| f.split.is_some());
+        let act = if split_any {
+            aligned(cfg.ffn.saturating_mul(4).saturating_mul(limits.max_batch))
+                .saturating_add(aligned(cfg.ffn.saturating_mul(4)))
+        } else {
+            aligned(cfg.ffn.saturating_mul(4))
+        };
+        let scratch = act.saturating_add(read_slot(row.saturating_add(block), block));
+        let split = layout.ffn.iter().all(|f| f.split.is_some());
+        if opts.sparse && !split {
+            return Err(ModelError::Config(
+                "sparse streaming needs an image whose FFN is split (pack with --layout split)",
+            ));
+        }
         let attn_len = |l: usize| layout.attn.get(l).map_or(0, |a| a.len);
-        let ffn_len = |l: usize| layout.ffn.get(l).map_or(0, |f| f.len);
+        // The largest ring unit of a streamed FFN layer: the whole bundle
+        // region, or a split layer's rows (and its down columns unless
+        // those are fetched sparsely).
+        let ffn_unit = |l: usize| {
+            layout.ffn.get(l).map_or(0, |f| match f.split {
+                None => f.len,
+                Some(r) if opts.sparse => r.len,
+                Some(r) => r.len.max(f.len),
+            })
+        };
+        // Bytes a streamed FFN layer reads per token (at most).
+        let ffn_streamed = |l: usize| {
+            layout.ffn.get(l).map_or(0, |f| {
+                blocks(f.len, block).saturating_add(f.split.map_or(0, |r| blocks(r.len, block)))
+            })
+        };
+        let down_max = layout.ffn.iter().map(|f| f.len).max().unwrap_or(0);
         let head_len = layout.head.len;
 
         let ring_slot_for = |attn_res: u128, ffn_res: u128, head_res: bool| -> usize {
@@ -175,7 +220,7 @@ impl StreamPlan {
                     largest = largest.max(attn_len(l));
                 }
                 if ffn_res & bit(l) == 0 {
-                    largest = largest.max(ffn_len(l));
+                    largest = largest.max(ffn_unit(l));
                 }
             }
             if !head_res {
@@ -188,13 +233,19 @@ impl StreamPlan {
 
         // Slots reads land in start on a block: the norms, the ring, the
         // embedding row, and (counted as they are kept) resident units.
+        let sparse_io = if opts.sparse {
+            read_slot(down_max.saturating_add(2 * block), block)
+        } else {
+            0
+        };
         let fixed = |ring_slot: usize| PlanBytes {
             buffers,
             kv,
             norms,
             scratch,
             ring: ring_slot.saturating_mul(opts.ring),
-            alignment: block.saturating_mul(2 * cfg.layers + 2 + opts.ring),
+            sparse_io,
+            alignment: block.saturating_mul(2 * cfg.layers + 3 + opts.ring),
             ..PlanBytes::default()
         };
         let worst = ring_slot_for(0, 0, false);
@@ -226,9 +277,18 @@ impl StreamPlan {
             bytes.head = c;
         }
         for l in 0..cfg.layers {
-            if let Some(c) = take(ffn_len(l), &mut left) {
+            let Some(f) = layout.ffn.get(l) else { break };
+            // A split layer keeps two slots (rows and columns) resident.
+            let cost = read_slot(f.len, block)
+                .saturating_add(block)
+                .saturating_add(
+                    f.split
+                        .map_or(0, |r| read_slot(r.len, block).saturating_add(block)),
+                );
+            if !opts.stream_all && cost <= left {
+                left -= cost;
                 ffn_res |= bit(l);
-                bytes.ffn += c;
+                bytes.ffn += cost;
             }
         }
         let all = if cfg.layers >= 128 {
@@ -237,6 +297,10 @@ impl StreamPlan {
             bit(cfg.layers) - 1
         };
         let nothing_streams = attn_res == all && ffn_res == all && head_res;
+        if opts.sparse && ffn_res != all {
+            // What no whole unit fits in caches the hottest down columns.
+            bytes.cache = left;
+        }
         let ring = if nothing_streams { 0 } else { opts.ring };
         let ring_slot = if nothing_streams {
             0
@@ -254,7 +318,7 @@ impl StreamPlan {
                 streamed += blocks(attn_len(l), block) as u64;
             }
             if ffn_res & bit(l) == 0 {
-                streamed += blocks(ffn_len(l), block) as u64;
+                streamed += ffn_streamed(l) as u64;
             }
         }
         if !head_res {
@@ -274,6 +338,7 @@ impl StreamPlan {
             head_resident: head_res,
             bytes,
             streamed_per_token: streamed,
+            sparse: opts.sparse,
             layers: cfg.layers,
             block,
         })
@@ -287,6 +352,7 @@ impl StreamPlan {
             .saturating_add(b.attention)
             .saturating_add(b.head)
             .saturating_add(b.ffn)
+            .saturating_add(b.cache)
     }
 
     /// Whether layer `l`'s attention is resident.
@@ -369,6 +435,20 @@ impl fmt::Display for StreamPlan {
                 }
             ),
         )?;
+        if self.sparse {
+            line(
+                f,
+                "sparse read slot",
+                b.sparse_io,
+                &"down columns of the firing neurons",
+            )?;
+            line(
+                f,
+                "neuron cache",
+                b.cache,
+                &"down columns (S3-FIFO), what is left",
+            )?;
+        }
         line(
             f,
             "FFN (resident)",
@@ -386,7 +466,8 @@ impl fmt::Display for StreamPlan {
         )?;
         write!(
             f,
-            "  streamed per token: {:.2} MiB",
+            "  streamed per token: {}{:.2} MiB",
+            if self.sparse { "at most " } else { "" },
             mib(self.streamed_per_token as usize)
         )
     }

@@ -466,6 +466,28 @@ impl<D: FlashDevice> Ring<D> {
         }
     }
 
+    /// Finishes every read the ring has started (slots keep their units),
+    /// so another reader may use the device alone: the sparse fetch drives
+    /// the device itself and would otherwise take the ring's completions.
+    pub fn settle<A: DramArena>(&mut self, arena: &mut A) -> Result<(), ModelError> {
+        while self.dev.in_flight() > 0
+            || self
+                .slots
+                .iter()
+                .any(|(_, s)| matches!(s, State::Loading { .. }))
+        {
+            self.poll(arena)?;
+        }
+        Ok(())
+    }
+
+    /// Counts reads made on the device outside the ring (the sparse fetch).
+    pub fn account(&mut self, bytes: u64, reads: u64, wait_ns: u64) {
+        self.stats.bytes += bytes;
+        self.stats.reads += reads;
+        self.stats.wait_ns += wait_ns;
+    }
+
     /// Waits for every read in flight (before the arena or device goes
     /// away, or after an error).
     pub fn quiesce<A: DramArena>(&mut self, arena: &mut A) -> Result<(), ModelError> {

@@ -1,34 +1,128 @@
 //! The streaming FFN source: resident units loaded once, streamed units
 //! read through the ring each pass, the FFN computed over bundles.
+//!
+//! A split layer (gate and up rows apart from the down columns, see
+//! [`SplitRows`](super::SplitRows)) computes every neuron's activation
+//! from its rows, keeps the strongest, and then needs the down columns of
+//! only those: resident, streamed whole through the ring (dense), or, in a
+//! sparse run, fetched per token with cache hits taken and the misses read
+//! by the cost-model planner ([`fetch_layer`]).
 
 use lode_formats::image::Image;
 
 use crate::arena::{DramArena, Slot, SlotKind};
-use crate::compute::{Bundles, Compute};
+use crate::cache::{CacheConfig, CacheStats, NeuronCache, Policy, S3Fifo};
+use crate::compute::{Bundles, Compute, DType};
+use crate::fetch::{fetch_layer, BundleLoc, FetchError, FetchScratch};
 use crate::flash::{FlashDevice, ReadRequest};
 use crate::model::bundle_ffn::ffn_rows;
 use crate::model::config::{Limits, LlamaConfig, MAX_LAYERS};
 use crate::model::error::ModelError;
 use crate::model::ffn::{checked_call, FfnIo, FfnSource};
 use crate::model::tensor::TensorRef;
-use crate::model::view::split;
+use crate::model::view::{f32s, f32s_mut, split};
 use crate::model::weights::{Attention, LayerWeights, Weights, ALIGN};
+use crate::plan::{Extent, Mode, Region, Strategy};
 
-use super::layout::{StreamLayout, TensorAt};
+use super::layout::{FfnRegion, SplitRows, StreamLayout, TensorAt};
 use super::plan::{blocks, read_slot, StreamPlan};
 use super::ring::{IoStats, Ring, Unit, MAX_UNITS};
 
 const NONE: u16 = u16::MAX;
 
+/// Buffers a sparse run lends the source (no heap on the decode path):
+/// sized by [`SparseScratch::lens`].
+#[derive(Debug)]
+pub struct SparseScratch<'s> {
+    /// Placement positions one layer needs (`lens().0` entries).
+    pub positions: &'s mut [u32],
+    /// Positions that missed the cache (`lens().0`).
+    pub missing: &'s mut [u32],
+    /// Where each needed column is (`lens().0`).
+    pub locs: &'s mut [BundleLoc],
+    /// Planned reads (`lens().1`).
+    pub extents: &'s mut [Extent],
+}
+
+impl SparseScratch<'_> {
+    /// Entries of the position buffers and of the extents for `layout`
+    /// on a device of `block` bytes per block and `max_transfer` bytes per
+    /// read: a per-bundle plan reads each needed column with at most
+    /// `ceil((column + 2 blocks) / max_transfer)` commands, a dense one the
+    /// region in `max_transfer` pieces.
+    pub fn lens(layout: &StreamLayout, block: usize, max_transfer: usize) -> (usize, usize) {
+        let block = block.max(1);
+        let mt = (max_transfer / block * block).max(block);
+        let (mut n, mut ext) = (0usize, 1usize);
+        for f in &layout.ffn {
+            let per = f.bundle.saturating_add(2 * block).div_ceil(mt);
+            let dense = f.len.saturating_add(2 * block).div_ceil(mt);
+            n = n.max(f.count);
+            ext = ext.max(f.count.saturating_mul(per).max(dense).saturating_add(1));
+        }
+        (n, ext)
+    }
+}
+
+/// How a sparse run chooses neurons and caches their columns.
+#[derive(Debug)]
+pub struct SparseSetup<'s, P> {
+    /// Fraction of each layer's neurons skipped per token, `0.0..1.0`: the
+    /// ones whose activation `|silu(gate·x)·(up·x)|` is smallest.
+    pub sparsity: f32,
+    /// The neuron cache's policy; `None` runs without a cache.
+    pub policy: Option<P>,
+    /// The lent buffers.
+    pub scratch: SparseScratch<'s>,
+}
+
+/// What the sparse fetches did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SparseStats {
+    /// Layer fetches (one per streamed layer per pass).
+    pub fetches: u64,
+    /// Down columns needed, summed over fetches.
+    pub needed: u64,
+    /// Needed columns found in the cache.
+    pub hits: u64,
+    /// Needed columns read from flash.
+    pub misses: u64,
+    /// Fetches the planner served with one dense read of the region.
+    pub dense_plans: u64,
+    /// Bytes of the columns that missed (what a perfect reader reads).
+    pub needed_bytes: u64,
+    /// Bytes the plans read.
+    pub read_bytes: u64,
+}
+
+#[derive(Debug)]
+struct Sparse<'s, P: Policy> {
+    /// Neurons kept per token and layer.
+    keep: usize,
+    io: Slot,
+    cache: Option<NeuronCache<P>>,
+    scratch: SparseScratch<'s>,
+    stats: SparseStats,
+    pass: u32,
+}
+
 /// Every FFN (and whatever else the plan streams) read from flash.
 #[derive(Debug)]
-pub struct StreamSource<D> {
+pub struct StreamSource<'s, D, P: Policy = S3Fifo> {
     ring: Ring<D>,
     plan: StreamPlan,
     /// Schedule index of each layer's attention, or `NONE` when resident.
     attn_unit: [u16; MAX_LAYERS],
-    /// Schedule index of each layer's FFN, or `NONE` when resident.
+    /// Schedule index of each layer's FFN bundles (a split layer's down
+    /// columns), or `NONE` when resident or fetched sparsely.
     ffn_unit: [u16; MAX_LAYERS],
+    /// Schedule index of each split layer's gate and up rows, or `NONE`.
+    rows_unit: [u16; MAX_LAYERS],
+    /// Resident rows of split layers (`None` for streamed or bundled ones).
+    rows_resident: heapless::Vec<Option<Slot>, MAX_LAYERS>,
+    /// `ffn` f32 of scratch for a split layer's up products.
+    tmp: Option<Slot>,
+    sparse: Option<Sparse<'s, P>>,
     /// Schedule index of the first head piece (when streamed).
     head_first: usize,
     head_pieces: usize,
@@ -36,7 +130,10 @@ pub struct StreamSource<D> {
     ffn_resident: heapless::Vec<Option<Slot>, MAX_LAYERS>,
     /// Per-layer spans and regions (offsets into slots).
     layout: StreamLayout,
+    /// Activations: one row's (`ffn` f32) for bundled layers, `max_batch`
+    /// rows' for split ones.
     act: Slot,
+    clock: fn() -> u64,
     hidden: usize,
     ffn: usize,
     max_rows: usize,
@@ -159,13 +256,182 @@ fn aligned_extent(start: u64, len: usize, block: usize) -> (u64, usize, usize) {
     (s, blocks(skip + len, block), skip)
 }
 
-impl<D: FlashDevice> StreamSource<D> {
+fn fetch_err<E: crate::flash::Error>(e: FetchError<E>) -> ModelError {
+    match e {
+        FetchError::Device(e) => ModelError::Device(e.kind()),
+        FetchError::Read { offset, kind } => ModelError::Read { offset, kind },
+        FetchError::Arena(k) => ModelError::Arena(k),
+        FetchError::IoBufferTooSmall { .. } => {
+            ModelError::Config("a sparse read plan is larger than its I/O slot")
+        }
+        FetchError::ScratchTooSmall => {
+            ModelError::Config("the sparse scratch is smaller than a layer's neurons")
+        }
+        FetchError::Plan(_) => ModelError::Config("the sparse read plan failed"),
+        FetchError::Cache(_) => ModelError::Config("the neuron cache failed"),
+    }
+}
+
+/// Slots of a cache of `bundle`-byte entries over `keys` keys with
+/// `policy` that fits in `bytes` (with room for two slot alignments).
+fn cache_config<P: Policy>(
+    policy: &P,
+    bytes: usize,
+    keys: u32,
+    bundle: u32,
+) -> Option<CacheConfig> {
+    let room = bytes.checked_sub(2 * 64 + 2 * ALIGN)?;
+    let mut cfg = CacheConfig {
+        slots: u32::try_from(room / bundle.max(1) as usize)
+            .unwrap_or(u32::MAX)
+            .min(keys),
+        keys,
+        bundle_bytes: bundle,
+    };
+    // Shrink until the metadata fits too (a few rounds: proportional).
+    for _ in 0..64 {
+        if cfg.slots == 0 {
+            return None;
+        }
+        let need = cfg.arena_bytes(policy)?;
+        if need <= room {
+            return Some(cfg);
+        }
+        let over = need - room;
+        let per = (bundle as usize).saturating_add(8).max(1);
+        cfg.slots = cfg
+            .slots
+            .saturating_sub(u32::try_from(over.div_ceil(per)).unwrap_or(u32::MAX).max(1));
+    }
+    None
+}
+
+/// Zeroes every activation of `h` below the `keep` largest in magnitude
+/// (ties with the smallest kept one stay), using `scratch` (at least
+/// `h.len()` values): the per-token rule of a sparse run.
+pub fn keep_strongest(h: &mut [f32], keep: usize, scratch: &mut [f32]) -> Result<(), ModelError> {
+    let n = h.len();
+    if keep >= n {
+        return Ok(());
+    }
+    if keep == 0 {
+        h.fill(0.0);
+        return Ok(());
+    }
+    let mags = scratch.get_mut(..n).ok_or(ModelError::Compute(
+        crate::compute::ErrorKind::ScratchTooSmall,
+    ))?;
+    for (m, v) in mags.iter_mut().zip(h.iter()) {
+        *m = v.abs();
+    }
+    let (_, &mut t, _) = mags.select_nth_unstable_by(n - keep, |a, b| a.total_cmp(b));
+    for v in h.iter_mut() {
+        if v.abs() < t {
+            *v = 0.0;
+        }
+    }
+    Ok(())
+}
+
+/// `o[r] = Σ_i h[r][pos(i)] · col(i)` over the `needed` columns, rows of
+/// `hidden` outputs, skipping zero activations (those neurons were not
+/// chosen, and their columns may not have been read).
+#[allow(clippy::too_many_arguments)]
+fn accumulate_down<'c, C: Compute>(
+    compute: &mut C,
+    dtype: DType,
+    h: &[f32],
+    o: &mut [f32],
+    (rows, ffn, hidden): (usize, usize, usize),
+    needed: usize,
+    pos: impl Fn(usize) -> Option<usize>,
+    col: impl Fn(usize) -> Option<&'c [u8]>,
+) -> Result<(), ModelError> {
+    let short = ModelError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
+    let missing = ModelError::Config("a chosen neuron's down column was not read");
+    let h = h.get(..rows * ffn).ok_or(short)?;
+    let o = o.get_mut(..rows * hidden).ok_or(short)?;
+    o.fill(0.0);
+    if ffn == 0 || hidden == 0 {
+        return Ok(());
+    }
+    for (hr, or) in h.chunks_exact(ffn).zip(o.chunks_exact_mut(hidden)) {
+        let mut refs: [&[u8]; 8] = [&[]; 8];
+        let mut w = [0f32; 8];
+        let mut k = 0usize;
+        for i in 0..needed {
+            let a = pos(i).and_then(|p| hr.get(p).copied()).ok_or(missing)?;
+            if a == 0.0 {
+                continue;
+            }
+            if let (Some(r), Some(wk)) = (refs.get_mut(k), w.get_mut(k)) {
+                *r = col(i).ok_or(missing)?;
+                *wk = a;
+            }
+            k += 1;
+            if k == refs.len() {
+                compute
+                    .axpy_columns(dtype, &refs, &w, or)
+                    .map_err(ModelError::compute)?;
+                k = 0;
+            }
+        }
+        if k > 0 {
+            compute
+                .axpy_columns(
+                    dtype,
+                    refs.get(..k).unwrap_or(&[]),
+                    w.get(..k).unwrap_or(&[]),
+                    or,
+                )
+                .map_err(ModelError::compute)?;
+        }
+    }
+    Ok(())
+}
+
+impl<D: FlashDevice> StreamSource<'static, D, S3Fifo> {
     /// Loads what `plan` keeps resident from `dev` into `arena` and builds
     /// the streaming source for the rest; returns the resident weights the
     /// [`Model`](crate::model::Model) keeps. Run
-    /// [`verify_image_data`] first: loading trusts the bytes.
+    /// [`verify_image_data`] first: loading trusts the bytes. Every chosen
+    /// neuron is computed (a dense run).
     #[allow(clippy::too_many_arguments)]
     pub fn load<A: DramArena>(
+        dev: D,
+        arena: &mut A,
+        layout: StreamLayout,
+        cfg: &LlamaConfig,
+        limits: &Limits,
+        plan: StreamPlan,
+        clock: fn() -> u64,
+    ) -> Result<(Weights, Self), ModelError> {
+        Self::load_with(dev, arena, layout, cfg, limits, plan, clock, None)
+    }
+}
+
+impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
+    /// [`load`](StreamSource::load) for a sparse run (a plan made with
+    /// [`StreamOptions::sparse`](super::StreamOptions::sparse)): each token
+    /// keeps the strongest `1 - sparsity` of every layer's neurons and reads
+    /// only their down columns, through a neuron cache of what the plan
+    /// left over.
+    #[allow(clippy::too_many_arguments)]
+    pub fn load_sparse<A: DramArena>(
+        dev: D,
+        arena: &mut A,
+        layout: StreamLayout,
+        cfg: &LlamaConfig,
+        limits: &Limits,
+        plan: StreamPlan,
+        clock: fn() -> u64,
+        setup: SparseSetup<'s, P>,
+    ) -> Result<(Weights, Self), ModelError> {
+        Self::load_with(dev, arena, layout, cfg, limits, plan, clock, Some(setup))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn load_with<A: DramArena>(
         mut dev: D,
         arena: &mut A,
         layout: StreamLayout,
@@ -173,8 +439,14 @@ impl<D: FlashDevice> StreamSource<D> {
         limits: &Limits,
         plan: StreamPlan,
         clock: fn() -> u64,
-    ) -> Result<(Weights, StreamSource<D>), ModelError> {
+        setup: Option<SparseSetup<'s, P>>,
+    ) -> Result<(Weights, Self), ModelError> {
         limits.validate(cfg)?;
+        if setup.is_some() != plan.sparse {
+            return Err(ModelError::Config(
+                "a sparse run needs a sparse plan, and a sparse plan a sparse run",
+            ));
+        }
         let block = plan.block;
         if dev.geometry().block_size as usize != block {
             return Err(ModelError::Config(
@@ -183,7 +455,9 @@ impl<D: FlashDevice> StreamSource<D> {
         }
         let b = block as u64;
         let misaligned = layout.attn.iter().any(|a| !a.start.is_multiple_of(b))
-            || layout.ffn.iter().any(|f| !f.offset.is_multiple_of(b))
+            || layout.ffn.iter().any(|f| {
+                !f.offset.is_multiple_of(b) || f.split.is_some_and(|r| !r.start.is_multiple_of(b))
+            })
             || !layout.head.offset.is_multiple_of(b);
         if misaligned {
             return Err(ModelError::Config(
@@ -207,7 +481,9 @@ impl<D: FlashDevice> StreamSource<D> {
         let mut schedule: heapless::Vec<Unit, MAX_UNITS> = heapless::Vec::new();
         let mut attn_unit = [NONE; MAX_LAYERS];
         let mut ffn_unit = [NONE; MAX_LAYERS];
+        let mut rows_unit = [NONE; MAX_LAYERS];
         let mut ffn_resident = heapless::Vec::new();
+        let mut rows_resident = heapless::Vec::new();
         let too_many = || ModelError::Config("too many streamed units");
         for l in 0..cfg.layers {
             let span = *layout
@@ -244,7 +520,27 @@ impl<D: FlashDevice> StreamSource<D> {
                     attn,
                 })
                 .map_err(|_| ModelError::Config("layers must be 1 to 128"))?;
-            let res = if plan.ffn_is_resident(l) {
+            let resident = plan.ffn_is_resident(l);
+            let rows = match region.split {
+                Some(r) if resident => Some(read_resident(&mut dev, arena, r.start, r.len, block)?),
+                Some(r) => {
+                    if let Some(u) = rows_unit.get_mut(l) {
+                        *u = schedule.len() as u16;
+                    }
+                    schedule
+                        .push(Unit {
+                            start: r.start,
+                            len: blocks(r.len, block),
+                            skip: 0,
+                            head: false,
+                        })
+                        .map_err(|_| too_many())?;
+                    None
+                }
+                None => None,
+            };
+            let _ = rows_resident.push(rows);
+            let res = if resident {
                 Some(read_resident(
                     &mut dev,
                     arena,
@@ -252,6 +548,8 @@ impl<D: FlashDevice> StreamSource<D> {
                     region.len,
                     block,
                 )?)
+            } else if region.split.is_some() && plan.sparse {
+                None
             } else {
                 if let Some(u) = ffn_unit.get_mut(l) {
                     *u = schedule.len() as u16;
@@ -310,9 +608,79 @@ impl<D: FlashDevice> StreamSource<D> {
         } else {
             None
         };
+        let split = layout.ffn.iter().any(|f| f.split.is_some());
+        let act_rows = if split { limits.max_batch } else { 1 };
         let act = arena
-            .alloc(cfg.ffn.saturating_mul(4), ALIGN, SlotKind::Scratch)
+            .alloc(
+                cfg.ffn.saturating_mul(4).saturating_mul(act_rows),
+                ALIGN,
+                SlotKind::Scratch,
+            )
             .map_err(ModelError::arena)?;
+        let tmp = if split {
+            Some(
+                arena
+                    .alloc(cfg.ffn.saturating_mul(4), ALIGN, SlotKind::Scratch)
+                    .map_err(ModelError::arena)?,
+            )
+        } else {
+            None
+        };
+        let sparse = match setup {
+            None => None,
+            Some(setup) => {
+                if !(0.0..1.0).contains(&setup.sparsity) {
+                    return Err(ModelError::Config(
+                        "sparsity must be at least 0 and below 1",
+                    ));
+                }
+                let (n, ext) =
+                    SparseScratch::lens(&layout, block, dev.geometry().max_transfer as usize);
+                let sc = &setup.scratch;
+                if sc.positions.len() < n
+                    || sc.missing.len() < n
+                    || sc.locs.len() < n
+                    || sc.extents.len() < ext
+                {
+                    return Err(ModelError::Config(
+                        "the sparse scratch is smaller than SparseScratch::lens asks",
+                    ));
+                }
+                let down_max = layout.ffn.iter().map(|f| f.len).max().unwrap_or(0);
+                let io = arena
+                    .alloc(
+                        read_slot(down_max.saturating_add(2 * block), block),
+                        block.max(ALIGN),
+                        SlotKind::IoBuffer,
+                    )
+                    .map_err(ModelError::arena)?;
+                let bundle = layout.ffn.first().map_or(0, |f| f.bundle);
+                let keys = u32::try_from(cfg.ffn.saturating_mul(cfg.layers))
+                    .map_err(|_| ModelError::Config("too many neurons for a cache"))?;
+                let cache = match setup.policy {
+                    Some(policy) if plan.bytes.cache > 0 => {
+                        match cache_config(&policy, plan.bytes.cache, keys, bundle as u32) {
+                            Some(c) => Some(
+                                NeuronCache::new(arena, c, policy)
+                                    .map_err(|_| ModelError::Config("the neuron cache failed"))?,
+                            ),
+                            None => None,
+                        }
+                    }
+                    _ => None,
+                };
+                // Nearest whole neuron (no `round` in core).
+                let drop = (setup.sparsity * cfg.ffn as f32 + 0.5) as usize;
+                Some(Sparse {
+                    keep: cfg.ffn.saturating_sub(drop).max(1),
+                    io,
+                    cache,
+                    scratch: setup.scratch,
+                    stats: SparseStats::default(),
+                    pass: 0,
+                })
+            }
+        };
         if schedule.iter().any(|u| u.len > plan.ring_slot) {
             return Err(ModelError::Config(
                 "a streamed unit is larger than an I/O slot",
@@ -332,11 +700,16 @@ impl<D: FlashDevice> StreamSource<D> {
                 plan,
                 attn_unit,
                 ffn_unit,
+                rows_unit,
+                rows_resident,
+                tmp,
+                sparse,
                 head_first,
                 head_pieces,
                 ffn_resident,
                 layout,
                 act,
+                clock,
                 hidden: cfg.hidden,
                 ffn: cfg.ffn,
                 max_rows: limits.max_batch,
@@ -356,27 +729,28 @@ impl<D: FlashDevice> StreamSource<D> {
         self.ring.stats()
     }
 
-    /// The device.
-    pub fn device(&self) -> &D {
-        self.ring.device()
+    /// What the sparse fetches did (`None` in a dense run).
+    pub fn sparse_stats(&self) -> Option<SparseStats> {
+        self.sparse.as_ref().map(|s| s.stats)
     }
 
-    /// Waits for every read in flight (call after an error, before
-    /// dropping the arena).
-    pub fn quiesce<A: DramArena>(&mut self, arena: &mut A) -> Result<(), ModelError> {
-        self.ring.quiesce(arena)
+    /// The neuron cache's counters and slots (`None` without a cache).
+    pub fn cache_stats(&self) -> Option<(CacheStats, u32)> {
+        self.sparse
+            .as_ref()
+            .and_then(|s| s.cache.as_ref())
+            .map(|c| (c.stats(), c.config().slots))
     }
-}
 
-impl<D: FlashDevice> FfnSource for StreamSource<D> {
-    fn run<A: DramArena, C: Compute>(
+    /// Runs bundled layer `layer`'s FFN over its whole bundles.
+    fn run_bundled<A: DramArena, C: Compute>(
         &mut self,
         layer: usize,
+        region: FfnRegion,
         arena: &mut A,
         compute: &mut C,
         io: FfnIo,
     ) -> Result<(), ModelError> {
-        let region = checked_call(&self.layout.ffn, layer, &io, self.max_rows)?;
         let resident = self.ffn_resident.get(layer).copied().flatten();
         let (slot, skip) = match resident {
             Some(s) => (s, 0),
@@ -402,7 +776,190 @@ impl<D: FlashDevice> FfnSource for StreamSource<D> {
         ffn_rows(compute, &bundles, x, h, o, io.rows, self.ffn)
     }
 
+    /// Runs split layer `layer`'s FFN: activations from the rows, the
+    /// strongest kept (sparse runs), then the down columns of those.
+    fn run_split<A: DramArena, C: Compute>(
+        &mut self,
+        layer: usize,
+        region: FfnRegion,
+        rows: SplitRows,
+        arena: &mut A,
+        compute: &mut C,
+        io: FfnIo,
+    ) -> Result<(), ModelError> {
+        let (n, ffn, hidden) = (io.rows, self.ffn, self.hidden);
+        let short = ModelError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
+        let tmp = self.tmp.ok_or(short)?;
+        // 1. Every neuron's activation, row by row.
+        let (rslot, rskip) = match self.rows_resident.get(layer).copied().flatten() {
+            Some(s) => (s, 0),
+            None => {
+                let u = self.rows_unit.get(layer).copied().unwrap_or(NONE);
+                self.ring.acquire(arena, usize::from(u))?
+            }
+        };
+        let mut gate = tensor_in(rslot, rows.start, &rows.gate);
+        let mut up = tensor_in(rslot, rows.start, &rows.up);
+        gate.offset += rskip;
+        up.offset += rskip;
+        let keep = self.sparse.as_ref().map_or(ffn, |s| s.keep);
+        {
+            let (table, mem) = arena.parts_mut();
+            let ([h, t], sh) = split(table, mem, [self.act, tmp])?;
+            let x = sh.f32s(io.input)?.get(..n * hidden).ok_or(short)?;
+            let h = f32s_mut(h)?.get_mut(..n * ffn).ok_or(short)?;
+            let t = f32s_mut(t)?.get_mut(..ffn).ok_or(short)?;
+            let (gm, um) = (gate.matrix(&sh)?, up.matrix(&sh)?);
+            for (xr, hr) in x.chunks_exact(hidden).zip(h.chunks_exact_mut(ffn)) {
+                compute.matvec(&gm, xr, hr).map_err(ModelError::compute)?;
+                compute.matvec(&um, xr, t).map_err(ModelError::compute)?;
+                compute.swiglu(hr, t).map_err(ModelError::compute)?;
+                keep_strongest(hr, keep, t)?;
+            }
+        }
+        let dtype = region.types.down;
+        let cb = region.bundle;
+        let shape = (n, ffn, hidden);
+        // 2a. Columns resident or streamed whole: every position.
+        let whole = match self.ffn_resident.get(layer).copied().flatten() {
+            Some(s) => Some((s, 0)),
+            None if self.ffn_unit.get(layer).is_some_and(|&u| u != NONE) => {
+                let u = self.ffn_unit.get(layer).copied().unwrap_or(NONE);
+                Some(self.ring.acquire(arena, usize::from(u))?)
+            }
+            None => None,
+        };
+        if let Some((slot, skip)) = whole {
+            let (table, mem) = arena.parts_mut();
+            let ([o], sh) = split(table, mem, [io.output])?;
+            let h = sh.f32s(self.act)?;
+            let data = sh
+                .get(slot)?
+                .get(skip..skip + region.len)
+                .ok_or(ModelError::Config("a streamed FFN region is cut short"))?;
+            let o = f32s_mut(o)?;
+            return accumulate_down(compute, dtype, h, o, shape, ffn, Some, |i| {
+                data.get(i * cb..(i + 1) * cb)
+            });
+        }
+        // 2b. Sparse: fetch the columns some row needs.
+        let sp = self.sparse.as_mut().ok_or(ModelError::Config(
+            "a split layer's down columns are not loaded",
+        ))?;
+        let mut m = 0usize;
+        {
+            let h = f32s(arena.bytes(self.act).map_err(ModelError::arena)?)?
+                .get(..n * ffn)
+                .ok_or(short)?;
+            for p in 0..ffn {
+                if h.iter().skip(p).step_by(ffn).any(|&v| v != 0.0) {
+                    *sp.scratch.positions.get_mut(m).ok_or(short)? = p as u32;
+                    m += 1;
+                }
+            }
+        }
+        self.ring.settle(arena)?;
+        let t0 = (self.clock)();
+        let bad = || ModelError::Config("an FFN region does not fit a read plan");
+        let plan_region = Region {
+            offset: region.offset,
+            stride: u32::try_from(cb).map_err(|_| bad())?,
+            bundle_bytes: u32::try_from(cb).map_err(|_| bad())?,
+            count: u32::try_from(region.count).map_err(|_| bad())?,
+        };
+        let key_base = u32::try_from(layer * ffn).map_err(|_| bad())?;
+        let positions = sp.scratch.positions.get(..m).ok_or(short)?;
+        let mut fs = FetchScratch {
+            missing: &mut *sp.scratch.missing,
+            extents: &mut *sp.scratch.extents,
+            locs: &mut *sp.scratch.locs,
+        };
+        let got = fetch_layer(
+            self.ring.device_mut(),
+            arena,
+            sp.cache.as_mut(),
+            &plan_region,
+            key_base,
+            positions,
+            sp.pass,
+            Mode::Adaptive { merge: true },
+            sp.io,
+            &mut fs,
+        )
+        .map_err(fetch_err)?;
+        let waited = (self.clock)().saturating_sub(t0);
+        self.ring
+            .account(got.plan.bytes, u64::from(got.plan.commands), waited);
+        let st = &mut sp.stats;
+        st.fetches += 1;
+        st.needed += m as u64;
+        st.hits += u64::from(got.hits);
+        st.misses += u64::from(got.misses);
+        st.dense_plans += u64::from(got.plan.strategy == Strategy::Dense);
+        st.needed_bytes += got.needed_bytes;
+        st.read_bytes += got.plan.bytes;
+        let (table, mem) = arena.parts_mut();
+        let ([o], sh) = split(table, mem, [io.output])?;
+        let h = sh.f32s(self.act)?;
+        let iob = sh.get(sp.io)?;
+        let cache = sp.cache.as_ref();
+        let locs = &*sp.scratch.locs;
+        let positions = &*sp.scratch.positions;
+        let o = f32s_mut(o)?;
+        accumulate_down(
+            compute,
+            dtype,
+            h,
+            o,
+            shape,
+            m,
+            |i| positions.get(i).map(|&p| p as usize),
+            |i| match locs.get(i)? {
+                BundleLoc::Io(at) => iob.get(*at..at + cb),
+                BundleLoc::Cache(s) => {
+                    let (slot, r) = cache?.bundle_at(*s).ok()?;
+                    sh.get(slot).ok()?.get(r)
+                }
+                BundleLoc::Nowhere => None,
+            },
+        )
+    }
+
+    /// The device.
+    pub fn device(&self) -> &D {
+        self.ring.device()
+    }
+
+    /// Waits for every read in flight (call after an error, before
+    /// dropping the arena).
+    pub fn quiesce<A: DramArena>(&mut self, arena: &mut A) -> Result<(), ModelError> {
+        self.ring.quiesce(arena)
+    }
+}
+
+impl<D: FlashDevice, P: Policy> FfnSource for StreamSource<'_, D, P> {
+    fn run<A: DramArena, C: Compute>(
+        &mut self,
+        layer: usize,
+        arena: &mut A,
+        compute: &mut C,
+        io: FfnIo,
+    ) -> Result<(), ModelError> {
+        let region = checked_call(&self.layout.ffn, layer, &io, self.max_rows)?;
+        match region.split {
+            None => self.run_bundled(layer, region, arena, compute, io),
+            Some(rows) => self.run_split(layer, region, rows, arena, compute, io),
+        }
+    }
+
     fn begin_pass<A: DramArena>(&mut self, arena: &mut A, logits: bool) -> Result<(), ModelError> {
+        if let Some(sp) = self.sparse.as_mut() {
+            sp.pass = sp.pass.wrapping_add(1);
+            if let Some(c) = sp.cache.as_mut() {
+                c.end_token(arena, sp.pass)
+                    .map_err(|_| ModelError::Config("the neuron cache failed"))?;
+            }
+        }
         self.ring.begin_pass(arena, logits)
     }
 

@@ -1,6 +1,7 @@
 //! The planner's arithmetic and the ring's reads, on a synthetic layout and
 //! an in-memory device.
 
+use std::vec;
 use std::vec::Vec;
 
 use proptest::prelude::*;
@@ -86,7 +87,9 @@ fn layout(c: &LlamaConfig) -> StreamLayout {
             offset: next(len),
             len,
             count: c.ffn,
+            bundle: len / c.ffn,
             types,
+            split: None,
         })
         .unwrap();
     }
@@ -105,6 +108,7 @@ fn opts(budget: usize) -> StreamOptions {
         ring: 2,
         block: B as usize,
         stream_all: false,
+        sparse: false,
     }
 }
 
@@ -151,6 +155,7 @@ fn a_large_budget_keeps_everything_resident_and_needs_no_ring() {
         &limits(),
         StreamOptions {
             stream_all: true,
+            sparse: false,
             ..opts(64 << 20)
         },
     )
@@ -317,4 +322,44 @@ fn an_out_of_order_acquire_restarts_the_schedule_there() {
     );
     let (slot, _) = ring.acquire(&mut arena, 0).unwrap();
     assert_eq!(arena.bytes(slot).unwrap()[1], 7);
+}
+
+proptest! {
+    /// The sparse rule keeps at least `keep` activations, every one of them
+    /// at least as strong as every one it zeroed, and changes no kept value.
+    #[test]
+    fn keep_strongest_keeps_the_strongest(
+        vals in proptest::collection::vec(-8i32..8, 0..64),
+        keep in 0usize..70,
+    ) {
+        let h0: Vec<f32> = vals.iter().map(|&v| v as f32 * 0.25).collect();
+        let mut h = h0.clone();
+        let mut scratch = vec![0f32; h.len()];
+        keep_strongest(&mut h, keep, &mut scratch).unwrap();
+        let kept: Vec<usize> = (0..h.len()).filter(|&i| h[i] != 0.0).collect();
+        let nonzero = h0.iter().filter(|v| **v != 0.0).count();
+        prop_assert!(kept.len() >= keep.min(nonzero));
+        let weakest_kept = kept.iter().map(|&i| h0[i].abs()).fold(f32::INFINITY, f32::min);
+        for i in 0..h.len() {
+            if h[i] == 0.0 {
+                prop_assert!(h0[i].abs() <= weakest_kept);
+            } else {
+                prop_assert_eq!(h[i], h0[i]);
+            }
+        }
+        if keep < h.len() {
+            // Ties aside, no more than `keep` survive.
+            let distinct_at_cut = kept.iter().filter(|&&i| h0[i].abs() == weakest_kept).count();
+            prop_assert!(kept.len() <= keep + distinct_at_cut);
+        }
+    }
+}
+
+#[test]
+fn keep_strongest_needs_scratch() {
+    let mut h = [1.0f32, -2.0, 3.0];
+    let e = keep_strongest(&mut h, 1, &mut [0.0; 2]).unwrap_err();
+    assert_eq!(e.kind(), crate::model::ErrorKind::Compute);
+    keep_strongest(&mut h, 1, &mut [0.0; 3]).unwrap();
+    assert_eq!(h, [0.0, 0.0, 3.0]);
 }
