@@ -9,11 +9,10 @@
 //! against its CRC on the way, lets one measurement cover both layouts and
 //! look at the bytes on disk rather than at a second re-layout.
 
-use std::format;
-
-use lode_formats::image::{BundleRegion, Image, TensorInfo};
+use lode_formats::image::{BundleRegion, Image};
 use lode_formats::DType;
 use lode_kernel::compute::Bundles;
+use lode_kernel::model::stream::{config_of, FfnRegion, TensorAt};
 use lode_kernel::model::{BundleTypes, ModelError};
 
 use super::FfnLayout;
@@ -24,58 +23,25 @@ fn region(img: &Image<'_>, layer: usize) -> Result<BundleRegion, ModelError> {
         .ok_or(ModelError::Config("the image has no such layer"))
 }
 
-/// The split layout's gate or up tensor of `layer` (`part` is `ffn_gate`
-/// or `ffn_up`): its table index and entry, checked to be `[hidden, count]`.
-fn split_tensor<'a>(
-    img: &Image<'a>,
-    layer: usize,
-    part: &str,
-    count: u32,
-) -> Result<(usize, TensorInfo<'a>), ModelError> {
-    let name = format!("blk.{layer}.{part}.weight");
-    let (i, t) = img
-        .tensor_by_name(&name)
-        .ok_or_else(|| ModelError::tensor(&name, "missing: a down-only bundle region needs it"))?;
-    let hidden = u64::from(img.geometry().hidden);
-    if t.shape.dims() != [hidden, u64::from(count)] {
-        return Err(ModelError::tensor(
-            &name,
-            "not [hidden, neurons] of its layer's bundle region",
-        ));
-    }
-    Ok((i, t))
+/// Layer `layer`'s FFN as the streaming runtime sees it (the same checks:
+/// whole bundles, or down-only bundles with gate and up tensors).
+fn ffn_region(img: &Image<'_>, layer: usize) -> Result<(BundleRegion, FfnRegion), ModelError> {
+    let cfg = config_of(img)?;
+    let r = region(img, layer)?;
+    let f = FfnRegion::of(img, &r, &cfg, layer)?;
+    Ok((r, f))
 }
 
 /// The layout and bundle types of layer `layer` of `img`: bundled when its
-/// bundles hold gate, up and down (gate and up of one type); split when
-/// they hold the down column alone and the image has the layer's gate and
-/// up tensors (of one type, `[hidden, count]`).
+/// bundles hold gate, up and down; split when they hold the down column
+/// alone and the image has the layer's gate and up tensors.
 pub fn layer_layout(img: &Image<'_>, layer: usize) -> Result<(FfnLayout, BundleTypes), ModelError> {
-    let r = region(img, layer)?;
-    match r.parts.in_order() {
-        [Some(gate), Some(up), Some(down)] if gate == up => {
-            Ok((FfnLayout::Bundled, BundleTypes { rows: gate, down }))
-        }
-        [None, None, Some(down)] => {
-            let (_, gate) = split_tensor(img, layer, "ffn_gate", r.count)?;
-            let (_, up) = split_tensor(img, layer, "ffn_up", r.count)?;
-            if gate.dtype != up.dtype {
-                return Err(ModelError::Config(
-                    "the split layout's gate and up tensors differ in type",
-                ));
-            }
-            Ok((
-                FfnLayout::Split,
-                BundleTypes {
-                    rows: gate.dtype,
-                    down,
-                },
-            ))
-        }
-        _ => Err(ModelError::Config(
-            "a bundle region that is neither gate|up|down nor down-only",
-        )),
-    }
+    let (_, f) = ffn_region(img, layer)?;
+    let layout = match f.split {
+        Some(_) => FfnLayout::Split,
+        None => FfnLayout::Bundled,
+    };
+    Ok((layout, f.types))
 }
 
 /// `len` bytes of `image` from `offset`, or a `Config` error when the file
@@ -109,14 +75,10 @@ fn bundle<'i>(
     Ok(b)
 }
 
-/// The data of tensor `(index, t)`, checked against its CRC.
-fn tensor_data<'i>(
-    img: &Image<'_>,
-    image: &'i [u8],
-    (index, t): (usize, TensorInfo<'_>),
-) -> Result<&'i [u8], ModelError> {
-    let d = bytes_at(image, t.offset, t.length)?;
-    img.verify_tensor(index, d).map_err(ModelError::Image)?;
+/// The data of tensor `t`, checked against its CRC.
+fn tensor_data<'i>(img: &Image<'_>, image: &'i [u8], t: &TensorAt) -> Result<&'i [u8], ModelError> {
+    let d = bytes_at(image, t.offset, t.len as u64)?;
+    img.verify_tensor(t.index, d).map_err(ModelError::Image)?;
     Ok(d)
 }
 
@@ -164,23 +126,22 @@ pub fn layer_bundles(
             "the bundle buffer is not the layer's bundles",
         ));
     }
-    let (layout, types) = layer_layout(img, layer)?;
-    let r = region(img, layer)?;
+    let (r, f) = ffn_region(img, layer)?;
     let Some(bb) = out.len().checked_div(r.count as usize) else {
         // No neurons: nothing to read.
         return Ok(());
     };
     let chunks = (0..r.count).zip(out.chunks_exact_mut(bb));
-    match layout {
-        FfnLayout::Bundled => {
+    match f.split {
+        None => {
             for (p, dst) in chunks {
                 dst.copy_from_slice(bundle(img, image, &r, p)?);
             }
         }
-        FfnLayout::Split => {
-            let rb = row_bytes(types.rows, img.geometry().hidden)?;
-            let gate = tensor_data(img, image, split_tensor(img, layer, "ffn_gate", r.count)?)?;
-            let up = tensor_data(img, image, split_tensor(img, layer, "ffn_up", r.count)?)?;
+        Some(split) => {
+            let rb = row_bytes(f.types.rows, img.geometry().hidden)?;
+            let gate = tensor_data(img, image, &split.gate)?;
+            let up = tensor_data(img, image, &split.up)?;
             let rows = gate.chunks_exact(rb).zip(up.chunks_exact(rb));
             for ((p, dst), (g, u)) in chunks.zip(rows) {
                 let short = || ModelError::Config("a bundle's parts overrun it");

@@ -191,6 +191,20 @@ fn end_of(t: &TensorAt) -> u64 {
     t.offset.saturating_add(t.len as u64)
 }
 
+impl FfnRegion {
+    /// Layer `layer`'s FFN in `img` (bundle region `r`), checked against
+    /// `cfg`: whole gate|up|down bundles, or down-only bundles with the
+    /// layer's gate and up tensors beside them (the split layout).
+    pub fn of(
+        img: &Image<'_>,
+        r: &BundleRegion,
+        cfg: &LlamaConfig,
+        layer: usize,
+    ) -> Result<FfnRegion, ModelError> {
+        region(img, r, cfg, layer)
+    }
+}
+
 fn region(
     img: &Image<'_>,
     r: &BundleRegion,
