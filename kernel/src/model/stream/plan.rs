@@ -297,8 +297,11 @@ impl StreamPlan {
             bit(cfg.layers) - 1
         };
         let nothing_streams = attn_res == all && ffn_res == all && head_res;
-        if opts.sparse && ffn_res != all {
-            // What no whole unit fits in caches the hottest down columns.
+        // What no whole unit fits caches down columns, once it holds more
+        // than the cache's key map (4 bytes a neuron) and a few columns.
+        let keys = cfg.layers.saturating_mul(cfg.ffn).saturating_mul(4);
+        let column = layout.ffn.iter().map(|f| f.bundle).max().unwrap_or(0);
+        if opts.sparse && ffn_res != all && left > keys.saturating_add(64 * column) {
             bytes.cache = left;
         }
         let ring = if nothing_streams { 0 } else { opts.ring };

@@ -821,12 +821,10 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
         let cb = region.bundle;
         let shape = (n, ffn, hidden);
         // 2a. Columns resident or streamed whole: every position.
+        let unit = self.ffn_unit.get(layer).copied().unwrap_or(NONE);
         let whole = match self.ffn_resident.get(layer).copied().flatten() {
             Some(s) => Some((s, 0)),
-            None if self.ffn_unit.get(layer).is_some_and(|&u| u != NONE) => {
-                let u = self.ffn_unit.get(layer).copied().unwrap_or(NONE);
-                Some(self.ring.acquire(arena, usize::from(u))?)
-            }
+            None if unit != NONE => Some(self.ring.acquire(arena, usize::from(unit))?),
             None => None,
         };
         if let Some((slot, skip)) = whole {
