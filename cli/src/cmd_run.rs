@@ -273,7 +273,11 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let stats = if crate::run_stream::is_image(&args.model) {
         crate::run_stream::generate(args, out)?
     } else {
-        if args.dram_budget.is_some() || args.device.is_some() || args.sparsity != 0.0 {
+        let streaming = args.dram_budget.is_some() || args.device.is_some() || args.sparsity != 0.0;
+        if streaming && !args.model.exists() {
+            return Err(format!("{}: no such file", args.model.display()).into());
+        }
+        if streaming {
             return Err(RunError::BadArgument(
                 "--dram-budget, --device and --sparsity need a lode image (make one with \
                  `lode pack`; --sparsity with `--layout split`)",
