@@ -219,8 +219,9 @@ fn sparse_streaming_reads_only_the_chosen_columns_and_matches_its_resident_run()
     let model = model_bytes().unwrap().len();
     // The minimum without a cache; a third of the model, whose leftover
     // caches about 2% of the columns (recency caches barely hit on this
-    // model: a token needs over 20k columns); every FFN layer streamed with
-    // room to cache them all, so later tokens are served from the cache.
+    // model: a token needs about 19k columns); every FFN layer streamed
+    // with room to cache them all, so later tokens are served from the
+    // cache.
     let big_cache = resident.plan.minimum + 60 * 1024 * 1024;
     for (budget, cache, all) in [
         (None, false, false),
