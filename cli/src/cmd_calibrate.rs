@@ -112,8 +112,9 @@ pub fn device_path(spec: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(path))
 }
 
-/// The fitted model as plain numbers, for JSON.
-#[derive(Debug, serde::Serialize)]
+/// The fitted model as plain numbers, for JSON (written by `--json`, read
+/// back by `lode pack --cost-model`).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct ModelJson {
     command_ns: u32,
     bytes_per_sec: u64,
@@ -128,6 +129,37 @@ impl From<CostModel> for ModelJson {
             queue_depth: m.queue_depth,
         }
     }
+}
+
+/// The part of a `--json` calibration file `lode pack --cost-model` needs.
+#[derive(Debug, serde::Deserialize)]
+struct StoredJson {
+    model: ModelJson,
+}
+
+/// The cost model in the calibration JSON at `path` (what `lode calibrate
+/// --json` wrote), checked the way an image's reader checks it.
+pub fn read_model_json(path: &Path) -> Result<StoredCostModel, String> {
+    let ctx = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| ctx(&e))?;
+    let doc: StoredJson = serde_json::from_str(&text).map_err(|e| {
+        ctx(&format!(
+            "not a `lode calibrate --json` file ({e}); it needs \
+             \"model\": {{\"command_ns\", \"bytes_per_sec\", \"queue_depth\"}}"
+        ))
+    })?;
+    let m = doc.model;
+    if m.bytes_per_sec == 0 || m.queue_depth == 0 {
+        return Err(ctx(&format!(
+            "cost model with bytes_per_sec {} and queue_depth {}: both must be at least 1",
+            m.bytes_per_sec, m.queue_depth
+        )));
+    }
+    Ok(StoredCostModel {
+        command_ns: m.command_ns,
+        bytes_per_sec: m.bytes_per_sec,
+        queue_depth: m.queue_depth,
+    })
 }
 
 /// Everything a calibration measured and fitted.

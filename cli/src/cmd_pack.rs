@@ -26,7 +26,7 @@
 
 use std::error::Error;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use lode_formats::image::Image;
 use lode_formats::trace::Trace;
@@ -78,6 +78,12 @@ pub struct PackArgs {
     /// Tokens of that text to measure on; 0 skips the measurement.
     #[arg(long = "check-tokens", default_value_t = 4096)]
     pub check_tokens: usize,
+    /// Device cost model to carry in the image: the JSON file `lode
+    /// calibrate --json` wrote for the flash the image will be read from.
+    /// Without it `lode run` plans reads with its device's own model
+    /// (`lode calibrate --store` can add one later).
+    #[arg(long = "cost-model")]
+    pub cost_model: Option<PathBuf>,
     /// No progress line.
     #[arg(long)]
     pub quiet: bool,
@@ -98,6 +104,7 @@ impl PackArgs {
             block_size: 4096,
             check_text: None,
             check_tokens: 0,
+            cost_model: None,
             quiet: true,
         }
     }
@@ -167,6 +174,11 @@ fn ffn_summary(sum: &PackSummary, cfg: &LlamaConfig) -> String {
 
 /// Run `lode pack`.
 pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
+    // Small inputs first, so a bad one fails before the model is read.
+    let cost = match &a.cost_model {
+        Some(p) => Some(crate::cmd_calibrate::read_model_json(p)?),
+        None => None,
+    };
     let bytes =
         std::fs::read(&a.model).map_err(|e| format!("cannot read {}: {e}", a.model.display()))?;
     let file = Gguf::parse(&bytes).map_err(|e| format!("{}: {e}", a.model.display()))?;
@@ -226,7 +238,7 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         None => lode_kernel::placement::identity(neurons),
     };
     let mut progress = Progress::new("pack FFN bundles", cfg.layers as u64, a.quiet);
-    let (b, sum) = build_image(
+    let (mut b, sum) = build_image(
         &file,
         &cfg,
         fp,
@@ -238,6 +250,7 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     )
     .map_err(|e| format!("{}: {e}", a.model.display()))?;
     progress.finish();
+    b.cost_model(cost);
     let len = crate::output::write_atomically(&a.output, |w| Ok(b.write_to(w)?))?;
     // The builder holds every layer's re-laid-out FFN: free it before the
     // check reads the image back.
@@ -251,6 +264,16 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         ffn_summary(&sum, &cfg),
         a.placement
     )?;
+    if let Some(c) = cost {
+        writeln!(
+            out,
+            "cost model: {} ns a command, {:.0} MiB/s, queue depth {} (from {})",
+            c.command_ns,
+            c.bytes_per_sec as f64 / f64::from(1u32 << 20),
+            c.queue_depth,
+            a.cost_model.as_deref().unwrap_or(Path::new("")).display()
+        )?;
+    }
     if let Some(text) = check_text {
         let image = std::fs::read(&a.output)
             .map_err(|e| format!("cannot read back {}: {e}", a.output.display()))?;
@@ -337,8 +360,27 @@ mod tests {
     #[test]
     fn packs_the_real_model_into_an_image_that_verifies() {
         let Some(model) = real_model() else { return };
-        let (bytes, text) = pack_verified(&args(model.clone(), tmp("real.lode")));
+        // A calibration file as `lode calibrate --json` writes it (other
+        // fields are ignored): its model is carried in the image.
+        let calib = tmp("calib.json");
+        std::fs::write(
+            &calib,
+            r#"{"device": "file:/x", "model": {"command_ns": 48000,
+                "bytes_per_sec": 1500000000, "queue_depth": 24}, "fit": {}}"#,
+        )
+        .unwrap();
+        let mut a = args(model.clone(), tmp("real.lode"));
+        a.cost_model = Some(calib.clone());
+        let (bytes, text) = pack_verified(&a);
+        let _ = std::fs::remove_file(&calib);
         let img = Image::parse(&bytes).unwrap();
+        let want = lode_formats::image::StoredCostModel {
+            command_ns: 48000,
+            bytes_per_sec: 1_500_000_000,
+            queue_depth: 24,
+        };
+        assert_eq!(img.cost_model(), Some(want));
+        assert!(text.contains("cost model: 48000 ns a command"), "{text}");
         let g = img.geometry();
         assert_eq!((g.layers, g.hidden, g.ffn), (30, 576, 1536));
         assert_eq!(img.layer_count(), 30);
@@ -509,6 +551,29 @@ mod tests {
         std::fs::write(&junk, b"not a model at all, just some bytes").unwrap();
         let a = args(junk.clone(), path.clone());
         assert!(run(&a, &mut Vec::new()).is_err());
+        // A cost model that is not a calibration file, or an impossible one.
+        let calib = tmp("bad-calib.json");
+        for (doc, want) in [
+            ("{}", "not a `lode calibrate --json` file"),
+            ("[1, 2", "not a `lode calibrate --json` file"),
+            (
+                r#"{"model": {"command_ns": 1, "bytes_per_sec": 0, "queue_depth": 1}}"#,
+                "must be at least 1",
+            ),
+        ] {
+            std::fs::write(&calib, doc).unwrap();
+            let mut a = args(tmp("absent.gguf"), path.clone());
+            a.cost_model = Some(calib.clone());
+            // Checked before the model is even read.
+            std::fs::write(&a.model, b"").unwrap();
+            let err = run(&a, &mut Vec::new()).unwrap_err().to_string();
+            let _ = std::fs::remove_file(&a.model);
+            if !err.contains(want) {
+                let _ = std::fs::remove_file(&calib);
+                panic!("{doc}: {err}");
+            }
+        }
+        let _ = std::fs::remove_file(&calib);
         // A placement that needs a trace, without one.
         if let Some(model) = real_model() {
             let mut a = args(model, path.clone());

@@ -21,6 +21,7 @@ use lode_hal::fake::{FakeFlash, FaultPlan};
 use lode_hal::tokenizer::EncodeOptions;
 use lode_hal_linux::{BlockFlash, BlockFlashOptions, HugePages, LockedArena, LockedArenaOptions};
 use lode_kernel::arena::{DramArena, SlotKind};
+use lode_kernel::cost::CostModel;
 use lode_kernel::flash::FlashDevice;
 use lode_kernel::model::stream::{
     config_of, verify_image_data, SparseScratch, SparseSetup, StreamLayout, StreamOptions,
@@ -191,13 +192,35 @@ pub fn generate(args: &RunArgs, out: &mut dyn Write) -> Result<RunStats, Box<dyn
                 bounce_bytes: STREAM_BOUNCE,
                 ..BlockFlashOptions::default()
             };
-            let dev =
+            let mut dev =
                 BlockFlash::open(&path, opts).map_err(|e| format!("{}: {e}", path.display()))?;
+            // A cost model measured on this flash (`pack --cost-model`,
+            // `calibrate --store`) replaces the built-in one: the read
+            // planner's merge and dense choices follow it.
+            let cost = match img.cost_model() {
+                Some(c) => {
+                    dev.set_cost_model(CostModel {
+                        command_ns: c.command_ns,
+                        bytes_per_sec: c.bytes_per_sec,
+                        queue_depth: c.queue_depth,
+                    })
+                    .map_err(|e| {
+                        format!("{}: the image's cost model: {e}", args.model.display())
+                    })?;
+                    "the image's"
+                }
+                None => "the built-in",
+            };
+            let m = dev.cost_model();
             let mode = format!(
-                "{}, {}, {:.1} MiB of bounce buffers outside the budget",
+                "{}, {}, {:.1} MiB of bounce buffers outside the budget; {cost} cost model \
+                 ({:.1} us a command, {:.0} MiB/s, queue depth {})",
                 dev.report().direct,
                 dev.report().engine,
-                dev.report().bounce_bytes as f64 / 1048576.0
+                dev.report().bounce_bytes as f64 / 1048576.0,
+                f64::from(m.command_ns) / 1e3,
+                m.bytes_per_sec as f64 / 1048576.0,
+                m.queue_depth
             );
             run_on(
                 args,
@@ -560,6 +583,34 @@ mod tests {
         assert!(text.starts_with(" Paris"), "{text}");
         assert!(
             text.contains("per token:") && text.contains("I/O wait"),
+            "{text}"
+        );
+        assert!(text.contains("the built-in cost model"), "{text}");
+        // A cost model stored in the image is the one the planner uses.
+        let mut bytes = std::fs::read(&image).unwrap();
+        let meta = Image::parse(&bytes).unwrap().header().meta_len as usize;
+        let stored = lode_formats::image::StoredCostModel {
+            command_ns: 48_000,
+            bytes_per_sec: 1 << 30,
+            queue_depth: 24,
+        };
+        lode_formats::image::set_cost_model(&mut bytes[..meta], Some(stored)).unwrap();
+        let calibrated = dir.join("calibrated.lode");
+        std::fs::write(&calibrated, &bytes).unwrap();
+        let mut out = Vec::new();
+        run(
+            &RunArgs {
+                json: false,
+                dram_budget: Some("50%".into()),
+                ..args(calibrated.clone())
+            },
+            &mut out,
+        )
+        .unwrap();
+        let _ = std::fs::remove_file(&calibrated);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("the image's cost model (48.0 us a command, 1024 MiB/s, queue depth 24)"),
             "{text}"
         );
 
