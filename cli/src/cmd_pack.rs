@@ -59,13 +59,16 @@ pub struct PackArgs {
     /// Order of the bundles in each layer (freq and coact need --trace).
     #[arg(long, value_enum, default_value = "identity")]
     pub placement: PlacementKind,
-    /// Element type of the re-laid-out down column.
+    /// Element type of the re-laid-out down column (bundled and split;
+    /// dense keeps the model's own).
     #[arg(long, value_enum, default_value = "q8-0")]
     pub down: DownType,
     /// How each layer's FFN is stored: `split` keeps the gate and up rows
     /// as tensors in placement order and the down columns as bundles
     /// (needed by `lode run --sparsity`); `bundled` stores one
-    /// gate|up|down bundle per neuron (dense streaming only).
+    /// gate|up|down bundle per neuron; `dense` copies the three matrices
+    /// as they are (dense streaming's best: nothing re-quantized, fewest
+    /// bytes; identity placement only).
     #[arg(long, value_enum, default_value = "bundled")]
     pub layout: Layout,
     /// Block size the data is aligned to.
@@ -142,6 +145,9 @@ pub enum Layout {
     /// Gate/up rows as tensors in placement order, down columns as
     /// bundles: needed by `lode run --sparsity`.
     Split,
+    /// The gate, up and down matrices copied as they are, no bundles:
+    /// dense streaming only, the source's exact model in the fewest bytes.
+    Dense,
 }
 
 impl Layout {
@@ -150,6 +156,7 @@ impl Layout {
         match self {
             Layout::Bundled => FfnLayout::Bundled,
             Layout::Split => FfnLayout::Split,
+            Layout::Dense => FfnLayout::Dense,
         }
     }
 }
@@ -167,6 +174,11 @@ fn ffn_summary(sum: &PackSummary, cfg: &LlamaConfig) -> String {
         FfnLayout::Split => format!(
             "split FFN: {layers} layers x ({} B of {rows} gate/up tensors, rows in placement \
              order, + {ffn} down-only bundles of {bundle} B ({down} down))",
+            sum.split_tensor_bytes / cfg.layers.max(1) as u64
+        ),
+        FfnLayout::Dense => format!(
+            "dense FFN: {layers} layers x {} B of gate/up/down tensors as the model stores \
+             them ({rows} gate/up, {down} down), no bundles",
             sum.split_tensor_bytes / cfg.layers.max(1) as u64
         ),
     }
@@ -226,6 +238,13 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         }
         _ => None,
     };
+    if a.layout == Layout::Dense && a.placement != PlacementKind::Identity {
+        return Err(
+            "--layout dense keeps the model's neuron order: it takes no --placement \
+                    (use --layout split or bundled to place neurons)"
+                .into(),
+        );
+    }
     let placed = match (&trace, a.placement) {
         (_, PlacementKind::Identity) => None,
         (Some(t), _) => Some(offline::place(t, t.header().tokens, a.quiet)?),
@@ -274,7 +293,14 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
             a.cost_model.as_deref().unwrap_or(Path::new("")).display()
         )?;
     }
-    if let Some(text) = check_text {
+    if a.layout == Layout::Dense && check_text.is_some() {
+        writeln!(
+            out,
+            "perplexity: unchanged (the dense layout stores the model's FFN matrices byte for \
+             byte)"
+        )?;
+    }
+    if let Some(text) = check_text.filter(|_| a.layout != Layout::Dense) {
         let image = std::fs::read(&a.output)
             .map_err(|e| format!("cannot read back {}: {e}", a.output.display()))?;
         let img = Image::parse(&image).map_err(|e| format!("{}: {e}", a.output.display()))?;
@@ -473,6 +499,46 @@ mod tests {
     /// The perplexity check reads the FFN back from the written image: a
     /// split image and a bundled one of the same placement and down type
     /// hold the same weights, so they measure the same to the last digit.
+    #[test]
+    fn dense_layout_copies_the_ffn_and_keeps_the_neuron_order() {
+        let Some(model) = real_model() else { return };
+        let mut a = args(model.clone(), tmp("dense.lode"));
+        a.layout = Layout::Dense;
+        a.check_tokens = 64; // Asked for, but a dense image needs none.
+        let (bytes, text) = pack_verified(&a);
+        let img = Image::parse(&bytes).unwrap();
+        let gguf_bytes = std::fs::read(&model).unwrap();
+        let file = Gguf::parse(&gguf_bytes).unwrap();
+        let down = file.tensor("blk.7.ffn_down.weight").unwrap();
+        let (_, t) = img.tensor_by_name("blk.7.ffn_down.weight").unwrap();
+        assert_eq!(
+            &bytes[t.offset as usize..(t.offset + t.length) as usize],
+            file.data(&down).unwrap()
+        );
+        assert_eq!(img.bundle_region(7).unwrap().count, 0);
+        assert!(text.contains("dense FFN: 30 layers"), "{text}");
+        assert!(text.contains("perplexity: unchanged"), "{text}");
+        // The GGUF is about 98.4 MB; the dense image adds only alignment
+        // (a bundled one re-quantizes down to Q8_0, about 12 MB more).
+        assert!(
+            bytes.len() < gguf_bytes.len() + (1 << 20),
+            "{}",
+            bytes.len()
+        );
+        // A placement needs a layout with bundles.
+        let trace = tmp("dense.trace");
+        std::fs::write(&trace, synth_trace(30, 1536)).unwrap();
+        a.trace = Some(trace.clone());
+        a.placement = PlacementKind::Freq;
+        let err = run(&a, &mut Vec::new()).unwrap_err().to_string();
+        let _ = std::fs::remove_file(&trace);
+        assert!(
+            err.contains("--layout dense keeps the model's neuron order"),
+            "{err}"
+        );
+        assert!(!a.output.exists());
+    }
+
     #[test]
     fn the_check_measures_both_layouts_alike() {
         let Some(model) = real_model() else { return };

@@ -3,12 +3,13 @@
 //!
 //! Everything but the FFN (embeddings, norms, attention, output head) is
 //! copied as tensors, byte for byte. Each layer's FFN is stored in the
-//! neuron order the caller gives (its placement), in one of two layouts
+//! neuron order the caller gives (its placement), in one of three layouts
 //! ([`FfnLayout`]): one bundle per neuron (gate row | up row | down
 //! column), or the gate and up matrices as tensors with their rows in
-//! placement order and bundles of the down column alone. Either way the
-//! down column is re-quantized to `down` (GGUF quantizes the down matrix
-//! along the neuron axis, see [`crate::bundle`]). The tokenizer goes into
+//! placement order and bundles of the down column alone; in both the down
+//! column is re-quantized to `down` (GGUF quantizes the down matrix along
+//! the neuron axis, see [`crate::bundle`]). The third, dense, copies the
+//! three matrices as they are and has no bundles. The tokenizer goes into
 //! the image's tokenizer section so the image runs on its own.
 //!
 //! [`readback`] turns a layer of a written image, of either layout, back
@@ -49,6 +50,14 @@ pub enum FfnLayout {
     /// the down columns of the firing neurons alone. Rows in placement
     /// order make activation `p` line up with down bundle `p`.
     Split,
+    /// No bundles: the gate, up and down matrices copied from the source
+    /// byte for byte as tensors (`blk.{L}.ffn_gate/ffn_up/ffn_down.weight`)
+    /// beside an empty bundle region, neurons in the source's order. Dense
+    /// streaming reads a layer whole anyway, so this is its best layout:
+    /// nothing is re-quantized (the model is exactly the source's, and the
+    /// layer is smaller than with a wider down type) and the FFN runs as
+    /// three dense products. It cannot serve sparse reads.
+    Dense,
 }
 
 impl FfnLayout {
@@ -57,6 +66,7 @@ impl FfnLayout {
         match self {
             FfnLayout::Bundled => "bundled",
             FfnLayout::Split => "split",
+            FfnLayout::Dense => "dense",
         }
     }
 
@@ -68,7 +78,8 @@ impl FfnLayout {
                 up: Some(types.rows),
                 down: Some(types.down),
             },
-            FfnLayout::Split => BundleParts {
+            // A dense layer's empty region names the down matrix's type.
+            FfnLayout::Split | FfnLayout::Dense => BundleParts {
                 gate: None,
                 up: None,
                 down: Some(types.down),
@@ -85,8 +96,9 @@ pub struct PackSummary {
     /// Bytes of the tensors copied from the GGUF as they are (every
     /// non-FFN tensor).
     pub tensor_bytes: u64,
-    /// Bytes of the split layout's gate and up tensors, all layers
-    /// together (rows reordered, not re-encoded); 0 when bundled.
+    /// Bytes of the FFN stored as tensors, all layers together: the split
+    /// layout's gate and up (rows reordered, not re-encoded), the dense
+    /// layout's three matrices; 0 when bundled.
     pub split_tensor_bytes: u64,
     /// Bytes of the tokenizer section.
     pub tokenizer_bytes: usize,
@@ -154,6 +166,33 @@ fn add_split_layer<'d>(
     Ok(bytes)
 }
 
+/// Adds layer `l`'s FFN to `b` in the dense layout: the three matrices
+/// copied as they are and an empty bundle region. Returns their bytes.
+fn add_dense_layer<'d>(
+    b: &mut ImageBuilder<'d>,
+    file: &Gguf<'d>,
+    types: BundleTypes,
+    l: usize,
+) -> Result<u64, String> {
+    let mut bytes = 0u64;
+    for part in ["ffn_gate", "ffn_up", "ffn_down"] {
+        let name = format!("blk.{l}.{part}.weight");
+        let t = file
+            .tensor(&name)
+            .ok_or(format!("the model has no {name}"))?;
+        let data = file.data(&t).map_err(|e| format!("{e}"))?;
+        bytes += data.len() as u64;
+        b.add_tensor(name, t.dtype, t.dims.as_slice(), data)
+            .map_err(|e| format!("{e}"))?;
+    }
+    b.add_layer(LayerSpec::new(
+        FfnLayout::Dense.parts(types),
+        Vec::new(),
+        Vec::new(),
+    ));
+    Ok(bytes)
+}
+
 /// The image of `file` (a llama model of shape `cfg`, identified by
 /// `fingerprint`): tensors, tokenizer and each layer's FFN in `layout`,
 /// neurons in the order `perm_of(layer)` returns (`perm[p]` is the neuron
@@ -175,6 +214,15 @@ pub fn build_image<'d>(
         .tensor("blk.0.ffn_gate.weight")
         .ok_or("the model has no blk.0.ffn_gate.weight")?
         .dtype;
+    // A dense layer keeps the source's down matrix, whatever `down` says.
+    let down = match layout {
+        FfnLayout::Dense => {
+            file.tensor("blk.0.ffn_down.weight")
+                .ok_or("the model has no blk.0.ffn_down.weight")?
+                .dtype
+        }
+        _ => down,
+    };
     let types = BundleTypes { rows, down };
     let hidden = u32::try_from(cfg.hidden).map_err(|_| "hidden size does not fit an image")?;
     let bundle_bytes = layout
@@ -182,9 +230,15 @@ pub fn build_image<'d>(
         .bundle_bytes(hidden)
         .and_then(|b| usize::try_from(b).ok())
         .ok_or("the hidden size is not whole blocks of the bundle types")?;
-    let layer_bytes = bundle_bytes
-        .checked_mul(cfg.ffn)
-        .ok_or("a layer's bundles overflow")?;
+    let (bundle_bytes, layer_bytes) = match layout {
+        FfnLayout::Dense => (0, 0),
+        _ => (
+            bundle_bytes,
+            bundle_bytes
+                .checked_mul(cfg.ffn)
+                .ok_or("a layer's bundles overflow")?,
+        ),
+    };
     let tokenizer = tokenizer_only(file).map_err(|e| format!("tokenizer: {e}"))?;
     let tokenizer_bytes = tokenizer.len();
     let mut b = ImageBuilder::new(geometry(cfg, fingerprint)?);
@@ -218,6 +272,15 @@ pub fn build_image<'d>(
             }
             FfnLayout::Split => {
                 split_tensor_bytes += add_split_layer(&mut b, file, cfg, types, l, perm)?;
+            }
+            FfnLayout::Dense => {
+                if perm.iter().enumerate().any(|(p, &n)| p as u32 != n) {
+                    return Err(format!(
+                        "layer {l}: the dense layout keeps the model's neuron order; \
+                         it takes the identity placement only"
+                    ));
+                }
+                split_tensor_bytes += add_dense_layer(&mut b, file, types, l)?;
             }
         }
         on_layer(l);

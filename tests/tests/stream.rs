@@ -1,6 +1,7 @@
 //! Streaming SmolLM2-135M from a lode image on the fake flash: under every
 //! budget the generated tokens (and the logits, bit for bit) equal those of
-//! the same bundles held in memory; bad input is a typed error.
+//! the same bundles held in memory, and a dense-layout image streams
+//! exactly the GGUF model; bad input is a typed error.
 //!
 //! Needs `models/SmolLM2-135M-Instruct.Q4_1.gguf` (or `LODE_MODEL`); when
 //! it is missing the tests print why and pass without checking.
@@ -11,6 +12,7 @@ use lode_formats::image::Image;
 use lode_hal::bundle::fill_layer;
 use lode_hal::compute::{CpuCompute, CpuConfig};
 use lode_hal::fake::{FakeFlash, FaultPlan, Profile};
+use lode_hal::pack::{build_image, FfnLayout};
 use lode_hal_linux::LockedArena;
 use lode_kernel::arena::DramArena;
 use lode_kernel::compute::DType;
@@ -95,9 +97,46 @@ fn in_memory() -> (Vec<u32>, Vec<f32>) {
     greedy(&mut model, &mut arena, &mut cpu(&cfg, &limits())).unwrap()
 }
 
+/// The dense-layout image: the GGUF's FFN matrices as they are.
+fn dense_image_bytes() -> Option<&'static [u8]> {
+    static IMG: OnceLock<Option<Vec<u8>>> = OnceLock::new();
+    IMG.get_or_init(|| {
+        let file = Gguf::parse(model_bytes()?).expect("a GGUF model");
+        let cfg = LlamaConfig::from_gguf(&file.check_llama().expect("llama")).expect("config");
+        let (b, _) = build_image(
+            &file,
+            &cfg,
+            1,
+            DType::Q8_0,
+            FfnLayout::Dense,
+            4096,
+            |_| (0..cfg.ffn as u32).collect(),
+            |_| {},
+        )
+        .expect("pack");
+        Some(b.to_bytes().expect("image bytes"))
+    })
+    .as_deref()
+}
+
+/// The GGUF model itself in memory (dense products): the reference of a
+/// dense-layout image.
+fn gguf_in_memory() -> (Vec<u32>, Vec<f32>) {
+    let file = Gguf::parse(model_bytes().unwrap()).unwrap();
+    let cfg = LlamaConfig::from_gguf(&file.check_llama().unwrap()).unwrap();
+    let plan = MemoryPlan::dense(&file, &cfg, &limits()).unwrap();
+    let mut arena = LockedArena::new(plan.total()).unwrap();
+    let mut model = Model::load(&file, cfg, limits(), &mut arena).unwrap();
+    greedy(&mut model, &mut arena, &mut cpu(&cfg, &limits())).unwrap()
+}
+
 fn fake(plan: FaultPlan) -> FakeFlash<Vec<u8>> {
+    fake_of(image_bytes().unwrap(), plan)
+}
+
+fn fake_of(image: &[u8], plan: FaultPlan) -> FakeFlash<Vec<u8>> {
     let profile = Profile::by_name("ufs40").unwrap();
-    FakeFlash::new(image_bytes().unwrap().to_vec(), profile, plan)
+    FakeFlash::new(image.to_vec(), profile, plan)
 }
 
 fn reordering() -> FaultPlan {
@@ -115,14 +154,23 @@ struct Streamed {
     bytes_read: u64,
 }
 
-/// Streams the image from `dev` under `budget` (`None`: the minimum,
-/// `usize::MAX`: everything resident).
+/// Streams the bundled image from `dev` under `budget` (`None`: the
+/// minimum, `usize::MAX`: everything resident).
 fn streamed(
     dev: FakeFlash<Vec<u8>>,
     budget: Option<usize>,
     ring: usize,
 ) -> Result<Streamed, ModelError> {
-    let bytes = image_bytes().unwrap();
+    streamed_from(image_bytes().unwrap(), dev, budget, ring)
+}
+
+/// [`streamed`] for the image `bytes` (which `dev` holds).
+fn streamed_from(
+    bytes: &[u8],
+    dev: FakeFlash<Vec<u8>>,
+    budget: Option<usize>,
+    ring: usize,
+) -> Result<Streamed, ModelError> {
     let img = Image::parse(bytes).unwrap();
     let cfg = config_of(&img)?;
     let layout = StreamLayout::new(&img, &cfg)?;
@@ -190,6 +238,69 @@ fn streaming_under_every_budget_generates_what_memory_does() {
             assert!(s.bytes_read > 30 * 2_000_000 * TOKENS as u64);
         }
     }
+}
+
+#[test]
+fn a_dense_layout_image_streams_exactly_the_gguf_model() {
+    let Some(image) = dense_image_bytes() else {
+        return;
+    };
+    let (tokens, logits) = gguf_in_memory();
+    assert_eq!(tokens[0], 7042, "\" Paris\"");
+    // The image holds the GGUF's FFN bytes: no bundles at all.
+    let img = Image::parse(image).unwrap();
+    let cfg = config_of(&img).unwrap();
+    let layout = StreamLayout::new(&img, &cfg).unwrap();
+    assert!(layout
+        .ffn
+        .iter()
+        .all(|f| f.dense.is_some() && f.split.is_none()));
+    assert_eq!(img.bundle_region(3).unwrap().count, 0);
+    let model = model_bytes().unwrap().len();
+    let mut per_token = Vec::new();
+    for (budget, ring) in [
+        (Some(usize::MAX), 2),
+        (Some(model / 2), 2),
+        (Some(model / 3), 3),
+        (None, 2),
+    ] {
+        let s = streamed_from(image, fake_of(image, reordering()), budget, ring).unwrap();
+        assert_eq!(s.tokens, tokens, "budget {budget:?} ring {ring}");
+        assert!(
+            s.logits
+                .iter()
+                .zip(&logits)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "budget {budget:?}: logits differ"
+        );
+        if budget.is_none() {
+            assert_eq!(s.plan.resident_ffn_layers(), 0);
+        }
+        per_token.push(s.bytes_read);
+    }
+    // Less memory, more reads; with everything resident, nothing after load.
+    assert!(per_token.windows(2).all(|w| w[0] <= w[1]), "{per_token:?}");
+    assert_eq!(per_token[0], 0, "{per_token:?}");
+    // A dense image cannot run sparse: it has no down columns to choose.
+    let opts = StreamOptions {
+        budget: model / 3,
+        ring: 2,
+        block: 4096,
+        stream_all: false,
+        sparse: true,
+    };
+    let e = StreamPlan::new(&layout, &cfg, &limits(), opts).unwrap_err();
+    assert!(e.to_string().contains("--layout split"), "{e}");
+    // A device failing mid-token: a typed error, not a wrong answer.
+    let faults = FaultPlan {
+        read_error_ppm: 20_000,
+        seed: 11,
+        ..reordering()
+    };
+    let e = streamed_from(image, fake_of(image, faults), None, 2)
+        .err()
+        .expect("a read must fail");
+    assert_eq!(e.kind(), ErrorKind::Flash, "{e}");
 }
 
 #[test]

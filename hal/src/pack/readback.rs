@@ -37,9 +37,10 @@ fn ffn_region(img: &Image<'_>, layer: usize) -> Result<(BundleRegion, FfnRegion)
 /// alone and the image has the layer's gate and up tensors.
 pub fn layer_layout(img: &Image<'_>, layer: usize) -> Result<(FfnLayout, BundleTypes), ModelError> {
     let (_, f) = ffn_region(img, layer)?;
-    let layout = match f.split {
-        Some(_) => FfnLayout::Split,
-        None => FfnLayout::Bundled,
+    let layout = match (f.split, f.dense) {
+        (Some(_), _) => FfnLayout::Split,
+        (None, Some(_)) => FfnLayout::Dense,
+        (None, None) => FfnLayout::Bundled,
     };
     Ok((layout, f.types))
 }
@@ -97,7 +98,12 @@ fn row_bytes(dtype: DType, hidden: u32) -> Result<usize, ModelError> {
 /// [`layer_bundles`] wants (`count` bundles of the types [`layer_layout`]
 /// reports).
 pub fn layer_bundles_len(img: &Image<'_>, layer: usize) -> Result<usize, ModelError> {
-    let (_, types) = layer_layout(img, layer)?;
+    let (layout, types) = layer_layout(img, layer)?;
+    if layout == FfnLayout::Dense {
+        return Err(ModelError::Config(
+            "a dense layer has no bundles to read back (its matrices are the source's)",
+        ));
+    }
     let r = region(img, layer)?;
     usize::try_from(img.geometry().hidden)
         .ok()
@@ -112,7 +118,7 @@ pub fn layer_bundles_len(img: &Image<'_>, layer: usize) -> Result<usize, ModelEr
 /// file (offsets are absolute); every tensor and bundle read is checked
 /// against its CRC. `out` must be [`layer_bundles_len`] bytes.
 ///
-/// Errors: the layer's layout is not one of the two (`Config`, `Tensor`),
+/// Errors: the layer is dense or its layout is not known (`Config`, `Tensor`),
 /// `out` has the wrong length or the file is short (`Config`), a CRC
 /// differs (`Image`).
 pub fn layer_bundles(

@@ -1,5 +1,5 @@
-//! Both layouts packed from a tiny synthetic GGUF, checked against the
-//! GGUF and against each other.
+//! The layouts packed from a tiny synthetic GGUF, checked against the GGUF
+//! and against each other.
 
 use std::string::String;
 use std::vec;
@@ -368,4 +368,59 @@ fn a_down_only_region_without_its_tensors_has_no_layout() {
     ));
     // A layer of no neurons still needs its (empty) tensors to be split.
     assert!(layer_layout(&img, 1).is_err());
+}
+
+#[test]
+fn the_dense_layout_copies_the_ffn_matrices_and_has_no_bundles() {
+    let gguf = tiny_gguf(9);
+    let file = Gguf::parse(&gguf).unwrap();
+    let identity = |_| (0..FFN as u32).collect::<Vec<u32>>();
+    // `down` is ignored: the down matrix keeps the source's type.
+    let (b, sum) = build_image(
+        &file,
+        &cfg(),
+        7,
+        DType::Q8_0,
+        FfnLayout::Dense,
+        512,
+        identity,
+        |_| {},
+    )
+    .unwrap();
+    let bytes = b.to_bytes().unwrap();
+    let img = open(&bytes);
+    let down_type = file.tensor("blk.0.ffn_down.weight").unwrap().dtype;
+    assert_eq!((sum.bundle_bytes, sum.layer_bytes), (0, 0));
+    assert_eq!(sum.types.down, down_type);
+    let mut ffn_bytes = 0u64;
+    for l in 0..LAYERS {
+        for part in ["ffn_gate", "ffn_up", "ffn_down"] {
+            let name = format!("blk.{l}.{part}.weight");
+            assert_eq!(image_data(&img, &bytes, &name), gguf_data(&file, &name));
+            ffn_bytes += gguf_data(&file, &name).len() as u64;
+        }
+        let r = img.bundle_region(l).unwrap();
+        assert_eq!((r.count, r.length), (0, 0));
+        assert_eq!(layer_layout(&img, l).unwrap().0, FfnLayout::Dense);
+        // Nothing to read back as bundles.
+        assert!(matches!(
+            layer_bundles_len(&img, l),
+            Err(ModelError::Config(_))
+        ));
+    }
+    assert_eq!(sum.split_tensor_bytes, ffn_bytes);
+    // The dense layout keeps the source's neuron order.
+    let err = build_image(
+        &file,
+        &cfg(),
+        7,
+        DType::Q8_0,
+        FfnLayout::Dense,
+        512,
+        |_| perm(3, 0),
+        |_| {},
+    )
+    .err()
+    .unwrap();
+    assert!(err.contains("identity placement"), "{err}");
 }

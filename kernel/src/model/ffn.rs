@@ -231,24 +231,39 @@ impl FfnSource for DenseFfn {
         io: FfnIo,
     ) -> Result<(), ModelError> {
         let l = checked_call(&self.layers, layer, &io, self.max_rows)?;
-        let n = io.rows;
-        let short = ModelError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
-        let (table, mem) = arena.parts_mut();
-        let ([g, u, o], sh) = split(table, mem, [self.gate, self.up, io.output])?;
-        let x = sh.f32s(io.input)?.get(..n * self.hidden).ok_or(short)?;
-        let g = f32s_mut(g)?.get_mut(..n * self.ffn).ok_or(short)?;
-        let u = f32s_mut(u)?.get_mut(..n * self.ffn).ok_or(short)?;
-        let o = f32s_mut(o)?.get_mut(..n * self.hidden).ok_or(short)?;
-        compute
-            .matmul(&l.gate.matrix(&sh)?, x, n, g)
-            .map_err(ModelError::compute)?;
-        compute
-            .matmul(&l.up.matrix(&sh)?, x, n, u)
-            .map_err(ModelError::compute)?;
-        compute.swiglu(g, u).map_err(ModelError::compute)?;
-        compute
-            .matmul(&l.down.matrix(&sh)?, g, n, o)
-            .map_err(ModelError::compute)?;
-        Ok(())
+        let shape = (self.hidden, self.ffn);
+        dense_products(arena, compute, &l, io, [self.gate, self.up], shape)
     }
+}
+
+/// `io.output = down · (silu(gate · x) ⊙ (up · x))` over `io.rows` inputs,
+/// with `scratch` the two `rows * ffn` f32 activation buffers: the one
+/// computation of a dense FFN layer, resident or streamed.
+pub(super) fn dense_products<A: DramArena, C: Compute>(
+    arena: &mut A,
+    compute: &mut C,
+    l: &DenseLayer,
+    io: FfnIo,
+    scratch: [Slot; 2],
+    (hidden, ffn): (usize, usize),
+) -> Result<(), ModelError> {
+    let n = io.rows;
+    let short = ModelError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
+    let (table, mem) = arena.parts_mut();
+    let ([g, u, o], sh) = split(table, mem, [scratch[0], scratch[1], io.output])?;
+    let x = sh.f32s(io.input)?.get(..n * hidden).ok_or(short)?;
+    let g = f32s_mut(g)?.get_mut(..n * ffn).ok_or(short)?;
+    let u = f32s_mut(u)?.get_mut(..n * ffn).ok_or(short)?;
+    let o = f32s_mut(o)?.get_mut(..n * hidden).ok_or(short)?;
+    compute
+        .matmul(&l.gate.matrix(&sh)?, x, n, g)
+        .map_err(ModelError::compute)?;
+    compute
+        .matmul(&l.up.matrix(&sh)?, x, n, u)
+        .map_err(ModelError::compute)?;
+    compute.swiglu(g, u).map_err(ModelError::compute)?;
+    compute
+        .matmul(&l.down.matrix(&sh)?, g, n, o)
+        .map_err(ModelError::compute)?;
+    Ok(())
 }

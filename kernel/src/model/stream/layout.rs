@@ -6,7 +6,8 @@
 //! - a layer's **attention span**: its norms and Q, K, V, O projections (the
 //!   image stores tensors sorted by name, so a layer's tensors are
 //!   neighbours; the span runs from the first to the end of the last);
-//! - a layer's **FFN region**: its neuron bundles;
+//! - a layer's **FFN region**: its neuron bundles, or in a dense image its
+//!   gate, up and down matrices as the source stored them;
 //! - the **output head** (the embedding itself when tied), streamed in
 //!   pieces of whole rows.
 
@@ -72,6 +73,26 @@ pub struct FfnRegion {
     /// For a split layout, the gate and up rows stored apart as tensors;
     /// the bundles then hold only down columns.
     pub split: Option<SplitRows>,
+    /// For a dense layout, the three matrices as the source stored them;
+    /// `offset` and `len` then span them and there are no bundles
+    /// (`bundle` is 0, `split` is `None`).
+    pub dense: Option<DenseMatrices>,
+}
+
+/// A dense layer's FFN: the gate, up and down matrices copied from the
+/// source (neurons in the source's order, down quantized along the neuron
+/// axis as GGUF stores it), next to each other so one read fetches all
+/// three. Dense streaming reads whole layers anyway; this layout reads
+/// fewer bytes than bundles (no down column is re-quantized to a wider
+/// type) and computes with three dense products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DenseMatrices {
+    /// Gate projection `[ffn] x [hidden]`.
+    pub gate: TensorAt,
+    /// Up projection `[ffn] x [hidden]`.
+    pub up: TensorAt,
+    /// Down projection `[hidden] x [ffn]`.
+    pub down: TensorAt,
 }
 
 /// A split layer's gate and up matrices: tensors whose row `p` belongs to
@@ -193,8 +214,9 @@ fn end_of(t: &TensorAt) -> u64 {
 
 impl FfnRegion {
     /// Layer `layer`'s FFN in `img` (bundle region `r`), checked against
-    /// `cfg`: whole gate|up|down bundles, or down-only bundles with the
-    /// layer's gate and up tensors beside them (the split layout).
+    /// `cfg`: whole gate|up|down bundles, down-only bundles with the
+    /// layer's gate and up tensors beside them (the split layout), or no
+    /// bundles and the three matrices as tensors (the dense layout).
     pub fn of(
         img: &Image<'_>,
         r: &BundleRegion,
@@ -213,6 +235,9 @@ fn region(
 ) -> Result<FfnRegion, ModelError> {
     let bad = |why| Err(ModelError::Config(why));
     let p = r.parts;
+    if r.count == 0 && r.length == 0 {
+        return dense_region(img, cfg, layer);
+    }
     if r.count as usize != cfg.ffn {
         return bad("a bundle region's neuron count differs from the model's FFN size");
     }
@@ -279,6 +304,45 @@ fn region(
         bundle,
         types,
         split,
+        dense: None,
+    })
+}
+
+/// A dense layer: an empty bundle region and the layer's `ffn_gate`,
+/// `ffn_up` and `ffn_down` tensors, stored next to each other.
+fn dense_region(img: &Image<'_>, cfg: &LlamaConfig, layer: usize) -> Result<FfnRegion, ModelError> {
+    let name = |suffix: &str| lode_formats::gguf::layer_tensor_name(layer as u32, suffix);
+    let gate = find(img, name("ffn_gate.weight")?.as_str(), cfg.ffn, cfg.hidden)?;
+    let up = find(img, name("ffn_up.weight")?.as_str(), cfg.ffn, cfg.hidden)?;
+    let down = find(img, name("ffn_down.weight")?.as_str(), cfg.hidden, cfg.ffn)?;
+    if gate.dtype != up.dtype {
+        return Err(ModelError::Config(
+            "gate and up rows of a dense layer must share a type",
+        ));
+    }
+    let all = [gate, up, down];
+    let start = all.iter().map(|t| t.offset).min().unwrap_or(0);
+    let end = all.iter().map(end_of).max().unwrap_or(0);
+    let len = usize::try_from(end - start)
+        .map_err(|_| ModelError::Config("a dense layer's matrices are too large"))?;
+    // The span also reads what lies between the tensors (the FFN norm).
+    let sum: usize = all.iter().map(|t| t.len).sum();
+    if len > sum.saturating_add(64 * 1024) {
+        return Err(ModelError::Config(
+            "a dense layer's FFN tensors are not stored next to each other",
+        ));
+    }
+    Ok(FfnRegion {
+        offset: start,
+        len,
+        count: cfg.ffn,
+        bundle: 0,
+        types: BundleTypes {
+            rows: gate.dtype,
+            down: down.dtype,
+        },
+        split: None,
+        dense: Some(DenseMatrices { gate, up, down }),
     })
 }
 

@@ -20,7 +20,9 @@ mod source;
 #[cfg(test)]
 mod tests;
 
-pub use layout::{config_of, AttnSpan, FfnRegion, SplitRows, StreamLayout, TensorAt};
+pub use layout::{
+    config_of, AttnSpan, DenseMatrices, FfnRegion, SplitRows, StreamLayout, TensorAt,
+};
 pub use plan::{PlanBytes, StreamOptions, StreamPlan, MAX_RING};
 pub use ring::{IoStats, Ring, Unit, MAX_UNITS};
 pub use source::{

@@ -152,6 +152,24 @@ fn bit(l: usize) -> u128 {
     1u128 << (l % 128)
 }
 
+/// Bytes of the FFN activation scratch a source over `layout` allocates:
+/// (activations, up products), the second 0 when no layer needs it.
+pub(super) fn act_lens(
+    layout: &StreamLayout,
+    cfg: &LlamaConfig,
+    limits: &Limits,
+) -> (usize, usize) {
+    let split = layout.ffn.iter().any(|f| f.split.is_some());
+    let dense = layout.ffn.iter().any(|f| f.dense.is_some());
+    let row = cfg.ffn.saturating_mul(4);
+    let batch = row.saturating_mul(limits.max_batch);
+    match (split, dense) {
+        (_, true) => (batch, batch),
+        (true, false) => (batch, row),
+        (false, false) => (row, 0),
+    }
+}
+
 impl StreamPlan {
     /// Plans `layout`'s model under `limits` and `opts`.
     pub fn new(
@@ -176,16 +194,12 @@ impl StreamPlan {
         let norm = read_slot(layout.output_norm.len, block);
         let norms = norm.saturating_mul(2 * cfg.layers + 1);
         let row = layout.embed.row_bytes();
-        // Activations: one row's for bundled layers; a split layer keeps
-        // every row's (they choose the columns one fetch reads) and the up
-        // products of one.
-        let split_any = layout.ffn.iter().any(|f| f.split.is_some());
-        let act = if split_any {
-            aligned(cfg.ffn.saturating_mul(4).saturating_mul(limits.max_batch))
-                .saturating_add(aligned(cfg.ffn.saturating_mul(4)))
-        } else {
-            aligned(cfg.ffn.saturating_mul(4))
-        };
+        // Activations: one row's for bundled layers; split and dense
+        // layers keep every row's (a split batch chooses the columns one
+        // fetch reads, a dense one multiplies all rows at once). Split
+        // layers also hold one row's up products, dense layers every row's.
+        let (act, up) = act_lens(layout, cfg, limits);
+        let act = aligned(act).saturating_add(aligned(up));
         let scratch = act.saturating_add(read_slot(row.saturating_add(block), block));
         let split = layout.ffn.iter().all(|f| f.split.is_some());
         if opts.sparse && !split {

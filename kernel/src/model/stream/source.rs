@@ -18,13 +18,13 @@ use crate::flash::{FlashDevice, ReadRequest};
 use crate::model::bundle_ffn::ffn_rows;
 use crate::model::config::{Limits, LlamaConfig, MAX_LAYERS};
 use crate::model::error::ModelError;
-use crate::model::ffn::{checked_call, FfnIo, FfnSource};
+use crate::model::ffn::{checked_call, dense_products, DenseLayer, FfnIo, FfnSource};
 use crate::model::tensor::TensorRef;
 use crate::model::view::{f32s, f32s_mut, split};
 use crate::model::weights::{Attention, LayerWeights, Weights, ALIGN};
 use crate::plan::{Extent, Mode, Region, Strategy};
 
-use super::layout::{FfnRegion, SplitRows, StreamLayout, TensorAt};
+use super::layout::{DenseMatrices, FfnRegion, SplitRows, StreamLayout, TensorAt};
 use super::plan::{blocks, read_slot, StreamPlan};
 use super::ring::{IoStats, Ring, Unit, MAX_UNITS};
 
@@ -608,19 +608,14 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
         } else {
             None
         };
-        let split = layout.ffn.iter().any(|f| f.split.is_some());
-        let act_rows = if split { limits.max_batch } else { 1 };
+        let (act_len, up_len) = super::plan::act_lens(&layout, cfg, limits);
         let act = arena
-            .alloc(
-                cfg.ffn.saturating_mul(4).saturating_mul(act_rows),
-                ALIGN,
-                SlotKind::Scratch,
-            )
+            .alloc(act_len, ALIGN, SlotKind::Scratch)
             .map_err(ModelError::arena)?;
-        let tmp = if split {
+        let tmp = if up_len > 0 {
             Some(
                 arena
-                    .alloc(cfg.ffn.saturating_mul(4), ALIGN, SlotKind::Scratch)
+                    .alloc(up_len, ALIGN, SlotKind::Scratch)
                     .map_err(ModelError::arena)?,
             )
         } else {
@@ -774,6 +769,40 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
         };
         let x = sh.f32s(io.input)?;
         ffn_rows(compute, &bundles, x, h, o, io.rows, self.ffn)
+    }
+
+    /// Runs dense layer `layer`'s FFN: three products over the matrices as
+    /// the source stored them, as a resident dense FFN computes them.
+    fn run_dense<A: DramArena, C: Compute>(
+        &mut self,
+        layer: usize,
+        region: FfnRegion,
+        m: DenseMatrices,
+        arena: &mut A,
+        compute: &mut C,
+        io: FfnIo,
+    ) -> Result<(), ModelError> {
+        let short = ModelError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
+        let tmp = self.tmp.ok_or(short)?;
+        let (slot, skip) = match self.ffn_resident.get(layer).copied().flatten() {
+            Some(s) => (s, 0),
+            None => {
+                let u = self.ffn_unit.get(layer).copied().unwrap_or(NONE);
+                self.ring.acquire(arena, usize::from(u))?
+            }
+        };
+        let at = |t: &TensorAt| {
+            let mut r = tensor_in(slot, region.offset, t);
+            r.offset += skip;
+            r
+        };
+        let l = DenseLayer {
+            gate: at(&m.gate),
+            up: at(&m.up),
+            down: at(&m.down),
+        };
+        let shape = (self.hidden, self.ffn);
+        dense_products(arena, compute, &l, io, [self.act, tmp], shape)
     }
 
     /// Runs split layer `layer`'s FFN: activations from the rows, the
@@ -944,9 +973,10 @@ impl<D: FlashDevice, P: Policy> FfnSource for StreamSource<'_, D, P> {
         io: FfnIo,
     ) -> Result<(), ModelError> {
         let region = checked_call(&self.layout.ffn, layer, &io, self.max_rows)?;
-        match region.split {
-            None => self.run_bundled(layer, region, arena, compute, io),
-            Some(rows) => self.run_split(layer, region, rows, arena, compute, io),
+        match (region.split, region.dense) {
+            (Some(rows), _) => self.run_split(layer, region, rows, arena, compute, io),
+            (None, Some(m)) => self.run_dense(layer, region, m, arena, compute, io),
+            (None, None) => self.run_bundled(layer, region, arena, compute, io),
         }
     }
 

@@ -90,6 +90,7 @@ fn layout(c: &LlamaConfig) -> StreamLayout {
             bundle: len / c.ffn,
             types,
             split: None,
+            dense: None,
         })
         .unwrap();
     }
