@@ -11,7 +11,8 @@
 //! preservation: attention first, the large FFN streamed):
 //! 1. each layer's attention span, lowest layer first;
 //! 2. the output head (with tied embeddings, the embedding too);
-//! 3. each layer's FFN bundles, lowest layer first.
+//! 3. as many layers' FFN as fit, the streamed ones spread evenly over the
+//!    depth (so each one's read overlaps the resident layers before it).
 //!
 //! Every one of these is read whole each token when it streams, so a
 //! resident byte saves one streamed byte per token wherever it goes; the
@@ -152,6 +153,42 @@ fn bit(l: usize) -> u128 {
     1u128 << (l % 128)
 }
 
+/// The resident FFN layers when `left` bytes keep as many of them as
+/// lowest-first filling would, but the streamed ones spread evenly over the
+/// depth, each after a run of resident layers: a streamed layer's read
+/// then overlaps the compute of the layers before it instead of queueing
+/// behind its streamed neighbour's. Returns 0 (fill lowest first) when
+/// nothing or everything streams or the spread set does not fit.
+pub(super) fn spread_streamed(layers: usize, left: usize, cost: impl Fn(usize) -> usize) -> u128 {
+    let (mut fit, mut room) = (0usize, left);
+    for l in 0..layers {
+        if cost(l) <= room {
+            room -= cost(l);
+            fit += 1;
+        }
+    }
+    let streamed = layers - fit;
+    if fit == 0 || streamed == 0 || layers > 128 {
+        return 0;
+    }
+    // Streamed layer i is the last of the i-th of `streamed` equal runs.
+    let mut res = if layers == 128 {
+        u128::MAX
+    } else {
+        bit(layers) - 1
+    };
+    for i in 1..=streamed {
+        res &= !bit(i * layers / streamed - 1);
+    }
+    let total = (0..layers)
+        .filter(|&l| res & bit(l) != 0)
+        .try_fold(0usize, |acc, l| acc.checked_add(cost(l)));
+    match total {
+        Some(t) if t <= left => res,
+        _ => 0,
+    }
+}
+
 /// Bytes of the FFN activation scratch a source over `layout` allocates:
 /// (activations, up products), the second 0 when no layer needs it.
 pub(super) fn act_lens(
@@ -290,16 +327,30 @@ impl StreamPlan {
             head_res = true;
             bytes.head = c;
         }
+        // A split layer keeps two slots (rows and columns) resident.
+        let ffn_cost = |l: usize| {
+            layout.ffn.get(l).map_or(usize::MAX, |f| {
+                read_slot(f.len, block)
+                    .saturating_add(block)
+                    .saturating_add(
+                        f.split
+                            .map_or(0, |r| read_slot(r.len, block).saturating_add(block)),
+                    )
+            })
+        };
+        let spread = if opts.stream_all {
+            0
+        } else {
+            spread_streamed(cfg.layers, left, ffn_cost)
+        };
         for l in 0..cfg.layers {
-            let Some(f) = layout.ffn.get(l) else { break };
-            // A split layer keeps two slots (rows and columns) resident.
-            let cost = read_slot(f.len, block)
-                .saturating_add(block)
-                .saturating_add(
-                    f.split
-                        .map_or(0, |r| read_slot(r.len, block).saturating_add(block)),
-                );
-            if !opts.stream_all && cost <= left {
+            let cost = ffn_cost(l);
+            let chosen = if spread != 0 {
+                spread & bit(l) != 0
+            } else {
+                !opts.stream_all && cost <= left
+            };
+            if chosen {
                 left -= cost;
                 ffn_res |= bit(l);
                 bytes.ffn += cost;
@@ -478,8 +529,8 @@ impl fmt::Display for StreamPlan {
         )?;
         writeln!(
             f,
-            "  rule: fixed costs, then attention, then the output head, then FFN layers, \
-             lowest layer first"
+            "  rule: fixed costs, then attention, then the output head, then as many FFN \
+             layers as fit, the streamed ones spread over the depth"
         )?;
         write!(
             f,

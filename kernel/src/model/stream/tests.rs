@@ -164,10 +164,33 @@ fn a_large_budget_keeps_everything_resident_and_needs_no_ring() {
     assert_eq!(s.resident_attention_layers() + s.resident_ffn_layers(), 0);
 }
 
+#[test]
+fn streamed_ffn_layers_spread_over_the_depth_when_they_fit() {
+    use super::plan::spread_streamed;
+    // The streamed layers of `layers` under a resident mask.
+    let at = |mask: u128, layers: usize| {
+        (0..layers)
+            .filter(|&l| mask & (1u128 << l) == 0)
+            .collect::<Vec<_>>()
+    };
+    // 25 of 30 equal layers fit: the 5 streamed end five runs of six.
+    let m = spread_streamed(30, 25 * 100 + 99, |_| 100);
+    assert_eq!(at(m, 30), [5, 11, 17, 23, 29]);
+    // All or none fit: lowest-first filling decides (0).
+    assert_eq!(spread_streamed(30, 30 * 100, |_| 100), 0);
+    assert_eq!(spread_streamed(30, 99, |_| 100), 0);
+    // Unequal layers whose spread set does not fit: lowest first.
+    let cost = |l: usize| [50, 100, 200, 200][l];
+    assert_eq!(spread_streamed(4, 150, cost), 0);
+    // When the spread set fits, it is taken even if costs differ.
+    assert_eq!(at(spread_streamed(4, 250, cost), 4), [1, 3]);
+}
+
 proptest! {
     /// Whatever the budget, the plan fits it, attention is kept before the
-    /// head and the head before any FFN layer, lower layers first, and a
-    /// head piece fits a ring slot.
+    /// head (lower layers first) and the head before any FFN layer, the
+    /// streamed FFN layers are spread over the depth, and a head piece fits
+    /// a ring slot.
     #[test]
     fn plans_fit_their_budget_and_follow_the_rule(extra in 0usize..400_000, ring in 1usize..4) {
         let c = cfg();
@@ -180,9 +203,12 @@ proptest! {
         prop_assert!(p.bytes.total() <= p.budget);
         let a = p.resident_attention_layers();
         let f = p.resident_ffn_layers();
+        // Streamed FFN layers end equal runs of the depth.
+        let s = 4 - f;
+        let streamed = |layer: usize| f > 0 && (1..=s).any(|i| i * 4 / s - 1 == layer);
         for layer in 0..4 {
             prop_assert_eq!(p.attn_is_resident(layer), layer < a);
-            prop_assert_eq!(p.ffn_is_resident(layer), layer < f);
+            prop_assert_eq!(p.ffn_is_resident(layer), f == 4 || (f > 0 && !streamed(layer)));
         }
         if f > 0 { prop_assert!(p.head_resident && a == 4); }
         if p.head_resident { prop_assert_eq!(a, 4); }
