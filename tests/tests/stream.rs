@@ -154,6 +154,20 @@ struct Streamed {
     bytes_read: u64,
 }
 
+impl Streamed {
+    /// The same tokens as `tokens` and the same last logits, bit for bit.
+    fn assert_generated(&self, tokens: &[u32], logits: &[f32], what: &str) {
+        assert_eq!(self.tokens, tokens, "{what}");
+        assert!(
+            self.logits
+                .iter()
+                .zip(logits)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{what}: logits differ"
+        );
+    }
+}
+
 /// Streams the bundled image from `dev` under `budget` (`None`: the
 /// minimum, `usize::MAX`: everything resident).
 fn streamed(
@@ -220,14 +234,7 @@ fn streaming_under_every_budget_generates_what_memory_does() {
         (None, 1),
     ] {
         let s = streamed(fake(reordering()), budget, ring).unwrap();
-        assert_eq!(s.tokens, tokens, "budget {budget:?} ring {ring}");
-        assert!(
-            s.logits
-                .iter()
-                .zip(&logits)
-                .all(|(a, b)| a.to_bits() == b.to_bits()),
-            "budget {budget:?}: logits differ"
-        );
+        s.assert_generated(&tokens, &logits, &format!("budget {budget:?} ring {ring}"));
         if budget == Some(usize::MAX) {
             assert_eq!(s.plan.resident_ffn_layers(), 30);
             assert!(s.plan.head_resident);
@@ -265,14 +272,7 @@ fn a_dense_layout_image_streams_exactly_the_gguf_model() {
         (None, 2),
     ] {
         let s = streamed_from(image, fake_of(image, reordering()), budget, ring).unwrap();
-        assert_eq!(s.tokens, tokens, "budget {budget:?} ring {ring}");
-        assert!(
-            s.logits
-                .iter()
-                .zip(&logits)
-                .all(|(a, b)| a.to_bits() == b.to_bits()),
-            "budget {budget:?}: logits differ"
-        );
+        s.assert_generated(&tokens, &logits, &format!("budget {budget:?} ring {ring}"));
         if budget.is_none() {
             assert_eq!(s.plan.resident_ffn_layers(), 0);
         }

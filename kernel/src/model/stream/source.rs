@@ -737,6 +737,31 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
             .map(|c| (c.stats(), c.config().slots))
     }
 
+    /// Where a unit's bytes are: its resident slot, or the ring slot its
+    /// read lands in (waiting for it), with the bytes to skip there.
+    fn unit_slot<A: DramArena>(
+        &mut self,
+        resident: Option<Slot>,
+        unit: u16,
+        arena: &mut A,
+    ) -> Result<(Slot, usize), ModelError> {
+        match resident {
+            Some(s) => Ok((s, 0)),
+            None => self.ring.acquire(arena, usize::from(unit)),
+        }
+    }
+
+    /// [`unit_slot`](Self::unit_slot) of layer `layer`'s FFN region.
+    fn ffn_slot<A: DramArena>(
+        &mut self,
+        layer: usize,
+        arena: &mut A,
+    ) -> Result<(Slot, usize), ModelError> {
+        let resident = self.ffn_resident.get(layer).copied().flatten();
+        let unit = self.ffn_unit.get(layer).copied().unwrap_or(NONE);
+        self.unit_slot(resident, unit, arena)
+    }
+
     /// Runs bundled layer `layer`'s FFN over its whole bundles.
     fn run_bundled<A: DramArena, C: Compute>(
         &mut self,
@@ -746,14 +771,7 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
         compute: &mut C,
         io: FfnIo,
     ) -> Result<(), ModelError> {
-        let resident = self.ffn_resident.get(layer).copied().flatten();
-        let (slot, skip) = match resident {
-            Some(s) => (s, 0),
-            None => {
-                let u = self.ffn_unit.get(layer).copied().unwrap_or(NONE);
-                self.ring.acquire(arena, usize::from(u))?
-            }
-        };
+        let (slot, skip) = self.ffn_slot(layer, arena)?;
         let (table, mem) = arena.parts_mut();
         let ([h, o], sh) = split(table, mem, [self.act, io.output])?;
         let data = sh
@@ -784,13 +802,7 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
     ) -> Result<(), ModelError> {
         let short = ModelError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
         let tmp = self.tmp.ok_or(short)?;
-        let (slot, skip) = match self.ffn_resident.get(layer).copied().flatten() {
-            Some(s) => (s, 0),
-            None => {
-                let u = self.ffn_unit.get(layer).copied().unwrap_or(NONE);
-                self.ring.acquire(arena, usize::from(u))?
-            }
-        };
+        let (slot, skip) = self.ffn_slot(layer, arena)?;
         let at = |t: &TensorAt| {
             let mut r = tensor_in(slot, region.offset, t);
             r.offset += skip;
@@ -820,13 +832,9 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
         let short = ModelError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
         let tmp = self.tmp.ok_or(short)?;
         // 1. Every neuron's activation, row by row.
-        let (rslot, rskip) = match self.rows_resident.get(layer).copied().flatten() {
-            Some(s) => (s, 0),
-            None => {
-                let u = self.rows_unit.get(layer).copied().unwrap_or(NONE);
-                self.ring.acquire(arena, usize::from(u))?
-            }
-        };
+        let resident = self.rows_resident.get(layer).copied().flatten();
+        let unit = self.rows_unit.get(layer).copied().unwrap_or(NONE);
+        let (rslot, rskip) = self.unit_slot(resident, unit, arena)?;
         let mut gate = tensor_in(rslot, rows.start, &rows.gate);
         let mut up = tensor_in(rslot, rows.start, &rows.up);
         gate.offset += rskip;
