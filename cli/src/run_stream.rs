@@ -542,6 +542,10 @@ mod tests {
 
     #[test]
     fn an_image_streams_under_a_third_of_its_size_and_bad_input_is_refused() {
+        crate::testutil::with_main_stack(streams_under_a_third_and_refuses_bad_input);
+    }
+
+    fn streams_under_a_third_and_refuses_bad_input() {
         let Some(model) = real_model() else { return };
         let dir = std::env::temp_dir().join(format!("lode-run-stream-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

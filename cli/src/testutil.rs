@@ -22,3 +22,16 @@ pub fn real_model() -> Option<PathBuf> {
         None
     }
 }
+
+/// Runs `f` on a thread with the stack `lode`'s main thread has on Linux
+/// (8 MiB), not a test thread's 2 MiB: an unoptimized streaming run keeps
+/// several copies of its 128-layer tables in its frames and needs about
+/// 1.5 MiB, too close to a test thread's limit.
+pub fn with_main_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(f)
+        .expect("a test thread")
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
