@@ -142,6 +142,19 @@ pub fn real_model_bytes() -> Option<Vec<u8>> {
 /// A GGUF llama model packed into a lode image as `lode pack` does, with the
 /// bundles in the original neuron order and Q8_0 down columns.
 pub fn pack_identity(gguf: &[u8]) -> Vec<u8> {
+    pack_layout(gguf, lode_hal::pack::FfnLayout::Bundled, |n, _| {
+        (0..n).collect()
+    })
+}
+
+/// A GGUF llama model packed as `lode pack --layout <layout>` does, with
+/// Q8_0 down columns (where the layout has any) and layer `l`'s neurons in
+/// the order `perm_of(ffn, l)` returns.
+pub fn pack_layout(
+    gguf: &[u8],
+    layout: lode_hal::pack::FfnLayout,
+    perm_of: impl Fn(u32, usize) -> Vec<u32>,
+) -> Vec<u8> {
     use lode_kernel::formats::gguf::Gguf;
     use lode_kernel::model::LlamaConfig;
     let file = Gguf::parse(gguf).expect("a GGUF model");
@@ -151,9 +164,9 @@ pub fn pack_identity(gguf: &[u8]) -> Vec<u8> {
         &cfg,
         1,
         DType::Q8_0,
-        lode_hal::pack::FfnLayout::Bundled,
+        layout,
         4096,
-        |_| (0..cfg.ffn as u32).collect(),
+        |l| perm_of(cfg.ffn as u32, l),
         |_| {},
     )
     .expect("pack");

@@ -12,7 +12,7 @@ use lode_formats::image::Image;
 use lode_hal::bundle::fill_layer;
 use lode_hal::compute::{CpuCompute, CpuConfig};
 use lode_hal::fake::{FakeFlash, FaultPlan, Profile};
-use lode_hal::pack::{build_image, FfnLayout};
+use lode_hal::pack::FfnLayout;
 use lode_hal_linux::LockedArena;
 use lode_kernel::arena::DramArena;
 use lode_kernel::compute::DType;
@@ -101,20 +101,11 @@ fn in_memory() -> (Vec<u32>, Vec<f32>) {
 fn dense_image_bytes() -> Option<&'static [u8]> {
     static IMG: OnceLock<Option<Vec<u8>>> = OnceLock::new();
     IMG.get_or_init(|| {
-        let file = Gguf::parse(model_bytes()?).expect("a GGUF model");
-        let cfg = LlamaConfig::from_gguf(&file.check_llama().expect("llama")).expect("config");
-        let (b, _) = build_image(
-            &file,
-            &cfg,
-            1,
-            DType::Q8_0,
+        Some(lode_tests::pack_layout(
+            model_bytes()?,
             FfnLayout::Dense,
-            4096,
-            |_| (0..cfg.ffn as u32).collect(),
-            |_| {},
-        )
-        .expect("pack");
-        Some(b.to_bytes().expect("image bytes"))
+            |n, _| (0..n).collect(),
+        ))
     })
     .as_deref()
 }

@@ -14,18 +14,16 @@ use std::sync::OnceLock;
 use lode_formats::image::Image;
 use lode_hal::compute::{CpuCompute, CpuConfig};
 use lode_hal::fake::{FakeFlash, FaultPlan, Profile};
-use lode_hal::pack::{build_image, FfnLayout};
+use lode_hal::pack::FfnLayout;
 use lode_hal_linux::LockedArena;
 use lode_kernel::arena::DramArena;
 use lode_kernel::cache::S3Fifo;
-use lode_kernel::compute::DType;
 use lode_kernel::flash::FlashDevice;
-use lode_kernel::formats::gguf::Gguf;
 use lode_kernel::model::stream::{
     config_of, SparseScratch, SparseSetup, SparseStats, StreamLayout, StreamOptions, StreamPlan,
     StreamSource,
 };
-use lode_kernel::model::{ErrorKind, Limits, LlamaConfig, Model, ModelError, WantLogits};
+use lode_kernel::model::{ErrorKind, Limits, Model, ModelError, WantLogits};
 
 const PROMPT: [u32; 5] = [504, 3575, 282, 4649, 314]; // "The capital of France is"
 const TOKENS: usize = 6;
@@ -40,22 +38,12 @@ fn model_bytes() -> Option<&'static [u8]> {
 fn split_image() -> Option<&'static [u8]> {
     static IMG: OnceLock<Option<Vec<u8>>> = OnceLock::new();
     IMG.get_or_init(|| {
-        let file = Gguf::parse(model_bytes()?).expect("a GGUF model");
-        let cfg = LlamaConfig::from_gguf(&file.check_llama().expect("llama")).expect("config");
-        let n = cfg.ffn as u32;
-        let (b, _) = build_image(
-            &file,
-            &cfg,
-            1,
-            DType::Q8_0,
+        // Multiplying by an odd number permutes 0..n when n is even.
+        Some(lode_tests::pack_layout(
+            model_bytes()?,
             FfnLayout::Split,
-            4096,
-            // Multiplying by an odd number permutes 0..n when n is even.
-            |l| (0..n).map(|i| (i * 7 + l as u32 * 13) % n).collect(),
-            |_| {},
-        )
-        .expect("pack");
-        Some(b.to_bytes().expect("image bytes"))
+            |n, l| (0..n).map(|i| (i * 7 + l as u32 * 13) % n).collect(),
+        ))
     })
     .as_deref()
 }
