@@ -335,6 +335,43 @@ pub struct Loaded {
     pub lock: Option<LockReport>,
 }
 
+/// Tokenizes `prompt` and sizes a generation after it: a context of the
+/// prompt plus `n_predict` positions (at most the model's trained context)
+/// and prompt batches of at most `batch` positions. The batch never exceeds
+/// the prompt: decoding takes one position a pass, so wider batch buffers
+/// would hold memory nothing uses (under a DRAM budget, weights that could
+/// have stayed resident).
+pub fn prompt_limits(
+    tokenizer: &Tokenizer,
+    prompt: &str,
+    cfg: &LlamaConfig,
+    n_predict: usize,
+    batch: usize,
+) -> Result<(Vec<u32>, Limits), RunError> {
+    let mut ids = Vec::new();
+    tokenizer.encode_into(
+        prompt,
+        EncodeOptions {
+            add_bos: tokenizer.specials().add_bos,
+            parse_special: false,
+        },
+        &mut ids,
+    );
+    if ids.is_empty() {
+        return Err(RunError::EmptyPrompt);
+    }
+    let room = cfg.context.min(MAX_CONTEXT);
+    if ids.len() > room {
+        return Err(RunError::PromptTooLong {
+            tokens: ids.len(),
+            max: room,
+        });
+    }
+    let max_context = ids.len().saturating_add(n_predict).min(room);
+    let batch = batch.clamp(1, ids.len());
+    Ok((ids, Limits::new(max_context, batch)))
+}
+
 /// Reads `path`, tokenizes `prompt` and loads the model for a context of
 /// the prompt plus `n_predict` positions (at most the model's trained
 /// context), prompts evaluated `batch` positions per weight pass, on
@@ -366,27 +403,7 @@ pub fn load(
         source,
     })?;
 
-    let mut ids = Vec::new();
-    tokenizer.encode_into(
-        prompt,
-        EncodeOptions {
-            add_bos: tokenizer.specials().add_bos,
-            parse_special: false,
-        },
-        &mut ids,
-    );
-    if ids.is_empty() {
-        return Err(RunError::EmptyPrompt);
-    }
-    let room = cfg.context.min(MAX_CONTEXT);
-    if ids.len() > room {
-        return Err(RunError::PromptTooLong {
-            tokens: ids.len(),
-            max: room,
-        });
-    }
-    let max_context = ids.len().saturating_add(n_predict).min(room);
-    let limits = Limits::new(max_context, batch.clamp(1, max_context));
+    let (ids, limits) = prompt_limits(&tokenizer, prompt, &cfg, n_predict, batch)?;
     let plan = MemoryPlan::dense(&file, &cfg, &limits).map_err(model_err)?;
     let mut arena = LockedArena::with_options(
         plan.total(),

@@ -18,7 +18,6 @@ use std::time::Instant;
 use lode_formats::image::{Image, ImageHeader};
 use lode_hal::compute::{CpuCompute, CpuConfig};
 use lode_hal::fake::{FakeFlash, FaultPlan};
-use lode_hal::tokenizer::EncodeOptions;
 use lode_hal_linux::{BlockFlash, BlockFlashOptions, HugePages, LockedArena, LockedArenaOptions};
 use lode_kernel::arena::{DramArena, SlotKind};
 use lode_kernel::cost::CostModel;
@@ -27,7 +26,7 @@ use lode_kernel::model::stream::{
     config_of, verify_image_data, SparseScratch, SparseSetup, StreamLayout, StreamOptions,
     StreamPlan, StreamSource,
 };
-use lode_kernel::model::{Limits, Model, ModelError, MAX_CONTEXT};
+use lode_kernel::model::{Model, ModelError};
 use serde::Serialize;
 
 use crate::cmd_run::{decode, RunArgs, RunError, RunStats};
@@ -57,6 +56,9 @@ pub struct StreamStats {
     pub resident_ffn_layers: usize,
     /// Whether the output head stayed resident.
     pub head_resident: bool,
+    /// Rows of the output head that stayed resident (all of them when
+    /// `head_resident`; its first rows when only those fit).
+    pub head_resident_rows: usize,
     /// I/O slots and their size.
     pub ring_slots: usize,
     /// Bytes of each I/O slot.
@@ -266,28 +268,8 @@ fn run_on<D: FlashDevice>(
     let cfg = config_of(img).map_err(model_err)?;
     let layout = StreamLayout::new(img, &cfg).map_err(model_err)?;
 
-    let mut ids = Vec::new();
-    tokenizer.encode_into(
-        &args.prompt,
-        EncodeOptions {
-            add_bos: tokenizer.specials().add_bos,
-            parse_special: false,
-        },
-        &mut ids,
-    );
-    if ids.is_empty() {
-        return Err(RunError::EmptyPrompt.into());
-    }
-    let room = cfg.context.min(MAX_CONTEXT);
-    if ids.len() > room {
-        return Err(RunError::PromptTooLong {
-            tokens: ids.len(),
-            max: room,
-        }
-        .into());
-    }
-    let max_context = ids.len().saturating_add(args.n_predict).min(room);
-    let limits = Limits::new(max_context, args.batch.clamp(1, max_context));
+    let (ids, limits) =
+        crate::cmd_run::prompt_limits(&tokenizer, &args.prompt, &cfg, args.n_predict, args.batch)?;
     let model_size = model_bytes(img);
     let budget = match &args.dram_budget {
         Some(b) => parse_budget(b, model_size)?,
@@ -325,11 +307,12 @@ fn run_on<D: FlashDevice>(
         let mut err = std::io::stderr().lock();
         writeln!(
             err,
-            "{}: {} layers, model {:.1} MiB; context {} positions",
+            "{}: {} layers, model {:.1} MiB; context {} positions, prompt batches of {}",
             path.display(),
             cfg.layers,
             model_size as f64 / 1048576.0,
-            max_context
+            limits.max_context,
+            limits.max_batch
         )?;
         writeln!(err, "{plan}")?;
     }
@@ -430,6 +413,7 @@ fn run_on<D: FlashDevice>(
         resident_attention_layers: plan.resident_attention_layers(),
         resident_ffn_layers: plan.resident_ffn_layers(),
         head_resident: plan.head_resident,
+        head_resident_rows: plan.head_resident_rows,
         ring_slots: plan.ring,
         ring_slot_bytes: plan.ring_slot,
         sparsity: args.sparsity,
@@ -489,10 +473,10 @@ pub fn stats_block(s: &StreamStats) -> String {
         mib(s.minimum_bytes as f64),
         s.resident_attention_layers,
         s.resident_ffn_layers,
-        if s.head_resident {
-            "resident"
-        } else {
-            "streamed"
+        match (s.head_resident, s.head_resident_rows) {
+            (true, _) => "resident".to_string(),
+            (false, 0) => "streamed".to_string(),
+            (false, rows) => format!("{rows} rows resident"),
         },
         s.ring_slots,
         mib(s.ring_slot_bytes as f64),

@@ -12,7 +12,9 @@
 //! 1. each layer's attention span, lowest layer first;
 //! 2. the output head (with tied embeddings, the embedding too);
 //! 3. as many layers' FFN as fit, the streamed ones spread evenly over the
-//!    depth (so each one's read overlaps the resident layers before it).
+//!    depth (so each one's read overlaps the resident layers before it);
+//! 4. in what no whole unit fits, the head's first rows (a dense run; a
+//!    sparse one makes it the neuron cache).
 //!
 //! Every one of these is read whole each token when it streams, so a
 //! resident byte saves one streamed byte per token wherever it goes; the
@@ -126,6 +128,9 @@ pub struct StreamPlan {
     pub ffn_resident: u128,
     /// The output head is resident.
     pub head_resident: bool,
+    /// Rows of the head kept resident when it is not whole (its first
+    /// rows, in what no whole unit fits); the rest stream in pieces.
+    pub head_resident_rows: usize,
     /// Bytes by purpose.
     pub bytes: PlanBytes,
     /// Bytes read per token (logits wanted) when decoding one token; for a
@@ -361,6 +366,22 @@ impl StreamPlan {
         } else {
             bit(cfg.layers) - 1
         };
+        // What no whole unit fits keeps the head's first rows, each saving
+        // its bytes every token (a sparse run gives it to the neuron cache).
+        let mut head_part = 0usize;
+        let rb = layout.head.row_bytes();
+        if !head_res && !opts.sparse && !opts.stream_all && rb > 0 {
+            let cost = |r: usize| read_slot(r.saturating_mul(rb), block).saturating_add(block);
+            let mut r = (left.saturating_sub(2 * block + ALIGN) / rb).min(layout.head.rows);
+            while r > 0 && cost(r) > left {
+                r -= 1;
+            }
+            if r > 0 {
+                head_part = r;
+                left -= cost(r);
+                bytes.head = cost(r);
+            }
+        }
         let nothing_streams = attn_res == all && ffn_res == all && head_res;
         // What no whole unit fits caches down columns, once it holds more
         // than the cache's key map (4 bytes a neuron) and a few columns.
@@ -390,7 +411,9 @@ impl StreamPlan {
             }
         }
         if !head_res {
-            streamed += blocks(head_len, block) as u64;
+            let from = head_part.saturating_mul(rb);
+            let skip = from % block;
+            streamed += blocks(skip + head_len.saturating_sub(from), block) as u64;
         }
         if !(head_res && cfg.tied_embeddings) {
             streamed += blocks(row.saturating_add(block), block) as u64;
@@ -404,6 +427,11 @@ impl StreamPlan {
             attn_resident: attn_res,
             ffn_resident: ffn_res,
             head_resident: head_res,
+            head_resident_rows: if head_res {
+                layout.head.rows
+            } else {
+                head_part
+            },
             bytes,
             streamed_per_token: streamed,
             sparse: opts.sparse,
@@ -452,6 +480,23 @@ fn mib(b: usize) -> f64 {
     b as f64 / (1024.0 * 1024.0)
 }
 
+/// How much of the head a plan keeps, in words.
+struct HeadRows<'p>(&'p StreamPlan);
+
+impl fmt::Display for HeadRows<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            p if p.head_resident => f.write_str("resident"),
+            p if p.head_resident_rows > 0 => write!(
+                f,
+                "{} rows resident, the rest streamed in pieces",
+                p.head_resident_rows
+            ),
+            _ => f.write_str("streamed in pieces"),
+        }
+    }
+}
+
 impl fmt::Display for StreamPlan {
     /// The plan as `lode run --explain` prints it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -494,14 +539,7 @@ impl fmt::Display for StreamPlan {
             f,
             "output head (resident)",
             b.head,
-            &format_args!(
-                "{}",
-                if self.head_resident {
-                    "resident"
-                } else {
-                    "streamed in pieces"
-                }
-            ),
+            &format_args!("{}", HeadRows(self)),
         )?;
         if self.sparse {
             line(
@@ -530,7 +568,8 @@ impl fmt::Display for StreamPlan {
         writeln!(
             f,
             "  rule: fixed costs, then attention, then the output head, then as many FFN \
-             layers as fit, the streamed ones spread over the depth"
+             layers as fit, the streamed ones spread over the depth, then the head's first \
+             rows in what is left"
         )?;
         write!(
             f,

@@ -123,9 +123,13 @@ pub struct StreamSource<'s, D, P: Policy = S3Fifo> {
     /// `ffn` f32 of scratch for a split layer's up products.
     tmp: Option<Slot>,
     sparse: Option<Sparse<'s, P>>,
-    /// Schedule index of the first head piece (when streamed).
+    /// Schedule index of the first streamed head piece.
     head_first: usize,
+    /// Streamed head pieces.
     head_pieces: usize,
+    /// The head's first rows when the plan keeps only them resident: piece
+    /// 0, before the streamed ones.
+    head_part: Option<TensorRef>,
     /// Resident FFN slots (`None` for streamed layers).
     ffn_resident: heapless::Vec<Option<Slot>, MAX_LAYERS>,
     /// Per-layer spans and regions (offsets into slots).
@@ -575,7 +579,7 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
         } else {
             let first = schedule.len();
             let rows = plan.head_rows.max(1);
-            let mut r0 = 0usize;
+            let mut r0 = plan.head_resident_rows.min(head.rows);
             while r0 < head.rows {
                 let r1 = (r0 + rows).min(head.rows);
                 let (start, len, skip) =
@@ -596,6 +600,19 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
                 r0 = r1;
             }
             (None, first, schedule.len() - first)
+        };
+        let head_part = match plan.head_resident_rows.min(head.rows) {
+            n if n > 0 && !plan.head_resident => {
+                let slot = read_resident(&mut dev, arena, head.offset, n * rb, block)?;
+                Some(TensorRef {
+                    slot,
+                    offset: 0,
+                    dtype: head.dtype,
+                    rows: n,
+                    cols: head.cols,
+                })
+            }
+            _ => None,
         };
         let embed = if cfg.tied_embeddings { output } else { None };
         let row_slot = if embed.is_none() {
@@ -701,6 +718,7 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
                 sparse,
                 head_first,
                 head_pieces,
+                head_part,
                 ffn_resident,
                 layout,
                 act,
@@ -1063,12 +1081,19 @@ impl<D: FlashDevice, P: Policy> FfnSource for StreamSource<'_, D, P> {
         if let Some(h) = resident {
             return Ok((piece == 0).then_some((h, 0)));
         }
+        // The resident first rows are piece 0, the streamed ones follow.
+        let first = match self.head_part {
+            Some(h) if piece == 0 => return Ok(Some((h, 0))),
+            Some(h) => h.rows,
+            None => 0,
+        };
+        let piece = piece - usize::from(self.head_part.is_some());
         if piece >= self.head_pieces {
             return Ok(None);
         }
         let head = self.layout.head;
         let rows = self.plan.head_rows.max(1);
-        let r0 = piece * rows;
+        let r0 = first + piece * rows;
         let n = rows.min(head.rows.saturating_sub(r0));
         let (slot, skip) = self.ring.acquire(arena, self.head_first + piece)?;
         Ok(Some((

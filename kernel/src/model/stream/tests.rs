@@ -215,6 +215,17 @@ proptest! {
         if !p.head_resident {
             let rb = l.head.row_bytes();
             prop_assert!(p.head_rows * rb + 2 * B as usize <= p.ring_slot);
+            // The head's first rows take what no whole unit fits: less
+            // than one more row (and its slot's rounding) is left over.
+            prop_assert!(p.head_resident_rows < l.head.rows);
+            prop_assert_eq!(p.bytes.head > 0, p.head_resident_rows > 0);
+            let left = p.budget - p.bytes.total();
+            prop_assert!(left < rb + 2 * B as usize + crate::model::weights::ALIGN, "{} left", left);
+            // Those rows are not streamed.
+            let streamed_head = (l.head.len - p.head_resident_rows * rb) as u64;
+            prop_assert!(p.streamed_per_token >= streamed_head);
+        } else {
+            prop_assert_eq!(p.head_resident_rows, l.head.rows);
         }
     }
 }
