@@ -14,7 +14,11 @@
 //! 2. sparse: neurons scoring under their layer's threshold are zeroed
 //!    before the down product; the sparse perplexity, and every token's
 //!    active set per layer written to an activation trace
-//!    (`formats/TRACE.md`) stamped with the model's fingerprint.
+//!    (`formats/TRACE.md`) stamped with the model's fingerprint;
+//! 3. top-k: each token keeps its strongest `1 - sparsity` of every layer's
+//!    neurons, by activation magnitude, as a sparse `lode run` does (it has
+//!    no thresholds: it ranks each token's neurons); the perplexity of
+//!    that rule, so the quality a run trades is measured, not assumed.
 //!
 //! A neuron's score (`--mode`) is `|silu(gate·x)·(up·x)|` (`exact`) or
 //! `|silu(gate·x)|` (`gate`, PowerInfer-2's gate-first selection). The trace
@@ -37,6 +41,7 @@ use lode_hal::compute::{CpuCompute, CpuConfig};
 use lode_hal::tokenizer::{EncodeOptions, Tokenizer};
 use lode_hal_linux::{HugePages, LockedArena, LockedArenaOptions};
 use lode_kernel::formats::gguf::Gguf;
+use lode_kernel::model::stream::neurons_kept;
 use lode_kernel::model::{
     DenseFfn, Limits, LlamaConfig, MemoryPlan, Model, WantLogits, MAX_CONTEXT,
 };
@@ -127,12 +132,21 @@ pub struct ProfileReport {
     pub sparse_ppl: f64,
     /// `(sparse / dense - 1) * 100`.
     pub ppl_change_percent: f64,
+    /// Neurons per layer each token keeps in the top-k pass.
+    pub top_k_keep: usize,
+    /// Perplexity when each token keeps only its `top_k_keep` strongest
+    /// neurons per layer (a sparse `lode run`'s rule).
+    pub top_k_ppl: f64,
+    /// `(top_k / dense - 1) * 100`.
+    pub top_k_ppl_change_percent: f64,
     /// Wall time of the whole command.
     pub seconds: f64,
     /// Seconds of the dense pass.
     pub dense_seconds: f64,
     /// Seconds of the sparse pass (with writing the trace).
     pub sparse_seconds: f64,
+    /// Seconds of the top-k pass.
+    pub top_k_seconds: f64,
     /// Bytes of the trace.
     pub trace_bytes: u64,
     /// The model fingerprint stamped into the trace.
@@ -178,8 +192,19 @@ fn write_summary(r: &ProfileReport, out: &mut dyn Write) -> std::io::Result<()> 
     )?;
     writeln!(
         out,
-        "wrote {} ({} bytes, model fingerprint {}) in {:.2} s (dense pass {:.2} s, sparse pass {:.2} s)",
-        r.output, r.trace_bytes, r.fingerprint, r.seconds, r.dense_seconds, r.sparse_seconds
+        "perplexity of lode run's per-token rule (the strongest {} neurons of each layer): {:.4} ({:+.2}%)",
+        r.top_k_keep, r.top_k_ppl, r.top_k_ppl_change_percent
+    )?;
+    writeln!(
+        out,
+        "wrote {} ({} bytes, model fingerprint {}) in {:.2} s (dense pass {:.2} s, sparse pass {:.2} s, top-k pass {:.2} s)",
+        r.output,
+        r.trace_bytes,
+        r.fingerprint,
+        r.seconds,
+        r.dense_seconds,
+        r.sparse_seconds,
+        r.top_k_seconds
     )
 }
 
@@ -381,11 +406,16 @@ pub fn profile(a: &ProfileArgs) -> Result<ProfileReport, Box<dyn Error>> {
         Some((a, t)) => (a.to_vec(), t),
         None => return Err("profiler: the sparse pass recorded nothing".into()),
     };
+    let keep = neurons_kept(a.sparsity as f32, cfg.ffn);
+    profiler.borrow_mut().start_top_k(keep);
+    let (top_k_nll, top_k_seconds) =
+        run.pass(&ids, a.window, "profile: top-k pass", quiet, |_, _| Ok(()))?;
     let per_layer = (masked as f64 * cfg.ffn as f64).max(1.0);
     let layer_sparsity: Vec<f64> = active.iter().map(|&n| 1.0 - n as f64 / per_layer).collect();
     let achieved = layer_sparsity.iter().sum::<f64>() / layer_sparsity.len().max(1) as f64;
     let dense_ppl = dense_nll.perplexity();
     let sparse_ppl = sparse_nll.perplexity();
+    let top_k_ppl = top_k_nll.perplexity();
     Ok(ProfileReport {
         model: a.model.display().to_string(),
         text: a.text.display().to_string(),
@@ -406,9 +436,13 @@ pub fn profile(a: &ProfileArgs) -> Result<ProfileReport, Box<dyn Error>> {
         dense_ppl,
         sparse_ppl,
         ppl_change_percent: (sparse_ppl / dense_ppl - 1.0) * 100.0,
+        top_k_keep: keep,
+        top_k_ppl,
+        top_k_ppl_change_percent: (top_k_ppl / dense_ppl - 1.0) * 100.0,
         seconds: t0.elapsed().as_secs_f64(),
         dense_seconds,
         sparse_seconds,
+        top_k_seconds,
         trace_bytes: header.file_len().map_or(0, |n| n as u64),
         fingerprint: format!("{fp:#018x}"),
         thresholds,

@@ -9,6 +9,7 @@
 //! score_i = |silu(g_i) · u_i|  (exact)   or |silu(g_i)| (gate)
 //! a = silu(g) ⊙ u
 //! calibrating: keep sampled scores       masking: a_i = 0 where score_i < threshold
+//! top-k: a_i = 0 unless |a_i| is among the token's `keep` largest
 //! out = down · a
 //! ```
 //!
@@ -31,6 +32,7 @@ use std::cell::RefCell;
 use lode_formats::trace::set_bit;
 use lode_kernel::arena::{self, DramArena};
 use lode_kernel::compute::{Compute, ErrorKind as ComputeKind};
+use lode_kernel::model::stream::keep_strongest;
 use lode_kernel::model::{split, DenseLayer, FfnIo, FfnSource, LlamaConfig, ModelError};
 
 use super::sample::{SampleError, ScoreSample};
@@ -58,6 +60,9 @@ enum Phase {
     /// Pass 2: zero the neurons under their layer's threshold and record
     /// the others.
     Mask(Mask),
+    /// Pass 3: keep only each token's strongest `keep` neurons per layer,
+    /// by the same rule (and code) as a sparse `lode run`.
+    TopK { keep: usize },
 }
 
 /// The masking pass's thresholds and records.
@@ -155,8 +160,17 @@ impl Profiler {
     pub fn sampled_tokens(&self) -> usize {
         match &self.phase {
             Phase::Collect(s) => s.kept(),
-            Phase::Mask(_) => 0,
+            Phase::Mask(_) | Phase::TopK { .. } => 0,
         }
+    }
+
+    /// Ends masking: from now on every token keeps its strongest `keep`
+    /// neurons per layer, whatever their scores (what a sparse `lode run`
+    /// does, which has no calibrated thresholds).
+    pub fn start_top_k(&mut self, keep: usize) {
+        self.phase = Phase::TopK {
+            keep: keep.clamp(1, self.ffn),
+        };
     }
 
     /// Starts a window of `tokens` positions (the context was reset): the
@@ -212,7 +226,7 @@ impl Profiler {
     pub fn active(&self) -> Option<(&[u64], u64)> {
         match &self.phase {
             Phase::Mask(m) => Some((&m.active, m.tokens)),
-            Phase::Collect(_) => None,
+            Phase::Collect(_) | Phase::TopK { .. } => None,
         }
     }
 
@@ -235,6 +249,7 @@ impl Profiler {
                 }
                 m.tokens += rows as u64;
             }
+            Phase::TopK { .. } => {}
         }
         Ok(())
     }
@@ -299,6 +314,13 @@ impl Profiler {
                 }
             }
             Phase::Mask(m) => m.apply(layer, self.batch_start, f, g, s)?,
+            Phase::TopK { keep } => {
+                // The kernel's rule on the activations themselves (the
+                // scores are only its scratch here).
+                for (a, t) in g.chunks_exact_mut(f).zip(s.chunks_exact_mut(f)) {
+                    keep_strongest(a, *keep, t)?;
+                }
+            }
         }
         compute
             .matmul(&l.down.matrix(&sh)?, g, n, out)

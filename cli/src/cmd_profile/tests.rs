@@ -80,6 +80,13 @@ fn half_sparsity_costs_some_perplexity_and_writes_a_matching_trace() {
         r.sparse_ppl,
         r.dense_ppl
     );
+    // lode run's per-token rule at the same sparsity: half of 1536 kept.
+    assert_eq!(r.top_k_keep, 768);
+    assert!(
+        r.top_k_ppl.is_finite() && r.top_k_ppl > r.dense_ppl,
+        "{}",
+        r.top_k_ppl
+    );
 
     let trace = Trace::parse(&bytes).unwrap();
     let h = trace.header();
@@ -108,6 +115,10 @@ fn half_sparsity_costs_some_perplexity_and_writes_a_matching_trace() {
     let printed = String::from_utf8(printed).unwrap();
     assert!(printed.contains("target 50.00%"), "{printed}");
     assert!(printed.contains("perplexity: dense"), "{printed}");
+    assert!(
+        printed.contains("per-token rule (the strongest 768"),
+        "{printed}"
+    );
     let _ = std::fs::remove_file(&text);
 }
 
@@ -120,6 +131,7 @@ fn zero_sparsity_is_the_dense_model_and_gate_mode_reports_json() {
     let r = profile(&args(model.clone(), text.clone(), out.clone(), 0.0)).unwrap();
     let bytes = read_trace(&out);
     assert_eq!(r.sparse_ppl, r.dense_ppl, "nothing cut, nothing changed");
+    assert_eq!((r.top_k_keep, r.top_k_ppl), (1536, r.dense_ppl));
     assert_eq!(r.achieved_sparsity, 0.0);
     assert_eq!(r.thresholds, vec![0.0; 30]);
     let trace = Trace::parse(&bytes).unwrap();

@@ -218,6 +218,47 @@ fn masking_keeps_the_quantile_and_records_each_token_and_layer() {
 }
 
 #[test]
+fn the_top_k_pass_keeps_each_tokens_strongest_neurons() {
+    let mut mem = vec![0u8; 1 << 20];
+    let mut rig = Rig::new(&mut mem);
+    let dense = [rig.dense_out(0), rig.dense_out(1)];
+    let p = profiler(&rig, ScoreMode::Gate);
+    rig.profiled(&p);
+    p.borrow_mut().start_masking(0.5).unwrap();
+    rig.profiled(&p);
+    // Keeping every neuron is the dense FFN, whatever the score mode.
+    p.borrow_mut().start_top_k(96);
+    assert_eq!(rig.profiled(&p), dense);
+    assert!(p.borrow().active().is_none(), "top-k records no trace");
+    // Keeping 24: each token's 24 largest |activation| (not gate scores),
+    // exactly what the down product then sees.
+    p.borrow_mut().start_top_k(24);
+    let got = rig.profiled(&p);
+    for (layer, got) in got.iter().enumerate() {
+        let (_, mut act) = rig.activations(layer);
+        for row in act.chunks_exact_mut(96) {
+            let mut mags: Vec<f32> = row.iter().map(|v| v.abs()).collect();
+            mags.sort_by(|a, b| b.total_cmp(a));
+            let t = mags[23];
+            row.iter_mut()
+                .filter(|v| v.abs() < t)
+                .for_each(|v| *v = 0.0);
+            assert_eq!(row.iter().filter(|v| **v != 0.0).count(), 24);
+        }
+        // down · kept activations, as the backend computes it.
+        let l = rig.dense.layers()[layer];
+        let (t, m) = rig.arena.parts_mut();
+        let ([], sh) = split::<0>(t, m, []).unwrap();
+        let mut want = vec![0.0; ROWS * cfg().hidden];
+        rig.cpu
+            .matmul(&l.down.matrix(&sh).unwrap(), &act, ROWS, &mut want)
+            .unwrap();
+        assert_eq!(got, &want, "layer {layer}");
+        assert_ne!(got, &dense[layer]);
+    }
+}
+
+#[test]
 fn the_gate_score_picks_other_neurons_than_the_exact_one() {
     let mut mem = vec![0u8; 1 << 20];
     let mut rig = Rig::new(&mut mem);

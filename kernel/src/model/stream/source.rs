@@ -310,6 +310,15 @@ fn cache_config<P: Policy>(
     None
 }
 
+/// Neurons of a layer of `ffn` a sparse run keeps per token at `sparsity`:
+/// `ffn` minus the nearest whole number of `sparsity * ffn`, at least one.
+/// The run and `lode profile`'s top-k pass both count with this.
+pub fn neurons_kept(sparsity: f32, ffn: usize) -> usize {
+    // Nearest whole neuron (no `round` in core).
+    let drop = (sparsity.clamp(0.0, 1.0) * ffn as f32 + 0.5) as usize;
+    ffn.saturating_sub(drop).max(1)
+}
+
 /// Zeroes every activation of `h` below the `keep` largest in magnitude
 /// (ties with the smallest kept one stay), using `scratch` (at least
 /// `h.len()` values): the per-token rule of a sparse run.
@@ -681,10 +690,8 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
                     }
                     _ => None,
                 };
-                // Nearest whole neuron (no `round` in core).
-                let drop = (setup.sparsity * cfg.ffn as f32 + 0.5) as usize;
                 Some(Sparse {
-                    keep: cfg.ffn.saturating_sub(drop).max(1),
+                    keep: neurons_kept(setup.sparsity, cfg.ffn),
                     io,
                     cache,
                     scratch: setup.scratch,

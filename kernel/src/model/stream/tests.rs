@@ -401,3 +401,13 @@ fn keep_strongest_needs_scratch() {
     keep_strongest(&mut h, 1, &mut [0.0; 3]).unwrap();
     assert_eq!(h, [0.0, 0.0, 3.0]);
 }
+
+#[test]
+fn neurons_kept_rounds_to_the_nearest_neuron_and_keeps_one() {
+    assert_eq!(neurons_kept(0.5, 1536), 768);
+    assert_eq!(neurons_kept(0.0, 1536), 1536);
+    assert_eq!(neurons_kept(0.34, 10), 7, "3.4 dropped rounds to 3");
+    assert_eq!(neurons_kept(0.36, 10), 6, "3.6 dropped rounds to 4");
+    assert_eq!(neurons_kept(0.99, 10), 1, "never none");
+    assert_eq!(neurons_kept(f32::NAN, 10), 10, "NaN cuts nothing");
+}
