@@ -19,7 +19,7 @@ use lode_kernel::compute::DType;
 use lode_kernel::flash::FlashDevice;
 use lode_kernel::formats::gguf::Gguf;
 use lode_kernel::model::stream::{
-    config_of, verify_image_data, StreamLayout, StreamOptions, StreamPlan, StreamSource,
+    config_of, verify_image_data, FfnKind, StreamLayout, StreamOptions, StreamPlan, StreamSource,
 };
 use lode_kernel::model::{
     BundleFfn, BundleTypes, ErrorKind, FfnSource, Limits, LlamaConfig, MemoryPlan, Model,
@@ -252,7 +252,7 @@ fn a_dense_layout_image_streams_exactly_the_gguf_model() {
     assert!(layout
         .ffn
         .iter()
-        .all(|f| f.dense.is_some() && f.split.is_none()));
+        .all(|f| matches!(f.kind, FfnKind::Dense(_))));
     assert_eq!(img.bundle_region(3).unwrap().count, 0);
     let model = model_bytes().unwrap().len();
     let mut per_token = Vec::new();

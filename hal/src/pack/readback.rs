@@ -12,7 +12,7 @@
 use lode_formats::image::{BundleRegion, Image};
 use lode_formats::DType;
 use lode_kernel::compute::Bundles;
-use lode_kernel::model::stream::{config_of, FfnRegion, TensorAt};
+use lode_kernel::model::stream::{config_of, FfnKind, FfnRegion, TensorAt};
 use lode_kernel::model::{BundleTypes, ModelError};
 
 use super::FfnLayout;
@@ -37,10 +37,10 @@ fn ffn_region(img: &Image<'_>, layer: usize) -> Result<(BundleRegion, FfnRegion)
 /// alone and the image has the layer's gate and up tensors.
 pub fn layer_layout(img: &Image<'_>, layer: usize) -> Result<(FfnLayout, BundleTypes), ModelError> {
     let (_, f) = ffn_region(img, layer)?;
-    let layout = match (f.split, f.dense) {
-        (Some(_), _) => FfnLayout::Split,
-        (None, Some(_)) => FfnLayout::Dense,
-        (None, None) => FfnLayout::Bundled,
+    let layout = match f.kind {
+        FfnKind::Split(_) => FfnLayout::Split,
+        FfnKind::Dense(_) => FfnLayout::Dense,
+        FfnKind::Bundled => FfnLayout::Bundled,
     };
     Ok((layout, f.types))
 }
@@ -138,7 +138,7 @@ pub fn layer_bundles(
         return Ok(());
     };
     let chunks = (0..r.count).zip(out.chunks_exact_mut(bb));
-    match f.split {
+    match f.split() {
         None => {
             for (p, dst) in chunks {
                 dst.copy_from_slice(bundle(img, image, &r, p)?);

@@ -70,13 +70,22 @@ pub struct FfnRegion {
     pub bundle: usize,
     /// Element types of the rows and the down column.
     pub types: BundleTypes,
-    /// For a split layout, the gate and up rows stored apart as tensors;
-    /// the bundles then hold only down columns.
-    pub split: Option<SplitRows>,
-    /// For a dense layout, the three matrices as the source stored them;
-    /// `offset` and `len` then span them and there are no bundles
-    /// (`bundle` is 0, `split` is `None`).
-    pub dense: Option<DenseMatrices>,
+    /// How the layer is stored.
+    pub kind: FfnKind,
+}
+
+/// How a layer's FFN is stored: one of three layouts, so a layer is never
+/// half split and half dense.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FfnKind {
+    /// Neuron bundles, each holding its gate row, up row and down column.
+    Bundled,
+    /// The gate and up rows stored apart as tensors; the bundles hold only
+    /// down columns.
+    Split(SplitRows),
+    /// The three matrices as the source stored them: `offset` and `len`
+    /// span them and there are no bundles (`bundle` is 0).
+    Dense(DenseMatrices),
 }
 
 /// A dense layer's FFN: the gate, up and down matrices copied from the
@@ -116,7 +125,23 @@ pub struct SplitRows {
 impl FfnRegion {
     /// Bytes a resident copy of the layer's FFN takes (rows and bundles).
     pub fn resident_len(&self) -> usize {
-        self.len.saturating_add(self.split.map_or(0, |s| s.len))
+        self.len.saturating_add(self.split().map_or(0, |s| s.len))
+    }
+
+    /// A split layer's gate and up rows.
+    pub fn split(&self) -> Option<SplitRows> {
+        match self.kind {
+            FfnKind::Split(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// A dense layer's matrices.
+    pub fn dense(&self) -> Option<DenseMatrices> {
+        match self.kind {
+            FfnKind::Dense(m) => Some(m),
+            _ => None,
+        }
     }
 }
 
@@ -303,8 +328,7 @@ fn region(
         count: r.count as usize,
         bundle,
         types,
-        split,
-        dense: None,
+        kind: split.map_or(FfnKind::Bundled, FfnKind::Split),
     })
 }
 
@@ -341,8 +365,7 @@ fn dense_region(img: &Image<'_>, cfg: &LlamaConfig, layer: usize) -> Result<FfnR
             rows: gate.dtype,
             down: down.dtype,
         },
-        split: None,
-        dense: Some(DenseMatrices { gate, up, down }),
+        kind: FfnKind::Dense(DenseMatrices { gate, up, down }),
     })
 }
 

@@ -21,7 +21,7 @@ mod source;
 mod tests;
 
 pub use layout::{
-    config_of, AttnSpan, DenseMatrices, FfnRegion, SplitRows, StreamLayout, TensorAt,
+    config_of, AttnSpan, DenseMatrices, FfnKind, FfnRegion, SplitRows, StreamLayout, TensorAt,
 };
 pub use plan::{PlanBytes, StreamOptions, StreamPlan, MAX_RING};
 pub use ring::{IoStats, Ring, Unit, MAX_UNITS};

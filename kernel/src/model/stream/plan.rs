@@ -201,8 +201,8 @@ pub(super) fn act_lens(
     cfg: &LlamaConfig,
     limits: &Limits,
 ) -> (usize, usize) {
-    let split = layout.ffn.iter().any(|f| f.split.is_some());
-    let dense = layout.ffn.iter().any(|f| f.dense.is_some());
+    let split = layout.ffn.iter().any(|f| f.split().is_some());
+    let dense = layout.ffn.iter().any(|f| f.dense().is_some());
     let row = cfg.ffn.saturating_mul(4);
     let batch = row.saturating_mul(limits.max_batch);
     match (split, dense) {
@@ -243,7 +243,7 @@ impl StreamPlan {
         let (act, up) = act_lens(layout, cfg, limits);
         let act = aligned(act).saturating_add(aligned(up));
         let scratch = act.saturating_add(read_slot(row.saturating_add(block), block));
-        let split = layout.ffn.iter().all(|f| f.split.is_some());
+        let split = layout.ffn.iter().all(|f| f.split().is_some());
         if opts.sparse && !split {
             return Err(ModelError::Config(
                 "sparse streaming needs an image whose FFN is split (pack with --layout split)",
@@ -254,7 +254,7 @@ impl StreamPlan {
         // region, or a split layer's rows (and its down columns unless
         // those are fetched sparsely).
         let ffn_unit = |l: usize| {
-            layout.ffn.get(l).map_or(0, |f| match f.split {
+            layout.ffn.get(l).map_or(0, |f| match f.split() {
                 None => f.len,
                 Some(r) if opts.sparse => r.len,
                 Some(r) => r.len.max(f.len),
@@ -263,7 +263,7 @@ impl StreamPlan {
         // Bytes a streamed FFN layer reads per token (at most).
         let ffn_streamed = |l: usize| {
             layout.ffn.get(l).map_or(0, |f| {
-                blocks(f.len, block).saturating_add(f.split.map_or(0, |r| blocks(r.len, block)))
+                blocks(f.len, block).saturating_add(f.split().map_or(0, |r| blocks(r.len, block)))
             })
         };
         let down_max = layout.ffn.iter().map(|f| f.len).max().unwrap_or(0);
@@ -338,7 +338,7 @@ impl StreamPlan {
                 read_slot(f.len, block)
                     .saturating_add(block)
                     .saturating_add(
-                        f.split
+                        f.split()
                             .map_or(0, |r| read_slot(r.len, block).saturating_add(block)),
                     )
             })

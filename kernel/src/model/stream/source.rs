@@ -24,7 +24,7 @@ use crate::model::view::{f32s, f32s_mut, split};
 use crate::model::weights::{Attention, LayerWeights, Weights, ALIGN};
 use crate::plan::{Extent, Mode, Region, Strategy};
 
-use super::layout::{DenseMatrices, FfnRegion, SplitRows, StreamLayout, TensorAt};
+use super::layout::{DenseMatrices, FfnKind, FfnRegion, SplitRows, StreamLayout, TensorAt};
 use super::plan::{blocks, read_slot, StreamPlan};
 use super::ring::{IoStats, Ring, Unit, MAX_UNITS};
 
@@ -469,7 +469,7 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
         let b = block as u64;
         let misaligned = layout.attn.iter().any(|a| !a.start.is_multiple_of(b))
             || layout.ffn.iter().any(|f| {
-                !f.offset.is_multiple_of(b) || f.split.is_some_and(|r| !r.start.is_multiple_of(b))
+                !f.offset.is_multiple_of(b) || f.split().is_some_and(|r| !r.start.is_multiple_of(b))
             })
             || !layout.head.offset.is_multiple_of(b);
         if misaligned {
@@ -534,7 +534,7 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
                 })
                 .map_err(|_| ModelError::Config("layers must be 1 to 128"))?;
             let resident = plan.ffn_is_resident(l);
-            let rows = match region.split {
+            let rows = match region.split() {
                 Some(r) if resident => Some(read_resident(&mut dev, arena, r.start, r.len, block)?),
                 Some(r) => {
                     if let Some(u) = rows_unit.get_mut(l) {
@@ -561,7 +561,7 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
                     region.len,
                     block,
                 )?)
-            } else if region.split.is_some() && plan.sparse {
+            } else if region.split().is_some() && plan.sparse {
                 None
             } else {
                 if let Some(u) = ffn_unit.get_mut(l) {
@@ -1006,10 +1006,10 @@ impl<D: FlashDevice, P: Policy> FfnSource for StreamSource<'_, D, P> {
         io: FfnIo,
     ) -> Result<(), ModelError> {
         let region = checked_call(&self.layout.ffn, layer, &io, self.max_rows)?;
-        match (region.split, region.dense) {
-            (Some(rows), _) => self.run_split(layer, region, rows, arena, compute, io),
-            (None, Some(m)) => self.run_dense(layer, region, m, arena, compute, io),
-            (None, None) => self.run_bundled(layer, region, arena, compute, io),
+        match region.kind {
+            FfnKind::Split(rows) => self.run_split(layer, region, rows, arena, compute, io),
+            FfnKind::Dense(m) => self.run_dense(layer, region, m, arena, compute, io),
+            FfnKind::Bundled => self.run_bundled(layer, region, arena, compute, io),
         }
     }
 

@@ -89,8 +89,7 @@ fn layout(c: &LlamaConfig) -> StreamLayout {
             count: c.ffn,
             bundle: len / c.ffn,
             types,
-            split: None,
-            dense: None,
+            kind: FfnKind::Bundled,
         })
         .unwrap();
     }
