@@ -45,13 +45,16 @@ enum Cmd {
     #[command(subcommand)]
     Trace(cmd_trace::TraceCmd),
     /// Pack a GGUF llama model into a lode image: non-FFN tensors as
-    /// tensors, the FFN as neuron bundles in a placement's order.
+    /// tensors, the FFN as neuron bundles in a placement's order (or split,
+    /// or dense: --layout).
     Pack(cmd_pack::PackArgs),
     /// Record a real model's FFN activations on a text under thresholds
     /// calibrated to a target sparsity, into an activation trace, and
-    /// report the perplexity cost.
+    /// report the perplexity cost (of those thresholds and of lode run's
+    /// per-token rule).
     Profile(cmd_profile::ProfileArgs),
-    /// Generate text with a GGUF llama model held in DRAM.
+    /// Generate text: a GGUF llama model held in DRAM, or a lode image
+    /// streamed from flash under a DRAM budget (--dram-budget).
     Run(cmd_run::RunArgs),
     /// Measure a device's read latency against read size and fit its cost
     /// model (printed, --json, --plot, or stored into an image).
