@@ -265,3 +265,198 @@ fn down_column_types_perplexity() {
         );
     }
 }
+
+/// The down-column types compared layer by layer: a dense FFN and bundled
+/// copies with each type, in one arena. Each layer runs every copy on the
+/// same input (so all see the dense model's activations), records how far
+/// each copy's output is from the dense one, and passes on the output of
+/// `keep[layer]` (`None`: the dense one).
+struct Mixed {
+    dense: lode_kernel::model::DenseFfn,
+    copies: Vec<BundleFfn>,
+    keep: Vec<Option<usize>>,
+    /// Run every copy and record the errors (else run only the kept one).
+    record: bool,
+    hidden: usize,
+    /// Per layer: the dense outputs' L2 norm, then each copy's L2 error,
+    /// summed over positions.
+    err: Vec<Vec<f64>>,
+}
+
+const COMPARED: [DType; 3] = [DType::Q4_1, DType::Q5_1, DType::Q8_0];
+
+fn mixed(file: &Gguf<'_>, limits: Limits) -> Runner<Mixed> {
+    let cfg = LlamaConfig::from_gguf(&file.check_llama().unwrap()).unwrap();
+    let types = |down| BundleTypes {
+        rows: DType::Q4_1,
+        down,
+    };
+    let copies: usize = COMPARED
+        .iter()
+        .map(|&d| BundleFfn::arena_bytes(&cfg, types(d)).unwrap().0)
+        .sum();
+    let plan = MemoryPlan::dense(file, &cfg, &limits).unwrap();
+    let mut arena = LockedArena::new(plan.total() + copies + (1 << 20)).unwrap();
+    let dense = lode_kernel::model::DenseFfn::load(file, &cfg, &limits, &mut arena).unwrap();
+    let copies = COMPARED
+        .iter()
+        .map(|&d| {
+            BundleFfn::load(&cfg, &limits, types(d), &mut arena, |layer, out| {
+                fill_layer(file, &cfg, types(d), layer, None, out)
+            })
+            .unwrap()
+        })
+        .collect();
+    let ffn = Mixed {
+        dense,
+        copies,
+        keep: vec![None; cfg.layers],
+        record: true,
+        hidden: cfg.hidden,
+        err: vec![vec![0.0; COMPARED.len() + 1]; cfg.layers],
+    };
+    let model = Model::with_ffn(file, cfg, limits, &mut arena, ffn).unwrap();
+    Runner {
+        model,
+        arena,
+        cpu: cpu(&cfg, &limits),
+    }
+}
+
+impl FfnSource for Mixed {
+    fn run<A: lode_kernel::arena::DramArena, C: lode_kernel::compute::Compute>(
+        &mut self,
+        layer: usize,
+        arena: &mut A,
+        compute: &mut C,
+        io: lode_kernel::model::FfnIo,
+    ) -> Result<(), lode_kernel::model::ModelError> {
+        let out = |arena: &A| -> Vec<f32> {
+            let b = arena.bytes(io.output).unwrap();
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        if !self.record {
+            // Only the kept output is wanted.
+            return match self.keep[layer] {
+                Some(k) => self.copies[k].run(layer, arena, compute, io),
+                None => self.dense.run(layer, arena, compute, io),
+            };
+        }
+        let mut outs = Vec::new();
+        for c in &mut self.copies {
+            c.run(layer, arena, compute, io)?;
+            outs.push(out(arena));
+        }
+        self.dense.run(layer, arena, compute, io)?;
+        let want = out(arena);
+        let n = io.rows * self.hidden;
+        let l2 = |v: &[f32]| {
+            v.iter()
+                .zip(&want)
+                .take(n)
+                .map(|(a, b)| f64::from(a - b).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        };
+        let e = &mut self.err[layer];
+        e[0] += want[..n]
+            .iter()
+            .map(|&v| f64::from(v).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        for (i, o) in outs.iter().enumerate() {
+            e[i + 1] += l2(o);
+        }
+        if let Some(k) = self.keep[layer] {
+            let bytes: Vec<u8> = outs[k].iter().flat_map(|v| v.to_le_bytes()).collect();
+            arena.bytes_mut(io.output).unwrap()[..bytes.len()].copy_from_slice(&bytes);
+        }
+        Ok(())
+    }
+}
+
+/// On the model's own activations, every layer's FFN output is closer to
+/// the dense one the wider the re-quantized down column: Q8_0, then Q5_1
+/// (about half Q4_1's error: one more bit), then Q4_1. This is why
+/// the perplexity of `--down q5-1` above `q4-1` is not a kernel or format
+/// fault (see `down_column_sensitivity_per_layer`).
+#[test]
+fn down_column_error_ranks_by_width_on_every_layer() {
+    let Some(Setup {
+        bytes, wins, n_ctx, ..
+    }) = setup(1)
+    else {
+        return;
+    };
+    let file = Gguf::parse(&bytes).unwrap();
+    let limits = Limits::new(n_ctx, 64).with_logit_rows(8);
+    let mut r = mixed(&file, limits);
+    let win = &wins[0][..wins[0].len().min(48)];
+    r.model.reset(&mut r.arena).unwrap();
+    r.model
+        .eval(&mut r.arena, &mut r.cpu, win, WantLogits::Last, |_, _| {})
+        .unwrap();
+    let (mut q4, mut q5) = (0.0, 0.0);
+    for (layer, e) in r.model.ffn().err.iter().enumerate() {
+        let [norm, e4, e5, e8] = [e[0], e[1], e[2], e[3]];
+        assert!(
+            e8 < e5 && e5 < e4,
+            "layer {layer}: q8_0 {e8} q5_1 {e5} q4_1 {e4}"
+        );
+        q4 += e4 / norm;
+        q5 += e5 / norm;
+    }
+    assert!(q5 < 0.7 * q4, "q5_1 {q5} vs q4_1 {q4}");
+}
+
+/// How much the perplexity moves when one layer's FFN takes re-quantized
+/// down columns and every other layer stays dense (run with `--ignored
+/// --nocapture`). On SmolLM2 a few layers swing it by several percent in
+/// either direction whatever the column's width, so a whole-model
+/// perplexity ranks Q5_1 below Q4_1 although its columns are twice as
+/// close (the test above).
+#[test]
+#[ignore]
+fn down_column_sensitivity_per_layer() {
+    let Some(Setup {
+        bytes,
+        wins,
+        n_ctx,
+        first,
+    }) = setup(2)
+    else {
+        return;
+    };
+    let windows: Vec<&[u32]> = wins.iter().map(Vec::as_slice).collect();
+    let file = Gguf::parse(&bytes).unwrap();
+    let limits = Limits::new(n_ctx, 64).with_logit_rows(8);
+    let mut r = mixed(&file, limits);
+    r.model.ffn_mut().record = false;
+    let layers = r.model.ffn().keep.len();
+    let base = r.nll(&windows, first).exp();
+    let ppl = |r: &mut Runner<Mixed>, keep: Vec<Option<usize>>| {
+        r.model.ffn_mut().keep = keep;
+        let p = r.nll(&windows, first).exp();
+        100.0 * (p / base - 1.0)
+    };
+    let all: Vec<f64> = (0..COMPARED.len())
+        .map(|k| ppl(&mut r, vec![Some(k); layers]))
+        .collect();
+    println!("dense perplexity over 2 windows {base:.4}; every layer re-quantized:");
+    for (d, p) in COMPARED.iter().zip(&all) {
+        println!("  {} {p:+.2}%", d.name());
+    }
+    println!("one layer re-quantized (q4_1 q5_1 q8_0):");
+    for layer in 0..layers {
+        let one: Vec<String> = (0..COMPARED.len())
+            .map(|k| {
+                let mut keep = vec![None; layers];
+                keep[layer] = Some(k);
+                format!("{:+6.2}%", ppl(&mut r, keep))
+            })
+            .collect();
+        println!("  layer {layer:2}: {}", one.join(" "));
+    }
+}
