@@ -266,6 +266,15 @@ fn a_dense_layout_image_streams_exactly_the_gguf_model() {
         s.assert_generated(&tokens, &logits, &format!("budget {budget:?} ring {ring}"));
         if budget.is_none() {
             assert_eq!(s.plan.resident_ffn_layers(), 0);
+            // A streamed dense layer is read a matrix at a time: the ring's
+            // slots hold the largest matrix, not the layer.
+            let m = layout.ffn[0].dense().unwrap();
+            assert!(
+                s.plan.ring_slot < m.gate.len + m.up.len,
+                "{}",
+                s.plan.ring_slot
+            );
+            assert!(s.plan.ring_slot >= m.gate.len.max(m.down.len));
         }
         if budget == Some(model / 3) {
             // What no whole FFN layer fits keeps the head's first rows: the

@@ -236,13 +236,32 @@ impl FfnSource for DenseFfn {
     }
 }
 
-/// `io.output = down · (silu(gate · x) ⊙ (up · x))` over `io.rows` inputs,
-/// with `scratch` the two `rows * ffn` f32 activation buffers: the one
-/// computation of a dense FFN layer, resident or streamed.
-pub(super) fn dense_products<A: DramArena, C: Compute>(
+/// One of a dense FFN layer's three products, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Product {
+    /// `g = gate · x` into the first scratch buffer.
+    Gate,
+    /// `u = up · x` into the second, then `g = silu(g) ⊙ u`.
+    Up,
+    /// `io.output = down · g`.
+    Down,
+}
+
+impl Product {
+    /// All three, in order.
+    pub(super) const ALL: [Product; 3] = [Product::Gate, Product::Up, Product::Down];
+}
+
+/// Product `which` of a dense FFN layer with its matrix `w`, over `io.rows`
+/// inputs, with `scratch` the two `rows * ffn` f32 activation buffers.
+/// The three in order compute `io.output = down · (silu(gate · x) ⊙ (up ·
+/// x))`; each needs only its own matrix, so a streaming source can read
+/// the matrices one at a time into slots a third the layer's size.
+pub(super) fn dense_product<A: DramArena, C: Compute>(
     arena: &mut A,
     compute: &mut C,
-    l: &DenseLayer,
+    which: Product,
+    w: &TensorRef,
     io: FfnIo,
     scratch: [Slot; 2],
     (hidden, ffn): (usize, usize),
@@ -251,19 +270,48 @@ pub(super) fn dense_products<A: DramArena, C: Compute>(
     let short = ModelError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
     let (table, mem) = arena.parts_mut();
     let ([g, u, o], sh) = split(table, mem, [scratch[0], scratch[1], io.output])?;
-    let x = sh.f32s(io.input)?.get(..n * hidden).ok_or(short)?;
     let g = f32s_mut(g)?.get_mut(..n * ffn).ok_or(short)?;
     let u = f32s_mut(u)?.get_mut(..n * ffn).ok_or(short)?;
-    let o = f32s_mut(o)?.get_mut(..n * hidden).ok_or(short)?;
-    compute
-        .matmul(&l.gate.matrix(&sh)?, x, n, g)
-        .map_err(ModelError::compute)?;
-    compute
-        .matmul(&l.up.matrix(&sh)?, x, n, u)
-        .map_err(ModelError::compute)?;
-    compute.swiglu(g, u).map_err(ModelError::compute)?;
-    compute
-        .matmul(&l.down.matrix(&sh)?, g, n, o)
-        .map_err(ModelError::compute)?;
+    let w = w.matrix(&sh)?;
+    match which {
+        Product::Gate | Product::Up => {
+            let x = sh.f32s(io.input)?.get(..n * hidden).ok_or(short)?;
+            let out = if which == Product::Gate {
+                &mut *g
+            } else {
+                &mut *u
+            };
+            compute.matmul(&w, x, n, out).map_err(ModelError::compute)?;
+            if which == Product::Up {
+                compute.swiglu(g, u).map_err(ModelError::compute)?;
+            }
+        }
+        Product::Down => {
+            let o = f32s_mut(o)?.get_mut(..n * hidden).ok_or(short)?;
+            compute.matmul(&w, g, n, o).map_err(ModelError::compute)?;
+        }
+    }
+    Ok(())
+}
+
+/// `io.output = down · (silu(gate · x) ⊙ (up · x))` over `io.rows` inputs:
+/// the three [`dense_product`]s of a layer whose matrices are all at hand
+/// (resident, or read together).
+pub(super) fn dense_products<A: DramArena, C: Compute>(
+    arena: &mut A,
+    compute: &mut C,
+    l: &DenseLayer,
+    io: FfnIo,
+    scratch: [Slot; 2],
+    shape: (usize, usize),
+) -> Result<(), ModelError> {
+    for which in Product::ALL {
+        let w = match which {
+            Product::Gate => &l.gate,
+            Product::Up => &l.up,
+            Product::Down => &l.down,
+        };
+        dense_product(arena, compute, which, w, io, scratch, shape)?;
+    }
     Ok(())
 }

@@ -32,7 +32,7 @@ use crate::model::error::ModelError;
 use crate::model::kv::KvCache;
 use crate::model::weights::{aligned, ALIGN};
 
-use super::layout::StreamLayout;
+use super::layout::{FfnKind, StreamLayout};
 
 /// Most I/O slots in the ring.
 pub const MAX_RING: usize = 8;
@@ -251,19 +251,26 @@ impl StreamPlan {
         }
         let attn_len = |l: usize| layout.attn.get(l).map_or(0, |a| a.len);
         // The largest ring unit of a streamed FFN layer: the whole bundle
-        // region, or a split layer's rows (and its down columns unless
-        // those are fetched sparsely).
+        // region, a split layer's rows (and its down columns unless those
+        // are fetched sparsely), or a dense layer's largest matrix (its
+        // three stream one by one).
         let ffn_unit = |l: usize| {
-            layout.ffn.get(l).map_or(0, |f| match f.split() {
-                None => f.len,
-                Some(r) if opts.sparse => r.len,
-                Some(r) => r.len.max(f.len),
+            layout.ffn.get(l).map_or(0, |f| match f.kind {
+                FfnKind::Bundled => f.len,
+                FfnKind::Split(r) if opts.sparse => r.len,
+                FfnKind::Split(r) => r.len.max(f.len),
+                FfnKind::Dense(m) => m.gate.len.max(m.up.len).max(m.down.len),
             })
         };
         // Bytes a streamed FFN layer reads per token (at most).
         let ffn_streamed = |l: usize| {
-            layout.ffn.get(l).map_or(0, |f| {
-                blocks(f.len, block).saturating_add(f.split().map_or(0, |r| blocks(r.len, block)))
+            layout.ffn.get(l).map_or(0, |f| match f.kind {
+                FfnKind::Dense(m) => [m.gate, m.up, m.down].iter().fold(0usize, |a, t| {
+                    let skip = (t.offset % block as u64) as usize;
+                    a.saturating_add(blocks(t.len.saturating_add(skip), block))
+                }),
+                _ => blocks(f.len, block)
+                    .saturating_add(f.split().map_or(0, |r| blocks(r.len, block))),
             })
         };
         let down_max = layout.ffn.iter().map(|f| f.len).max().unwrap_or(0);

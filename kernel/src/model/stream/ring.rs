@@ -16,9 +16,9 @@ use crate::model::error::ModelError;
 
 use super::plan::MAX_RING;
 
-/// Most units in a pass: attention and FFN of 128 layers and 256 head
-/// pieces.
-pub const MAX_UNITS: usize = 2 * 128 + 256;
+/// Most units in a pass: attention and FFN of 128 layers (a dense layer's
+/// FFN is three units, one a matrix) and 256 head pieces.
+pub const MAX_UNITS: usize = 4 * 128 + 256;
 
 /// Tag of the embedding-row read (ring slots use their index).
 const ROW_TAG: u32 = u32::MAX - 1;

@@ -18,7 +18,9 @@ use crate::flash::{FlashDevice, ReadRequest};
 use crate::model::bundle_ffn::ffn_rows;
 use crate::model::config::{Limits, LlamaConfig, MAX_LAYERS};
 use crate::model::error::ModelError;
-use crate::model::ffn::{checked_call, dense_products, DenseLayer, FfnIo, FfnSource};
+use crate::model::ffn::{
+    checked_call, dense_product, dense_products, DenseLayer, FfnIo, FfnSource, Product,
+};
 use crate::model::tensor::TensorRef;
 use crate::model::view::{f32s, f32s_mut, split};
 use crate::model::weights::{Attention, LayerWeights, Weights, ALIGN};
@@ -567,14 +569,35 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
                 if let Some(u) = ffn_unit.get_mut(l) {
                     *u = schedule.len() as u16;
                 }
-                schedule
-                    .push(Unit {
-                        start: region.offset,
-                        len: blocks(region.len, block),
-                        skip: 0,
-                        head: false,
-                    })
-                    .map_err(|_| too_many())?;
+                // A dense layer streams as its three matrices in the order
+                // they multiply (each unit a third of the layer, so the
+                // ring's slots are too); any other as one region.
+                let mut extents: heapless::Vec<(u64, usize, usize), 3> = heapless::Vec::new();
+                match region.dense() {
+                    Some(m) => {
+                        for t in [m.gate, m.up, m.down] {
+                            let _ = extents.push(aligned_extent(t.offset, t.len, block));
+                        }
+                    }
+                    None => {
+                        let _ = extents.push((region.offset, blocks(region.len, block), 0));
+                    }
+                }
+                for (start, len, skip) in extents {
+                    if len > plan.ring_slot {
+                        return Err(ModelError::Config(
+                            "a streamed FFN unit is larger than an I/O slot",
+                        ));
+                    }
+                    schedule
+                        .push(Unit {
+                            start,
+                            len,
+                            skip,
+                            head: false,
+                        })
+                        .map_err(|_| too_many())?;
+                }
                 None
             };
             let _ = ffn_resident.push(res);
@@ -826,20 +849,36 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
         io: FfnIo,
     ) -> Result<(), ModelError> {
         let short = ModelError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
-        let tmp = self.tmp.ok_or(short)?;
-        let (slot, skip) = self.ffn_slot(layer, arena)?;
-        let at = |t: &TensorAt| {
-            let mut r = tensor_in(slot, region.offset, t);
-            r.offset += skip;
-            r
-        };
-        let l = DenseLayer {
-            gate: at(&m.gate),
-            up: at(&m.up),
-            down: at(&m.down),
-        };
+        let scratch = [self.act, self.tmp.ok_or(short)?];
         let shape = (self.hidden, self.ffn);
-        dense_products(arena, compute, &l, io, [self.act, tmp], shape)
+        if let Some(slot) = self.ffn_resident.get(layer).copied().flatten() {
+            let at = |t: &TensorAt| tensor_in(slot, region.offset, t);
+            let l = DenseLayer {
+                gate: at(&m.gate),
+                up: at(&m.up),
+                down: at(&m.down),
+            };
+            return dense_products(arena, compute, &l, io, scratch, shape);
+        }
+        // Streamed: the three matrices are consecutive units, each taken
+        // (and the one before released) as its product runs.
+        let first = usize::from(self.ffn_unit.get(layer).copied().unwrap_or(NONE));
+        for (k, (which, t)) in Product::ALL
+            .into_iter()
+            .zip([m.gate, m.up, m.down])
+            .enumerate()
+        {
+            let (slot, skip) = self.ring.acquire(arena, first + k)?;
+            let w = TensorRef {
+                slot,
+                offset: skip,
+                dtype: t.dtype,
+                rows: t.rows,
+                cols: t.cols,
+            };
+            dense_product(arena, compute, which, &w, io, scratch, shape)?;
+        }
+        Ok(())
     }
 
     /// Runs split layer `layer`'s FFN: activations from the rows, the

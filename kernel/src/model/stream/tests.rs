@@ -410,3 +410,61 @@ fn neurons_kept_rounds_to_the_nearest_neuron_and_keeps_one() {
     assert_eq!(neurons_kept(0.99, 10), 1, "never none");
     assert_eq!(neurons_kept(f32::NAN, 10), 10, "NaN cuts nothing");
 }
+
+/// [`layout`] with dense FFN layers: gate, up and down as Q8_0 matrices
+/// one after another.
+fn dense_layout(c: &LlamaConfig) -> StreamLayout {
+    let mut l = layout(c);
+    let mut at = l.ffn.iter().map(|f| f.offset).max().unwrap() + (1 << 20);
+    for f in l.ffn.iter_mut() {
+        let mut next = |rows: usize, cols: usize| {
+            let t = t(at, DType::Q8_0, rows, cols);
+            at += (t.len as u64).div_ceil(B) * B;
+            t
+        };
+        let (gate, up, down) = (
+            next(c.ffn, c.hidden),
+            next(c.ffn, c.hidden),
+            next(c.hidden, c.ffn),
+        );
+        *f = FfnRegion {
+            offset: gate.offset,
+            len: (down.offset + down.len as u64 - gate.offset) as usize,
+            count: c.ffn,
+            bundle: 0,
+            types: BundleTypes {
+                rows: DType::Q8_0,
+                down: DType::Q8_0,
+            },
+            kind: FfnKind::Dense(DenseMatrices { gate, up, down }),
+        };
+    }
+    l
+}
+
+#[test]
+fn a_streamed_dense_layer_needs_slots_of_its_largest_matrix_only() {
+    let c = cfg();
+    let l = dense_layout(&c);
+    let p = StreamPlan::new(&l, &c, &limits(), opts(0)).unwrap_err();
+    let ModelError::BudgetTooSmall { need, .. } = p else {
+        panic!("{p:?}");
+    };
+    let p = StreamPlan::new(&l, &c, &limits(), opts(need)).unwrap();
+    assert_eq!(p.resident_ffn_layers(), 0);
+    let m = l.ffn[0].dense().unwrap();
+    let largest = m.gate.len.max(m.up.len).max(m.down.len);
+    let attn = l.attn[0].len;
+    let head_piece = plan::read_slot(largest.max(attn) + 2 * B as usize, B as usize);
+    assert_eq!(
+        p.ring_slot, head_piece,
+        "a matrix (or attention span), not the layer"
+    );
+    assert!(p.ring_slot < l.ffn[0].len);
+    // Each streamed layer reads its three matrices, not the bytes between.
+    let per_layer: u64 = [m.gate, m.up, m.down]
+        .iter()
+        .map(|t| plan::blocks(t.len, B as usize) as u64)
+        .sum();
+    assert!(p.streamed_per_token >= 4 * per_layer);
+}
