@@ -7,7 +7,8 @@
 //!   image stores tensors sorted by name, so a layer's tensors are
 //!   neighbours; the span runs from the first to the end of the last);
 //! - a layer's **FFN region**: its neuron bundles, or in a dense image its
-//!   gate, up and down matrices as the source stored them;
+//!   gate, up and down matrices as the source stored them (read whole when
+//!   resident; streamed one matrix at a time, in the order they multiply);
 //! - the **output head** (the embedding itself when tied), streamed in
 //!   pieces of whole rows.
 
