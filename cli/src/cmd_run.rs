@@ -76,10 +76,12 @@ pub struct RunArgs {
     /// deterministic fake flash: disk, ufs31, ufs40, emmc51, nvme).
     #[arg(long, value_name = "DEVICE")]
     pub device: Option<String>,
-    /// I/O slots streamed weights rotate through (2: the next unit is read
-    /// while the current one computes).
-    #[arg(long, default_value_t = 2)]
-    pub ring: usize,
+    /// I/O slots streamed weights rotate through, 1 to 8 (default: enough
+    /// to read one whole streamed FFN layer ahead while the unit before it
+    /// computes: 4 for a dense image, whose layers stream a matrix at a
+    /// time; 2 for bundles or a sparse run).
+    #[arg(long)]
+    pub ring: Option<usize>,
     /// Print the memory plan (what stays resident, what streams) first.
     #[arg(long)]
     pub explain: bool,
@@ -116,7 +118,7 @@ impl RunArgs {
             json: true,
             dram_budget: None,
             device: None,
-            ring: 2,
+            ring: None,
             explain: false,
             no_verify: false,
             sparsity: 0.0,

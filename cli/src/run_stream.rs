@@ -279,7 +279,7 @@ fn run_on<D: FlashDevice>(
     let sparse = args.sparsity > 0.0;
     let opts = StreamOptions {
         budget,
-        ring: args.ring,
+        ring: args.ring.unwrap_or_else(|| layout.ring_for(sparse)),
         block,
         stream_all: false,
         sparse,

@@ -467,4 +467,9 @@ fn a_streamed_dense_layer_needs_slots_of_its_largest_matrix_only() {
         .map(|t| plan::blocks(t.len, B as usize) as u64)
         .sum();
     assert!(p.streamed_per_token >= 4 * per_layer);
+    // The default ring reads a whole dense layer ahead: its three units
+    // plus the one computing; bundles need one unit plus one.
+    assert_eq!(l.ring_for(false), 4);
+    assert_eq!(layout(&c).ring_for(false), 2);
+    assert_eq!(layout(&c).ring_for(true), 2);
 }
