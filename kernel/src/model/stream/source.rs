@@ -255,6 +255,26 @@ fn attention_in(slot: Slot, base: u64, p: &[TensorAt; 4]) -> Attention {
     }
 }
 
+/// Appends `unit` to the pass's schedule and returns its index. A unit
+/// larger than a ring slot of `slot` bytes (a plan made for another
+/// layout) or past [`MAX_UNITS`] is an error, not a short read.
+fn schedule_unit(
+    schedule: &mut heapless::Vec<Unit, MAX_UNITS>,
+    unit: Unit,
+    slot: usize,
+) -> Result<u16, ModelError> {
+    if unit.len > slot {
+        return Err(ModelError::Config(
+            "a streamed unit is larger than an I/O slot",
+        ));
+    }
+    let index = schedule.len() as u16;
+    schedule
+        .push(unit)
+        .map_err(|_| ModelError::Config("too many streamed units"))?;
+    Ok(index)
+}
+
 fn aligned_extent(start: u64, len: usize, block: usize) -> (u64, usize, usize) {
     let b = block as u64;
     let s = start / b * b;
@@ -499,7 +519,6 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
         let mut rows_unit = [NONE; MAX_LAYERS];
         let mut ffn_resident = heapless::Vec::new();
         let mut rows_resident = heapless::Vec::new();
-        let too_many = || ModelError::Config("too many streamed units");
         for l in 0..cfg.layers {
             let span = *layout
                 .attn
@@ -515,17 +534,16 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
                 let slot = read_resident(&mut dev, arena, span.start, span.len, block)?;
                 Some(attention_in(slot, span.start, &span.proj))
             } else {
+                let unit = Unit {
+                    start: span.start,
+                    len: blocks(span.len, block),
+                    skip: 0,
+                    head: false,
+                };
+                let index = schedule_unit(&mut schedule, unit, plan.ring_slot)?;
                 if let Some(u) = attn_unit.get_mut(l) {
-                    *u = schedule.len() as u16;
+                    *u = index;
                 }
-                schedule
-                    .push(Unit {
-                        start: span.start,
-                        len: blocks(span.len, block),
-                        skip: 0,
-                        head: false,
-                    })
-                    .map_err(|_| too_many())?;
                 None
             };
             layers
@@ -539,17 +557,16 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
             let rows = match region.split() {
                 Some(r) if resident => Some(read_resident(&mut dev, arena, r.start, r.len, block)?),
                 Some(r) => {
+                    let unit = Unit {
+                        start: r.start,
+                        len: blocks(r.len, block),
+                        skip: 0,
+                        head: false,
+                    };
+                    let index = schedule_unit(&mut schedule, unit, plan.ring_slot)?;
                     if let Some(u) = rows_unit.get_mut(l) {
-                        *u = schedule.len() as u16;
+                        *u = index;
                     }
-                    schedule
-                        .push(Unit {
-                            start: r.start,
-                            len: blocks(r.len, block),
-                            skip: 0,
-                            head: false,
-                        })
-                        .map_err(|_| too_many())?;
                     None
                 }
                 None => None,
@@ -584,19 +601,13 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
                     }
                 }
                 for (start, len, skip) in extents {
-                    if len > plan.ring_slot {
-                        return Err(ModelError::Config(
-                            "a streamed FFN unit is larger than an I/O slot",
-                        ));
-                    }
-                    schedule
-                        .push(Unit {
-                            start,
-                            len,
-                            skip,
-                            head: false,
-                        })
-                        .map_err(|_| too_many())?;
+                    let unit = Unit {
+                        start,
+                        len,
+                        skip,
+                        head: false,
+                    };
+                    schedule_unit(&mut schedule, unit, plan.ring_slot)?;
                 }
                 None
             };
@@ -616,19 +627,13 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
                 let r1 = (r0 + rows).min(head.rows);
                 let (start, len, skip) =
                     aligned_extent(head.offset + (r0 * rb) as u64, (r1 - r0) * rb, block);
-                if len > plan.ring_slot {
-                    return Err(ModelError::Config(
-                        "a head piece is larger than an I/O slot",
-                    ));
-                }
-                schedule
-                    .push(Unit {
-                        start,
-                        len,
-                        skip,
-                        head: true,
-                    })
-                    .map_err(|_| too_many())?;
+                let unit = Unit {
+                    start,
+                    len,
+                    skip,
+                    head: true,
+                };
+                schedule_unit(&mut schedule, unit, plan.ring_slot)?;
                 r0 = r1;
             }
             (None, first, schedule.len() - first)
