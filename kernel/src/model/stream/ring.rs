@@ -36,6 +36,19 @@ pub struct Unit {
     pub head: bool,
 }
 
+impl Unit {
+    /// `len` bytes at block-aligned `start`, read whole in `block`s: a
+    /// unit that is one tensor span (not a head piece).
+    pub fn whole(start: u64, len: usize, block: usize) -> Unit {
+        Unit {
+            start,
+            len: super::plan::blocks(len, block),
+            skip: 0,
+            head: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Free,

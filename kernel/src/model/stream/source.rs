@@ -534,12 +534,7 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
                 let slot = read_resident(&mut dev, arena, span.start, span.len, block)?;
                 Some(attention_in(slot, span.start, &span.proj))
             } else {
-                let unit = Unit {
-                    start: span.start,
-                    len: blocks(span.len, block),
-                    skip: 0,
-                    head: false,
-                };
+                let unit = Unit::whole(span.start, span.len, block);
                 let index = schedule_unit(&mut schedule, unit, plan.ring_slot)?;
                 if let Some(u) = attn_unit.get_mut(l) {
                     *u = index;
@@ -557,12 +552,7 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
             let rows = match region.split() {
                 Some(r) if resident => Some(read_resident(&mut dev, arena, r.start, r.len, block)?),
                 Some(r) => {
-                    let unit = Unit {
-                        start: r.start,
-                        len: blocks(r.len, block),
-                        skip: 0,
-                        head: false,
-                    };
+                    let unit = Unit::whole(r.start, r.len, block);
                     let index = schedule_unit(&mut schedule, unit, plan.ring_slot)?;
                     if let Some(u) = rows_unit.get_mut(l) {
                         *u = index;
