@@ -139,6 +139,12 @@ pub fn real_model_bytes() -> Option<Vec<u8>> {
     }
 }
 
+/// [`real_model_bytes`] read once per test binary and shared by its tests.
+pub fn real_model() -> Option<&'static [u8]> {
+    static BYTES: std::sync::OnceLock<Option<Vec<u8>>> = std::sync::OnceLock::new();
+    BYTES.get_or_init(real_model_bytes).as_deref()
+}
+
 /// A GGUF llama model packed into a lode image as `lode pack` does, with the
 /// bundles in the original neuron order and Q8_0 down columns.
 pub fn pack_identity(gguf: &[u8]) -> Vec<u8> {

@@ -29,15 +29,10 @@ use lode_kernel::model::{
 const PROMPT: [u32; 5] = [504, 3575, 282, 4649, 314]; // "The capital of France is"
 const TOKENS: usize = 8;
 
-fn model_bytes() -> Option<&'static [u8]> {
-    static BYTES: OnceLock<Option<Vec<u8>>> = OnceLock::new();
-    BYTES.get_or_init(lode_tests::real_model_bytes).as_deref()
-}
-
 /// The packed image (identity placement, Q8_0 down columns).
 fn image_bytes() -> Option<&'static [u8]> {
     static IMG: OnceLock<Option<Vec<u8>>> = OnceLock::new();
-    IMG.get_or_init(|| Some(lode_tests::pack_identity(model_bytes()?)))
+    IMG.get_or_init(|| Some(lode_tests::pack_identity(lode_tests::real_model()?)))
         .as_deref()
 }
 
@@ -75,7 +70,7 @@ fn limits() -> Limits {
 
 /// The same bundles resident: the in-memory reference.
 fn in_memory() -> (Vec<u32>, Vec<f32>) {
-    let file = Gguf::parse(model_bytes().unwrap()).unwrap();
+    let file = Gguf::parse(lode_tests::real_model().unwrap()).unwrap();
     let cfg = LlamaConfig::from_gguf(&file.check_llama().unwrap()).unwrap();
     let types = BundleTypes {
         rows: DType::Q4_1,
@@ -102,7 +97,7 @@ fn dense_image_bytes() -> Option<&'static [u8]> {
     static IMG: OnceLock<Option<Vec<u8>>> = OnceLock::new();
     IMG.get_or_init(|| {
         Some(lode_tests::pack_layout(
-            model_bytes()?,
+            lode_tests::real_model()?,
             FfnLayout::Dense,
             |n, _| (0..n).collect(),
         ))
@@ -113,7 +108,7 @@ fn dense_image_bytes() -> Option<&'static [u8]> {
 /// The GGUF model itself in memory (dense products): the reference of a
 /// dense-layout image.
 fn gguf_in_memory() -> (Vec<u32>, Vec<f32>) {
-    let file = Gguf::parse(model_bytes().unwrap()).unwrap();
+    let file = Gguf::parse(lode_tests::real_model().unwrap()).unwrap();
     let cfg = LlamaConfig::from_gguf(&file.check_llama().unwrap()).unwrap();
     let plan = MemoryPlan::dense(&file, &cfg, &limits()).unwrap();
     let mut arena = LockedArena::new(plan.total()).unwrap();
@@ -216,7 +211,7 @@ fn streaming_under_every_budget_generates_what_memory_does() {
     }
     let (tokens, logits) = in_memory();
     assert_eq!(tokens[0], 7042, "\" Paris\"");
-    let model = model_bytes().unwrap().len();
+    let model = lode_tests::real_model().unwrap().len();
     for (budget, ring) in [
         (Some(usize::MAX), 2),
         (Some(model / 2), 2),
@@ -254,7 +249,7 @@ fn a_dense_layout_image_streams_exactly_the_gguf_model() {
         .iter()
         .all(|f| matches!(f.kind, FfnKind::Dense(_))));
     assert_eq!(img.bundle_region(3).unwrap().count, 0);
-    let model = model_bytes().unwrap().len();
+    let model = lode_tests::real_model().unwrap().len();
     let mut per_token = Vec::new();
     for (budget, ring) in [
         (Some(usize::MAX), 2),

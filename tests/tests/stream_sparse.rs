@@ -28,11 +28,6 @@ use lode_kernel::model::{ErrorKind, Limits, Model, ModelError, WantLogits};
 const PROMPT: [u32; 5] = [504, 3575, 282, 4649, 314]; // "The capital of France is"
 const TOKENS: usize = 6;
 
-fn model_bytes() -> Option<&'static [u8]> {
-    static BYTES: OnceLock<Option<Vec<u8>>> = OnceLock::new();
-    BYTES.get_or_init(lode_tests::real_model_bytes).as_deref()
-}
-
 /// The split image, every layer's neurons in a scrambled order (so a row
 /// that did not follow its neuron's column would change the output).
 fn split_image() -> Option<&'static [u8]> {
@@ -40,7 +35,7 @@ fn split_image() -> Option<&'static [u8]> {
     IMG.get_or_init(|| {
         // Multiplying by an odd number permutes 0..n when n is even.
         Some(lode_tests::pack_layout(
-            model_bytes()?,
+            lode_tests::real_model()?,
             FfnLayout::Split,
             |n, l| (0..n).map(|i| (i * 7 + l as u32 * 13) % n).collect(),
         ))
@@ -204,7 +199,7 @@ fn sparse_streaming_reads_only_the_chosen_columns_and_matches_its_resident_run()
     )
     .unwrap();
     assert_eq!(resident.tokens[0], 7042, "\" Paris\" at 50% sparsity");
-    let model = model_bytes().unwrap().len();
+    let model = lode_tests::real_model().unwrap().len();
     // The minimum without a cache; a third of the model, whose leftover
     // caches about 2% of the columns (recency caches barely hit on this
     // model: a token needs about 19k columns); every FFN layer streamed
@@ -265,7 +260,9 @@ fn a_device_failing_during_a_sparse_fetch_is_a_read_error() {
 
 #[test]
 fn a_sparse_run_of_a_bundled_image_is_refused_with_the_fix() {
-    let Some(bytes) = model_bytes() else { return };
+    let Some(bytes) = lode_tests::real_model() else {
+        return;
+    };
     let image = lode_tests::pack_identity(bytes);
     let img = Image::parse(&image).unwrap();
     let cfg = config_of(&img).unwrap();
