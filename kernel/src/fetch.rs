@@ -83,6 +83,12 @@ pub enum FetchError<E> {
     ScratchTooSmall,
     /// The arena refused the I/O buffer.
     Arena(crate::arena::ErrorKind),
+    /// The device reports reads in flight but completes none of them, which
+    /// the [`FlashDevice::complete`] contract rules out.
+    Stalled {
+        /// Reads the device still counts as in flight.
+        in_flight: usize,
+    },
 }
 
 impl<E: fmt::Debug> fmt::Display for FetchError<E> {
@@ -102,6 +108,10 @@ impl<E: fmt::Debug> fmt::Display for FetchError<E> {
                 f.write_str("fetch scratch buffers are shorter than the needed bundles")
             }
             FetchError::Arena(k) => write!(f, "I/O buffer: {k}"),
+            FetchError::Stalled { in_flight } => write!(
+                f,
+                "the flash device holds {in_flight} reads in flight but completes none"
+            ),
         }
     }
 }
@@ -171,43 +181,61 @@ where
             needed: summary.bytes,
         });
     }
-    // 3. Read, at most a queue's worth per batch; extents land back to back.
+    // 3. Read; extents land back to back. The queue is kept fed: reads are
+    //    collected at most half a queue at a time and each collection is
+    //    followed by as many new reads, so the device is never left idle
+    //    while extents remain (draining it between batches would pay the
+    //    fixed command latency once per batch instead of once per layer).
     let qd = usize::from(geo.queue_depth).clamp(1, MAX_BATCH);
+    let collect = if qd > 1 { qd / 2 } else { 1 };
     let mut buf_off = 0usize;
+    let mut next = 0usize;
     let mut batch: heapless::Vec<ReadRequest, MAX_BATCH> = heapless::Vec::new();
     let mut done = [Completion::EMPTY; MAX_BATCH];
-    for chunk in extents.chunks(qd) {
-        batch.clear();
-        for (k, x) in chunk.iter().enumerate() {
-            let req = ReadRequest {
-                tag: k as u32,
-                offset: x.offset,
-                len: x.len,
-                dest: io,
-                dest_offset: buf_off,
-            };
-            // `chunk.len() <= qd <= MAX_BATCH`.
-            let _ = batch.push(req);
-            buf_off += x.len as usize;
+    loop {
+        let room = qd.saturating_sub(dev.in_flight());
+        let take = room.min(extents.len() - next);
+        if take > 0 {
+            batch.clear();
+            for (i, x) in extents[next..next + take].iter().enumerate() {
+                let req = ReadRequest {
+                    tag: (next + i) as u32,
+                    offset: x.offset,
+                    len: x.len,
+                    dest: io,
+                    dest_offset: buf_off,
+                };
+                // `take <= qd <= MAX_BATCH`.
+                let _ = batch.push(req);
+                buf_off += x.len as usize;
+            }
+            dev.submit(arena, &batch).map_err(FetchError::Device)?;
+            next += take;
         }
-        dev.submit(arena, &batch).map_err(FetchError::Device)?;
-        while dev.in_flight() > 0 {
-            let n = dev.complete(arena, &mut done).map_err(FetchError::Device)?;
-            for c in &done[..n] {
-                if let Err(kind) = c.status {
-                    let offset = chunk.get(c.tag as usize).map_or(0, |x| x.offset);
-                    // Drain the rest so the device is left idle, then report.
-                    while dev.in_flight() > 0 {
-                        if dev.complete(arena, &mut done).map_err(FetchError::Device)? == 0 {
-                            break;
-                        }
+        if dev.in_flight() == 0 {
+            break;
+        }
+        let want = if next < extents.len() { collect } else { qd };
+        let n = dev
+            .complete(arena, &mut done[..want])
+            .map_err(FetchError::Device)?;
+        for c in &done[..n] {
+            if let Err(kind) = c.status {
+                let offset = extents.get(c.tag as usize).map_or(0, |x| x.offset);
+                // Drain the rest so the device is left idle, then report.
+                while dev.in_flight() > 0 {
+                    if dev.complete(arena, &mut done).map_err(FetchError::Device)? == 0 {
+                        break;
                     }
-                    return Err(FetchError::Read { offset, kind });
                 }
+                return Err(FetchError::Read { offset, kind });
             }
-            if n == 0 {
-                break;
-            }
+        }
+        if n == 0 {
+            // Stop rather than spin, and never hand out unread bytes.
+            return Err(FetchError::Stalled {
+                in_flight: dev.in_flight(),
+            });
         }
     }
     // 4. Locate each miss in the I/O buffer and offer it to the cache.

@@ -402,6 +402,10 @@ pub(crate) mod testing {
         pub(crate) queued: heapless::Vec<ReadRequest, 64>,
         pub(crate) fail_at: Option<u64>,
         pub(crate) commands: u64,
+        /// Submits into an empty queue: how often the host let it drain.
+        pub(crate) idle_submits: u64,
+        /// Break the `complete` contract: report reads in flight, complete none.
+        pub(crate) stall: bool,
     }
 
     impl ErrorType for RamFlash {
@@ -417,6 +421,8 @@ pub(crate) mod testing {
                 queued: heapless::Vec::new(),
                 fail_at: None,
                 commands: 0,
+                idle_submits: 0,
+                stall: false,
             }
         }
     }
@@ -438,6 +444,12 @@ pub(crate) mod testing {
             reads: &[ReadRequest],
         ) -> Result<(), ErrorKind> {
             self.geo.check_batch(arena, reads)?;
+            if self.queued.len() + reads.len() > usize::from(self.geo.queue_depth) {
+                return Err(ErrorKind::QueueFull);
+            }
+            if self.queued.is_empty() && !reads.is_empty() {
+                self.idle_submits += 1;
+            }
             self.commands += reads.len() as u64;
             self.queued
                 .extend_from_slice(reads)
@@ -449,7 +461,7 @@ pub(crate) mod testing {
             done: &mut [Completion],
         ) -> Result<usize, ErrorKind> {
             let mut n = 0;
-            while n < done.len() {
+            while n < done.len() && !self.stall {
                 let Some(r) = self.queued.pop() else { break };
                 let status = if Some(r.offset) == self.fail_at {
                     Err(ErrorKind::Io)

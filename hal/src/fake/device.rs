@@ -71,6 +71,9 @@ pub struct FakeFlash<S> {
     counters: Counters,
     /// Virtual clock: never reset, never decreases.
     now_ns: u64,
+    /// Commands and bytes submitted since the queue was last empty: the run
+    /// of work the device is going through without idling.
+    open: (u64, u64),
     /// Bytes persisted since creation; drives the planned power loss.
     written: u64,
     powered: bool,
@@ -110,6 +113,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> FakeFlash<S> {
             queue: heapless::Vec::new(),
             counters: Counters::default(),
             now_ns: 0,
+            open: (0, 0),
             written: 0,
             powered: true,
             power_loss_armed: plan.power_loss_after_bytes.is_some(),
@@ -185,12 +189,31 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> FakeFlash<S> {
 
     /// Virtual time of one accepted batch: the cost model's price plus any
     /// injected spikes (one draw per command, none when spikes are off).
-    fn charge(&mut self, reads: &[ReadRequest]) {
+    ///
+    /// A batch submitted while earlier reads are still queued joins them:
+    /// the device never went idle, so the batch pays what it adds to the
+    /// running total, `batch_ns(all) - batch_ns(earlier)`, not a second
+    /// fixed command latency. A host that refills the queue as reads
+    /// complete thus pays for one long batch; one that lets it drain pays the
+    /// fixed latency again. `was_idle` says the queue was empty before.
+    fn charge(&mut self, reads: &[ReadRequest], was_idle: bool) {
         let commands = u64::try_from(reads.len()).unwrap_or(u64::MAX);
         let bytes = reads
             .iter()
             .fold(0u64, |acc, r| acc.saturating_add(u64::from(r.len)));
-        let mut ns = self.cost.batch_ns(commands, bytes);
+        if was_idle {
+            self.open = (0, 0);
+        }
+        let before = self.cost.batch_ns(self.open.0, self.open.1);
+        self.open = (
+            self.open.0.saturating_add(commands),
+            self.open.1.saturating_add(bytes),
+        );
+        // `batch_ns` is monotone in both arguments, so this never underflows.
+        let mut ns = self
+            .cost
+            .batch_ns(self.open.0, self.open.1)
+            .saturating_sub(before);
         if self.plan.spike_ns > 0 {
             for _ in reads {
                 if self.rng.chance_ppm(self.plan.spike_ppm) {
@@ -375,10 +398,11 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> FlashDevice for FakeFlash<S> {
         if reads.is_empty() {
             return Ok(());
         }
+        let was_idle = self.queue.is_empty();
         self.queue
             .extend_from_slice(reads)
             .map_err(|_| ErrorKind::QueueFull)?;
-        self.charge(reads);
+        self.charge(reads, was_idle);
         Ok(())
     }
 

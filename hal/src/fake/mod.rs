@@ -3,7 +3,8 @@
 //! [`FakeFlash`] is a [`FlashDevice`](lode_kernel::flash::FlashDevice) whose
 //! medium is a byte buffer in memory and whose clock is virtual: every read
 //! batch costs exactly what the device's [`CostModel`](lode_kernel::cost::CostModel)
-//! says it costs. That makes I/O policies testable and comparable without
+//! says it costs, and reads submitted while others are still queued extend
+//! that batch instead of starting a new one (the device never idled). That makes I/O policies testable and comparable without
 //! hardware and without timing noise, the way TigerBeetle and smoltcp test
 //! against simulated devices.
 //!

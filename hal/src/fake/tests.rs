@@ -102,6 +102,41 @@ fn one_read_delivers_the_bytes_and_charges_the_model() {
     assert_eq!(f.in_flight(), 0);
 }
 
+/// Reads submitted while others are queued extend the device's running
+/// batch: eight single-block reads cost the same whether submitted at once or
+/// four and four with the queue kept non-empty in between, and less than two
+/// batches with the queue drained between them (which pay the fixed command
+/// latency twice).
+#[test]
+fn a_fed_queue_is_one_batch_and_a_drained_one_pays_again() {
+    let cost = Profile::UFS40.cost;
+    let mut mem = vec![0u8; DRAM];
+    let mut arena = SliceArena::new(&mut mem);
+    let slots: Vec<Slot> = (0..8).map(|_| io_slot(&mut arena, B)).collect();
+    let reqs: Vec<ReadRequest> = (0..8u32)
+        .map(|i| read(i, u64::from(i) * 3, 1, slots[i as usize]))
+        .collect();
+    let mut done = [Completion::EMPTY; 8];
+
+    let mut whole = flash(&Profile::UFS40, FaultPlan::none());
+    whole.submit(&mut arena, &reqs).unwrap();
+    while whole.complete(&mut arena, &mut done).unwrap() > 0 {}
+    assert_eq!(whole.now_ns(), cost.batch_ns(8, 8 * B as u64));
+
+    let mut fed = flash(&Profile::UFS40, FaultPlan::none());
+    fed.submit(&mut arena, &reqs[..4]).unwrap();
+    assert_eq!(fed.complete(&mut arena, &mut done[..2]).unwrap(), 2);
+    fed.submit(&mut arena, &reqs[4..]).unwrap();
+    while fed.complete(&mut arena, &mut done).unwrap() > 0 {}
+    assert_eq!(fed.now_ns(), whole.now_ns());
+
+    let mut drained = flash(&Profile::UFS40, FaultPlan::none());
+    drained.read_blocking(&mut arena, &reqs[..4]).unwrap();
+    drained.read_blocking(&mut arena, &reqs[4..]).unwrap();
+    assert_eq!(drained.now_ns(), 2 * cost.batch_ns(4, 4 * B as u64));
+    assert!(drained.now_ns() > fed.now_ns());
+}
+
 #[test]
 fn empty_batches_and_empty_completion_buffers_do_nothing() {
     let mut f = flash(&Profile::UFS40, FaultPlan::none());
@@ -295,9 +330,10 @@ fn collect_and_check(
 proptest! {
     /// Over random batches on every profile, in order or not: counters add up
     /// to the sums of what was submitted, each accepted batch advances the
-    /// clock by exactly `cost.batch_ns` of that batch, refused batches charge
-    /// nothing, and every completion carries the right bytes into the right
-    /// slot.
+    /// clock by exactly what it adds to `cost.batch_ns` of the reads
+    /// submitted since the queue was last empty (so a batch into an idle
+    /// device costs `batch_ns` of itself), refused batches charge nothing,
+    /// and every completion carries the right bytes into the right slot.
     #[test]
     fn counters_add_up_and_time_is_the_cost_model(
         profile in 0..Profile::ALL.len(),
@@ -316,6 +352,8 @@ proptest! {
         let mut pending: Vec<Pending> = Vec::new();
         let mut tag = 0u32;
         let (mut batches, mut commands, mut bytes, mut time, mut completed) = (0u64, 0u64, 0u64, 0u64, 0u64);
+        // Commands and bytes since the queue was last empty.
+        let mut open = (0u64, 0u64);
 
         for (batch, collect) in steps {
             if pending.len() + batch.len() > depth {
@@ -330,18 +368,32 @@ proptest! {
             }
             let in_range = batch.iter().all(|&(b, n)| b + u64::from(n) <= BLOCKS);
             let before = f.now_ns();
+            let idle = pending.is_empty();
             let result = f.submit(&mut arena, &reqs);
             if in_range {
                 prop_assert_eq!(result, Ok(()));
                 let n = reqs.len() as u64;
                 let b: u64 = reqs.iter().map(|r| u64::from(r.len)).sum();
-                prop_assert_eq!(f.now_ns() - before, profile.cost.batch_ns(n, b));
+                let charge = if n == 0 {
+                    0
+                } else {
+                    if idle {
+                        open = (0, 0);
+                    }
+                    let was = profile.cost.batch_ns(open.0, open.1);
+                    open = (open.0 + n, open.1 + b);
+                    profile.cost.batch_ns(open.0, open.1) - was
+                };
+                if idle {
+                    prop_assert_eq!(charge, profile.cost.batch_ns(n, b));
+                }
+                prop_assert_eq!(f.now_ns() - before, charge);
                 if n > 0 {
                     batches += 1;
                 }
                 commands += n;
                 bytes += b;
-                time += profile.cost.batch_ns(n, b);
+                time += charge;
                 for r in &reqs {
                     pending.push(Pending {
                         tag: r.tag,

@@ -158,6 +158,67 @@ fn a_failed_read_is_reported_and_leaves_the_device_idle() {
     assert_eq!(dev.in_flight(), 0);
 }
 
+/// Reads more extents than the queue holds: the queue is refilled as reads
+/// complete, so the device goes from idle to busy once per layer, never holds
+/// more than its depth (RamFlash refuses that), and every bundle arrives.
+#[test]
+fn the_queue_is_kept_fed_across_more_extents_than_it_holds() {
+    let (mut dev, region) = device(512, 64 << 10);
+    dev.geo.queue_depth = 4;
+    let mut arena = VecArena::new(1 << 20);
+    let io = arena.alloc(512 << 10, 512, SlotKind::IoBuffer).unwrap();
+    let mut buf = Buffers::new();
+    // Every third bundle: 67 separate reads at depth 4.
+    let positions: Vec<u32> = (0..COUNT).step_by(3).collect();
+    let f = fetch_layer(
+        &mut dev,
+        &mut arena,
+        None::<&mut NeuronCache<Lru>>,
+        &region,
+        0,
+        &positions,
+        0,
+        Mode::PerBundle,
+        io,
+        &mut buf.scratch(),
+    )
+    .unwrap();
+    assert_eq!(f.plan.commands as usize, positions.len());
+    assert_eq!(dev.commands as usize, positions.len());
+    assert_eq!(
+        dev.idle_submits, 1,
+        "the queue drained before the layer was read"
+    );
+    assert_eq!(dev.in_flight(), 0);
+    check_locs::<Lru>(&arena, None, io, &positions, &buf.locs[..positions.len()]).unwrap();
+}
+
+/// A device that never completes what it holds is an error, not a hang and
+/// not unread bytes handed out as bundles.
+#[test]
+fn a_stalled_device_is_an_error() {
+    let (mut dev, region) = device(512, 64 << 10);
+    dev.stall = true;
+    let mut arena = VecArena::new(1 << 20);
+    let io = arena.alloc(256 << 10, 512, SlotKind::IoBuffer).unwrap();
+    let mut buf = Buffers::new();
+    let err = fetch_layer(
+        &mut dev,
+        &mut arena,
+        None::<&mut NeuronCache<Lru>>,
+        &region,
+        0,
+        &[0, 50, 100],
+        0,
+        Mode::PerBundle,
+        io,
+        &mut buf.scratch(),
+    )
+    .unwrap_err();
+    assert_eq!(err, FetchError::Stalled { in_flight: 3 });
+    assert!(std::format!("{err}").contains("3 reads in flight"));
+}
+
 #[test]
 fn small_buffers_are_errors_not_panics() {
     let (mut dev, region) = device(512, 64 << 10);

@@ -295,6 +295,7 @@ fn fetch_err<E: crate::flash::Error>(e: FetchError<E>) -> ModelError {
         }
         FetchError::Plan(_) => ModelError::Config("the sparse read plan failed"),
         FetchError::Cache(_) => ModelError::Config("the neuron cache failed"),
+        FetchError::Stalled { .. } => ModelError::Device(crate::flash::ErrorKind::Other),
     }
 }
 
