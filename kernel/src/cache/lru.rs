@@ -26,6 +26,43 @@ impl<'a> RecencyList<'a> {
         (RecencyList { prev, next, ends }, rest)
     }
 
+    /// A list whose `prev` and `next` words are the two halves of `links`
+    /// (shared by several lists over the same slots) with its own `ends`
+    /// (`[head, tail]`).
+    pub(super) fn over(links: &'a mut [u32], ends: &'a mut [u32]) -> Self {
+        let (prev, next) = links.split_at_mut(links.len() / 2);
+        RecencyList { prev, next, ends }
+    }
+
+    /// Unlink every one of `slots` slots in shared `links`.
+    pub(super) fn unlink_all(links: &mut [u32], slots: u32) {
+        links[..2 * slots as usize].fill(EMPTY);
+    }
+
+    /// Make this list empty without touching the shared links.
+    pub(super) fn clear_ends(&mut self) {
+        self.ends.fill(EMPTY);
+    }
+
+    /// Move the whole list `other` (its `[head, tail]`, over the same links)
+    /// in front of this one, leaving `other` empty: its entries become more
+    /// recent than all of this list's.
+    pub(super) fn splice_front(&mut self, other: &mut [u32]) {
+        let (head, tail) = (other[0], other[1]);
+        if head == EMPTY {
+            return;
+        }
+        let old_head = self.ends[0];
+        if old_head == EMPTY {
+            self.ends[1] = tail;
+        } else {
+            self.next[tail as usize] = old_head;
+            self.prev[old_head as usize] = tail;
+        }
+        self.ends[0] = head;
+        other.fill(EMPTY);
+    }
+
     /// Make the list empty.
     pub(super) fn clear(&mut self) {
         self.prev.fill(EMPTY);

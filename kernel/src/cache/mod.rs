@@ -15,10 +15,12 @@
 //!
 //! Adding a policy is one file: implement [`Policy`] over its words.
 
+mod hot_window;
 mod lru;
 mod policies;
 mod s3fifo;
 
+pub use hot_window::{HotWindow, HEAT_LEVELS};
 pub use policies::{HotPinned, LinkAdmission, Lru, Window};
 pub use s3fifo::S3Fifo;
 

@@ -84,8 +84,46 @@ proptest! {
         run_policy(Lru::new(), &ops)?;
         run_policy(Window::new(3), &ops)?;
         run_policy(HotPinned::new(&[1, 5, 9, 40]), &ops)?;
+        let heat: std::vec::Vec<u8> = (0..64u8).map(|k| k % 20).collect();
+        run_policy(HotWindow::new(&heat), &ops)?;
         run_policy(S3Fifo::default(), &ops)?;
         run_policy(LinkAdmission::new(S3Fifo::default(), 7), &ops)?;
+    }
+
+    /// HotWindow evicts exactly what a reference does: the entry with the
+    /// least (used by the current token, heat level, time of last use).
+    #[test]
+    fn hot_window_matches_a_reference(ops in proptest::collection::vec((0u32..24, proptest::bool::weighted(0.15)), 1..400), heat in proptest::collection::vec(0u8..20, 24)) {
+        let mut a = VecArena::new(1 << 14);
+        let mut c = NeuronCache::new(&mut a, cfg(6, 24), HotWindow::new(&heat)).unwrap();
+        // (key, token of last use, time of last use)
+        let mut model: std::vec::Vec<(u32, u32, u32)> = std::vec::Vec::new();
+        let (mut token, mut time) = (0u32, 0u32);
+        let level = |k: u32| heat[k as usize].min(HEAT_LEVELS as u8 - 1);
+        for (k, next) in ops {
+            time += 1;
+            let hit = access(&mut c, &mut a, k, token, 1);
+            let at = model.iter().position(|e| e.0 == k);
+            prop_assert_eq!(hit, at.is_some());
+            match at {
+                Some(i) => model[i] = (k, token, time),
+                None => {
+                    if model.len() == 6 {
+                        let victim = (0..6)
+                            .min_by_key(|&i| {
+                                let (key, t, when) = model[i];
+                                (t == token, level(key), when)
+                            })
+                            .unwrap();
+                        model.swap_remove(victim);
+                    }
+                    model.push((k, token, time));
+                }
+            }
+            if next {
+                token += 1;
+            }
+        }
     }
 
     /// LRU evicts exactly what a reference LRU evicts.
@@ -138,6 +176,52 @@ fn hot_neurons_are_never_evicted() {
         assert!(c.contains(&a, k).unwrap());
     }
     assert_eq!(c.occupied(), 5);
+}
+
+/// HotWindow evicts what the last token did not use before what it did,
+/// and among those the coldest first, then the least recently used.
+#[test]
+fn hot_window_evicts_stale_then_cold_then_old() {
+    // Keys 0..4 cold (level 0), 4..8 hot (level 15).
+    let heat = [0, 0, 0, 0, 15, 15, 15, 15];
+    let mut a = VecArena::new(1 << 14);
+    let mut c = NeuronCache::new(&mut a, cfg(4, 8), HotWindow::new(&heat)).unwrap();
+    // Token 0 uses cold 0, 1 and hot 4, 5.
+    for k in [0, 4, 1, 5] {
+        assert!(!access(&mut c, &mut a, k, 0, 1));
+    }
+    // Token 1 uses cold 0 and hot 5 again (hits): they are recent, 1 and 4 stale.
+    assert!(access(&mut c, &mut a, 0, 1, 1));
+    assert!(access(&mut c, &mut a, 5, 1, 1));
+    // A miss evicts the stale cold 1 first (not the recent cold 0).
+    assert!(!access(&mut c, &mut a, 6, 1, 1));
+    assert!(!c.contains(&a, 1).unwrap());
+    // The next one evicts stale hot 4: nothing stale and colder is left.
+    assert!(!access(&mut c, &mut a, 7, 1, 1));
+    assert!(!c.contains(&a, 4).unwrap());
+    // All four are recent now; a fifth key of the same token evicts the
+    // coldest recent one (0), not a hot one.
+    assert!(!access(&mut c, &mut a, 2, 1, 1));
+    assert!(!c.contains(&a, 0).unwrap());
+    for k in [5, 6, 7, 2] {
+        assert!(c.contains(&a, k).unwrap());
+    }
+    // At token 2 everything is stale: the least recently used of the coldest
+    // level goes first (2, the only cold one), then the oldest hot (5).
+    assert!(!access(&mut c, &mut a, 3, 2, 1));
+    assert!(!c.contains(&a, 2).unwrap());
+    assert!(access(&mut c, &mut a, 3, 2, 1));
+    assert!(!access(&mut c, &mut a, 1, 2, 1));
+    assert!(!c.contains(&a, 5).unwrap());
+}
+
+/// HotWindow levels are the profiled frequency in equal steps.
+#[test]
+fn heat_levels_scale_with_frequency() {
+    assert_eq!(HotWindow::heat_level(0, 100), 0);
+    assert_eq!(HotWindow::heat_level(100, 100), (HEAT_LEVELS - 1) as u8);
+    assert_eq!(HotWindow::heat_level(50, 99), (HEAT_LEVELS / 2) as u8);
+    assert_eq!(HotWindow::heat_level(u32::MAX, 0), (HEAT_LEVELS - 1) as u8);
 }
 
 #[test]
