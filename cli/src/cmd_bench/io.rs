@@ -17,7 +17,7 @@ use lode_kernel::flash::{FlashDevice, Geometry};
 use lode_kernel::placement;
 use lode_kernel::plan::{Mode, Region};
 
-use super::replay::{replay, CacheKind, Layout, Setup, Timed};
+use super::replay::{replay, CacheKind, CacheScope, Layout, Setup, Timed};
 use super::report::{self, Row};
 use crate::cmd_trace::{self, Preset};
 use crate::offline::{self, PlacementKind};
@@ -56,6 +56,15 @@ pub struct IoArgs {
     /// Cache size as a fraction of all FFN bundles of the model.
     #[arg(long, default_value_t = 0.05)]
     pub cache_fraction: f64,
+    /// How the cache's slots are shared: `layer` splits them evenly over one
+    /// cache per layer (a layer's entries cannot be evicted by the layers
+    /// before it); `model` keeps one cache over all layers.
+    #[arg(long, value_enum, default_value = "layer")]
+    pub cache_scope: CacheScope,
+    /// Share of each cache's slots the hot policy (PowerInfer-2) pins to the
+    /// most frequently profiled neurons; LRU manages the rest.
+    #[arg(long, default_value_t = 0.25)]
+    pub hot_share: f64,
     /// Window of the LLM-in-a-flash cache, in tokens.
     #[arg(long, default_value_t = 4)]
     pub window: u32,
@@ -63,6 +72,10 @@ pub struct IoArgs {
     /// rest are replayed (so placement is never scored on the tokens it saw).
     #[arg(long, default_value_t = 0.5)]
     pub profile_fraction: f64,
+    /// Replay only the strategies whose name contains one of these words
+    /// (e.g. `--only coact+hot`); the two baselines always run.
+    #[arg(long, num_args = 1..)]
+    pub only: Vec<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -149,9 +162,13 @@ fn image_layout(path: &PathBuf, layers: u32, neurons: u32) -> Result<Layout, Box
 /// Run the benchmark.
 pub fn run(args: &IoArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     if !(0.0..=1.0).contains(&args.cache_fraction)
+        || !(0.0..=1.0).contains(&args.hot_share)
         || !(0.05..=0.95).contains(&args.profile_fraction)
     {
-        return Err("--cache-fraction must be 0 to 1 and --profile-fraction 0.05 to 0.95".into());
+        return Err(
+            "--cache-fraction and --hot-share must be 0 to 1, --profile-fraction 0.05 to 0.95"
+                .into(),
+        );
     }
     // The trace.
     let (bytes, source) = match &args.trace {
@@ -239,6 +256,8 @@ pub fn run(args: &IoArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         layout: &layout,
         cache_slots,
         counts: &counts,
+        scope: args.cache_scope,
+        hot_share: args.hot_share,
     };
 
     let mut strategies: Vec<(String, usize, CacheKind, Mode, bool)> = vec![
@@ -263,6 +282,7 @@ pub fn run(args: &IoArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         CacheKind::S3Fifo,
         CacheKind::Window(args.window),
         CacheKind::Hot,
+        CacheKind::HotWindow,
         CacheKind::Ripple,
     ];
     for (pi, p) in placements.iter().enumerate() {
@@ -274,7 +294,9 @@ pub fn run(args: &IoArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
                     c.name(),
                     if merge { "merge" } else { "nomerge" }
                 );
-                strategies.push((name, pi, c, Mode::Adaptive { merge }, false));
+                if args.only.is_empty() || args.only.iter().any(|w| name.contains(w.as_str())) {
+                    strategies.push((name, pi, c, Mode::Adaptive { merge }, false));
+                }
             }
         }
     }
@@ -347,6 +369,8 @@ pub fn run(args: &IoArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         replay_tokens: h.tokens - profile_tokens,
         cache_slots,
         cache_fraction: args.cache_fraction,
+        cache_scope: args.cache_scope,
+        hot_share: args.hot_share,
         offline_s,
         profile_s,
     };
@@ -358,5 +382,136 @@ pub fn run(args: &IoArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         report::json(&meta, &rows, out)
     } else {
         report::table(&meta, &rows, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        io: IoArgs,
+    }
+
+    /// A small OPT-like trace (4 layers x 1024 neurons, 48 tokens) on disk.
+    fn small_trace(name: &str) -> PathBuf {
+        let p = SynthParams {
+            layers: 4,
+            neurons: 1024,
+            ..SynthParams::opt_like(48, 3)
+        };
+        let path =
+            std::env::temp_dir().join(format!("lode-bench-io-{}-{name}.trace", std::process::id()));
+        let bytes = cmd_trace::synthesize(&p, Vec::new(), true).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    fn bench(args: &[&str]) -> Result<serde_json::Value, Box<dyn Error>> {
+        let mut argv = vec!["lode-bench-io", "--json"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv)?;
+        let mut out = Vec::new();
+        run(&cli.io, &mut out)?;
+        Ok(serde_json::from_slice(&out)?)
+    }
+
+    fn rows(v: &serde_json::Value) -> &Vec<serde_json::Value> {
+        v["rows"].as_array().expect("rows")
+    }
+
+    fn row<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+        rows(v)
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no row {name}"))
+    }
+
+    #[test]
+    fn per_layer_caches_split_the_same_budget() {
+        assert_eq!(
+            super::super::replay::cache_slots(10, 4, CacheScope::Layer),
+            [3, 3, 2, 2]
+        );
+        assert_eq!(
+            super::super::replay::cache_slots(10, 4, CacheScope::Model),
+            [10]
+        );
+        assert_eq!(
+            super::super::replay::cache_slots(3, 8, CacheScope::Layer)
+                .iter()
+                .sum::<u32>(),
+            3
+        );
+    }
+
+    /// Every strategy of the table runs in both cache scopes; strategies
+    /// without a cache do not depend on the scope, cached ones hit, and
+    /// `--only` keeps the baselines and the named strategies.
+    #[test]
+    fn both_scopes_replay_every_strategy() {
+        let trace = small_trace("scopes");
+        let t = trace.to_str().unwrap();
+        let layer = bench(&["--trace", t, "--cache-fraction", "0.1"]).unwrap();
+        let model = bench(&[
+            "--trace",
+            t,
+            "--cache-fraction",
+            "0.1",
+            "--cache-scope",
+            "model",
+        ])
+        .unwrap();
+        // 2 baselines + 3 placements x 7 caches x 2 merge settings.
+        assert_eq!(rows(&layer).len(), 2 + 3 * 7 * 2);
+        assert_eq!(rows(&model).len(), rows(&layer).len());
+        for name in [
+            "baseline: per-bundle",
+            "coact+none+merge",
+            "identity+none+nomerge",
+        ] {
+            assert_eq!(
+                row(&layer, name)["io_us"],
+                row(&model, name)["io_us"],
+                "{name}"
+            );
+        }
+        for v in [&layer, &model] {
+            for r in rows(v) {
+                let hit = r["hit_rate"].as_f64().unwrap();
+                assert!((0.0..=1.0).contains(&hit), "{r}");
+                if r["cache"] != "None" {
+                    assert!(hit > 0.0, "a cache of 10% never hit: {r}");
+                }
+            }
+        }
+        let only = bench(&["--trace", t, "--only", "coact+hotwindow"]).unwrap();
+        let names: Vec<&str> = rows(&only)
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "baseline: per-bundle",
+                "baseline: dense",
+                "coact+hotwindow+nomerge",
+                "coact+hotwindow+merge"
+            ]
+        );
+        let _ = std::fs::remove_file(&trace);
+    }
+
+    #[test]
+    fn bad_arguments_are_clear_errors() {
+        let trace = small_trace("bad");
+        let t = trace.to_str().unwrap();
+        let err = bench(&["--trace", t, "--hot-share", "1.5"]).unwrap_err();
+        assert!(err.to_string().contains("--hot-share"), "{err}");
+        assert!(bench(&["--trace", t, "--cache-scope", "galaxy"]).is_err());
+        let _ = std::fs::remove_file(&trace);
     }
 }

@@ -10,7 +10,7 @@ use lode_hal::slice_arena::SliceArena;
 use lode_hal_linux::FileFlash;
 use lode_kernel::arena::{DramArena, SlotKind};
 use lode_kernel::cache::{
-    CacheConfig, HotPinned, LinkAdmission, Lru, NeuronCache, Policy, S3Fifo, Window,
+    CacheConfig, HotPinned, HotWindow, LinkAdmission, Lru, NeuronCache, Policy, S3Fifo, Window,
 };
 use lode_kernel::fetch::{fetch_layer, BundleLoc, FetchScratch};
 use lode_kernel::flash::FlashDevice;
@@ -36,10 +36,14 @@ pub enum CacheKind {
     S3Fifo,
     /// LLM in a flash: neurons of the last `k` tokens.
     Window(u32),
-    /// PowerInfer-2: hottest profiled neurons pinned in half the slots, LRU for the rest.
+    /// PowerInfer-2: hottest profiled neurons pinned in a share of the
+    /// slots ([`Setup::hot_share`]), LRU for the rest.
     Hot,
     /// Ripple: S3-FIFO with linking-aligned admission.
     Ripple,
+    /// LLM in a flash's window of one token, evicting the coldest profiled
+    /// neurons first (PowerInfer-2's heat) instead of pinning any.
+    HotWindow,
 }
 
 impl CacheKind {
@@ -51,10 +55,29 @@ impl CacheKind {
             CacheKind::S3Fifo => "s3fifo".into(),
             CacheKind::Window(k) => format!("window{k}"),
             CacheKind::Hot => "hot".into(),
+            CacheKind::HotWindow => "hotwindow".into(),
             CacheKind::Ripple => "ripple".into(),
         }
     }
 }
+
+/// How the cache's slots are shared among layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheScope {
+    /// One cache per layer, the slots split evenly. Layers are visited in
+    /// a cycle, so in one cache over all layers the misses of the early
+    /// layers evict what the later layers of the previous token left, just
+    /// before they need it (the LRU cliff of a loop slightly larger than
+    /// the cache); a cache per layer cannot lose a layer's entries to
+    /// another. LLM in a flash keeps its window per layer too.
+    Layer,
+    /// One cache over every layer's neurons.
+    Model,
+}
+
+/// Most layers a per-layer cache scope supports (two arena slots each).
+pub const MAX_CACHED_LAYERS: usize = 512;
 
 /// Sums over the replayed tokens.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
@@ -120,8 +143,27 @@ pub struct Setup<'t> {
     pub layout: &'t Layout,
     /// Cache slots (0 disables caching for every strategy).
     pub cache_slots: u32,
-    /// Profiled activation counts per layer (for hot pinning).
+    /// Profiled activation counts per layer (hot pinning, heat levels).
     pub counts: &'t [Vec<u32>],
+    /// One cache per layer or one for the model.
+    pub scope: CacheScope,
+    /// Share of each cache's slots the hot policy pins (0 to 1).
+    pub hot_share: f64,
+}
+
+/// Slots of each cache: one cache of `total` slots, or `total` split over
+/// `layers` caches as evenly as whole slots allow (the first layers take the
+/// remainder), so the budget is the same in both scopes.
+pub fn cache_slots(total: u32, layers: u32, scope: CacheScope) -> Vec<u32> {
+    match scope {
+        CacheScope::Model => vec![total],
+        CacheScope::Layer => {
+            let layers = layers.max(1);
+            (0..layers)
+                .map(|l| total / layers + u32::from(l < total % layers))
+                .collect()
+        }
+    }
 }
 
 /// Replay with `inverse[layer][neuron] = position`, a cache of `kind` and
@@ -133,62 +175,121 @@ pub fn replay<F: Timed>(
     kind: CacheKind,
     mode: Mode,
 ) -> Result<Totals, Box<dyn Error>> {
-    let keys = s.layout.neurons as usize * s.layout.regions.len();
+    let layers = u32::try_from(s.layout.regions.len()).map_err(|_| "too many layers")?;
+    let keys = match s.scope {
+        CacheScope::Model => s.layout.neurons as usize * layers as usize,
+        CacheScope::Layer => s.layout.neurons as usize,
+    };
     let keys = u32::try_from(keys).map_err(|_| "more neurons than a cache can key")?;
     let slots = if kind == CacheKind::None {
-        0
+        Vec::new()
     } else {
-        s.cache_slots
+        cache_slots(s.cache_slots, layers, s.scope)
     };
-    let cfg = CacheConfig {
-        slots,
-        keys,
-        bundle_bytes: s.layout.regions.first().map_or(1, |r| r.bundle_bytes),
-    };
+    let bundle_bytes = s.layout.regions.first().map_or(1, |r| r.bundle_bytes);
+    let cfgs: Vec<CacheConfig> = slots
+        .iter()
+        .map(|&slots| CacheConfig {
+            slots,
+            keys,
+            bundle_bytes,
+        })
+        .collect();
     match kind {
-        CacheKind::None => run::<F, Lru>(dev, s, inverse, None, cfg, mode),
-        CacheKind::Lru => run(dev, s, inverse, Some(Lru::new()), cfg, mode),
-        CacheKind::S3Fifo => run(dev, s, inverse, Some(S3Fifo::default()), cfg, mode),
-        CacheKind::Window(k) => run(dev, s, inverse, Some(Window::new(k)), cfg, mode),
+        CacheKind::None => run::<F, Lru>(dev, s, inverse, &[], |_| Lru::new(), mode),
+        CacheKind::Lru => run(dev, s, inverse, &cfgs, |_| Lru::new(), mode),
+        CacheKind::S3Fifo => run(dev, s, inverse, &cfgs, |_| S3Fifo::default(), mode),
+        CacheKind::Window(k) => run(dev, s, inverse, &cfgs, |_| Window::new(k), mode),
         CacheKind::Ripple => run(
             dev,
             s,
             inverse,
-            Some(LinkAdmission::new(S3Fifo::default(), 0x5eed)),
-            cfg,
+            &cfgs,
+            |c| LinkAdmission::new(S3Fifo::default(), 0x5eed + c as u64),
             mode,
         ),
         CacheKind::Hot => {
-            let hot = hot_keys(s, inverse, slots / 2);
-            run(dev, s, inverse, Some(HotPinned::new(&hot)), cfg, mode)
+            let hot = hot_keys(s, inverse, &slots);
+            run(dev, s, inverse, &cfgs, |c| HotPinned::new(&hot[c]), mode)
+        }
+        CacheKind::HotWindow => {
+            let heat = heat_levels(s, inverse, slots.len());
+            run(dev, s, inverse, &cfgs, |c| HotWindow::new(&heat[c]), mode)
         }
     }
 }
 
-/// The `n` most frequently profiled neurons as cache keys (layer-major
-/// placement positions), sorted.
-fn hot_keys(s: &Setup<'_>, inverse: &[Vec<u32>], n: u32) -> Vec<u32> {
-    let neurons = s.layout.neurons;
-    let mut all: Vec<(u32, u32)> = Vec::new();
+/// The heat level of every key of each of `caches` caches (one per layer,
+/// or one for the model), from the profiled activation counts.
+fn heat_levels(s: &Setup<'_>, inverse: &[Vec<u32>], caches: usize) -> Vec<Vec<u8>> {
+    let n = s.layout.neurons as usize;
+    let mut heat = vec![vec![0u8; if caches == 1 { n * inverse.len() } else { n }]; caches];
     for (l, counts) in s.counts.iter().enumerate() {
+        let (cache, base) = if caches == 1 { (0, l * n) } else { (l, 0) };
         for (neuron, &c) in counts.iter().enumerate() {
-            all.push((c, l as u32 * neurons + inverse[l][neuron]));
+            heat[cache][base + inverse[l][neuron] as usize] =
+                HotWindow::heat_level(c, s.tokens.start);
         }
     }
-    all.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    let mut keys: Vec<u32> = all.into_iter().take(n as usize).map(|(_, k)| k).collect();
-    keys.sort_unstable();
-    keys
+    heat
 }
 
+/// The hottest profiled neurons of each cache, as its keys (placement
+/// positions, layer-major in a model-wide cache), sorted: a `hot_share` of
+/// each cache's `slots`.
+fn hot_keys(s: &Setup<'_>, inverse: &[Vec<u32>], slots: &[u32]) -> Vec<Vec<u32>> {
+    let neurons = s.layout.neurons;
+    let pin = |slots: u32| (f64::from(slots) * s.hot_share.clamp(0.0, 1.0)) as usize;
+    let hottest = |mut all: Vec<(u32, u32)>, n: usize| {
+        all.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut keys: Vec<u32> = all.into_iter().take(n).map(|(_, k)| k).collect();
+        keys.sort_unstable();
+        keys
+    };
+    match s.scope {
+        CacheScope::Model => {
+            let mut all = Vec::new();
+            for (l, counts) in s.counts.iter().enumerate() {
+                for (neuron, &c) in counts.iter().enumerate() {
+                    all.push((c, l as u32 * neurons + inverse[l][neuron]));
+                }
+            }
+            vec![hottest(all, pin(slots.first().copied().unwrap_or(0)))]
+        }
+        CacheScope::Layer => s
+            .counts
+            .iter()
+            .zip(slots)
+            .enumerate()
+            .map(|(l, (counts, &n))| {
+                let all = counts
+                    .iter()
+                    .enumerate()
+                    .map(|(neuron, &c)| (c, inverse[l][neuron]))
+                    .collect();
+                hottest(all, pin(n))
+            })
+            .collect(),
+    }
+}
+
+/// Replay with one cache per entry of `cfgs` (none, one for the model, or
+/// one per layer), each with the policy `policy(cache index)`.
 fn run<F: Timed, P: Policy>(
     dev: &mut F,
     s: &Setup<'_>,
     inverse: &[Vec<u32>],
-    policy: Option<P>,
-    cfg: CacheConfig,
+    cfgs: &[CacheConfig],
+    policy: impl Fn(usize) -> P,
     mode: Mode,
 ) -> Result<Totals, Box<dyn Error>> {
+    const ARENA_SLOTS: usize = 2 * MAX_CACHED_LAYERS + 1;
+    if cfgs.len() > MAX_CACHED_LAYERS {
+        return Err(format!(
+            "a cache per layer supports at most {MAX_CACHED_LAYERS} layers; use --cache-scope model"
+        )
+        .into());
+    }
     let geo = dev.geometry();
     let cost = dev.cost_model();
     let io_len = s
@@ -205,20 +306,28 @@ fn run<F: Timed, P: Policy>(
         .map(|r| plan::extents_bound(r, &geo, mode))
         .max()
         .unwrap_or(0);
-    let cache_len = policy
-        .as_ref()
-        .and_then(|p| cfg.arena_bytes(p))
-        .unwrap_or(0);
     let block = geo.block_size as usize;
+    let mut cache_len = 0usize;
+    for (c, cfg) in cfgs.iter().enumerate() {
+        // Each cache takes two slots: words (4-aligned) and bundles (64-aligned).
+        let bytes = cfg.arena_bytes(&policy(c)).ok_or("cache too large")?;
+        cache_len = cache_len.saturating_add(bytes + 128);
+    }
     let mut mem = vec![0u8; io_len as usize + cache_len + 4 * block + 4096];
-    let mut arena: SliceArena<'_, 8> = SliceArena::with_slots(&mut mem);
+    let mut arena: Box<SliceArena<'_, ARENA_SLOTS>> = Box::new(SliceArena::with_slots(&mut mem));
+    let arena = &mut *arena;
     let io = arena
         .alloc(io_len.max(1) as usize, block, SlotKind::IoBuffer)
         .map_err(|e| format!("I/O buffer: {e}"))?;
-    let mut cache = match policy {
-        Some(p) => Some(NeuronCache::new(&mut arena, cfg, p).map_err(|e| format!("cache: {e}"))?),
-        None => None,
-    };
+    // A layer whose share of the budget is 0 slots has no cache.
+    let mut caches: Vec<Option<NeuronCache<P>>> = Vec::with_capacity(cfgs.len());
+    for (c, cfg) in cfgs.iter().enumerate() {
+        caches.push(if cfg.slots == 0 {
+            None
+        } else {
+            Some(NeuronCache::new(arena, *cfg, policy(c)).map_err(|e| format!("cache: {e}"))?)
+        });
+    }
     let n = s.layout.neurons as usize;
     let mut missing = vec![0u32; n];
     let mut extents = vec![Extent::default(); ext_len as usize];
@@ -242,12 +351,18 @@ fn run<F: Timed, P: Policy>(
             };
             let before = dev.io_ns();
             let wall = Instant::now();
+            // The layer's cache and where its keys start in that cache.
+            let (cache, key_base) = match caches.len() {
+                0 => (None, 0),
+                1 => (caches[0].as_mut(), l as u32 * s.layout.neurons),
+                _ => (caches[l].as_mut(), 0),
+            };
             let f = fetch_layer(
                 dev,
-                &mut arena,
-                cache.as_mut(),
+                arena,
+                cache,
                 region,
-                l as u32 * s.layout.neurons,
+                key_base,
                 &positions,
                 token,
                 mode,
@@ -270,8 +385,8 @@ fn run<F: Timed, P: Policy>(
             t.dense_layers += u64::from(f.plan.strategy == plan::Strategy::Dense);
             t.bandwidth_bound_layers += u64::from(f.plan.bandwidth_bound);
         }
-        if let Some(c) = cache.as_mut() {
-            c.end_token(&mut arena, token)
+        for c in caches.iter_mut().flatten() {
+            c.end_token(arena, token)
                 .map_err(|e| format!("cache: {e}"))?;
         }
         t.tokens += 1;

@@ -7,7 +7,7 @@ use std::io::Write;
 
 use lode_kernel::plan::Mode;
 
-use super::replay::{CacheKind, Totals};
+use super::replay::{CacheKind, CacheScope, Totals};
 
 /// What was benchmarked.
 #[derive(Debug, serde::Serialize)]
@@ -36,6 +36,10 @@ pub struct Meta {
     pub cache_slots: u32,
     /// The slots as a fraction of all FFN bundles.
     pub cache_fraction: f64,
+    /// One cache per layer or one for the model.
+    pub cache_scope: CacheScope,
+    /// Share of the slots the hot policy pins.
+    pub hot_share: f64,
     /// Offline time: profiling plus all placements, seconds.
     pub offline_s: f64,
     /// Of which profiling, seconds.
@@ -128,7 +132,22 @@ fn best(rows: &[Row]) -> Option<&Row> {
 pub fn table(m: &Meta, rows: &[Row], out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     writeln!(out, "lode bench io: {}", m.source)?;
     writeln!(out, "geometry: {} layers x {} neurons, {} B bundles; device {} (block {} B, {:.2} GB/s sequential), time {}", m.layers, m.neurons, m.bundle_bytes, m.device, m.block_size, m.bandwidth as f64 / 1e9, m.clock)?;
-    writeln!(out, "profiled on {} tokens, replayed {}; cache {} bundles ({:.1}% of the FFN); offline profile + placement {:.2}s (profiling {:.2}s)", m.profile_tokens, m.replay_tokens, m.cache_slots, m.cache_fraction * 100.0, m.offline_s, m.profile_s)?;
+    let scope = match m.cache_scope {
+        CacheScope::Layer => "split evenly over one cache per layer",
+        CacheScope::Model => "one cache for all layers",
+    };
+    writeln!(
+        out,
+        "profiled on {} tokens, replayed {}; offline profile + placement {:.2}s (profiling {:.2}s)",
+        m.profile_tokens, m.replay_tokens, m.offline_s, m.profile_s
+    )?;
+    writeln!(
+        out,
+        "cache {} bundles ({:.1}% of the FFN), {scope}; hot pins {:.0}% of the slots",
+        m.cache_slots,
+        m.cache_fraction * 100.0,
+        m.hot_share * 100.0
+    )?;
     writeln!(out)?;
     let per_bundle = baseline(rows, "per-bundle").map(|r| r.io_us);
     writeln!(
