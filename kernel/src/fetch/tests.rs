@@ -128,26 +128,39 @@ proptest! {
     }
 }
 
-#[test]
-fn a_failed_read_is_reported_and_leaves_the_device_idle() {
-    let (mut dev, region) = device(512, 64 << 10);
+/// Fetch `positions` per bundle without a cache into a fresh 512 KiB I/O
+/// slot; returns the result, the arena and the slot for checking.
+fn fetch_uncached(
+    dev: &mut RamFlash,
+    region: &Region,
+    positions: &[u32],
+    buf: &mut Buffers,
+) -> (Result<Fetched, FetchError<ErrorKind>>, VecArena, Slot) {
     let mut arena = VecArena::new(1 << 20);
-    let io = arena.alloc(256 << 10, 512, SlotKind::IoBuffer).unwrap();
-    let mut buf = Buffers::new();
-    dev.fail_at = Some(region.offset);
-    let err = fetch_layer(
-        &mut dev,
+    let io = arena.alloc(512 << 10, 512, SlotKind::IoBuffer).unwrap();
+    let r = fetch_layer(
+        dev,
         &mut arena,
         None::<&mut NeuronCache<Lru>>,
-        &region,
+        region,
         0,
-        &[0, 1, 100],
+        positions,
         0,
         Mode::PerBundle,
         io,
         &mut buf.scratch(),
-    )
-    .unwrap_err();
+    );
+    (r, arena, io)
+}
+
+#[test]
+fn a_failed_read_is_reported_and_leaves_the_device_idle() {
+    let (mut dev, region) = device(512, 64 << 10);
+    let mut buf = Buffers::new();
+    dev.fail_at = Some(region.offset);
+    let err = fetch_uncached(&mut dev, &region, &[0, 1, 100], &mut buf)
+        .0
+        .unwrap_err();
     assert_eq!(
         err,
         FetchError::Read {
@@ -165,24 +178,11 @@ fn a_failed_read_is_reported_and_leaves_the_device_idle() {
 fn the_queue_is_kept_fed_across_more_extents_than_it_holds() {
     let (mut dev, region) = device(512, 64 << 10);
     dev.geo.queue_depth = 4;
-    let mut arena = VecArena::new(1 << 20);
-    let io = arena.alloc(512 << 10, 512, SlotKind::IoBuffer).unwrap();
     let mut buf = Buffers::new();
     // Every third bundle: 67 separate reads at depth 4.
     let positions: Vec<u32> = (0..COUNT).step_by(3).collect();
-    let f = fetch_layer(
-        &mut dev,
-        &mut arena,
-        None::<&mut NeuronCache<Lru>>,
-        &region,
-        0,
-        &positions,
-        0,
-        Mode::PerBundle,
-        io,
-        &mut buf.scratch(),
-    )
-    .unwrap();
+    let (f, arena, io) = fetch_uncached(&mut dev, &region, &positions, &mut buf);
+    let f = f.unwrap();
     assert_eq!(f.plan.commands as usize, positions.len());
     assert_eq!(dev.commands as usize, positions.len());
     assert_eq!(
@@ -199,22 +199,10 @@ fn the_queue_is_kept_fed_across_more_extents_than_it_holds() {
 fn a_stalled_device_is_an_error() {
     let (mut dev, region) = device(512, 64 << 10);
     dev.stall = true;
-    let mut arena = VecArena::new(1 << 20);
-    let io = arena.alloc(256 << 10, 512, SlotKind::IoBuffer).unwrap();
     let mut buf = Buffers::new();
-    let err = fetch_layer(
-        &mut dev,
-        &mut arena,
-        None::<&mut NeuronCache<Lru>>,
-        &region,
-        0,
-        &[0, 50, 100],
-        0,
-        Mode::PerBundle,
-        io,
-        &mut buf.scratch(),
-    )
-    .unwrap_err();
+    let err = fetch_uncached(&mut dev, &region, &[0, 50, 100], &mut buf)
+        .0
+        .unwrap_err();
     assert_eq!(err, FetchError::Stalled { in_flight: 3 });
     assert!(std::format!("{err}").contains("3 reads in flight"));
 }
