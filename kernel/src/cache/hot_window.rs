@@ -17,7 +17,7 @@
 //! epoch counter advances, so a slot's class is `last == epoch`.
 
 use super::lru::RecencyList;
-use super::{Admission, Policy};
+use super::{Admission, Policy, EMPTY};
 
 /// Heat levels a [`HotWindow`] distinguishes (0 = coldest).
 pub const HEAT_LEVELS: usize = 16;
@@ -85,9 +85,8 @@ impl<'h> HotWindow<'h> {
         self.epoch = self.epoch.wrapping_add(1);
         let s = self.slots as usize;
         let (links, rest) = st.split_at_mut(2 * s);
-        let ends = &mut rest[s..];
+        let (stale, recent) = rest[s..].split_at_mut(2 * HEAT_LEVELS);
         for level in 0..HEAT_LEVELS {
-            let (stale, recent) = ends.split_at_mut(2 * HEAT_LEVELS);
             let recent = &mut recent[2 * level..2 * level + 2];
             RecencyList::over(links, &mut stale[2 * level..2 * level + 2]).splice_front(recent);
         }
@@ -110,13 +109,9 @@ impl Policy for HotWindow<'_> {
         self.slots = slots;
         self.token = None;
         self.epoch = 0;
-        for i in 0..2 * HEAT_LEVELS {
-            self.view(st, i).0.clear_ends();
-        }
-        let (_, last) = self.view(st, 0);
-        // No slot is recent in epoch 0's successor until it is used.
-        last.fill(u32::MAX);
-        RecencyList::unlink_all(&mut st[..2 * slots as usize], slots);
+        // Unlinked slots, empty lists (both `EMPTY`) and no slot used in any
+        // epoch yet (`u32::MAX`, which the first epoch, 1, is not).
+        st.fill(EMPTY);
     }
     fn on_hit(&mut self, st: &mut [u32], slot: u32, key: u32, token: u32) {
         self.roll(st, token);
@@ -139,6 +134,6 @@ impl Policy for HotWindow<'_> {
     fn on_evict(&mut self, st: &mut [u32], slot: u32, key: u32) {
         let list = self.list_of(st, slot, key);
         self.view(st, list).0.remove(slot);
-        self.view(st, 0).1[slot as usize] = u32::MAX;
+        self.view(st, 0).1[slot as usize] = EMPTY;
     }
 }

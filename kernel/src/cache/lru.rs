@@ -34,16 +34,6 @@ impl<'a> RecencyList<'a> {
         RecencyList { prev, next, ends }
     }
 
-    /// Unlink every one of `slots` slots in shared `links`.
-    pub(super) fn unlink_all(links: &mut [u32], slots: u32) {
-        links[..2 * slots as usize].fill(EMPTY);
-    }
-
-    /// Make this list empty without touching the shared links.
-    pub(super) fn clear_ends(&mut self) {
-        self.ends.fill(EMPTY);
-    }
-
     /// Move the whole list `other` (its `[head, tail]`, over the same links)
     /// in front of this one, leaving `other` empty: its entries become more
     /// recent than all of this list's.
