@@ -22,7 +22,7 @@ use lode_formats::image::{
     BundleRegion, ErrorKind, Image, ImageError, ImageHeader, Location, Placement,
 };
 
-use crate::image_tokenizer::{tokenizer_from_image, tokenizer_gguf};
+use lode_runtime::image_tokenizer::{tokenizer_from_image, tokenizer_gguf};
 
 /// Arguments of `lode inspect`.
 #[derive(clap::Args, Debug)]

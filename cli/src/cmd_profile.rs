@@ -288,14 +288,16 @@ impl Run<'_> {
         let named = |e: &dyn std::fmt::Display| format!("{}: {e}", self.path.display());
         let mut nll = Nll::default();
         let mut progress = Progress::new(label, ids.len() as u64, quiet);
+        let mut ctx = self.model.new_context();
         for w in ids.chunks(window) {
-            self.model.reset(&mut self.arena).map_err(|e| named(&e))?;
+            ctx.clear(&mut self.arena).map_err(|e| named(&e))?;
             self.profiler
                 .try_borrow_mut()?
                 .begin_window(w.len())
                 .map_err(|e| named(&e))?;
             self.model
                 .eval(
+                    &mut ctx,
                     &mut self.arena,
                     &mut self.cpu,
                     w,
@@ -310,6 +312,7 @@ impl Run<'_> {
             after(&*self.profiler.try_borrow()?, w.len())?;
             progress.tick(w.len() as u64);
         }
+        ctx.clear(&mut self.arena).map_err(|e| named(&e))?;
         Ok((nll, progress.finish()))
     }
 }

@@ -9,14 +9,14 @@ mod cmd_pack;
 mod cmd_profile;
 mod cmd_run;
 mod cmd_trace;
-mod device_arg;
-mod image_tokenizer;
 mod model_id;
 mod offline;
 mod output;
 mod pack_quality;
+#[cfg(test)]
+mod pack_tokenizer_tests;
 mod progress;
-mod run_stream;
+mod session_args;
 #[cfg(test)]
 mod testutil;
 

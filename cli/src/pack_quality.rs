@@ -52,14 +52,23 @@ fn score<F: FfnSource>(
     ids: &[u32],
 ) -> Result<Nll, Box<dyn Error>> {
     let mut nll = Nll::default();
+    let mut ctx = model.new_context();
     for win in ids.chunks(WINDOW).filter(|w| w.len() >= 2) {
-        model.reset(arena)?;
-        model.eval(arena, cpu, win, WantLogits::From(0), |pos, logits| {
-            if let Some(&next) = win.get(pos + 1) {
-                nll.add(logits, next);
-            }
-        })?;
+        ctx.clear(arena)?;
+        model.eval(
+            &mut ctx,
+            arena,
+            cpu,
+            win,
+            WantLogits::From(0),
+            |pos, logits| {
+                if let Some(&next) = win.get(pos + 1) {
+                    nll.add(logits, next);
+                }
+            },
+        )?;
     }
+    ctx.clear(arena)?;
     Ok(nll)
 }
 

@@ -14,7 +14,7 @@ use lode_hal_linux::LockedArena;
 use lode_kernel::compute::DType;
 use lode_kernel::formats::gguf::Gguf;
 use lode_kernel::model::{
-    BundleFfn, BundleTypes, FfnSource, Limits, LlamaConfig, MemoryPlan, Model, WantLogits,
+    BundleFfn, BundleTypes, Context, FfnSource, Limits, LlamaConfig, MemoryPlan, Model, WantLogits,
 };
 use serde_json::Value as Json;
 
@@ -41,6 +41,7 @@ fn model_path() -> PathBuf {
 /// A model, its arena and a CPU.
 struct Runner<F: FfnSource> {
     model: Model<F>,
+    ctx: Context,
     arena: LockedArena,
     cpu: CpuCompute<'static>,
 }
@@ -58,6 +59,7 @@ fn dense(file: &Gguf<'_>, limits: Limits) -> Runner<lode_kernel::model::DenseFfn
     let mut arena = LockedArena::new(plan.total()).unwrap();
     let model = Model::load(file, cfg, limits, &mut arena).unwrap();
     Runner {
+        ctx: model.new_context(),
         model,
         arena,
         cpu: cpu(&cfg, &limits),
@@ -84,6 +86,7 @@ fn bundled(file: &Gguf<'_>, limits: Limits, down: DType) -> Runner<BundleFfn> {
     .unwrap();
     let model = Model::with_ffn(file, cfg, limits, &mut arena, ffn).unwrap();
     Runner {
+        ctx: model.new_context(),
         model,
         arena,
         cpu: cpu(&cfg, &limits),
@@ -95,10 +98,11 @@ impl<F: FfnSource> Runner<F> {
     fn nll(&mut self, windows: &[&[u32]], first: usize) -> f64 {
         let (mut sum, mut count) = (0.0f64, 0usize);
         for win in windows {
-            self.model.reset(&mut self.arena).unwrap();
+            self.ctx.clear(&mut self.arena).unwrap();
             let n = win.len();
             self.model
                 .eval(
+                    &mut self.ctx,
                     &mut self.arena,
                     &mut self.cpu,
                     win,
@@ -119,13 +123,14 @@ impl<F: FfnSource> Runner<F> {
 
     /// Greedy continuation of `ids`, `n` tokens.
     fn greedy(&mut self, ids: &[u32], n: usize) -> Vec<u32> {
-        self.model.reset(&mut self.arena).unwrap();
+        self.ctx.clear(&mut self.arena).unwrap();
         let mut out = Vec::new();
         let mut feed = ids.to_vec();
         for _ in 0..n {
             let mut next = 0u32;
             self.model
                 .eval(
+                    &mut self.ctx,
                     &mut self.arena,
                     &mut self.cpu,
                     &feed,
@@ -317,6 +322,7 @@ fn mixed(file: &Gguf<'_>, limits: Limits) -> Runner<Mixed> {
     };
     let model = Model::with_ffn(file, cfg, limits, &mut arena, ffn).unwrap();
     Runner {
+        ctx: model.new_context(),
         model,
         arena,
         cpu: cpu(&cfg, &limits),
@@ -394,9 +400,16 @@ fn down_column_error_ranks_by_width_on_every_layer() {
     let limits = Limits::new(n_ctx, 64).with_logit_rows(8);
     let mut r = mixed(&file, limits);
     let win = &wins[0][..wins[0].len().min(48)];
-    r.model.reset(&mut r.arena).unwrap();
+    r.ctx.clear(&mut r.arena).unwrap();
     r.model
-        .eval(&mut r.arena, &mut r.cpu, win, WantLogits::Last, |_, _| {})
+        .eval(
+            &mut r.ctx,
+            &mut r.arena,
+            &mut r.cpu,
+            win,
+            WantLogits::Last,
+            |_, _| {},
+        )
         .unwrap();
     let (mut q4, mut q5) = (0.0, 0.0);
     for (layer, e) in r.model.ffn().err.iter().enumerate() {

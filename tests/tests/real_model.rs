@@ -30,7 +30,7 @@ use lode_hal::tokenizer::{EncodeOptions, Tokenizer};
 use lode_hal_linux::LockedArena;
 use lode_kernel::arena::DramArena;
 use lode_kernel::formats::gguf::{ErrorKind as GgufKind, Gguf};
-use lode_kernel::model::{Limits, LlamaConfig, MemoryPlan, Model, ModelError, WantLogits};
+use lode_kernel::model::{Context, Limits, LlamaConfig, MemoryPlan, Model, ModelError, WantLogits};
 use lode_kernel::rng::SplitMix64;
 use serde_json::Value as Json;
 
@@ -117,6 +117,7 @@ fn golden() -> Option<&'static Json> {
 /// A loaded model with everything needed to run it.
 struct Runner {
     model: Model,
+    ctx: Context,
     arena: LockedArena,
     cpu: CpuCompute<'static>,
     tok: Tokenizer,
@@ -139,6 +140,7 @@ fn runner(limits: Limits, threads: usize) -> Option<Runner> {
         .expect("scratch");
     let tok = Tokenizer::from_gguf(&file).expect("tokenizer");
     Some(Runner {
+        ctx: model.new_context(),
         model,
         arena,
         cpu,
@@ -160,9 +162,10 @@ impl Runner {
 
     /// From an empty context: `f(position, logits)` for positions >= `from`.
     fn eval(&mut self, ids: &[u32], from: usize, f: impl FnMut(usize, &[f32])) {
-        self.model.reset(&mut self.arena).expect("reset");
+        self.ctx.clear(&mut self.arena).expect("reset");
         self.model
             .eval(
+                &mut self.ctx,
                 &mut self.arena,
                 &mut self.cpu,
                 ids,
@@ -261,15 +264,20 @@ fn the_capital_of_france_is_paris() {
         .find(|p| p["name"] == "capital")
         .expect("the capital prompt");
     let mut ids = r.encode("The capital of France is", false);
-    r.model.reset(&mut r.arena).unwrap();
+    r.ctx.clear(&mut r.arena).unwrap();
     let mut generated = Vec::new();
     let mut next = 0;
     let mut feed = ids.clone();
     for _ in 0..8 {
         r.model
-            .eval(&mut r.arena, &mut r.cpu, &feed, WantLogits::Last, |_, l| {
-                next = argmax(l)
-            })
+            .eval(
+                &mut r.ctx,
+                &mut r.arena,
+                &mut r.cpu,
+                &feed,
+                WantLogits::Last,
+                |_, l| next = argmax(l),
+            )
             .unwrap();
         generated.push(next);
         feed = vec![next];
@@ -351,13 +359,19 @@ fn prompt_and_decode_steps_allocate_nothing() {
     drop(std::hint::black_box(vec![0u8; 8]));
     assert_eq!(ALLOCATIONS.swap(0, Ordering::Relaxed), 1);
     r.model
-        .eval(&mut r.arena, &mut r.cpu, &ids, WantLogits::Last, |_, l| {
-            next = argmax(l)
-        })
+        .eval(
+            &mut r.ctx,
+            &mut r.arena,
+            &mut r.cpu,
+            &ids,
+            WantLogits::Last,
+            |_, l| next = argmax(l),
+        )
         .unwrap();
     for _ in 0..20 {
         r.model
             .eval(
+                &mut r.ctx,
                 &mut r.arena,
                 &mut r.cpu,
                 &[next],
@@ -366,10 +380,10 @@ fn prompt_and_decode_steps_allocate_nothing() {
             )
             .unwrap();
     }
-    r.model.reset(&mut r.arena).unwrap();
+    r.ctx.clear(&mut r.arena).unwrap();
     COUNT_ME.with(|c| c.set(false));
     assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), 0);
-    assert_eq!(r.model.len(), 0);
+    assert_eq!(r.ctx.len(), 0);
 }
 
 /// Offsets of the bytes of `needle` in `hay` (first match).

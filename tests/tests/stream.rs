@@ -52,15 +52,17 @@ fn greedy<F: FfnSource>(
     let mut out = Vec::new();
     let mut feed = PROMPT.to_vec();
     let mut last = Vec::new();
+    let mut ctx = model.new_context();
     for _ in 0..TOKENS {
         let mut next = 0u32;
-        model.eval(arena, cpu, &feed, WantLogits::Last, |_, l| {
+        model.eval(&mut ctx, arena, cpu, &feed, WantLogits::Last, |_, l| {
             next = (0..l.len()).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap() as u32;
             last = l.to_vec();
         })?;
         out.push(next);
         feed = vec![next];
     }
+    ctx.clear(arena)?;
     Ok((out, last))
 }
 

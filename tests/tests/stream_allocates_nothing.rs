@@ -72,8 +72,10 @@ fn streaming_decode_allocates_nothing() {
             .unwrap_or(0) as u32
     };
     let mut next = 0u32;
+    let mut ctx = model.new_context();
     model
         .eval(
+            &mut ctx,
             &mut arena,
             &mut cpu,
             &[504, 3575, 282, 4649, 314],
@@ -90,9 +92,14 @@ fn streaming_decode_allocates_nothing() {
     for _ in 0..6 {
         let tok = next;
         model
-            .eval(&mut arena, &mut cpu, &[tok], WantLogits::Last, |_, l| {
-                next = argmax(l)
-            })
+            .eval(
+                &mut ctx,
+                &mut arena,
+                &mut cpu,
+                &[tok],
+                WantLogits::Last,
+                |_, l| next = argmax(l),
+            )
             .unwrap();
     }
     let after = lode_tests::CountingAlloc::count();

@@ -136,12 +136,20 @@ fn run(
     let mut logits = Vec::new();
     let mut feed = PROMPT.to_vec();
     let mut result = Ok(());
+    let mut ctx = model.new_context();
     for _ in 0..TOKENS {
         let mut next = 0u32;
-        result = model.eval(&mut arena, &mut cpu, &feed, WantLogits::Last, |_, l| {
-            next = (0..l.len()).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap() as u32;
-            logits = l.to_vec();
-        });
+        result = model.eval(
+            &mut ctx,
+            &mut arena,
+            &mut cpu,
+            &feed,
+            WantLogits::Last,
+            |_, l| {
+                next = (0..l.len()).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap() as u32;
+                logits = l.to_vec();
+            },
+        );
         if result.is_err() {
             break;
         }

@@ -20,7 +20,7 @@ pub struct MemoryPlan {
     pub weights: usize,
     /// The FFN source: its matrices and activation scratch.
     pub ffn: usize,
-    /// KV chunks for a full context.
+    /// KV chunks for `limits.contexts` full contexts.
     pub kv: usize,
     /// Forward-pass buffers.
     pub scratch: usize,
@@ -41,7 +41,7 @@ impl MemoryPlan {
         let (weights, w_slots) = Weights::arena_bytes(src, cfg)?;
         let (ffn, f_slots) = DenseFfn::arena_bytes(src, cfg, limits)?;
         let (scratch, s_slots) = Buffers::arena_bytes(cfg, limits);
-        let chunks = KvCache::chunks_for(limits.max_context);
+        let chunks = KvCache::chunks_for(limits.max_context).saturating_mul(limits.contexts);
         let kv = chunks.saturating_mul(aligned(KvCache::chunk_bytes(cfg)));
         Ok(MemoryPlan {
             weights,

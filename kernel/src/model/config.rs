@@ -19,6 +19,9 @@ pub const MAX_CHUNKS: usize = 512;
 /// Most positions one context holds.
 pub const MAX_CONTEXT: usize = MAX_CHUNKS * CHUNK_TOKENS;
 
+/// Most contexts one model's memory plan reserves KV room for.
+pub const MAX_CONTEXTS: usize = 64;
+
 /// Most transformer blocks a model may have (the largest llama has 126).
 pub const MAX_LAYERS: usize = 128;
 
@@ -127,6 +130,9 @@ pub struct Limits {
     /// `vocab` floats per position, so this bounds that scratch; 1 suffices
     /// for generation, a few speed up scoring every position of a text.
     pub logit_rows: usize,
+    /// Contexts (conversations) whose KV caches the arena holds at once,
+    /// each up to `max_context` positions: what the memory plans reserve.
+    pub contexts: usize,
 }
 
 impl Limits {
@@ -137,7 +143,13 @@ impl Limits {
             max_context,
             max_batch,
             logit_rows: 1,
+            contexts: 1,
         }
+    }
+
+    /// The same with room for `contexts` full contexts at once.
+    pub const fn with_contexts(self, contexts: usize) -> Limits {
+        Limits { contexts, ..self }
     }
 
     /// The same with `logit_rows` rows of logits per output-head pass.
@@ -159,6 +171,9 @@ impl Limits {
         }
         if self.logit_rows == 0 || self.logit_rows > self.max_batch {
             return bad("logit_rows must be 1 to max_batch");
+        }
+        if self.contexts == 0 || self.contexts > MAX_CONTEXTS {
+            return bad("contexts must be 1 to 64 (MAX_CONTEXTS)");
         }
         Ok(())
     }
@@ -222,6 +237,8 @@ mod tests {
             Limits::new(64, 65),
             Limits::new(64, 8).with_logit_rows(9),
             Limits::new(64, 8).with_logit_rows(0),
+            Limits::new(64, 8).with_contexts(0),
+            Limits::new(64, 8).with_contexts(MAX_CONTEXTS + 1),
         ] {
             assert!(bad.validate(&c).is_err(), "{bad:?}");
         }

@@ -26,9 +26,10 @@ use lode_formats::gguf::dequantize_row;
 use crate::arena::{DramArena, Slot};
 use crate::compute::{AttentionShape, Compute, ErrorKind as ComputeKind};
 
+use super::context::Context;
 use super::error::ModelError;
 use super::ffn::{FfnIo, FfnSource};
-use super::kv::ChunkViews;
+use super::kv::{ChunkViews, KvCache};
 use super::tensor::TensorRef;
 use super::view::{f32s_mut, split};
 use super::Model;
@@ -59,15 +60,17 @@ fn rows_mut(v: &mut [f32], w: usize, r: core::ops::Range<usize>) -> Result<&mut 
 }
 
 impl<F: FfnSource> Model<F> {
-    /// Evaluates `tokens` at the next positions of the context and calls
+    /// Evaluates `tokens` at the next positions of `ctx` and calls
     /// `on_logits(position, logits)` for each position `want` selects, in
     /// order. Prompts are processed `max_batch` positions per weight pass.
     ///
-    /// Nothing is evaluated when a token is outside the vocabulary or the
-    /// tokens do not fit the context; after a failure during evaluation the
-    /// context keeps the positions of the batches that completed.
+    /// Nothing is evaluated when a token is outside the vocabulary, the
+    /// tokens do not fit the context, or the context was made for another
+    /// model; after a failure during evaluation the context keeps the
+    /// positions of the batches that completed.
     pub fn eval<A, C, G>(
         &mut self,
+        ctx: &mut Context,
         arena: &mut A,
         compute: &mut C,
         tokens: &[u32],
@@ -83,25 +86,31 @@ impl<F: FfnSource> Model<F> {
         if let Some(&token) = tokens.iter().find(|&&t| t as usize >= vocab) {
             return Err(ModelError::TokenOutOfRange { token, vocab });
         }
-        let start = self.kv.len();
+        if !ctx.fits(&self.cfg, &self.limits) {
+            return Err(ModelError::Config(
+                "the context was made for another model or longer limits",
+            ));
+        }
+        let kv = ctx.kv_mut();
+        let start = kv.len();
         let end = start
             .checked_add(tokens.len())
-            .filter(|&e| e <= self.kv.max_positions())
+            .filter(|&e| e <= kv.max_positions())
             .ok_or(ModelError::ContextFull {
-                max: self.kv.max_positions(),
+                max: kv.max_positions(),
             })?;
         for batch in tokens.chunks(self.limits.max_batch) {
-            let pos0 = self.kv.len();
+            let pos0 = kv.len();
             let first = match want {
                 WantLogits::None => None,
                 WantLogits::Last if pos0 + batch.len() == end => Some(end - 1),
                 WantLogits::Last => None,
                 WantLogits::From(p) => Some(p.max(pos0)).filter(|&f| f < pos0 + batch.len()),
             };
-            self.kv.reserve(arena, batch.len())?;
+            kv.reserve(arena, batch.len())?;
             self.ffn.begin_pass(arena, first.is_some())?;
-            self.forward(arena, compute, batch, pos0)?;
-            self.kv.advance(batch.len())?;
+            self.forward(kv, arena, compute, batch, pos0)?;
+            kv.advance(batch.len())?;
             if let Some(first) = first {
                 self.logits(
                     arena,
@@ -119,6 +128,7 @@ impl<F: FfnSource> Model<F> {
     /// One batch through every layer; leaves the final residual in `x`.
     fn forward<A: DramArena, C: Compute>(
         &mut self,
+        kv: &KvCache,
         arena: &mut A,
         compute: &mut C,
         tokens: &[u32],
@@ -178,7 +188,7 @@ impl<F: FfnSource> Model<F> {
 
             // The new keys and values into their chunks.
             for i in 0..n {
-                let (chunk, ko, vo) = self.kv.row(l, pos0 + i)?;
+                let (chunk, ko, vo) = kv.row(l, pos0 + i)?;
                 let (t, m) = arena.parts_mut();
                 let ([dst], sh) = split(t, m, [chunk])?;
                 let kr = bytemuck::cast_slice::<f32, u8>(rows(sh.f32s(b.k)?, kvd, i..i + 1)?);
@@ -200,7 +210,7 @@ impl<F: FfnSource> Model<F> {
                 let q = sh.f32s(b.q)?;
                 let mut views = ChunkViews::new();
                 for i in 0..n {
-                    self.kv.views(&sh, l, pos0 + i + 1, &mut views)?;
+                    kv.views(&sh, l, pos0 + i + 1, &mut views)?;
                     let qr = rows(q, qd, i..i + 1)?;
                     let ar = rows_mut(att, qd, i..i + 1)?;
                     compute

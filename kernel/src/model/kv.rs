@@ -124,6 +124,11 @@ impl KvCache {
         Ok(())
     }
 
+    /// Layers and elements per position of the model this cache is for.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.layers, self.kv_dim)
+    }
+
     fn chunk_bytes_here(&self) -> usize {
         self.layers * 2 * CHUNK_TOKENS * self.kv_dim * 4
     }

@@ -6,9 +6,11 @@
 //!   allocated, so the arena (the DRAM budget) can be sized exactly;
 //! - [`Model::load`] copies the weights from a [`TensorSource`] (a GGUF
 //!   file) into resident slots and allocates the working buffers;
-//! - [`Model::eval`] runs positions through the model: a prompt in batches
-//!   (each weight read once per batch), then one token at a time, with the
-//!   KV cache growing in [`CHUNK_TOKENS`]-position chunks.
+//! - [`Model::eval`] runs positions of one [`Context`] (a conversation:
+//!   its KV cache) through the model: a prompt in batches (each weight
+//!   read once per batch), then one token at a time, with the KV cache
+//!   growing in [`CHUNK_TOKENS`]-position chunks. One model serves many
+//!   contexts; each holds only its own KV chunks.
 //!
 //! The FFN goes through the [`FfnSource`] seam so a streaming source can
 //! replace the resident [`DenseFfn`] without touching the loop. Nothing here
@@ -29,8 +31,9 @@
 //! let plan = MemoryPlan::dense(&file, &cfg, &limits)?;
 //! let mut arena = make_arena(plan.total());
 //! let mut model = Model::load(&file, cfg, limits, &mut arena)?;
+//! let mut chat = model.new_context();
 //! let mut best = 0u32;
-//! model.eval(&mut arena, cpu, &[504, 3575, 282], WantLogits::Last, |_, logits| {
+//! model.eval(&mut chat, &mut arena, cpu, &[504, 3575, 282], WantLogits::Last, |_, logits| {
 //!     best = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap_or(0) as u32;
 //! })?;
 //! # Ok(()) }
@@ -40,6 +43,7 @@ mod budget;
 mod buffers;
 mod bundle_ffn;
 mod config;
+mod context;
 mod error;
 mod ffn;
 mod forward;
@@ -57,7 +61,10 @@ use crate::arena::DramArena;
 pub use budget::MemoryPlan;
 pub use buffers::Buffers;
 pub use bundle_ffn::{BundleFfn, BundleTypes};
-pub use config::{Limits, LlamaConfig, CHUNK_TOKENS, MAX_CHUNKS, MAX_CONTEXT, MAX_LAYERS};
+pub use config::{
+    Limits, LlamaConfig, CHUNK_TOKENS, MAX_CHUNKS, MAX_CONTEXT, MAX_CONTEXTS, MAX_LAYERS,
+};
+pub use context::Context;
 pub use error::{ErrorKind, ModelError};
 pub use ffn::{DenseFfn, DenseLayer, FfnIo, FfnSource};
 pub use forward::WantLogits;
@@ -66,14 +73,15 @@ pub use tensor::{RawTensor, TensorRef, TensorSource};
 pub use view::{split, Shared};
 pub use weights::{Attention, LayerWeights, Weights, ALIGN};
 
-/// A loaded model and one context (its KV cache).
+/// A loaded model: its weights (resident, or behind the FFN source) and
+/// the working buffers of one forward pass. Conversations are
+/// [`Context`]s of their own, so one model serves any number of them.
 #[derive(Debug, Clone)]
 pub struct Model<F: FfnSource = DenseFfn> {
     cfg: LlamaConfig,
     limits: Limits,
     weights: Weights,
     ffn: F,
-    kv: KvCache,
     buf: Buffers,
 }
 
@@ -143,7 +151,6 @@ impl<F: FfnSource> Model<F> {
     ) -> Result<Self, ModelError> {
         let buf = Buffers::alloc(arena, &cfg, &limits)?;
         Ok(Model {
-            kv: KvCache::new(&cfg, &limits),
             cfg,
             limits,
             weights,
@@ -162,14 +169,11 @@ impl<F: FfnSource> Model<F> {
         &self.limits
     }
 
-    /// Positions in the context so far.
-    pub fn len(&self) -> usize {
-        self.kv.len()
-    }
-
-    /// `true` when the context is empty.
-    pub fn is_empty(&self) -> bool {
-        self.kv.is_empty()
+    /// A new, empty conversation for this model, up to the limits'
+    /// `max_context` positions. Its KV chunks come from the arena as it
+    /// grows; the memory plans reserve room for `limits.contexts` of them.
+    pub fn new_context(&self) -> Context {
+        Context::new(&self.cfg, &self.limits)
     }
 
     /// The resident weights.
@@ -180,15 +184,5 @@ impl<F: FfnSource> Model<F> {
     /// The FFN source.
     pub fn ffn(&self) -> &F {
         &self.ffn
-    }
-
-    /// The KV cache.
-    pub fn kv(&self) -> &KvCache {
-        &self.kv
-    }
-
-    /// Empties the context, freeing its KV chunks.
-    pub fn reset<A: DramArena>(&mut self, arena: &mut A) -> Result<(), ModelError> {
-        self.kv.clear(arena)
     }
 }

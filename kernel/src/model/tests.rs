@@ -424,10 +424,12 @@ fn arena_for(src: &Src, c: &LlamaConfig, l: &Limits) -> (VecArena, MemoryPlan) {
 fn run(src: &Src, c: &LlamaConfig, l: Limits, tokens: &[u32], calls: &[usize]) -> Vec<Vec<f32>> {
     let (mut arena, plan) = arena_for(src, c, &l);
     let mut m = Model::load(src, *c, l, &mut arena).unwrap();
+    let mut ctx = m.new_context();
     let mut out = Vec::new();
     let mut at = 0;
     for &n in calls {
         m.eval(
+            &mut ctx,
             &mut arena,
             &mut Naive,
             &tokens[at..at + n],
@@ -440,7 +442,7 @@ fn run(src: &Src, c: &LlamaConfig, l: Limits, tokens: &[u32], calls: &[usize]) -
         .unwrap();
         at += n;
     }
-    assert_eq!(m.len(), tokens.len());
+    assert_eq!(ctx.len(), tokens.len());
     assert!(arena.peak() <= plan.total());
     out
 }
@@ -489,9 +491,11 @@ fn logits_are_reported_only_where_wanted() {
     let l = Limits::new(32, 4).with_logit_rows(2);
     let (mut arena, _) = arena_for(&src, &c, &l);
     let mut m = Model::load(&src, c, l, &mut arena).unwrap();
+    let mut ctx = m.new_context();
     let toks = tokens(10, c.vocab, 2);
     let mut seen = Vec::new();
     m.eval(
+        &mut ctx,
         &mut arena,
         &mut Naive,
         &toks[..7],
@@ -502,6 +506,7 @@ fn logits_are_reported_only_where_wanted() {
     assert_eq!(seen, [6]);
     seen.clear();
     m.eval(
+        &mut ctx,
         &mut arena,
         &mut Naive,
         &toks[7..],
@@ -510,11 +515,16 @@ fn logits_are_reported_only_where_wanted() {
     )
     .unwrap();
     assert_eq!(seen, [8, 9]);
-    m.eval(&mut arena, &mut Naive, &[1], WantLogits::None, |_, _| {
-        panic!("no logits wanted")
-    })
+    m.eval(
+        &mut ctx,
+        &mut arena,
+        &mut Naive,
+        &[1],
+        WantLogits::None,
+        |_, _| panic!("no logits wanted"),
+    )
     .unwrap();
-    assert_eq!(m.len(), 11);
+    assert_eq!(ctx.len(), 11);
 }
 
 #[test]
@@ -524,24 +534,147 @@ fn reset_frees_the_context_and_repeats_exactly() {
     let l = Limits::new(40, 8);
     let (mut arena, _) = arena_for(&src, &c, &l);
     let mut m = Model::load(&src, c, l, &mut arena).unwrap();
+    let mut ctx = m.new_context();
     let toks = tokens(33, c.vocab, 4);
     let mut first = Vec::new();
-    m.eval(&mut arena, &mut Naive, &toks, WantLogits::Last, |_, lg| {
-        first = lg.to_vec()
-    })
+    m.eval(
+        &mut ctx,
+        &mut arena,
+        &mut Naive,
+        &toks,
+        WantLogits::Last,
+        |_, lg| first = lg.to_vec(),
+    )
     .unwrap();
-    assert_eq!(m.kv().chunks().len(), 3);
+    assert_eq!(ctx.kv().chunks().len(), 3);
     let kv_bytes = arena.used_by(crate::arena::SlotKind::KvChunk);
     assert_eq!(kv_bytes, 3 * KvCache::chunk_bytes(&c));
-    m.reset(&mut arena).unwrap();
-    assert!(m.is_empty());
+    ctx.clear(&mut arena).unwrap();
+    assert!(ctx.is_empty());
     assert_eq!(arena.used_by(crate::arena::SlotKind::KvChunk), 0);
     let mut again = Vec::new();
-    m.eval(&mut arena, &mut Naive, &toks, WantLogits::Last, |_, lg| {
-        again = lg.to_vec()
-    })
+    m.eval(
+        &mut ctx,
+        &mut arena,
+        &mut Naive,
+        &toks,
+        WantLogits::Last,
+        |_, lg| again = lg.to_vec(),
+    )
     .unwrap();
     assert_eq!(first, again);
+}
+
+/// Greedy continuation of `prompt` by `n` tokens in `ctx`, with every
+/// position's logits.
+fn greedy<F: FfnSource>(
+    m: &mut Model<F>,
+    ctx: &mut Context,
+    arena: &mut VecArena,
+    prompt: &[u32],
+    n: usize,
+) -> Vec<Vec<f32>> {
+    let mut out: Vec<Vec<f32>> = Vec::new();
+    let mut feed = prompt.to_vec();
+    for _ in 0..n {
+        m.eval(ctx, arena, &mut Naive, &feed, WantLogits::Last, |_, lg| {
+            out.push(lg.to_vec())
+        })
+        .unwrap();
+        let l = out.last().unwrap();
+        let best = (0..l.len()).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap();
+        feed = vec![best as u32];
+    }
+    out
+}
+
+#[test]
+fn contexts_over_one_model_equal_each_alone() {
+    let c = tiny(true);
+    let src = model_src(&c, 21);
+    let prompts = [
+        tokens(19, c.vocab, 1),
+        tokens(5, c.vocab, 2),
+        tokens(33, c.vocab, 3),
+    ];
+    // Each conversation alone, in a model of its own.
+    let alone: Vec<_> = prompts
+        .iter()
+        .map(|p| {
+            let l = Limits::new(48, 8);
+            let (mut arena, _) = arena_for(&src, &c, &l);
+            let mut m = Model::load(&src, c, l, &mut arena).unwrap();
+            let mut ctx = m.new_context();
+            greedy(&mut m, &mut ctx, &mut arena, p, 6)
+        })
+        .collect();
+    // All three over one model in one arena planned for three contexts,
+    // interleaved token by token.
+    let l = Limits::new(48, 8).with_contexts(3);
+    let (mut arena, plan) = arena_for(&src, &c, &l);
+    let mut m = Model::load(&src, c, l, &mut arena).unwrap();
+    let mut ctxs: Vec<Context> = prompts.iter().map(|_| m.new_context()).collect();
+    let mut got: Vec<Vec<Vec<f32>>> = vec![Vec::new(); 3];
+    let mut feed: Vec<Vec<u32>> = prompts.to_vec();
+    for _ in 0..6 {
+        for i in [2, 0, 1] {
+            m.eval(
+                &mut ctxs[i],
+                &mut arena,
+                &mut Naive,
+                &feed[i],
+                WantLogits::Last,
+                |_, lg| got[i].push(lg.to_vec()),
+            )
+            .unwrap();
+            let l = got[i].last().unwrap();
+            feed[i] = vec![(0..l.len()).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap() as u32];
+        }
+    }
+    assert_eq!(got, alone, "interleaved contexts differ from each alone");
+    for (ctx, p) in ctxs.iter().zip(&prompts) {
+        assert_eq!(ctx.len(), p.len() + 5);
+    }
+    assert!(arena.peak() <= plan.total());
+    // Clearing one context frees only its chunks; the others go on.
+    let before = arena.used_by(crate::arena::SlotKind::KvChunk);
+    let freed = ctxs[1].chunks().len() * KvCache::chunk_bytes(&c);
+    ctxs[1].clear(&mut arena).unwrap();
+    assert_eq!(
+        arena.used_by(crate::arena::SlotKind::KvChunk),
+        before - freed
+    );
+    let mut again = m.new_context();
+    assert_eq!(
+        greedy(&mut m, &mut again, &mut arena, &prompts[1], 6),
+        alone[1]
+    );
+}
+
+#[test]
+fn a_context_of_another_model_is_refused() {
+    let c = tiny(true);
+    let src = model_src(&c, 4);
+    let l = Limits::new(32, 4);
+    let (mut arena, _) = arena_for(&src, &c, &l);
+    let mut m = Model::load(&src, c, l, &mut arena).unwrap();
+    let longer = Context::new(&c, &Limits::new(64, 4));
+    let other = LlamaConfig {
+        layers: c.layers + 1,
+        ..c
+    };
+    for mut ctx in [longer, Context::new(&other, &l)] {
+        let r = m.eval(
+            &mut ctx,
+            &mut arena,
+            &mut Naive,
+            &[1],
+            WantLogits::Last,
+            |_, _| {},
+        );
+        assert_eq!(r.map_err(|e| e.kind()), Err(ErrorKind::BadConfig));
+        assert!(ctx.is_empty());
+    }
 }
 
 #[test]
@@ -551,7 +684,9 @@ fn full_context_and_bad_tokens_are_errors_that_change_nothing() {
     let l = Limits::new(20, 4);
     let (mut arena, _) = arena_for(&src, &c, &l);
     let mut m = Model::load(&src, c, l, &mut arena).unwrap();
+    let mut ctx = m.new_context();
     m.eval(
+        &mut ctx,
         &mut arena,
         &mut Naive,
         &tokens(18, c.vocab, 1),
@@ -562,6 +697,7 @@ fn full_context_and_bad_tokens_are_errors_that_change_nothing() {
     let used = arena.used();
     assert_eq!(
         m.eval(
+            &mut ctx,
             &mut arena,
             &mut Naive,
             &[1, 2, 3],
@@ -572,6 +708,7 @@ fn full_context_and_bad_tokens_are_errors_that_change_nothing() {
     );
     assert_eq!(
         m.eval(
+            &mut ctx,
             &mut arena,
             &mut Naive,
             &[1, 50],
@@ -581,10 +718,17 @@ fn full_context_and_bad_tokens_are_errors_that_change_nothing() {
         .map_err(|e| e.kind()),
         Err(ErrorKind::BadToken)
     );
-    assert_eq!((m.len(), arena.used()), (18, used));
-    m.eval(&mut arena, &mut Naive, &[1, 2], WantLogits::Last, |_, _| {})
-        .unwrap();
-    assert_eq!(m.len(), 20);
+    assert_eq!((ctx.len(), arena.used()), (18, used));
+    m.eval(
+        &mut ctx,
+        &mut arena,
+        &mut Naive,
+        &[1, 2],
+        WantLogits::Last,
+        |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(ctx.len(), 20);
 }
 
 #[test]
@@ -595,7 +739,9 @@ fn the_plan_is_exact_and_a_smaller_arena_fails_cleanly() {
     let plan = MemoryPlan::dense(&src, &c, &l).unwrap();
     let mut arena = VecArena::new(plan.total());
     let mut m = Model::load(&src, c, l, &mut arena).unwrap();
+    let mut ctx = m.new_context();
     m.eval(
+        &mut ctx,
         &mut arena,
         &mut Naive,
         &tokens(64, c.vocab, 5),
@@ -615,7 +761,9 @@ fn the_plan_is_exact_and_a_smaller_arena_fails_cleanly() {
 
     let mut small = VecArena::new(plan.total() - KvCache::chunk_bytes(&c));
     let mut m = Model::load(&src, c, l, &mut small).unwrap();
+    let mut ctx = m.new_context();
     let err = m.eval(
+        &mut ctx,
         &mut small,
         &mut Naive,
         &tokens(64, c.vocab, 5),
@@ -735,9 +883,11 @@ fn bundle_ffn_matches_the_reference() {
     .unwrap();
     assert_eq!(ffn.types(), types);
     let mut m = Model::with_ffn(&src, c, l, &mut arena, ffn).unwrap();
+    let mut ctx = m.new_context();
     let mut got = Vec::new();
     for chunk in toks.chunks(3) {
         m.eval(
+            &mut ctx,
             &mut arena,
             &mut Naive,
             chunk,

@@ -26,6 +26,6 @@ pub use layout::{
 pub use plan::{PlanBytes, StreamOptions, StreamPlan, MAX_RING};
 pub use ring::{IoStats, Ring, Unit, MAX_UNITS};
 pub use source::{
-    keep_strongest, neurons_kept, read_extent, verify_image_data, SparseScratch, SparseSetup,
-    SparseStats, StreamSource,
+    keep_strongest, neurons_kept, read_extent, verify_image_data, SparseBuffers, SparseScratch,
+    SparseSetup, SparseStats, StreamSource,
 };

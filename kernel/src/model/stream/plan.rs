@@ -66,7 +66,7 @@ pub struct StreamOptions {
 pub struct PlanBytes {
     /// Forward-pass buffers.
     pub buffers: usize,
-    /// KV chunks for a full context.
+    /// KV chunks for `contexts` full contexts.
     pub kv: usize,
     /// Norm weights of every layer and the final norm.
     pub norms: usize,
@@ -140,6 +140,8 @@ pub struct StreamPlan {
     pub sparse: bool,
     /// Layers.
     pub layers: usize,
+    /// Full contexts the KV cache has room for.
+    pub contexts: usize,
     /// The device block size planned for.
     pub block: usize,
 }
@@ -232,6 +234,7 @@ impl StreamPlan {
         let block = opts.block;
         let (buffers, _) = Buffers::arena_bytes(cfg, limits);
         let kv = KvCache::chunks_for(limits.max_context)
+            .saturating_mul(limits.contexts)
             .saturating_mul(aligned(KvCache::chunk_bytes(cfg)));
         let norm = read_slot(layout.output_norm.len, block);
         let norms = norm.saturating_mul(2 * cfg.layers + 1);
@@ -443,6 +446,7 @@ impl StreamPlan {
             streamed_per_token: streamed,
             sparse: opts.sparse,
             layers: cfg.layers,
+            contexts: limits.contexts,
             block,
         })
     }
@@ -523,7 +527,15 @@ impl fmt::Display for StreamPlan {
             b.buffers,
             &"activations, scores, logits",
         )?;
-        line(f, "KV cache", b.kv, &"full context, 16-token chunks")?;
+        match self.contexts {
+            1 => line(f, "KV cache", b.kv, &"full context, 16-token chunks")?,
+            n => line(
+                f,
+                "KV cache",
+                b.kv,
+                &format_args!("{n} full contexts, 16-token chunks"),
+            )?,
+        }
         line(f, "norms", b.norms, &"every layer, resident")?;
         line(f, "scratch", b.scratch, &"FFN activations, embedding row")?;
         line(

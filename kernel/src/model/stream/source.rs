@@ -46,6 +46,32 @@ pub struct SparseScratch<'s> {
     pub extents: &'s mut [Extent],
 }
 
+/// Where a sparse run's scratch lives: borrowed from the caller
+/// ([`SparseScratch`] itself, what firmware lends from its statics) or
+/// owned by a host runtime. The source asks for the buffers each time it
+/// fetches, so it can own them without borrowing from its owner.
+pub trait SparseBuffers {
+    /// The buffers, lent for one fetch.
+    fn lend(&mut self) -> SparseScratch<'_>;
+}
+
+impl SparseBuffers for SparseScratch<'_> {
+    fn lend(&mut self) -> SparseScratch<'_> {
+        SparseScratch {
+            positions: &mut *self.positions,
+            missing: &mut *self.missing,
+            locs: &mut *self.locs,
+            extents: &mut *self.extents,
+        }
+    }
+}
+
+impl<B: SparseBuffers + ?Sized> SparseBuffers for &mut B {
+    fn lend(&mut self) -> SparseScratch<'_> {
+        (**self).lend()
+    }
+}
+
 impl SparseScratch<'_> {
     /// Entries of the position buffers and of the extents for `layout`
     /// on a device of `block` bytes per block and `max_transfer` bytes per
@@ -68,14 +94,14 @@ impl SparseScratch<'_> {
 
 /// How a sparse run chooses neurons and caches their columns.
 #[derive(Debug)]
-pub struct SparseSetup<'s, P> {
+pub struct SparseSetup<P, B> {
     /// Fraction of each layer's neurons skipped per token, `0.0..1.0`: the
     /// ones whose activation `|silu(gate·x)·(up·x)|` is smallest.
     pub sparsity: f32,
     /// The neuron cache's policy; `None` runs without a cache.
     pub policy: Option<P>,
-    /// The lent buffers.
-    pub scratch: SparseScratch<'s>,
+    /// The buffers (see [`SparseBuffers`]).
+    pub scratch: B,
 }
 
 /// What the sparse fetches did.
@@ -98,19 +124,19 @@ pub struct SparseStats {
 }
 
 #[derive(Debug)]
-struct Sparse<'s, P: Policy> {
+struct Sparse<P: Policy, B> {
     /// Neurons kept per token and layer.
     keep: usize,
     io: Slot,
     cache: Option<NeuronCache<P>>,
-    scratch: SparseScratch<'s>,
+    scratch: B,
     stats: SparseStats,
     pass: u32,
 }
 
 /// Every FFN (and whatever else the plan streams) read from flash.
 #[derive(Debug)]
-pub struct StreamSource<'s, D, P: Policy = S3Fifo> {
+pub struct StreamSource<D, P: Policy = S3Fifo, B = SparseScratch<'static>> {
     ring: Ring<D>,
     plan: StreamPlan,
     /// Schedule index of each layer's attention, or `NONE` when resident.
@@ -124,7 +150,7 @@ pub struct StreamSource<'s, D, P: Policy = S3Fifo> {
     rows_resident: heapless::Vec<Option<Slot>, MAX_LAYERS>,
     /// `ffn` f32 of scratch for a split layer's up products.
     tmp: Option<Slot>,
-    sparse: Option<Sparse<'s, P>>,
+    sparse: Option<Sparse<P, B>>,
     /// Schedule index of the first streamed head piece.
     head_first: usize,
     /// Streamed head pieces.
@@ -426,7 +452,7 @@ fn accumulate_down<'c, C: Compute>(
     Ok(())
 }
 
-impl<D: FlashDevice> StreamSource<'static, D, S3Fifo> {
+impl<D: FlashDevice> StreamSource<D, S3Fifo, SparseScratch<'static>> {
     /// Loads what `plan` keeps resident from `dev` into `arena` and builds
     /// the streaming source for the rest; returns the resident weights the
     /// [`Model`](crate::model::Model) keeps. Run
@@ -446,7 +472,7 @@ impl<D: FlashDevice> StreamSource<'static, D, S3Fifo> {
     }
 }
 
-impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
+impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
     /// [`load`](StreamSource::load) for a sparse run (a plan made with
     /// [`StreamOptions::sparse`](super::StreamOptions::sparse)): each token
     /// keeps the strongest `1 - sparsity` of every layer's neurons and reads
@@ -461,13 +487,17 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
         limits: &Limits,
         plan: StreamPlan,
         clock: fn() -> u64,
-        setup: SparseSetup<'s, P>,
+        setup: SparseSetup<P, B>,
     ) -> Result<(Weights, Self), ModelError> {
         Self::load_with(dev, arena, layout, cfg, limits, plan, clock, Some(setup))
     }
 
+    /// [`load`](StreamSource::load) (`setup` `None`) or
+    /// [`load_sparse`](StreamSource::load_sparse) with the scratch type
+    /// named by the caller, so dense and sparse sources of one program
+    /// share one type.
     #[allow(clippy::too_many_arguments)]
-    fn load_with<A: DramArena>(
+    pub fn load_with<A: DramArena>(
         mut dev: D,
         arena: &mut A,
         layout: StreamLayout,
@@ -475,7 +505,7 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
         limits: &Limits,
         plan: StreamPlan,
         clock: fn() -> u64,
-        setup: Option<SparseSetup<'s, P>>,
+        setup: Option<SparseSetup<P, B>>,
     ) -> Result<(Weights, Self), ModelError> {
         limits.validate(cfg)?;
         if setup.is_some() != plan.sparse {
@@ -668,7 +698,7 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
         };
         let sparse = match setup {
             None => None,
-            Some(setup) => {
+            Some(mut setup) => {
                 if !(0.0..1.0).contains(&setup.sparsity) {
                     return Err(ModelError::Config(
                         "sparsity must be at least 0 and below 1",
@@ -676,7 +706,7 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
                 }
                 let (n, ext) =
                     SparseScratch::lens(&layout, block, dev.geometry().max_transfer as usize);
-                let sc = &setup.scratch;
+                let sc = setup.scratch.lend();
                 if sc.positions.len() < n
                     || sc.missing.len() < n
                     || sc.locs.len() < n
@@ -941,6 +971,7 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
         let sp = self.sparse.as_mut().ok_or(ModelError::Config(
             "a split layer's down columns are not loaded",
         ))?;
+        let sc = sp.scratch.lend();
         let mut m = 0usize;
         {
             let h = f32s(arena.bytes(self.act).map_err(ModelError::arena)?)?
@@ -948,7 +979,7 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
                 .ok_or(short)?;
             for p in 0..ffn {
                 if h.iter().skip(p).step_by(ffn).any(|&v| v != 0.0) {
-                    *sp.scratch.positions.get_mut(m).ok_or(short)? = p as u32;
+                    *sc.positions.get_mut(m).ok_or(short)? = p as u32;
                     m += 1;
                 }
             }
@@ -963,11 +994,11 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
             count: u32::try_from(region.count).map_err(|_| bad())?,
         };
         let key_base = u32::try_from(layer * ffn).map_err(|_| bad())?;
-        let positions = sp.scratch.positions.get(..m).ok_or(short)?;
+        let positions = sc.positions.get(..m).ok_or(short)?;
         let mut fs = FetchScratch {
-            missing: &mut *sp.scratch.missing,
-            extents: &mut *sp.scratch.extents,
-            locs: &mut *sp.scratch.locs,
+            missing: &mut *sc.missing,
+            extents: &mut *sc.extents,
+            locs: &mut *sc.locs,
         };
         let got = fetch_layer(
             self.ring.device_mut(),
@@ -998,8 +1029,8 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
         let h = sh.f32s(self.act)?;
         let iob = sh.get(sp.io)?;
         let cache = sp.cache.as_ref();
-        let locs = &*sp.scratch.locs;
-        let positions = &*sp.scratch.positions;
+        let locs = &*sc.locs;
+        let positions = &*sc.positions;
         let o = f32s_mut(o)?;
         accumulate_down(
             compute,
@@ -1032,7 +1063,7 @@ impl<'s, D: FlashDevice, P: Policy> StreamSource<'s, D, P> {
     }
 }
 
-impl<D: FlashDevice, P: Policy> FfnSource for StreamSource<'_, D, P> {
+impl<D: FlashDevice, P: Policy, B: SparseBuffers> FfnSource for StreamSource<D, P, B> {
     fn run<A: DramArena, C: Compute>(
         &mut self,
         layer: usize,

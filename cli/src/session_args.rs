@@ -1,0 +1,196 @@
+//! The arguments every generating command shares (`lode run`, `lode
+//! chat`): which model, how it is loaded (budget, device, ring, sparsity),
+//! and how tokens are sampled; turned into the runtime's options here, so
+//! each command only adds what is its own.
+
+use std::error::Error;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use lode_kernel::model::stream::StreamPlan;
+use lode_kernel::model::Limits;
+use lode_runtime::{Budget, DeviceSpec, LoadEvents, SamplerConfig, SessionOptions};
+
+use crate::progress::Progress;
+
+/// How the model is opened and loaded.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model: a GGUF llama model (held in DRAM) or a lode image (`lode
+    /// pack`; streamed from flash under --dram-budget).
+    #[arg(short = 'm', long)]
+    pub model: PathBuf,
+    /// Threads for the numeric work (default: every available core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Prompt positions evaluated per pass over the weights.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// DRAM budget for a lode image (`-m image.lode`): bytes with a
+    /// K/M/G (KiB/MiB/GiB) suffix, or a percentage of the model's weights
+    /// such as 33%. Whatever does not fit streams from flash. Default:
+    /// everything resident.
+    #[arg(long = "dram-budget", value_name = "SIZE")]
+    pub dram_budget: Option<String>,
+    /// Where a lode image's weights are read from: file:<path> (default: the
+    /// image itself, O_DIRECT where possible) or fake:<profile> (the
+    /// deterministic fake flash: disk, ufs31, ufs40, emmc51, nvme).
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<String>,
+    /// I/O slots streamed weights rotate through, 1 to 8 (default: enough
+    /// to read one whole streamed FFN layer ahead while the unit before it
+    /// computes: 4 for a dense image, whose layers stream a matrix at a
+    /// time; 2 for bundles or a sparse run).
+    #[arg(long)]
+    pub ring: Option<usize>,
+    /// Print the memory plan (what stays resident, what streams) first.
+    #[arg(long)]
+    pub explain: bool,
+    /// Skip checking the image's data against its CRCs before the run.
+    #[arg(long = "no-verify")]
+    pub no_verify: bool,
+    /// Fraction of FFN neurons skipped per token (0: dense). Each token
+    /// keeps, per layer, the neurons with the largest |silu(gate)·up| and
+    /// reads only their down columns; needs an image packed with
+    /// `--layout split`.
+    #[arg(long, default_value_t = 0.0)]
+    pub sparsity: f32,
+    /// Run a sparse image without the neuron cache of down columns (by
+    /// default what the memory plan leaves over caches them, S3-FIFO).
+    #[arg(long = "no-neuron-cache")]
+    pub no_neuron_cache: bool,
+}
+
+/// How tokens are chosen.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SampleArgs {
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Sample only among the K most likely tokens (0: no limit).
+    #[arg(long = "top-k", default_value_t = 0)]
+    pub top_k: usize,
+    /// Sample only among the most likely tokens whose probability adds up
+    /// to P (1: no limit).
+    #[arg(long = "top-p", default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Seed of the sampler's random numbers.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// A command-line value that is out of range.
+#[derive(Debug)]
+pub struct BadArgument(pub String);
+
+impl fmt::Display for BadArgument {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Error for BadArgument {}
+
+/// A [`BadArgument`], boxed.
+pub fn bad(why: impl Into<String>) -> Box<dyn Error> {
+    Box::new(BadArgument(why.into()))
+}
+
+impl SampleArgs {
+    /// The sampler, checked.
+    pub fn sampler(&self) -> Result<SamplerConfig, Box<dyn Error>> {
+        let sampler = SamplerConfig::new(self.temperature, self.top_k, self.top_p);
+        sampler
+            .validate()
+            .map_err(|e| bad(format!("sampling: {e}")))?;
+        Ok(sampler)
+    }
+}
+
+impl ModelArgs {
+    /// Checks what can be checked before the model is opened.
+    pub fn check(&self) -> Result<(), Box<dyn Error>> {
+        if self.threads == Some(0) {
+            return Err(bad("--threads must be at least 1"));
+        }
+        if self.batch == 0 {
+            return Err(bad("--batch must be at least 1"));
+        }
+        if !(0.0..1.0).contains(&self.sparsity) {
+            return Err(bad("--sparsity must be at least 0 and below 1"));
+        }
+        Ok(())
+    }
+
+    /// The session options for contexts of `max_context` positions.
+    pub fn session_options(&self, max_context: usize) -> Result<SessionOptions, Box<dyn Error>> {
+        let budget = match &self.dram_budget {
+            Some(b) => Some(Budget::parse(b).map_err(|e| bad(format!("--dram-budget: {e}")))?),
+            None => None,
+        };
+        let device = match &self.device {
+            Some(d) => Some(DeviceSpec::parse(d).map_err(|e| bad(format!("--device: {e}")))?),
+            None => None,
+        };
+        Ok(SessionOptions {
+            batch: self.batch,
+            threads: self.threads,
+            budget,
+            device,
+            ring: self.ring,
+            sparsity: self.sparsity,
+            neuron_cache: !self.no_neuron_cache,
+            verify: !self.no_verify,
+            ..SessionOptions::new(max_context)
+        })
+    }
+
+    /// What loading prints: the plan with `--explain`, a verify meter
+    /// unless `quiet`.
+    pub fn events(&self, quiet: bool) -> CliEvents {
+        CliEvents {
+            explain: self.explain,
+            quiet,
+            progress: None,
+            last: 0,
+        }
+    }
+}
+
+/// `--explain` and the verify meter, on stderr.
+pub struct CliEvents {
+    explain: bool,
+    quiet: bool,
+    progress: Option<Progress>,
+    last: u64,
+}
+
+impl LoadEvents for CliEvents {
+    fn plan(&mut self, path: &Path, weight_bytes: u64, limits: &Limits, plan: &StreamPlan) {
+        if self.explain {
+            eprintln!(
+                "{}: {} layers, model {:.1} MiB; context {} positions, prompt batches of {}",
+                path.display(),
+                plan.layers,
+                weight_bytes as f64 / 1048576.0,
+                limits.max_context,
+                limits.max_batch
+            );
+            eprintln!("{plan}");
+        }
+    }
+
+    fn verify(&mut self, done: u64, total: u64) {
+        let quiet = self.quiet;
+        let p = self
+            .progress
+            .get_or_insert_with(|| Progress::new("verify image data", total, quiet));
+        p.tick(done.saturating_sub(self.last));
+        self.last = done;
+        if done >= total {
+            if let Some(p) = self.progress.take() {
+                p.finish();
+            }
+        }
+    }
+}

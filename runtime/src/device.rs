@@ -1,0 +1,242 @@
+//! Where a streamed session reads its weights: a device named as
+//! `file:<path>` or `fake:<profile>`, opened into one [`AnyDevice`].
+//!
+//! `file:` opens [`BlockFlash`] (O_DIRECT at the device's alignment,
+//! io_uring where available) with a small bounce area: the ring has at most
+//! its slots' reads in flight, and a few MiB keeps four 1 MiB reads going.
+//! `fake:` loads the image into the deterministic [`FakeFlash`] with that
+//! profile's geometry and cost model (virtual time). A cost model stored in
+//! the image (`lode pack --cost-model`) replaces a real device's built-in
+//! one, so the read planner's merge and dense choices follow measurements.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use lode_hal::fake::{FakeFlash, FaultPlan, Profile};
+use lode_hal_linux::{BlockFlash, BlockFlashOptions};
+use lode_kernel::arena::DramArena;
+use lode_kernel::cost::CostModel;
+use lode_kernel::flash::{
+    Completion, Error as _, ErrorKind, ErrorType, FlashDevice, Geometry, ReadRequest,
+};
+
+use crate::image_file::ImageFile;
+
+/// Bounce memory of a `file:` device in a streaming session.
+pub const STREAM_BOUNCE: usize = 4 << 20;
+
+/// A parsed device name.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeviceSpec {
+    /// The fake flash with this profile's geometry and cost model.
+    Fake(&'static Profile),
+    /// A file or block device.
+    File(PathBuf),
+}
+
+/// A device name that is neither `file:<path>` nor `fake:<known profile>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadDevice(pub String);
+
+impl fmt::Display for BadDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadDevice {}
+
+impl DeviceSpec {
+    /// Parses `fake:<profile>` or `file:<path>`; errors name the known
+    /// profiles or the accepted forms.
+    pub fn parse(s: &str) -> Result<DeviceSpec, BadDevice> {
+        if let Some(name) = s.strip_prefix("fake:") {
+            let names: Vec<&str> = Profile::ALL.iter().map(|p| p.name).collect();
+            Profile::by_name(name).map(DeviceSpec::Fake).ok_or_else(|| {
+                BadDevice(format!(
+                    "unknown fake profile `{name}`; known: {}",
+                    names.join(", ")
+                ))
+            })
+        } else if let Some(path) = s.strip_prefix("file:") {
+            Ok(DeviceSpec::File(PathBuf::from(path)))
+        } else {
+            Err(BadDevice(format!(
+                "device `{s}` must be file:<path> or fake:<profile>"
+            )))
+        }
+    }
+}
+
+/// One of the devices a session can stream from, so a session has one type
+/// whichever the user names. There is one per session, inside the boxed
+/// streaming source, so the variants' sizes do not matter.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum AnyDevice {
+    /// A file or block device.
+    File(BlockFlash),
+    /// The deterministic fake flash over the image's bytes.
+    Fake(FakeFlash<Vec<u8>>),
+}
+
+/// A device that was opened, and how it reads (for the stats).
+#[derive(Debug)]
+pub struct OpenedDevice {
+    /// The device.
+    pub device: AnyDevice,
+    /// `file:<path>` or `fake:<profile>`.
+    pub name: String,
+    /// How it reads: direct or buffered, io_uring or threads, the cost
+    /// model and where it came from.
+    pub mode: String,
+}
+
+impl AnyDevice {
+    /// Opens `spec` (default: the image's own file) for `image`.
+    pub fn open(spec: Option<&DeviceSpec>, image: &ImageFile) -> Result<OpenedDevice, String> {
+        let spec = spec
+            .cloned()
+            .unwrap_or_else(|| DeviceSpec::File(image.path().to_path_buf()));
+        match spec {
+            DeviceSpec::File(path) => {
+                let opts = BlockFlashOptions {
+                    bounce_bytes: STREAM_BOUNCE,
+                    ..BlockFlashOptions::default()
+                };
+                let mut dev = BlockFlash::open(&path, opts)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let cost = match image.image().cost_model() {
+                    Some(c) => {
+                        dev.set_cost_model(CostModel {
+                            command_ns: c.command_ns,
+                            bytes_per_sec: c.bytes_per_sec,
+                            queue_depth: c.queue_depth,
+                        })
+                        .map_err(|e| {
+                            format!("{}: the image's cost model: {e}", image.path().display())
+                        })?;
+                        "the image's"
+                    }
+                    None => "the built-in",
+                };
+                let m = dev.cost_model();
+                let mode = format!(
+                    "{}, {}, {:.1} MiB of bounce buffers outside the budget; {cost} cost model \
+                     ({:.1} us a command, {:.0} MiB/s, queue depth {})",
+                    dev.report().direct,
+                    dev.report().engine,
+                    dev.report().bounce_bytes as f64 / 1048576.0,
+                    f64::from(m.command_ns) / 1e3,
+                    m.bytes_per_sec as f64 / 1048576.0,
+                    m.queue_depth
+                );
+                Ok(OpenedDevice {
+                    device: AnyDevice::File(dev),
+                    name: format!("file:{}", path.display()),
+                    mode,
+                })
+            }
+            DeviceSpec::Fake(profile) => {
+                let bytes = std::fs::read(image.path())
+                    .map_err(|e| format!("cannot read {}: {e}", image.path().display()))?;
+                Ok(OpenedDevice {
+                    device: AnyDevice::Fake(FakeFlash::new(bytes, profile, FaultPlan::default())),
+                    name: format!("fake:{}", profile.name),
+                    mode: "virtual time".into(),
+                })
+            }
+        }
+    }
+
+    /// Virtual nanoseconds of I/O on a fake device (0 on a real one).
+    pub fn virtual_ns(&self) -> u64 {
+        match self {
+            AnyDevice::File(_) => 0,
+            AnyDevice::Fake(f) => f.now_ns(),
+        }
+    }
+}
+
+impl ErrorType for AnyDevice {
+    type Error = ErrorKind;
+}
+
+impl FlashDevice for AnyDevice {
+    fn geometry(&self) -> Geometry {
+        match self {
+            AnyDevice::File(d) => d.geometry(),
+            AnyDevice::Fake(d) => d.geometry(),
+        }
+    }
+
+    fn cost_model(&self) -> CostModel {
+        match self {
+            AnyDevice::File(d) => d.cost_model(),
+            AnyDevice::Fake(d) => d.cost_model(),
+        }
+    }
+
+    fn submit<A: DramArena>(
+        &mut self,
+        arena: &mut A,
+        reads: &[ReadRequest],
+    ) -> Result<(), ErrorKind> {
+        match self {
+            AnyDevice::File(d) => d.submit(arena, reads).map_err(|e| e.kind()),
+            AnyDevice::Fake(d) => d.submit(arena, reads).map_err(|e| e.kind()),
+        }
+    }
+
+    fn complete<A: DramArena>(
+        &mut self,
+        arena: &mut A,
+        done: &mut [Completion],
+    ) -> Result<usize, ErrorKind> {
+        match self {
+            AnyDevice::File(d) => d.complete(arena, done).map_err(|e| e.kind()),
+            AnyDevice::Fake(d) => d.complete(arena, done).map_err(|e| e.kind()),
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        match self {
+            AnyDevice::File(d) => d.in_flight(),
+            AnyDevice::Fake(d) => d.in_flight(),
+        }
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), ErrorKind> {
+        match self {
+            AnyDevice::File(d) => d.write(offset, data).map_err(|e| e.kind()),
+            AnyDevice::Fake(d) => d.write(offset, data).map_err(|e| e.kind()),
+        }
+    }
+
+    fn sync(&mut self) -> Result<(), ErrorKind> {
+        match self {
+            AnyDevice::File(d) => d.sync().map_err(|e| e.kind()),
+            AnyDevice::Fake(d) => d.sync().map_err(|e| e.kind()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_and_errors() {
+        assert_eq!(
+            DeviceSpec::parse("file:/x").unwrap(),
+            DeviceSpec::File(PathBuf::from("/x"))
+        );
+        assert!(
+            matches!(DeviceSpec::parse("fake:ufs40"), Ok(DeviceSpec::Fake(p)) if p.name == "ufs40")
+        );
+        let e = DeviceSpec::parse("fake:floppy").unwrap_err().to_string();
+        assert!(e.contains("ufs40"), "{e}");
+        let e = DeviceSpec::parse("tape:0").unwrap_err().to_string();
+        assert!(e.contains("file:<path> or fake:<profile>"), "{e}");
+    }
+}

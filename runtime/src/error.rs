@@ -1,0 +1,238 @@
+//! One error type per operation: opening a model file ([`OpenError`]),
+//! loading a session ([`LoadError`]) and generating ([`GenerateError`]),
+//! each with a `kind()` a caller can match on, as embedded-hal 1.0 does.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use lode_formats::gguf::GgufError;
+use lode_hal::compute::sample::SampleError;
+use lode_hal::tokenizer::TokenizerError;
+use lode_hal_linux::LockedArenaError;
+use lode_kernel::model::ModelError;
+
+use crate::image_file::ImageFileError;
+
+/// What kind of failure an error is, for callers that branch on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A file could not be read (missing, unreadable).
+    Io,
+    /// The file is not a model lode can run (format, version, architecture,
+    /// tokenizer), or its data does not match its checksums.
+    BadModel,
+    /// An option is out of range or does not fit this model.
+    BadOptions,
+    /// The DRAM budget or the arena cannot hold what is needed.
+    OutOfMemory,
+    /// The flash device refused or failed a read.
+    Device,
+    /// The prompt is empty or does not fit the context.
+    BadPrompt,
+    /// The context is full.
+    ContextFull,
+    /// A numeric or sampling failure while generating.
+    Compute,
+}
+
+/// Why a model file could not be opened.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The file could not be read.
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The file is not a GGUF llama model lode can use.
+    Gguf {
+        /// The file.
+        path: PathBuf,
+        /// What the reader found.
+        source: GgufError,
+    },
+    /// The file is a lode image that cannot be used.
+    Image {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: ImageFileError,
+    },
+    /// The model's shape or its tokenizer is one lode cannot run.
+    Model {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl OpenError {
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            OpenError::Read { .. } => ErrorKind::Io,
+            OpenError::Image {
+                source: ImageFileError::Io(_),
+                ..
+            } => ErrorKind::Io,
+            _ => ErrorKind::BadModel,
+        }
+    }
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::Read { path, source } => write!(f, "{}: {source}", path.display()),
+            OpenError::Gguf { path, source } => write!(f, "{}: {source}", path.display()),
+            OpenError::Image { path, source } => write!(f, "{}: {source}", path.display()),
+            OpenError::Model { path, reason } => write!(f, "{}: {reason}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            OpenError::Read { source, .. } => Some(source),
+            OpenError::Gguf { source, .. } => Some(source),
+            OpenError::Image { source, .. } => Some(source),
+            OpenError::Model { .. } => None,
+        }
+    }
+}
+
+/// Why a session could not be loaded.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// An option is out of range, or needs another kind of model file.
+    Options(String),
+    /// The device could not be opened.
+    Device(String),
+    /// The DRAM arena could not be created.
+    Arena(LockedArenaError),
+    /// The CPU backend could not start (threads, scratch).
+    Compute(lode_kernel::compute::ErrorKind),
+    /// Planning, checking or loading the model failed.
+    Model {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: ModelError,
+    },
+}
+
+impl LoadError {
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        use lode_kernel::model::ErrorKind as M;
+        match self {
+            LoadError::Options(_) => ErrorKind::BadOptions,
+            LoadError::Device(_) => ErrorKind::Device,
+            LoadError::Arena(_) => ErrorKind::OutOfMemory,
+            LoadError::Compute(_) => ErrorKind::Compute,
+            LoadError::Model { source, .. } => match source.kind() {
+                M::Budget | M::Arena => ErrorKind::OutOfMemory,
+                M::Flash => ErrorKind::Device,
+                M::BadConfig => ErrorKind::BadOptions,
+                _ => ErrorKind::BadModel,
+            },
+        }
+    }
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Options(why) => f.write_str(why),
+            LoadError::Device(why) => f.write_str(why),
+            LoadError::Arena(e) => write!(f, "DRAM arena: {e}"),
+            LoadError::Compute(k) => write!(f, "CPU compute: {k}"),
+            LoadError::Model { path, source } => write!(f, "{}: {source}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LoadError::Arena(e) => Some(e),
+            LoadError::Model { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Why evaluating or generating failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum GenerateError {
+    /// There is nothing to evaluate.
+    EmptyPrompt,
+    /// The prompt does not fit the context.
+    PromptTooLong {
+        /// Tokens to evaluate.
+        tokens: usize,
+        /// Positions left in the context.
+        room: usize,
+    },
+    /// The context belongs to another session.
+    ForeignContext,
+    /// The sampler parameters or the logits are unusable.
+    Sample(SampleError),
+    /// A generated id has no text.
+    Tokenizer(TokenizerError),
+    /// The model failed while evaluating (a device read, the arena, ...).
+    Model(ModelError),
+}
+
+impl GenerateError {
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        use lode_kernel::model::ErrorKind as M;
+        match self {
+            GenerateError::EmptyPrompt | GenerateError::PromptTooLong { .. } => {
+                ErrorKind::BadPrompt
+            }
+            GenerateError::ForeignContext => ErrorKind::BadOptions,
+            GenerateError::Sample(_) | GenerateError::Tokenizer(_) => ErrorKind::Compute,
+            GenerateError::Model(e) => match e.kind() {
+                M::ContextFull => ErrorKind::ContextFull,
+                M::Flash => ErrorKind::Device,
+                M::Arena | M::Budget => ErrorKind::OutOfMemory,
+                M::BadToken => ErrorKind::BadPrompt,
+                M::BadTensor => ErrorKind::BadModel,
+                _ => ErrorKind::Compute,
+            },
+        }
+    }
+}
+
+impl fmt::Display for GenerateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GenerateError::EmptyPrompt => f.write_str("the prompt has no tokens"),
+            GenerateError::PromptTooLong { tokens, room } => write!(
+                f,
+                "the prompt has {tokens} tokens; the context has room for {room}"
+            ),
+            GenerateError::ForeignContext => f.write_str("the context was made by another session"),
+            GenerateError::Sample(e) => write!(f, "sampling: {e}"),
+            GenerateError::Tokenizer(e) => write!(f, "tokenizer: {e}"),
+            GenerateError::Model(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for GenerateError {}
+
+impl From<ModelError> for GenerateError {
+    fn from(e: ModelError) -> Self {
+        GenerateError::Model(e)
+    }
+}

@@ -1,0 +1,121 @@
+//! A lode image's metadata prefix, read once with one size cap.
+//!
+//! Every front end that opens an image (`lode run`, `inspect`,
+//! `calibrate`, the C ABI) reads the same way: the 64-byte header says how
+//! long the metadata prefix is, the prefix is read whole and parsed
+//! (validated before anything is trusted), and the data stays on flash for
+//! the device to read. [`MAX_PREFIX`] bounds what a corrupt header can make
+//! the reader allocate.
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use lode_formats::image::{Image, ImageError, ImageHeader};
+
+/// The magic bytes a lode image starts with.
+pub const IMAGE_MAGIC: [u8; 8] = [0x8A, b'L', b'O', b'D', b'E', 0x0D, 0x0A, 0x1A];
+
+/// Largest metadata prefix an image may declare (tensor tables, bundle
+/// tables, the tokenizer): 256 MiB.
+pub const MAX_PREFIX: u64 = 256 << 20;
+
+/// Why an image could not be opened.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ImageFileError {
+    /// The file could not be read.
+    Io(std::io::Error),
+    /// The header or the metadata is not a valid lode image.
+    Format(ImageError),
+    /// The header declares a metadata prefix larger than [`MAX_PREFIX`].
+    PrefixTooLarge {
+        /// Bytes the header declares.
+        declared: u64,
+    },
+}
+
+impl fmt::Display for ImageFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageFileError::Io(e) => write!(f, "cannot read: {e}"),
+            ImageFileError::Format(e) => write!(f, "{e}"),
+            ImageFileError::PrefixTooLarge { declared } => write!(
+                f,
+                "the header declares a {declared}-byte metadata prefix; at most {MAX_PREFIX} \
+                 are accepted"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ImageFileError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ImageFileError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// An image's path and its parsed metadata prefix.
+#[derive(Debug, Clone)]
+pub struct ImageFile {
+    path: PathBuf,
+    prefix: Vec<u8>,
+}
+
+impl ImageFile {
+    /// Reads and validates the metadata prefix of the image at `path`.
+    pub fn open(path: &Path) -> Result<ImageFile, ImageFileError> {
+        let mut f = std::fs::File::open(path).map_err(ImageFileError::Io)?;
+        let mut head = [0u8; 64];
+        f.read_exact(&mut head).map_err(ImageFileError::Io)?;
+        let declared = ImageHeader::parse(&head)
+            .map_err(ImageFileError::Format)?
+            .meta_len;
+        let len = usize::try_from(declared)
+            .ok()
+            .filter(|_| declared <= MAX_PREFIX)
+            .ok_or(ImageFileError::PrefixTooLarge { declared })?;
+        let mut prefix = vec![0u8; len];
+        prefix[..64].copy_from_slice(&head);
+        f.read_exact(&mut prefix[64..])
+            .map_err(ImageFileError::Io)?;
+        Image::parse(&prefix).map_err(ImageFileError::Format)?;
+        Ok(ImageFile {
+            path: path.to_path_buf(),
+            prefix,
+        })
+    }
+
+    /// The parsed image (validated when opened).
+    pub fn image(&self) -> Image<'_> {
+        // `open` parsed these exact bytes; parsing is deterministic.
+        Image::parse(&self.prefix).expect("validated in ImageFile::open")
+    }
+
+    /// Where the image is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The raw metadata prefix.
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix
+    }
+
+    /// Bytes of weights: every tensor and bundle region.
+    pub fn weight_bytes(&self) -> u64 {
+        let img = self.image();
+        img.tensors().map(|t| t.length).sum::<u64>() + img.layers().map(|r| r.length).sum::<u64>()
+    }
+}
+
+/// Whether `path` starts with a lode image's magic.
+pub fn is_image(path: &Path) -> bool {
+    let mut magic = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| magic == IMAGE_MAGIC)
+}
