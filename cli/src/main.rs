@@ -3,6 +3,7 @@
 
 mod cmd_bench;
 mod cmd_calibrate;
+mod cmd_chat;
 mod cmd_image;
 mod cmd_inspect;
 mod cmd_pack;
@@ -56,6 +57,10 @@ enum Cmd {
     /// Generate text: a GGUF llama model held in DRAM, or a lode image
     /// streamed from flash under a DRAM budget (--dram-budget).
     Run(cmd_run::RunArgs),
+    /// Talk with a model: each line you type is a turn, the reply streams
+    /// back, and the conversation's context is kept between turns (only
+    /// the new tokens are evaluated). /reset starts over.
+    Chat(cmd_chat::ChatArgs),
     /// Measure a device's read latency against read size and fit its cost
     /// model (printed, --json, --plot, or stored into an image).
     Calibrate(cmd_calibrate::CalibrateArgs),
@@ -75,6 +80,7 @@ fn main() -> ExitCode {
         Cmd::Pack(args) => cmd_pack::run(args, &mut out),
         Cmd::Profile(args) => cmd_profile::run(args, &mut out),
         Cmd::Run(args) => cmd_run::run(args, &mut out),
+        Cmd::Chat(args) => cmd_chat::run(args, &mut std::io::stdin().lock(), &mut out),
         Cmd::Calibrate(args) => cmd_calibrate::run(args, &mut out),
     };
     match result {
