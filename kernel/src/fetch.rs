@@ -147,7 +147,11 @@ where
     if scratch.missing.len() < positions.len() || scratch.locs.len() < positions.len() {
         return Err(FetchError::ScratchTooSmall);
     }
-    // 1. Cache hits.
+    // 1. Cache hits, held until this call has admitted its misses: an
+    //    admission must not evict a bundle the caller is about to read.
+    if let Some(c) = cache.as_deref_mut() {
+        c.begin_hold(arena).map_err(FetchError::Cache)?;
+    }
     let mut n_missing = 0usize;
     for (i, &p) in positions.iter().enumerate() {
         let hit = match cache.as_deref_mut() {

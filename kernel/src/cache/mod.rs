@@ -149,7 +149,7 @@ impl CacheConfig {
     /// Metadata words a cache with `policy` needs.
     pub fn meta_words<P: Policy>(&self, policy: &P) -> Option<usize> {
         (self.slots as usize)
-            .checked_mul(2)?
+            .checked_mul(3)?
             .checked_add(self.keys as usize)?
             .checked_add(policy.state_words(self.slots, self.keys))
     }
@@ -173,6 +173,8 @@ pub struct NeuronCache<P: Policy> {
     free: u32,
     policy: P,
     stats: CacheStats,
+    /// The current hold (see [`NeuronCache::begin_hold`]); 0: none.
+    hold: u32,
 }
 
 /// The meta words, split by role.
@@ -180,17 +182,21 @@ struct Meta<'a> {
     slot_key: &'a mut [u32],
     key_slot: &'a mut [u32],
     free: &'a mut [u32],
+    /// The hold each slot was last hit in.
+    held: &'a mut [u32],
     st: &'a mut [u32],
 }
 
 fn split<'a>(meta: &'a mut [u32], cfg: &CacheConfig) -> Meta<'a> {
     let (slot_key, rest) = meta.split_at_mut(cfg.slots as usize);
     let (key_slot, rest) = rest.split_at_mut(cfg.keys as usize);
-    let (free, st) = rest.split_at_mut(cfg.slots as usize);
+    let (free, rest) = rest.split_at_mut(cfg.slots as usize);
+    let (held, st) = rest.split_at_mut(cfg.slots as usize);
     Meta {
         slot_key,
         key_slot,
         free,
+        held,
         st,
     }
 }
@@ -235,6 +241,7 @@ impl<P: Policy> NeuronCache<P> {
         for (i, f) in m.free.iter_mut().enumerate() {
             *f = cfg.slots - 1 - i as u32;
         }
+        m.held.fill(0);
         m.st.fill(0);
         policy.init(m.st, cfg.slots, cfg.keys);
         Ok(NeuronCache {
@@ -245,7 +252,26 @@ impl<P: Policy> NeuronCache<P> {
             free: cfg.slots,
             policy,
             stats: CacheStats::default(),
+            hold: 0,
         })
+    }
+
+    /// Starts a hold: until the next `begin_hold`, every entry
+    /// [`lookup`](Self::lookup) hits stays in its slot, so a caller that
+    /// looks up all its bundles first and inserts the misses after (as
+    /// [`fetch_layer`](crate::fetch::fetch_layer) does) can still read the
+    /// hits afterwards. An insertion whose victim is held cycles that entry
+    /// through the policy (as if evicted and re-inserted in place, its
+    /// bytes untouched) and asks for another; when every entry is held the
+    /// insertion is declined.
+    pub fn begin_hold<A: DramArena>(&mut self, arena: &mut A) -> Result<(), CacheError> {
+        self.hold = self.hold.wrapping_add(1);
+        if self.hold == 0 {
+            // Wrapped: forget every old hold so none is taken for current.
+            split(words(arena, self.meta)?, &self.cfg).held.fill(0);
+            self.hold = 1;
+        }
+        Ok(())
     }
 
     /// Give the cache's memory back to the arena.
@@ -293,6 +319,9 @@ impl<P: Policy> NeuronCache<P> {
             slot => {
                 self.stats.hits += 1;
                 self.policy.on_hit(m.st, slot, key, token);
+                if let Some(h) = m.held.get_mut(slot as usize) {
+                    *h = self.hold;
+                }
                 Ok(Some(slot))
             }
         }
@@ -334,7 +363,7 @@ impl<P: Policy> NeuronCache<P> {
             self.free -= 1;
             m.free[self.free as usize]
         } else {
-            let Some(victim) = self.policy.victim(m.st) else {
+            let Some(victim) = self.unheld_victim(&mut m, why.token)? else {
                 self.stats.declined += 1;
                 return Ok(None);
             };
@@ -348,6 +377,29 @@ impl<P: Policy> NeuronCache<P> {
         self.stats.admitted += 1;
         self.policy.on_insert(m.st, slot, key, why.token);
         Ok(Some(slot))
+    }
+
+    /// The policy's victim, passing over entries held by the current hold:
+    /// each is cycled through the policy (evicted and re-inserted in place,
+    /// mapping and bytes kept) and another is asked for, at most once per
+    /// slot. `None` when the policy refuses or every entry is held.
+    fn unheld_victim(&mut self, m: &mut Meta<'_>, token: u32) -> Result<Option<u32>, CacheError> {
+        for _ in 0..self.cfg.slots {
+            let Some(victim) = self.policy.victim(m.st) else {
+                return Ok(None);
+            };
+            let held = m.held.get(victim as usize).copied();
+            if self.hold == 0 || held != Some(self.hold) {
+                return Ok(Some(victim));
+            }
+            let key = *m
+                .slot_key
+                .get(victim as usize)
+                .ok_or(CacheError::SlotOutOfRange)?;
+            self.policy.on_evict(m.st, victim, key);
+            self.policy.on_insert(m.st, victim, key, token);
+        }
+        Ok(None)
     }
 
     /// Empty occupied `slot`: unmap its key and tell the policy. The caller

@@ -317,3 +317,70 @@ fn cache_hits_skip_the_device() {
     );
     assert_eq!(dev.commands, commands);
 }
+
+/// A hit stays readable while the same fetch admits its misses: with a
+/// cache smaller than one token's bundles, admitting them must not evict
+/// (and overwrite) the entry a hit points at. Found by the firmware
+/// example, which checks every fetched bundle against its CRC.
+#[test]
+fn admitting_misses_never_overwrites_this_fetchs_hits() {
+    fn run<P: Policy>(policy: P) {
+        let (mut dev, region) = device(512, 64 << 10);
+        let mut arena = VecArena::new(4 << 20);
+        let io = arena.alloc(1 << 20, 512, SlotKind::IoBuffer).unwrap();
+        let cfg = CacheConfig {
+            slots: 4,
+            keys: COUNT,
+            bundle_bytes: BUNDLE,
+        };
+        let mut cache = NeuronCache::new(&mut arena, cfg, policy).unwrap();
+        let mut buf = Buffers::new();
+        let tokens: [&[u32]; 4] = [&[0], &[0], &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], &[0, 3, 9, 11]];
+        for (t, positions) in tokens.iter().enumerate() {
+            let f = fetch_layer(
+                &mut dev,
+                &mut arena,
+                Some(&mut cache),
+                &region,
+                0,
+                positions,
+                t as u32,
+                Mode::PerBundle,
+                io,
+                &mut buf.scratch(),
+            )
+            .unwrap();
+            assert_eq!((f.hits + f.misses) as usize, positions.len());
+            check_locs(
+                &arena,
+                Some(&cache),
+                io,
+                positions,
+                &buf.locs[..positions.len()],
+            )
+            .unwrap_or_else(|e| panic!("token {t}: {e}"));
+        }
+        assert!(cache.stats().hits >= 2, "{:?}", cache.stats());
+    }
+    run(Lru::default());
+    run(S3Fifo::default());
+    run(crate::cache::HotWindow::new(&[0; COUNT as usize]));
+}
+
+proptest! {
+    /// The same with random tokens and caches of 1 to 8 slots.
+    #[test]
+    fn tiny_caches_keep_their_hits(tokens in prop::collection::vec(prop::collection::btree_set(0u32..40, 1..20), 1..8), slots in 1u32..8) {
+        let (mut dev, region) = device(512, 64 << 10);
+        let mut arena = VecArena::new(4 << 20);
+        let io = arena.alloc(1 << 20, 512, SlotKind::IoBuffer).unwrap();
+        let cfg = CacheConfig { slots, keys: COUNT, bundle_bytes: BUNDLE };
+        let mut cache = NeuronCache::new(&mut arena, cfg, S3Fifo::default()).unwrap();
+        let mut buf = Buffers::new();
+        for (t, set) in tokens.iter().enumerate() {
+            let positions: Vec<u32> = set.iter().copied().collect();
+            fetch_layer(&mut dev, &mut arena, Some(&mut cache), &region, 0, &positions, t as u32, Mode::PerBundle, io, &mut buf.scratch()).unwrap();
+            check_locs(&arena, Some(&cache), io, &positions, &buf.locs[..positions.len()])?;
+        }
+    }
+}
