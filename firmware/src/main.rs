@@ -557,12 +557,13 @@ fn run(budget: &mut [u8; BUDGET]) -> Result<(), Error> {
         f.cache.end_token(f.arena, token)?;
         let io = f.dev.counters().since(&before);
         hprintln!(
-            "token {}: {} bundles, {} cache hits, {} B in {} reads",
+            "token {}: {} bundles, {} cache hits, {} B in {} read{}",
             token,
             needed,
             hits,
             io.bytes,
-            io.commands
+            io.commands,
+            if io.commands == 1 { "" } else { "s" }
         );
     }
     let (t, sum) = (f.totals, f.sum.0);
