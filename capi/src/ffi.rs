@@ -1,0 +1,570 @@
+//! The exported functions and structures, one to one with
+//! `include/lode_runtime.h`.
+
+use std::cell::RefCell;
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ops::ControlFlow;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use lode_kernel::arena::DramArena;
+use lode_kernel::model::MAX_CONTEXT;
+use lode_runtime::{
+    generate, Budget, DeviceSpec, ErrorKind, GenerateOptions, ModelFile, Quiet, SamplerConfig,
+    Session, SessionOptions, Stop, StreamStats,
+};
+
+use crate::registry;
+
+/// Success.
+pub const LODE_RT_OK: c_int = 0;
+/// A required pointer was NULL.
+pub const LODE_RT_ERR_NULL: c_int = -1;
+/// Not an open session or context.
+pub const LODE_RT_ERR_BAD_HANDLE: c_int = -2;
+/// An option out of range, bad UTF-8, a wrong size field.
+pub const LODE_RT_ERR_INVALID: c_int = -3;
+/// A file could not be read.
+pub const LODE_RT_ERR_IO: c_int = -4;
+/// Not a model lode can run, or corrupt data.
+pub const LODE_RT_ERR_BAD_MODEL: c_int = -5;
+/// The DRAM budget or the arena is too small.
+pub const LODE_RT_ERR_NO_MEMORY: c_int = -6;
+/// The flash device failed a read.
+pub const LODE_RT_ERR_DEVICE: c_int = -7;
+/// Empty, or longer than the context's room.
+pub const LODE_RT_ERR_BAD_PROMPT: c_int = -8;
+/// The context has no room left.
+pub const LODE_RT_ERR_CONTEXT_FULL: c_int = -9;
+/// An internal bug, caught at the boundary.
+pub const LODE_RT_ERR_PANIC: c_int = -10;
+/// Anything else.
+pub const LODE_RT_ERR_OTHER: c_int = -11;
+
+/// Skip checking an image's data against its CRCs.
+pub const LODE_RT_NO_VERIFY: u32 = 1;
+/// Sparse runs without the neuron cache.
+pub const LODE_RT_NO_NEURON_CACHE: u32 = 2;
+
+/// `struct lode_rt_options`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct LodeRtOptions {
+    /// `sizeof(struct lode_rt_options)`.
+    pub size: u32,
+    /// Positions one context may reach; 0: 512.
+    pub max_context: u32,
+    /// Contexts whose KV the budget reserves; 0: 1.
+    pub contexts: u32,
+    /// Compute threads; 0: every core.
+    pub threads: u32,
+    /// Prompt positions per pass; 0: 64.
+    pub batch: u32,
+    /// `LODE_RT_*` flags.
+    pub flags: u32,
+    /// FFN neurons skipped per token.
+    pub sparsity: f32,
+    /// Zero.
+    pub reserved: u32,
+    /// NULL, or a budget such as "33%".
+    pub dram_budget: *const c_char,
+    /// NULL, or "file:<path>" / "fake:<profile>".
+    pub device: *const c_char,
+}
+
+/// `struct lode_rt_generate`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct LodeRtGenerate {
+    /// `sizeof(struct lode_rt_generate)`.
+    pub size: u32,
+    /// Most tokens to generate.
+    pub max_tokens: u32,
+    /// 0: greedy.
+    pub temperature: f32,
+    /// 0: no limit.
+    pub top_k: u32,
+    /// 1 (or 0): no limit.
+    pub top_p: f32,
+    /// Zero.
+    pub reserved: u32,
+    /// The sampler's seed.
+    pub seed: u64,
+}
+
+/// `struct lode_rt_stats`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LodeRtStats {
+    /// `sizeof(struct lode_rt_stats)`, set by the caller.
+    pub size: u32,
+    /// `LODE_RT_STOP_*`.
+    pub stop: u32,
+    /// Tokens evaluated before the first sample.
+    pub prompt_tokens: u32,
+    /// Tokens handed to the callback.
+    pub generated_tokens: u32,
+    /// Positions the context holds now.
+    pub context_tokens: u32,
+    /// Zero.
+    pub reserved: u32,
+    /// Prompt tokens per second.
+    pub prompt_tokens_per_s: f64,
+    /// Decode tokens per second.
+    pub decode_tokens_per_s: f64,
+    /// Seconds the session took to load.
+    pub load_seconds: f64,
+    /// Bytes read from flash per pass.
+    pub bytes_read_per_token: f64,
+    /// The arena's capacity.
+    pub arena_bytes: u64,
+    /// Its peak use.
+    pub peak_arena_bytes: u64,
+}
+
+/// `lode_rt_token_fn`.
+pub type LodeRtTokenFn = Option<
+    unsafe extern "C" fn(user: *mut c_void, id: u32, piece: *const c_char, len: usize) -> c_int,
+>;
+
+/// A failure: its code and message.
+struct Fail {
+    code: c_int,
+    msg: String,
+}
+
+fn fail(code: c_int, msg: impl Into<String>) -> Fail {
+    Fail {
+        code,
+        msg: msg.into(),
+    }
+}
+
+fn code_of(kind: ErrorKind) -> c_int {
+    match kind {
+        ErrorKind::Io => LODE_RT_ERR_IO,
+        ErrorKind::BadModel => LODE_RT_ERR_BAD_MODEL,
+        ErrorKind::BadOptions => LODE_RT_ERR_INVALID,
+        ErrorKind::OutOfMemory => LODE_RT_ERR_NO_MEMORY,
+        ErrorKind::Device => LODE_RT_ERR_DEVICE,
+        ErrorKind::BadPrompt => LODE_RT_ERR_BAD_PROMPT,
+        ErrorKind::ContextFull => LODE_RT_ERR_CONTEXT_FULL,
+        _ => LODE_RT_ERR_OTHER,
+    }
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Runs `body` with panics caught; records the failure's message for
+/// [`lode_rt_last_error`].
+fn guard(body: impl FnOnce() -> Result<(), Fail>) -> c_int {
+    let (code, msg) = match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => (LODE_RT_OK, String::new()),
+        Ok(Err(f)) => (f.code, f.msg),
+        Err(_) => (LODE_RT_ERR_PANIC, "internal error (a panic in lode)".into()),
+    };
+    LAST_ERROR.with(|l| *l.borrow_mut() = msg);
+    code
+}
+
+/// The string at `p`, `None` for NULL.
+///
+/// # Safety
+/// `p` is NULL or points to a NUL-terminated string that outlives `'a`.
+unsafe fn opt_str<'a>(p: *const c_char, what: &str) -> Result<Option<&'a str>, Fail> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-NULL, and the caller promises a NUL-terminated string
+    // that lives for the call.
+    let s = unsafe { CStr::from_ptr(p) };
+    s.to_str()
+        .map(Some)
+        .map_err(|_| fail(LODE_RT_ERR_INVALID, format!("{what} is not UTF-8")))
+}
+
+/// The structure at `p` after checking NULL, alignment and its size field.
+///
+/// # Safety
+/// `p` is NULL or points to a readable `T` whose first field is a `u32`
+/// size.
+unsafe fn read_struct<T: Copy>(p: *const T, what: &str) -> Result<Option<T>, Fail> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    if !p.is_aligned() {
+        return Err(fail(LODE_RT_ERR_INVALID, format!("{what} is misaligned")));
+    }
+    // SAFETY: non-NULL and aligned; the caller promises it points to a `T`,
+    // whose first field is the `u32` size this reads first.
+    let size = unsafe { p.cast::<u32>().read() };
+    if size as usize != size_of::<T>() {
+        return Err(fail(
+            LODE_RT_ERR_INVALID,
+            format!(
+                "{what}.size is {size}; this library's is {}",
+                size_of::<T>()
+            ),
+        ));
+    }
+    // SAFETY: as above, and its size field matches this library's layout.
+    Ok(Some(unsafe { p.read() }))
+}
+
+fn session_options(o: &LodeRtOptions, room: usize) -> Result<SessionOptions, Fail> {
+    let bad = |m: String| fail(LODE_RT_ERR_INVALID, m);
+    let max_context = match o.max_context as usize {
+        0 => 512.min(room),
+        n if n > room => {
+            return Err(bad(format!(
+                "max_context {n}: this model holds at most {room} positions"
+            )))
+        }
+        n => n,
+    };
+    // SAFETY (both): the caller promises NULL or NUL-terminated strings.
+    let budget = unsafe { opt_str(o.dram_budget, "dram_budget") }?
+        .map(Budget::parse)
+        .transpose()
+        .map_err(|e| bad(e.to_string()))?;
+    let device = unsafe { opt_str(o.device, "device") }?
+        .map(DeviceSpec::parse)
+        .transpose()
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(SessionOptions {
+        contexts: (o.contexts as usize).max(1),
+        threads: (o.threads != 0).then_some(o.threads as usize),
+        batch: if o.batch == 0 { 64 } else { o.batch as usize },
+        budget,
+        device,
+        sparsity: o.sparsity,
+        verify: o.flags & LODE_RT_NO_VERIFY == 0,
+        neuron_cache: o.flags & LODE_RT_NO_NEURON_CACHE == 0,
+        ..SessionOptions::new(max_context)
+    })
+}
+
+/// Opens the model at `path` as a session.
+///
+/// # Safety
+/// `path` is a NUL-terminated string; `options` is NULL or points to a
+/// `struct lode_rt_options` whose strings are NULL or NUL-terminated;
+/// `session` points to writable memory for a `u64`.
+#[no_mangle]
+pub unsafe extern "C" fn lode_rt_session_open(
+    path: *const c_char,
+    options: *const LodeRtOptions,
+    session: *mut u64,
+) -> c_int {
+    guard(|| {
+        if path.is_null() || session.is_null() {
+            return Err(fail(LODE_RT_ERR_NULL, "path and session are required"));
+        }
+        // SAFETY: the caller's promises above.
+        let path = unsafe { opt_str(path, "path") }?.unwrap_or_default();
+        let opts = unsafe { read_struct(options, "options") }?.unwrap_or(LodeRtOptions {
+            size: size_of::<LodeRtOptions>() as u32,
+            max_context: 0,
+            contexts: 0,
+            threads: 0,
+            batch: 0,
+            flags: 0,
+            sparsity: 0.0,
+            reserved: 0,
+            dram_budget: std::ptr::null(),
+            device: std::ptr::null(),
+        });
+        let file =
+            ModelFile::open(path.as_ref()).map_err(|e| fail(code_of(e.kind()), e.to_string()))?;
+        let room = file.config().context.min(MAX_CONTEXT);
+        let so = session_options(&opts, room)?;
+        let s = Session::load(file, &so, so.batch, &mut Quiet)
+            .map_err(|e| fail(code_of(e.kind()), e.to_string()))?;
+        let h = registry::insert(s);
+        // SAFETY: non-NULL, and the caller promises room for a u64.
+        unsafe { session.write_unaligned(h) };
+        Ok(())
+    })
+}
+
+/// Closes a session and frees its contexts.
+#[no_mangle]
+pub extern "C" fn lode_rt_session_close(session: u64) -> c_int {
+    guard(|| {
+        registry::remove(session)
+            .map(drop)
+            .ok_or_else(|| fail(LODE_RT_ERR_BAD_HANDLE, "no such session"))
+    })
+}
+
+/// A new, empty conversation in `session`.
+///
+/// # Safety
+/// `context` points to writable memory for a `u64`.
+#[no_mangle]
+pub unsafe extern "C" fn lode_rt_context_new(session: u64, context: *mut u64) -> c_int {
+    guard(|| {
+        if context.is_null() {
+            return Err(fail(LODE_RT_ERR_NULL, "context is required"));
+        }
+        let e = registry::get(session)
+            .ok_or_else(|| fail(LODE_RT_ERR_BAD_HANDLE, "no such session"))?;
+        let mut entry = registry::lock(&e);
+        let ctx = entry.session.new_context();
+        let h = registry::next_handle();
+        entry.contexts.insert(h, ctx);
+        // SAFETY: non-NULL, and the caller promises room for a u64.
+        unsafe { context.write_unaligned(h) };
+        Ok(())
+    })
+}
+
+/// Frees a conversation's KV cache.
+#[no_mangle]
+pub extern "C" fn lode_rt_context_free(session: u64, context: u64) -> c_int {
+    guard(|| {
+        let e = registry::get(session)
+            .ok_or_else(|| fail(LODE_RT_ERR_BAD_HANDLE, "no such session"))?;
+        let mut entry = registry::lock(&e);
+        let ctx = entry
+            .contexts
+            .remove(&context)
+            .ok_or_else(|| fail(LODE_RT_ERR_BAD_HANDLE, "no such context in this session"))?;
+        entry
+            .session
+            .delete_context(ctx)
+            .map_err(|e| fail(code_of(e.kind()), e.to_string()))
+    })
+}
+
+fn generate_options(g: Option<LodeRtGenerate>) -> Result<GenerateOptions, Fail> {
+    let Some(g) = g else {
+        return Ok(GenerateOptions::greedy(32));
+    };
+    let top_p = if g.top_p == 0.0 { 1.0 } else { g.top_p };
+    let sampler = SamplerConfig::new(g.temperature, g.top_k as usize, top_p);
+    sampler
+        .validate()
+        .map_err(|e| fail(LODE_RT_ERR_INVALID, format!("sampling: {e}")))?;
+    Ok(GenerateOptions {
+        max_tokens: g.max_tokens as usize,
+        sampler,
+        seed: g.seed,
+    })
+}
+
+/// Evaluates `prompt` in `context` and generates, calling `on_token` with
+/// each token.
+///
+/// # Safety
+/// `prompt` is a NUL-terminated string; `options` is NULL or points to a
+/// `struct lode_rt_generate`; `on_token` is NULL or a function that may be
+/// called with `user` during this call; `stats` is NULL or points to a
+/// writable `struct lode_rt_stats` whose `size` field is set.
+#[no_mangle]
+pub unsafe extern "C" fn lode_rt_generate(
+    session: u64,
+    context: u64,
+    prompt: *const c_char,
+    options: *const LodeRtGenerate,
+    on_token: LodeRtTokenFn,
+    user: *mut c_void,
+    stats: *mut LodeRtStats,
+) -> c_int {
+    guard(|| {
+        if prompt.is_null() {
+            return Err(fail(LODE_RT_ERR_NULL, "prompt is required"));
+        }
+        // SAFETY: the caller's promises above.
+        let prompt = unsafe { opt_str(prompt, "prompt") }?.unwrap_or_default();
+        let gen = generate_options(unsafe { read_struct(options, "options") }?)?;
+        let out_stats = unsafe { read_struct(stats.cast_const(), "stats") }?;
+        let e = registry::get(session)
+            .ok_or_else(|| fail(LODE_RT_ERR_BAD_HANDLE, "no such session"))?;
+        let mut entry = registry::lock(&e);
+        let mut ctx = entry
+            .contexts
+            .remove(&context)
+            .ok_or_else(|| fail(LODE_RT_ERR_BAD_HANDLE, "no such context in this session"))?;
+        let s = &mut entry.session;
+        let bos = ctx.is_empty() && ctx.pending().is_none() && s.tokenizer().specials().add_bos;
+        let ids = s.tokenizer().encode(prompt, bos);
+        let result = generate(s, &mut ctx, &ids, &gen, |t| {
+            let Some(f) = on_token else {
+                return ControlFlow::Continue(());
+            };
+            // SAFETY: the caller promises `f` may be called with `user`
+            // now; the piece is valid for the call.
+            let stop = unsafe { f(user, t.id, t.piece.as_ptr().cast(), t.piece.len()) };
+            if stop == 0 {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
+            }
+        });
+        let context_tokens = ctx.len();
+        entry.contexts.insert(context, ctx);
+        let g = result.map_err(|e| fail(code_of(e.kind()), e.to_string()))?;
+        if out_stats.is_some() {
+            let s = &entry.session;
+            let per_s = |n: usize, t: f64| if t > 0.0 { n as f64 / t } else { 0.0 };
+            let st = LodeRtStats {
+                size: size_of::<LodeRtStats>() as u32,
+                stop: match g.stop {
+                    Stop::Length => 0,
+                    Stop::Eos => 1,
+                    Stop::Context => 2,
+                    Stop::Caller => 3,
+                },
+                prompt_tokens: g.prompt_tokens as u32,
+                generated_tokens: g.generated.len() as u32,
+                context_tokens: context_tokens as u32,
+                reserved: 0,
+                prompt_tokens_per_s: per_s(g.prompt_tokens, g.prompt_seconds),
+                decode_tokens_per_s: per_s(g.decode_tokens, g.decode_seconds),
+                load_seconds: s.load_seconds(),
+                bytes_read_per_token: StreamStats::new(s, &g).map_or(0.0, |x| x.bytes_per_token),
+                arena_bytes: s.arena().capacity() as u64,
+                peak_arena_bytes: s.arena().peak() as u64,
+            };
+            // SAFETY: non-NULL (checked by read_struct), aligned, and the
+            // caller promises it is writable.
+            unsafe { stats.write(st) };
+        }
+        Ok(())
+    })
+}
+
+/// A static description of an error code.
+#[no_mangle]
+pub extern "C" fn lode_rt_strerror(code: c_int) -> *const c_char {
+    let s: &'static CStr = match code {
+        LODE_RT_OK => c"ok",
+        LODE_RT_ERR_NULL => c"a required pointer was NULL",
+        LODE_RT_ERR_BAD_HANDLE => c"not an open session or context",
+        LODE_RT_ERR_INVALID => c"an option out of range, bad UTF-8 or a wrong size field",
+        LODE_RT_ERR_IO => c"a file could not be read",
+        LODE_RT_ERR_BAD_MODEL => c"not a model lode can run, or corrupt data",
+        LODE_RT_ERR_NO_MEMORY => c"the DRAM budget or the arena is too small",
+        LODE_RT_ERR_DEVICE => c"the flash device failed a read",
+        LODE_RT_ERR_BAD_PROMPT => c"the prompt is empty or longer than the context's room",
+        LODE_RT_ERR_CONTEXT_FULL => c"the context is full",
+        LODE_RT_ERR_PANIC => c"an internal error in lode",
+        _ => c"unknown error",
+    };
+    s.as_ptr()
+}
+
+/// Copies the calling thread's last failure message into `buf`.
+///
+/// # Safety
+/// `buf` is NULL (with any `len`) or points to `len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn lode_rt_last_error(buf: *mut c_char, len: usize) -> usize {
+    LAST_ERROR.with(|l| {
+        let msg = l.borrow();
+        if !buf.is_null() && len > 0 {
+            let n = msg.len().min(len - 1);
+            // SAFETY: `buf` has `len` writable bytes (the caller's promise)
+            // and `n + 1 <= len`; the message's bytes do not overlap it.
+            unsafe {
+                std::ptr::copy_nonoverlapping(msg.as_ptr(), buf.cast::<u8>(), n);
+                buf.add(n).write(0);
+            }
+        }
+        msg.len()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn structures_have_the_headers_layout() {
+        // The sizes the header's users assert (capi/examples).
+        assert_eq!(size_of::<LodeRtOptions>(), 48);
+        assert_eq!(size_of::<LodeRtGenerate>(), 32);
+        assert_eq!(size_of::<LodeRtStats>(), 72);
+    }
+
+    fn last_error() -> String {
+        let mut buf = [0 as c_char; 256];
+        // SAFETY: 256 writable bytes.
+        let n = unsafe { lode_rt_last_error(buf.as_mut_ptr(), buf.len()) };
+        // SAFETY: lode_rt_last_error NUL-terminated it.
+        let s = unsafe { CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned();
+        assert_eq!(n, s.len(), "messages here are shorter than the buffer");
+        s
+    }
+
+    #[test]
+    fn mistakes_are_codes_with_messages() {
+        let mut h = 0u64;
+        // SAFETY (every call below): valid or deliberately NULL pointers.
+        unsafe {
+            assert_eq!(
+                lode_rt_session_open(std::ptr::null(), std::ptr::null(), &mut h),
+                LODE_RT_ERR_NULL
+            );
+            assert!(last_error().contains("required"));
+            assert_eq!(
+                lode_rt_session_open(c"/nonexistent.gguf".as_ptr(), std::ptr::null(), &mut h),
+                LODE_RT_ERR_IO
+            );
+            assert!(last_error().contains("/nonexistent.gguf"));
+            let wrong = LodeRtOptions {
+                size: 4,
+                max_context: 0,
+                contexts: 0,
+                threads: 0,
+                batch: 0,
+                flags: 0,
+                sparsity: 0.0,
+                reserved: 0,
+                dram_budget: std::ptr::null(),
+                device: std::ptr::null(),
+            };
+            assert_eq!(
+                lode_rt_session_open(c"/nonexistent.gguf".as_ptr(), &wrong, &mut h),
+                LODE_RT_ERR_INVALID
+            );
+            assert_eq!(lode_rt_context_new(12345, &mut h), LODE_RT_ERR_BAD_HANDLE);
+            assert_eq!(
+                lode_rt_generate(
+                    1,
+                    2,
+                    c"x".as_ptr(),
+                    std::ptr::null(),
+                    None,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut()
+                ),
+                LODE_RT_ERR_BAD_HANDLE
+            );
+            let bad_utf8 = [0xffu8 as c_char, 0];
+            assert_eq!(
+                lode_rt_generate(
+                    1,
+                    2,
+                    bad_utf8.as_ptr(),
+                    std::ptr::null(),
+                    None,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut()
+                ),
+                LODE_RT_ERR_INVALID
+            );
+        }
+        assert_eq!(lode_rt_session_close(0), LODE_RT_ERR_BAD_HANDLE);
+        assert_eq!(lode_rt_context_free(0, 0), LODE_RT_ERR_BAD_HANDLE);
+        for code in 0..=12 {
+            // SAFETY: a static NUL-terminated string.
+            let s = unsafe { CStr::from_ptr(lode_rt_strerror(-code)) };
+            assert!(!s.to_bytes().is_empty());
+        }
+    }
+}
