@@ -153,13 +153,15 @@ pub fn stats_block(s: &StreamStats) -> String {
     let mib = |b: f64| b / 1048576.0;
     format!(
         "[lode] streamed from {} ({})\n\
-         [lode] budget {:.1} MiB (minimum {:.1} MiB): resident attention {} layers, FFN {} \
+         [lode] budget {:.1} MiB ({:.1} MiB of it outside the arena; minimum {:.1} MiB): \
+         resident attention {} layers, FFN {} \
          layers, head {}; ring {} x {:.2} MiB\n\
          [lode] per token: {:.2} MiB in {:.0} reads; prefetch ready {:.0}%; {}\n\
          [lode] time: I/O wait {:.2} s, compute {:.2} s; image verified in {:.2} s{}",
         s.device,
         s.device_mode,
         mib(s.budget_bytes as f64),
+        mib(s.outside_bytes as f64),
         mib(s.minimum_bytes as f64),
         s.resident_attention_layers,
         s.resident_ffn_layers,

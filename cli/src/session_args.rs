@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use lode_kernel::model::stream::StreamPlan;
 use lode_kernel::model::Limits;
-use lode_runtime::{Budget, DeviceSpec, LoadEvents, SamplerConfig, SessionOptions};
+use lode_runtime::{Budget, DeviceSpec, LoadEvents, Outside, SamplerConfig, SessionOptions};
 
 use crate::progress::Progress;
 
@@ -166,7 +166,14 @@ pub struct CliEvents {
 }
 
 impl LoadEvents for CliEvents {
-    fn plan(&mut self, path: &Path, weight_bytes: u64, limits: &Limits, plan: &StreamPlan) {
+    fn plan(
+        &mut self,
+        path: &Path,
+        weight_bytes: u64,
+        limits: &Limits,
+        plan: &StreamPlan,
+        o: &Outside,
+    ) {
         if self.explain {
             eprintln!(
                 "{}: {} layers, model {:.1} MiB; context {} positions, prompt batches of {}",
@@ -176,7 +183,19 @@ impl LoadEvents for CliEvents {
                 limits.max_context,
                 limits.max_batch
             );
+            eprintln!(
+                "DRAM budget {:.1} MiB: the arena below, and {:.2} MiB outside it",
+                (plan.budget + o.total()) as f64 / 1048576.0,
+                o.total() as f64 / 1048576.0
+            );
             eprintln!("{plan}");
+            eprintln!(
+                "  outside the arena     {:>8.2} MiB  device bounce buffers {:.2} MiB, sparse \
+                 scratch {:.2} MiB; counted in the budget",
+                o.total() as f64 / 1048576.0,
+                o.bounce as f64 / 1048576.0,
+                o.sparse_scratch as f64 / 1048576.0
+            );
         }
     }
 

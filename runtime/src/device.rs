@@ -122,7 +122,7 @@ impl AnyDevice {
                 };
                 let m = dev.cost_model();
                 let mode = format!(
-                    "{}, {}, {:.1} MiB of bounce buffers outside the budget; {cost} cost model \
+                    "{}, {}, {:.1} MiB of bounce buffers (in the budget); {cost} cost model \
                      ({:.1} us a command, {:.0} MiB/s, queue depth {})",
                     dev.report().direct,
                     dev.report().engine,

@@ -47,7 +47,9 @@ pub use error::{ErrorKind, GenerateError, LoadError, OpenError};
 pub use generate::{generate, GenerateOptions, Generation, Stop, Token};
 pub use image_file::{is_image, ImageFile, ImageFileError};
 pub use model_file::ModelFile;
-pub use session::{IoCounters, LoadEvents, Quiet, Session, SessionOptions, StreamInfo, Streamed};
+pub use session::{
+    IoCounters, LoadEvents, Outside, Quiet, Session, SessionOptions, StreamInfo, Streamed,
+};
 pub use stats::{RunStats, StreamStats};
 
 pub use lode_hal::compute::sample::SamplerConfig;

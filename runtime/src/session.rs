@@ -112,8 +112,17 @@ impl SessionOptions {
 /// the plan and a progress meter; a library caller may ignore both).
 pub trait LoadEvents {
     /// The streaming plan of the image at `path` (`weight_bytes` of
-    /// weights), before anything is allocated.
-    fn plan(&mut self, _path: &Path, _weight_bytes: u64, _limits: &Limits, _plan: &StreamPlan) {}
+    /// weights), before anything is allocated: the arena's, which is the
+    /// budget less what `outside` holds.
+    fn plan(
+        &mut self,
+        _path: &Path,
+        _weight_bytes: u64,
+        _limits: &Limits,
+        _plan: &StreamPlan,
+        _outside: &Outside,
+    ) {
+    }
     /// `done` of `total` data bytes verified.
     fn verify(&mut self, _done: u64, _total: u64) {}
 }
@@ -155,6 +164,23 @@ enum Engine {
     Streamed(Box<Model<Streamed>>),
 }
 
+/// Memory a streamed session holds outside its arena, counted in its
+/// budget: the arena is the budget less these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Outside {
+    /// The device's bounce buffers (O_DIRECT reads land there first).
+    pub bounce: usize,
+    /// The sparse path's position, location and read-plan buffers.
+    pub sparse_scratch: usize,
+}
+
+impl Outside {
+    /// Both.
+    pub fn total(&self) -> usize {
+        self.bounce.saturating_add(self.sparse_scratch)
+    }
+}
+
 /// How a streamed session reads (for the stats).
 #[derive(Debug, Clone)]
 pub struct StreamInfo {
@@ -168,6 +194,8 @@ pub struct StreamInfo {
     pub sparsity: f32,
     /// Seconds to check the image's data against its CRCs.
     pub verify_seconds: f64,
+    /// What the budget holds outside the arena.
+    pub outside: Outside,
 }
 
 /// Counters of a streamed session's reads, to difference around a run.
@@ -471,6 +499,7 @@ fn load_dense(
     // Locking is best effort: the report says how much it achieved.
     let lock = arena.lock().ok();
     let model = Model::load(&file, *cfg, limits, &mut arena).map_err(DenseFail::Model)?;
+    plan.arena_use.check(&arena).map_err(DenseFail::Model)?;
     Ok((model, arena, lock))
 }
 
@@ -523,7 +552,32 @@ fn load_streamed(
         stream_all: false,
         sparse,
     };
-    let plan = StreamPlan::new(&layout, cfg, &limits, stream_opts)?;
+    // The device's bounce buffers and the sparse scratch live outside the
+    // arena but inside the budget: the arena gets what is left.
+    let (n, n_ext) = SparseScratch::lens(&layout, block, dev.geometry().max_transfer as usize);
+    let outside = Outside {
+        bounce: match &dev {
+            AnyDevice::File(d) => d.report().bounce_bytes,
+            AnyDevice::Fake(_) => 0,
+        },
+        sparse_scratch: if sparse {
+            n * (2 * size_of::<u32>() + size_of::<BundleLoc>()) + n_ext * size_of::<Extent>()
+        } else {
+            0
+        },
+    };
+    let stream_opts = StreamOptions {
+        budget: budget.saturating_sub(outside.total()),
+        ..stream_opts
+    };
+    let with_outside = |e: ModelError| match e {
+        ModelError::BudgetTooSmall { need, .. } => ModelError::BudgetTooSmall {
+            need: need.saturating_add(outside.total()),
+            have: budget,
+        },
+        e => e,
+    };
+    let plan = StreamPlan::new(&layout, cfg, &limits, stream_opts).map_err(with_outside)?;
     // Without a budget, or with more than the model needs: exactly what
     // holds everything resident (the arena is mapped and locked whole, so
     // a larger one would only hold idle memory).
@@ -541,7 +595,7 @@ fn load_streamed(
     } else {
         plan
     };
-    events.plan(image.path(), image.weight_bytes(), &limits, &plan);
+    events.plan(image.path(), image.weight_bytes(), &limits, &plan, &outside);
     let mut arena = new_arena(plan.budget).map_err(StreamFail::Load)?;
     let lock = arena.lock().ok();
 
@@ -559,7 +613,6 @@ fn load_streamed(
         verify_seconds = t.elapsed().as_secs_f64();
     }
     let scratch = if sparse {
-        let (n, n_ext) = SparseScratch::lens(&layout, block, dev.geometry().max_transfer as usize);
         OwnedScratch {
             positions: vec![0; n],
             missing: vec![0; n],
@@ -577,12 +630,15 @@ fn load_streamed(
     let (weights, source) =
         Streamed::load_with(dev, &mut arena, layout, cfg, &limits, plan, now_ns, setup)?;
     let model = Model::from_parts(*cfg, limits, weights, source, &mut arena)?;
+    // One accountant: the arena holds exactly what the plan counted.
+    plan.arena_use.check(&arena)?;
     let info = StreamInfo {
         device: name,
         mode,
         plan,
         sparsity: opts.sparsity,
         verify_seconds,
+        outside,
     };
     Ok((model, arena, lock, info))
 }

@@ -62,8 +62,11 @@ pub struct StreamStats {
     pub device: String,
     /// How it reads (direct or buffered, io_uring or threads).
     pub device_mode: String,
-    /// The DRAM budget (arena capacity).
+    /// The DRAM budget: the arena plus what is held outside it.
     pub budget_bytes: usize,
+    /// Of the budget, what is held outside the arena: the device's bounce
+    /// buffers and the sparse scratch.
+    pub outside_bytes: usize,
     /// The smallest budget this run could have had.
     pub minimum_bytes: usize,
     /// Layers whose attention stayed resident.
@@ -164,8 +167,9 @@ impl StreamStats {
         Some(StreamStats {
             device: info.device.clone(),
             device_mode: info.mode.clone(),
-            budget_bytes: plan.budget,
-            minimum_bytes: plan.minimum,
+            budget_bytes: plan.budget.saturating_add(info.outside.total()),
+            outside_bytes: info.outside.total(),
+            minimum_bytes: plan.minimum.saturating_add(info.outside.total()),
             resident_attention_layers: plan.resident_attention_layers(),
             resident_ffn_layers: plan.resident_ffn_layers(),
             head_resident: plan.head_resident,

@@ -194,6 +194,8 @@ fn streamed_from(
     let (weights, source) =
         StreamSource::load(dev, &mut arena, layout, &cfg, &limits(), plan, || 0)?;
     let mut model = Model::from_parts(cfg, limits(), weights, source, &mut arena)?;
+    // The loader allocated exactly what the plan counted, at every budget.
+    plan.arena_use.check(&arena)?;
     let r = greedy(&mut model, &mut arena, &mut cpu(&cfg, &limits()));
     model.ffn_mut().quiesce(&mut arena)?;
     let (tokens, logits) = r?;

@@ -129,6 +129,8 @@ fn run(
         StreamSource::load(dev, &mut arena, layout, &cfg, &limits(), plan, || 0)?
     };
     let mut model = Model::from_parts(cfg, limits(), weights, source, &mut arena)?;
+    // The loader allocated exactly what the plan counted, at every budget.
+    plan.arena_use.check(&arena)?;
     let widest = cfg.hidden.max(cfg.ffn);
     let mut cpu = CpuCompute::new(CpuConfig::new(widest).with_threads(2).with_env()).unwrap();
     cpu.reserve_batch(widest, limits().max_batch).unwrap();

@@ -5,6 +5,7 @@
 //! each slot rounded up to the model's alignment, from the same tensor table
 //! and buffer sizes the loader uses.
 
+use super::arena_use::ArenaUse;
 use super::buffers::Buffers;
 use super::config::{Limits, LlamaConfig};
 use super::error::ModelError;
@@ -16,6 +17,9 @@ use super::weights::{aligned, Weights, ALIGN};
 /// Arena bytes (and slots) of one run, by purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryPlan {
+    /// What the arena holds by kind of slot once loaded (see
+    /// [`ArenaUse::check`]).
+    pub arena_use: ArenaUse,
     /// Resident embedding, output head, norms and attention weights.
     pub weights: usize,
     /// The FFN source: its matrices and activation scratch.
@@ -38,18 +42,26 @@ impl MemoryPlan {
     ) -> Result<MemoryPlan, ModelError> {
         cfg.validate()?;
         limits.validate(cfg)?;
-        let (weights, w_slots) = Weights::arena_bytes(src, cfg)?;
-        let (ffn, f_slots) = DenseFfn::arena_bytes(src, cfg, limits)?;
-        let (scratch, s_slots) = Buffers::arena_bytes(cfg, limits);
+        let weights = Weights::arena_bytes(src, cfg)?;
+        let (ffn, ffn_scratch) = DenseFfn::arena_bytes(src, cfg, limits)?;
+        let buffers = Buffers::arena_bytes(cfg, limits);
         let chunks = KvCache::chunks_for(limits.max_context).saturating_mul(limits.contexts);
         let kv = chunks.saturating_mul(aligned(KvCache::chunk_bytes(cfg)));
-        Ok(MemoryPlan {
-            weights,
-            ffn,
+        let mut plan = MemoryPlan {
+            arena_use: ArenaUse {
+                resident: weights.exact.saturating_add(ffn.exact),
+                scratch: buffers.exact.saturating_add(ffn_scratch.exact),
+                kv: chunks.saturating_mul(KvCache::chunk_bytes(cfg)),
+                ..ArenaUse::default()
+            },
+            weights: weights.aligned,
+            ffn: ffn.aligned.saturating_add(ffn_scratch.aligned),
             kv,
-            scratch,
-            slots: w_slots + f_slots + s_slots + chunks,
-        })
+            scratch: buffers.aligned,
+            slots: weights.slots + ffn.slots + ffn_scratch.slots + buffers.slots + chunks,
+        };
+        plan.arena_use.capacity = plan.total();
+        Ok(plan)
     }
 
     /// Arena capacity that holds the whole plan: the parts plus one

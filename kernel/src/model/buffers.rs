@@ -7,9 +7,10 @@
 
 use crate::arena::{DramArena, Slot, SlotKind};
 
+use super::arena_use::Footprint;
 use super::config::{Limits, LlamaConfig};
 use super::error::ModelError;
-use super::weights::{aligned, ALIGN};
+use super::weights::ALIGN;
 
 /// The buffers; every one holds f32 values.
 #[derive(Debug, Clone, Copy)]
@@ -52,13 +53,13 @@ fn floats(c: &LlamaConfig, l: &Limits) -> [usize; 9] {
 }
 
 impl Buffers {
-    /// Arena bytes and slots [`Buffers::alloc`] takes.
-    pub fn arena_bytes(cfg: &LlamaConfig, limits: &Limits) -> (usize, usize) {
-        let f = floats(cfg, limits);
-        let bytes = f.iter().fold(0usize, |a, &n| {
-            a.saturating_add(aligned(n.saturating_mul(4)))
-        });
-        (bytes, f.len())
+    /// The slots [`Buffers::alloc`] takes.
+    pub fn arena_bytes(cfg: &LlamaConfig, limits: &Limits) -> Footprint {
+        let mut f = Footprint::default();
+        for n in floats(cfg, limits) {
+            f.add(n.saturating_mul(4));
+        }
+        f
     }
 
     /// Allocates every buffer as a scratch slot.

@@ -72,6 +72,9 @@ pub enum ModelError {
     Device(crate::flash::ErrorKind),
     /// The image's data does not match its checksums (or its tables).
     Image(lode_formats::image::ImageError),
+    /// The arena holds other bytes than the memory plan predicted (a
+    /// loader and its planner disagree: a lode bug, caught).
+    PlanMismatch(super::arena_use::Mismatch),
     /// A read of streamed weights failed.
     Read {
         /// Device offset of the unit whose read failed.
@@ -87,7 +90,7 @@ impl ModelError {
         match self {
             ModelError::Config(_) => ErrorKind::BadConfig,
             ModelError::Format(_) | ModelError::Tensor { .. } => ErrorKind::BadTensor,
-            ModelError::Arena(_) => ErrorKind::Arena,
+            ModelError::Arena(_) | ModelError::PlanMismatch(_) => ErrorKind::Arena,
             ModelError::Compute(_) => ErrorKind::Compute,
             ModelError::ContextFull { .. } => ErrorKind::ContextFull,
             ModelError::TokenOutOfRange { .. } => ErrorKind::BadToken,
@@ -150,6 +153,9 @@ impl fmt::Display for ModelError {
                 *need as f64 / 1048576.0
             ),
             ModelError::Device(k) => write!(f, "flash device: {k}"),
+            ModelError::PlanMismatch(m) => {
+                write!(f, "the memory plan and the arena disagree: {m}")
+            }
             ModelError::Image(e) => write!(f, "image: {e}"),
             ModelError::Read { offset, kind } => write!(
                 f,

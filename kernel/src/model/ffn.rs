@@ -12,12 +12,13 @@
 use crate::arena::{DramArena, Slot, SlotKind};
 use crate::compute::Compute;
 
+use super::arena_use::Footprint;
 use super::config::{Limits, LlamaConfig, MAX_LAYERS};
 use super::error::ModelError;
 use super::tensor::{TensorRef, TensorSource};
 use super::view::{f32s_mut, split};
 use super::weights::Attention;
-use super::weights::{aligned, fetch, for_each_layer_tensor, place, stored_len, Part, ALIGN};
+use super::weights::{fetch, for_each_layer_tensor, place, stored_len, Part, ALIGN};
 
 /// The buffers of one FFN call, as arena slots of f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,23 +124,23 @@ fn is_ffn(p: Part) -> bool {
 }
 
 impl DenseFfn {
-    /// Arena bytes and slots [`DenseFfn::load`] allocates (each slot rounded
-    /// up to the model's alignment).
+    /// The slots [`DenseFfn::load`] allocates: the resident matrices, and
+    /// the two activation buffers.
     pub fn arena_bytes<S: TensorSource>(
         src: &S,
         cfg: &LlamaConfig,
         limits: &Limits,
-    ) -> Result<(usize, usize), ModelError> {
-        let mut bytes = 0usize;
-        let mut slots = 0usize;
+    ) -> Result<(Footprint, Footprint), ModelError> {
+        let mut matrices = Footprint::default();
         for_each_layer_tensor(cfg, is_ffn, |_, _, name, role| {
-            let t = fetch(src, name, role)?;
-            bytes = bytes.saturating_add(aligned(stored_len(&t, role)));
-            slots += 1;
+            matrices.add(stored_len(&fetch(src, name, role)?, role));
             Ok(())
         })?;
-        let scratch = aligned(scratch_len(cfg, limits)?);
-        Ok((bytes.saturating_add(2 * scratch), slots + 2))
+        let mut scratch = Footprint::default();
+        let len = scratch_len(cfg, limits)?;
+        scratch.add(len);
+        scratch.add(len);
+        Ok((matrices, scratch))
     }
 
     /// Copies every layer's gate, up and down matrices into resident slots

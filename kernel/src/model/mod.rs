@@ -39,6 +39,7 @@
 //! # Ok(()) }
 //! ```
 
+mod arena_use;
 mod budget;
 mod buffers;
 mod bundle_ffn;
@@ -58,6 +59,7 @@ mod tests;
 
 use crate::arena::DramArena;
 
+pub use arena_use::{ArenaUse, Footprint, Mismatch};
 pub use budget::MemoryPlan;
 pub use buffers::Buffers;
 pub use bundle_ffn::{BundleFfn, BundleTypes};

@@ -739,6 +739,8 @@ fn the_plan_is_exact_and_a_smaller_arena_fails_cleanly() {
     let plan = MemoryPlan::dense(&src, &c, &l).unwrap();
     let mut arena = VecArena::new(plan.total());
     let mut m = Model::load(&src, c, l, &mut arena).unwrap();
+    // Loading allocated exactly what the plan counted, kind by kind.
+    assert_eq!(plan.arena_use.check(&arena), Ok(()));
     let mut ctx = m.new_context();
     m.eval(
         &mut ctx,
@@ -758,6 +760,7 @@ fn the_plan_is_exact_and_a_smaller_arena_fails_cleanly() {
     );
     assert_eq!(arena.parts().0.live(), plan.slots);
     assert_eq!(arena.used_by(crate::arena::SlotKind::KvChunk), plan.kv);
+    assert_eq!(plan.arena_use.check(&arena), Ok(()));
 
     let mut small = VecArena::new(plan.total() - KvCache::chunk_bytes(&c));
     let mut m = Model::load(&src, c, l, &mut small).unwrap();

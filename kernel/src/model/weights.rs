@@ -11,6 +11,7 @@ use lode_formats::gguf::{dequantize_row, layer_tensor_name};
 
 use crate::arena::{DramArena, SlotKind};
 
+use super::arena_use::Footprint;
 use super::config::{LlamaConfig, MAX_LAYERS};
 use super::error::ModelError;
 use super::tensor::{row_bytes, RawTensor, TensorRef, TensorSource};
@@ -228,25 +229,22 @@ pub struct Weights {
 }
 
 impl Weights {
-    /// Arena bytes [`Weights::load`] allocates (each slot rounded up to
-    /// [`ALIGN`]) and the number of slots, checking every tensor on the way.
+    /// The slots [`Weights::load`] allocates, checking every tensor on the
+    /// way.
     pub fn arena_bytes<S: TensorSource>(
         src: &S,
         cfg: &LlamaConfig,
-    ) -> Result<(usize, usize), ModelError> {
-        let mut bytes = 0usize;
-        let mut slots = 0usize;
+    ) -> Result<Footprint, ModelError> {
+        let mut f = Footprint::default();
         let mut add = |name: &str, role: Role| -> Result<(), ModelError> {
-            let t = fetch(src, name, role)?;
-            bytes = bytes.saturating_add(aligned(stored_len(&t, role)));
-            slots += 1;
+            f.add(stored_len(&fetch(src, name, role)?, role));
             Ok(())
         };
         for (name, role) in global_tensors(cfg) {
             add(name, role)?;
         }
         for_each_layer_tensor(cfg, |p| !p.is_ffn(), |_, _, name, role| add(name, role))?;
-        Ok((bytes, slots))
+        Ok(f)
     }
 
     /// Copies the embedding, output head, final norm and every layer's

@@ -26,6 +26,7 @@
 
 use core::fmt;
 
+use crate::model::arena_use::ArenaUse;
 use crate::model::buffers::Buffers;
 use crate::model::config::{Limits, LlamaConfig};
 use crate::model::error::ModelError;
@@ -112,6 +113,12 @@ impl PlanBytes {
 /// The plan of a streaming run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamPlan {
+    /// What the arena holds by kind of slot once loaded (see
+    /// [`ArenaUse::check`]).
+    pub arena_use: ArenaUse,
+    /// Room to start each resident unit on a block (part of
+    /// `bytes.alignment`, beyond the minimum's).
+    pub unit_alignment: usize,
     /// The budget planned for.
     pub budget: usize,
     /// Smallest budget that runs this model and these limits.
@@ -232,20 +239,26 @@ impl StreamPlan {
             ));
         }
         let block = opts.block;
-        let (buffers, _) = Buffers::arena_bytes(cfg, limits);
+        let buffers = Buffers::arena_bytes(cfg, limits);
         let kv = KvCache::chunks_for(limits.max_context)
             .saturating_mul(limits.contexts)
             .saturating_mul(aligned(KvCache::chunk_bytes(cfg)));
-        let norm = read_slot(layout.output_norm.len, block);
-        let norms = norm.saturating_mul(2 * cfg.layers + 1);
+        let norms = layout
+            .attn
+            .iter()
+            .fold(read_slot(layout.output_norm.len, block), |a, s| {
+                a.saturating_add(read_slot(s.attn_norm.len, block))
+                    .saturating_add(read_slot(s.ffn_norm.len, block))
+            });
         let row = layout.embed.row_bytes();
         // Activations: one row's for bundled layers; split and dense
         // layers keep every row's (a split batch chooses the columns one
         // fetch reads, a dense one multiplies all rows at once). Split
         // layers also hold one row's up products, dense layers every row's.
-        let (act, up) = act_lens(layout, cfg, limits);
-        let act = aligned(act).saturating_add(aligned(up));
-        let scratch = act.saturating_add(read_slot(row.saturating_add(block), block));
+        let (act_len, up_len) = act_lens(layout, cfg, limits);
+        let act = aligned(act_len).saturating_add(aligned(up_len));
+        let row_slot = read_slot(row.saturating_add(block), block);
+        let scratch = act.saturating_add(row_slot);
         let split = layout.ffn.iter().all(|f| f.split().is_some());
         if opts.sparse && !split {
             return Err(ModelError::Config(
@@ -305,7 +318,7 @@ impl StreamPlan {
             0
         };
         let fixed = |ring_slot: usize| PlanBytes {
-            buffers,
+            buffers: buffers.aligned,
             kv,
             norms,
             scratch,
@@ -323,35 +336,44 @@ impl StreamPlan {
             });
         }
         let mut bytes = fixed(worst);
+        let fixed_alignment = bytes.alignment;
         let mut left = opts.budget - minimum;
-        let take = |len: usize, left: &mut usize| -> Option<usize> {
-            let cost = read_slot(len, block).saturating_add(block);
+        // A resident unit costs its slot plus a block of room to start it
+        // on one; the slot is counted by purpose, the room as alignment.
+        let take = |len: usize, left: &mut usize, pad: &mut usize| -> Option<usize> {
+            let slot = read_slot(len, block);
+            let cost = slot.saturating_add(block);
             (!opts.stream_all && cost <= *left).then(|| {
                 *left -= cost;
-                cost
+                *pad += block;
+                slot
             })
         };
         let (mut attn_res, mut ffn_res, mut head_res) = (0u128, 0u128, false);
         for l in 0..cfg.layers {
-            if let Some(c) = take(attn_len(l), &mut left) {
+            if let Some(c) = take(attn_len(l), &mut left, &mut bytes.alignment) {
                 attn_res |= bit(l);
                 bytes.attention += c;
             }
         }
-        if let Some(c) = take(head_len, &mut left) {
+        if let Some(c) = take(head_len, &mut left, &mut bytes.alignment) {
             head_res = true;
             bytes.head = c;
         }
-        // A split layer keeps two slots (rows and columns) resident.
-        let ffn_cost = |l: usize| {
-            layout.ffn.get(l).map_or(usize::MAX, |f| {
-                read_slot(f.len, block)
-                    .saturating_add(block)
-                    .saturating_add(
-                        f.split()
-                            .map_or(0, |r| read_slot(r.len, block).saturating_add(block)),
-                    )
+        // A split layer keeps two slots (rows and columns) resident: their
+        // bytes, and the room to align each.
+        let ffn_slots = |l: usize| {
+            layout.ffn.get(l).map_or((usize::MAX, 0), |f| {
+                let rows = f.split().map(|r| read_slot(r.len, block));
+                (
+                    read_slot(f.len, block).saturating_add(rows.unwrap_or(0)),
+                    block * (1 + usize::from(rows.is_some())),
+                )
             })
+        };
+        let ffn_cost = |l: usize| {
+            let (slots, pad) = ffn_slots(l);
+            slots.saturating_add(pad)
         };
         let spread = if opts.stream_all {
             0
@@ -366,9 +388,11 @@ impl StreamPlan {
                 !opts.stream_all && cost <= left
             };
             if chosen {
+                let (slots, pad) = ffn_slots(l);
                 left -= cost;
                 ffn_res |= bit(l);
-                bytes.ffn += cost;
+                bytes.ffn += slots;
+                bytes.alignment += pad;
             }
         }
         let all = if cfg.layers >= 128 {
@@ -389,7 +413,8 @@ impl StreamPlan {
             if r > 0 {
                 head_part = r;
                 left -= cost(r);
-                bytes.head = cost(r);
+                bytes.head = cost(r) - block;
+                bytes.alignment += block;
             }
         }
         let nothing_streams = attn_res == all && ffn_res == all && head_res;
@@ -425,10 +450,29 @@ impl StreamPlan {
             let skip = from % block;
             streamed += blocks(skip + head_len.saturating_sub(from), block) as u64;
         }
-        if !(head_res && cfg.tied_embeddings) {
+        let row_streams = !(head_res && cfg.tied_embeddings);
+        if row_streams {
             streamed += blocks(row.saturating_add(block), block) as u64;
         }
+        let arena_use = ArenaUse {
+            resident: norms
+                .saturating_add(bytes.attention)
+                .saturating_add(bytes.head)
+                .saturating_add(bytes.ffn),
+            io: bytes
+                .ring
+                .saturating_add(bytes.sparse_io)
+                .saturating_add(if row_streams { row_slot } else { 0 }),
+            scratch: buffers.exact.saturating_add(act_len).saturating_add(up_len),
+            cache: bytes.cache,
+            kv: KvCache::chunks_for(limits.max_context)
+                .saturating_mul(limits.contexts)
+                .saturating_mul(KvCache::chunk_bytes(cfg)),
+            capacity: opts.budget,
+        };
         Ok(StreamPlan {
+            arena_use,
+            unit_alignment: bytes.alignment - fixed_alignment,
             budget: opts.budget,
             minimum,
             ring,
@@ -460,6 +504,7 @@ impl StreamPlan {
             .saturating_add(b.head)
             .saturating_add(b.ffn)
             .saturating_add(b.cache)
+            .saturating_add(self.unit_alignment)
     }
 
     /// Whether layer `l`'s attention is resident.

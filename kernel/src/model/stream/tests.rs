@@ -226,6 +226,18 @@ proptest! {
         } else {
             prop_assert_eq!(p.head_resident_rows, l.head.rows);
         }
+        // The loader allocates exactly what the plan counted, kind by kind,
+        // and the arena the plan sized holds it.
+        let end = l.ffn.last().map_or(0, |f| f.offset + f.len as u64) as usize;
+        let dev = pattern_device(end.div_ceil(B as usize) * B as usize, 8, 64 << 10);
+        let mut arena = VecArena::new(p.budget);
+        let (w, src) = StreamSource::load(dev, &mut arena, l, &c, &limits(), p, no_clock).unwrap();
+        let m = crate::model::Model::from_parts(c, limits(), w, src, &mut arena).unwrap();
+        prop_assert_eq!(p.arena_use.check(&arena), Ok(()));
+        let mut wrong = p.arena_use; wrong.io += 64;
+        prop_assert!(wrong.check(&arena).is_err());
+        prop_assert!(arena.used() <= p.bytes.total() - p.bytes.kv, "{} used, {:?}", arena.used(), p.bytes);
+        let _ = m;
     }
 }
 
