@@ -119,7 +119,7 @@ impl<E: fmt::Debug> fmt::Display for FetchError<E> {
 impl<E: fmt::Debug> core::error::Error for FetchError<E> {}
 
 /// Most reads submitted in one batch (bounded by the device queue too).
-pub const MAX_BATCH: usize = 64;
+pub use crate::limits::MAX_FETCH_BATCH as MAX_BATCH;
 
 /// Fetch the bundles at `positions` (strictly increasing placement positions
 /// of `region`) for `token`. Hits come from `cache`; misses are planned with

@@ -28,6 +28,7 @@ pub mod compute;
 pub mod cost;
 pub mod fetch;
 pub mod flash;
+pub mod limits;
 pub mod model;
 #[cfg(feature = "alloc")]
 pub mod placement;

@@ -31,9 +31,7 @@ use core::fmt;
 use crate::cost::CostModel;
 use crate::flash::Geometry;
 
-/// Most candidate plans the adaptive mode evaluates (dense, per-bundle,
-/// coalesced and up to `MAX_CANDIDATES - 3` gap thresholds).
-pub const MAX_CANDIDATES: usize = 10;
+pub use crate::limits::MAX_CANDIDATES;
 
 /// A layer's bundle region on the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,7 +20,7 @@ use super::lru::RecencyList;
 use super::{Admission, Policy, EMPTY};
 
 /// Heat levels a [`HotWindow`] distinguishes (0 = coldest).
-pub const HEAT_LEVELS: usize = 16;
+pub use crate::limits::HEAT_LEVELS;
 
 /// The window-then-heat policy over per-key heat levels.
 #[derive(Debug, Clone)]

@@ -9,21 +9,7 @@ use lode_formats::gguf::LlamaParams;
 
 use super::error::ModelError;
 
-/// Positions per KV chunk: the unit the KV cache grows by (and, later, is
-/// compressed, swapped and recomputed by).
-pub const CHUNK_TOKENS: usize = 16;
-
-/// Most KV chunks one context holds (8192 positions).
-pub const MAX_CHUNKS: usize = 512;
-
-/// Most positions one context holds.
-pub const MAX_CONTEXT: usize = MAX_CHUNKS * CHUNK_TOKENS;
-
-/// Most contexts one model's memory plan reserves KV room for.
-pub const MAX_CONTEXTS: usize = 64;
-
-/// Most transformer blocks a model may have (the largest llama has 126).
-pub const MAX_LAYERS: usize = 128;
+pub use crate::limits::{CHUNK_TOKENS, MAX_CHUNKS, MAX_CONTEXT, MAX_CONTEXTS, MAX_LAYERS};
 
 /// The hyper-parameters of a dense llama-architecture model.
 #[derive(Debug, Clone, Copy, PartialEq)]

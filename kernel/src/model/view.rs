@@ -14,8 +14,7 @@ use crate::arena::{self, Slot, Slots};
 
 use super::error::ModelError;
 
-/// Most slots one step writes at once.
-pub const MAX_WRITTEN: usize = 7;
+pub use crate::limits::MAX_WRITTEN;
 
 /// The parts of the region not handed out mutably, with their offsets.
 pub struct Shared<'m> {

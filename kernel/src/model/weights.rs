@@ -19,7 +19,7 @@ use super::view::f32s_mut;
 
 /// Alignment of every slot the model allocates: a cache line, so no two
 /// buffers share one and SIMD loads of a row start aligned.
-pub const ALIGN: usize = 64;
+pub use crate::limits::ALIGN;
 
 /// `len` rounded up to [`ALIGN`]: what a slot of `len` bytes costs at most
 /// in a region whose base is aligned.

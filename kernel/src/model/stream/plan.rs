@@ -35,12 +35,8 @@ use crate::model::weights::{aligned, ALIGN};
 
 use super::layout::{FfnKind, StreamLayout};
 
-/// Most I/O slots in the ring.
-pub const MAX_RING: usize = 8;
-
-/// Size of a head piece when nothing larger streams: big enough to read at
-/// full bandwidth, small enough to overlap with the product.
-const HEAD_PIECE: usize = 1 << 20;
+use crate::limits::HEAD_PIECE;
+pub use crate::limits::MAX_RING;
 
 /// What a run asks of the planner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,9 +16,8 @@ use crate::model::error::ModelError;
 
 use super::plan::MAX_RING;
 
-/// Most units in a pass: attention and FFN of 128 layers (a dense layer's
-/// FFN is three units, one a matrix) and 256 head pieces.
-pub const MAX_UNITS: usize = 4 * 128 + 256;
+pub use crate::limits::MAX_UNITS;
+use crate::limits::RING_COMPLETIONS;
 
 /// Tag of the embedding-row read (ring slots use their index).
 const ROW_TAG: u32 = u32::MAX - 1;
@@ -338,7 +337,7 @@ impl<D: FlashDevice> Ring<D> {
             }
         }
         let t0 = (self.clock)();
-        let mut done = [Completion::EMPTY; 32];
+        let mut done = [Completion::EMPTY; RING_COMPLETIONS];
         let n = self.dev.complete(arena, &mut done).map_err(device_err)?;
         self.stats.wait_ns += (self.clock)().saturating_sub(t0);
         for c in done.iter().take(n) {
@@ -504,7 +503,7 @@ impl<D: FlashDevice> Ring<D> {
     /// Waits for every read in flight (before the arena or device goes
     /// away, or after an error).
     pub fn quiesce<A: DramArena>(&mut self, arena: &mut A) -> Result<(), ModelError> {
-        let mut done = [Completion::EMPTY; 32];
+        let mut done = [Completion::EMPTY; RING_COMPLETIONS];
         while self.dev.in_flight() > 0 {
             self.dev.complete(arena, &mut done).map_err(device_err)?;
         }

@@ -1,0 +1,84 @@
+//! Every bound of the kernel in one file, each derived from the others
+//! where it can be and checked at compile time, against each other and
+//! against what the formats accept (as TigerBeetle keeps its
+//! `constants.zig`).
+//!
+//! A bound here sizes a fixed table somewhere (a `heapless::Vec`, an
+//! array on the stack, a bit set), so changing one is a decision about
+//! memory on the smallest target, not a tweak: the assertions below say
+//! which other bounds it must agree with.
+
+use lode_formats::{gguf, trace};
+
+/// Most transformer blocks a model may have (the largest llama has 126).
+/// Per-layer residency is a `u128` bit set, hence at most 128.
+pub const MAX_LAYERS: usize = 128;
+
+/// Positions per KV chunk: the unit the KV cache grows by (and is
+/// compressed, swapped and recomputed by).
+pub const CHUNK_TOKENS: usize = 16;
+
+/// Most KV chunks one context holds.
+pub const MAX_CHUNKS: usize = 512;
+
+/// Most positions one context holds (8192).
+pub const MAX_CONTEXT: usize = MAX_CHUNKS * CHUNK_TOKENS;
+
+/// Most contexts one model's memory plan reserves KV room for.
+pub const MAX_CONTEXTS: usize = 64;
+
+/// Alignment of every arena slot the model allocates: weights and buffers
+/// share one cache line size and SIMD loads of a row start aligned.
+pub const ALIGN: usize = 64;
+
+/// Most I/O slots in a streaming ring.
+pub const MAX_RING: usize = 8;
+
+/// Most head pieces a pass streams.
+pub const MAX_HEAD_PIECES: usize = 256;
+
+/// Most units in a streaming pass: a layer's attention and its FFN (a
+/// dense layer's FFN is three units, one a matrix), and the head pieces.
+pub const MAX_UNITS: usize = 4 * MAX_LAYERS + MAX_HEAD_PIECES;
+
+/// Size of a streamed head piece when nothing larger streams: big enough
+/// to read at full bandwidth, small enough to overlap with the product.
+pub const HEAD_PIECE: usize = 1 << 20;
+
+/// Most reads one layer fetch submits in a batch (bounded by the device's
+/// queue too).
+pub const MAX_FETCH_BATCH: usize = 64;
+
+/// Completions the ring collects per call.
+pub const RING_COMPLETIONS: usize = 32;
+
+/// Most candidate plans the read planner's adaptive mode evaluates
+/// (dense, per-bundle, coalesced and up to `MAX_CANDIDATES - 3` gap
+/// thresholds).
+pub const MAX_CANDIDATES: usize = 10;
+
+/// Most arena slots one forward step writes at once.
+pub const MAX_WRITTEN: usize = 7;
+
+/// Heat levels the hot-window cache policy distinguishes.
+pub const HEAT_LEVELS: usize = 16;
+
+// The per-layer bit sets are u128.
+const _: () = assert!(MAX_LAYERS <= 128);
+// The formats accept at least as many layers as the kernel runs, so every
+// model the kernel can run can be stored and traced.
+const _: () = assert!(MAX_LAYERS as u64 <= gguf::MAX_LAYERS as u64);
+const _: () = assert!(MAX_LAYERS as u64 <= trace::MAX_LAYERS as u64);
+// Schedule indexes are u16, with u16::MAX meaning "none".
+const _: () = assert!(MAX_UNITS < u16::MAX as usize);
+// A context is whole chunks; positions fit a u32 (RoPE takes u32).
+const _: () = assert!(MAX_CONTEXT % CHUNK_TOKENS == 0);
+const _: () = assert!(MAX_CONTEXT <= u32::MAX as usize);
+// Alignment is a power of two (slot arithmetic rounds with it).
+const _: () = assert!(ALIGN.is_power_of_two());
+// A ring collects at least one completion per slot per call.
+const _: () = assert!(MAX_RING <= RING_COMPLETIONS);
+// Heat levels are u8 values, and each level has two lists of u32 ends.
+const _: () = assert!(HEAT_LEVELS >= 1 && HEAT_LEVELS <= u8::MAX as usize + 1);
+// The adaptive planner always has its three fixed candidates.
+const _: () = assert!(MAX_CANDIDATES > 3);
