@@ -72,7 +72,7 @@ const _: () = assert!(MAX_LAYERS as u64 <= trace::MAX_LAYERS as u64);
 // Schedule indexes are u16, with u16::MAX meaning "none".
 const _: () = assert!(MAX_UNITS < u16::MAX as usize);
 // A context is whole chunks; positions fit a u32 (RoPE takes u32).
-const _: () = assert!(MAX_CONTEXT % CHUNK_TOKENS == 0);
+const _: () = assert!(MAX_CONTEXT.is_multiple_of(CHUNK_TOKENS));
 const _: () = assert!(MAX_CONTEXT <= u32::MAX as usize);
 // Alignment is a power of two (slot arithmetic rounds with it).
 const _: () = assert!(ALIGN.is_power_of_two());
