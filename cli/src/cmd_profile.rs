@@ -43,7 +43,7 @@ use lode_hal_linux::{HugePages, LockedArena, LockedArenaOptions};
 use lode_kernel::formats::gguf::Gguf;
 use lode_kernel::model::stream::neurons_kept;
 use lode_kernel::model::{
-    DenseFfn, Limits, LlamaConfig, MemoryPlan, Model, WantLogits, MAX_CONTEXT,
+    DenseFfn, Limits, LlamaConfig, MemoryPlan, Model, Resident, WantLogits, MAX_CONTEXT,
 };
 use serde::Serialize;
 
@@ -266,7 +266,7 @@ pub(crate) fn tokenize(tok: &Tokenizer, path: &Path, max: usize) -> Result<Vec<u
 
 /// The model, its arena, backend and profiler state for one profile.
 struct Run<'p> {
-    model: Model<ProfilingFfn<'p>>,
+    model: Model<Resident<ProfilingFfn<'p>>>,
     arena: LockedArena,
     cpu: CpuCompute<'static>,
     profiler: &'p RefCell<Profiler>,

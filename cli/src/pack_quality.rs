@@ -19,7 +19,7 @@ use lode_hal::tokenizer::Tokenizer;
 use lode_hal_linux::LockedArena;
 use lode_kernel::model::{
     BundleFfn, BundleTypes, FfnSource, Limits, LlamaConfig, MemoryPlan, Model, ModelError,
-    WantLogits,
+    Resident, WantLogits,
 };
 
 use crate::cmd_profile::ppl::Nll;
@@ -46,7 +46,7 @@ impl Quality {
 }
 
 fn score<F: FfnSource>(
-    model: &mut Model<F>,
+    model: &mut Model<Resident<F>>,
     arena: &mut LockedArena,
     cpu: &mut CpuCompute<'static>,
     ids: &[u32],

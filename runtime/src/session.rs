@@ -26,7 +26,7 @@ use lode_kernel::model::stream::{
     StreamLayout, StreamOptions, StreamPlan, StreamSource,
 };
 use lode_kernel::model::{
-    DenseFfn, Limits, LlamaConfig, MemoryPlan, Model, ModelError, WantLogits, MAX_CONTEXT,
+    Limits, LlamaConfig, MemoryPlan, Model, ModelError, WantLogits, MAX_CONTEXT,
 };
 use lode_kernel::plan::Extent;
 
@@ -160,7 +160,7 @@ pub type Streamed = StreamSource<AnyDevice, S3Fifo, OwnedScratch>;
 /// The model, held whole or streamed.
 #[derive(Debug)]
 enum Engine {
-    Dense(Box<Model<DenseFfn>>),
+    Dense(Box<Model>),
     Streamed(Box<Model<Streamed>>),
 }
 
@@ -380,7 +380,7 @@ impl Session {
                     on_logits,
                 );
                 if r.is_err() {
-                    let _ = m.ffn_mut().quiesce(&mut self.arena);
+                    let _ = m.weights_mut().quiesce(&mut self.arena);
                 }
                 r
             }
@@ -445,9 +445,9 @@ impl Session {
         match &self.engine {
             Engine::Dense(_) => IoCounters::default(),
             Engine::Streamed(m) => IoCounters {
-                io: m.ffn().io_stats(),
-                sparse: m.ffn().sparse_stats().unwrap_or_default(),
-                virtual_ns: m.ffn().device().virtual_ns(),
+                io: m.weights().io_stats(),
+                sparse: m.weights().sparse_stats().unwrap_or_default(),
+                virtual_ns: m.weights().device().virtual_ns(),
             },
         }
     }
@@ -456,7 +456,7 @@ impl Session {
     pub fn cache_slots(&self) -> u32 {
         match &self.engine {
             Engine::Dense(_) => 0,
-            Engine::Streamed(m) => m.ffn().cache_stats().map_or(0, |(_, slots)| slots),
+            Engine::Streamed(m) => m.weights().cache_stats().map_or(0, |(_, slots)| slots),
         }
     }
 }
@@ -476,7 +476,7 @@ impl Drop for Session {
         // Reads may still be in flight after an error: collect them before
         // the arena they write into is unmapped.
         if let Engine::Streamed(m) = &mut self.engine {
-            let _ = m.ffn_mut().quiesce(&mut self.arena);
+            let _ = m.weights_mut().quiesce(&mut self.arena);
         }
     }
 }
@@ -491,7 +491,7 @@ fn load_dense(
     bytes: &[u8],
     cfg: &LlamaConfig,
     limits: Limits,
-) -> Result<(Model<DenseFfn>, LockedArena, Option<LockReport>), DenseFail> {
+) -> Result<(Model, LockedArena, Option<LockReport>), DenseFail> {
     // `ModelFile::open` parsed these bytes already.
     let file = Gguf::parse(bytes).map_err(|e| DenseFail::Model(ModelError::Format(e)))?;
     let plan = MemoryPlan::dense(&file, cfg, &limits).map_err(DenseFail::Model)?;
@@ -627,9 +627,8 @@ fn load_streamed(
         policy: opts.neuron_cache.then(|| S3Fifo::new(10)),
         scratch,
     });
-    let (weights, source) =
-        Streamed::load_with(dev, &mut arena, layout, cfg, &limits, plan, now_ns, setup)?;
-    let model = Model::from_parts(*cfg, limits, weights, source, &mut arena)?;
+    let source = Streamed::load_with(dev, &mut arena, layout, cfg, &limits, plan, now_ns, setup)?;
+    let model = Model::new(*cfg, limits, source, &mut arena)?;
     // One accountant: the arena holds exactly what the plan counted.
     plan.arena_use.check(&arena)?;
     let info = StreamInfo {

@@ -14,7 +14,8 @@ use lode_hal_linux::LockedArena;
 use lode_kernel::compute::DType;
 use lode_kernel::formats::gguf::Gguf;
 use lode_kernel::model::{
-    BundleFfn, BundleTypes, Context, FfnSource, Limits, LlamaConfig, MemoryPlan, Model, WantLogits,
+    BundleFfn, BundleTypes, Context, FfnSource, Limits, LlamaConfig, MemoryPlan, Model, Resident,
+    WantLogits,
 };
 use serde_json::Value as Json;
 
@@ -40,7 +41,7 @@ fn model_path() -> PathBuf {
 
 /// A model, its arena and a CPU.
 struct Runner<F: FfnSource> {
-    model: Model<F>,
+    model: Model<Resident<F>>,
     ctx: Context,
     arena: LockedArena,
     cpu: CpuCompute<'static>,
@@ -412,7 +413,7 @@ fn down_column_error_ranks_by_width_on_every_layer() {
         )
         .unwrap();
     let (mut q4, mut q5) = (0.0, 0.0);
-    for (layer, e) in r.model.ffn().err.iter().enumerate() {
+    for (layer, e) in r.model.weights().ffn().err.iter().enumerate() {
         let [norm, e4, e5, e8] = [e[0], e[1], e[2], e[3]];
         assert!(
             e8 < e5 && e5 < e4,
@@ -446,11 +447,11 @@ fn down_column_sensitivity_per_layer() {
     let file = Gguf::parse(&bytes).unwrap();
     let limits = Limits::new(n_ctx, 64).with_logit_rows(8);
     let mut r = mixed(&file, limits);
-    r.model.ffn_mut().record = false;
-    let layers = r.model.ffn().keep.len();
+    r.model.weights_mut().ffn_mut().record = false;
+    let layers = r.model.weights().ffn().keep.len();
     let base = r.nll(&windows, first).exp();
     let ppl = |r: &mut Runner<Mixed>, keep: Vec<Option<usize>>| {
-        r.model.ffn_mut().keep = keep;
+        r.model.weights_mut().ffn_mut().keep = keep;
         let p = r.nll(&windows, first).exp();
         100.0 * (p / base - 1.0)
     };

@@ -22,8 +22,8 @@ use lode_kernel::model::stream::{
     config_of, verify_image_data, FfnKind, StreamLayout, StreamOptions, StreamPlan, StreamSource,
 };
 use lode_kernel::model::{
-    BundleFfn, BundleTypes, ErrorKind, FfnSource, Limits, LlamaConfig, MemoryPlan, Model,
-    ModelError, WantLogits,
+    BundleFfn, BundleTypes, ErrorKind, Limits, LlamaConfig, MemoryPlan, Model, ModelError,
+    WantLogits, WeightSource,
 };
 
 const PROMPT: [u32; 5] = [504, 3575, 282, 4649, 314]; // "The capital of France is"
@@ -44,8 +44,8 @@ fn cpu(cfg: &LlamaConfig, limits: &Limits) -> CpuCompute<'static> {
 }
 
 /// Greedy tokens and the last step's logits.
-fn greedy<F: FfnSource>(
-    model: &mut Model<F>,
+fn greedy<W: WeightSource>(
+    model: &mut Model<W>,
     arena: &mut LockedArena,
     cpu: &mut CpuCompute<'static>,
 ) -> Result<(Vec<u32>, Vec<f32>), ModelError> {
@@ -191,20 +191,19 @@ fn streamed_from(
     };
     let plan = StreamPlan::new(&layout, &cfg, &limits(), opts(budget))?;
     let mut arena = LockedArena::new(plan.budget).unwrap();
-    let (weights, source) =
-        StreamSource::load(dev, &mut arena, layout, &cfg, &limits(), plan, || 0)?;
-    let mut model = Model::from_parts(cfg, limits(), weights, source, &mut arena)?;
+    let source = StreamSource::load(dev, &mut arena, layout, &cfg, &limits(), plan, || 0)?;
+    let mut model = Model::new(cfg, limits(), source, &mut arena)?;
     // The loader allocated exactly what the plan counted, at every budget.
     plan.arena_use.check(&arena)?;
     let r = greedy(&mut model, &mut arena, &mut cpu(&cfg, &limits()));
-    model.ffn_mut().quiesce(&mut arena)?;
+    model.weights_mut().quiesce(&mut arena)?;
     let (tokens, logits) = r?;
     assert!(arena.peak() <= plan.budget);
     Ok(Streamed {
         tokens,
         logits,
         plan,
-        bytes_read: model.ffn().io_stats().bytes,
+        bytes_read: model.weights().io_stats().bytes,
     })
 }
 

@@ -59,9 +59,8 @@ fn streaming_decode_allocates_nothing() {
     .unwrap();
     let mut region = vec![0u8; plan.budget];
     let mut arena = SliceArena::new(&mut region);
-    let (weights, source) =
-        StreamSource::load(dev, &mut arena, layout, &cfg, &limits, plan, || 0).unwrap();
-    let mut model = Model::from_parts(cfg, limits, weights, source, &mut arena).unwrap();
+    let source = StreamSource::load(dev, &mut arena, layout, &cfg, &limits, plan, || 0).unwrap();
+    let mut model = Model::new(cfg, limits, source, &mut arena).unwrap();
     let widest = cfg.hidden.max(cfg.ffn).max(cfg.heads * cfg.head_dim);
     let mut cpu = CpuCompute::new(CpuConfig::new(widest).with_threads(2)).unwrap();
     cpu.reserve_batch(widest, limits.max_batch).unwrap();
@@ -103,7 +102,7 @@ fn streaming_decode_allocates_nothing() {
             .unwrap();
     }
     let after = lode_tests::CountingAlloc::count();
-    let io = model.ffn().io_stats();
+    let io = model.weights().io_stats();
     assert!(io.bytes > 6 * 60_000_000, "everything streams: {io:?}");
     assert_eq!(after - before, 0, "allocations during streaming decode");
 }

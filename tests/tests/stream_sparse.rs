@@ -113,7 +113,7 @@ fn run(
     let mut missing = vec![0u32; n];
     let mut locs = vec![Default::default(); n];
     let mut extents = vec![Default::default(); n_ext];
-    let (weights, source) = if sparse {
+    let source = if sparse {
         let setup = SparseSetup {
             sparsity,
             policy: cache.then(|| S3Fifo::new(10)),
@@ -128,7 +128,7 @@ fn run(
     } else {
         StreamSource::load(dev, &mut arena, layout, &cfg, &limits(), plan, || 0)?
     };
-    let mut model = Model::from_parts(cfg, limits(), weights, source, &mut arena)?;
+    let mut model = Model::new(cfg, limits(), source, &mut arena)?;
     // The loader allocated exactly what the plan counted, at every budget.
     plan.arena_use.check(&arena)?;
     let widest = cfg.hidden.max(cfg.ffn);
@@ -158,15 +158,15 @@ fn run(
         tokens.push(next);
         feed = vec![next];
     }
-    model.ffn_mut().quiesce(&mut arena)?;
+    model.weights_mut().quiesce(&mut arena)?;
     result?;
     assert!(arena.peak() <= plan.budget);
     Ok(Run {
         tokens,
         logits,
         plan,
-        sparse: model.ffn().sparse_stats(),
-        cache_slots: model.ffn().cache_stats().map_or(0, |(_, s)| s),
+        sparse: model.weights().sparse_stats(),
+        cache_slots: model.weights().cache_stats().map_or(0, |(_, s)| s),
     })
 }
 

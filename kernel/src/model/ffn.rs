@@ -1,13 +1,12 @@
-//! The seam where a layer's feed-forward network gets its weights.
+//! A resident model's feed-forward network, behind one small trait.
 //!
-//! Attention weights stay resident; the FFN is over half of a llama model's
-//! bytes and is what lode streams from flash. The decode loop therefore
-//! never touches FFN weights itself: it hands each layer's normalized input
-//! to an [`FfnSource`] and adds back what comes out. [`DenseFfn`] keeps the
-//! whole gate, up and down matrices resident and multiplies them (what
-//! llama.cpp does); a streaming source fetches the needed neuron bundles
-//! with [`fetch_layer`](crate::fetch::fetch_layer) and runs
-//! [`Compute::gated_ffn`] over them, behind the same call.
+//! The FFN is over half of a llama model's bytes and the part with the
+//! most ways to compute it, so a [`Resident`](super::Resident) model takes
+//! any [`FfnSource`]: [`DenseFfn`] keeps the whole gate, up and down
+//! matrices and multiplies them (what llama.cpp does); the bundle FFN
+//! computes over neuron bundles; `lode profile` records activations. A
+//! streamed model computes its FFN inside its
+//! [`WeightSource`](super::WeightSource).
 
 use crate::arena::{DramArena, Slot, SlotKind};
 use crate::compute::Compute;
@@ -17,7 +16,6 @@ use super::config::{Limits, LlamaConfig, MAX_LAYERS};
 use super::error::ModelError;
 use super::tensor::{TensorRef, TensorSource};
 use super::view::{f32s_mut, split};
-use super::weights::Attention;
 use super::weights::{fetch, for_each_layer_tensor, place, stored_len, Part, ALIGN};
 
 /// The buffers of one FFN call, as arena slots of f32.
@@ -45,52 +43,13 @@ pub trait FfnSource {
     ) -> Result<(), ModelError>;
 
     /// Called before each pass over the layers; `logits` says whether the
-    /// pass ends with the output head (a streaming source prefetches it only
-    /// then). Resident sources have nothing to do.
+    /// pass ends with the output head. Most FFNs have nothing to do.
     fn begin_pass<A: DramArena>(
         &mut self,
         _arena: &mut A,
         _logits: bool,
     ) -> Result<(), ModelError> {
         Ok(())
-    }
-
-    /// Layer `layer`'s attention projections: `resident` when they are
-    /// resident; a streaming source reads them (or waits for their
-    /// prefetch) and returns views of its I/O buffer, valid until the next
-    /// call on the source.
-    fn attention<A: DramArena>(
-        &mut self,
-        _layer: usize,
-        _arena: &mut A,
-        resident: Option<Attention>,
-    ) -> Result<Attention, ModelError> {
-        resident.ok_or(ModelError::Config("attention weights are not resident"))
-    }
-
-    /// The embedding matrix and the row of `token` in it: `resident` when
-    /// it is resident; a streaming source reads just that row.
-    fn embedding_row<A: DramArena>(
-        &mut self,
-        token: u32,
-        _arena: &mut A,
-        resident: Option<TensorRef>,
-    ) -> Result<(TensorRef, usize), ModelError> {
-        let e = resident.ok_or(ModelError::Config("the embedding is not resident"))?;
-        Ok((e, token as usize))
-    }
-
-    /// Piece `piece` of the output head: rows starting at the returned
-    /// vocabulary index, or `None` past the last piece. A resident head is
-    /// one piece; a streaming source hands out row ranges of its I/O buffer.
-    fn head_piece<A: DramArena>(
-        &mut self,
-        piece: usize,
-        _arena: &mut A,
-        resident: Option<TensorRef>,
-    ) -> Result<Option<(TensorRef, usize)>, ModelError> {
-        let h = resident.ok_or(ModelError::Config("the output head is not resident"))?;
-        Ok((piece == 0).then_some((h, 0)))
     }
 }
 

@@ -10,7 +10,7 @@
 //! KV chunk[pos] = k, v
 //! att = attention(q, chunks[0..=pos])   causal: each position sees itself and earlier ones
 //! x += Wo att
-//! x += ffn(rms_norm(x))                 through the FfnSource seam
+//! x += ffn(rms_norm(x))                 through the WeightSource seam
 //! ```
 //!
 //! then `logits = Wout rms_norm(x)` for the positions the caller wants.
@@ -28,10 +28,11 @@ use crate::compute::{AttentionShape, Compute, ErrorKind as ComputeKind};
 
 use super::context::Context;
 use super::error::ModelError;
-use super::ffn::{FfnIo, FfnSource};
+use super::ffn::FfnIo;
 use super::kv::{ChunkViews, KvCache};
 use super::tensor::TensorRef;
 use super::view::{f32s_mut, split};
+use super::weight_source::WeightSource;
 use super::Model;
 
 /// Which positions' logits an evaluation reports.
@@ -59,7 +60,7 @@ fn rows_mut(v: &mut [f32], w: usize, r: core::ops::Range<usize>) -> Result<&mut 
     v.get_mut(r.start * w..r.end * w).ok_or_else(short)
 }
 
-impl<F: FfnSource> Model<F> {
+impl<W: WeightSource> Model<W> {
     /// Evaluates `tokens` at the next positions of `ctx` and calls
     /// `on_logits(position, logits)` for each position `want` selects, in
     /// order. Prompts are processed `max_batch` positions per weight pass.
@@ -108,7 +109,7 @@ impl<F: FfnSource> Model<F> {
                 WantLogits::From(p) => Some(p.max(pos0)).filter(|&f| f < pos0 + batch.len()),
             };
             kv.reserve(arena, batch.len())?;
-            self.ffn.begin_pass(arena, first.is_some())?;
+            self.weights.begin_pass(arena, first.is_some())?;
             self.forward(kv, arena, compute, batch, pos0)?;
             kv.advance(batch.len())?;
             if let Some(first) = first {
@@ -145,7 +146,7 @@ impl<F: FfnSource> Model<F> {
         // Embedding rows, decoded from the stored type.
         {
             for (i, &tok) in tokens.iter().enumerate() {
-                let (embed, r) = self.ffn.embedding_row(tok, arena, self.weights.embed)?;
+                let (embed, r) = self.weights.embedding_row(tok, arena)?;
                 let (t, m) = arena.parts_mut();
                 let ([x], sh) = split(t, m, [b.x])?;
                 let row = embed.row(&sh, r)?;
@@ -159,10 +160,10 @@ impl<F: FfnSource> Model<F> {
             kv_heads: c.kv_heads,
             head_dim: c.head_dim,
         };
-        for l in 0..self.weights.layers.len() {
-            let lw = *self.weights.layers.get(l).ok_or_else(short)?;
-            norm_rows(arena, compute, b.x, b.xb, lw.attn_norm, n, hd, c.rms_eps)?;
-            let aw = self.ffn.attention(l, arena, lw.attn)?;
+        for l in 0..self.weights.layers() {
+            let (attn_norm, ffn_norm) = self.weights.norms(l)?;
+            norm_rows(arena, compute, b.x, b.xb, attn_norm, n, hd, c.rms_eps)?;
+            let aw = self.weights.attention(l, arena)?;
 
             // Projections and rotary embedding.
             {
@@ -231,13 +232,13 @@ impl<F: FfnSource> Model<F> {
                 add_into(rows_mut(f32s_mut(x)?, hd, 0..n)?, tmp);
             }
 
-            norm_rows(arena, compute, b.x, b.xb, lw.ffn_norm, n, hd, c.rms_eps)?;
+            norm_rows(arena, compute, b.x, b.xb, ffn_norm, n, hd, c.rms_eps)?;
             let io = FfnIo {
                 input: b.xb,
                 output: b.tmp,
                 rows: n,
             };
-            self.ffn.run(l, arena, compute, io)?;
+            self.weights.ffn(l, arena, compute, io)?;
             {
                 let (t, m) = arena.parts_mut();
                 let ([x], sh) = split(t, m, [b.x])?;
@@ -272,7 +273,7 @@ impl<F: FfnSource> Model<F> {
                 let ([xb], sh) = split(t, m, [b.xb])?;
                 let xb = rows_mut(f32s_mut(xb)?, hd, 0..g)?;
                 xb.copy_from_slice(rows(sh.f32s(b.x)?, hd, r..r + g)?);
-                let norm = self.weights.output_norm.floats(&sh)?;
+                let norm = self.weights.output_norm().floats(&sh)?;
                 for row in xb.chunks_exact_mut(hd) {
                     compute
                         .rms_norm(row, norm, c.rms_eps)
@@ -280,7 +281,7 @@ impl<F: FfnSource> Model<F> {
                 }
             }
             let mut piece = 0;
-            while let Some((head, row0)) = self.ffn.head_piece(piece, arena, self.weights.output)? {
+            while let Some((head, row0)) = self.weights.head_piece(piece, arena)? {
                 piece += 1;
                 let end = row0
                     .checked_add(head.rows)

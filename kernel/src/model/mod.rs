@@ -52,6 +52,7 @@ mod kv;
 pub mod stream;
 mod tensor;
 mod view;
+mod weight_source;
 mod weights;
 
 #[cfg(test)]
@@ -73,21 +74,21 @@ pub use forward::WantLogits;
 pub use kv::{ChunkViews, KvCache};
 pub use tensor::{RawTensor, TensorRef, TensorSource};
 pub use view::{split, Shared};
+pub use weight_source::{Resident, WeightSource};
 pub use weights::{Attention, LayerWeights, Weights, ALIGN};
 
-/// A loaded model: its weights (resident, or behind the FFN source) and
-/// the working buffers of one forward pass. Conversations are
+/// A loaded model: its weights (a [`WeightSource`]: resident, or streamed)
+/// and the working buffers of one forward pass. Conversations are
 /// [`Context`]s of their own, so one model serves any number of them.
 #[derive(Debug, Clone)]
-pub struct Model<F: FfnSource = DenseFfn> {
+pub struct Model<W: WeightSource = Resident<DenseFfn>> {
     cfg: LlamaConfig,
     limits: Limits,
-    weights: Weights,
-    ffn: F,
+    weights: W,
     buf: Buffers,
 }
 
-impl Model<DenseFfn> {
+impl Model<Resident<DenseFfn>> {
     /// Loads a dense model: every weight resident in `arena`, working
     /// buffers for `limits`. Size the arena with [`MemoryPlan::dense`].
     pub fn load<S: TensorSource, A: DramArena>(
@@ -100,37 +101,13 @@ impl Model<DenseFfn> {
         limits.validate(&cfg)?;
         let weights = Weights::load(src, &cfg, arena)?;
         let ffn = DenseFfn::load(src, &cfg, &limits, arena)?;
-        Self::assemble(cfg, limits, weights, ffn, arena)
+        Self::new(cfg, limits, Resident::new(weights, ffn), arena)
     }
 }
 
-impl<F: FfnSource> Model<F> {
-    /// A model whose resident `weights` were loaded by the FFN source (a
-    /// streaming source loads what its plan keeps resident).
-    pub fn from_parts<A: DramArena>(
-        cfg: LlamaConfig,
-        limits: Limits,
-        weights: Weights,
-        ffn: F,
-        arena: &mut A,
-    ) -> Result<Self, ModelError> {
-        cfg.validate()?;
-        limits.validate(&cfg)?;
-        if weights.layers.len() != cfg.layers {
-            return Err(ModelError::Config(
-                "the weights have another number of layers",
-            ));
-        }
-        Self::assemble(cfg, limits, weights, ffn, arena)
-    }
-
-    /// The FFN source, mutably.
-    pub fn ffn_mut(&mut self) -> &mut F {
-        &mut self.ffn
-    }
-
-    /// A model whose FFN comes from `ffn` (attention weights and buffers
-    /// are loaded here).
+impl<F: FfnSource> Model<Resident<F>> {
+    /// A model whose FFN is `ffn` and whose other weights are loaded from
+    /// `src` here.
     pub fn with_ffn<S: TensorSource, A: DramArena>(
         src: &S,
         cfg: LlamaConfig,
@@ -141,22 +118,31 @@ impl<F: FfnSource> Model<F> {
         cfg.validate()?;
         limits.validate(&cfg)?;
         let weights = Weights::load(src, &cfg, arena)?;
-        Self::assemble(cfg, limits, weights, ffn, arena)
+        Self::new(cfg, limits, Resident::new(weights, ffn), arena)
     }
+}
 
-    fn assemble<A: DramArena>(
+impl<W: WeightSource> Model<W> {
+    /// A model over `weights` (loaded by the caller: a streaming source
+    /// loads what its plan keeps resident); allocates the working buffers.
+    pub fn new<A: DramArena>(
         cfg: LlamaConfig,
         limits: Limits,
-        weights: Weights,
-        ffn: F,
+        weights: W,
         arena: &mut A,
     ) -> Result<Self, ModelError> {
+        cfg.validate()?;
+        limits.validate(&cfg)?;
+        if weights.layers() != cfg.layers {
+            return Err(ModelError::Config(
+                "the weights have another number of layers",
+            ));
+        }
         let buf = Buffers::alloc(arena, &cfg, &limits)?;
         Ok(Model {
             cfg,
             limits,
             weights,
-            ffn,
             buf,
         })
     }
@@ -178,13 +164,13 @@ impl<F: FfnSource> Model<F> {
         Context::new(&self.cfg, &self.limits)
     }
 
-    /// The resident weights.
-    pub fn weights(&self) -> &Weights {
+    /// The weights.
+    pub fn weights(&self) -> &W {
         &self.weights
     }
 
-    /// The FFN source.
-    pub fn ffn(&self) -> &F {
-        &self.ffn
+    /// The weights, mutably (a streaming source's counters and quiesce).
+    pub fn weights_mut(&mut self) -> &mut W {
+        &mut self.weights
     }
 }

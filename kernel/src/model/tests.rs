@@ -567,8 +567,8 @@ fn reset_frees_the_context_and_repeats_exactly() {
 
 /// Greedy continuation of `prompt` by `n` tokens in `ctx`, with every
 /// position's logits.
-fn greedy<F: FfnSource>(
-    m: &mut Model<F>,
+fn greedy<W: WeightSource>(
+    m: &mut Model<W>,
     ctx: &mut Context,
     arena: &mut VecArena,
     prompt: &[u32],

@@ -229,6 +229,24 @@ pub struct Weights {
 }
 
 impl Weights {
+    /// Layer `layer`'s attention and FFN norms.
+    pub fn norms(&self, layer: usize) -> Result<(TensorRef, TensorRef), ModelError> {
+        let l = self
+            .layers
+            .get(layer)
+            .ok_or(ModelError::Config("layer index out of range"))?;
+        Ok((l.attn_norm, l.ffn_norm))
+    }
+
+    /// Layer `layer`'s attention projections, when resident.
+    pub fn attention(&self, layer: usize) -> Result<Attention, ModelError> {
+        self.layers
+            .get(layer)
+            .ok_or(ModelError::Config("layer index out of range"))?
+            .attn
+            .ok_or(ModelError::Config("attention weights are not resident"))
+    }
+
     /// The slots [`Weights::load`] allocates, checking every tensor on the
     /// way.
     pub fn arena_bytes<S: TensorSource>(

@@ -9,23 +9,28 @@
 //!   through the device before anything is trusted;
 //! - [`StreamSource`] loads the resident units and streams the rest
 //!   through a [`Ring`] of I/O slots with layer-ahead prefetch, behind the
-//!   [`FfnSource`](super::FfnSource) seam, so [`Model`](super::Model)'s
-//!   decode loop is the same as in memory.
+//!   [`WeightSource`](super::WeightSource) seam, so
+//!   [`Model`](super::Model)'s decode loop is the same as in memory.
 
+mod io;
+mod kernels;
 mod layout;
+mod load;
 mod plan;
 mod ring;
 mod source;
+mod sparse;
+mod sparsity;
 
 #[cfg(test)]
 mod tests;
 
+pub use io::{read_extent, verify_image_data};
 pub use layout::{
     config_of, AttnSpan, DenseMatrices, FfnKind, FfnRegion, SplitRows, StreamLayout, TensorAt,
 };
 pub use plan::{PlanBytes, StreamOptions, StreamPlan, MAX_RING};
 pub use ring::{IoStats, Ring, Unit, MAX_UNITS};
-pub use source::{
-    keep_strongest, neurons_kept, read_extent, verify_image_data, SparseBuffers, SparseScratch,
-    SparseSetup, SparseStats, StreamSource,
-};
+pub use source::StreamSource;
+pub use sparse::{SparseBuffers, SparseScratch, SparseSetup, SparseStats};
+pub use sparsity::{keep_strongest, neurons_kept};

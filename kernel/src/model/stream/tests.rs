@@ -231,8 +231,8 @@ proptest! {
         let end = l.ffn.last().map_or(0, |f| f.offset + f.len as u64) as usize;
         let dev = pattern_device(end.div_ceil(B as usize) * B as usize, 8, 64 << 10);
         let mut arena = VecArena::new(p.budget);
-        let (w, src) = StreamSource::load(dev, &mut arena, l, &c, &limits(), p, no_clock).unwrap();
-        let m = crate::model::Model::from_parts(c, limits(), w, src, &mut arena).unwrap();
+        let src = StreamSource::load(dev, &mut arena, l, &c, &limits(), p, no_clock).unwrap();
+        let m = crate::model::Model::new(c, limits(), src, &mut arena).unwrap();
         prop_assert_eq!(p.arena_use.check(&arena), Ok(()));
         let mut wrong = p.arena_use; wrong.io += 64;
         prop_assert!(wrong.check(&arena).is_err());

@@ -1,0 +1,402 @@
+//! Loading a streamed model: what the plan keeps resident is read into
+//! its slots, and everything else becomes the pass's schedule of ring
+//! units (a layer's attention span, its FFN as one region or as a dense
+//! layer's three matrices, a split layer's rows, the head in pieces).
+
+use crate::arena::{DramArena, Slot, SlotKind};
+use crate::cache::{Policy, S3Fifo};
+use crate::flash::FlashDevice;
+use crate::model::config::{Limits, LlamaConfig, MAX_LAYERS};
+use crate::model::error::ModelError;
+use crate::model::tensor::TensorRef;
+use crate::model::weights::{Attention, LayerWeights, Weights, ALIGN};
+
+use super::io::{aligned_extent, read_resident};
+use super::layout::{AttnSpan, FfnRegion, StreamLayout, TensorAt};
+use super::plan::{act_lens, blocks, read_slot, StreamPlan, MAX_RING};
+use super::ring::{Ring, Unit, MAX_UNITS};
+use super::source::{StreamSource, NONE};
+use super::sparse::{Sparse, SparseBuffers, SparseScratch, SparseSetup};
+
+/// A view of tensor `t` inside `slot`, which holds the image's bytes from
+/// device offset `base`.
+pub(super) fn tensor_in(slot: Slot, base: u64, t: &TensorAt) -> TensorRef {
+    TensorRef {
+        slot,
+        offset: (t.offset - base) as usize,
+        dtype: t.dtype,
+        rows: t.rows,
+        cols: t.cols,
+    }
+}
+
+/// The four projections of an attention span held in `slot` from `base`.
+pub(super) fn attention_in(slot: Slot, base: u64, p: &[TensorAt; 4]) -> Attention {
+    let [q, k, v, o] = p;
+    Attention {
+        q: tensor_in(slot, base, q),
+        k: tensor_in(slot, base, k),
+        v: tensor_in(slot, base, v),
+        o: tensor_in(slot, base, o),
+    }
+}
+
+/// The pass's schedule as it is built, and where each layer's units are.
+pub(super) struct Schedule {
+    pub(super) units: heapless::Vec<Unit, MAX_UNITS>,
+    /// Bytes of a ring slot: no unit may be larger.
+    slot: usize,
+    pub(super) attn_unit: [u16; MAX_LAYERS],
+    pub(super) ffn_unit: [u16; MAX_LAYERS],
+    pub(super) rows_unit: [u16; MAX_LAYERS],
+    pub(super) rows_resident: heapless::Vec<Option<Slot>, MAX_LAYERS>,
+    pub(super) ffn_resident: heapless::Vec<Option<Slot>, MAX_LAYERS>,
+}
+
+impl Schedule {
+    fn new(slot: usize) -> Self {
+        Schedule {
+            units: heapless::Vec::new(),
+            slot,
+            attn_unit: [NONE; MAX_LAYERS],
+            ffn_unit: [NONE; MAX_LAYERS],
+            rows_unit: [NONE; MAX_LAYERS],
+            rows_resident: heapless::Vec::new(),
+            ffn_resident: heapless::Vec::new(),
+        }
+    }
+
+    /// Appends `unit` and returns its index. A unit larger than a ring
+    /// slot (a plan made for another layout) or past [`MAX_UNITS`] is an
+    /// error, not a short read.
+    fn push(&mut self, unit: Unit) -> Result<u16, ModelError> {
+        if unit.len > self.slot {
+            return Err(ModelError::Config(
+                "a streamed unit is larger than an I/O slot",
+            ));
+        }
+        let index = self.units.len() as u16;
+        self.units
+            .push(unit)
+            .map_err(|_| ModelError::Config("too many streamed units"))?;
+        Ok(index)
+    }
+
+    /// Layer `l`'s attention: resident (read now) or a unit.
+    fn attention<D: FlashDevice, A: DramArena>(
+        &mut self,
+        dev: &mut D,
+        arena: &mut A,
+        l: usize,
+        span: &AttnSpan,
+        plan: &StreamPlan,
+    ) -> Result<Option<Attention>, ModelError> {
+        if plan.attn_is_resident(l) {
+            let slot = read_resident(dev, arena, span.start, span.len, plan.block)?;
+            return Ok(Some(attention_in(slot, span.start, &span.proj)));
+        }
+        let index = self.push(Unit::whole(span.start, span.len, plan.block))?;
+        if let Some(u) = self.attn_unit.get_mut(l) {
+            *u = index;
+        }
+        Ok(None)
+    }
+
+    /// Layer `l`'s FFN: resident slots (read now) or units. A split
+    /// layer's rows are a unit of their own; its down columns stream whole
+    /// unless a sparse run fetches them per token. A dense layer streams
+    /// as its three matrices in the order they multiply (each unit a third
+    /// of the layer, so the ring's slots are too).
+    fn ffn<D: FlashDevice, A: DramArena>(
+        &mut self,
+        dev: &mut D,
+        arena: &mut A,
+        l: usize,
+        region: &FfnRegion,
+        plan: &StreamPlan,
+    ) -> Result<(), ModelError> {
+        let block = plan.block;
+        let resident = plan.ffn_is_resident(l);
+        let rows = match region.split() {
+            Some(r) if resident => Some(read_resident(dev, arena, r.start, r.len, block)?),
+            Some(r) => {
+                let index = self.push(Unit::whole(r.start, r.len, block))?;
+                if let Some(u) = self.rows_unit.get_mut(l) {
+                    *u = index;
+                }
+                None
+            }
+            None => None,
+        };
+        let _ = self.rows_resident.push(rows);
+        let res = if resident {
+            Some(read_resident(dev, arena, region.offset, region.len, block)?)
+        } else if region.split().is_some() && plan.sparse {
+            None
+        } else {
+            if let Some(u) = self.ffn_unit.get_mut(l) {
+                *u = self.units.len() as u16;
+            }
+            let mut extents: heapless::Vec<(u64, usize, usize), 3> = heapless::Vec::new();
+            match region.dense() {
+                Some(m) => {
+                    for t in [m.gate, m.up, m.down] {
+                        let _ = extents.push(aligned_extent(t.offset, t.len, block));
+                    }
+                }
+                None => {
+                    let _ = extents.push((region.offset, blocks(region.len, block), 0));
+                }
+            }
+            for (start, len, skip) in extents {
+                self.push(Unit {
+                    start,
+                    len,
+                    skip,
+                    head: false,
+                })?;
+            }
+            None
+        };
+        let _ = self.ffn_resident.push(res);
+        Ok(())
+    }
+
+    /// The output head: resident whole, or its first rows resident and the
+    /// rest streamed in pieces of `plan.head_rows` rows. Returns the
+    /// resident head, the resident first rows, and the first piece's unit.
+    fn head<D: FlashDevice, A: DramArena>(
+        &mut self,
+        dev: &mut D,
+        arena: &mut A,
+        head: &TensorAt,
+        plan: &StreamPlan,
+    ) -> Result<(Option<TensorRef>, Option<TensorRef>, usize), ModelError> {
+        let block = plan.block;
+        let rb = head.row_bytes();
+        if plan.head_resident {
+            let slot = read_resident(dev, arena, head.offset, head.len, block)?;
+            return Ok((
+                Some(tensor_in(slot, head.offset, head)),
+                None,
+                self.units.len(),
+            ));
+        }
+        let first = self.units.len();
+        let rows = plan.head_rows.max(1);
+        let part_rows = plan.head_resident_rows.min(head.rows);
+        let mut r0 = part_rows;
+        while r0 < head.rows {
+            let r1 = (r0 + rows).min(head.rows);
+            let (start, len, skip) =
+                aligned_extent(head.offset + (r0 * rb) as u64, (r1 - r0) * rb, block);
+            self.push(Unit {
+                start,
+                len,
+                skip,
+                head: true,
+            })?;
+            r0 = r1;
+        }
+        let part = if part_rows > 0 {
+            let slot = read_resident(dev, arena, head.offset, part_rows * rb, block)?;
+            Some(TensorRef {
+                slot,
+                offset: 0,
+                dtype: head.dtype,
+                rows: part_rows,
+                cols: head.cols,
+            })
+        } else {
+            None
+        };
+        Ok((None, part, first))
+    }
+}
+
+/// Checks that `plan` was made for this device, this layout and this kind
+/// of run.
+fn check_fits<D: FlashDevice>(
+    dev: &D,
+    layout: &StreamLayout,
+    plan: &StreamPlan,
+    sparse: bool,
+) -> Result<(), ModelError> {
+    if sparse != plan.sparse {
+        return Err(ModelError::Config(
+            "a sparse run needs a sparse plan, and a sparse plan a sparse run",
+        ));
+    }
+    if dev.geometry().block_size as usize != plan.block {
+        return Err(ModelError::Config(
+            "the plan was made for another block size",
+        ));
+    }
+    let b = plan.block as u64;
+    let misaligned = layout.attn.iter().any(|a| !a.start.is_multiple_of(b))
+        || layout.ffn.iter().any(|f| {
+            !f.offset.is_multiple_of(b) || f.split().is_some_and(|r| !r.start.is_multiple_of(b))
+        })
+        || !layout.head.offset.is_multiple_of(b);
+    if misaligned {
+        return Err(ModelError::Config(
+            "the image's block size is smaller than the device's; repack with a larger \
+             --block-size",
+        ));
+    }
+    Ok(())
+}
+
+/// A scratch slot of `len` bytes, or none for 0.
+fn scratch<A: DramArena>(arena: &mut A, len: usize) -> Result<Option<Slot>, ModelError> {
+    if len == 0 {
+        return Ok(None);
+    }
+    arena
+        .alloc(len, ALIGN, SlotKind::Scratch)
+        .map(Some)
+        .map_err(ModelError::arena)
+}
+
+impl<D: FlashDevice> StreamSource<D, S3Fifo, SparseScratch<'static>> {
+    /// Loads what `plan` keeps resident from `dev` into `arena` and builds
+    /// the streaming source for the rest, which owns every weight. Run
+    /// [`verify_image_data`](super::verify_image_data) first: loading
+    /// trusts the bytes. Every chosen neuron is computed (a dense run).
+    pub fn load<A: DramArena>(
+        dev: D,
+        arena: &mut A,
+        layout: StreamLayout,
+        cfg: &LlamaConfig,
+        limits: &Limits,
+        plan: StreamPlan,
+        clock: fn() -> u64,
+    ) -> Result<Self, ModelError> {
+        Self::load_with(dev, arena, layout, cfg, limits, plan, clock, None)
+    }
+}
+
+impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
+    /// [`load`](StreamSource::load) for a sparse run (a plan made with
+    /// [`StreamOptions::sparse`](super::StreamOptions::sparse)): each token
+    /// keeps the strongest `1 - sparsity` of every layer's neurons and reads
+    /// only their down columns, through a neuron cache of what the plan
+    /// left over.
+    #[allow(clippy::too_many_arguments)]
+    pub fn load_sparse<A: DramArena>(
+        dev: D,
+        arena: &mut A,
+        layout: StreamLayout,
+        cfg: &LlamaConfig,
+        limits: &Limits,
+        plan: StreamPlan,
+        clock: fn() -> u64,
+        setup: SparseSetup<P, B>,
+    ) -> Result<Self, ModelError> {
+        Self::load_with(dev, arena, layout, cfg, limits, plan, clock, Some(setup))
+    }
+
+    /// [`load`](StreamSource::load) (`setup` `None`) or
+    /// [`load_sparse`](StreamSource::load_sparse) with the scratch type
+    /// named by the caller, so dense and sparse sources of one program
+    /// share one type.
+    #[allow(clippy::too_many_arguments)]
+    pub fn load_with<A: DramArena>(
+        mut dev: D,
+        arena: &mut A,
+        layout: StreamLayout,
+        cfg: &LlamaConfig,
+        limits: &Limits,
+        plan: StreamPlan,
+        clock: fn() -> u64,
+        setup: Option<SparseSetup<P, B>>,
+    ) -> Result<Self, ModelError> {
+        limits.validate(cfg)?;
+        check_fits(&dev, &layout, &plan, setup.is_some())?;
+        let block = plan.block;
+        // The ring first, so a failed load leaves nothing half placed.
+        let mut ring_slots: heapless::Vec<Slot, MAX_RING> = heapless::Vec::new();
+        for _ in 0..plan.ring {
+            let s = arena
+                .alloc(plan.ring_slot, block.max(ALIGN), SlotKind::IoBuffer)
+                .map_err(ModelError::arena)?;
+            let _ = ring_slots.push(s);
+        }
+        let mut sched = Schedule::new(plan.ring_slot);
+        let mut layers: heapless::Vec<LayerWeights, MAX_LAYERS> = heapless::Vec::new();
+        for l in 0..cfg.layers {
+            let missing = ModelError::Config("layer missing");
+            let span = *layout.attn.get(l).ok_or(missing)?;
+            let region = *layout.ffn.get(l).ok_or(missing)?;
+            let norm = |dev: &mut D, arena: &mut A, t: &TensorAt| {
+                read_resident(dev, arena, t.offset, t.len, block).map(|s| tensor_in(s, t.offset, t))
+            };
+            let attn_norm = norm(&mut dev, arena, &span.attn_norm)?;
+            let ffn_norm = norm(&mut dev, arena, &span.ffn_norm)?;
+            let attn = sched.attention(&mut dev, arena, l, &span, &plan)?;
+            layers
+                .push(LayerWeights {
+                    attn_norm,
+                    ffn_norm,
+                    attn,
+                })
+                .map_err(|_| ModelError::Config("layers must be 1 to 128"))?;
+            sched.ffn(&mut dev, arena, l, &region, &plan)?;
+        }
+        let on = &layout.output_norm;
+        let output_norm = tensor_in(
+            read_resident(&mut dev, arena, on.offset, on.len, block)?,
+            on.offset,
+            on,
+        );
+        let (output, head_part, head_first) = sched.head(&mut dev, arena, &layout.head, &plan)?;
+        let head_pieces = sched.units.len() - head_first;
+        let embed = if cfg.tied_embeddings { output } else { None };
+        let row_slot = if embed.is_none() {
+            let len = blocks(layout.embed.row_bytes() + block, block);
+            Some(
+                arena
+                    .alloc(read_slot(len, block), block.max(ALIGN), SlotKind::IoBuffer)
+                    .map_err(ModelError::arena)?,
+            )
+        } else {
+            None
+        };
+        let (act_len, up_len) = act_lens(&layout, cfg, limits);
+        let act = scratch(arena, act_len)?.ok_or(ModelError::Config("no FFN activations"))?;
+        let tmp = scratch(arena, up_len)?;
+        let max_transfer = dev.geometry().max_transfer as usize;
+        let sparse = setup
+            .map(|s| Sparse::build(s, arena, &layout, cfg, &plan, max_transfer))
+            .transpose()?;
+        let ring = Ring::new(dev, &ring_slots, &sched.units, row_slot, clock)?;
+        Ok(StreamSource {
+            ring,
+            plan,
+            resident: Weights {
+                embed,
+                output_norm,
+                output,
+                layers,
+            },
+            attn_unit: sched.attn_unit,
+            ffn_unit: sched.ffn_unit,
+            rows_unit: sched.rows_unit,
+            rows_resident: sched.rows_resident,
+            tmp,
+            sparse,
+            head_first,
+            head_pieces,
+            head_part,
+            ffn_resident: sched.ffn_resident,
+            layout,
+            act,
+            clock,
+            hidden: cfg.hidden,
+            ffn: cfg.ffn,
+            max_rows: limits.max_batch,
+            vocab: cfg.vocab,
+            block,
+        })
+    }
+}

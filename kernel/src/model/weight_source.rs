@@ -1,0 +1,161 @@
+//! The seam where the decode loop gets every weight it uses.
+//!
+//! A [`WeightSource`] owns all of a model's weights, wherever they are:
+//! [`Resident`] holds them in DRAM (the embedding, head, norms and
+//! attention as loaded, the FFN computed by any [`FfnSource`]), and the
+//! streaming source ([`StreamSource`](super::stream::StreamSource)) keeps
+//! what its plan keeps resident and reads the rest from flash. The loop in
+//! `forward.rs` asks the source for a layer's norms, its attention
+//! projections, its FFN, an embedding row and the output head piece by
+//! piece, and never learns which one it has.
+
+use crate::arena::DramArena;
+use crate::compute::Compute;
+
+use super::error::ModelError;
+use super::ffn::{FfnIo, FfnSource};
+use super::tensor::TensorRef;
+use super::weights::{Attention, Weights};
+
+/// All of a model's weights, handed to the decode loop one piece at a time.
+pub trait WeightSource {
+    /// Transformer blocks.
+    fn layers(&self) -> usize;
+
+    /// Layer `layer`'s attention and FFN norms (always resident: a few KiB
+    /// a layer).
+    fn norms(&self, layer: usize) -> Result<(TensorRef, TensorRef), ModelError>;
+
+    /// The final norm.
+    fn output_norm(&self) -> TensorRef;
+
+    /// Called before each pass over the layers; `logits` says whether the
+    /// pass ends with the output head (a streaming source prefetches it only
+    /// then).
+    fn begin_pass<A: DramArena>(&mut self, arena: &mut A, logits: bool) -> Result<(), ModelError>;
+
+    /// Layer `layer`'s attention projections, valid until the next call on
+    /// the source (a streaming source lends its I/O buffer).
+    fn attention<A: DramArena>(
+        &mut self,
+        layer: usize,
+        arena: &mut A,
+    ) -> Result<Attention, ModelError>;
+
+    /// The embedding matrix and the row of `token` in it (a streaming
+    /// source reads just that row).
+    fn embedding_row<A: DramArena>(
+        &mut self,
+        token: u32,
+        arena: &mut A,
+    ) -> Result<(TensorRef, usize), ModelError>;
+
+    /// Piece `piece` of the output head: rows starting at the returned
+    /// vocabulary index, or `None` past the last piece.
+    fn head_piece<A: DramArena>(
+        &mut self,
+        piece: usize,
+        arena: &mut A,
+    ) -> Result<Option<(TensorRef, usize)>, ModelError>;
+
+    /// Runs layer `layer`'s FFN over `io`. The arena is free to borrow;
+    /// `io`'s slots stay live.
+    fn ffn<A: DramArena, C: Compute>(
+        &mut self,
+        layer: usize,
+        arena: &mut A,
+        compute: &mut C,
+        io: FfnIo,
+    ) -> Result<(), ModelError>;
+}
+
+/// Every weight in DRAM: the embedding, head, norms and attention as
+/// loaded, and the FFN computed by `F` (the dense matrices, neuron
+/// bundles, or a profiling FFN).
+#[derive(Debug, Clone)]
+pub struct Resident<F> {
+    weights: Weights,
+    ffn: F,
+}
+
+impl<F: FfnSource> Resident<F> {
+    /// The resident `weights` with the FFN `ffn`.
+    pub fn new(weights: Weights, ffn: F) -> Self {
+        Resident { weights, ffn }
+    }
+
+    /// The non-FFN weights.
+    pub fn weights(&self) -> &Weights {
+        &self.weights
+    }
+
+    /// The FFN.
+    pub fn ffn(&self) -> &F {
+        &self.ffn
+    }
+
+    /// The FFN, mutably.
+    pub fn ffn_mut(&mut self) -> &mut F {
+        &mut self.ffn
+    }
+}
+
+impl<F: FfnSource> WeightSource for Resident<F> {
+    fn layers(&self) -> usize {
+        self.weights.layers.len()
+    }
+
+    fn norms(&self, layer: usize) -> Result<(TensorRef, TensorRef), ModelError> {
+        self.weights.norms(layer)
+    }
+
+    fn output_norm(&self) -> TensorRef {
+        self.weights.output_norm
+    }
+
+    fn begin_pass<A: DramArena>(&mut self, arena: &mut A, logits: bool) -> Result<(), ModelError> {
+        self.ffn.begin_pass(arena, logits)
+    }
+
+    fn attention<A: DramArena>(
+        &mut self,
+        layer: usize,
+        _arena: &mut A,
+    ) -> Result<Attention, ModelError> {
+        self.weights.attention(layer)
+    }
+
+    fn embedding_row<A: DramArena>(
+        &mut self,
+        token: u32,
+        _arena: &mut A,
+    ) -> Result<(TensorRef, usize), ModelError> {
+        let e = self
+            .weights
+            .embed
+            .ok_or(ModelError::Config("the embedding is not resident"))?;
+        Ok((e, token as usize))
+    }
+
+    fn head_piece<A: DramArena>(
+        &mut self,
+        piece: usize,
+        _arena: &mut A,
+    ) -> Result<Option<(TensorRef, usize)>, ModelError> {
+        let h = self
+            .weights
+            .output
+            .ok_or(ModelError::Config("the output head is not resident"))?;
+        Ok((piece == 0).then_some((h, 0)))
+    }
+
+    fn ffn<A: DramArena, C: Compute>(
+        &mut self,
+        layer: usize,
+        arena: &mut A,
+        compute: &mut C,
+        io: FfnIo,
+    ) -> Result<(), ModelError> {
+        self.ffn.run(layer, arena, compute, io)
+    }
+}
