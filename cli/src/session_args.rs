@@ -157,6 +157,14 @@ impl ModelArgs {
     }
 }
 
+/// The process's resident memory now (Linux `VmRSS`), if known.
+fn resident_set_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// `--explain` and the verify meter, on stderr.
 pub struct CliEvents {
     explain: bool,
@@ -189,6 +197,13 @@ impl LoadEvents for CliEvents {
                 o.total() as f64 / 1048576.0
             );
             eprintln!("{plan}");
+            if let Some(rss) = resident_set_bytes() {
+                eprintln!(
+                    "  not in the budget     {:>8.2} MiB  this process so far: code, tokenizer, \
+                     image metadata (peak RSS = budget + this + compute threads' stacks)",
+                    rss as f64 / 1048576.0
+                );
+            }
             eprintln!(
                 "  outside the arena     {:>8.2} MiB  device bounce buffers {:.2} MiB, sparse \
                  scratch {:.2} MiB; counted in the budget",

@@ -34,6 +34,8 @@ pub enum ErrorKind {
     ContextFull,
     /// A numeric or sampling failure while generating.
     Compute,
+    /// An internal invariant broke (a lode bug), caught as an error.
+    Internal,
 }
 
 /// Why a model file could not be opened.
@@ -140,6 +142,7 @@ impl LoadError {
                 M::Budget | M::Arena => ErrorKind::OutOfMemory,
                 M::Flash => ErrorKind::Device,
                 M::BadConfig => ErrorKind::BadOptions,
+                M::Internal => ErrorKind::Internal,
                 _ => ErrorKind::BadModel,
             },
         }
@@ -206,7 +209,8 @@ impl GenerateError {
                 M::Flash => ErrorKind::Device,
                 M::Arena | M::Budget => ErrorKind::OutOfMemory,
                 M::BadToken => ErrorKind::BadPrompt,
-                M::BadTensor => ErrorKind::BadModel,
+                M::BadTensor | M::BadLayout => ErrorKind::BadModel,
+                M::Internal => ErrorKind::Internal,
                 _ => ErrorKind::Compute,
             },
         }

@@ -285,6 +285,6 @@ fn a_sparse_run_of_a_bundled_image_is_refused_with_the_fix() {
         sparse: true,
     };
     let e = StreamPlan::new(&layout, &cfg, &limits(), opts).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::BadConfig);
+    assert_eq!(e.kind(), ErrorKind::BadLayout);
     assert!(e.to_string().contains("--layout split"), "{e}");
 }

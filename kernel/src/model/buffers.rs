@@ -82,7 +82,7 @@ impl Buffers {
         let [Some(x), Some(xb), Some(q), Some(k), Some(v), Some(att), Some(tmp), Some(scores), Some(logits)] =
             s
         else {
-            return Err(ModelError::Config("buffer allocation incomplete"));
+            return Err(ModelError::Internal("buffer allocation incomplete"));
         };
         Ok(Buffers {
             x,

@@ -27,6 +27,10 @@ pub enum ErrorKind {
     Budget,
     /// The flash device failed, or a read of streamed weights failed.
     Flash,
+    /// A lode image's layout is one this streaming cannot use.
+    BadLayout,
+    /// An internal invariant broke (a lode bug), caught as an error.
+    Internal,
 }
 
 /// Why a model could not be loaded or run.
@@ -34,7 +38,15 @@ pub enum ErrorKind {
 #[non_exhaustive]
 pub enum ModelError {
     /// The configuration or limits are inconsistent; the text says how.
+    /// Only options, limits and plans: faults while loading or running
+    /// have variants of their own.
     Config(&'static str),
+    /// The image's tensors are not laid out as streaming needs (missing,
+    /// scattered, of another architecture); the text says how.
+    Layout(&'static str),
+    /// An internal invariant broke (a lode bug, or a plan and a source of
+    /// different models combined); the text says which. Never a panic.
+    Internal(&'static str),
     /// Reading a tensor from the model file failed.
     Format(GgufError),
     /// A tensor exists but cannot be used as this model needs it.
@@ -97,6 +109,8 @@ impl ModelError {
             ModelError::BudgetTooSmall { .. } => ErrorKind::Budget,
             ModelError::Device(_) | ModelError::Read { .. } => ErrorKind::Flash,
             ModelError::Image(_) => ErrorKind::BadTensor,
+            ModelError::Layout(_) => ErrorKind::BadLayout,
+            ModelError::Internal(_) => ErrorKind::Internal,
         }
     }
 
@@ -135,6 +149,8 @@ impl fmt::Display for ModelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ModelError::Config(why) => write!(f, "invalid model configuration: {why}"),
+            ModelError::Layout(why) => write!(f, "the image cannot be streamed: {why}"),
+            ModelError::Internal(why) => write!(f, "internal error (a lode bug): {why}"),
             ModelError::Format(e) => write!(f, "{e}"),
             ModelError::Tensor { name, reason } => write!(f, "tensor {name}: {reason}"),
             ModelError::Arena(k) => write!(f, "DRAM arena: {k}"),

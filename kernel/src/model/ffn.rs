@@ -167,9 +167,9 @@ pub(super) fn checked_call<T: Copy>(
 ) -> Result<T, ModelError> {
     let entry = *per_layer
         .get(layer)
-        .ok_or(ModelError::Config("FFN layer index out of range"))?;
+        .ok_or(ModelError::Internal("FFN layer index out of range"))?;
     if io.rows == 0 || io.rows > max_rows {
-        return Err(ModelError::Config("FFN batch larger than max_batch"));
+        return Err(ModelError::Internal("FFN batch larger than max_batch"));
     }
     Ok(entry)
 }

@@ -141,7 +141,7 @@ impl KvCache {
             .get(pos / CHUNK_TOKENS)
             .ok_or(ModelError::ContextFull { max: self.max })?;
         if layer >= self.layers {
-            return Err(ModelError::Config("KV layer index out of range"));
+            return Err(ModelError::Internal("KV layer index out of range"));
         }
         let block = CHUNK_TOKENS * self.kv_dim;
         let k = (2 * layer * block + (pos % CHUNK_TOKENS) * self.kv_dim) * 4;
@@ -159,7 +159,7 @@ impl KvCache {
     ) -> Result<(), ModelError> {
         out.clear();
         if layer >= self.layers || positions > self.chunks.len() * CHUNK_TOKENS {
-            return Err(ModelError::Config("KV view outside the reserved context"));
+            return Err(ModelError::Internal("KV view outside the reserved context"));
         }
         let block = CHUNK_TOKENS * self.kv_dim;
         for (c, &slot) in self.chunks.iter().enumerate() {
@@ -170,7 +170,7 @@ impl KvCache {
             let tokens = (positions - first).min(CHUNK_TOKENS);
             let all = f32s(mem.get(slot)?)?;
             let keys_at = 2 * layer * block;
-            let short = ModelError::Config("KV chunk shorter than its layout");
+            let short = ModelError::Internal("KV chunk shorter than its layout");
             let keys = all
                 .get(keys_at..keys_at + tokens * self.kv_dim)
                 .ok_or(short)?;

@@ -133,7 +133,7 @@ impl<F: FfnSource> WeightSource for Resident<F> {
         let e = self
             .weights
             .embed
-            .ok_or(ModelError::Config("the embedding is not resident"))?;
+            .ok_or(ModelError::Internal("the embedding is not resident"))?;
         Ok((e, token as usize))
     }
 
@@ -145,7 +145,7 @@ impl<F: FfnSource> WeightSource for Resident<F> {
         let h = self
             .weights
             .output
-            .ok_or(ModelError::Config("the output head is not resident"))?;
+            .ok_or(ModelError::Internal("the output head is not resident"))?;
         Ok((piece == 0).then_some((h, 0)))
     }
 

@@ -234,7 +234,7 @@ impl Weights {
         let l = self
             .layers
             .get(layer)
-            .ok_or(ModelError::Config("layer index out of range"))?;
+            .ok_or(ModelError::Internal("layer index out of range"))?;
         Ok((l.attn_norm, l.ffn_norm))
     }
 
@@ -242,9 +242,9 @@ impl Weights {
     pub fn attention(&self, layer: usize) -> Result<Attention, ModelError> {
         self.layers
             .get(layer)
-            .ok_or(ModelError::Config("layer index out of range"))?
+            .ok_or(ModelError::Internal("layer index out of range"))?
             .attn
-            .ok_or(ModelError::Config("attention weights are not resident"))
+            .ok_or(ModelError::Internal("attention weights are not resident"))
     }
 
     /// The slots [`Weights::load`] allocates, checking every tensor on the
@@ -279,11 +279,11 @@ impl Weights {
             let r = place(arena, name, &t, role)?;
             globals
                 .push(r)
-                .map_err(|_| ModelError::Config("too many global tensors"))?;
+                .map_err(|_| ModelError::Layout("too many global tensors"))?;
         }
         let (embed, output_norm) = match globals.as_slice() {
             [e, n, ..] => (*e, *n),
-            _ => return Err(ModelError::Config("model-wide tensors missing")),
+            _ => return Err(ModelError::Layout("model-wide tensors missing")),
         };
         let output = globals.get(2).copied().unwrap_or(embed);
 

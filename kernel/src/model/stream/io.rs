@@ -32,7 +32,7 @@ pub fn read_extent<D: FlashDevice, A: DramArena>(
             let _ = batch.push(ReadRequest {
                 tag: batch.len() as u32,
                 offset: start + at as u64,
-                len: u32::try_from(n).map_err(|_| ModelError::Config("read too large"))?,
+                len: u32::try_from(n).map_err(|_| ModelError::Internal("read too large"))?,
                 dest: slot,
                 dest_offset: at,
             });
@@ -72,13 +72,13 @@ pub fn verify_image_data<D: FlashDevice, A: DramArena>(
     let mut at = start;
     while at < end {
         let n = (end - at).min(cap);
-        let len = usize::try_from(n).map_err(|_| ModelError::Config("read too large"))?;
+        let len = usize::try_from(n).map_err(|_| ModelError::Internal("read too large"))?;
         read_extent(dev, arena, slot, at, len)?;
         let data = arena
             .bytes(slot)
             .map_err(ModelError::arena)?
             .get(..len)
-            .ok_or(ModelError::Config("verification buffer too small"))?;
+            .ok_or(ModelError::Internal("verification buffer too small"))?;
         v.update(data).map_err(ModelError::Image)?;
         at += n;
         progress(at - start, end - start);

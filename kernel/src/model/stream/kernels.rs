@@ -37,7 +37,7 @@ pub(super) fn accumulate_down<'c, C: Compute>(
     col: impl Fn(usize) -> Option<&'c [u8]>,
 ) -> Result<(), ModelError> {
     let short = ModelError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
-    let missing = ModelError::Config("a chosen neuron's down column was not read");
+    let missing = ModelError::Internal("a chosen neuron's down column was not read");
     let h = h.get(..rows * ffn).ok_or(short)?;
     let o = o.get_mut(..rows * hidden).ok_or(short)?;
     o.fill(0.0);
@@ -120,7 +120,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         let data = sh
             .get(slot)?
             .get(skip..skip + region.len)
-            .ok_or(ModelError::Config("a streamed FFN region is cut short"))?;
+            .ok_or(ModelError::Internal("a streamed FFN region is cut short"))?;
         let bundles = Bundles {
             dtype: region.types.rows,
             down_dtype: region.types.down,
@@ -208,7 +208,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         let data = sh
             .get(slot)?
             .get(skip..skip + region.len)
-            .ok_or(ModelError::Config("a streamed FFN region is cut short"))?;
+            .ok_or(ModelError::Internal("a streamed FFN region is cut short"))?;
         let o = f32s_mut(o)?;
         accumulate_down(compute, dtype, h, o, shape, ffn, Some, |i| {
             data.get(i * cb..(i + 1) * cb)
@@ -265,7 +265,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         let (n, ffn, hidden) = (io.rows, self.ffn, self.hidden);
         let short = ModelError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
         let cb = region.bundle;
-        let sp = self.sparse.as_mut().ok_or(ModelError::Config(
+        let sp = self.sparse.as_mut().ok_or(ModelError::Internal(
             "a split layer's down columns are not loaded",
         ))?;
         let sc = sp.scratch.lend();
@@ -283,7 +283,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         }
         self.ring.settle(arena)?;
         let t0 = (self.clock)();
-        let bad = || ModelError::Config("an FFN region does not fit a read plan");
+        let bad = || ModelError::Internal("an FFN region does not fit a read plan");
         let plan_region = Region {
             offset: region.offset,
             stride: u32::try_from(cb).map_err(|_| bad())?,

@@ -165,7 +165,7 @@ pub struct StreamLayout {
 pub fn config_of(img: &Image<'_>) -> Result<LlamaConfig, ModelError> {
     let g = img.geometry();
     if g.arch.as_str() != "llama" {
-        return Err(ModelError::Config(
+        return Err(ModelError::Layout(
             "the image holds a model of another architecture",
         ));
     }
@@ -287,7 +287,7 @@ fn region(
             let start = gate.offset.min(up.offset);
             let end = end_of(&gate).max(end_of(&up));
             let len = usize::try_from(end - start)
-                .map_err(|_| ModelError::Config("a split layer's rows are too large"))?;
+                .map_err(|_| ModelError::Layout("a split layer's rows are too large"))?;
             // The span also reads what lies between the two tensors.
             if len > (gate.len + up.len).saturating_add(64 * 1024) {
                 return bad(
@@ -314,7 +314,7 @@ fn region(
         Some(_) => crate::model::tensor::row_bytes(types.down, cfg.hidden),
         None => crate::compute::Bundles::bundle_bytes(types.rows, types.down, cfg.hidden),
     }
-    .ok_or(ModelError::Config(
+    .ok_or(ModelError::Layout(
         "hidden is not whole blocks of the bundle types",
     ))?;
     let len = bundle
@@ -341,7 +341,7 @@ fn dense_region(img: &Image<'_>, cfg: &LlamaConfig, layer: usize) -> Result<FfnR
     let up = find(img, name("ffn_up.weight")?.as_str(), cfg.ffn, cfg.hidden)?;
     let down = find(img, name("ffn_down.weight")?.as_str(), cfg.hidden, cfg.ffn)?;
     if gate.dtype != up.dtype {
-        return Err(ModelError::Config(
+        return Err(ModelError::Layout(
             "gate and up rows of a dense layer must share a type",
         ));
     }
@@ -349,11 +349,11 @@ fn dense_region(img: &Image<'_>, cfg: &LlamaConfig, layer: usize) -> Result<FfnR
     let start = all.iter().map(|t| t.offset).min().unwrap_or(0);
     let end = all.iter().map(end_of).max().unwrap_or(0);
     let len = usize::try_from(end - start)
-        .map_err(|_| ModelError::Config("a dense layer's matrices are too large"))?;
+        .map_err(|_| ModelError::Layout("a dense layer's matrices are too large"))?;
     // The span also reads what lies between the tensors (the FFN norm).
     let sum: usize = all.iter().map(|t| t.len).sum();
     if len > sum.saturating_add(64 * 1024) {
-        return Err(ModelError::Config(
+        return Err(ModelError::Layout(
             "a dense layer's FFN tensors are not stored next to each other",
         ));
     }
@@ -397,7 +397,7 @@ impl StreamLayout {
     pub fn new(img: &Image<'_>, cfg: &LlamaConfig) -> Result<StreamLayout, ModelError> {
         cfg.validate()?;
         if img.layer_count() != cfg.layers {
-            return Err(ModelError::Config(
+            return Err(ModelError::Layout(
                 "the image has another number of bundle layers",
             ));
         }
@@ -421,12 +421,12 @@ impl StreamLayout {
             let start = all.iter().map(|t| t.offset).min().unwrap_or(0);
             let end = all.iter().map(end_of).max().unwrap_or(0);
             let len = usize::try_from(end - start)
-                .map_err(|_| ModelError::Config("an attention span is too large"))?;
+                .map_err(|_| ModelError::Layout("an attention span is too large"))?;
             let sum: usize = all.iter().map(|t| t.len).sum();
             // The span also reads the padding and anything stored between
             // the layer's tensors; refuse a layout where that is most of it.
             if len > sum.saturating_mul(2).saturating_add(64 * 1024) {
-                return Err(ModelError::Config(
+                return Err(ModelError::Layout(
                     "a layer's attention tensors are not stored next to each other",
                 ));
             }
@@ -439,7 +439,7 @@ impl StreamLayout {
             };
             let r = img
                 .bundle_region(l)
-                .ok_or(ModelError::Config("the image lacks a bundle region"))?;
+                .ok_or(ModelError::Layout("the image lacks a bundle region"))?;
             attn.push(span)
                 .map_err(|_| ModelError::Config("layers must be 1 to 128"))?;
             ffn.push(region(img, &r, cfg, l)?)

@@ -78,7 +78,7 @@ impl Schedule {
         let index = self.units.len() as u16;
         self.units
             .push(unit)
-            .map_err(|_| ModelError::Config("too many streamed units"))?;
+            .map_err(|_| ModelError::Internal("too many streamed units"))?;
         Ok(index)
     }
 
@@ -325,7 +325,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         let mut sched = Schedule::new(plan.ring_slot);
         let mut layers: heapless::Vec<LayerWeights, MAX_LAYERS> = heapless::Vec::new();
         for l in 0..cfg.layers {
-            let missing = ModelError::Config("layer missing");
+            let missing = ModelError::Layout("layer missing");
             let span = *layout.attn.get(l).ok_or(missing)?;
             let region = *layout.ffn.get(l).ok_or(missing)?;
             let norm = |dev: &mut D, arena: &mut A, t: &TensorAt| {
@@ -363,7 +363,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
             None
         };
         let (act_len, up_len) = act_lens(&layout, cfg, limits);
-        let act = scratch(arena, act_len)?.ok_or(ModelError::Config("no FFN activations"))?;
+        let act = scratch(arena, act_len)?.ok_or(ModelError::Internal("no FFN activations"))?;
         let tmp = scratch(arena, up_len)?;
         let max_transfer = dev.geometry().max_transfer as usize;
         let sparse = setup

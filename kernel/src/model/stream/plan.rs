@@ -257,7 +257,7 @@ impl StreamPlan {
         let scratch = act.saturating_add(row_slot);
         let split = layout.ffn.iter().all(|f| f.split().is_some());
         if opts.sparse && !split {
-            return Err(ModelError::Config(
+            return Err(ModelError::Layout(
                 "sparse streaming needs an image whose FFN is split (pack with --layout split)",
             ));
         }

@@ -139,7 +139,7 @@ impl<D: FlashDevice> Ring<D> {
                 .map_err(|_| ModelError::Config("the ring holds 1 to 8 I/O slots"))?;
         }
         let sched = heapless::Vec::from_slice(schedule)
-            .map_err(|_| ModelError::Config("too many streamed units"))?;
+            .map_err(|_| ModelError::Internal("too many streamed units"))?;
         if s.is_empty() && !schedule.is_empty() {
             return Err(ModelError::Config(
                 "streamed units need at least one I/O slot",
@@ -309,7 +309,7 @@ impl<D: FlashDevice> Ring<D> {
                 let r = ReadRequest {
                     tag: i as u32,
                     offset: u.start + *issued as u64,
-                    len: u32::try_from(len).map_err(|_| ModelError::Config("read too large"))?,
+                    len: u32::try_from(len).map_err(|_| ModelError::Internal("read too large"))?,
                     dest: *slot,
                     dest_offset: *issued,
                 };
@@ -331,7 +331,7 @@ impl<D: FlashDevice> Ring<D> {
         if self.dev.in_flight() == 0 {
             self.pump(arena)?;
             if self.dev.in_flight() == 0 {
-                return Err(ModelError::Config(
+                return Err(ModelError::Internal(
                     "waiting for a read that was never issued",
                 ));
             }
@@ -391,7 +391,7 @@ impl<D: FlashDevice> Ring<D> {
         let u = *self
             .schedule
             .get(unit)
-            .ok_or(ModelError::Config("no such streamed unit"))?;
+            .ok_or(ModelError::Internal("no such streamed unit"))?;
         for (_, s) in self.slots.iter_mut() {
             if matches!(s, State::InUse { .. }) {
                 *s = State::Free;
@@ -411,10 +411,10 @@ impl<D: FlashDevice> Ring<D> {
         self.prefetch(arena)?;
         loop {
             let Some(i) = self.slots.iter().position(|(_, s)| s.unit() == Some(unit)) else {
-                return Err(ModelError::Config("a streamed unit left the ring"));
+                return Err(ModelError::Internal("a streamed unit left the ring"));
             };
             let Some(&(slot, state)) = self.slots.get(i) else {
-                return Err(ModelError::Config("a streamed unit left the ring"));
+                return Err(ModelError::Internal("a streamed unit left the ring"));
             };
             match state {
                 State::Ready { .. } | State::InUse { .. } => {
@@ -446,12 +446,12 @@ impl<D: FlashDevice> Ring<D> {
         len: usize,
     ) -> Result<Slot, ModelError> {
         let Some(mut row) = self.row else {
-            return Err(ModelError::Config("no slot for embedding rows"));
+            return Err(ModelError::Internal("no slot for embedding rows"));
         };
         let r = ReadRequest {
             tag: ROW_TAG,
             offset: start,
-            len: u32::try_from(len).map_err(|_| ModelError::Config("row read too large"))?,
+            len: u32::try_from(len).map_err(|_| ModelError::Internal("row read too large"))?,
             dest: row.slot,
             dest_offset: 0,
         };

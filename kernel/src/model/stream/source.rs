@@ -142,7 +142,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> WeightSource for StreamSource<
             sp.pass = sp.pass.wrapping_add(1);
             if let Some(c) = sp.cache.as_mut() {
                 c.end_token(arena, sp.pass)
-                    .map_err(|_| ModelError::Config("the neuron cache failed"))?;
+                    .map_err(|_| ModelError::Internal("the neuron cache failed"))?;
             }
         }
         self.ring.begin_pass(arena, logits)
@@ -160,7 +160,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> WeightSource for StreamSource<
             .layout
             .attn
             .get(layer)
-            .ok_or(ModelError::Config("attention layer out of range"))?;
+            .ok_or(ModelError::Internal("attention layer out of range"))?;
         let u = self.attn_unit.get(layer).copied().unwrap_or(NONE);
         let (slot, skip) = self.ring.acquire(arena, usize::from(u))?;
         let mut a = attention_in(slot, span.start, &span.proj);

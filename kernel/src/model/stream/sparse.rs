@@ -175,7 +175,7 @@ impl<P: Policy, B: SparseBuffers> Sparse<P, B> {
                 match cache_config(&policy, plan.bytes.cache, keys, bundle as u32) {
                     Some(c) => Some(
                         NeuronCache::new(arena, c, policy)
-                            .map_err(|_| ModelError::Config("the neuron cache failed"))?,
+                            .map_err(|_| ModelError::Internal("the neuron cache failed"))?,
                     ),
                     None => None,
                 }
@@ -200,13 +200,13 @@ pub(super) fn fetch_err<E: crate::flash::Error>(e: FetchError<E>) -> ModelError 
         FetchError::Read { offset, kind } => ModelError::Read { offset, kind },
         FetchError::Arena(k) => ModelError::Arena(k),
         FetchError::IoBufferTooSmall { .. } => {
-            ModelError::Config("a sparse read plan is larger than its I/O slot")
+            ModelError::Internal("a sparse read plan is larger than its I/O slot")
         }
         FetchError::ScratchTooSmall => {
-            ModelError::Config("the sparse scratch is smaller than a layer's neurons")
+            ModelError::Internal("the sparse scratch is smaller than a layer's neurons")
         }
-        FetchError::Plan(_) => ModelError::Config("the sparse read plan failed"),
-        FetchError::Cache(_) => ModelError::Config("the neuron cache failed"),
+        FetchError::Plan(_) => ModelError::Internal("the sparse read plan failed"),
+        FetchError::Cache(_) => ModelError::Internal("the neuron cache failed"),
         FetchError::Stalled { .. } => ModelError::Device(crate::flash::ErrorKind::Other),
     }
 }
