@@ -71,6 +71,22 @@ pub struct LodeRtOptions {
     pub device: *const c_char,
 }
 
+impl LodeRtOptions {
+    /// Every field zero (its default), the size set: what NULL options mean.
+    pub const DEFAULT: LodeRtOptions = LodeRtOptions {
+        size: size_of::<LodeRtOptions>() as u32,
+        max_context: 0,
+        contexts: 0,
+        threads: 0,
+        batch: 0,
+        flags: 0,
+        sparsity: 0.0,
+        reserved: 0,
+        dram_budget: std::ptr::null(),
+        device: std::ptr::null(),
+    };
+}
+
 /// `struct lode_rt_generate`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -263,18 +279,7 @@ pub unsafe extern "C" fn lode_rt_session_open(
         }
         // SAFETY: the caller's promises above.
         let path = unsafe { opt_str(path, "path") }?.unwrap_or_default();
-        let opts = unsafe { read_struct(options, "options") }?.unwrap_or(LodeRtOptions {
-            size: size_of::<LodeRtOptions>() as u32,
-            max_context: 0,
-            contexts: 0,
-            threads: 0,
-            batch: 0,
-            flags: 0,
-            sparsity: 0.0,
-            reserved: 0,
-            dram_budget: std::ptr::null(),
-            device: std::ptr::null(),
-        });
+        let opts = unsafe { read_struct(options, "options") }?.unwrap_or(LodeRtOptions::DEFAULT);
         let file =
             ModelFile::open(path.as_ref()).map_err(|e| fail(code_of(e.kind()), e.to_string()))?;
         let room = file.config().context.min(MAX_CONTEXT);
@@ -518,15 +523,7 @@ mod tests {
             assert!(last_error().contains("/nonexistent.gguf"));
             let wrong = LodeRtOptions {
                 size: 4,
-                max_context: 0,
-                contexts: 0,
-                threads: 0,
-                batch: 0,
-                flags: 0,
-                sparsity: 0.0,
-                reserved: 0,
-                dram_budget: std::ptr::null(),
-                device: std::ptr::null(),
+                ..LodeRtOptions::DEFAULT
             };
             assert_eq!(
                 lode_rt_session_open(c"/nonexistent.gguf".as_ptr(), &wrong, &mut h),

@@ -361,26 +361,13 @@ impl Session {
             return Err(GenerateError::ForeignContext);
         }
         let before = ctx.inner.len();
+        let (inner, arena, cpu) = (&mut ctx.inner, &mut self.arena, &mut self.cpu);
         let r = match &mut self.engine {
-            Engine::Dense(m) => m.eval(
-                &mut ctx.inner,
-                &mut self.arena,
-                &mut self.cpu,
-                tokens,
-                want,
-                on_logits,
-            ),
+            Engine::Dense(m) => m.eval(inner, arena, cpu, tokens, want, on_logits),
             Engine::Streamed(m) => {
-                let r = m.eval(
-                    &mut ctx.inner,
-                    &mut self.arena,
-                    &mut self.cpu,
-                    tokens,
-                    want,
-                    on_logits,
-                );
+                let r = m.eval(inner, arena, cpu, tokens, want, on_logits);
                 if r.is_err() {
-                    let _ = m.weights_mut().quiesce(&mut self.arena);
+                    let _ = m.weights_mut().quiesce(arena);
                 }
                 r
             }
