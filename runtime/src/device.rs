@@ -17,7 +17,7 @@ use lode_hal_linux::{BlockFlash, BlockFlashOptions};
 use lode_kernel::arena::DramArena;
 use lode_kernel::cost::CostModel;
 use lode_kernel::flash::{
-    Completion, Error as _, ErrorKind, ErrorType, FlashDevice, Geometry, ReadRequest,
+    Completion, Error as _, ErrorKind, ErrorType, FlashDevice, FlashWrite, Geometry, ReadRequest,
 };
 
 use crate::image_file::ImageFile;
@@ -205,7 +205,9 @@ impl FlashDevice for AnyDevice {
             AnyDevice::Fake(d) => d.in_flight(),
         }
     }
+}
 
+impl FlashWrite for AnyDevice {
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), ErrorKind> {
         match self {
             AnyDevice::File(d) => d.write(offset, data).map_err(|e| e.kind()),

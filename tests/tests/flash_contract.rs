@@ -6,7 +6,7 @@ use lode_hal::fake::{FakeFlash, FaultPlan, Profile};
 use lode_hal::slice_arena::SliceArena;
 use lode_hal_linux::{FileFlash, FileFlashOptions};
 use lode_kernel::arena::{DramArena, SlotKind};
-use lode_kernel::flash::{Completion, Error, ErrorKind, FlashDevice, ReadRequest};
+use lode_kernel::flash::{Completion, Error, ErrorKind, FlashDevice, FlashWrite, ReadRequest};
 use lode_tests::TempFile;
 use proptest::prelude::*;
 
@@ -180,7 +180,7 @@ trait WriteRead {
     fn read(&mut self, offset: u64, len: u32) -> Vec<u8>;
 }
 
-impl<F: FlashDevice> WriteRead for F {
+impl<F: FlashWrite> WriteRead for F {
     fn write_sync(&mut self, offset: u64, data: &[u8]) {
         self.write(offset, data).unwrap();
         self.sync().unwrap();
