@@ -128,8 +128,8 @@ pub trait FlashWrite: FlashDevice {
     fn sync(&mut self) -> Result<(), Self::Error>;
 }
 
-/// A device lent by `&mut` is a device: a policy (an adapter, a read loop)
-/// can borrow one without taking it from its owner.
+/// A device lent by `&mut` is a device: a policy (a [`Window`](super::Window),
+/// a read loop) can borrow one without taking it from its owner.
 impl<D: FlashDevice + ?Sized> FlashDevice for &mut D {
     fn geometry(&self) -> Geometry {
         D::geometry(self)

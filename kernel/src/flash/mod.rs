@@ -35,12 +35,20 @@
 //! [`admit`] (and a write with [`admit_write`]) before it queues any of it, so
 //! a bad batch is refused whole and every device refuses the same requests
 //! with the same [`ErrorKind`].
+//!
+//! # Adapters
+//!
+//! Policies that apply to any device are adapters over one, not features of
+//! each: [`Window`] exposes a block-aligned part of a device (a partition).
+//! It takes the device by value or, through the blanket impls, as `&mut D`,
+//! so a device can be lent to it and taken back.
 
 mod admit;
 mod device;
 mod geometry;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod window;
 
 use core::fmt;
 
@@ -49,6 +57,7 @@ use crate::arena::Slot;
 pub use admit::{admit, admit_read, admit_write, destination_mut};
 pub use device::{FlashDevice, FlashWrite};
 pub use geometry::Geometry;
+pub use window::Window;
 
 /// What went wrong with a flash request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,3 +185,40 @@ impl<E: Error> Error for ReadError<E> {
         }
     }
 }
+
+/// Error of an adapter over another device (a [`Window`]):
+/// the adapter's own refusal or injected failure, or the inner device's error
+/// unchanged (so its detail, a path or an OS error, is not lost).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdapterError<E> {
+    /// The adapter refused the request or injected the failure.
+    Adapter(ErrorKind),
+    /// The device under the adapter failed.
+    Device(E),
+}
+
+impl<E: Error> Error for AdapterError<E> {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            AdapterError::Adapter(kind) => *kind,
+            AdapterError::Device(e) => e.kind(),
+        }
+    }
+}
+
+impl<E> From<ErrorKind> for AdapterError<E> {
+    fn from(kind: ErrorKind) -> Self {
+        AdapterError::Adapter(kind)
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for AdapterError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdapterError::Adapter(kind) => kind.fmt(f),
+            AdapterError::Device(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: fmt::Display + fmt::Debug> core::error::Error for AdapterError<E> {}
