@@ -129,7 +129,8 @@ pub trait FlashWrite: FlashDevice {
 }
 
 /// A device lent by `&mut` is a device: a policy (a [`Window`](super::Window),
-/// a read loop) can borrow one without taking it from its owner.
+/// a [`FaultInjector`](super::FaultInjector), a read loop) can borrow one
+/// without taking it from its owner.
 impl<D: FlashDevice + ?Sized> FlashDevice for &mut D {
     fn geometry(&self) -> Geometry {
         D::geometry(self)

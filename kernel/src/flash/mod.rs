@@ -39,12 +39,14 @@
 //! # Adapters
 //!
 //! Policies that apply to any device are adapters over one, not features of
-//! each: [`Window`] exposes a block-aligned part of a device (a partition).
-//! It takes the device by value or, through the blanket impls, as `&mut D`,
-//! so a device can be lent to it and taken back.
+//! each: [`Window`] exposes a block-aligned part of a device (a partition),
+//! [`FaultInjector`] injects seeded read errors, bit flips and latency spikes.
+//! Both take the device by value or, through the blanket impls, as `&mut D`,
+//! so a device can be lent to them and taken back.
 
 mod admit;
 mod device;
+pub mod fault;
 mod geometry;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -56,6 +58,7 @@ use crate::arena::Slot;
 
 pub use admit::{admit, admit_read, admit_write, destination_mut};
 pub use device::{FlashDevice, FlashWrite};
+pub use fault::{FaultCounts, FaultInjector, Faults};
 pub use geometry::Geometry;
 pub use window::Window;
 
@@ -186,7 +189,7 @@ impl<E: Error> Error for ReadError<E> {
     }
 }
 
-/// Error of an adapter over another device (a [`Window`]):
+/// Error of an adapter over another device ([`Window`], [`FaultInjector`]):
 /// the adapter's own refusal or injected failure, or the inner device's error
 /// unchanged (so its detail, a path or an OS error, is not lost).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
