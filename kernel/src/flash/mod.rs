@@ -43,6 +43,12 @@
 //! [`FaultInjector`] injects seeded read errors, bit flips and latency spikes.
 //! Both take the device by value or, through the blanket impls, as `&mut D`,
 //! so a device can be lent to them and taken back.
+//!
+//! # Conformance
+//!
+//! The contract above is also a test suite, `lode_hal::conformance`: every
+//! device in lode runs it, and a device written elsewhere runs it from its
+//! own tests.
 
 mod admit;
 mod device;

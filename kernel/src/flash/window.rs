@@ -36,6 +36,9 @@ pub const WINDOW_BATCH: usize = 32;
 /// one batch could not forward a full batch whole. Lend the device
 /// (`Window::new(&mut dev, ..)`) to use it again after the window.
 ///
+/// `lode_hal::fault`'s example stacks a fault injector on a window over the
+/// fake flash; `lode_hal::conformance` checks a window keeps the contract.
+///
 #[derive(Debug)]
 pub struct Window<D, const BATCH: usize = WINDOW_BATCH> {
     inner: D,
