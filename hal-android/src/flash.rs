@@ -200,6 +200,9 @@ impl FlashWrite for AndroidFlash {
 }
 
 #[cfg(test)]
+mod contract;
+
+#[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use lode_hal_linux::block_flash::{DirectStatus, EngineStatus, FallbackWhy, Reason};

@@ -15,9 +15,9 @@
 //!   bounded pool of pread threads takes over, chosen at open and reported;
 //!   [`Engine::Threads`] forces it.
 //! - **Split phase.** [`submit`](FlashDevice::submit) admits the whole
-//!   batch (the kernel's one check, [`flash::admit`]), queues it and returns; [`complete`](FlashDevice::complete)
-//!   collects whatever finished, so the engine's reads overlap the caller's
-//!   compute.
+//!   batch (the kernel's one check, [`flash::admit`]), queues it and
+//!   returns; [`complete`](FlashDevice::complete) collects whatever
+//!   finished, so the engine's reads overlap the caller's compute.
 //! - **Bounce memory.** The kernel writes only into memory this device owns,
 //!   and `complete` copies each finished read into its arena slot. The
 //!   argument for why that is sound, and why reading straight into the arena

@@ -241,4 +241,33 @@ mod tests {
         let e = DeviceSpec::parse("tape:0").unwrap_err().to_string();
         assert!(e.contains("file:<path> or fake:<profile>"), "{e}");
     }
+
+    /// Both variants keep the flash contract (`lode_hal::conformance`),
+    /// writes included.
+    #[test]
+    fn both_variants_keep_the_flash_contract() {
+        use lode_hal::conformance::{check_writable, Config};
+        let cfg = Config::default();
+        check_writable(&cfg, |m| {
+            AnyDevice::Fake(FakeFlash::new(
+                m.to_vec(),
+                &Profile::UFS40,
+                FaultPlan::none(),
+            ))
+        })
+        .unwrap();
+        let path = std::env::temp_dir().join(format!("lode-runtime-any-{}", std::process::id()));
+        check_writable(&cfg, |m| {
+            std::fs::write(&path, m).unwrap();
+            let opts = BlockFlashOptions {
+                writable: true,
+                bounce_bytes: STREAM_BOUNCE,
+                ..BlockFlashOptions::default()
+            };
+            let dev = BlockFlash::open(&path, opts).unwrap();
+            std::fs::remove_file(&path).unwrap();
+            AnyDevice::File(dev)
+        })
+        .unwrap();
+    }
 }

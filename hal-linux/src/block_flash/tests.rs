@@ -13,6 +13,8 @@ use lode_kernel::flash::{Error as _, ReadError};
 use proptest::prelude::*;
 use std::sync::{Mutex, MutexGuard};
 
+mod contract;
+
 /// Environment variable naming a block device the suite may overwrite.
 const DEVICE_ENV: &str = "LODE_TEST_BLOCK_DEVICE";
 
