@@ -15,7 +15,7 @@
 //!
 //! A write is checked like a read's extent, except that it is not bounded by
 //! `max_transfer` (a binding splits long writes; KV chunks are written whole)
-//! and has no destination.
+//! and has no destination: an [`admit_span`].
 
 use crate::arena::DramArena;
 
@@ -60,11 +60,17 @@ pub fn admit_read<A: DramArena>(
     Ok(())
 }
 
-/// Admit a write of `len` bytes at `offset`: non-empty and aligned
-/// (`Misaligned`), inside the capacity (`OutOfRange`). Not bounded by
-/// `max_transfer`.
+/// Admit a write of `len` bytes at `offset`: an [`admit_span`].
 pub fn admit_write(geometry: &Geometry, offset: u64, len: usize) -> Result<(), ErrorKind> {
     let len = u64::try_from(len).map_err(|_| ErrorKind::OutOfRange)?;
+    admit_span(geometry, offset, len)
+}
+
+/// Admit a span of the device of any length, for an operation a binding
+/// splits into transfers itself (a write, a long synchronous read through a
+/// C interface): non-empty and aligned (`Misaligned`), inside the capacity
+/// (`OutOfRange`). Not bounded by `max_transfer`.
+pub fn admit_span(geometry: &Geometry, offset: u64, len: u64) -> Result<(), ErrorKind> {
     if len == 0 || !geometry.is_aligned(offset) || !geometry.is_aligned(len) {
         return Err(ErrorKind::Misaligned);
     }
@@ -174,5 +180,7 @@ mod tests {
             admit_write(&G, u64::MAX - 511, 512),
             Err(ErrorKind::OutOfRange)
         );
+        assert_eq!(admit_span(&G, 0, 1 << 20), Ok(()));
+        assert_eq!(admit_span(&G, 512, 1 << 20), Err(ErrorKind::OutOfRange));
     }
 }

@@ -62,7 +62,7 @@ use core::fmt;
 
 use crate::arena::Slot;
 
-pub use admit::{admit, admit_read, admit_write, destination_mut};
+pub use admit::{admit, admit_read, admit_span, admit_write, destination_mut};
 pub use device::{FlashDevice, FlashWrite};
 pub use fault::{FaultCounts, FaultInjector, Faults};
 pub use geometry::Geometry;
