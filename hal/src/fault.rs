@@ -1,6 +1,5 @@
-//! Faults over any device: the kernel's
-//! [`FaultInjector`](lode_kernel::flash::FaultInjector), re-exported next to
-//! the fake flash, and a sleeper so latency spikes stall a real device.
+//! Faults over any device: the kernel's [`FaultInjector`], re-exported next
+//! to the fake flash, and a sleeper so latency spikes stall a real device.
 //!
 //! [`FakeFlash`](crate::fake::FakeFlash) keeps its own
 //! [`FaultPlan`](crate::fake::FaultPlan) (torn writes and power loss need
