@@ -3,15 +3,18 @@
 //! The lode image sits in the firmware's read-only data, as it would in an
 //! MCU's internal flash or a memory-mapped QSPI NOR part. The device reads
 //! it the way every lode device reads: requests are checked against the
-//! geometry and queued by [`submit`](FlashDevice::submit), then copied into
-//! their arena slots and reported by [`complete`](FlashDevice::complete).
-//! Nothing is borrowed past a call and nothing is allocated: the queue is
-//! inline. Writes are refused.
+//! geometry by the kernel's one admission check and queued by
+//! [`submit`](FlashDevice::submit), then copied into their arena slots and
+//! reported by [`complete`](FlashDevice::complete). Nothing is borrowed past
+//! a call and nothing is allocated: the queue is inline. It is read-only, so
+//! it implements no `FlashWrite`.
 
 use heapless::Vec;
 use lode_kernel::arena::DramArena;
 use lode_kernel::cost::CostModel;
-use lode_kernel::flash::{Completion, ErrorKind, ErrorType, FlashDevice, Geometry, ReadRequest};
+use lode_kernel::flash::{
+    self, Completion, ErrorKind, ErrorType, FlashDevice, Geometry, ReadRequest,
+};
 
 /// Requests the device holds at once.
 pub const QUEUE_DEPTH: usize = 8;
@@ -85,15 +88,7 @@ impl<'a> RomFlash<'a> {
             .and_then(|end| self.rom.get(start..end))
             .ok_or(ErrorKind::OutOfRange)?;
         // Checked at submit, but the slot may have been freed since.
-        let dest = arena
-            .bytes_mut(r.dest)
-            .map_err(|_| ErrorKind::BadDestination)?;
-        let window = r
-            .dest_offset
-            .checked_add(src.len())
-            .and_then(|end| dest.get_mut(r.dest_offset..end))
-            .ok_or(ErrorKind::BadDestination)?;
-        window.copy_from_slice(src);
+        flash::destination_mut(arena, r)?.copy_from_slice(src);
         Ok(())
     }
 }
@@ -116,7 +111,7 @@ impl FlashDevice for RomFlash<'_> {
         arena: &mut A,
         reads: &[ReadRequest],
     ) -> Result<(), ErrorKind> {
-        self.geometry.check_batch(arena, reads)?;
+        flash::admit(&self.geometry, self.queue.len(), arena, reads)?;
         if reads.is_empty() {
             return Ok(());
         }
@@ -153,13 +148,5 @@ impl FlashDevice for RomFlash<'_> {
 
     fn in_flight(&self) -> usize {
         self.queue.len()
-    }
-
-    fn write(&mut self, _offset: u64, _data: &[u8]) -> Result<(), ErrorKind> {
-        Err(ErrorKind::Unsupported)
-    }
-
-    fn sync(&mut self) -> Result<(), ErrorKind> {
-        Ok(())
     }
 }

@@ -29,7 +29,7 @@ use lode_hal_linux::block_flash::{BlockFlashError, DirectIo, Reason, WriteMode};
 use lode_hal_linux::LockedArena;
 use lode_kernel::arena::{DramArena, Slot, SlotKind};
 use lode_kernel::cost::CostModel;
-use lode_kernel::flash::{Error as _, ErrorKind, FlashDevice, ReadError, ReadRequest};
+use lode_kernel::flash::{self, Error as _, ErrorKind, FlashDevice, ReadError, ReadRequest};
 
 use crate::budget::{MemoryBudget, TrimLevel};
 use crate::flash::{AndroidFlash, AndroidOptions, UFS31_UNCALIBRATED};
@@ -417,15 +417,10 @@ pub unsafe extern "C" fn lode_read(handle: u64, offset: u64, buf: *mut c_void, l
         let out = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
         let mut dev = entry.device.lock().map_err(|_| LODE_ERR_BUSY)?;
         let dev = &mut *dev;
-        let g = dev.flash.geometry();
         let len64 = u64::try_from(len).map_err(|_| LODE_ERR_INVALID_ARGUMENT)?;
-        if !g.is_aligned(offset) || !g.is_aligned(len64) {
-            return Err(LODE_ERR_MISALIGNED);
-        }
-        match offset.checked_add(len64) {
-            Some(end) if end <= g.capacity => {}
-            _ => return Err(LODE_ERR_OUT_OF_RANGE),
-        }
+        // The whole span is admitted before any piece is read, by the
+        // kernel's rule for spans a binding splits itself.
+        flash::admit_span(&dev.flash.geometry(), offset, len64).map_err(kind_code)?;
         let chunk = dev.staging.len();
         let mut at = 0usize;
         for piece in out.chunks_mut(chunk) {

@@ -8,10 +8,10 @@ use lode_hal_linux::block_flash::{
     BlockFlash, BlockFlashError, BlockFlashOptions, BlockFlashStats, DirectIo, Engine, OpenReport,
     WriteMode,
 };
-use lode_hal_linux::file_flash::Window;
+use lode_hal_linux::Window;
 use lode_kernel::arena::DramArena;
 use lode_kernel::cost::CostModel;
-use lode_kernel::flash::{Completion, ErrorType, FlashDevice, Geometry, ReadRequest};
+use lode_kernel::flash::{Completion, ErrorType, FlashDevice, FlashWrite, Geometry, ReadRequest};
 
 /// The cost model assumed until `lode calibrate` (or an image) says better:
 /// a UFS 3.1 phone part, the same figures as `lode_hal::fake::Profile::UFS31`
@@ -187,7 +187,9 @@ impl FlashDevice for AndroidFlash {
     fn in_flight(&self) -> usize {
         self.inner.in_flight()
     }
+}
 
+impl FlashWrite for AndroidFlash {
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), BlockFlashError> {
         self.inner.write(offset, data)
     }
@@ -196,6 +198,9 @@ impl FlashDevice for AndroidFlash {
         self.inner.sync()
     }
 }
+
+#[cfg(test)]
+mod contract;
 
 #[cfg(test)]
 pub(crate) mod tests {

@@ -14,10 +14,10 @@
 //!   ring (ENOSYS, EPERM from seccomp or `kernel.io_uring_disabled`), a
 //!   bounded pool of pread threads takes over, chosen at open and reported;
 //!   [`Engine::Threads`] forces it.
-//! - **Split phase.** [`submit`](FlashDevice::submit) validates the whole
-//!   batch, queues it and returns; [`complete`](FlashDevice::complete)
-//!   collects whatever finished, so the engine's reads overlap the caller's
-//!   compute.
+//! - **Split phase.** [`submit`](FlashDevice::submit) admits the whole
+//!   batch (the kernel's one check, [`flash::admit`]), queues it and
+//!   returns; [`complete`](FlashDevice::complete) collects whatever
+//!   finished, so the engine's reads overlap the caller's compute.
 //! - **Bounce memory.** The kernel writes only into memory this device owns,
 //!   and `complete` copies each finished read into its arena slot. The
 //!   argument for why that is sound, and why reading straight into the arena
@@ -25,7 +25,7 @@
 //!   for every read in flight.
 //! - **Writes** (the KV swap area) are synchronous `pwrite`s, staged through
 //!   an aligned buffer under O_DIRECT, made durable by `fdatasync` on
-//!   [`sync`](FlashDevice::sync) or, with [`WriteMode::Dsync`], by O_DSYNC on
+//!   [`sync`](FlashWrite::sync) or, with [`WriteMode::Dsync`], by O_DSYNC on
 //!   every write.
 
 mod bounce;
@@ -49,7 +49,9 @@ use std::time::Instant;
 
 use lode_kernel::arena::{DramArena, Slot};
 use lode_kernel::cost::CostModel;
-use lode_kernel::flash::{Completion, ErrorKind, ErrorType, FlashDevice, Geometry, ReadRequest};
+use lode_kernel::flash::{
+    self, Completion, ErrorKind, ErrorType, FlashDevice, FlashWrite, Geometry, ReadRequest,
+};
 
 use bounce::BouncePool;
 use engine::{Done, Op, Runner};
@@ -60,8 +62,8 @@ pub use report::{
 };
 pub use stats::BlockFlashStats;
 
-use crate::file_flash::Window;
 use crate::locked_arena::{mapping::Mapping, HugePages};
+use crate::window::Window;
 use stats::bump;
 
 /// How often an interrupted (EINTR, EAGAIN) read is resubmitted before it
@@ -217,28 +219,13 @@ impl BlockFlash {
     ) -> Result<Self, BlockFlashError> {
         let (kind, file_len, direct) =
             probe::discover(&file, opts.direct, window.map(|w| w.offset))?;
-        let window = window.unwrap_or(Window::new(0, file_len));
-        match window.end() {
-            Some(end) if end <= file_len => {}
-            _ => {
-                return Err(BlockFlashError::new(Reason::WindowPastEnd {
-                    window,
-                    file_len,
-                }))
-            }
-        }
         let (block, mem_align) = block_size(opts.block_size, direct)?;
+        let (window, capacity) =
+            Window::place(window, file_len, block).map_err(|m| BlockFlashError::new(m.into()))?;
         if !opts.max_transfer.is_multiple_of(block) {
             return Err(BlockFlashError::new(Reason::InvalidOptions(
                 "max_transfer must be a multiple of the device's block size",
             )));
-        }
-        let capacity = window.len - window.len % u64::from(block);
-        if capacity == 0 {
-            return Err(BlockFlashError::new(Reason::WindowTooSmall {
-                len: window.len,
-                block_size: block,
-            }));
         }
         let pool = BouncePool::new(opts.bounce_bytes)
             .map_err(|e| BlockFlashError::io(Reason::Bounce, e))?;
@@ -386,8 +373,7 @@ impl BlockFlash {
         let ptr = self.pool.ptr(slot, skip as usize).ok_or(ErrorKind::Other)?;
         let pos = self
             .window
-            .offset
-            .checked_add(p.req.offset)
+            .position(p.req.offset)
             .and_then(|x| x.checked_add(u64::from(skip)))
             .ok_or(ErrorKind::OutOfRange)?;
         let op = Op { id, ptr, len, pos };
@@ -456,17 +442,7 @@ impl BlockFlash {
         let src = unsafe { self.pool.bytes(slot) }
             .and_then(|b| b.get(..len))
             .ok_or(ErrorKind::Other)?;
-        let dest = arena
-            .bytes_mut(p.req.dest)
-            .map_err(|_| ErrorKind::BadDestination)?;
-        let end = p
-            .req
-            .dest_offset
-            .checked_add(len)
-            .ok_or(ErrorKind::BadDestination)?;
-        let window = dest
-            .get_mut(p.req.dest_offset..end)
-            .ok_or(ErrorKind::BadDestination)?;
+        let window = flash::destination_mut(arena, &p.req)?;
         let started = Instant::now();
         window.copy_from_slice(src);
         let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
@@ -496,16 +472,6 @@ impl BlockFlash {
         Completion {
             tag: p.req.tag,
             status,
-        }
-    }
-
-    fn check_write(&self, offset: u64, len: u64) -> Result<(), ErrorKind> {
-        if !self.geometry.is_aligned(offset) || !self.geometry.is_aligned(len) {
-            return Err(ErrorKind::Misaligned);
-        }
-        match offset.checked_add(len) {
-            Some(end) if end <= self.geometry.capacity => Ok(()),
-            _ => Err(ErrorKind::OutOfRange),
         }
     }
 
@@ -623,7 +589,7 @@ impl FlashDevice for BlockFlash {
         self.cost
     }
 
-    /// Validate the whole batch, accept it, and start as many reads as the
+    /// Admit the whole batch, accept it, and start as many reads as the
     /// bounce memory holds (the rest start as earlier ones complete). A
     /// refused batch queues nothing. An engine failure after validation
     /// (the ring's submit call failing) is an `Err` with the batch accepted:
@@ -633,11 +599,7 @@ impl FlashDevice for BlockFlash {
         arena: &mut A,
         reads: &[ReadRequest],
     ) -> Result<(), BlockFlashError> {
-        self.geometry.check_batch(arena, reads)?;
-        let room = usize::from(self.geometry.queue_depth).saturating_sub(self.accepted);
-        if reads.len() > room {
-            return Err(ErrorKind::QueueFull.into());
-        }
+        flash::admit(&self.geometry, self.accepted, arena, reads)?;
         for r in reads {
             // Cannot fail: fewer than queue_depth ids are in use.
             let id = self
@@ -723,20 +685,15 @@ impl FlashDevice for BlockFlash {
     fn in_flight(&self) -> usize {
         self.accepted
     }
+}
 
+impl FlashWrite for BlockFlash {
     /// A synchronous `pwrite` of whole blocks inside the device (not bounded
     /// by `max_transfer`), staged through aligned memory under O_DIRECT.
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), BlockFlashError> {
+        flash::admit_write(&self.geometry, offset, data.len())?;
         let len = u64::try_from(data.len()).map_err(|_| ErrorKind::OutOfRange)?;
-        self.check_write(offset, len)?;
-        if data.is_empty() {
-            return Ok(());
-        }
-        let pos = self
-            .window
-            .offset
-            .checked_add(offset)
-            .ok_or(ErrorKind::OutOfRange)?;
+        let pos = self.window.position(offset).ok_or(ErrorKind::OutOfRange)?;
         if self.report.direct.is_direct() {
             let chunk = self.geometry.max_transfer as usize;
             if self.write_stage.is_none() {

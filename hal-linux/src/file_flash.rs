@@ -7,9 +7,9 @@
 //! I/O, io_uring or a pread pool), which is property-tested against the fake
 //! flash over the same bytes.
 //!
-//! Requests are checked exactly as every lode device checks them
-//! ([`Geometry::check_batch`]), so a plan that works here is aligned for direct
-//! I/O too, although the page cache would forgive a misaligned one.
+//! Requests are admitted exactly as every lode device admits them
+//! ([`flash::admit`]), so a plan that works here is aligned for direct I/O
+//! too, although the page cache would forgive a misaligned one.
 
 mod error;
 mod options;
@@ -24,10 +24,13 @@ use std::time::Instant;
 use heapless::Deque;
 use lode_kernel::arena::DramArena;
 use lode_kernel::cost::CostModel;
-use lode_kernel::flash::{Completion, ErrorKind, ErrorType, FlashDevice, Geometry, ReadRequest};
+use lode_kernel::flash::{
+    self, Completion, ErrorKind, ErrorType, FlashDevice, FlashWrite, Geometry, ReadRequest,
+};
 
+pub use crate::window::Window;
 pub use error::{FileFlashError, Reason};
-pub use options::{FileFlashOptions, Window, DEV_MACHINE_DISK, MAX_QUEUE_DEPTH};
+pub use options::{FileFlashOptions, DEV_MACHINE_DISK, MAX_QUEUE_DEPTH};
 pub use stats::FileFlashStats;
 
 /// A [`FlashDevice`] over a file (or a block device node) read with `pread`.
@@ -106,24 +109,8 @@ impl FileFlash {
     ) -> Result<Self, FileFlashError> {
         opts.validate()?;
         let file_len = file_len(&file)?;
-        let window = window.unwrap_or(Window::new(0, file_len));
-        match window.end() {
-            Some(end) if end <= file_len => {}
-            _ => {
-                return Err(FileFlashError::new(Reason::WindowPastEnd {
-                    window,
-                    file_len,
-                }))
-            }
-        }
-        let block = u64::from(opts.block_size);
-        let capacity = window.len - window.len % block;
-        if capacity == 0 {
-            return Err(FileFlashError::new(Reason::WindowTooSmall {
-                len: window.len,
-                block_size: opts.block_size,
-            }));
-        }
+        let (window, capacity) = Window::place(window, file_len, opts.block_size)
+            .map_err(|m| FileFlashError::new(m.into()))?;
         Ok(FileFlash {
             file,
             window,
@@ -173,38 +160,14 @@ impl FileFlash {
     fn perform<A: DramArena>(&mut self, arena: &mut A, r: &ReadRequest) -> Result<(), ErrorKind> {
         let pos = self
             .window
-            .offset
-            .checked_add(r.offset)
+            .position(r.offset)
             .ok_or(ErrorKind::OutOfRange)?;
-        let len = usize::try_from(r.len).map_err(|_| ErrorKind::BadDestination)?;
-        let dest = arena
-            .bytes_mut(r.dest)
-            .map_err(|_| ErrorKind::BadDestination)?;
-        let end = r
-            .dest_offset
-            .checked_add(len)
-            .ok_or(ErrorKind::BadDestination)?;
-        let buf = dest
-            .get_mut(r.dest_offset..end)
-            .ok_or(ErrorKind::BadDestination)?;
+        let buf = flash::destination_mut(arena, r)?;
         let started = Instant::now();
         let result = self.file.read_exact_at(buf, pos);
         self.stats
             .record_read(result.is_ok(), u64::from(r.len), started.elapsed());
         result.map_err(|_| ErrorKind::Io)
-    }
-
-    /// A write's extent: aligned, inside the device. Unlike a read it is not
-    /// bounded by `max_transfer`, since `pwrite` has no such limit and KV
-    /// swap chunks are written whole.
-    fn check_write(&self, offset: u64, len: u64) -> Result<(), ErrorKind> {
-        if !self.geometry.is_aligned(offset) || !self.geometry.is_aligned(len) {
-            return Err(ErrorKind::Misaligned);
-        }
-        match offset.checked_add(len) {
-            Some(end) if end <= self.geometry.capacity => Ok(()),
-            _ => Err(ErrorKind::OutOfRange),
-        }
     }
 }
 
@@ -246,13 +209,9 @@ impl FlashDevice for FileFlash {
         arena: &mut A,
         reads: &[ReadRequest],
     ) -> Result<(), FileFlashError> {
-        self.geometry.check_batch(arena, reads)?;
-        let room = usize::from(self.geometry.queue_depth).saturating_sub(self.queue.len());
-        if reads.len() > room {
-            return Err(ErrorKind::QueueFull.into());
-        }
+        flash::admit(&self.geometry, self.queue.len(), arena, reads)?;
         for r in reads {
-            // Cannot fail: `room` is at most queue_depth - len, and
+            // Cannot fail: admission left room for the batch, and
             // queue_depth is at most the deque's capacity (validated options).
             self.queue
                 .push_back(*r)
@@ -283,18 +242,16 @@ impl FlashDevice for FileFlash {
     fn in_flight(&self) -> usize {
         self.queue.len()
     }
+}
 
+/// Positioned `pwrite`s through the page cache, made durable by
+/// `fdatasync`. Not bounded by `max_transfer`: `pwrite` has no such limit
+/// and KV swap chunks are written whole.
+impl FlashWrite for FileFlash {
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), FileFlashError> {
+        flash::admit_write(&self.geometry, offset, data.len())?;
         let len = u64::try_from(data.len()).map_err(|_| ErrorKind::OutOfRange)?;
-        self.check_write(offset, len)?;
-        if data.is_empty() {
-            return Ok(());
-        }
-        let pos = self
-            .window
-            .offset
-            .checked_add(offset)
-            .ok_or(ErrorKind::OutOfRange)?;
+        let pos = self.window.position(offset).ok_or(ErrorKind::OutOfRange)?;
         self.file.write_all_at(data, pos).map_err(|e| {
             if e.raw_os_error() == Some(libc::EBADF) {
                 FileFlashError::io(Reason::ReadOnly, e)

@@ -32,6 +32,7 @@ pub mod device_error;
 pub mod file_flash;
 pub mod locked_arena;
 mod sys;
+pub mod window;
 
 #[cfg(test)]
 mod test_support;
@@ -40,8 +41,9 @@ pub use block_flash::{
     BlockFlash, BlockFlashError, BlockFlashOptions, BlockFlashStats, OpenReport,
 };
 pub use device_error::{DeviceError, DeviceReason};
-pub use file_flash::{FileFlash, FileFlashError, FileFlashOptions, FileFlashStats, Window};
+pub use file_flash::{FileFlash, FileFlashError, FileFlashOptions, FileFlashStats};
 pub use locked_arena::{
     HugePageStatus, HugePages, LockedArena, LockedArenaError, LockedArenaOptions,
 };
 pub use sys::{memlock_limit, page_size};
+pub use window::Window;

@@ -1,5 +1,6 @@
 //! Portable bindings of the kernel traits: a deterministic fake flash, an
-//! arena over a caller's buffer, and the portable CPU compute.
+//! arena over a caller's buffer, and the portable CPU compute; and, for
+//! every device, the flash [`conformance`] suite and [`fault`] injection.
 //!
 //! `no_std` without the `std` feature, so firmware can use the arena and the
 //! compute; the fake flash's owned backing store needs `alloc`.
@@ -13,7 +14,10 @@ extern crate alloc;
 #[cfg(feature = "alloc")]
 pub mod bundle;
 pub mod compute;
+#[cfg(feature = "alloc")]
+pub mod conformance;
 pub mod fake;
+pub mod fault;
 #[cfg(feature = "std")]
 pub mod pack;
 pub mod slice_arena;

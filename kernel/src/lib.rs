@@ -7,7 +7,8 @@
 //! three traits to real hardware:
 //!
 //! - [`flash::FlashDevice`]: geometry, a [`cost::CostModel`] and
-//!   split-phase batched reads (see the [`flash`] module for why),
+//!   split-phase batched reads (see the [`flash`] module for why), with
+//!   [`flash::FlashWrite`] for media that also take writes,
 //! - [`arena::DramArena`]: the DRAM budget as one region carved into slots,
 //! - [`compute::Compute`]: the numeric primitives of a decode step.
 //!

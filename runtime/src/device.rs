@@ -17,7 +17,7 @@ use lode_hal_linux::{BlockFlash, BlockFlashOptions};
 use lode_kernel::arena::DramArena;
 use lode_kernel::cost::CostModel;
 use lode_kernel::flash::{
-    Completion, Error as _, ErrorKind, ErrorType, FlashDevice, Geometry, ReadRequest,
+    Completion, Error as _, ErrorKind, ErrorType, FlashDevice, FlashWrite, Geometry, ReadRequest,
 };
 
 use crate::image_file::ImageFile;
@@ -205,7 +205,9 @@ impl FlashDevice for AnyDevice {
             AnyDevice::Fake(d) => d.in_flight(),
         }
     }
+}
 
+impl FlashWrite for AnyDevice {
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), ErrorKind> {
         match self {
             AnyDevice::File(d) => d.write(offset, data).map_err(|e| e.kind()),
@@ -238,5 +240,34 @@ mod tests {
         assert!(e.contains("ufs40"), "{e}");
         let e = DeviceSpec::parse("tape:0").unwrap_err().to_string();
         assert!(e.contains("file:<path> or fake:<profile>"), "{e}");
+    }
+
+    /// Both variants keep the flash contract (`lode_hal::conformance`),
+    /// writes included.
+    #[test]
+    fn both_variants_keep_the_flash_contract() {
+        use lode_hal::conformance::{check_writable, Config};
+        let cfg = Config::default();
+        check_writable(&cfg, |m| {
+            AnyDevice::Fake(FakeFlash::new(
+                m.to_vec(),
+                &Profile::UFS40,
+                FaultPlan::none(),
+            ))
+        })
+        .unwrap();
+        let path = std::env::temp_dir().join(format!("lode-runtime-any-{}", std::process::id()));
+        check_writable(&cfg, |m| {
+            std::fs::write(&path, m).unwrap();
+            let opts = BlockFlashOptions {
+                writable: true,
+                bounce_bytes: STREAM_BOUNCE,
+                ..BlockFlashOptions::default()
+            };
+            let dev = BlockFlash::open(&path, opts).unwrap();
+            std::fs::remove_file(&path).unwrap();
+            AnyDevice::File(dev)
+        })
+        .unwrap();
     }
 }

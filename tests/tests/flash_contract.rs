@@ -1,12 +1,14 @@
-//! The `FlashDevice` contract, checked on the fake flash and on the file
-//! binding over the same bytes: same data for the same reads, the same
-//! refusals, and a batch that is refused whole.
+//! The `FlashDevice` contract across crates: the shared suite
+//! (`lode_hal::conformance`) on the fake flash and the file binding, then the
+//! two compared over the same bytes (same data for the same reads), and the
+//! fake's power loss.
 
+use lode_hal::conformance::{check_writable, Config};
 use lode_hal::fake::{FakeFlash, FaultPlan, Profile};
 use lode_hal::slice_arena::SliceArena;
 use lode_hal_linux::{FileFlash, FileFlashOptions};
 use lode_kernel::arena::{DramArena, SlotKind};
-use lode_kernel::flash::{Completion, Error, ErrorKind, FlashDevice, ReadRequest};
+use lode_kernel::flash::{ErrorKind, FlashDevice, FlashWrite, ReadRequest};
 use lode_tests::TempFile;
 use proptest::prelude::*;
 
@@ -44,84 +46,24 @@ fn read_all<F: FlashDevice>(dev: &mut F, extents: &[(u64, u32)]) -> Vec<u8> {
     arena.bytes(slot).unwrap()[..total].to_vec()
 }
 
-/// Refusals every device must agree on; nothing is queued after any of them.
-fn refusals<F: FlashDevice>(dev: &mut F) {
-    let mut mem = vec![0u8; 64 << 10];
-    let mut arena = SliceArena::new(&mut mem);
-    let slot = arena.alloc(32 << 10, 4096, SlotKind::IoBuffer).unwrap();
-    let ok = ReadRequest {
-        tag: 0,
-        offset: 0,
-        len: 4096,
-        dest: slot,
-        dest_offset: 0,
+/// The shared contract (`lode_hal::conformance`) on the fake flash and on
+/// the file binding, as any out-of-tree device would run it.
+#[test]
+fn fake_and_file_keep_the_contract() {
+    let cfg = Config::default();
+    check_writable(&cfg, |m| {
+        FakeFlash::new(m.to_vec(), &Profile::UFS40, FaultPlan::none())
+    })
+    .unwrap();
+    let opts = FileFlashOptions {
+        writable: true,
+        ..FileFlashOptions::default()
     };
-    let cap = dev.geometry().capacity;
-    let cases = [
-        (ReadRequest { offset: 100, ..ok }, ErrorKind::Misaligned),
-        (ReadRequest { len: 100, ..ok }, ErrorKind::Misaligned),
-        (
-            ReadRequest {
-                dest_offset: 100,
-                ..ok
-            },
-            ErrorKind::Misaligned,
-        ),
-        (ReadRequest { offset: cap, ..ok }, ErrorKind::OutOfRange),
-        (
-            ReadRequest {
-                len: 64 << 10,
-                ..ok
-            },
-            ErrorKind::BadDestination,
-        ),
-    ];
-    for (bad, kind) in cases {
-        let err = dev.submit(&mut arena, &[ok, bad]).unwrap_err();
-        assert_eq!(err.kind(), kind, "{bad:?}");
-        assert_eq!(dev.in_flight(), 0);
-    }
-    arena.free(slot).unwrap();
-    assert_eq!(
-        dev.submit(&mut arena, &[ok]).unwrap_err().kind(),
-        ErrorKind::BadDestination
-    );
-    // A valid batch completes, every tag once.
-    let slot = arena.alloc(8192, 4096, SlotKind::IoBuffer).unwrap();
-    let reads = [
-        ReadRequest { dest: slot, ..ok },
-        ReadRequest {
-            tag: 1,
-            offset: 8192,
-            dest: slot,
-            dest_offset: 4096,
-            ..ok
-        },
-    ];
-    dev.submit(&mut arena, &reads).unwrap();
-    let mut done = [Completion::EMPTY; 4];
-    let mut tags = Vec::new();
-    while dev.in_flight() > 0 {
-        let n = dev.complete(&mut arena, &mut done).unwrap();
-        tags.extend(done[..n].iter().map(|c| (c.tag, c.status)));
-    }
-    tags.sort_by_key(|t| t.0);
-    assert_eq!(tags, vec![(0, Ok(())), (1, Ok(()))]);
-}
-
-#[test]
-fn fake_flash_keeps_the_contract() {
-    refusals(&mut FakeFlash::new(
-        medium(),
-        &Profile::UFS40,
-        FaultPlan::none(),
-    ));
-}
-
-#[test]
-fn file_flash_keeps_the_contract() {
-    let f = TempFile::with_bytes(&medium());
-    refusals(&mut FileFlash::open(f.path(), FileFlashOptions::default()).unwrap());
+    check_writable(&cfg, |m| {
+        let f = TempFile::with_bytes(m);
+        FileFlash::open(f.path(), opts).unwrap()
+    })
+    .unwrap();
 }
 
 proptest! {
@@ -180,7 +122,7 @@ trait WriteRead {
     fn read(&mut self, offset: u64, len: u32) -> Vec<u8>;
 }
 
-impl<F: FlashDevice> WriteRead for F {
+impl<F: FlashWrite> WriteRead for F {
     fn write_sync(&mut self, offset: u64, data: &[u8]) {
         self.write(offset, data).unwrap();
         self.sync().unwrap();

@@ -7,7 +7,7 @@ use std::path::Path;
 use lode_kernel::flash::ErrorKind;
 
 use crate::device_error::{file_suffix, DeviceError, DeviceReason};
-use crate::file_flash::Window;
+use crate::window::{Misfit, Window};
 
 /// What went wrong, in this binding's terms. The kernel sees the coarser
 /// [`ErrorKind`] through [`Error::kind`](lode_kernel::flash::Error::kind);
@@ -98,6 +98,15 @@ impl Reason {
                 ErrorKind::Unsupported
             }
             Reason::Refused(kind) => *kind,
+        }
+    }
+}
+
+impl From<Misfit> for Reason {
+    fn from(m: Misfit) -> Self {
+        match m {
+            Misfit::PastEnd { window, file_len } => Reason::WindowPastEnd { window, file_len },
+            Misfit::TooSmall { len, block_size } => Reason::WindowTooSmall { len, block_size },
         }
     }
 }

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use lode_kernel::flash::ErrorKind;
 
-use super::options::Window;
 use crate::device_error::{file_suffix, DeviceError, DeviceReason};
+use crate::window::{Misfit, Window};
 
 /// What went wrong, in this binding's own terms. The kernel only sees the
 /// coarser [`ErrorKind`] through
@@ -57,6 +57,15 @@ impl Reason {
             Reason::WindowPastEnd { .. } | Reason::WindowTooSmall { .. } => ErrorKind::OutOfRange,
             Reason::Refused(kind) => *kind,
             Reason::ReadOnly => ErrorKind::Unsupported,
+        }
+    }
+}
+
+impl From<Misfit> for Reason {
+    fn from(m: Misfit) -> Self {
+        match m {
+            Misfit::PastEnd { window, file_len } => Reason::WindowPastEnd { window, file_len },
+            Misfit::TooSmall { len, block_size } => Reason::WindowTooSmall { len, block_size },
         }
     }
 }

@@ -1,5 +1,5 @@
-//! How a [`FileFlash`](super::FileFlash) is shaped: its window into the file,
-//! block size, transfer and queue limits, and the cost model it reports.
+//! How a [`FileFlash`](super::FileFlash) is shaped: its block size, transfer
+//! and queue limits, and the cost model it reports.
 
 use lode_kernel::cost::CostModel;
 
@@ -21,43 +21,6 @@ pub const DEV_MACHINE_DISK: CostModel = CostModel {
     bytes_per_sec: 1_280_000_000,
     queue_depth: 4,
 };
-
-/// The byte range of the backing file that the device exposes as its whole
-/// address space: device offset 0 is file offset `offset`.
-///
-/// An uncompressed asset inside an APK is such a window of the APK file; a
-/// plain model file is the window covering all of it. The start need not be
-/// block-aligned (zip entries are only 4-byte aligned): alignment rules apply
-/// to device offsets, which is what the kernel plans in. That holds for
-/// buffered `pread`; a direct-I/O device will need an aligned start (or a
-/// bounce buffer) and must say so when it is given an unaligned one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    /// File offset of device byte 0.
-    pub offset: u64,
-    /// Length of the window in bytes.
-    pub len: u64,
-}
-
-impl Window {
-    /// The window of `len` bytes starting at file offset `offset`.
-    pub const fn new(offset: u64, len: u64) -> Self {
-        Window { offset, len }
-    }
-
-    /// One past the last file byte of the window, or `None` when that does
-    /// not fit in a `u64`.
-    pub const fn end(&self) -> Option<u64> {
-        self.offset.checked_add(self.len)
-    }
-}
-
-impl From<(u64, u64)> for Window {
-    /// `(offset, len)`, the shape in which Android hands out asset windows.
-    fn from((offset, len): (u64, u64)) -> Self {
-        Window { offset, len }
-    }
-}
 
 /// Shape and pricing of a [`FileFlash`](super::FileFlash).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,12 +151,5 @@ mod tests {
             ..base
         };
         assert!(edge.validate().is_ok());
-    }
-
-    #[test]
-    fn window_end_does_not_overflow() {
-        assert_eq!(Window::new(10, 5).end(), Some(15));
-        assert_eq!(Window::new(u64::MAX, 1).end(), None);
-        assert_eq!(Window::from((3, 4)), Window::new(3, 4));
     }
 }

@@ -344,7 +344,8 @@ fn write_sync_read_round_trip() {
         kind(flash.write(u64::MAX - 4095, &data)),
         ErrorKind::OutOfRange
     );
-    flash.write(8 * BLOCK as u64, &[]).unwrap();
+    // An empty write is refused like an empty read (the kernel's one rule).
+    assert_eq!(kind(flash.write(0, &[])), ErrorKind::Misaligned);
     assert_eq!(std::fs::read(f.path()).unwrap(), bytes);
 }
 
@@ -459,4 +460,49 @@ fn smaller_blocks_allow_finer_reads() {
         .read_blocking(&mut arena, &[request(0, 1536, 1024, slot)])
         .unwrap();
     assert_eq!(arena.bytes(slot).unwrap(), &bytes[1536..2560]);
+}
+
+/// The shared flash contract (`lode_hal::conformance`): the whole file,
+/// writable; a window starting mid-block with a ragged tail; a small-block
+/// device with a one-deep queue.
+#[test]
+fn file_flash_keeps_the_flash_contract() {
+    use lode_hal::conformance::{check_writable, Config};
+    let cfg = Config::default();
+    let writable = FileFlashOptions {
+        writable: true,
+        ..FileFlashOptions::default()
+    };
+    // The temp file is unlinked when the factory returns; the open file
+    // keeps its bytes for the device.
+    check_writable(&cfg, |medium| {
+        let file = TempFile::with_bytes("contract", medium).unwrap();
+        FileFlash::open(file.path(), writable).unwrap()
+    })
+    .unwrap();
+    check_writable(&cfg, |medium| {
+        let mut bytes = pattern(1, 10);
+        bytes.extend_from_slice(medium);
+        bytes.extend_from_slice(&pattern(2, 123));
+        let file = TempFile::with_bytes("contract-window", &bytes).unwrap();
+        let rw = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(file.path())
+            .unwrap();
+        let window = Window::new(10, medium.len() as u64 + 100);
+        FileFlash::from_file(rw, Some(window), FileFlashOptions::default()).unwrap()
+    })
+    .unwrap();
+    let tiny = FileFlashOptions {
+        block_size: 512,
+        max_transfer: 512,
+        queue_depth: 1,
+        ..writable
+    };
+    check_writable(&cfg, |medium| {
+        let file = TempFile::with_bytes("contract-tiny", medium).unwrap();
+        FileFlash::open(file.path(), tiny).unwrap()
+    })
+    .unwrap();
 }

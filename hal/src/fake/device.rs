@@ -5,7 +5,9 @@ use core::fmt;
 
 use lode_kernel::arena::DramArena;
 use lode_kernel::cost::CostModel;
-use lode_kernel::flash::{Completion, ErrorKind, ErrorType, FlashDevice, Geometry, ReadRequest};
+use lode_kernel::flash::{
+    self, Completion, ErrorKind, ErrorType, FlashDevice, FlashWrite, Geometry, ReadRequest,
+};
 use lode_kernel::rng::SplitMix64;
 
 use super::counters::Counters;
@@ -21,8 +23,8 @@ const MAX_IN_FLIGHT_U16: u16 = 64;
 
 /// A deterministic in-memory flash device.
 ///
-/// Reads go through the same validation as a real device
-/// ([`Geometry::check_batch`]), are queued in a bounded inline queue, and are
+/// Reads go through the same admission as a real device
+/// ([`flash::admit`]), are queued in a bounded inline queue, and are
 /// copied from `storage` into arena slots when their completions are
 /// collected. Each accepted batch advances a virtual clock by exactly
 /// [`CostModel::batch_ns`] of its command count and bytes (plus any injected
@@ -37,7 +39,7 @@ const MAX_IN_FLIGHT_U16: u16 = 64;
 /// `S` is any byte store: `Vec<u8>` with `alloc`, or `&mut [u8]` (or an
 /// array) without it. The device's capacity is the store's length rounded
 /// down to the block size. The fake has no volatile write cache: a write
-/// reaches the store at once, and [`sync`](FlashDevice::sync) only counts.
+/// reaches the store at once, and [`sync`](FlashWrite::sync) only counts.
 ///
 /// ```
 /// use lode_hal::fake::{FakeFlash, FaultPlan, Profile};
@@ -257,27 +259,13 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> FakeFlash<S> {
         if self.hollow {
             // No medium: check the destination as a real read would, move
             // nothing.
-            let dest = arena
-                .bytes_mut(r.dest)
-                .map_err(|_| ErrorKind::BadDestination)?;
-            let end = r.dest_offset.checked_add(r.len as usize);
-            return match end.and_then(|end| dest.get(r.dest_offset..end)) {
-                Some(_) => Ok(()),
-                None => Err(ErrorKind::BadDestination),
-            };
+            return flash::destination_mut(arena, r).map(|_| ());
         }
         let src = extent(self.storage.as_ref(), r.offset, u64::from(r.len))
             .ok_or(ErrorKind::OutOfRange)?;
         // The slot was checked at submit time, but it may have been freed (or
         // the caller may pass another arena) since: check again.
-        let dest = arena
-            .bytes_mut(r.dest)
-            .map_err(|_| ErrorKind::BadDestination)?;
-        let window = r
-            .dest_offset
-            .checked_add(src.len())
-            .and_then(|end| dest.get_mut(r.dest_offset..end))
-            .ok_or(ErrorKind::BadDestination)?;
+        let window = flash::destination_mut(arena, r)?;
         window.copy_from_slice(src);
         if self.rng.chance_ppm(self.plan.bit_flip_ppm) {
             let bits = u64::try_from(window.len())
@@ -294,20 +282,6 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> FakeFlash<S> {
             }
         }
         Ok(())
-    }
-
-    /// A write's extent: aligned, non-empty and inside the device. Unlike a
-    /// read it may exceed `max_transfer`: a real binding splits long writes,
-    /// and the fake has no reason to refuse them.
-    fn check_write(&self, offset: u64, len: u64) -> Result<(), ErrorKind> {
-        let g = &self.geometry;
-        if len == 0 || !g.is_aligned(offset) || !g.is_aligned(len) {
-            return Err(ErrorKind::Misaligned);
-        }
-        match offset.checked_add(len) {
-            Some(end) if end <= g.capacity => Ok(()),
-            _ => Err(ErrorKind::OutOfRange),
-        }
     }
 
     /// Copy `data` to the medium at `start` and count it.
@@ -390,11 +364,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> FlashDevice for FakeFlash<S> {
         reads: &[ReadRequest],
     ) -> Result<(), ErrorKind> {
         self.ensure_powered()?;
-        self.geometry.check_batch(arena, reads)?;
-        let room = usize::from(self.geometry.queue_depth).saturating_sub(self.queue.len());
-        if reads.len() > room {
-            return Err(ErrorKind::QueueFull);
-        }
+        flash::admit(&self.geometry, self.queue.len(), arena, reads)?;
         if reads.is_empty() {
             return Ok(());
         }
@@ -434,7 +404,11 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> FlashDevice for FakeFlash<S> {
     fn in_flight(&self) -> usize {
         self.queue.len()
     }
+}
 
+/// Writes reach the medium at once (no volatile cache), with the plan's torn
+/// writes and power loss.
+impl<S: AsRef<[u8]> + AsMut<[u8]>> FlashWrite for FakeFlash<S> {
     /// Write `data` at `offset`. With the plan's faults:
     ///
     /// - a planned power loss persists only the bytes up to the limit (byte
@@ -444,8 +418,8 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> FlashDevice for FakeFlash<S> {
     ///   them, and returns [`ErrorKind::Io`].
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), ErrorKind> {
         self.ensure_powered()?;
+        flash::admit_write(&self.geometry, offset, data.len())?;
         let len = u64::try_from(data.len()).map_err(|_| ErrorKind::TooLarge)?;
-        self.check_write(offset, len)?;
         let start = usize::try_from(offset).map_err(|_| ErrorKind::OutOfRange)?;
         self.counters.write_commands = self.counters.write_commands.saturating_add(1);
 

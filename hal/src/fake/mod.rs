@@ -1,12 +1,14 @@
 //! The deterministic fake flash.
 //!
-//! [`FakeFlash`] is a [`FlashDevice`](lode_kernel::flash::FlashDevice) whose
-//! medium is a byte buffer in memory and whose clock is virtual: every read
-//! batch costs exactly what the device's [`CostModel`](lode_kernel::cost::CostModel)
+//! [`FakeFlash`] is a [`FlashDevice`](lode_kernel::flash::FlashDevice) and
+//! [`FlashWrite`](lode_kernel::flash::FlashWrite) whose medium is a byte
+//! buffer in memory and whose clock is virtual: every read batch costs
+//! exactly what the device's [`CostModel`](lode_kernel::cost::CostModel)
 //! says it costs, and reads submitted while others are still queued extend
-//! that batch instead of starting a new one (the device never idled). That makes I/O policies testable and comparable without
-//! hardware and without timing noise, the way TigerBeetle and smoltcp test
-//! against simulated devices.
+//! that batch instead of starting a new one (the device never idled). That
+//! makes I/O policies testable and comparable without hardware and without
+//! timing noise, the way TigerBeetle and smoltcp test against simulated
+//! devices.
 //!
 //! - [`Profile`]: geometry and cost model of real parts (this machine's disk,
 //!   UFS 3.1, UFS 4.0, eMMC 5.1, NVMe), each figure with its source.

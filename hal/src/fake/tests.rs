@@ -9,7 +9,9 @@ use std::vec::Vec;
 
 use lode_kernel::arena::{DramArena, Slot, SlotKind};
 use lode_kernel::cost::CostModel;
-use lode_kernel::flash::{Completion, ErrorKind, FlashDevice, Geometry, ReadError, ReadRequest};
+use lode_kernel::flash::{
+    Completion, ErrorKind, FlashDevice, FlashWrite, Geometry, ReadError, ReadRequest,
+};
 use lode_kernel::rng::SplitMix64;
 use proptest::prelude::*;
 
