@@ -52,6 +52,21 @@ pub const MAX_FETCH_BATCH: usize = 64;
 /// Completions the ring collects per call.
 pub const RING_COMPLETIONS: usize = 32;
 
+/// Completions a blocking read collects per call.
+pub const BLOCKING_COMPLETIONS: usize = 16;
+
+/// Largest batch a [`Window`](crate::flash::Window) forwards by default,
+/// and so its default cap on reads in flight: a UFS command queue, and
+/// `BlockFlash`'s default depth.
+pub const WINDOW_BATCH: usize = 32;
+
+/// Reads a [`FaultInjector`](crate::flash::fault::FaultInjector) tracks
+/// in flight (its reported queue depth is at most this).
+pub const FAULT_BATCH: usize = 32;
+
+/// Bad extents one fault injector can hold.
+pub const MAX_BAD_EXTENTS: usize = 8;
+
 /// Most candidate plans the read planner's adaptive mode evaluates
 /// (dense, per-bundle, coalesced and up to `MAX_CANDIDATES - 3` gap
 /// thresholds).

@@ -96,7 +96,7 @@ pub trait FlashDevice: ErrorType {
     ) -> Result<(), ReadError<Self::Error>> {
         self.submit(arena, reads).map_err(ReadError::Device)?;
         let mut first_failure = None;
-        let mut done = [Completion::EMPTY; 16];
+        let mut done = [Completion::EMPTY; crate::limits::BLOCKING_COMPLETIONS];
         while self.in_flight() > 0 {
             let n = self.complete(arena, &mut done).map_err(ReadError::Device)?;
             for c in &done[..n] {

@@ -41,11 +41,9 @@ mod faults;
 
 pub use faults::{FaultCounts, Faults};
 
-/// Reads a [`FaultInjector`] holds in flight by default.
-pub const FAULT_BATCH: usize = 32;
+pub use crate::limits::FAULT_BATCH;
 
-/// Bad extents one injector can hold.
-pub const MAX_BAD_EXTENTS: usize = 8;
+pub use crate::limits::MAX_BAD_EXTENTS;
 
 /// What was decided for one read at submit time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,9 +23,7 @@ use super::{
     Geometry, ReadRequest,
 };
 
-/// Largest batch a [`Window`] forwards by default, and so its default cap on
-/// reads in flight: a UFS command queue, and `BlockFlash`'s default depth.
-pub const WINDOW_BATCH: usize = 32;
+pub use crate::limits::WINDOW_BATCH;
 
 /// The bytes `start .. start + len` of device `D`, as a device whose offset 0
 /// is the device's `start`.
