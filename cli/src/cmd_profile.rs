@@ -38,13 +38,13 @@ use std::time::Instant;
 
 use lode_formats::trace::{TraceHeader, TraceWriter};
 use lode_hal::compute::{CpuCompute, CpuConfig};
-use lode_hal::tokenizer::{EncodeOptions, Tokenizer};
 use lode_hal_linux::{HugePages, LockedArena, LockedArenaOptions};
 use lode_kernel::formats::gguf::Gguf;
 use lode_kernel::model::stream::neurons_kept;
 use lode_kernel::model::{
     DenseFfn, Limits, LlamaConfig, MemoryPlan, Model, Resident, WantLogits, MAX_CONTEXT,
 };
+use lode_tokenizer::{EncodeOptions, Tokenizer};
 use serde::Serialize;
 
 use crate::model_id::fingerprint;

@@ -15,12 +15,12 @@ use std::path::Path;
 
 use lode_formats::gguf::Gguf;
 use lode_hal::compute::{CpuCompute, CpuConfig};
-use lode_hal::tokenizer::Tokenizer;
 use lode_hal_linux::LockedArena;
 use lode_kernel::model::{
     BundleFfn, BundleTypes, FfnSource, Limits, LlamaConfig, MemoryPlan, Model, ModelError,
     Resident, WantLogits,
 };
+use lode_tokenizer::Tokenizer;
 
 use crate::cmd_profile::ppl::Nll;
 

@@ -23,5 +23,3 @@ pub mod pack;
 pub mod slice_arena;
 #[cfg(feature = "std")]
 pub mod synth;
-#[cfg(feature = "alloc")]
-pub mod tokenizer;
