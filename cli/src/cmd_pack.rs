@@ -31,10 +31,10 @@ use std::path::{Path, PathBuf};
 use lode_formats::image::Image;
 use lode_formats::trace::Trace;
 use lode_formats::DType;
-use lode_hal::pack::readback::layer_bundles;
-use lode_hal::pack::{build_image, FfnLayout, PackSummary};
 use lode_kernel::formats::gguf::Gguf;
 use lode_kernel::model::LlamaConfig;
+use lode_pack::image::readback::layer_bundles;
+use lode_pack::image::{build_image, FfnLayout, PackSummary};
 
 use crate::model_id::fingerprint;
 use crate::offline::{self, PlacementKind};
@@ -345,7 +345,7 @@ mod tests {
     use super::*;
     use crate::testutil::real_model;
     use lode_formats::image::BundleParts;
-    use lode_hal::synth::SynthParams;
+    use lode_pack::synth::SynthParams;
 
     fn args(model: PathBuf, output: PathBuf) -> PackArgs {
         PackArgs::quiet_defaults(model, output)

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use lode_formats::trace::{Trace, TraceHeader, TraceWriter, FLAG_SYNTHETIC};
-use lode_hal::synth::{LayerSynth, SynthParams};
+use lode_pack::synth::{LayerSynth, SynthParams};
 
 use crate::progress::Progress;
 

@@ -4,7 +4,7 @@
 //!
 //! The bundles come from the caller's `fill`; `lode pack` reads them back
 //! from the image it has just written
-//! ([`lode_hal::pack::readback::layer_bundles`]), so the number describes
+//! ([`lode_pack::image::readback::layer_bundles`]), so the number describes
 //! the bytes on disk, in either layout: a split image's gate/up tensor rows
 //! and down-only bundles are put back together into the same bundles a
 //! bundled image stores, and the FFN computed over them is the one the

@@ -11,15 +11,9 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
-#[cfg(feature = "alloc")]
-pub mod bundle;
 pub mod compute;
 #[cfg(feature = "alloc")]
 pub mod conformance;
 pub mod fake;
 pub mod fault;
-#[cfg(feature = "std")]
-pub mod pack;
 pub mod slice_arena;
-#[cfg(feature = "std")]
-pub mod synth;

@@ -7,7 +7,6 @@
 
 use std::path::PathBuf;
 
-use lode_hal::bundle::fill_layer;
 use lode_hal::compute::{CpuCompute, CpuConfig};
 use lode_hal_linux::LockedArena;
 use lode_kernel::compute::DType;
@@ -16,6 +15,7 @@ use lode_kernel::model::{
     BundleFfn, BundleTypes, Context, FfnSource, Limits, LlamaConfig, MemoryPlan, Model, Resident,
     WantLogits,
 };
+use lode_pack::bundle::fill_layer;
 use lode_tokenizer::{EncodeOptions, Tokenizer};
 use serde_json::Value as Json;
 

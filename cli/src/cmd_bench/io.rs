@@ -10,11 +10,11 @@ use lode_formats::image::Image;
 use lode_formats::trace::Trace;
 use lode_hal::fake::{FakeFlash, FaultPlan};
 
-use lode_hal::synth::SynthParams;
 use lode_hal_linux::{BlockFlash, BlockFlashOptions};
 use lode_kernel::flash::{FlashDevice, Geometry};
 use lode_kernel::placement;
 use lode_kernel::plan::{Mode, Region};
+use lode_pack::synth::SynthParams;
 use lode_runtime::DeviceSpec as DeviceArg;
 
 use super::replay::{replay, CacheKind, CacheScope, Layout, Setup, Timed};

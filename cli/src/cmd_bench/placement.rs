@@ -6,8 +6,8 @@ use std::error::Error;
 use std::io::Write;
 
 use lode_formats::trace::Trace;
-use lode_hal::synth::{LayerSynth, SynthParams};
 use lode_kernel::placement;
+use lode_pack::synth::{LayerSynth, SynthParams};
 
 use crate::cmd_trace::{self, Preset};
 use crate::offline::{self, PlacementKind};
