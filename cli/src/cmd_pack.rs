@@ -36,9 +36,10 @@ use lode_kernel::model::LlamaConfig;
 use lode_pack::image::readback::layer_bundles;
 use lode_pack::image::{build_image, FfnLayout, PackSummary};
 
-use crate::model_id::fingerprint;
-use crate::offline::{self, PlacementKind};
-use crate::progress::Progress;
+use lode_pack::model_id::fingerprint;
+use lode_pack::placement::{place, PlacementKind};
+
+use crate::progress::{Meters, Progress};
 
 /// The text the layout's perplexity is measured on when none is named: on
 /// every Debian system.
@@ -247,7 +248,7 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     }
     let placed = match (&trace, a.placement) {
         (_, PlacementKind::Identity) => None,
-        (Some(t), _) => Some(offline::place(t, t.header().tokens, a.quiet)?),
+        (Some(t), _) => Some(place(t, t.header().tokens, &mut Meters::new(a.quiet))?),
         (None, _) => return Err("--placement freq or coact needs --trace".into()),
     };
 

@@ -47,8 +47,8 @@ use lode_kernel::model::{
 use lode_tokenizer::{EncodeOptions, Tokenizer};
 use serde::Serialize;
 
-use crate::model_id::fingerprint;
 use crate::progress::Progress;
+use lode_pack::model_id::fingerprint;
 
 pub use ffn::ScoreMode;
 use ffn::{Profiler, ProfilingFfn};

@@ -7,10 +7,20 @@
 //! - [`bundle`]: the re-layout of a layer's FFN matrices into neuron
 //!   bundles that `image` writes;
 //! - [`synth`]: synthetic activation traces with planted structure, for
-//!   placement and caching benchmarks.
+//!   placement and caching benchmarks;
+//! - [`placement`]: each layer's neuron order on flash, from a trace;
+//! - [`model_id`]: the fingerprint that ties an image or a trace to the
+//!   GGUF it came from;
+//! - [`progress`]: how long jobs report their progress.
+//!
+//! The `clap` feature derives `clap::ValueEnum` for the enums a command line
+//! takes as they are ([`placement::PlacementKind`]).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod bundle;
 pub mod image;
+pub mod model_id;
+pub mod placement;
+pub mod progress;
 pub mod synth;

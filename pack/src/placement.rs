@@ -1,5 +1,6 @@
-//! Offline planning shared by commands: profile a trace's first tokens and
-//! compute a placement per layer.
+//! Placing a model's FFN neurons on flash from an activation trace: profile
+//! the trace's first tokens and compute a placement per layer, both ways
+//! (hottest first, and by co-activation).
 
 use std::error::Error;
 use std::time::Instant;
@@ -11,7 +12,8 @@ use lode_kernel::profile::{LayerProfiler, ProfileLimits};
 use crate::progress::Progress;
 
 /// Placement algorithms.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum PlacementKind {
     /// The model's own neuron order.
     Identity,
@@ -46,11 +48,16 @@ impl Placements {
     }
 }
 
-/// Profile tokens `0..tokens` of `trace` and place every layer both ways.
-pub fn place(trace: &Trace<'_>, tokens: u32, quiet: bool) -> Result<Placements, Box<dyn Error>> {
+/// Profile tokens `0..tokens` of `trace` and place every layer both ways,
+/// reporting a step per layer to `progress`.
+pub fn place(
+    trace: &Trace<'_>,
+    tokens: u32,
+    progress: &mut dyn Progress,
+) -> Result<Placements, Box<dyn Error>> {
     let h = trace.header();
     let t0 = Instant::now();
-    let mut progress = Progress::new("profile + placement", u64::from(h.layers), quiet);
+    progress.start("profile + placement", u64::from(h.layers));
     let limits = ProfileLimits {
         max_tokens: tokens.max(1),
         ..ProfileLimits::default()
