@@ -271,7 +271,7 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     .map_err(|e| format!("{}: {e}", a.model.display()))?;
     progress.finish();
     b.cost_model(cost);
-    let len = crate::output::write_atomically(&a.output, |w| Ok(b.write_to(w)?))?;
+    let len = lode_pack::output::write_atomically(&a.output, |w| Ok(b.write_to(w)?))?;
     // The builder holds every layer's re-laid-out FFN: free it before the
     // check reads the image back.
     drop(b);
@@ -305,7 +305,7 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         let image = std::fs::read(&a.output)
             .map_err(|e| format!("cannot read back {}: {e}", a.output.display()))?;
         let img = Image::parse(&image).map_err(|e| format!("{}: {e}", a.output.display()))?;
-        let q = crate::pack_quality::measure(
+        let q = lode_pack::quality::measure(
             &file,
             &cfg,
             sum.types,

@@ -10,8 +10,6 @@ mod cmd_pack;
 mod cmd_profile;
 mod cmd_run;
 mod cmd_trace;
-mod output;
-mod pack_quality;
 #[cfg(test)]
 mod pack_tokenizer_tests;
 mod progress;

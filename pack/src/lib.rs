@@ -11,16 +11,25 @@
 //! - [`placement`]: each layer's neuron order on flash, from a trace;
 //! - [`model_id`]: the fingerprint that ties an image or a trace to the
 //!   GGUF it came from;
+//! - [`profile`]: a real model's FFN activations on a text, recorded into
+//!   a trace under thresholds calibrated to a sparsity, with what that
+//!   sparsity costs in perplexity;
+//! - [`quality`]: what an image's FFN layout costs in perplexity;
+//! - [`output`]: files written all or nothing;
 //! - [`progress`]: how long jobs report their progress.
 //!
 //! The `clap` feature derives `clap::ValueEnum` for the enums a command line
-//! takes as they are ([`placement::PlacementKind`]).
+//! takes as they are ([`placement::PlacementKind`],
+//! [`profile::ScoreMode`]).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod bundle;
 pub mod image;
 pub mod model_id;
+pub mod output;
 pub mod placement;
+pub mod profile;
 pub mod progress;
+pub mod quality;
 pub mod synth;

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use lode_formats::gguf::Gguf;
 use lode_formats::trace::Trace;
 
 use super::*;
