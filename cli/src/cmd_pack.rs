@@ -189,7 +189,7 @@ fn ffn_summary(sum: &PackSummary, cfg: &LlamaConfig) -> String {
 pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     // Small inputs first, so a bad one fails before the model is read.
     let cost = match &a.cost_model {
-        Some(p) => Some(crate::cmd_calibrate::read_model_json(p)?),
+        Some(p) => Some(lode_pack::calibration::read_model_json(p)?),
         None => None,
     };
     let bytes =

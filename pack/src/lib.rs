@@ -15,6 +15,8 @@
 //!   a trace under thresholds calibrated to a sparsity, with what that
 //!   sparsity costs in perplexity;
 //! - [`quality`]: what an image's FFN layout costs in perplexity;
+//! - [`calibration`]: a device's measured cost model as data: fitted,
+//!   written and read as JSON, stored into an image;
 //! - [`output`]: files written all or nothing;
 //! - [`progress`]: how long jobs report their progress.
 //!
@@ -25,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod bundle;
+pub mod calibration;
 pub mod image;
 pub mod model_id;
 pub mod output;

@@ -10,7 +10,7 @@
 //! same windows:
 //!
 //! 1. dense: every neuron active; the dense perplexity, and a sample of
-//!    every layer's neuron scores (see [`sample`]). Each layer's threshold
+//!    every layer's neuron scores (see the `sample` module). Each layer's threshold
 //!    is then the `sparsity` quantile of its sampled scores;
 //! 2. sparse: neurons scoring under their layer's threshold are zeroed
 //!    before the down product; the sparse perplexity, and every token's
