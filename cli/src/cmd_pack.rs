@@ -37,7 +37,7 @@ use lode_pack::image::readback::layer_bundles;
 use lode_pack::image::{build_image, FfnLayout, PackSummary};
 
 use lode_pack::model_id::fingerprint;
-use lode_pack::placement::{place, PlacementKind};
+use lode_pack::placement::{check_trace, place, PlacementKind};
 
 use crate::progress::{Meters, Progress};
 
@@ -215,26 +215,7 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let trace = match (&trace_bytes, &a.trace) {
         (Some(b), Some(p)) => {
             let t = Trace::parse(b).map_err(|e| format!("{}: {e}", p.display()))?;
-            let h = t.header();
-            if h.layers as usize != cfg.layers || h.neurons as usize != cfg.ffn {
-                return Err(format!(
-                    "{}: a trace of {} layers x {} neurons, but the model has {} x {}",
-                    p.display(),
-                    h.layers,
-                    h.neurons,
-                    cfg.layers,
-                    cfg.ffn
-                )
-                .into());
-            }
-            if h.fingerprint != 0 && h.fingerprint != fp {
-                return Err(format!(
-                    "{}: trace of another model (fingerprint {:#x}, model {fp:#x})",
-                    p.display(),
-                    h.fingerprint
-                )
-                .into());
-            }
+            check_trace(&t.header(), &cfg, fp).map_err(|e| format!("{}: {e}", p.display()))?;
             Some(t)
         }
         _ => None,

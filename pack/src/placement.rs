@@ -5,7 +5,8 @@
 use std::error::Error;
 use std::time::Instant;
 
-use lode_formats::trace::Trace;
+use lode_formats::trace::{Trace, TraceHeader};
+use lode_kernel::model::LlamaConfig;
 use lode_kernel::placement;
 use lode_kernel::profile::{LayerProfiler, ProfileLimits};
 
@@ -85,4 +86,24 @@ pub fn place(
     progress.finish();
     out.total_s = t0.elapsed().as_secs_f64();
     Ok(out)
+}
+
+/// Whether a trace with header `h` can place the neurons of the model of
+/// shape `cfg` and fingerprint `fingerprint`: the same layers and neurons,
+/// and recorded on that model (a trace without a fingerprint, such as a
+/// synthetic one, is taken on its shape alone).
+pub fn check_trace(h: &TraceHeader, cfg: &LlamaConfig, fingerprint: u64) -> Result<(), String> {
+    if h.layers as usize != cfg.layers || h.neurons as usize != cfg.ffn {
+        return Err(format!(
+            "a trace of {} layers x {} neurons, but the model has {} x {}",
+            h.layers, h.neurons, cfg.layers, cfg.ffn
+        ));
+    }
+    if h.fingerprint != 0 && h.fingerprint != fingerprint {
+        return Err(format!(
+            "trace of another model (fingerprint {:#x}, model {fingerprint:#x})",
+            h.fingerprint
+        ));
+    }
+    Ok(())
 }

@@ -10,8 +10,8 @@
 //! same windows:
 //!
 //! 1. dense: every neuron active; the dense perplexity, and a sample of
-//!    every layer's neuron scores (see the `sample` module). Each layer's threshold
-//!    is then the `sparsity` quantile of its sampled scores;
+//!    every layer's neuron scores (see the `sample` module). Each layer's
+//!    threshold is then the `sparsity` quantile of its sampled scores;
 //! 2. sparse: neurons scoring under their layer's threshold are zeroed
 //!    before the down product; the sparse perplexity, and every token's
 //!    active set per layer written to an activation trace
