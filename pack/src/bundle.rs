@@ -25,7 +25,8 @@ use std::vec::Vec;
 use lode_kernel::compute::{Bundles, DType, ErrorKind, QuantMatrix};
 use lode_kernel::model::{BundleTypes, LlamaConfig, ModelError, TensorSource};
 
-use lode_hal::compute::quant::{dequantize_row, quantize_row};
+use lode_formats::gguf::dequantize_row;
+use lode_hal::compute::quant::quantize_row;
 
 /// Row `n` of `m`, whose rows are `rb` bytes: a neuron's gate or up row.
 /// `ShapeMismatch` when `n` is past the last row.
@@ -323,7 +324,9 @@ fn decode(m: &QuantMatrix<'_>) -> Result<Vec<f32>, ErrorKind> {
         return Ok(out);
     }
     for (dst, src) in out.chunks_exact_mut(m.cols).zip(m.data.chunks_exact(rb)) {
-        dequantize_row(m.dtype, src, dst)?;
+        // `rb` bytes encode `cols` elements (`row_bytes` above), so only a
+        // matrix that is not whole blocks per row fails here.
+        dequantize_row(m.dtype, src, dst).map_err(|_| ErrorKind::ShapeMismatch)?;
     }
     Ok(out)
 }
