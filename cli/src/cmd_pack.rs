@@ -32,7 +32,7 @@ use lode_formats::image::Image;
 use lode_formats::trace::Trace;
 use lode_formats::DType;
 use lode_kernel::formats::gguf::Gguf;
-use lode_kernel::model::LlamaConfig;
+use lode_kernel::model::{LlamaConfig, LlamaConfigExt};
 use lode_pack::image::readback::layer_bundles;
 use lode_pack::image::{build_image, FfnLayout, PackSummary};
 

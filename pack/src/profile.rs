@@ -41,7 +41,8 @@ use lode_hal::compute::{CpuCompute, CpuConfig};
 use lode_hal_linux::{HugePages, LockedArena, LockedArenaOptions};
 use lode_kernel::model::stream::neurons_kept;
 use lode_kernel::model::{
-    DenseFfn, Limits, LlamaConfig, MemoryPlan, Model, Resident, WantLogits, MAX_CONTEXT,
+    DenseFfn, Limits, LlamaConfig, LlamaConfigExt, MemoryPlan, Model, Resident, WantLogits,
+    MAX_CONTEXT,
 };
 use lode_tokenizer::{EncodeOptions, Tokenizer};
 use serde::Serialize;

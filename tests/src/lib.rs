@@ -162,7 +162,7 @@ pub fn pack_layout(
     perm_of: impl Fn(u32, usize) -> Vec<u32>,
 ) -> Vec<u8> {
     use lode_kernel::formats::gguf::Gguf;
-    use lode_kernel::model::LlamaConfig;
+    use lode_kernel::model::{LlamaConfig, LlamaConfigExt};
     let file = Gguf::parse(gguf).expect("a GGUF model");
     let cfg = LlamaConfig::from_gguf(&file.check_llama().expect("llama")).expect("config");
     let (b, _) = lode_pack::image::build_image(

@@ -12,8 +12,8 @@ use lode_hal_linux::LockedArena;
 use lode_kernel::compute::DType;
 use lode_kernel::formats::gguf::Gguf;
 use lode_kernel::model::{
-    BundleFfn, BundleTypes, Context, FfnSource, Limits, LlamaConfig, MemoryPlan, Model, Resident,
-    WantLogits,
+    BundleFfn, BundleTypes, Context, FfnSource, Limits, LlamaConfig, LlamaConfigExt, MemoryPlan,
+    Model, Resident, WantLogits,
 };
 use lode_pack::bundle::fill_layer;
 use lode_tokenizer::{EncodeOptions, Tokenizer};

@@ -29,7 +29,9 @@ use lode_hal::compute::{CpuCompute, CpuConfig};
 use lode_hal_linux::LockedArena;
 use lode_kernel::arena::DramArena;
 use lode_kernel::formats::gguf::{ErrorKind as GgufKind, Gguf};
-use lode_kernel::model::{Context, Limits, LlamaConfig, MemoryPlan, Model, ModelError, WantLogits};
+use lode_kernel::model::{
+    Context, Limits, LlamaConfig, LlamaConfigExt, MemoryPlan, Model, ModelError, WantLogits,
+};
 use lode_kernel::rng::SplitMix64;
 use lode_tokenizer::{EncodeOptions, Tokenizer};
 use serde_json::Value as Json;

@@ -20,8 +20,8 @@ use lode_kernel::model::stream::{
     config_of, verify_image_data, FfnKind, StreamLayout, StreamOptions, StreamPlan, StreamSource,
 };
 use lode_kernel::model::{
-    BundleFfn, BundleTypes, ErrorKind, Limits, LlamaConfig, MemoryPlan, Model, ModelError,
-    WantLogits, WeightSource,
+    BundleFfn, BundleTypes, ErrorKind, Limits, LlamaConfig, LlamaConfigExt, MemoryPlan, Model,
+    ModelError, WantLogits, WeightSource,
 };
 use lode_pack::bundle::fill_layer;
 use lode_pack::image::FfnLayout;
