@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate hal/src/tokenizer/unicode_tables.rs: the Unicode classes the
+"""Generate tokenizer/src/unicode_tables.rs: the Unicode classes the
 `smollm` pre-tokenizer needs.
 
 Why a generated table: the pre-tokenizer must agree with llama.cpp, which
@@ -18,7 +18,7 @@ interpreter ships (3.11 has 14.0), so this script insists on unicodedata2.
 
 Usage:
     python3 -m venv /tmp/uvenv && /tmp/uvenv/bin/pip install unicodedata2==15.1.0
-    /tmp/uvenv/bin/python scripts/gen-tokenizer-tables.py > hal/src/tokenizer/unicode_tables.rs
+    /tmp/uvenv/bin/python scripts/gen-tokenizer-tables.py > tokenizer/src/unicode_tables.rs
 """
 
 import sys

@@ -1,33 +1,33 @@
 //! `lode calibrate <device>`: measure a device's read latency and throughput
 //! against read size, at queue depth 1 and at a deep queue depth, around the
 //! page cache (O_DIRECT), and fit the scheduler's
-//! [`CostModel`](lode_kernel::cost::CostModel) to them (the fit is documented
-//! in `cmd_calibrate/fit.rs`). Prints a table; optionally writes JSON, draws
-//! bandwidth against read size as SVG, and stores the model in a lode image.
+//! [`CostModel`](lode_kernel::cost::CostModel) to them (the fit, the JSON
+//! and storing into an image are [`lode_pack::calibration`]'s; the
+//! measuring loop, which drives the device, is `cmd_calibrate/measure.rs`).
+//! Prints a table; optionally writes JSON, draws bandwidth against read
+//! size as SVG, and stores the model in a lode image.
 //!
 //! `--raw rand4k|seq1m` runs one fio-like job instead (random 4 KiB reads,
 //! or sequential 1 MiB reads, at `--queue-depth` for `--seconds`), which is
 //! what `scripts/bench-fio` sets beside fio's own numbers.
 
-mod fit;
 mod measure;
 mod plot;
 
 use std::error::Error;
-use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use lode_formats::image::{set_cost_model, ImageHeader, StoredCostModel};
 use lode_hal_linux::block_flash::{BlockFlashOptions, DirectIo, Engine};
 use lode_hal_linux::BlockFlash;
 use lode_kernel::cost::CostModel;
 use lode_kernel::flash::FlashDevice;
+use lode_pack::calibration::{
+    fit, predict, store_in_image, CalibrationJson, FitInfo, Job, Pattern, Point, RawJson,
+};
 
 use crate::progress::Progress;
-use fit::{fit, predict, FitInfo};
-use measure::{Bench, Job, Pattern, Point};
+use measure::Bench;
 
 /// Which I/O engine to measure.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,86 +110,6 @@ pub fn device_path(spec: &str) -> Result<PathBuf, String> {
         }
     }
     Ok(PathBuf::from(path))
-}
-
-/// The fitted model as plain numbers, for JSON (written by `--json`, read
-/// back by `lode pack --cost-model`).
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct ModelJson {
-    command_ns: u32,
-    bytes_per_sec: u64,
-    queue_depth: u16,
-}
-
-impl From<CostModel> for ModelJson {
-    fn from(m: CostModel) -> Self {
-        ModelJson {
-            command_ns: m.command_ns,
-            bytes_per_sec: m.bytes_per_sec,
-            queue_depth: m.queue_depth,
-        }
-    }
-}
-
-/// The part of a `--json` calibration file `lode pack --cost-model` needs.
-#[derive(Debug, serde::Deserialize)]
-struct StoredJson {
-    model: ModelJson,
-}
-
-/// The cost model in the calibration JSON at `path` (what `lode calibrate
-/// --json` wrote), checked the way an image's reader checks it.
-pub fn read_model_json(path: &Path) -> Result<StoredCostModel, String> {
-    let ctx = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-    let text = std::fs::read_to_string(path).map_err(|e| ctx(&e))?;
-    let doc: StoredJson = serde_json::from_str(&text).map_err(|e| {
-        ctx(&format!(
-            "not a `lode calibrate --json` file ({e}); it needs \
-             \"model\": {{\"command_ns\", \"bytes_per_sec\", \"queue_depth\"}}"
-        ))
-    })?;
-    let m = doc.model;
-    if m.bytes_per_sec == 0 || m.queue_depth == 0 {
-        return Err(ctx(&format!(
-            "cost model with bytes_per_sec {} and queue_depth {}: both must be at least 1",
-            m.bytes_per_sec, m.queue_depth
-        )));
-    }
-    Ok(StoredCostModel {
-        command_ns: m.command_ns,
-        bytes_per_sec: m.bytes_per_sec,
-        queue_depth: m.queue_depth,
-    })
-}
-
-/// Everything a calibration measured and fitted.
-#[derive(Debug, serde::Serialize)]
-struct CalibrationJson<'a> {
-    device: &'a str,
-    setup: String,
-    io_uring: bool,
-    direct: bool,
-    block_size: u32,
-    capacity: u64,
-    queue_depth: u16,
-    seconds_per_point: f64,
-    qd1: &'a [Point],
-    deep: &'a [Point],
-    model: ModelJson,
-    fit: FitInfo,
-}
-
-/// One `--raw` job's result.
-#[derive(Debug, serde::Serialize)]
-struct RawJson<'a> {
-    job: &'static str,
-    device: &'a str,
-    setup: String,
-    io_uring: bool,
-    direct: bool,
-    point: Point,
-    /// Bounce-to-arena copy speed, bytes/s.
-    copy_bytes_per_sec: Option<u64>,
 }
 
 fn check_args(args: &CalibrateArgs) -> Result<Vec<u32>, String> {
@@ -315,7 +235,7 @@ pub fn run(args: &CalibrateArgs, out: &mut dyn Write) -> Result<(), Box<dyn Erro
             .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
     }
     if let Some(image) = &args.store {
-        store(image, &model)?;
+        store_in_image(image, &model)?;
         writeln!(out, "stored   in {}", image.display())?;
     }
     Ok(())
@@ -402,40 +322,6 @@ fn table(
         info.overlap,
         info.small_deep_iops
     )?;
-    Ok(())
-}
-
-/// Largest metadata prefix `--store` will load; real ones are kilobytes.
-const MAX_PREFIX: u64 = 256 << 20;
-
-/// Rewrite the cost-model section of the image at `path` in place.
-fn store(path: &Path, model: &CostModel) -> Result<(), Box<dyn Error>> {
-    let ctx = |what: &str, e: &dyn std::fmt::Display| format!("{} {what}: {e}", path.display());
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| ctx("cannot be opened for writing", &e))?;
-    let mut head = [0u8; 64];
-    file.read_exact_at(&mut head, 0)
-        .map_err(|e| ctx("has no lode header", &e))?;
-    let header = ImageHeader::parse(&head).map_err(|e| ctx("is not a lode image", &e))?;
-    if header.meta_len > MAX_PREFIX {
-        return Err(ctx("has an implausible metadata length", &header.meta_len).into());
-    }
-    let mut prefix = vec![0u8; header.meta_len as usize];
-    file.read_exact_at(&mut prefix, 0)
-        .map_err(|e| ctx("is shorter than its metadata", &e))?;
-    let stored = StoredCostModel {
-        command_ns: model.command_ns,
-        bytes_per_sec: model.bytes_per_sec,
-        queue_depth: model.queue_depth,
-    };
-    set_cost_model(&mut prefix, Some(stored)).map_err(|e| ctx("was not changed", &e))?;
-    file.write_all_at(&prefix, 0)
-        .map_err(|e| ctx("could not be written", &e))?;
-    file.sync_data()
-        .map_err(|e| ctx("could not be synced", &e))?;
     Ok(())
 }
 

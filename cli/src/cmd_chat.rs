@@ -15,8 +15,8 @@ use std::error::Error;
 use std::io::{BufRead, IsTerminal, Write};
 use std::ops::ControlFlow;
 
-use lode_hal::tokenizer::{ChatMessage, ChatTemplate};
 use lode_runtime::{generate, Context, GenerateOptions, ModelFile, Session, Stop};
+use lode_tokenizer::{ChatMessage, ChatTemplate};
 use serde::Serialize;
 
 use crate::session_args::{bad, ModelArgs, SampleArgs};

@@ -14,7 +14,9 @@ use lode_hal::fake::Profile;
 use lode_kernel::placement;
 use lode_kernel::rng::SplitMix64;
 
-use crate::offline::{self, PlacementKind};
+use lode_pack::placement::{place, PlacementKind};
+
+use crate::progress::Meters;
 
 /// Subcommands of `lode image`.
 #[derive(clap::Subcommand, Debug)]
@@ -116,7 +118,7 @@ pub fn run(cmd: &ImageCmd, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     }
     let placed = match (&trace, a.placement) {
         (_, PlacementKind::Identity) => None,
-        (Some(t), _) => Some(offline::place(t, t.header().tokens, false)?),
+        (Some(t), _) => Some(place(t, t.header().tokens, &mut Meters::new(false))?),
         (None, _) => return Err("--placement freq or coact needs --trace".into()),
     };
     let dtype = a.dtype.dtype();
@@ -186,7 +188,7 @@ pub fn run(cmd: &ImageCmd, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         };
         b.add_layer(LayerSpec::new(parts, data, perm));
     }
-    let len = crate::output::write_atomically(&a.output, |w| Ok(b.write_to(w)?))?;
+    let len = lode_pack::output::write_atomically(&a.output, |w| Ok(b.write_to(w)?))?;
     writeln!(
         out,
         "wrote {} ({len} bytes: {layers} layers x {neurons} bundles of {} B, {:?} placement)",

@@ -399,7 +399,7 @@ mod tests {
             (
                 "tokenizer.ggml.tokens",
                 (0..=255u8)
-                    .map(|b| lode_hal::tokenizer::bytes::byte_to_char(b).to_string())
+                    .map(|b| lode_tokenizer::bytes::byte_to_char(b).to_string())
                     .collect::<Vec<_>>(),
             ),
             ("tokenizer.ggml.merges", Vec::new()),

@@ -31,14 +31,15 @@ use std::path::{Path, PathBuf};
 use lode_formats::image::Image;
 use lode_formats::trace::Trace;
 use lode_formats::DType;
-use lode_hal::pack::readback::layer_bundles;
-use lode_hal::pack::{build_image, FfnLayout, PackSummary};
 use lode_kernel::formats::gguf::Gguf;
-use lode_kernel::model::LlamaConfig;
+use lode_kernel::model::{LlamaConfig, LlamaConfigExt};
+use lode_pack::image::readback::layer_bundles;
+use lode_pack::image::{build_image, FfnLayout, PackSummary};
 
-use crate::model_id::fingerprint;
-use crate::offline::{self, PlacementKind};
-use crate::progress::Progress;
+use lode_pack::model_id::fingerprint;
+use lode_pack::placement::{check_trace, place, PlacementKind};
+
+use crate::progress::{Meters, Progress};
 
 /// The text the layout's perplexity is measured on when none is named: on
 /// every Debian system.
@@ -188,7 +189,7 @@ fn ffn_summary(sum: &PackSummary, cfg: &LlamaConfig) -> String {
 pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     // Small inputs first, so a bad one fails before the model is read.
     let cost = match &a.cost_model {
-        Some(p) => Some(crate::cmd_calibrate::read_model_json(p)?),
+        Some(p) => Some(lode_pack::calibration::read_model_json(p)?),
         None => None,
     };
     let bytes =
@@ -214,26 +215,7 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let trace = match (&trace_bytes, &a.trace) {
         (Some(b), Some(p)) => {
             let t = Trace::parse(b).map_err(|e| format!("{}: {e}", p.display()))?;
-            let h = t.header();
-            if h.layers as usize != cfg.layers || h.neurons as usize != cfg.ffn {
-                return Err(format!(
-                    "{}: a trace of {} layers x {} neurons, but the model has {} x {}",
-                    p.display(),
-                    h.layers,
-                    h.neurons,
-                    cfg.layers,
-                    cfg.ffn
-                )
-                .into());
-            }
-            if h.fingerprint != 0 && h.fingerprint != fp {
-                return Err(format!(
-                    "{}: trace of another model (fingerprint {:#x}, model {fp:#x})",
-                    p.display(),
-                    h.fingerprint
-                )
-                .into());
-            }
+            check_trace(&t.header(), &cfg, fp).map_err(|e| format!("{}: {e}", p.display()))?;
             Some(t)
         }
         _ => None,
@@ -247,7 +229,7 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     }
     let placed = match (&trace, a.placement) {
         (_, PlacementKind::Identity) => None,
-        (Some(t), _) => Some(offline::place(t, t.header().tokens, a.quiet)?),
+        (Some(t), _) => Some(place(t, t.header().tokens, &mut Meters::new(a.quiet))?),
         (None, _) => return Err("--placement freq or coact needs --trace".into()),
     };
 
@@ -270,7 +252,7 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     .map_err(|e| format!("{}: {e}", a.model.display()))?;
     progress.finish();
     b.cost_model(cost);
-    let len = crate::output::write_atomically(&a.output, |w| Ok(b.write_to(w)?))?;
+    let len = lode_pack::output::write_atomically(&a.output, |w| Ok(b.write_to(w)?))?;
     // The builder holds every layer's re-laid-out FFN: free it before the
     // check reads the image back.
     drop(b);
@@ -304,7 +286,7 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         let image = std::fs::read(&a.output)
             .map_err(|e| format!("cannot read back {}: {e}", a.output.display()))?;
         let img = Image::parse(&image).map_err(|e| format!("{}: {e}", a.output.display()))?;
-        let q = crate::pack_quality::measure(
+        let q = lode_pack::quality::measure(
             &file,
             &cfg,
             sum.types,
@@ -345,7 +327,7 @@ mod tests {
     use super::*;
     use crate::testutil::real_model;
     use lode_formats::image::BundleParts;
-    use lode_hal::synth::SynthParams;
+    use lode_pack::synth::SynthParams;
 
     fn args(model: PathBuf, output: PathBuf) -> PackArgs {
         PackArgs::quiet_defaults(model, output)

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use lode_formats::trace::{Trace, TraceHeader, TraceWriter, FLAG_SYNTHETIC};
-use lode_hal::synth::{LayerSynth, SynthParams};
+use lode_pack::synth::{LayerSynth, SynthParams};
 
 use crate::progress::Progress;
 
@@ -130,7 +130,7 @@ pub fn run(cmd: &TraceCmd, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     match cmd {
         TraceCmd::Synth(args) => {
             let p = args.params();
-            crate::output::write_atomically(&args.output, |w| {
+            lode_pack::output::write_atomically(&args.output, |w| {
                 synthesize(&p, w, false)?;
                 Ok(())
             })?;

@@ -10,10 +10,6 @@ mod cmd_pack;
 mod cmd_profile;
 mod cmd_run;
 mod cmd_trace;
-mod model_id;
-mod offline;
-mod output;
-mod pack_quality;
 #[cfg(test)]
 mod pack_tokenizer_tests;
 mod progress;

@@ -3,8 +3,8 @@
 
 use lode_formats::gguf::Gguf;
 use lode_formats::image::Image;
-use lode_hal::tokenizer::Tokenizer;
 use lode_runtime::image_tokenizer::tokenizer_from_image;
+use lode_tokenizer::Tokenizer;
 
 use crate::cmd_pack::{self, PackArgs};
 use crate::testutil::real_model;

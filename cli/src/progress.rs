@@ -68,3 +68,39 @@ impl Progress {
         secs
     }
 }
+
+/// Draws the progress `lode_pack` reports as one [`Progress`] meter per
+/// job; `quiet` suppresses them all, as it does a meter.
+pub struct Meters {
+    quiet: bool,
+    current: Option<Progress>,
+}
+
+impl Meters {
+    /// Meters that print unless `quiet`.
+    pub fn new(quiet: bool) -> Self {
+        Meters {
+            quiet,
+            current: None,
+        }
+    }
+}
+
+impl lode_pack::progress::Progress for Meters {
+    fn start(&mut self, label: &str, total: u64) {
+        // A job that failed ended without a finish: its meter goes silently.
+        self.current = Some(Progress::new(label, total, self.quiet));
+    }
+
+    fn tick(&mut self, steps: u64) {
+        if let Some(p) = &mut self.current {
+            p.tick(steps);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(p) = self.current.take() {
+            p.finish();
+        }
+    }
+}

@@ -16,6 +16,8 @@ pub mod checksum;
 pub mod dtype;
 pub mod gguf;
 pub mod image;
+pub mod shape;
 pub mod trace;
 
 pub use dtype::DType;
+pub use shape::ModelShape;

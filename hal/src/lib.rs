@@ -1,9 +1,15 @@
-//! Portable bindings of the kernel traits: a deterministic fake flash, an
-//! arena over a caller's buffer, and the portable CPU compute; and, for
-//! every device, the flash [`conformance`] suite and [`fault`] injection.
+//! Portable bindings of the kernel traits: a deterministic fake flash
+//! ([`fake`]), an arena over a caller's buffer ([`slice_arena`]), and the
+//! portable CPU compute ([`compute`]); and, for every device, the flash
+//! [`conformance`] suite and [`fault`] injection. Nothing else: the
+//! tokenizer is `lode-tokenizer`, the offline tooling (packing, placement,
+//! profiling) `lode-pack`.
 //!
 //! `no_std` without the `std` feature, so firmware can use the arena and the
-//! compute; the fake flash's owned backing store needs `alloc`.
+//! compute. `alloc` lets the compute own its activation scratch (without
+//! it the caller lends it) and builds the conformance suite; `std` adds the
+//! compute's thread pool and run-time instruction-set detection and
+//! overrides from the environment.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -11,17 +17,9 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
-#[cfg(feature = "alloc")]
-pub mod bundle;
 pub mod compute;
 #[cfg(feature = "alloc")]
 pub mod conformance;
 pub mod fake;
 pub mod fault;
-#[cfg(feature = "std")]
-pub mod pack;
 pub mod slice_arena;
-#[cfg(feature = "std")]
-pub mod synth;
-#[cfg(feature = "alloc")]
-pub mod tokenizer;

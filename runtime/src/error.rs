@@ -7,9 +7,9 @@ use std::path::PathBuf;
 
 use lode_formats::gguf::GgufError;
 use lode_hal::compute::sample::SampleError;
-use lode_hal::tokenizer::TokenizerError;
 use lode_hal_linux::LockedArenaError;
 use lode_kernel::model::ModelError;
+use lode_tokenizer::TokenizerError;
 
 use crate::image_file::ImageFileError;
 

@@ -9,7 +9,7 @@
 
 use lode_formats::gguf::Gguf;
 use lode_formats::image::Image;
-use lode_hal::tokenizer::Tokenizer;
+use lode_tokenizer::Tokenizer;
 
 /// Why an image has no tokenizer, and what to do about it.
 pub const NO_TOKENIZER: &str = "image packed without a tokenizer; repack with this lode";

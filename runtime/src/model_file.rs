@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use lode_formats::gguf::Gguf;
-use lode_hal::tokenizer::{ChatTemplate, Tokenizer};
 use lode_kernel::model::stream::config_of;
-use lode_kernel::model::LlamaConfig;
+use lode_kernel::model::{LlamaConfig, LlamaConfigExt};
+use lode_tokenizer::{ChatTemplate, Tokenizer};
 
 use crate::error::OpenError;
 use crate::image_file::{is_image, ImageFile};

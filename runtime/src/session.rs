@@ -15,7 +15,6 @@ use std::time::Instant;
 
 use lode_formats::gguf::Gguf;
 use lode_hal::compute::{CpuCompute, CpuConfig};
-use lode_hal::tokenizer::{ChatTemplate, Tokenizer};
 use lode_hal_linux::{HugePages, LockedArena, LockedArenaOptions};
 use lode_kernel::arena::{DramArena, LockReport, SlotKind};
 use lode_kernel::cache::S3Fifo;
@@ -29,6 +28,7 @@ use lode_kernel::model::{
     Limits, LlamaConfig, MemoryPlan, Model, ModelError, WantLogits, MAX_CONTEXT,
 };
 use lode_kernel::plan::Extent;
+use lode_tokenizer::{ChatTemplate, Tokenizer};
 
 use crate::budget::Budget;
 use crate::context::Context;

@@ -148,7 +148,7 @@ pub fn real_model() -> Option<&'static [u8]> {
 /// A GGUF llama model packed into a lode image as `lode pack` does, with the
 /// bundles in the original neuron order and Q8_0 down columns.
 pub fn pack_identity(gguf: &[u8]) -> Vec<u8> {
-    pack_layout(gguf, lode_hal::pack::FfnLayout::Bundled, |n, _| {
+    pack_layout(gguf, lode_pack::image::FfnLayout::Bundled, |n, _| {
         (0..n).collect()
     })
 }
@@ -158,14 +158,14 @@ pub fn pack_identity(gguf: &[u8]) -> Vec<u8> {
 /// the order `perm_of(ffn, l)` returns.
 pub fn pack_layout(
     gguf: &[u8],
-    layout: lode_hal::pack::FfnLayout,
+    layout: lode_pack::image::FfnLayout,
     perm_of: impl Fn(u32, usize) -> Vec<u32>,
 ) -> Vec<u8> {
     use lode_kernel::formats::gguf::Gguf;
-    use lode_kernel::model::LlamaConfig;
+    use lode_kernel::model::{LlamaConfig, LlamaConfigExt};
     let file = Gguf::parse(gguf).expect("a GGUF model");
     let cfg = LlamaConfig::from_gguf(&file.check_llama().expect("llama")).expect("config");
-    let (b, _) = lode_hal::pack::build_image(
+    let (b, _) = lode_pack::image::build_image(
         &file,
         &cfg,
         1,

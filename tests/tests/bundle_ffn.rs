@@ -7,16 +7,16 @@
 
 use std::path::PathBuf;
 
-use lode_hal::bundle::fill_layer;
 use lode_hal::compute::{CpuCompute, CpuConfig};
-use lode_hal::tokenizer::{EncodeOptions, Tokenizer};
 use lode_hal_linux::LockedArena;
 use lode_kernel::compute::DType;
 use lode_kernel::formats::gguf::Gguf;
 use lode_kernel::model::{
-    BundleFfn, BundleTypes, Context, FfnSource, Limits, LlamaConfig, MemoryPlan, Model, Resident,
-    WantLogits,
+    BundleFfn, BundleTypes, Context, FfnSource, Limits, LlamaConfig, LlamaConfigExt, MemoryPlan,
+    Model, Resident, WantLogits,
 };
+use lode_pack::bundle::fill_layer;
+use lode_tokenizer::{EncodeOptions, Tokenizer};
 use serde_json::Value as Json;
 
 fn repo_root() -> PathBuf {

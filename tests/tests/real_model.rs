@@ -26,12 +26,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use lode_hal::compute::{CpuCompute, CpuConfig};
-use lode_hal::tokenizer::{EncodeOptions, Tokenizer};
 use lode_hal_linux::LockedArena;
 use lode_kernel::arena::DramArena;
 use lode_kernel::formats::gguf::{ErrorKind as GgufKind, Gguf};
-use lode_kernel::model::{Context, Limits, LlamaConfig, MemoryPlan, Model, ModelError, WantLogits};
+use lode_kernel::model::{
+    Context, Limits, LlamaConfig, LlamaConfigExt, MemoryPlan, Model, ModelError, WantLogits,
+};
 use lode_kernel::rng::SplitMix64;
+use lode_tokenizer::{EncodeOptions, Tokenizer};
 use serde_json::Value as Json;
 
 /// Counts heap allocations made by threads that ask to be counted, so one

@@ -9,10 +9,8 @@
 use std::sync::OnceLock;
 
 use lode_formats::image::Image;
-use lode_hal::bundle::fill_layer;
 use lode_hal::compute::{CpuCompute, CpuConfig};
 use lode_hal::fake::{FakeFlash, FaultPlan, Profile};
-use lode_hal::pack::FfnLayout;
 use lode_hal_linux::LockedArena;
 use lode_kernel::arena::DramArena;
 use lode_kernel::compute::DType;
@@ -22,9 +20,11 @@ use lode_kernel::model::stream::{
     config_of, verify_image_data, FfnKind, StreamLayout, StreamOptions, StreamPlan, StreamSource,
 };
 use lode_kernel::model::{
-    BundleFfn, BundleTypes, ErrorKind, Limits, LlamaConfig, MemoryPlan, Model, ModelError,
-    WantLogits, WeightSource,
+    BundleFfn, BundleTypes, ErrorKind, Limits, LlamaConfig, LlamaConfigExt, MemoryPlan, Model,
+    ModelError, WantLogits, WeightSource,
 };
+use lode_pack::bundle::fill_layer;
+use lode_pack::image::FfnLayout;
 
 const PROMPT: [u32; 5] = [504, 3575, 282, 4649, 314]; // "The capital of France is"
 const TOKENS: usize = 8;

@@ -14,7 +14,6 @@ use std::sync::OnceLock;
 use lode_formats::image::Image;
 use lode_hal::compute::{CpuCompute, CpuConfig};
 use lode_hal::fake::{FakeFlash, FaultPlan, Profile};
-use lode_hal::pack::FfnLayout;
 use lode_hal_linux::LockedArena;
 use lode_kernel::arena::DramArena;
 use lode_kernel::cache::S3Fifo;
@@ -24,6 +23,7 @@ use lode_kernel::model::stream::{
     StreamSource,
 };
 use lode_kernel::model::{ErrorKind, Limits, Model, ModelError, WantLogits};
+use lode_pack::image::FfnLayout;
 
 const PROMPT: [u32; 5] = [504, 3575, 282, 4649, 314]; // "The capital of France is"
 const TOKENS: usize = 6;

@@ -10,18 +10,18 @@ use lode_formats::image::Image;
 use lode_formats::trace::Trace;
 use lode_hal::fake::{FakeFlash, FaultPlan};
 
-use lode_hal::synth::SynthParams;
 use lode_hal_linux::{BlockFlash, BlockFlashOptions};
 use lode_kernel::flash::{FlashDevice, Geometry};
 use lode_kernel::placement;
 use lode_kernel::plan::{Mode, Region};
+use lode_pack::placement::{place, PlacementKind};
+use lode_pack::synth::SynthParams;
 use lode_runtime::DeviceSpec as DeviceArg;
 
 use super::replay::{replay, CacheKind, CacheScope, Layout, Setup, Timed};
 use super::report::{self, Row};
 use crate::cmd_trace::{self, Preset};
-use crate::offline::{self, PlacementKind};
-use crate::progress::Progress;
+use crate::progress::{Meters, Progress};
 
 /// Arguments of `lode bench io`.
 #[derive(clap::Args, Debug)]
@@ -197,7 +197,7 @@ pub fn run(args: &IoArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         return Err("the trace needs at least 2 tokens: some to profile, some to replay".into());
     }
     // Offline: profile the first tokens and compute placements.
-    let placed = offline::place(&trace, profile_tokens, args.json)?;
+    let placed = place(&trace, profile_tokens, &mut Meters::new(args.json))?;
     let inverse = |kind: PlacementKind| -> Result<Vec<Vec<u32>>, Box<dyn Error>> {
         (0..h.layers as usize)
             .map(|l| {

@@ -6,11 +6,12 @@ use std::error::Error;
 use std::io::Write;
 
 use lode_formats::trace::Trace;
-use lode_hal::synth::{LayerSynth, SynthParams};
 use lode_kernel::placement;
+use lode_pack::placement::{place, PlacementKind};
+use lode_pack::progress::Silent;
+use lode_pack::synth::{LayerSynth, SynthParams};
 
 use crate::cmd_trace::{self, Preset};
-use crate::offline::{self, PlacementKind};
 
 /// Arguments of `lode bench placement`.
 #[derive(clap::Args, Debug)]
@@ -66,7 +67,7 @@ pub fn run(a: &PlacementArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>>
     let bytes = cmd_trace::synthesize(&p, Vec::new(), true)?;
     let trace = Trace::parse(&bytes)?;
     let half = p.tokens / 2;
-    let placed = offline::place(&trace, half, true)?;
+    let placed = place(&trace, half, &mut Silent)?;
     writeln!(out, "lode bench placement: {:?}-like, {} layers x {} neurons, profiled on {half} tokens, scored on {}", a.synth, p.layers, p.neurons, p.tokens - half)?;
     writeln!(
         out,

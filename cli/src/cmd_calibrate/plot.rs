@@ -7,8 +7,7 @@ use std::fmt::Write as _;
 
 use lode_kernel::cost::CostModel;
 
-use super::fit::predict;
-use super::measure::Point;
+use lode_pack::calibration::{predict, Point};
 
 const W: f64 = 640.0;
 const H: f64 = 400.0;
@@ -174,7 +173,7 @@ pub fn svg(title: &str, qd1: &[Point], deep: &[Point], model: &CostModel) -> Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd_calibrate::measure::Pattern;
+    use lode_pack::calibration::Pattern;
 
     #[test]
     fn draws_both_series_and_the_model() {

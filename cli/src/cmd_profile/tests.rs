@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use lode_formats::gguf::Gguf;
 use lode_formats::trace::Trace;
 
 use super::*;
@@ -94,7 +95,7 @@ fn half_sparsity_costs_some_perplexity_and_writes_a_matching_trace() {
     assert_eq!(h.tokens as usize, r.tokens);
     assert_eq!(bytes.len() as u64, r.trace_bytes);
     let model_bytes = std::fs::read(&model).unwrap();
-    let fp = crate::model_id::fingerprint(&Gguf::parse(&model_bytes).unwrap());
+    let fp = lode_pack::model_id::fingerprint(&Gguf::parse(&model_bytes).unwrap());
     assert_eq!(h.fingerprint, fp);
     assert_eq!(r.fingerprint, format!("{fp:#018x}"));
     // The trace holds the sparsity the report claims, layer by layer.

@@ -11,34 +11,28 @@ use super::error::{GgufError, Name, NAME_CAPACITY};
 use super::file::Gguf;
 use super::tensor::{Dims, TensorInfo};
 use super::ARCHITECTURE_KEY;
+use crate::ModelShape;
 
-/// The hyper-parameters of a (dense) llama model.
+/// What [`Gguf::check_llama`] reads: the model's hyper-parameters, and how
+/// much of each head RoPE rotates (which the shape alone does not say).
+///
+/// The shape's numbers come from these keys: `layers` from
+/// `llama.block_count`, `hidden` from `llama.embedding_length`, `ffn` from
+/// `llama.feed_forward_length`, `heads` from `llama.attention.head_count`,
+/// `kv_heads` from `llama.attention.head_count_kv` (default `heads`),
+/// `head_dim` is `hidden / heads`, `rope_base` from `llama.rope.freq_base`
+/// (default 10000), `rms_eps` from `llama.attention.layer_norm_rms_epsilon`,
+/// `vocab` from `llama.vocab_size` (else the length of
+/// `tokenizer.ggml.tokens`), `context` from `llama.context_length`, and
+/// `tied_embeddings` is true when there is no `output.weight` and the
+/// logits reuse `token_embd.weight`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LlamaParams {
-    /// Transformer blocks (`llama.block_count`).
-    pub n_layer: u32,
-    /// Hidden size (`llama.embedding_length`).
-    pub n_embd: u32,
-    /// FFN inner size (`llama.feed_forward_length`).
-    pub n_ff: u32,
-    /// Query heads (`llama.attention.head_count`).
-    pub n_head: u32,
-    /// Key/value heads (`llama.attention.head_count_kv`, default `n_head`).
-    pub n_head_kv: u32,
-    /// Size of one head: `n_embd / n_head`.
-    pub head_dim: u32,
-    /// Dimensions rotated by RoPE (`llama.rope.dimension_count`, default `head_dim`).
-    pub rope_dims: u32,
-    /// RoPE base frequency (`llama.rope.freq_base`, default 10000).
-    pub rope_freq_base: f32,
-    /// RMSNorm epsilon (`llama.attention.layer_norm_rms_epsilon`).
-    pub rms_norm_eps: f32,
-    /// Vocabulary size (`llama.vocab_size`, else the length of `tokenizer.ggml.tokens`).
-    pub n_vocab: u32,
-    /// Context length the model was trained for (`llama.context_length`).
-    pub n_ctx_train: u32,
-    /// `true` when there is no `output.weight` and the logits reuse `token_embd.weight`.
-    pub tied_embeddings: bool,
+    /// The hyper-parameters.
+    pub shape: ModelShape,
+    /// Dimensions rotated by RoPE (`llama.rope.dimension_count`, default
+    /// `head_dim`).
+    pub rope_dims: usize,
 }
 
 /// Most transformer blocks `check_llama` accepts. The largest llama models
@@ -198,27 +192,31 @@ impl<'a> Gguf<'a> {
             }
         }
 
+        let n = |v: u32| v as usize;
         Ok(LlamaParams {
-            n_layer,
-            n_embd,
-            n_ff,
-            n_head,
-            n_head_kv,
-            head_dim,
-            rope_dims,
-            rope_freq_base,
-            rms_norm_eps,
-            n_vocab,
-            n_ctx_train,
-            tied_embeddings: self.tensor("output.weight").is_none(),
+            shape: ModelShape {
+                layers: n(n_layer),
+                hidden: n(n_embd),
+                ffn: n(n_ff),
+                heads: n(n_head),
+                kv_heads: n(n_head_kv),
+                head_dim: n(head_dim),
+                vocab: n(n_vocab),
+                rope_base: rope_freq_base,
+                rms_eps: rms_norm_eps,
+                context: n(n_ctx_train),
+                tied_embeddings: self.tensor("output.weight").is_none(),
+            },
+            rope_dims: n(rope_dims),
         })
     }
 
     fn check_llama_tensors(&self, p: &LlamaParams) -> Result<(), GgufError> {
-        let embd = u64::from(p.n_embd);
-        let vocab = u64::from(p.n_vocab);
-        let ff = u64::from(p.n_ff);
-        let kv = u64::from(p.n_head_kv) * u64::from(p.head_dim);
+        let s = &p.shape;
+        let (embd, vocab, ff) = (s.hidden as u64, s.vocab as u64, s.ffn as u64);
+        let kv = s.kv_dim() as u64;
+        // At most MAX_LAYERS: `llama_params` refused more.
+        let n_layer = s.layers as u32;
 
         expect_shape(self.require_tensor("token_embd.weight")?, &[embd, vocab])?;
         expect_shape(self.require_tensor("output_norm.weight")?, &[embd])?;
@@ -234,7 +232,7 @@ impl<'a> Gguf<'a> {
             let Some((layer, kind)) = split_layer_name(info.name) else {
                 continue;
             };
-            if layer >= p.n_layer {
+            if layer >= n_layer {
                 continue;
             }
             let Some(&(_, shape)) = LAYER_TENSORS.get(kind) else {
@@ -255,7 +253,7 @@ impl<'a> Gguf<'a> {
                 *word |= 1 << (layer % 64);
             }
         }
-        for layer in 0..p.n_layer {
+        for layer in 0..n_layer {
             for (kind, (suffix, _)) in LAYER_TENSORS.iter().enumerate() {
                 let word = seen
                     .get(kind)

@@ -27,7 +27,7 @@
 //!     }
 //!     let embd = file.require_tensor("token_embd.weight")?;
 //!     let row0 = file.row_data(&embd, 0)?;
-//!     let n = params.n_embd as usize;
+//!     let n = params.shape.hidden;
 //!     dequantize_row(embd.dtype, row0, out.get_mut(..n).unwrap_or(&mut []))?;
 //!     Ok(n)
 //! }

@@ -58,18 +58,19 @@ fn smollm2_parses_and_checks_as_llama() {
     assert_eq!(g.architecture(), Some("llama"));
 
     let p = g.check_llama().unwrap();
-    assert_eq!(p.n_layer, 30);
-    assert_eq!(p.n_embd, 576);
-    assert_eq!(p.n_ff, 1536);
-    assert_eq!(p.n_head, 9);
-    assert_eq!(p.n_head_kv, 3);
-    assert_eq!(p.head_dim, 64);
+    let s = p.shape;
+    assert_eq!(s.layers, 30);
+    assert_eq!(s.hidden, 576);
+    assert_eq!(s.ffn, 1536);
+    assert_eq!(s.heads, 9);
+    assert_eq!(s.kv_heads, 3);
+    assert_eq!(s.head_dim, 64);
     assert_eq!(p.rope_dims, 64);
-    assert_eq!(p.rope_freq_base, 100_000.0);
-    assert_eq!(p.rms_norm_eps, 1e-5);
-    assert_eq!(p.n_vocab, 49_152);
-    assert_eq!(p.n_ctx_train, 8192);
-    assert!(p.tied_embeddings);
+    assert_eq!(s.rope_base, 100_000.0);
+    assert_eq!(s.rms_eps, 1e-5);
+    assert_eq!(s.vocab, 49_152);
+    assert_eq!(s.context, 8192);
+    assert!(s.tied_embeddings);
 
     assert_eq!(g.get_str("tokenizer.ggml.model").unwrap(), "gpt2");
     assert_eq!(g.get_str("tokenizer.ggml.pre").unwrap(), "smollm");

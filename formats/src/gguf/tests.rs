@@ -17,7 +17,7 @@ use super::builder::{
 };
 use super::*;
 use super::{cursor, tensor};
-use crate::DType;
+use crate::{DType, ModelShape};
 
 fn parse(bytes: &[u8]) -> Result<Gguf<'_>, GgufError> {
     Gguf::parse(bytes)
@@ -136,18 +136,20 @@ fn tiny_llama_reads_back() {
     assert_eq!(
         p,
         LlamaParams {
-            n_layer: TINY_LAYERS,
-            n_embd: TINY_EMBD as u32,
-            n_ff: TINY_FF as u32,
-            n_head: TINY_HEADS,
-            n_head_kv: TINY_KV_HEADS,
-            head_dim: 16,
+            shape: ModelShape {
+                layers: TINY_LAYERS as usize,
+                hidden: TINY_EMBD as usize,
+                ffn: TINY_FF as usize,
+                heads: TINY_HEADS as usize,
+                kv_heads: TINY_KV_HEADS as usize,
+                head_dim: 16,
+                vocab: TINY_VOCAB as usize,
+                rope_base: 100_000.0,
+                rms_eps: 1e-5,
+                context: 128,
+                tied_embeddings: true,
+            },
             rope_dims: 16,
-            rope_freq_base: 100_000.0,
-            rms_norm_eps: 1e-5,
-            n_vocab: TINY_VOCAB as u32,
-            n_ctx_train: 128,
-            tied_embeddings: true,
         }
     );
 }
@@ -795,7 +797,7 @@ fn llama_tensors_are_checked() {
     b.alignment = Some(64);
     let bytes = b.build();
     let p = parse(&bytes).unwrap().check_llama().unwrap();
-    assert!(!p.tied_embeddings);
+    assert!(!p.shape.tied_embeddings);
 }
 
 #[test]

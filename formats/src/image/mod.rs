@@ -73,8 +73,8 @@ pub use crate::checksum::crc32c;
 pub use error::{ErrorKind, ImageError, Location, SectionKind};
 pub use header::ImageHeader;
 pub use model::{
-    ArchTag, BundleParts, BundleRegion, ModelGeometry, Placement, Shape, StoredCostModel,
-    TensorInfo,
+    ArchTag, BundleParts, BundleRegion, GeometryTooLarge, ModelGeometry, Placement, Shape,
+    StoredCostModel, TensorInfo,
 };
 pub use patch::set_cost_model;
 pub use reader::Image;

@@ -1,9 +1,11 @@
 //! Decoded, typed views of an image's tables: what callers work with instead
 //! of the raw little-endian records.
 
+use core::fmt;
+
 use zerocopy::little_endian::U32;
 
-use crate::DType;
+use crate::{DType, ModelShape};
 
 use super::layout::{ARCH_LEN, MAX_DIMS};
 
@@ -53,7 +55,12 @@ impl ArchTag {
     }
 }
 
-/// The shape of the model the image holds.
+/// The shape of the model the image holds: the image's geometry record,
+/// decoded. Its numbers are a [`ModelShape`]'s in the record's 32-bit
+/// fields ([`ModelGeometry::new`], [`ModelGeometry::shape`] convert), with
+/// the format's own architecture tag and fingerprint; whether the output
+/// head is tied is not recorded (it is whether the image holds an
+/// `output.weight` tensor).
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ModelGeometry {
@@ -82,6 +89,73 @@ pub struct ModelGeometry {
     /// Identity of the model's weights, chosen by the packer; files derived
     /// from a model (traces, KV swap areas) carry it so a mismatch is refused.
     pub fingerprint: u64,
+}
+
+impl ModelGeometry {
+    /// The geometry of a model of shape `shape`, architecture `arch` and
+    /// identity `fingerprint`; an error names the first number too large
+    /// for its 32-bit field.
+    pub fn new(
+        arch: ArchTag,
+        shape: &ModelShape,
+        fingerprint: u64,
+    ) -> Result<ModelGeometry, GeometryTooLarge> {
+        let field = |value: usize, field: &'static str| {
+            u32::try_from(value).map_err(|_| GeometryTooLarge { field, value })
+        };
+        Ok(ModelGeometry {
+            arch,
+            layers: field(shape.layers, "layers")?,
+            hidden: field(shape.hidden, "hidden size")?,
+            ffn: field(shape.ffn, "FFN size")?,
+            heads: field(shape.heads, "heads")?,
+            kv_heads: field(shape.kv_heads, "KV heads")?,
+            head_dim: field(shape.head_dim, "head size")?,
+            vocab: field(shape.vocab, "vocabulary")?,
+            context: field(shape.context, "context")?,
+            rope_base: shape.rope_base,
+            rms_eps: shape.rms_eps,
+            fingerprint,
+        })
+    }
+
+    /// The model's shape, its output head tied to the token embeddings when
+    /// `tied_embeddings` (the geometry does not record it).
+    pub fn shape(&self, tied_embeddings: bool) -> ModelShape {
+        let n = |v: u32| v as usize;
+        ModelShape {
+            layers: n(self.layers),
+            hidden: n(self.hidden),
+            ffn: n(self.ffn),
+            heads: n(self.heads),
+            kv_heads: n(self.kv_heads),
+            head_dim: n(self.head_dim),
+            vocab: n(self.vocab),
+            rope_base: self.rope_base,
+            rms_eps: self.rms_eps,
+            context: n(self.context),
+            tied_embeddings,
+        }
+    }
+}
+
+/// A model number too large for the image's 32-bit geometry field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GeometryTooLarge {
+    /// Which number (`"hidden size"`, `"vocabulary"`, ...).
+    pub field: &'static str,
+    /// Its value.
+    pub value: usize,
+}
+
+impl fmt::Display for GeometryTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "model {} {} does not fit an image",
+            self.field, self.value
+        )
+    }
 }
 
 /// A tensor's dimensions, innermost (row length) first, as in GGML.

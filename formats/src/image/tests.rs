@@ -379,6 +379,32 @@ fn geometry(layers: u32, hidden: u32) -> ModelGeometry {
     }
 }
 
+/// The geometry record holds a model shape's numbers: converting to a
+/// shape and back is the identity, and a number too wide for its 32-bit
+/// field is named.
+#[test]
+fn geometry_converts_to_and_from_a_model_shape() {
+    let g = geometry(30, 576);
+    let shape = g.shape(true);
+    assert_eq!((shape.layers, shape.hidden, shape.ffn), (30, 576, 4));
+    assert_eq!((shape.heads, shape.kv_heads, shape.head_dim), (9, 3, 64));
+    assert_eq!((shape.vocab, shape.context), (49152, 8192));
+    assert!(shape.tied_embeddings);
+    assert_eq!(ModelGeometry::new(g.arch, &shape, g.fingerprint), Ok(g));
+    #[cfg(target_pointer_width = "64")]
+    {
+        let wide = crate::ModelShape {
+            vocab: 1 << 32,
+            ..shape
+        };
+        let err = ModelGeometry::new(g.arch, &wide, 0).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "model vocabulary 4294967296 does not fit an image"
+        );
+    }
+}
+
 /// A fixed small image: two tensors, two layers (one with stride padding
 /// and a non-identity placement), a cost model, 512-byte blocks: a 1.0
 /// image.

@@ -2,74 +2,32 @@
 //!
 //! Every GGML block stores its scale (and minimum) as binary16, and the KV
 //! quantizer stores its group parameters the same way. `core` has no stable
-//! `f16` type, so the bit-level conversions live here; they are exact (f16 to
-//! f32) and round to nearest, ties to even (f32 to f16), which is what the
-//! F16C and NEON conversion instructions do, so every path agrees bit for bit.
+//! `f16` type; the conversions are the `half` crate's, the one f16 decoder
+//! of the workspace (lode-formats decodes GGUF blocks with it too). They
+//! are exact (f16 to f32) and round to nearest, ties to even (f32 to f16),
+//! which is what the F16C and NEON conversion instructions do, so every
+//! path agrees bit for bit. The directed roundings the KV quantizer needs
+//! are built on them here.
+
+use half::f16;
 
 /// The f32 value of the binary16 `bits` (exact: every f16 is an f32).
 #[inline]
 pub fn f16_to_f32(bits: u16) -> f32 {
-    let sign = u32::from(bits & 0x8000) << 16;
-    let exp = u32::from((bits >> 10) & 0x1f);
-    let man = u32::from(bits & 0x03ff);
-    match exp {
-        0 => {
-            // Zero or subnormal: man * 2^-24, exact in f32.
-            let v = man as f32 * (1.0 / 16_777_216.0);
-            f32::from_bits(v.to_bits() | sign)
-        }
-        31 => f32::from_bits(sign | 0x7f80_0000 | (man << 13)),
-        _ => f32::from_bits(sign | ((exp + 112) << 23) | (man << 13)),
-    }
+    f16::from_bits(bits).to_f32()
 }
 
 /// The f32 value of the little-endian binary16 in `b`.
 #[inline]
 pub fn f16_le(b: [u8; 2]) -> f32 {
-    f16_to_f32(u16::from_le_bytes(b))
+    f16::from_le_bytes(b).to_f32()
 }
 
 /// `x` rounded to the nearest binary16 (ties to even); overflow gives
 /// infinity, NaN stays NaN (quiet).
+#[inline]
 pub fn f32_to_f16(x: f32) -> u16 {
-    let b = x.to_bits();
-    let sign = ((b >> 16) & 0x8000) as u16;
-    let exp = ((b >> 23) & 0xff) as i32;
-    let man = b & 0x007f_ffff;
-    if exp == 0xff {
-        let nan = if man != 0 {
-            0x0200 | (man >> 13) as u16
-        } else {
-            0
-        };
-        return sign | 0x7c00 | nan;
-    }
-    // Exponent re-biased for binary16.
-    let e = exp - 127 + 15;
-    if e >= 31 {
-        return sign | 0x7c00;
-    }
-    if e <= 0 {
-        // Result is subnormal (or zero): count units of 2^-24.
-        if e < -10 {
-            return sign;
-        }
-        let m = man | 0x0080_0000;
-        let shift = (14 - e) as u32; // 14..=24
-        let mut q = m >> shift;
-        let rem = m & ((1u32 << shift) - 1);
-        let half = 1u32 << (shift - 1);
-        if rem > half || (rem == half && q & 1 == 1) {
-            q += 1; // may carry into the smallest normal: still the right encoding
-        }
-        return sign | q as u16;
-    }
-    let mut h = ((e as u32) << 10) | (man >> 13);
-    let rem = man & 0x1fff;
-    if rem > 0x1000 || (rem == 0x1000 && h & 1 == 1) {
-        h += 1; // a carry into the exponent (or to infinity) is correct rounding
-    }
-    sign | h as u16
+    f16::from_f32(x).to_bits()
 }
 
 /// The largest binary16 not above `x` (`x` finite); `None` when that is

@@ -1,9 +1,10 @@
-//! GGML block layouts: plain reference quantizers and dequantizers.
+//! GGML block layouts: the plain reference quantizer.
 //!
-//! These are the slow, obviously-correct definitions the fast kernels are
-//! tested against, and what offline tools (re-laying out a down column into a
-//! bundle, building test matrices) call. Layouts, little-endian, 32 elements
-//! per block:
+//! The slow, obviously-correct encoder that offline tools (re-laying out a
+//! down column into a bundle, building test matrices) call. Its inverse, the
+//! one reference dequantizer the fast kernels are tested against, is
+//! `lode_formats::gguf::dequantize_row` (the format defines what the bytes
+//! mean). Layouts, little-endian, 32 elements per block:
 //!
 //! | type | bytes | layout | value of element `j` |
 //! |---|---|---|---|
@@ -21,7 +22,7 @@ use super::f16::{f16_le, f32_to_f16};
 use super::math;
 
 /// Elements per quantized block.
-pub const QK: usize = 32;
+pub use lode_kernel::formats::gguf::QK;
 
 /// Checks that `bytes` holds exactly `elems` elements of `dtype`.
 fn check_len(dtype: DType, elems: usize, bytes: usize) -> Result<(), ErrorKind> {
@@ -38,81 +39,6 @@ pub(crate) fn f16_at(b: &[u8], off: usize) -> f32 {
     match b.get(off..off + 2) {
         Some(&[lo, hi]) => f16_le([lo, hi]),
         _ => 0.0,
-    }
-}
-
-/// Element `j` (0..32) of a 16-byte nibble array.
-#[inline]
-fn nibble(qs: &[u8], j: usize) -> u8 {
-    let byte = qs.get(j % 16).copied().unwrap_or(0);
-    if j < 16 {
-        byte & 0x0f
-    } else {
-        byte >> 4
-    }
-}
-
-/// Decodes a row of `dtype` (`src`, exactly `dst.len()` elements) into `dst`.
-pub fn dequantize_row(dtype: DType, src: &[u8], dst: &mut [f32]) -> Result<(), ErrorKind> {
-    check_len(dtype, dst.len(), src.len())?;
-    match dtype {
-        DType::F32 => {
-            for (d, b) in dst.iter_mut().zip(src.chunks_exact(4)) {
-                *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            }
-        }
-        DType::F16 => {
-            for (d, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
-                *d = f16_le([b[0], b[1]]);
-            }
-        }
-        DType::Q4_0 | DType::Q4_1 | DType::Q5_1 | DType::Q8_0 => {
-            let bb = dtype.block_bytes();
-            for (out, blk) in dst.chunks_exact_mut(QK).zip(src.chunks_exact(bb)) {
-                dequantize_block(dtype, blk, out);
-            }
-        }
-        _ => return Err(ErrorKind::UnsupportedType),
-    }
-    Ok(())
-}
-
-/// One block of a quantized type into 32 floats.
-fn dequantize_block(dtype: DType, blk: &[u8], out: &mut [f32]) {
-    let d = f16_at(blk, 0);
-    match dtype {
-        DType::Q4_0 => {
-            let qs = blk.get(2..).unwrap_or(&[]);
-            for (j, o) in out.iter_mut().enumerate() {
-                *o = d * (f32::from(nibble(qs, j)) - 8.0);
-            }
-        }
-        DType::Q4_1 => {
-            let m = f16_at(blk, 2);
-            let qs = blk.get(4..).unwrap_or(&[]);
-            for (j, o) in out.iter_mut().enumerate() {
-                *o = d * f32::from(nibble(qs, j)) + m;
-            }
-        }
-        DType::Q5_1 => {
-            let m = f16_at(blk, 2);
-            let qh = match blk.get(4..8) {
-                Some(&[a, b, c, e]) => u32::from_le_bytes([a, b, c, e]),
-                _ => 0,
-            };
-            let qs = blk.get(8..).unwrap_or(&[]);
-            for (j, o) in out.iter_mut().enumerate() {
-                let q = nibble(qs, j) | ((((qh >> j) & 1) as u8) << 4);
-                *o = d * f32::from(q) + m;
-            }
-        }
-        DType::Q8_0 => {
-            let qs = blk.get(2..).unwrap_or(&[]);
-            for (o, &q) in out.iter_mut().zip(qs) {
-                *o = d * f32::from(q as i8);
-            }
-        }
-        _ => {}
     }
 }
 
@@ -247,6 +173,7 @@ pub(crate) fn scale_of(blk: &[u8]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lode_kernel::formats::gguf::dequantize_row;
     use proptest::prelude::*;
 
     const QTYPES: [DType; 4] = [DType::Q4_0, DType::Q4_1, DType::Q5_1, DType::Q8_0];
@@ -293,15 +220,8 @@ mod tests {
 
     #[test]
     fn wrong_lengths_are_shape_errors() {
-        let mut out = [0.0f32; 32];
-        assert_eq!(
-            dequantize_row(DType::Q4_1, &[0u8; 19], &mut out),
-            Err(ErrorKind::ShapeMismatch)
-        );
-        assert_eq!(
-            dequantize_row(DType::Q4_1, &[0u8; 20], &mut out[..31]),
-            Err(ErrorKind::ShapeMismatch)
-        );
+        // The dequantizer's length checks are the format's (formats'
+        // `length_mismatches_are_errors_and_leave_out_alone`).
         assert_eq!(
             quantize_row(DType::Q8_0, &[0.0; 32], &mut [0u8; 33]),
             Err(ErrorKind::ShapeMismatch)

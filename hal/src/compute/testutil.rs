@@ -1,10 +1,11 @@
 //! Test data: random matrices in every layout and plain references.
 
 use lode_kernel::compute::DType;
+use lode_kernel::formats::gguf::dequantize_row;
 use lode_kernel::rng::SplitMix64;
 
 use super::f16::f32_to_f16;
-use super::quant::{dequantize_row, quantize_row, QK};
+use super::quant::{quantize_row, QK};
 
 pub(crate) const ALL_TYPES: [DType; 6] = [
     DType::F32,

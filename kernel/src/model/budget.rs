@@ -7,7 +7,7 @@
 
 use super::arena_use::ArenaUse;
 use super::buffers::Buffers;
-use super::config::{Limits, LlamaConfig};
+use super::config::{Limits, LlamaConfig, LlamaConfigExt};
 use super::error::ModelError;
 use super::ffn::DenseFfn;
 use super::kv::KvCache;

@@ -12,7 +12,7 @@
 use crate::arena::{DramArena, Slot, SlotKind};
 use crate::compute::{Bundles, Compute, DType};
 
-use super::config::{Limits, LlamaConfig, MAX_LAYERS};
+use super::config::{Limits, LlamaConfig, LlamaConfigExt, MAX_LAYERS};
 use super::error::ModelError;
 use super::ffn::{checked_call, FfnIo, FfnSource};
 use super::view::{f32s_mut, split};

@@ -1,74 +1,50 @@
 //! The shape of a llama model and the limits of one run.
 //!
 //! [`LlamaConfig`] is plain numbers, so a model can come from a GGUF file, a
-//! lode image or a test without the forward pass knowing which.
+//! lode image or a test without the forward pass knowing which: it is the
+//! formats' [`ModelShape`], the one struct of hyper-parameters the GGUF
+//! reader, the image geometry and the kernel share. [`LlamaConfigExt`] is
+//! the kernel's side of it: which shapes this forward pass runs.
 //! [`Limits`] bound everything a run sizes up front (context, batch, logit
 //! rows), so the memory a run needs is known before the first token.
 
 use lode_formats::gguf::LlamaParams;
+use lode_formats::ModelShape;
 
 use super::error::ModelError;
 
 pub use crate::limits::{CHUNK_TOKENS, MAX_CHUNKS, MAX_CONTEXT, MAX_CONTEXTS, MAX_LAYERS};
 
-/// The hyper-parameters of a dense llama-architecture model.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LlamaConfig {
-    /// Transformer blocks.
-    pub layers: usize,
-    /// Hidden (embedding) size.
-    pub hidden: usize,
-    /// FFN inner size.
-    pub ffn: usize,
-    /// Query heads.
-    pub heads: usize,
-    /// Key/value heads (divides `heads`).
-    pub kv_heads: usize,
-    /// Elements per head (`heads * head_dim == hidden`).
-    pub head_dim: usize,
-    /// Vocabulary size.
-    pub vocab: usize,
-    /// RoPE base frequency.
-    pub rope_base: f32,
-    /// RMSNorm epsilon.
-    pub rms_eps: f32,
-    /// Context length the model was trained for.
-    pub context: usize,
-    /// The output head reuses the token embedding matrix.
-    pub tied_embeddings: bool,
-}
+/// The hyper-parameters of a dense llama-architecture model (the formats'
+/// [`ModelShape`]).
+pub type LlamaConfig = ModelShape;
 
-impl LlamaConfig {
+/// What the kernel asks of a [`LlamaConfig`]: whether its forward pass can
+/// run the shape.
+pub trait LlamaConfigExt: Sized {
     /// The configuration of a GGUF llama model that
     /// [`check_llama`](lode_formats::gguf::Gguf::check_llama) accepted.
     /// Fails for what lode's forward pass does not do: RoPE over part of a
     /// head only.
-    pub fn from_gguf(p: &LlamaParams) -> Result<LlamaConfig, ModelError> {
-        if p.rope_dims != p.head_dim {
+    fn from_gguf(p: &LlamaParams) -> Result<Self, ModelError>;
+
+    /// Checks that the numbers describe a model this forward pass can run.
+    fn validate(&self) -> Result<(), ModelError>;
+}
+
+impl LlamaConfigExt for LlamaConfig {
+    fn from_gguf(p: &LlamaParams) -> Result<LlamaConfig, ModelError> {
+        if p.rope_dims != p.shape.head_dim {
             return Err(ModelError::Config(
                 "RoPE over part of each head (rope.dimension_count < head size) is not supported",
             ));
         }
-        let n = |v: u32| v as usize;
-        let cfg = LlamaConfig {
-            layers: n(p.n_layer),
-            hidden: n(p.n_embd),
-            ffn: n(p.n_ff),
-            heads: n(p.n_head),
-            kv_heads: n(p.n_head_kv),
-            head_dim: n(p.head_dim),
-            vocab: n(p.n_vocab),
-            rope_base: p.rope_freq_base,
-            rms_eps: p.rms_norm_eps,
-            context: n(p.n_ctx_train),
-            tied_embeddings: p.tied_embeddings,
-        };
+        let cfg = p.shape;
         cfg.validate()?;
         Ok(cfg)
     }
 
-    /// Checks that the numbers describe a model this forward pass can run.
-    pub fn validate(&self) -> Result<(), ModelError> {
+    fn validate(&self) -> Result<(), ModelError> {
         let bad = |why| Err(ModelError::Config(why));
         if self.layers == 0 || self.layers > MAX_LAYERS {
             return bad("layers must be 1 to 128");
@@ -95,11 +71,6 @@ impl LlamaConfig {
             return bad("rms_eps must be positive and finite");
         }
         Ok(())
-    }
-
-    /// Elements of one position's keys (and of its values).
-    pub const fn kv_dim(&self) -> usize {
-        self.kv_heads * self.head_dim
     }
 }
 

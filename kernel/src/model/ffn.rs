@@ -12,7 +12,7 @@ use crate::arena::{DramArena, Slot, SlotKind};
 use crate::compute::Compute;
 
 use super::arena_use::Footprint;
-use super::config::{Limits, LlamaConfig, MAX_LAYERS};
+use super::config::{Limits, LlamaConfig, LlamaConfigExt, MAX_LAYERS};
 use super::error::ModelError;
 use super::tensor::{TensorRef, TensorSource};
 use super::view::{f32s_mut, split};

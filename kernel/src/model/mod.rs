@@ -21,7 +21,7 @@
 //! # use lode_kernel::arena::DramArena;
 //! # use lode_kernel::compute::Compute;
 //! use lode_kernel::formats::gguf::Gguf;
-//! use lode_kernel::model::{Limits, LlamaConfig, MemoryPlan, Model, WantLogits};
+//! use lode_kernel::model::{Limits, LlamaConfig, LlamaConfigExt, MemoryPlan, Model, WantLogits};
 //!
 //! # fn run<A: DramArena, C: Compute>(bytes: &[u8], make_arena: impl Fn(usize) -> A, cpu: &mut C)
 //! #     -> Result<(), Box<dyn core::error::Error>> {
@@ -65,7 +65,8 @@ pub use budget::MemoryPlan;
 pub use buffers::Buffers;
 pub use bundle_ffn::{BundleFfn, BundleTypes};
 pub use config::{
-    Limits, LlamaConfig, CHUNK_TOKENS, MAX_CHUNKS, MAX_CONTEXT, MAX_CONTEXTS, MAX_LAYERS,
+    Limits, LlamaConfig, LlamaConfigExt, CHUNK_TOKENS, MAX_CHUNKS, MAX_CONTEXT, MAX_CONTEXTS,
+    MAX_LAYERS,
 };
 pub use context::Context;
 pub use error::{ErrorKind, ModelError};

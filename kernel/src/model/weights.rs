@@ -12,7 +12,7 @@ use lode_formats::gguf::{dequantize_row, layer_tensor_name};
 use crate::arena::{DramArena, SlotKind};
 
 use super::arena_use::Footprint;
-use super::config::{LlamaConfig, MAX_LAYERS};
+use super::config::{LlamaConfig, LlamaConfigExt, MAX_LAYERS};
 use super::error::ModelError;
 use super::tensor::{row_bytes, RawTensor, TensorRef, TensorSource};
 use super::view::f32s_mut;

@@ -15,7 +15,7 @@
 use lode_formats::image::{BundleRegion, Image};
 use lode_formats::DType;
 
-use crate::model::config::{LlamaConfig, MAX_LAYERS};
+use crate::model::config::{LlamaConfig, LlamaConfigExt, MAX_LAYERS};
 use crate::model::error::ModelError;
 use crate::model::BundleTypes;
 
@@ -169,20 +169,7 @@ pub fn config_of(img: &Image<'_>) -> Result<LlamaConfig, ModelError> {
             "the image holds a model of another architecture",
         ));
     }
-    let n = |v: u32| v as usize;
-    let cfg = LlamaConfig {
-        layers: n(g.layers),
-        hidden: n(g.hidden),
-        ffn: n(g.ffn),
-        heads: n(g.heads),
-        kv_heads: n(g.kv_heads),
-        head_dim: n(g.head_dim),
-        vocab: n(g.vocab),
-        rope_base: g.rope_base,
-        rms_eps: g.rms_eps,
-        context: n(g.context),
-        tied_embeddings: img.tensor_by_name("output.weight").is_none(),
-    };
+    let cfg = g.shape(img.tensor_by_name("output.weight").is_none());
     cfg.validate()?;
     Ok(cfg)
 }

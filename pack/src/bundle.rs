@@ -11,22 +11,22 @@
 //! costs about 7% perplexity on SmolLM2: see DESIGN.md).
 //!
 //! Two layouts are written from the same pieces (see
-//! [`FfnLayout`](crate::pack::FfnLayout) in `pack`): whole bundles
+//! [`FfnLayout`](crate::image::FfnLayout) in `image`): whole bundles
 //! ([`write_layer_bundles`]), or the split layout's gate and up matrices
 //! with their rows reordered ([`write_rows_permuted`]) next to bundles of
 //! the down column alone ([`write_down_columns`]). Every down column, in
 //! either layout, comes out of one re-quantizer (`DownColumns`), so the
 //! two layouts hold the same column bytes for a neuron.
 
-use alloc::vec;
-use alloc::vec::Vec;
-
-use alloc::format;
+use std::format;
+use std::vec;
+use std::vec::Vec;
 
 use lode_kernel::compute::{Bundles, DType, ErrorKind, QuantMatrix};
 use lode_kernel::model::{BundleTypes, LlamaConfig, ModelError, TensorSource};
 
-use crate::compute::quant::{dequantize_row, quantize_row};
+use lode_formats::gguf::dequantize_row;
+use lode_hal::compute::quant::quantize_row;
 
 /// Row `n` of `m`, whose rows are `rb` bytes: a neuron's gate or up row.
 /// `ShapeMismatch` when `n` is past the last row.
@@ -324,7 +324,9 @@ fn decode(m: &QuantMatrix<'_>) -> Result<Vec<f32>, ErrorKind> {
         return Ok(out);
     }
     for (dst, src) in out.chunks_exact_mut(m.cols).zip(m.data.chunks_exact(rb)) {
-        dequantize_row(m.dtype, src, dst)?;
+        // `rb` bytes encode `cols` elements (`row_bytes` above), so only a
+        // matrix that is not whole blocks per row fails here.
+        dequantize_row(m.dtype, src, dst).map_err(|_| ErrorKind::ShapeMismatch)?;
     }
     Ok(out)
 }
@@ -332,7 +334,7 @@ fn decode(m: &QuantMatrix<'_>) -> Result<Vec<f32>, ErrorKind> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compute::quant::block_error_bound;
+    use lode_hal::compute::quant::block_error_bound;
     use lode_kernel::formats::gguf::Dims;
     use lode_kernel::model::RawTensor;
     use lode_kernel::rng::SplitMix64;

@@ -1,17 +1,20 @@
-//! Offline planning shared by commands: profile a trace's first tokens and
-//! compute a placement per layer.
+//! Placing a model's FFN neurons on flash from an activation trace: profile
+//! the trace's first tokens and compute a placement per layer, both ways
+//! (hottest first, and by co-activation).
 
 use std::error::Error;
 use std::time::Instant;
 
-use lode_formats::trace::Trace;
+use lode_formats::trace::{Trace, TraceHeader};
+use lode_kernel::model::LlamaConfig;
 use lode_kernel::placement;
 use lode_kernel::profile::{LayerProfiler, ProfileLimits};
 
 use crate::progress::Progress;
 
 /// Placement algorithms.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum PlacementKind {
     /// The model's own neuron order.
     Identity,
@@ -46,11 +49,16 @@ impl Placements {
     }
 }
 
-/// Profile tokens `0..tokens` of `trace` and place every layer both ways.
-pub fn place(trace: &Trace<'_>, tokens: u32, quiet: bool) -> Result<Placements, Box<dyn Error>> {
+/// Profile tokens `0..tokens` of `trace` and place every layer both ways,
+/// reporting a step per layer to `progress`.
+pub fn place(
+    trace: &Trace<'_>,
+    tokens: u32,
+    progress: &mut dyn Progress,
+) -> Result<Placements, Box<dyn Error>> {
     let h = trace.header();
     let t0 = Instant::now();
-    let mut progress = Progress::new("profile + placement", u64::from(h.layers), quiet);
+    progress.start("profile + placement", u64::from(h.layers));
     let limits = ProfileLimits {
         max_tokens: tokens.max(1),
         ..ProfileLimits::default()
@@ -78,4 +86,24 @@ pub fn place(trace: &Trace<'_>, tokens: u32, quiet: bool) -> Result<Placements, 
     progress.finish();
     out.total_s = t0.elapsed().as_secs_f64();
     Ok(out)
+}
+
+/// Whether a trace with header `h` can place the neurons of the model of
+/// shape `cfg` and fingerprint `fingerprint`: the same layers and neurons,
+/// and recorded on that model (a trace without a fingerprint, such as a
+/// synthetic one, is taken on its shape alone).
+pub fn check_trace(h: &TraceHeader, cfg: &LlamaConfig, fingerprint: u64) -> Result<(), String> {
+    if h.layers as usize != cfg.layers || h.neurons as usize != cfg.ffn {
+        return Err(format!(
+            "a trace of {} layers x {} neurons, but the model has {} x {}",
+            h.layers, h.neurons, cfg.layers, cfg.ffn
+        ));
+    }
+    if h.fingerprint != 0 && h.fingerprint != fingerprint {
+        return Err(format!(
+            "trace of another model (fingerprint {:#x}, model {fingerprint:#x})",
+            h.fingerprint
+        ));
+    }
+    Ok(())
 }

@@ -121,23 +121,8 @@ pub fn is_ffn_tensor(name: &str) -> bool {
 
 /// The image geometry of `cfg`.
 fn geometry(cfg: &LlamaConfig, fingerprint: u64) -> Result<ModelGeometry, String> {
-    let u32_of = |v: usize, what: &str| {
-        u32::try_from(v).map_err(|_| format!("model {what} {v} does not fit an image"))
-    };
-    Ok(ModelGeometry {
-        arch: ArchTag::new("llama").ok_or("bad architecture tag")?,
-        layers: u32_of(cfg.layers, "layers")?,
-        hidden: u32_of(cfg.hidden, "hidden size")?,
-        ffn: u32_of(cfg.ffn, "FFN size")?,
-        heads: u32_of(cfg.heads, "heads")?,
-        kv_heads: u32_of(cfg.kv_heads, "KV heads")?,
-        head_dim: u32_of(cfg.head_dim, "head size")?,
-        vocab: u32_of(cfg.vocab, "vocabulary")?,
-        context: u32_of(cfg.context, "context")?,
-        rope_base: cfg.rope_base,
-        rms_eps: cfg.rms_eps,
-        fingerprint,
-    })
+    let arch = ArchTag::new("llama").ok_or("bad architecture tag")?;
+    ModelGeometry::new(arch, cfg, fingerprint).map_err(|e| format!("{e}"))
 }
 
 /// Adds layer `l`'s FFN to `b` in the split layout: gate and up as tensors

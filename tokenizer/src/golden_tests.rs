@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::{eprintln, format, fs};
 
-use lode_kernel::formats::gguf::Gguf;
+use lode_formats::gguf::Gguf;
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

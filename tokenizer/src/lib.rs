@@ -18,8 +18,13 @@
 //! such as 0xC0 and 0xF5..=0xFF). Like llama.cpp, encoding drops such bytes;
 //! [`Tokenizer::is_byte_encodable`] tells which they are.
 //!
-//! This module needs `alloc` (the vocabulary is built at load time) but not
+//! This crate needs `alloc` (the vocabulary is built at load time) but not
 //! `std`. Encoding allocates only while its reusable buffers grow.
+#![no_std]
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
 
 mod bpe;
 pub mod bytes;
@@ -565,7 +570,7 @@ impl<'t> Session<'t> {
     }
 }
 
-#[cfg(all(test, feature = "std"))]
+#[cfg(test)]
 mod golden_tests;
 #[cfg(test)]
 mod tests;

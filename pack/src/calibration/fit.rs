@@ -23,7 +23,7 @@
 
 use lode_kernel::cost::CostModel;
 
-use super::measure::Point;
+use super::Point;
 
 /// How the model was obtained, for the JSON report.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -129,7 +129,7 @@ pub fn predict(model: &CostModel, size: u32, qd: u16) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd_calibrate::measure::Pattern;
+    use crate::calibration::Pattern;
 
     fn point(size: u32, qd: u16, mean_ns: f64, iops: f64) -> Point {
         Point {

@@ -38,7 +38,8 @@ use lode_kernel::model::{split, DenseLayer, FfnIo, FfnSource, LlamaConfig, Model
 use super::sample::{SampleError, ScoreSample};
 
 /// How a neuron's importance for one token is scored.
-#[derive(clap::ValueEnum, serde::Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum ScoreMode {
     /// `|silu(gate·x) · (up·x)|`: the neuron's actual contribution weight.

@@ -1,7 +1,7 @@
 //! Identity of a model file, shared by every command that ties an output
 //! (an image, an activation trace) to the model it came from.
 
-use lode_kernel::formats::gguf::Gguf;
+use lode_formats::gguf::Gguf;
 
 /// A model fingerprint: the CRC-32C of the GGUF's metadata and tensor
 /// table, so an image or trace can be matched to the file it came from.

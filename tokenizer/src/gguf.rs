@@ -17,7 +17,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
-use lode_kernel::formats::gguf::{Gguf, Value};
+use lode_formats::gguf::{Gguf, Value};
 
 use super::{ChatTemplate, ChatTemplateError, PreTokenizer, Specials, Tokenizer, TokenizerError};
 

@@ -4,7 +4,7 @@
 //!
 //! The bundles come from the caller's `fill`; `lode pack` reads them back
 //! from the image it has just written
-//! ([`lode_hal::pack::readback::layer_bundles`]), so the number describes
+//! ([`crate::image::readback::layer_bundles`]), so the number describes
 //! the bytes on disk, in either layout: a split image's gate/up tensor rows
 //! and down-only bundles are put back together into the same bundles a
 //! bundled image stores, and the FFN computed over them is the one the
@@ -15,14 +15,14 @@ use std::path::Path;
 
 use lode_formats::gguf::Gguf;
 use lode_hal::compute::{CpuCompute, CpuConfig};
-use lode_hal::tokenizer::Tokenizer;
 use lode_hal_linux::LockedArena;
 use lode_kernel::model::{
     BundleFfn, BundleTypes, FfnSource, Limits, LlamaConfig, MemoryPlan, Model, ModelError,
     Resident, WantLogits,
 };
+use lode_tokenizer::Tokenizer;
 
-use crate::cmd_profile::ppl::Nll;
+use crate::profile::ppl::Nll;
 
 /// Tokens per evaluated window (the context is reset between windows).
 const WINDOW: usize = 256;
@@ -86,7 +86,7 @@ pub fn measure(
     fill: impl FnMut(usize, &mut [u8]) -> Result<(), ModelError>,
 ) -> Result<Quality, Box<dyn Error>> {
     let tok = Tokenizer::from_gguf(file).map_err(|e| format!("tokenizer: {e}"))?;
-    let ids = crate::cmd_profile::tokenize(&tok, text, tokens)?;
+    let ids = crate::profile::tokenize(&tok, text, tokens)?;
     let limits = Limits::new(WINDOW.min(cfg.context), 64);
     let widest = cfg.hidden.max(cfg.ffn).max(cfg.heads * cfg.head_dim);
     let mut cpu = CpuCompute::new(CpuConfig::new(widest).with_env())

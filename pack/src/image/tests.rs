@@ -14,7 +14,7 @@ use proptest::prelude::*;
 
 use super::readback::{layer_bundles, layer_bundles_len, layer_layout};
 use super::{build_image, FfnLayout, PackSummary};
-use crate::compute::quant::quantize_row;
+use lode_hal::compute::quant::quantize_row;
 
 const HIDDEN: usize = 64;
 const FFN: usize = 96;
