@@ -93,15 +93,21 @@ pub struct OpenedDevice {
 }
 
 impl AnyDevice {
-    /// Opens `spec` (default: the image's own file) for `image`.
-    pub fn open(spec: Option<&DeviceSpec>, image: &ImageFile) -> Result<OpenedDevice, String> {
+    /// Opens `spec` (default: the image's own file) for `image`, a file
+    /// with `bounce` bytes of bounce buffers (at most [`STREAM_BOUNCE`]
+    /// are ever needed: more than the ring can have in flight).
+    pub fn open(
+        spec: Option<&DeviceSpec>,
+        image: &ImageFile,
+        bounce: usize,
+    ) -> Result<OpenedDevice, String> {
         let spec = spec
             .cloned()
             .unwrap_or_else(|| DeviceSpec::File(image.path().to_path_buf()));
         match spec {
             DeviceSpec::File(path) => {
                 let opts = BlockFlashOptions {
-                    bounce_bytes: STREAM_BOUNCE,
+                    bounce_bytes: bounce,
                     ..BlockFlashOptions::default()
                 };
                 let mut dev = BlockFlash::open(&path, opts)

@@ -32,7 +32,7 @@ use lode_tokenizer::{ChatTemplate, Tokenizer};
 
 use crate::budget::Budget;
 use crate::context::Context;
-use crate::device::{AnyDevice, DeviceSpec, OpenedDevice};
+use crate::device::{AnyDevice, DeviceSpec, OpenedDevice, STREAM_BOUNCE};
 use crate::error::{GenerateError, LoadError};
 use crate::image_file::ImageFile;
 use crate::model_file::{ModelFile, Weights};
@@ -282,8 +282,8 @@ impl Session {
                 (Engine::Dense(Box::new(model)), arena, lock, None)
             }
             Weights::Image(image) => {
-                let opened =
-                    AnyDevice::open(opts.device.as_ref(), image).map_err(LoadError::Device)?;
+                let opened = AnyDevice::open(opts.device.as_ref(), image, STREAM_BOUNCE)
+                    .map_err(LoadError::Device)?;
                 let budget = opts
                     .budget
                     .map_or(usize::MAX, |b| b.bytes(image.weight_bytes()));
@@ -511,6 +511,58 @@ impl From<ModelError> for StreamFail {
     }
 }
 
+/// The plan of `layout` under `budget` on `dev`, and what the budget holds
+/// outside the arena: the device's bounce buffers and the sparse scratch.
+fn plan_streamed(
+    layout: &StreamLayout,
+    cfg: &LlamaConfig,
+    limits: &Limits,
+    budget: usize,
+    opts: &SessionOptions,
+    dev: &AnyDevice,
+) -> Result<(StreamPlan, Outside), StreamFail> {
+    let block = dev.geometry().block_size as usize;
+    let sparse = opts.sparsity > 0.0;
+    let (n, n_ext) = SparseScratch::lens(layout, block, dev.geometry().max_transfer as usize);
+    let outside = Outside {
+        bounce: match dev {
+            AnyDevice::File(d) => d.report().bounce_bytes,
+            AnyDevice::Fake(_) => 0,
+        },
+        sparse_scratch: if sparse {
+            n * (2 * size_of::<u32>() + size_of::<BundleLoc>()) + n_ext * size_of::<Extent>()
+        } else {
+            0
+        },
+    };
+    let stream_opts = StreamOptions {
+        budget: budget.saturating_sub(outside.total()),
+        ring: opts.ring.unwrap_or_else(|| layout.ring_for(sparse)),
+        block,
+        stream_all: false,
+        sparse,
+    };
+    let with_outside = |e: ModelError| match e {
+        ModelError::BudgetTooSmall { need, .. } => ModelError::BudgetTooSmall {
+            need: need.saturating_add(outside.total()),
+            have: budget,
+        },
+        e => e,
+    };
+    let plan = StreamPlan::new(layout, cfg, limits, stream_opts).map_err(with_outside)?;
+    // Without a budget, or with more than the model needs: exactly what
+    // holds everything resident (the arena is mapped and locked whole, so
+    // a larger one would only hold idle memory).
+    if budget >= plan.resident_budget() && plan.ring == 0 {
+        let all = StreamOptions {
+            budget: plan.resident_budget(),
+            ..stream_opts
+        };
+        return Ok((StreamPlan::new(layout, cfg, limits, all)?, outside));
+    }
+    Ok((plan, outside))
+}
+
 /// Plans `budget`, maps the arena, verifies the image through the device,
 /// and loads the resident units.
 #[allow(clippy::too_many_arguments)]
@@ -526,62 +578,27 @@ fn load_streamed(
     let img = image.image();
     let OpenedDevice {
         device: mut dev,
-        name,
-        mode,
+        mut name,
+        mut mode,
     } = opened;
     let layout = StreamLayout::new(&img, cfg)?;
-    let block = dev.geometry().block_size as usize;
-    let sparse = opts.sparsity > 0.0;
-    let stream_opts = StreamOptions {
-        budget,
-        ring: opts.ring.unwrap_or_else(|| layout.ring_for(sparse)),
-        block,
-        stream_all: false,
-        sparse,
-    };
-    // The device's bounce buffers and the sparse scratch live outside the
-    // arena but inside the budget: the arena gets what is left.
+    let (mut plan, mut outside) = plan_streamed(&layout, cfg, &limits, budget, opts, &dev)?;
+    // The device needs bounce memory for what can be in flight: the ring's
+    // slots, the sparse read slot and the embedding row (at least one
+    // whole read). A smaller bounce area leaves that much more to the arena.
+    if let AnyDevice::File(d) = &dev {
+        let max_transfer = dev.geometry().max_transfer as usize;
+        let need = plan.arena_use.io.max(max_transfer);
+        if need < d.report().bounce_bytes {
+            let reopened = AnyDevice::open(opts.device.as_ref(), image, need)
+                .map_err(|e| StreamFail::Load(LoadError::Device(e)))?;
+            (dev, name, mode) = (reopened.device, reopened.name, reopened.mode);
+            (plan, outside) = plan_streamed(&layout, cfg, &limits, budget, opts, &dev)?;
+        }
+    }
+    let block = plan.block;
+    let sparse = plan.sparse;
     let (n, n_ext) = SparseScratch::lens(&layout, block, dev.geometry().max_transfer as usize);
-    let outside = Outside {
-        bounce: match &dev {
-            AnyDevice::File(d) => d.report().bounce_bytes,
-            AnyDevice::Fake(_) => 0,
-        },
-        sparse_scratch: if sparse {
-            n * (2 * size_of::<u32>() + size_of::<BundleLoc>()) + n_ext * size_of::<Extent>()
-        } else {
-            0
-        },
-    };
-    let stream_opts = StreamOptions {
-        budget: budget.saturating_sub(outside.total()),
-        ..stream_opts
-    };
-    let with_outside = |e: ModelError| match e {
-        ModelError::BudgetTooSmall { need, .. } => ModelError::BudgetTooSmall {
-            need: need.saturating_add(outside.total()),
-            have: budget,
-        },
-        e => e,
-    };
-    let plan = StreamPlan::new(&layout, cfg, &limits, stream_opts).map_err(with_outside)?;
-    // Without a budget, or with more than the model needs: exactly what
-    // holds everything resident (the arena is mapped and locked whole, so
-    // a larger one would only hold idle memory).
-    let plan = if budget >= plan.resident_budget() && plan.ring == 0 {
-        let all = plan.resident_budget();
-        StreamPlan::new(
-            &layout,
-            cfg,
-            &limits,
-            StreamOptions {
-                budget: all,
-                ..stream_opts
-            },
-        )?
-    } else {
-        plan
-    };
     events.plan(image.path(), image.weight_bytes(), &limits, &plan, &outside);
     let mut arena = new_arena(plan.budget).map_err(StreamFail::Load)?;
     let lock = arena.lock().ok();
