@@ -36,7 +36,9 @@ mod error;
 mod generate;
 pub mod image_file;
 pub mod image_tokenizer;
+mod load;
 mod model_file;
+mod options;
 mod session;
 mod stats;
 
@@ -46,10 +48,10 @@ pub use device::{AnyDevice, DeviceSpec};
 pub use error::{ErrorKind, GenerateError, LoadError, OpenError};
 pub use generate::{generate, GenerateOptions, Generation, Stop, Token};
 pub use image_file::{is_image, ImageFile, ImageFileError};
+pub use load::{Outside, OwnedScratch, StreamInfo, Streamed};
 pub use model_file::ModelFile;
-pub use session::{
-    IoCounters, LoadEvents, Outside, Quiet, Session, SessionOptions, StreamInfo, Streamed,
-};
+pub use options::{LoadEvents, Quiet, SessionOptions};
+pub use session::{IoCounters, Session};
 pub use stats::{RunStats, StreamStats};
 
 pub use lode_hal::compute::sample::SamplerConfig;

@@ -1,0 +1,267 @@
+//! Loading a session's model: a GGUF whole into a locked arena of exactly
+//! its plan, or a lode image planned under the budget (less what the
+//! session holds outside the arena), checked against its CRCs through the
+//! device, and streamed.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use lode_formats::gguf::Gguf;
+use lode_hal_linux::{HugePages, LockedArena, LockedArenaOptions};
+use lode_kernel::arena::{DramArena, LockReport, SlotKind};
+use lode_kernel::cache::S3Fifo;
+use lode_kernel::fetch::BundleLoc;
+use lode_kernel::flash::FlashDevice;
+use lode_kernel::model::stream::{
+    verify_image_data, SparseBuffers, SparseScratch, SparseSetup, StreamLayout, StreamOptions,
+    StreamPlan, StreamSource,
+};
+use lode_kernel::model::{Limits, LlamaConfig, MemoryPlan, Model, ModelError};
+use lode_kernel::plan::Extent;
+
+use crate::device::{AnyDevice, OpenedDevice};
+use crate::error::LoadError;
+use crate::image_file::ImageFile;
+use crate::options::{LoadEvents, SessionOptions};
+
+/// The sparse path's buffers, owned by the session (sized by
+/// [`SparseScratch::lens`]; empty for a dense run).
+#[derive(Debug, Default)]
+pub struct OwnedScratch {
+    positions: Vec<u32>,
+    missing: Vec<u32>,
+    locs: Vec<BundleLoc>,
+    extents: Vec<Extent>,
+}
+
+impl SparseBuffers for OwnedScratch {
+    fn lend(&mut self) -> SparseScratch<'_> {
+        SparseScratch {
+            positions: &mut self.positions,
+            missing: &mut self.missing,
+            locs: &mut self.locs,
+            extents: &mut self.extents,
+        }
+    }
+}
+
+/// The streaming source a session runs.
+pub type Streamed = StreamSource<AnyDevice, S3Fifo, OwnedScratch>;
+
+/// Memory a streamed session holds outside its arena, counted in its
+/// budget: the arena is the budget less these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Outside {
+    /// The device's bounce buffers (O_DIRECT reads land there first).
+    pub bounce: usize,
+    /// The sparse path's position, location and read-plan buffers.
+    pub sparse_scratch: usize,
+}
+
+impl Outside {
+    /// Both.
+    pub fn total(&self) -> usize {
+        self.bounce.saturating_add(self.sparse_scratch)
+    }
+}
+
+/// How a streamed session reads (for the stats).
+#[derive(Debug, Clone)]
+pub struct StreamInfo {
+    /// `file:<path>` or `fake:<profile>`.
+    pub device: String,
+    /// How the device reads.
+    pub mode: String,
+    /// The memory plan.
+    pub plan: StreamPlan,
+    /// Sparsity of the FFN.
+    pub sparsity: f32,
+    /// Seconds to check the image's data against its CRCs.
+    pub verify_seconds: f64,
+    /// What the budget holds outside the arena.
+    pub outside: Outside,
+}
+
+/// Nanoseconds since the first call: the ring's clock.
+fn now_ns() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+pub(crate) enum DenseFail {
+    Model(ModelError),
+    Load(LoadError),
+}
+
+/// The whole GGUF in one locked arena of exactly the planned size.
+pub(crate) fn load_dense(
+    bytes: &[u8],
+    cfg: &LlamaConfig,
+    limits: Limits,
+) -> Result<(Model, LockedArena, Option<LockReport>), DenseFail> {
+    // `ModelFile::open` parsed these bytes already.
+    let file = Gguf::parse(bytes).map_err(|e| DenseFail::Model(ModelError::Format(e)))?;
+    let plan = MemoryPlan::dense(&file, cfg, &limits).map_err(DenseFail::Model)?;
+    let mut arena = new_arena(plan.total()).map_err(DenseFail::Load)?;
+    // Locking is best effort: the report says how much it achieved.
+    let lock = arena.lock().ok();
+    let model = Model::load(&file, *cfg, limits, &mut arena).map_err(DenseFail::Model)?;
+    plan.arena_use.check(&arena).map_err(DenseFail::Model)?;
+    Ok((model, arena, lock))
+}
+
+fn new_arena(bytes: usize) -> Result<LockedArena, LoadError> {
+    LockedArena::with_options(
+        bytes,
+        LockedArenaOptions {
+            huge_pages: HugePages::Transparent,
+        },
+    )
+    .map_err(LoadError::Arena)
+}
+
+pub(crate) enum StreamFail {
+    Model(ModelError),
+    Load(LoadError),
+}
+
+impl From<ModelError> for StreamFail {
+    fn from(e: ModelError) -> Self {
+        StreamFail::Model(e)
+    }
+}
+
+/// The plan of `layout` under `budget` on `dev`, and what the budget holds
+/// outside the arena: the device's bounce buffers and the sparse scratch.
+fn plan_streamed(
+    layout: &StreamLayout,
+    cfg: &LlamaConfig,
+    limits: &Limits,
+    budget: usize,
+    opts: &SessionOptions,
+    dev: &AnyDevice,
+) -> Result<(StreamPlan, Outside), StreamFail> {
+    let block = dev.geometry().block_size as usize;
+    let sparse = opts.sparsity > 0.0;
+    let (n, n_ext) = SparseScratch::lens(layout, block, dev.geometry().max_transfer as usize);
+    let outside = Outside {
+        bounce: match dev {
+            AnyDevice::File(d) => d.report().bounce_bytes,
+            AnyDevice::Fake(_) => 0,
+        },
+        sparse_scratch: if sparse {
+            n * (2 * size_of::<u32>() + size_of::<BundleLoc>()) + n_ext * size_of::<Extent>()
+        } else {
+            0
+        },
+    };
+    let stream_opts = StreamOptions {
+        budget: budget.saturating_sub(outside.total()),
+        ring: opts.ring.unwrap_or_else(|| layout.ring_for(sparse)),
+        block,
+        stream_all: false,
+        sparse,
+    };
+    let with_outside = |e: ModelError| match e {
+        ModelError::BudgetTooSmall { need, .. } => ModelError::BudgetTooSmall {
+            need: need.saturating_add(outside.total()),
+            have: budget,
+        },
+        e => e,
+    };
+    let plan = StreamPlan::new(layout, cfg, limits, stream_opts).map_err(with_outside)?;
+    // Without a budget, or with more than the model needs: exactly what
+    // holds everything resident (the arena is mapped and locked whole, so
+    // a larger one would only hold idle memory).
+    if budget >= plan.resident_budget() && plan.ring == 0 {
+        let all = StreamOptions {
+            budget: plan.resident_budget(),
+            ..stream_opts
+        };
+        return Ok((StreamPlan::new(layout, cfg, limits, all)?, outside));
+    }
+    Ok((plan, outside))
+}
+
+/// Plans `budget`, maps the arena, verifies the image through the device,
+/// and loads the resident units.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn load_streamed(
+    image: &ImageFile,
+    opened: OpenedDevice,
+    cfg: &LlamaConfig,
+    limits: Limits,
+    budget: usize,
+    opts: &SessionOptions,
+    events: &mut dyn LoadEvents,
+) -> Result<(Model<Streamed>, LockedArena, Option<LockReport>, StreamInfo), StreamFail> {
+    let img = image.image();
+    let OpenedDevice {
+        device: mut dev,
+        mut name,
+        mut mode,
+    } = opened;
+    let layout = StreamLayout::new(&img, cfg)?;
+    let (mut plan, mut outside) = plan_streamed(&layout, cfg, &limits, budget, opts, &dev)?;
+    // The device needs bounce memory for what can be in flight: the ring's
+    // slots, the sparse read slot and the embedding row (at least one
+    // whole read). A smaller bounce area leaves that much more to the arena.
+    if let AnyDevice::File(d) = &dev {
+        let max_transfer = dev.geometry().max_transfer as usize;
+        let need = plan.arena_use.io.max(max_transfer);
+        if need < d.report().bounce_bytes {
+            let reopened = AnyDevice::open(opts.device.as_ref(), image, need)
+                .map_err(|e| StreamFail::Load(LoadError::Device(e)))?;
+            (dev, name, mode) = (reopened.device, reopened.name, reopened.mode);
+            (plan, outside) = plan_streamed(&layout, cfg, &limits, budget, opts, &dev)?;
+        }
+    }
+    let block = plan.block;
+    let sparse = plan.sparse;
+    let (n, n_ext) = SparseScratch::lens(&layout, block, dev.geometry().max_transfer as usize);
+    events.plan(image.path(), image.weight_bytes(), &limits, &plan, &outside);
+    let mut arena = new_arena(plan.budget).map_err(StreamFail::Load)?;
+    let lock = arena.lock().ok();
+
+    let mut verify_seconds = 0.0;
+    if opts.verify {
+        let t = Instant::now();
+        let chunk = (plan.budget / 2).clamp(block, 8 << 20) / block * block;
+        let slot = arena
+            .alloc(chunk, 64, SlotKind::IoBuffer)
+            .map_err(ModelError::arena)?;
+        verify_image_data(&mut dev, &mut arena, &img, slot, |done, total| {
+            events.verify(done, total)
+        })?;
+        arena.free(slot).map_err(ModelError::arena)?;
+        verify_seconds = t.elapsed().as_secs_f64();
+    }
+    let scratch = if sparse {
+        OwnedScratch {
+            positions: vec![0; n],
+            missing: vec![0; n],
+            locs: vec![BundleLoc::default(); n],
+            extents: vec![Extent::default(); n_ext],
+        }
+    } else {
+        OwnedScratch::default()
+    };
+    let setup = sparse.then(|| SparseSetup {
+        sparsity: opts.sparsity,
+        policy: opts.neuron_cache.then(|| S3Fifo::new(10)),
+        scratch,
+    });
+    let source = Streamed::load_with(dev, &mut arena, layout, cfg, &limits, plan, now_ns, setup)?;
+    let model = Model::new(*cfg, limits, source, &mut arena)?;
+    // One accountant: the arena holds exactly what the plan counted.
+    plan.arena_use.check(&arena)?;
+    let info = StreamInfo {
+        device: name,
+        mode,
+        plan,
+        sparsity: opts.sparsity,
+        verify_seconds,
+        outside,
+    };
+    Ok((model, arena, lock, info))
+}

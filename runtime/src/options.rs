@@ -1,0 +1,112 @@
+//! How a session is sized and where it reads from ([`SessionOptions`]),
+//! and what loading reports as it happens ([`LoadEvents`]).
+
+use std::path::Path;
+
+use lode_kernel::model::stream::StreamPlan;
+use lode_kernel::model::{Limits, LlamaConfig, MAX_CONTEXT};
+
+use crate::budget::Budget;
+use crate::device::DeviceSpec;
+use crate::error::LoadError;
+use crate::load::Outside;
+
+/// How a session is sized and where it reads from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionOptions {
+    /// Most positions one context may reach (at most the model's trained
+    /// context and [`MAX_CONTEXT`]).
+    pub max_context: usize,
+    /// Prompt positions evaluated per pass over the weights.
+    pub batch: usize,
+    /// Contexts whose full KV caches the budget reserves room for.
+    pub contexts: usize,
+    /// Threads for the numeric work (`None`: every available core).
+    pub threads: Option<usize>,
+    /// DRAM budget of a lode image (`None`: everything resident). A GGUF
+    /// is always held whole.
+    pub budget: Option<Budget>,
+    /// Where an image's weights are read from (`None`: the image itself).
+    pub device: Option<DeviceSpec>,
+    /// I/O slots of the ring (`None`: enough to read a whole streamed FFN
+    /// layer ahead).
+    pub ring: Option<usize>,
+    /// Fraction of FFN neurons skipped per token (0: dense).
+    pub sparsity: f32,
+    /// Cache down columns in what the plan leaves over (sparse runs).
+    pub neuron_cache: bool,
+    /// Check the image's data against its CRCs before loading.
+    pub verify: bool,
+}
+
+impl SessionOptions {
+    /// Defaults for contexts of up to `max_context` positions: prompt
+    /// batches of 64, one context, every core, everything resident, the
+    /// image's own file, dense, with the neuron cache, verified.
+    pub fn new(max_context: usize) -> SessionOptions {
+        SessionOptions {
+            max_context,
+            batch: 64,
+            contexts: 1,
+            threads: None,
+            budget: None,
+            device: None,
+            ring: None,
+            sparsity: 0.0,
+            neuron_cache: true,
+            verify: true,
+        }
+    }
+
+    /// The limits these options give a model of `cfg`. Prompt batches are
+    /// no wider than `widest_prompt` positions: decoding takes one position
+    /// a pass, so wider batch buffers would hold memory nothing uses
+    /// (under a budget, weights that could have stayed resident).
+    pub(crate) fn limits(
+        &self,
+        cfg: &LlamaConfig,
+        widest_prompt: usize,
+    ) -> Result<Limits, LoadError> {
+        let room = cfg.context.min(MAX_CONTEXT);
+        if self.max_context == 0 || self.max_context > room {
+            return Err(LoadError::Options(format!(
+                "contexts of {} positions: this model holds 1 to {room}",
+                self.max_context
+            )));
+        }
+        if self.batch == 0 {
+            return Err(LoadError::Options("--batch must be at least 1".into()));
+        }
+        let batch = self.batch.min(widest_prompt.max(1)).min(self.max_context);
+        let limits = Limits::new(self.max_context, batch).with_contexts(self.contexts);
+        limits
+            .validate(cfg)
+            .map_err(|e| LoadError::Options(e.to_string()))?;
+        Ok(limits)
+    }
+}
+
+/// What a session reports of its loading, as it happens (the CLI prints
+/// the plan and a progress meter; a library caller may ignore both).
+pub trait LoadEvents {
+    /// The streaming plan of the image at `path` (`weight_bytes` of
+    /// weights), before anything is allocated: the arena's, which is the
+    /// budget less what `outside` holds.
+    fn plan(
+        &mut self,
+        _path: &Path,
+        _weight_bytes: u64,
+        _limits: &Limits,
+        _plan: &StreamPlan,
+        _outside: &Outside,
+    ) {
+    }
+    /// `done` of `total` data bytes verified.
+    fn verify(&mut self, _done: u64, _total: u64) {}
+}
+
+/// Ignores every event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Quiet;
+
+impl LoadEvents for Quiet {}
