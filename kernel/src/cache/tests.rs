@@ -4,6 +4,7 @@ use proptest::prelude::{prop_assert, prop_assert_eq, proptest};
 
 use super::*;
 use crate::arena::testing::VecArena;
+use crate::arena::DramArena;
 
 fn cfg(slots: u32, keys: u32) -> CacheConfig {
     CacheConfig {

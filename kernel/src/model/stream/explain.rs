@@ -1,0 +1,118 @@
+//! The memory plan as `lode run --explain` prints it: each purpose's
+//! bytes, what stays resident, the rule, and what streams per token.
+
+use core::fmt;
+
+use super::plan::StreamPlan;
+
+fn mib(b: usize) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
+
+/// How much of the head a plan keeps, in words.
+struct HeadRows<'p>(&'p StreamPlan);
+
+impl fmt::Display for HeadRows<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            p if p.head_resident => f.write_str("resident"),
+            p if p.head_resident_rows > 0 => write!(
+                f,
+                "{} rows resident, the rest streamed in pieces",
+                p.head_resident_rows
+            ),
+            _ => f.write_str("streamed in pieces"),
+        }
+    }
+}
+
+impl fmt::Display for StreamPlan {
+    /// The plan as `lode run --explain` prints it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = &self.bytes;
+        writeln!(
+            f,
+            "memory plan: budget {:.1} MiB, minimum {:.1} MiB",
+            mib(self.budget),
+            mib(self.minimum)
+        )?;
+        let line = |f: &mut fmt::Formatter<'_>, what: &str, n: usize, note: &dyn fmt::Display| {
+            writeln!(f, "  {what:<22} {:>8.2} MiB  {note}", mib(n))
+        };
+        line(
+            f,
+            "forward buffers",
+            b.buffers,
+            &"activations, scores, logits",
+        )?;
+        match self.contexts {
+            1 => line(f, "KV cache", b.kv, &"full context, 16-token chunks")?,
+            n => line(
+                f,
+                "KV cache",
+                b.kv,
+                &format_args!("{n} full contexts, 16-token chunks"),
+            )?,
+        }
+        line(f, "norms", b.norms, &"every layer, resident")?;
+        line(f, "scratch", b.scratch, &"FFN activations, embedding row")?;
+        line(
+            f,
+            "I/O ring",
+            b.ring,
+            &format_args!("{} slots of {:.2} MiB", self.ring, mib(self.ring_slot)),
+        )?;
+        line(
+            f,
+            "attention (resident)",
+            b.attention,
+            &format_args!(
+                "{} of {} layers; the rest stream",
+                self.resident_attention_layers(),
+                self.layers
+            ),
+        )?;
+        line(
+            f,
+            "output head (resident)",
+            b.head,
+            &format_args!("{}", HeadRows(self)),
+        )?;
+        if self.sparse {
+            line(
+                f,
+                "sparse read slot",
+                b.sparse_io,
+                &"down columns of the firing neurons",
+            )?;
+            line(
+                f,
+                "neuron cache",
+                b.cache,
+                &"down columns (S3-FIFO), what is left",
+            )?;
+        }
+        line(
+            f,
+            "FFN (resident)",
+            b.ffn,
+            &format_args!(
+                "{} of {} layers; the rest stream",
+                self.resident_ffn_layers(),
+                self.layers
+            ),
+        )?;
+        writeln!(
+            f,
+            "  rule: fixed costs, then attention, then the output head, then as many FFN \
+             layers as fit, the streamed ones spread over the depth, then the head's first \
+             rows in what is left"
+        )?;
+        write!(
+            f,
+            "  streamed per token: {}{:.2} MiB",
+            if self.sparse { "at most " } else { "" },
+            mib(self.streamed_per_token as usize)
+        )
+    }
+}
