@@ -22,6 +22,7 @@ mod ring;
 mod source;
 mod sparse;
 mod sparsity;
+mod units;
 
 #[cfg(test)]
 mod tests;

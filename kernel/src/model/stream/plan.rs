@@ -24,16 +24,16 @@
 //! attention computes. The ring's slots are sized for the largest unit
 //! that still streams.
 
-use crate::model::arena_use::ArenaUse;
+use crate::model::arena_use::{ArenaUse, Footprint};
 use crate::model::buffers::Buffers;
 use crate::model::config::{Limits, LlamaConfig};
 use crate::model::error::ModelError;
 use crate::model::kv::KvCache;
 use crate::model::weights::{aligned, ALIGN};
 
-use super::layout::{FfnKind, StreamLayout};
+use super::layout::StreamLayout;
+use super::units::{Residency, Units};
 
-use crate::limits::HEAD_PIECE;
 pub use crate::limits::MAX_RING;
 
 /// What a run asks of the planner.
@@ -157,7 +157,7 @@ pub(crate) fn read_slot(len: usize, block: usize) -> usize {
     aligned(blocks(len, block))
 }
 
-fn bit(l: usize) -> u128 {
+pub(super) fn bit(l: usize) -> u128 {
     1u128 << (l % 128)
 }
 
@@ -215,6 +215,108 @@ pub(super) fn act_lens(
     }
 }
 
+/// What every plan of a layout pays whatever stays resident: forward
+/// buffers, the KV cache, norms, activation scratch and the embedding-row
+/// slot, the sparse read slot, and the ring (sized by the caller).
+struct Fixed {
+    buffers: Footprint,
+    kv: usize,
+    norms: usize,
+    act_len: usize,
+    up_len: usize,
+    row_slot: usize,
+    sparse_io: usize,
+    ring: usize,
+    layers: usize,
+    block: usize,
+}
+
+impl Fixed {
+    fn new(units: &Units<'_>, limits: &Limits, opts: &StreamOptions) -> Fixed {
+        let (layout, cfg, block) = (units.layout, units.cfg, units.block);
+        let norms = layout
+            .attn
+            .iter()
+            .fold(read_slot(layout.output_norm.len, block), |a, s| {
+                a.saturating_add(read_slot(s.attn_norm.len, block))
+                    .saturating_add(read_slot(s.ffn_norm.len, block))
+            });
+        // Activations: one row's for bundled layers; split and dense
+        // layers keep every row's (a split batch chooses the columns one
+        // fetch reads, a dense one multiplies all rows at once). Split
+        // layers also hold one row's up products, dense layers every row's.
+        let (act_len, up_len) = act_lens(layout, cfg, limits);
+        let down_max = layout.ffn.iter().map(|f| f.len).max().unwrap_or(0);
+        Fixed {
+            buffers: Buffers::arena_bytes(cfg, limits),
+            kv: KvCache::chunks_for(limits.max_context)
+                .saturating_mul(limits.contexts)
+                .saturating_mul(aligned(KvCache::chunk_bytes(cfg))),
+            norms,
+            act_len,
+            up_len,
+            row_slot: read_slot(layout.embed.row_bytes().saturating_add(block), block),
+            sparse_io: if opts.sparse {
+                read_slot(down_max.saturating_add(2 * block), block)
+            } else {
+                0
+            },
+            ring: opts.ring,
+            layers: cfg.layers,
+            block,
+        }
+    }
+
+    /// The fixed costs with ring slots of `ring_slot` bytes. Slots reads
+    /// land in start on a block: the norms, the ring, the embedding row
+    /// (and, counted as they are kept, resident units).
+    fn bytes(&self, ring_slot: usize) -> PlanBytes {
+        PlanBytes {
+            buffers: self.buffers.aligned,
+            kv: self.kv,
+            norms: self.norms,
+            scratch: aligned(self.act_len)
+                .saturating_add(aligned(self.up_len))
+                .saturating_add(self.row_slot),
+            ring: ring_slot.saturating_mul(self.ring),
+            sparse_io: self.sparse_io,
+            alignment: self.block.saturating_mul(2 * self.layers + 3 + self.ring),
+            ..PlanBytes::default()
+        }
+    }
+
+    /// What the arena holds by kind once a plan of `bytes` is loaded.
+    fn arena_use(
+        &self,
+        bytes: &PlanBytes,
+        row_streams: bool,
+        limits: &Limits,
+        cfg: &LlamaConfig,
+    ) -> ArenaUse {
+        ArenaUse {
+            resident: self
+                .norms
+                .saturating_add(bytes.attention)
+                .saturating_add(bytes.head)
+                .saturating_add(bytes.ffn),
+            io: bytes
+                .ring
+                .saturating_add(bytes.sparse_io)
+                .saturating_add(if row_streams { self.row_slot } else { 0 }),
+            scratch: self
+                .buffers
+                .exact
+                .saturating_add(self.act_len)
+                .saturating_add(self.up_len),
+            cache: bytes.cache,
+            kv: KvCache::chunks_for(limits.max_context)
+                .saturating_mul(limits.contexts)
+                .saturating_mul(KvCache::chunk_bytes(cfg)),
+            capacity: 0,
+        }
+    }
+}
+
 impl StreamPlan {
     /// Plans `layout`'s model under `limits` and `opts`.
     pub fn new(
@@ -233,236 +335,56 @@ impl StreamPlan {
             ));
         }
         let block = opts.block;
-        let buffers = Buffers::arena_bytes(cfg, limits);
-        let kv = KvCache::chunks_for(limits.max_context)
-            .saturating_mul(limits.contexts)
-            .saturating_mul(aligned(KvCache::chunk_bytes(cfg)));
-        let norms = layout
-            .attn
-            .iter()
-            .fold(read_slot(layout.output_norm.len, block), |a, s| {
-                a.saturating_add(read_slot(s.attn_norm.len, block))
-                    .saturating_add(read_slot(s.ffn_norm.len, block))
-            });
-        let row = layout.embed.row_bytes();
-        // Activations: one row's for bundled layers; split and dense
-        // layers keep every row's (a split batch chooses the columns one
-        // fetch reads, a dense one multiplies all rows at once). Split
-        // layers also hold one row's up products, dense layers every row's.
-        let (act_len, up_len) = act_lens(layout, cfg, limits);
-        let act = aligned(act_len).saturating_add(aligned(up_len));
-        let row_slot = read_slot(row.saturating_add(block), block);
-        let scratch = act.saturating_add(row_slot);
-        let split = layout.ffn.iter().all(|f| f.split().is_some());
-        if opts.sparse && !split {
+        if opts.sparse && !layout.ffn.iter().all(|f| f.split().is_some()) {
             return Err(ModelError::Layout(
                 "sparse streaming needs an image whose FFN is split (pack with --layout split)",
             ));
         }
-        let attn_len = |l: usize| layout.attn.get(l).map_or(0, |a| a.len);
-        // The largest ring unit of a streamed FFN layer: the whole bundle
-        // region, a split layer's rows (and its down columns unless those
-        // are fetched sparsely), or a dense layer's largest matrix (its
-        // three stream one by one).
-        let ffn_unit = |l: usize| {
-            layout.ffn.get(l).map_or(0, |f| match f.kind {
-                FfnKind::Bundled => f.len,
-                FfnKind::Split(r) if opts.sparse => r.len,
-                FfnKind::Split(r) => r.len.max(f.len),
-                FfnKind::Dense(m) => m.gate.len.max(m.up.len).max(m.down.len),
-            })
+        let units = Units {
+            layout,
+            cfg,
+            block,
+            sparse: opts.sparse,
         };
-        // Bytes a streamed FFN layer reads per token (at most).
-        let ffn_streamed = |l: usize| {
-            layout.ffn.get(l).map_or(0, |f| match f.kind {
-                FfnKind::Dense(m) => [m.gate, m.up, m.down].iter().fold(0usize, |a, t| {
-                    let skip = (t.offset % block as u64) as usize;
-                    a.saturating_add(blocks(t.len.saturating_add(skip), block))
-                }),
-                _ => blocks(f.len, block)
-                    .saturating_add(f.split().map_or(0, |r| blocks(r.len, block))),
-            })
-        };
-        let down_max = layout.ffn.iter().map(|f| f.len).max().unwrap_or(0);
-        let head_len = layout.head.len;
-
-        let ring_slot_for = |attn_res: u128, ffn_res: u128, head_res: bool| -> usize {
-            let mut largest = 0usize;
-            for l in 0..cfg.layers {
-                if attn_res & bit(l) == 0 {
-                    largest = largest.max(attn_len(l));
-                }
-                if ffn_res & bit(l) == 0 {
-                    largest = largest.max(ffn_unit(l));
-                }
-            }
-            if !head_res {
-                let piece = if largest == 0 { HEAD_PIECE } else { largest };
-                largest = largest.max(piece.min(head_len));
-            }
-            // Two spare blocks: a head piece starts and ends inside blocks.
-            read_slot(largest.saturating_add(2 * block), block)
-        };
-
-        // Slots reads land in start on a block: the norms, the ring, the
-        // embedding row, and (counted as they are kept) resident units.
-        let sparse_io = if opts.sparse {
-            read_slot(down_max.saturating_add(2 * block), block)
-        } else {
-            0
-        };
-        let fixed = |ring_slot: usize| PlanBytes {
-            buffers: buffers.aligned,
-            kv,
-            norms,
-            scratch,
-            ring: ring_slot.saturating_mul(opts.ring),
-            sparse_io,
-            alignment: block.saturating_mul(2 * cfg.layers + 3 + opts.ring),
-            ..PlanBytes::default()
-        };
-        let worst = ring_slot_for(0, 0, false);
-        let minimum = fixed(worst).total();
+        let fixed = Fixed::new(&units, limits, &opts);
+        let worst = units.ring_slot(&Residency::default());
+        let minimum = fixed.bytes(worst).total();
         if opts.budget < minimum {
             return Err(ModelError::BudgetTooSmall {
                 need: minimum,
                 have: opts.budget,
             });
         }
-        let mut bytes = fixed(worst);
+        let mut bytes = fixed.bytes(worst);
         let fixed_alignment = bytes.alignment;
-        let mut left = opts.budget - minimum;
-        // A resident unit costs its slot plus a block of room to start it
-        // on one; the slot is counted by purpose, the room as alignment.
-        let take = |len: usize, left: &mut usize, pad: &mut usize| -> Option<usize> {
-            let slot = read_slot(len, block);
-            let cost = slot.saturating_add(block);
-            (!opts.stream_all && cost <= *left).then(|| {
-                *left -= cost;
-                *pad += block;
-                slot
-            })
-        };
-        let (mut attn_res, mut ffn_res, mut head_res) = (0u128, 0u128, false);
-        for l in 0..cfg.layers {
-            if let Some(c) = take(attn_len(l), &mut left, &mut bytes.alignment) {
-                attn_res |= bit(l);
-                bytes.attention += c;
-            }
-        }
-        if let Some(c) = take(head_len, &mut left, &mut bytes.alignment) {
-            head_res = true;
-            bytes.head = c;
-        }
-        // A split layer keeps two slots (rows and columns) resident: their
-        // bytes, and the room to align each.
-        let ffn_slots = |l: usize| {
-            layout.ffn.get(l).map_or((usize::MAX, 0), |f| {
-                let rows = f.split().map(|r| read_slot(r.len, block));
-                (
-                    read_slot(f.len, block).saturating_add(rows.unwrap_or(0)),
-                    block * (1 + usize::from(rows.is_some())),
-                )
-            })
-        };
-        let ffn_cost = |l: usize| {
-            let (slots, pad) = ffn_slots(l);
-            slots.saturating_add(pad)
-        };
-        let spread = if opts.stream_all {
-            0
-        } else {
-            spread_streamed(cfg.layers, left, ffn_cost)
-        };
-        for l in 0..cfg.layers {
-            let cost = ffn_cost(l);
-            let chosen = if spread != 0 {
-                spread & bit(l) != 0
-            } else {
-                !opts.stream_all && cost <= left
-            };
-            if chosen {
-                let (slots, pad) = ffn_slots(l);
-                left -= cost;
-                ffn_res |= bit(l);
-                bytes.ffn += slots;
-                bytes.alignment += pad;
-            }
-        }
+        let (res, left) = units.choose(&mut bytes, opts.budget - minimum, &opts);
         let all = if cfg.layers >= 128 {
             u128::MAX
         } else {
             bit(cfg.layers) - 1
         };
-        // What no whole unit fits keeps the head's first rows, each saving
-        // its bytes every token (a sparse run gives it to the neuron cache).
-        let mut head_part = 0usize;
-        let rb = layout.head.row_bytes();
-        if !head_res && !opts.sparse && !opts.stream_all && rb > 0 {
-            let cost = |r: usize| read_slot(r.saturating_mul(rb), block).saturating_add(block);
-            let mut r = (left.saturating_sub(2 * block + ALIGN) / rb).min(layout.head.rows);
-            while r > 0 && cost(r) > left {
-                r -= 1;
-            }
-            if r > 0 {
-                head_part = r;
-                left -= cost(r);
-                bytes.head = cost(r) - block;
-                bytes.alignment += block;
-            }
-        }
-        let nothing_streams = attn_res == all && ffn_res == all && head_res;
+        let nothing_streams = res.attn == all && res.ffn == all && res.head;
         // What no whole unit fits caches down columns, once it holds more
         // than the cache's key map (4 bytes a neuron) and a few columns.
         let keys = cfg.layers.saturating_mul(cfg.ffn).saturating_mul(4);
         let column = layout.ffn.iter().map(|f| f.bundle).max().unwrap_or(0);
-        if opts.sparse && ffn_res != all && left > keys.saturating_add(64 * column) {
+        if opts.sparse && res.ffn != all && left > keys.saturating_add(64 * column) {
             bytes.cache = left;
         }
         let ring = if nothing_streams { 0 } else { opts.ring };
         let ring_slot = if nothing_streams {
             0
         } else {
-            ring_slot_for(attn_res, ffn_res, head_res)
+            units.ring_slot(&res)
         };
         bytes.ring = ring_slot.saturating_mul(ring);
         let head_rows = ring_slot
             .saturating_sub(2 * block)
-            .checked_div(row)
+            .checked_div(layout.embed.row_bytes())
             .map_or(cfg.vocab, |r| r.clamp(1, cfg.vocab.max(1)));
-        let mut streamed = 0u64;
-        for l in 0..cfg.layers {
-            if attn_res & bit(l) == 0 {
-                streamed += blocks(attn_len(l), block) as u64;
-            }
-            if ffn_res & bit(l) == 0 {
-                streamed += ffn_streamed(l) as u64;
-            }
-        }
-        if !head_res {
-            let from = head_part.saturating_mul(rb);
-            let skip = from % block;
-            streamed += blocks(skip + head_len.saturating_sub(from), block) as u64;
-        }
-        let row_streams = !(head_res && cfg.tied_embeddings);
-        if row_streams {
-            streamed += blocks(row.saturating_add(block), block) as u64;
-        }
         let arena_use = ArenaUse {
-            resident: norms
-                .saturating_add(bytes.attention)
-                .saturating_add(bytes.head)
-                .saturating_add(bytes.ffn),
-            io: bytes
-                .ring
-                .saturating_add(bytes.sparse_io)
-                .saturating_add(if row_streams { row_slot } else { 0 }),
-            scratch: buffers.exact.saturating_add(act_len).saturating_add(up_len),
-            cache: bytes.cache,
-            kv: KvCache::chunks_for(limits.max_context)
-                .saturating_mul(limits.contexts)
-                .saturating_mul(KvCache::chunk_bytes(cfg)),
             capacity: opts.budget,
+            ..fixed.arena_use(&bytes, units.row_streams(&res), limits, cfg)
         };
         Ok(StreamPlan {
             arena_use,
@@ -472,16 +394,16 @@ impl StreamPlan {
             ring,
             ring_slot,
             head_rows,
-            attn_resident: attn_res,
-            ffn_resident: ffn_res,
-            head_resident: head_res,
-            head_resident_rows: if head_res {
+            attn_resident: res.attn,
+            ffn_resident: res.ffn,
+            head_resident: res.head,
+            head_resident_rows: if res.head {
                 layout.head.rows
             } else {
-                head_part
+                res.head_part
             },
             bytes,
-            streamed_per_token: streamed,
+            streamed_per_token: units.streamed_per_token(&res),
             sparse: opts.sparse,
             layers: cfg.layers,
             contexts: limits.contexts,
