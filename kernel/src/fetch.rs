@@ -185,12 +185,69 @@ where
             needed: summary.bytes,
         });
     }
-    // 3. Read; extents land back to back. The queue is kept fed: reads are
-    //    collected at most half a queue at a time and each collection is
-    //    followed by as many new reads, so the device is never left idle
-    //    while extents remain (draining it between batches would pay the
-    //    fixed command latency once per batch instead of once per layer).
-    let qd = usize::from(geo.queue_depth).clamp(1, MAX_BATCH);
+    // 3. Read; extents land back to back.
+    read_extents(dev, arena, extents, io)?;
+    // 4. Locate each miss in the I/O buffer and offer it to the cache.
+    let bb = u64::from(region.bundle_bytes);
+    let mut k = 0usize;
+    let mut k_off = 0usize;
+    let mut m = 0usize;
+    let mut admitted = 0u32;
+    let mut run_start = 0usize;
+    for (i, &p) in positions.iter().enumerate() {
+        if scratch.locs[i] != BundleLoc::Nowhere {
+            continue;
+        }
+        let start = region.offset + u64::from(p) * u64::from(region.stride);
+        let at = locate(extents, &mut k, &mut k_off, start, bb)
+            .ok_or(FetchError::Plan(PlanError::BadRegion))?;
+        scratch.locs[i] = BundleLoc::Io(at);
+        if let Some(c) = cache.as_deref_mut() {
+            // Length of the run of consecutive missing positions around p.
+            if m == 0 || missing[m - 1] + 1 != p {
+                run_start = m;
+            }
+            let mut run_end = m + 1;
+            while run_end < missing.len() && missing[run_end] == missing[run_end - 1] + 1 {
+                run_end += 1;
+            }
+            let why = Admission {
+                token,
+                run_len: (run_end - run_start) as u32,
+            };
+            if let Some(slot) = c
+                .insert(arena, key_base.wrapping_add(p), &why)
+                .map_err(FetchError::Cache)?
+            {
+                c.store(arena, slot, io, at).map_err(FetchError::Cache)?;
+                admitted += 1;
+            }
+        }
+        m += 1;
+    }
+    Ok(Fetched {
+        hits: (positions.len() - n_missing) as u32,
+        misses: n_missing as u32,
+        plan: summary,
+        needed_bytes: n_missing as u64 * bb,
+        admitted,
+    })
+}
+
+/// Reads `extents` into `io`, back to back, keeping the device's queue
+/// fed: reads are collected at most half a queue at a time and each
+/// collection is followed by as many new reads, so the device is never left
+/// idle while extents remain (draining it between batches would pay the
+/// fixed command latency once per batch instead of once per layer). A
+/// failed read drains the rest and is reported with its offset; a device
+/// that holds reads but completes none is `Stalled`.
+fn read_extents<F: FlashDevice, A: DramArena>(
+    dev: &mut F,
+    arena: &mut A,
+    extents: &[Extent],
+    io: Slot,
+) -> Result<(), FetchError<F::Error>> {
+    let qd = usize::from(dev.geometry().queue_depth).clamp(1, MAX_BATCH);
     let collect = if qd > 1 { qd / 2 } else { 1 };
     let mut buf_off = 0usize;
     let mut next = 0usize;
@@ -242,51 +299,7 @@ where
             });
         }
     }
-    // 4. Locate each miss in the I/O buffer and offer it to the cache.
-    let bb = u64::from(region.bundle_bytes);
-    let mut k = 0usize;
-    let mut k_off = 0usize;
-    let mut m = 0usize;
-    let mut admitted = 0u32;
-    let mut run_start = 0usize;
-    for (i, &p) in positions.iter().enumerate() {
-        if scratch.locs[i] != BundleLoc::Nowhere {
-            continue;
-        }
-        let start = region.offset + u64::from(p) * u64::from(region.stride);
-        let at = locate(extents, &mut k, &mut k_off, start, bb)
-            .ok_or(FetchError::Plan(PlanError::BadRegion))?;
-        scratch.locs[i] = BundleLoc::Io(at);
-        if let Some(c) = cache.as_deref_mut() {
-            // Length of the run of consecutive missing positions around p.
-            if m == 0 || missing[m - 1] + 1 != p {
-                run_start = m;
-            }
-            let mut run_end = m + 1;
-            while run_end < missing.len() && missing[run_end] == missing[run_end - 1] + 1 {
-                run_end += 1;
-            }
-            let why = Admission {
-                token,
-                run_len: (run_end - run_start) as u32,
-            };
-            if let Some(slot) = c
-                .insert(arena, key_base.wrapping_add(p), &why)
-                .map_err(FetchError::Cache)?
-            {
-                c.store(arena, slot, io, at).map_err(FetchError::Cache)?;
-                admitted += 1;
-            }
-        }
-        m += 1;
-    }
-    Ok(Fetched {
-        hits: (positions.len() - n_missing) as u32,
-        misses: n_missing as u32,
-        plan: summary,
-        needed_bytes: n_missing as u64 * bb,
-        admitted,
-    })
+    Ok(())
 }
 
 /// Buffer offset of the device bytes `[start, start + len)`: find an extent

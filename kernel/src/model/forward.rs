@@ -26,6 +26,7 @@ use lode_formats::gguf::dequantize_row;
 use crate::arena::{DramArena, Slot};
 use crate::compute::{AttentionShape, Compute, ErrorKind as ComputeKind};
 
+use super::buffers::Buffers;
 use super::context::Context;
 use super::error::ModelError;
 use super::ffn::FfnIo;
@@ -126,6 +127,21 @@ impl<W: WeightSource> Model<W> {
         Ok(())
     }
 
+    /// The embedding rows of `tokens` into `x`, decoded from the stored
+    /// type.
+    fn embed<A: DramArena>(&mut self, arena: &mut A, tokens: &[u32]) -> Result<(), ModelError> {
+        let (b, hd) = (self.buf, self.cfg.hidden);
+        for (i, &tok) in tokens.iter().enumerate() {
+            let (embed, r) = self.weights.embedding_row(tok, arena)?;
+            let (t, m) = arena.parts_mut();
+            let ([x], sh) = split(t, m, [b.x])?;
+            let row = embed.row(&sh, r)?;
+            let xr = rows_mut(f32s_mut(x)?, hd, i..i + 1)?;
+            dequantize_row(embed.dtype, row, xr)?;
+        }
+        Ok(())
+    }
+
     /// One batch through every layer; leaves the final residual in `x`.
     fn forward<A: DramArena, C: Compute>(
         &mut self,
@@ -143,17 +159,7 @@ impl<W: WeightSource> Model<W> {
         let kvd = c.kv_dim();
         let ce = ModelError::compute::<C::Error>;
 
-        // Embedding rows, decoded from the stored type.
-        {
-            for (i, &tok) in tokens.iter().enumerate() {
-                let (embed, r) = self.weights.embedding_row(tok, arena)?;
-                let (t, m) = arena.parts_mut();
-                let ([x], sh) = split(t, m, [b.x])?;
-                let row = embed.row(&sh, r)?;
-                let xr = rows_mut(f32s_mut(x)?, hd, i..i + 1)?;
-                dequantize_row(embed.dtype, row, xr)?;
-            }
-        }
+        self.embed(arena, tokens)?;
 
         let shape = AttentionShape {
             heads: c.heads,
@@ -188,19 +194,7 @@ impl<W: WeightSource> Model<W> {
             }
 
             // The new keys and values into their chunks.
-            for i in 0..n {
-                let (chunk, ko, vo) = kv.row(l, pos0 + i)?;
-                let (t, m) = arena.parts_mut();
-                let ([dst], sh) = split(t, m, [chunk])?;
-                let kr = bytemuck::cast_slice::<f32, u8>(rows(sh.f32s(b.k)?, kvd, i..i + 1)?);
-                let vr = bytemuck::cast_slice::<f32, u8>(rows(sh.f32s(b.v)?, kvd, i..i + 1)?);
-                dst.get_mut(ko..ko + kr.len())
-                    .ok_or_else(short)?
-                    .copy_from_slice(kr);
-                dst.get_mut(vo..vo + vr.len())
-                    .ok_or_else(short)?
-                    .copy_from_slice(vr);
-            }
+            write_kv(kv, arena, &b, l, n, pos0, kvd)?;
 
             // Causal attention, position by position.
             {
@@ -335,6 +329,33 @@ fn norm_rows<A: DramArena, C: Compute>(
     let w = w.floats(&sh)?;
     for row in xb.chunks_exact_mut(hd) {
         compute.rms_norm(row, w, eps).map_err(ModelError::compute)?;
+    }
+    Ok(())
+}
+
+/// Layer `l`'s new keys and values of the `n` batch rows (in `b.k`, `b.v`)
+/// into their KV chunks at positions `pos0..pos0 + n`.
+fn write_kv<A: DramArena>(
+    kv: &KvCache,
+    arena: &mut A,
+    b: &Buffers,
+    l: usize,
+    n: usize,
+    pos0: usize,
+    kvd: usize,
+) -> Result<(), ModelError> {
+    for i in 0..n {
+        let (chunk, ko, vo) = kv.row(l, pos0 + i)?;
+        let (t, m) = arena.parts_mut();
+        let ([dst], sh) = split(t, m, [chunk])?;
+        let kr = bytemuck::cast_slice::<f32, u8>(rows(sh.f32s(b.k)?, kvd, i..i + 1)?);
+        let vr = bytemuck::cast_slice::<f32, u8>(rows(sh.f32s(b.v)?, kvd, i..i + 1)?);
+        dst.get_mut(ko..ko + kr.len())
+            .ok_or_else(short)?
+            .copy_from_slice(kr);
+        dst.get_mut(vo..vo + vr.len())
+            .ok_or_else(short)?
+            .copy_from_slice(vr);
     }
     Ok(())
 }
