@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use lode_formats::gguf::TOKENS_KEY;
 use lode_formats::image::{
-    BundleRegion, ErrorKind, Image, ImageError, ImageHeader, Location, Placement,
+    read_prefix, BundleRegion, ErrorKind, Image, ImageError, Location, Placement, PrefixError,
 };
 
 use lode_runtime::image_tokenizer::{tokenizer_from_image, tokenizer_gguf};
@@ -82,10 +82,6 @@ impl Error for FileError {
     }
 }
 
-/// Bytes read for the header: one block of the smallest size an image may
-/// use, which always holds the 64-byte header.
-const FIRST_READ: u64 = 512;
-
 /// Chunk size of `--verify`: large sequential reads, bounded memory.
 const VERIFY_CHUNK: usize = 1 << 20;
 
@@ -108,18 +104,20 @@ pub fn run(args: &InspectArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>
     let mut file = File::open(path).map_err(io_err("cannot open"))?;
     let actual_len = file.metadata().map_err(io_err("cannot stat"))?.len();
 
-    let first = read_at(&mut file, 0, FIRST_READ.min(actual_len)).map_err(io_err("cannot read"))?;
-    let header = ImageHeader::parse(&first).map_err(reject)?;
-    if header.meta_len > actual_len {
-        return Err(reject(ImageError::new(
-            ErrorKind::Truncated,
-            Location::Offset(actual_len),
-            "file ends inside the metadata prefix",
-        ))
-        .into());
-    }
-    let prefix = read_at(&mut file, 0, header.meta_len).map_err(io_err("cannot read"))?;
+    let prefix = read_prefix(&mut file).map_err(|e| -> Box<dyn Error> {
+        match e {
+            PrefixError::Io(source) => io_err("cannot read")(source).into(),
+            PrefixError::Format(error) => reject(error).into(),
+            _ => reject(ImageError::new(
+                ErrorKind::OutOfRange,
+                Location::Offset(0),
+                "the header declares a metadata prefix longer than 256 MiB",
+            ))
+            .into(),
+        }
+    })?;
     let image = Image::parse(&prefix).map_err(reject)?;
+    let header = *image.header();
     if actual_len != header.file_len {
         let (kind, detail) = if actual_len < header.file_len {
             (
@@ -151,15 +149,6 @@ pub fn run(args: &InspectArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>
         writeln!(out, "verify: ok ({} data bytes checked)", header.data_len())?;
     }
     Ok(())
-}
-
-/// Read exactly `len` bytes at `offset`.
-fn read_at(file: &mut File, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
-    let len = usize::try_from(len).map_err(|_| std::io::Error::other("length over memory"))?;
-    let mut buf = vec![0u8; len];
-    file.seek(SeekFrom::Start(offset))?;
-    file.read_exact(&mut buf)?;
-    Ok(buf)
 }
 
 /// Stream the data part through the image's verifier. The outer `Result`
@@ -565,7 +554,9 @@ mod tests {
     #[test]
     fn rejects_wrong_lengths_and_foreign_files() {
         let bytes = image_bytes();
-        let meta = ImageHeader::parse(&bytes).unwrap().meta_len as usize;
+        let meta = lode_formats::image::ImageHeader::parse(&bytes)
+            .unwrap()
+            .meta_len as usize;
 
         let file = TempFile::new("short", &bytes[..bytes.len() - 512]);
         let (result, _) = inspect(&file.0, false);

@@ -12,7 +12,7 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use lode_formats::image::{set_cost_model, ImageHeader, StoredCostModel};
+use lode_formats::image::{read_prefix, set_cost_model, StoredCostModel};
 use lode_kernel::cost::CostModel;
 
 pub use fit::{fit, line, predict, FitInfo};
@@ -119,10 +119,6 @@ pub struct RawJson<'a> {
     pub copy_bytes_per_sec: Option<u64>,
 }
 
-/// Largest metadata prefix [`store_in_image`] will load; real ones are
-/// kilobytes.
-const MAX_PREFIX: u64 = 256 << 20;
-
 /// Rewrite the cost-model section of the image at `path` in place (and the
 /// checksums over it), so the image carries `model`.
 pub fn store_in_image(path: &Path, model: &CostModel) -> Result<(), Box<dyn Error>> {
@@ -132,16 +128,8 @@ pub fn store_in_image(path: &Path, model: &CostModel) -> Result<(), Box<dyn Erro
         .write(true)
         .open(path)
         .map_err(|e| ctx("cannot be opened for writing", &e))?;
-    let mut head = [0u8; 64];
-    file.read_exact_at(&mut head, 0)
-        .map_err(|e| ctx("has no lode header", &e))?;
-    let header = ImageHeader::parse(&head).map_err(|e| ctx("is not a lode image", &e))?;
-    if header.meta_len > MAX_PREFIX {
-        return Err(ctx("has an implausible metadata length", &header.meta_len).into());
-    }
-    let mut prefix = vec![0u8; header.meta_len as usize];
-    file.read_exact_at(&mut prefix, 0)
-        .map_err(|e| ctx("is shorter than its metadata", &e))?;
+    let mut prefix =
+        read_prefix(&mut &file).map_err(|e| ctx("is not a readable lode image", &e))?;
     let stored = StoredCostModel {
         command_ns: model.command_ns,
         bytes_per_sec: model.bytes_per_sec,

@@ -11,14 +11,12 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use lode_formats::image::{Image, ImageError, ImageHeader};
+use lode_formats::image::{read_prefix, Image, ImageError, PrefixError};
 
 /// The magic bytes a lode image starts with.
 pub const IMAGE_MAGIC: [u8; 8] = [0x8A, b'L', b'O', b'D', b'E', 0x0D, 0x0A, 0x1A];
 
-/// Largest metadata prefix an image may declare (tensor tables, bundle
-/// tables, the tokenizer): 256 MiB.
-pub const MAX_PREFIX: u64 = 256 << 20;
+pub use lode_formats::image::MAX_PREFIX;
 
 /// Why an image could not be opened.
 #[derive(Debug)]
@@ -69,20 +67,12 @@ impl ImageFile {
     /// Reads and validates the metadata prefix of the image at `path`.
     pub fn open(path: &Path) -> Result<ImageFile, ImageFileError> {
         let mut f = std::fs::File::open(path).map_err(ImageFileError::Io)?;
-        let mut head = [0u8; 64];
-        f.read_exact(&mut head).map_err(ImageFileError::Io)?;
-        let declared = ImageHeader::parse(&head)
-            .map_err(ImageFileError::Format)?
-            .meta_len;
-        let len = usize::try_from(declared)
-            .ok()
-            .filter(|_| declared <= MAX_PREFIX)
-            .ok_or(ImageFileError::PrefixTooLarge { declared })?;
-        let mut prefix = vec![0u8; len];
-        prefix[..64].copy_from_slice(&head);
-        f.read_exact(&mut prefix[64..])
-            .map_err(ImageFileError::Io)?;
-        Image::parse(&prefix).map_err(ImageFileError::Format)?;
+        let prefix = read_prefix(&mut f).map_err(|e| match e {
+            PrefixError::Io(e) => ImageFileError::Io(e),
+            PrefixError::Format(e) => ImageFileError::Format(e),
+            PrefixError::TooLarge { declared } => ImageFileError::PrefixTooLarge { declared },
+            e => ImageFileError::Io(std::io::Error::other(e.to_string())),
+        })?;
         Ok(ImageFile {
             path: path.to_path_buf(),
             prefix,

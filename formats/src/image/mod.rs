@@ -58,6 +58,8 @@ mod header;
 pub mod layout;
 mod model;
 mod patch;
+#[cfg(feature = "std")]
+mod prefix;
 mod reader;
 mod sections;
 mod tables;
@@ -77,6 +79,8 @@ pub use model::{
     StoredCostModel, TensorInfo,
 };
 pub use patch::set_cost_model;
+#[cfg(feature = "std")]
+pub use prefix::{read_prefix, PrefixError, MAX_PREFIX};
 pub use reader::Image;
 pub use verify::DataVerifier;
 #[cfg(feature = "std")]
