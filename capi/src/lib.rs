@@ -17,5 +17,6 @@
 
 pub mod ffi;
 pub mod registry;
+pub mod types;
 
 pub use ffi::*;
