@@ -11,10 +11,8 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use lode_formats::image::layout::MAGIC;
 use lode_formats::image::{read_prefix, Image, ImageError, PrefixError};
-
-/// The magic bytes a lode image starts with.
-pub const IMAGE_MAGIC: [u8; 8] = [0x8A, b'L', b'O', b'D', b'E', 0x0D, 0x0A, 0x1A];
 
 pub use lode_formats::image::MAX_PREFIX;
 
@@ -107,5 +105,5 @@ pub fn is_image(path: &Path) -> bool {
     let mut magic = [0u8; 8];
     std::fs::File::open(path)
         .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok_and(|()| magic == IMAGE_MAGIC)
+        .is_ok_and(|()| magic == MAGIC)
 }

@@ -34,6 +34,34 @@ pub struct OwnedScratch {
     extents: Vec<Extent>,
 }
 
+impl OwnedScratch {
+    /// The buffers a sparse run over `layout` lends its fetches on a device
+    /// of `block`-byte blocks and `max_transfer`-byte reads (none for a
+    /// dense run).
+    fn new(layout: &StreamLayout, dev: &AnyDevice, sparse: bool) -> OwnedScratch {
+        if !sparse {
+            return OwnedScratch::default();
+        }
+        let g = dev.geometry();
+        let (n, n_ext) =
+            SparseScratch::lens(layout, g.block_size as usize, g.max_transfer as usize);
+        OwnedScratch {
+            positions: vec![0; n],
+            missing: vec![0; n],
+            locs: vec![BundleLoc::default(); n],
+            extents: vec![Extent::default(); n_ext],
+        }
+    }
+
+    /// Bytes these buffers hold (what they take of the budget).
+    fn bytes(&self) -> usize {
+        self.positions.len() * size_of::<u32>()
+            + self.missing.len() * size_of::<u32>()
+            + self.locs.len() * size_of::<BundleLoc>()
+            + self.extents.len() * size_of::<Extent>()
+    }
+}
+
 impl SparseBuffers for OwnedScratch {
     fn lend(&mut self) -> SparseScratch<'_> {
         SparseScratch {
@@ -132,7 +160,8 @@ impl From<ModelError> for StreamFail {
 }
 
 /// The plan of `layout` under `budget` on `dev`, and what the budget holds
-/// outside the arena: the device's bounce buffers and the sparse scratch.
+/// outside the arena: the device's bounce buffers and `scratch`.
+#[allow(clippy::too_many_arguments)]
 fn plan_streamed(
     layout: &StreamLayout,
     cfg: &LlamaConfig,
@@ -140,20 +169,16 @@ fn plan_streamed(
     budget: usize,
     opts: &SessionOptions,
     dev: &AnyDevice,
+    scratch: &OwnedScratch,
 ) -> Result<(StreamPlan, Outside), StreamFail> {
     let block = dev.geometry().block_size as usize;
     let sparse = opts.sparsity > 0.0;
-    let (n, n_ext) = SparseScratch::lens(layout, block, dev.geometry().max_transfer as usize);
     let outside = Outside {
         bounce: match dev {
             AnyDevice::File(d) => d.report().bounce_bytes,
             AnyDevice::Fake(_) => 0,
         },
-        sparse_scratch: if sparse {
-            n * (2 * size_of::<u32>() + size_of::<BundleLoc>()) + n_ext * size_of::<Extent>()
-        } else {
-            0
-        },
+        sparse_scratch: scratch.bytes(),
     };
     let stream_opts = StreamOptions {
         budget: budget.saturating_sub(outside.total()),
@@ -202,7 +227,12 @@ pub(crate) fn load_streamed(
         mut mode,
     } = opened;
     let layout = StreamLayout::new(&img, cfg)?;
-    let (mut plan, mut outside) = plan_streamed(&layout, cfg, &limits, budget, opts, &dev)?;
+    // The sparse run's buffers, counted in the budget outside the arena.
+    // The device's block and largest read, which size them, stay the same
+    // when it is reopened with less bounce memory below.
+    let scratch = OwnedScratch::new(&layout, &dev, opts.sparsity > 0.0);
+    let (mut plan, mut outside) =
+        plan_streamed(&layout, cfg, &limits, budget, opts, &dev, &scratch)?;
     // The device needs bounce memory for what can be in flight: the ring's
     // slots, the sparse read slot and the embedding row (at least one
     // whole read). A smaller bounce area leaves that much more to the arena.
@@ -213,12 +243,11 @@ pub(crate) fn load_streamed(
             let reopened = AnyDevice::open(opts.device.as_ref(), image, need)
                 .map_err(|e| StreamFail::Load(LoadError::Device(e)))?;
             (dev, name, mode) = (reopened.device, reopened.name, reopened.mode);
-            (plan, outside) = plan_streamed(&layout, cfg, &limits, budget, opts, &dev)?;
+            (plan, outside) = plan_streamed(&layout, cfg, &limits, budget, opts, &dev, &scratch)?;
         }
     }
     let block = plan.block;
     let sparse = plan.sparse;
-    let (n, n_ext) = SparseScratch::lens(&layout, block, dev.geometry().max_transfer as usize);
     events.plan(image.path(), image.weight_bytes(), &limits, &plan, &outside);
     let mut arena = new_arena(plan.budget).map_err(StreamFail::Load)?;
     let lock = arena.lock().ok();
@@ -236,16 +265,6 @@ pub(crate) fn load_streamed(
         arena.free(slot).map_err(ModelError::arena)?;
         verify_seconds = t.elapsed().as_secs_f64();
     }
-    let scratch = if sparse {
-        OwnedScratch {
-            positions: vec![0; n],
-            missing: vec![0; n],
-            locs: vec![BundleLoc::default(); n],
-            extents: vec![Extent::default(); n_ext],
-        }
-    } else {
-        OwnedScratch::default()
-    };
     let setup = sparse.then(|| SparseSetup {
         sparsity: opts.sparsity,
         policy: opts.neuron_cache.then(|| S3Fifo::new(10)),
