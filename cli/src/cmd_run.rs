@@ -52,6 +52,8 @@ impl RunArgs {
                 ring: None,
                 explain: false,
                 no_verify: false,
+                no_verify_reads: false,
+                inject_faults: None,
                 sparsity: 0.0,
                 no_neuron_cache: false,
             },
@@ -157,7 +159,8 @@ pub fn stats_block(s: &StreamStats) -> String {
          resident attention {} layers, FFN {} \
          layers, head {}; ring {} x {:.2} MiB\n\
          [lode] per token: {:.2} MiB in {:.0} reads; prefetch ready {:.0}%; {}\n\
-         [lode] time: I/O wait {:.2} s, compute {:.2} s; image verified in {:.2} s{}",
+         [lode] time: I/O wait {:.2} s, compute {:.2} s; image verified in {:.2} s{}\n\
+         [lode] {}{}",
         s.device,
         s.device_mode,
         mib(s.budget_bytes as f64),
@@ -193,6 +196,24 @@ pub fn stats_block(s: &StreamStats) -> String {
         s.verify_seconds,
         if s.fake_io_seconds > 0.0 {
             format!("; fake device virtual I/O {:.2} s", s.fake_io_seconds)
+        } else {
+            String::new()
+        },
+        if s.reads_verified {
+            format!(
+                "every read checked against the blocks verified at load: {:.2} MiB a token, \
+                 {} reads repeated",
+                mib(s.verified_bytes_per_token),
+                s.read_retries
+            )
+        } else {
+            "reads not checked (--no-verify-reads or --no-verify)".to_string()
+        },
+        if s.injected_read_errors + s.injected_bit_flips + s.injected_latency_spikes > 0 {
+            format!(
+                "\n[lode] faults injected: {} read errors, {} bit flips, {} latency spikes",
+                s.injected_read_errors, s.injected_bit_flips, s.injected_latency_spikes
+            )
         } else {
             String::new()
         }

@@ -7,9 +7,12 @@ use std::error::Error;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use lode_kernel::flash::Faults;
 use lode_kernel::model::stream::StreamPlan;
 use lode_kernel::model::Limits;
-use lode_runtime::{Budget, DeviceSpec, LoadEvents, Outside, SamplerConfig, SessionOptions};
+use lode_runtime::{
+    parse_faults, Budget, DeviceSpec, LoadEvents, Outside, SamplerConfig, SessionOptions,
+};
 
 use crate::progress::Progress;
 
@@ -46,9 +49,23 @@ pub struct ModelArgs {
     /// Print the memory plan (what stays resident, what streams) first.
     #[arg(long)]
     pub explain: bool,
-    /// Skip checking the image's data against its CRCs before the run.
+    /// Skip checking the image's data against its CRCs before the run
+    /// (and so also the checks of every read, which need that pass).
     #[arg(long = "no-verify")]
     pub no_verify: bool,
+    /// Trust the device while running: do not check every streamed read
+    /// against the checksums of the blocks verified at load (by default a
+    /// read that fails its check, or fails, is read again up to 3 times,
+    /// then the run stops with an error naming the offset).
+    #[arg(long = "no-verify-reads")]
+    pub no_verify_reads: bool,
+    /// Inject faults into the device's reads, for testing what a run does
+    /// when storage misbehaves: comma-separated `read-error=P`,
+    /// `bit-flip=P`, `latency-spike=P:MICROS`, `seed=N` (P a probability
+    /// per read). A run either prints exactly the text of a clean run or
+    /// stops with an error; never other text. Needs a lode image.
+    #[arg(long = "inject-faults", value_name = "SPEC")]
+    pub inject_faults: Option<String>,
     /// Fraction of FFN neurons skipped per token (0: dense). Each token
     /// keeps, per layer, the neurons with the largest |silu(gate)·up| and
     /// reads only their down columns; needs an image packed with
@@ -119,7 +136,16 @@ impl ModelArgs {
         if !(0.0..1.0).contains(&self.sparsity) {
             return Err(bad("--sparsity must be at least 0 and below 1"));
         }
+        self.faults()?;
         Ok(())
+    }
+
+    /// The faults to inject (none without `--inject-faults`).
+    fn faults(&self) -> Result<Faults, Box<dyn Error>> {
+        match &self.inject_faults {
+            Some(spec) => parse_faults(spec).map_err(|e| bad(format!("--inject-faults: {e}"))),
+            None => Ok(Faults::none()),
+        }
     }
 
     /// The session options for contexts of `max_context` positions.
@@ -141,6 +167,8 @@ impl ModelArgs {
             sparsity: self.sparsity,
             neuron_cache: !self.no_neuron_cache,
             verify: !self.no_verify,
+            verify_reads: !self.no_verify && !self.no_verify_reads,
+            faults: self.faults()?,
             ..SessionOptions::new(max_context)
         })
     }

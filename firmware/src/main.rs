@@ -30,7 +30,7 @@ use lode_hal::slice_arena::SliceArena;
 use lode_kernel::arena::{self, DramArena, Slot, SlotKind};
 use lode_kernel::cache::{CacheConfig, CacheError, NeuronCache, S3Fifo};
 use lode_kernel::cost::CostModel;
-use lode_kernel::fetch::{fetch_layer, BundleLoc, FetchError, FetchScratch};
+use lode_kernel::fetch::{fetch_layer, BundleLoc, FetchError, FetchIo, FetchScratch};
 use lode_kernel::flash::{self, FlashDevice, ReadError, ReadRequest};
 use lode_kernel::formats::image::layout::HEADER_LEN;
 use lode_kernel::formats::image::{Image, ImageError, ImageHeader};
@@ -419,7 +419,7 @@ impl Fetcher<'_, '_, '_, '_> {
             positions,
             token,
             MODE,
-            self.io,
+            FetchIo::unchecked(self.io),
             &mut scratch,
         )
         .map_err(|err| Error::Fetch { token, layer, err })?;

@@ -17,6 +17,7 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+pub mod checksum;
 pub mod compute;
 #[cfg(feature = "alloc")]
 pub mod conformance;

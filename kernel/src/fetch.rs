@@ -15,7 +15,8 @@ use core::fmt;
 
 use crate::arena::{DramArena, Slot};
 use crate::cache::{Admission, CacheError, NeuronCache, Policy};
-use crate::flash::{self, Completion, FlashDevice, ReadRequest};
+use crate::flash::{self, BlockChecks, CheckError, Completion, FlashDevice, ReadRequest};
+use crate::limits::MAX_READ_ATTEMPTS;
 use crate::plan::{self, Extent, Mode, PlanError, PlanSummary, Region};
 
 /// Where a fetched bundle's bytes are.
@@ -55,6 +56,10 @@ pub struct Fetched {
     pub needed_bytes: u64,
     /// Misses the cache took in.
     pub admitted: u32,
+    /// Bytes checked against the block checksums.
+    pub verified: u64,
+    /// Times the reads were repeated after an error or a mismatch.
+    pub retries: u32,
 }
 
 /// Why a fetch failed.
@@ -63,12 +68,22 @@ pub struct Fetched {
 pub enum FetchError<E> {
     /// The device refused a batch or failed as a whole.
     Device(E),
-    /// A read completed with an error (for example a medium error).
+    /// A read completed with an error (for example a medium error) on
+    /// every attempt.
     Read {
         /// Device offset of the failed read.
         offset: u64,
         /// What the device reported.
         kind: flash::ErrorKind,
+        /// Times the reads were tried.
+        attempts: u32,
+    },
+    /// Read bytes failed their block checksum on every attempt.
+    Corrupt {
+        /// Device offset of the first block that failed.
+        offset: u64,
+        /// Times the reads were tried.
+        attempts: u32,
     },
     /// The needed positions or the region are invalid.
     Plan(PlanError),
@@ -95,7 +110,15 @@ impl<E: fmt::Debug> fmt::Display for FetchError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FetchError::Device(e) => write!(f, "flash device failed: {e:?}"),
-            FetchError::Read { offset, kind } => write!(f, "read at byte {offset} failed: {kind}"),
+            FetchError::Read {
+                offset,
+                kind,
+                attempts,
+            } => write!(f, "read at byte {offset} failed {attempts} times: {kind}"),
+            FetchError::Corrupt { offset, attempts } => write!(
+                f,
+                "bytes read at {offset} failed their checksum {attempts} times"
+            ),
             FetchError::Plan(e) => write!(f, "read planning failed: {e}"),
             FetchError::Cache(e) => write!(f, "{e}"),
             FetchError::IoBufferTooSmall { needed } => {
@@ -121,11 +144,30 @@ impl<E: fmt::Debug> core::error::Error for FetchError<E> {}
 /// Most reads submitted in one batch (bounded by the device queue too).
 pub use crate::limits::MAX_FETCH_BATCH as MAX_BATCH;
 
+/// Where a fetch's reads land and what checks them.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchIo<'c> {
+    /// The I/O buffer: an arena slot aligned to the device block size.
+    pub slot: Slot,
+    /// Block checksums every read is verified against before a bundle is
+    /// used or cached (reads are then planned in whole check blocks), or
+    /// `None` to trust the device.
+    pub checks: Option<&'c BlockChecks>,
+}
+
+impl FetchIo<'_> {
+    /// Reads into `slot`, trusted as delivered.
+    pub fn unchecked(slot: Slot) -> FetchIo<'static> {
+        FetchIo { slot, checks: None }
+    }
+}
+
 /// Fetch the bundles at `positions` (strictly increasing placement positions
 /// of `region`) for `token`. Hits come from `cache`; misses are planned with
-/// `mode`, read into `io` (an arena slot aligned to the device block size)
-/// and offered to the cache. On return `scratch.locs[i]` says where the
-/// bundle of `positions[i]` is.
+/// `mode`, read into `io` and offered to the cache. A read that fails, or
+/// whose bytes fail their check, is repeated up to
+/// [`MAX_READ_ATTEMPTS`] times in all before the fetch fails. On return
+/// `scratch.locs[i]` says where the bundle of `positions[i]` is.
 #[allow(clippy::too_many_arguments)]
 pub fn fetch_layer<F, A, P>(
     dev: &mut F,
@@ -136,7 +178,7 @@ pub fn fetch_layer<F, A, P>(
     positions: &[u32],
     token: u32,
     mode: Mode,
-    io: Slot,
+    io: FetchIo<'_>,
     scratch: &mut FetchScratch<'_>,
 ) -> Result<Fetched, FetchError<F::Error>>
 where
@@ -170,8 +212,14 @@ where
         };
     }
     let missing = &scratch.missing[..n_missing];
-    // 2. Plan.
-    let geo = dev.geometry();
+    // 2. Plan, in whole check blocks when reads are checked.
+    let FetchIo { slot: io, checks } = io;
+    let mut geo = dev.geometry();
+    if let Some(c) = checks {
+        let b = u32::try_from(c.block()).unwrap_or(u32::MAX);
+        geo.block_size = geo.block_size.max(b);
+        geo.max_transfer = geo.max_transfer.max(geo.block_size);
+    }
     let cost = dev.cost_model();
     let (n_ext, summary) = plan::plan(region, missing, &geo, &cost, mode, scratch.extents)
         .map_err(FetchError::Plan)?;
@@ -185,8 +233,8 @@ where
             needed: summary.bytes,
         });
     }
-    // 3. Read; extents land back to back.
-    read_extents(dev, arena, extents, io)?;
+    // 3. Read (extents land back to back) and check, again on a fault.
+    let (verified, retries) = read_checked(dev, arena, extents, io, checks)?;
     // 4. Locate each miss in the I/O buffer and offer it to the cache.
     let bb = u64::from(region.bundle_bytes);
     let mut k = 0usize;
@@ -231,7 +279,71 @@ where
         plan: summary,
         needed_bytes: n_missing as u64 * bb,
         admitted,
+        verified,
+        retries,
     })
+}
+
+/// [`read_extents`] and a check of every extent against `checks`,
+/// repeated on a read error or a mismatch up to [`MAX_READ_ATTEMPTS`]
+/// times in all. Returns the bytes verified and the retries.
+fn read_checked<F: FlashDevice, A: DramArena>(
+    dev: &mut F,
+    arena: &mut A,
+    extents: &[Extent],
+    io: Slot,
+    checks: Option<&BlockChecks>,
+) -> Result<(u64, u32), FetchError<F::Error>> {
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let failed = match read_extents(dev, arena, extents, io) {
+            Ok(()) => match verify_extents(arena, extents, io, checks)? {
+                None => {
+                    let verified = if checks.is_some() {
+                        extents.iter().map(|x| u64::from(x.len)).sum()
+                    } else {
+                        0
+                    };
+                    return Ok((verified, attempts - 1));
+                }
+                Some(offset) => FetchError::Corrupt { offset, attempts },
+            },
+            Err(FetchError::Read { offset, kind, .. }) => FetchError::Read {
+                offset,
+                kind,
+                attempts,
+            },
+            Err(e) => return Err(e),
+        };
+        if attempts >= MAX_READ_ATTEMPTS {
+            return Err(failed);
+        }
+    }
+}
+
+/// The offset of the first block of `extents` (read back to back into
+/// `io`) that fails its check, if any.
+fn verify_extents<A: DramArena, E>(
+    arena: &A,
+    extents: &[Extent],
+    io: Slot,
+    checks: Option<&BlockChecks>,
+) -> Result<Option<u64>, FetchError<E>> {
+    let Some(c) = checks else {
+        return Ok(None);
+    };
+    let mut at = 0usize;
+    for x in extents {
+        let len = x.len as usize;
+        match c.verify_slot(arena, x.offset, io, at, len) {
+            Ok(()) => {}
+            Err(CheckError::Mismatch { offset }) => return Ok(Some(offset)),
+            Err(_) => return Err(FetchError::Plan(PlanError::BadRegion)),
+        }
+        at += len;
+    }
+    Ok(None)
 }
 
 /// Reads `extents` into `io`, back to back, keeping the device's queue
@@ -289,7 +401,11 @@ fn read_extents<F: FlashDevice, A: DramArena>(
                         break;
                     }
                 }
-                return Err(FetchError::Read { offset, kind });
+                return Err(FetchError::Read {
+                    offset,
+                    kind,
+                    attempts: 1,
+                });
             }
         }
         if n == 0 {
@@ -336,5 +452,7 @@ fn locate(
     None
 }
 
+#[cfg(test)]
+mod checked_tests;
 #[cfg(test)]
 mod tests;

@@ -78,6 +78,16 @@ pub const MAX_WRITTEN: usize = 7;
 /// Heat levels the hot-window cache policy distinguishes.
 pub const HEAT_LEVELS: usize = 16;
 
+/// Bytes one streamed-read checksum covers (at most; a device with
+/// smaller blocks still reads whole check blocks). 4 KiB keeps the table
+/// at 0.1% of the data it checks while a read of one block stays one read.
+pub const CHECK_BLOCK: usize = 4096;
+
+/// Times a streamed read is tried before its error or checksum mismatch
+/// stops the run: a transient fault (a flipped bit on the bus, a retried
+/// command) clears on the next read, a bad medium does not.
+pub const MAX_READ_ATTEMPTS: u32 = 3;
+
 // The per-layer bit sets are u128.
 const _: () = assert!(MAX_LAYERS <= 128);
 // The formats accept at least as many layers as the kernel runs, so every
@@ -91,6 +101,10 @@ const _: () = assert!(MAX_CONTEXT.is_multiple_of(CHUNK_TOKENS));
 const _: () = assert!(MAX_CONTEXT <= u32::MAX as usize);
 // Alignment is a power of two (slot arithmetic rounds with it).
 const _: () = assert!(ALIGN.is_power_of_two());
+// A check block is a whole number of the smallest device block.
+const _: () = assert!(CHECK_BLOCK.is_power_of_two() && CHECK_BLOCK >= 512);
+const _: () = assert!(MAX_READ_ATTEMPTS >= 1);
+
 // A ring collects at least one completion per slot per call.
 const _: () = assert!(MAX_RING <= RING_COMPLETIONS);
 // Heat levels are u8 values, and each level has two lists of u32 ends.

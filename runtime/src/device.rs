@@ -17,7 +17,8 @@ use lode_hal_linux::{BlockFlash, BlockFlashOptions};
 use lode_kernel::arena::DramArena;
 use lode_kernel::cost::CostModel;
 use lode_kernel::flash::{
-    Completion, Error as _, ErrorKind, ErrorType, FlashDevice, FlashWrite, Geometry, ReadRequest,
+    Completion, Error as _, ErrorKind, ErrorType, FaultCounts, FaultInjector, Faults, FlashDevice,
+    FlashWrite, Geometry, ReadRequest,
 };
 
 use crate::image_file::ImageFile;
@@ -78,6 +79,8 @@ pub enum AnyDevice {
     File(BlockFlash),
     /// The deterministic fake flash over the image's bytes.
     Fake(FakeFlash<Vec<u8>>),
+    /// Either of the above behind the fault injector (`--inject-faults`).
+    Faulty(Box<FaultInjector<AnyDevice>>),
 }
 
 /// A device that was opened, and how it reads (for the stats).
@@ -160,6 +163,39 @@ impl AnyDevice {
         match self {
             AnyDevice::File(_) => 0,
             AnyDevice::Fake(f) => f.now_ns(),
+            AnyDevice::Faulty(f) => f.inner().virtual_ns(),
+        }
+    }
+
+    /// This device behind a fault injector with `faults` (itself when
+    /// `faults` injects nothing). A latency spike really stalls a file;
+    /// on the fake flash it is virtual time, like every other read cost.
+    pub fn with_faults(self, faults: Faults) -> AnyDevice {
+        if faults.is_none() {
+            return self;
+        }
+        let real = matches!(self, AnyDevice::File(_));
+        let mut f = FaultInjector::new(self, faults);
+        if real {
+            f = f.with_sleep(|ns| std::thread::sleep(std::time::Duration::from_nanos(ns)));
+        }
+        AnyDevice::Faulty(Box::new(f))
+    }
+
+    /// Faults injected so far (zero without an injector).
+    pub fn fault_counts(&self) -> FaultCounts {
+        match self {
+            AnyDevice::Faulty(f) => f.counts(),
+            _ => FaultCounts::default(),
+        }
+    }
+
+    /// The bounce memory of a file device (0 for the fake flash).
+    pub fn bounce_bytes(&self) -> usize {
+        match self {
+            AnyDevice::File(d) => d.report().bounce_bytes,
+            AnyDevice::Fake(_) => 0,
+            AnyDevice::Faulty(f) => f.inner().bounce_bytes(),
         }
     }
 }
@@ -173,6 +209,7 @@ impl FlashDevice for AnyDevice {
         match self {
             AnyDevice::File(d) => d.geometry(),
             AnyDevice::Fake(d) => d.geometry(),
+            AnyDevice::Faulty(d) => d.geometry(),
         }
     }
 
@@ -180,6 +217,7 @@ impl FlashDevice for AnyDevice {
         match self {
             AnyDevice::File(d) => d.cost_model(),
             AnyDevice::Fake(d) => d.cost_model(),
+            AnyDevice::Faulty(d) => d.cost_model(),
         }
     }
 
@@ -191,6 +229,7 @@ impl FlashDevice for AnyDevice {
         match self {
             AnyDevice::File(d) => d.submit(arena, reads).map_err(|e| e.kind()),
             AnyDevice::Fake(d) => d.submit(arena, reads).map_err(|e| e.kind()),
+            AnyDevice::Faulty(d) => d.submit(arena, reads).map_err(|e| e.kind()),
         }
     }
 
@@ -202,6 +241,7 @@ impl FlashDevice for AnyDevice {
         match self {
             AnyDevice::File(d) => d.complete(arena, done).map_err(|e| e.kind()),
             AnyDevice::Fake(d) => d.complete(arena, done).map_err(|e| e.kind()),
+            AnyDevice::Faulty(d) => d.complete(arena, done).map_err(|e| e.kind()),
         }
     }
 
@@ -209,6 +249,7 @@ impl FlashDevice for AnyDevice {
         match self {
             AnyDevice::File(d) => d.in_flight(),
             AnyDevice::Fake(d) => d.in_flight(),
+            AnyDevice::Faulty(d) => d.in_flight(),
         }
     }
 }
@@ -218,6 +259,7 @@ impl FlashWrite for AnyDevice {
         match self {
             AnyDevice::File(d) => d.write(offset, data).map_err(|e| e.kind()),
             AnyDevice::Fake(d) => d.write(offset, data).map_err(|e| e.kind()),
+            AnyDevice::Faulty(d) => d.write(offset, data).map_err(|e| e.kind()),
         }
     }
 
@@ -225,6 +267,7 @@ impl FlashWrite for AnyDevice {
         match self {
             AnyDevice::File(d) => d.sync().map_err(|e| e.kind()),
             AnyDevice::Fake(d) => d.sync().map_err(|e| e.kind()),
+            AnyDevice::Faulty(d) => d.sync().map_err(|e| e.kind()),
         }
     }
 }

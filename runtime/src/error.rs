@@ -26,7 +26,8 @@ pub enum ErrorKind {
     BadOptions,
     /// The DRAM budget or the arena cannot hold what is needed.
     OutOfMemory,
-    /// The flash device refused or failed a read.
+    /// The flash device refused or failed a read, or delivered data that
+    /// failed its checksum on every attempt.
     Device,
     /// The prompt is empty or does not fit the context.
     BadPrompt,
@@ -140,7 +141,7 @@ impl LoadError {
             LoadError::Compute(_) => ErrorKind::Compute,
             LoadError::Model { source, .. } => match source.kind() {
                 M::Budget | M::Arena => ErrorKind::OutOfMemory,
-                M::Flash => ErrorKind::Device,
+                M::Flash | M::Corrupt => ErrorKind::Device,
                 M::BadConfig => ErrorKind::BadOptions,
                 M::Internal => ErrorKind::Internal,
                 _ => ErrorKind::BadModel,
@@ -206,7 +207,7 @@ impl GenerateError {
             GenerateError::Sample(_) | GenerateError::Tokenizer(_) => ErrorKind::Compute,
             GenerateError::Model(e) => match e.kind() {
                 M::ContextFull => ErrorKind::ContextFull,
-                M::Flash => ErrorKind::Device,
+                M::Flash | M::Corrupt => ErrorKind::Device,
                 M::Arena | M::Budget => ErrorKind::OutOfMemory,
                 M::BadToken => ErrorKind::BadPrompt,
                 M::BadTensor | M::BadLayout => ErrorKind::BadModel,

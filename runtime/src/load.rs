@@ -11,10 +11,11 @@ use lode_hal_linux::{HugePages, LockedArena, LockedArenaOptions};
 use lode_kernel::arena::{DramArena, LockReport, SlotKind};
 use lode_kernel::cache::S3Fifo;
 use lode_kernel::fetch::BundleLoc;
-use lode_kernel::flash::FlashDevice;
+use lode_kernel::flash::{BlockChecks, FlashDevice};
+use lode_kernel::limits::CHECK_BLOCK;
 use lode_kernel::model::stream::{
-    verify_image_data, SparseBuffers, SparseScratch, SparseSetup, StreamLayout, StreamOptions,
-    StreamPlan, StreamSource,
+    verify_and_record, Reads, SparseBuffers, SparseScratch, SparseSetup, StreamLayout,
+    StreamOptions, StreamPlan, StreamSource,
 };
 use lode_kernel::model::{Limits, LlamaConfig, MemoryPlan, Model, ModelError};
 use lode_kernel::plan::Extent;
@@ -106,6 +107,8 @@ pub struct StreamInfo {
     pub sparsity: f32,
     /// Seconds to check the image's data against its CRCs.
     pub verify_seconds: f64,
+    /// Whether reads are checked against the blocks verified at load.
+    pub reads_verified: bool,
     /// What the budget holds outside the arena.
     pub outside: Outside,
 }
@@ -159,10 +162,27 @@ impl From<ModelError> for StreamFail {
     }
 }
 
+/// The block every read is made of, and the data bytes whose blocks are
+/// checked (0 when reads are trusted): with checks, reads are whole check
+/// blocks ([`CHECK_BLOCK`], or the image's block when smaller, or the
+/// device's when larger), so every read covers whole checksums.
+fn read_block(image: &ImageFile, opts: &SessionOptions, dev: &AnyDevice) -> (usize, u64) {
+    let dev_block = dev.geometry().block_size as usize;
+    if !opts.verify_reads {
+        return (dev_block, 0);
+    }
+    let img = image.image();
+    let h = img.header();
+    let image_block = h.block_size as usize;
+    let block = dev_block.max(CHECK_BLOCK.min(image_block));
+    (block, h.file_len - h.meta_len)
+}
+
 /// The plan of `layout` under `budget` on `dev`, and what the budget holds
 /// outside the arena: the device's bounce buffers and `scratch`.
 #[allow(clippy::too_many_arguments)]
 fn plan_streamed(
+    image: &ImageFile,
     layout: &StreamLayout,
     cfg: &LlamaConfig,
     limits: &Limits,
@@ -171,13 +191,10 @@ fn plan_streamed(
     dev: &AnyDevice,
     scratch: &OwnedScratch,
 ) -> Result<(StreamPlan, Outside), StreamFail> {
-    let block = dev.geometry().block_size as usize;
+    let (block, checked) = read_block(image, opts, dev);
     let sparse = opts.sparsity > 0.0;
     let outside = Outside {
-        bounce: match dev {
-            AnyDevice::File(d) => d.report().bounce_bytes,
-            AnyDevice::Fake(_) => 0,
-        },
+        bounce: dev.bounce_bytes(),
         sparse_scratch: scratch.bytes(),
     };
     let stream_opts = StreamOptions {
@@ -186,6 +203,7 @@ fn plan_streamed(
         block,
         stream_all: false,
         sparse,
+        checked,
     };
     let with_outside = |e: ModelError| match e {
         ModelError::BudgetTooSmall { need, .. } => ModelError::BudgetTooSmall {
@@ -232,7 +250,7 @@ pub(crate) fn load_streamed(
     // when it is reopened with less bounce memory below.
     let scratch = OwnedScratch::new(&layout, &dev, opts.sparsity > 0.0);
     let (mut plan, mut outside) =
-        plan_streamed(&layout, cfg, &limits, budget, opts, &dev, &scratch)?;
+        plan_streamed(image, &layout, cfg, &limits, budget, opts, &dev, &scratch)?;
     // The device needs bounce memory for what can be in flight: the ring's
     // slots, the sparse read slot and the embedding row (at least one
     // whole read). A smaller bounce area leaves that much more to the arena.
@@ -243,25 +261,49 @@ pub(crate) fn load_streamed(
             let reopened = AnyDevice::open(opts.device.as_ref(), image, need)
                 .map_err(|e| StreamFail::Load(LoadError::Device(e)))?;
             (dev, name, mode) = (reopened.device, reopened.name, reopened.mode);
-            (plan, outside) = plan_streamed(&layout, cfg, &limits, budget, opts, &dev, &scratch)?;
+            (plan, outside) =
+                plan_streamed(image, &layout, cfg, &limits, budget, opts, &dev, &scratch)?;
         }
     }
+    let mut dev = dev.with_faults(opts.faults);
     let block = plan.block;
     let sparse = plan.sparse;
     events.plan(image.path(), image.weight_bytes(), &limits, &plan, &outside);
     let mut arena = new_arena(plan.budget).map_err(StreamFail::Load)?;
     let lock = arena.lock().ok();
 
+    // The block checks first (they stay), then the pass that verifies the
+    // image's stored CRCs and records every block's for the reads that
+    // follow, through a buffer given back afterwards.
+    let checks = if opts.verify_reads {
+        let h = img.header();
+        let c = BlockChecks::new(
+            &mut arena,
+            h.meta_len,
+            h.file_len,
+            block,
+            lode_hal::checksum::crc32c,
+        )
+        .map_err(ModelError::from)?;
+        Some(c)
+    } else {
+        None
+    };
     let mut verify_seconds = 0.0;
-    if opts.verify {
+    if opts.verify || checks.is_some() {
         let t = Instant::now();
         let chunk = (plan.budget / 2).clamp(block, 8 << 20) / block * block;
         let slot = arena
-            .alloc(chunk, 64, SlotKind::IoBuffer)
+            .alloc(chunk, block.max(64), SlotKind::IoBuffer)
             .map_err(ModelError::arena)?;
-        verify_image_data(&mut dev, &mut arena, &img, slot, |done, total| {
-            events.verify(done, total)
-        })?;
+        verify_and_record(
+            &mut dev,
+            &mut arena,
+            &img,
+            slot,
+            checks.as_ref(),
+            |done, total| events.verify(done, total),
+        )?;
         arena.free(slot).map_err(ModelError::arena)?;
         verify_seconds = t.elapsed().as_secs_f64();
     }
@@ -270,7 +312,11 @@ pub(crate) fn load_streamed(
         policy: opts.neuron_cache.then(|| S3Fifo::new(10)),
         scratch,
     });
-    let source = Streamed::load_with(dev, &mut arena, layout, cfg, &limits, plan, now_ns, setup)?;
+    let reads = Reads {
+        clock: now_ns,
+        checks,
+    };
+    let source = Streamed::load_with(dev, &mut arena, layout, cfg, &limits, plan, reads, setup)?;
     let model = Model::new(*cfg, limits, source, &mut arena)?;
     // One accountant: the arena holds exactly what the plan counted.
     plan.arena_use.check(&arena)?;
@@ -280,6 +326,7 @@ pub(crate) fn load_streamed(
         plan,
         sparsity: opts.sparsity,
         verify_seconds,
+        reads_verified: opts.verify_reads,
         outside,
     };
     Ok((model, arena, lock, info))

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use lode_kernel::flash::Faults;
 use lode_kernel::model::stream::StreamPlan;
 use lode_kernel::model::{Limits, LlamaConfig, MAX_CONTEXT};
 
@@ -37,12 +38,21 @@ pub struct SessionOptions {
     pub neuron_cache: bool,
     /// Check the image's data against its CRCs before loading.
     pub verify: bool,
+    /// Check every read made while running against the checksums of the
+    /// blocks verified at load (which then always runs), re-reading what
+    /// fails: a fault of the medium after load stops the run with an
+    /// error instead of changing its text.
+    pub verify_reads: bool,
+    /// Faults injected into the device's reads (`--inject-faults`; none
+    /// by default).
+    pub faults: Faults,
 }
 
 impl SessionOptions {
     /// Defaults for contexts of up to `max_context` positions: prompt
     /// batches of 64, one context, every core, everything resident, the
-    /// image's own file, dense, with the neuron cache, verified.
+    /// image's own file, dense, with the neuron cache, verified at load and
+    /// on every read.
     pub fn new(max_context: usize) -> SessionOptions {
         SessionOptions {
             max_context,
@@ -55,6 +65,8 @@ impl SessionOptions {
             sparsity: 0.0,
             neuron_cache: true,
             verify: true,
+            verify_reads: true,
+            faults: Faults::none(),
         }
     }
 

@@ -15,6 +15,7 @@ use std::time::Instant;
 use lode_hal::compute::{CpuCompute, CpuConfig};
 use lode_hal_linux::LockedArena;
 use lode_kernel::arena::LockReport;
+use lode_kernel::flash::FaultCounts;
 use lode_kernel::model::stream::{IoStats, SparseStats};
 use lode_kernel::model::{Limits, LlamaConfig, Model, WantLogits};
 use lode_tokenizer::{ChatTemplate, Tokenizer};
@@ -42,6 +43,8 @@ pub struct IoCounters {
     pub sparse: SparseStats,
     /// Virtual nanoseconds of a fake device.
     pub virtual_ns: u64,
+    /// Faults injected into the device (`--inject-faults`).
+    pub faults: FaultCounts,
 }
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
@@ -96,10 +99,14 @@ impl Session {
         };
         let (engine, arena, lock, stream) = match &weights {
             Weights::Gguf(bytes) => {
-                if opts.budget.is_some() || opts.device.is_some() || opts.sparsity != 0.0 {
+                if opts.budget.is_some()
+                    || opts.device.is_some()
+                    || opts.sparsity != 0.0
+                    || !opts.faults.is_none()
+                {
                     return Err(LoadError::Options(
-                        "--dram-budget, --device and --sparsity need a lode image (make one \
-                         with `lode pack`; --sparsity with `--layout split`)"
+                        "--dram-budget, --device, --sparsity and --inject-faults need a lode \
+                         image (make one with `lode pack`; --sparsity with `--layout split`)"
                             .into(),
                     ));
                 }
@@ -264,6 +271,7 @@ impl Session {
                 io: m.weights().io_stats(),
                 sparse: m.weights().sparse_stats().unwrap_or_default(),
                 virtual_ns: m.weights().device().virtual_ns(),
+                faults: m.weights().device().fault_counts(),
             },
         }
     }

@@ -111,6 +111,18 @@ pub struct StreamStats {
     pub verify_seconds: f64,
     /// Virtual I/O time of a fake device, seconds (0 on a real one).
     pub fake_io_seconds: f64,
+    /// Whether every read was checked against the blocks verified at load.
+    pub reads_verified: bool,
+    /// Bytes checked per pass (equal to the bytes read when checked).
+    pub verified_bytes_per_token: f64,
+    /// Reads repeated after a read error or a checksum mismatch, in all.
+    pub read_retries: u64,
+    /// Read errors injected (`--inject-faults`).
+    pub injected_read_errors: u64,
+    /// Bit flips injected into delivered reads.
+    pub injected_bit_flips: u64,
+    /// Latency spikes injected.
+    pub injected_latency_spikes: u64,
 }
 
 fn ratio(a: u64, b: u64, empty: f64) -> f64 {
@@ -193,6 +205,12 @@ impl StreamStats {
             compute_seconds: (g.prompt_seconds + g.decode_seconds - wait).max(0.0),
             verify_seconds: info.verify_seconds,
             fake_io_seconds: (b.virtual_ns - a.virtual_ns) as f64 / 1e9,
+            reads_verified: info.reads_verified,
+            verified_bytes_per_token: per(b.io.verified - a.io.verified),
+            read_retries: b.io.retries - a.io.retries,
+            injected_read_errors: b.faults.read_errors - a.faults.read_errors,
+            injected_bit_flips: b.faults.bit_flips - a.faults.bit_flips,
+            injected_latency_spikes: b.faults.latency_spikes - a.faults.latency_spikes,
         })
     }
 }

@@ -8,7 +8,7 @@ use lode_hal::fake::{FakeFlash, FaultPlan, Profile};
 use lode_hal::slice_arena::SliceArena;
 use lode_kernel::arena::{DramArena, SlotKind};
 use lode_kernel::cache::{CacheConfig, LinkAdmission, NeuronCache, S3Fifo};
-use lode_kernel::fetch::{fetch_layer, BundleLoc, FetchScratch};
+use lode_kernel::fetch::{fetch_layer, BundleLoc, FetchIo, FetchScratch};
 use lode_kernel::flash::FlashDevice;
 use lode_kernel::plan::{self, Extent, Mode, Region};
 use lode_kernel::rng::SplitMix64;
@@ -79,7 +79,7 @@ fn fetch_planning_and_caching_allocate_nothing() {
                 &positions,
                 token,
                 mode,
-                io,
+                FetchIo::unchecked(io),
                 &mut scratch,
             )
             .unwrap();

@@ -7,7 +7,7 @@ use lode_hal::fake::{FakeFlash, FaultPlan, Profile};
 use lode_hal::slice_arena::SliceArena;
 use lode_kernel::arena::{DramArena, SlotKind};
 use lode_kernel::cache::{CacheConfig, Lru, NeuronCache};
-use lode_kernel::fetch::{fetch_layer, BundleLoc, FetchError, FetchScratch};
+use lode_kernel::fetch::{fetch_layer, BundleLoc, FetchError, FetchIo, FetchScratch};
 use lode_kernel::flash::{ErrorKind, FlashDevice, ReadRequest};
 use lode_kernel::plan::{self, Extent, Mode, Region};
 use lode_tests::{bundle_byte, small_image};
@@ -120,7 +120,7 @@ fn fetch_and_verify<F: FlashDevice>(
                 &positions,
                 token,
                 mode,
-                io,
+                FetchIo::unchecked(io),
                 &mut scratch,
             )?;
             for (i, &p) in positions.iter().enumerate() {

@@ -45,6 +45,7 @@ fn streaming_decode_allocates_nothing() {
         block: dev.geometry().block_size as usize,
         stream_all: true,
         sparse: false,
+        checked: 0,
     };
     let plan = StreamPlan::new(&layout, &cfg, &limits, opts).unwrap();
     let plan = StreamPlan::new(

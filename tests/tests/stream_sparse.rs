@@ -91,6 +91,7 @@ fn run(
         block,
         stream_all,
         sparse,
+        checked: 0,
     };
     let ample = StreamPlan::new(
         &layout,
@@ -257,10 +258,20 @@ fn a_device_failing_during_a_sparse_fetch_is_a_read_error() {
     if split_image().is_none() {
         return;
     }
+    // A read fails now and then: tried again, the run gives the clean
+    // run's tokens.
+    let clean = run(fake(reordering()), None, 0.5, true, false).unwrap();
     let plan = FaultPlan {
         read_error_ppm: 20_000,
         seed: 17,
         ..reordering()
+    };
+    let retried = run(fake(plan), None, 0.5, true, false).unwrap();
+    assert_eq!(retried.tokens, clean.tokens);
+    // Most reads fail: some read fails all three of its tries.
+    let plan = FaultPlan {
+        read_error_ppm: 600_000,
+        ..plan
     };
     let Err(e) = run(fake(plan), None, 0.5, true, false) else {
         panic!("a read must fail");
@@ -283,6 +294,7 @@ fn a_sparse_run_of_a_bundled_image_is_refused_with_the_fix() {
         block: 4096,
         stream_all: false,
         sparse: true,
+        checked: 0,
     };
     let e = StreamPlan::new(&layout, &cfg, &limits(), opts).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::BadLayout);

@@ -12,7 +12,7 @@ use lode_kernel::arena::{DramArena, SlotKind};
 use lode_kernel::cache::{
     CacheConfig, HotPinned, HotWindow, LinkAdmission, Lru, NeuronCache, Policy, S3Fifo, Window,
 };
-use lode_kernel::fetch::{fetch_layer, BundleLoc, FetchScratch};
+use lode_kernel::fetch::{fetch_layer, BundleLoc, FetchIo, FetchScratch};
 use lode_kernel::flash::FlashDevice;
 use lode_kernel::plan::{self, Extent, Mode, Region};
 
@@ -366,7 +366,10 @@ fn run<F: Timed, P: Policy>(
                 &positions,
                 token,
                 mode,
-                io,
+                FetchIo {
+                    slot: io,
+                    checks: None,
+                },
                 &mut scratch,
             )
             .map_err(|e| format!("token {token} layer {l}: {e}"))?;

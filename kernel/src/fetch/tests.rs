@@ -11,12 +11,12 @@ use crate::cache::{CacheConfig, Lru, S3Fifo};
 use crate::flash::testing::RamFlash;
 use crate::flash::{ErrorKind, Geometry};
 
-const BUNDLE: u32 = 1080;
+pub(super) const BUNDLE: u32 = 1080;
 const COUNT: u32 = 200;
 
 /// A device holding one region whose bundle `p` is filled with a pattern
 /// unique to `(p, byte index)`.
-fn device(block: u32, max_transfer: u32) -> (RamFlash, Region) {
+pub(super) fn device(block: u32, max_transfer: u32) -> (RamFlash, Region) {
     let region = Region {
         offset: 4 * u64::from(block),
         stride: BUNDLE,
@@ -40,25 +40,25 @@ fn device(block: u32, max_transfer: u32) -> (RamFlash, Region) {
     (RamFlash::new(data, geo), region)
 }
 
-fn pattern(p: u32, i: usize) -> u8 {
+pub(super) fn pattern(p: u32, i: usize) -> u8 {
     (p as usize * 31 + i * 7) as u8 ^ (i >> 8) as u8
 }
 
-struct Buffers {
+pub(super) struct Buffers {
     missing: Vec<u32>,
     extents: Vec<Extent>,
-    locs: Vec<BundleLoc>,
+    pub(super) locs: Vec<BundleLoc>,
 }
 
 impl Buffers {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Buffers {
             missing: vec![0; COUNT as usize],
             extents: vec![Extent::default(); 2 * COUNT as usize],
             locs: vec![BundleLoc::Nowhere; COUNT as usize],
         }
     }
-    fn scratch(&mut self) -> FetchScratch<'_> {
+    pub(super) fn scratch(&mut self) -> FetchScratch<'_> {
         FetchScratch {
             missing: &mut self.missing,
             extents: &mut self.extents,
@@ -115,12 +115,12 @@ proptest! {
             buf.extents = vec![Extent::default(); plan::extents_bound(&region, &dev.geo, mode) as usize];
             for (t, set) in tokens.iter().enumerate() {
                 let positions: Vec<u32> = set.iter().copied().collect();
-                let f = fetch_layer(&mut dev, &mut arena, Some(&mut cache), &region, 0, &positions, t as u32, mode, io, &mut buf.scratch()).unwrap();
+                let f = fetch_layer(&mut dev, &mut arena, Some(&mut cache), &region, 0, &positions, t as u32, mode, FetchIo::unchecked(io), &mut buf.scratch()).unwrap();
                 prop_assert_eq!((f.hits + f.misses) as usize, positions.len());
                 prop_assert_eq!(f.needed_bytes, u64::from(f.misses) * u64::from(BUNDLE));
                 prop_assert!(f.plan.bytes >= f.needed_bytes || mode == Mode::PerBundle);
                 check_locs(&arena, Some(&cache), io, &positions, &buf.locs[..positions.len()])?;
-                let f = fetch_layer(&mut dev, &mut arena, None::<&mut NeuronCache<Lru>>, &region, 0, &positions, t as u32, mode, io, &mut buf.scratch()).unwrap();
+                let f = fetch_layer(&mut dev, &mut arena, None::<&mut NeuronCache<Lru>>, &region, 0, &positions, t as u32, mode, FetchIo::unchecked(io), &mut buf.scratch()).unwrap();
                 prop_assert_eq!(f.hits, 0);
                 check_locs::<Lru>(&arena, None, io, &positions, &buf.locs[..positions.len()])?;
             }
@@ -147,7 +147,7 @@ fn fetch_uncached(
         positions,
         0,
         Mode::PerBundle,
-        io,
+        FetchIo::unchecked(io),
         &mut buf.scratch(),
     );
     (r, arena, io)
@@ -165,7 +165,8 @@ fn a_failed_read_is_reported_and_leaves_the_device_idle() {
         err,
         FetchError::Read {
             offset: region.offset,
-            kind: ErrorKind::Io
+            kind: ErrorKind::Io,
+            attempts: 3,
         }
     );
     assert_eq!(dev.in_flight(), 0);
@@ -222,7 +223,7 @@ fn small_buffers_are_errors_not_panics() {
         &[0, 50, 100],
         0,
         Mode::Coalesced,
-        io,
+        FetchIo::unchecked(io),
         &mut buf.scratch(),
     )
     .unwrap_err();
@@ -244,7 +245,7 @@ fn small_buffers_are_errors_not_panics() {
         &[0, 1],
         0,
         Mode::Coalesced,
-        io,
+        FetchIo::unchecked(io),
         &mut s,
     )
     .unwrap_err();
@@ -258,7 +259,7 @@ fn small_buffers_are_errors_not_panics() {
         &[5, 3],
         0,
         Mode::Coalesced,
-        io,
+        FetchIo::unchecked(io),
         &mut buf.scratch(),
     )
     .unwrap_err();
@@ -292,7 +293,7 @@ fn cache_hits_skip_the_device() {
         &positions,
         0,
         Mode::Coalesced,
-        io,
+        FetchIo::unchecked(io),
         &mut buf.scratch(),
     )
     .unwrap();
@@ -307,7 +308,7 @@ fn cache_hits_skip_the_device() {
         &positions,
         1,
         Mode::Coalesced,
-        io,
+        FetchIo::unchecked(io),
         &mut buf.scratch(),
     )
     .unwrap();
@@ -346,7 +347,7 @@ fn admitting_misses_never_overwrites_this_fetchs_hits() {
                 positions,
                 t as u32,
                 Mode::PerBundle,
-                io,
+                FetchIo::unchecked(io),
                 &mut buf.scratch(),
             )
             .unwrap();
@@ -379,7 +380,7 @@ proptest! {
         let mut buf = Buffers::new();
         for (t, set) in tokens.iter().enumerate() {
             let positions: Vec<u32> = set.iter().copied().collect();
-            fetch_layer(&mut dev, &mut arena, Some(&mut cache), &region, 0, &positions, t as u32, Mode::PerBundle, io, &mut buf.scratch()).unwrap();
+            fetch_layer(&mut dev, &mut arena, Some(&mut cache), &region, 0, &positions, t as u32, Mode::PerBundle, FetchIo::unchecked(io), &mut buf.scratch()).unwrap();
             check_locs(&arena, Some(&cache), io, &positions, &buf.locs[..positions.len()])?;
         }
     }

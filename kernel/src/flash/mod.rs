@@ -51,6 +51,7 @@
 //! own tests.
 
 mod admit;
+pub mod checks;
 mod device;
 pub mod fault;
 mod geometry;
@@ -63,6 +64,7 @@ use core::fmt;
 use crate::arena::Slot;
 
 pub use admit::{admit, admit_read, admit_span, admit_write, destination_mut};
+pub use checks::{BlockChecks, CheckError};
 pub use device::{FlashDevice, FlashWrite};
 pub use fault::{FaultCounts, FaultInjector, Faults};
 pub use geometry::Geometry;

@@ -29,6 +29,8 @@ pub enum ErrorKind {
     Flash,
     /// A lode image's layout is one this streaming cannot use.
     BadLayout,
+    /// Data read from flash failed its checksum on every attempt.
+    Corrupt,
     /// An internal invariant broke (a lode bug), caught as an error.
     Internal,
 }
@@ -93,6 +95,16 @@ pub enum ModelError {
         offset: u64,
         /// What the device reported.
         kind: crate::flash::ErrorKind,
+        /// Times the read was tried.
+        attempts: u32,
+    },
+    /// Streamed weights read back differently from what was verified at
+    /// load, on every attempt: the medium changed under the run.
+    Corrupt {
+        /// Device offset of the first block that failed its checksum.
+        offset: u64,
+        /// Times the read was tried.
+        attempts: u32,
     },
 }
 
@@ -110,6 +122,7 @@ impl ModelError {
             ModelError::Device(_) | ModelError::Read { .. } => ErrorKind::Flash,
             ModelError::Image(_) => ErrorKind::BadTensor,
             ModelError::Layout(_) => ErrorKind::BadLayout,
+            ModelError::Corrupt { .. } => ErrorKind::Corrupt,
             ModelError::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -173,10 +186,19 @@ impl fmt::Display for ModelError {
                 write!(f, "the memory plan and the arena disagree: {m}")
             }
             ModelError::Image(e) => write!(f, "image: {e}"),
-            ModelError::Read { offset, kind } => write!(
+            ModelError::Read {
+                offset,
+                kind,
+                attempts,
+            } => write!(
                 f,
-                "reading streamed weights at device offset {offset} failed: {kind}; \
+                "reading weights at device offset {offset} failed {attempts} times: {kind}; \
                  generation stopped"
+            ),
+            ModelError::Corrupt { offset, attempts } => write!(
+                f,
+                "weights read at device offset {offset} failed their checksum {attempts} \
+                 times (the data changed since it was verified at load); generation stopped"
             ),
         }
     }

@@ -7,7 +7,7 @@
 use crate::arena::{DramArena, Slot};
 use crate::cache::Policy;
 use crate::compute::{Bundles, Compute, DType};
-use crate::fetch::{fetch_layer, BundleLoc, FetchScratch};
+use crate::fetch::{fetch_layer, BundleLoc, FetchIo, FetchScratch};
 use crate::flash::FlashDevice;
 use crate::model::bundle_ffn::ffn_rows;
 use crate::model::error::ModelError;
@@ -297,6 +297,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
             extents: &mut *sc.extents,
             locs: &mut *sc.locs,
         };
+        let checks = self.ring.checks().copied();
         let got = fetch_layer(
             self.ring.device_mut(),
             arena,
@@ -306,13 +307,18 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
             positions,
             sp.pass,
             Mode::Adaptive { merge: true },
-            sp.io,
+            FetchIo {
+                slot: sp.io,
+                checks: checks.as_ref(),
+            },
             &mut fs,
         )
         .map_err(fetch_err)?;
         let waited = (self.clock)().saturating_sub(t0);
         self.ring
             .account(got.plan.bytes, u64::from(got.plan.commands), waited);
+        self.ring
+            .account_checks(got.verified, u64::from(got.retries));
         sp.stats.add(&got, m);
         let (table, mem) = arena.parts_mut();
         let ([o], sh) = split(table, mem, [io.output])?;

@@ -5,13 +5,13 @@
 
 use crate::arena::{DramArena, Slot, SlotKind};
 use crate::cache::{Policy, S3Fifo};
-use crate::flash::FlashDevice;
+use crate::flash::{BlockChecks, FlashDevice};
 use crate::model::config::{Limits, LlamaConfig, MAX_LAYERS};
 use crate::model::error::ModelError;
 use crate::model::tensor::TensorRef;
 use crate::model::weights::{Attention, LayerWeights, Weights, ALIGN};
 
-use super::io::{aligned_extent, read_resident};
+use super::io::{aligned_extent, read_resident, Reader};
 use super::layout::{AttnSpan, FfnRegion, StreamLayout, TensorAt};
 use super::plan::{act_lens, blocks, read_slot, StreamPlan, MAX_RING};
 use super::ring::{Ring, Unit, MAX_UNITS};
@@ -41,8 +41,31 @@ pub(super) fn attention_in(slot: Slot, base: u64, p: &[TensorAt; 4]) -> Attentio
     }
 }
 
+/// How a streamed source reads: the clock its wait statistics use, and
+/// what its reads are checked against.
+#[derive(Debug, Clone, Copy)]
+pub struct Reads {
+    /// Nanoseconds for the wait statistics (a constant is fine).
+    pub clock: fn() -> u64,
+    /// Block checksums every read is verified against, or `None` to trust
+    /// the device after the load pass.
+    pub checks: Option<BlockChecks>,
+}
+
+impl Reads {
+    /// Reads trusted as delivered.
+    pub fn unchecked(clock: fn() -> u64) -> Reads {
+        Reads {
+            clock,
+            checks: None,
+        }
+    }
+}
+
 /// The pass's schedule as it is built, and where each layer's units are.
 pub(super) struct Schedule {
+    /// How resident units are read and checked.
+    reader: Reader,
     pub(super) units: heapless::Vec<Unit, MAX_UNITS>,
     /// Bytes of a ring slot: no unit may be larger.
     slot: usize,
@@ -54,8 +77,9 @@ pub(super) struct Schedule {
 }
 
 impl Schedule {
-    fn new(slot: usize) -> Self {
+    fn new(slot: usize, reader: Reader) -> Self {
         Schedule {
+            reader,
             units: heapless::Vec::new(),
             slot,
             attn_unit: [NONE; MAX_LAYERS],
@@ -92,7 +116,7 @@ impl Schedule {
         plan: &StreamPlan,
     ) -> Result<Option<Attention>, ModelError> {
         if plan.attn_is_resident(l) {
-            let slot = read_resident(dev, arena, span.start, span.len, plan.block)?;
+            let slot = read_resident(dev, arena, span.start, span.len, self.reader)?;
             return Ok(Some(attention_in(slot, span.start, &span.proj)));
         }
         let index = self.push(Unit::whole(span.start, span.len, plan.block))?;
@@ -118,7 +142,7 @@ impl Schedule {
         let block = plan.block;
         let resident = plan.ffn_is_resident(l);
         let rows = match region.split() {
-            Some(r) if resident => Some(read_resident(dev, arena, r.start, r.len, block)?),
+            Some(r) if resident => Some(read_resident(dev, arena, r.start, r.len, self.reader)?),
             Some(r) => {
                 let index = self.push(Unit::whole(r.start, r.len, block))?;
                 if let Some(u) = self.rows_unit.get_mut(l) {
@@ -130,7 +154,13 @@ impl Schedule {
         };
         let _ = self.rows_resident.push(rows);
         let res = if resident {
-            Some(read_resident(dev, arena, region.offset, region.len, block)?)
+            Some(read_resident(
+                dev,
+                arena,
+                region.offset,
+                region.len,
+                self.reader,
+            )?)
         } else if region.split().is_some() && plan.sparse {
             None
         } else {
@@ -175,7 +205,7 @@ impl Schedule {
         let block = plan.block;
         let rb = head.row_bytes();
         if plan.head_resident {
-            let slot = read_resident(dev, arena, head.offset, head.len, block)?;
+            let slot = read_resident(dev, arena, head.offset, head.len, self.reader)?;
             return Ok((
                 Some(tensor_in(slot, head.offset, head)),
                 None,
@@ -199,7 +229,7 @@ impl Schedule {
             r0 = r1;
         }
         let part = if part_rows > 0 {
-            let slot = read_resident(dev, arena, head.offset, part_rows * rb, block)?;
+            let slot = read_resident(dev, arena, head.offset, part_rows * rb, self.reader)?;
             Some(TensorRef {
                 slot,
                 offset: 0,
@@ -227,9 +257,10 @@ fn check_fits<D: FlashDevice>(
             "a sparse run needs a sparse plan, and a sparse plan a sparse run",
         ));
     }
-    if dev.geometry().block_size as usize != plan.block {
+    let dev_block = dev.geometry().block_size as usize;
+    if dev_block == 0 || !plan.block.is_multiple_of(dev_block) {
         return Err(ModelError::Config(
-            "the plan was made for another block size",
+            "the plan's block size is not a multiple of the device's",
         ));
     }
     let b = plan.block as u64;
@@ -272,7 +303,16 @@ impl<D: FlashDevice> StreamSource<D, S3Fifo, SparseScratch<'static>> {
         plan: StreamPlan,
         clock: fn() -> u64,
     ) -> Result<Self, ModelError> {
-        Self::load_with(dev, arena, layout, cfg, limits, plan, clock, None)
+        Self::load_with(
+            dev,
+            arena,
+            layout,
+            cfg,
+            limits,
+            plan,
+            Reads::unchecked(clock),
+            None,
+        )
     }
 }
 
@@ -293,13 +333,17 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         clock: fn() -> u64,
         setup: SparseSetup<P, B>,
     ) -> Result<Self, ModelError> {
-        Self::load_with(dev, arena, layout, cfg, limits, plan, clock, Some(setup))
+        let reads = Reads::unchecked(clock);
+        Self::load_with(dev, arena, layout, cfg, limits, plan, reads, Some(setup))
     }
 
     /// [`load`](StreamSource::load) (`setup` `None`) or
     /// [`load_sparse`](StreamSource::load_sparse) with the scratch type
     /// named by the caller, so dense and sparse sources of one program
-    /// share one type.
+    /// share one type, and with the reads checked when `reads.checks` is
+    /// set (filled by [`verify_and_record`](super::verify_and_record)):
+    /// every resident unit loaded here and every unit, row and column read
+    /// while running.
     #[allow(clippy::too_many_arguments)]
     pub fn load_with<A: DramArena>(
         mut dev: D,
@@ -308,12 +352,22 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         cfg: &LlamaConfig,
         limits: &Limits,
         plan: StreamPlan,
-        clock: fn() -> u64,
+        reads: Reads,
         setup: Option<SparseSetup<P, B>>,
     ) -> Result<Self, ModelError> {
         limits.validate(cfg)?;
         check_fits(&dev, &layout, &plan, setup.is_some())?;
         let block = plan.block;
+        if reads.checks.is_some_and(|c| c.block() != block) {
+            return Err(ModelError::Config(
+                "the block checks were made for another block size than the plan's",
+            ));
+        }
+        let reader = Reader {
+            block,
+            checks: reads.checks,
+        };
+        let clock = reads.clock;
         // The ring first, so a failed load leaves nothing half placed.
         let mut ring_slots: heapless::Vec<Slot, MAX_RING> = heapless::Vec::new();
         for _ in 0..plan.ring {
@@ -322,14 +376,15 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
                 .map_err(ModelError::arena)?;
             let _ = ring_slots.push(s);
         }
-        let mut sched = Schedule::new(plan.ring_slot);
+        let mut sched = Schedule::new(plan.ring_slot, reader);
         let mut layers: heapless::Vec<LayerWeights, MAX_LAYERS> = heapless::Vec::new();
         for l in 0..cfg.layers {
             let missing = ModelError::Layout("layer missing");
             let span = *layout.attn.get(l).ok_or(missing)?;
             let region = *layout.ffn.get(l).ok_or(missing)?;
             let norm = |dev: &mut D, arena: &mut A, t: &TensorAt| {
-                read_resident(dev, arena, t.offset, t.len, block).map(|s| tensor_in(s, t.offset, t))
+                read_resident(dev, arena, t.offset, t.len, reader)
+                    .map(|s| tensor_in(s, t.offset, t))
             };
             let attn_norm = norm(&mut dev, arena, &span.attn_norm)?;
             let ffn_norm = norm(&mut dev, arena, &span.ffn_norm)?;
@@ -345,7 +400,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         }
         let on = &layout.output_norm;
         let output_norm = tensor_in(
-            read_resident(&mut dev, arena, on.offset, on.len, block)?,
+            read_resident(&mut dev, arena, on.offset, on.len, reader)?,
             on.offset,
             on,
         );
@@ -369,7 +424,14 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         let sparse = setup
             .map(|s| Sparse::build(s, arena, &layout, cfg, &plan, max_transfer))
             .transpose()?;
-        let ring = Ring::new(dev, &ring_slots, &sched.units, row_slot, clock)?;
+        let ring = Ring::new(
+            dev,
+            &ring_slots,
+            &sched.units,
+            row_slot,
+            clock,
+            reads.checks,
+        )?;
         Ok(StreamSource {
             ring,
             plan,

@@ -27,10 +27,11 @@ mod units;
 #[cfg(test)]
 mod tests;
 
-pub use io::{read_extent, verify_image_data};
+pub use io::{read_checked, read_extent, verify_and_record, verify_image_data};
 pub use layout::{
     config_of, AttnSpan, DenseMatrices, FfnKind, FfnRegion, SplitRows, StreamLayout, TensorAt,
 };
+pub use load::Reads;
 pub use plan::{PlanBytes, StreamOptions, StreamPlan, MAX_RING};
 pub use ring::{IoStats, Ring, Unit, MAX_UNITS};
 pub use source::StreamSource;

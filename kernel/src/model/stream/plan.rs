@@ -24,6 +24,7 @@
 //! attention computes. The ring's slots are sized for the largest unit
 //! that still streams.
 
+use crate::flash::BlockChecks;
 use crate::model::arena_use::{ArenaUse, Footprint};
 use crate::model::buffers::Buffers;
 use crate::model::config::{Limits, LlamaConfig};
@@ -54,6 +55,10 @@ pub struct StreamOptions {
     /// into their own I/O slot instead of streamed whole through the ring,
     /// and what is left of the budget becomes a neuron cache.
     pub sparse: bool,
+    /// Bytes of image data whose blocks are checked on every read (the
+    /// span `meta_len..file_len`), or 0 to trust reads: the table of
+    /// checksums ([`BlockChecks`]) is part of the budget.
+    pub checked: u64,
 }
 
 /// Bytes of the budget by purpose.
@@ -81,6 +86,8 @@ pub struct PlanBytes {
     pub cache: usize,
     /// Room to start every slot a read lands in on a device block.
     pub alignment: usize,
+    /// The checksum of every block of the data, for checking reads.
+    pub checks: usize,
 }
 
 impl PlanBytes {
@@ -98,6 +105,7 @@ impl PlanBytes {
             self.sparse_io,
             self.cache,
             self.alignment,
+            self.checks,
         ]
         .iter()
         .fold(ALIGN, |a, &b| a.saturating_add(b))
@@ -229,6 +237,8 @@ struct Fixed {
     ring: usize,
     layers: usize,
     block: usize,
+    /// Exact bytes of the block-checksum table (0 without one).
+    checks: usize,
 }
 
 impl Fixed {
@@ -264,6 +274,11 @@ impl Fixed {
             ring: opts.ring,
             layers: cfg.layers,
             block,
+            checks: if opts.checked > 0 {
+                BlockChecks::table_bytes(opts.checked, block)
+            } else {
+                0
+            },
         }
     }
 
@@ -281,6 +296,7 @@ impl Fixed {
             ring: ring_slot.saturating_mul(self.ring),
             sparse_io: self.sparse_io,
             alignment: self.block.saturating_mul(2 * self.layers + 3 + self.ring),
+            checks: aligned(self.checks),
             ..PlanBytes::default()
         }
     }
@@ -296,6 +312,7 @@ impl Fixed {
         ArenaUse {
             resident: self
                 .norms
+                .saturating_add(self.checks)
                 .saturating_add(bytes.attention)
                 .saturating_add(bytes.head)
                 .saturating_add(bytes.ffn),

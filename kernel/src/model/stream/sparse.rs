@@ -197,7 +197,16 @@ impl<P: Policy, B: SparseBuffers> Sparse<P, B> {
 pub(super) fn fetch_err<E: crate::flash::Error>(e: FetchError<E>) -> ModelError {
     match e {
         FetchError::Device(e) => ModelError::Device(e.kind()),
-        FetchError::Read { offset, kind } => ModelError::Read { offset, kind },
+        FetchError::Read {
+            offset,
+            kind,
+            attempts,
+        } => ModelError::Read {
+            offset,
+            kind,
+            attempts,
+        },
+        FetchError::Corrupt { offset, attempts } => ModelError::Corrupt { offset, attempts },
         FetchError::Arena(k) => ModelError::Arena(k),
         FetchError::IoBufferTooSmall { .. } => {
             ModelError::Internal("a sparse read plan is larger than its I/O slot")

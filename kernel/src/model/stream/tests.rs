@@ -109,6 +109,7 @@ fn opts(budget: usize) -> StreamOptions {
         block: B as usize,
         stream_all: false,
         sparse: false,
+        checked: 0,
     }
 }
 
@@ -291,7 +292,7 @@ fn the_ring_delivers_each_unit_in_turn_and_prefetches_the_next() {
             head: true,
         },
     ];
-    let mut ring = Ring::new(dev, &slots, &units, None, no_clock).unwrap();
+    let mut ring = Ring::new(dev, &slots, &units, None, no_clock, None).unwrap();
     for pass in 0..3 {
         ring.begin_pass(&mut arena, true).unwrap();
         for (i, u) in units.iter().enumerate() {
@@ -332,7 +333,7 @@ fn a_failed_read_is_an_error_naming_the_unit_and_the_ring_recovers() {
     let mut arena = VecArena::new(1 << 20);
     let slots = io_slots(&mut arena, 2, 8192);
     let units = [unit(0, 4096), unit(8192, 8192)];
-    let mut ring = Ring::new(dev, &slots, &units, None, no_clock).unwrap();
+    let mut ring = Ring::new(dev, &slots, &units, None, no_clock, None).unwrap();
     ring.begin_pass(&mut arena, true).unwrap();
     ring.acquire(&mut arena, 0).unwrap();
     let e = ring.acquire(&mut arena, 1).unwrap_err();
@@ -340,7 +341,8 @@ fn a_failed_read_is_an_error_naming_the_unit_and_the_ring_recovers() {
         e,
         ModelError::Read {
             offset: 8192,
-            kind: FlashKind::Io
+            kind: FlashKind::Io,
+            attempts: 3,
         }
     );
     // Everything in flight is collected; the next pass starts cleanly and
@@ -357,7 +359,7 @@ fn an_out_of_order_acquire_restarts_the_schedule_there() {
     let mut arena = VecArena::new(1 << 20);
     let slots = io_slots(&mut arena, 3, 4096);
     let units: Vec<Unit> = (0..5).map(|i| unit(i * 4096, 4096)).collect();
-    let mut ring = Ring::new(dev, &slots, &units, None, no_clock).unwrap();
+    let mut ring = Ring::new(dev, &slots, &units, None, no_clock, None).unwrap();
     ring.begin_pass(&mut arena, true).unwrap();
     let (slot, _) = ring.acquire(&mut arena, 3).unwrap();
     assert_eq!(

@@ -1,0 +1,212 @@
+//! Handing units and rows out: each checked against the block checksums
+//! before use, and read again on a read error or a mismatch, up to
+//! [`MAX_READ_ATTEMPTS`] times in all.
+
+use crate::arena::{DramArena, Slot};
+use crate::flash::{self, CheckError, FlashDevice, ReadRequest};
+use crate::limits::MAX_READ_ATTEMPTS;
+use crate::model::error::ModelError;
+
+use super::{device_err, Ring, State, ROW_TAG};
+
+/// What checking a read found.
+enum Checked {
+    Good,
+    Bad { offset: u64 },
+}
+
+impl<D: FlashDevice> Ring<D> {
+    /// Checks `len` bytes of `slot`, read at device `start`.
+    fn check<A: DramArena>(
+        &mut self,
+        arena: &A,
+        slot: Slot,
+        start: u64,
+        len: usize,
+    ) -> Result<Checked, ModelError> {
+        let Some(c) = self.checks.as_ref() else {
+            return Ok(Checked::Good);
+        };
+        match c.verify_slot(arena, start, slot, 0, len) {
+            Ok(()) => {
+                self.stats.verified += len as u64;
+                Ok(Checked::Good)
+            }
+            Err(CheckError::Mismatch { offset }) => Ok(Checked::Bad { offset }),
+            Err(_) => Err(ModelError::Internal(
+                "a streamed read is not whole blocks of the checked data",
+            )),
+        }
+    }
+
+    /// Takes schedule unit `unit` for computing: releases the unit taken
+    /// before, starts reading it if no slot holds it, prefetches what
+    /// follows, and waits until it is complete. Returns its slot and where
+    /// its data starts.
+    pub fn acquire<A: DramArena>(
+        &mut self,
+        arena: &mut A,
+        unit: usize,
+    ) -> Result<(Slot, usize), ModelError> {
+        let u = *self
+            .schedule
+            .get(unit)
+            .ok_or(ModelError::Internal("no such streamed unit"))?;
+        for (_, s) in self.slots.iter_mut() {
+            if matches!(s, State::InUse { .. }) {
+                *s = State::Free;
+            }
+        }
+        if !self.holds(unit) {
+            // Out of order (a pass cut short by an error, or the first
+            // use): drop what was prefetched and start from this unit.
+            self.drain_where(arena, |_| true)?;
+            self.next = unit;
+        } else if matches!(
+            self.slots.iter().find(|(_, s)| s.unit() == Some(unit)),
+            Some((_, State::Ready { .. }))
+        ) {
+            self.stats.ready_hits += 1;
+        }
+        self.prefetch(arena)?;
+        loop {
+            let Some(i) = self.slots.iter().position(|(_, s)| s.unit() == Some(unit)) else {
+                return Err(ModelError::Internal("a streamed unit left the ring"));
+            };
+            let Some(&(slot, state)) = self.slots.get(i) else {
+                return Err(ModelError::Internal("a streamed unit left the ring"));
+            };
+            let retry = match state {
+                State::Ready { attempt, .. } => match self.check(arena, slot, u.start, u.len)? {
+                    Checked::Good => {
+                        if let Some((_, s)) = self.slots.get_mut(i) {
+                            *s = State::InUse { unit };
+                        }
+                        // The slot just taken cannot receive a prefetch,
+                        // but a freed one can.
+                        self.prefetch(arena)?;
+                        return Ok((slot, u.skip));
+                    }
+                    Checked::Bad { offset } => (
+                        attempt + 1,
+                        ModelError::Corrupt {
+                            offset,
+                            attempts: attempt + 1,
+                        },
+                    ),
+                },
+                State::InUse { .. } => return Ok((slot, u.skip)),
+                State::Failed {
+                    offset,
+                    kind,
+                    attempt,
+                    ..
+                } => (
+                    attempt + 1,
+                    ModelError::Read {
+                        offset,
+                        kind,
+                        attempts: attempt + 1,
+                    },
+                ),
+                _ => {
+                    self.poll(arena)?;
+                    continue;
+                }
+            };
+            self.reread(arena, i, unit, retry)?;
+        }
+    }
+
+    /// Reads slot `i`'s `unit` again as attempt `retry.0`, or gives the
+    /// slot up and returns `retry.1` when the attempts are spent.
+    fn reread<A: DramArena>(
+        &mut self,
+        arena: &mut A,
+        i: usize,
+        unit: usize,
+        (attempt, err): (u32, ModelError),
+    ) -> Result<(), ModelError> {
+        let Some((_, s)) = self.slots.get_mut(i) else {
+            return Err(ModelError::Internal("a streamed unit left the ring"));
+        };
+        if attempt >= MAX_READ_ATTEMPTS {
+            *s = State::Free;
+            return Err(err);
+        }
+        *s = State::load(unit, attempt);
+        self.stats.retries += 1;
+        self.stats.units += 1;
+        self.pump(arena)
+    }
+
+    /// Reads `len` bytes at block-aligned `start` into the row slot and
+    /// waits for them (prefetches keep running meanwhile); checked and
+    /// retried like a unit.
+    pub fn read_row<A: DramArena>(
+        &mut self,
+        arena: &mut A,
+        start: u64,
+        len: usize,
+    ) -> Result<Slot, ModelError> {
+        let mut attempt = 0;
+        loop {
+            let err = match self.read_row_once(arena, start, len)? {
+                Ok(slot) => match self.check(arena, slot, start, len)? {
+                    Checked::Good => return Ok(slot),
+                    Checked::Bad { offset } => ModelError::Corrupt {
+                        offset,
+                        attempts: attempt + 1,
+                    },
+                },
+                Err(kind) => ModelError::Read {
+                    offset: start,
+                    kind,
+                    attempts: attempt + 1,
+                },
+            };
+            attempt += 1;
+            if attempt >= MAX_READ_ATTEMPTS {
+                return Err(err);
+            }
+            self.stats.retries += 1;
+        }
+    }
+
+    /// One read of the row: its slot, or the error its completion carried.
+    fn read_row_once<A: DramArena>(
+        &mut self,
+        arena: &mut A,
+        start: u64,
+        len: usize,
+    ) -> Result<Result<Slot, flash::ErrorKind>, ModelError> {
+        let Some(mut row) = self.row else {
+            return Err(ModelError::Internal("no slot for embedding rows"));
+        };
+        let r = ReadRequest {
+            tag: ROW_TAG,
+            offset: start,
+            len: u32::try_from(len).map_err(|_| ModelError::Internal("row read too large"))?,
+            dest: row.slot,
+            dest_offset: 0,
+        };
+        // Leave room in the queue for the row read.
+        let depth = usize::from(self.dev.geometry().queue_depth.max(1));
+        while self.dev.in_flight() >= depth {
+            self.poll(arena)?;
+        }
+        self.dev.submit(arena, &[r]).map_err(device_err)?;
+        self.stats.bytes += len as u64;
+        self.stats.reads += 1;
+        row.pending = true;
+        row.failed = None;
+        self.row = Some(row);
+        while self.row.is_some_and(|r| r.pending) {
+            self.poll(arena)?;
+        }
+        Ok(match self.row.and_then(|r| r.failed) {
+            Some(kind) => Err(kind),
+            None => Ok(row.slot),
+        })
+    }
+}

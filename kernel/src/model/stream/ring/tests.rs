@@ -1,0 +1,170 @@
+//! The ring's checks: what it hands out is what was verified, or an error.
+
+use std::vec::Vec;
+
+use super::*;
+use crate::arena::testing::VecArena;
+use crate::arena::{DramArena, SlotKind};
+use crate::flash::testing::RamFlash;
+use crate::flash::{ErrorKind as FlashKind, FaultInjector, Faults, Geometry};
+
+const B: usize = 512;
+const LEN: usize = 64 * 1024;
+
+fn clean() -> Vec<u8> {
+    (0..LEN).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+fn device(data: Vec<u8>) -> RamFlash {
+    RamFlash::new(
+        data,
+        Geometry {
+            block_size: B as u32,
+            capacity: LEN as u64,
+            max_transfer: 2048,
+            queue_depth: 8,
+        },
+    )
+}
+
+fn crc(b: &[u8]) -> u32 {
+    lode_formats::image::crc32c(b)
+}
+
+/// Checks of the clean bytes, recorded through a scratch slot.
+fn checks(arena: &mut VecArena) -> BlockChecks {
+    let c = BlockChecks::new(arena, 0, LEN as u64, B, crc).unwrap();
+    let s = arena.alloc(LEN, B, SlotKind::IoBuffer).unwrap();
+    arena.bytes_mut(s).unwrap().copy_from_slice(&clean());
+    c.record(arena, 0, s, LEN).unwrap();
+    arena.free(s).unwrap();
+    c
+}
+
+fn units() -> [Unit; 4] {
+    let u = |start: u64, len: usize| Unit {
+        start,
+        len,
+        skip: 0,
+        head: false,
+    };
+    [u(0, 4096), u(8192, 8192), u(20480, 2048), u(32768, 16384)]
+}
+
+fn no_clock() -> u64 {
+    0
+}
+
+fn ring<D: FlashDevice>(dev: D, arena: &mut VecArena, checks: BlockChecks) -> Ring<D> {
+    let slots: Vec<Slot> = (0..2)
+        .map(|_| arena.alloc(16384, B, SlotKind::IoBuffer).unwrap())
+        .collect();
+    let row = arena.alloc(1024, B, SlotKind::IoBuffer).unwrap();
+    Ring::new(dev, &slots, &units(), Some(row), no_clock, Some(checks)).unwrap()
+}
+
+/// Flipped bits and failed reads at high rates: every unit and row handed
+/// out holds exactly the clean bytes, and a unit that cannot be read
+/// cleanly in three tries is an error, never data.
+#[test]
+fn faulty_reads_are_retried_and_nothing_unverified_is_handed_out() {
+    let want = clean();
+    let (mut ok, mut errors, mut retries) = (0, 0, 0);
+    for seed in 0..20u64 {
+        let mut arena = VecArena::new(1 << 20);
+        let c = checks(&mut arena);
+        let faults = Faults {
+            seed,
+            bit_flip_ppm: 300_000,
+            read_error_ppm: 100_000,
+            ..Faults::none()
+        };
+        let dev: FaultInjector<RamFlash> = FaultInjector::new(device(clean()), faults);
+        let mut r = ring(dev, &mut arena, c);
+        for _pass in 0..4 {
+            r.begin_pass(&mut arena, true).unwrap();
+            for (i, u) in units().iter().enumerate() {
+                match r.acquire(&mut arena, i) {
+                    Ok((slot, _)) => {
+                        let got = &arena.bytes(slot).unwrap()[..u.len];
+                        assert_eq!(got, &want[u.start as usize..u.start as usize + u.len]);
+                        ok += 1;
+                    }
+                    Err(e) => {
+                        assert!(
+                            matches!(
+                                e,
+                                ModelError::Corrupt { attempts: 3, .. }
+                                    | ModelError::Read { attempts: 3, .. }
+                            ),
+                            "{e:?}"
+                        );
+                        errors += 1;
+                        r.quiesce(&mut arena).unwrap();
+                        break;
+                    }
+                }
+            }
+            match r.read_row(&mut arena, 4096, 1024) {
+                Ok(slot) => assert_eq!(&arena.bytes(slot).unwrap()[..1024], &want[4096..5120]),
+                Err(e) => assert!(matches!(
+                    e,
+                    ModelError::Corrupt { attempts: 3, .. } | ModelError::Read { attempts: 3, .. }
+                )),
+            }
+        }
+        retries += r.stats().retries;
+        r.quiesce(&mut arena).unwrap();
+    }
+    assert!(
+        ok > 100 && retries > 50,
+        "ok {ok}, errors {errors}, retries {retries}"
+    );
+}
+
+/// Bytes that stay wrong on the medium: the unit fails its check three
+/// times and the error names the first bad block; the units before it and
+/// the next pass's clean units are still served.
+#[test]
+fn a_block_changed_on_the_medium_stops_with_its_offset() {
+    let mut arena = VecArena::new(1 << 20);
+    let c = checks(&mut arena);
+    let mut data = clean();
+    data[8192 + 3000] ^= 0x04;
+    let mut r = ring(device(data), &mut arena, c);
+    r.begin_pass(&mut arena, true).unwrap();
+    r.acquire(&mut arena, 0).unwrap();
+    assert_eq!(
+        r.acquire(&mut arena, 1).unwrap_err(),
+        ModelError::Corrupt {
+            offset: 8192 + 2560,
+            attempts: 3
+        }
+    );
+    assert_eq!(r.stats().retries, 2);
+    r.quiesce(&mut arena).unwrap();
+    r.begin_pass(&mut arena, true).unwrap();
+    r.acquire(&mut arena, 0).unwrap();
+}
+
+/// A read that fails every time is an error after three tries; one that
+/// fails once is served from the second.
+#[test]
+fn read_errors_are_retried_up_to_the_limit() {
+    let mut arena = VecArena::new(1 << 20);
+    let c = checks(&mut arena);
+    let mut dev = device(clean());
+    dev.fail_at = Some(20480);
+    let mut r = ring(dev, &mut arena, c);
+    r.begin_pass(&mut arena, true).unwrap();
+    r.acquire(&mut arena, 0).unwrap();
+    r.acquire(&mut arena, 1).unwrap();
+    assert_eq!(
+        r.acquire(&mut arena, 2).unwrap_err(),
+        ModelError::Read {
+            offset: 20480,
+            kind: FlashKind::Io,
+            attempts: 3
+        }
+    );
+}
