@@ -93,6 +93,28 @@ fn random_bytes(n: usize, rng: &mut SplitMix64) -> Vec<u8> {
 }
 
 /// Run `lode image`.
+/// Most bundle bytes `image synth` makes: it builds the image in memory,
+/// so a mistyped geometry must stop here rather than abort on allocation.
+const MAX_SYNTH_BYTES: u64 = 2 << 30;
+
+/// Refuses a geometry whose bundles exceed [`MAX_SYNTH_BYTES`].
+fn check_size(layers: u32, neurons: u32, row: usize) -> Result<(), Box<dyn Error>> {
+    let bytes = u64::from(layers)
+        .checked_mul(u64::from(neurons))
+        .and_then(|n| n.checked_mul(3 * row as u64));
+    match bytes {
+        Some(b) if b <= MAX_SYNTH_BYTES => Ok(()),
+        _ => Err(format!(
+            "{layers} layers of {neurons} bundles of {} B would be more than the {} GiB of \
+             bundles image synth builds in memory; choose a smaller geometry",
+            3 * row,
+            MAX_SYNTH_BYTES >> 30
+        )
+        .into()),
+    }
+}
+
+/// Runs `lode image`, reporting to `out`.
 pub fn run(cmd: &ImageCmd, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let ImageCmd::Synth(a) = cmd;
     let trace_bytes = match &a.trace {
@@ -129,6 +151,7 @@ pub fn run(cmd: &ImageCmd, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
             dtype.name()
         )
     })? as usize;
+    check_size(layers, neurons, row)?;
     let heads = (a.hidden / 64).max(1);
     let geometry = ModelGeometry {
         arch: ArchTag::new("llama").ok_or("bad architecture tag")?,
@@ -217,6 +240,19 @@ mod tests {
             block_size: 4096,
             seed: 3,
         }
+    }
+
+    #[test]
+    fn a_geometry_too_large_to_build_is_refused_before_allocating() {
+        let path = std::env::temp_dir().join("lode-never-written.lode");
+        let mut a = args(path.clone());
+        a.layers = 4000;
+        a.neurons = 100_000;
+        a.hidden = 4096;
+        let mut out = Vec::new();
+        let e = run(&ImageCmd::Synth(a), &mut out).unwrap_err().to_string();
+        assert!(e.contains("GiB of bundles"), "{e}");
+        assert!(!path.exists());
     }
 
     #[test]

@@ -205,7 +205,19 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         (Some(p), _) if !p.is_file() => {
             return Err(format!("--check-text {}: no such file", p.display()).into())
         }
-        (Some(p), _) => Some(p.clone()),
+        (Some(p), _) => {
+            // Refused here, before the image is built and written.
+            let text =
+                std::fs::read(p).map_err(|e| format!("--check-text {}: {e}", p.display()))?;
+            if text.iter().all(u8::is_ascii_whitespace) {
+                return Err(format!(
+                    "--check-text {}: the file has no text to measure perplexity on",
+                    p.display()
+                )
+                .into());
+            }
+            Some(p.clone())
+        }
         (None, _) => Some(PathBuf::from(DEFAULT_CHECK_TEXT)).filter(|p| p.is_file()),
     };
     let trace_bytes = match &a.trace {

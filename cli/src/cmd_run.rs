@@ -24,8 +24,12 @@ pub struct RunArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Prompt text (control tokens written in it are not parsed).
-    #[arg(short = 'p', long)]
-    pub prompt: String,
+    #[arg(short = 'p', long, required_unless_present = "prompt_file")]
+    pub prompt: Option<String>,
+    /// Read the prompt from this file instead (UTF-8, at most 64 MiB):
+    /// for prompts too long for a command line.
+    #[arg(long = "prompt-file", value_name = "PATH", conflicts_with = "prompt")]
+    pub prompt_file: Option<std::path::PathBuf>,
     /// Most tokens to generate (stops earlier at end of generation).
     #[arg(short = 'n', long = "n-predict", default_value_t = 32)]
     pub n_predict: usize,
@@ -57,7 +61,8 @@ impl RunArgs {
                 sparsity: 0.0,
                 no_neuron_cache: false,
             },
-            prompt: "The capital of France is".into(),
+            prompt: Some("The capital of France is".into()),
+            prompt_file: None,
             n_predict: 3,
             sample: SampleArgs {
                 temperature: 0.0,
@@ -78,10 +83,11 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         seed: args.sample.seed,
     };
     args.model.check()?;
+    let prompt = prompt_text(args)?;
     let file = ModelFile::open(&args.model.model)?;
     let ids = file
         .tokenizer()
-        .encode(&args.prompt, file.tokenizer().specials().add_bos);
+        .encode(&prompt, file.tokenizer().specials().add_bos);
     let room = file.config().context.min(MAX_CONTEXT);
     if ids.is_empty() {
         return Err(bad("the prompt has no tokens"));
@@ -99,12 +105,16 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let mut session = Session::load(file, &opts, ids.len(), &mut events)?;
     let mut ctx = session.new_context();
     let mut write_err = None;
+    let mut written = 0usize;
     let g = generate(&mut session, &mut ctx, &ids, &gen, |t| {
         if args.json {
             return ControlFlow::Continue(());
         }
         match out.write_all(t.piece).and_then(|()| out.flush()) {
-            Ok(()) => ControlFlow::Continue(()),
+            Ok(()) => {
+                written += 1;
+                ControlFlow::Continue(())
+            }
             Err(e) => {
                 write_err = Some(e);
                 ControlFlow::Break(())
@@ -112,7 +122,10 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         }
     })?;
     if let Some(e) = write_err {
-        return Err(e.into());
+        return Err(format!(
+            "cannot write the generated text to the output after {written} tokens: {e}"
+        )
+        .into());
     }
     let stats = RunStats::new(&session, &g, &ids, ctx.chunks());
     if args.json {
@@ -127,6 +140,36 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// Most bytes `--prompt-file` reads: far more than any context holds
+/// (8192 positions), little enough to read whole.
+const MAX_PROMPT_FILE: u64 = 64 << 20;
+
+/// The prompt: `-p`, or the text of `--prompt-file` (a regular file of at
+/// most [`MAX_PROMPT_FILE`] bytes, UTF-8).
+fn prompt_text(args: &RunArgs) -> Result<String, Box<dyn Error>> {
+    let Some(path) = &args.prompt_file else {
+        return Ok(args.prompt.clone().unwrap_or_default());
+    };
+    let name = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| bad(format!("--prompt-file {name}: {e}")))?;
+    if !meta.is_file() {
+        return Err(bad(format!("--prompt-file {name}: not a regular file")));
+    }
+    if meta.len() > MAX_PROMPT_FILE {
+        return Err(bad(format!(
+            "--prompt-file {name}: {} bytes; at most {MAX_PROMPT_FILE} are read",
+            meta.len()
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| bad(format!("--prompt-file {name}: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| {
+        bad(format!(
+            "--prompt-file {name}: not UTF-8 (byte {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })
 }
 
 /// The one-line summary printed after the text.
@@ -155,7 +198,7 @@ pub fn stats_block(s: &StreamStats) -> String {
     let mib = |b: f64| b / 1048576.0;
     format!(
         "[lode] streamed from {} ({})\n\
-         [lode] budget {:.1} MiB ({:.1} MiB of it outside the arena; minimum {:.1} MiB): \
+         [lode] budget {:.1} MiB{} ({:.1} MiB of it outside the arena; minimum {:.1} MiB): \
          resident attention {} layers, FFN {} \
          layers, head {}; ring {} x {:.2} MiB\n\
          [lode] per token: {:.2} MiB in {:.0} reads; prefetch ready {:.0}%; {}\n\
@@ -164,6 +207,13 @@ pub fn stats_block(s: &StreamStats) -> String {
         s.device,
         s.device_mode,
         mib(s.budget_bytes as f64),
+        match s.unused_budget_bytes {
+            Some(asked) => format!(
+                ", all the model needs of the {:.1} MiB asked for",
+                mib(asked as f64)
+            ),
+            None => String::new(),
+        },
         mib(s.outside_bytes as f64),
         mib(s.minimum_bytes as f64),
         s.resident_attention_layers,

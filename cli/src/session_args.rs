@@ -7,6 +7,7 @@ use std::error::Error;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use lode_hal::compute::MAX_THREADS;
 use lode_kernel::flash::Faults;
 use lode_kernel::model::stream::StreamPlan;
 use lode_kernel::model::Limits;
@@ -127,8 +128,14 @@ impl SampleArgs {
 impl ModelArgs {
     /// Checks what can be checked before the model is opened.
     pub fn check(&self) -> Result<(), Box<dyn Error>> {
-        if self.threads == Some(0) {
-            return Err(bad("--threads must be at least 1"));
+        match self.threads {
+            Some(0) => return Err(bad("--threads must be at least 1")),
+            Some(t) if t > MAX_THREADS => {
+                return Err(bad(format!(
+                    "--threads {t}: at most {MAX_THREADS} compute threads are supported"
+                )))
+            }
+            _ => {}
         }
         if self.batch == 0 {
             return Err(bad("--batch must be at least 1"));

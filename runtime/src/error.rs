@@ -128,6 +128,21 @@ pub enum LoadError {
         /// What failed.
         source: ModelError,
     },
+    /// The DRAM budget is smaller than the minimum working set, which the
+    /// KV cache for the positions asked for may drive.
+    BudgetTooSmall {
+        /// The smallest budget that works, bytes.
+        need: usize,
+        /// The budget given, bytes.
+        have: usize,
+        /// Of `need`, the KV cache, bytes.
+        kv: usize,
+        /// Positions each context holds (the prompt and the tokens asked
+        /// for, or the context asked for).
+        positions: usize,
+        /// Contexts planned for.
+        contexts: usize,
+    },
 }
 
 impl LoadError {
@@ -139,6 +154,7 @@ impl LoadError {
             LoadError::Device(_) => ErrorKind::Device,
             LoadError::Arena(_) => ErrorKind::OutOfMemory,
             LoadError::Compute(_) => ErrorKind::Compute,
+            LoadError::BudgetTooSmall { .. } => ErrorKind::OutOfMemory,
             LoadError::Model { source, .. } => match source.kind() {
                 M::Budget | M::Arena => ErrorKind::OutOfMemory,
                 M::Flash | M::Corrupt => ErrorKind::Device,
@@ -157,6 +173,25 @@ impl fmt::Display for LoadError {
             LoadError::Device(why) => f.write_str(why),
             LoadError::Arena(e) => write!(f, "DRAM arena: {e}"),
             LoadError::Compute(k) => write!(f, "CPU compute: {k}"),
+            LoadError::BudgetTooSmall {
+                need,
+                have,
+                kv,
+                positions,
+                contexts,
+            } => {
+                let mib = |b: &usize| *b as f64 / 1048576.0;
+                write!(
+                    f,
+                    "a DRAM budget of {:.1} MiB cannot hold the minimum working set of {:.1} MiB \
+                     ({need} bytes), of which {:.1} MiB is the KV cache for {positions} positions \
+                     (the prompt and the tokens asked for) in {contexts} context(s); give at \
+                     least that, or ask for fewer tokens",
+                    mib(have),
+                    mib(need),
+                    mib(kv)
+                )
+            }
             LoadError::Model { path, source } => write!(f, "{}: {source}", path.display()),
         }
     }

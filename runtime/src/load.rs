@@ -17,7 +17,7 @@ use lode_kernel::model::stream::{
     verify_and_record, Reads, SparseBuffers, SparseScratch, SparseSetup, StreamLayout,
     StreamOptions, StreamPlan, StreamSource,
 };
-use lode_kernel::model::{Limits, LlamaConfig, MemoryPlan, Model, ModelError};
+use lode_kernel::model::{KvCache, Limits, LlamaConfig, MemoryPlan, Model, ModelError};
 use lode_kernel::plan::Extent;
 
 use crate::device::{AnyDevice, OpenedDevice};
@@ -109,6 +109,9 @@ pub struct StreamInfo {
     pub verify_seconds: f64,
     /// Whether reads are checked against the blocks verified at load.
     pub reads_verified: bool,
+    /// The budget asked for (`usize::MAX`: none), which a plan holding
+    /// everything may not use whole.
+    pub asked_budget: usize,
     /// What the budget holds outside the arena.
     pub outside: Outside,
 }
@@ -206,11 +209,16 @@ fn plan_streamed(
         checked,
     };
     let with_outside = |e: ModelError| match e {
-        ModelError::BudgetTooSmall { need, .. } => ModelError::BudgetTooSmall {
+        ModelError::BudgetTooSmall { need, .. } => StreamFail::Load(LoadError::BudgetTooSmall {
             need: need.saturating_add(outside.total()),
             have: budget,
-        },
-        e => e,
+            kv: KvCache::chunks_for(limits.max_context)
+                .saturating_mul(limits.contexts)
+                .saturating_mul(KvCache::chunk_bytes(cfg)),
+            positions: limits.max_context,
+            contexts: limits.contexts,
+        }),
+        e => StreamFail::Model(e),
     };
     let plan = StreamPlan::new(layout, cfg, limits, stream_opts).map_err(with_outside)?;
     // Without a budget, or with more than the model needs: exactly what
@@ -327,6 +335,7 @@ pub(crate) fn load_streamed(
         sparsity: opts.sparsity,
         verify_seconds,
         reads_verified: opts.verify_reads,
+        asked_budget: budget,
         outside,
     };
     Ok((model, arena, lock, info))

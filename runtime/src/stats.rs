@@ -64,6 +64,9 @@ pub struct StreamStats {
     pub device_mode: String,
     /// The DRAM budget: the arena plus what is held outside it.
     pub budget_bytes: usize,
+    /// The budget asked for, when it is more than the model needs (the
+    /// run then holds everything in `budget_bytes`); `None` otherwise.
+    pub unused_budget_bytes: Option<usize>,
     /// Of the budget, what is held outside the arena: the device's bounce
     /// buffers and the sparse scratch.
     pub outside_bytes: usize,
@@ -180,6 +183,9 @@ impl StreamStats {
             device: info.device.clone(),
             device_mode: info.mode.clone(),
             budget_bytes: plan.budget.saturating_add(info.outside.total()),
+            unused_budget_bytes: (info.asked_budget != usize::MAX
+                && info.asked_budget > plan.budget.saturating_add(info.outside.total()))
+            .then_some(info.asked_budget),
             outside_bytes: info.outside.total(),
             minimum_bytes: plan.minimum.saturating_add(info.outside.total()),
             resident_attention_layers: plan.resident_attention_layers(),

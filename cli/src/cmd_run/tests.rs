@@ -96,7 +96,7 @@ fn bad_files_are_named_errors() {
 fn bad_arguments_are_refused_before_loading() {
     let args = {
         let mut a = RunArgs::greedy_json(PathBuf::from("/nonexistent.gguf"));
-        a.prompt = "x".into();
+        a.prompt = Some("x".into());
         a.n_predict = 1;
         a.sample.temperature = -1.0;
         a.model.threads = None;
@@ -119,7 +119,7 @@ fn bad_arguments_are_refused_before_loading() {
     assert!(e.unwrap_err().to_string().contains("--threads"));
     let e = run(
         &{
-            let mut a = args;
+            let mut a = args.clone();
             a.sample.temperature = 0.0;
             a.model.batch = 0;
             a
@@ -127,7 +127,71 @@ fn bad_arguments_are_refused_before_loading() {
         &mut out,
     );
     assert!(e.unwrap_err().to_string().contains("--batch"));
+    let e = run(
+        &{
+            let mut a = args.clone();
+            a.sample.temperature = 0.0;
+            a.model.threads = Some(10_000);
+            a
+        },
+        &mut out,
+    );
+    assert!(e.unwrap_err().to_string().contains("at most 16"));
+    let e = run(
+        &{
+            let mut a = args;
+            a.sample.temperature = 0.0;
+            a.prompt = None;
+            a.prompt_file = Some(std::env::temp_dir());
+            a
+        },
+        &mut out,
+    );
+    assert!(e.unwrap_err().to_string().contains("not a regular file"));
     assert!(out.is_empty());
+}
+
+/// A writer that takes `room` bytes, then fails as a full disk does.
+struct Full {
+    room: usize,
+}
+
+impl std::io::Write for Full {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if b.len() > self.room {
+            return Err(std::io::Error::from_raw_os_error(28));
+        }
+        self.room -= b.len();
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_prompt_file_is_a_prompt_and_a_full_output_says_where_it_stopped() {
+    let Some(model) = real_model() else { return };
+    let dir = std::env::temp_dir().join(format!("lode-prompt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("prompt.txt");
+    std::fs::write(&file, "The capital of France is").unwrap();
+    let mut a = RunArgs::greedy_json(model);
+    let mut by_arg = Vec::new();
+    run(&a, &mut by_arg).unwrap();
+    a.prompt = None;
+    a.prompt_file = Some(file);
+    let mut by_file = Vec::new();
+    run(&a, &mut by_file).unwrap();
+    let text = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).unwrap()["text"].clone();
+    assert_eq!(text(&by_arg), text(&by_file));
+    a.json = false;
+    let e = run(&a, &mut Full { room: 2 }).unwrap_err().to_string();
+    assert!(
+        e.contains("after 0 tokens") && e.contains("No space left"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -52,6 +52,7 @@
 
 mod admit;
 pub mod checks;
+mod crc_shift;
 mod device;
 pub mod fault;
 mod geometry;
