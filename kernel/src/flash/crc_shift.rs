@@ -112,7 +112,9 @@ mod tests {
 
     #[test]
     fn blocks_join_into_the_crc_of_a_whole_read() {
-        let data: std::vec::Vec<u8> = (0..64 * 1024u32).map(|i| ((i * 7) ^ (i >> 9)) as u8).collect();
+        let data: std::vec::Vec<u8> = (0..64 * 1024u32)
+            .map(|i| ((i * 7) ^ (i >> 9)) as u8)
+            .collect();
         let s = CrcShift::new(4096);
         let joined = data
             .chunks(4096)

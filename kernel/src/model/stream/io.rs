@@ -1,9 +1,7 @@
 //! Reading an image through a flash device: whole extents into arena
-//! slots (split into commands the device takes), the CRC check of every
-//! data byte before anything is trusted, and resident slots for the
-//! loader.
-
-use lode_formats::image::Image;
+//! slots (split into commands the device takes), checked against the
+//! block checksums and read again on a fault, and resident slots for the
+//! loader. The load pass that checks every data byte is `verify.rs`.
 
 use crate::arena::{DramArena, Slot, SlotKind};
 use crate::flash::{BlockChecks, CheckError, FlashDevice, ReadRequest};
@@ -49,91 +47,6 @@ pub fn read_extent<D: FlashDevice, A: DramArena>(
         })?;
     }
     Ok(())
-}
-
-/// Checks every data byte of `img` (tensors, bundles, padding) against its
-/// CRC by streaming it through `slot` from `dev`: the image is validated
-/// before any weight is trusted.
-pub fn verify_image_data<D: FlashDevice, A: DramArena>(
-    dev: &mut D,
-    arena: &mut A,
-    img: &Image<'_>,
-    slot: Slot,
-    progress: impl FnMut(u64, u64),
-) -> Result<(), ModelError> {
-    verify_and_record(dev, arena, img, slot, None, progress)
-}
-
-/// [`verify_image_data`], also recording every data block's CRC in
-/// `checks` (made for `meta_len..file_len`), so the streamed reads that
-/// follow are checked against the bytes verified here. A pass that fails
-/// (a read error, a CRC that does not match) is repeated, up to
-/// [`MAX_READ_ATTEMPTS`] passes in all: a fault on the way from the medium
-/// does not repeat, bytes wrong on the medium do, and are reported.
-pub fn verify_and_record<D: FlashDevice, A: DramArena>(
-    dev: &mut D,
-    arena: &mut A,
-    img: &Image<'_>,
-    slot: Slot,
-    checks: Option<&BlockChecks>,
-    mut progress: impl FnMut(u64, u64),
-) -> Result<(), ModelError> {
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        match verify_pass(dev, arena, img, slot, checks, &mut progress) {
-            Err(ModelError::Image(_) | ModelError::Read { .. }) if attempts < MAX_READ_ATTEMPTS => {
-            }
-            Err(ModelError::Read { offset, kind, .. }) => {
-                return Err(ModelError::Read {
-                    offset,
-                    kind,
-                    attempts,
-                })
-            }
-            other => return other,
-        }
-    }
-}
-
-/// One pass of [`verify_and_record`].
-fn verify_pass<D: FlashDevice, A: DramArena>(
-    dev: &mut D,
-    arena: &mut A,
-    img: &Image<'_>,
-    slot: Slot,
-    checks: Option<&BlockChecks>,
-    progress: &mut impl FnMut(u64, u64),
-) -> Result<(), ModelError> {
-    let h = img.header();
-    let (start, end) = (h.meta_len, h.file_len);
-    let block = u64::from(dev.geometry().block_size.max(1));
-    let block = checks.map_or(block, |c| block.max(c.block() as u64));
-    let cap = arena.bytes(slot).map_err(ModelError::arena)?.len() as u64 / block * block;
-    if cap == 0 {
-        return Err(ModelError::Config(
-            "the verification buffer is smaller than a block",
-        ));
-    }
-    let mut v = img.data_verifier();
-    let mut at = start;
-    while at < end {
-        let n = (end - at).min(cap);
-        let len = usize::try_from(n).map_err(|_| ModelError::Internal("read too large"))?;
-        read_extent(dev, arena, slot, at, len)?;
-        let data = arena
-            .bytes(slot)
-            .map_err(ModelError::arena)?
-            .get(..len)
-            .ok_or(ModelError::Internal("verification buffer too small"))?;
-        v.update(data).map_err(ModelError::Image)?;
-        if let Some(c) = checks {
-            c.record(arena, at, slot, len)?;
-        }
-        at += n;
-        progress(at - start, end - start);
-    }
-    v.finish().map_err(ModelError::Image)
 }
 
 /// How a loader reads: in whole `block`s, each read checked against

@@ -23,11 +23,12 @@ mod source;
 mod sparse;
 mod sparsity;
 mod units;
+mod verify;
 
 #[cfg(test)]
 mod tests;
 
-pub use io::{read_checked, read_extent, verify_and_record, verify_image_data};
+pub use io::{read_checked, read_extent};
 pub use layout::{
     config_of, AttnSpan, DenseMatrices, FfnKind, FfnRegion, SplitRows, StreamLayout, TensorAt,
 };
@@ -37,3 +38,4 @@ pub use ring::{IoStats, Ring, Unit, MAX_UNITS};
 pub use source::StreamSource;
 pub use sparse::{SparseBuffers, SparseScratch, SparseSetup, SparseStats};
 pub use sparsity::{keep_strongest, neurons_kept};
+pub use verify::{verify_and_record, verify_image_data};
