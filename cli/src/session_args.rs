@@ -38,7 +38,10 @@ pub struct ModelArgs {
     pub dram_budget: Option<String>,
     /// Where a lode image's weights are read from: file:<path> (default: the
     /// image itself, O_DIRECT where possible) or fake:<profile> (the
-    /// deterministic fake flash: disk, ufs31, ufs40, emmc51, nvme).
+    /// deterministic fake flash: disk, ufs31, ufs40, emmc51, nvme). The
+    /// fake flash models a chip in process memory: it holds the whole
+    /// image there (outside the budget) so its virtual time and faults are
+    /// reproducible; measure memory with file:.
     #[arg(long, value_name = "DEVICE")]
     pub device: Option<String>,
     /// I/O slots streamed weights rotate through, 1 to 8 (default: enough
