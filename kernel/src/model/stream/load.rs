@@ -1,7 +1,7 @@
-//! Loading a streamed model: what the plan keeps resident is read into
-//! its slots, and everything else becomes the pass's schedule of ring
-//! units (a layer's attention span, its FFN as one region or as a dense
-//! layer's three matrices, a split layer's rows, the head in pieces).
+//! Loading a streamed model: the plan checked against the device and the
+//! layout, the ring's slots, the schedule (`schedule.rs`) of what streams
+//! and the resident units it reads, the norms, the head, the activation
+//! scratch and the sparse run's buffers.
 
 use crate::arena::{DramArena, Slot, SlotKind};
 use crate::cache::{Policy, S3Fifo};
@@ -11,11 +11,13 @@ use crate::model::error::ModelError;
 use crate::model::tensor::TensorRef;
 use crate::model::weights::{Attention, LayerWeights, Weights, ALIGN};
 
-use super::io::{aligned_extent, read_resident, Reader};
-use super::layout::{AttnSpan, FfnRegion, StreamLayout, TensorAt};
-use super::plan::{act_lens, blocks, read_slot, StreamPlan, MAX_RING};
-use super::ring::{Ring, Unit, MAX_UNITS};
-use super::source::{StreamSource, NONE};
+use super::fixed::act_lens;
+use super::io::{read_resident, Reader};
+use super::layout::{StreamLayout, TensorAt};
+use super::plan::{blocks, read_slot, StreamPlan, MAX_RING};
+use super::ring::Ring;
+use super::schedule::Schedule;
+use super::source::StreamSource;
 use super::sparse::{Sparse, SparseBuffers, SparseScratch, SparseSetup};
 
 /// A view of tensor `t` inside `slot`, which holds the image's bytes from
@@ -59,188 +61,6 @@ impl Reads {
             clock,
             checks: None,
         }
-    }
-}
-
-/// The pass's schedule as it is built, and where each layer's units are.
-pub(super) struct Schedule {
-    /// How resident units are read and checked.
-    reader: Reader,
-    pub(super) units: heapless::Vec<Unit, MAX_UNITS>,
-    /// Bytes of a ring slot: no unit may be larger.
-    slot: usize,
-    pub(super) attn_unit: [u16; MAX_LAYERS],
-    pub(super) ffn_unit: [u16; MAX_LAYERS],
-    pub(super) rows_unit: [u16; MAX_LAYERS],
-    pub(super) rows_resident: heapless::Vec<Option<Slot>, MAX_LAYERS>,
-    pub(super) ffn_resident: heapless::Vec<Option<Slot>, MAX_LAYERS>,
-}
-
-impl Schedule {
-    fn new(slot: usize, reader: Reader) -> Self {
-        Schedule {
-            reader,
-            units: heapless::Vec::new(),
-            slot,
-            attn_unit: [NONE; MAX_LAYERS],
-            ffn_unit: [NONE; MAX_LAYERS],
-            rows_unit: [NONE; MAX_LAYERS],
-            rows_resident: heapless::Vec::new(),
-            ffn_resident: heapless::Vec::new(),
-        }
-    }
-
-    /// Appends `unit` and returns its index. A unit larger than a ring
-    /// slot (a plan made for another layout) or past [`MAX_UNITS`] is an
-    /// error, not a short read.
-    fn push(&mut self, unit: Unit) -> Result<u16, ModelError> {
-        if unit.len > self.slot {
-            return Err(ModelError::Config(
-                "a streamed unit is larger than an I/O slot",
-            ));
-        }
-        let index = self.units.len() as u16;
-        self.units
-            .push(unit)
-            .map_err(|_| ModelError::Internal("too many streamed units"))?;
-        Ok(index)
-    }
-
-    /// Layer `l`'s attention: resident (read now) or a unit.
-    fn attention<D: FlashDevice, A: DramArena>(
-        &mut self,
-        dev: &mut D,
-        arena: &mut A,
-        l: usize,
-        span: &AttnSpan,
-        plan: &StreamPlan,
-    ) -> Result<Option<Attention>, ModelError> {
-        if plan.attn_is_resident(l) {
-            let slot = read_resident(dev, arena, span.start, span.len, self.reader)?;
-            return Ok(Some(attention_in(slot, span.start, &span.proj)));
-        }
-        let index = self.push(Unit::whole(span.start, span.len, plan.block))?;
-        if let Some(u) = self.attn_unit.get_mut(l) {
-            *u = index;
-        }
-        Ok(None)
-    }
-
-    /// Layer `l`'s FFN: resident slots (read now) or units. A split
-    /// layer's rows are a unit of their own; its down columns stream whole
-    /// unless a sparse run fetches them per token. A dense layer streams
-    /// as its three matrices in the order they multiply (each unit a third
-    /// of the layer, so the ring's slots are too).
-    fn ffn<D: FlashDevice, A: DramArena>(
-        &mut self,
-        dev: &mut D,
-        arena: &mut A,
-        l: usize,
-        region: &FfnRegion,
-        plan: &StreamPlan,
-    ) -> Result<(), ModelError> {
-        let block = plan.block;
-        let resident = plan.ffn_is_resident(l);
-        let rows = match region.split() {
-            Some(r) if resident => Some(read_resident(dev, arena, r.start, r.len, self.reader)?),
-            Some(r) => {
-                let index = self.push(Unit::whole(r.start, r.len, block))?;
-                if let Some(u) = self.rows_unit.get_mut(l) {
-                    *u = index;
-                }
-                None
-            }
-            None => None,
-        };
-        let _ = self.rows_resident.push(rows);
-        let res = if resident {
-            Some(read_resident(
-                dev,
-                arena,
-                region.offset,
-                region.len,
-                self.reader,
-            )?)
-        } else if region.split().is_some() && plan.sparse {
-            None
-        } else {
-            if let Some(u) = self.ffn_unit.get_mut(l) {
-                *u = self.units.len() as u16;
-            }
-            let mut extents: heapless::Vec<(u64, usize, usize), 3> = heapless::Vec::new();
-            match region.dense() {
-                Some(m) => {
-                    for t in [m.gate, m.up, m.down] {
-                        let _ = extents.push(aligned_extent(t.offset, t.len, block));
-                    }
-                }
-                None => {
-                    let _ = extents.push((region.offset, blocks(region.len, block), 0));
-                }
-            }
-            for (start, len, skip) in extents {
-                self.push(Unit {
-                    start,
-                    len,
-                    skip,
-                    head: false,
-                })?;
-            }
-            None
-        };
-        let _ = self.ffn_resident.push(res);
-        Ok(())
-    }
-
-    /// The output head: resident whole, or its first rows resident and the
-    /// rest streamed in pieces of `plan.head_rows` rows. Returns the
-    /// resident head, the resident first rows, and the first piece's unit.
-    fn head<D: FlashDevice, A: DramArena>(
-        &mut self,
-        dev: &mut D,
-        arena: &mut A,
-        head: &TensorAt,
-        plan: &StreamPlan,
-    ) -> Result<(Option<TensorRef>, Option<TensorRef>, usize), ModelError> {
-        let block = plan.block;
-        let rb = head.row_bytes();
-        if plan.head_resident {
-            let slot = read_resident(dev, arena, head.offset, head.len, self.reader)?;
-            return Ok((
-                Some(tensor_in(slot, head.offset, head)),
-                None,
-                self.units.len(),
-            ));
-        }
-        let first = self.units.len();
-        let rows = plan.head_rows.max(1);
-        let part_rows = plan.head_resident_rows.min(head.rows);
-        let mut r0 = part_rows;
-        while r0 < head.rows {
-            let r1 = (r0 + rows).min(head.rows);
-            let (start, len, skip) =
-                aligned_extent(head.offset + (r0 * rb) as u64, (r1 - r0) * rb, block);
-            self.push(Unit {
-                start,
-                len,
-                skip,
-                head: true,
-            })?;
-            r0 = r1;
-        }
-        let part = if part_rows > 0 {
-            let slot = read_resident(dev, arena, head.offset, part_rows * rb, self.reader)?;
-            Some(TensorRef {
-                slot,
-                offset: 0,
-                dtype: head.dtype,
-                rows: part_rows,
-                cols: head.cols,
-            })
-        } else {
-            None
-        };
-        Ok((None, part, first))
     }
 }
 

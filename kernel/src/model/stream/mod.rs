@@ -13,12 +13,14 @@
 //!   [`Model`](super::Model)'s decode loop is the same as in memory.
 
 mod explain;
+mod fixed;
 mod io;
 mod kernels;
 mod layout;
 mod load;
 mod plan;
 mod ring;
+mod schedule;
 mod source;
 mod sparse;
 mod sparsity;
