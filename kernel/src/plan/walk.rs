@@ -87,6 +87,7 @@ pub(super) fn emit_split(
     Ok(())
 }
 
+/// Reads and bytes of the plan [`walk`] makes with `join`.
 pub(super) fn count(
     region: &Region,
     needed: &[u32],
