@@ -12,10 +12,12 @@
 //! - the **output head** (the embedding itself when tied), streamed in
 //!   pieces of whole rows.
 
-use lode_formats::image::{BundleRegion, Image};
+use lode_formats::image::Image;
 use lode_formats::DType;
 
 use crate::model::config::{LlamaConfig, LlamaConfigExt, MAX_LAYERS};
+
+use super::ffn_region::region;
 use crate::model::error::ModelError;
 use crate::model::BundleTypes;
 
@@ -174,7 +176,12 @@ pub fn config_of(img: &Image<'_>) -> Result<LlamaConfig, ModelError> {
     Ok(cfg)
 }
 
-fn find(img: &Image<'_>, name: &str, rows: usize, cols: usize) -> Result<TensorAt, ModelError> {
+pub(super) fn find(
+    img: &Image<'_>,
+    name: &str,
+    rows: usize,
+    cols: usize,
+) -> Result<TensorAt, ModelError> {
     let (index, t) = img
         .tensor_by_name(name)
         .ok_or_else(|| ModelError::tensor(name, "missing from the image"))?;
@@ -221,140 +228,8 @@ fn norm(img: &Image<'_>, name: &str, len: usize) -> Result<TensorAt, ModelError>
     Ok(t)
 }
 
-fn end_of(t: &TensorAt) -> u64 {
+pub(super) fn end_of(t: &TensorAt) -> u64 {
     t.offset.saturating_add(t.len as u64)
-}
-
-impl FfnRegion {
-    /// Layer `layer`'s FFN in `img` (bundle region `r`), checked against
-    /// `cfg`: whole gate|up|down bundles, down-only bundles with the
-    /// layer's gate and up tensors beside them (the split layout), or no
-    /// bundles and the three matrices as tensors (the dense layout).
-    pub fn of(
-        img: &Image<'_>,
-        r: &BundleRegion,
-        cfg: &LlamaConfig,
-        layer: usize,
-    ) -> Result<FfnRegion, ModelError> {
-        region(img, r, cfg, layer)
-    }
-}
-
-fn region(
-    img: &Image<'_>,
-    r: &BundleRegion,
-    cfg: &LlamaConfig,
-    layer: usize,
-) -> Result<FfnRegion, ModelError> {
-    let bad = |why| Err(ModelError::Config(why));
-    let p = r.parts;
-    if r.count == 0 && r.length == 0 {
-        return dense_region(img, cfg, layer);
-    }
-    if r.count as usize != cfg.ffn {
-        return bad("a bundle region's neuron count differs from the model's FFN size");
-    }
-    if r.stride != r.bundle_size {
-        return bad("padded bundles (stride larger than the bundle) cannot be streamed");
-    }
-    let (types, split) = match (p.gate, p.up, p.down) {
-        (Some(gate), Some(up), Some(down)) => {
-            if gate != up {
-                return bad("gate and up rows of a bundle must share a type");
-            }
-            (BundleTypes { rows: gate, down }, None)
-        }
-        (None, None, Some(down)) => {
-            let name = |suffix: &str| lode_formats::gguf::layer_tensor_name(layer as u32, suffix);
-            let gate = find(img, name("ffn_gate.weight")?.as_str(), cfg.ffn, cfg.hidden)?;
-            let up = find(img, name("ffn_up.weight")?.as_str(), cfg.ffn, cfg.hidden)?;
-            if gate.dtype != up.dtype {
-                return bad("gate and up rows of a split layer must share a type");
-            }
-            let start = gate.offset.min(up.offset);
-            let end = end_of(&gate).max(end_of(&up));
-            let len = usize::try_from(end - start)
-                .map_err(|_| ModelError::Layout("a split layer's rows are too large"))?;
-            // The span also reads what lies between the two tensors.
-            if len > (gate.len + up.len).saturating_add(64 * 1024) {
-                return bad(
-                    "a split layer's gate and up tensors are not stored next to each other",
-                );
-            }
-            let rows = SplitRows {
-                start,
-                len,
-                gate,
-                up,
-            };
-            (
-                BundleTypes {
-                    rows: gate.dtype,
-                    down,
-                },
-                Some(rows),
-            )
-        }
-        _ => return bad("a bundle region holds neither whole bundles nor down columns only"),
-    };
-    let bundle = match split {
-        Some(_) => crate::model::tensor::row_bytes(types.down, cfg.hidden),
-        None => crate::compute::Bundles::bundle_bytes(types.rows, types.down, cfg.hidden),
-    }
-    .ok_or(ModelError::Layout(
-        "hidden is not whole blocks of the bundle types",
-    ))?;
-    let len = bundle
-        .checked_mul(cfg.ffn)
-        .ok_or(ModelError::Config("FFN bundles overflow"))?;
-    if len as u64 != r.length || bundle != r.bundle_size as usize {
-        return bad("a bundle region's length does not match its bundles");
-    }
-    Ok(FfnRegion {
-        offset: r.offset,
-        len,
-        count: r.count as usize,
-        bundle,
-        types,
-        kind: split.map_or(FfnKind::Bundled, FfnKind::Split),
-    })
-}
-
-/// A dense layer: an empty bundle region and the layer's `ffn_gate`,
-/// `ffn_up` and `ffn_down` tensors, stored next to each other.
-fn dense_region(img: &Image<'_>, cfg: &LlamaConfig, layer: usize) -> Result<FfnRegion, ModelError> {
-    let name = |suffix: &str| lode_formats::gguf::layer_tensor_name(layer as u32, suffix);
-    let gate = find(img, name("ffn_gate.weight")?.as_str(), cfg.ffn, cfg.hidden)?;
-    let up = find(img, name("ffn_up.weight")?.as_str(), cfg.ffn, cfg.hidden)?;
-    let down = find(img, name("ffn_down.weight")?.as_str(), cfg.hidden, cfg.ffn)?;
-    if gate.dtype != up.dtype {
-        return Err(ModelError::Layout(
-            "gate and up rows of a dense layer must share a type",
-        ));
-    }
-    let all = [gate, up, down];
-    let start = all.iter().map(|t| t.offset).min().unwrap_or(0);
-    let end = all.iter().map(end_of).max().unwrap_or(0);
-    let len = usize::try_from(end - start)
-        .map_err(|_| ModelError::Layout("a dense layer's matrices are too large"))?;
-    // The span also reads what lies between the tensors (the FFN norm).
-    let sum: usize = all.iter().map(|t| t.len).sum();
-    if len > sum.saturating_add(64 * 1024) {
-        return Err(ModelError::Layout(
-            "a dense layer's FFN tensors are not stored next to each other",
-        ));
-    }
-    Ok(FfnRegion {
-        offset: start,
-        len,
-        count: cfg.ffn,
-        bundle: 0,
-        types: BundleTypes {
-            rows: gate.dtype,
-            down: down.dtype,
-        },
-        kind: FfnKind::Dense(DenseMatrices { gate, up, down }),
-    })
 }
 
 impl StreamLayout {

@@ -13,6 +13,7 @@
 //!   [`Model`](super::Model)'s decode loop is the same as in memory.
 
 mod explain;
+mod ffn_region;
 mod fixed;
 mod io;
 mod kernels;
