@@ -12,6 +12,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use lode_formats::input::{read_file, Input, Limit};
 use lode_hal::fake::{FakeFlash, FaultPlan, Profile};
 use lode_hal_linux::{BlockFlash, BlockFlashOptions};
 use lode_kernel::arena::DramArena;
@@ -113,6 +114,10 @@ impl AnyDevice {
                     bounce_bytes: bounce,
                     ..BlockFlashOptions::default()
                 };
+                // Refused by name first, without blocking: BlockFlash opens
+                // without O_NONBLOCK (io_uring would fail its reads on such
+                // a descriptor), so a FIFO would block it forever.
+                Input::open(&path).map_err(|e| e.to_string())?;
                 let mut dev = BlockFlash::open(&path, opts)
                     .map_err(|e| format!("{}: {e}", path.display()))?;
                 let cost = match image.image().cost_model() {
@@ -147,8 +152,9 @@ impl AnyDevice {
                 })
             }
             DeviceSpec::Fake(profile) => {
-                let bytes = std::fs::read(image.path())
-                    .map_err(|e| format!("cannot read {}: {e}", image.path().display()))?;
+                // The whole image, bounded by the length fstat gives.
+                let bytes = read_file(image.path(), Limit::whole("lode image"))
+                    .map_err(|e| e.to_string())?;
                 Ok(OpenedDevice {
                     device: AnyDevice::Fake(FakeFlash::new(bytes, profile, FaultPlan::default())),
                     name: format!("fake:{}", profile.name),
