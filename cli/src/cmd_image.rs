@@ -188,7 +188,7 @@ pub fn run(cmd: &ImageCmd, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         };
         b.add_layer(LayerSpec::new(parts, data, perm));
     }
-    let len = lode_pack::output::write_atomically(&a.output, |w| Ok(b.write_to(w)?))?;
+    let len = lode_pack::output::write_atomically(&a.output, &[], |w| Ok(b.write_to(w)?))?;
     writeln!(
         out,
         "wrote {} ({len} bytes: {layers} layers x {neurons} bundles of {} B, {:?} placement)",

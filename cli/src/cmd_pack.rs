@@ -252,7 +252,7 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     .map_err(|e| format!("{}: {e}", a.model.display()))?;
     progress.finish();
     b.cost_model(cost);
-    let len = lode_pack::output::write_atomically(&a.output, |w| Ok(b.write_to(w)?))?;
+    let len = lode_pack::output::write_atomically(&a.output, &[], |w| Ok(b.write_to(w)?))?;
     // The builder holds every layer's re-laid-out FFN: free it before the
     // check reads the image back.
     drop(b);

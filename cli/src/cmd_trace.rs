@@ -130,7 +130,7 @@ pub fn run(cmd: &TraceCmd, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     match cmd {
         TraceCmd::Synth(args) => {
             let p = args.params();
-            lode_pack::output::write_atomically(&args.output, |w| {
+            lode_pack::output::write_atomically(&args.output, &[], |w| {
                 synthesize(&p, w, false)?;
                 Ok(())
             })?;
