@@ -18,6 +18,7 @@ use std::error::Error;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use lode_formats::input::Input;
 use lode_hal_linux::block_flash::{BlockFlashOptions, DirectIo, Engine};
 use lode_hal_linux::BlockFlash;
 use lode_kernel::cost::CostModel;
@@ -25,6 +26,7 @@ use lode_kernel::flash::FlashDevice;
 use lode_pack::calibration::{
     fit, predict, store_in_image, CalibrationJson, FitInfo, Job, Pattern, Point, RawJson,
 };
+use lode_pack::output::Output;
 
 use crate::progress::Progress;
 use measure::Bench;
@@ -140,6 +142,9 @@ fn check_args(args: &CalibrateArgs) -> Result<Vec<u32>, String> {
 }
 
 fn open(args: &CalibrateArgs, path: &Path, max_size: u32) -> Result<BlockFlash, Box<dyn Error>> {
+    // Refused by name first, without blocking (BlockFlash's own open would
+    // wait forever on a FIFO, and a character device has no end to read).
+    Input::open(path)?;
     let qd = args.queue_depth;
     let opts = BlockFlashOptions {
         queue_depth: qd,
@@ -168,12 +173,40 @@ fn open(args: &CalibrateArgs, path: &Path, max_size: u32) -> Result<BlockFlash, 
     })
 }
 
+/// The files `--json` and `--plot` write, checked before the device is
+/// measured: each is replaced whole or not at all, and neither may be the
+/// device or the image `--store` rewrites.
+struct Outputs {
+    json: Option<Output>,
+    plot: Option<Output>,
+}
+
+impl Outputs {
+    fn check(args: &CalibrateArgs, device: &Path) -> Result<Outputs, Box<dyn Error>> {
+        let mut inputs = vec![device];
+        inputs.extend(args.store.as_deref());
+        let check =
+            |p: &Option<PathBuf>| p.as_deref().map(|p| Output::check(p, &inputs)).transpose();
+        let outputs = Outputs {
+            json: check(&args.json)?,
+            plot: check(&args.plot)?,
+        };
+        if let (Some(j), Some(p)) = (&args.json, &args.plot) {
+            if j == p {
+                return Err(format!("--json and --plot both name {}", j.display()).into());
+            }
+        }
+        Ok(outputs)
+    }
+}
+
 /// Run `lode calibrate`.
 pub fn run(args: &CalibrateArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let sizes = check_args(args)?;
     let path = device_path(&args.device)?;
+    let outputs = Outputs::check(args, &path)?;
     if let Some(job) = args.raw {
-        return raw(args, &path, job, out);
+        return raw(args, &path, job, &outputs, out);
     }
     let max_size = sizes.iter().copied().max().unwrap_or(1 << 20);
     let mut dev = open(args, &path, max_size)?;
@@ -210,7 +243,7 @@ pub fn run(args: &CalibrateArgs, out: &mut dyn Write) -> Result<(), Box<dyn Erro
     };
     let (model, info) = fit(&qd1, &deep, qd)?;
     table(out, &args.device, &setup, &qd1, &deep, &model, &info)?;
-    if let Some(p) = &args.json {
+    if let Some(p) = &outputs.json {
         let g = dev.geometry();
         let doc = CalibrationJson {
             device: &args.device,
@@ -226,13 +259,13 @@ pub fn run(args: &CalibrateArgs, out: &mut dyn Write) -> Result<(), Box<dyn Erro
             model: model.into(),
             fit: info,
         };
-        let text = serde_json::to_string_pretty(&doc)?;
-        std::fs::write(p, text + "\n").map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+        let text = serde_json::to_string_pretty(&doc)? + "\n";
+        p.write(|w| Ok(w.write_all(text.as_bytes())?))?;
     }
-    if let Some(p) = &args.plot {
+    if let Some(p) = &outputs.plot {
         let title = format!("{} ({})", args.device, engine_word(&dev));
-        std::fs::write(p, plot::svg(&title, &qd1, &deep, &model))
-            .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+        let svg = plot::svg(&title, &qd1, &deep, &model);
+        p.write(|w| Ok(w.write_all(svg.as_bytes())?))?;
     }
     if let Some(image) = &args.store {
         store_in_image(image, &model)?;
@@ -330,6 +363,7 @@ fn raw(
     args: &CalibrateArgs,
     path: &Path,
     job: RawJob,
+    outputs: &Outputs,
     out: &mut dyn Write,
 ) -> Result<(), Box<dyn Error>> {
     let (name, size, pattern) = match job {
@@ -365,7 +399,7 @@ fn raw(
         point.reads,
         point.seconds
     )?;
-    if let Some(p) = &args.json {
+    if let Some(p) = &outputs.json {
         let doc = RawJson {
             job: name,
             device: &args.device,
@@ -375,8 +409,8 @@ fn raw(
             point,
             copy_bytes_per_sec: copy,
         };
-        std::fs::write(p, serde_json::to_string_pretty(&doc)? + "\n")
-            .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+        let text = serde_json::to_string_pretty(&doc)? + "\n";
+        p.write(|w| Ok(w.write_all(text.as_bytes())?))?;
     }
     Ok(())
 }

@@ -8,12 +8,14 @@ use std::path::PathBuf;
 use lode_formats::image::{
     ArchTag, BundleParts, ImageBuilder, LayerSpec, ModelGeometry, StoredCostModel,
 };
+use lode_formats::input::{read_file, TRACE_LIMIT};
 use lode_formats::trace::Trace;
 use lode_formats::DType;
 use lode_hal::fake::Profile;
 use lode_kernel::placement;
 use lode_kernel::rng::SplitMix64;
 
+use lode_pack::output::Output;
 use lode_pack::placement::{place, PlacementKind};
 
 use crate::progress::Meters;
@@ -117,8 +119,13 @@ fn check_size(layers: u32, neurons: u32, row: usize) -> Result<(), Box<dyn Error
 /// Runs `lode image`, reporting to `out`.
 pub fn run(cmd: &ImageCmd, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let ImageCmd::Synth(a) = cmd;
+    // The output first: a bad one is refused before any work.
+    let output = Output::check(
+        &a.output,
+        &a.trace.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
+    )?;
     let trace_bytes = match &a.trace {
-        Some(p) => Some(std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?),
+        Some(p) => Some(read_file(p, TRACE_LIMIT)?),
         None => None,
     };
     let trace = match &trace_bytes {
@@ -211,7 +218,7 @@ pub fn run(cmd: &ImageCmd, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         };
         b.add_layer(LayerSpec::new(parts, data, perm));
     }
-    let len = lode_pack::output::write_atomically(&a.output, |w| Ok(b.write_to(w)?))?;
+    let len = output.write(|w| Ok(b.write_to(w)?))?;
     writeln!(
         out,
         "wrote {} ({len} bytes: {layers} layers x {neurons} bundles of {} B, {:?} placement)",

@@ -1,11 +1,12 @@
 //! `lode inspect`: print an image's header, model geometry, tensors and
 //! bundle regions, and optionally check every data byte.
 //!
-//! It opens the image the way the runtime does: one read for the header,
-//! one for the metadata prefix, so inspecting a multi-gigabyte image costs
-//! its metadata in memory (kilobytes of tables, plus the tokenizer when the
-//! image has one: 1.8 MB for SmolLM2's 49k-token vocabulary). `--verify` then
-//! streams the data part through
+//! It opens the image the way the runtime does (a FIFO, a directory or a
+//! device that is not a block device is refused by name, unread): one read
+//! for the header, one for the metadata prefix, so inspecting a
+//! multi-gigabyte image costs its metadata in memory (kilobytes of tables,
+//! plus the tokenizer when the image has one: 1.8 MB for SmolLM2's
+//! 49k-token vocabulary). `--verify` then streams the data part through
 //! [`DataVerifier`](lode_formats::image::DataVerifier) in 1 MiB chunks.
 //!
 //! The tokenizer line builds the tokenizer the way `lode run` does, so it
@@ -21,6 +22,7 @@ use lode_formats::gguf::TOKENS_KEY;
 use lode_formats::image::{
     read_prefix, BundleRegion, ErrorKind, Image, ImageError, Location, Placement, PrefixError,
 };
+use lode_formats::input::Input;
 
 use lode_runtime::image_tokenizer::{tokenizer_from_image, tokenizer_gguf};
 
@@ -101,8 +103,11 @@ pub fn run(args: &InspectArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>
         tensor: None,
     };
 
-    let mut file = File::open(path).map_err(io_err("cannot open"))?;
-    let actual_len = file.metadata().map_err(io_err("cannot stat"))?.len();
+    // A FIFO, a directory or a character device is refused here by name;
+    // the length is the one fstat gave (a block device's, its end).
+    let input = Input::open(path)?;
+    let actual_len = input.len();
+    let mut file = input.into_file();
 
     let prefix = read_prefix(&mut file).map_err(|e| -> Box<dyn Error> {
         match e {

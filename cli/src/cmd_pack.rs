@@ -20,15 +20,19 @@
 //! tensors) goes into the image's tokenizer section, so the image alone is
 //! enough for `lode run`: the source GGUF is not needed after packing.
 //!
-//! The image is written to a temporary sibling and renamed, so an error
-//! leaves no file behind. The perplexity check then reads the FFN back
-//! from the written image, so it measures what is on disk.
+//! The output is checked before anything is read (it must be a regular
+//! file or a new path, and none of the inputs), the small inputs are read
+//! before the model, and the image is written to a temporary sibling and
+//! renamed ([`lode_pack::output`]), so an error leaves no file behind. The
+//! perplexity check then reads the FFN back from the written image, so it
+//! measures what is on disk.
 
 use std::error::Error;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use lode_formats::image::Image;
+use lode_formats::input::{read_file, Limit, TRACE_LIMIT};
 use lode_formats::trace::Trace;
 use lode_formats::DType;
 use lode_kernel::formats::gguf::Gguf;
@@ -37,7 +41,9 @@ use lode_pack::image::readback::layer_bundles;
 use lode_pack::image::{build_image, FfnLayout, PackSummary};
 
 use lode_pack::model_id::fingerprint;
+use lode_pack::output::Output;
 use lode_pack::placement::{check_trace, place, PlacementKind};
+use lode_pack::profile::TEXT_LIMIT;
 
 use crate::progress::{Meters, Progress};
 
@@ -185,30 +191,29 @@ fn ffn_summary(sum: &PackSummary, cfg: &LlamaConfig) -> String {
     }
 }
 
+/// Every file `lode pack` reads, which its output must not be.
+fn inputs(a: &PackArgs) -> Vec<&Path> {
+    let named = [&a.trace, &a.cost_model, &a.check_text];
+    std::iter::once(a.model.as_path())
+        .chain(named.into_iter().flatten().map(PathBuf::as_path))
+        .collect()
+}
+
 /// Run `lode pack`.
 pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
-    // Small inputs first, so a bad one fails before the model is read.
+    // The output and the small inputs first, so a bad one fails before the
+    // model is read.
+    let output = Output::check(&a.output, &inputs(a))?;
     let cost = match &a.cost_model {
         Some(p) => Some(lode_pack::calibration::read_model_json(p)?),
         None => None,
     };
-    let bytes =
-        std::fs::read(&a.model).map_err(|e| format!("cannot read {}: {e}", a.model.display()))?;
-    let file = Gguf::parse(&bytes).map_err(|e| format!("{}: {e}", a.model.display()))?;
-    let params = file
-        .check_llama()
-        .map_err(|e| format!("{}: {e}", a.model.display()))?;
-    let cfg = LlamaConfig::from_gguf(&params).map_err(|e| format!("{}: {e}", a.model.display()))?;
-    let fp = fingerprint(&file);
     let check_text = match (&a.check_text, a.check_tokens) {
         (_, 0) => None,
-        (Some(p), _) if !p.is_file() => {
-            return Err(format!("--check-text {}: no such file", p.display()).into())
-        }
         (Some(p), _) => {
-            // Refused here, before the image is built and written.
-            let text =
-                std::fs::read(p).map_err(|e| format!("--check-text {}: {e}", p.display()))?;
+            // Refused here, before the image is built and written: a file
+            // that cannot be read, is too long or has no text.
+            let text = read_file(p, TEXT_LIMIT).map_err(|e| format!("--check-text {e}"))?;
             if text.iter().all(u8::is_ascii_whitespace) {
                 return Err(format!(
                     "--check-text {}: the file has no text to measure perplexity on",
@@ -221,9 +226,16 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         (None, _) => Some(PathBuf::from(DEFAULT_CHECK_TEXT)).filter(|p| p.is_file()),
     };
     let trace_bytes = match &a.trace {
-        Some(p) => Some(std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?),
+        Some(p) => Some(read_file(p, TRACE_LIMIT)?),
         None => None,
     };
+    let bytes = read_file(&a.model, Limit::whole("GGUF model"))?;
+    let file = Gguf::parse(&bytes).map_err(|e| format!("{}: {e}", a.model.display()))?;
+    let params = file
+        .check_llama()
+        .map_err(|e| format!("{}: {e}", a.model.display()))?;
+    let cfg = LlamaConfig::from_gguf(&params).map_err(|e| format!("{}: {e}", a.model.display()))?;
+    let fp = fingerprint(&file);
     let trace = match (&trace_bytes, &a.trace) {
         (Some(b), Some(p)) => {
             let t = Trace::parse(b).map_err(|e| format!("{}: {e}", p.display()))?;
@@ -264,7 +276,7 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     .map_err(|e| format!("{}: {e}", a.model.display()))?;
     progress.finish();
     b.cost_model(cost);
-    let len = lode_pack::output::write_atomically(&a.output, |w| Ok(b.write_to(w)?))?;
+    let len = output.write(|w| Ok(b.write_to(w)?))?;
     // The builder holds every layer's re-laid-out FFN: free it before the
     // check reads the image back.
     drop(b);
@@ -295,8 +307,8 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         )?;
     }
     if let Some(text) = check_text.filter(|_| a.layout != Layout::Dense) {
-        let image = std::fs::read(&a.output)
-            .map_err(|e| format!("cannot read back {}: {e}", a.output.display()))?;
+        let image = read_file(&a.output, Limit::whole("lode image"))
+            .map_err(|e| format!("reading back what was written: {e}"))?;
         let img = Image::parse(&image).map_err(|e| format!("{}: {e}", a.output.display()))?;
         let q = lode_pack::quality::measure(
             &file,
@@ -602,10 +614,11 @@ mod tests {
         let path = tmp("never.lode");
         // Missing model.
         let a = args(tmp("absent.gguf"), path.clone());
-        assert!(run(&a, &mut Vec::new())
-            .unwrap_err()
-            .to_string()
-            .contains("cannot read"));
+        let err = run(&a, &mut Vec::new()).unwrap_err().to_string();
+        assert!(
+            err.contains("absent.gguf: cannot open: No such file"),
+            "{err}"
+        );
         // Not a GGUF.
         let junk = tmp("junk.gguf");
         std::fs::write(&junk, b"not a model at all, just some bytes").unwrap();

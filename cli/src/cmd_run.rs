@@ -12,6 +12,7 @@ use std::error::Error;
 use std::io::Write;
 use std::ops::ControlFlow;
 
+use lode_formats::input::{read_file, Limit};
 use lode_kernel::model::MAX_CONTEXT;
 use lode_runtime::{generate, GenerateOptions, ModelFile, RunStats, Session, StreamStats};
 
@@ -144,29 +145,19 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
 
 /// Most bytes `--prompt-file` reads: far more than any context holds
 /// (8192 positions), little enough to read whole.
-const MAX_PROMPT_FILE: u64 = 64 << 20;
+const PROMPT_LIMIT: Limit = Limit::new("prompt file", 64 << 20);
 
-/// The prompt: `-p`, or the text of `--prompt-file` (a regular file of at
-/// most [`MAX_PROMPT_FILE`] bytes, UTF-8).
+/// The prompt: `-p`, or the text of `--prompt-file` (opened through the
+/// bounded reader: a regular file of at most 64 MiB, UTF-8).
 fn prompt_text(args: &RunArgs) -> Result<String, Box<dyn Error>> {
     let Some(path) = &args.prompt_file else {
         return Ok(args.prompt.clone().unwrap_or_default());
     };
-    let name = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| bad(format!("--prompt-file {name}: {e}")))?;
-    if !meta.is_file() {
-        return Err(bad(format!("--prompt-file {name}: not a regular file")));
-    }
-    if meta.len() > MAX_PROMPT_FILE {
-        return Err(bad(format!(
-            "--prompt-file {name}: {} bytes; at most {MAX_PROMPT_FILE} are read",
-            meta.len()
-        )));
-    }
-    let bytes = std::fs::read(path).map_err(|e| bad(format!("--prompt-file {name}: {e}")))?;
+    let bytes = read_file(path, PROMPT_LIMIT).map_err(|e| bad(format!("--prompt-file {e}")))?;
     String::from_utf8(bytes).map_err(|e| {
         bad(format!(
-            "--prompt-file {name}: not UTF-8 (byte {})",
+            "--prompt-file {}: not UTF-8 (byte {})",
+            path.display(),
             e.utf8_error().valid_up_to()
         ))
     })

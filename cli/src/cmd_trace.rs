@@ -4,6 +4,7 @@ use std::error::Error;
 use std::io::Write;
 use std::path::PathBuf;
 
+use lode_formats::input::{read_file, TRACE_LIMIT};
 use lode_formats::trace::{Trace, TraceHeader, TraceWriter, FLAG_SYNTHETIC};
 use lode_pack::synth::{LayerSynth, SynthParams};
 
@@ -130,7 +131,7 @@ pub fn run(cmd: &TraceCmd, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     match cmd {
         TraceCmd::Synth(args) => {
             let p = args.params();
-            lode_pack::output::write_atomically(&args.output, |w| {
+            lode_pack::output::write_atomically(&args.output, &[], |w| {
                 synthesize(&p, w, false)?;
                 Ok(())
             })?;
@@ -147,8 +148,7 @@ pub fn run(cmd: &TraceCmd, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
             Ok(())
         }
         TraceCmd::Info { trace } => {
-            let bytes = std::fs::read(trace)
-                .map_err(|e| format!("cannot read {}: {e}", trace.display()))?;
+            let bytes = read_file(trace, TRACE_LIMIT)?;
             let t = Trace::parse(&bytes).map_err(|e| format!("{}: {e}", trace.display()))?;
             let h = t.header();
             writeln!(

@@ -11,12 +11,16 @@ mod cmd_profile;
 mod cmd_run;
 mod cmd_trace;
 #[cfg(test)]
+mod io_safety_tests;
+#[cfg(test)]
 mod pack_tokenizer_tests;
 mod progress;
 mod session_args;
 #[cfg(test)]
 mod testutil;
 
+use std::error::Error;
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -65,21 +69,25 @@ enum Cmd {
     Bench(cmd_bench::BenchCmd),
 }
 
+/// Runs `cmd`, printing to `out` (`chat` reads its turns from stdin).
+fn dispatch(cmd: &Cmd, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
+    match cmd {
+        Cmd::Inspect(args) => cmd_inspect::run(args, out),
+        Cmd::Image(cmd) => cmd_image::run(cmd, out),
+        Cmd::Trace(cmd) => cmd_trace::run(cmd, out),
+        Cmd::Bench(cmd) => cmd_bench::run(cmd, out),
+        Cmd::Pack(args) => cmd_pack::run(args, out),
+        Cmd::Profile(args) => cmd_profile::run(args, out),
+        Cmd::Run(args) => cmd_run::run(args, out),
+        Cmd::Chat(args) => cmd_chat::run(args, &mut std::io::stdin().lock(), out),
+        Cmd::Calibrate(args) => cmd_calibrate::run(args, out),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut out = std::io::stdout().lock();
-    let result = match &cli.cmd {
-        Cmd::Inspect(args) => cmd_inspect::run(args, &mut out),
-        Cmd::Image(cmd) => cmd_image::run(cmd, &mut out),
-        Cmd::Trace(cmd) => cmd_trace::run(cmd, &mut out),
-        Cmd::Bench(cmd) => cmd_bench::run(cmd, &mut out),
-        Cmd::Pack(args) => cmd_pack::run(args, &mut out),
-        Cmd::Profile(args) => cmd_profile::run(args, &mut out),
-        Cmd::Run(args) => cmd_run::run(args, &mut out),
-        Cmd::Chat(args) => cmd_chat::run(args, &mut std::io::stdin().lock(), &mut out),
-        Cmd::Calibrate(args) => cmd_calibrate::run(args, &mut out),
-    };
-    match result {
+    match dispatch(&cli.cmd, &mut out) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lode: error: {e}");

@@ -2,7 +2,8 @@
 //!
 //! Every reader here validates before it trusts: lengths, alignment, versions,
 //! ranges and checksums are checked and each failure is a typed error. Writers
-//! need `std` (feature `std`).
+//! need `std` (feature `std`), as does `input`, which opens the files the
+//! readers parse without blocking on or reading past what is not a file.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -16,6 +17,8 @@ pub mod checksum;
 pub mod dtype;
 pub mod gguf;
 pub mod image;
+#[cfg(feature = "std")]
+pub mod input;
 pub mod shape;
 pub mod trace;
 

@@ -14,11 +14,13 @@
 //!   anonymous `mmap` sized to the budget, locked into RAM with `mlock` as far
 //!   as `RLIMIT_MEMLOCK` allows (the [`LockReport`](lode_kernel::arena::LockReport)
 //!   says how much, and what stopped the rest), optionally on huge pages.
+//! - [`MappedFile`]: a file mapped read-only whose pages can be given back
+//!   once copied, so a GGUF loaded into an arena is never resident twice.
 //!
 //! This crate holds the operating-system code the `no_std` kernel cannot.
 //! `unsafe` is denied everywhere except the modules that call libc or hand
-//! the kernel memory to write asynchronously ([`locked_arena`]'s mapping, the
-//! small `sys` module, and `block_flash`'s `os`, `bounce`, `engine`, `uring`
+//! the kernel memory to write asynchronously ([`locked_arena`]'s mapping,
+//! [`mapped_file`], the small `sys` module, and `block_flash`'s `os`, `bounce`, `engine`, `uring`
 //! and `threads` modules plus two marked functions); each block carries a
 //! `SAFETY:` argument, and `block_flash/bounce.rs` holds the argument for
 //! asynchronous reads as a whole.
@@ -31,6 +33,7 @@ pub mod block_flash;
 pub mod device_error;
 pub mod file_flash;
 pub mod locked_arena;
+pub mod mapped_file;
 mod sys;
 pub mod window;
 
@@ -45,5 +48,6 @@ pub use file_flash::{FileFlash, FileFlashError, FileFlashOptions, FileFlashStats
 pub use locked_arena::{
     HugePageStatus, HugePages, LockedArena, LockedArenaError, LockedArenaOptions,
 };
+pub use mapped_file::MappedFile;
 pub use sys::{memlock_limit, page_size};
 pub use window::Window;

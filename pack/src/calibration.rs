@@ -13,6 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use lode_formats::image::{read_prefix, set_cost_model, StoredCostModel};
+use lode_formats::input::{read_file, Input, Limit};
 use lode_kernel::cost::CostModel;
 
 pub use fit::{fit, line, predict, FitInfo};
@@ -46,11 +47,16 @@ struct StoredJson {
     model: ModelJson,
 }
 
+/// The most bytes a calibration JSON may have (1 MiB): `lode calibrate
+/// --json` writes a few KiB (two series of at most a few dozen points).
+pub const JSON_LIMIT: Limit = Limit::new("calibration JSON", 1 << 20);
+
 /// The cost model in the calibration JSON at `path` (what `lode calibrate
 /// --json` wrote), checked the way an image's reader checks it.
 pub fn read_model_json(path: &Path) -> Result<StoredCostModel, String> {
     let ctx = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-    let text = std::fs::read_to_string(path).map_err(|e| ctx(&e))?;
+    let raw = read_file(path, JSON_LIMIT).map_err(|e| e.to_string())?;
+    let text = String::from_utf8(raw).map_err(|e| ctx(&format!("not UTF-8 text ({e})")))?;
     let doc: StoredJson = serde_json::from_str(&text).map_err(|e| {
         ctx(&format!(
             "not a `lode calibrate --json` file ({e}); it needs \
@@ -123,11 +129,10 @@ pub struct RawJson<'a> {
 /// checksums over it), so the image carries `model`.
 pub fn store_in_image(path: &Path, model: &CostModel) -> Result<(), Box<dyn Error>> {
     let ctx = |what: &str, e: &dyn std::fmt::Display| format!("{} {what}: {e}", path.display());
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| ctx("cannot be opened for writing", &e))?;
+    // Opened as an input is (an image on a regular file or a block
+    // device), with write access: a FIFO or a device node is refused by
+    // name before anything is read or written.
+    let file = Input::open_with(path, OpenOptions::new().read(true).write(true))?.into_file();
     let mut prefix =
         read_prefix(&mut &file).map_err(|e| ctx("is not a readable lode image", &e))?;
     let stored = StoredCostModel {

@@ -36,6 +36,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use lode_formats::gguf::Gguf;
+use lode_formats::input::{read_file, Limit};
 use lode_formats::trace::{TraceHeader, TraceWriter};
 use lode_hal::compute::{CpuCompute, CpuConfig};
 use lode_hal_linux::{HugePages, LockedArena, LockedArenaOptions};
@@ -48,7 +49,7 @@ use lode_tokenizer::{EncodeOptions, Tokenizer};
 use serde::Serialize;
 
 use crate::model_id::fingerprint;
-use crate::output::write_atomically;
+use crate::output::Output;
 use crate::progress::Progress;
 
 pub use ffn::ScoreMode;
@@ -212,15 +213,34 @@ pub struct ProfileReport {
     pub layer_sparsity: Vec<f64>,
 }
 
+/// The most bytes a text to profile or measure perplexity on may have
+/// (64 MiB): it is read whole and tokenized before `max_tokens` cuts it,
+/// and 64 MiB is some 15 million tokens, thousands of times what a
+/// profile or a perplexity check evaluates (4,096 by default).
+pub const TEXT_LIMIT: Limit = Limit::new("text", 64 << 20);
+
+/// The UTF-8 text file `path`, bounded by [`TEXT_LIMIT`].
+pub fn read_text(path: &Path) -> Result<String, String> {
+    let raw = read_file(path, TEXT_LIMIT).map_err(|e| e.to_string())?;
+    String::from_utf8(raw).map_err(|e| format!("{}: not UTF-8 text ({e})", path.display()))
+}
+
 /// The token ids of the text file `path`, cut to `max`.
 pub fn tokenize(tok: &Tokenizer, path: &Path, max: usize) -> Result<Vec<u32>, String> {
-    let raw = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let text =
-        String::from_utf8(raw).map_err(|e| format!("{}: not UTF-8 text ({e})", path.display()))?;
+    tokenize_text(tok, path, &read_text(path)?, max)
+}
+
+/// The token ids of `text` (read from `path`), cut to `max`.
+pub fn tokenize_text(
+    tok: &Tokenizer,
+    path: &Path,
+    text: &str,
+    max: usize,
+) -> Result<Vec<u32>, String> {
     let add_bos = tok.specials().add_bos;
     let mut ids = Vec::new();
     tok.encode_into(
-        &text,
+        text,
         EncodeOptions {
             add_bos,
             parse_special: false,
@@ -304,14 +324,19 @@ pub fn profile(
 ) -> Result<ProfileReport, Box<dyn Error>> {
     let t0 = Instant::now();
     a.check()?;
+    // A bad output path is refused before the model is read.
+    let output = Output::check(&a.output, &[&a.model, &a.text])?;
+    // The text is small and bounded: read it before the model, so a bad
+    // one fails first too.
+    let text = read_text(&a.text)?;
     let named = |e: &dyn std::fmt::Display| format!("{}: {e}", a.model.display());
-    let bytes =
-        std::fs::read(&a.model).map_err(|e| format!("cannot read {}: {e}", a.model.display()))?;
+    let bytes = read_file(&a.model, Limit::whole("GGUF model"))?;
     let file = Gguf::parse(&bytes).map_err(|e| named(&e))?;
     let params = file.check_llama().map_err(|e| named(&e))?;
     let cfg = LlamaConfig::from_gguf(&params).map_err(|e| named(&e))?;
     let tokenizer = Tokenizer::from_gguf(&file).map_err(|e| named(&format!("tokenizer: {e}")))?;
-    let ids = tokenize(&tokenizer, &a.text, a.max_tokens)?;
+    let ids = tokenize_text(&tokenizer, &a.text, &text, a.max_tokens)?;
+    drop(text);
     let tokens = u32::try_from(ids.len()).map_err(|_| "too many tokens for a trace")?;
     let room = cfg.context.min(MAX_CONTEXT);
     if a.window > room {
@@ -374,7 +399,7 @@ pub fn profile(
         flags: 0,
     };
     let out_named = |e: &dyn std::fmt::Display| format!("{}: {e}", a.output.display());
-    let (sparse_nll, sparse_seconds) = write_atomically(&a.output, |w| {
+    let (sparse_nll, sparse_seconds) = output.write(|w| {
         let mut trace = TraceWriter::new(w, header).map_err(|e| out_named(&e))?;
         let r = run.pass(&ids, a.window, "profile: sparse pass", progress, |p, n| {
             for t in 0..n {

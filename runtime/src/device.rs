@@ -12,6 +12,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use lode_formats::input::{read_file, Input, Limit};
 use lode_hal::fake::{FakeFlash, FaultPlan, Profile};
 use lode_hal_linux::{BlockFlash, BlockFlashOptions};
 use lode_kernel::arena::DramArena;
@@ -113,6 +114,10 @@ impl AnyDevice {
                     bounce_bytes: bounce,
                     ..BlockFlashOptions::default()
                 };
+                // Refused by name first, without blocking: BlockFlash opens
+                // without O_NONBLOCK (io_uring would fail its reads on such
+                // a descriptor), so a FIFO would block it forever.
+                Input::open(&path).map_err(|e| e.to_string())?;
                 let mut dev = BlockFlash::open(&path, opts)
                     .map_err(|e| format!("{}: {e}", path.display()))?;
                 let cost = match image.image().cost_model() {
@@ -147,13 +152,14 @@ impl AnyDevice {
                 })
             }
             DeviceSpec::Fake(profile) => {
-                let bytes = std::fs::read(image.path())
-                    .map_err(|e| format!("cannot read {}: {e}", image.path().display()))?;
-                // The fake flash is a chip modelled in memory: its reads
-                // cost virtual time and its faults replay from a seed, which
+                // The whole image, bounded by the length fstat gives. The
+                // fake flash is a chip modelled in memory: its reads cost
+                // virtual time and its faults replay from a seed, which
                 // needs the bytes in this process. So it holds the image
                 // (outside the budget, said in the mode); `file:` is what
                 // measures memory.
+                let bytes = read_file(image.path(), Limit::whole("lode image"))
+                    .map_err(|e| e.to_string())?;
                 let mode = format!(
                     "virtual time; the image held in process memory ({:.1} MiB, outside the \
                      budget)",

@@ -6,6 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use lode_formats::gguf::GgufError;
+use lode_formats::input::InputError;
 use lode_hal::compute::sample::SampleError;
 use lode_hal_linux::LockedArenaError;
 use lode_kernel::model::ModelError;
@@ -50,6 +51,10 @@ pub enum OpenError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// The path was refused before reading (a FIFO, a directory, a
+    /// character device), could not be opened, or is larger than the
+    /// format allows.
+    Input(InputError),
     /// The file is not a GGUF llama model lode can use.
     Gguf {
         /// The file.
@@ -77,9 +82,9 @@ impl OpenError {
     /// The kind of failure.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            OpenError::Read { .. } => ErrorKind::Io,
+            OpenError::Read { .. } | OpenError::Input(_) => ErrorKind::Io,
             OpenError::Image {
-                source: ImageFileError::Io(_),
+                source: ImageFileError::Io(_) | ImageFileError::Input(_),
                 ..
             } => ErrorKind::Io,
             _ => ErrorKind::BadModel,
@@ -91,6 +96,7 @@ impl fmt::Display for OpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             OpenError::Read { path, source } => write!(f, "{}: {source}", path.display()),
+            OpenError::Input(e) => write!(f, "{e}"),
             OpenError::Gguf { path, source } => write!(f, "{}: {source}", path.display()),
             OpenError::Image { path, source } => write!(f, "{}: {source}", path.display()),
             OpenError::Model { path, reason } => write!(f, "{}: {reason}", path.display()),
@@ -102,6 +108,7 @@ impl std::error::Error for OpenError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             OpenError::Read { source, .. } => Some(source),
+            OpenError::Input(e) => Some(e),
             OpenError::Gguf { source, .. } => Some(source),
             OpenError::Image { source, .. } => Some(source),
             OpenError::Model { .. } => None,

@@ -8,11 +8,12 @@
 //! the reader allocate.
 
 use std::fmt;
-use std::io::Read;
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use lode_formats::image::layout::MAGIC;
 use lode_formats::image::{read_prefix, Image, ImageError, PrefixError};
+use lode_formats::input::{Input, InputError};
 
 pub use lode_formats::image::MAX_PREFIX;
 
@@ -22,6 +23,9 @@ pub use lode_formats::image::MAX_PREFIX;
 pub enum ImageFileError {
     /// The file could not be read.
     Io(std::io::Error),
+    /// The path was refused before reading (not a regular file or a block
+    /// device), or could not be opened.
+    Input(InputError),
     /// The header or the metadata is not a valid lode image.
     Format(ImageError),
     /// The header declares a metadata prefix larger than [`MAX_PREFIX`].
@@ -35,6 +39,8 @@ impl fmt::Display for ImageFileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ImageFileError::Io(e) => write!(f, "cannot read: {e}"),
+            // The input error names the path; the caller names it too.
+            ImageFileError::Input(e) => write!(f, "{}", e.reason()),
             ImageFileError::Format(e) => write!(f, "{e}"),
             ImageFileError::PrefixTooLarge { declared } => write!(
                 f,
@@ -49,6 +55,7 @@ impl std::error::Error for ImageFileError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ImageFileError::Io(e) => Some(e),
+            ImageFileError::Input(e) => Some(e),
             _ => None,
         }
     }
@@ -62,17 +69,25 @@ pub struct ImageFile {
 }
 
 impl ImageFile {
-    /// Reads and validates the metadata prefix of the image at `path`.
+    /// Reads and validates the metadata prefix of the image at `path`
+    /// (opened as [`Input`] opens inputs: a FIFO, a directory or a
+    /// character device is refused by name, unread).
     pub fn open(path: &Path) -> Result<ImageFile, ImageFileError> {
-        let mut f = std::fs::File::open(path).map_err(ImageFileError::Io)?;
-        let prefix = read_prefix(&mut f).map_err(|e| match e {
+        ImageFile::from_input(&Input::open(path).map_err(ImageFileError::Input)?)
+    }
+
+    /// Reads and validates the metadata prefix of the opened `input`.
+    pub fn from_input(input: &Input) -> Result<ImageFile, ImageFileError> {
+        let mut file = input.file();
+        file.seek(SeekFrom::Start(0)).map_err(ImageFileError::Io)?;
+        let prefix = read_prefix(&mut file).map_err(|e| match e {
             PrefixError::Io(e) => ImageFileError::Io(e),
             PrefixError::Format(e) => ImageFileError::Format(e),
             PrefixError::TooLarge { declared } => ImageFileError::PrefixTooLarge { declared },
             e => ImageFileError::Io(std::io::Error::other(e.to_string())),
         })?;
         Ok(ImageFile {
-            path: path.to_path_buf(),
+            path: input.path().to_path_buf(),
             prefix,
         })
     }
@@ -100,10 +115,30 @@ impl ImageFile {
     }
 }
 
-/// Whether `path` starts with a lode image's magic.
+/// Whether `path` is a file (or block device) that starts with a lode
+/// image's magic; `false` for anything [`Input`] refuses.
 pub fn is_image(path: &Path) -> bool {
+    Input::open(path).is_ok_and(|i| starts_as_image(&i))
+}
+
+/// How many of the first 8 bytes differ from a lode image's magic, when
+/// they are close to it (at most 2 differ) but not equal: a damaged image,
+/// which should not be reported as "not a GGUF file".
+pub fn damaged_image_magic(input: &Input) -> Option<usize> {
     let mut magic = [0u8; 8];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok_and(|()| magic == MAGIC)
+    let n = input.read_head(&mut magic).ok()?;
+    let differ = magic
+        .iter()
+        .zip(MAGIC.iter())
+        .filter(|(a, b)| a != b)
+        .count();
+    (n == magic.len() && (1..=2).contains(&differ)).then_some(differ)
+}
+
+/// Whether the opened `input` starts with a lode image's magic.
+pub fn starts_as_image(input: &Input) -> bool {
+    let mut magic = [0u8; 8];
+    input
+        .read_head(&mut magic)
+        .is_ok_and(|n| n == magic.len() && magic == MAGIC)
 }

@@ -17,12 +17,15 @@ use lode_kernel::model::stream::{
     verify_and_record, Reads, SparseBuffers, SparseScratch, SparseSetup, StreamLayout,
     StreamOptions, StreamPlan, StreamSource,
 };
-use lode_kernel::model::{KvCache, Limits, LlamaConfig, MemoryPlan, Model, ModelError};
+use lode_kernel::model::{
+    KvCache, Limits, LlamaConfig, MemoryPlan, Model, ModelError, RawTensor, TensorSource,
+};
 use lode_kernel::plan::Extent;
 
 use crate::device::{AnyDevice, OpenedDevice};
 use crate::error::LoadError;
 use crate::image_file::ImageFile;
+use crate::model_file::GgufBytes;
 use crate::options::{LoadEvents, SessionOptions};
 
 /// The sparse path's buffers, owned by the session (sized by
@@ -127,19 +130,56 @@ pub(crate) enum DenseFail {
     Load(LoadError),
 }
 
+/// A GGUF's tensors for [`Model::load`], their memory given back whenever
+/// the next is asked for: the loader copies a tensor into the arena before
+/// it asks for another, so the file is never resident beside its copy.
+struct ReleasingSource<'a> {
+    file: Gguf<'a>,
+    bytes: &'a GgufBytes,
+}
+
+impl ReleasingSource<'_> {
+    /// Gives back the tensor data's pages (the metadata, which every
+    /// lookup reads, stays): the whole data section, not only the tensor
+    /// copied last, because touching a tensor can map its neighbours too
+    /// (the kernel maps pages around a fault, whole large folios).
+    fn release_data(&self) {
+        let bytes = self.bytes.bytes();
+        let start = usize::try_from(self.file.data_offset()).unwrap_or(bytes.len());
+        self.bytes.release(bytes.get(start..).unwrap_or_default());
+    }
+}
+
+impl TensorSource for ReleasingSource<'_> {
+    fn tensor(&self, name: &str) -> Result<Option<RawTensor<'_>>, ModelError> {
+        self.release_data();
+        let Some(info) = self.file.tensor(name) else {
+            return Ok(None);
+        };
+        let data = self.file.data(&info).map_err(ModelError::Format)?;
+        Ok(Some(RawTensor {
+            dtype: info.dtype,
+            dims: info.dims,
+            data,
+        }))
+    }
+}
+
 /// The whole GGUF in one locked arena of exactly the planned size.
 pub(crate) fn load_dense(
-    bytes: &[u8],
+    bytes: &GgufBytes,
     cfg: &LlamaConfig,
     limits: Limits,
 ) -> Result<(Model, LockedArena, Option<LockReport>), DenseFail> {
     // `ModelFile::open` parsed these bytes already.
-    let file = Gguf::parse(bytes).map_err(|e| DenseFail::Model(ModelError::Format(e)))?;
+    let file = Gguf::parse(bytes.bytes()).map_err(|e| DenseFail::Model(ModelError::Format(e)))?;
     let plan = MemoryPlan::dense(&file, cfg, &limits).map_err(DenseFail::Model)?;
     let mut arena = new_arena(plan.total()).map_err(DenseFail::Load)?;
     // Locking is best effort: the report says how much it achieved.
     let lock = arena.lock().ok();
-    let model = Model::load(&file, *cfg, limits, &mut arena).map_err(DenseFail::Model)?;
+    let source = ReleasingSource { file, bytes };
+    let model = Model::load(&source, *cfg, limits, &mut arena).map_err(DenseFail::Model)?;
+    bytes.release(bytes.bytes());
     plan.arena_use.check(&arena).map_err(DenseFail::Model)?;
     Ok((model, arena, lock))
 }

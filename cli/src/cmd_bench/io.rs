@@ -4,9 +4,10 @@
 
 use std::error::Error;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use lode_formats::image::Image;
+use lode_formats::image::{read_prefix, Image};
+use lode_formats::input::{read_file, Input, TRACE_LIMIT};
 use lode_formats::trace::Trace;
 use lode_hal::fake::{FakeFlash, FaultPlan};
 
@@ -14,6 +15,7 @@ use lode_hal_linux::{BlockFlash, BlockFlashOptions};
 use lode_kernel::flash::{FlashDevice, Geometry};
 use lode_kernel::placement;
 use lode_kernel::plan::{Mode, Region};
+use lode_pack::output::Output;
 use lode_pack::placement::{place, PlacementKind};
 use lode_pack::synth::SynthParams;
 use lode_runtime::DeviceSpec as DeviceArg;
@@ -94,6 +96,9 @@ struct Placed {
 /// system allows it, io_uring where the kernel allows it (the report says
 /// which ran, and why).
 fn open_file_device(path: &PathBuf) -> Result<BlockFlash, Box<dyn Error>> {
+    // Refused by name first, without blocking (BlockFlash's own open would
+    // wait forever on a FIFO).
+    Input::open(path)?;
     BlockFlash::open(path, BlockFlashOptions::default())
         .map_err(|e| format!("{}: {e}", path.display()).into())
 }
@@ -127,9 +132,12 @@ fn contiguous_layout(layers: u32, neurons: u32, bundle_bytes: u32, block: u32) -
     Layout { regions, neurons }
 }
 
-fn image_layout(path: &PathBuf, layers: u32, neurons: u32) -> Result<Layout, Box<dyn Error>> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let img = Image::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+/// The bundle regions of the image at `path`, from its metadata prefix
+/// alone (bounded by `MAX_PREFIX`; the data is not read).
+fn image_layout(path: &Path, layers: u32, neurons: u32) -> Result<Layout, Box<dyn Error>> {
+    let input = Input::open(path)?;
+    let prefix = read_prefix(&mut input.file()).map_err(|e| format!("{}: {e}", path.display()))?;
+    let img = Image::parse(&prefix).map_err(|e| format!("{}: {e}", path.display()))?;
     if img.layer_count() != layers as usize {
         return Err(format!(
             "{} has {} bundle layers but the trace has {layers}",
@@ -159,6 +167,16 @@ fn image_layout(path: &PathBuf, layers: u32, neurons: u32) -> Result<Layout, Box
     Ok(Layout { regions, neurons })
 }
 
+/// Every file the benchmark reads (the device's when it is a file), which
+/// its plot must not be.
+fn inputs(args: &IoArgs) -> Vec<&Path> {
+    let device = args.device.strip_prefix("file:").map(Path::new);
+    [args.trace.as_deref(), args.image.as_deref(), device]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 /// Run the benchmark.
 pub fn run(args: &IoArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     if !(0.0..=1.0).contains(&args.cache_fraction)
@@ -170,12 +188,14 @@ pub fn run(args: &IoArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
                 .into(),
         );
     }
+    // The plot's path is checked before any work.
+    let plot = match &args.plot {
+        Some(p) => Some(Output::check(p, &inputs(args))?),
+        None => None,
+    };
     // The trace.
     let (bytes, source) = match &args.trace {
-        Some(p) => (
-            std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?,
-            p.display().to_string(),
-        ),
+        Some(p) => (read_file(p, TRACE_LIMIT)?, p.display().to_string()),
         None => {
             let p = match args.synth {
                 Preset::Opt => SynthParams::opt_like(args.tokens, args.seed),
@@ -374,9 +394,8 @@ pub fn run(args: &IoArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         offline_s,
         profile_s,
     };
-    if let Some(plot) = &args.plot {
-        std::fs::write(plot, report::svg(&meta, &rows))
-            .map_err(|e| format!("cannot write {}: {e}", plot.display()))?;
+    if let Some(plot) = &plot {
+        plot.write(|w| Ok(w.write_all(report::svg(&meta, &rows).as_bytes())?))?;
     }
     if args.json {
         report::json(&meta, &rows, out)

@@ -47,6 +47,19 @@ fn load_bytes(name: &str, bytes: &[u8]) -> OpenError {
     }
 }
 
+#[test]
+fn an_image_with_a_damaged_magic_is_called_damaged_not_a_bad_gguf() {
+    let mut bytes = lode_formats::image::layout::MAGIC.to_vec();
+    bytes[1] ^= 0x20;
+    bytes.resize(4096, 0);
+    let e = load_bytes("damaged-magic", &bytes).to_string();
+    assert!(e.contains("damaged image"), "{e}");
+    bytes[1] ^= 0x20;
+    bytes[0..4].copy_from_slice(b"ABCD");
+    let e = load_bytes("other-magic", &bytes).to_string();
+    assert!(e.contains("not a GGUF file"), "{e}");
+}
+
 fn gguf_kind(e: &OpenError) -> Option<lode_formats::gguf::ErrorKind> {
     match e {
         OpenError::Gguf { source, .. } => Some(source.kind()),

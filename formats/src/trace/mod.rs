@@ -33,6 +33,11 @@ pub const HEADER_LEN: usize = 64;
 pub const MAX_LAYERS: u32 = 4096;
 /// Most neurons per layer a trace may describe.
 pub const MAX_NEURONS: u32 = 1 << 24;
+/// Most bytes a trace file may have (1 GiB): readers hold a trace whole, so
+/// this bounds what one can make them allocate. It holds 4,096 tokens of the
+/// widest 7B geometry (32 layers of 43,008 neurons, 705 MB), more than
+/// `lode profile` records by default; writers refuse to exceed it.
+pub const MAX_FILE_LEN: u64 = 1 << 30;
 /// Flag: the trace was synthesised, not profiled from a model.
 pub const FLAG_SYNTHETIC: u32 = 1;
 
@@ -109,6 +114,12 @@ impl TraceHeader {
             return Err(TraceError::header(
                 ErrorKind::Malformed,
                 "trace size overflows",
+            ));
+        }
+        if self.file_len().is_some_and(|n| n as u64 > MAX_FILE_LEN) {
+            return Err(TraceError::header(
+                ErrorKind::Malformed,
+                "trace larger than 1 GiB (MAX_FILE_LEN)",
             ));
         }
         Ok(())

@@ -130,3 +130,25 @@ fn out_of_range_lookups_are_errors() {
     assert_eq!(t.active(1, 1).unwrap().count(), 9);
     assert!(!t.active(1, 1).unwrap().contains(9));
 }
+
+#[test]
+fn traces_over_the_size_limit_are_neither_written_nor_read() {
+    // 32 layers of 2^24 neurons: 64 MiB a token, so 16 tokens fit in 1 GiB
+    // (with the header and CRCs just over it) and 15 do not overflow it.
+    let h = header(32, 1 << 24, 16);
+    assert!(h.file_len().unwrap() as u64 > MAX_FILE_LEN);
+    let e = h.to_bytes().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Malformed);
+    assert!(TraceWriter::new(Vec::new(), h).is_err());
+    assert!(header(32, 1 << 24, 15).to_bytes().is_ok());
+    // A header that claims such a file is refused when read, before the
+    // length of what follows it matters.
+    let mut bytes = header(32, 1 << 24, 15).to_bytes().unwrap();
+    bytes[24..28].copy_from_slice(&16u32.to_le_bytes());
+    let crc = crate::checksum::crc32c(&bytes[..HEADER_LEN - 4]);
+    bytes[60..64].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(
+        TraceHeader::parse(&bytes).unwrap_err().kind(),
+        ErrorKind::Malformed
+    );
+}
