@@ -438,7 +438,7 @@ mod tests {
         b.add_tensor("output_norm.weight", DType::F32, &[32], vec![0u8; 128])
             .unwrap();
         b.add_layer(LayerSpec::new(parts, bundles.clone(), vec![1, 2, 0]).with_stride(64));
-        b.add_layer(LayerSpec::new(parts, bundles, vec![0, 1, 2]).with_codec_tags(vec![0, 3, 0]));
+        b.add_layer(LayerSpec::new(parts, bundles, vec![0, 1, 2]).with_codec_tags(vec![0; 3]));
         if let Some(t) = tokenizer {
             b.tokenizer_gguf(t);
         }
@@ -481,7 +481,7 @@ mod tests {
             "q4_1/q4_1/q4_1",
             "permuted (3 of 3 moved)",
             "identity",
-            "raw 2, tag3 1",
+            "raw",
             "tokenizer      not stored (packed before format 1.1)",
             "verify: ok",
         ] {
@@ -586,6 +586,33 @@ mod tests {
         let (result, _) = inspect(&missing, false);
         let msg = result.unwrap_err().to_string();
         assert!(msg.contains("cannot open"), "{msg}");
+    }
+
+    /// A bundle whose codec lode does not know must not be read as raw
+    /// weights: `inspect` refuses the image as `run` does (both open it
+    /// through the same reader), naming the bundle.
+    #[test]
+    fn refuses_an_unknown_codec_tag_naming_the_bundle() {
+        let mut bytes = image_bytes();
+        let meta = lode_formats::image::ImageHeader::parse(&bytes)
+            .unwrap()
+            .meta_len as usize;
+        // The codec tags: one byte per bundle, layer 1's after layer 0's 3.
+        let tags_at = {
+            let image = Image::parse(&bytes).unwrap();
+            let tags = image.codec_tags(1).unwrap();
+            tags.as_ptr() as usize - bytes.as_ptr() as usize
+        };
+        bytes[tags_at + 1] = 3;
+        lode_formats::image::reseal_checksums(&mut bytes[..meta]).unwrap();
+        let file = TempFile::new("codec", &bytes);
+        for verify in [false, true] {
+            let (result, text) = inspect(&file.0, verify);
+            assert_eq!(rejected_kind(&result), Some(ErrorKind::UnsupportedCodec));
+            let msg = result.unwrap_err().to_string();
+            assert!(msg.contains("layer 1 bundle 1"), "{msg}");
+            assert!(text.is_empty(), "{text}");
+        }
     }
 
     #[test]

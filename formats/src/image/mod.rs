@@ -78,7 +78,7 @@ pub use model::{
     ArchTag, BundleParts, BundleRegion, GeometryTooLarge, ModelGeometry, Placement, Shape,
     StoredCostModel, TensorInfo,
 };
-pub use patch::set_cost_model;
+pub use patch::{reseal_checksums, set_cost_model};
 #[cfg(feature = "std")]
 pub use prefix::{read_prefix, PrefixError, MAX_PREFIX};
 pub use reader::Image;
