@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use lode_formats::gguf::TOKENS_KEY;
 use lode_formats::image::{
-    read_prefix, BundleRegion, ErrorKind, Image, ImageError, Location, Placement, PrefixError,
+    read_file_prefix, BundleRegion, ErrorKind, Image, ImageError, Location, Placement, PrefixError,
 };
 
 use lode_runtime::image_tokenizer::{tokenizer_from_image, tokenizer_gguf};
@@ -102,9 +102,8 @@ pub fn run(args: &InspectArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>
     };
 
     let mut file = File::open(path).map_err(io_err("cannot open"))?;
-    let actual_len = file.metadata().map_err(io_err("cannot stat"))?.len();
-
-    let prefix = read_prefix(&mut file).map_err(|e| -> Box<dyn Error> {
+    // The same reader, size cap and length rule as `lode run`.
+    let prefix = read_file_prefix(&file).map_err(|e| -> Box<dyn Error> {
         match e {
             PrefixError::Io(source) => io_err("cannot read")(source).into(),
             PrefixError::Format(error) => reject(error).into(),
@@ -118,17 +117,6 @@ pub fn run(args: &InspectArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>
     })?;
     let image = Image::parse(&prefix).map_err(reject)?;
     let header = *image.header();
-    if actual_len != header.file_len {
-        let (kind, detail) = if actual_len < header.file_len {
-            (
-                ErrorKind::Truncated,
-                "file is shorter than the image's length",
-            )
-        } else {
-            (ErrorKind::OutOfRange, "file has bytes past the image's end")
-        };
-        return Err(reject(ImageError::new(kind, Location::Offset(actual_len), detail)).into());
-    }
 
     print_image(out, path, &image)?;
 
@@ -612,6 +600,50 @@ mod tests {
             let msg = result.unwrap_err().to_string();
             assert!(msg.contains("layer 1 bundle 1"), "{msg}");
             assert!(text.is_empty(), "{text}");
+        }
+    }
+
+    /// `lode inspect` and `lode run` (the runtime's `ImageFile::open`)
+    /// accept and refuse the same files, for the same reason.
+    #[test]
+    fn inspect_and_run_agree_on_lengths_and_codecs() {
+        let bytes = image_bytes();
+        let mut long = bytes.clone();
+        long.extend_from_slice(&[0; 512]);
+        let mut one_more = bytes.clone();
+        one_more.push(0);
+        let mut unknown_codec = bytes.clone();
+        let meta = lode_formats::image::ImageHeader::parse(&bytes)
+            .unwrap()
+            .meta_len as usize;
+        let tags_at = {
+            let image = Image::parse(&bytes).unwrap();
+            let tags = image.codec_tags(0).unwrap();
+            tags.as_ptr() as usize - bytes.as_ptr() as usize
+        };
+        unknown_codec[tags_at] = 1;
+        lode_formats::image::reseal_checksums(&mut unknown_codec[..meta]).unwrap();
+        for (name, file, want) in [
+            ("exact", bytes.clone(), None),
+            ("long", long, Some(ErrorKind::OutOfRange)),
+            ("one-more", one_more, Some(ErrorKind::OutOfRange)),
+            (
+                "short",
+                bytes[..bytes.len() - 512].to_vec(),
+                Some(ErrorKind::Truncated),
+            ),
+            ("codec", unknown_codec, Some(ErrorKind::UnsupportedCodec)),
+        ] {
+            let f = TempFile::new(&format!("agree-{name}"), &file);
+            let (result, _) = inspect(&f.0, false);
+            let inspect_kind = rejected_kind(&result);
+            assert_eq!(inspect_kind, want, "{name}: {result:?}");
+            let run_kind = match lode_runtime::image_file::ImageFile::open(&f.0) {
+                Ok(_) => None,
+                Err(lode_runtime::image_file::ImageFileError::Format(e)) => Some(e.kind()),
+                Err(e) => panic!("{name}: {e}"),
+            };
+            assert_eq!(run_kind, inspect_kind, "{name}");
         }
     }
 

@@ -12,7 +12,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use lode_formats::image::layout::MAGIC;
-use lode_formats::image::{read_prefix, Image, ImageError, PrefixError};
+use lode_formats::image::{read_file_prefix, Image, ImageError, PrefixError};
 
 pub use lode_formats::image::MAX_PREFIX;
 
@@ -62,10 +62,12 @@ pub struct ImageFile {
 }
 
 impl ImageFile {
-    /// Reads and validates the metadata prefix of the image at `path`.
+    /// Reads and validates the metadata prefix of the image at `path`, and
+    /// checks the file's length is the image's (a regular file that is
+    /// longer or shorter is refused, as `lode inspect` refuses it).
     pub fn open(path: &Path) -> Result<ImageFile, ImageFileError> {
-        let mut f = std::fs::File::open(path).map_err(ImageFileError::Io)?;
-        let prefix = read_prefix(&mut f).map_err(|e| match e {
+        let f = std::fs::File::open(path).map_err(ImageFileError::Io)?;
+        let prefix = read_file_prefix(&f).map_err(|e| match e {
             PrefixError::Io(e) => ImageFileError::Io(e),
             PrefixError::Format(e) => ImageFileError::Format(e),
             PrefixError::TooLarge { declared } => ImageFileError::PrefixTooLarge { declared },

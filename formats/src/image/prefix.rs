@@ -1,17 +1,20 @@
 //! Reading an image's metadata prefix from a file: the one reader, with
-//! the one size cap, that every program opening an image uses (`lode run`
-//! through the runtime, `lode inspect`, storing a calibration).
+//! the one size cap and the one length rule, that every program opening an
+//! image uses (`lode run` through the runtime, `lode inspect`, storing a
+//! calibration), so none accepts an image another refuses.
 //!
 //! The 64-byte header says how long the prefix is; a corrupt header could
 //! claim anything, so a prefix longer than [`MAX_PREFIX`] is refused before
 //! anything is allocated. The prefix is parsed (validated whole) before it
-//! is returned.
+//! is returned, and [`read_file_prefix`] also checks the file's length
+//! against the image's ([`ImageHeader::check_container_len`]).
 
-use std::io::{self, Read};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::vec;
 use std::vec::Vec;
 
-use super::{ErrorKind, Image, ImageError, ImageHeader, Location};
+use super::{Container, ErrorKind, Image, ImageError, ImageHeader, Location};
 
 /// Largest metadata prefix a reader accepts: the tensor and bundle tables
 /// and the tokenizer, which real images hold in a few MiB.
@@ -77,6 +80,41 @@ pub fn read_prefix(r: &mut impl Read) -> Result<Vec<u8>, PrefixError> {
     Ok(prefix)
 }
 
+/// Reads the metadata prefix of the image in `file` (positioned at its
+/// start, as a freshly opened file is) and checks it parses and that the
+/// file's length is the image's: a regular file must end exactly at
+/// `file_len`, a block device may be longer
+/// ([`ImageHeader::check_container_len`]). Other kinds of file, whose
+/// length is unknown, are only read.
+pub fn read_file_prefix(file: &File) -> Result<Vec<u8>, PrefixError> {
+    let stored = container_len(file).map_err(PrefixError::Io)?;
+    let prefix = read_prefix(&mut &*file)?;
+    if let Some((len, container)) = stored {
+        let header = ImageHeader::parse(&prefix).map_err(PrefixError::Format)?;
+        header
+            .check_container_len(len, container)
+            .map_err(PrefixError::Format)?;
+    }
+    Ok(prefix)
+}
+
+/// The length of `file` and what kind of container it is: a regular
+/// file's length from its metadata; a device's by seeking to its end (its
+/// metadata says 0), then back to the start. `None` for what cannot seek
+/// (a pipe): its length is unknown until it is read.
+fn container_len(file: &File) -> io::Result<Option<(u64, Container)>> {
+    let meta = file.metadata()?;
+    if meta.is_file() {
+        return Ok(Some((meta.len(), Container::File)));
+    }
+    let mut f = file;
+    let Ok(len) = f.seek(SeekFrom::End(0)) else {
+        return Ok(None);
+    };
+    f.seek(SeekFrom::Start(0))?;
+    Ok(Some((len, Container::Device)))
+}
+
 /// Reads until `buf` is full or the file ends; returns the bytes read.
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> Result<usize, PrefixError> {
     let mut done = 0;
@@ -132,5 +170,77 @@ mod tests {
         assert_eq!(kind(&[0u8; 64]), Some(ErrorKind::BadMagic));
         let magic = [0x8A, b'L', b'O', b'D', b'E', 0x0D, 0x0A, 0x1A];
         assert_eq!(kind(&magic), Some(ErrorKind::Truncated));
+    }
+
+    /// A scratch file holding `bytes`, removed on drop.
+    struct Scratch(std::path::PathBuf);
+
+    impl Scratch {
+        fn new(name: &str, bytes: &[u8]) -> Scratch {
+            let path = std::env::temp_dir().join(std::format!(
+                "lode-prefix-{}-{name}.lode",
+                std::process::id()
+            ));
+            std::fs::write(&path, bytes).unwrap();
+            Scratch(path)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn one_block_image() -> Vec<u8> {
+        let geometry = crate::image::ModelGeometry {
+            arch: crate::image::ArchTag::new("llama").unwrap(),
+            layers: 0,
+            hidden: 32,
+            ffn: 0,
+            heads: 1,
+            kv_heads: 1,
+            head_dim: 32,
+            vocab: 1,
+            context: 1,
+            rope_base: 1.0,
+            rms_eps: 1e-5,
+            fingerprint: 1,
+        };
+        let mut b = crate::image::ImageBuilder::new(geometry);
+        b.block_size(512);
+        b.add_tensor("t", crate::DType::F32, &[8], vec![1u8; 32])
+            .unwrap();
+        b.to_bytes().unwrap()
+    }
+
+    #[test]
+    fn a_file_must_end_where_the_image_does() {
+        let bytes = one_block_image();
+        let file_kind = |name: &str, bytes: &[u8]| {
+            let f = Scratch::new(name, bytes);
+            match read_file_prefix(&File::open(&f.0).unwrap()) {
+                Ok(prefix) => Ok(prefix.len()),
+                Err(PrefixError::Format(e)) => Err(Some((e.kind(), e.location()))),
+                Err(_) => Err(None),
+            }
+        };
+        assert_eq!(file_kind("exact", &bytes), Ok(512));
+        let len = bytes.len() as u64;
+        let mut long = bytes.clone();
+        long.push(0);
+        assert_eq!(
+            file_kind("long", &long),
+            Err(Some((ErrorKind::OutOfRange, Location::Offset(len + 1))))
+        );
+        assert_eq!(
+            file_kind("short", &bytes[..bytes.len() - 1]),
+            Err(Some((ErrorKind::Truncated, Location::Offset(len - 1))))
+        );
+        // Shorter than its prefix: named where the file ends inside it.
+        assert_eq!(
+            file_kind("no-data", &bytes[..100]).map_err(|e| e.map(|(k, _)| k)),
+            Err(Some(ErrorKind::Truncated))
+        );
     }
 }
