@@ -320,6 +320,21 @@ mod tests {
         );
     }
 
+    /// Flags and reserved bytes are refused for what they are, not only
+    /// by the CRC: here the CRC is right.
+    #[test]
+    fn set_flags_or_reserved_bytes_are_malformed() {
+        for at in 40..60 {
+            let mut b = encode(&sample());
+            b[at] = 0x10;
+            let crc = crc32c(&b[..HEADER_CRC_OFFSET]);
+            b[HEADER_CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
+            let e = ImageHeader::parse(&b).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Malformed, "byte {at}");
+            assert_eq!(e.detail(), "flags or reserved bytes are set");
+        }
+    }
+
     #[test]
     fn every_header_byte_is_protected() {
         let bytes = encode(&sample());

@@ -791,6 +791,63 @@ fn the_writer_refuses_unknown_codec_tags() {
     }
 }
 
+/// Every field the format reserves (must be zero) or whose unknown values
+/// it leaves undefined is refused when set, with every checksum right.
+/// (The header's flags and reserved bytes: `header.rs`.)
+#[test]
+fn reserved_fields_and_unknown_flags_are_refused() {
+    let detail = |bytes: &[u8]| {
+        Image::parse(bytes)
+            .map(|_| ())
+            .map_err(|e| (e.kind(), e.detail()))
+    };
+    // A tensor entry's reserved word.
+    let mut bytes = small_image();
+    tensor_record(&mut bytes, 1).reserved = U32::new(1);
+    reseal(&mut bytes);
+    assert_eq!(
+        detail(&bytes),
+        Err((ErrorKind::Malformed, "reserved field is set"))
+    );
+    // The cost model's reserved bytes and its present flag.
+    for (at, value, want) in [
+        (18, 1u8, "reserved bytes are set"),
+        (23, 0x80, "reserved bytes are set"),
+        (0, 2, "present flag is neither 0 nor 1"),
+        (3, 1, "present flag is neither 0 nor 1"),
+    ] {
+        let mut bytes = small_image();
+        let range = section(&bytes, SectionKind::CostModel);
+        bytes[range.start + at] = value;
+        reseal(&mut bytes);
+        assert_eq!(
+            detail(&bytes),
+            Err((ErrorKind::Malformed, want)),
+            "byte {at}"
+        );
+    }
+    // The architecture tag's zero padding.
+    let mut bytes = small_image();
+    let range = section(&bytes, SectionKind::Geometry);
+    bytes[range.start + 15] = b'x';
+    reseal(&mut bytes);
+    assert_eq!(
+        detail(&bytes),
+        Err((
+            ErrorKind::Malformed,
+            "architecture tag is not printable ASCII padded with zeros"
+        ))
+    );
+    // A bundle part's dtype: a code outside the table, not "absent".
+    let mut bytes = small_image();
+    layer_record(&mut bytes, 0).parts[1] = U32::new(0xFFFF_FFFE);
+    reseal(&mut bytes);
+    assert_eq!(
+        detail(&bytes),
+        Err((ErrorKind::Malformed, "unknown bundle part dtype code"))
+    );
+}
+
 #[test]
 fn writer_refuses_bad_input() {
     let q = Some(DType::Q4_1);
