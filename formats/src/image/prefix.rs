@@ -11,7 +11,6 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::vec;
 use std::vec::Vec;
 
 use super::{Container, ErrorKind, Image, ImageError, ImageHeader, Location};
@@ -61,6 +60,11 @@ impl std::error::Error for PrefixError {
 
 /// Reads the metadata prefix from `r` (positioned at the image's start)
 /// and checks it parses.
+///
+/// Memory follows what `r` really holds, not what the header claims: the
+/// buffer starts small and grows as bytes arrive, so a short file whose
+/// header declares a long prefix costs its own length (at most about four
+/// times it), not the declared one, before it is found `Truncated`.
 pub fn read_prefix(r: &mut impl Read) -> Result<Vec<u8>, PrefixError> {
     // What the file has of the header: a short foreign file is named by
     // its magic, not by its length.
@@ -73,11 +77,32 @@ pub fn read_prefix(r: &mut impl Read) -> Result<Vec<u8>, PrefixError> {
         .ok()
         .filter(|_| declared <= MAX_PREFIX)
         .ok_or(PrefixError::TooLarge { declared })?;
-    let mut prefix = vec![0u8; len];
-    prefix[..64].copy_from_slice(&head);
-    read_or_truncated(r, &mut prefix[64..], 64)?;
+    let mut prefix = Vec::with_capacity(len.min(FIRST_READ));
+    prefix.extend_from_slice(&head);
+    read_rest(r, &mut prefix, len)?;
     Image::parse(&prefix).map_err(PrefixError::Format)?;
     Ok(prefix)
+}
+
+/// Bytes of prefix buffer allocated before any of them is read; more
+/// grows as the file delivers them.
+const FIRST_READ: usize = 64 << 10;
+
+/// Appends to `prefix` until it holds `len` bytes; a file that ends first
+/// is a truncated image at the offset where it ends, not an I/O error.
+fn read_rest(r: &mut impl Read, prefix: &mut Vec<u8>, len: usize) -> Result<(), PrefixError> {
+    let want = len.saturating_sub(prefix.len()) as u64;
+    // `read_to_end` retries interrupted reads and grows the buffer by what
+    // arrives, so memory stays proportional to the bytes read.
+    r.take(want).read_to_end(prefix).map_err(PrefixError::Io)?;
+    if prefix.len() < len {
+        return Err(PrefixError::Format(ImageError::new(
+            ErrorKind::Truncated,
+            Location::Offset(prefix.len() as u64),
+            "file ends inside the metadata prefix",
+        )));
+    }
+    Ok(())
 }
 
 /// Reads the metadata prefix of the image in `file` (positioned at its
@@ -127,27 +152,6 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> Result<usize, PrefixError> {
         }
     }
     Ok(done)
-}
-
-/// Fills `buf`; a file that ends first is a truncated image at `at` plus
-/// what was read, not an I/O error.
-fn read_or_truncated(r: &mut impl Read, buf: &mut [u8], at: u64) -> Result<(), PrefixError> {
-    let mut done = 0;
-    while done < buf.len() {
-        match r.read(&mut buf[done..]) {
-            Ok(0) => {
-                return Err(PrefixError::Format(ImageError::new(
-                    ErrorKind::Truncated,
-                    Location::Offset(at + done as u64),
-                    "file ends inside the metadata prefix",
-                )))
-            }
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(PrefixError::Io(e)),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -209,9 +213,32 @@ mod tests {
         };
         let mut b = crate::image::ImageBuilder::new(geometry);
         b.block_size(512);
-        b.add_tensor("t", crate::DType::F32, &[8], vec![1u8; 32])
+        b.add_tensor("t", crate::DType::F32, &[8], std::vec![1u8; 32])
             .unwrap();
         b.to_bytes().unwrap()
+    }
+
+    /// Found while stating the fuzz tests' allocation bound: a 64-byte
+    /// header declaring a 255 MiB prefix made `read_prefix` allocate all of
+    /// it before finding the file ends. Now memory follows the bytes read.
+    #[test]
+    fn a_short_file_declaring_a_huge_prefix_is_truncated_without_its_memory() {
+        let mut bytes = one_block_image();
+        let huge: u64 = 255 << 20;
+        bytes[16..24].copy_from_slice(&huge.to_le_bytes());
+        bytes[24..32].copy_from_slice(&huge.to_le_bytes());
+        crate::image::reseal_checksums(&mut bytes).unwrap();
+        let header = ImageHeader::parse(&bytes).unwrap();
+        assert_eq!((header.meta_len, header.file_len), (huge, huge));
+        match read_prefix(&mut &bytes[..]) {
+            Err(PrefixError::Format(e)) => {
+                assert_eq!(e.kind(), ErrorKind::Truncated);
+                assert_eq!(e.location(), Location::Offset(bytes.len() as u64));
+            }
+            other => panic!("{other:?}"),
+        }
+        // How much it allocates is measured by the image fuzz test
+        // (tests/tests/fuzz_image.rs), which counts every allocation.
     }
 
     #[test]
