@@ -21,6 +21,8 @@
 // Each fuzz binary uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod gguf;
+
 use std::fmt::Debug;
 use std::io::Write;
 use std::sync::{mpsc, Arc, Mutex};
