@@ -1,5 +1,6 @@
 //! Fuzzing the tokenizer: building one from GGUF metadata
-//! ([`Tokenizer::from_gguf`], [`ChatTemplate::from_gguf`]), encoding
+//! ([`Tokenizer::from_gguf`], [`ChatTemplate::from_gguf`]), recognising
+//! chat templates ([`ChatTemplate::from_jinja`]), encoding
 //! arbitrary text ([`Tokenizer::encode`], [`Tokenizer::encode_special`],
 //! [`Tokenizer::encode_chat`]) and decoding arbitrary ids
 //! ([`Tokenizer::decode`], [`Tokenizer::decode_text`]).
@@ -24,6 +25,7 @@
 //! naming it. Allocation bounds (bytes requested, growth included):
 //!
 //! - building a tokenizer: at most `64 * input + 1 MiB`;
+//! - recognising a chat template: at most `8 * template + 16 KiB`;
 //! - encoding `s`: at most `1024 * s.len() + 64 KiB` (why: [`encode_bound`]);
 //! - decoding: at most `4 * output + 64` bytes.
 //!
@@ -43,7 +45,7 @@ use std::sync::{Arc, OnceLock};
 use fuzz::gguf::{file, vocab_file, vocab_metadata, V};
 use lode_formats::gguf::Gguf;
 use lode_tests::{Allocated, CountingAlloc};
-use lode_tokenizer::{ChatMessage, ChatTemplate, Tokenizer, TokenizerError};
+use lode_tokenizer::{ChatMessage, ChatTemplate, TokenType, Tokenizer, TokenizerError};
 use proptest::prelude::*;
 
 #[global_allocator]
@@ -195,35 +197,49 @@ fn ids() -> impl Strategy<Value = Vec<u32>> {
     ]
 }
 
-/// True when every merge rule of `file` joins into a token of `tok`: then
-/// every symbol BPE makes is a token, and text whose bytes all have tokens
-/// decodes back to itself. (Where a joined string is not a token, lode,
-/// like llama.cpp, falls back to one-byte tokens of its encoded text and
-/// drops the bytes without one, so the text does not come back whole.)
-fn merges_closed(tok: &Tokenizer, file: &Gguf<'_>) -> bool {
+/// True when token `id` decodes through the byte alphabet: control,
+/// unknown and user-defined tokens decode to their text verbatim instead.
+fn decodes_as_bytes(tok: &Tokenizer, id: u32) -> bool {
+    !matches!(
+        tok.token_type(id),
+        Some(TokenType::Control | TokenType::Unknown | TokenType::UserDefined)
+    )
+}
+
+/// True when every token BPE can emit for `tok` (each byte's and each
+/// merge rule's joined string) exists and decodes through the byte
+/// alphabet: then text every byte of which has a token decodes back to
+/// itself. A mutated vocabulary may break either: where a joined string
+/// is not a token, lode, like llama.cpp, falls back to one-byte tokens of
+/// its encoded text and drops bytes without one; a byte's token typed
+/// user-defined decodes to its alphabet character's UTF-8.
+fn round_trips(tok: &Tokenizer, file: &Gguf<'_>) -> bool {
+    let bytes_plain = (0..=255u8).all(|b| {
+        let c = lode_tokenizer::bytes::byte_to_char(b).to_string();
+        tok.token_id(&c).is_none_or(|id| decodes_as_bytes(tok, id))
+    });
     let Some(lines) = file
         .get("tokenizer.ggml.merges")
         .and_then(|v| v.as_array())
         .and_then(|a| a.strings())
     else {
-        return true;
+        return bytes_plain;
     };
-    lines.into_iter().all(|line| {
-        // The rule's two sides are split at the first space after the
-        // first byte; the joined string is the line without that space.
-        let space = line.bytes().skip(1).position(|b| b == b' ').map(|p| p + 1);
-        match space {
-            Some(at) => tok
-                .token_id(&[&line[..at], &line[at + 1..]].concat())
-                .is_some(),
-            None => true,
-        }
-    })
+    bytes_plain
+        && lines.into_iter().all(|line| {
+            // The rule's two sides are split at the first space after the
+            // first byte; the joined string is the line without it.
+            let space = line.bytes().skip(1).position(|b| b == b' ').map(|p| p + 1);
+            let Some(at) = space else { return true };
+            let joined = [&line[..at], &line[at + 1..]].concat();
+            tok.token_id(&joined)
+                .is_some_and(|id| decodes_as_bytes(tok, id))
+        })
 }
 
 /// Checks one tokenizer's encoding of `s` (plain and with special tokens);
 /// `exact` when decoding must give `s` back for text every byte of which
-/// has a token (see [`merges_closed`]).
+/// has a token (see [`round_trips`]).
 fn check_encode(tok: &Tokenizer, s: &str, exact: bool) -> Result<(), TestCaseError> {
     let vocab = tok.vocab_size();
     for special in [false, true] {
@@ -308,7 +324,7 @@ fn use_loaded(
     file: &Gguf<'_>,
     chat: Option<&ChatTemplate>,
 ) -> Result<(), TestCaseError> {
-    let exact = merges_closed(tok, file);
+    let exact = round_trips(tok, file);
     check_encode(
         tok,
         "Hello <|im_start|>user\n the 123 🦀 é\n<|im_end|>",
@@ -326,6 +342,70 @@ fn use_loaded(
         }
     }
     Ok(())
+}
+
+/// SmolLM2's chat template, with its default system prompt.
+const SMOLLM2_TEMPLATE: &str = "{% for message in messages %}{% if loop.first and \
+    messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant \
+    named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + \
+    message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if \
+    add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+/// Bytes recognising a chat template of `len` bytes may allocate: the
+/// template without white space, the patterns it is searched for, the
+/// default system prompt.
+fn template_bound(len: usize) -> u64 {
+    8 * len as u64 + (16 << 10)
+}
+
+/// Recognising mutated chat templates ([`ChatTemplate::from_jinja`]); a
+/// template that is recognised renders a conversation, and its encoding
+/// ([`Tokenizer::encode_chat`]) decodes to exactly that rendering.
+#[test]
+fn fuzz_chat_template() {
+    let seeds = vec![
+        SMOLLM2_TEMPLATE.as_bytes().to_vec(),
+        match vocab_metadata("llama").pop() {
+            Some((_, V::Str(t))) => t.into_bytes(),
+            _ => panic!("the vocabulary's last entry is its chat template"),
+        },
+    ];
+    fuzz::run(
+        "chat template",
+        fuzz::inputs(Arc::new(seeds), nothing, 512),
+        |input| {
+            let src = String::from_utf8_lossy(&input.bytes);
+            let (template, used) = CountingAlloc::measure(|| ChatTemplate::from_jinja(&src));
+            prop_assert!(
+                used.bytes <= template_bound(src.len()),
+                "{} bytes of template allocated {:?}",
+                src.len(),
+                used
+            );
+            let template = match template {
+                Ok(t) => t,
+                Err(e) => {
+                    prop_assert!(!e.to_string().is_empty());
+                    return Ok(false);
+                }
+            };
+            let msgs = [
+                ChatMessage::new("user", "hi <|im_end|> 🦀"),
+                ChatMessage::new("assistant", ""),
+                ChatMessage::new("user", " the 123\n"),
+            ];
+            let text = template.render(&msgs, true);
+            let tok = small();
+            let ids = tok
+                .encode_chat(&template, &msgs, true)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let back = tok
+                .decode(&ids)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(back, text.as_bytes());
+            Ok(true)
+        },
+    );
 }
 
 #[test]
