@@ -9,7 +9,8 @@
 //! [`CountingAlloc::measure`](lode_tests::CountingAlloc::measure), and
 //! asserts: no panic (a panic fails the case and proptest shrinks it),
 //! every error is the parser's typed error (the signatures say so; the
-//! tests also print each), allocation within the stated bound, and each
+//! tests also check each has a message), allocation within the stated
+//! bound, and each
 //! case done in under [`CASE_LIMIT`]; a watchdog fails the whole run if it
 //! does not end in [`RUN_LIMIT`] (an input that makes a parser loop).
 //!
@@ -425,6 +426,39 @@ struct Stats {
     slowest: Duration,
 }
 
+impl Stats {
+    /// The report line of property `name` run from `seed` since `start`.
+    fn line(&self, name: &str, start: Instant, seed: u64) -> String {
+        format!(
+            "fuzz {name}: {} cases ({} accepted) in {:.1} s, slowest {:.2} ms; \
+             LODE_FUZZ_SEED={seed}",
+            self.cases,
+            self.accepted,
+            start.elapsed().as_secs_f64(),
+            self.slowest.as_secs_f64() * 1e3
+        )
+    }
+}
+
+/// The proptest configuration of every property: `cases` cases from
+/// `seed`, no regression files written into the source tree (a failure
+/// prints its input and seed instead), shrinking bounded to a minute.
+fn config(cases: u32, seed: u64) -> Config {
+    Config {
+        cases,
+        failure_persistence: None,
+        rng_seed: RngSeed::Fixed(seed),
+        max_shrink_time: 60_000,
+        ..Config::default()
+    }
+}
+
+/// Locks `m`, also after a panic elsewhere poisoned it (the data is plain
+/// counters and a copy of an input, never half-written).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs `check` on `cases()` inputs from `strategy` on a thread of its own,
 /// under a watchdog, and prints one line: cases, how many inputs the
 /// parser accepted, time, the slowest case and the seed.
@@ -452,20 +486,13 @@ pub fn run<S>(
         .name(name.into())
         .stack_size(8 << 20)
         .spawn(move || {
-            let config = Config {
-                cases,
-                failure_persistence: None,
-                rng_seed: RngSeed::Fixed(seed),
-                max_shrink_time: 60_000,
-                ..Config::default()
-            };
-            let mut runner = TestRunner::new(config);
+            let mut runner = TestRunner::new(config(cases, seed));
             let result = runner.run(&strategy, |input| {
-                *cur.lock().unwrap_or_else(|e| e.into_inner()) = Some(input.clone());
+                *lock(&cur) = Some(input.clone());
                 let t = Instant::now();
                 let accepted = check(&input)?;
                 let took = t.elapsed();
-                let mut s = st.lock().unwrap_or_else(|e| e.into_inner());
+                let mut s = lock(&st);
                 s.cases += 1;
                 s.accepted += u64::from(accepted);
                 s.slowest = s.slowest.max(took);
@@ -482,20 +509,14 @@ pub fn run<S>(
         })
         .expect("a fuzz thread");
     let outcome = finished.recv_timeout(RUN_LIMIT);
-    let s = stats.lock().unwrap_or_else(|e| e.into_inner());
-    let line = format!(
-        "fuzz {name}: {} cases ({} accepted) in {:.1} s, slowest {:.2} ms; LODE_FUZZ_SEED={seed}",
-        s.cases,
-        s.accepted,
-        start.elapsed().as_secs_f64(),
-        s.slowest.as_secs_f64() * 1e3
-    );
+    let s = lock(&stats);
+    let line = s.line(name, start, seed);
     report(&line);
     match outcome {
         Ok(Ok(())) => assert!(s.cases >= u64::from(cases), "{line}: too few cases"),
         Ok(Err(why)) => panic!("{line}\n{why}"),
         Err(_) => {
-            let last = current.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let last = lock(&current).clone();
             panic!("{line}\nstill running after {RUN_LIMIT:?} (a parser loops?) on {last:?}");
         }
     }
