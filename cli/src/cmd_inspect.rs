@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use lode_formats::gguf::TOKENS_KEY;
 use lode_formats::image::{
-    read_prefix, BundleRegion, ErrorKind, Image, ImageError, Location, Placement, PrefixError,
+    read_file_prefix, BundleRegion, ErrorKind, Image, ImageError, Location, Placement, PrefixError,
 };
 use lode_formats::input::Input;
 
@@ -103,13 +103,11 @@ pub fn run(args: &InspectArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>
         tensor: None,
     };
 
-    // A FIFO, a directory or a character device is refused here by name;
-    // the length is the one fstat gave (a block device's, its end).
+    // A FIFO, a directory or a character device is refused here by name.
     let input = Input::open(path)?;
-    let actual_len = input.len();
     let mut file = input.into_file();
-
-    let prefix = read_prefix(&mut file).map_err(|e| -> Box<dyn Error> {
+    // The same reader, size cap and length rule as `lode run`.
+    let prefix = read_file_prefix(&file).map_err(|e| -> Box<dyn Error> {
         match e {
             PrefixError::Io(source) => io_err("cannot read")(source).into(),
             PrefixError::Format(error) => reject(error).into(),
@@ -123,17 +121,6 @@ pub fn run(args: &InspectArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>
     })?;
     let image = Image::parse(&prefix).map_err(reject)?;
     let header = *image.header();
-    if actual_len != header.file_len {
-        let (kind, detail) = if actual_len < header.file_len {
-            (
-                ErrorKind::Truncated,
-                "file is shorter than the image's length",
-            )
-        } else {
-            (ErrorKind::OutOfRange, "file has bytes past the image's end")
-        };
-        return Err(reject(ImageError::new(kind, Location::Offset(actual_len), detail)).into());
-    }
 
     print_image(out, path, &image)?;
 
@@ -443,7 +430,7 @@ mod tests {
         b.add_tensor("output_norm.weight", DType::F32, &[32], vec![0u8; 128])
             .unwrap();
         b.add_layer(LayerSpec::new(parts, bundles.clone(), vec![1, 2, 0]).with_stride(64));
-        b.add_layer(LayerSpec::new(parts, bundles, vec![0, 1, 2]).with_codec_tags(vec![0, 3, 0]));
+        b.add_layer(LayerSpec::new(parts, bundles, vec![0, 1, 2]).with_codec_tags(vec![0; 3]));
         if let Some(t) = tokenizer {
             b.tokenizer_gguf(t);
         }
@@ -486,7 +473,7 @@ mod tests {
             "q4_1/q4_1/q4_1",
             "permuted (3 of 3 moved)",
             "identity",
-            "raw 2, tag3 1",
+            "raw",
             "tokenizer      not stored (packed before format 1.1)",
             "verify: ok",
         ] {
@@ -591,6 +578,77 @@ mod tests {
         let (result, _) = inspect(&missing, false);
         let msg = result.unwrap_err().to_string();
         assert!(msg.contains("cannot open"), "{msg}");
+    }
+
+    /// A bundle whose codec lode does not know must not be read as raw
+    /// weights: `inspect` refuses the image as `run` does (both open it
+    /// through the same reader), naming the bundle.
+    #[test]
+    fn refuses_an_unknown_codec_tag_naming_the_bundle() {
+        let mut bytes = image_bytes();
+        let meta = lode_formats::image::ImageHeader::parse(&bytes)
+            .unwrap()
+            .meta_len as usize;
+        // The codec tags: one byte per bundle, layer 1's after layer 0's 3.
+        let tags_at = {
+            let image = Image::parse(&bytes).unwrap();
+            let tags = image.codec_tags(1).unwrap();
+            tags.as_ptr() as usize - bytes.as_ptr() as usize
+        };
+        bytes[tags_at + 1] = 3;
+        lode_formats::image::reseal_checksums(&mut bytes[..meta]).unwrap();
+        let file = TempFile::new("codec", &bytes);
+        for verify in [false, true] {
+            let (result, text) = inspect(&file.0, verify);
+            assert_eq!(rejected_kind(&result), Some(ErrorKind::UnsupportedCodec));
+            let msg = result.unwrap_err().to_string();
+            assert!(msg.contains("layer 1 bundle 1"), "{msg}");
+            assert!(text.is_empty(), "{text}");
+        }
+    }
+
+    /// `lode inspect` and `lode run` (the runtime's `ImageFile::open`)
+    /// accept and refuse the same files, for the same reason.
+    #[test]
+    fn inspect_and_run_agree_on_lengths_and_codecs() {
+        let bytes = image_bytes();
+        let mut long = bytes.clone();
+        long.extend_from_slice(&[0; 512]);
+        let mut one_more = bytes.clone();
+        one_more.push(0);
+        let mut unknown_codec = bytes.clone();
+        let meta = lode_formats::image::ImageHeader::parse(&bytes)
+            .unwrap()
+            .meta_len as usize;
+        let tags_at = {
+            let image = Image::parse(&bytes).unwrap();
+            let tags = image.codec_tags(0).unwrap();
+            tags.as_ptr() as usize - bytes.as_ptr() as usize
+        };
+        unknown_codec[tags_at] = 1;
+        lode_formats::image::reseal_checksums(&mut unknown_codec[..meta]).unwrap();
+        for (name, file, want) in [
+            ("exact", bytes.clone(), None),
+            ("long", long, Some(ErrorKind::OutOfRange)),
+            ("one-more", one_more, Some(ErrorKind::OutOfRange)),
+            (
+                "short",
+                bytes[..bytes.len() - 512].to_vec(),
+                Some(ErrorKind::Truncated),
+            ),
+            ("codec", unknown_codec, Some(ErrorKind::UnsupportedCodec)),
+        ] {
+            let f = TempFile::new(&format!("agree-{name}"), &file);
+            let (result, _) = inspect(&f.0, false);
+            let inspect_kind = rejected_kind(&result);
+            assert_eq!(inspect_kind, want, "{name}: {result:?}");
+            let run_kind = match lode_runtime::image_file::ImageFile::open(&f.0) {
+                Ok(_) => None,
+                Err(lode_runtime::image_file::ImageFileError::Format(e)) => Some(e.kind()),
+                Err(e) => panic!("{name}: {e}"),
+            };
+            assert_eq!(run_kind, inspect_kind, "{name}");
+        }
     }
 
     #[test]

@@ -609,6 +609,30 @@ mod tests {
         assert_eq!(p.len(), 1536);
     }
 
+    /// A NaN in a weight of the real model (a norm weight, far into the
+    /// file): `lode pack` names the tensor and writes no image.
+    #[test]
+    fn non_finite_weights_are_refused_before_anything_is_written() {
+        let Some(model) = real_model() else { return };
+        let mut bytes = std::fs::read(&model).unwrap();
+        let name = "blk.17.ffn_norm.weight";
+        let at = Gguf::parse(&bytes).unwrap().tensor(name).unwrap().offset as usize + 4 * 9;
+        bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+        let poisoned = tmp("nan.gguf");
+        std::fs::write(&poisoned, &bytes).unwrap();
+        let output = tmp("nan.lode");
+        let result = run(&args(poisoned.clone(), output.clone()), &mut Vec::new());
+        let _ = std::fs::remove_file(&poisoned);
+        let written = output.exists();
+        let _ = std::fs::remove_file(&output);
+        let err = result.unwrap_err().to_string();
+        assert!(
+            err.contains("tensor `blk.17.ffn_norm.weight` holds NaN at row 0, element 9"),
+            "{err}"
+        );
+        assert!(!written);
+    }
+
     #[test]
     fn bad_input_is_an_error_and_writes_nothing() {
         let path = tmp("never.lode");

@@ -12,7 +12,7 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use lode_formats::image::{read_prefix, set_cost_model, StoredCostModel};
+use lode_formats::image::{read_file_prefix, set_cost_model, StoredCostModel};
 use lode_formats::input::{read_file, Input, Limit};
 use lode_kernel::cost::CostModel;
 
@@ -134,7 +134,7 @@ pub fn store_in_image(path: &Path, model: &CostModel) -> Result<(), Box<dyn Erro
     // name before anything is read or written.
     let file = Input::open_with(path, OpenOptions::new().read(true).write(true))?.into_file();
     let mut prefix =
-        read_prefix(&mut &file).map_err(|e| ctx("is not a readable lode image", &e))?;
+        read_file_prefix(&file).map_err(|e| ctx("is not a readable lode image", &e))?;
     let stored = StoredCostModel {
         command_ns: model.command_ns,
         bytes_per_sec: model.bytes_per_sec,

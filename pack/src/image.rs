@@ -30,6 +30,7 @@ use lode_formats::DType;
 use lode_kernel::model::{BundleTypes, LlamaConfig};
 
 use crate::bundle::{fill_layer, split_layer};
+use crate::finite::{check_named, check_tensor};
 
 /// How each layer's FFN is laid out in an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
@@ -183,7 +184,9 @@ fn add_dense_layer<'d>(
 /// neurons in the order `perm_of(layer)` returns (`perm[p]` is the neuron
 /// stored at position `p`; it must name `cfg.ffn` neurons). The down
 /// columns are re-quantized to `down`. `on_layer` is called after each
-/// layer (progress).
+/// layer (progress). Every tensor the image gets is checked to hold only
+/// finite values as it is converted ([`crate::finite`]); the error names
+/// the first that does not.
 #[allow(clippy::too_many_arguments)] // each is one knob of `lode pack`
 pub fn build_image<'d>(
     file: &Gguf<'d>,
@@ -233,6 +236,7 @@ pub fn build_image<'d>(
         if is_ffn_tensor(t.name) {
             continue;
         }
+        check_tensor(file, &t)?;
         let data = file.data(&t).map_err(|e| format!("{e}"))?;
         tensor_bytes += data.len() as u64;
         b.add_tensor(t.name, t.dtype, t.dims.as_slice(), data)
@@ -247,6 +251,9 @@ pub fn build_image<'d>(
                 perm.len(),
                 cfg.ffn
             ));
+        }
+        for part in ["ffn_gate", "ffn_up", "ffn_down"] {
+            check_named(file, &format!("blk.{l}.{part}.weight"))?;
         }
         match layout {
             FfnLayout::Bundled => {

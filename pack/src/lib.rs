@@ -4,6 +4,8 @@
 //! - [`image`]: a GGUF llama model into a lode image laid out for streaming
 //!   (the library half of `lode pack`), and [`image::readback`] of a written
 //!   image's FFN;
+//! - [`finite`]: the check that refuses NaN and infinite weights while a
+//!   model is packed;
 //! - [`bundle`]: the re-layout of a layer's FFN matrices into neuron
 //!   bundles that `image` writes;
 //! - [`synth`]: synthetic activation traces with planted structure, for
@@ -28,6 +30,7 @@
 
 pub mod bundle;
 pub mod calibration;
+pub mod finite;
 pub mod image;
 pub mod model_id;
 pub mod output;

@@ -12,7 +12,7 @@ use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use lode_formats::image::layout::MAGIC;
-use lode_formats::image::{read_prefix, Image, ImageError, PrefixError};
+use lode_formats::image::{read_file_prefix, Image, ImageError, PrefixError};
 use lode_formats::input::{Input, InputError};
 
 pub use lode_formats::image::MAX_PREFIX;
@@ -71,7 +71,9 @@ pub struct ImageFile {
 impl ImageFile {
     /// Reads and validates the metadata prefix of the image at `path`
     /// (opened as [`Input`] opens inputs: a FIFO, a directory or a
-    /// character device is refused by name, unread).
+    /// character device is refused by name, unread), and checks the file's
+    /// length is the image's (a regular file that is longer or shorter is
+    /// refused, as `lode inspect` refuses it).
     pub fn open(path: &Path) -> Result<ImageFile, ImageFileError> {
         ImageFile::from_input(&Input::open(path).map_err(ImageFileError::Input)?)
     }
@@ -80,7 +82,7 @@ impl ImageFile {
     pub fn from_input(input: &Input) -> Result<ImageFile, ImageFileError> {
         let mut file = input.file();
         file.seek(SeekFrom::Start(0)).map_err(ImageFileError::Io)?;
-        let prefix = read_prefix(&mut file).map_err(|e| match e {
+        let prefix = read_file_prefix(input.file()).map_err(|e| match e {
             PrefixError::Io(e) => ImageFileError::Io(e),
             PrefixError::Format(e) => ImageFileError::Format(e),
             PrefixError::TooLarge { declared } => ImageFileError::PrefixTooLarge { declared },

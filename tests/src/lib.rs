@@ -89,32 +89,88 @@ pub fn small_image(layers: u32, neurons: u32, block_size: u32) -> Vec<u8> {
 
 /// A global allocator that counts allocations and otherwise defers to the
 /// system's: a test installs it (`#[global_allocator]`) to prove a code path
-/// allocates nothing. Keep such a test alone in its file, so no other test
-/// thread allocates while it counts.
+/// allocates nothing, or at most a stated bound. [`CountingAlloc::count`]
+/// counts every thread's, so keep such a test alone in its file;
+/// [`CountingAlloc::thread`] counts only the calling thread's, so tests that
+/// use it can run side by side.
 pub struct CountingAlloc;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
+std::thread_local! {
+    /// This thread's allocations and bytes requested (a reallocation counts
+    /// as one allocation of its new size): plain cells, so updating them
+    /// from inside the allocator allocates nothing.
+    static THREAD: (std::cell::Cell<u64>, std::cell::Cell<u64>) =
+        const { (std::cell::Cell::new(0), std::cell::Cell::new(0)) };
+}
+
+/// Allocations a thread made, and the bytes they requested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Allocated {
+    /// Allocations and reallocations.
+    pub count: u64,
+    /// Bytes requested by them (a reallocation counts its whole new size,
+    /// so this bounds what was held at any one time from above).
+    pub bytes: u64,
+}
+
 impl CountingAlloc {
-    /// Allocations (and reallocations) so far.
+    /// Allocations (and reallocations) so far, by every thread.
     pub fn count() -> u64 {
         ALLOCATIONS.load(Ordering::SeqCst)
+    }
+
+    /// Allocations so far by the calling thread.
+    pub fn thread() -> Allocated {
+        THREAD
+            .try_with(|(count, bytes)| Allocated {
+                count: count.get(),
+                bytes: bytes.get(),
+            })
+            .unwrap_or_default()
+    }
+
+    /// What `f` allocated on the calling thread, with its result.
+    pub fn measure<T>(f: impl FnOnce() -> T) -> (T, Allocated) {
+        let before = Self::thread();
+        let out = f();
+        let after = Self::thread();
+        let used = Allocated {
+            count: after.count - before.count,
+            bytes: after.bytes - before.bytes,
+        };
+        (out, used)
+    }
+
+    fn note(size: usize) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // During thread teardown the cells may be gone: skip counting then.
+        let _ = THREAD.try_with(|(count, bytes)| {
+            count.set(count.get() + 1);
+            bytes.set(bytes.get() + size as u64);
+        });
     }
 }
 
 // SAFETY: defers to the system allocator unchanged; it only counts calls.
 unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        Self::note(layout.size());
         // SAFETY: the caller upholds `alloc`'s contract, passed on as is.
         unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        Self::note(layout.size());
+        // SAFETY: as for `alloc`.
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
         // SAFETY: `ptr` came from `System.alloc` with this layout.
         unsafe { std::alloc::System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        Self::note(new_size);
         // SAFETY: as for `dealloc`, and `new_size` is the caller's.
         unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
     }

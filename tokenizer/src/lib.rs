@@ -13,7 +13,10 @@
 //!
 //! Decoding maps each token's text back through GPT-2's byte alphabet
 //! ([`bytes`]), so `decode(encode(s)) == s` whenever every byte of `s` has a
-//! token. Not every vocabulary covers all 256: SmolLM2 lacks 21 (six rare
+//! token and every merge rule joins into a token (true of real vocabularies;
+//! where a joined string is not a token, encoding falls back, like
+//! llama.cpp, to one-byte tokens of its encoded text and drops bytes that
+//! have none). Not every vocabulary covers all 256: SmolLM2 lacks 21 (six rare
 //! control characters and bytes that never or almost never occur in UTF-8,
 //! such as 0xC0 and 0xF5..=0xFF). Like llama.cpp, encoding drops such bytes;
 //! [`Tokenizer::is_byte_encodable`] tells which they are.
@@ -315,7 +318,8 @@ impl Tokenizer {
     }
 
     /// True when every byte of `text` has a token, so
-    /// `decode(encode(text)) == text`.
+    /// `decode(encode(text)) == text` (when every merge rule joins into a
+    /// token, as in every real vocabulary: see the crate docs).
     pub fn can_encode(&self, text: &str) -> bool {
         text.bytes().all(|b| self.is_byte_encodable(b))
     }

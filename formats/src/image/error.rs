@@ -30,6 +30,9 @@ pub enum ErrorKind {
     /// Anything else that breaks the format's rules (inconsistent sizes,
     /// unknown dtype, bad permutation, unsorted names, ...).
     Malformed,
+    /// A bundle's codec tag names an encoding this reader cannot decode
+    /// (only `0`, raw, is defined): its bytes must not be used as raw data.
+    UnsupportedCodec,
 }
 
 impl ErrorKind {
@@ -44,6 +47,7 @@ impl ErrorKind {
             ErrorKind::ChecksumMismatch => "checksum mismatch",
             ErrorKind::NonZeroPadding => "non-zero padding",
             ErrorKind::Malformed => "malformed",
+            ErrorKind::UnsupportedCodec => "unsupported codec",
         }
     }
 }

@@ -35,6 +35,19 @@ pub struct ImageHeader {
 
 const H: Location = Location::Header;
 
+/// What holds an image, which decides whether bytes may follow it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Container {
+    /// A regular file: it holds the image and nothing else, so its length
+    /// is exactly `file_len` (bytes past the image are covered by no
+    /// checksum and mean a botched copy or concatenation).
+    File,
+    /// A block device or partition: its size is the device's, rounded to
+    /// its own units, so it may hold more than the image.
+    Device,
+}
+
 impl ImageHeader {
     /// Parse and check the header at the start of `bytes` (at least
     /// [`HEADER_LEN`] bytes; more are ignored).
@@ -129,6 +142,33 @@ impl ImageHeader {
     /// Byte offset just past the section table.
     pub fn table_end(&self) -> u64 {
         HEADER_LEN as u64 + u64::from(self.section_count) * SECTION_ENTRY_LEN as u64
+    }
+
+    /// Check the length of what holds the image: `len` bytes from the
+    /// image's start, in `container`.
+    ///
+    /// One rule for every program that opens an image (`lode run`, `lode
+    /// inspect`, `lode calibrate`), so none accepts what another refuses:
+    /// shorter than `file_len` is `Truncated`; longer is `OutOfRange` for a
+    /// file and allowed for a device. The error's location is the offset
+    /// where the container ends.
+    pub fn check_container_len(&self, len: u64, container: Container) -> Result<(), ImageError> {
+        let at = Location::Offset(len);
+        if len < self.file_len {
+            return Err(err(
+                ErrorKind::Truncated,
+                at,
+                "file is shorter than the image's length",
+            ));
+        }
+        if len > self.file_len && container == Container::File {
+            return Err(err(
+                ErrorKind::OutOfRange,
+                at,
+                "file has bytes past the image's end",
+            ));
+        }
+        Ok(())
     }
 
     /// Length of the data part: everything after the metadata prefix.
@@ -280,6 +320,21 @@ mod tests {
         );
     }
 
+    /// Flags and reserved bytes are refused for what they are, not only
+    /// by the CRC: here the CRC is right.
+    #[test]
+    fn set_flags_or_reserved_bytes_are_malformed() {
+        for at in 40..60 {
+            let mut b = encode(&sample());
+            b[at] = 0x10;
+            let crc = crc32c(&b[..HEADER_CRC_OFFSET]);
+            b[HEADER_CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
+            let e = ImageHeader::parse(&b).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Malformed, "byte {at}");
+            assert_eq!(e.detail(), "flags or reserved bytes are set");
+        }
+    }
+
     #[test]
     fn every_header_byte_is_protected() {
         let bytes = encode(&sample());
@@ -293,6 +348,28 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_file_holds_exactly_the_image_and_a_device_at_least_it() {
+        let h = sample();
+        let kind = |len, c| h.check_container_len(len, c).map_err(|e| e.kind());
+        for c in [Container::File, Container::Device] {
+            assert_eq!(kind(h.file_len, c), Ok(()));
+            assert_eq!(kind(h.file_len - 1, c), Err(ErrorKind::Truncated));
+            assert_eq!(kind(0, c), Err(ErrorKind::Truncated));
+        }
+        assert_eq!(
+            kind(h.file_len + 1, Container::File),
+            Err(ErrorKind::OutOfRange)
+        );
+        assert_eq!(kind(u64::MAX, Container::File), Err(ErrorKind::OutOfRange));
+        assert_eq!(kind(h.file_len + 512, Container::Device), Ok(()));
+        let e = h.check_container_len(h.file_len + 7, Container::File);
+        assert_eq!(
+            e.map_err(|e| e.location()),
+            Err(Location::Offset(h.file_len + 7))
+        );
     }
 
     #[test]

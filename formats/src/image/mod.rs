@@ -73,14 +73,14 @@ mod tests;
 
 pub use crate::checksum::crc32c;
 pub use error::{ErrorKind, ImageError, Location, SectionKind};
-pub use header::ImageHeader;
+pub use header::{Container, ImageHeader};
 pub use model::{
     ArchTag, BundleParts, BundleRegion, GeometryTooLarge, ModelGeometry, Placement, Shape,
     StoredCostModel, TensorInfo,
 };
-pub use patch::set_cost_model;
+pub use patch::{reseal_checksums, set_cost_model};
 #[cfg(feature = "std")]
-pub use prefix::{read_prefix, PrefixError, MAX_PREFIX};
+pub use prefix::{read_file_prefix, read_prefix, PrefixError, MAX_PREFIX};
 pub use reader::Image;
 pub use verify::DataVerifier;
 #[cfg(feature = "std")]

@@ -103,6 +103,67 @@ pub fn set_cost_model(prefix: &mut [u8], cost: Option<StoredCostModel>) -> Resul
     Ok(())
 }
 
+/// Little-endian `u32` at `at`, `None` when `bytes` is too short.
+fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    let b = bytes.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes(b.try_into().ok()?))
+}
+
+/// Little-endian `u64` at `at`, `None` when `bytes` is too short.
+fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
+    let b = bytes.get(at..at.checked_add(8)?)?;
+    Some(u64::from_le_bytes(b.try_into().ok()?))
+}
+
+/// Store `value` little-endian at `at`, `None` when `bytes` is too short.
+fn write_u32(bytes: &mut [u8], at: usize, value: u32) -> Option<()> {
+    bytes
+        .get_mut(at..at.checked_add(4)?)?
+        .copy_from_slice(&value.to_le_bytes());
+    Some(())
+}
+
+/// Recompute every checksum of a metadata prefix that was edited on
+/// purpose: each listed section's CRC (sections that lie outside `prefix`
+/// keep theirs), then the table's and the header's.
+///
+/// For tools and tests that change metadata to see what a reader makes of
+/// it (format tests, fuzzers): without fresh checksums every such change
+/// stops at the first CRC and the checks behind it are never reached. It
+/// checks nothing itself; [`Image::parse`] judges the result. `Truncated`
+/// when `prefix` does not hold the header and the section table.
+pub fn reseal_checksums(prefix: &mut [u8]) -> Result<(), ImageError> {
+    let short = || {
+        err(
+            ErrorKind::Truncated,
+            Location::SectionTable,
+            "prefix ends inside the header or the section table",
+        )
+    };
+    let count = read_u32(prefix, offset_of!(HeaderRecord, section_count)).ok_or_else(short)?;
+    let table_end = usize::try_from(count)
+        .ok()
+        .and_then(|n| n.checked_mul(SECTION_ENTRY_LEN))
+        .and_then(|len| len.checked_add(HEADER_LEN))
+        .filter(|&end| end <= prefix.len())
+        .ok_or_else(short)?;
+    for entry in (HEADER_LEN..table_end).step_by(SECTION_ENTRY_LEN) {
+        let offset = read_u64(prefix, entry + offset_of!(SectionEntry, offset));
+        let length = read_u64(prefix, entry + offset_of!(SectionEntry, length));
+        let range = offset.zip(length).and_then(|(o, l)| {
+            let start = usize::try_from(o).ok()?;
+            Some(start..start.checked_add(usize::try_from(l).ok()?)?)
+        });
+        if let Some(crc) = range.and_then(|r| prefix.get(r)).map(crc32c) {
+            write_u32(prefix, entry + offset_of!(SectionEntry, crc), crc).ok_or_else(short)?;
+        }
+    }
+    let table_crc = crc32c(prefix.get(HEADER_LEN..table_end).ok_or_else(short)?);
+    write_u32(prefix, offset_of!(HeaderRecord, table_crc), table_crc).ok_or_else(short)?;
+    let header_crc = crc32c(prefix.get(..HEADER_CRC_OFFSET).ok_or_else(short)?);
+    write_u32(prefix, HEADER_CRC_OFFSET, header_crc).ok_or_else(short)
+}
+
 #[cfg(all(test, feature = "std"))]
 mod tests {
     use std::vec;
@@ -249,6 +310,40 @@ mod tests {
         assert_eq!(
             set_cost_model(&mut not_an_image, None).unwrap_err().kind(),
             ErrorKind::BadMagic
+        );
+    }
+
+    #[test]
+    fn resealing_an_intact_image_changes_nothing() {
+        for file in [image(Some(MODEL)), image_with(None, Some(tokenizer()))] {
+            let mut copy = file.clone();
+            reseal_checksums(&mut copy).unwrap();
+            assert_eq!(copy, file);
+        }
+    }
+
+    #[test]
+    fn a_resealed_edit_reaches_the_checks_behind_the_checksums() {
+        let mut file = image(None);
+        let geometry = Image::parse(&file).unwrap().geometry();
+        // The geometry section is the first after the table: its `hidden`
+        // field (offset 20) set to zero passes every CRC once resealed.
+        let table_end = HEADER_LEN + 8 * SECTION_ENTRY_LEN;
+        let at = table_end.next_multiple_of(8) + 20;
+        assert_eq!(read_u32(&file, at), Some(geometry.hidden));
+        write_u32(&mut file, at, 0).unwrap();
+        assert_eq!(
+            Image::parse(&file).unwrap_err().kind(),
+            ErrorKind::ChecksumMismatch
+        );
+        reseal_checksums(&mut file).unwrap();
+        let e = Image::parse(&file).unwrap_err();
+        assert_eq!(e.detail(), "hidden width is zero");
+        assert_eq!(
+            reseal_checksums(&mut file[..HEADER_LEN + 10])
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Truncated
         );
     }
 }

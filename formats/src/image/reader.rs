@@ -10,7 +10,8 @@ use super::layout::{CostRecord, GeometryRecord, LayerRecord, TensorRecord, MINOR
 use super::model::{BundleRegion, ModelGeometry, Placement, StoredCostModel, TensorInfo};
 use super::sections::{read_sections, Sections};
 use super::tables::{
-    check_permutation, decode_cost, decode_geometry, decode_layer, decode_tensor, DataCursor,
+    check_codecs, check_permutation, decode_cost, decode_geometry, decode_layer, decode_tensor,
+    DataCursor,
 };
 use super::tokenizer::check_tokenizer;
 
@@ -76,8 +77,9 @@ impl<'a> Image<'a> {
     ///
     /// Checks the header, the section table, every section's CRC32C, every
     /// byte of padding in the prefix, the tables' internal consistency, the
-    /// placement of every data extent inside the file, and every placement
-    /// permutation.
+    /// placement of every data extent inside the file, every placement
+    /// permutation, and that every bundle's codec tag is one this reader
+    /// decodes (`UnsupportedCodec` otherwise: only raw, `0`, exists).
     pub fn parse(prefix: &'a [u8]) -> Result<Image<'a>, ImageError> {
         let header = ImageHeader::parse(prefix)?;
         let meta = usize::try_from(header.meta_len)
@@ -194,6 +196,7 @@ impl<'a> Image<'a> {
                 "placement lies outside its section",
             ))?;
             check_permutation(perm, inverse, Location::Layer(l))?;
+            check_codecs(image.codec_tags(l).unwrap_or_default(), l)?;
         }
         Ok(image)
     }

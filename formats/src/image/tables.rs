@@ -12,7 +12,8 @@ use crate::DType;
 use super::error::{err, ErrorKind, ImageError, Location, SectionKind};
 use super::header::align_up;
 use super::layout::{
-    CostRecord, GeometryRecord, LayerRecord, TensorRecord, MAX_DIMS, MAX_NAME_LEN, PART_ABSENT,
+    CostRecord, GeometryRecord, LayerRecord, TensorRecord, CODEC_RAW, MAX_DIMS, MAX_NAME_LEN,
+    PART_ABSENT,
 };
 use super::model::TensorInfo;
 use super::model::{ArchTag, BundleParts, BundleRegion, ModelGeometry, Shape, StoredCostModel};
@@ -331,6 +332,28 @@ pub(crate) fn check_permutation(
     Ok(())
 }
 
+/// Check that every bundle of layer `layer` (its codec tags by position)
+/// is stored raw, the only encoding this version defines.
+///
+/// A bundle in an unknown encoding would otherwise be read as raw weights
+/// and silently give wrong results, so the whole image is refused when it
+/// is opened, naming the first such bundle, rather than when the bundle is
+/// first read in the middle of a generation.
+pub(crate) fn check_codecs(tags: &[u8], layer: usize) -> Result<(), ImageError> {
+    let Some(pos) = tags.iter().position(|&tag| tag != CODEC_RAW) else {
+        return Ok(());
+    };
+    Err(err(
+        ErrorKind::UnsupportedCodec,
+        Location::Bundle {
+            layer,
+            // A layer holds at most 2^32 - 1 bundles, so this always fits.
+            pos: u32::try_from(pos).unwrap_or(u32::MAX),
+        },
+        "codec tag is not 0 (raw), the only codec this reader decodes",
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,6 +403,15 @@ mod tests {
             i[k] = U32::new(i[k].get().wrapping_add(delta));
             proptest::prop_assert!(check_permutation(&p, &i, Location::Layer(0)).is_err());
         }
+    }
+
+    #[test]
+    fn only_raw_bundles_pass() {
+        assert_eq!(check_codecs(&[], 0), Ok(()));
+        assert_eq!(check_codecs(&[0, 0, 0], 3), Ok(()));
+        let e = check_codecs(&[0, 0, 7, 1], 3).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::UnsupportedCodec);
+        assert_eq!(e.location(), Location::Bundle { layer: 3, pos: 2 });
     }
 
     #[test]

@@ -128,7 +128,11 @@ fn random_spec(seed: u64, max_block: u32) -> Spec {
             spec = spec.with_stride((size + r.below(40) as usize) as u32);
         }
         if r.below(2) == 1 {
-            spec = spec.with_codec_tags(r.bytes(count));
+            // Every tag raw, the only codec there is (others are refused).
+            // The random tags once used here are still drawn, so the rest
+            // of a seed's image stays what it was.
+            let drawn = r.bytes(count);
+            spec = spec.with_codec_tags(vec![layout::CODEC_RAW; drawn.len()]);
         }
         layers.push(spec);
     }
@@ -313,24 +317,7 @@ fn check_round_trip(spec: &Spec, bytes: &[u8]) {
 /// Recompute every CRC of a (patched) image's metadata, so a test can make
 /// a structurally wrong image whose checksums are right.
 fn reseal(bytes: &mut [u8]) {
-    let (header, _) = HeaderRecord::ref_from_prefix(&*bytes).unwrap();
-    let count = header.section_count.get() as usize;
-    let table_end = HEADER_LEN + count * 24;
-    let entries: Vec<SectionEntry> =
-        <[SectionEntry]>::ref_from_bytes(&bytes[HEADER_LEN..table_end])
-            .unwrap()
-            .to_vec();
-    for (i, mut e) in entries.into_iter().enumerate() {
-        let body = slice(bytes, e.offset.get(), e.length.get());
-        e.crc = U32::new(crc32c(body));
-        let at = HEADER_LEN + i * 24;
-        bytes[at..at + 24].copy_from_slice(zerocopy::IntoBytes::as_bytes(&e));
-    }
-    let table_crc = crc32c(&bytes[HEADER_LEN..table_end]);
-    let (header, _) = HeaderRecord::mut_from_prefix(&mut *bytes).unwrap();
-    header.table_crc = U32::new(table_crc);
-    let crc = crc32c(&zerocopy::IntoBytes::as_bytes(&*header)[..60]);
-    header.header_crc = U32::new(crc);
+    reseal_checksums(bytes).unwrap();
 }
 
 /// The byte range of section `kind`.
@@ -445,7 +432,7 @@ fn small_image_with(tokenizer: Option<Vec<u8>>) -> Vec<u8> {
     b.add_tensor("output_norm.weight", DType::F32, &[32], vec![1u8; 128])
         .unwrap();
     b.add_layer(LayerSpec::new(parts, bundles.clone(), vec![2, 0, 3, 1]).with_stride(64));
-    b.add_layer(LayerSpec::new(parts, bundles, vec![0, 1, 2, 3]).with_codec_tags(vec![0, 0, 1, 0]));
+    b.add_layer(LayerSpec::new(parts, bundles, vec![0, 1, 2, 3]).with_codec_tags(vec![0; 4]));
     if let Some(t) = tokenizer {
         b.tokenizer_gguf(t);
     }
@@ -461,7 +448,7 @@ fn small_image_round_trips() {
     assert_eq!(image.tensor(0).unwrap().name, "output_norm.weight");
     assert_eq!(image.placement(0).map(|p| p.is_identity()), Some(false));
     assert_eq!(image.placement(1).map(|p| p.is_identity()), Some(true));
-    assert_eq!(image.codec_tag(1, 2), Some(1));
+    assert_eq!(image.codec_tag(1, 2), Some(0));
     assert_eq!(image.total_bundles(), 8);
     assert_eq!(open_and_verify(&bytes), Ok(()));
 }
@@ -755,6 +742,112 @@ fn inconsistent_tables_are_malformed() {
     assert_eq!(kind_of(&bytes), Err(ErrorKind::Malformed));
 }
 
+/// FORMAT.md: a reader must not use a bundle whose codec it does not know.
+/// Refusing the image when it is opened, naming the bundle, is how this
+/// reader makes sure nothing reads such a bundle as raw weights.
+#[test]
+fn unknown_codec_tags_are_refused_naming_the_bundle() {
+    for tag in [1u8, 2, 0x80, 0xFF] {
+        let mut bytes = small_image();
+        let range = section(&bytes, SectionKind::CodecTags);
+        // Layer 0 holds bundles 0..4, layer 1 bundles 4..8.
+        bytes[range.start + 4 + 2] = tag;
+        reseal(&mut bytes);
+        let e = Image::parse(&bytes).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::UnsupportedCodec, "tag {tag}");
+        assert_eq!(e.location(), Location::Bundle { layer: 1, pos: 2 });
+        assert_eq!(
+            e.to_string(),
+            "unsupported codec in layer 1 bundle 2: codec tag is not 0 (raw), the only codec \
+             this reader decodes"
+        );
+    }
+    // The first unknown tag in file order is the one named.
+    let mut bytes = small_image();
+    let range = section(&bytes, SectionKind::CodecTags);
+    bytes[range.start + 3] = 9;
+    bytes[range.start + 5] = 9;
+    reseal(&mut bytes);
+    let e = Image::parse(&bytes).unwrap_err();
+    assert_eq!(e.location(), Location::Bundle { layer: 0, pos: 3 });
+}
+
+#[test]
+fn the_writer_refuses_unknown_codec_tags() {
+    let q = Some(DType::Q4_1);
+    let parts = BundleParts {
+        gate: q,
+        up: q,
+        down: q,
+    };
+    let mut b = ImageBuilder::new(geometry(1, 32));
+    b.add_layer(LayerSpec::new(parts, vec![0u8; 120], vec![0, 1]).with_codec_tags(vec![0, 1]));
+    match b.to_bytes() {
+        Err(WriteError::Invalid(e)) => {
+            assert_eq!(e.kind(), ErrorKind::UnsupportedCodec);
+            assert_eq!(e.location(), Location::Bundle { layer: 0, pos: 1 });
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Every field the format reserves (must be zero) or whose unknown values
+/// it leaves undefined is refused when set, with every checksum right.
+/// (The header's flags and reserved bytes: `header.rs`.)
+#[test]
+fn reserved_fields_and_unknown_flags_are_refused() {
+    let detail = |bytes: &[u8]| {
+        Image::parse(bytes)
+            .map(|_| ())
+            .map_err(|e| (e.kind(), e.detail()))
+    };
+    // A tensor entry's reserved word.
+    let mut bytes = small_image();
+    tensor_record(&mut bytes, 1).reserved = U32::new(1);
+    reseal(&mut bytes);
+    assert_eq!(
+        detail(&bytes),
+        Err((ErrorKind::Malformed, "reserved field is set"))
+    );
+    // The cost model's reserved bytes and its present flag.
+    for (at, value, want) in [
+        (18, 1u8, "reserved bytes are set"),
+        (23, 0x80, "reserved bytes are set"),
+        (0, 2, "present flag is neither 0 nor 1"),
+        (3, 1, "present flag is neither 0 nor 1"),
+    ] {
+        let mut bytes = small_image();
+        let range = section(&bytes, SectionKind::CostModel);
+        bytes[range.start + at] = value;
+        reseal(&mut bytes);
+        assert_eq!(
+            detail(&bytes),
+            Err((ErrorKind::Malformed, want)),
+            "byte {at}"
+        );
+    }
+    // The architecture tag's zero padding.
+    let mut bytes = small_image();
+    let range = section(&bytes, SectionKind::Geometry);
+    bytes[range.start + 15] = b'x';
+    reseal(&mut bytes);
+    assert_eq!(
+        detail(&bytes),
+        Err((
+            ErrorKind::Malformed,
+            "architecture tag is not printable ASCII padded with zeros"
+        ))
+    );
+    // A bundle part's dtype: a code outside the table, not "absent".
+    let mut bytes = small_image();
+    layer_record(&mut bytes, 0).parts[1] = U32::new(0xFFFF_FFFE);
+    reseal(&mut bytes);
+    assert_eq!(
+        detail(&bytes),
+        Err((ErrorKind::Malformed, "unknown bundle part dtype code"))
+    );
+}
+
 #[test]
 fn writer_refuses_bad_input() {
     let q = Some(DType::Q4_1);
@@ -893,17 +986,19 @@ fn inspect_style_two_step_open() {
 
 /// Lengths and CRC32Cs of images the 1.0 writer made (before the tokenizer
 /// section existed): an image without a tokenizer must stay byte for byte
-/// a 1.0 image.
+/// a 1.0 image. (Since unknown codec tags are refused, the test images
+/// carry raw tags where they once had random ones: the CRCs of those four
+/// changed then, their lengths did not.)
 #[test]
 fn images_without_a_tokenizer_are_unchanged_1_0_images() {
     let a = small_image();
-    assert_eq!((a.len(), crc32c(&a)), (3072, 0x5b05_3ac0));
+    assert_eq!((a.len(), crc32c(&a)), (3072, 0x5888_8c34));
     for (seed, len, crc) in [
-        (1u64, 20480, 0xbd9b_6c5c),
-        (2, 8192, 0x89bb_11ff),
-        (3, 2560, 0x841b_f5ba),
+        (1u64, 20480, 0xd3db_2442),
+        (2, 8192, 0xd72c_e354),
+        (3, 2560, 0x26ee_8487),
         (42, 3072, 0x3e4e_3948),
-        (1234, 7168, 0x050a_92b4),
+        (1234, 7168, 0x155a_2cd3),
     ] {
         let mut spec = random_spec(seed, 4096);
         spec.tokenizer = None;

@@ -40,6 +40,8 @@ pub const MAX_NEURONS: u32 = 1 << 24;
 pub const MAX_FILE_LEN: u64 = 1 << 30;
 /// Flag: the trace was synthesised, not profiled from a model.
 pub const FLAG_SYNTHETIC: u32 = 1;
+/// Every flag bit version 1.0 defines; readers and writers refuse others.
+pub const KNOWN_FLAGS: u32 = FLAG_SYNTHETIC;
 
 /// The fixed header, as stored (little-endian).
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Debug, Clone, Copy)]
@@ -120,6 +122,14 @@ impl TraceHeader {
             return Err(TraceError::header(
                 ErrorKind::Malformed,
                 "trace larger than 1 GiB (MAX_FILE_LEN)",
+            ));
+        }
+        // An unknown bit may mean something this reader would get wrong
+        // (TRACE.md: other bits are zero in 1.0).
+        if self.flags & !KNOWN_FLAGS != 0 {
+            return Err(TraceError::header(
+                ErrorKind::Malformed,
+                "unknown flag bits are set",
             ));
         }
         Ok(())

@@ -52,6 +52,47 @@ proptest! {
     }
 }
 
+/// Flags and reserved bytes a reader does not know are refused, with a
+/// correct header CRC (so the check itself, not the CRC, catches them).
+#[test]
+fn unknown_flags_and_reserved_bytes_are_refused() {
+    let bytes = build(header(2, 13, 1), |_, _, _| true);
+    let resealed = |edit: &dyn Fn(&mut [u8])| {
+        let mut b = bytes.clone();
+        edit(&mut b);
+        let crc = crc32c(&b[..HEADER_LEN - 4]);
+        b[HEADER_LEN - 4..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
+        Trace::parse(&b)
+            .map(|t| t.header().flags)
+            .map_err(|e| e.kind())
+    };
+    assert_eq!(resealed(&|_| {}), Ok(FLAG_SYNTHETIC));
+    assert_eq!(resealed(&|b| b[40] = 0), Ok(0));
+    for bit in 1..32 {
+        let flags = FLAG_SYNTHETIC | 1 << bit;
+        assert_eq!(
+            resealed(&|b| b[40..44].copy_from_slice(&flags.to_le_bytes())),
+            Err(ErrorKind::Malformed),
+            "flag bit {bit}"
+        );
+    }
+    for at in 44..60 {
+        assert_eq!(
+            resealed(&|b| b[at] = 1),
+            Err(ErrorKind::Malformed),
+            "reserved byte {at}"
+        );
+    }
+    let unknown = TraceHeader {
+        flags: 2,
+        ..header(1, 8, 0)
+    };
+    assert_eq!(
+        unknown.to_bytes().map_err(|e| e.kind()),
+        Err(ErrorKind::Malformed)
+    );
+}
+
 #[test]
 fn every_single_byte_corruption_is_rejected() {
     let bytes = build(header(2, 13, 3), |t, l, n| (t + l + n) % 3 == 0);

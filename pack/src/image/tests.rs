@@ -424,3 +424,77 @@ fn the_dense_layout_copies_the_ffn_matrices_and_has_no_bundles() {
     .unwrap();
     assert!(err.contains("identity placement"), "{err}");
 }
+
+/// `gguf` with the bytes at offset `at` of tensor `name`'s data replaced.
+fn poisoned(gguf: &[u8], name: &str, at: usize, bytes: &[u8]) -> Vec<u8> {
+    let start = Gguf::parse(gguf).unwrap().tensor(name).unwrap().offset as usize + at;
+    let mut out = gguf.to_vec();
+    out[start..start + bytes.len()].copy_from_slice(bytes);
+    out
+}
+
+/// A NaN or an infinity anywhere in a tensor the image would hold (a
+/// copied f32 norm, a quantized block's f16 scale or minimum in a gate, up
+/// or down matrix) is refused in every layout, naming the tensor and the
+/// element, before the builder holds anything to write.
+#[test]
+fn non_finite_weights_are_refused_naming_the_tensor() {
+    let gguf = tiny_gguf(5);
+    let f16_nan = [0x00, 0x7E];
+    let f16_inf = [0x00, 0x7C];
+    // Q4_1 block of 32: f16 scale, f16 minimum, 16 bytes; a row of 64 is
+    // two blocks (40 bytes).
+    for (name, at, bytes, want) in [
+        (
+            "output_norm.weight",
+            4 * 5,
+            f32::NAN.to_le_bytes().to_vec(),
+            "holds NaN at row 0, element 5",
+        ),
+        (
+            "token_embd.weight",
+            4 * (64 + 3),
+            f32::NEG_INFINITY.to_le_bytes().to_vec(),
+            "holds -inf at row 1, element 3",
+        ),
+        (
+            "blk.1.ffn_up.weight",
+            40 * 7 + 20,
+            f16_nan.to_vec(),
+            "holds NaN at row 7, element 32",
+        ),
+        (
+            "blk.0.ffn_gate.weight",
+            2,
+            f16_inf.to_vec(),
+            "at row 0, element 0",
+        ),
+        (
+            "blk.0.ffn_down.weight",
+            0,
+            f16_inf.to_vec(),
+            "holds inf at row 0, element 0",
+        ),
+    ] {
+        let bad = poisoned(&gguf, name, at, &bytes);
+        let file = Gguf::parse(&bad).unwrap();
+        for layout in [FfnLayout::Bundled, FfnLayout::Split, FfnLayout::Dense] {
+            let err = build_image(
+                &file,
+                &cfg(),
+                7,
+                DType::Q8_0,
+                layout,
+                512,
+                |_| (0..FFN as u32).collect(),
+                |_| {},
+            )
+            .err()
+            .unwrap_or_else(|| panic!("{name} {layout:?}: packed"));
+            assert!(err.contains(&format!("tensor `{name}`")), "{err}");
+            assert!(err.contains(want), "{name}: {err}");
+        }
+    }
+    // The untouched model packs.
+    pack(&gguf, FfnLayout::Bundled, DType::Q8_0, 5);
+}
