@@ -60,9 +60,17 @@ enum State {
         /// Reads of this unit before this one (0 for the first).
         attempt: u32,
     },
-    /// Read, not yet checked.
+    /// Read and checked (when the ring has checks): checked as the read
+    /// completes, while the bytes the device just delivered are still in
+    /// the CPU's cache.
     Ready {
         unit: usize,
+        attempt: u32,
+    },
+    /// Read, but its bytes failed their check at `offset`.
+    Bad {
+        unit: usize,
+        offset: u64,
         attempt: u32,
     },
     /// Checked and handed to the caller.
@@ -96,6 +104,7 @@ impl State {
             State::Free => None,
             State::Loading { unit, .. }
             | State::Ready { unit, .. }
+            | State::Bad { unit, .. }
             | State::InUse { unit }
             | State::Failed { unit, .. } => Some(unit),
         }

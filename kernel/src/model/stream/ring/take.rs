@@ -10,14 +10,14 @@ use crate::model::error::ModelError;
 use super::{device_err, Ring, State, ROW_TAG};
 
 /// What checking a read found.
-enum Checked {
+pub(super) enum Checked {
     Good,
     Bad { offset: u64 },
 }
 
 impl<D: FlashDevice> Ring<D> {
     /// Checks `len` bytes of `slot`, read at device `start`.
-    fn check<A: DramArena>(
+    pub(super) fn check<A: DramArena>(
         &mut self,
         arena: &A,
         slot: Slot,
@@ -77,24 +77,24 @@ impl<D: FlashDevice> Ring<D> {
                 return Err(ModelError::Internal("a streamed unit left the ring"));
             };
             let retry = match state {
-                State::Ready { attempt, .. } => match self.check(arena, slot, u.start, u.len)? {
-                    Checked::Good => {
-                        if let Some((_, s)) = self.slots.get_mut(i) {
-                            *s = State::InUse { unit };
-                        }
-                        // The slot just taken cannot receive a prefetch,
-                        // but a freed one can.
-                        self.prefetch(arena)?;
-                        return Ok((slot, u.skip));
+                State::Ready { .. } => {
+                    if let Some((_, s)) = self.slots.get_mut(i) {
+                        *s = State::InUse { unit };
                     }
-                    Checked::Bad { offset } => (
-                        attempt + 1,
-                        ModelError::Corrupt {
-                            offset,
-                            attempts: attempt + 1,
-                        },
-                    ),
-                },
+                    // The slot just taken cannot receive a prefetch, but a
+                    // freed one can.
+                    self.prefetch(arena)?;
+                    return Ok((slot, u.skip));
+                }
+                State::Bad {
+                    offset, attempt, ..
+                } => (
+                    attempt + 1,
+                    ModelError::Corrupt {
+                        offset,
+                        attempts: attempt + 1,
+                    },
+                ),
                 State::InUse { .. } => return Ok((slot, u.skip)),
                 State::Failed {
                     offset,
