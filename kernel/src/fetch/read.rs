@@ -3,7 +3,9 @@
 //! checksums, and read again on a fault.
 
 use crate::arena::{DramArena, Slot};
+use crate::flash::retry::{with_retries, Attempt};
 use crate::flash::{BlockChecks, CheckError, Completion, FlashDevice, ReadRequest};
+#[cfg(doc)]
 use crate::limits::MAX_READ_ATTEMPTS;
 use crate::plan::{Extent, PlanError};
 
@@ -19,32 +21,23 @@ pub(super) fn read_checked<F: FlashDevice, A: DramArena>(
     io: Slot,
     checks: Option<&BlockChecks>,
 ) -> Result<(u64, u32), FetchError<F::Error>> {
-    let mut attempts = 0u32;
-    loop {
-        attempts += 1;
-        let failed = match read_extents(dev, arena, extents, io) {
-            Ok(()) => match verify_extents(arena, extents, io, checks)? {
-                None => {
-                    let verified = if checks.is_some() {
-                        extents.iter().map(|x| u64::from(x.len)).sum()
-                    } else {
-                        0
-                    };
-                    return Ok((verified, attempts - 1));
-                }
-                Some(offset) => FetchError::Corrupt { offset, attempts },
-            },
-            Err(FetchError::Read { offset, kind, .. }) => FetchError::Read {
-                offset,
-                kind,
-                attempts,
-            },
-            Err(e) => return Err(e),
-        };
-        if attempts >= MAX_READ_ATTEMPTS {
-            return Err(failed);
-        }
-    }
+    with_retries(|attempts| match read_extents(dev, arena, extents, io) {
+        Ok(()) => match verify_extents(arena, extents, io, checks) {
+            Ok(None) => Attempt::Done(if checks.is_some() {
+                extents.iter().map(|x| u64::from(x.len)).sum()
+            } else {
+                0
+            }),
+            Ok(Some(offset)) => Attempt::Again(FetchError::Corrupt { offset, attempts }),
+            Err(e) => Attempt::Stop(e),
+        },
+        Err(FetchError::Read { offset, kind, .. }) => Attempt::Again(FetchError::Read {
+            offset,
+            kind,
+            attempts,
+        }),
+        Err(e) => Attempt::Stop(e),
+    })
 }
 
 /// The offset of the first block of `extents` (read back to back into

@@ -56,6 +56,7 @@ mod crc_shift;
 mod device;
 pub mod fault;
 mod geometry;
+pub mod retry;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod window;

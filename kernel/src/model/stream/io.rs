@@ -4,7 +4,9 @@
 //! loader. The load pass that checks every data byte is `verify.rs`.
 
 use crate::arena::{DramArena, Slot, SlotKind};
+use crate::flash::retry::{with_retries, Attempt};
 use crate::flash::{BlockChecks, CheckError, FlashDevice, ReadRequest};
+#[cfg(doc)]
 use crate::limits::MAX_READ_ATTEMPTS;
 use crate::model::error::ModelError;
 use crate::model::weights::ALIGN;
@@ -84,25 +86,20 @@ pub fn read_checked<D: FlashDevice, A: DramArena>(
     len: usize,
     checks: Option<&BlockChecks>,
 ) -> Result<(), ModelError> {
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let err = match read_extent(dev, arena, slot, start, len) {
-            Ok(()) => match checks.map(|c| c.verify_slot(arena, start, slot, 0, len)) {
-                None | Some(Ok(())) => return Ok(()),
-                Some(Err(e)) => check_err(e, attempts),
-            },
-            Err(ModelError::Read { offset, kind, .. }) => ModelError::Read {
-                offset,
-                kind,
-                attempts,
-            },
-            Err(e) => return Err(e),
-        };
-        if attempts >= MAX_READ_ATTEMPTS {
-            return Err(err);
-        }
-    }
+    with_retries(|attempts| match read_extent(dev, arena, slot, start, len) {
+        Ok(()) => match checks.map(|c| c.verify_slot(arena, start, slot, 0, len)) {
+            None | Some(Ok(())) => Attempt::Done(()),
+            Some(Err(e @ CheckError::Mismatch { .. })) => Attempt::Again(check_err(e, attempts)),
+            Some(Err(e)) => Attempt::Stop(check_err(e, attempts)),
+        },
+        Err(ModelError::Read { offset, kind, .. }) => Attempt::Again(ModelError::Read {
+            offset,
+            kind,
+            attempts,
+        }),
+        Err(e) => Attempt::Stop(e),
+    })
+    .map(|((), _)| ())
 }
 
 /// A resident slot for `len` bytes at `start`, read from `dev`.

@@ -3,6 +3,7 @@
 //! [`MAX_READ_ATTEMPTS`] times in all.
 
 use crate::arena::{DramArena, Slot};
+use crate::flash::retry::{with_retries, Attempt};
 use crate::flash::{self, CheckError, FlashDevice, ReadRequest};
 use crate::limits::MAX_READ_ATTEMPTS;
 use crate::model::error::ModelError;
@@ -149,28 +150,24 @@ impl<D: FlashDevice> Ring<D> {
         start: u64,
         len: usize,
     ) -> Result<Slot, ModelError> {
-        let mut attempt = 0;
-        loop {
-            let err = match self.read_row_once(arena, start, len)? {
-                Ok(slot) => match self.check(arena, slot, start, len)? {
-                    Checked::Good => return Ok(slot),
-                    Checked::Bad { offset } => ModelError::Corrupt {
-                        offset,
-                        attempts: attempt + 1,
-                    },
+        let (slot, retries) =
+            with_retries(|attempts| match self.read_row_once(arena, start, len) {
+                Ok(Ok(slot)) => match self.check(arena, slot, start, len) {
+                    Ok(Checked::Good) => Attempt::Done(slot),
+                    Ok(Checked::Bad { offset }) => {
+                        Attempt::Again(ModelError::Corrupt { offset, attempts })
+                    }
+                    Err(e) => Attempt::Stop(e),
                 },
-                Err(kind) => ModelError::Read {
+                Ok(Err(kind)) => Attempt::Again(ModelError::Read {
                     offset: start,
                     kind,
-                    attempts: attempt + 1,
-                },
-            };
-            attempt += 1;
-            if attempt >= MAX_READ_ATTEMPTS {
-                return Err(err);
-            }
-            self.stats.retries += 1;
-        }
+                    attempts,
+                }),
+                Err(e) => Attempt::Stop(e),
+            })?;
+        self.stats.retries += u64::from(retries);
+        Ok(slot)
     }
 
     /// One read of the row: its slot, or the error its completion carried.
