@@ -218,6 +218,11 @@ fn read_block(image: &ImageFile, opts: &SessionOptions, dev: &AnyDevice) -> (usi
     let h = img.header();
     let image_block = h.block_size as usize;
     let block = dev_block.max(CHECK_BLOCK.min(image_block));
+    if !h.meta_len.is_multiple_of(block as u64) {
+        // A device whose blocks are larger than the image's: the loader
+        // refuses the image with the fix (repack with a larger block).
+        return (dev_block, 0);
+    }
     (block, h.file_len - h.meta_len)
 }
 
@@ -322,8 +327,9 @@ pub(crate) fn load_streamed(
 
     // The block checks first (they stay), then the pass that verifies the
     // image's stored CRCs and records every block's for the reads that
-    // follow, through a buffer given back afterwards.
-    let checks = if opts.verify_reads {
+    // follow, through a buffer given back afterwards; the checks only when
+    // the plan counted their table (see `read_block`).
+    let checks = if plan.bytes.checks > 0 {
         let h = img.header();
         let c = BlockChecks::new(
             &mut arena,
@@ -374,7 +380,7 @@ pub(crate) fn load_streamed(
         plan,
         sparsity: opts.sparsity,
         verify_seconds,
-        reads_verified: opts.verify_reads,
+        reads_verified: checks.is_some(),
         asked_budget: budget,
         outside,
     };
