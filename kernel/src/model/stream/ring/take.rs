@@ -1,6 +1,7 @@
-//! Handing units and rows out: each checked against the block checksums
-//! before use, and read again on a read error or a mismatch, up to
-//! [`MAX_READ_ATTEMPTS`] times in all.
+//! Handing units and rows out: a unit checked against the block checksums
+//! as its read completed (`device.rs`) and a row as it is read, each read
+//! again on a read error or a mismatch, up to [`MAX_READ_ATTEMPTS`] times
+//! in all, before anything uses it.
 
 use crate::arena::{DramArena, Slot};
 use crate::flash::retry::{with_retries, Attempt};
