@@ -1,4 +1,3 @@
-
 use super::*;
 use lode_formats::image::{
     ArchTag, BundleParts, ImageBuilder, LayerSpec, ModelGeometry, StoredCostModel,

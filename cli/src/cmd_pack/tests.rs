@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::testutil::real_model;
 use lode_formats::image::BundleParts;
