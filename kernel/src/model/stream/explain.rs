@@ -56,6 +56,17 @@ impl fmt::Display for StreamPlan {
         }
         line(f, "norms", b.norms, &"every layer, resident")?;
         line(f, "scratch", b.scratch, &"FFN activations, embedding row")?;
+        if b.checks > 0 {
+            line(
+                f,
+                "read checks",
+                b.checks,
+                &format_args!(
+                    "a CRC32C of every {} B block, to check each read",
+                    self.block
+                ),
+            )?;
+        }
         line(
             f,
             "I/O ring",
