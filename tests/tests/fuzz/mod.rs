@@ -521,3 +521,17 @@ pub fn run<S>(
         }
     }
 }
+
+/// Runs `read` (a reader over one input) under the allocation counter and
+/// checks what every reader promises: it allocates nothing, and an error
+/// it returns has a message. Returns what the reader returned.
+pub fn read_without_allocating<T, E: std::fmt::Display>(
+    read: impl FnOnce() -> Result<T, E>,
+) -> Result<Result<T, E>, TestCaseError> {
+    let (result, used) = lode_tests::CountingAlloc::measure(read);
+    prop_assert_eq!(used.count, 0, "the reader allocated: {:?}", used);
+    if let Err(e) = &result {
+        prop_assert!(!e.to_string().is_empty());
+    }
+    Ok(result)
+}
