@@ -77,7 +77,9 @@ fn check(
 }
 
 /// Attention for heads `first..first + out.len() / head_dim`; `false` if a
-/// score was not finite.
+/// score was not finite. With `received`, each position's attention weight
+/// (its softmax probability) is added to it, summed over these heads.
+#[allow(clippy::too_many_arguments)]
 fn heads_range(
     kern: Kernels,
     dims: Dims,
@@ -86,6 +88,7 @@ fn heads_range(
     first: usize,
     scores: &mut [f32],
     out: &mut [f32],
+    mut received: Option<&mut [f32]>,
 ) -> bool {
     let hd = dims.head_dim;
     let scale = (1.0 / math::sqrt_f64(hd as f64)) as f32;
@@ -118,6 +121,11 @@ fn heads_range(
         }
         // sum >= 1 (the maximum contributes exp(0)).
         let inv = 1.0 / sum;
+        if let Some(r) = received.as_deref_mut() {
+            for (r, &w) in r.iter_mut().zip(scores.iter()) {
+                *r += w * inv;
+            }
+        }
         o.fill(0.0);
         let mut p = scores.iter();
         for c in kv {
@@ -131,11 +139,14 @@ fn heads_range(
     true
 }
 
-/// See [`Compute::attention`](lode_kernel::compute::Compute::attention).
+/// See [`Compute::attention`](lode_kernel::compute::Compute::attention)
+/// and [`Compute::attention_received`](lode_kernel::compute::Compute::attention_received).
 ///
 /// Errors: `ShapeMismatch` for inconsistent shapes (including no positions
-/// at all), `ScratchTooSmall` when `scores` is shorter than the number of
-/// positions, `NonFinite` when a score is NaN or ±∞.
+/// at all, or a `received` of another length), `ScratchTooSmall` when
+/// `scores` is shorter than the number of positions (twice that with
+/// `received`), `NonFinite` when a score is NaN or ±∞.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn attention(
     kern: Kernels,
     exec: &mut Exec,
@@ -144,45 +155,80 @@ pub(crate) fn attention(
     shape: AttentionShape,
     scores: &mut [f32],
     out: &mut [f32],
+    mut received: Option<&mut [f32]>,
 ) -> Result<(), ErrorKind> {
     let dims = check(q, kv, shape, scores, out)?;
+    if received.as_ref().is_some_and(|r| r.len() != dims.positions) {
+        return Err(ErrorKind::ShapeMismatch);
+    }
+    // Each part needs `positions` of scores, and as many again to sum its
+    // heads' weights in when they are wanted (parts run in parallel, so
+    // they cannot share `received`).
+    let per_part = dims.positions * if received.is_some() { 2 } else { 1 };
+    if scores.len() < per_part {
+        return Err(ErrorKind::ScratchTooSmall);
+    }
     let work = dims
         .positions
         .saturating_mul(dims.heads)
         .saturating_mul(dims.head_dim)
         .saturating_mul(2);
-    // One `positions`-long scores slice per part.
-    let room = scores.len() / dims.positions;
+    let room = scores.len() / per_part;
     let parts = exec.chunks_for(work, dims.heads).min(room).max(1);
     if parts <= 1 {
-        return if heads_range(kern, dims, q, kv, 0, scores, out) {
+        return if heads_range(kern, dims, q, kv, 0, scores, out, received) {
             Ok(())
         } else {
             Err(ErrorKind::NonFinite)
         };
     }
-    // (first head, scores, out, finite)
-    let mut items: Parts<(usize, &mut [f32], &mut [f32], bool)> = Parts::new();
+    // (first head, scores, its weights, out, finite)
+    type Part<'s> = (
+        usize,
+        &'s mut [f32],
+        Option<&'s mut [f32]>,
+        &'s mut [f32],
+        bool,
+    );
+    let mut items: Parts<Part<'_>> = Parts::new();
     let mut rest_s = scores;
     let mut rest_o = out;
     for (a, b) in split_ranges(dims.heads, 1, parts) {
-        let (s, ts) = core::mem::take(&mut rest_s).split_at_mut(dims.positions);
+        let (s, ts) = core::mem::take(&mut rest_s).split_at_mut(per_part);
+        let (s, w) = s.split_at_mut(dims.positions);
+        let w = received.is_some().then(|| {
+            w.fill(0.0);
+            w
+        });
         let (o, to) = core::mem::take(&mut rest_o).split_at_mut((b - a) * dims.head_dim);
         rest_s = ts;
         rest_o = to;
-        if let Err(mut it) = items.push((a, s, o, true)) {
-            it.3 = heads_range(kern, dims, q, kv, it.0, it.1, it.2);
-            if !it.3 {
+        if let Err(mut it) = items.push((a, s, w, o, true)) {
+            // No room for another part (unreachable: `parts` is at most
+            // the pool's chunk count): run it here.
+            if !heads_range(kern, dims, q, kv, it.0, it.1, it.3, it.2.as_deref_mut()) {
                 return Err(ErrorKind::NonFinite);
             }
+            add_weights(received.as_deref_mut(), it.2.as_deref());
         }
     }
     exec.for_each(&mut items, &|it| {
-        it.3 = heads_range(kern, dims, q, kv, it.0, it.1, it.2);
+        it.4 = heads_range(kern, dims, q, kv, it.0, it.1, it.3, it.2.as_deref_mut());
     });
-    if items.iter().all(|it| it.3) {
-        Ok(())
-    } else {
-        Err(ErrorKind::NonFinite)
+    if !items.iter().all(|it| it.4) {
+        return Err(ErrorKind::NonFinite);
+    }
+    for it in items.iter() {
+        add_weights(received.as_deref_mut(), it.2.as_deref());
+    }
+    Ok(())
+}
+
+/// `received += weights` when both are present.
+fn add_weights(received: Option<&mut [f32]>, weights: Option<&[f32]>) {
+    if let (Some(r), Some(w)) = (received, weights) {
+        for (r, &w) in r.iter_mut().zip(w) {
+            *r += w;
+        }
     }
 }

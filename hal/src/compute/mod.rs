@@ -52,7 +52,7 @@ pub mod sample;
 use alloc::vec::Vec;
 
 use lode_kernel::compute::{
-    AttentionShape, Bundles, Compute, DType, ErrorKind, KvBits, KvChunk, QuantMatrix,
+    AttentionShape, Bundles, Compute, DType, ErrorKind, KvBits, KvChunk, KvGroups, QuantMatrix,
 };
 
 pub use act::{blocks_for, ActBlock};
@@ -328,7 +328,29 @@ impl Compute for CpuCompute<'_> {
         scores: &mut [f32],
         out: &mut [f32],
     ) -> Result<(), ErrorKind> {
-        attention::attention(self.kernels, &mut self.exec, q, kv, shape, scores, out)
+        attention::attention(
+            self.kernels,
+            &mut self.exec,
+            q,
+            kv,
+            shape,
+            scores,
+            out,
+            None,
+        )
+    }
+
+    fn attention_received(
+        &mut self,
+        q: &[f32],
+        kv: &[KvChunk<'_>],
+        shape: AttentionShape,
+        scores: &mut [f32],
+        out: &mut [f32],
+        received: &mut [f32],
+    ) -> Result<(), ErrorKind> {
+        let r = Some(received);
+        attention::attention(self.kernels, &mut self.exec, q, kv, shape, scores, out, r)
     }
 
     fn gated_ffn(
@@ -359,17 +381,24 @@ impl Compute for CpuCompute<'_> {
         ffn::axpy_columns(self.kernels, dtype, cols, weights, out)
     }
 
-    fn kv_quantize(&mut self, src: &[f32], bits: KvBits, dst: &mut [u8]) -> Result<(), ErrorKind> {
-        kv::quantize(src, bits, dst)
+    fn kv_quantize(
+        &mut self,
+        src: &[f32],
+        groups: KvGroups,
+        bits: KvBits,
+        dst: &mut [u8],
+    ) -> Result<(), ErrorKind> {
+        kv::quantize(src, groups, bits, dst)
     }
 
     fn kv_dequantize(
         &mut self,
         src: &[u8],
+        groups: KvGroups,
         bits: KvBits,
         dst: &mut [f32],
     ) -> Result<(), ErrorKind> {
-        kv::dequantize(src, bits, dst)
+        kv::dequantize(src, groups, bits, dst)
     }
 }
 

@@ -3,7 +3,7 @@
 //! single-threaded, and the operations against naive definitions.
 
 use lode_kernel::compute::{
-    AttentionShape, Bundles, Compute, DType, ErrorKind, KvBits, KvChunk, QuantMatrix,
+    AttentionShape, Bundles, Compute, DType, ErrorKind, KvBits, KvChunk, KvGroups, QuantMatrix,
 };
 use lode_kernel::rng::SplitMix64;
 use proptest::prelude::*;
@@ -538,11 +538,11 @@ fn shape_errors_never_panic() {
         Err(ErrorKind::ShapeMismatch)
     );
     assert_eq!(
-        c.kv_quantize(&[0.0; 32], KvBits::B8, &mut [0u8; 35]),
+        c.kv_quantize(&[0.0; 32], KvGroups::PerToken, KvBits::B8, &mut [0u8; 35]),
         Err(ErrorKind::ShapeMismatch)
     );
     assert_eq!(
-        c.kv_dequantize(&[0u8; 36], KvBits::B8, &mut [0.0; 31]),
+        c.kv_dequantize(&[0u8; 36], KvGroups::PerToken, KvBits::B8, &mut [0.0; 31]),
         Err(ErrorKind::ShapeMismatch)
     );
 }
@@ -584,11 +584,15 @@ fn kv_round_trip_through_the_trait() {
     let mut c = cpu(1, false);
     let mut r = SplitMix64::new(9);
     let x = rand_vec(&mut r, 3072, 4.0);
-    for bits in [KvBits::B8, KvBits::B4, KvBits::B2] {
-        let mut enc = vec![0u8; kv::packed_len(x.len(), bits).unwrap()];
-        c.kv_quantize(&x, bits, &mut enc).unwrap();
+    let layouts = [KvGroups::PerToken, KvGroups::PerChannel { channels: 192 }];
+    for (groups, bits) in layouts
+        .into_iter()
+        .flat_map(|g| [KvBits::B8, KvBits::B4, KvBits::B2].map(|b| (g, b)))
+    {
+        let mut enc = vec![0u8; groups.packed_len(x.len(), bits).unwrap()];
+        c.kv_quantize(&x, groups, bits, &mut enc).unwrap();
         let mut y = vec![0.0f32; x.len()];
-        c.kv_dequantize(&enc, bits, &mut y).unwrap();
+        c.kv_dequantize(&enc, groups, bits, &mut y).unwrap();
         let levels = ((1u32 << kv::bits_of(bits)) - 1) as f32;
         let worst = x
             .iter()
@@ -596,7 +600,10 @@ fn kv_round_trip_through_the_trait() {
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
         // Half a step of an 8-unit range, with f16 slack.
-        assert!(worst <= 8.0 / levels * 0.5 * 1.01, "{bits:?}: {worst}");
+        assert!(
+            worst <= 8.0 / levels * 0.5 * 1.01,
+            "{groups:?} {bits:?}: {worst}"
+        );
     }
 }
 

@@ -3,7 +3,9 @@
 //! Sized once from the configuration and the run's limits, so a step never
 //! allocates: activations for `max_batch` positions, the attention scores
 //! for a full context in every head (so a backend can run heads in
-//! parallel), and `logit_rows` rows of logits.
+//! parallel; at least two contexts' worth, which the attention weights each
+//! position receives need), the sums of those weights, and `logit_rows`
+//! rows of logits.
 
 use crate::arena::{DramArena, Slot, SlotKind};
 
@@ -29,14 +31,18 @@ pub struct Buffers {
     pub att: Slot,
     /// Projection and FFN output before the residual add, `max_batch x hidden`.
     pub tmp: Slot,
-    /// Attention scores, `heads x max_context`.
+    /// Attention scores, `max(heads, 2) x max_context`.
     pub scores: Slot,
+    /// Attention each position received in this pass, summed over heads,
+    /// layers and the batch's rows: `max_context` (added to the KV chunks'
+    /// tallies at the end of the pass).
+    pub received: Slot,
     /// Logits, `logit_rows x vocab`.
     pub logits: Slot,
 }
 
 /// Floats of each buffer, in the field order of [`Buffers`].
-fn floats(c: &LlamaConfig, l: &Limits) -> [usize; 9] {
+fn floats(c: &LlamaConfig, l: &Limits) -> [usize; 10] {
     let b = l.max_batch;
     let qd = c.heads * c.head_dim;
     [
@@ -47,7 +53,8 @@ fn floats(c: &LlamaConfig, l: &Limits) -> [usize; 9] {
         b * c.kv_dim(),
         b * qd,
         b * c.hidden,
-        c.heads * l.max_context,
+        c.heads.max(2) * l.max_context,
+        l.max_context,
         l.logit_rows * c.vocab,
     ]
 }
@@ -68,7 +75,7 @@ impl Buffers {
         cfg: &LlamaConfig,
         limits: &Limits,
     ) -> Result<Buffers, ModelError> {
-        let mut s = [None; 9];
+        let mut s = [None; 10];
         for (slot, n) in s.iter_mut().zip(floats(cfg, limits)) {
             let bytes = n
                 .checked_mul(4)
@@ -79,7 +86,7 @@ impl Buffers {
                     .map_err(ModelError::arena)?,
             );
         }
-        let [Some(x), Some(xb), Some(q), Some(k), Some(v), Some(att), Some(tmp), Some(scores), Some(logits)] =
+        let [Some(x), Some(xb), Some(q), Some(k), Some(v), Some(att), Some(tmp), Some(scores), Some(received), Some(logits)] =
             s
         else {
             return Err(ModelError::Internal("buffer allocation incomplete"));
@@ -93,6 +100,7 @@ impl Buffers {
             att,
             tmp,
             scores,
+            received,
             logits,
         })
     }

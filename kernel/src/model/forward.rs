@@ -160,6 +160,10 @@ impl<W: WeightSource> Model<W> {
         let ce = ModelError::compute::<C::Error>;
 
         self.embed(arena, tokens)?;
+        arena
+            .bytes_mut(b.received)
+            .map_err(ModelError::arena)?
+            .fill(0);
 
         let shape = AttentionShape {
             heads: c.heads,
@@ -199,17 +203,19 @@ impl<W: WeightSource> Model<W> {
             // Causal attention, position by position.
             {
                 let (t, m) = arena.parts_mut();
-                let ([att, scores], sh) = split(t, m, [b.att, b.scores])?;
+                let ([att, scores, received], sh) = split(t, m, [b.att, b.scores, b.received])?;
                 let att = f32s_mut(att)?;
                 let scores = f32s_mut(scores)?;
+                let received = f32s_mut(received)?;
                 let q = sh.f32s(b.q)?;
                 let mut views = ChunkViews::new();
                 for i in 0..n {
                     kv.views(&sh, l, pos0 + i + 1, &mut views)?;
                     let qr = rows(q, qd, i..i + 1)?;
                     let ar = rows_mut(att, qd, i..i + 1)?;
+                    let seen = received.get_mut(..pos0 + i + 1).ok_or_else(short)?;
                     compute
-                        .attention(qr, &views, shape, scores, ar)
+                        .attention_received(qr, &views, shape, scores, ar, seen)
                         .map_err(ce)?;
                 }
             }
@@ -240,7 +246,7 @@ impl<W: WeightSource> Model<W> {
                 add_into(rows_mut(f32s_mut(x)?, hd, 0..n)?, tmp);
             }
         }
-        Ok(())
+        kv.add_received(arena, b.received, pos0 + n)
     }
 
     /// Logits of batch rows `first..n` (positions `pos0 + row`), through the

@@ -48,7 +48,7 @@ mod context;
 mod error;
 mod ffn;
 mod forward;
-mod kv;
+pub mod kv;
 pub mod stream;
 mod tensor;
 mod view;

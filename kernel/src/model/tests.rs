@@ -13,7 +13,7 @@ use lode_formats::DType;
 use super::*;
 use crate::arena::testing::VecArena;
 use crate::compute::{
-    AttentionShape, Bundles, Compute, ErrorKind as CK, KvBits, KvChunk, QuantMatrix,
+    AttentionShape, Bundles, Compute, ErrorKind as CK, KvBits, KvChunk, KvGroups, QuantMatrix,
 };
 use crate::rng::SplitMix64;
 
@@ -168,10 +168,10 @@ impl Compute for Naive {
         });
         Ok(())
     }
-    fn kv_quantize(&mut self, _: &[f32], _: KvBits, _: &mut [u8]) -> Result<(), CK> {
+    fn kv_quantize(&mut self, _: &[f32], _: KvGroups, _: KvBits, _: &mut [u8]) -> Result<(), CK> {
         Err(CK::Other)
     }
-    fn kv_dequantize(&mut self, _: &[u8], _: KvBits, _: &mut [f32]) -> Result<(), CK> {
+    fn kv_dequantize(&mut self, _: &[u8], _: KvGroups, _: KvBits, _: &mut [f32]) -> Result<(), CK> {
         Err(CK::Other)
     }
 }

@@ -4,8 +4,13 @@
 //! positions, in one arena slot of [`SlotKind::KvChunk`]:
 //!
 //! ```text
-//! layer 0: K[16][kv_dim] V[16][kv_dim] | layer 1: K.. V.. | ... (f32)
+//! layer 0: K[16][kv_dim] V[16][kv_dim] | layer 1: K.. V.. | ... | R[16] (f32)
 //! ```
+//!
+//! `R` is the chunk's attention tally: for each of its positions, the
+//! attention weight it has received so far, summed over query heads, layers
+//! and every later position (see [`density`]). It rides in the chunk so it
+//! moves, and is freed, with the keys and values it describes.
 //!
 //! All layers in one chunk, because the chunk is the unit the later KV
 //! lifecycle moves: a chunk is compressed, swapped to flash and read back
@@ -22,6 +27,9 @@
 use crate::arena::{DramArena, Slot, SlotKind};
 use crate::compute::KvChunk;
 
+pub mod density;
+pub mod tolerance;
+
 use super::config::{Limits, LlamaConfig, CHUNK_TOKENS, MAX_CHUNKS};
 use super::error::ModelError;
 use super::view::{f32s, Shared};
@@ -37,6 +45,7 @@ pub struct KvCache {
     len: usize,
     max: usize,
     layers: usize,
+    heads: usize,
     kv_dim: usize,
 }
 
@@ -48,13 +57,24 @@ impl KvCache {
             len: 0,
             max: limits.max_context,
             layers: cfg.layers,
+            heads: cfg.heads,
             kv_dim: cfg.kv_dim(),
         }
     }
 
-    /// Bytes of one chunk: K and V of every layer for 16 positions, f32.
+    /// Bytes of one chunk: K and V of every layer for 16 positions and
+    /// the 16 attention tallies, f32.
     pub const fn chunk_bytes(cfg: &LlamaConfig) -> usize {
-        cfg.layers * 2 * CHUNK_TOKENS * cfg.kv_dim() * 4
+        Self::bytes_of(cfg.layers, cfg.kv_dim())
+    }
+
+    const fn bytes_of(layers: usize, kv_dim: usize) -> usize {
+        (layers * 2 * CHUNK_TOKENS * kv_dim + CHUNK_TOKENS) * 4
+    }
+
+    /// Byte offset of the attention tally inside a chunk.
+    const fn tally_at(&self) -> usize {
+        self.layers * 2 * CHUNK_TOKENS * self.kv_dim * 4
     }
 
     /// Chunks a context of `positions` positions needs.
@@ -95,6 +115,16 @@ impl KvCache {
             let s = arena
                 .alloc(bytes, ALIGN, SlotKind::KvChunk)
                 .map_err(ModelError::arena)?;
+            // Tallies are summed into: a new chunk starts them at zero
+            // (its keys and values are written before they are read).
+            let tally = self.tally_at();
+            if let Some(t) = arena
+                .bytes_mut(s)
+                .map_err(ModelError::arena)?
+                .get_mut(tally..)
+            {
+                t.fill(0);
+            }
             if let Err(s) = self.chunks.push(s) {
                 // Unreachable with `max <= MAX_CONTEXT`; give the slot back.
                 arena.free(s).map_err(ModelError::arena)?;
@@ -124,13 +154,85 @@ impl KvCache {
         Ok(())
     }
 
+    /// Adds `received[p]` to the attention tally of position `p`, for
+    /// positions `0..received.len()` (all reserved): the end of a forward
+    /// pass folds its per-pass sums into the chunks.
+    pub fn add_received<A: DramArena>(
+        &self,
+        arena: &mut A,
+        received: Slot,
+        positions: usize,
+    ) -> Result<(), ModelError> {
+        let tally = self.tally_at();
+        for (c, &slot) in self.chunks.iter().enumerate() {
+            let first = c * CHUNK_TOKENS;
+            if first >= positions {
+                break;
+            }
+            let n = (positions - first).min(CHUNK_TOKENS);
+            let (t, m) = arena.parts_mut();
+            let ([dst], sh) = super::view::split(t, m, [slot])?;
+            let add = sh.f32s(received)?.get(first..first + n);
+            let sums = dst.get_mut(tally..tally + n * 4);
+            let (Some(add), Some(sums)) = (add, sums) else {
+                return Err(ModelError::Internal("attention tally outside its chunk"));
+            };
+            for (s, &a) in super::view::f32s_mut(sums)?.iter_mut().zip(add) {
+                *s += a;
+            }
+        }
+        Ok(())
+    }
+
+    /// The attention tallies of chunk `index` (its 16 positions; those not
+    /// yet evaluated are 0).
+    pub fn tallies<'a, A: DramArena>(
+        &self,
+        arena: &'a A,
+        index: usize,
+    ) -> Result<&'a [f32], ModelError> {
+        let slot = *self
+            .chunks
+            .get(index)
+            .ok_or(ModelError::Internal("no such KV chunk"))?;
+        let tally = self.tally_at();
+        let bytes = arena.bytes(slot).map_err(ModelError::arena)?;
+        f32s(
+            bytes
+                .get(tally..tally + CHUNK_TOKENS * 4)
+                .ok_or(ModelError::Internal("attention tally outside its chunk"))?,
+        )
+    }
+
+    /// LLMS's information density of chunk `index` (see [`density`]).
+    pub fn density<A: DramArena>(&self, arena: &A, index: usize) -> Result<f32, ModelError> {
+        let shape = density::TallyShape {
+            heads: self.heads,
+            layers: self.layers,
+        };
+        let t = self.tallies(arena, index)?;
+        Ok(density::chunk_density(t, index, self.len, shape))
+    }
+
+    /// Where layer `layer`'s keys (`values == false`) or values sit in a
+    /// chunk slot: a byte range of `16 x kv_dim` f32, position-major. The
+    /// compressor and the swap path move chunks block by block.
+    pub fn block_bytes(&self, layer: usize, values: bool) -> Option<core::ops::Range<usize>> {
+        if layer >= self.layers {
+            return None;
+        }
+        let block = CHUNK_TOKENS * self.kv_dim * 4;
+        let at = (2 * layer + usize::from(values)) * block;
+        Some(at..at + block)
+    }
+
     /// Layers and elements per position of the model this cache is for.
     pub fn shape(&self) -> (usize, usize) {
         (self.layers, self.kv_dim)
     }
 
     fn chunk_bytes_here(&self) -> usize {
-        self.layers * 2 * CHUNK_TOKENS * self.kv_dim * 4
+        Self::bytes_of(self.layers, self.kv_dim)
     }
 
     /// Where position `pos` of layer `layer` goes: the chunk, and the byte
