@@ -37,6 +37,7 @@ pub mod faults;
 mod generate;
 pub mod image_file;
 pub mod image_tokenizer;
+pub mod kv_quality;
 mod load;
 mod model_file;
 mod options;

@@ -253,6 +253,12 @@ impl Session {
         &self.arena
     }
 
+    /// The arena and the compute backend, mutably: the KV lifecycle
+    /// rewrites chunks in place.
+    pub(crate) fn arena_and_compute(&mut self) -> (&mut LockedArena, &mut CpuCompute<'static>) {
+        (&mut self.arena, &mut self.cpu)
+    }
+
     /// Bytes `mlock` kept in RAM.
     pub fn locked_bytes(&self) -> usize {
         self.lock.map_or(0, |l| l.locked)

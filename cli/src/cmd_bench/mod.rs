@@ -1,6 +1,7 @@
 //! `lode bench`: benchmarks that print ratios measured side by side in one run.
 
 pub mod io;
+pub mod kv;
 pub mod placement;
 mod replay;
 mod report;
@@ -17,6 +18,12 @@ pub enum BenchCmd {
     /// active neurons form (fewer runs, fewer reads), against the planted
     /// clusters of a synthetic trace.
     Placement(placement::PlacementArgs),
+    /// What compressing a context's KV chunks costs: perplexity and top-1
+    /// agreement against full-precision KV after the first --prefix tokens
+    /// of each text are compressed, for LLMS's density-ranked 8/4/2-bit
+    /// levels at several mean bits, uniform 4 and 2 bits, per-token and
+    /// KIVI (keys per channel) layouts.
+    Kv(kv::KvArgs),
 }
 
 /// Run `lode bench`.
@@ -24,5 +31,6 @@ pub fn run(cmd: &BenchCmd, out: &mut dyn std::io::Write) -> Result<(), Box<dyn s
     match cmd {
         BenchCmd::Io(args) => io::run(args, out),
         BenchCmd::Placement(args) => placement::run(args, out),
+        BenchCmd::Kv(args) => kv::run(args, out),
     }
 }
