@@ -231,12 +231,19 @@ impl<D: FlashWrite> SwapArea<'_, D> {
         if let Some(f) = failure {
             return Err(f);
         }
-        let (len, crc) = encoded.map_err(|_| Fail::Invalid("the record cannot be encoded"))?;
+        let (len, _) = encoded.map_err(|_| Fail::Invalid("the record cannot be encoded"))?;
         let offset = self.space.take(u64::from(len)).ok_or(Fail::Full)?;
         let data = &body[..len as usize];
         write_padded(&mut self.dev, pad, block, offset, data)
             .map_err(|e| Fail::Device(DeviceError::Write(e)))?;
-        Ok(Extent { offset, len, crc })
+        // The directory's pointer checks the whole record (its own CRC
+        // leaves out the magic and itself), as the superblock's does the
+        // directory.
+        Ok(Extent {
+            offset,
+            len,
+            crc: crc32c(data),
+        })
     }
 }
 

@@ -37,6 +37,8 @@ mod io;
 mod open;
 mod read;
 mod space;
+#[cfg(test)]
+mod tests;
 
 pub use error::{
     CommitError, DeleteError, DeviceError, ErrorKind, FormatError, OpenError, ReadChunkError,
