@@ -32,7 +32,8 @@ pub struct SwapFormatError {
 }
 
 impl SwapFormatError {
-    pub(crate) const fn new(kind: ErrorKind, what: &'static str) -> Self {
+    /// An error of `kind`; `what` says what was wrong (for a message).
+    pub const fn new(kind: ErrorKind, what: &'static str) -> Self {
         SwapFormatError { kind, what }
     }
 

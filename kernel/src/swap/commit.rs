@@ -211,21 +211,26 @@ impl<D: FlashWrite> SwapArea<'_, D> {
         let (dev, space) = (&mut self.dev, &mut self.space);
         let mut failure = None;
         let (mut k, mut w) = (0, 0);
+        // Merge the kept and the written chunks by index; the first failure
+        // ends the merge and is reported after the encoder returns.
         let chunks = core::iter::from_fn(|| {
-            let keep = c.keep.get(k).copied();
-            let write = c.write.get(w);
-            match (keep, write) {
+            if failure.is_some() {
+                return None;
+            }
+            let next = match (c.keep.get(k).copied(), c.write.get(w)) {
                 (Some(i), wr) if wr.is_none_or(|wr| i < wr.index) => {
                     k += 1;
+                    // Checked to be there before anything was written.
                     old.and_then(|r| r.chunk(i))
+                        .ok_or(Fail::Invalid("a kept chunk is not committed"))
                 }
-                (_, Some(wr)) if failure.is_none() => {
+                (_, Some(wr)) => {
                     w += 1;
-                    let written = write_chunk(dev, space, pad, block, wr);
-                    written.map_err(|f| failure = Some(f)).ok()
+                    write_chunk(dev, space, pad, block, wr)
                 }
-                _ => None,
-            }
+                _ => return None,
+            };
+            next.map_err(|f| failure = Some(f)).ok()
         });
         let encoded = Record::encode(body, c.context, generation, c.tokens, chunks, &shape);
         if let Some(f) = failure {

@@ -155,8 +155,9 @@ pub struct SwapArea<'m, D: FlashWrite> {
 }
 
 impl<'m, D: FlashWrite> SwapArea<'m, D> {
-    /// An area with nothing committed over `dev` and `mem`; `None` when
-    /// the device cannot hold one (`Some(Err(()))` when `mem` is short).
+    /// An area with nothing committed over `dev` and `mem`, the memory
+    /// split into its parts; refused when the device cannot hold an area
+    /// or `mem` is shorter than [`memory_bytes`].
     fn empty(dev: D, fingerprint: &[u8; 32], mem: &'m mut [u8]) -> Result<Self, Setup> {
         let g = dev.geometry();
         let block = block_for(&g).ok_or(Setup::Geometry)?;

@@ -149,7 +149,10 @@ impl<'m, D: FlashWrite> SwapArea<'m, D> {
             return Err(corrupt("directory overlaps a superblock slot"));
         }
         let bytes = parsed.entry_bytes();
-        self.entries[..bytes.len()].copy_from_slice(bytes);
+        self.entries
+            .get_mut(..bytes.len())
+            .ok_or(corrupt("too many contexts"))?
+            .copy_from_slice(bytes);
         self.count = parsed.len();
         for i in 0..self.count {
             let Some(e) = self.entry(i) else {
