@@ -20,6 +20,7 @@ pub mod image;
 #[cfg(feature = "std")]
 pub mod input;
 pub mod shape;
+pub mod swap;
 pub mod trace;
 
 pub use dtype::DType;

@@ -37,5 +37,6 @@ pub mod plan;
 #[cfg(feature = "alloc")]
 pub mod profile;
 pub mod rng;
+pub mod swap;
 
 pub use lode_formats as formats;

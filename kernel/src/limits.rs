@@ -8,7 +8,7 @@
 //! memory on the smallest target, not a tweak: the assertions below say
 //! which other bounds it must agree with.
 
-use lode_formats::{gguf, trace};
+use lode_formats::{gguf, swap, trace};
 
 /// Most transformer blocks a model may have (the largest llama has 126).
 /// Per-layer residency is a `u128` bit set, hence at most 128.
@@ -87,6 +87,25 @@ pub const CHECK_BLOCK: usize = 4096;
 /// stops the run: a transient fault (a flipped bit on the bus, a retried
 /// command) clears on the next read, a bad medium does not.
 pub const MAX_READ_ATTEMPTS: u32 = 3;
+
+/// Bytes of the largest KV swap-area context record: `MAX_CHUNKS` chunk
+/// pointers and `MAX_CONTEXT` token ids (45 KiB). The swap area reads a
+/// record whole to check its CRC32C, so this sizes its I/O buffer.
+pub const MAX_SWAP_RECORD: usize =
+    swap::RECORD_HEADER_LEN + MAX_CHUNKS * swap::CHUNK_ENTRY_LEN + MAX_CONTEXT * 4;
+
+/// Bytes of the largest KV swap-area directory: one entry per context.
+pub const MAX_SWAP_DIRECTORY: usize = swap::DIR_HEADER_LEN + MAX_CONTEXTS * swap::DIR_ENTRY_LEN;
+
+// The swap format holds every context, chunk and token the kernel does,
+// in chunks of the same size.
+const _: () = assert!(MAX_CONTEXTS as u64 <= swap::MAX_DIR_ENTRIES as u64);
+const _: () = assert!(MAX_CHUNKS as u64 <= swap::MAX_RECORD_CHUNKS as u64);
+const _: () = assert!(MAX_CONTEXT as u64 <= swap::MAX_RECORD_TOKENS as u64);
+const _: () = assert!(CHUNK_TOKENS as u64 == swap::CHUNK_TOKENS as u64);
+// A record and a directory each fit a u32 length (their pointers' field).
+const _: () = assert!(MAX_SWAP_RECORD <= u32::MAX as usize);
+const _: () = assert!(MAX_SWAP_DIRECTORY <= MAX_SWAP_RECORD);
 
 // The per-layer bit sets are u128.
 const _: () = assert!(MAX_LAYERS <= 128);

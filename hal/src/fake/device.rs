@@ -38,8 +38,9 @@ const MAX_IN_FLIGHT_U16: u16 = 64;
 ///
 /// `S` is any byte store: `Vec<u8>` with `alloc`, or `&mut [u8]` (or an
 /// array) without it. The device's capacity is the store's length rounded
-/// down to the block size. The fake has no volatile write cache: a write
-/// reaches the store at once, and [`sync`](FlashWrite::sync) only counts.
+/// down to the block size. By default the fake has no volatile write cache:
+/// a write reaches the store at once, and [`sync`](FlashWrite::sync) only
+/// counts; [`FaultPlan::volatile_writes`] adds one.
 ///
 /// ```
 /// use lode_hal::fake::{FakeFlash, FaultPlan, Profile};
@@ -83,6 +84,10 @@ pub struct FakeFlash<S> {
     power_loss_armed: bool,
     /// No medium: see [`FakeFlash::timing_only`].
     hollow: bool,
+    /// With [`FaultPlan::volatile_writes`]: the durable contents of every
+    /// block written since the last sync, by block number.
+    #[cfg(feature = "alloc")]
+    unsynced: alloc::collections::BTreeMap<u64, alloc::vec::Vec<u8>>,
 }
 
 impl<S: AsRef<[u8]> + AsMut<[u8]>> FakeFlash<S> {
@@ -120,6 +125,8 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> FakeFlash<S> {
             powered: true,
             power_loss_armed: plan.power_loss_after_bytes.is_some(),
             hollow: false,
+            #[cfg(feature = "alloc")]
+            unsynced: alloc::collections::BTreeMap::new(),
         }
     }
 
@@ -184,6 +191,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> FakeFlash<S> {
     }
 
     fn lose_power(&mut self) {
+        self.drop_unsynced();
         self.powered = false;
         self.power_loss_armed = false;
         self.counters.faults.power_losses = self.counters.faults.power_losses.saturating_add(1);
@@ -284,9 +292,48 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> FakeFlash<S> {
         Ok(())
     }
 
+    /// With volatile writes, keep the durable contents of the blocks a
+    /// write to `start..end` touches, the first time since the last sync.
+    #[cfg(feature = "alloc")]
+    fn remember_durable(&mut self, start: usize, end: usize) {
+        if !self.plan.volatile_writes || self.hollow || start >= end {
+            return;
+        }
+        let block = self.geometry.block_size.max(1) as usize;
+        for b in start / block..end.div_ceil(block) {
+            if let alloc::collections::btree_map::Entry::Vacant(slot) =
+                self.unsynced.entry(b as u64)
+            {
+                let durable = self.storage.as_ref().get(b * block..(b + 1) * block);
+                slot.insert(durable.unwrap_or_default().to_vec());
+            }
+        }
+    }
+
+    /// A power loss with volatile writes: each block written since the last
+    /// sync keeps its new contents or goes back to its durable ones, by a
+    /// seeded coin toss per block (in block order, so runs replay).
+    fn drop_unsynced(&mut self) {
+        #[cfg(feature = "alloc")]
+        {
+            let block = self.geometry.block_size.max(1) as usize;
+            let unsynced = core::mem::take(&mut self.unsynced);
+            for (b, durable) in unsynced {
+                if self.rng.below(2) == 0 {
+                    let at = b as usize * block;
+                    if let Some(dst) = self.storage.as_mut().get_mut(at..at + durable.len()) {
+                        dst.copy_from_slice(&durable);
+                    }
+                }
+            }
+        }
+    }
+
     /// Copy `data` to the medium at `start` and count it.
     fn persist(&mut self, start: usize, data: &[u8]) {
         let end = start.saturating_add(data.len());
+        #[cfg(feature = "alloc")]
+        self.remember_durable(start, end);
         let stored = match self.storage.as_mut().get_mut(start..end) {
             Some(dst) => {
                 dst.copy_from_slice(data);
@@ -406,7 +453,8 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> FlashDevice for FakeFlash<S> {
     }
 }
 
-/// Writes reach the medium at once (no volatile cache), with the plan's torn
+/// Writes reach the medium at once (no volatile cache unless the plan has
+/// [`volatile_writes`](FaultPlan::volatile_writes)), with the plan's torn
 /// writes and power loss.
 impl<S: AsRef<[u8]> + AsMut<[u8]>> FlashWrite for FakeFlash<S> {
     /// Write `data` at `offset`. With the plan's faults:
@@ -447,9 +495,12 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> FlashWrite for FakeFlash<S> {
         Ok(())
     }
 
-    /// Count the sync; every write is already on the medium.
+    /// Count the sync; every write is on the medium (with volatile writes,
+    /// from now on durable).
     fn sync(&mut self) -> Result<(), ErrorKind> {
         self.ensure_powered()?;
+        #[cfg(feature = "alloc")]
+        self.unsynced.clear();
         self.counters.syncs = self.counters.syncs.saturating_add(1);
         Ok(())
     }

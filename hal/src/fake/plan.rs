@@ -43,6 +43,13 @@ pub struct FaultPlan {
     /// Complete queued reads in a seeded random order instead of submission
     /// order, as real command queues do.
     pub reorder: bool,
+    /// Writes since the last `sync` sit in a volatile cache (reads see
+    /// them): at a power loss each block written since then is lost or
+    /// kept by a seeded coin toss, so a store that commits before syncing
+    /// what its commit references fails its tests. Needs the `alloc`
+    /// feature (the cache keeps the blocks' durable contents); without it
+    /// writes stay durable at once.
+    pub volatile_writes: bool,
 }
 
 impl FaultPlan {
@@ -57,6 +64,7 @@ impl FaultPlan {
             spike_ppm: 0,
             spike_ns: 0,
             reorder: false,
+            volatile_writes: false,
         }
     }
 
@@ -68,6 +76,7 @@ impl FaultPlan {
             && self.power_loss_after_bytes.is_none()
             && (self.spike_ppm == 0 || self.spike_ns == 0)
             && !self.reorder
+            && !self.volatile_writes
     }
 }
 
@@ -115,6 +124,10 @@ mod tests {
             },
             FaultPlan {
                 reorder: true,
+                ..FaultPlan::none()
+            },
+            FaultPlan {
+                volatile_writes: true,
                 ..FaultPlan::none()
             },
         ];

@@ -631,6 +631,66 @@ fn writes_are_validated_and_counted() {
     assert_eq!(c.virtual_ns, 0, "writes are not priced by the read model");
 }
 
+/// With volatile writes, blocks written since the last sync survive a
+/// power loss or not, block by block and by seed; synced blocks always do.
+/// Without them every completed write survives.
+#[test]
+fn volatile_writes_lose_a_seeded_subset_of_unsynced_blocks() {
+    let old = pattern(8 * B, 1);
+    let new = pattern(8 * B, 2);
+    let run = |volatile_writes: bool, seed: u64| {
+        let plan = FaultPlan {
+            seed,
+            volatile_writes,
+            // The third write (one block) is where the power goes.
+            power_loss_after_bytes: Some(16 * B as u64 + 1),
+            ..FaultPlan::none()
+        };
+        let mut f = flash(&Profile::UFS31, plan);
+        f.write(0, &old).unwrap();
+        f.sync().unwrap();
+        f.write(0, &new).unwrap();
+        // Reads see the cached writes.
+        assert_eq!(&f.storage()[..8 * B], &new[..]);
+        assert_eq!(f.write(8 * B as u64, &[7; B]), Err(ErrorKind::PowerLoss));
+        f.power_cycle();
+        (0..8)
+            .map(|b| {
+                let got = &f.storage()[b * B..(b + 1) * B];
+                if got == &new[b * B..(b + 1) * B] {
+                    true
+                } else {
+                    assert_eq!(got, &old[b * B..(b + 1) * B], "block {b} is old or new");
+                    false
+                }
+            })
+            .collect::<Vec<bool>>()
+    };
+    for seed in 0..8 {
+        assert!(run(false, seed).iter().all(|&kept| kept));
+    }
+    let outcomes: Vec<Vec<bool>> = (0..8).map(|seed| run(true, seed)).collect();
+    let kept: usize = outcomes.iter().flatten().filter(|&&k| k).count();
+    assert!(
+        kept > 0 && kept < 64,
+        "some blocks kept, some lost: {kept} of 64"
+    );
+    assert_ne!(outcomes[0], outcomes[1], "the seed picks the lost blocks");
+    assert_eq!(outcomes[3], run(true, 3), "and replays");
+    // A sync makes everything before it durable.
+    let plan = FaultPlan {
+        volatile_writes: true,
+        power_loss_after_bytes: Some(8 * B as u64 + 1),
+        ..FaultPlan::none()
+    };
+    let mut f = flash(&Profile::UFS31, plan);
+    f.write(0, &new).unwrap();
+    f.sync().unwrap();
+    assert_eq!(f.write(8 * B as u64, &[7; B]), Err(ErrorKind::PowerLoss));
+    f.power_cycle();
+    assert_eq!(&f.storage()[..8 * B], &new[..]);
+}
+
 proptest! {
     /// A torn write persists a prefix of whole blocks, never the whole write,
     /// reports `Io`, and counts exactly the persisted bytes.
@@ -863,6 +923,7 @@ fn noisy(seed: u64, power_loss_after_bytes: Option<u64>) -> FaultPlan {
         spike_ppm: 100_000,
         spike_ns: 1_000_000,
         reorder: true,
+        volatile_writes: true,
     }
 }
 
