@@ -20,7 +20,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lode_kernel::arena::DramArena;
 use lode_kernel::model::{KvCache, MAX_CONTEXTS};
@@ -69,7 +69,8 @@ Conversations: give \"session\": \"<id>\" in the body (or the X-Lode-Session
 header) and the request's messages or prompt are appended to that
 conversation, which keeps its KV cache, so a turn evaluates only its own
 new tokens. It is made on first use (a leading system message becomes its
-system prompt) and lives until DELETE. Without a session, each request
+system prompt) and lives until DELETE. A second request on a session
+whose call is still running gets a 409. Without a session, each request
 gets a context of its own, deleted when it returns.
 
 \"stream\": true answers with server-sent events (data: {chunk}, ...,
@@ -108,7 +109,12 @@ pub fn start(args: &ServeArgs, out: &mut dyn Write) -> Result<Server, Box<dyn Er
     let room = file.config().context.min(lode_kernel::model::MAX_CONTEXT);
     let mut opts = args.model.session_options(args.max_context.min(room))?;
     opts.contexts = args.max_contexts;
-    let mut events = args.model.events(false);
+    // A server prints its memory plan at start, as `--explain` does.
+    let mut events = ModelArgs {
+        explain: true,
+        ..args.model.clone()
+    }
+    .events(false);
     let session = Session::load(file, &opts, args.model.batch, &mut events)?;
     let plan = memory_line(&session, args);
     let model = args
@@ -185,21 +191,20 @@ impl Server {
                     continue;
                 }
             };
-            let app = Arc::clone(&self.app);
-            // 8 MiB, a main thread's stack: generation runs on it.
-            let spawned = std::thread::Builder::new()
-                .name("lode-request".into())
-                .stack_size(8 << 20)
-                .spawn(move || http::handle(&app, req));
-            if let Err(e) = spawned {
+            if let Err(e) = http::spawn(&self.app, req) {
                 eprintln!("lode serve: cannot start a request thread: {e}");
             }
         }
         drop(self.http);
         writeln!(out, "lode serve: {} shutting down", self.addr)?;
-        let report = self.app.service.shutdown(self.shutdown_wait);
+        let deadline = Instant::now() + self.shutdown_wait;
+        let answered = self.app.wait_answered(deadline);
+        let report = self
+            .app
+            .service
+            .shutdown(deadline.saturating_duration_since(Instant::now()));
         before_exit_swap_out_hook(&report);
-        if !report.finished {
+        if !(answered && report.finished) {
             writeln!(
                 out,
                 "lode serve: requests still running after {} s; exiting anyway",

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
 
 use lode_runtime::{
     CallError, CallOptions, CallSummary, ContextId, Input, Message, Service, ServiceErrorKind,
@@ -80,6 +81,28 @@ pub struct App {
     /// Conversation ids clients chose, to the service's contexts.
     sessions: Mutex<HashMap<String, ContextId>>,
     next: AtomicU64,
+    /// Requests being answered: a shutdown waits until their responses
+    /// are written, not only until their generations end.
+    requests: Mutex<usize>,
+    answered: Condvar,
+}
+
+/// Counts one request in [`App::requests`] while it lives.
+struct InFlight(Arc<App>);
+
+impl InFlight {
+    fn new(app: Arc<App>) -> InFlight {
+        *app.requests.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        InFlight(app)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut n = self.0.requests.lock().unwrap_or_else(|e| e.into_inner());
+        *n = n.saturating_sub(1);
+        self.0.answered.notify_all();
+    }
 }
 
 impl App {
@@ -89,7 +112,27 @@ impl App {
             model,
             sessions: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
+            requests: Mutex::new(0),
+            answered: Condvar::new(),
         }
+    }
+
+    /// Waits until no request is being answered, or `deadline`; `true`
+    /// if none is.
+    pub fn wait_answered(&self, deadline: Instant) -> bool {
+        let mut n = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        while *n > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            n = self
+                .answered
+                .wait_timeout(n, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, ContextId>> {
@@ -117,8 +160,23 @@ impl App {
     }
 }
 
-/// Answers one request (on its own thread).
-pub fn handle(app: &App, mut req: HttpRequest) {
+/// Answers one request on a thread of its own, counted (for shutdown)
+/// from before the thread starts until its response is written.
+pub fn spawn(app: &Arc<App>, req: HttpRequest) -> std::io::Result<()> {
+    let guard = InFlight::new(Arc::clone(app));
+    // 8 MiB, a main thread's stack: generation runs on this thread.
+    std::thread::Builder::new()
+        .name("lode-request".into())
+        .stack_size(8 << 20)
+        .spawn(move || {
+            handle(&guard.0, req);
+            drop(guard);
+        })?;
+    Ok(())
+}
+
+/// Answers one request.
+fn handle(app: &App, mut req: HttpRequest) {
     let path = req.url().split('?').next().unwrap_or("").to_string();
     let method = req.method().clone();
     let mut body = Vec::new();

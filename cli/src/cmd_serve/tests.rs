@@ -319,7 +319,7 @@ fn bad_requests_are_openai_errors() {
 }
 
 #[test]
-fn a_stop_flag_shuts_the_server_down() {
+fn a_stop_lets_the_running_request_finish_then_shuts_down() {
     let Some(a) = args(32) else { return };
     let server = start(&a, &mut Vec::new()).unwrap();
     let (addr, stop) = (server.addr, server.stop.clone());
@@ -328,10 +328,28 @@ fn a_stop_flag_shuts_the_server_down() {
         let r = server.serve(&mut out).map_err(|e| e.to_string());
         r.map(|()| String::from_utf8(out).unwrap())
     });
-    assert_eq!(request(addr, "GET", "/health", "").0, 200);
+    // A streamed request is running when the stop comes: it still gets
+    // its whole answer.
+    let body = serde_json::json!({"prompt": "Once upon a time", "max_tokens": 12,
+                                  "temperature": 0, "stream": true})
+    .to_string();
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST /v1/completions HTTP/1.1\r\nHost: lode\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut first = [0u8; 1];
+    s.read_exact(&mut first).unwrap();
     stop.store(true, Ordering::Release);
+    let mut rest = String::new();
+    s.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("data: [DONE]"), "{rest}");
     let out = serving.join().unwrap().unwrap();
     assert!(out.contains("stopped"), "{out}");
+    assert!(!out.contains("exiting anyway"), "{out}");
     // tiny_http's accept thread lets its socket go just after the drop.
     let t = Instant::now();
     while TcpStream::connect(addr).is_ok() {
