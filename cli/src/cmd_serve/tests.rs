@@ -43,10 +43,21 @@ fn server() -> Option<SocketAddr> {
 /// Status and body of one request (`Connection: close`; a chunked body
 /// is decoded).
 fn request(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    request_with(addr, method, path, "", body)
+}
+
+/// [`request`] with more header lines (each ending in CRLF).
+fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: lode\r\nConnection: close\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: lode\r\nConnection: close\r\n{headers}\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
@@ -166,15 +177,24 @@ fn two_clients_at_once_on_their_own_sessions() {
 #[test]
 fn a_session_continues_over_two_requests() {
     let Some(addr) = server() else { return };
-    let ask = |prompt: &str| {
-        let body = serde_json::json!({"prompt": prompt, "max_tokens": 3, "temperature": 0,
-                                      "session": "continued"});
-        let (status, v) = post(addr, "/v1/completions", body);
+    // The first request names the session in its body, the second in
+    // the X-Lode-Session header.
+    let ask = |prompt: &str, in_body: bool| {
+        let mut body = serde_json::json!({"prompt": prompt, "max_tokens": 3, "temperature": 0});
+        let mut header = "X-Lode-Session: continued\r\n";
+        if in_body {
+            body["session"] = "continued".into();
+            header = "";
+        }
+        let (status, text) =
+            request_with(addr, "POST", "/v1/completions", header, &body.to_string());
+        let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(status, 200, "{v}");
+        assert_eq!(v["session"], "continued", "{v}");
         v["usage"].clone()
     };
-    let first = ask("The capital of France is");
-    let second = ask(" The capital of Italy is");
+    let first = ask("The capital of France is", true);
+    let second = ask(" The capital of Italy is", false);
     let n = |u: &Value, k: &str| u[k].as_u64().unwrap();
     // Only the new text (and the token left pending) is evaluated, and
     // the context holds both requests.
