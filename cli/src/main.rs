@@ -9,6 +9,7 @@ mod cmd_inspect;
 mod cmd_pack;
 mod cmd_profile;
 mod cmd_run;
+mod cmd_serve;
 mod cmd_trace;
 #[cfg(test)]
 mod io_safety_tests;
@@ -61,6 +62,10 @@ enum Cmd {
     /// back, and the conversation's context is kept between turns (only
     /// the new tokens are evaluated). /reset starts over.
     Chat(cmd_chat::ChatArgs),
+    /// Serve the model over HTTP with OpenAI's completions and chat
+    /// completions API; conversations (sessions) keep their context in
+    /// the server between requests. See `lode serve --help`.
+    Serve(cmd_serve::ServeArgs),
     /// Measure a device's read latency against read size and fit its cost
     /// model (printed, --json, --plot, or stored into an image).
     Calibrate(cmd_calibrate::CalibrateArgs),
@@ -81,6 +86,7 @@ fn dispatch(cmd: &Cmd, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         Cmd::Run(args) => cmd_run::run(args, out),
         Cmd::Chat(args) => cmd_chat::run(args, &mut std::io::stdin().lock(), out),
         Cmd::Calibrate(args) => cmd_calibrate::run(args, out),
+        Cmd::Serve(args) => cmd_serve::run(args, out),
     }
 }
 

@@ -8,7 +8,9 @@
 //! - [`Session::new_context`] makes a conversation; many share one model
 //!   and one arena, each with its own KV cache;
 //! - [`generate`] runs the decode loop in a context, handing each token to
-//!   a callback; [`RunStats`] says what it measured.
+//!   a callback; [`RunStats`] says what it measured;
+//! - [`Service`] serves many contexts of one session to many threads
+//!   (LLMS's new context / call / delete), what `lode serve` is built on.
 //!
 //! ```no_run
 //! use std::ops::ControlFlow;
@@ -41,6 +43,7 @@ pub mod kv_quality;
 mod load;
 mod model_file;
 mod options;
+pub mod service;
 mod session;
 mod stats;
 
@@ -54,6 +57,10 @@ pub use image_file::{is_image, ImageFile, ImageFileError};
 pub use load::{Outside, OwnedScratch, StreamInfo, Streamed};
 pub use model_file::ModelFile;
 pub use options::{LoadEvents, Quiet, SessionOptions};
+pub use service::{
+    CallError, CallOptions, CallSummary, ContextId, ContextInfo, CreateError, DeleteError, Finish,
+    Input, Message, Service, ServiceErrorKind, ServiceOptions, ShutdownReport,
+};
 pub use session::{IoCounters, Session};
 pub use stats::{RunStats, StreamStats};
 
