@@ -27,6 +27,7 @@
 use crate::arena::{DramArena, Slot, SlotKind};
 use crate::compute::KvChunk;
 
+pub mod codec;
 pub mod density;
 pub mod tolerance;
 
@@ -224,6 +225,14 @@ impl KvCache {
         let block = CHUNK_TOKENS * self.kv_dim * 4;
         let at = (2 * layer + usize::from(values)) * block;
         Some(at..at + block)
+    }
+
+    /// The shape of this cache's chunks (what [`codec`] encodes).
+    pub fn chunk_shape(&self) -> codec::ChunkShape {
+        codec::ChunkShape {
+            layers: self.layers,
+            kv_dim: self.kv_dim,
+        }
     }
 
     /// Layers and elements per position of the model this cache is for.
