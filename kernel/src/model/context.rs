@@ -13,9 +13,11 @@
 //! before anything is written.
 
 use crate::arena::{DramArena, Slot};
+use crate::compute::Compute;
 
-use super::config::{Limits, LlamaConfig};
+use super::config::{Limits, LlamaConfig, CHUNK_TOKENS};
 use super::error::ModelError;
+use super::kv::codec::{decode_chunk, encode_chunk, ChunkLevel, ChunkShape};
 use super::kv::KvCache;
 
 /// The KV cache and length of one conversation.
@@ -62,6 +64,78 @@ impl Context {
     /// Empties the context, giving its KV chunks back to `arena`.
     pub fn clear<A: DramArena>(&mut self, arena: &mut A) -> Result<(), ModelError> {
         self.kv.clear(arena)
+    }
+
+    /// The shape of this context's chunks.
+    pub fn chunk_shape(&self) -> ChunkShape {
+        self.kv.chunk_shape()
+    }
+
+    /// LLMS's information density of chunk `index` (the attention its
+    /// positions received so far; see [`kv::density`](super::kv::density)).
+    pub fn density<A: DramArena>(&self, arena: &A, index: usize) -> Result<f32, ModelError> {
+        self.kv.density(arena, index)
+    }
+
+    /// Encodes chunk `index` at `level` into `out`
+    /// (`chunk_shape().payload_bytes(level)` bytes): what parking and
+    /// swapping out store. A partly filled chunk only at
+    /// [`ChunkLevel::F32`] (see [`codec`](super::kv::codec)).
+    pub fn encode_chunk<A: DramArena, C: Compute>(
+        &self,
+        arena: &A,
+        compute: &mut C,
+        index: usize,
+        level: ChunkLevel,
+        out: &mut [u8],
+    ) -> Result<(), ModelError> {
+        let slot = *self
+            .kv
+            .chunks()
+            .get(index)
+            .ok_or(ModelError::Internal("no such KV chunk"))?;
+        let full = (index + 1) * CHUNK_TOKENS <= self.len();
+        if !full && level != ChunkLevel::F32 {
+            return Err(ModelError::Internal(
+                "a partial KV chunk is stored as f32 only",
+            ));
+        }
+        let bytes = arena.bytes(slot).map_err(ModelError::arena)?;
+        encode_chunk(compute, self.chunk_shape(), level, bytes, out)
+    }
+
+    /// Appends a chunk decoded from `payload` (at `level`) holding `tokens`
+    /// positions (16 unless it is the last): the inverse of
+    /// [`Context::encode_chunk`], restoring a parked or swapped context
+    /// chunk by chunk, in order. Fails with nothing appended when the
+    /// context does not end on a chunk boundary, the chunk would pass its
+    /// limit, or the arena has no room.
+    pub fn push_chunk<A: DramArena, C: Compute>(
+        &mut self,
+        arena: &mut A,
+        compute: &mut C,
+        level: ChunkLevel,
+        payload: &[u8],
+        tokens: usize,
+    ) -> Result<(), ModelError> {
+        if !self.len().is_multiple_of(CHUNK_TOKENS) || tokens == 0 || tokens > CHUNK_TOKENS {
+            return Err(ModelError::Internal(
+                "restored KV chunks must follow whole chunks",
+            ));
+        }
+        if self.chunk_shape().payload_bytes(level) != Some(payload.len()) {
+            return Err(ModelError::Internal("KV chunk payload of the wrong size"));
+        }
+        self.kv.reserve(arena, tokens)?;
+        let slot = *self
+            .kv
+            .chunks()
+            .last()
+            .ok_or(ModelError::Internal("no KV chunk after reserve"))?;
+        let shape = self.chunk_shape();
+        let dst = arena.bytes_mut(slot).map_err(ModelError::arena)?;
+        decode_chunk(compute, shape, level, payload, dst)?;
+        self.kv.advance(tokens)
     }
 
     /// Whether this context was made for a model of `cfg` whose buffers
