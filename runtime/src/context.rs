@@ -5,6 +5,8 @@
 
 use lode_kernel::model::Context as KvContext;
 
+use crate::kv_life::KvState;
+
 /// One conversation of a [`Session`](crate::Session).
 #[derive(Debug)]
 pub struct Context {
@@ -12,6 +14,9 @@ pub struct Context {
     pub(crate) inner: KvContext,
     pub(crate) tokens: Vec<u32>,
     pub(crate) pending: Option<u32>,
+    /// Where its KV chunks are when it is parked, and what the swap area
+    /// holds of it.
+    pub(crate) kv: KvState,
 }
 
 impl Context {
@@ -21,17 +26,24 @@ impl Context {
             inner,
             tokens: Vec::new(),
             pending: None,
+            kv: KvState::default(),
         }
     }
 
-    /// Positions evaluated so far.
+    /// Positions evaluated so far (held in DRAM, or parked).
     pub fn len(&self) -> usize {
-        self.inner.len()
+        self.tokens.len()
     }
 
     /// `true` before the first position.
     pub fn is_empty(&self) -> bool {
-        self.inner.is_empty()
+        self.tokens.is_empty()
+    }
+
+    /// `true` while its KV chunks are parked (compressed, on flash or
+    /// dropped): the next call restores them first.
+    pub fn is_parked(&self) -> bool {
+        self.kv.parked.is_some()
     }
 
     /// Most positions this context may hold.

@@ -39,6 +39,7 @@ pub mod faults;
 mod generate;
 pub mod image_file;
 pub mod image_tokenizer;
+pub mod kv_life;
 pub mod kv_quality;
 mod load;
 mod model_file;
@@ -46,6 +47,7 @@ mod options;
 pub mod service;
 mod session;
 mod stats;
+pub mod swap_store;
 
 pub use budget::{BadBudget, Budget};
 pub use context::Context;

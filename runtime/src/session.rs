@@ -17,7 +17,7 @@ use lode_hal_linux::LockedArena;
 use lode_kernel::arena::LockReport;
 use lode_kernel::flash::FaultCounts;
 use lode_kernel::model::stream::{IoStats, SparseStats};
-use lode_kernel::model::{Limits, LlamaConfig, Model, WantLogits};
+use lode_kernel::model::{Limits, LlamaConfig, Model, ModelError, WantLogits};
 use lode_tokenizer::{ChatTemplate, Tokenizer};
 
 use crate::context::Context;
@@ -176,7 +176,9 @@ impl Session {
         if ctx.session != self.id {
             return Err(GenerateError::ForeignContext);
         }
+        crate::kv_life::free_parked(self, ctx)?;
         ctx.inner.clear(&mut self.arena)?;
+        ctx.kv = crate::kv_life::KvState::default();
         ctx.tokens.clear();
         ctx.pending = None;
         Ok(())
@@ -197,7 +199,47 @@ impl Session {
             return Err(GenerateError::ForeignContext);
         }
         let before = ctx.inner.len();
-        let (inner, arena, cpu) = (&mut ctx.inner, &mut self.arena, &mut self.cpu);
+        let r = self.eval_kv(&mut ctx.inner, tokens, want, on_logits);
+        let done = ctx.inner.len().saturating_sub(before).min(tokens.len());
+        ctx.tokens.extend_from_slice(&tokens[..done]);
+        r
+    }
+
+    /// Evaluates again `n` of `ctx`'s own tokens from position `from`,
+    /// which must be where its KV cache ends: a restore recomputing a
+    /// chunk it did not keep. The tokens are not appended again.
+    pub(crate) fn recompute(
+        &mut self,
+        ctx: &mut Context,
+        from: usize,
+        n: usize,
+    ) -> Result<(), GenerateError> {
+        if ctx.session != self.id {
+            return Err(GenerateError::ForeignContext);
+        }
+        if ctx.inner.len() != from {
+            return Err(GenerateError::Model(ModelError::Internal(
+                "recompute must continue where the KV cache ends",
+            )));
+        }
+        let tokens = ctx
+            .tokens
+            .get(from..from + n)
+            .ok_or(GenerateError::Model(ModelError::Internal(
+                "recompute past the context's tokens",
+            )))?
+            .to_vec();
+        self.eval_kv(&mut ctx.inner, &tokens, WantLogits::None, |_, _| {})
+    }
+
+    fn eval_kv(
+        &mut self,
+        inner: &mut lode_kernel::model::Context,
+        tokens: &[u32],
+        want: WantLogits,
+        on_logits: impl FnMut(usize, &[f32]),
+    ) -> Result<(), GenerateError> {
+        let (arena, cpu) = (&mut self.arena, &mut self.cpu);
         let r = match &mut self.engine {
             Engine::Dense(m) => m.eval(inner, arena, cpu, tokens, want, on_logits),
             Engine::Streamed(m) => {
@@ -208,8 +250,6 @@ impl Session {
                 r
             }
         };
-        let done = ctx.inner.len().saturating_sub(before).min(tokens.len());
-        ctx.tokens.extend_from_slice(&tokens[..done]);
         Ok(r?)
     }
 

@@ -1,0 +1,250 @@
+//! Parked -> resident: LLMS's I/O-recompute pipelined restore.
+//!
+//! Chunks are rebuilt in order (a recomputed chunk attends to every chunk
+//! before it, so those must be in place). Every chunk to be read is asked
+//! of the swap thread first, so the reads run while the evaluator
+//! decodes DRAM copies and recomputes chunks; which of the chunks on flash
+//! are recomputed instead of read is the split that minimizes
+//! `max(T_recompute, T_io)` under the fitted cost models (`cost.rs`).
+//! Recomputation is exact: the chunk's own tokens at their global
+//! positions under the causal mask, as they were first evaluated. A chunk
+//! whose read fails (a CRC mismatch, a device error) is recomputed too:
+//! nothing unchecked is ever used.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use lode_kernel::arena::DramArena;
+use lode_kernel::model::kv::codec::ChunkLevel;
+use lode_kernel::model::{ModelError, CHUNK_TOKENS};
+
+use crate::context::Context;
+use crate::error::GenerateError;
+use crate::session::Session;
+use crate::swap_store::{PendingRead, SwapStore};
+
+use super::cost::{split, CostModels};
+use super::{Held, ParkedChunk};
+
+/// What a restore did.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RestoreReport {
+    /// Chunks decoded from their compressed DRAM copies.
+    pub from_dram: usize,
+    /// Chunks read from the swap area.
+    pub from_flash: usize,
+    /// Chunks recomputed from their tokens.
+    pub recomputed: usize,
+    /// Of those, chunks on flash the split chose to recompute.
+    pub recomputed_by_choice: usize,
+    /// Reads that failed their checks or the device, then recomputed.
+    pub failed_reads: usize,
+    /// Seconds the restore took.
+    pub seconds: f64,
+}
+
+/// How chunk `i` comes back.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    Dram(lode_kernel::arena::Slot),
+    Read,
+    Recompute,
+}
+
+/// Restores parked `ctx` (id `id`); the caller made room for its f32
+/// chunks. On failure the context is parked again with what it still
+/// has, so a later call can retry.
+pub(crate) fn restore(
+    session: &mut Session,
+    ctx: &mut Context,
+    id: u64,
+    store: Option<&SwapStore>,
+    models: &mut CostModels,
+) -> Result<RestoreReport, GenerateError> {
+    let t = Instant::now();
+    let Some(parked) = ctx.kv.parked.take() else {
+        return Ok(RestoreReport::default());
+    };
+    let shape = ctx.inner.chunk_shape();
+    let sources = plan(&parked, store.is_some(), models, |l| {
+        shape.payload_bytes(l).unwrap_or(0)
+    });
+    let mut report = RestoreReport {
+        recomputed_by_choice: sources
+            .iter()
+            .zip(&parked)
+            .filter(|(s, c)| matches!(s, Source::Recompute) && c.held == Held::Flash)
+            .count(),
+        ..RestoreReport::default()
+    };
+    // Every read asked for now: the swap thread works through them while
+    // the loop below decodes and recomputes.
+    let mut reads: VecDeque<(usize, PendingRead)> = VecDeque::new();
+    if let Some(store) = store {
+        for (i, s) in sources.iter().enumerate() {
+            if matches!(s, Source::Read) {
+                reads.push_back((i, store.read(id, i as u32)));
+            }
+        }
+    }
+    let mut buf = Vec::new();
+    for (i, (c, s)) in parked.iter().zip(&sources).enumerate() {
+        let r = rebuild(
+            session,
+            ctx,
+            i,
+            c,
+            *s,
+            &mut reads,
+            &mut buf,
+            models,
+            &mut report,
+        );
+        if let Err(e) = r {
+            repark(session, ctx, &parked, i);
+            return Err(e);
+        }
+    }
+    report.seconds = t.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Which chunks are read, decoded or recomputed.
+fn plan(
+    parked: &[ParkedChunk],
+    can_read: bool,
+    models: &CostModels,
+    bytes: impl Fn(ChunkLevel) -> usize,
+) -> Vec<Source> {
+    let flash: Vec<(usize, usize)> = parked
+        .iter()
+        .filter(|c| c.held == Held::Flash && can_read)
+        .map(|c| (bytes(c.level), c.tokens))
+        .collect();
+    let dropped: usize = parked
+        .iter()
+        .filter(|c| c.held == Held::Dropped || (c.held == Held::Flash && !can_read))
+        .map(|c| c.tokens)
+        .sum();
+    let mut recompute_first = split(models, &flash, dropped);
+    parked
+        .iter()
+        .map(|c| match c.held {
+            Held::Dram(slot) => Source::Dram(slot),
+            Held::Flash if can_read && recompute_first > 0 => {
+                recompute_first -= 1;
+                Source::Recompute
+            }
+            Held::Flash if can_read => Source::Read,
+            _ => Source::Recompute,
+        })
+        .collect()
+}
+
+/// Rebuilds chunk `i` from `source`.
+#[allow(clippy::too_many_arguments)]
+fn rebuild(
+    session: &mut Session,
+    ctx: &mut Context,
+    i: usize,
+    c: &ParkedChunk,
+    source: Source,
+    reads: &mut VecDeque<(usize, PendingRead)>,
+    buf: &mut Vec<u8>,
+    models: &mut CostModels,
+    report: &mut RestoreReport,
+) -> Result<(), GenerateError> {
+    let shape = ctx.inner.chunk_shape();
+    match source {
+        Source::Dram(slot) => {
+            let n = shape
+                .payload_bytes(c.level)
+                .ok_or(ModelError::Internal("KV chunk shape"))?;
+            buf.clear();
+            buf.extend_from_slice(
+                session
+                    .arena()
+                    .bytes(slot)
+                    .map_err(ModelError::arena)?
+                    .get(..n)
+                    .ok_or(ModelError::Internal(
+                        "KV chunk slot shorter than its payload",
+                    ))?,
+            );
+            let (arena, compute) = session.arena_and_compute();
+            ctx.inner
+                .push_chunk(arena, compute, c.level, buf, c.tokens)?;
+            // Freed only once decoded: a failure above leaves the copy
+            // where the re-parked context expects it.
+            arena.free(slot).map_err(ModelError::arena)?;
+            report.from_dram += 1;
+        }
+        Source::Read => {
+            let got = match reads.front() {
+                Some((j, _)) if *j == i => reads.pop_front().map(|(_, p)| p.wait()),
+                _ => None,
+            };
+            let level = |code| ChunkLevel::from_code(code);
+            match got {
+                Some(Ok(r))
+                    if level(r.info.level).is_some()
+                        && usize::from(r.info.valid_tokens) == c.tokens =>
+                {
+                    models.observe_read(r.payload.len(), r.seconds);
+                    let l = level(r.info.level).unwrap_or(ChunkLevel::F32);
+                    let (arena, compute) = session.arena_and_compute();
+                    ctx.inner
+                        .push_chunk(arena, compute, l, &r.payload, c.tokens)?;
+                    report.from_flash += 1;
+                }
+                _ => {
+                    report.failed_reads += 1;
+                    recompute(session, ctx, i, c.tokens, models)?;
+                    report.recomputed += 1;
+                }
+            }
+        }
+        Source::Recompute => {
+            recompute(session, ctx, i, c.tokens, models)?;
+            report.recomputed += 1;
+        }
+    }
+    Ok(())
+}
+
+fn recompute(
+    session: &mut Session,
+    ctx: &mut Context,
+    i: usize,
+    tokens: usize,
+    models: &mut CostModels,
+) -> Result<(), GenerateError> {
+    let t = Instant::now();
+    session.recompute(ctx, i * CHUNK_TOKENS, tokens)?;
+    models.observe_recompute(tokens, t.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// After a failure at chunk `failed`: drops what was rebuilt and parks the
+/// context again, chunks before `failed` on flash if committed there or
+/// dropped, the rest as they were.
+fn repark(session: &mut Session, ctx: &mut Context, parked: &[ParkedChunk], failed: usize) {
+    let (arena, _) = session.arena_and_compute();
+    let _ = ctx.inner.clear(arena);
+    let chunks = parked
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if i >= failed {
+                return *c;
+            }
+            let held = if ctx.kv.committed.level_of(i, c.tokens) == Some(c.level) {
+                Held::Flash
+            } else {
+                Held::Dropped
+            };
+            ParkedChunk { held, ..*c }
+        })
+        .collect();
+    ctx.kv.parked = Some(chunks);
+}
