@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 
 use lode_kernel::arena::DramArena;
 use lode_kernel::model::{KvCache, MAX_CONTEXTS};
-use lode_runtime::{ModelFile, Service, ServiceOptions, Session};
+use lode_runtime::kv_life::KvPolicy;
+use lode_runtime::swap_store::{model_fingerprint, SwapSpec, SwapStore};
+use lode_runtime::{Budget, ModelFile, Service, ServiceOptions, Session};
 
 use crate::session_args::{bad, ModelArgs};
 use http::App;
@@ -43,10 +45,31 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
     /// Most conversations held at once (sessions and one-shot requests in
-    /// flight). The KV cache of every one of them is reserved in DRAM up
-    /// front, --max-context positions each; past it a request gets a 429.
-    #[arg(long = "max-contexts", default_value_t = 4)]
+    /// flight); past it a request gets a 429.
+    #[arg(long = "max-contexts", default_value_t = 16)]
     pub max_contexts: usize,
+    /// Conversations whose full KV caches (--max-context positions, f32)
+    /// the DRAM plan holds at once. Idle conversations beyond it give up
+    /// their memory, least compressed and least recently used first
+    /// (LLMS's LCTRU): parked compressed, then evicted to --swap or
+    /// dropped (recomputed from their text when called again).
+    #[arg(long = "kv-contexts", default_value_t = 2)]
+    pub kv_contexts: usize,
+    /// Mean bits per KV value of an idle conversation's chunks: 2 to 8,
+    /// assigned 8/4/2 per chunk by the attention it receives (LLMS), or
+    /// `f32` to keep them exact.
+    #[arg(long = "kv-bits", default_value = "4")]
+    pub kv_bits: String,
+    /// Swap area for idle conversations' KV chunks: file:<path> (a file,
+    /// created at --swap-size if missing, or a raw partition) or
+    /// fake:<profile> (in memory). Chunks are written when a call returns
+    /// and survive a restart: conversations in the area are served again
+    /// under their ids. Crash-consistent (formats/SWAP.md).
+    #[arg(long, value_name = "DEVICE")]
+    pub swap: Option<String>,
+    /// Size of a swap file made by --swap, or of a fake swap device.
+    #[arg(long = "swap-size", default_value = "1G")]
+    pub swap_size: String,
     /// Positions one conversation may reach; a request whose input does
     /// not fit what its conversation has left gets a 400.
     #[arg(long = "max-context", default_value_t = 1024)]
@@ -104,11 +127,15 @@ pub fn start(args: &ServeArgs, out: &mut dyn Write) -> Result<Server, Box<dyn Er
     if !(1..=MAX_CONTEXTS).contains(&args.max_contexts) {
         return Err(bad(format!("--max-contexts: 1 to {MAX_CONTEXTS}")));
     }
+    if !(1..=args.max_contexts).contains(&args.kv_contexts) {
+        return Err(bad("--kv-contexts: 1 to --max-contexts"));
+    }
+    let kv = parse_kv_bits(&args.kv_bits)?;
     args.model.check()?;
     let file = ModelFile::open(&args.model.model)?;
     let room = file.config().context.min(lode_kernel::model::MAX_CONTEXT);
     let mut opts = args.model.session_options(args.max_context.min(room))?;
-    opts.contexts = args.max_contexts;
+    opts.contexts = args.kv_contexts;
     // A server prints its memory plan at start, as `--explain` does.
     let mut events = ModelArgs {
         explain: true,
@@ -122,12 +149,22 @@ pub fn start(args: &ServeArgs, out: &mut dyn Write) -> Result<Server, Box<dyn Er
         .model
         .file_name()
         .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
-    let service = Service::new(
+    let mut service = Service::new(
         session,
         ServiceOptions {
             max_contexts: args.max_contexts,
+            kv,
         },
     );
+    if let Some(spec) = &args.swap {
+        let (store, line) = open_swap(&service, spec, &args.swap_size)?;
+        service = service.with_swap(store)?;
+        writeln!(
+            out,
+            "{line}; {} conversations recovered",
+            service.contexts().len()
+        )?;
+    }
     let http = tiny_http::Server::http((args.host.as_str(), args.port))
         .map_err(|e| bad(format!("cannot listen on {}:{}: {e}", args.host, args.port)))?;
     let addr = http
@@ -163,16 +200,18 @@ fn memory_line(session: &Session, args: &ServeArgs) -> String {
     };
     let positions = session.limits().max_context;
     let kv =
-        KvCache::chunk_bytes(session.config()) * KvCache::chunks_for(positions) * args.max_contexts;
+        KvCache::chunk_bytes(session.config()) * KvCache::chunks_for(positions) * args.kv_contexts;
     format!(
         "lode serve: model {how}; arena {:.1} MiB ({:.1} MiB locked): {:.1} MiB used by the \
          model now, up to {:.1} MiB for the KV caches of {} conversations of {positions} \
-         positions; {} threads {:?}",
+         positions at once (of at most {}; idle ones at {} bits); {} threads {:?}",
         mib(arena.capacity()),
         mib(session.locked_bytes()),
         mib(arena.used()),
         mib(kv),
+        args.kv_contexts,
         args.max_contexts,
+        args.kv_bits,
         session.compute().threads(),
         session.compute().isa(),
     )
@@ -203,7 +242,7 @@ impl Server {
             .app
             .service
             .shutdown(deadline.saturating_duration_since(Instant::now()));
-        before_exit_swap_out_hook(&report);
+        before_exit_swap_out_hook(&report, out);
         if !(answered && report.finished) {
             writeln!(
                 out,
@@ -217,11 +256,55 @@ impl Server {
     }
 }
 
-/// Where the service's contexts will be swapped out to flash before the
-/// process exits (the runtime's `service/room.rs` does the work once
-/// swapping exists); today they are dropped with the process.
-fn before_exit_swap_out_hook(report: &lode_runtime::ShutdownReport) {
-    let _ = report.swapped_out;
+/// `--kv-bits`: `f32`, or a mean of 2 to 8 bits.
+fn parse_kv_bits(s: &str) -> Result<KvPolicy, Box<dyn Error>> {
+    if s == "f32" {
+        return Ok(KvPolicy { mean_bits: None });
+    }
+    match s.parse::<f32>() {
+        Ok(b) if (2.0..=8.0).contains(&b) => Ok(KvPolicy { mean_bits: Some(b) }),
+        _ => Err(bad(format!("--kv-bits {s}: a number from 2 to 8, or f32"))),
+    }
+}
+
+/// Opens `--swap` for the service's model; returns the store and a line
+/// saying what it holds.
+fn open_swap(
+    service: &Service,
+    spec: &str,
+    size: &str,
+) -> Result<(SwapStore, String), Box<dyn Error>> {
+    let spec = SwapSpec::parse(spec).map_err(|e| bad(format!("--swap: {e}")))?;
+    let size = Budget::parse(size)
+        .ok()
+        .and_then(|b| match b {
+            Budget::Bytes(n) => Some(n as u64),
+            _ => None,
+        })
+        .ok_or_else(|| bad(format!("--swap-size {size}: bytes with a K/M/G suffix")))?;
+    let (fp, chunk) =
+        service.with_session(|s| (model_fingerprint(s), KvCache::chunk_bytes(s.config())));
+    let store = SwapStore::open(&spec, size, fp?, chunk)?;
+    let i = store.info();
+    let line = format!(
+        "lode serve: swap area {} ({:.1} MiB, {:.1} MiB free{})",
+        store.name(),
+        i.bytes as f64 / 1048576.0,
+        i.free as f64 / 1048576.0,
+        if i.formatted { ", formatted now" } else { "" }
+    );
+    Ok((store, line))
+}
+
+/// After the service swapped its conversations out at shutdown.
+fn before_exit_swap_out_hook(report: &lode_runtime::ShutdownReport, out: &mut dyn Write) {
+    if report.swapped_out > 0 {
+        let _ = writeln!(
+            out,
+            "lode serve: {} conversations saved to the swap area",
+            report.swapped_out
+        );
+    }
 }
 
 /// Runs `lode serve` until SIGINT or SIGTERM (a second one exits at once).

@@ -19,6 +19,10 @@ fn args(max_context: usize) -> Option<ServeArgs> {
         host: "127.0.0.1".into(),
         port: 0,
         max_contexts: 8,
+        kv_contexts: 8,
+        kv_bits: "4".into(),
+        swap: None,
+        swap_size: "64M".into(),
         max_context,
         shutdown_wait: 5,
     })

@@ -12,7 +12,7 @@ use crate::session::Session;
 
 use super::room::make_room;
 use super::text::Emitter;
-use super::{CallError, CallOptions, CallSummary, Conversation, Finish, Input, Message};
+use super::{CallError, CallOptions, CallSummary, Conversation, Finish, Input, Message, Service};
 
 /// The tokens to evaluate and whether the context must be emptied first.
 struct Feed {
@@ -24,6 +24,7 @@ struct Feed {
 /// call, while the context keeps what it evaluated: the next chat call
 /// sees the mismatch and rebuilds.
 pub(super) fn turn(
+    svc: &Service,
     session: &mut Session,
     ctx: &mut Context,
     conv: &mut Conversation,
@@ -35,7 +36,7 @@ pub(super) fn turn(
         .validate()
         .map_err(|e| CallError::BadOptions(e.to_string()))?;
     let before = conv.messages.len();
-    let r = run(session, ctx, conv, input, opts, on_token);
+    let r = run(svc, session, ctx, conv, input, opts, on_token);
     match r {
         Ok((summary, true)) => {
             conv.messages
@@ -52,6 +53,7 @@ pub(super) fn turn(
 
 /// The call proper; also says whether it was a chat call.
 fn run(
+    svc: &Service,
     session: &mut Session,
     ctx: &mut Context,
     conv: &mut Conversation,
@@ -82,7 +84,8 @@ fn run(
     if feed.rebuild {
         session.clear_context(ctx).map_err(CallError::Generate)?;
     }
-    make_room(session, ctx, need + opts.max_tokens.min(room - need))?;
+    let grow = need + opts.max_tokens.min(room - need);
+    make_room(svc, session, ctx, ctx.len() + grow)?;
     let summary = generate_text(session, ctx, &feed.tokens, opts, on_token)?;
     Ok((
         CallSummary {

@@ -184,6 +184,9 @@ pub enum DeleteError {
     /// Its KV chunks could not be given back (an arena bookkeeping error;
     /// the context is gone all the same).
     Free(GenerateError),
+    /// The swap area could not delete its copy (the context is gone from
+    /// the service; the area still holds it until a later delete).
+    Swap(crate::swap_store::SwapError),
 }
 
 impl DeleteError {
@@ -192,7 +195,7 @@ impl DeleteError {
         match self {
             DeleteError::UnknownContext(_) => ServiceErrorKind::UnknownContext,
             DeleteError::Busy(_) => ServiceErrorKind::Busy,
-            DeleteError::Free(_) => ServiceErrorKind::Generation,
+            DeleteError::Free(_) | DeleteError::Swap(_) => ServiceErrorKind::Generation,
         }
     }
 }
@@ -203,6 +206,7 @@ impl fmt::Display for DeleteError {
             DeleteError::UnknownContext(id) => write!(f, "no context {id}"),
             DeleteError::Busy(id) => write!(f, "context {id} is in a call"),
             DeleteError::Free(e) => write!(f, "freeing the context's KV chunks: {e}"),
+            DeleteError::Swap(e) => write!(f, "deleting the context's swapped chunks: {e}"),
         }
     }
 }

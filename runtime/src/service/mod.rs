@@ -22,11 +22,17 @@
 //! its deletion, is refused as busy rather than queued. The mutex is not
 //! fair: under contention any waiting call may go next.
 //!
-//! KV memory is decided in one place, `room.rs`, where LLMS's eviction
-//! and swap-out will plug in.
+//! KV memory is decided in one place, `room.rs`, which drives LLMS's
+//! lifecycle (`kv_life`): idle contexts are parked (compressed by
+//! density) and their chunks evicted by LCTRU when a call needs room, a
+//! called context is restored from DRAM copies, the swap area and
+//! recomputation, and a call's new chunks are swapped out when it
+//! returns ([`Service::with_swap`]).
 
 mod call;
 mod error;
+#[cfg(test)]
+mod life_tests;
 mod room;
 #[cfg(test)]
 mod tests;
@@ -45,9 +51,12 @@ use crate::session::Session;
 
 pub use error::{CallError, CreateError, DeleteError, ServiceErrorKind};
 pub use types::{
-    CallOptions, CallSummary, ContextId, ContextInfo, Finish, Input, Message, ServiceOptions,
-    ShutdownReport,
+    CallOptions, CallSummary, ContextId, ContextInfo, Finish, Input, LifeStats, Message,
+    ServiceOptions, ShutdownReport,
 };
+
+use crate::kv_life::{CostModels, KvPolicy};
+use crate::swap_store::{SwapError, SwapStore};
 
 /// A conversation's text: what rendering the next chat turn needs.
 #[derive(Debug, Default)]
@@ -83,6 +92,11 @@ pub struct Service {
     idle: Condvar,
     closing: AtomicBool,
     max_contexts: usize,
+    kv: KvPolicy,
+    swap: Option<SwapStore>,
+    models: Mutex<CostModels>,
+    life: Mutex<LifeStats>,
+    last_swap_error: Mutex<Option<String>>,
 }
 
 /// A lock, taken even if a thread panicked while holding it: the data
@@ -101,7 +115,66 @@ impl Service {
             idle: Condvar::new(),
             closing: AtomicBool::new(false),
             max_contexts: opts.max_contexts.max(1),
+            kv: opts.kv,
+            swap: None,
+            models: Mutex::new(CostModels::default()),
+            life: Mutex::new(LifeStats::default()),
+            last_swap_error: Mutex::new(None),
         }
+    }
+
+    /// The service with a swap area: idle contexts' chunks are committed
+    /// there when their calls return, and the contexts the area already
+    /// holds (a previous run's, shut down or cut off by a power loss) are
+    /// recovered, parked with every chunk on flash, under their ids.
+    pub fn with_swap(mut self, store: SwapStore) -> Result<Service, SwapError> {
+        let saved = store.list()?;
+        {
+            let session = lock(&self.session);
+            let mut t = lock(&self.table);
+            for s in saved {
+                if t.entries.len() >= self.max_contexts {
+                    break;
+                }
+                let mut ctx = session.new_context();
+                crate::kv_life::recover(&mut ctx, &s);
+                let id = ContextId(s.id);
+                t.next = t.next.max(s.id);
+                t.entries.insert(
+                    id,
+                    Entry {
+                        tokens: ctx.len(),
+                        chunks: 0,
+                        ctx: Some(ctx),
+                        conv: Conversation::default(),
+                        busy: false,
+                        last_used: SystemTime::UNIX_EPOCH,
+                    },
+                );
+            }
+        }
+        self.swap = Some(store);
+        Ok(self)
+    }
+
+    /// What the KV lifecycle has done so far.
+    pub fn life_stats(&self) -> LifeStats {
+        *lock(&self.life)
+    }
+
+    /// Why the last swap-out failed, if one did.
+    pub fn last_swap_error(&self) -> Option<String> {
+        lock(&self.last_swap_error).clone()
+    }
+
+    /// The fitted cost models of chunk reads and recomputation, as text.
+    pub fn cost_models(&self) -> String {
+        lock(&self.models).describe()
+    }
+
+    /// The swap area, when there is one.
+    pub fn swap(&self) -> Option<&SwapStore> {
+        self.swap.as_ref()
     }
 
     /// A new, empty context (`newLLMCtx`). `system_prompt` opens its
@@ -152,7 +225,9 @@ impl Service {
         let mut lease = self.lease(id)?;
         let mut session = lock(&self.session);
         let ctx = lease.ctx.get_or_insert_with(|| session.new_context());
+        room::ensure_resident(self, &mut session, ctx, id)?;
         let r = call::turn(
+            self,
             &mut session,
             ctx,
             &mut lease.conv,
@@ -160,6 +235,7 @@ impl Service {
             opts,
             &mut on_token,
         );
+        room::after_call(self, &mut session, ctx, id);
         drop(session);
         r
     }
@@ -197,6 +273,9 @@ impl Service {
             lock(&self.session)
                 .delete_context(ctx)
                 .map_err(DeleteError::Free)?;
+        }
+        if let Some(store) = &self.swap {
+            store.delete(id.0).map_err(DeleteError::Swap)?;
         }
         Ok(())
     }
@@ -246,10 +325,9 @@ impl Service {
         }
         let finished = *calls == 0;
         drop(calls);
-        let held = lock(&self.table).entries.len();
         ShutdownReport {
             finished,
-            swapped_out: room::swap_out_all(held),
+            swapped_out: room::swap_out_all(self),
         }
     }
 

@@ -1,49 +1,157 @@
-//! Whether the arena can take the KV chunks a call needs: the one place
-//! the service decides about KV memory.
+//! KV memory for the service: the one place that decides which contexts
+//! keep DRAM, and where LLMS's lifecycle (`kv_life`) is driven from.
 //!
-//! Today the answer is only yes or no: every context's chunks stay in
-//! DRAM until it is deleted, so a call that needs more chunks than the
-//! arena has free fails with [`CallError::OutOfKvMemory`] before anything
-//! is evaluated. LLMS's lifecycle plugs in here: instead of refusing,
-//! [`make_room`] will pick idle contexts (LCTRU: least compressed first,
-//! then least recently used), swap their chunks out to flash and free
-//! them, and [`swap_out_all`] will write every context's modified chunks
-//! before the process exits.
+//! - Before a call evaluates, [`make_room`] makes sure the arena can take
+//!   the chunks it needs: while it cannot, the next LCTRU victim among the
+//!   idle contexts gives up memory (a resident context is parked, then
+//!   compressed chunks are freed, least compressed first). Only when no
+//!   idle context holds anything is the call refused, before anything is
+//!   evaluated.
+//! - A parked context that is called is restored first ([`ensure_resident`]).
+//! - When a call returns, its context's new chunks go to the swap area
+//!   ahead of time ([`after_call`]), so reclaiming them later writes
+//!   nothing.
+//! - At shutdown, [`swap_out_all`] commits every context.
 
-use lode_kernel::arena::DramArena;
+use lode_kernel::arena::{DramArena, SlotKind};
 use lode_kernel::model::KvCache;
 
 use crate::context::Context;
+use crate::kv_life::{self, evict_chunk, next_victim, park, Victim};
 use crate::session::Session;
 
-use super::CallError;
+use super::{lock, CallError, ContextId, Service};
 
-/// Makes sure `ctx` can grow by `positions` positions without the arena
-/// running out of KV chunks, or says how far it is from that.
+/// Whether the arena can take `chunks` more f32 chunks now: they are
+/// allocated and given back (first fit can fail where free bytes suffice).
+fn fits(session: &mut Session, chunks: usize) -> bool {
+    let bytes = KvCache::chunk_bytes(session.config());
+    let (arena, _) = session.arena_and_compute();
+    let mut got = Vec::with_capacity(chunks);
+    let mut ok = true;
+    for _ in 0..chunks {
+        match arena.alloc(bytes, 64, SlotKind::KvChunk) {
+            Ok(s) => got.push(s),
+            Err(_) => {
+                ok = false;
+                break;
+            }
+        }
+    }
+    for s in got {
+        let _ = arena.free(s);
+    }
+    ok
+}
+
+/// Makes sure `ctx` (checked out for a call) can hold `positions` in f32
+/// chunks, reclaiming from idle contexts by LCTRU until it can.
 pub(crate) fn make_room(
-    session: &Session,
+    svc: &Service,
+    session: &mut Session,
     ctx: &Context,
     positions: usize,
 ) -> Result<(), CallError> {
-    let end = ctx.len().saturating_add(positions);
-    let held = ctx.chunks();
-    let want = KvCache::chunks_for(end);
-    let chunk = KvCache::chunk_bytes(session.config());
-    let need_bytes = want.saturating_sub(held).saturating_mul(chunk);
-    let free_bytes = session.arena().remaining();
-    if need_bytes > free_bytes {
-        return Err(CallError::OutOfKvMemory {
-            need_bytes,
-            free_bytes,
+    let want = KvCache::chunks_for(positions).saturating_sub(ctx.chunks());
+    loop {
+        if fits(session, want) {
+            return Ok(());
+        }
+        let mut t = lock(&svc.table);
+        let idle = t.entries.iter().filter_map(|(&id, e)| {
+            let c = e.ctx.as_ref().filter(|_| !e.busy)?;
+            Some((id, e.last_used, !c.is_parked() && c.chunks() > 0, &c.kv))
         });
+        let victim = next_victim(idle);
+        let freed = match victim {
+            None => {
+                let chunk = KvCache::chunk_bytes(session.config());
+                return Err(CallError::OutOfKvMemory {
+                    need_bytes: want.saturating_mul(chunk),
+                    free_bytes: session.arena().remaining(),
+                });
+            }
+            Some(Victim::Park(id)) => with_ctx(&mut t.entries, id, |c| park(session, c, svc.kv)),
+            Some(Victim::Evict(id, i)) => {
+                with_ctx(&mut t.entries, id, |c| evict_chunk(session, c, i))
+            }
+        };
+        if let Some(Err(e)) = freed {
+            return Err(CallError::Generate(e.into()));
+        }
+        lock(&svc.life).reclaims += 1;
     }
+}
+
+/// Runs `f` on the context of entry `id`, updating its chunk count.
+fn with_ctx<T>(
+    entries: &mut std::collections::BTreeMap<ContextId, super::Entry>,
+    id: ContextId,
+    f: impl FnOnce(&mut Context) -> T,
+) -> Option<T> {
+    let e = entries.get_mut(&id)?;
+    let c = e.ctx.as_mut()?;
+    let r = f(c);
+    e.chunks = c.chunks();
+    Some(r)
+}
+
+/// Restores `ctx` if it is parked, making room for it first.
+pub(crate) fn ensure_resident(
+    svc: &Service,
+    session: &mut Session,
+    ctx: &mut Context,
+    id: ContextId,
+) -> Result<(), CallError> {
+    if !ctx.is_parked() {
+        return Ok(());
+    }
+    make_room(svc, session, ctx, ctx.len())?;
+    let mut models = lock(&svc.models);
+    let r = kv_life::restore(session, ctx, id.0, svc.swap.as_ref(), &mut models)
+        .map_err(CallError::Generate)?;
+    lock(&svc.life).add_restore(&r);
     Ok(())
 }
 
+/// Ahead-of-time swap-out of `ctx` when its call returns. A failure (a
+/// full area, a device error) is counted, not returned: the call's text
+/// is already out, and the chunks stay in DRAM.
+pub(crate) fn after_call(svc: &Service, session: &mut Session, ctx: &mut Context, id: ContextId) {
+    let Some(store) = svc.swap.as_ref() else {
+        return;
+    };
+    let r = kv_life::swap_out(session, ctx, id.0, store, svc.kv);
+    match r {
+        Ok(r) => lock(&svc.life).add_swap_out(&r),
+        Err(e) => {
+            lock(&svc.life).swap_failures += 1;
+            *lock(&svc.last_swap_error) = Some(e.to_string());
+        }
+    }
+}
+
 /// Called once at shutdown, after the running calls have finished (or the
-/// wait for them ran out): where every context's KV chunks will be written
-/// to flash so a restarted service restores them. Nothing is persisted
-/// yet; returns how many contexts would have been swapped out.
-pub(crate) fn swap_out_all(contexts: usize) -> usize {
-    contexts
+/// wait for them ran out): every idle context's chunks are committed to
+/// the swap area, so a restarted service restores them. Returns how many
+/// contexts are committed.
+pub(crate) fn swap_out_all(svc: &Service) -> usize {
+    let Some(store) = svc.swap.as_ref() else {
+        return 0;
+    };
+    let mut session = lock(&svc.session);
+    let mut t = lock(&svc.table);
+    let mut done = 0;
+    for (&id, e) in t.entries.iter_mut() {
+        let Some(c) = e.ctx.as_mut().filter(|_| !e.busy) else {
+            continue;
+        };
+        if c.is_empty() {
+            continue;
+        }
+        if kv_life::swap_out(&mut session, c, id.0, store, svc.kv).is_ok() {
+            done += 1;
+        }
+    }
+    done
 }

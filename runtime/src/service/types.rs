@@ -24,10 +24,67 @@ impl fmt::Display for ContextId {
 }
 
 /// How a service is limited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ServiceOptions {
     /// Most contexts held at once (at least 1).
     pub max_contexts: usize,
+    /// How idle contexts' KV chunks are compressed.
+    pub kv: crate::kv_life::KvPolicy,
+}
+
+impl ServiceOptions {
+    /// At most `max_contexts` contexts, idle ones compressed to LLMS's
+    /// default (a mean of 4 bits).
+    pub fn new(max_contexts: usize) -> ServiceOptions {
+        ServiceOptions {
+            max_contexts,
+            kv: crate::kv_life::KvPolicy::default(),
+        }
+    }
+}
+
+/// What the KV lifecycle has done since the service started.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LifeStats {
+    /// Idle contexts parked or chunks evicted to make room.
+    pub reclaims: u64,
+    /// Contexts restored.
+    pub restores: u64,
+    /// Chunks restored from compressed DRAM copies.
+    pub from_dram: u64,
+    /// Chunks read from the swap area.
+    pub from_flash: u64,
+    /// Chunks recomputed from their tokens.
+    pub recomputed: u64,
+    /// Reads that failed their checks and were recomputed instead.
+    pub failed_reads: u64,
+    /// Seconds spent restoring.
+    pub restore_seconds: f64,
+    /// Chunks written to the swap area.
+    pub swapped_chunks: u64,
+    /// Bytes written to the swap area.
+    pub swapped_bytes: u64,
+    /// Seconds spent swapping out.
+    pub swap_seconds: f64,
+    /// Swap-outs that failed (the chunks stayed in DRAM).
+    pub swap_failures: u64,
+}
+
+impl LifeStats {
+    pub(crate) fn add_restore(&mut self, r: &crate::kv_life::RestoreReport) {
+        self.restores += 1;
+        self.from_dram += r.from_dram as u64;
+        self.from_flash += r.from_flash as u64;
+        self.recomputed += r.recomputed as u64;
+        self.failed_reads += r.failed_reads as u64;
+        self.restore_seconds += r.seconds;
+    }
+
+    pub(crate) fn add_swap_out(&mut self, r: &crate::kv_life::SwapOutReport) {
+        self.swapped_chunks += r.chunks as u64;
+        self.swapped_bytes += r.bytes as u64;
+        self.swap_seconds += r.seconds;
+    }
 }
 
 /// One chat message.

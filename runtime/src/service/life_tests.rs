@@ -1,0 +1,152 @@
+//! The KV lifecycle through the service, with the real model (skipped
+//! when absent): contexts beyond the DRAM plan are parked, evicted to the
+//! swap area or dropped, and restored; at f32 every restore is exact, so
+//! the text equals a run where every context stayed resident.
+
+use std::ops::ControlFlow;
+
+use lode_kernel::arena::DramArena;
+
+use super::tests::{real_service, say};
+use super::*;
+use crate::kv_life::KvPolicy;
+use crate::swap_store::{model_fingerprint, SwapSpec, SwapStore};
+
+const EXACT: KvPolicy = KvPolicy { mean_bits: None };
+
+/// Three conversations of two turns each, interleaved; the texts in order.
+fn script(s: &Service) -> Vec<String> {
+    let ids: Vec<ContextId> = (0..3).map(|_| s.create_context(None).unwrap()).collect();
+    // About 40 tokens each: three contexts need 12 chunks, the plan's one
+    // context of 128 positions holds 8.
+    let turns = [
+        [
+            "Paris has been a centre of finance, diplomacy, commerce, fashion and science \
+             for centuries. The capital of France is",
+            "The old sailor told the children a story about the sea and the storms he had \
+             seen. Once upon a time",
+            "# Compute Fibonacci numbers recursively, with a cache for the values seen so \
+             far.\ndef fib(n):",
+        ],
+        [" The river", " there lived", "\n    return"],
+    ];
+    let mut out = Vec::new();
+    for turn in turns {
+        for (&id, text) in ids.iter().zip(turn) {
+            out.push(say(s, id, text, 12));
+        }
+    }
+    out
+}
+
+fn swap_store(s: &Service, spec: &SwapSpec) -> SwapStore {
+    let (fp, chunk) = s.with_session(|x| {
+        (
+            model_fingerprint(x).unwrap(),
+            lode_kernel::model::KvCache::chunk_bytes(x.config()),
+        )
+    });
+    SwapStore::open(spec, 64 << 20, fp, chunk).unwrap()
+}
+
+#[test]
+fn parked_and_dropped_contexts_restore_exactly_at_f32() {
+    let Some(all) = real_service(128, 3, 3, EXACT) else {
+        return;
+    };
+    let want = script(&all);
+    // Room for one context: every switch parks or evicts the others.
+    let one = real_service(128, 1, 3, EXACT).unwrap();
+    assert_eq!(script(&one), want);
+    let life = one.life_stats();
+    assert!(life.restores >= 3 && life.recomputed > 0, "{life:?}");
+}
+
+#[test]
+fn swapped_contexts_restore_exactly_from_the_fake_flash() {
+    let Some(all) = real_service(128, 3, 3, EXACT) else {
+        return;
+    };
+    let want = script(&all);
+    let one = real_service(128, 1, 3, EXACT).unwrap();
+    let store = swap_store(&one, &SwapSpec::parse("fake:ufs40").unwrap());
+    let one = one.with_swap(store).unwrap();
+    assert_eq!(script(&one), want);
+    let life = one.life_stats();
+    assert!(life.swapped_chunks > 0 && life.from_flash > 0, "{life:?}");
+    assert_eq!(life.failed_reads, 0, "{life:?}");
+    assert_eq!(one.last_swap_error(), None);
+}
+
+#[test]
+fn conversations_survive_a_restart_through_a_swap_file() {
+    let Some(all) = real_service(128, 1, 2, EXACT) else {
+        return;
+    };
+    let id = all.create_context(None).unwrap();
+    let opening = "Paris has been a centre of finance, diplomacy, commerce, fashion and \
+                   science for centuries. The capital of France is";
+    let first = say(&all, id, opening, 8);
+    let second = say(&all, id, " The river", 8);
+
+    let dir = std::env::temp_dir().join(format!("lode-swap-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("swap.bin");
+    let _ = std::fs::remove_file(&path);
+    let spec = SwapSpec::File(path.clone());
+    {
+        let s = real_service(128, 1, 2, EXACT).unwrap();
+        let store = swap_store(&s, &spec);
+        let s = s.with_swap(store).unwrap();
+        let a = s.create_context(None).unwrap();
+        assert_eq!(say(&s, a, opening, 8), first);
+        let r = s.shutdown(std::time::Duration::from_secs(1));
+        assert_eq!(r.swapped_out, 1);
+    }
+    // A new process, as after a restart: the conversation is there under
+    // its id and continues where it stopped.
+    let s = real_service(128, 1, 2, EXACT).unwrap();
+    let store = swap_store(&s, &spec);
+    assert_eq!(store.info().contexts, 1);
+    let s = s.with_swap(store).unwrap();
+    let listed = s.contexts();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(say(&s, listed[0].id, " The river", 8), second);
+    let life = s.life_stats();
+    assert!(life.from_flash >= 1, "{life:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn compressed_contexts_shrink_and_come_back() {
+    let Some(s) = real_service(128, 1, 3, KvPolicy::default()) else {
+        return;
+    };
+    let text = "The history of the printing press begins in the fifteenth century. ".repeat(7);
+    let go = |_: &str| ControlFlow::Continue(());
+    let used = || s.with_session(|x| x.arena().used());
+    let base = used();
+    let ids: Vec<ContextId> = (0..3).map(|_| s.create_context(None).unwrap()).collect();
+    let mut resident = 0;
+    for &id in &ids {
+        s.call(id, Input::Text(&text), &CallOptions::greedy(8), go)
+            .unwrap();
+        resident = resident.max(used() - base);
+    }
+    // Three contexts of 6 f32 chunks do not fit: the oldest was parked at
+    // a mean of 4 bits (about a sixth of its f32 size).
+    let life = s.life_stats();
+    assert!(life.reclaims >= 1, "{life:?}");
+    let info = s.contexts();
+    assert_eq!(info[0].chunks, 0, "parked: {info:?}");
+    let per_context = resident / 2;
+    assert!(
+        used() - base < 2 * per_context + per_context / 3,
+        "{} vs {per_context}",
+        used() - base
+    );
+    assert!(!say(&s, ids[0], " It", 8).is_empty());
+    let life = s.life_stats();
+    assert_eq!(life.restores, 1, "{life:?}");
+    assert!(life.from_dram >= 1, "{life:?}");
+}
