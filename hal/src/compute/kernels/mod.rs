@@ -342,7 +342,7 @@ impl Kernels {
         match self {
             Kernels::Scalar => kv::scalar::quantize(src, groups, bits, dst),
             #[cfg(target_arch = "x86_64")]
-            Kernels::Avx2(_) => kv::scalar::quantize(src, groups, bits, dst),
+            Kernels::Avx2(t) => t.kv_quantize(src, groups, bits, dst),
             #[cfg(target_arch = "aarch64")]
             Kernels::Neon(_) => kv::scalar::quantize(src, groups, bits, dst),
         }
@@ -354,7 +354,7 @@ impl Kernels {
         match self {
             Kernels::Scalar => kv::scalar::dequantize(src, groups, bits, dst),
             #[cfg(target_arch = "x86_64")]
-            Kernels::Avx2(_) => kv::scalar::dequantize(src, groups, bits, dst),
+            Kernels::Avx2(t) => t.kv_dequantize(src, groups, bits, dst),
             #[cfg(target_arch = "aarch64")]
             Kernels::Neon(_) => kv::scalar::dequantize(src, groups, bits, dst),
         }
