@@ -128,6 +128,27 @@ pub(crate) fn head_of(g: &[u8]) -> (f32, f32) {
     }
 }
 
+/// Copies the start of `src` over the start of `dst` (as many bytes as the
+/// shorter holds).
+#[inline]
+pub(crate) fn put(dst: &mut [u8], src: &[u8]) {
+    let n = dst.len().min(src.len());
+    if let (Some(d), Some(s)) = (dst.get_mut(..n), src.get(..n)) {
+        d.copy_from_slice(s);
+    }
+}
+
+/// The little-endian u32 at byte `i` of `b`, zero-padded past its end.
+#[inline]
+pub(crate) fn le32(b: &[u8], i: usize) -> u32 {
+    if let Some(&[b0, b1, b2, b3]) = b.get(i..i + 4) {
+        return u32::from_le_bytes([b0, b1, b2, b3]);
+    }
+    let mut w = [0u8; 4];
+    put(&mut w, b.get(i..).unwrap_or(&[]));
+    u32::from_le_bytes(w)
+}
+
 /// Encodes `src` into `dst` (exactly [`packed_len`] bytes) with the scalar
 /// code; [`quantize_with`] gives the same bytes faster.
 ///

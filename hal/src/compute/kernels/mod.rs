@@ -344,7 +344,7 @@ impl Kernels {
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx2(t) => t.kv_quantize(src, groups, bits, dst),
             #[cfg(target_arch = "aarch64")]
-            Kernels::Neon(_) => kv::scalar::quantize(src, groups, bits, dst),
+            Kernels::Neon(t) => t.kv_quantize(src, groups, bits, dst),
         }
     }
 
@@ -356,7 +356,7 @@ impl Kernels {
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx2(t) => t.kv_dequantize(src, groups, bits, dst),
             #[cfg(target_arch = "aarch64")]
-            Kernels::Neon(_) => kv::scalar::dequantize(src, groups, bits, dst),
+            Kernels::Neon(t) => t.kv_dequantize(src, groups, bits, dst),
         }
     }
 }

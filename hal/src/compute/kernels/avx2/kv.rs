@@ -20,7 +20,7 @@ use core::arch::x86_64::*;
 use lode_kernel::compute::{ErrorKind, KvBits, KvGroups};
 
 use super::{load_f32x8, load_u8x32, store_f32x8, Token};
-use crate::compute::kv::{bits_of, group_bytes, head_of, params, scalar, GROUP};
+use crate::compute::kv::{bits_of, group_bytes, head_of, le32, params, put, scalar, GROUP};
 
 impl Token {
     /// See [`scalar::quantize`]: the same bytes, or the same error.
@@ -365,25 +365,4 @@ fn bytes16(v: __m128i) -> [u8; 16] {
     // SAFETY: `a` is 16 writable bytes; `storeu` has no alignment requirement.
     unsafe { _mm_storeu_si128(a.as_mut_ptr().cast(), v) };
     a
-}
-
-/// Copies the start of `src` over the start of `dst` (as many bytes as the
-/// shorter holds).
-#[inline]
-fn put(dst: &mut [u8], src: &[u8]) {
-    let n = dst.len().min(src.len());
-    if let (Some(d), Some(s)) = (dst.get_mut(..n), src.get(..n)) {
-        d.copy_from_slice(s);
-    }
-}
-
-/// The little-endian u32 at byte `i` of `b`, zero-padded past its end.
-#[inline]
-fn le32(b: &[u8], i: usize) -> u32 {
-    if let Some(&[b0, b1, b2, b3]) = b.get(i..i + 4) {
-        return u32::from_le_bytes([b0, b1, b2, b3]);
-    }
-    let mut w = [0u8; 4];
-    put(&mut w, b.get(i..).unwrap_or(&[]));
-    u32::from_le_bytes(w)
 }
