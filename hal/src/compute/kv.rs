@@ -131,6 +131,10 @@ pub(crate) fn head_of(g: &[u8]) -> (f32, f32) {
 /// Copies the start of `src` over the start of `dst` (as many bytes as the
 /// shorter holds).
 #[inline]
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
 pub(crate) fn put(dst: &mut [u8], src: &[u8]) {
     let n = dst.len().min(src.len());
     if let (Some(d), Some(s)) = (dst.get_mut(..n), src.get(..n)) {
@@ -140,6 +144,10 @@ pub(crate) fn put(dst: &mut [u8], src: &[u8]) {
 
 /// The little-endian u32 at byte `i` of `b`, zero-padded past its end.
 #[inline]
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
 pub(crate) fn le32(b: &[u8], i: usize) -> u32 {
     if let Some(&[b0, b1, b2, b3]) = b.get(i..i + 4) {
         return u32::from_le_bytes([b0, b1, b2, b3]);
