@@ -142,6 +142,19 @@ pub(crate) fn put(dst: &mut [u8], src: &[u8]) {
     }
 }
 
+/// Writes `v` at byte `at` of `dst` (nothing if it does not fit): a store
+/// of a length known at compile time, where [`put`]'s is a `memcpy` call.
+#[inline]
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
+pub(crate) fn put_at<const N: usize>(dst: &mut [u8], at: usize, v: [u8; N]) {
+    if let Some(Ok(d)) = dst.get_mut(at..at + N).map(<&mut [u8; N]>::try_from) {
+        *d = v;
+    }
+}
+
 /// The little-endian u32 at byte `i` of `b`, zero-padded past its end.
 #[inline]
 #[cfg_attr(

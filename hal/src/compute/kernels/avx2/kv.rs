@@ -20,7 +20,7 @@ use core::arch::x86_64::*;
 use lode_kernel::compute::{ErrorKind, KvBits, KvGroups};
 
 use super::{load_f32x8, load_u8x32, store_f32x8, Token};
-use crate::compute::kv::{bits_of, group_bytes, head_of, le32, params, put, scalar, GROUP};
+use crate::compute::kv::{bits_of, group_bytes, head_of, le32, params, put, put_at, scalar, GROUP};
 
 impl Token {
     /// See [`scalar::quantize`]: the same bytes, or the same error.
@@ -93,13 +93,13 @@ fn quantize_tokens(src: &[f32], bits: KvBits, dst: &mut [u8]) -> Result<(), Erro
         );
         let b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         match bits {
-            KvBits::B8 => put(codes, &bytes32(b)),
+            KvBits::B8 => put_at(codes, 0, bytes32(b)),
             KvBits::B4 => {
                 // Byte k = q[2k] + 16 q[2k+1] (≤ 255, so `packus` keeps it).
                 let p = _mm256_maddubs_epi16(b, _mm256_set1_epi16(0x1001));
                 let p =
                     _mm_packus_epi16(_mm256_castsi256_si128(p), _mm256_extracti128_si256::<1>(p));
-                put(codes, &bytes16(p));
+                put_at(codes, 0, bytes16(p));
             }
             KvBits::B2 => {
                 // q[2k] + 4 q[2k+1] in i16 lanes, then pairs of those
@@ -108,7 +108,8 @@ fn quantize_tokens(src: &[f32], bits: KvBits, dst: &mut [u8]) -> Result<(), Erro
                 let p = _mm256_madd_epi16(p, _mm256_set1_epi32(0x0010_0001));
                 let p =
                     _mm_packs_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256::<1>(p));
-                put(codes, &bytes16(_mm_packus_epi16(p, p)));
+                let p = _mm_packus_epi16(p, p);
+                put_at(codes, 0, (_mm_cvtsi128_si64(p) as u64).to_le_bytes());
             }
         }
     }
@@ -130,9 +131,10 @@ fn dequantize_tokens(src: &[u8], bits: KvBits, dst: &mut [f32]) {
         let codes = enc.get(4..).unwrap_or(&[]);
         let q: [__m256i; 4] = match bits {
             KvBits::B8 => {
-                let mut b = [0u8; 32];
-                put(&mut b, codes);
-                let v = load_u8x32::<0, 32>(&b);
+                let v = match <&[u8; 32]>::try_from(codes) {
+                    Ok(c) => load_u8x32::<0, 32>(c),
+                    Err(_) => _mm256_setzero_si256(),
+                };
                 let (lo, hi) = (_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
                 [
                     _mm256_cvtepu8_epi32(lo),
@@ -193,7 +195,7 @@ fn quantize_channels(
         for i in 0..LANES {
             let p = params(lo[i], hi[i], bits)?;
             (m[i], inv[i]) = (p.m, p.inv);
-            put(dst.get_mut((c0 + i) * gb..).unwrap_or(&mut []), &p.head);
+            put_at(dst, (c0 + i) * gb, p.head);
         }
         let (m, inv) = (load_f32x8::<0, LANES>(&m), load_f32x8::<0, LANES>(&inv));
         let mut acc = _mm256_setzero_si256();
@@ -209,7 +211,11 @@ fn quantize_channels(
                 for (i, w) in lanes_u32(acc).into_iter().enumerate() {
                     let at = (c0 + i) * gb + 4 + off;
                     let word = w.to_le_bytes();
-                    put(dst.get_mut(at..at + len).unwrap_or(&mut []), &word);
+                    if len == 4 {
+                        put_at(dst, at, word);
+                    } else {
+                        put(dst.get_mut(at..at + len).unwrap_or(&mut []), &word);
+                    }
                 }
                 acc = _mm256_setzero_si256();
             }

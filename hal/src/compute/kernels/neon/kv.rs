@@ -15,7 +15,7 @@ use core::arch::aarch64::*;
 use lode_kernel::compute::{ErrorKind, KvBits, KvGroups};
 
 use super::{load_f32x4, store_f32x4, Token};
-use crate::compute::kv::{bits_of, group_bytes, head_of, le32, params, put, scalar, GROUP};
+use crate::compute::kv::{bits_of, group_bytes, head_of, le32, params, put, put_at, scalar, GROUP};
 
 impl Token {
     /// See [`scalar::quantize`]: the same bytes, or the same error.
@@ -92,13 +92,13 @@ fn quantize_tokens(src: &[f32], bits: KvBits, dst: &mut [u8]) -> Result<(), Erro
         let b1 = vcombine_u8(vmovn_u16(h(q[4], q[5])), vmovn_u16(h(q[6], q[7])));
         match bits {
             KvBits::B8 => {
-                put(codes, &bytes16(b0));
-                put(codes.get_mut(16..).unwrap_or(&mut []), &bytes16(b1));
+                put_at(codes, 0, bytes16(b0));
+                put_at(codes, 16, bytes16(b1));
             }
-            KvBits::B4 => put(codes, &bytes16(vcombine_u8(pair::<4>(b0), pair::<4>(b1)))),
+            KvBits::B4 => put_at(codes, 0, bytes16(vcombine_u8(pair::<4>(b0), pair::<4>(b1)))),
             KvBits::B2 => {
                 let nibbles = vcombine_u8(pair::<2>(b0), pair::<2>(b1));
-                put(codes, &bytes8(pair::<4>(nibbles)));
+                put_at(codes, 0, bytes8(pair::<4>(nibbles)));
             }
         }
     }
@@ -173,7 +173,7 @@ fn quantize_channels(
         for i in 0..LANES {
             let p = params(lo[i], hi[i], bits)?;
             (m[i], inv[i]) = (p.m, p.inv);
-            put(dst.get_mut((c0 + i) * gb..).unwrap_or(&mut []), &p.head);
+            put_at(dst, (c0 + i) * gb, p.head);
         }
         let (m, inv) = (load_f32x4::<0, LANES>(&m), load_f32x4::<0, LANES>(&inv));
         let mut acc = vdupq_n_u32(0);
