@@ -238,12 +238,20 @@ fn dequantize_channels(src: &[u8], channels: usize, bits: KvBits, dst: &mut [f32
     let mask = _mm256_set1_epi32((1 << nb) - 1);
     let mut c0 = 0;
     while c0 + LANES <= channels {
-        let mut d = [0.0f32; LANES];
-        let mut m = [0.0f32; LANES];
-        for i in 0..LANES {
-            (d[i], m[i]) = head_of(src.get((c0 + i) * gb..).unwrap_or(&[]));
-        }
-        let (d, m) = (load_f32x8::<0, LANES>(&d), load_f32x8::<0, LANES>(&m));
+        // The eight heads as (d, m) u16 pairs, widened by F16C (exact, as
+        // the scalar `head_of`): even lanes are steps, odd lanes minimums.
+        let head = |i: usize| le32(src, (c0 + i) * gb) as i32;
+        let lo = _mm256_cvtph_ps(_mm_setr_epi32(head(0), head(1), head(2), head(3)));
+        let hi = _mm256_cvtph_ps(_mm_setr_epi32(head(4), head(5), head(6), head(7)));
+        // Deinterleave: d of lanes 0..8, then m of lanes 0..8.
+        let idx_d = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+        let idx_m = _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7);
+        let pick = |idx| {
+            let a = _mm256_permutevar8x32_ps(lo, idx);
+            let b = _mm256_permutevar8x32_ps(hi, idx);
+            _mm256_permute2f128_ps::<0x20>(a, b)
+        };
+        let (d, m) = (pick(idx_d), pick(idx_m));
         let mut words = _mm256_setzero_si256();
         for (j, row) in dst.chunks_exact_mut(channels).enumerate() {
             let s = (j % per_word) * nb;
