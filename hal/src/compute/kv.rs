@@ -26,11 +26,25 @@
 //! The encoder rounds `m` down and `d` up to f16 before computing codes, so
 //! no code needs clamping and every value decodes within `d / 2` of the
 //! original (plus f32 rounding).
+//!
+//! # Instruction sets
+//!
+//! [`CpuCompute`](super::CpuCompute) runs the codec with its kernels (AVX2,
+//! NEON or scalar, [`quantize_with`]); every path writes the same bytes and
+//! decodes the same floats. The per-group parameters ([`params`]) are
+//! computed by one scalar function on every path, since there are only two
+//! per group; the SIMD paths vectorize the min/max, the codes, the packing
+//! and the decoding (per token across a group's elements, per channel
+//! across channels, which are contiguous within a position).
 
 use lode_kernel::compute::{ErrorKind, KvBits, KvGroups};
 
 use super::f16::{f16_round_down, f16_round_up_nonneg, f16_to_f32};
-use super::math;
+use super::kernels::Kernels;
+
+pub(crate) mod scalar;
+#[cfg(test)]
+mod tests;
 
 /// Elements per per-token group.
 pub const GROUP: usize = 32;
@@ -66,74 +80,129 @@ fn group_of(elems: usize, groups: KvGroups) -> Result<usize, ErrorKind> {
     }
 }
 
-/// Encodes `src` into `dst` (exactly [`packed_len`] bytes).
+/// A group's stored parameters and what the encoder derives from them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Params {
+    /// The group's header: f16 step and f16 minimum, little-endian.
+    pub head: [u8; 4],
+    /// The minimum as stored (rounded down to f16).
+    pub m: f32,
+    /// `1 / d` for the stored step `d`, 0 when `d == 0` (a constant group:
+    /// every code is 0).
+    pub inv: f32,
+}
+
+/// The parameters of a group whose finite values span `min..=max`.
+///
+/// Every path calls this with its own min and max, which agree except for
+/// the sign of a zero: `min(-0.0, 0.0)` may be either zero depending on
+/// the instruction and the operand order. Adding `+0.0` turns `-0.0` into
+/// `+0.0` (and changes nothing else), so the stored minimum and step do
+/// not depend on it.
+///
+/// Errors: `NonFinite` when the minimum or the step does not fit f16.
+pub(crate) fn params(min: f32, max: f32, bits: KvBits) -> Result<Params, ErrorKind> {
+    let (min, max) = (min + 0.0, max + 0.0);
+    let levels = ((1u32 << bits_of(bits)) - 1) as f32;
+    let m16 = f16_round_down(min).ok_or(ErrorKind::NonFinite)?;
+    let m = f16_to_f32(m16);
+    let d16 = f16_round_up_nonneg((max - m) / levels).ok_or(ErrorKind::NonFinite)?;
+    let d = f16_to_f32(d16);
+    let [d0, d1] = d16.to_le_bytes();
+    let [m0, m1] = m16.to_le_bytes();
+    Ok(Params {
+        head: [d0, d1, m0, m1],
+        m,
+        inv: if d > 0.0 { 1.0 / d } else { 0.0 },
+    })
+}
+
+/// The step and minimum stored in a group's header (`g` at least 4 bytes).
+pub(crate) fn head_of(g: &[u8]) -> (f32, f32) {
+    match g {
+        [d0, d1, m0, m1, ..] => (
+            f16_to_f32(u16::from_le_bytes([*d0, *d1])),
+            f16_to_f32(u16::from_le_bytes([*m0, *m1])),
+        ),
+        _ => (0.0, 0.0),
+    }
+}
+
+/// Copies the start of `src` over the start of `dst` (as many bytes as the
+/// shorter holds).
+#[inline]
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
+pub(crate) fn put(dst: &mut [u8], src: &[u8]) {
+    let n = dst.len().min(src.len());
+    if let (Some(d), Some(s)) = (dst.get_mut(..n), src.get(..n)) {
+        d.copy_from_slice(s);
+    }
+}
+
+/// Writes `v` at byte `at` of `dst` (nothing if it does not fit): a store
+/// of a length known at compile time, where [`put`]'s is a `memcpy` call.
+#[inline]
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
+pub(crate) fn put_at<const N: usize>(dst: &mut [u8], at: usize, v: [u8; N]) {
+    if let Some(Ok(d)) = dst.get_mut(at..at + N).map(<&mut [u8; N]>::try_from) {
+        *d = v;
+    }
+}
+
+/// The little-endian u32 at byte `i` of `b`, zero-padded past its end.
+#[inline]
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
+pub(crate) fn le32(b: &[u8], i: usize) -> u32 {
+    if let Some(&[b0, b1, b2, b3]) = b.get(i..i + 4) {
+        return u32::from_le_bytes([b0, b1, b2, b3]);
+    }
+    let mut w = [0u8; 4];
+    put(&mut w, b.get(i..).unwrap_or(&[]));
+    u32::from_le_bytes(w)
+}
+
+/// Encodes `src` into `dst` (exactly [`packed_len`] bytes) with the scalar
+/// code; [`quantize_with`] gives the same bytes faster.
 ///
 /// Errors: `ShapeMismatch` for lengths that do not match, `NonFinite` when a
 /// value is NaN or ±∞ or a group's range does not fit f16 (|x| ≳ 65504).
+/// On error `dst` holds unspecified bytes.
 pub fn quantize(
     src: &[f32],
     groups: KvGroups,
     bits: KvBits,
     dst: &mut [u8],
 ) -> Result<(), ErrorKind> {
-    let g = group_of(src.len(), groups)?;
+    quantize_with(Kernels::Scalar, src, groups, bits, dst)
+}
+
+/// [`quantize`] with `kernels`' instruction set: the same bytes, or the
+/// same error.
+pub(crate) fn quantize_with(
+    kernels: Kernels,
+    src: &[f32],
+    groups: KvGroups,
+    bits: KvBits,
+    dst: &mut [u8],
+) -> Result<(), ErrorKind> {
+    group_of(src.len(), groups)?;
     if packed_len(src.len(), groups, bits) != Some(dst.len()) {
         return Err(ErrorKind::ShapeMismatch);
     }
-    let out = dst.chunks_exact_mut(group_bytes(g, bits));
-    match groups {
-        KvGroups::PerToken => {
-            for (x, enc) in src.chunks_exact(g).zip(out) {
-                encode_group(x, bits, enc)?;
-            }
-        }
-        KvGroups::PerChannel { channels } => {
-            let mut buf = [0.0f32; MAX_CHANNEL_GROUP];
-            let x = buf.get_mut(..g).ok_or(ErrorKind::ShapeMismatch)?;
-            for (c, enc) in out.enumerate() {
-                for (v, row) in x.iter_mut().zip(src.chunks_exact(channels)) {
-                    *v = row.get(c).copied().unwrap_or(0.0);
-                }
-                encode_group(x, bits, enc)?;
-            }
-        }
-    }
-    Ok(())
+    kernels.kv_quantize(src, groups, bits, dst)
 }
 
-/// Encodes one group `x` into `g` (`group_bytes(x.len(), bits)` bytes).
-fn encode_group(x: &[f32], bits: KvBits, g: &mut [u8]) -> Result<(), ErrorKind> {
-    let nb = bits_of(bits);
-    let levels = (1u32 << nb) - 1;
-    let mut min = f32::INFINITY;
-    let mut max = f32::NEG_INFINITY;
-    for &v in x {
-        if !v.is_finite() {
-            return Err(ErrorKind::NonFinite);
-        }
-        min = min.min(v);
-        max = max.max(v);
-    }
-    let m16 = f16_round_down(min).ok_or(ErrorKind::NonFinite)?;
-    let m = f16_to_f32(m16);
-    let d16 = f16_round_up_nonneg((max - m) / levels as f32).ok_or(ErrorKind::NonFinite)?;
-    let d = f16_to_f32(d16);
-    let (head, codes) = g.split_at_mut(4);
-    head[..2].copy_from_slice(&d16.to_le_bytes());
-    head[2..].copy_from_slice(&m16.to_le_bytes());
-    codes.fill(0);
-    let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
-    for (j, &v) in x.iter().enumerate() {
-        let q = (math::rint((v - m) * inv) as u32).min(levels);
-        let bit = j * nb;
-        if let Some(b) = codes.get_mut(bit / 8) {
-            *b |= (q << (bit % 8)) as u8;
-        }
-    }
-    Ok(())
-}
-
-/// Decodes `src` (exactly [`packed_len`]`(dst.len())` bytes) into `dst`.
+/// Decodes `src` (exactly [`packed_len`]`(dst.len())` bytes) into `dst`
+/// with the scalar code; [`dequantize_with`] gives the same floats faster.
 ///
 /// Errors: `ShapeMismatch` for lengths that do not match.
 pub fn dequantize(
@@ -142,194 +211,21 @@ pub fn dequantize(
     bits: KvBits,
     dst: &mut [f32],
 ) -> Result<(), ErrorKind> {
-    let g = group_of(dst.len(), groups)?;
+    dequantize_with(Kernels::Scalar, src, groups, bits, dst)
+}
+
+/// [`dequantize`] with `kernels`' instruction set: the same floats.
+pub(crate) fn dequantize_with(
+    kernels: Kernels,
+    src: &[u8],
+    groups: KvGroups,
+    bits: KvBits,
+    dst: &mut [f32],
+) -> Result<(), ErrorKind> {
+    group_of(dst.len(), groups)?;
     if packed_len(dst.len(), groups, bits) != Some(src.len()) {
         return Err(ErrorKind::ShapeMismatch);
     }
-    let encoded = src.chunks_exact(group_bytes(g, bits));
-    match groups {
-        KvGroups::PerToken => {
-            for (enc, y) in encoded.zip(dst.chunks_exact_mut(g)) {
-                decode_group(enc, bits, y);
-            }
-        }
-        KvGroups::PerChannel { channels } => {
-            let mut buf = [0.0f32; MAX_CHANNEL_GROUP];
-            let y = buf.get_mut(..g).ok_or(ErrorKind::ShapeMismatch)?;
-            for (c, enc) in encoded.enumerate() {
-                decode_group(enc, bits, y);
-                for (&v, row) in y.iter().zip(dst.chunks_exact_mut(channels)) {
-                    if let Some(o) = row.get_mut(c) {
-                        *o = v;
-                    }
-                }
-            }
-        }
-    }
+    kernels.kv_dequantize(src, groups, bits, dst);
     Ok(())
-}
-
-/// Decodes one group `g` into `y`.
-fn decode_group(g: &[u8], bits: KvBits, y: &mut [f32]) {
-    let nb = bits_of(bits);
-    let mask = (1u32 << nb) - 1;
-    let (head, codes) = g.split_at(4);
-    let d = f16_to_f32(u16::from_le_bytes([head[0], head[1]]));
-    let m = f16_to_f32(u16::from_le_bytes([head[2], head[3]]));
-    for (j, o) in y.iter_mut().enumerate() {
-        let bit = j * nb;
-        let byte = codes.get(bit / 8).copied().unwrap_or(0);
-        let q = (u32::from(byte) >> (bit % 8)) & mask;
-        *o = d * q as f32 + m;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const T: KvGroups = KvGroups::PerToken;
-    use proptest::prelude::*;
-
-    const ALL: [KvBits; 3] = [KvBits::B8, KvBits::B4, KvBits::B2];
-
-    #[test]
-    fn sizes() {
-        assert_eq!(group_bytes(32, KvBits::B8), 36);
-        assert_eq!(group_bytes(32, KvBits::B4), 20);
-        assert_eq!(group_bytes(32, KvBits::B2), 12);
-        assert_eq!(group_bytes(16, KvBits::B2), 8);
-        // One 16-token SmolLM2 chunk of keys: 16 · 3 · 64 values.
-        assert_eq!(packed_len(3072, T, KvBits::B4), Some(96 * 20));
-        assert_eq!(packed_len(33, T, KvBits::B8), None);
-    }
-
-    #[test]
-    fn per_channel_groups_are_channels_in_order() {
-        // 16 positions x 4 channels; channel c holds c * 100 + position.
-        let x: Vec<f32> = (0..16 * 4)
-            .map(|i| ((i % 4) * 100 + i / 4) as f32)
-            .collect();
-        let g = KvGroups::PerChannel { channels: 4 };
-        assert_eq!(packed_len(64, g, KvBits::B4), Some(4 * 12));
-        let mut enc = [0u8; 48];
-        quantize(&x, g, KvBits::B4, &mut enc).unwrap();
-        for c in 0..4 {
-            let grp = &enc[c * 12..c * 12 + 12];
-            // Each channel spans 0..=15 above its own minimum: step 1, exact.
-            assert_eq!(f16_to_f32(u16::from_le_bytes([grp[0], grp[1]])), 1.0);
-            assert_eq!(
-                f16_to_f32(u16::from_le_bytes([grp[2], grp[3]])),
-                (c * 100) as f32
-            );
-            // Codes are the positions 0..16, two per byte.
-            assert_eq!(grp[4], 0x10);
-            assert_eq!(grp[11], 0xfe);
-        }
-        let mut y = vec![0.0f32; 64];
-        dequantize(&enc, g, KvBits::B4, &mut y).unwrap();
-        assert_eq!(y, x);
-        // A block that is not whole positions, or positions not a multiple of 4.
-        assert_eq!(packed_len(63, g, KvBits::B4), None);
-        assert_eq!(packed_len(4 * 6, g, KvBits::B4), None);
-        let too_tall = KvGroups::PerChannel { channels: 1 };
-        assert_eq!(
-            quantize(&[0.0; 512], too_tall, KvBits::B8, &mut [0u8; 516]),
-            Err(ErrorKind::ShapeMismatch)
-        );
-    }
-
-    #[test]
-    fn layout_is_as_documented() {
-        let mut x = [0.0f32; 32];
-        for (j, v) in x.iter_mut().enumerate() {
-            *v = (j % 4) as f32; // codes 0,1,2,3 with d = 1, m = 0
-        }
-        let mut g = [0u8; 12];
-        quantize(&x, T, KvBits::B2, &mut g).unwrap();
-        assert_eq!(u16::from_le_bytes([g[0], g[1]]), 0x3c00, "d = 1.0");
-        assert_eq!(u16::from_le_bytes([g[2], g[3]]), 0, "m = 0");
-        // Element j at bits 2j % 8 of byte j / 4: 0 | 1<<2 | 2<<4 | 3<<6.
-        assert!(g[4..].iter().all(|&b| b == 0b11_10_01_00));
-        // 4 bits: x_j = (j % 16) / 4 has step 0.25 (exact in f16), codes j % 16,
-        // element j in the low (even j) or high (odd j) nibble of byte j / 2.
-        let x: Vec<f32> = (0..32).map(|j| (j % 16) as f32 / 4.0).collect();
-        let mut g = [0u8; 20];
-        quantize(&x, T, KvBits::B4, &mut g).unwrap();
-        assert_eq!(f16_to_f32(u16::from_le_bytes([g[0], g[1]])), 0.25);
-        assert_eq!(g[4], 0x10);
-        assert_eq!(g[5], 0x32);
-        assert_eq!(g[11], 0xfe);
-        let mut y = [0.0f32; 32];
-        dequantize(&g, T, KvBits::B4, &mut y).unwrap();
-        assert_eq!(&y[..], &x[..]);
-    }
-
-    proptest! {
-        #[test]
-        fn round_trip_within_half_a_step(
-            x in proptest::collection::vec(-300.0f32..300.0, 96),
-            shift in -1000.0f32..1000.0,
-            b in 0usize..3,
-        ) {
-            let bits = ALL[b];
-            let x: Vec<f32> = x.iter().map(|v| v + shift).collect();
-            let mut enc = vec![0u8; packed_len(96, T, bits).unwrap()];
-            quantize(&x, T, bits, &mut enc).unwrap();
-            let mut y = vec![0.0f32; 96];
-            dequantize(&enc, T, bits, &mut y).unwrap();
-            let levels = ((1u32 << bits_of(bits)) - 1) as f32;
-            for (xs, (ys, g)) in x.chunks(32).zip(y.chunks(32).zip(enc.chunks(group_bytes(32, bits)))) {
-                let d = f16_to_f32(u16::from_le_bytes([g[0], g[1]]));
-                let lo = xs.iter().copied().fold(f32::INFINITY, f32::min);
-                let hi = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                // The step is the range over the levels, widened only by f16 rounding.
-                prop_assert!(d <= ((hi - lo) + lo.abs() / 1024.0) / levels * (1.0 + 1.0 / 512.0) + 1e-6);
-                for (a, b) in xs.iter().zip(ys) {
-                    prop_assert!((a - b).abs() <= d * 0.5 + 1e-4 * a.abs().max(1.0), "{a} vs {b} (d {d})");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn errors() {
-        let mut enc = [0u8; 36];
-        assert_eq!(
-            quantize(&[0.0; 31], T, KvBits::B8, &mut enc),
-            Err(ErrorKind::ShapeMismatch)
-        );
-        assert_eq!(
-            quantize(&[0.0; 32], T, KvBits::B4, &mut enc),
-            Err(ErrorKind::ShapeMismatch)
-        );
-        let mut bad = [0.0f32; 32];
-        bad[7] = f32::NAN;
-        assert_eq!(
-            quantize(&bad, T, KvBits::B8, &mut enc),
-            Err(ErrorKind::NonFinite)
-        );
-        // A minimum below the f16 range cannot be stored.
-        bad[7] = -1e6;
-        assert_eq!(
-            quantize(&bad, T, KvBits::B8, &mut enc),
-            Err(ErrorKind::NonFinite)
-        );
-        // Nor can a 2-bit step of 1e6 / 3, while 1e6 / 255 fits.
-        bad[7] = 1e6;
-        assert_eq!(
-            quantize(&bad, T, KvBits::B2, &mut enc[..12]),
-            Err(ErrorKind::NonFinite)
-        );
-        assert_eq!(quantize(&bad, T, KvBits::B8, &mut enc), Ok(()));
-        let mut y = [0.0f32; 32];
-        assert_eq!(
-            dequantize(&enc[..35], T, KvBits::B8, &mut y),
-            Err(ErrorKind::ShapeMismatch)
-        );
-        // Constant groups decode exactly when the constant is an f16.
-        quantize(&[0.75; 32], T, KvBits::B2, &mut enc[..12]).unwrap();
-        dequantize(&enc[..12], T, KvBits::B2, &mut y).unwrap();
-        assert_eq!(y, [0.75; 32]);
-    }
 }

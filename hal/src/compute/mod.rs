@@ -388,7 +388,7 @@ impl Compute for CpuCompute<'_> {
         bits: KvBits,
         dst: &mut [u8],
     ) -> Result<(), ErrorKind> {
-        kv::quantize(src, groups, bits, dst)
+        kv::quantize_with(self.kernels, src, groups, bits, dst)
     }
 
     fn kv_dequantize(
@@ -398,7 +398,7 @@ impl Compute for CpuCompute<'_> {
         bits: KvBits,
         dst: &mut [f32],
     ) -> Result<(), ErrorKind> {
-        kv::dequantize(src, groups, bits, dst)
+        kv::dequantize_with(self.kernels, src, groups, bits, dst)
     }
 }
 

@@ -607,6 +607,30 @@ fn kv_round_trip_through_the_trait() {
     }
 }
 
+/// `CpuCompute` runs the KV codec with its kernels, which write the scalar
+/// path's bytes and decode its floats (the codec's own tests compare the
+/// kernels directly on many more inputs).
+#[test]
+fn kv_codec_through_the_trait_matches_scalar() {
+    let (mut simd, mut scalar) = (cpu(1, false), cpu(1, true));
+    let mut r = SplitMix64::new(11);
+    let x = rand_vec(&mut r, 16 * 192, 3.0);
+    for groups in [KvGroups::PerToken, KvGroups::PerChannel { channels: 192 }] {
+        for bits in [KvBits::B8, KvBits::B4, KvBits::B2] {
+            let len = groups.packed_len(x.len(), bits).unwrap();
+            let (mut a, mut b) = (vec![0u8; len], vec![0u8; len]);
+            scalar.kv_quantize(&x, groups, bits, &mut a).unwrap();
+            simd.kv_quantize(&x, groups, bits, &mut b).unwrap();
+            assert_eq!(a, b, "{groups:?} {bits:?} {:?}", simd.isa());
+            let (mut ya, mut yb) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
+            scalar.kv_dequantize(&a, groups, bits, &mut ya).unwrap();
+            simd.kv_dequantize(&a, groups, bits, &mut yb).unwrap();
+            let raw = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(raw(&ya), raw(&yb), "{groups:?} {bits:?}");
+        }
+    }
+}
+
 #[test]
 fn rope_and_norm_through_the_trait() {
     let mut c = cpu(1, false);

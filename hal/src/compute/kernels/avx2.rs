@@ -18,6 +18,8 @@
 use core::arch::x86_64::*;
 
 use super::{scalar, QType};
+
+mod kv;
 use crate::compute::act::{scale_of, ActBlock};
 
 /// Proof that the running CPU has AVX2, FMA and F16C, and whether it also

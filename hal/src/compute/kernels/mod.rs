@@ -19,9 +19,10 @@ mod avx2;
 mod neon;
 pub(crate) mod scalar;
 
-use lode_kernel::compute::DType;
+use lode_kernel::compute::{DType, ErrorKind, KvBits, KvGroups};
 
 use super::act::{quantize_scalar, ActBlock};
+use super::kv;
 
 /// The block-quantized element types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -326,6 +327,36 @@ impl Kernels {
             (Kernels::Neon(k), RowType::Quant(t)) => k.axpy_q(t, row, alpha, y),
             #[cfg(target_arch = "aarch64")]
             (Kernels::Neon(k), RowType::Float { half }) => k.axpy_float(half, row, alpha, y),
+        }
+    }
+
+    /// Encodes a KV block whose shape [`kv::quantize_with`] checked: the
+    /// same bytes, or the same error, on every path.
+    pub(crate) fn kv_quantize(
+        self,
+        src: &[f32],
+        groups: KvGroups,
+        bits: KvBits,
+        dst: &mut [u8],
+    ) -> Result<(), ErrorKind> {
+        match self {
+            Kernels::Scalar => kv::scalar::quantize(src, groups, bits, dst),
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2(t) => t.kv_quantize(src, groups, bits, dst),
+            #[cfg(target_arch = "aarch64")]
+            Kernels::Neon(t) => t.kv_quantize(src, groups, bits, dst),
+        }
+    }
+
+    /// Decodes a KV block whose shape [`kv::dequantize_with`] checked: the
+    /// same floats on every path.
+    pub(crate) fn kv_dequantize(self, src: &[u8], groups: KvGroups, bits: KvBits, dst: &mut [f32]) {
+        match self {
+            Kernels::Scalar => kv::scalar::dequantize(src, groups, bits, dst),
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2(t) => t.kv_dequantize(src, groups, bits, dst),
+            #[cfg(target_arch = "aarch64")]
+            Kernels::Neon(t) => t.kv_dequantize(src, groups, bits, dst),
         }
     }
 }

@@ -18,6 +18,8 @@
 use core::arch::aarch64::*;
 
 use super::{scalar, QType};
+
+mod kv;
 use crate::compute::act::{scale_of, ActBlock};
 use crate::compute::quant::f16_at;
 
