@@ -259,10 +259,13 @@ impl Server {
 /// `--kv-bits`: `f32`, or a mean of 2 to 8 bits.
 fn parse_kv_bits(s: &str) -> Result<KvPolicy, Box<dyn Error>> {
     if s == "f32" {
-        return Ok(KvPolicy { mean_bits: None });
+        return Ok(KvPolicy::EXACT);
     }
     match s.parse::<f32>() {
-        Ok(b) if (2.0..=8.0).contains(&b) => Ok(KvPolicy { mean_bits: Some(b) }),
+        Ok(b) if (2.0..=8.0).contains(&b) => Ok(KvPolicy {
+            mean_bits: Some(b),
+            ..KvPolicy::LLMS
+        }),
         _ => Err(bad(format!("--kv-bits {s}: a number from 2 to 8, or f32"))),
     }
 }

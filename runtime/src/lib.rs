@@ -61,7 +61,7 @@ pub use model_file::ModelFile;
 pub use options::{LoadEvents, Quiet, SessionOptions};
 pub use service::{
     CallError, CallOptions, CallSummary, ContextId, ContextInfo, CreateError, DeleteError, Finish,
-    Input, Message, Service, ServiceErrorKind, ServiceOptions, ShutdownReport,
+    Input, LifeStats, Message, Service, ServiceErrorKind, ServiceOptions, ShutdownReport,
 };
 pub use session::{IoCounters, Session};
 pub use stats::{RunStats, StreamStats};

@@ -1,5 +1,6 @@
 //! `lode bench`: benchmarks that print ratios measured side by side in one run.
 
+pub mod contexts;
 pub mod io;
 pub mod kv;
 pub mod placement;
@@ -24,6 +25,11 @@ pub enum BenchCmd {
     /// levels at several mean bits, uniform 4 and 2 bits, per-token and
     /// KIVI (keys per channel) layouts.
     Kv(kv::KvArgs),
+    /// Context switches under a DRAM budget that holds only a few
+    /// conversations: the latency to the first new token for LLMS's
+    /// lifecycle, kill-and-recompute and vLLM-style raw chunk swapping,
+    /// on one seeded trace (medians and p95).
+    Contexts(contexts::ContextsArgs),
 }
 
 /// Run `lode bench`.
@@ -32,5 +38,6 @@ pub fn run(cmd: &BenchCmd, out: &mut dyn std::io::Write) -> Result<(), Box<dyn s
         BenchCmd::Io(args) => io::run(args, out),
         BenchCmd::Placement(args) => placement::run(args, out),
         BenchCmd::Kv(args) => kv::run(args, out),
+        BenchCmd::Contexts(args) => contexts::run(args, out),
     }
 }

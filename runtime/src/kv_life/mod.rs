@@ -48,20 +48,47 @@ pub use restore::RestoreReport;
 pub(crate) use swap_out::swap_out;
 pub use swap_out::SwapOutReport;
 
-/// How idle contexts are compressed.
+/// How idle contexts give up memory. The default is LLMS's; the other
+/// settings exist so `lode bench contexts` can run the baselines (kill
+/// and recompute, vLLM-style swapping of raw chunks) through the same
+/// code.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct KvPolicy {
     /// Mean data bits per value of a parked context's full chunks (2 to
     /// 8; LLMS uses half of the 8-bit base, 4). `None`: chunks are parked
     /// and swapped at f32, exactly.
     pub mean_bits: Option<f32>,
+    /// Keep compressed copies in DRAM when parking (else a parked chunk
+    /// is only on flash, or dropped).
+    pub keep_in_dram: bool,
+    /// Commit a call's chunks when it returns (else only when its context
+    /// is parked, on the path of the call that needs the room).
+    pub ahead_of_time: bool,
+    /// Recompute some chunks on flash while reading the others, by the
+    /// cost models (else every chunk on flash is read).
+    pub pipeline: bool,
+}
+
+impl KvPolicy {
+    /// LLMS: a mean of 4 bits, copies in DRAM, ahead-of-time swap-out,
+    /// pipelined restore.
+    pub const LLMS: KvPolicy = KvPolicy {
+        mean_bits: Some(4.0),
+        keep_in_dram: true,
+        ahead_of_time: true,
+        pipeline: true,
+    };
+
+    /// LLMS's lifecycle with chunks kept exact (f32).
+    pub const EXACT: KvPolicy = KvPolicy {
+        mean_bits: None,
+        ..KvPolicy::LLMS
+    };
 }
 
 impl Default for KvPolicy {
     fn default() -> KvPolicy {
-        KvPolicy {
-            mean_bits: Some(4.0),
-        }
+        KvPolicy::LLMS
     }
 }
 

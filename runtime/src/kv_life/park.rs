@@ -34,16 +34,21 @@ pub(crate) fn park(
         let bytes = shape
             .payload_bytes(level)
             .ok_or(ModelError::Internal("KV chunk shape"))?;
-        let held = match arena.alloc(bytes, 64, SlotKind::KvChunk) {
-            Ok(dst) => {
+        let copy = if policy.keep_in_dram {
+            arena.alloc(bytes, 64, SlotKind::KvChunk).ok()
+        } else {
+            None
+        };
+        let held = match copy {
+            Some(dst) => {
                 let [s, d] = arena
                     .bytes_disjoint_mut([src, dst])
                     .map_err(ModelError::arena)?;
                 encode_chunk(compute, shape, level, s, d)?;
                 Held::Dram(dst)
             }
-            Err(_) if ctx.kv.committed.level_of(i, tokens) == Some(level) => Held::Flash,
-            Err(_) => Held::Dropped,
+            None if ctx.kv.committed.level_of(i, tokens) == Some(level) => Held::Flash,
+            None => Held::Dropped,
         };
         parked.push(ParkedChunk {
             level,

@@ -59,6 +59,7 @@ pub(crate) fn restore(
     ctx: &mut Context,
     id: u64,
     store: Option<&SwapStore>,
+    pipeline: bool,
     models: &mut CostModels,
 ) -> Result<RestoreReport, GenerateError> {
     let t = Instant::now();
@@ -66,7 +67,7 @@ pub(crate) fn restore(
         return Ok(RestoreReport::default());
     };
     let shape = ctx.inner.chunk_shape();
-    let sources = plan(&parked, store.is_some(), models, |l| {
+    let sources = plan(&parked, store.is_some(), pipeline, models, |l| {
         shape.payload_bytes(l).unwrap_or(0)
     });
     let mut report = RestoreReport {
@@ -113,6 +114,7 @@ pub(crate) fn restore(
 fn plan(
     parked: &[ParkedChunk],
     can_read: bool,
+    pipeline: bool,
     models: &CostModels,
     bytes: impl Fn(ChunkLevel) -> usize,
 ) -> Vec<Source> {
@@ -126,7 +128,11 @@ fn plan(
         .filter(|c| c.held == Held::Dropped || (c.held == Held::Flash && !can_read))
         .map(|c| c.tokens)
         .sum();
-    let mut recompute_first = split(models, &flash, dropped);
+    let mut recompute_first = if pipeline {
+        split(models, &flash, dropped)
+    } else {
+        0
+    };
     parked
         .iter()
         .map(|c| match c.held {

@@ -12,7 +12,7 @@ use super::*;
 use crate::kv_life::KvPolicy;
 use crate::swap_store::{model_fingerprint, SwapSpec, SwapStore};
 
-const EXACT: KvPolicy = KvPolicy { mean_bits: None };
+const EXACT: KvPolicy = KvPolicy::EXACT;
 
 /// Three conversations of two turns each, interleaved; the texts in order.
 fn script(s: &Service) -> Vec<String> {

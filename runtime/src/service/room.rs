@@ -53,6 +53,14 @@ pub(crate) fn make_room(
     positions: usize,
 ) -> Result<(), CallError> {
     let want = KvCache::chunks_for(positions).saturating_sub(ctx.chunks());
+    let t = std::time::Instant::now();
+    let r = reclaim(svc, session, want);
+    lock(&svc.life).reclaim_seconds += t.elapsed().as_secs_f64();
+    r
+}
+
+/// Reclaims from idle contexts until `want` f32 chunks fit.
+fn reclaim(svc: &Service, session: &mut Session, want: usize) -> Result<(), CallError> {
     loop {
         if fits(session, want) {
             return Ok(());
@@ -71,7 +79,18 @@ pub(crate) fn make_room(
                     free_bytes: session.arena().remaining(),
                 });
             }
-            Some(Victim::Park(id)) => with_ctx(&mut t.entries, id, |c| park(session, c, svc.kv)),
+            Some(Victim::Park(id)) => with_ctx(&mut t.entries, id, |c| {
+                if !svc.kv.ahead_of_time {
+                    // Written now, on the path of the call that needs
+                    // the room (vLLM swaps out on preemption).
+                    if let Some(store) = svc.swap.as_ref() {
+                        if let Ok(r) = kv_life::swap_out(session, c, id.0, store, svc.kv) {
+                            lock(&svc.life).add_swap_out(&r);
+                        }
+                    }
+                }
+                park(session, c, svc.kv)
+            }),
             Some(Victim::Evict(id, i)) => {
                 with_ctx(&mut t.entries, id, |c| evict_chunk(session, c, i))
             }
@@ -108,8 +127,15 @@ pub(crate) fn ensure_resident(
     }
     make_room(svc, session, ctx, ctx.len())?;
     let mut models = lock(&svc.models);
-    let r = kv_life::restore(session, ctx, id.0, svc.swap.as_ref(), &mut models)
-        .map_err(CallError::Generate)?;
+    let r = kv_life::restore(
+        session,
+        ctx,
+        id.0,
+        svc.swap.as_ref(),
+        svc.kv.pipeline,
+        &mut models,
+    )
+    .map_err(CallError::Generate)?;
     lock(&svc.life).add_restore(&r);
     Ok(())
 }
@@ -118,7 +144,7 @@ pub(crate) fn ensure_resident(
 /// full area, a device error) is counted, not returned: the call's text
 /// is already out, and the chunks stay in DRAM.
 pub(crate) fn after_call(svc: &Service, session: &mut Session, ctx: &mut Context, id: ContextId) {
-    let Some(store) = svc.swap.as_ref() else {
+    let Some(store) = svc.swap.as_ref().filter(|_| svc.kv.ahead_of_time) else {
         return;
     };
     let r = kv_life::swap_out(session, ctx, id.0, store, svc.kv);

@@ -48,6 +48,9 @@ impl ServiceOptions {
 pub struct LifeStats {
     /// Idle contexts parked or chunks evicted to make room.
     pub reclaims: u64,
+    /// Seconds spent making room (parking, evicting, and writing chunks
+    /// out when that is not done ahead of time).
+    pub reclaim_seconds: f64,
     /// Contexts restored.
     pub restores: u64,
     /// Chunks restored from compressed DRAM copies.
