@@ -14,12 +14,11 @@ use crate::swap_store::{model_fingerprint, SwapSpec, SwapStore};
 
 const EXACT: KvPolicy = KvPolicy::EXACT;
 
-/// Three conversations of two turns each, interleaved; the texts in order.
-fn script(s: &Service) -> Vec<String> {
-    let ids: Vec<ContextId> = (0..3).map(|_| s.create_context(None).unwrap()).collect();
-    // About 40 tokens each: three contexts need 12 chunks, the plan's one
-    // context of 128 positions holds 8.
-    let turns = [
+/// The two turns of three conversations: about 40 tokens each first, so
+/// three contexts need 12 chunks where the plan's one context of 128
+/// positions holds 8.
+fn script_turns() -> ([&'static str; 3], [&'static str; 3]) {
+    (
         [
             "Paris has been a centre of finance, diplomacy, commerce, fashion and science \
              for centuries. The capital of France is",
@@ -29,9 +28,15 @@ fn script(s: &Service) -> Vec<String> {
              far.\ndef fib(n):",
         ],
         [" The river", " there lived", "\n    return"],
-    ];
+    )
+}
+
+/// Three conversations of two turns each, interleaved; the texts in order.
+fn script(s: &Service) -> Vec<String> {
+    let ids: Vec<ContextId> = (0..3).map(|_| s.create_context(None).unwrap()).collect();
+    let (first, second) = script_turns();
     let mut out = Vec::new();
-    for turn in turns {
+    for turn in [first, second] {
         for (&id, text) in ids.iter().zip(turn) {
             out.push(say(s, id, text, 12));
         }
@@ -40,13 +45,26 @@ fn script(s: &Service) -> Vec<String> {
 }
 
 fn swap_store(s: &Service, spec: &SwapSpec) -> SwapStore {
+    sized_store(s, spec, 64 << 20)
+}
+
+fn sized_store(s: &Service, spec: &SwapSpec, size: u64) -> SwapStore {
     let (fp, chunk) = s.with_session(|x| {
         (
             model_fingerprint(x).unwrap(),
             lode_kernel::model::KvCache::chunk_bytes(x.config()),
         )
     });
-    SwapStore::open(spec, 64 << 20, fp, chunk).unwrap()
+    SwapStore::open(spec, size, fp, chunk).unwrap()
+}
+
+/// A fresh path for a swap file, in a directory of its own.
+fn swap_path(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lode-swap-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("swap.bin");
+    let _ = std::fs::remove_file(&path);
+    path
 }
 
 #[test]
@@ -149,4 +167,55 @@ fn compressed_contexts_shrink_and_come_back() {
     let life = s.life_stats();
     assert_eq!(life.restores, 1, "{life:?}");
     assert!(life.from_dram >= 1, "{life:?}");
+}
+
+#[test]
+fn damaged_swapped_chunks_are_recomputed_never_used() {
+    let Some(all) = real_service(128, 3, 3, EXACT) else {
+        return;
+    };
+    let want = script(&all);
+    let path = swap_path("damaged");
+    let one = real_service(128, 1, 3, EXACT).unwrap();
+    let store = swap_store(&one, &SwapSpec::File(path.clone()));
+    // At f32 a DRAM copy is as large as the chunk it copies, so parked
+    // chunks are left in the swap area and restores read it.
+    let one = one.with_swap(store).unwrap();
+    let mut got = Vec::new();
+    let ids: Vec<ContextId> = (0..3).map(|_| one.create_context(None).unwrap()).collect();
+    let (first, second) = script_turns();
+    for (&id, text) in ids.iter().zip(first) {
+        got.push(say(&one, id, text, 12));
+    }
+    // Everything committed so far is damaged on the medium: one byte in
+    // every 4 KiB past the two superblocks.
+    let mut bytes = std::fs::read(&path).unwrap();
+    for i in (2 * 4096 + 100..bytes.len()).step_by(4096) {
+        bytes[i] ^= 0x5a;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    for (&id, text) in ids.iter().zip(second) {
+        got.push(say(&one, id, text, 12));
+    }
+    assert_eq!(got, want);
+    let life = one.life_stats();
+    assert!(life.failed_reads > 0, "{life:?}");
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+#[test]
+fn a_full_swap_area_loses_nothing() {
+    let Some(all) = real_service(128, 3, 3, EXACT) else {
+        return;
+    };
+    let want = script(&all);
+    let one = real_service(128, 1, 3, EXACT).unwrap();
+    // Room for about two f32 chunks: most commits are refused as full.
+    let store = sized_store(&one, &SwapSpec::parse("fake:ufs40").unwrap(), 2 << 20);
+    let one = one.with_swap(store).unwrap();
+    assert_eq!(script(&one), want);
+    let life = one.life_stats();
+    assert!(life.swap_failures > 0, "{life:?}");
+    let e = one.last_swap_error().unwrap();
+    assert!(e.contains("Full") || e.contains("full"), "{e}");
 }
