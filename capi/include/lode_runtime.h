@@ -124,6 +124,51 @@ int lode_rt_generate(lode_rt_session session, lode_rt_context context, const cha
                      const struct lode_rt_generate *options, lode_rt_token_fn on_token,
                      void *user, struct lode_rt_stats *stats);
 
+/*
+ * The service: many conversations over one model under one DRAM budget
+ * (LLMS's new context / call / delete). `lode_rt_options.contexts` is how
+ * many conversations' full KV caches the budget holds at once; idle ones
+ * beyond it give up their memory (compressed by the attention they
+ * receive, swapped to the swap area, or dropped) and are restored when
+ * called, by reading and recomputing. With a swap area, conversations are
+ * committed when their calls return, crash-consistently, and a service
+ * opened again on the same area serves them again under new handles.
+ */
+typedef uint64_t lode_rt_service;
+
+struct lode_rt_service_options {
+    uint32_t size;         /* sizeof(struct lode_rt_service_options) */
+    uint32_t max_contexts; /* most conversations at once; 0: 16 */
+    float kv_bits;         /* mean bits of idle conversations' KV, 2 to 8; 0: 4; < 0: exact */
+    uint32_t reserved;     /* zero */
+    const char *swap;      /* NULL: none; "file:<path>" or "fake:ufs40" */
+    uint64_t swap_size;    /* bytes of a swap file made now; 0: 1 GiB */
+};
+
+/* Opens the model at `path` as a service; `options` and `service_options`
+ * may be NULL. */
+int lode_rt_service_open(const char *path, const struct lode_rt_options *options,
+                         const struct lode_rt_service_options *service_options,
+                         lode_rt_service *service);
+
+/* Waits (at most 30 s) for running calls, commits every conversation to
+ * the swap area if there is one, and frees the service. */
+int lode_rt_service_close(lode_rt_service service);
+
+/* A new conversation; `system_prompt` may be NULL. */
+int lode_rt_service_context_new(lode_rt_service service, const char *system_prompt,
+                                lode_rt_context *context);
+
+/* Appends `input` to the conversation and generates, calling `on_token`
+ * (may be NULL) with each piece of text: whole UTF-8 characters, id 0.
+ * `stats` may be NULL. */
+int lode_rt_service_call(lode_rt_service service, lode_rt_context context, const char *input,
+                         const struct lode_rt_generate *options, lode_rt_token_fn on_token,
+                         void *user, struct lode_rt_stats *stats);
+
+/* Deletes a conversation: its KV in DRAM and in the swap area. */
+int lode_rt_service_context_delete(lode_rt_service service, lode_rt_context context);
+
 /* A static description of an error code. */
 const char *lode_rt_strerror(int code);
 

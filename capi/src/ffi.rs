@@ -18,19 +18,19 @@ use crate::registry;
 pub use crate::types::*;
 
 /// A failure: its code and message.
-struct Fail {
+pub(crate) struct Fail {
     code: c_int,
     msg: String,
 }
 
-fn fail(code: c_int, msg: impl Into<String>) -> Fail {
+pub(crate) fn fail(code: c_int, msg: impl Into<String>) -> Fail {
     Fail {
         code,
         msg: msg.into(),
     }
 }
 
-fn code_of(kind: ErrorKind) -> c_int {
+pub(crate) fn code_of(kind: ErrorKind) -> c_int {
     match kind {
         ErrorKind::Io => LODE_RT_ERR_IO,
         ErrorKind::BadModel => LODE_RT_ERR_BAD_MODEL,
@@ -49,7 +49,7 @@ thread_local! {
 
 /// Runs `body` with panics caught; records the failure's message for
 /// [`lode_rt_last_error`].
-fn guard(body: impl FnOnce() -> Result<(), Fail>) -> c_int {
+pub(crate) fn guard(body: impl FnOnce() -> Result<(), Fail>) -> c_int {
     let (code, msg) = match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => (LODE_RT_OK, String::new()),
         Ok(Err(f)) => (f.code, f.msg),
@@ -63,7 +63,7 @@ fn guard(body: impl FnOnce() -> Result<(), Fail>) -> c_int {
 ///
 /// # Safety
 /// `p` is NULL or points to a NUL-terminated string that outlives `'a`.
-unsafe fn opt_str<'a>(p: *const c_char, what: &str) -> Result<Option<&'a str>, Fail> {
+pub(crate) unsafe fn opt_str<'a>(p: *const c_char, what: &str) -> Result<Option<&'a str>, Fail> {
     if p.is_null() {
         return Ok(None);
     }
@@ -80,7 +80,7 @@ unsafe fn opt_str<'a>(p: *const c_char, what: &str) -> Result<Option<&'a str>, F
 /// # Safety
 /// `p` is NULL or points to a readable `T` whose first field is a `u32`
 /// size.
-unsafe fn read_struct<T: Copy>(p: *const T, what: &str) -> Result<Option<T>, Fail> {
+pub(crate) unsafe fn read_struct<T: Copy>(p: *const T, what: &str) -> Result<Option<T>, Fail> {
     if p.is_null() {
         return Ok(None);
     }
@@ -103,7 +103,7 @@ unsafe fn read_struct<T: Copy>(p: *const T, what: &str) -> Result<Option<T>, Fai
     Ok(Some(unsafe { p.read() }))
 }
 
-fn session_options(o: &LodeRtOptions, room: usize) -> Result<SessionOptions, Fail> {
+pub(crate) fn session_options(o: &LodeRtOptions, room: usize) -> Result<SessionOptions, Fail> {
     let bad = |m: String| fail(LODE_RT_ERR_INVALID, m);
     let max_context = match o.max_context as usize {
         0 => 512.min(room),
@@ -218,7 +218,7 @@ pub extern "C" fn lode_rt_context_free(session: u64, context: u64) -> c_int {
     })
 }
 
-fn generate_options(g: Option<LodeRtGenerate>) -> Result<GenerateOptions, Fail> {
+pub(crate) fn generate_options(g: Option<LodeRtGenerate>) -> Result<GenerateOptions, Fail> {
     let Some(g) = g else {
         return Ok(GenerateOptions::greedy(32));
     };

@@ -17,6 +17,8 @@
 
 pub mod ffi;
 pub mod registry;
+pub mod service_ffi;
 pub mod types;
 
 pub use ffi::*;
+pub use service_ffi::*;

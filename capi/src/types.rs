@@ -129,3 +129,34 @@ pub struct LodeRtStats {
 pub type LodeRtTokenFn = Option<
     unsafe extern "C" fn(user: *mut c_void, id: u32, piece: *const c_char, len: usize) -> c_int,
 >;
+
+/// `struct lode_rt_service_options`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct LodeRtServiceOptions {
+    /// `sizeof(struct lode_rt_service_options)`.
+    pub size: u32,
+    /// Most conversations held at once; 0: 16.
+    pub max_contexts: u32,
+    /// Mean bits per KV value of idle conversations (2 to 8); 0: 4;
+    /// negative: kept exact (f32).
+    pub kv_bits: f32,
+    /// Zero.
+    pub reserved: u32,
+    /// Swap area: NULL for none, `file:<path>` or `fake:<profile>`.
+    pub swap: *const c_char,
+    /// Bytes of a swap file made now (or of a fake device); 0: 1 GiB.
+    pub swap_size: u64,
+}
+
+impl LodeRtServiceOptions {
+    /// Every field at its default.
+    pub const DEFAULT: LodeRtServiceOptions = LodeRtServiceOptions {
+        size: size_of::<LodeRtServiceOptions>() as u32,
+        max_contexts: 0,
+        kv_bits: 0.0,
+        reserved: 0,
+        swap: std::ptr::null(),
+        swap_size: 0,
+    };
+}
