@@ -65,7 +65,7 @@ fn service_code(kind: ServiceErrorKind) -> c_int {
 fn policy(bits: f32) -> Result<KvPolicy, Fail> {
     match bits {
         b if b < 0.0 => Ok(KvPolicy::EXACT),
-        b if b == 0.0 => Ok(KvPolicy::LLMS),
+        0.0 => Ok(KvPolicy::LLMS),
         b if (2.0..=8.0).contains(&b) => Ok(KvPolicy {
             mean_bits: Some(b),
             ..KvPolicy::LLMS
