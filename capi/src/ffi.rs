@@ -234,6 +234,27 @@ pub(crate) fn generate_options(g: Option<LodeRtGenerate>) -> Result<GenerateOpti
     })
 }
 
+/// The arguments every generating call checks: the text (required), the
+/// generation options and the stats structure.
+///
+/// # Safety
+/// As [`lode_rt_generate`]'s for `text`, `options` and `stats`.
+pub(crate) unsafe fn call_args<'a>(
+    text: *const c_char,
+    options: *const LodeRtGenerate,
+    stats: *mut LodeRtStats,
+    what: &str,
+) -> Result<(&'a str, GenerateOptions, Option<LodeRtStats>), Fail> {
+    if text.is_null() {
+        return Err(fail(LODE_RT_ERR_NULL, format!("{what} is required")));
+    }
+    // SAFETY: the caller's promises.
+    let text = unsafe { opt_str(text, what) }?.unwrap_or_default();
+    let gen = generate_options(unsafe { read_struct(options, "options") }?)?;
+    let out_stats = unsafe { read_struct(stats.cast_const(), "stats") }?;
+    Ok((text, gen, out_stats))
+}
+
 /// Evaluates `prompt` in `context` and generates, calling `on_token` with
 /// each token.
 ///
@@ -253,13 +274,8 @@ pub unsafe extern "C" fn lode_rt_generate(
     stats: *mut LodeRtStats,
 ) -> c_int {
     guard(|| {
-        if prompt.is_null() {
-            return Err(fail(LODE_RT_ERR_NULL, "prompt is required"));
-        }
         // SAFETY: the caller's promises above.
-        let prompt = unsafe { opt_str(prompt, "prompt") }?.unwrap_or_default();
-        let gen = generate_options(unsafe { read_struct(options, "options") }?)?;
-        let out_stats = unsafe { read_struct(stats.cast_const(), "stats") }?;
+        let (prompt, gen, out_stats) = unsafe { call_args(prompt, options, stats, "prompt") }?;
         let e = registry::get(session)
             .ok_or_else(|| fail(LODE_RT_ERR_BAD_HANDLE, "no such session"))?;
         let mut entry = registry::lock(&e);

@@ -18,9 +18,7 @@ use lode_runtime::{
     ServiceOptions, Session,
 };
 
-use crate::ffi::{
-    code_of, fail, generate_options, guard, opt_str, read_struct, session_options, Fail,
-};
+use crate::ffi::{call_args, code_of, fail, guard, opt_str, read_struct, session_options, Fail};
 use crate::registry::next_handle;
 use crate::types::*;
 
@@ -232,13 +230,8 @@ pub unsafe extern "C" fn lode_rt_service_call(
     stats: *mut LodeRtStats,
 ) -> c_int {
     guard(|| {
-        if input.is_null() {
-            return Err(fail(LODE_RT_ERR_NULL, "input is required"));
-        }
         // SAFETY: the caller's promises above.
-        let input = unsafe { opt_str(input, "input") }?.unwrap_or_default();
-        let gen = generate_options(unsafe { read_struct(options, "options") }?)?;
-        let out_stats = unsafe { read_struct(stats.cast_const(), "stats") }?;
+        let (input, gen, out_stats) = unsafe { call_args(input, options, stats, "input") }?;
         let e = get(service)?;
         let id = self::context(&e, context)?;
         let opts = CallOptions {

@@ -177,6 +177,29 @@ pub(crate) fn recover(ctx: &mut crate::Context, saved: &crate::swap_store::Saved
     };
 }
 
+/// The payload a parked chunk's DRAM copy holds at `level` (its slot may
+/// be longer than the payload).
+pub(crate) fn dram_payload(
+    session: &crate::Session,
+    slot: Slot,
+    shape: lode_kernel::model::kv::codec::ChunkShape,
+    level: ChunkLevel,
+) -> Result<&[u8], lode_kernel::model::ModelError> {
+    use lode_kernel::arena::DramArena;
+    use lode_kernel::model::ModelError;
+    let n = shape
+        .payload_bytes(level)
+        .ok_or(ModelError::Internal("KV chunk shape"))?;
+    session
+        .arena()
+        .bytes(slot)
+        .map_err(ModelError::arena)?
+        .get(..n)
+        .ok_or(ModelError::Internal(
+            "KV chunk slot shorter than its payload",
+        ))
+}
+
 /// Positions of chunk `i` in a context of `len` positions.
 pub(crate) fn chunk_tokens(len: usize, i: usize) -> usize {
     const C: usize = lode_kernel::model::CHUNK_TOKENS;

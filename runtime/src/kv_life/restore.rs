@@ -163,20 +163,8 @@ fn rebuild(
     let shape = ctx.inner.chunk_shape();
     match source {
         Source::Dram(slot) => {
-            let n = shape
-                .payload_bytes(c.level)
-                .ok_or(ModelError::Internal("KV chunk shape"))?;
             buf.clear();
-            buf.extend_from_slice(
-                session
-                    .arena()
-                    .bytes(slot)
-                    .map_err(ModelError::arena)?
-                    .get(..n)
-                    .ok_or(ModelError::Internal(
-                        "KV chunk slot shorter than its payload",
-                    ))?,
-            );
+            buf.extend_from_slice(super::dram_payload(session, slot, shape, c.level)?);
             let (arena, compute) = session.arena_and_compute();
             ctx.inner
                 .push_chunk(arena, compute, c.level, buf, c.tokens)?;

@@ -144,18 +144,7 @@ fn parked_payloads(session: &Session, ctx: &Context) -> Result<Vec<Out>, ModelEr
             continue;
         }
         if let Held::Dram(slot) = c.held {
-            let n = shape
-                .payload_bytes(c.level)
-                .ok_or(ModelError::Internal("KV chunk shape"))?;
-            let payload = session
-                .arena()
-                .bytes(slot)
-                .map_err(ModelError::arena)?
-                .get(..n)
-                .ok_or(ModelError::Internal(
-                    "KV chunk slot shorter than its payload",
-                ))?
-                .to_vec();
+            let payload = super::dram_payload(session, slot, shape, c.level)?.to_vec();
             outs.push((chunk_out(i, c.level, c.tokens, payload), c.level));
         }
     }
