@@ -34,7 +34,11 @@ pub(crate) fn park(
         let bytes = shape
             .payload_bytes(level)
             .ok_or(ModelError::Internal("KV chunk shape"))?;
-        let copy = if policy.keep_in_dram {
+        let committed = ctx.kv.committed.level_of(i, tokens) == Some(level);
+        // A chunk the swap area holds at this level is not encoded again
+        // (parking sits on the path of the call that needs the room, and
+        // encoding costs more than the read that brings it back).
+        let copy = if policy.keep_in_dram && !committed {
             arena.alloc(bytes, 64, SlotKind::KvChunk).ok()
         } else {
             None
@@ -47,7 +51,7 @@ pub(crate) fn park(
                 encode_chunk(compute, shape, level, s, d)?;
                 Held::Dram(dst)
             }
-            None if ctx.kv.committed.level_of(i, tokens) == Some(level) => Held::Flash,
+            None if committed => Held::Flash,
             None => Held::Dropped,
         };
         parked.push(ParkedChunk {

@@ -94,12 +94,36 @@ pub(super) fn run(
         return;
     }
     while let Ok(req) = rx.recv() {
+        let before = area.device().virtual_ns();
+        let written = match &req {
+            Req::Commit { write, .. } => write.iter().map(|c| c.payload.len() as u64).sum(),
+            _ => 0,
+        };
         serve(&mut area, &mut arena, dest, req);
+        pace(area.device(), before, written);
     }
     // Every commit synced before it answered: nothing to flush.
 }
 
 type Area<'m> = SwapArea<'m, &'m mut AnyDevice>;
+
+/// On the fake flash time is virtual: reads advance its clock and writes
+/// are instant. So that wall-clock benchmarks (`lode bench contexts`) see
+/// the device, the thread sleeps for the virtual time a request's reads
+/// took and for what its `written` bytes would take at the device's cost
+/// model (its read bandwidth: the fake has no write model). A file or a
+/// partition takes its own time.
+fn pace(dev: &AnyDevice, before_ns: u64, written: u64) {
+    use lode_kernel::flash::FlashDevice;
+    if !matches!(dev, AnyDevice::Fake(_)) {
+        return;
+    }
+    let mut ns = dev.virtual_ns().saturating_sub(before_ns);
+    if written > 0 {
+        ns += dev.cost_model().batch_ns(1, written);
+    }
+    std::thread::sleep(std::time::Duration::from_nanos(ns));
+}
 
 /// Opens the area on `dev`, or formats it when no superblock is there.
 fn open_or_format<'m>(
