@@ -94,7 +94,9 @@ impl Trace {
             }
             lens[next] += grow;
             switches.push((next, cut(INPUT_TOKENS, &mut r)));
-            recent.retain(|&c| c != at);
+            // The apps used before this one, most recent first, never the
+            // one now in front.
+            recent.retain(|&c| c != at && c != next);
             recent.insert(0, at);
             recent.truncate(3);
             at = next;
@@ -143,5 +145,68 @@ fn pick(pattern: Pattern, at: usize, n: usize, recent: &[usize], r: &mut SplitMi
                 other(r)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(pattern: &str, seed: u64) -> ContextsArgs {
+        ContextsArgs {
+            model: "unused".into(),
+            text: "unused".into(),
+            contexts: 4,
+            max_history: 300,
+            switches: 40,
+            pattern: pattern.into(),
+            tokens: 4,
+            kv_contexts: 2,
+            swap: "/tmp".into(),
+            seed,
+            threads: None,
+            systems: "lode".into(),
+            trace_out: None,
+            json: false,
+        }
+    }
+
+    #[test]
+    fn traces_are_seeded_bounded_and_never_stay_put() {
+        let corpus: Vec<u32> = (0..5000).collect();
+        let a = args("markov", 7);
+        let t = Trace::new(&corpus, &a, Pattern::Markov, 600).unwrap();
+        let again = Trace::new(&corpus, &a, Pattern::Markov, 600).unwrap();
+        assert_eq!(t.switches, again.switches, "seeded");
+        assert_eq!(t.switches.len(), 40);
+        assert!(t.histories.iter().all(|h| (256..=300).contains(&h.len())));
+        let mut lens: Vec<usize> = t.histories.iter().map(|h| h.len() + 1).collect();
+        let mut at = a.contexts - 1;
+        for (c, input) in &t.switches {
+            assert_ne!(*c, at, "a switch goes somewhere else");
+            assert_eq!(input.len(), INPUT_TOKENS);
+            lens[*c] += INPUT_TOKENS + a.tokens;
+            assert!(lens[*c] <= 600);
+            at = *c;
+        }
+        let random = Trace::new(&corpus, &a, Pattern::Random, 600).unwrap();
+        assert_ne!(random.switches, t.switches);
+        let other_seed = Trace::new(&corpus, &args("markov", 8), Pattern::Markov, 600).unwrap();
+        assert_ne!(other_seed.switches, t.switches);
+    }
+
+    #[test]
+    fn impossible_traces_are_errors() {
+        let corpus: Vec<u32> = (0..5000).collect();
+        let mut a = args("markov", 1);
+        a.contexts = 1;
+        assert!(Trace::new(&corpus, &a, Pattern::Markov, 600).is_err());
+        let a = args("markov", 1);
+        assert!(Trace::new(&corpus[..100], &a, Pattern::Markov, 600).is_err());
+        assert!(
+            Trace::new(&corpus, &a, Pattern::Markov, 300).is_err(),
+            "no room to grow"
+        );
+        assert!(Pattern::parse("sometimes").is_err());
     }
 }
