@@ -301,7 +301,10 @@ pub unsafe extern "C" fn lode_rt_generate(
         });
         let context_tokens = ctx.len();
         entry.contexts.insert(context, ctx);
+        // The next call may come from another thread.
+        let settled = entry.session.settle();
         let g = result.map_err(|e| fail(code_of(e.kind()), e.to_string()))?;
+        settled.map_err(|e| fail(code_of(e.kind()), e.to_string()))?;
         if out_stats.is_some() {
             let s = &entry.session;
             let per_s = |n: usize, t: f64| if t > 0.0 { n as f64 / t } else { 0.0 };

@@ -253,6 +253,19 @@ impl Session {
         Ok(r?)
     }
 
+    /// Collects the streamed reads still in flight (the ring prefetches
+    /// the next pass's first units when a pass ends). A session about to
+    /// be used from another thread settles first: a device bound to the
+    /// thread that submitted its reads (io_uring with deferred
+    /// completions) can move only with nothing in flight. Nothing to do
+    /// for a model held in DRAM.
+    pub fn settle(&mut self) -> Result<(), GenerateError> {
+        if let Engine::Streamed(m) = &mut self.engine {
+            m.weights_mut().quiesce(&mut self.arena)?;
+        }
+        Ok(())
+    }
+
     /// The model's hyper-parameters.
     pub fn config(&self) -> &LlamaConfig {
         &self.cfg

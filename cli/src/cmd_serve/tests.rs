@@ -381,3 +381,45 @@ fn a_stop_lets_the_running_request_finish_then_shuts_down() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A streamed image serves request after request, each on a thread of its
+/// own: the session settles its prefetched reads after every call (a ring
+/// with deferred completions belongs to the thread that submitted them).
+/// Three conversations through one's room also exercise parking, the swap
+/// area and restoring with the weights streamed.
+#[test]
+fn a_streamed_image_serves_requests_from_many_threads() {
+    let Some(model) = real_model() else { return };
+    let image = std::env::temp_dir().join(format!("lode-serve-{}.lode", std::process::id()));
+    let pack = crate::cmd_pack::PackArgs::quiet_defaults(model, image.clone());
+    crate::cmd_pack::run(&pack, &mut Vec::new()).unwrap();
+    let mut a = args(256).unwrap();
+    a.model.model = image.clone();
+    a.model.dram_budget = Some("50%".into());
+    a.kv_contexts = 1;
+    a.swap = Some("fake:ufs40".into());
+    let server = start(&a, &mut Vec::new()).unwrap();
+    let addr = server.addr;
+    let stop = std::sync::Arc::clone(&server.stop);
+    let serving = std::thread::spawn(move || {
+        server
+            .serve(&mut std::io::sink())
+            .map_err(|e| e.to_string())
+    });
+    let ask = |session: &str| {
+        let body = format!(
+            r#"{{"session": "{session}", "prompt": "Paris has been a centre of finance, diplomacy, commerce, fashion and science for centuries. The capital of France is", "max_tokens": 30, "temperature": 0}}"#
+        );
+        request(addr, "POST", "/v1/completions", &body)
+    };
+    for session in ["a", "b", "c", "a"] {
+        let (status, body) = ask(session);
+        assert_eq!(status, 200, "{session}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let text = v["choices"][0]["text"].as_str().unwrap();
+        assert!(text.starts_with(" Paris"), "{session}: {text}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    serving.join().unwrap().unwrap();
+    let _ = std::fs::remove_file(&image);
+}

@@ -236,8 +236,11 @@ impl Service {
             &mut on_token,
         );
         room::after_call(self, &mut session, ctx, id);
+        // The next call may come from another thread (a server answers
+        // each request on its own).
+        let settled = session.settle().map_err(CallError::Generate);
         drop(session);
-        r
+        r.and_then(|s| settled.map(|()| s))
     }
 
     /// A context made, called once and deleted: a one-shot request.
