@@ -111,6 +111,15 @@ impl ChatTemplate {
         self.default_system.as_deref()
     }
 
+    /// The same template with no default system prompt: what renders turns
+    /// that continue a conversation already under way (whose opening,
+    /// system prompt included, is already evaluated).
+    pub fn without_default_system(&self) -> ChatTemplate {
+        ChatTemplate {
+            default_system: None,
+        }
+    }
+
     /// Calls `emit` for each piece of the conversation in order. The string
     /// renderer and the token encoder are both written on top of this, so
     /// they cannot disagree about the layout.

@@ -103,7 +103,7 @@ fn run(
 fn chat_feed(session: &Session, ctx: &Context, conv: &Conversation) -> Result<Feed, CallError> {
     let template = session.chat_template().ok_or(CallError::NoChatTemplate)?;
     let mut msgs: Vec<ChatMessage<'_>> = Vec::with_capacity(conv.messages.len() + 1);
-    if let Some(s) = &conv.system {
+    if let (Some(s), None) = (&conv.system, &conv.base) {
         msgs.push(ChatMessage::new("system", s));
     }
     msgs.extend(
@@ -111,10 +111,19 @@ fn chat_feed(session: &Session, ctx: &Context, conv: &Conversation) -> Result<Fe
             .iter()
             .map(|m| ChatMessage::new(&m.role, &m.content)),
     );
-    let full = session
-        .tokenizer()
-        .encode_chat(template, &msgs, true)
-        .map_err(|_| CallError::NoChatTemplate)?;
+    let full = match &conv.base {
+        None => session.tokenizer().encode_chat(template, &msgs, true),
+        Some(base) => {
+            // A recovered conversation: its opening is in `base`, so the
+            // messages since are turns that continue it.
+            let more = template.without_default_system();
+            session
+                .tokenizer()
+                .encode_chat(&more, &msgs, true)
+                .map(|t| [base.as_slice(), &t].concat())
+        }
+    }
+    .map_err(|_| CallError::NoChatTemplate)?;
     let mut held = ctx.tokens().to_vec();
     held.extend(ctx.pending());
     Ok(if full.starts_with(&held) {
@@ -205,4 +214,20 @@ fn generate_text(
         prompt_seconds: g.prompt_seconds,
         decode_seconds: g.decode_seconds,
     })
+}
+
+/// `tokens` (a recovered conversation's) closed as a finished turn, ready
+/// for the next turn's marker: the end-of-turn marker unless it is the
+/// last token already, then the newline the template puts after it.
+/// `None` without a chat template or its markers.
+pub(super) fn closed_turn(session: &Session, tokens: &[u32]) -> Option<Vec<u32>> {
+    session.chat_template()?;
+    let tok = session.tokenizer();
+    let end = tok.token_id(lode_tokenizer::IM_END)?;
+    let mut out = tokens.to_vec();
+    if out.last() != Some(&end) {
+        out.push(end);
+    }
+    out.extend(tok.encode("\n", false));
+    Some(out)
 }

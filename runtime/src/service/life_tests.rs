@@ -219,3 +219,44 @@ fn a_full_swap_area_loses_nothing() {
     let e = one.last_swap_error().unwrap();
     assert!(e.contains("Full") || e.contains("full"), "{e}");
 }
+
+#[test]
+fn a_chat_survives_a_restart_and_continues_where_it_stopped() {
+    let Some(all) = real_service(256, 1, 2, EXACT) else {
+        return;
+    };
+    let q1 = [Message::new("user", "What is the capital of France?")];
+    let q2 = [Message::new("user", "And of Italy?")];
+    let chat = |s: &Service, id: ContextId, q: &[Message]| {
+        s.call(id, Input::Chat(q), &CallOptions::greedy(10), |_| {
+            ControlFlow::Continue(())
+        })
+        .unwrap()
+    };
+    let id = all.create_context(Some("You are brief.")).unwrap();
+    let first = chat(&all, id, &q1).text;
+    let second = chat(&all, id, &q2);
+
+    let path = swap_path("chat");
+    let spec = SwapSpec::File(path.clone());
+    {
+        let s = real_service(256, 1, 2, EXACT).unwrap();
+        let store = swap_store(&s, &spec);
+        let s = s.with_swap(store).unwrap();
+        let a = s.create_context(Some("You are brief.")).unwrap();
+        assert_eq!(chat(&s, a, &q1).text, first);
+        assert_eq!(s.shutdown(std::time::Duration::from_secs(1)).swapped_out, 1);
+    }
+    // After the restart only the new message is sent, as to a live
+    // session: the conversation continues from its tokens, evaluating
+    // only the new turn, and says what the uninterrupted one said.
+    let s = real_service(256, 1, 2, EXACT).unwrap();
+    let store = swap_store(&s, &spec);
+    let s = s.with_swap(store).unwrap();
+    let id = s.contexts()[0].id;
+    let again = chat(&s, id, &q2);
+    assert!(!again.rebuilt, "{again:?}");
+    assert_eq!(again.text, second.text);
+    assert!(again.evaluated_tokens < 20, "{again:?}");
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}

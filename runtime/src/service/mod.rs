@@ -63,6 +63,10 @@ use crate::swap_store::{SwapError, SwapStore};
 struct Conversation {
     system: Option<String>,
     messages: Vec<Message>,
+    /// For a conversation recovered from the swap area, whose messages
+    /// are gone: its tokens, closed as a finished turn. Chat calls then
+    /// render `messages` as turns that continue it.
+    base: Option<Vec<u32>>,
 }
 
 /// A context in the table. While a call runs, its `ctx` and `conv` are
@@ -138,6 +142,10 @@ impl Service {
                 }
                 let mut ctx = session.new_context();
                 crate::kv_life::recover(&mut ctx, &s);
+                let conv = Conversation {
+                    base: call::closed_turn(&session, ctx.tokens()),
+                    ..Conversation::default()
+                };
                 let id = ContextId(s.id);
                 t.next = t.next.max(s.id);
                 t.entries.insert(
@@ -146,7 +154,7 @@ impl Service {
                         tokens: ctx.len(),
                         chunks: 0,
                         ctx: Some(ctx),
-                        conv: Conversation::default(),
+                        conv,
                         busy: false,
                         last_used: SystemTime::UNIX_EPOCH,
                     },
@@ -195,7 +203,7 @@ impl Service {
         let id = ContextId(t.next);
         let conv = Conversation {
             system: system_prompt.map(str::to_string),
-            messages: Vec::new(),
+            ..Conversation::default()
         };
         t.entries.insert(
             id,
