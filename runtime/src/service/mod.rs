@@ -233,16 +233,17 @@ impl Service {
         let mut lease = self.lease(id)?;
         let mut session = lock(&self.session);
         let ctx = lease.ctx.get_or_insert_with(|| session.new_context());
-        room::ensure_resident(self, &mut session, ctx, id)?;
-        let r = call::turn(
-            self,
-            &mut session,
-            ctx,
-            &mut lease.conv,
-            input,
-            opts,
-            &mut on_token,
-        );
+        let r = room::ensure_resident(self, &mut session, ctx, id).and_then(|()| {
+            call::turn(
+                self,
+                &mut session,
+                ctx,
+                &mut lease.conv,
+                input,
+                opts,
+                &mut on_token,
+            )
+        });
         room::after_call(self, &mut session, ctx, id);
         // The next call may come from another thread (a server answers
         // each request on its own).
