@@ -5,7 +5,8 @@ use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::{
-    AreaShape, ErrorKind, Extent, SwapFormatError, MAX_DIR_ENTRIES, RECORD_HEADER_LEN, VERSION,
+    AreaShape, Envelope, ErrorKind, Extent, SwapFormatError, MAX_DIR_ENTRIES, RECORD_HEADER_LEN,
+    VERSION,
 };
 use crate::checksum::crc32c;
 
@@ -129,19 +130,17 @@ impl<'a> Directory<'a> {
     /// extent inside `shape` and long enough for a record header).
     pub fn parse(bytes: &'a [u8], shape: &AreaShape) -> Result<Directory<'a>, SwapFormatError> {
         let e = SwapFormatError::new;
-        let n = bytes.len().min(DIR_MAGIC.len());
-        if bytes.get(..n) != DIR_MAGIC.get(..n) {
-            return Err(e(ErrorKind::BadMagic, "not a swap-area directory"));
-        }
+        const ENVELOPE: Envelope = Envelope {
+            magic: &DIR_MAGIC,
+            not_it: "not a swap-area directory",
+            checksum: "directory checksum",
+            version: "directory version",
+        };
+        ENVELOPE.check_magic(bytes)?;
         let Ok((h, entries)) = RawHeader::ref_from_prefix(bytes) else {
             return Err(e(ErrorKind::Truncated, "directory shorter than its header"));
         };
-        if crc32c(&bytes[8..]) != h.crc.get() {
-            return Err(e(ErrorKind::ChecksumMismatch, "directory checksum"));
-        }
-        if h.version.get() != VERSION {
-            return Err(e(ErrorKind::UnsupportedVersion, "directory version"));
-        }
+        ENVELOPE.check_body(bytes, h.crc.get(), h.version.get())?;
         if usize::from(h.header_len.get()) != DIR_HEADER_LEN
             || usize::from(h.entry_len.get()) != DIR_ENTRY_LEN
             || h.reserved0.get() != 0

@@ -118,6 +118,53 @@ impl AreaShape {
 }
 
 /// `true` when the block ranges of two extents share a block.
+/// What a structure's envelope checks are called in its errors.
+pub(crate) struct Envelope {
+    /// Its magic bytes.
+    pub magic: &'static [u8],
+    /// The error for other magic bytes.
+    pub not_it: &'static str,
+    /// The error for a CRC mismatch.
+    pub checksum: &'static str,
+    /// The error for another version.
+    pub version: &'static str,
+}
+
+impl Envelope {
+    /// The checks every directory and record starts with, in order: its
+    /// magic, then (once its header is read) its CRC32C over everything
+    /// after the first 8 bytes, then its version.
+    pub(crate) fn check_magic(&self, bytes: &[u8]) -> Result<(), SwapFormatError> {
+        let n = bytes.len().min(self.magic.len());
+        if bytes.get(..n) != self.magic.get(..n) {
+            return Err(SwapFormatError::new(ErrorKind::BadMagic, self.not_it));
+        }
+        Ok(())
+    }
+
+    /// The CRC and version checks, after the header was read.
+    pub(crate) fn check_body(
+        &self,
+        bytes: &[u8],
+        crc: u32,
+        version: u16,
+    ) -> Result<(), SwapFormatError> {
+        if crate::checksum::crc32c(bytes.get(8..).unwrap_or_default()) != crc {
+            return Err(SwapFormatError::new(
+                ErrorKind::ChecksumMismatch,
+                self.checksum,
+            ));
+        }
+        if version != VERSION {
+            return Err(SwapFormatError::new(
+                ErrorKind::UnsupportedVersion,
+                self.version,
+            ));
+        }
+        Ok(())
+    }
+}
+
 pub(crate) fn overlap(shape: &AreaShape, a: (u64, u64), b: (u64, u64)) -> bool {
     let end = |(off, len): (u64, u64)| {
         shape

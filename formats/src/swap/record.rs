@@ -4,8 +4,8 @@ use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::{
-    overlap, AreaShape, ErrorKind, Extent, SwapFormatError, CHUNK_TOKENS, MAX_RECORD_CHUNKS,
-    MAX_RECORD_TOKENS, VERSION,
+    overlap, AreaShape, Envelope, ErrorKind, Extent, SwapFormatError, CHUNK_TOKENS,
+    MAX_RECORD_CHUNKS, MAX_RECORD_TOKENS, VERSION,
 };
 use crate::checksum::crc32c;
 
@@ -189,19 +189,17 @@ impl<'a> Record<'a> {
     /// sharing a block).
     pub fn parse(bytes: &'a [u8], shape: &AreaShape) -> Result<Record<'a>, SwapFormatError> {
         let e = SwapFormatError::new;
-        let n = bytes.len().min(RECORD_MAGIC.len());
-        if bytes.get(..n) != RECORD_MAGIC.get(..n) {
-            return Err(e(ErrorKind::BadMagic, "not a swap-area context record"));
-        }
+        const ENVELOPE: Envelope = Envelope {
+            magic: &RECORD_MAGIC,
+            not_it: "not a swap-area context record",
+            checksum: "record checksum",
+            version: "record version",
+        };
+        ENVELOPE.check_magic(bytes)?;
         let Ok((h, rest)) = RawHeader::ref_from_prefix(bytes) else {
             return Err(e(ErrorKind::Truncated, "record shorter than its header"));
         };
-        if crc32c(&bytes[8..]) != h.crc.get() {
-            return Err(e(ErrorKind::ChecksumMismatch, "record checksum"));
-        }
-        if h.version.get() != VERSION {
-            return Err(e(ErrorKind::UnsupportedVersion, "record version"));
-        }
+        ENVELOPE.check_body(bytes, h.crc.get(), h.version.get())?;
         if usize::from(h.header_len.get()) != RECORD_HEADER_LEN
             || usize::from(h.chunk_entry_len.get()) != CHUNK_ENTRY_LEN
             || h.reserved0.get() != 0
