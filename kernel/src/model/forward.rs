@@ -160,9 +160,12 @@ impl<W: WeightSource> Model<W> {
         let ce = ModelError::compute::<C::Error>;
 
         self.embed(arena, tokens)?;
+        // Positions `0..pos0 + n` receive attention in this pass.
         arena
             .bytes_mut(b.received)
             .map_err(ModelError::arena)?
+            .get_mut(..(pos0 + n) * 4)
+            .ok_or_else(short)?
             .fill(0);
 
         let shape = AttentionShape {

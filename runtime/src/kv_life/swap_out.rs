@@ -4,8 +4,6 @@
 
 use std::time::Instant;
 
-use lode_kernel::arena::DramArena;
-use lode_kernel::model::kv::codec::encode_chunk;
 use lode_kernel::model::{ModelError, CHUNK_TOKENS};
 
 use crate::context::Context;
@@ -115,10 +113,9 @@ fn resident_payloads(
     let len = ctx.inner.len();
     let levels = levels_for(session, ctx, policy, &ctx.kv)?;
     let shape = ctx.inner.chunk_shape();
-    let slots = ctx.inner.chunks().to_vec();
     let (arena, compute) = session.arena_and_compute();
     let mut outs = Vec::new();
-    for (i, (&level, &slot)) in levels.iter().zip(&slots).enumerate() {
+    for (i, &level) in levels.iter().enumerate() {
         let tokens = chunk_tokens(len, i);
         if ctx.kv.committed.level_of(i, tokens) == Some(level) {
             continue;
@@ -127,8 +124,8 @@ fn resident_payloads(
             .payload_bytes(level)
             .ok_or(ModelError::Internal("KV chunk shape"))?;
         let mut payload = vec![0u8; n];
-        let src = arena.bytes(slot).map_err(ModelError::arena)?;
-        encode_chunk(compute, shape, level, src, &mut payload)?;
+        ctx.inner
+            .encode_chunk(&*arena, compute, i, level, &mut payload)?;
         outs.push((chunk_out(i, level, tokens, payload), level));
     }
     Ok(outs)

@@ -219,13 +219,6 @@ impl SwapStore {
             .recv()
             .map_err(|_| SwapError::gone("list"))?
     }
-
-    /// Bytes free now.
-    pub fn free_bytes(&self) -> Result<u64, SwapError> {
-        self.send(|reply| Req::Free { reply })
-            .recv()
-            .map_err(|_| SwapError::gone("list"))
-    }
 }
 
 impl Drop for SwapStore {

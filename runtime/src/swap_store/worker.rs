@@ -32,9 +32,6 @@ pub(super) enum Req {
     List {
         reply: Sender<Result<Vec<Saved>, SwapError>>,
     },
-    Free {
-        reply: Sender<u64>,
-    },
 }
 
 fn err<E: std::fmt::Debug>(op: &'static str, kind: swap::ErrorKind, e: E) -> SwapError {
@@ -212,9 +209,6 @@ fn serve(
         }
         Req::List { reply } => {
             let _ = reply.send(list(area));
-        }
-        Req::Free { reply } => {
-            let _ = reply.send(area.free_bytes());
         }
     }
 }
