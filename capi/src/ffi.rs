@@ -103,7 +103,7 @@ pub(crate) unsafe fn read_struct<T: Copy>(p: *const T, what: &str) -> Result<Opt
     Ok(Some(unsafe { p.read() }))
 }
 
-pub(crate) fn session_options(o: &LodeRtOptions, room: usize) -> Result<SessionOptions, Fail> {
+fn session_options(o: &LodeRtOptions, room: usize) -> Result<SessionOptions, Fail> {
     let bad = |m: String| fail(LODE_RT_ERR_INVALID, m);
     let max_context = match o.max_context as usize {
         0 => 512.min(room),
@@ -136,6 +136,26 @@ pub(crate) fn session_options(o: &LodeRtOptions, room: usize) -> Result<SessionO
     })
 }
 
+/// Loads the model at `path` (required) under `options` (NULL: the
+/// defaults): what opening a session and opening a service share.
+///
+/// # Safety
+/// As [`lode_rt_session_open`]'s for `path` and `options`.
+pub(crate) unsafe fn load_session(
+    path: *const c_char,
+    options: *const LodeRtOptions,
+) -> Result<Session, Fail> {
+    // SAFETY: the caller's promises.
+    let path = unsafe { opt_str(path, "path") }?.unwrap_or_default();
+    let opts = unsafe { read_struct(options, "options") }?.unwrap_or(LodeRtOptions::DEFAULT);
+    let file =
+        ModelFile::open(path.as_ref()).map_err(|e| fail(code_of(e.kind()), e.to_string()))?;
+    let room = file.config().context.min(MAX_CONTEXT);
+    let so = session_options(&opts, room)?;
+    Session::load(file, &so, so.batch, &mut Quiet)
+        .map_err(|e| fail(code_of(e.kind()), e.to_string()))
+}
+
 /// Opens the model at `path` as a session.
 ///
 /// # Safety
@@ -153,14 +173,7 @@ pub unsafe extern "C" fn lode_rt_session_open(
             return Err(fail(LODE_RT_ERR_NULL, "path and session are required"));
         }
         // SAFETY: the caller's promises above.
-        let path = unsafe { opt_str(path, "path") }?.unwrap_or_default();
-        let opts = unsafe { read_struct(options, "options") }?.unwrap_or(LodeRtOptions::DEFAULT);
-        let file =
-            ModelFile::open(path.as_ref()).map_err(|e| fail(code_of(e.kind()), e.to_string()))?;
-        let room = file.config().context.min(MAX_CONTEXT);
-        let so = session_options(&opts, room)?;
-        let s = Session::load(file, &so, so.batch, &mut Quiet)
-            .map_err(|e| fail(code_of(e.kind()), e.to_string()))?;
+        let s = unsafe { load_session(path, options) }?;
         let h = registry::insert(s);
         // SAFETY: non-NULL, and the caller promises room for a u64.
         unsafe { session.write_unaligned(h) };
@@ -218,7 +231,7 @@ pub extern "C" fn lode_rt_context_free(session: u64, context: u64) -> c_int {
     })
 }
 
-pub(crate) fn generate_options(g: Option<LodeRtGenerate>) -> Result<GenerateOptions, Fail> {
+fn generate_options(g: Option<LodeRtGenerate>) -> Result<GenerateOptions, Fail> {
     let Some(g) = g else {
         return Ok(GenerateOptions::greedy(32));
     };

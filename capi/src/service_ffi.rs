@@ -10,15 +10,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use lode_kernel::arena::DramArena;
-use lode_kernel::model::{KvCache, MAX_CONTEXT};
+use lode_kernel::model::KvCache;
 use lode_runtime::kv_life::KvPolicy;
 use lode_runtime::swap_store::{model_fingerprint, SwapSpec, SwapStore};
 use lode_runtime::{
-    CallOptions, ContextId, Finish, Input, ModelFile, Quiet, Service, ServiceErrorKind,
-    ServiceOptions, Session,
+    CallOptions, ContextId, Finish, Input, Service, ServiceErrorKind, ServiceOptions,
 };
 
-use crate::ffi::{call_args, code_of, fail, guard, opt_str, read_struct, session_options, Fail};
+use crate::ffi::{call_args, fail, guard, load_session, opt_str, read_struct, Fail};
 use crate::registry::next_handle;
 use crate::types::*;
 
@@ -104,17 +103,10 @@ pub unsafe extern "C" fn lode_rt_service_open(
             return Err(fail(LODE_RT_ERR_NULL, "path and service are required"));
         }
         // SAFETY: the caller's promises above.
-        let path = unsafe { opt_str(path, "path") }?.unwrap_or_default();
-        let opts = unsafe { read_struct(options, "options") }?.unwrap_or(LodeRtOptions::DEFAULT);
         let so = unsafe { read_struct(service_options, "service_options") }?
             .unwrap_or(LodeRtServiceOptions::DEFAULT);
         let swap = unsafe { opt_str(so.swap, "swap") }?;
-        let file =
-            ModelFile::open(path.as_ref()).map_err(|e| fail(code_of(e.kind()), e.to_string()))?;
-        let room = file.config().context.min(MAX_CONTEXT);
-        let sess = session_options(&opts, room)?;
-        let session = Session::load(file, &sess, sess.batch, &mut Quiet)
-            .map_err(|e| fail(code_of(e.kind()), e.to_string()))?;
+        let session = unsafe { load_session(path, options) }?;
         let max_contexts = if so.max_contexts == 0 {
             16
         } else {
