@@ -29,7 +29,6 @@ use cortex_m_semihosting::hprintln;
 use lode_hal::slice_arena::SliceArena;
 use lode_kernel::arena::{self, DramArena, Slot, SlotKind};
 use lode_kernel::cache::{CacheConfig, CacheError, NeuronCache, S3Fifo};
-use lode_kernel::cost::CostModel;
 use lode_kernel::fetch::{fetch_layer, BundleLoc, FetchError, FetchIo, FetchScratch};
 use lode_kernel::flash::{self, FlashDevice, ReadError, ReadRequest};
 use lode_kernel::formats::image::layout::HEADER_LEN;
@@ -37,7 +36,7 @@ use lode_kernel::formats::image::{Image, ImageError, ImageHeader};
 use lode_kernel::formats::trace::{Trace, TraceError};
 use lode_kernel::plan::{self, Extent, Mode, Region, Strategy};
 
-use rom::{Counters, RomFlash, QUEUE_DEPTH};
+use rom::{Counters, RomFlash, BLOCK, COST, MAX_TRANSFER, QUEUE_DEPTH};
 
 /// The lode image, in flash (made by `lode image synth`; see `build.rs`).
 static IMAGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/image.lode"));
@@ -54,19 +53,6 @@ const MAX_EXTENTS: usize = MAX_NEURONS + 16;
 const CACHE_PERCENT: u32 = 25;
 /// Bytes the image data is verified through, a piece at a time.
 const VERIFY_CHUNK: usize = 2048;
-
-/// The device: the image in NOR flash behind a quad-SPI bus, read in
-/// 32-byte bursts (a cache line). A read command costs about 1 us (the
-/// instruction, address and dummy cycles plus the driver's setup) and data
-/// moves at 40 MB/s (four lines at 80 MHz); the bus runs one command at a
-/// time.
-const BLOCK: u32 = 32;
-const MAX_TRANSFER: u32 = 4096;
-const COST: CostModel = CostModel {
-    command_ns: 1_000,
-    bytes_per_sec: 40_000_000,
-    queue_depth: 1,
-};
 
 #[entry]
 fn main() -> ! {

@@ -19,6 +19,23 @@ use lode_kernel::flash::{
 /// Requests the device holds at once.
 pub const QUEUE_DEPTH: usize = 8;
 
+// The part the example models: the image in NOR flash behind a quad-SPI
+// bus. (Here, beside the device, so that the host test that runs the flash
+// conformance suite on this file uses the firmware's own geometry.)
+
+/// Reads come in 32-byte bursts (a cache line).
+pub const BLOCK: u32 = 32;
+/// The most one read command moves.
+pub const MAX_TRANSFER: u32 = 4096;
+/// A read command costs about 1 us (the instruction, address and dummy
+/// cycles plus the driver's setup) and data moves at 40 MB/s (four lines at
+/// 80 MHz); the bus runs one command at a time.
+pub const COST: CostModel = CostModel {
+    command_ns: 1_000,
+    bytes_per_sec: 40_000_000,
+    queue_depth: 1,
+};
+
 /// What the device did, for the report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
