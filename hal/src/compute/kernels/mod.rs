@@ -360,3 +360,27 @@ impl Kernels {
         }
     }
 }
+
+/// On aarch64 (CI runs this crate's tests there under `qemu-aarch64`, see
+/// `scripts/test-aarch64`) the detected kernels must be NEON: otherwise the
+/// SIMD-against-scalar tests would compare scalar with itself and prove
+/// nothing about the NEON code.
+#[cfg(all(test, target_arch = "aarch64"))]
+mod aarch64_tests {
+    use super::*;
+
+    #[test]
+    fn neon_is_detected_so_the_simd_tests_run_it() {
+        let k = Kernels::detect(false);
+        assert!(
+            matches!(k.isa(), Isa::Neon | Isa::NeonDotProd),
+            "{:?}",
+            k.isa()
+        );
+        // The tests compare both flavours when the CPU has `sdot`; say
+        // which one this run could not reach.
+        if let Kernels::Neon(t) = k {
+            std::println!("aarch64 kernels: NEON, dotprod {}", t.has_dotprod());
+        }
+    }
+}
