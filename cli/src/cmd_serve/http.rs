@@ -355,12 +355,35 @@ fn complete(app: &App, req: HttpRequest, body: &[u8], chat: bool) {
             ControlFlow::Break(())
         }
     });
+    if let Ok(s) = &result {
+        eprintln!("{}", log_line(&call, s));
+    }
     match (result, call.stream) {
         (Ok(s), true) => sse.end(&call.head.last_chunk(&s)),
         (Ok(s), false) => sse.respond(200, &call.head.response(&s)),
         (Err(e), true) if sse.started() => sse.end(&e.body()),
         (Err(e), _) => sse.respond(e.status, &e.body()),
     }
+}
+
+/// The line a finished call logs (to stderr): its id and session, its
+/// tokens and times, and how its conversation was restored if it had been
+/// parked (where the chunks came from and the read/recompute split).
+fn log_line(call: &Call, s: &CallSummary) -> String {
+    let session = call.head.session.as_deref().unwrap_or("-");
+    let mut line = format!(
+        "lode serve: {} session {session}: {} tokens in ({:.1} ms), {} out ({:.1} ms)",
+        call.head.id,
+        s.evaluated_tokens,
+        s.prompt_seconds * 1e3,
+        s.generated_tokens,
+        s.decode_seconds * 1e3,
+    );
+    if let Some(r) = &s.restore {
+        line.push_str("; restored in ");
+        line.push_str(&r.describe());
+    }
+    line
 }
 
 /// Runs the call in the request's session, or in a one-shot context.

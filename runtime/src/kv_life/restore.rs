@@ -41,6 +41,36 @@ pub struct RestoreReport {
     pub failed_reads: usize,
     /// Seconds the restore took.
     pub seconds: f64,
+    /// Seconds the cost models predicted for the reads the split chose
+    /// (they run on the swap thread, beside the recomputes).
+    pub predicted_read_seconds: f64,
+    /// Seconds the cost models predicted for the recomputes the split
+    /// chose (with the dropped chunks that must be recomputed anyway).
+    pub predicted_recompute_seconds: f64,
+}
+
+impl RestoreReport {
+    /// The restore in a line: where its chunks came from and the split the
+    /// cost models chose (`read N (predicted a ms) | recompute M
+    /// (predicted b ms)`).
+    pub fn describe(&self) -> String {
+        format!(
+            "{:.1} ms: {} chunks decoded from DRAM, {} read from swap (predicted {:.1} ms), \
+             {} recomputed ({} of them instead of a read, by the split; predicted {:.1} ms){}",
+            self.seconds * 1e3,
+            self.from_dram,
+            self.from_flash,
+            self.predicted_read_seconds * 1e3,
+            self.recomputed,
+            self.recomputed_by_choice,
+            self.predicted_recompute_seconds * 1e3,
+            if self.failed_reads > 0 {
+                format!(", {} failed reads recomputed", self.failed_reads)
+            } else {
+                String::new()
+            }
+        )
+    }
 }
 
 /// How chunk `i` comes back.
@@ -70,7 +100,13 @@ pub(crate) fn restore(
     let sources = plan(&parked, store.is_some(), pipeline, models, |l| {
         shape.payload_bytes(l).unwrap_or(0)
     });
+    let (predicted_read_seconds, predicted_recompute_seconds) =
+        predict(&parked, &sources, models, |l| {
+            shape.payload_bytes(l).unwrap_or(0)
+        });
     let mut report = RestoreReport {
+        predicted_read_seconds,
+        predicted_recompute_seconds,
         recomputed_by_choice: sources
             .iter()
             .zip(&parked)
@@ -145,6 +181,29 @@ fn plan(
             _ => Source::Recompute,
         })
         .collect()
+}
+
+/// Seconds the cost models predict for `sources`' reads and recomputes.
+fn predict(
+    parked: &[ParkedChunk],
+    sources: &[Source],
+    models: &CostModels,
+    bytes: impl Fn(ChunkLevel) -> usize,
+) -> (f64, f64) {
+    let (mut read, mut tokens) = (0.0, 0);
+    for (c, s) in parked.iter().zip(sources) {
+        match s {
+            Source::Read => read += models.read_seconds(bytes(c.level)),
+            Source::Recompute => tokens += c.tokens,
+            Source::Dram(_) => {}
+        }
+    }
+    let recompute = if tokens == 0 {
+        0.0
+    } else {
+        models.recompute_seconds(tokens)
+    };
+    (read, recompute)
 }
 
 /// Rebuilds chunk `i` from `source`.

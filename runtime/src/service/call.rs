@@ -213,6 +213,7 @@ fn generate_text(
         rebuilt: false,
         prompt_seconds: g.prompt_seconds,
         decode_seconds: g.decode_seconds,
+        restore: None,
     })
 }
 

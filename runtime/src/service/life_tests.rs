@@ -163,10 +163,23 @@ fn compressed_contexts_shrink_and_come_back() {
         "{} vs {per_context}",
         used() - base
     );
-    assert!(!say(&s, ids[0], " It", 8).is_empty());
+    let back = s
+        .call(ids[0], Input::Text(" It"), &CallOptions::greedy(8), go)
+        .unwrap();
+    assert!(!back.text.is_empty());
     let life = s.life_stats();
     assert_eq!(life.restores, 1, "{life:?}");
     assert!(life.from_dram >= 1, "{life:?}");
+    // The call reports its own restore, as the service's totals count it.
+    let r = back.restore.expect("the parked context was restored");
+    assert_eq!(r.from_dram as u64, life.from_dram);
+    assert_eq!((r.from_flash, r.recomputed), (0, 0), "{r:?}");
+    assert!(r.describe().contains("chunks decoded from DRAM"), "{r:?}");
+    // A call on a resident context restores nothing.
+    let again = s
+        .call(ids[0], Input::Text(" And"), &CallOptions::greedy(2), go)
+        .unwrap();
+    assert!(again.restore.is_none());
 }
 
 #[test]

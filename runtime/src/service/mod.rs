@@ -233,7 +233,7 @@ impl Service {
         let mut lease = self.lease(id)?;
         let mut session = lock(&self.session);
         let ctx = lease.ctx.get_or_insert_with(|| session.new_context());
-        let r = room::ensure_resident(self, &mut session, ctx, id).and_then(|()| {
+        let r = room::ensure_resident(self, &mut session, ctx, id).and_then(|restore| {
             call::turn(
                 self,
                 &mut session,
@@ -243,6 +243,7 @@ impl Service {
                 opts,
                 &mut on_token,
             )
+            .map(|s| CallSummary { restore, ..s })
         });
         room::after_call(self, &mut session, ctx, id);
         // The next call may come from another thread (a server answers

@@ -115,15 +115,16 @@ fn with_ctx<T>(
     Some(r)
 }
 
-/// Restores `ctx` if it is parked, making room for it first.
+/// Restores `ctx` if it is parked, making room for it first; returns what
+/// the restore did.
 pub(crate) fn ensure_resident(
     svc: &Service,
     session: &mut Session,
     ctx: &mut Context,
     id: ContextId,
-) -> Result<(), CallError> {
+) -> Result<Option<kv_life::RestoreReport>, CallError> {
     if !ctx.is_parked() {
-        return Ok(());
+        return Ok(None);
     }
     make_room(svc, session, ctx, ctx.len())?;
     let mut models = lock(&svc.models);
@@ -137,7 +138,7 @@ pub(crate) fn ensure_resident(
     )
     .map_err(CallError::Generate)?;
     lock(&svc.life).add_restore(&r);
-    Ok(())
+    Ok(Some(r))
 }
 
 /// Ahead-of-time swap-out of `ctx` when its call returns. A failure (a

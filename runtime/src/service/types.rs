@@ -182,6 +182,10 @@ pub struct CallSummary {
     pub prompt_seconds: f64,
     /// Seconds generating after that.
     pub decode_seconds: f64,
+    /// What restoring the context before the call did, when it was parked
+    /// (compressed, on flash or dropped): where its chunks came from and
+    /// the read/recompute split the cost models chose.
+    pub restore: Option<crate::kv_life::RestoreReport>,
 }
 
 /// One context, as [`Service::contexts`] lists it.
