@@ -98,6 +98,38 @@ fn swapped_contexts_restore_exactly_from_the_fake_flash() {
 
 #[test]
 fn conversations_survive_a_restart_through_a_swap_file() {
+    let dir = std::env::temp_dir().join(format!("lode-swap-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("swap.bin");
+    let _ = std::fs::remove_file(&path);
+    survive_a_restart(&SwapSpec::File(path));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The same on a raw block device (a partition) when
+/// `LODE_TEST_BLOCK_DEVICE` names one: `.ci/run` attaches a loop device
+/// with direct I/O and sets it. The device's old bytes are whatever the
+/// previous tests left; its first blocks are zeroed so the area is
+/// formatted as on a new partition.
+#[test]
+fn conversations_survive_a_restart_through_a_block_device() {
+    let Ok(dev) = std::env::var("LODE_TEST_BLOCK_DEVICE") else {
+        eprintln!("LODE_TEST_BLOCK_DEVICE is not set: the swap area was tested on a file only");
+        return;
+    };
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().write(true).open(&dev).unwrap();
+        f.write_all(&vec![0u8; 1 << 20]).unwrap();
+        f.sync_all().unwrap();
+    }
+    survive_a_restart(&SwapSpec::parse(&format!("file:{dev}")).unwrap());
+}
+
+/// A conversation committed to the swap area on `spec` at shutdown is
+/// there after a restart (a new service over a new store) under its id,
+/// restored from flash, and continues exactly as an uninterrupted one.
+fn survive_a_restart(spec: &SwapSpec) {
     let Some(all) = real_service(128, 1, 2, EXACT) else {
         return;
     };
@@ -106,15 +138,10 @@ fn conversations_survive_a_restart_through_a_swap_file() {
                    science for centuries. The capital of France is";
     let first = say(&all, id, opening, 8);
     let second = say(&all, id, " The river", 8);
-
-    let dir = std::env::temp_dir().join(format!("lode-swap-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("swap.bin");
-    let _ = std::fs::remove_file(&path);
-    let spec = SwapSpec::File(path.clone());
     {
         let s = real_service(128, 1, 2, EXACT).unwrap();
-        let store = swap_store(&s, &spec);
+        let store = swap_store(&s, spec);
+        assert!(store.info().formatted, "{spec}: a new area");
         let s = s.with_swap(store).unwrap();
         let a = s.create_context(None).unwrap();
         assert_eq!(say(&s, a, opening, 8), first);
@@ -124,7 +151,7 @@ fn conversations_survive_a_restart_through_a_swap_file() {
     // A new process, as after a restart: the conversation is there under
     // its id and continues where it stopped.
     let s = real_service(128, 1, 2, EXACT).unwrap();
-    let store = swap_store(&s, &spec);
+    let store = swap_store(&s, spec);
     assert_eq!(store.info().contexts, 1);
     let s = s.with_swap(store).unwrap();
     let listed = s.contexts();
@@ -132,7 +159,6 @@ fn conversations_survive_a_restart_through_a_swap_file() {
     assert_eq!(say(&s, listed[0].id, " The river", 8), second);
     let life = s.life_stats();
     assert!(life.from_flash >= 1, "{life:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
