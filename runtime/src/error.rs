@@ -9,7 +9,7 @@ use lode_formats::gguf::GgufError;
 use lode_formats::input::InputError;
 use lode_hal::compute::sample::SampleError;
 use lode_hal_linux::LockedArenaError;
-use lode_kernel::model::ModelError;
+use lode_kernel::model::{EvalError, LoadError as ModelLoadError};
 use lode_tokenizer::TokenizerError;
 
 use crate::image_file::ImageFileError;
@@ -128,12 +128,13 @@ pub enum LoadError {
     Arena(LockedArenaError),
     /// The CPU backend could not start (threads, scratch).
     Compute(lode_kernel::compute::ErrorKind),
-    /// Planning, checking or loading the model failed.
+    /// Planning, checking or loading the model failed (the kernel's
+    /// [`LoadError`](lode_kernel::model::LoadError), also its `source()`).
     Model {
         /// The file.
         path: PathBuf,
         /// What failed.
-        source: ModelError,
+        source: ModelLoadError,
     },
     /// The DRAM budget is smaller than the minimum working set, which the
     /// KV cache for the positions asked for may drive.
@@ -233,8 +234,9 @@ pub enum GenerateError {
     Sample(SampleError),
     /// A generated id has no text.
     Tokenizer(TokenizerError),
-    /// The model failed while evaluating (a device read, the arena, ...).
-    Model(ModelError),
+    /// The model failed while evaluating (a device read, the arena, ...):
+    /// the kernel's [`EvalError`].
+    Model(EvalError),
 }
 
 impl GenerateError {
@@ -250,9 +252,9 @@ impl GenerateError {
             GenerateError::Model(e) => match e.kind() {
                 M::ContextFull => ErrorKind::ContextFull,
                 M::Flash | M::Corrupt => ErrorKind::Device,
-                M::Arena | M::Budget => ErrorKind::OutOfMemory,
+                M::Arena => ErrorKind::OutOfMemory,
                 M::BadToken => ErrorKind::BadPrompt,
-                M::BadTensor | M::BadLayout => ErrorKind::BadModel,
+                M::ForeignContext => ErrorKind::BadOptions,
                 M::Internal => ErrorKind::Internal,
                 _ => ErrorKind::Compute,
             },
@@ -278,8 +280,8 @@ impl fmt::Display for GenerateError {
 
 impl std::error::Error for GenerateError {}
 
-impl From<ModelError> for GenerateError {
-    fn from(e: ModelError) -> Self {
+impl From<EvalError> for GenerateError {
+    fn from(e: EvalError) -> Self {
         GenerateError::Model(e)
     }
 }
