@@ -981,3 +981,5 @@ fn bundle_ffn_rejects_types_that_do_not_fit_hidden() {
     .unwrap_err();
     assert!(matches!(err, LoadError::Config("fill failed")));
 }
+
+mod errors;

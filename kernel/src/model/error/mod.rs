@@ -23,6 +23,8 @@ use super::arena_use::Mismatch;
 
 mod eval;
 mod load;
+#[cfg(test)]
+mod tests;
 
 pub use eval::EvalError;
 pub use load::LoadError;

@@ -132,6 +132,7 @@ fn a_budget_below_the_minimum_names_the_minimum() {
             have: min - 1
         }
     );
+    assert_eq!(e.kind(), crate::model::ErrorKind::Budget);
     assert!(std::format!("{e}").contains(&std::format!("{min} bytes")));
     let p = StreamPlan::new(&l, &c, &limits(), opts(min)).unwrap();
     assert_eq!(p.resident_attention_layers() + p.resident_ffn_layers(), 0);
