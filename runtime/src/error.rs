@@ -235,7 +235,7 @@ pub enum GenerateError {
     /// A generated id has no text.
     Tokenizer(TokenizerError),
     /// The model failed while evaluating (a device read, the arena, ...):
-    /// the kernel's [`EvalError`].
+    /// the kernel's [`EvalError`], also its `source()`.
     Model(EvalError),
 }
 
@@ -278,10 +278,96 @@ impl fmt::Display for GenerateError {
     }
 }
 
-impl std::error::Error for GenerateError {}
+impl std::error::Error for GenerateError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            GenerateError::Model(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<EvalError> for GenerateError {
     fn from(e: EvalError) -> Self {
         GenerateError::Model(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use lode_kernel::flash::ErrorKind as FlashKind;
+
+    use super::*;
+
+    /// The kernel's error is the runtime's `source()`, recoverable as its
+    /// own type, and the runtime's kind follows the kernel's.
+    #[test]
+    fn a_kernel_load_error_is_the_source_of_a_load_error() {
+        let kernel = ModelLoadError::BudgetTooSmall { need: 2, have: 1 };
+        let e = LoadError::Model {
+            path: "m.lode".into(),
+            source: kernel,
+        };
+        assert_eq!(e.kind(), ErrorKind::OutOfMemory);
+        let source = e.source().and_then(|s| s.downcast_ref::<ModelLoadError>());
+        assert_eq!(source, Some(&kernel));
+        assert_eq!(e.to_string(), format!("m.lode: {kernel}"));
+        for (kernel, kind) in [
+            (ModelLoadError::Config("x"), ErrorKind::BadOptions),
+            (ModelLoadError::Layout("x"), ErrorKind::BadModel),
+            (
+                ModelLoadError::Corrupt {
+                    offset: 0,
+                    attempts: 3,
+                },
+                ErrorKind::Device,
+            ),
+            (ModelLoadError::Internal("x"), ErrorKind::Internal),
+        ] {
+            let e = LoadError::Model {
+                path: "m.lode".into(),
+                source: kernel,
+            };
+            assert_eq!(e.kind(), kind, "{kernel:?}");
+        }
+    }
+
+    #[test]
+    fn a_kernel_eval_error_is_the_source_of_a_generate_error() {
+        let kernel = EvalError::ContextFull { max: 256 };
+        let e = GenerateError::from(kernel);
+        assert_eq!(e.kind(), ErrorKind::ContextFull);
+        let source = e.source().and_then(|s| s.downcast_ref::<EvalError>());
+        assert_eq!(source, Some(&kernel));
+        assert_eq!(e.to_string(), kernel.to_string());
+        for (kernel, kind) in [
+            (
+                EvalError::Read {
+                    offset: 0,
+                    kind: FlashKind::Io,
+                    attempts: 3,
+                },
+                ErrorKind::Device,
+            ),
+            (
+                EvalError::TokenOutOfRange { token: 9, vocab: 8 },
+                ErrorKind::BadPrompt,
+            ),
+            (EvalError::ForeignContext, ErrorKind::BadOptions),
+            (
+                EvalError::Arena(lode_kernel::arena::ErrorKind::OutOfMemory),
+                ErrorKind::OutOfMemory,
+            ),
+            (
+                EvalError::Compute(lode_kernel::compute::ErrorKind::NonFinite),
+                ErrorKind::Compute,
+            ),
+            (EvalError::Internal("x"), ErrorKind::Internal),
+        ] {
+            assert_eq!(GenerateError::Model(kernel).kind(), kind, "{kernel:?}");
+        }
+        assert!(GenerateError::EmptyPrompt.source().is_none());
     }
 }
