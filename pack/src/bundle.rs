@@ -23,7 +23,7 @@ use std::vec;
 use std::vec::Vec;
 
 use lode_kernel::compute::{Bundles, DType, ErrorKind, QuantMatrix};
-use lode_kernel::model::{BundleTypes, LlamaConfig, ModelError, TensorSource};
+use lode_kernel::model::{BundleTypes, LlamaConfig, LoadError, TensorSource};
 
 use lode_formats::gguf::dequantize_row;
 use lode_hal::compute::quant::quantize_row;
@@ -203,12 +203,12 @@ pub fn layer_matrices<'s, S: TensorSource>(
     src: &'s S,
     cfg: &LlamaConfig,
     layer: usize,
-) -> Result<[QuantMatrix<'s>; 3], ModelError> {
+) -> Result<[QuantMatrix<'s>; 3], LoadError> {
     let get = |part: &str, rows: usize, cols: usize| {
         let name = format!("blk.{layer}.{part}.weight");
         let t = src
             .tensor(&name)?
-            .ok_or_else(|| ModelError::tensor(&name, "missing"))?;
+            .ok_or_else(|| LoadError::tensor(&name, "missing"))?;
         let m = QuantMatrix {
             dtype: t.dtype,
             rows,
@@ -216,8 +216,8 @@ pub fn layer_matrices<'s, S: TensorSource>(
             data: t.data,
         };
         m.check()
-            .map_err(|_| ModelError::tensor(&name, "bytes do not match the FFN shape"))?;
-        Ok::<_, ModelError>(m)
+            .map_err(|_| LoadError::tensor(&name, "bytes do not match the FFN shape"))?;
+        Ok::<_, LoadError>(m)
     };
     Ok([
         get("ffn_gate", cfg.ffn, cfg.hidden)?,
@@ -234,10 +234,10 @@ fn typed_layer_matrices<'s, S: TensorSource>(
     cfg: &LlamaConfig,
     types: BundleTypes,
     layer: usize,
-) -> Result<[QuantMatrix<'s>; 3], ModelError> {
+) -> Result<[QuantMatrix<'s>; 3], LoadError> {
     let [gate, up, down] = layer_matrices(src, cfg, layer)?;
     if gate.dtype != types.rows || up.dtype != types.rows {
-        return Err(ModelError::Config(
+        return Err(LoadError::Config(
             "the bundle row type differs from the stored gate/up type",
         ));
     }
@@ -255,18 +255,18 @@ pub fn fill_layer<S: TensorSource>(
     layer: usize,
     order: Option<&[u32]>,
     out: &mut [u8],
-) -> Result<(), ModelError> {
+) -> Result<(), LoadError> {
     let [gate, up, down] = typed_layer_matrices(src, cfg, types, layer)?;
     let identity: Vec<u32>;
     let order = match order {
         Some(o) => o,
         None => {
-            let n = u32::try_from(cfg.ffn).map_err(|_| ModelError::Config("ffn too large"))?;
+            let n = u32::try_from(cfg.ffn).map_err(|_| LoadError::Config("ffn too large"))?;
             identity = (0..n).collect();
             &identity
         }
     };
-    write_layer_bundles(&gate, &up, &down, types.down, order, out).map_err(ModelError::compute)
+    write_layer_bundles(&gate, &up, &down, types.down, order, out).map_err(LoadError::compute)
 }
 
 /// One layer in the split layout (see [`split_layer`]).
@@ -291,9 +291,9 @@ pub fn split_layer<S: TensorSource>(
     types: BundleTypes,
     layer: usize,
     order: &[u32],
-) -> Result<SplitLayer, ModelError> {
+) -> Result<SplitLayer, LoadError> {
     let [gate, up, down] = typed_layer_matrices(src, cfg, types, layer)?;
-    let too_big = || ModelError::Config("the split layer's size overflows");
+    let too_big = || LoadError::Config("the split layer's size overflows");
     let rows_len = gate
         .row_bytes()
         .and_then(|rb| rb.checked_mul(order.len()))
@@ -309,9 +309,9 @@ pub fn split_layer<S: TensorSource>(
         up: vec![0u8; rows_len],
         down: vec![0u8; down_len],
     };
-    write_rows_permuted(&gate, order, &mut s.gate).map_err(ModelError::compute)?;
-    write_rows_permuted(&up, order, &mut s.up).map_err(ModelError::compute)?;
-    write_down_columns(&down, types.down, order, &mut s.down).map_err(ModelError::compute)?;
+    write_rows_permuted(&gate, order, &mut s.gate).map_err(LoadError::compute)?;
+    write_rows_permuted(&up, order, &mut s.up).map_err(LoadError::compute)?;
+    write_down_columns(&down, types.down, order, &mut s.down).map_err(LoadError::compute)?;
     Ok(s)
 }
 
@@ -411,7 +411,7 @@ mod tests {
 
     /// Layer 0 of a one-layer model, as a GGUF would hand it out.
     impl TensorSource for Layer {
-        fn tensor(&self, name: &str) -> Result<Option<RawTensor<'_>>, ModelError> {
+        fn tensor(&self, name: &str) -> Result<Option<RawTensor<'_>>, LoadError> {
             let (data, dims) = match name {
                 "blk.0.ffn_gate.weight" => (&self.gate, [self.hidden, self.ffn]),
                 "blk.0.ffn_up.weight" => (&self.up, [self.hidden, self.ffn]),
@@ -643,7 +643,7 @@ mod tests {
         };
         assert!(matches!(
             split_layer(&l, &c, q8, 0, &[0]),
-            Err(ModelError::Config(_))
+            Err(LoadError::Config(_))
         ));
         let types = BundleTypes {
             rows: DType::Q4_1,
@@ -651,11 +651,11 @@ mod tests {
         };
         assert!(matches!(
             split_layer(&l, &c, types, 0, &[32]),
-            Err(ModelError::Compute(ErrorKind::ShapeMismatch))
+            Err(LoadError::Compute(ErrorKind::ShapeMismatch))
         ));
         assert!(matches!(
             split_layer(&l, &c, types, 1, &[0]),
-            Err(ModelError::Tensor { .. })
+            Err(LoadError::Tensor { .. })
         ));
         assert!(split_layer(&l, &c, types, 0, &[]).is_ok());
     }

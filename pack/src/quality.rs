@@ -17,8 +17,8 @@ use lode_formats::gguf::Gguf;
 use lode_hal::compute::{CpuCompute, CpuConfig};
 use lode_hal_linux::LockedArena;
 use lode_kernel::model::{
-    BundleFfn, BundleTypes, FfnSource, Limits, LlamaConfig, MemoryPlan, Model, ModelError,
-    Resident, WantLogits,
+    BundleFfn, BundleTypes, FfnSource, Limits, LlamaConfig, LoadError, MemoryPlan, Model, Resident,
+    WantLogits,
 };
 use lode_tokenizer::Tokenizer;
 
@@ -83,7 +83,7 @@ pub fn measure(
     types: BundleTypes,
     text: &Path,
     tokens: usize,
-    fill: impl FnMut(usize, &mut [u8]) -> Result<(), ModelError>,
+    fill: impl FnMut(usize, &mut [u8]) -> Result<(), LoadError>,
 ) -> Result<Quality, Box<dyn Error>> {
     let tok = Tokenizer::from_gguf(file).map_err(|e| format!("tokenizer: {e}"))?;
     let ids = crate::profile::tokenize(&tok, text, tokens)?;

@@ -9,7 +9,7 @@ use lode_formats::gguf::GgufError;
 use lode_formats::input::InputError;
 use lode_hal::compute::sample::SampleError;
 use lode_hal_linux::LockedArenaError;
-use lode_kernel::model::ModelError;
+use lode_kernel::model::{EvalError, LoadError as ModelLoadError};
 use lode_tokenizer::TokenizerError;
 
 use crate::image_file::ImageFileError;
@@ -128,12 +128,13 @@ pub enum LoadError {
     Arena(LockedArenaError),
     /// The CPU backend could not start (threads, scratch).
     Compute(lode_kernel::compute::ErrorKind),
-    /// Planning, checking or loading the model failed.
+    /// Planning, checking or loading the model failed (the kernel's
+    /// [`LoadError`](lode_kernel::model::LoadError), also its `source()`).
     Model {
         /// The file.
         path: PathBuf,
         /// What failed.
-        source: ModelError,
+        source: ModelLoadError,
     },
     /// The DRAM budget is smaller than the minimum working set, which the
     /// KV cache for the positions asked for may drive.
@@ -233,8 +234,9 @@ pub enum GenerateError {
     Sample(SampleError),
     /// A generated id has no text.
     Tokenizer(TokenizerError),
-    /// The model failed while evaluating (a device read, the arena, ...).
-    Model(ModelError),
+    /// The model failed while evaluating (a device read, the arena, ...):
+    /// the kernel's [`EvalError`], also its `source()`.
+    Model(EvalError),
 }
 
 impl GenerateError {
@@ -250,9 +252,9 @@ impl GenerateError {
             GenerateError::Model(e) => match e.kind() {
                 M::ContextFull => ErrorKind::ContextFull,
                 M::Flash | M::Corrupt => ErrorKind::Device,
-                M::Arena | M::Budget => ErrorKind::OutOfMemory,
+                M::Arena => ErrorKind::OutOfMemory,
                 M::BadToken => ErrorKind::BadPrompt,
-                M::BadTensor | M::BadLayout => ErrorKind::BadModel,
+                M::ForeignContext => ErrorKind::BadOptions,
                 M::Internal => ErrorKind::Internal,
                 _ => ErrorKind::Compute,
             },
@@ -276,10 +278,96 @@ impl fmt::Display for GenerateError {
     }
 }
 
-impl std::error::Error for GenerateError {}
+impl std::error::Error for GenerateError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            GenerateError::Model(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
-impl From<ModelError> for GenerateError {
-    fn from(e: ModelError) -> Self {
+impl From<EvalError> for GenerateError {
+    fn from(e: EvalError) -> Self {
         GenerateError::Model(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use lode_kernel::flash::ErrorKind as FlashKind;
+
+    use super::*;
+
+    /// The kernel's error is the runtime's `source()`, recoverable as its
+    /// own type, and the runtime's kind follows the kernel's.
+    #[test]
+    fn a_kernel_load_error_is_the_source_of_a_load_error() {
+        let kernel = ModelLoadError::BudgetTooSmall { need: 2, have: 1 };
+        let e = LoadError::Model {
+            path: "m.lode".into(),
+            source: kernel,
+        };
+        assert_eq!(e.kind(), ErrorKind::OutOfMemory);
+        let source = e.source().and_then(|s| s.downcast_ref::<ModelLoadError>());
+        assert_eq!(source, Some(&kernel));
+        assert_eq!(e.to_string(), format!("m.lode: {kernel}"));
+        for (kernel, kind) in [
+            (ModelLoadError::Config("x"), ErrorKind::BadOptions),
+            (ModelLoadError::Layout("x"), ErrorKind::BadModel),
+            (
+                ModelLoadError::Corrupt {
+                    offset: 0,
+                    attempts: 3,
+                },
+                ErrorKind::Device,
+            ),
+            (ModelLoadError::Internal("x"), ErrorKind::Internal),
+        ] {
+            let e = LoadError::Model {
+                path: "m.lode".into(),
+                source: kernel,
+            };
+            assert_eq!(e.kind(), kind, "{kernel:?}");
+        }
+    }
+
+    #[test]
+    fn a_kernel_eval_error_is_the_source_of_a_generate_error() {
+        let kernel = EvalError::ContextFull { max: 256 };
+        let e = GenerateError::from(kernel);
+        assert_eq!(e.kind(), ErrorKind::ContextFull);
+        let source = e.source().and_then(|s| s.downcast_ref::<EvalError>());
+        assert_eq!(source, Some(&kernel));
+        assert_eq!(e.to_string(), kernel.to_string());
+        for (kernel, kind) in [
+            (
+                EvalError::Read {
+                    offset: 0,
+                    kind: FlashKind::Io,
+                    attempts: 3,
+                },
+                ErrorKind::Device,
+            ),
+            (
+                EvalError::TokenOutOfRange { token: 9, vocab: 8 },
+                ErrorKind::BadPrompt,
+            ),
+            (EvalError::ForeignContext, ErrorKind::BadOptions),
+            (
+                EvalError::Arena(lode_kernel::arena::ErrorKind::OutOfMemory),
+                ErrorKind::OutOfMemory,
+            ),
+            (
+                EvalError::Compute(lode_kernel::compute::ErrorKind::NonFinite),
+                ErrorKind::Compute,
+            ),
+            (EvalError::Internal("x"), ErrorKind::Internal),
+        ] {
+            assert_eq!(GenerateError::Model(kernel).kind(), kind, "{kernel:?}");
+        }
+        assert!(GenerateError::EmptyPrompt.source().is_none());
     }
 }

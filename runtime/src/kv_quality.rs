@@ -17,7 +17,7 @@
 use lode_kernel::arena::DramArena;
 use lode_kernel::compute::{Compute, KvBits, KvGroups};
 use lode_kernel::model::kv::tolerance::{assign_levels, mean_bits, LevelsError};
-use lode_kernel::model::{ModelError, WantLogits, CHUNK_TOKENS};
+use lode_kernel::model::{EvalError, WantLogits, CHUNK_TOKENS};
 use serde::Serialize;
 
 use crate::error::GenerateError;
@@ -273,24 +273,24 @@ fn compress_prefix(
     let mut enc = Vec::new();
     for (i, &level) in levels.iter().enumerate() {
         let slot = kv.chunks()[i];
-        let bytes = arena.bytes_mut(slot).map_err(ModelError::arena)?;
+        let bytes = arena.bytes_mut(slot).map_err(EvalError::arena)?;
         for l in 0..layers {
             for values in [false, true] {
                 let r = kv
                     .block_bytes(l, values)
-                    .ok_or(ModelError::Internal("KV block outside the chunk"))?;
+                    .ok_or(EvalError::Internal("KV block outside the chunk"))?;
                 let block: &mut [f32] = bytemuck::cast_slice_mut(&mut bytes[r]);
                 let groups = groups_of(layout, values, kv_dim);
                 let len = groups
                     .packed_len(block.len(), level)
-                    .ok_or(ModelError::Internal("KV block not whole groups"))?;
+                    .ok_or(EvalError::Internal("KV block not whole groups"))?;
                 enc.resize(len, 0);
                 compute
                     .kv_quantize(block, groups, level, &mut enc)
-                    .map_err(ModelError::Compute)?;
+                    .map_err(EvalError::Compute)?;
                 compute
                     .kv_dequantize(&enc, groups, level, block)
-                    .map_err(ModelError::Compute)?;
+                    .map_err(EvalError::Compute)?;
             }
         }
     }

@@ -18,7 +18,8 @@ use lode_kernel::model::stream::{
     StreamOptions, StreamPlan, StreamSource,
 };
 use lode_kernel::model::{
-    KvCache, Limits, LlamaConfig, MemoryPlan, Model, ModelError, RawTensor, TensorSource,
+    KvCache, Limits, LlamaConfig, LoadError as ModelLoadError, MemoryPlan, Model, RawTensor,
+    TensorSource,
 };
 use lode_kernel::plan::Extent;
 
@@ -126,7 +127,7 @@ fn now_ns() -> u64 {
 }
 
 pub(crate) enum DenseFail {
-    Model(ModelError),
+    Model(ModelLoadError),
     Load(LoadError),
 }
 
@@ -151,12 +152,12 @@ impl ReleasingSource<'_> {
 }
 
 impl TensorSource for ReleasingSource<'_> {
-    fn tensor(&self, name: &str) -> Result<Option<RawTensor<'_>>, ModelError> {
+    fn tensor(&self, name: &str) -> Result<Option<RawTensor<'_>>, ModelLoadError> {
         self.release_data();
         let Some(info) = self.file.tensor(name) else {
             return Ok(None);
         };
-        let data = self.file.data(&info).map_err(ModelError::Format)?;
+        let data = self.file.data(&info).map_err(ModelLoadError::Format)?;
         Ok(Some(RawTensor {
             dtype: info.dtype,
             dims: info.dims,
@@ -172,7 +173,8 @@ pub(crate) fn load_dense(
     limits: Limits,
 ) -> Result<(Model, LockedArena, Option<LockReport>), DenseFail> {
     // `ModelFile::open` parsed these bytes already.
-    let file = Gguf::parse(bytes.bytes()).map_err(|e| DenseFail::Model(ModelError::Format(e)))?;
+    let file =
+        Gguf::parse(bytes.bytes()).map_err(|e| DenseFail::Model(ModelLoadError::Format(e)))?;
     let plan = MemoryPlan::dense(&file, cfg, &limits).map_err(DenseFail::Model)?;
     let mut arena = new_arena(plan.total()).map_err(DenseFail::Load)?;
     // Locking is best effort: the report says how much it achieved.
@@ -180,7 +182,9 @@ pub(crate) fn load_dense(
     let source = ReleasingSource { file, bytes };
     let model = Model::load(&source, *cfg, limits, &mut arena).map_err(DenseFail::Model)?;
     bytes.release(bytes.bytes());
-    plan.arena_use.check(&arena).map_err(DenseFail::Model)?;
+    plan.arena_use
+        .check(&arena)
+        .map_err(|m| DenseFail::Model(m.into()))?;
     Ok((model, arena, lock))
 }
 
@@ -195,12 +199,12 @@ fn new_arena(bytes: usize) -> Result<LockedArena, LoadError> {
 }
 
 pub(crate) enum StreamFail {
-    Model(ModelError),
+    Model(ModelLoadError),
     Load(LoadError),
 }
 
-impl From<ModelError> for StreamFail {
-    fn from(e: ModelError) -> Self {
+impl From<ModelLoadError> for StreamFail {
+    fn from(e: ModelLoadError) -> Self {
         StreamFail::Model(e)
     }
 }
@@ -253,16 +257,18 @@ fn plan_streamed(
         sparse,
         checked,
     };
-    let with_outside = |e: ModelError| match e {
-        ModelError::BudgetTooSmall { need, .. } => StreamFail::Load(LoadError::BudgetTooSmall {
-            need: need.saturating_add(outside.total()),
-            have: budget,
-            kv: KvCache::chunks_for(limits.max_context)
-                .saturating_mul(limits.contexts)
-                .saturating_mul(KvCache::chunk_bytes(cfg)),
-            positions: limits.max_context,
-            contexts: limits.contexts,
-        }),
+    let with_outside = |e: ModelLoadError| match e {
+        ModelLoadError::BudgetTooSmall { need, .. } => {
+            StreamFail::Load(LoadError::BudgetTooSmall {
+                need: need.saturating_add(outside.total()),
+                have: budget,
+                kv: KvCache::chunks_for(limits.max_context)
+                    .saturating_mul(limits.contexts)
+                    .saturating_mul(KvCache::chunk_bytes(cfg)),
+                positions: limits.max_context,
+                contexts: limits.contexts,
+            })
+        }
         e => StreamFail::Model(e),
     };
     let plan = StreamPlan::new(layout, cfg, limits, stream_opts).map_err(with_outside)?;
@@ -338,7 +344,7 @@ pub(crate) fn load_streamed(
             block,
             lode_hal::checksum::crc32c,
         )
-        .map_err(ModelError::from)?;
+        .map_err(ModelLoadError::from)?;
         Some(c)
     } else {
         None
@@ -349,7 +355,7 @@ pub(crate) fn load_streamed(
         let chunk = (plan.budget / 2).clamp(block, 8 << 20) / block * block;
         let slot = arena
             .alloc(chunk, block.max(64), SlotKind::IoBuffer)
-            .map_err(ModelError::arena)?;
+            .map_err(ModelLoadError::arena)?;
         verify_and_record(
             &mut dev,
             &mut arena,
@@ -358,7 +364,7 @@ pub(crate) fn load_streamed(
             checks.as_ref(),
             |done, total| events.verify(done, total),
         )?;
-        arena.free(slot).map_err(ModelError::arena)?;
+        arena.free(slot).map_err(ModelLoadError::arena)?;
         verify_seconds = t.elapsed().as_secs_f64();
     }
     let setup = sparse.then(|| SparseSetup {
@@ -373,7 +379,7 @@ pub(crate) fn load_streamed(
     let source = Streamed::load_with(dev, &mut arena, layout, cfg, &limits, plan, reads, setup)?;
     let model = Model::new(*cfg, limits, source, &mut arena)?;
     // One accountant: the arena holds exactly what the plan counted.
-    plan.arena_use.check(&arena)?;
+    plan.arena_use.check(&arena).map_err(ModelLoadError::from)?;
     let info = StreamInfo {
         device: name,
         mode,

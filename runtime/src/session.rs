@@ -17,7 +17,7 @@ use lode_hal_linux::LockedArena;
 use lode_kernel::arena::LockReport;
 use lode_kernel::flash::FaultCounts;
 use lode_kernel::model::stream::{IoStats, SparseStats};
-use lode_kernel::model::{Limits, LlamaConfig, Model, ModelError, WantLogits};
+use lode_kernel::model::{EvalError, Limits, LlamaConfig, Model, WantLogits};
 use lode_tokenizer::{ChatTemplate, Tokenizer};
 
 use crate::context::Context;
@@ -218,14 +218,14 @@ impl Session {
             return Err(GenerateError::ForeignContext);
         }
         if ctx.inner.len() != from {
-            return Err(GenerateError::Model(ModelError::Internal(
+            return Err(GenerateError::Model(EvalError::Internal(
                 "recompute must continue where the KV cache ends",
             )));
         }
         let tokens = ctx
             .tokens
             .get(from..from + n)
-            .ok_or(GenerateError::Model(ModelError::Internal(
+            .ok_or(GenerateError::Model(EvalError::Internal(
                 "recompute past the context's tokens",
             )))?
             .to_vec();

@@ -234,3 +234,45 @@ pub fn pack_layout(
     .expect("pack");
     b.to_bytes().expect("image bytes")
 }
+
+/// Where a test that loads a model and then runs it failed: loading or
+/// evaluating, each with the kernel's error of that operation, so a test
+/// can ask which operation a fault surfaced in as well as its kind.
+#[derive(Debug, PartialEq)]
+pub enum LoadOrEval {
+    /// Planning or loading failed.
+    Load(lode_kernel::model::LoadError),
+    /// Evaluating failed.
+    Eval(lode_kernel::model::EvalError),
+}
+
+impl LoadOrEval {
+    /// The kind of either.
+    pub fn kind(&self) -> lode_kernel::model::ErrorKind {
+        match self {
+            LoadOrEval::Load(e) => e.kind(),
+            LoadOrEval::Eval(e) => e.kind(),
+        }
+    }
+}
+
+impl std::fmt::Display for LoadOrEval {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadOrEval::Load(e) => write!(f, "loading: {e}"),
+            LoadOrEval::Eval(e) => write!(f, "evaluating: {e}"),
+        }
+    }
+}
+
+impl From<lode_kernel::model::LoadError> for LoadOrEval {
+    fn from(e: lode_kernel::model::LoadError) -> Self {
+        LoadOrEval::Load(e)
+    }
+}
+
+impl From<lode_kernel::model::EvalError> for LoadOrEval {
+    fn from(e: lode_kernel::model::EvalError) -> Self {
+        LoadOrEval::Eval(e)
+    }
+}

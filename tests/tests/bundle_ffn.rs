@@ -337,7 +337,7 @@ impl FfnSource for Mixed {
         arena: &mut A,
         compute: &mut C,
         io: lode_kernel::model::FfnIo,
-    ) -> Result<(), lode_kernel::model::ModelError> {
+    ) -> Result<(), lode_kernel::model::EvalError> {
         let out = |arena: &A| -> Vec<f32> {
             let b = arena.bytes(io.output).unwrap();
             b.chunks_exact(4)

@@ -30,7 +30,7 @@ use lode_hal_linux::LockedArena;
 use lode_kernel::arena::DramArena;
 use lode_kernel::formats::gguf::{ErrorKind as GgufKind, Gguf};
 use lode_kernel::model::{
-    Context, Limits, LlamaConfig, LlamaConfigExt, MemoryPlan, Model, ModelError, WantLogits,
+    Context, Limits, LlamaConfig, LlamaConfigExt, LoadError, MemoryPlan, Model, WantLogits,
 };
 use lode_kernel::rng::SplitMix64;
 use lode_tokenizer::{EncodeOptions, Tokenizer};
@@ -400,7 +400,7 @@ fn load_kind(bytes: &[u8]) -> Result<(), String> {
     let file = Gguf::parse(bytes).map_err(|e| format!("{:?}", e.kind()))?;
     let p = file.check_llama().map_err(|e| format!("{:?}", e.kind()))?;
     let cfg = LlamaConfig::from_gguf(&p).map_err(|e| format!("{e}"))?;
-    MemoryPlan::dense(&file, &cfg, &Limits::new(16, 4)).map_err(|e: ModelError| format!("{e}"))?;
+    MemoryPlan::dense(&file, &cfg, &Limits::new(16, 4)).map_err(|e: LoadError| format!("{e}"))?;
     Ok(())
 }
 

@@ -20,11 +20,12 @@ use lode_kernel::model::stream::{
     config_of, verify_image_data, FfnKind, StreamLayout, StreamOptions, StreamPlan, StreamSource,
 };
 use lode_kernel::model::{
-    BundleFfn, BundleTypes, ErrorKind, Limits, LlamaConfig, LlamaConfigExt, MemoryPlan, Model,
-    ModelError, WantLogits, WeightSource,
+    BundleFfn, BundleTypes, ErrorKind, EvalError, Limits, LlamaConfig, LlamaConfigExt, LoadError,
+    MemoryPlan, Model, WantLogits, WeightSource,
 };
 use lode_pack::bundle::fill_layer;
 use lode_pack::image::FfnLayout;
+use lode_tests::LoadOrEval;
 
 const PROMPT: [u32; 5] = [504, 3575, 282, 4649, 314]; // "The capital of France is"
 const TOKENS: usize = 8;
@@ -48,7 +49,7 @@ fn greedy<W: WeightSource>(
     model: &mut Model<W>,
     arena: &mut LockedArena,
     cpu: &mut CpuCompute<'static>,
-) -> Result<(Vec<u32>, Vec<f32>), ModelError> {
+) -> Result<(Vec<u32>, Vec<f32>), EvalError> {
     let mut out = Vec::new();
     let mut feed = PROMPT.to_vec();
     let mut last = Vec::new();
@@ -162,7 +163,7 @@ fn streamed(
     dev: FakeFlash<Vec<u8>>,
     budget: Option<usize>,
     ring: usize,
-) -> Result<Streamed, ModelError> {
+) -> Result<Streamed, LoadOrEval> {
     streamed_from(image_bytes().unwrap(), dev, budget, ring)
 }
 
@@ -172,7 +173,7 @@ fn streamed_from(
     dev: FakeFlash<Vec<u8>>,
     budget: Option<usize>,
     ring: usize,
-) -> Result<Streamed, ModelError> {
+) -> Result<Streamed, LoadOrEval> {
     let img = Image::parse(bytes).unwrap();
     let cfg = config_of(&img)?;
     let layout = StreamLayout::new(&img, &cfg)?;
@@ -195,7 +196,7 @@ fn streamed_from(
     let source = StreamSource::load(dev, &mut arena, layout, &cfg, &limits(), plan, || 0)?;
     let mut model = Model::new(cfg, limits(), source, &mut arena)?;
     // The loader allocated exactly what the plan counted, at every budget.
-    plan.arena_use.check(&arena)?;
+    plan.arena_use.check(&arena).map_err(LoadError::from)?;
     let r = greedy(&mut model, &mut arena, &mut cpu(&cfg, &limits()));
     model.weights_mut().quiesce(&mut arena)?;
     let (tokens, logits) = r?;
@@ -325,7 +326,7 @@ fn a_budget_too_small_names_the_minimum() {
     };
     let e = StreamPlan::new(&layout, &cfg, &limits(), opts).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Budget);
-    let ModelError::BudgetTooSmall { need, have } = e else {
+    let LoadError::BudgetTooSmall { need, have } = e else {
         panic!("{e:?}")
     };
     assert_eq!(have, 4 << 20);

@@ -22,8 +22,9 @@ use lode_kernel::model::stream::{
     config_of, SparseScratch, SparseSetup, SparseStats, StreamLayout, StreamOptions, StreamPlan,
     StreamSource,
 };
-use lode_kernel::model::{ErrorKind, Limits, Model, ModelError, WantLogits};
+use lode_kernel::model::{ErrorKind, Limits, LoadError, Model, WantLogits};
 use lode_pack::image::FfnLayout;
+use lode_tests::LoadOrEval;
 
 const PROMPT: [u32; 5] = [504, 3575, 282, 4649, 314]; // "The capital of France is"
 const TOKENS: usize = 6;
@@ -79,7 +80,7 @@ fn run(
     sparsity: f32,
     cache: bool,
     stream_all: bool,
-) -> Result<Run, ModelError> {
+) -> Result<Run, LoadOrEval> {
     let img = Image::parse(split_image().unwrap()).unwrap();
     let cfg = config_of(&img)?;
     let layout = StreamLayout::new(&img, &cfg)?;
@@ -131,7 +132,7 @@ fn run(
     };
     let mut model = Model::new(cfg, limits(), source, &mut arena)?;
     // The loader allocated exactly what the plan counted, at every budget.
-    plan.arena_use.check(&arena)?;
+    plan.arena_use.check(&arena).map_err(LoadError::from)?;
     let widest = cfg.hidden.max(cfg.ffn);
     let mut cpu = CpuCompute::new(CpuConfig::new(widest).with_threads(2).with_env()).unwrap();
     cpu.reserve_batch(widest, limits().max_batch).unwrap();

@@ -8,7 +8,7 @@ use lode_kernel::arena::{DramArena, SlotKind};
 use lode_kernel::flash::BlockChecks;
 use lode_kernel::formats::image::Image;
 use lode_kernel::model::stream::verify_and_record;
-use lode_kernel::model::{ErrorKind, ModelError};
+use lode_kernel::model::{ErrorKind, LoadError};
 
 const CHECK: usize = 4096;
 
@@ -19,7 +19,7 @@ fn crc(b: &[u8]) -> u32 {
 /// Verifies `bytes` from a fake flash with `plan`'s faults through a
 /// 16 KiB buffer (many chunks, several per item); returns the recorded
 /// checks table.
-fn load(bytes: &[u8], plan: FaultPlan) -> Result<Vec<u8>, ModelError> {
+fn load(bytes: &[u8], plan: FaultPlan) -> Result<Vec<u8>, LoadError> {
     let img = Image::parse(bytes).unwrap();
     let h = img.header();
     let mut dev = FakeFlash::new(bytes.to_vec(), Profile::by_name("ufs40").unwrap(), plan);

@@ -15,8 +15,6 @@ use core::fmt;
 
 use crate::arena::{DramArena, SlotKind};
 
-use super::error::ModelError;
-
 /// Slots a loader will allocate: their count, their lengths, and what
 /// they cost in an arena whose slots start on [`ALIGN`](super::ALIGN).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -83,11 +81,16 @@ impl fmt::Display for Mismatch {
     }
 }
 
+impl core::error::Error for Mismatch {}
+
 impl ArenaUse {
     /// Checks `arena` against the plan: resident, I/O and scratch bytes
     /// equal it, the cache and the KV cache are within it, and the peak is
-    /// within the capacity.
-    pub fn check<A: DramArena>(&self, arena: &A) -> Result<(), ModelError> {
+    /// within the capacity. Callers check after loading and may again after
+    /// evaluating (the tests do, at every budget), so it returns the [`Mismatch`] itself, which
+    /// [`LoadError`](super::LoadError) and [`EvalError`](super::EvalError)
+    /// both convert from.
+    pub fn check<A: DramArena>(&self, arena: &A) -> Result<(), Mismatch> {
         let exact = [
             (SlotKind::Resident, self.resident),
             (SlotKind::IoBuffer, self.io),
@@ -100,29 +103,29 @@ impl ArenaUse {
         for (kind, planned) in exact {
             let used = arena.used_by(kind);
             if used != planned {
-                return Err(ModelError::PlanMismatch(Mismatch {
+                return Err(Mismatch {
                     kind: Some(kind),
                     planned,
                     used,
-                }));
+                });
             }
         }
         for (kind, planned) in at_most {
             let used = arena.used_by(kind);
             if used > planned {
-                return Err(ModelError::PlanMismatch(Mismatch {
+                return Err(Mismatch {
                     kind: Some(kind),
                     planned,
                     used,
-                }));
+                });
             }
         }
         if arena.peak() > self.capacity {
-            return Err(ModelError::PlanMismatch(Mismatch {
+            return Err(Mismatch {
                 kind: None,
                 planned: self.capacity,
                 used: arena.peak(),
-            }));
+            });
         }
         Ok(())
     }

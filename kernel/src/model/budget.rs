@@ -8,7 +8,7 @@
 use super::arena_use::ArenaUse;
 use super::buffers::Buffers;
 use super::config::{Limits, LlamaConfig, LlamaConfigExt};
-use super::error::ModelError;
+use super::error::LoadError;
 use super::ffn::DenseFfn;
 use super::kv::KvCache;
 use super::tensor::TensorSource;
@@ -39,7 +39,7 @@ impl MemoryPlan {
         src: &S,
         cfg: &LlamaConfig,
         limits: &Limits,
-    ) -> Result<MemoryPlan, ModelError> {
+    ) -> Result<MemoryPlan, LoadError> {
         cfg.validate()?;
         limits.validate(cfg)?;
         let weights = Weights::arena_bytes(src, cfg)?;

@@ -11,7 +11,7 @@ use crate::arena::{DramArena, Slot, SlotKind};
 
 use super::arena_use::Footprint;
 use super::config::{Limits, LlamaConfig};
-use super::error::ModelError;
+use super::error::LoadError;
 use super::weights::ALIGN;
 
 /// The buffers; every one holds f32 values.
@@ -74,22 +74,22 @@ impl Buffers {
         arena: &mut A,
         cfg: &LlamaConfig,
         limits: &Limits,
-    ) -> Result<Buffers, ModelError> {
+    ) -> Result<Buffers, LoadError> {
         let mut s = [None; 10];
         for (slot, n) in s.iter_mut().zip(floats(cfg, limits)) {
             let bytes = n
                 .checked_mul(4)
-                .ok_or(ModelError::Config("buffer size overflows"))?;
+                .ok_or(LoadError::Config("buffer size overflows"))?;
             *slot = Some(
                 arena
                     .alloc(bytes, ALIGN, SlotKind::Scratch)
-                    .map_err(ModelError::arena)?,
+                    .map_err(LoadError::arena)?,
             );
         }
         let [Some(x), Some(xb), Some(q), Some(k), Some(v), Some(att), Some(tmp), Some(scores), Some(received), Some(logits)] =
             s
         else {
-            return Err(ModelError::Internal("buffer allocation incomplete"));
+            return Err(LoadError::Internal("buffer allocation incomplete"));
         };
         Ok(Buffers {
             x,

@@ -13,7 +13,7 @@ use crate::arena::{DramArena, Slot, SlotKind};
 use crate::compute::{Bundles, Compute, DType};
 
 use super::config::{Limits, LlamaConfig, LlamaConfigExt, MAX_LAYERS};
-use super::error::ModelError;
+use super::error::{EvalError, LoadError};
 use super::ffn::{checked_call, FfnIo, FfnSource};
 use super::view::{f32s_mut, split};
 use super::weights::{aligned, ALIGN};
@@ -41,26 +41,23 @@ pub struct BundleFfn {
 
 impl BundleFfn {
     /// Bytes of one layer's `cfg.ffn` bundles.
-    pub fn layer_bytes(cfg: &LlamaConfig, types: BundleTypes) -> Result<usize, ModelError> {
+    pub fn layer_bytes(cfg: &LlamaConfig, types: BundleTypes) -> Result<usize, LoadError> {
         Bundles::bundle_bytes(types.rows, types.down, cfg.hidden)
             .and_then(|b| b.checked_mul(cfg.ffn))
-            .ok_or(ModelError::Config(
+            .ok_or(LoadError::Config(
                 "hidden is not whole blocks of the bundle types",
             ))
     }
 
     /// Arena bytes and slots [`BundleFfn::load`] allocates (each slot
     /// rounded up to the model's alignment).
-    pub fn arena_bytes(
-        cfg: &LlamaConfig,
-        types: BundleTypes,
-    ) -> Result<(usize, usize), ModelError> {
+    pub fn arena_bytes(cfg: &LlamaConfig, types: BundleTypes) -> Result<(usize, usize), LoadError> {
         let layer = aligned(Self::layer_bytes(cfg, types)?);
         let act = aligned(act_len(cfg)?);
         let bytes = layer
             .checked_mul(cfg.layers)
             .and_then(|b| b.checked_add(act))
-            .ok_or(ModelError::Config("FFN bundles overflow"))?;
+            .ok_or(LoadError::Config("FFN bundles overflow"))?;
         Ok((bytes, cfg.layers + 1))
     }
 
@@ -72,8 +69,8 @@ impl BundleFfn {
         limits: &Limits,
         types: BundleTypes,
         arena: &mut A,
-        mut fill: impl FnMut(usize, &mut [u8]) -> Result<(), ModelError>,
-    ) -> Result<BundleFfn, ModelError> {
+        mut fill: impl FnMut(usize, &mut [u8]) -> Result<(), LoadError>,
+    ) -> Result<BundleFfn, LoadError> {
         cfg.validate()?;
         limits.validate(cfg)?;
         let len = Self::layer_bytes(cfg, types)?;
@@ -81,16 +78,16 @@ impl BundleFfn {
         for layer in 0..cfg.layers {
             let slot = arena
                 .alloc(len, ALIGN, SlotKind::Resident)
-                .map_err(ModelError::arena)?;
-            let bytes = arena.bytes_mut(slot).map_err(ModelError::arena)?;
+                .map_err(LoadError::arena)?;
+            let bytes = arena.bytes_mut(slot).map_err(LoadError::arena)?;
             fill(layer, bytes)?;
             layers
                 .push(slot)
-                .map_err(|_| ModelError::Config("layers must be 1 to 128"))?;
+                .map_err(|_| LoadError::Config("layers must be 1 to 128"))?;
         }
         let act = arena
             .alloc(act_len(cfg)?, ALIGN, SlotKind::Scratch)
-            .map_err(ModelError::arena)?;
+            .map_err(LoadError::arena)?;
         Ok(BundleFfn {
             layers,
             act,
@@ -108,10 +105,10 @@ impl BundleFfn {
 }
 
 /// Bytes of the activation scratch: one f32 per neuron.
-fn act_len(cfg: &LlamaConfig) -> Result<usize, ModelError> {
+fn act_len(cfg: &LlamaConfig) -> Result<usize, LoadError> {
     cfg.ffn
         .checked_mul(4)
-        .ok_or(ModelError::Config("ffn overflows"))
+        .ok_or(LoadError::Config("ffn overflows"))
 }
 
 impl FfnSource for BundleFfn {
@@ -121,7 +118,7 @@ impl FfnSource for BundleFfn {
         arena: &mut A,
         compute: &mut C,
         io: FfnIo,
-    ) -> Result<(), ModelError> {
+    ) -> Result<(), EvalError> {
         let slot = checked_call(&self.layers, layer, &io, self.max_rows)?;
         let (table, mem) = arena.parts_mut();
         let ([h, o], sh) = split(table, mem, [self.act, io.output])?;
@@ -155,8 +152,8 @@ pub(crate) fn ffn_rows<C: Compute>(
     o: &mut [u8],
     rows: usize,
     ffn: usize,
-) -> Result<(), ModelError> {
-    let short = ModelError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
+) -> Result<(), EvalError> {
+    let short = EvalError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
     let hidden = bundles.hidden;
     let x = x.get(..rows * hidden).ok_or(short)?;
     let h = f32s_mut(h)?.get_mut(..ffn).ok_or(short)?;
@@ -168,7 +165,7 @@ pub(crate) fn ffn_rows<C: Compute>(
     for (xr, or) in x.chunks_exact(hidden).zip(o.chunks_exact_mut(hidden)) {
         compute
             .gated_ffn(xr, bundles, h, or)
-            .map_err(ModelError::compute)?;
+            .map_err(EvalError::compute)?;
     }
     Ok(())
 }

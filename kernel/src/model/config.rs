@@ -11,7 +11,7 @@
 use lode_formats::gguf::LlamaParams;
 use lode_formats::ModelShape;
 
-use super::error::ModelError;
+use super::error::LoadError;
 
 pub use crate::limits::{CHUNK_TOKENS, MAX_CHUNKS, MAX_CONTEXT, MAX_CONTEXTS, MAX_LAYERS};
 
@@ -26,16 +26,16 @@ pub trait LlamaConfigExt: Sized {
     /// [`check_llama`](lode_formats::gguf::Gguf::check_llama) accepted.
     /// Fails for what lode's forward pass does not do: RoPE over part of a
     /// head only.
-    fn from_gguf(p: &LlamaParams) -> Result<Self, ModelError>;
+    fn from_gguf(p: &LlamaParams) -> Result<Self, LoadError>;
 
     /// Checks that the numbers describe a model this forward pass can run.
-    fn validate(&self) -> Result<(), ModelError>;
+    fn validate(&self) -> Result<(), LoadError>;
 }
 
 impl LlamaConfigExt for LlamaConfig {
-    fn from_gguf(p: &LlamaParams) -> Result<LlamaConfig, ModelError> {
+    fn from_gguf(p: &LlamaParams) -> Result<LlamaConfig, LoadError> {
         if p.rope_dims != p.shape.head_dim {
-            return Err(ModelError::Config(
+            return Err(LoadError::Config(
                 "RoPE over part of each head (rope.dimension_count < head size) is not supported",
             ));
         }
@@ -44,8 +44,8 @@ impl LlamaConfigExt for LlamaConfig {
         Ok(cfg)
     }
 
-    fn validate(&self) -> Result<(), ModelError> {
-        let bad = |why| Err(ModelError::Config(why));
+    fn validate(&self) -> Result<(), LoadError> {
+        let bad = |why| Err(LoadError::Config(why));
         if self.layers == 0 || self.layers > MAX_LAYERS {
             return bad("layers must be 1 to 128");
         }
@@ -115,8 +115,8 @@ impl Limits {
     }
 
     /// Checks the limits against the model.
-    pub fn validate(&self, cfg: &LlamaConfig) -> Result<(), ModelError> {
-        let bad = |why| Err(ModelError::Config(why));
+    pub fn validate(&self, cfg: &LlamaConfig) -> Result<(), LoadError> {
+        let bad = |why| Err(LoadError::Config(why));
         if self.max_context == 0 || self.max_context > MAX_CONTEXT {
             return bad("max_context must be 1 to 8192 (MAX_CONTEXT)");
         }
@@ -176,7 +176,7 @@ mod tests {
             LlamaConfig { rms_eps: 0.0, ..c },
         ] {
             assert!(
-                matches!(broken.validate(), Err(ModelError::Config(_))),
+                matches!(broken.validate(), Err(LoadError::Config(_))),
                 "{broken:?}"
             );
         }

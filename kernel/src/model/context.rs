@@ -16,7 +16,7 @@ use crate::arena::{DramArena, Slot};
 use crate::compute::Compute;
 
 use super::config::{Limits, LlamaConfig, CHUNK_TOKENS};
-use super::error::ModelError;
+use super::error::EvalError;
 use super::kv::codec::{decode_chunk, encode_chunk, ChunkLevel, ChunkShape};
 use super::kv::KvCache;
 
@@ -62,7 +62,7 @@ impl Context {
     }
 
     /// Empties the context, giving its KV chunks back to `arena`.
-    pub fn clear<A: DramArena>(&mut self, arena: &mut A) -> Result<(), ModelError> {
+    pub fn clear<A: DramArena>(&mut self, arena: &mut A) -> Result<(), EvalError> {
         self.kv.clear(arena)
     }
 
@@ -73,7 +73,7 @@ impl Context {
 
     /// LLMS's information density of chunk `index` (the attention its
     /// positions received so far; see [`kv::density`](super::kv::density)).
-    pub fn density<A: DramArena>(&self, arena: &A, index: usize) -> Result<f32, ModelError> {
+    pub fn density<A: DramArena>(&self, arena: &A, index: usize) -> Result<f32, EvalError> {
         self.kv.density(arena, index)
     }
 
@@ -88,19 +88,19 @@ impl Context {
         index: usize,
         level: ChunkLevel,
         out: &mut [u8],
-    ) -> Result<(), ModelError> {
+    ) -> Result<(), EvalError> {
         let slot = *self
             .kv
             .chunks()
             .get(index)
-            .ok_or(ModelError::Internal("no such KV chunk"))?;
+            .ok_or(EvalError::Internal("no such KV chunk"))?;
         let full = (index + 1) * CHUNK_TOKENS <= self.len();
         if !full && level != ChunkLevel::F32 {
-            return Err(ModelError::Internal(
+            return Err(EvalError::Internal(
                 "a partial KV chunk is stored as f32 only",
             ));
         }
-        let bytes = arena.bytes(slot).map_err(ModelError::arena)?;
+        let bytes = arena.bytes(slot).map_err(EvalError::arena)?;
         encode_chunk(compute, self.chunk_shape(), level, bytes, out)
     }
 
@@ -117,23 +117,23 @@ impl Context {
         level: ChunkLevel,
         payload: &[u8],
         tokens: usize,
-    ) -> Result<(), ModelError> {
+    ) -> Result<(), EvalError> {
         if !self.len().is_multiple_of(CHUNK_TOKENS) || tokens == 0 || tokens > CHUNK_TOKENS {
-            return Err(ModelError::Internal(
+            return Err(EvalError::Internal(
                 "restored KV chunks must follow whole chunks",
             ));
         }
         if self.chunk_shape().payload_bytes(level) != Some(payload.len()) {
-            return Err(ModelError::Internal("KV chunk payload of the wrong size"));
+            return Err(EvalError::Internal("KV chunk payload of the wrong size"));
         }
         self.kv.reserve(arena, tokens)?;
         let slot = *self
             .kv
             .chunks()
             .last()
-            .ok_or(ModelError::Internal("no KV chunk after reserve"))?;
+            .ok_or(EvalError::Internal("no KV chunk after reserve"))?;
         let shape = self.chunk_shape();
-        let dst = arena.bytes_mut(slot).map_err(ModelError::arena)?;
+        let dst = arena.bytes_mut(slot).map_err(EvalError::arena)?;
         decode_chunk(compute, shape, level, payload, dst)?;
         self.kv.advance(tokens)
     }

@@ -13,7 +13,7 @@ use crate::compute::Compute;
 
 use super::arena_use::Footprint;
 use super::config::{Limits, LlamaConfig, LlamaConfigExt, MAX_LAYERS};
-use super::error::ModelError;
+use super::error::{EvalError, LoadError};
 use super::tensor::{TensorRef, TensorSource};
 use super::view::{f32s_mut, split};
 use super::weights::{fetch, for_each_layer_tensor, place, stored_len, Part, ALIGN};
@@ -30,7 +30,9 @@ pub struct FfnIo {
 }
 
 /// Computes a layer's FFN: `output = down · (silu(gate · x) ⊙ (up · x))`
-/// for each of `io.rows` inputs.
+/// for each of `io.rows` inputs. Called while evaluating, so it fails with
+/// an [`EvalError`]; loading the FFN is its constructor's job (a
+/// [`LoadError`]).
 pub trait FfnSource {
     /// Runs layer `layer`'s FFN over `io`. The arena is free to borrow (the
     /// caller holds no view of it); `io`'s slots stay live.
@@ -40,15 +42,11 @@ pub trait FfnSource {
         arena: &mut A,
         compute: &mut C,
         io: FfnIo,
-    ) -> Result<(), ModelError>;
+    ) -> Result<(), EvalError>;
 
     /// Called before each pass over the layers; `logits` says whether the
     /// pass ends with the output head. Most FFNs have nothing to do.
-    fn begin_pass<A: DramArena>(
-        &mut self,
-        _arena: &mut A,
-        _logits: bool,
-    ) -> Result<(), ModelError> {
+    fn begin_pass<A: DramArena>(&mut self, _arena: &mut A, _logits: bool) -> Result<(), EvalError> {
         Ok(())
     }
 }
@@ -89,7 +87,7 @@ impl DenseFfn {
         src: &S,
         cfg: &LlamaConfig,
         limits: &Limits,
-    ) -> Result<(Footprint, Footprint), ModelError> {
+    ) -> Result<(Footprint, Footprint), LoadError> {
         let mut matrices = Footprint::default();
         for_each_layer_tensor(cfg, is_ffn, |_, _, name, role| {
             matrices.add(stored_len(&fetch(src, name, role)?, role));
@@ -109,7 +107,7 @@ impl DenseFfn {
         cfg: &LlamaConfig,
         limits: &Limits,
         arena: &mut A,
-    ) -> Result<DenseFfn, ModelError> {
+    ) -> Result<DenseFfn, LoadError> {
         cfg.validate()?;
         limits.validate(cfg)?;
         let mut layers: heapless::Vec<DenseLayer, MAX_LAYERS> = heapless::Vec::new();
@@ -124,11 +122,11 @@ impl DenseFfn {
             }
             if part == Part::Down {
                 let [Some(gate), Some(up), Some(down)] = cur else {
-                    return Err(ModelError::tensor(name, "layer incomplete"));
+                    return Err(LoadError::tensor(name, "layer incomplete"));
                 };
                 layers
                     .push(DenseLayer { gate, up, down })
-                    .map_err(|_| ModelError::Config("layers must be 1 to 128"))?;
+                    .map_err(|_| LoadError::Config("layers must be 1 to 128"))?;
                 cur = [None; 3];
             }
             Ok(())
@@ -136,10 +134,10 @@ impl DenseFfn {
         let len = scratch_len(cfg, limits)?;
         let gate = arena
             .alloc(len, ALIGN, SlotKind::Scratch)
-            .map_err(ModelError::arena)?;
+            .map_err(LoadError::arena)?;
         let up = arena
             .alloc(len, ALIGN, SlotKind::Scratch)
-            .map_err(ModelError::arena)?;
+            .map_err(LoadError::arena)?;
         Ok(DenseFfn {
             layers,
             gate,
@@ -164,22 +162,22 @@ pub(super) fn checked_call<T: Copy>(
     layer: usize,
     io: &FfnIo,
     max_rows: usize,
-) -> Result<T, ModelError> {
+) -> Result<T, EvalError> {
     let entry = *per_layer
         .get(layer)
-        .ok_or(ModelError::Internal("FFN layer index out of range"))?;
+        .ok_or(EvalError::Internal("FFN layer index out of range"))?;
     if io.rows == 0 || io.rows > max_rows {
-        return Err(ModelError::Internal("FFN batch larger than max_batch"));
+        return Err(EvalError::Internal("FFN batch larger than max_batch"));
     }
     Ok(entry)
 }
 
 /// Bytes of one of the two activation buffers.
-fn scratch_len(cfg: &LlamaConfig, limits: &Limits) -> Result<usize, ModelError> {
+fn scratch_len(cfg: &LlamaConfig, limits: &Limits) -> Result<usize, LoadError> {
     cfg.ffn
         .checked_mul(limits.max_batch)
         .and_then(|n| n.checked_mul(4))
-        .ok_or(ModelError::Config("ffn * max_batch overflows"))
+        .ok_or(LoadError::Config("ffn * max_batch overflows"))
 }
 
 impl FfnSource for DenseFfn {
@@ -189,7 +187,7 @@ impl FfnSource for DenseFfn {
         arena: &mut A,
         compute: &mut C,
         io: FfnIo,
-    ) -> Result<(), ModelError> {
+    ) -> Result<(), EvalError> {
         let l = checked_call(&self.layers, layer, &io, self.max_rows)?;
         let shape = (self.hidden, self.ffn);
         dense_products(arena, compute, &l, io, [self.gate, self.up], shape)
@@ -225,9 +223,9 @@ pub(super) fn dense_product<A: DramArena, C: Compute>(
     io: FfnIo,
     scratch: [Slot; 2],
     (hidden, ffn): (usize, usize),
-) -> Result<(), ModelError> {
+) -> Result<(), EvalError> {
     let n = io.rows;
-    let short = ModelError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
+    let short = EvalError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
     let (table, mem) = arena.parts_mut();
     let ([g, u, o], sh) = split(table, mem, [scratch[0], scratch[1], io.output])?;
     let g = f32s_mut(g)?.get_mut(..n * ffn).ok_or(short)?;
@@ -241,14 +239,14 @@ pub(super) fn dense_product<A: DramArena, C: Compute>(
             } else {
                 &mut *u
             };
-            compute.matmul(&w, x, n, out).map_err(ModelError::compute)?;
+            compute.matmul(&w, x, n, out).map_err(EvalError::compute)?;
             if which == Product::Up {
-                compute.swiglu(g, u).map_err(ModelError::compute)?;
+                compute.swiglu(g, u).map_err(EvalError::compute)?;
             }
         }
         Product::Down => {
             let o = f32s_mut(o)?.get_mut(..n * hidden).ok_or(short)?;
-            compute.matmul(&w, g, n, o).map_err(ModelError::compute)?;
+            compute.matmul(&w, g, n, o).map_err(EvalError::compute)?;
         }
     }
     Ok(())
@@ -264,7 +262,7 @@ pub(super) fn dense_products<A: DramArena, C: Compute>(
     io: FfnIo,
     scratch: [Slot; 2],
     shape: (usize, usize),
-) -> Result<(), ModelError> {
+) -> Result<(), EvalError> {
     for which in Product::ALL {
         let w = match which {
             Product::Gate => &l.gate,

@@ -28,7 +28,7 @@ use crate::compute::{AttentionShape, Compute, ErrorKind as ComputeKind};
 
 use super::buffers::Buffers;
 use super::context::Context;
-use super::error::ModelError;
+use super::error::EvalError;
 use super::ffn::FfnIo;
 use super::kv::{ChunkViews, KvCache};
 use super::tensor::TensorRef;
@@ -47,17 +47,17 @@ pub enum WantLogits {
     From(usize),
 }
 
-fn short() -> ModelError {
-    ModelError::Compute(ComputeKind::ScratchTooSmall)
+fn short() -> EvalError {
+    EvalError::Compute(ComputeKind::ScratchTooSmall)
 }
 
 /// `v[r * w..(r + 1) * w]`, or an error.
-fn rows(v: &[f32], w: usize, r: core::ops::Range<usize>) -> Result<&[f32], ModelError> {
+fn rows(v: &[f32], w: usize, r: core::ops::Range<usize>) -> Result<&[f32], EvalError> {
     v.get(r.start * w..r.end * w).ok_or_else(short)
 }
 
 /// `v[r * w..(r + 1) * w]` mutably, or an error.
-fn rows_mut(v: &mut [f32], w: usize, r: core::ops::Range<usize>) -> Result<&mut [f32], ModelError> {
+fn rows_mut(v: &mut [f32], w: usize, r: core::ops::Range<usize>) -> Result<&mut [f32], EvalError> {
     v.get_mut(r.start * w..r.end * w).ok_or_else(short)
 }
 
@@ -78,7 +78,7 @@ impl<W: WeightSource> Model<W> {
         tokens: &[u32],
         want: WantLogits,
         mut on_logits: G,
-    ) -> Result<(), ModelError>
+    ) -> Result<(), EvalError>
     where
         A: DramArena,
         C: Compute,
@@ -86,19 +86,17 @@ impl<W: WeightSource> Model<W> {
     {
         let vocab = self.cfg.vocab;
         if let Some(&token) = tokens.iter().find(|&&t| t as usize >= vocab) {
-            return Err(ModelError::TokenOutOfRange { token, vocab });
+            return Err(EvalError::TokenOutOfRange { token, vocab });
         }
         if !ctx.fits(&self.cfg, &self.limits) {
-            return Err(ModelError::Config(
-                "the context was made for another model or longer limits",
-            ));
+            return Err(EvalError::ForeignContext);
         }
         let kv = ctx.kv_mut();
         let start = kv.len();
         let end = start
             .checked_add(tokens.len())
             .filter(|&e| e <= kv.max_positions())
-            .ok_or(ModelError::ContextFull {
+            .ok_or(EvalError::ContextFull {
                 max: kv.max_positions(),
             })?;
         for batch in tokens.chunks(self.limits.max_batch) {
@@ -129,7 +127,7 @@ impl<W: WeightSource> Model<W> {
 
     /// The embedding rows of `tokens` into `x`, decoded from the stored
     /// type.
-    fn embed<A: DramArena>(&mut self, arena: &mut A, tokens: &[u32]) -> Result<(), ModelError> {
+    fn embed<A: DramArena>(&mut self, arena: &mut A, tokens: &[u32]) -> Result<(), EvalError> {
         let (b, hd) = (self.buf, self.cfg.hidden);
         for (i, &tok) in tokens.iter().enumerate() {
             let (embed, r) = self.weights.embedding_row(tok, arena)?;
@@ -137,7 +135,11 @@ impl<W: WeightSource> Model<W> {
             let ([x], sh) = split(t, m, [b.x])?;
             let row = embed.row(&sh, r)?;
             let xr = rows_mut(f32s_mut(x)?, hd, i..i + 1)?;
-            dequantize_row(embed.dtype, row, xr)?;
+            // The embedding's shape was checked at load: a row that does
+            // not decode to `hidden` values is a broken invariant.
+            dequantize_row(embed.dtype, row, xr).map_err(|_| {
+                EvalError::Internal("an embedding row does not decode to the model's width")
+            })?;
         }
         Ok(())
     }
@@ -150,20 +152,20 @@ impl<W: WeightSource> Model<W> {
         compute: &mut C,
         tokens: &[u32],
         pos0: usize,
-    ) -> Result<(), ModelError> {
+    ) -> Result<(), EvalError> {
         let n = tokens.len();
         let c = self.cfg;
         let b = self.buf;
         let hd = c.hidden;
         let qd = c.heads * c.head_dim;
         let kvd = c.kv_dim();
-        let ce = ModelError::compute::<C::Error>;
+        let ce = EvalError::compute::<C::Error>;
 
         self.embed(arena, tokens)?;
         // Positions `0..pos0 + n` receive attention in this pass.
         arena
             .bytes_mut(b.received)
-            .map_err(ModelError::arena)?
+            .map_err(EvalError::arena)?
             .get_mut(..(pos0 + n) * 4)
             .ok_or_else(short)?
             .fill(0);
@@ -263,7 +265,7 @@ impl<W: WeightSource> Model<W> {
         n: usize,
         pos0: usize,
         on_logits: &mut G,
-    ) -> Result<(), ModelError> {
+    ) -> Result<(), EvalError> {
         let c = self.cfg;
         let b = self.buf;
         let hd = c.hidden;
@@ -280,7 +282,7 @@ impl<W: WeightSource> Model<W> {
                 for row in xb.chunks_exact_mut(hd) {
                     compute
                         .rms_norm(row, norm, c.rms_eps)
-                        .map_err(ModelError::compute)?;
+                        .map_err(EvalError::compute)?;
                 }
             }
             let mut piece = 0;
@@ -298,12 +300,12 @@ impl<W: WeightSource> Model<W> {
                 if row0 == 0 && head.rows == c.vocab {
                     compute
                         .matmul(&w, xb, g, logits)
-                        .map_err(ModelError::compute)?;
+                        .map_err(EvalError::compute)?;
                 } else {
                     // A piece of the head: its rows' logits of each position.
                     for (xr, lr) in xb.chunks_exact(hd).zip(logits.chunks_exact_mut(c.vocab)) {
                         let out = lr.get_mut(row0..end).ok_or_else(short)?;
-                        compute.matvec(&w, xr, out).map_err(ModelError::compute)?;
+                        compute.matvec(&w, xr, out).map_err(EvalError::compute)?;
                     }
                 }
             }
@@ -330,14 +332,14 @@ fn norm_rows<A: DramArena, C: Compute>(
     n: usize,
     hd: usize,
     eps: f32,
-) -> Result<(), ModelError> {
+) -> Result<(), EvalError> {
     let (t, m) = arena.parts_mut();
     let ([xb], sh) = split(t, m, [xb])?;
     let xb = rows_mut(f32s_mut(xb)?, hd, 0..n)?;
     xb.copy_from_slice(rows(sh.f32s(x)?, hd, 0..n)?);
     let w = w.floats(&sh)?;
     for row in xb.chunks_exact_mut(hd) {
-        compute.rms_norm(row, w, eps).map_err(ModelError::compute)?;
+        compute.rms_norm(row, w, eps).map_err(EvalError::compute)?;
     }
     Ok(())
 }
@@ -352,7 +354,7 @@ fn write_kv<A: DramArena>(
     n: usize,
     pos0: usize,
     kvd: usize,
-) -> Result<(), ModelError> {
+) -> Result<(), EvalError> {
     for i in 0..n {
         let (chunk, ko, vo) = kv.row(l, pos0 + i)?;
         let (t, m) = arena.parts_mut();

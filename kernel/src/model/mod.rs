@@ -12,6 +12,10 @@
 //!   growing in [`CHUNK_TOKENS`]-position chunks. One model serves many
 //!   contexts; each holds only its own KV chunks.
 //!
+//! Planning and loading fail with a [`LoadError`], evaluating (and every
+//! operation on a context's KV cache) with an [`EvalError`]; both report
+//! one [`ErrorKind`].
+//!
 //! The FFN goes through the [`FfnSource`] seam so a streaming source can
 //! replace the resident [`DenseFfn`] without touching the loop. Nothing here
 //! allocates from the heap or uses `unsafe`; every buffer is an arena slot
@@ -69,7 +73,7 @@ pub use config::{
     MAX_LAYERS,
 };
 pub use context::Context;
-pub use error::{ErrorKind, ModelError};
+pub use error::{ErrorKind, EvalError, LoadError};
 pub use ffn::{DenseFfn, DenseLayer, FfnIo, FfnSource};
 pub use forward::WantLogits;
 pub use kv::{ChunkViews, KvCache};
@@ -97,7 +101,7 @@ impl Model<Resident<DenseFfn>> {
         cfg: LlamaConfig,
         limits: Limits,
         arena: &mut A,
-    ) -> Result<Self, ModelError> {
+    ) -> Result<Self, LoadError> {
         cfg.validate()?;
         limits.validate(&cfg)?;
         let weights = Weights::load(src, &cfg, arena)?;
@@ -115,7 +119,7 @@ impl<F: FfnSource> Model<Resident<F>> {
         limits: Limits,
         arena: &mut A,
         ffn: F,
-    ) -> Result<Self, ModelError> {
+    ) -> Result<Self, LoadError> {
         cfg.validate()?;
         limits.validate(&cfg)?;
         let weights = Weights::load(src, &cfg, arena)?;
@@ -131,11 +135,11 @@ impl<W: WeightSource> Model<W> {
         limits: Limits,
         weights: W,
         arena: &mut A,
-    ) -> Result<Self, ModelError> {
+    ) -> Result<Self, LoadError> {
         cfg.validate()?;
         limits.validate(&cfg)?;
         if weights.layers() != cfg.layers {
-            return Err(ModelError::Config(
+            return Err(LoadError::Config(
                 "the weights have another number of layers",
             ));
         }

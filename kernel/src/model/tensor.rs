@@ -10,7 +10,7 @@ use lode_formats::DType;
 use crate::arena::Slot;
 use crate::compute::QuantMatrix;
 
-use super::error::ModelError;
+use super::error::{EvalError, LoadError};
 use super::view::Shared;
 
 /// A tensor as its source stores it.
@@ -24,21 +24,23 @@ pub struct RawTensor<'a> {
     pub data: &'a [u8],
 }
 
-/// Where weights are loaded from.
+/// Where weights are loaded from. Only loading and planning ask for
+/// tensors, so a source fails with a [`LoadError`] (a file that cannot be
+/// read is [`LoadError::Format`]).
 pub trait TensorSource {
     /// The tensor called `name` (GGUF naming: `blk.3.attn_q.weight`), or
     /// `None` when there is none.
-    fn tensor(&self, name: &str) -> Result<Option<RawTensor<'_>>, ModelError>;
+    fn tensor(&self, name: &str) -> Result<Option<RawTensor<'_>>, LoadError>;
 }
 
 impl TensorSource for Gguf<'_> {
-    fn tensor(&self, name: &str) -> Result<Option<RawTensor<'_>>, ModelError> {
+    fn tensor(&self, name: &str) -> Result<Option<RawTensor<'_>>, LoadError> {
         let Some(info) = Gguf::tensor(self, name) else {
             return Ok(None);
         };
         let data = self
             .data(&info)
-            .map_err(|e: GgufError| ModelError::Format(e))?;
+            .map_err(|e: GgufError| LoadError::Format(e))?;
         Ok(Some(RawTensor {
             dtype: info.dtype,
             dims: info.dims,
@@ -64,9 +66,12 @@ pub struct TensorRef {
     pub cols: usize,
 }
 
+/// Views of the tensor, taken while evaluating: its shape was checked when
+/// it was loaded, so a view that does not fit its slot is an
+/// [`EvalError`] (a compute shape mismatch, or the arena's refusal).
 impl TensorRef {
     /// The tensor as a matrix over the step's shared memory.
-    pub fn matrix<'m>(&self, mem: &Shared<'m>) -> Result<QuantMatrix<'m>, ModelError> {
+    pub fn matrix<'m>(&self, mem: &Shared<'m>) -> Result<QuantMatrix<'m>, EvalError> {
         Ok(QuantMatrix {
             dtype: self.dtype,
             rows: self.rows,
@@ -86,19 +91,19 @@ impl TensorRef {
     }
 
     /// The tensor's bytes.
-    pub fn bytes<'m>(&self, mem: &Shared<'m>) -> Result<&'m [u8], ModelError> {
+    pub fn bytes<'m>(&self, mem: &Shared<'m>) -> Result<&'m [u8], EvalError> {
         let end = self.offset.checked_add(self.len()).ok_or_else(shape)?;
         mem.get(self.slot)?.get(self.offset..end).ok_or_else(shape)
     }
 
     /// The tensor's values when it is stored as f32 (norm weights).
-    pub fn floats<'m>(&self, mem: &Shared<'m>) -> Result<&'m [f32], ModelError> {
+    pub fn floats<'m>(&self, mem: &Shared<'m>) -> Result<&'m [f32], EvalError> {
         if self.dtype != DType::F32 {
-            return Err(ModelError::Compute(
+            return Err(EvalError::Compute(
                 crate::compute::ErrorKind::UnsupportedType,
             ));
         }
-        super::view::f32s(self.bytes(mem)?)
+        Ok(super::view::f32s(self.bytes(mem)?)?)
     }
 
     /// Bytes of one row.
@@ -107,7 +112,7 @@ impl TensorRef {
     }
 
     /// The encoded row `row` (an embedding lookup).
-    pub fn row<'m>(&self, mem: &Shared<'m>, row: usize) -> Result<&'m [u8], ModelError> {
+    pub fn row<'m>(&self, mem: &Shared<'m>, row: usize) -> Result<&'m [u8], EvalError> {
         let rb = self.row_bytes();
         if row >= self.rows {
             return Err(shape());
@@ -118,8 +123,8 @@ impl TensorRef {
     }
 }
 
-fn shape() -> ModelError {
-    ModelError::Compute(crate::compute::ErrorKind::ShapeMismatch)
+fn shape() -> EvalError {
+    EvalError::Compute(crate::compute::ErrorKind::ShapeMismatch)
 }
 
 /// Bytes of a row of `cols` elements of `dtype`, if whole blocks.

@@ -206,7 +206,7 @@ struct T {
 struct Src(Vec<T>);
 
 impl TensorSource for Src {
-    fn tensor(&self, name: &str) -> Result<Option<RawTensor<'_>>, ModelError> {
+    fn tensor(&self, name: &str) -> Result<Option<RawTensor<'_>>, LoadError> {
         Ok(self.0.iter().find(|t| t.name == name).map(|t| RawTensor {
             dtype: t.dtype,
             dims: Dims::new(&t.dims).unwrap(),
@@ -672,7 +672,7 @@ fn a_context_of_another_model_is_refused() {
             WantLogits::Last,
             |_, _| {},
         );
-        assert_eq!(r.map_err(|e| e.kind()), Err(ErrorKind::BadConfig));
+        assert_eq!(r, Err(EvalError::ForeignContext));
         assert!(ctx.is_empty());
     }
 }
@@ -704,7 +704,7 @@ fn full_context_and_bad_tokens_are_errors_that_change_nothing() {
             WantLogits::Last,
             |_, _| {}
         ),
-        Err(ModelError::ContextFull { max: 20 })
+        Err(EvalError::ContextFull { max: 20 })
     );
     assert_eq!(
         m.eval(
@@ -775,7 +775,7 @@ fn the_plan_is_exact_and_a_smaller_arena_fails_cleanly() {
     );
     assert_eq!(
         err,
-        Err(ModelError::Arena(crate::arena::ErrorKind::OutOfMemory))
+        Err(EvalError::Arena(crate::arena::ErrorKind::OutOfMemory))
     );
     let mut tiny_arena = VecArena::new(plan.weights / 2);
     assert_eq!(
@@ -794,26 +794,26 @@ fn missing_and_misshapen_tensors_are_named() {
     src.find_mut("blk.1.ffn_down.weight").name = "blk.1.ffn_down.bias".into();
     let mut a = VecArena::new(1 << 20);
     match Model::load(&src, c, l, &mut a) {
-        Err(ModelError::Tensor { name, .. }) => assert_eq!(name.as_str(), "blk.1.ffn_down.weight"),
+        Err(LoadError::Tensor { name, .. }) => assert_eq!(name.as_str(), "blk.1.ffn_down.weight"),
         other => panic!("{other:?}"),
     }
     let mut src = model_src(&c, 1);
     src.find_mut("blk.0.attn_k.weight").dims = vec![64, 64];
     assert!(matches!(
         MemoryPlan::dense(&src, &c, &l),
-        Err(ModelError::Tensor { .. })
+        Err(LoadError::Tensor { .. })
     ));
     let mut src = model_src(&c, 1);
     src.find_mut("output_norm.weight").data.pop();
     assert!(matches!(
         MemoryPlan::dense(&src, &c, &l),
-        Err(ModelError::Tensor { .. })
+        Err(LoadError::Tensor { .. })
     ));
     // An untied config needs output.weight, which this source lacks.
     let src = model_src(&c, 1);
     assert!(matches!(
         MemoryPlan::dense(&src, &tiny(false), &l),
-        Err(ModelError::Tensor { .. })
+        Err(LoadError::Tensor { .. })
     ));
 }
 
@@ -970,14 +970,16 @@ fn bundle_ffn_rejects_types_that_do_not_fit_hidden() {
     };
     assert!(matches!(
         BundleFfn::layer_bytes(&c, types),
-        Err(ModelError::Config(_))
+        Err(LoadError::Config(_))
     ));
     let c = tiny(true);
     let mut arena = VecArena::new(1 << 16);
     // The fill's error comes back unchanged and nothing is half-built.
     let err = BundleFfn::load(&c, &Limits::new(8, 1), types, &mut arena, |_, _| {
-        Err(ModelError::Config("fill failed"))
+        Err(LoadError::Config("fill failed"))
     })
     .unwrap_err();
-    assert!(matches!(err, ModelError::Config("fill failed")));
+    assert!(matches!(err, LoadError::Config("fill failed")));
 }
+
+mod errors;

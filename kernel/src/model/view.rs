@@ -6,13 +6,17 @@
 //! cuts the region into the slots written (`&mut`) and the gaps between them
 //! (shared), without `unsafe` and without copying. [`Shared::get`] then
 //! serves any other live slot from the gaps; asking it for a slot that is
-//! being written is [`arena::ErrorKind::Overlap`], not an alias.
+//! being written is [`ErrorKind::Overlap`], not an alias.
+//!
+//! Every failure here is the arena's (a stale handle, an overlap, bytes
+//! that are not whole floats), and loading and evaluating both cut the
+//! arena this way, so these return the arena's [`ErrorKind`], which
+//! [`LoadError`](super::LoadError) and [`EvalError`](super::EvalError)
+//! both convert from.
 
 use core::ops::Range;
 
-use crate::arena::{self, Slot, Slots};
-
-use super::error::ModelError;
+use crate::arena::{ErrorKind, Slot, Slots};
 
 pub use crate::limits::MAX_WRITTEN;
 
@@ -24,20 +28,20 @@ pub struct Shared<'m> {
 
 impl<'m> Shared<'m> {
     /// The bytes of `slot`, which must be live and not one of the written.
-    pub fn get(&self, slot: Slot) -> Result<&'m [u8], ModelError> {
+    pub fn get(&self, slot: Slot) -> Result<&'m [u8], ErrorKind> {
         let Range { start, end } = self.table.check(slot)?;
         for &(base, piece) in &self.pieces {
             if start >= base && end <= base + piece.len() {
                 return piece
                     .get(start - base..end - base)
-                    .ok_or(ModelError::Arena(arena::ErrorKind::StaleSlot));
+                    .ok_or(ErrorKind::StaleSlot);
             }
         }
-        Err(ModelError::Arena(arena::ErrorKind::Overlap))
+        Err(ErrorKind::Overlap)
     }
 
     /// The f32 values of `slot`.
-    pub fn f32s(&self, slot: Slot) -> Result<&'m [f32], ModelError> {
+    pub fn f32s(&self, slot: Slot) -> Result<&'m [f32], ErrorKind> {
         f32s(self.get(slot)?)
     }
 }
@@ -48,7 +52,7 @@ pub fn split<'m, const K: usize>(
     table: &'m dyn Slots,
     mem: &'m mut [u8],
     written: [Slot; K],
-) -> Result<([&'m mut [u8]; K], Shared<'m>), ModelError> {
+) -> Result<([&'m mut [u8]; K], Shared<'m>), ErrorKind> {
     const { assert!(K <= MAX_WRITTEN, "too many written slots") };
     let mut order = [(0usize, 0usize, 0usize); K];
     for (i, (o, s)) in order.iter_mut().zip(written).enumerate() {
@@ -61,8 +65,8 @@ pub fn split<'m, const K: usize>(
         table,
         pieces: heapless::Vec::new(),
     };
-    let stale = ModelError::Arena(arena::ErrorKind::StaleSlot);
-    let overlap = ModelError::Arena(arena::ErrorKind::Overlap);
+    let stale = ErrorKind::StaleSlot;
+    let overlap = ErrorKind::Overlap;
     let mut rest = mem;
     let mut base = 0usize;
     for (start, end, i) in order {
@@ -83,14 +87,13 @@ pub fn split<'m, const K: usize>(
 }
 
 /// Bytes as f32 values (slots are allocated 4-aligned and sized in floats).
-pub fn f32s(b: &[u8]) -> Result<&[f32], ModelError> {
-    bytemuck::try_cast_slice(b).map_err(|_| ModelError::Arena(arena::ErrorKind::InvalidArgument))
+pub fn f32s(b: &[u8]) -> Result<&[f32], ErrorKind> {
+    bytemuck::try_cast_slice(b).map_err(|_| ErrorKind::InvalidArgument)
 }
 
 /// Bytes as mutable f32 values.
-pub fn f32s_mut(b: &mut [u8]) -> Result<&mut [f32], ModelError> {
-    bytemuck::try_cast_slice_mut(b)
-        .map_err(|_| ModelError::Arena(arena::ErrorKind::InvalidArgument))
+pub fn f32s_mut(b: &mut [u8]) -> Result<&mut [f32], ErrorKind> {
+    bytemuck::try_cast_slice_mut(b).map_err(|_| ErrorKind::InvalidArgument)
 }
 
 #[cfg(test)]
@@ -116,10 +119,7 @@ mod tests {
             w2.fill(9);
             assert!(sh.get(s[1]).unwrap().iter().all(|&b| b == 2));
             assert!(sh.get(s[3]).unwrap().iter().all(|&b| b == 4));
-            assert_eq!(
-                sh.get(s[0]).err(),
-                Some(ModelError::Arena(arena::ErrorKind::Overlap))
-            );
+            assert_eq!(sh.get(s[0]).err(), Some(ErrorKind::Overlap));
             w0[0] = 5;
         }
         assert_eq!(a.bytes(s[2]).unwrap()[0], 9);
@@ -132,22 +132,13 @@ mod tests {
         let x = a.alloc(64, 64, SlotKind::Scratch).unwrap();
         let y = a.alloc(64, 64, SlotKind::Scratch).unwrap();
         let (t, m) = a.parts_mut();
-        assert_eq!(
-            split(t, m, [x, x]).err(),
-            Some(ModelError::Arena(arena::ErrorKind::Overlap))
-        );
+        assert_eq!(split(t, m, [x, x]).err(), Some(ErrorKind::Overlap));
         a.free(y).unwrap();
         let (t, m) = a.parts_mut();
-        assert_eq!(
-            split(t, m, [x, y]).err(),
-            Some(ModelError::Arena(arena::ErrorKind::StaleSlot))
-        );
+        assert_eq!(split(t, m, [x, y]).err(), Some(ErrorKind::StaleSlot));
         let (t, m) = a.parts_mut();
         let ([_], sh) = split(t, m, [x]).unwrap();
-        assert_eq!(
-            sh.get(y).err(),
-            Some(ModelError::Arena(arena::ErrorKind::StaleSlot))
-        );
+        assert_eq!(sh.get(y).err(), Some(ErrorKind::StaleSlot));
     }
 
     #[test]

@@ -12,19 +12,21 @@
 use crate::arena::DramArena;
 use crate::compute::Compute;
 
-use super::error::ModelError;
+use super::error::EvalError;
 use super::ffn::{FfnIo, FfnSource};
 use super::tensor::TensorRef;
 use super::weights::{Attention, Weights};
 
 /// All of a model's weights, handed to the decode loop one piece at a time.
+/// Every method runs while evaluating (a source is loaded by its own
+/// constructor), so each fails with an [`EvalError`].
 pub trait WeightSource {
     /// Transformer blocks.
     fn layers(&self) -> usize;
 
     /// Layer `layer`'s attention and FFN norms (always resident: a few KiB
     /// a layer).
-    fn norms(&self, layer: usize) -> Result<(TensorRef, TensorRef), ModelError>;
+    fn norms(&self, layer: usize) -> Result<(TensorRef, TensorRef), EvalError>;
 
     /// The final norm.
     fn output_norm(&self) -> TensorRef;
@@ -32,7 +34,7 @@ pub trait WeightSource {
     /// Called before each pass over the layers; `logits` says whether the
     /// pass ends with the output head (a streaming source prefetches it only
     /// then).
-    fn begin_pass<A: DramArena>(&mut self, arena: &mut A, logits: bool) -> Result<(), ModelError>;
+    fn begin_pass<A: DramArena>(&mut self, arena: &mut A, logits: bool) -> Result<(), EvalError>;
 
     /// Layer `layer`'s attention projections, valid until the next call on
     /// the source (a streaming source lends its I/O buffer).
@@ -40,7 +42,7 @@ pub trait WeightSource {
         &mut self,
         layer: usize,
         arena: &mut A,
-    ) -> Result<Attention, ModelError>;
+    ) -> Result<Attention, EvalError>;
 
     /// The embedding matrix and the row of `token` in it (a streaming
     /// source reads just that row).
@@ -48,7 +50,7 @@ pub trait WeightSource {
         &mut self,
         token: u32,
         arena: &mut A,
-    ) -> Result<(TensorRef, usize), ModelError>;
+    ) -> Result<(TensorRef, usize), EvalError>;
 
     /// Piece `piece` of the output head: rows starting at the returned
     /// vocabulary index, or `None` past the last piece.
@@ -56,7 +58,7 @@ pub trait WeightSource {
         &mut self,
         piece: usize,
         arena: &mut A,
-    ) -> Result<Option<(TensorRef, usize)>, ModelError>;
+    ) -> Result<Option<(TensorRef, usize)>, EvalError>;
 
     /// Runs layer `layer`'s FFN over `io`. The arena is free to borrow;
     /// `io`'s slots stay live.
@@ -66,7 +68,7 @@ pub trait WeightSource {
         arena: &mut A,
         compute: &mut C,
         io: FfnIo,
-    ) -> Result<(), ModelError>;
+    ) -> Result<(), EvalError>;
 }
 
 /// Every weight in DRAM: the embedding, head, norms and attention as
@@ -105,7 +107,7 @@ impl<F: FfnSource> WeightSource for Resident<F> {
         self.weights.layers.len()
     }
 
-    fn norms(&self, layer: usize) -> Result<(TensorRef, TensorRef), ModelError> {
+    fn norms(&self, layer: usize) -> Result<(TensorRef, TensorRef), EvalError> {
         self.weights.norms(layer)
     }
 
@@ -113,7 +115,7 @@ impl<F: FfnSource> WeightSource for Resident<F> {
         self.weights.output_norm
     }
 
-    fn begin_pass<A: DramArena>(&mut self, arena: &mut A, logits: bool) -> Result<(), ModelError> {
+    fn begin_pass<A: DramArena>(&mut self, arena: &mut A, logits: bool) -> Result<(), EvalError> {
         self.ffn.begin_pass(arena, logits)
     }
 
@@ -121,7 +123,7 @@ impl<F: FfnSource> WeightSource for Resident<F> {
         &mut self,
         layer: usize,
         _arena: &mut A,
-    ) -> Result<Attention, ModelError> {
+    ) -> Result<Attention, EvalError> {
         self.weights.attention(layer)
     }
 
@@ -129,11 +131,11 @@ impl<F: FfnSource> WeightSource for Resident<F> {
         &mut self,
         token: u32,
         _arena: &mut A,
-    ) -> Result<(TensorRef, usize), ModelError> {
+    ) -> Result<(TensorRef, usize), EvalError> {
         let e = self
             .weights
             .embed
-            .ok_or(ModelError::Internal("the embedding is not resident"))?;
+            .ok_or(EvalError::Internal("the embedding is not resident"))?;
         Ok((e, token as usize))
     }
 
@@ -141,11 +143,11 @@ impl<F: FfnSource> WeightSource for Resident<F> {
         &mut self,
         piece: usize,
         _arena: &mut A,
-    ) -> Result<Option<(TensorRef, usize)>, ModelError> {
+    ) -> Result<Option<(TensorRef, usize)>, EvalError> {
         let h = self
             .weights
             .output
-            .ok_or(ModelError::Internal("the output head is not resident"))?;
+            .ok_or(EvalError::Internal("the output head is not resident"))?;
         Ok((piece == 0).then_some((h, 0)))
     }
 
@@ -155,7 +157,7 @@ impl<F: FfnSource> WeightSource for Resident<F> {
         arena: &mut A,
         compute: &mut C,
         io: FfnIo,
-    ) -> Result<(), ModelError> {
+    ) -> Result<(), EvalError> {
         self.ffn.run(layer, arena, compute, io)
     }
 }

@@ -13,7 +13,7 @@ use crate::arena::{DramArena, SlotKind};
 
 use super::arena_use::Footprint;
 use super::config::{LlamaConfig, LlamaConfigExt, MAX_LAYERS};
-use super::error::ModelError;
+use super::error::{EvalError, LoadError};
 use super::tensor::{row_bytes, RawTensor, TensorRef, TensorSource};
 use super::view::f32s_mut;
 
@@ -88,8 +88,8 @@ impl Part {
 pub(crate) fn for_each_layer_tensor(
     cfg: &LlamaConfig,
     keep: fn(Part) -> bool,
-    mut f: impl FnMut(usize, Part, &str, Role) -> Result<(), ModelError>,
-) -> Result<(), ModelError> {
+    mut f: impl FnMut(usize, Part, &str, Role) -> Result<(), LoadError>,
+) -> Result<(), LoadError> {
     for layer in 0..cfg.layers {
         for (suffix, part) in LAYER_PARTS {
             if keep(part) {
@@ -124,24 +124,24 @@ pub(crate) fn fetch<'s, S: TensorSource>(
     src: &'s S,
     name: &str,
     role: Role,
-) -> Result<RawTensor<'s>, ModelError> {
+) -> Result<RawTensor<'s>, LoadError> {
     let t = src
         .tensor(name)?
-        .ok_or_else(|| ModelError::tensor(name, "missing from the model file"))?;
+        .ok_or_else(|| LoadError::tensor(name, "missing from the model file"))?;
     let (rows, cols, want): (usize, usize, &[u64]) = match role {
         Role::Matrix { rows, cols } => (rows, cols, &[cols as u64, rows as u64]),
         Role::Norm { len } => (1, len, &[len as u64]),
     };
     if t.dims.as_slice() != want {
-        return Err(ModelError::tensor(
+        return Err(LoadError::tensor(
             name,
             "has a different shape than the model's hyper-parameters imply",
         ));
     }
     let rb = row_bytes(t.dtype, cols)
-        .ok_or_else(|| ModelError::tensor(name, "rows are not whole blocks of its type"))?;
+        .ok_or_else(|| LoadError::tensor(name, "rows are not whole blocks of its type"))?;
     if rb.checked_mul(rows) != Some(t.data.len()) {
-        return Err(ModelError::tensor(
+        return Err(LoadError::tensor(
             name,
             "data length does not match its shape",
         ));
@@ -163,11 +163,11 @@ pub(crate) fn place<A: DramArena>(
     name: &str,
     t: &RawTensor<'_>,
     role: Role,
-) -> Result<TensorRef, ModelError> {
+) -> Result<TensorRef, LoadError> {
     let slot = arena
         .alloc(stored_len(t, role), ALIGN, SlotKind::Resident)
-        .map_err(ModelError::arena)?;
-    let bytes = arena.bytes_mut(slot).map_err(ModelError::arena)?;
+        .map_err(LoadError::arena)?;
+    let bytes = arena.bytes_mut(slot).map_err(LoadError::arena)?;
     let (dtype, rows, cols) = match role {
         Role::Matrix { rows, cols } => {
             bytes.copy_from_slice(t.data);
@@ -175,7 +175,7 @@ pub(crate) fn place<A: DramArena>(
         }
         Role::Norm { len } => {
             dequantize_row(t.dtype, t.data, f32s_mut(bytes)?)
-                .map_err(|_| ModelError::tensor(name, "cannot be decoded to f32"))?;
+                .map_err(|_| LoadError::tensor(name, "cannot be decoded to f32"))?;
             (lode_formats::DType::F32, 1, len)
         }
     };
@@ -230,21 +230,21 @@ pub struct Weights {
 
 impl Weights {
     /// Layer `layer`'s attention and FFN norms.
-    pub fn norms(&self, layer: usize) -> Result<(TensorRef, TensorRef), ModelError> {
+    pub fn norms(&self, layer: usize) -> Result<(TensorRef, TensorRef), EvalError> {
         let l = self
             .layers
             .get(layer)
-            .ok_or(ModelError::Internal("layer index out of range"))?;
+            .ok_or(EvalError::Internal("layer index out of range"))?;
         Ok((l.attn_norm, l.ffn_norm))
     }
 
     /// Layer `layer`'s attention projections, when resident.
-    pub fn attention(&self, layer: usize) -> Result<Attention, ModelError> {
+    pub fn attention(&self, layer: usize) -> Result<Attention, EvalError> {
         self.layers
             .get(layer)
-            .ok_or(ModelError::Internal("layer index out of range"))?
+            .ok_or(EvalError::Internal("layer index out of range"))?
             .attn
-            .ok_or(ModelError::Internal("attention weights are not resident"))
+            .ok_or(EvalError::Internal("attention weights are not resident"))
     }
 
     /// The slots [`Weights::load`] allocates, checking every tensor on the
@@ -252,9 +252,9 @@ impl Weights {
     pub fn arena_bytes<S: TensorSource>(
         src: &S,
         cfg: &LlamaConfig,
-    ) -> Result<Footprint, ModelError> {
+    ) -> Result<Footprint, LoadError> {
         let mut f = Footprint::default();
-        let mut add = |name: &str, role: Role| -> Result<(), ModelError> {
+        let mut add = |name: &str, role: Role| -> Result<(), LoadError> {
             f.add(stored_len(&fetch(src, name, role)?, role));
             Ok(())
         };
@@ -271,7 +271,7 @@ impl Weights {
         src: &S,
         cfg: &LlamaConfig,
         arena: &mut A,
-    ) -> Result<Weights, ModelError> {
+    ) -> Result<Weights, LoadError> {
         cfg.validate()?;
         let mut globals: heapless::Vec<TensorRef, 3> = heapless::Vec::new();
         for (name, role) in global_tensors(cfg) {
@@ -279,11 +279,11 @@ impl Weights {
             let r = place(arena, name, &t, role)?;
             globals
                 .push(r)
-                .map_err(|_| ModelError::Layout("too many global tensors"))?;
+                .map_err(|_| LoadError::Layout("too many global tensors"))?;
         }
         let (embed, output_norm) = match globals.as_slice() {
             [e, n, ..] => (*e, *n),
-            _ => return Err(ModelError::Layout("model-wide tensors missing")),
+            _ => return Err(LoadError::Layout("model-wide tensors missing")),
         };
         let output = globals.get(2).copied().unwrap_or(embed);
 
@@ -308,11 +308,11 @@ impl Weights {
                                 attn: Some(Attention { q, k, v, o }),
                             }
                         }
-                        _ => return Err(ModelError::tensor(name, "layer incomplete")),
+                        _ => return Err(LoadError::tensor(name, "layer incomplete")),
                     };
                     layers
                         .push(lw)
-                        .map_err(|_| ModelError::Config("layers must be 1 to 128"))?;
+                        .map_err(|_| LoadError::Config("layers must be 1 to 128"))?;
                     cur = [None; 6];
                 }
                 Ok(())

@@ -13,19 +13,19 @@ use lode_formats::image::{BundleRegion, Image};
 use lode_formats::DType;
 use lode_kernel::compute::Bundles;
 use lode_kernel::model::stream::{config_of, FfnKind, FfnRegion, TensorAt};
-use lode_kernel::model::{BundleTypes, ModelError};
+use lode_kernel::model::{BundleTypes, LoadError};
 
 use super::FfnLayout;
 
 /// Layer `layer`'s bundle region, or a `Config` error.
-fn region(img: &Image<'_>, layer: usize) -> Result<BundleRegion, ModelError> {
+fn region(img: &Image<'_>, layer: usize) -> Result<BundleRegion, LoadError> {
     img.bundle_region(layer)
-        .ok_or(ModelError::Config("the image has no such layer"))
+        .ok_or(LoadError::Config("the image has no such layer"))
 }
 
 /// Layer `layer`'s FFN as the streaming runtime sees it (the same checks:
 /// whole bundles, or down-only bundles with gate and up tensors).
-fn ffn_region(img: &Image<'_>, layer: usize) -> Result<(BundleRegion, FfnRegion), ModelError> {
+fn ffn_region(img: &Image<'_>, layer: usize) -> Result<(BundleRegion, FfnRegion), LoadError> {
     let cfg = config_of(img)?;
     let r = region(img, layer)?;
     let f = FfnRegion::of(img, &r, &cfg, layer)?;
@@ -35,7 +35,7 @@ fn ffn_region(img: &Image<'_>, layer: usize) -> Result<(BundleRegion, FfnRegion)
 /// The layout and bundle types of layer `layer` of `img`: bundled when its
 /// bundles hold gate, up and down; split when they hold the down column
 /// alone and the image has the layer's gate and up tensors.
-pub fn layer_layout(img: &Image<'_>, layer: usize) -> Result<(FfnLayout, BundleTypes), ModelError> {
+pub fn layer_layout(img: &Image<'_>, layer: usize) -> Result<(FfnLayout, BundleTypes), LoadError> {
     let (_, f) = ffn_region(img, layer)?;
     let layout = match f.kind {
         FfnKind::Split(_) => FfnLayout::Split,
@@ -47,7 +47,7 @@ pub fn layer_layout(img: &Image<'_>, layer: usize) -> Result<(FfnLayout, BundleT
 
 /// `len` bytes of `image` from `offset`, or a `Config` error when the file
 /// is shorter than that.
-fn bytes_at(image: &[u8], offset: u64, len: u64) -> Result<&[u8], ModelError> {
+fn bytes_at(image: &[u8], offset: u64, len: u64) -> Result<&[u8], LoadError> {
     let start = usize::try_from(offset).ok();
     let end = start
         .zip(usize::try_from(len).ok())
@@ -55,7 +55,7 @@ fn bytes_at(image: &[u8], offset: u64, len: u64) -> Result<&[u8], ModelError> {
     start
         .zip(end)
         .and_then(|(s, e)| image.get(s..e))
-        .ok_or(ModelError::Config(
+        .ok_or(LoadError::Config(
             "the image file is shorter than its tables say",
         ))
 }
@@ -66,30 +66,30 @@ fn bundle<'i>(
     image: &'i [u8],
     r: &BundleRegion,
     pos: u32,
-) -> Result<&'i [u8], ModelError> {
+) -> Result<&'i [u8], LoadError> {
     let at = r
         .bundle_offset(pos)
-        .ok_or(ModelError::Config("a bundle past the end of its region"))?;
+        .ok_or(LoadError::Config("a bundle past the end of its region"))?;
     let b = bytes_at(image, at, u64::from(r.bundle_size))?;
     img.verify_bundle(r.layer, pos, b)
-        .map_err(ModelError::Image)?;
+        .map_err(LoadError::Image)?;
     Ok(b)
 }
 
 /// The data of tensor `t`, checked against its CRC.
-fn tensor_data<'i>(img: &Image<'_>, image: &'i [u8], t: &TensorAt) -> Result<&'i [u8], ModelError> {
+fn tensor_data<'i>(img: &Image<'_>, image: &'i [u8], t: &TensorAt) -> Result<&'i [u8], LoadError> {
     let d = bytes_at(image, t.offset, t.len as u64)?;
-    img.verify_tensor(t.index, d).map_err(ModelError::Image)?;
+    img.verify_tensor(t.index, d).map_err(LoadError::Image)?;
     Ok(d)
 }
 
 /// Bytes of one row of `hidden` elements of `dtype`.
-fn row_bytes(dtype: DType, hidden: u32) -> Result<usize, ModelError> {
+fn row_bytes(dtype: DType, hidden: u32) -> Result<usize, LoadError> {
     dtype
         .row_bytes(u64::from(hidden))
         .and_then(|b| usize::try_from(b).ok())
         .filter(|&b| b > 0)
-        .ok_or(ModelError::Config(
+        .ok_or(LoadError::Config(
             "hidden is not whole blocks of a part's type",
         ))
 }
@@ -97,10 +97,10 @@ fn row_bytes(dtype: DType, hidden: u32) -> Result<usize, ModelError> {
 /// Bytes of layer `layer` of `img` read back as whole bundles: the length
 /// [`layer_bundles`] wants (`count` bundles of the types [`layer_layout`]
 /// reports).
-pub fn layer_bundles_len(img: &Image<'_>, layer: usize) -> Result<usize, ModelError> {
+pub fn layer_bundles_len(img: &Image<'_>, layer: usize) -> Result<usize, LoadError> {
     let (layout, types) = layer_layout(img, layer)?;
     if layout == FfnLayout::Dense {
-        return Err(ModelError::Config(
+        return Err(LoadError::Config(
             "a dense layer has no bundles to read back (its matrices are the source's)",
         ));
     }
@@ -109,7 +109,7 @@ pub fn layer_bundles_len(img: &Image<'_>, layer: usize) -> Result<usize, ModelEr
         .ok()
         .and_then(|h| Bundles::bundle_bytes(types.rows, types.down, h))
         .and_then(|b| b.checked_mul(usize::try_from(r.count).ok()?))
-        .ok_or(ModelError::Config("a layer's bundles overflow"))
+        .ok_or(LoadError::Config("a layer's bundles overflow"))
 }
 
 /// Writes layer `layer` of `img` into `out` as whole bundles (gate row |
@@ -126,9 +126,9 @@ pub fn layer_bundles(
     image: &[u8],
     layer: usize,
     out: &mut [u8],
-) -> Result<(), ModelError> {
+) -> Result<(), LoadError> {
     if layer_bundles_len(img, layer)? != out.len() {
-        return Err(ModelError::Config(
+        return Err(LoadError::Config(
             "the bundle buffer is not the layer's bundles",
         ));
     }
@@ -150,7 +150,7 @@ pub fn layer_bundles(
             let up = tensor_data(img, image, &split.up)?;
             let rows = gate.chunks_exact(rb).zip(up.chunks_exact(rb));
             for ((p, dst), (g, u)) in chunks.zip(rows) {
-                let short = || ModelError::Config("a bundle's parts overrun it");
+                let short = || LoadError::Config("a bundle's parts overrun it");
                 let (dg, rest) = dst.split_at_mut_checked(rb).ok_or_else(short)?;
                 let (du, dd) = rest.split_at_mut_checked(rb).ok_or_else(short)?;
                 dg.copy_from_slice(g);

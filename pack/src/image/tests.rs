@@ -8,7 +8,7 @@ use std::vec::Vec;
 use lode_formats::gguf::Gguf;
 use lode_formats::image::{BundleParts, Image};
 use lode_formats::DType;
-use lode_kernel::model::{BundleTypes, LlamaConfig, ModelError};
+use lode_kernel::model::{BundleTypes, LlamaConfig, LoadError};
 use lode_kernel::rng::SplitMix64;
 use proptest::prelude::*;
 
@@ -293,7 +293,7 @@ fn a_corrupt_or_incomplete_split_image_is_refused_on_readback() {
     // A buffer of the wrong size.
     assert!(matches!(
         layer_bundles(&open(&split), &split, 1, &mut out[1..]),
-        Err(ModelError::Config(_))
+        Err(LoadError::Config(_))
     ));
     // A truncated file.
     let meta = open(&split).header().meta_len as usize;
@@ -312,7 +312,7 @@ fn a_corrupt_or_incomplete_split_image_is_refused_on_readback() {
     split[up + 3] ^= 1;
     assert!(matches!(
         layer_bundles(&Image::parse(&split).unwrap(), &split, 1, &mut out),
-        Err(ModelError::Image(_))
+        Err(LoadError::Image(_))
     ));
     split[up + 3] ^= 1;
     let r = Image::parse(&split).unwrap().bundle_region(1).unwrap();
@@ -320,7 +320,7 @@ fn a_corrupt_or_incomplete_split_image_is_refused_on_readback() {
     split[at] ^= 0x80;
     assert!(matches!(
         layer_bundles(&Image::parse(&split).unwrap(), &split, 1, &mut out),
-        Err(ModelError::Image(_))
+        Err(LoadError::Image(_))
     ));
     split[at] ^= 0x80;
     layer_bundles(&open(&split), &split, 1, &mut out).unwrap();
@@ -364,7 +364,7 @@ fn a_down_only_region_without_its_tensors_has_no_layout() {
     let img = open(&bytes);
     assert!(matches!(
         layer_layout(&img, 0),
-        Err(ModelError::Tensor { .. })
+        Err(LoadError::Tensor { .. })
     ));
     // A layer of no neurons still needs its (empty) tensors to be split.
     assert!(layer_layout(&img, 1).is_err());
@@ -405,7 +405,7 @@ fn the_dense_layout_copies_the_ffn_matrices_and_has_no_bundles() {
         // Nothing to read back as bundles.
         assert!(matches!(
             layer_bundles_len(&img, l),
-            Err(ModelError::Config(_))
+            Err(LoadError::Config(_))
         ));
     }
     assert_eq!(sum.split_tensor_bytes, ffn_bytes);

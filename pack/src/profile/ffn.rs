@@ -33,7 +33,7 @@ use lode_formats::trace::set_bit;
 use lode_kernel::arena::{self, DramArena};
 use lode_kernel::compute::{Compute, ErrorKind as ComputeKind};
 use lode_kernel::model::stream::keep_strongest;
-use lode_kernel::model::{split, DenseLayer, FfnIo, FfnSource, LlamaConfig, ModelError};
+use lode_kernel::model::{split, DenseLayer, EvalError, FfnIo, FfnSource, LlamaConfig, LoadError};
 
 use super::sample::{SampleError, ScoreSample};
 
@@ -104,8 +104,15 @@ pub struct Profiler {
     slots: Vec<Option<usize>>,
 }
 
-fn config(why: &'static str) -> ModelError {
-    ModelError::Config(why)
+/// A profiler that cannot be built for the model or the batch asked for.
+fn config(why: &'static str) -> LoadError {
+    LoadError::Config(why)
+}
+
+/// A profiler driven out of order while the model runs (its driver's
+/// bug: the forward pass calls every layer of a batch in order).
+fn misused(why: &'static str) -> EvalError {
+    EvalError::Internal(why)
 }
 
 impl Profiler {
@@ -118,7 +125,7 @@ impl Profiler {
         cfg: &LlamaConfig,
         max_rows: usize,
         mode: ScoreMode,
-    ) -> Result<Self, ModelError> {
+    ) -> Result<Self, LoadError> {
         let (h, f) = (cfg.hidden, cfg.ffn);
         if layers.len() != cfg.layers {
             return Err(config("profiler: one set of FFN matrices per layer"));
@@ -177,7 +184,7 @@ impl Profiler {
     /// Starts a window of `tokens` positions (the context was reset): the
     /// next layer-0 call is its first token. When masking, clears the
     /// window's bitsets.
-    pub fn begin_window(&mut self, tokens: usize) -> Result<(), ModelError> {
+    pub fn begin_window(&mut self, tokens: usize) -> Result<(), EvalError> {
         self.window_seen = 0;
         self.batch_start = 0;
         self.batch_rows = 0;
@@ -185,7 +192,7 @@ impl Profiler {
             let len = tokens
                 .checked_mul(self.layers.len())
                 .and_then(|n| n.checked_mul(self.ffn.div_ceil(8)))
-                .ok_or(config("profiler: window too large"))?;
+                .ok_or(misused("profiler: window too large"))?;
             m.bits.clear();
             m.bits.resize(len, 0);
             m.window_tokens = tokens;
@@ -232,13 +239,13 @@ impl Profiler {
     }
 
     /// Bookkeeping at layer 0: a new batch of `rows` tokens of the window.
-    fn start_batch(&mut self, rows: usize) -> Result<(), ModelError> {
+    fn start_batch(&mut self, rows: usize) -> Result<(), EvalError> {
         self.batch_start = self.window_seen;
         self.batch_rows = rows;
         self.window_seen = self
             .window_seen
             .checked_add(rows)
-            .ok_or(config("profiler: too many tokens"))?;
+            .ok_or(misused("profiler: too many tokens"))?;
         match &mut self.phase {
             Phase::Collect(sample) => {
                 self.slots.clear();
@@ -246,7 +253,7 @@ impl Profiler {
             }
             Phase::Mask(m) => {
                 if self.window_seen > m.window_tokens {
-                    return Err(config("profiler: more tokens than the window holds"));
+                    return Err(misused("profiler: more tokens than the window holds"));
                 }
                 m.tokens += rows as u64;
             }
@@ -262,30 +269,32 @@ impl Profiler {
         arena: &mut A,
         compute: &mut C,
         io: FfnIo,
-    ) -> Result<(), ModelError> {
+    ) -> Result<(), EvalError> {
         let l = *self
             .layers
             .get(layer)
-            .ok_or(config("FFN layer index out of range"))?;
+            .ok_or(misused("FFN layer index out of range"))?;
         let n = io.rows;
         if n == 0 || n > self.max_rows {
-            return Err(config("FFN batch larger than max_batch"));
+            return Err(misused("FFN batch larger than max_batch"));
         }
         // The forward pass runs every layer of a batch in order, so layer 0
         // marks a batch's start; later layers must see the same batch.
         if layer == 0 {
             self.start_batch(n)?;
         } else if n != self.batch_rows {
-            return Err(config("profiler: layers of one batch disagree on its size"));
+            return Err(misused(
+                "profiler: layers of one batch disagree on its size",
+            ));
         }
         let (h, f) = (self.hidden, self.ffn);
-        let short = ModelError::Compute(ComputeKind::ScratchTooSmall);
-        let ce = ModelError::compute::<C::Error>;
+        let short = EvalError::Compute(ComputeKind::ScratchTooSmall);
+        let ce = EvalError::compute::<C::Error>;
         let (table, mem) = arena.parts_mut();
         let ([out], sh) = split(table, mem, [io.output])?;
         let x = sh.f32s(io.input)?.get(..n * h).ok_or(short)?;
         let out = bytemuck::try_cast_slice_mut::<u8, f32>(out)
-            .map_err(|_| ModelError::Arena(arena::ErrorKind::InvalidArgument))?
+            .map_err(|_| EvalError::Arena(arena::ErrorKind::InvalidArgument))?
             .get_mut(..n * h)
             .ok_or(short)?;
         let g = self.gate.get_mut(..n * f).ok_or(short)?;
@@ -310,7 +319,7 @@ impl Profiler {
                     if let Some(slot) = slot {
                         sample
                             .store(layer, slot, row)
-                            .map_err(|_| config("profiler: calibration sample shape"))?;
+                            .map_err(|_| misused("profiler: calibration sample shape"))?;
                     }
                 }
             }
@@ -341,11 +350,11 @@ impl Mask {
         f: usize,
         a: &mut [f32],
         s: &[f32],
-    ) -> Result<(), ModelError> {
+    ) -> Result<(), EvalError> {
         let thr = *self
             .thresholds
             .get(layer)
-            .ok_or(config("profiler: no threshold for the layer"))?;
+            .ok_or(misused("profiler: no threshold for the layer"))?;
         let b = f.div_ceil(8);
         let layers = self.thresholds.len();
         let mut count = 0u64;
@@ -354,7 +363,7 @@ impl Mask {
             let bits = self
                 .bits
                 .get_mut(at..at + b)
-                .ok_or(config("profiler: token outside the window"))?;
+                .ok_or(misused("profiler: token outside the window"))?;
             for (i, (a, &s)) in ar.iter_mut().zip(sr).enumerate() {
                 if s >= thr {
                     set_bit(bits, i as u32);
@@ -383,10 +392,10 @@ impl FfnSource for ProfilingFfn<'_> {
         arena: &mut A,
         compute: &mut C,
         io: FfnIo,
-    ) -> Result<(), ModelError> {
+    ) -> Result<(), EvalError> {
         self.0
             .try_borrow_mut()
-            .map_err(|_| config("profiler: already in use"))?
+            .map_err(|_| misused("profiler: already in use"))?
             .run(layer, arena, compute, io)
     }
 }

@@ -184,18 +184,18 @@ pub(crate) fn dram_payload(
     slot: Slot,
     shape: lode_kernel::model::kv::codec::ChunkShape,
     level: ChunkLevel,
-) -> Result<&[u8], lode_kernel::model::ModelError> {
+) -> Result<&[u8], lode_kernel::model::EvalError> {
     use lode_kernel::arena::DramArena;
-    use lode_kernel::model::ModelError;
+    use lode_kernel::model::EvalError;
     let n = shape
         .payload_bytes(level)
-        .ok_or(ModelError::Internal("KV chunk shape"))?;
+        .ok_or(EvalError::Internal("KV chunk shape"))?;
     session
         .arena()
         .bytes(slot)
-        .map_err(ModelError::arena)?
+        .map_err(EvalError::arena)?
         .get(..n)
-        .ok_or(ModelError::Internal(
+        .ok_or(EvalError::Internal(
             "KV chunk slot shorter than its payload",
         ))
 }
@@ -215,7 +215,7 @@ pub(crate) fn levels_for(
     ctx: &crate::Context,
     policy: KvPolicy,
     state: &KvState,
-) -> Result<Vec<ChunkLevel>, lode_kernel::model::ModelError> {
+) -> Result<Vec<ChunkLevel>, lode_kernel::model::EvalError> {
     use lode_kernel::compute::KvBits;
     use lode_kernel::model::kv::tolerance::assign_levels;
     let len = ctx.inner.len();
@@ -228,7 +228,7 @@ pub(crate) fn levels_for(
             densities.push(ctx.inner.density(session.arena(), i)?);
         }
         assign_levels(&densities, mean, &mut bits)
-            .map_err(|_| lode_kernel::model::ModelError::Internal("KV levels"))?;
+            .map_err(|_| lode_kernel::model::EvalError::Internal("KV levels"))?;
     }
     Ok((0..n)
         .map(|i| {

@@ -2,7 +2,7 @@
 
 use lode_kernel::arena::{DramArena, SlotKind};
 use lode_kernel::model::kv::codec::encode_chunk;
-use lode_kernel::model::ModelError;
+use lode_kernel::model::EvalError;
 
 use crate::context::Context;
 use crate::session::Session;
@@ -18,7 +18,7 @@ pub(crate) fn park(
     session: &mut Session,
     ctx: &mut Context,
     policy: KvPolicy,
-) -> Result<usize, ModelError> {
+) -> Result<usize, EvalError> {
     if ctx.kv.parked.is_some() {
         return Ok(0);
     }
@@ -33,7 +33,7 @@ pub(crate) fn park(
         let tokens = chunk_tokens(len, i);
         let bytes = shape
             .payload_bytes(level)
-            .ok_or(ModelError::Internal("KV chunk shape"))?;
+            .ok_or(EvalError::Internal("KV chunk shape"))?;
         let committed = ctx.kv.committed.level_of(i, tokens) == Some(level);
         // A chunk the swap area holds at this level is not encoded again
         // (parking sits on the path of the call that needs the room, and
@@ -47,7 +47,7 @@ pub(crate) fn park(
             Some(dst) => {
                 let [s, d] = arena
                     .bytes_disjoint_mut([src, dst])
-                    .map_err(ModelError::arena)?;
+                    .map_err(EvalError::arena)?;
                 encode_chunk(compute, shape, level, s, d)?;
                 Held::Dram(dst)
             }
@@ -71,7 +71,7 @@ pub(crate) fn evict_chunk(
     session: &mut Session,
     ctx: &mut Context,
     i: usize,
-) -> Result<usize, ModelError> {
+) -> Result<usize, EvalError> {
     let committed = &ctx.kv.committed;
     let Some(c) = ctx.kv.parked.as_mut().and_then(|p| p.get_mut(i)) else {
         return Ok(0);
@@ -81,7 +81,7 @@ pub(crate) fn evict_chunk(
     };
     let (arena, _) = session.arena_and_compute();
     let bytes = arena.bytes(slot).map(<[u8]>::len).unwrap_or(0);
-    arena.free(slot).map_err(ModelError::arena)?;
+    arena.free(slot).map_err(EvalError::arena)?;
     c.held = if committed.level_of(i, c.tokens) == Some(c.level) {
         Held::Flash
     } else {
@@ -91,12 +91,12 @@ pub(crate) fn evict_chunk(
 }
 
 /// Frees every DRAM copy of a parked context (it is being deleted).
-pub(crate) fn free_parked(session: &mut Session, ctx: &mut Context) -> Result<(), ModelError> {
+pub(crate) fn free_parked(session: &mut Session, ctx: &mut Context) -> Result<(), EvalError> {
     if let Some(chunks) = ctx.kv.parked.take() {
         let (arena, _) = session.arena_and_compute();
         for c in chunks {
             if let Held::Dram(slot) = c.held {
-                arena.free(slot).map_err(ModelError::arena)?;
+                arena.free(slot).map_err(EvalError::arena)?;
             }
         }
     }

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use lode_kernel::arena::DramArena;
 use lode_kernel::model::kv::codec::ChunkLevel;
-use lode_kernel::model::{ModelError, CHUNK_TOKENS};
+use lode_kernel::model::{EvalError, CHUNK_TOKENS};
 
 use crate::context::Context;
 use crate::error::GenerateError;
@@ -229,7 +229,7 @@ fn rebuild(
                 .push_chunk(arena, compute, c.level, buf, c.tokens)?;
             // Freed only once decoded: a failure above leaves the copy
             // where the re-parked context expects it.
-            arena.free(slot).map_err(ModelError::arena)?;
+            arena.free(slot).map_err(EvalError::arena)?;
             report.from_dram += 1;
         }
         Source::Read => {

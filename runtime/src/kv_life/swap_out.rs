@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use lode_kernel::model::{ModelError, CHUNK_TOKENS};
+use lode_kernel::model::{EvalError, CHUNK_TOKENS};
 
 use crate::context::Context;
 use crate::session::Session;
@@ -31,7 +31,7 @@ pub struct SwapOutReport {
 #[derive(Debug)]
 pub(crate) enum SwapOutError {
     /// Encoding a chunk failed.
-    Model(ModelError),
+    Model(EvalError),
     /// The swap area refused the commit (full, a device error).
     Swap(SwapError),
 }
@@ -109,7 +109,7 @@ fn resident_payloads(
     session: &mut Session,
     ctx: &Context,
     policy: KvPolicy,
-) -> Result<Vec<Out>, ModelError> {
+) -> Result<Vec<Out>, EvalError> {
     let len = ctx.inner.len();
     let levels = levels_for(session, ctx, policy, &ctx.kv)?;
     let shape = ctx.inner.chunk_shape();
@@ -122,7 +122,7 @@ fn resident_payloads(
         }
         let n = shape
             .payload_bytes(level)
-            .ok_or(ModelError::Internal("KV chunk shape"))?;
+            .ok_or(EvalError::Internal("KV chunk shape"))?;
         let mut payload = vec![0u8; n];
         ctx.inner
             .encode_chunk(&*arena, compute, i, level, &mut payload)?;
@@ -133,7 +133,7 @@ fn resident_payloads(
 
 /// Payloads of a parked context's DRAM copies the area lacks (a
 /// context parked before it could be swapped: the copies are payloads).
-fn parked_payloads(session: &Session, ctx: &Context) -> Result<Vec<Out>, ModelError> {
+fn parked_payloads(session: &Session, ctx: &Context) -> Result<Vec<Out>, EvalError> {
     let shape = ctx.inner.chunk_shape();
     let mut outs = Vec::new();
     for (i, c) in ctx.kv.parked.iter().flatten().enumerate() {

@@ -29,7 +29,7 @@
 use crate::compute::{Compute, KvBits, KvGroups};
 
 use super::super::config::CHUNK_TOKENS;
-use super::super::error::ModelError;
+use super::super::error::EvalError;
 use super::super::view::{f32s, f32s_mut};
 
 /// How a chunk is stored.
@@ -111,8 +111,8 @@ impl ChunkShape {
     }
 }
 
-fn shape_error() -> ModelError {
-    ModelError::Internal("KV chunk payload of the wrong size")
+fn shape_error() -> EvalError {
+    EvalError::Internal("KV chunk payload of the wrong size")
 }
 
 /// Encodes the chunk slot `chunk` (`shape.slot_bytes()` bytes) at `level`
@@ -123,7 +123,7 @@ pub fn encode_chunk<C: Compute>(
     level: ChunkLevel,
     chunk: &[u8],
     out: &mut [u8],
-) -> Result<(), ModelError> {
+) -> Result<(), EvalError> {
     if chunk.len() != shape.slot_bytes() || shape.payload_bytes(level) != Some(out.len()) {
         return Err(shape_error());
     }
@@ -146,10 +146,10 @@ pub fn encode_chunk<C: Compute>(
         let (ek, ev) = enc.split_at_mut(kb);
         compute
             .kv_quantize(keys, shape.keys(), bits, ek)
-            .map_err(ModelError::compute)?;
+            .map_err(EvalError::compute)?;
         compute
             .kv_quantize(values, KvGroups::PerToken, bits, ev)
-            .map_err(ModelError::compute)?;
+            .map_err(EvalError::compute)?;
     }
     tally.copy_from_slice(chunk.get(data..).ok_or_else(shape_error)?);
     Ok(())
@@ -162,7 +162,7 @@ pub fn decode_chunk<C: Compute>(
     level: ChunkLevel,
     payload: &[u8],
     chunk: &mut [u8],
-) -> Result<(), ModelError> {
+) -> Result<(), EvalError> {
     if chunk.len() != shape.slot_bytes() || shape.payload_bytes(level) != Some(payload.len()) {
         return Err(shape_error());
     }
@@ -186,10 +186,10 @@ pub fn decode_chunk<C: Compute>(
         let (ek, ev) = enc.split_at(kb);
         compute
             .kv_dequantize(ek, shape.keys(), bits, keys)
-            .map_err(ModelError::compute)?;
+            .map_err(EvalError::compute)?;
         compute
             .kv_dequantize(ev, KvGroups::PerToken, bits, values)
-            .map_err(ModelError::compute)?;
+            .map_err(EvalError::compute)?;
     }
     chunk_tally.copy_from_slice(tally);
     Ok(())

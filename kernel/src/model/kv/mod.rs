@@ -22,7 +22,7 @@
 //!
 //! Chunks are allocated as the context grows, up to the run's
 //! `max_context`; past it, evaluation fails with
-//! [`ModelError::ContextFull`] before anything is written.
+//! [`EvalError::ContextFull`] before anything is written.
 
 use crate::arena::{DramArena, Slot, SlotKind};
 use crate::compute::KvChunk;
@@ -32,7 +32,7 @@ pub mod density;
 pub mod tolerance;
 
 use super::config::{Limits, LlamaConfig, CHUNK_TOKENS, MAX_CHUNKS};
-use super::error::ModelError;
+use super::error::EvalError;
 use super::view::{f32s, Shared};
 use super::weights::ALIGN;
 
@@ -105,51 +105,51 @@ impl KvCache {
 
     /// Allocates chunks so positions `len..len + n` have room, or fails with
     /// `ContextFull` (nothing allocated) when they exceed the limit.
-    pub fn reserve<A: DramArena>(&mut self, arena: &mut A, n: usize) -> Result<(), ModelError> {
+    pub fn reserve<A: DramArena>(&mut self, arena: &mut A, n: usize) -> Result<(), EvalError> {
         let end = self
             .len
             .checked_add(n)
             .filter(|&e| e <= self.max)
-            .ok_or(ModelError::ContextFull { max: self.max })?;
+            .ok_or(EvalError::ContextFull { max: self.max })?;
         let bytes = self.chunk_bytes_here();
         while self.chunks.len() < Self::chunks_for(end) {
             let s = arena
                 .alloc(bytes, ALIGN, SlotKind::KvChunk)
-                .map_err(ModelError::arena)?;
+                .map_err(EvalError::arena)?;
             // Tallies are summed into: a new chunk starts them at zero
             // (its keys and values are written before they are read).
             let tally = self.tally_at();
             if let Some(t) = arena
                 .bytes_mut(s)
-                .map_err(ModelError::arena)?
+                .map_err(EvalError::arena)?
                 .get_mut(tally..)
             {
                 t.fill(0);
             }
             if let Err(s) = self.chunks.push(s) {
                 // Unreachable with `max <= MAX_CONTEXT`; give the slot back.
-                arena.free(s).map_err(ModelError::arena)?;
-                return Err(ModelError::ContextFull { max: self.max });
+                arena.free(s).map_err(EvalError::arena)?;
+                return Err(EvalError::ContextFull { max: self.max });
             }
         }
         Ok(())
     }
 
     /// Marks `n` more positions as written (after [`KvCache::reserve`]).
-    pub fn advance(&mut self, n: usize) -> Result<(), ModelError> {
+    pub fn advance(&mut self, n: usize) -> Result<(), EvalError> {
         let end = self
             .len
             .checked_add(n)
             .filter(|&e| e <= self.chunks.len() * CHUNK_TOKENS)
-            .ok_or(ModelError::ContextFull { max: self.max })?;
+            .ok_or(EvalError::ContextFull { max: self.max })?;
         self.len = end;
         Ok(())
     }
 
     /// Frees every chunk: the context is empty again.
-    pub fn clear<A: DramArena>(&mut self, arena: &mut A) -> Result<(), ModelError> {
+    pub fn clear<A: DramArena>(&mut self, arena: &mut A) -> Result<(), EvalError> {
         while let Some(s) = self.chunks.pop() {
-            arena.free(s).map_err(ModelError::arena)?;
+            arena.free(s).map_err(EvalError::arena)?;
         }
         self.len = 0;
         Ok(())
@@ -163,7 +163,7 @@ impl KvCache {
         arena: &mut A,
         received: Slot,
         positions: usize,
-    ) -> Result<(), ModelError> {
+    ) -> Result<(), EvalError> {
         let tally = self.tally_at();
         for (c, &slot) in self.chunks.iter().enumerate() {
             let first = c * CHUNK_TOKENS;
@@ -176,7 +176,7 @@ impl KvCache {
             let add = sh.f32s(received)?.get(first..first + n);
             let sums = dst.get_mut(tally..tally + n * 4);
             let (Some(add), Some(sums)) = (add, sums) else {
-                return Err(ModelError::Internal("attention tally outside its chunk"));
+                return Err(EvalError::Internal("attention tally outside its chunk"));
             };
             for (s, &a) in super::view::f32s_mut(sums)?.iter_mut().zip(add) {
                 *s += a;
@@ -191,22 +191,21 @@ impl KvCache {
         &self,
         arena: &'a A,
         index: usize,
-    ) -> Result<&'a [f32], ModelError> {
+    ) -> Result<&'a [f32], EvalError> {
         let slot = *self
             .chunks
             .get(index)
-            .ok_or(ModelError::Internal("no such KV chunk"))?;
+            .ok_or(EvalError::Internal("no such KV chunk"))?;
         let tally = self.tally_at();
-        let bytes = arena.bytes(slot).map_err(ModelError::arena)?;
-        f32s(
-            bytes
-                .get(tally..tally + CHUNK_TOKENS * 4)
-                .ok_or(ModelError::Internal("attention tally outside its chunk"))?,
-        )
+        let bytes = arena.bytes(slot).map_err(EvalError::arena)?;
+        let tallies = bytes
+            .get(tally..tally + CHUNK_TOKENS * 4)
+            .ok_or(EvalError::Internal("attention tally outside its chunk"))?;
+        Ok(f32s(tallies)?)
     }
 
     /// LLMS's information density of chunk `index` (see [`density`]).
-    pub fn density<A: DramArena>(&self, arena: &A, index: usize) -> Result<f32, ModelError> {
+    pub fn density<A: DramArena>(&self, arena: &A, index: usize) -> Result<f32, EvalError> {
         let shape = density::TallyShape {
             heads: self.heads,
             layers: self.layers,
@@ -246,13 +245,13 @@ impl KvCache {
 
     /// Where position `pos` of layer `layer` goes: the chunk, and the byte
     /// offsets of its key row and its value row inside the chunk.
-    pub fn row(&self, layer: usize, pos: usize) -> Result<(Slot, usize, usize), ModelError> {
+    pub fn row(&self, layer: usize, pos: usize) -> Result<(Slot, usize, usize), EvalError> {
         let slot = *self
             .chunks
             .get(pos / CHUNK_TOKENS)
-            .ok_or(ModelError::ContextFull { max: self.max })?;
+            .ok_or(EvalError::ContextFull { max: self.max })?;
         if layer >= self.layers {
-            return Err(ModelError::Internal("KV layer index out of range"));
+            return Err(EvalError::Internal("KV layer index out of range"));
         }
         let block = CHUNK_TOKENS * self.kv_dim;
         let k = (2 * layer * block + (pos % CHUNK_TOKENS) * self.kv_dim) * 4;
@@ -267,10 +266,10 @@ impl KvCache {
         layer: usize,
         positions: usize,
         out: &mut ChunkViews<'m>,
-    ) -> Result<(), ModelError> {
+    ) -> Result<(), EvalError> {
         out.clear();
         if layer >= self.layers || positions > self.chunks.len() * CHUNK_TOKENS {
-            return Err(ModelError::Internal("KV view outside the reserved context"));
+            return Err(EvalError::Internal("KV view outside the reserved context"));
         }
         let block = CHUNK_TOKENS * self.kv_dim;
         for (c, &slot) in self.chunks.iter().enumerate() {
@@ -281,7 +280,7 @@ impl KvCache {
             let tokens = (positions - first).min(CHUNK_TOKENS);
             let all = f32s(mem.get(slot)?)?;
             let keys_at = 2 * layer * block;
-            let short = ModelError::Internal("KV chunk shorter than its layout");
+            let short = EvalError::Internal("KV chunk shorter than its layout");
             let keys = all
                 .get(keys_at..keys_at + tokens * self.kv_dim)
                 .ok_or(short)?;
@@ -293,7 +292,7 @@ impl KvCache {
                 keys,
                 values,
             })
-            .map_err(|_| ModelError::ContextFull { max: self.max })?;
+            .map_err(|_| EvalError::ContextFull { max: self.max })?;
         }
         Ok(())
     }

@@ -6,7 +6,7 @@
 use lode_formats::image::{BundleRegion, Image};
 
 use crate::model::config::LlamaConfig;
-use crate::model::error::ModelError;
+use crate::model::error::LoadError;
 use crate::model::BundleTypes;
 
 use super::layout::{end_of, find, DenseMatrices, FfnKind, FfnRegion, SplitRows};
@@ -21,7 +21,7 @@ impl FfnRegion {
         r: &BundleRegion,
         cfg: &LlamaConfig,
         layer: usize,
-    ) -> Result<FfnRegion, ModelError> {
+    ) -> Result<FfnRegion, LoadError> {
         region(img, r, cfg, layer)
     }
 }
@@ -31,8 +31,8 @@ pub(super) fn region(
     r: &BundleRegion,
     cfg: &LlamaConfig,
     layer: usize,
-) -> Result<FfnRegion, ModelError> {
-    let bad = |why| Err(ModelError::Config(why));
+) -> Result<FfnRegion, LoadError> {
+    let bad = |why| Err(LoadError::Config(why));
     let p = r.parts;
     if r.count == 0 && r.length == 0 {
         return dense_region(img, cfg, layer);
@@ -60,7 +60,7 @@ pub(super) fn region(
             let start = gate.offset.min(up.offset);
             let end = end_of(&gate).max(end_of(&up));
             let len = usize::try_from(end - start)
-                .map_err(|_| ModelError::Layout("a split layer's rows are too large"))?;
+                .map_err(|_| LoadError::Layout("a split layer's rows are too large"))?;
             // The span also reads what lies between the two tensors.
             if len > (gate.len + up.len).saturating_add(64 * 1024) {
                 return bad(
@@ -87,12 +87,12 @@ pub(super) fn region(
         Some(_) => crate::model::tensor::row_bytes(types.down, cfg.hidden),
         None => crate::compute::Bundles::bundle_bytes(types.rows, types.down, cfg.hidden),
     }
-    .ok_or(ModelError::Layout(
+    .ok_or(LoadError::Layout(
         "hidden is not whole blocks of the bundle types",
     ))?;
     let len = bundle
         .checked_mul(cfg.ffn)
-        .ok_or(ModelError::Config("FFN bundles overflow"))?;
+        .ok_or(LoadError::Config("FFN bundles overflow"))?;
     if len as u64 != r.length || bundle != r.bundle_size as usize {
         return bad("a bundle region's length does not match its bundles");
     }
@@ -108,13 +108,13 @@ pub(super) fn region(
 
 /// A dense layer: an empty bundle region and the layer's `ffn_gate`,
 /// `ffn_up` and `ffn_down` tensors, stored next to each other.
-fn dense_region(img: &Image<'_>, cfg: &LlamaConfig, layer: usize) -> Result<FfnRegion, ModelError> {
+fn dense_region(img: &Image<'_>, cfg: &LlamaConfig, layer: usize) -> Result<FfnRegion, LoadError> {
     let name = |suffix: &str| lode_formats::gguf::layer_tensor_name(layer as u32, suffix);
     let gate = find(img, name("ffn_gate.weight")?.as_str(), cfg.ffn, cfg.hidden)?;
     let up = find(img, name("ffn_up.weight")?.as_str(), cfg.ffn, cfg.hidden)?;
     let down = find(img, name("ffn_down.weight")?.as_str(), cfg.hidden, cfg.ffn)?;
     if gate.dtype != up.dtype {
-        return Err(ModelError::Layout(
+        return Err(LoadError::Layout(
             "gate and up rows of a dense layer must share a type",
         ));
     }
@@ -122,11 +122,11 @@ fn dense_region(img: &Image<'_>, cfg: &LlamaConfig, layer: usize) -> Result<FfnR
     let start = all.iter().map(|t| t.offset).min().unwrap_or(0);
     let end = all.iter().map(end_of).max().unwrap_or(0);
     let len = usize::try_from(end - start)
-        .map_err(|_| ModelError::Layout("a dense layer's matrices are too large"))?;
+        .map_err(|_| LoadError::Layout("a dense layer's matrices are too large"))?;
     // The span also reads what lies between the tensors (the FFN norm).
     let sum: usize = all.iter().map(|t| t.len).sum();
     if len > sum.saturating_add(64 * 1024) {
-        return Err(ModelError::Layout(
+        return Err(LoadError::Layout(
             "a dense layer's FFN tensors are not stored next to each other",
         ));
     }

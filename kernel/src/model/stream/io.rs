@@ -2,13 +2,18 @@
 //! slots (split into commands the device takes), checked against the
 //! block checksums and read again on a fault, and resident slots for the
 //! loader. The load pass that checks every data byte is `verify.rs`.
+//!
+//! These are the loader's reads, so they fail with a
+//! [`LoadError`]; the reads made while evaluating go through the ring
+//! (`ring/`) and the sparse fetch, which report an
+//! [`EvalError`](crate::model::EvalError).
 
 use crate::arena::{DramArena, Slot, SlotKind};
 use crate::flash::retry::{with_retries, Attempt};
 use crate::flash::{BlockChecks, CheckError, FlashDevice, ReadRequest};
 #[cfg(doc)]
 use crate::limits::MAX_READ_ATTEMPTS;
-use crate::model::error::ModelError;
+use crate::model::error::LoadError;
 use crate::model::weights::ALIGN;
 
 use super::plan::{blocks, read_slot};
@@ -21,7 +26,7 @@ pub fn read_extent<D: FlashDevice, A: DramArena>(
     slot: Slot,
     start: u64,
     len: usize,
-) -> Result<(), ModelError> {
+) -> Result<(), LoadError> {
     let g = dev.geometry();
     let max = (g.max_transfer as usize).max(g.block_size as usize).max(1);
     let depth = usize::from(g.queue_depth.max(1)).min(16);
@@ -33,15 +38,15 @@ pub fn read_extent<D: FlashDevice, A: DramArena>(
             let _ = batch.push(ReadRequest {
                 tag: batch.len() as u32,
                 offset: start + at as u64,
-                len: u32::try_from(n).map_err(|_| ModelError::Internal("read too large"))?,
+                len: u32::try_from(n).map_err(|_| LoadError::Internal("read too large"))?,
                 dest: slot,
                 dest_offset: at,
             });
             at += n;
         }
         dev.read_blocking(arena, &batch).map_err(|e| match e {
-            crate::flash::ReadError::Device(e) => ModelError::Device(crate::flash::Error::kind(&e)),
-            crate::flash::ReadError::Failed { tag, kind } => ModelError::Read {
+            crate::flash::ReadError::Device(e) => LoadError::Device(crate::flash::Error::kind(&e)),
+            crate::flash::ReadError::Failed { tag, kind } => LoadError::Read {
                 offset: start + batch.get(tag as usize).map_or(0, |r| r.offset - start),
                 kind,
                 attempts: 1,
@@ -62,15 +67,15 @@ pub struct Reader {
 }
 
 /// A check failure as the model's error.
-pub(super) fn check_err(e: CheckError, attempts: u32) -> ModelError {
+pub(super) fn check_err(e: CheckError, attempts: u32) -> LoadError {
     match e {
-        CheckError::Mismatch { offset } => ModelError::Corrupt { offset, attempts },
-        CheckError::Arena(k) => ModelError::Arena(k),
-        _ => ModelError::Internal("a read is not whole blocks of the checked data"),
+        CheckError::Mismatch { offset } => LoadError::Corrupt { offset, attempts },
+        CheckError::Arena(k) => LoadError::Arena(k),
+        _ => LoadError::Internal("a read is not whole blocks of the checked data"),
     }
 }
 
-impl From<CheckError> for ModelError {
+impl From<CheckError> for LoadError {
     fn from(e: CheckError) -> Self {
         check_err(e, 1)
     }
@@ -85,14 +90,14 @@ pub fn read_checked<D: FlashDevice, A: DramArena>(
     start: u64,
     len: usize,
     checks: Option<&BlockChecks>,
-) -> Result<(), ModelError> {
+) -> Result<(), LoadError> {
     with_retries(|attempts| match read_extent(dev, arena, slot, start, len) {
         Ok(()) => match checks.map(|c| c.verify_slot(arena, start, slot, 0, len)) {
             None | Some(Ok(())) => Attempt::Done(()),
             Some(Err(e @ CheckError::Mismatch { .. })) => Attempt::Again(check_err(e, attempts)),
             Some(Err(e)) => Attempt::Stop(check_err(e, attempts)),
         },
-        Err(ModelError::Read { offset, kind, .. }) => Attempt::Again(ModelError::Read {
+        Err(LoadError::Read { offset, kind, .. }) => Attempt::Again(LoadError::Read {
             offset,
             kind,
             attempts,
@@ -109,11 +114,11 @@ pub(super) fn read_resident<D: FlashDevice, A: DramArena>(
     start: u64,
     len: usize,
     rd: Reader,
-) -> Result<Slot, ModelError> {
+) -> Result<Slot, LoadError> {
     let block = rd.block;
     let slot = arena
         .alloc(read_slot(len, block), block.max(ALIGN), SlotKind::Resident)
-        .map_err(ModelError::arena)?;
+        .map_err(LoadError::arena)?;
     read_checked(
         dev,
         arena,

@@ -10,7 +10,7 @@ use crate::compute::{Bundles, Compute, DType};
 use crate::fetch::{fetch_layer, BundleLoc, FetchIo, FetchScratch};
 use crate::flash::FlashDevice;
 use crate::model::bundle_ffn::ffn_rows;
-use crate::model::error::ModelError;
+use crate::model::error::EvalError;
 use crate::model::ffn::{dense_product, dense_products, DenseLayer, FfnIo, Product};
 use crate::model::tensor::TensorRef;
 use crate::model::view::{f32s, f32s_mut, split};
@@ -35,9 +35,9 @@ pub(super) fn accumulate_down<'c, C: Compute>(
     needed: usize,
     pos: impl Fn(usize) -> Option<usize>,
     col: impl Fn(usize) -> Option<&'c [u8]>,
-) -> Result<(), ModelError> {
-    let short = ModelError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
-    let missing = ModelError::Internal("a chosen neuron's down column was not read");
+) -> Result<(), EvalError> {
+    let short = EvalError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
+    let missing = EvalError::Internal("a chosen neuron's down column was not read");
     let h = h.get(..rows * ffn).ok_or(short)?;
     let o = o.get_mut(..rows * hidden).ok_or(short)?;
     o.fill(0.0);
@@ -61,7 +61,7 @@ pub(super) fn accumulate_down<'c, C: Compute>(
             if k == refs.len() {
                 compute
                     .axpy_columns(dtype, &refs, &w, or)
-                    .map_err(ModelError::compute)?;
+                    .map_err(EvalError::compute)?;
                 k = 0;
             }
         }
@@ -73,7 +73,7 @@ pub(super) fn accumulate_down<'c, C: Compute>(
                     w.get(..k).unwrap_or(&[]),
                     or,
                 )
-                .map_err(ModelError::compute)?;
+                .map_err(EvalError::compute)?;
         }
     }
     Ok(())
@@ -87,7 +87,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         resident: Option<Slot>,
         unit: u16,
         arena: &mut A,
-    ) -> Result<(Slot, usize), ModelError> {
+    ) -> Result<(Slot, usize), EvalError> {
         match resident {
             Some(s) => Ok((s, 0)),
             None => self.ring.acquire(arena, usize::from(unit)),
@@ -99,7 +99,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         &mut self,
         layer: usize,
         arena: &mut A,
-    ) -> Result<(Slot, usize), ModelError> {
+    ) -> Result<(Slot, usize), EvalError> {
         let resident = self.ffn_resident.get(layer).copied().flatten();
         let unit = self.ffn_unit.get(layer).copied().unwrap_or(NONE);
         self.unit_slot(resident, unit, arena)
@@ -113,14 +113,14 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         arena: &mut A,
         compute: &mut C,
         io: FfnIo,
-    ) -> Result<(), ModelError> {
+    ) -> Result<(), EvalError> {
         let (slot, skip) = self.ffn_slot(layer, arena)?;
         let (table, mem) = arena.parts_mut();
         let ([h, o], sh) = split(table, mem, [self.act, io.output])?;
         let data = sh
             .get(slot)?
             .get(skip..skip + region.len)
-            .ok_or(ModelError::Internal("a streamed FFN region is cut short"))?;
+            .ok_or(EvalError::Internal("a streamed FFN region is cut short"))?;
         let bundles = Bundles {
             dtype: region.types.rows,
             down_dtype: region.types.down,
@@ -142,8 +142,8 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         arena: &mut A,
         compute: &mut C,
         io: FfnIo,
-    ) -> Result<(), ModelError> {
-        let short = ModelError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
+    ) -> Result<(), EvalError> {
+        let short = EvalError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
         let scratch = [self.act, self.tmp.ok_or(short)?];
         let shape = (self.hidden, self.ffn);
         if let Some(slot) = self.ffn_resident.get(layer).copied().flatten() {
@@ -186,7 +186,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         arena: &mut A,
         compute: &mut C,
         io: FfnIo,
-    ) -> Result<(), ModelError> {
+    ) -> Result<(), EvalError> {
         self.split_activations(layer, rows, arena, compute, io)?;
         let (n, ffn, hidden) = (io.rows, self.ffn, self.hidden);
         let dtype = region.types.down;
@@ -208,7 +208,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         let data = sh
             .get(slot)?
             .get(skip..skip + region.len)
-            .ok_or(ModelError::Internal("a streamed FFN region is cut short"))?;
+            .ok_or(EvalError::Internal("a streamed FFN region is cut short"))?;
         let o = f32s_mut(o)?;
         accumulate_down(compute, dtype, h, o, shape, ffn, Some, |i| {
             data.get(i * cb..(i + 1) * cb)
@@ -224,9 +224,9 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         arena: &mut A,
         compute: &mut C,
         io: FfnIo,
-    ) -> Result<(), ModelError> {
+    ) -> Result<(), EvalError> {
         let (n, ffn, hidden) = (io.rows, self.ffn, self.hidden);
-        let short = ModelError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
+        let short = EvalError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
         let tmp = self.tmp.ok_or(short)?;
         let resident = self.rows_resident.get(layer).copied().flatten();
         let unit = self.rows_unit.get(layer).copied().unwrap_or(NONE);
@@ -243,9 +243,9 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         let t = f32s_mut(t)?.get_mut(..ffn).ok_or(short)?;
         let (gm, um) = (gate.matrix(&sh)?, up.matrix(&sh)?);
         for (xr, hr) in x.chunks_exact(hidden).zip(h.chunks_exact_mut(ffn)) {
-            compute.matvec(&gm, xr, hr).map_err(ModelError::compute)?;
-            compute.matvec(&um, xr, t).map_err(ModelError::compute)?;
-            compute.swiglu(hr, t).map_err(ModelError::compute)?;
+            compute.matvec(&gm, xr, hr).map_err(EvalError::compute)?;
+            compute.matvec(&um, xr, t).map_err(EvalError::compute)?;
+            compute.swiglu(hr, t).map_err(EvalError::compute)?;
             keep_strongest(hr, keep, t)?;
         }
         Ok(())
@@ -261,17 +261,17 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         arena: &mut A,
         compute: &mut C,
         io: FfnIo,
-    ) -> Result<(), ModelError> {
+    ) -> Result<(), EvalError> {
         let (n, ffn, hidden) = (io.rows, self.ffn, self.hidden);
-        let short = ModelError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
+        let short = EvalError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
         let cb = region.bundle;
-        let sp = self.sparse.as_mut().ok_or(ModelError::Internal(
+        let sp = self.sparse.as_mut().ok_or(EvalError::Internal(
             "a split layer's down columns are not loaded",
         ))?;
         let sc = sp.scratch.lend();
         let mut m = 0usize;
         {
-            let h = f32s(arena.bytes(self.act).map_err(ModelError::arena)?)?
+            let h = f32s(arena.bytes(self.act).map_err(EvalError::arena)?)?
                 .get(..n * ffn)
                 .ok_or(short)?;
             for p in 0..ffn {
@@ -283,7 +283,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         }
         self.ring.settle(arena)?;
         let t0 = (self.clock)();
-        let bad = || ModelError::Internal("an FFN region does not fit a read plan");
+        let bad = || EvalError::Internal("an FFN region does not fit a read plan");
         let plan_region = Region {
             offset: region.offset,
             stride: u32::try_from(cb).map_err(|_| bad())?,

@@ -18,7 +18,7 @@ use lode_formats::DType;
 use crate::model::config::{LlamaConfig, LlamaConfigExt, MAX_LAYERS};
 
 use super::ffn_region::region;
-use crate::model::error::ModelError;
+use crate::model::error::LoadError;
 use crate::model::BundleTypes;
 
 /// One tensor's place on the device.
@@ -164,10 +164,10 @@ pub struct StreamLayout {
 }
 
 /// The model configuration an image's geometry describes.
-pub fn config_of(img: &Image<'_>) -> Result<LlamaConfig, ModelError> {
+pub fn config_of(img: &Image<'_>) -> Result<LlamaConfig, LoadError> {
     let g = img.geometry();
     if g.arch.as_str() != "llama" {
-        return Err(ModelError::Layout(
+        return Err(LoadError::Layout(
             "the image holds a model of another architecture",
         ));
     }
@@ -181,10 +181,10 @@ pub(super) fn find(
     name: &str,
     rows: usize,
     cols: usize,
-) -> Result<TensorAt, ModelError> {
+) -> Result<TensorAt, LoadError> {
     let (index, t) = img
         .tensor_by_name(name)
-        .ok_or_else(|| ModelError::tensor(name, "missing from the image"))?;
+        .ok_or_else(|| LoadError::tensor(name, "missing from the image"))?;
     let dims = t.shape.dims();
     let want: &[u64] = if rows == 1 {
         &[cols as u64]
@@ -192,17 +192,17 @@ pub(super) fn find(
         &[cols as u64, rows as u64]
     };
     if dims != want {
-        return Err(ModelError::tensor(
+        return Err(LoadError::tensor(
             name,
             "has a different shape than the model's hyper-parameters imply",
         ));
     }
     let len = usize::try_from(t.length)
-        .map_err(|_| ModelError::tensor(name, "is too large for this machine"))?;
+        .map_err(|_| LoadError::tensor(name, "is too large for this machine"))?;
     let rb = crate::model::tensor::row_bytes(t.dtype, cols)
-        .ok_or_else(|| ModelError::tensor(name, "rows are not whole blocks of its type"))?;
+        .ok_or_else(|| LoadError::tensor(name, "rows are not whole blocks of its type"))?;
     if rb.checked_mul(rows) != Some(len) {
-        return Err(ModelError::tensor(
+        return Err(LoadError::tensor(
             name,
             "data length does not match its shape",
         ));
@@ -217,10 +217,10 @@ pub(super) fn find(
     })
 }
 
-fn norm(img: &Image<'_>, name: &str, len: usize) -> Result<TensorAt, ModelError> {
+fn norm(img: &Image<'_>, name: &str, len: usize) -> Result<TensorAt, LoadError> {
     let t = find(img, name, 1, len)?;
     if t.dtype != DType::F32 {
-        return Err(ModelError::tensor(
+        return Err(LoadError::tensor(
             name,
             "a norm must be stored as f32 to be streamed",
         ));
@@ -256,10 +256,10 @@ impl StreamLayout {
     }
 
     /// Finds and checks every unit of `cfg`'s model in `img`.
-    pub fn new(img: &Image<'_>, cfg: &LlamaConfig) -> Result<StreamLayout, ModelError> {
+    pub fn new(img: &Image<'_>, cfg: &LlamaConfig) -> Result<StreamLayout, LoadError> {
         cfg.validate()?;
         if img.layer_count() != cfg.layers {
-            return Err(ModelError::Layout(
+            return Err(LoadError::Layout(
                 "the image has another number of bundle layers",
             ));
         }
@@ -283,12 +283,12 @@ impl StreamLayout {
             let start = all.iter().map(|t| t.offset).min().unwrap_or(0);
             let end = all.iter().map(end_of).max().unwrap_or(0);
             let len = usize::try_from(end - start)
-                .map_err(|_| ModelError::Layout("an attention span is too large"))?;
+                .map_err(|_| LoadError::Layout("an attention span is too large"))?;
             let sum: usize = all.iter().map(|t| t.len).sum();
             // The span also reads the padding and anything stored between
             // the layer's tensors; refuse a layout where that is most of it.
             if len > sum.saturating_mul(2).saturating_add(64 * 1024) {
-                return Err(ModelError::Layout(
+                return Err(LoadError::Layout(
                     "a layer's attention tensors are not stored next to each other",
                 ));
             }
@@ -301,11 +301,11 @@ impl StreamLayout {
             };
             let r = img
                 .bundle_region(l)
-                .ok_or(ModelError::Layout("the image lacks a bundle region"))?;
+                .ok_or(LoadError::Layout("the image lacks a bundle region"))?;
             attn.push(span)
-                .map_err(|_| ModelError::Config("layers must be 1 to 128"))?;
+                .map_err(|_| LoadError::Config("layers must be 1 to 128"))?;
             ffn.push(region(img, &r, cfg, l)?)
-                .map_err(|_| ModelError::Config("layers must be 1 to 128"))?;
+                .map_err(|_| LoadError::Config("layers must be 1 to 128"))?;
         }
         let embed = find(img, "token_embd.weight", cfg.vocab, cfg.hidden)?;
         let head = if cfg.tied_embeddings {

@@ -7,7 +7,7 @@ use crate::arena::{DramArena, Slot, SlotKind};
 use crate::cache::{Policy, S3Fifo};
 use crate::flash::{BlockChecks, FlashDevice};
 use crate::model::config::{Limits, LlamaConfig, MAX_LAYERS};
-use crate::model::error::ModelError;
+use crate::model::error::LoadError;
 use crate::model::tensor::TensorRef;
 use crate::model::weights::{Attention, LayerWeights, Weights, ALIGN};
 
@@ -71,15 +71,15 @@ fn check_fits<D: FlashDevice>(
     layout: &StreamLayout,
     plan: &StreamPlan,
     sparse: bool,
-) -> Result<(), ModelError> {
+) -> Result<(), LoadError> {
     if sparse != plan.sparse {
-        return Err(ModelError::Config(
+        return Err(LoadError::Config(
             "a sparse run needs a sparse plan, and a sparse plan a sparse run",
         ));
     }
     let dev_block = dev.geometry().block_size as usize;
     if dev_block == 0 || !plan.block.is_multiple_of(dev_block) {
-        return Err(ModelError::Config(
+        return Err(LoadError::Config(
             "the plan's block size is not a multiple of the device's",
         ));
     }
@@ -90,7 +90,7 @@ fn check_fits<D: FlashDevice>(
         })
         || !layout.head.offset.is_multiple_of(b);
     if misaligned {
-        return Err(ModelError::Config(
+        return Err(LoadError::Config(
             "the image's block size is smaller than the device's; repack with a larger \
              --block-size",
         ));
@@ -99,14 +99,14 @@ fn check_fits<D: FlashDevice>(
 }
 
 /// A scratch slot of `len` bytes, or none for 0.
-fn scratch<A: DramArena>(arena: &mut A, len: usize) -> Result<Option<Slot>, ModelError> {
+fn scratch<A: DramArena>(arena: &mut A, len: usize) -> Result<Option<Slot>, LoadError> {
     if len == 0 {
         return Ok(None);
     }
     arena
         .alloc(len, ALIGN, SlotKind::Scratch)
         .map(Some)
-        .map_err(ModelError::arena)
+        .map_err(LoadError::arena)
 }
 
 impl<D: FlashDevice> StreamSource<D, S3Fifo, SparseScratch<'static>> {
@@ -122,7 +122,7 @@ impl<D: FlashDevice> StreamSource<D, S3Fifo, SparseScratch<'static>> {
         limits: &Limits,
         plan: StreamPlan,
         clock: fn() -> u64,
-    ) -> Result<Self, ModelError> {
+    ) -> Result<Self, LoadError> {
         Self::load_with(
             dev,
             arena,
@@ -152,7 +152,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         plan: StreamPlan,
         clock: fn() -> u64,
         setup: SparseSetup<P, B>,
-    ) -> Result<Self, ModelError> {
+    ) -> Result<Self, LoadError> {
         let reads = Reads::unchecked(clock);
         Self::load_with(dev, arena, layout, cfg, limits, plan, reads, Some(setup))
     }
@@ -174,12 +174,12 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         plan: StreamPlan,
         reads: Reads,
         setup: Option<SparseSetup<P, B>>,
-    ) -> Result<Self, ModelError> {
+    ) -> Result<Self, LoadError> {
         limits.validate(cfg)?;
         check_fits(&dev, &layout, &plan, setup.is_some())?;
         let block = plan.block;
         if reads.checks.is_some_and(|c| c.block() != block) {
-            return Err(ModelError::Config(
+            return Err(LoadError::Config(
                 "the block checks were made for another block size than the plan's",
             ));
         }
@@ -193,13 +193,13 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         for _ in 0..plan.ring {
             let s = arena
                 .alloc(plan.ring_slot, block.max(ALIGN), SlotKind::IoBuffer)
-                .map_err(ModelError::arena)?;
+                .map_err(LoadError::arena)?;
             let _ = ring_slots.push(s);
         }
         let mut sched = Schedule::new(plan.ring_slot, reader);
         let mut layers: heapless::Vec<LayerWeights, MAX_LAYERS> = heapless::Vec::new();
         for l in 0..cfg.layers {
-            let missing = ModelError::Layout("layer missing");
+            let missing = LoadError::Layout("layer missing");
             let span = *layout.attn.get(l).ok_or(missing)?;
             let region = *layout.ffn.get(l).ok_or(missing)?;
             let norm = |dev: &mut D, arena: &mut A, t: &TensorAt| {
@@ -215,7 +215,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
                     ffn_norm,
                     attn,
                 })
-                .map_err(|_| ModelError::Config("layers must be 1 to 128"))?;
+                .map_err(|_| LoadError::Config("layers must be 1 to 128"))?;
             sched.ffn(&mut dev, arena, l, &region, &plan)?;
         }
         let on = &layout.output_norm;
@@ -232,13 +232,13 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
             Some(
                 arena
                     .alloc(read_slot(len, block), block.max(ALIGN), SlotKind::IoBuffer)
-                    .map_err(ModelError::arena)?,
+                    .map_err(LoadError::arena)?,
             )
         } else {
             None
         };
         let (act_len, up_len) = act_lens(&layout, cfg, limits);
-        let act = scratch(arena, act_len)?.ok_or(ModelError::Internal("no FFN activations"))?;
+        let act = scratch(arena, act_len)?.ok_or(LoadError::Internal("no FFN activations"))?;
         let tmp = scratch(arena, up_len)?;
         let max_transfer = dev.geometry().max_transfer as usize;
         let sparse = setup

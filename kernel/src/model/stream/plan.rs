@@ -26,7 +26,7 @@
 
 use crate::model::arena_use::ArenaUse;
 use crate::model::config::{Limits, LlamaConfig};
-use crate::model::error::ModelError;
+use crate::model::error::LoadError;
 use crate::model::weights::{aligned, ALIGN};
 
 use super::fixed::Fixed;
@@ -210,19 +210,19 @@ impl StreamPlan {
         cfg: &LlamaConfig,
         limits: &Limits,
         opts: StreamOptions,
-    ) -> Result<StreamPlan, ModelError> {
+    ) -> Result<StreamPlan, LoadError> {
         limits.validate(cfg)?;
         if opts.ring == 0 || opts.ring > MAX_RING {
-            return Err(ModelError::Config("the ring holds 1 to 8 I/O slots"));
+            return Err(LoadError::Config("the ring holds 1 to 8 I/O slots"));
         }
         if !opts.block.is_power_of_two() {
-            return Err(ModelError::Config(
+            return Err(LoadError::Config(
                 "the device block size must be a power of two",
             ));
         }
         let block = opts.block;
         if opts.sparse && !layout.ffn.iter().all(|f| f.split().is_some()) {
-            return Err(ModelError::Layout(
+            return Err(LoadError::Layout(
                 "sparse streaming needs an image whose FFN is split (pack with --layout split)",
             ));
         }
@@ -236,7 +236,7 @@ impl StreamPlan {
         let worst = units.ring_slot(&Residency::default());
         let minimum = fixed.bytes(worst).total();
         if opts.budget < minimum {
-            return Err(ModelError::BudgetTooSmall {
+            return Err(LoadError::BudgetTooSmall {
                 need: minimum,
                 have: opts.budget,
             });

@@ -7,7 +7,7 @@
 use crate::arena::{DramArena, Slot};
 use crate::flash::FlashDevice;
 use crate::model::config::MAX_LAYERS;
-use crate::model::error::ModelError;
+use crate::model::error::LoadError;
 use crate::model::tensor::TensorRef;
 use crate::model::weights::Attention;
 
@@ -49,16 +49,16 @@ impl Schedule {
     /// Appends `unit` and returns its index. A unit larger than a ring
     /// slot (a plan made for another layout) or past [`MAX_UNITS`] is an
     /// error, not a short read.
-    pub(super) fn push(&mut self, unit: Unit) -> Result<u16, ModelError> {
+    pub(super) fn push(&mut self, unit: Unit) -> Result<u16, LoadError> {
         if unit.len > self.slot {
-            return Err(ModelError::Config(
+            return Err(LoadError::Config(
                 "a streamed unit is larger than an I/O slot",
             ));
         }
         let index = self.units.len() as u16;
         self.units
             .push(unit)
-            .map_err(|_| ModelError::Internal("too many streamed units"))?;
+            .map_err(|_| LoadError::Internal("too many streamed units"))?;
         Ok(index)
     }
 
@@ -70,7 +70,7 @@ impl Schedule {
         l: usize,
         span: &AttnSpan,
         plan: &StreamPlan,
-    ) -> Result<Option<Attention>, ModelError> {
+    ) -> Result<Option<Attention>, LoadError> {
         if plan.attn_is_resident(l) {
             let slot = read_resident(dev, arena, span.start, span.len, self.reader)?;
             return Ok(Some(attention_in(slot, span.start, &span.proj)));
@@ -94,7 +94,7 @@ impl Schedule {
         l: usize,
         region: &FfnRegion,
         plan: &StreamPlan,
-    ) -> Result<(), ModelError> {
+    ) -> Result<(), LoadError> {
         let block = plan.block;
         let resident = plan.ffn_is_resident(l);
         let rows = match region.split() {
@@ -157,7 +157,7 @@ impl Schedule {
         arena: &mut A,
         head: &TensorAt,
         plan: &StreamPlan,
-    ) -> Result<(Option<TensorRef>, Option<TensorRef>, usize), ModelError> {
+    ) -> Result<(Option<TensorRef>, Option<TensorRef>, usize), LoadError> {
         let block = plan.block;
         let rb = head.row_bytes();
         if plan.head_resident {

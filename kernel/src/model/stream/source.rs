@@ -16,7 +16,7 @@ use crate::cache::{CacheStats, Policy, S3Fifo};
 use crate::compute::Compute;
 use crate::flash::FlashDevice;
 use crate::model::config::MAX_LAYERS;
-use crate::model::error::ModelError;
+use crate::model::error::EvalError;
 use crate::model::ffn::{checked_call, FfnIo};
 use crate::model::tensor::TensorRef;
 use crate::model::weight_source::WeightSource;
@@ -104,7 +104,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
 
     /// Waits for every read in flight (call after an error, before
     /// dropping the arena).
-    pub fn quiesce<A: DramArena>(&mut self, arena: &mut A) -> Result<(), ModelError> {
+    pub fn quiesce<A: DramArena>(&mut self, arena: &mut A) -> Result<(), EvalError> {
         self.ring.quiesce(arena)
     }
 }
@@ -114,7 +114,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> WeightSource for StreamSource<
         self.resident.layers.len()
     }
 
-    fn norms(&self, layer: usize) -> Result<(TensorRef, TensorRef), ModelError> {
+    fn norms(&self, layer: usize) -> Result<(TensorRef, TensorRef), EvalError> {
         self.resident.norms(layer)
     }
 
@@ -128,7 +128,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> WeightSource for StreamSource<
         arena: &mut A,
         compute: &mut C,
         io: FfnIo,
-    ) -> Result<(), ModelError> {
+    ) -> Result<(), EvalError> {
         let region = checked_call(&self.layout.ffn, layer, &io, self.max_rows)?;
         match region.kind {
             FfnKind::Split(rows) => self.run_split(layer, region, rows, arena, compute, io),
@@ -137,12 +137,12 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> WeightSource for StreamSource<
         }
     }
 
-    fn begin_pass<A: DramArena>(&mut self, arena: &mut A, logits: bool) -> Result<(), ModelError> {
+    fn begin_pass<A: DramArena>(&mut self, arena: &mut A, logits: bool) -> Result<(), EvalError> {
         if let Some(sp) = self.sparse.as_mut() {
             sp.pass = sp.pass.wrapping_add(1);
             if let Some(c) = sp.cache.as_mut() {
                 c.end_token(arena, sp.pass)
-                    .map_err(|_| ModelError::Internal("the neuron cache failed"))?;
+                    .map_err(|_| EvalError::Internal("the neuron cache failed"))?;
             }
         }
         self.ring.begin_pass(arena, logits)
@@ -152,7 +152,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> WeightSource for StreamSource<
         &mut self,
         layer: usize,
         arena: &mut A,
-    ) -> Result<Attention, ModelError> {
+    ) -> Result<Attention, EvalError> {
         if let Ok(a) = self.resident.attention(layer) {
             return Ok(a);
         }
@@ -160,7 +160,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> WeightSource for StreamSource<
             .layout
             .attn
             .get(layer)
-            .ok_or(ModelError::Internal("attention layer out of range"))?;
+            .ok_or(EvalError::Internal("attention layer out of range"))?;
         let u = self.attn_unit.get(layer).copied().unwrap_or(NONE);
         let (slot, skip) = self.ring.acquire(arena, usize::from(u))?;
         let mut a = attention_in(slot, span.start, &span.proj);
@@ -174,14 +174,14 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> WeightSource for StreamSource<
         &mut self,
         token: u32,
         arena: &mut A,
-    ) -> Result<(TensorRef, usize), ModelError> {
+    ) -> Result<(TensorRef, usize), EvalError> {
         if let Some(e) = self.resident.embed {
             return Ok((e, token as usize));
         }
         let e = self.layout.embed;
         let t = token as usize;
         if t >= e.rows {
-            return Err(ModelError::TokenOutOfRange {
+            return Err(EvalError::TokenOutOfRange {
                 token,
                 vocab: self.vocab,
             });
@@ -205,7 +205,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> WeightSource for StreamSource<
         &mut self,
         piece: usize,
         arena: &mut A,
-    ) -> Result<Option<(TensorRef, usize)>, ModelError> {
+    ) -> Result<Option<(TensorRef, usize)>, EvalError> {
         if let Some(h) = self.resident.output {
             return Ok((piece == 0).then_some((h, 0)));
         }

@@ -6,7 +6,7 @@ use crate::arena::{DramArena, Slot, SlotKind};
 use crate::cache::{CacheConfig, NeuronCache, Policy};
 use crate::fetch::{BundleLoc, FetchError, Fetched};
 use crate::model::config::LlamaConfig;
-use crate::model::error::ModelError;
+use crate::model::error::{EvalError, LoadError};
 use crate::model::weights::ALIGN;
 use crate::plan::{Extent, Strategy};
 
@@ -141,11 +141,9 @@ impl<P: Policy, B: SparseBuffers> Sparse<P, B> {
         cfg: &LlamaConfig,
         plan: &StreamPlan,
         max_transfer: usize,
-    ) -> Result<Self, ModelError> {
+    ) -> Result<Self, LoadError> {
         if !(0.0..1.0).contains(&setup.sparsity) {
-            return Err(ModelError::Config(
-                "sparsity must be at least 0 and below 1",
-            ));
+            return Err(LoadError::Config("sparsity must be at least 0 and below 1"));
         }
         let block = plan.block;
         let (n, ext) = SparseScratch::lens(layout, block, max_transfer);
@@ -155,7 +153,7 @@ impl<P: Policy, B: SparseBuffers> Sparse<P, B> {
             || sc.locs.len() < n
             || sc.extents.len() < ext
         {
-            return Err(ModelError::Config(
+            return Err(LoadError::Config(
                 "the sparse scratch is smaller than SparseScratch::lens asks",
             ));
         }
@@ -166,16 +164,16 @@ impl<P: Policy, B: SparseBuffers> Sparse<P, B> {
                 block.max(ALIGN),
                 SlotKind::IoBuffer,
             )
-            .map_err(ModelError::arena)?;
+            .map_err(LoadError::arena)?;
         let bundle = layout.ffn.first().map_or(0, |f| f.bundle);
         let keys = u32::try_from(cfg.ffn.saturating_mul(cfg.layers))
-            .map_err(|_| ModelError::Config("too many neurons for a cache"))?;
+            .map_err(|_| LoadError::Config("too many neurons for a cache"))?;
         let cache = match setup.policy {
             Some(policy) if plan.bytes.cache > 0 => {
                 match cache_config(&policy, plan.bytes.cache, keys, bundle as u32) {
                     Some(c) => Some(
                         NeuronCache::new(arena, c, policy)
-                            .map_err(|_| ModelError::Internal("the neuron cache failed"))?,
+                            .map_err(|_| LoadError::Internal("the neuron cache failed"))?,
                     ),
                     None => None,
                 }
@@ -193,30 +191,30 @@ impl<P: Policy, B: SparseBuffers> Sparse<P, B> {
     }
 }
 
-/// A fetch's error as the model's.
-pub(super) fn fetch_err<E: crate::flash::Error>(e: FetchError<E>) -> ModelError {
+/// A sparse fetch's error (fetches run while evaluating) as an evaluation's.
+pub(super) fn fetch_err<E: crate::flash::Error>(e: FetchError<E>) -> EvalError {
     match e {
-        FetchError::Device(e) => ModelError::Device(e.kind()),
+        FetchError::Device(e) => EvalError::Device(e.kind()),
         FetchError::Read {
             offset,
             kind,
             attempts,
-        } => ModelError::Read {
+        } => EvalError::Read {
             offset,
             kind,
             attempts,
         },
-        FetchError::Corrupt { offset, attempts } => ModelError::Corrupt { offset, attempts },
-        FetchError::Arena(k) => ModelError::Arena(k),
+        FetchError::Corrupt { offset, attempts } => EvalError::Corrupt { offset, attempts },
+        FetchError::Arena(k) => EvalError::Arena(k),
         FetchError::IoBufferTooSmall { .. } => {
-            ModelError::Internal("a sparse read plan is larger than its I/O slot")
+            EvalError::Internal("a sparse read plan is larger than its I/O slot")
         }
         FetchError::ScratchTooSmall => {
-            ModelError::Internal("the sparse scratch is smaller than a layer's neurons")
+            EvalError::Internal("the sparse scratch is smaller than a layer's neurons")
         }
-        FetchError::Plan(_) => ModelError::Internal("the sparse read plan failed"),
-        FetchError::Cache(_) => ModelError::Internal("the neuron cache failed"),
-        FetchError::Stalled { .. } => ModelError::Device(crate::flash::ErrorKind::Other),
+        FetchError::Plan(_) => EvalError::Internal("the sparse read plan failed"),
+        FetchError::Cache(_) => EvalError::Internal("the neuron cache failed"),
+        FetchError::Stalled { .. } => EvalError::Device(crate::flash::ErrorKind::Other),
     }
 }
 

@@ -3,7 +3,7 @@
 //! down projection over those only. One file, so the streaming run and
 //! `lode profile`'s measurement of the rule count with the same code.
 
-use crate::model::error::ModelError;
+use crate::model::error::EvalError;
 
 /// Neurons of a layer of `ffn` a sparse run keeps per token at `sparsity`:
 /// `ffn` minus the nearest whole number of `sparsity * ffn`, at least one.
@@ -17,7 +17,7 @@ pub fn neurons_kept(sparsity: f32, ffn: usize) -> usize {
 /// Zeroes every activation of `h` below the `keep` largest in magnitude
 /// (ties with the smallest kept one stay), using `scratch` (at least
 /// `h.len()` values): the per-token rule of a sparse run.
-pub fn keep_strongest(h: &mut [f32], keep: usize, scratch: &mut [f32]) -> Result<(), ModelError> {
+pub fn keep_strongest(h: &mut [f32], keep: usize, scratch: &mut [f32]) -> Result<(), EvalError> {
     let n = h.len();
     if keep >= n {
         return Ok(());
@@ -26,7 +26,7 @@ pub fn keep_strongest(h: &mut [f32], keep: usize, scratch: &mut [f32]) -> Result
         h.fill(0.0);
         return Ok(());
     }
-    let mags = scratch.get_mut(..n).ok_or(ModelError::Compute(
+    let mags = scratch.get_mut(..n).ok_or(EvalError::Compute(
         crate::compute::ErrorKind::ScratchTooSmall,
     ))?;
     for (m, v) in mags.iter_mut().zip(h.iter()) {

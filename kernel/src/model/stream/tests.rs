@@ -11,7 +11,7 @@ use crate::arena::testing::VecArena;
 use crate::arena::{DramArena, SlotKind};
 use crate::flash::testing::RamFlash;
 use crate::flash::{ErrorKind as FlashKind, Geometry};
-use crate::model::error::ModelError;
+use crate::model::error::{EvalError, LoadError};
 use crate::model::{BundleTypes, Limits, LlamaConfig};
 use lode_formats::DType;
 
@@ -127,11 +127,12 @@ fn a_budget_below_the_minimum_names_the_minimum() {
     let e = StreamPlan::new(&l, &c, &limits(), opts(min - 1)).unwrap_err();
     assert_eq!(
         e,
-        ModelError::BudgetTooSmall {
+        LoadError::BudgetTooSmall {
             need: min,
             have: min - 1
         }
     );
+    assert_eq!(e.kind(), crate::model::ErrorKind::Budget);
     assert!(std::format!("{e}").contains(&std::format!("{min} bytes")));
     let p = StreamPlan::new(&l, &c, &limits(), opts(min)).unwrap();
     assert_eq!(p.resident_attention_layers() + p.resident_ffn_layers(), 0);
@@ -339,7 +340,7 @@ fn a_failed_read_is_an_error_naming_the_unit_and_the_ring_recovers() {
     let e = ring.acquire(&mut arena, 1).unwrap_err();
     assert_eq!(
         e,
-        ModelError::Read {
+        EvalError::Read {
             offset: 8192,
             kind: FlashKind::Io,
             attempts: 3,
@@ -461,7 +462,7 @@ fn a_streamed_dense_layer_needs_slots_of_its_largest_matrix_only() {
     let c = cfg();
     let l = dense_layout(&c);
     let p = StreamPlan::new(&l, &c, &limits(), opts(0)).unwrap_err();
-    let ModelError::BudgetTooSmall { need, .. } = p else {
+    let LoadError::BudgetTooSmall { need, .. } = p else {
         panic!("{p:?}");
     };
     let p = StreamPlan::new(&l, &c, &limits(), opts(need)).unwrap();

@@ -18,7 +18,7 @@ use lode_formats::image::{DataVerifier, Image};
 use crate::arena::{DramArena, Slot};
 use crate::flash::{BlockChecks, FlashDevice};
 use crate::limits::MAX_READ_ATTEMPTS;
-use crate::model::error::ModelError;
+use crate::model::error::LoadError;
 
 use super::io::read_extent;
 
@@ -39,7 +39,7 @@ pub fn verify_image_data<D: FlashDevice, A: DramArena>(
     img: &Image<'_>,
     slot: Slot,
     progress: impl FnMut(u64, u64),
-) -> Result<(), ModelError> {
+) -> Result<(), LoadError> {
     verify_and_record(dev, arena, img, slot, None, progress)
 }
 
@@ -55,14 +55,14 @@ pub fn verify_and_record<D: FlashDevice, A: DramArena>(
     slot: Slot,
     checks: Option<&BlockChecks>,
     mut progress: impl FnMut(u64, u64),
-) -> Result<(), ModelError> {
+) -> Result<(), LoadError> {
     let h = img.header();
     let (start, end) = (h.meta_len, h.file_len);
     let block = u64::from(dev.geometry().block_size.max(1));
     let block = checks.map_or(block, |c| block.max(c.block() as u64));
-    let cap = arena.bytes(slot).map_err(ModelError::arena)?.len() as u64 / block * block;
+    let cap = arena.bytes(slot).map_err(LoadError::arena)?.len() as u64 / block * block;
     if cap == 0 {
-        return Err(ModelError::Config(
+        return Err(LoadError::Config(
             "the verification buffer is smaller than a block",
         ));
     }
@@ -81,7 +81,7 @@ pub fn verify_and_record<D: FlashDevice, A: DramArena>(
                 }
                 let _ = marks.push_back((at, v.clone()));
             }
-            Err(e @ (ModelError::Image(_) | ModelError::Read { .. })) => {
+            Err(e @ (LoadError::Image(_) | LoadError::Read { .. })) => {
                 // Bytes wrong on the medium fail at the same chunk every
                 // time; transient faults land anywhere, each place with a
                 // count of its own, and all of them within a bound.
@@ -105,7 +105,7 @@ pub fn verify_and_record<D: FlashDevice, A: DramArena>(
             Err(e) => return Err(e),
         }
     }
-    v.finish().map_err(ModelError::Image)
+    v.finish().map_err(LoadError::Image)
 }
 
 /// Reads `n` bytes at `at` into `slot`, feeds them to `v` and records
@@ -118,15 +118,15 @@ fn verify_chunk<D: FlashDevice, A: DramArena>(
     v: &mut DataVerifier<'_>,
     at: u64,
     n: u64,
-) -> Result<(), ModelError> {
-    let len = usize::try_from(n).map_err(|_| ModelError::Internal("read too large"))?;
+) -> Result<(), LoadError> {
+    let len = usize::try_from(n).map_err(|_| LoadError::Internal("read too large"))?;
     read_extent(dev, arena, slot, at, len)?;
     let data = arena
         .bytes(slot)
-        .map_err(ModelError::arena)?
+        .map_err(LoadError::arena)?
         .get(..len)
-        .ok_or(ModelError::Internal("verification buffer too small"))?;
-    v.update(data).map_err(ModelError::Image)?;
+        .ok_or(LoadError::Internal("verification buffer too small"))?;
+    v.update(data).map_err(LoadError::Image)?;
     if let Some(c) = checks {
         c.record(arena, at, slot, len)?;
     }
@@ -134,9 +134,9 @@ fn verify_chunk<D: FlashDevice, A: DramArena>(
 }
 
 /// `e` with the number of tries made.
-fn with_attempts(e: ModelError, attempts: u32) -> ModelError {
+fn with_attempts(e: LoadError, attempts: u32) -> LoadError {
     match e {
-        ModelError::Read { offset, kind, .. } => ModelError::Read {
+        LoadError::Read { offset, kind, .. } => LoadError::Read {
             offset,
             kind,
             attempts,

@@ -67,7 +67,7 @@ impl Src {
 }
 
 impl TensorSource for Src {
-    fn tensor(&self, name: &str) -> Result<Option<RawTensor<'_>>, ModelError> {
+    fn tensor(&self, name: &str) -> Result<Option<RawTensor<'_>>, LoadError> {
         Ok(self.0.iter().find(|t| t.0 == name).map(|t| RawTensor {
             dtype: DType::Q8_0,
             dims: t.1,

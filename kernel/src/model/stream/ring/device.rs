@@ -4,7 +4,7 @@
 use crate::arena::DramArena;
 use crate::flash::{Completion, FlashDevice, ReadRequest};
 use crate::limits::RING_COMPLETIONS;
-use crate::model::error::ModelError;
+use crate::model::error::EvalError;
 
 use super::take::Checked;
 use super::{device_err, Ring, State, ROW_TAG};
@@ -12,7 +12,7 @@ use super::{device_err, Ring, State, ROW_TAG};
 impl<D: FlashDevice> Ring<D> {
     /// Submits as many pending reads as the device's queue takes, slots
     /// in schedule order from the one consumed next.
-    pub(super) fn pump<A: DramArena>(&mut self, arena: &mut A) -> Result<(), ModelError> {
+    pub(super) fn pump<A: DramArena>(&mut self, arena: &mut A) -> Result<(), EvalError> {
         let g = self.dev.geometry();
         let max = (g.max_transfer as usize).max(g.block_size as usize).max(1);
         let depth = usize::from(g.queue_depth.max(1));
@@ -36,7 +36,7 @@ impl<D: FlashDevice> Ring<D> {
                 let r = ReadRequest {
                     tag: i as u32,
                     offset: u.start + *issued as u64,
-                    len: u32::try_from(len).map_err(|_| ModelError::Internal("read too large"))?,
+                    len: u32::try_from(len).map_err(|_| EvalError::Internal("read too large"))?,
                     dest: *slot,
                     dest_offset: *issued,
                 };
@@ -54,11 +54,11 @@ impl<D: FlashDevice> Ring<D> {
     }
 
     /// Collects completions (waiting for at least one) and settles slots.
-    pub(super) fn poll<A: DramArena>(&mut self, arena: &mut A) -> Result<(), ModelError> {
+    pub(super) fn poll<A: DramArena>(&mut self, arena: &mut A) -> Result<(), EvalError> {
         if self.dev.in_flight() == 0 {
             self.pump(arena)?;
             if self.dev.in_flight() == 0 {
-                return Err(ModelError::Internal(
+                return Err(EvalError::Internal(
                     "waiting for a read that was never issued",
                 ));
             }
@@ -119,7 +119,7 @@ impl<D: FlashDevice> Ring<D> {
     /// Checks the units of the slots in `mask` that just completed (their
     /// bytes are still in cache): a unit that fails becomes `Bad`, to be
     /// read again when it is taken.
-    fn check_completed<A: DramArena>(&mut self, arena: &A, mask: u32) -> Result<(), ModelError> {
+    fn check_completed<A: DramArena>(&mut self, arena: &A, mask: u32) -> Result<(), EvalError> {
         for i in (0..self.slots.len()).filter(|i| mask & (1 << i) != 0) {
             let Some(&(slot, State::Ready { unit, attempt })) = self.slots.get(i) else {
                 continue;
@@ -127,7 +127,7 @@ impl<D: FlashDevice> Ring<D> {
             let u = *self
                 .schedule
                 .get(unit)
-                .ok_or(ModelError::Internal("no such streamed unit"))?;
+                .ok_or(EvalError::Internal("no such streamed unit"))?;
             if let Checked::Bad { offset } = self.check(arena, slot, u.start, u.len)? {
                 if let Some((_, s)) = self.slots.get_mut(i) {
                     *s = State::Bad {
@@ -144,7 +144,7 @@ impl<D: FlashDevice> Ring<D> {
     /// Finishes every read the ring has started (slots keep their units),
     /// so another reader may use the device alone: the sparse fetch drives
     /// the device itself and would otherwise take the ring's completions.
-    pub fn settle<A: DramArena>(&mut self, arena: &mut A) -> Result<(), ModelError> {
+    pub fn settle<A: DramArena>(&mut self, arena: &mut A) -> Result<(), EvalError> {
         while self.dev.in_flight() > 0
             || self
                 .slots
@@ -171,7 +171,7 @@ impl<D: FlashDevice> Ring<D> {
 
     /// Waits for every read in flight (before the arena or device goes
     /// away, or after an error).
-    pub fn quiesce<A: DramArena>(&mut self, arena: &mut A) -> Result<(), ModelError> {
+    pub fn quiesce<A: DramArena>(&mut self, arena: &mut A) -> Result<(), EvalError> {
         let mut done = [Completion::EMPTY; RING_COMPLETIONS];
         while self.dev.in_flight() > 0 {
             self.dev.complete(arena, &mut done).map_err(device_err)?;

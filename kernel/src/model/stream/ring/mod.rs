@@ -14,7 +14,7 @@ use crate::arena::{DramArena, Slot};
 use crate::flash::{self, BlockChecks, FlashDevice};
 #[cfg(doc)]
 use crate::limits::MAX_READ_ATTEMPTS;
-use crate::model::error::ModelError;
+use crate::model::error::{EvalError, LoadError};
 
 use super::plan::MAX_RING;
 
@@ -145,8 +145,8 @@ pub struct Ring<D> {
     checks: Option<BlockChecks>,
 }
 
-fn device_err<E: flash::Error>(e: E) -> ModelError {
-    ModelError::Device(e.kind())
+fn device_err<E: flash::Error>(e: E) -> EvalError {
+    EvalError::Device(e.kind())
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -162,7 +162,9 @@ impl<D: FlashDevice> Ring<D> {
     /// nanoseconds for the wait statistics (a constant is fine). With
     /// `checks`, every unit and row is checked block by block before it
     /// is handed out, and read again (up to [`MAX_READ_ATTEMPTS`] times in
-    /// all) when it fails its check or its read fails.
+    /// all) when it fails its check or its read fails. The ring is built
+    /// by the loader, so building it fails with a [`LoadError`]; taking
+    /// units while evaluating fails with an [`EvalError`].
     pub fn new(
         dev: D,
         slots: &[Slot],
@@ -170,16 +172,16 @@ impl<D: FlashDevice> Ring<D> {
         row_slot: Option<Slot>,
         clock: fn() -> u64,
         checks: Option<BlockChecks>,
-    ) -> Result<Ring<D>, ModelError> {
+    ) -> Result<Ring<D>, LoadError> {
         let mut s = heapless::Vec::new();
         for &slot in slots {
             s.push((slot, State::Free))
-                .map_err(|_| ModelError::Config("the ring holds 1 to 8 I/O slots"))?;
+                .map_err(|_| LoadError::Config("the ring holds 1 to 8 I/O slots"))?;
         }
         let sched = heapless::Vec::from_slice(schedule)
-            .map_err(|_| ModelError::Internal("too many streamed units"))?;
+            .map_err(|_| LoadError::Internal("too many streamed units"))?;
         if s.is_empty() && !schedule.is_empty() {
-            return Err(ModelError::Config(
+            return Err(LoadError::Config(
                 "streamed units need at least one I/O slot",
             ));
         }
@@ -231,7 +233,7 @@ impl<D: FlashDevice> Ring<D> {
         &mut self,
         arena: &mut A,
         logits: bool,
-    ) -> Result<(), ModelError> {
+    ) -> Result<(), EvalError> {
         self.want_head = logits;
         if self.schedule.is_empty() {
             return Ok(());
@@ -262,7 +264,7 @@ impl<D: FlashDevice> Ring<D> {
         &mut self,
         arena: &mut A,
         drop: impl Fn(&Unit) -> bool,
-    ) -> Result<(), ModelError> {
+    ) -> Result<(), EvalError> {
         let mut mask = 0u32;
         for (i, (_, st)) in self.slots.iter().enumerate() {
             if st
@@ -307,7 +309,7 @@ impl<D: FlashDevice> Ring<D> {
     }
 
     /// Hands free slots to the next units of the schedule.
-    fn prefetch<A: DramArena>(&mut self, arena: &mut A) -> Result<(), ModelError> {
+    fn prefetch<A: DramArena>(&mut self, arena: &mut A) -> Result<(), EvalError> {
         while let Some(free) = self.slots.iter().position(|(_, s)| *s == State::Free) {
             let unit = self.next;
             if self.holds(unit) || self.schedule.get(unit).is_none() {

@@ -7,7 +7,7 @@ use crate::arena::{DramArena, Slot};
 use crate::flash::retry::{with_retries, Attempt};
 use crate::flash::{self, CheckError, FlashDevice, ReadRequest};
 use crate::limits::MAX_READ_ATTEMPTS;
-use crate::model::error::ModelError;
+use crate::model::error::EvalError;
 
 use super::{device_err, Ring, State, ROW_TAG};
 
@@ -25,7 +25,7 @@ impl<D: FlashDevice> Ring<D> {
         slot: Slot,
         start: u64,
         len: usize,
-    ) -> Result<Checked, ModelError> {
+    ) -> Result<Checked, EvalError> {
         let Some(c) = self.checks.as_ref() else {
             return Ok(Checked::Good);
         };
@@ -35,7 +35,7 @@ impl<D: FlashDevice> Ring<D> {
                 Ok(Checked::Good)
             }
             Err(CheckError::Mismatch { offset }) => Ok(Checked::Bad { offset }),
-            Err(_) => Err(ModelError::Internal(
+            Err(_) => Err(EvalError::Internal(
                 "a streamed read is not whole blocks of the checked data",
             )),
         }
@@ -49,11 +49,11 @@ impl<D: FlashDevice> Ring<D> {
         &mut self,
         arena: &mut A,
         unit: usize,
-    ) -> Result<(Slot, usize), ModelError> {
+    ) -> Result<(Slot, usize), EvalError> {
         let u = *self
             .schedule
             .get(unit)
-            .ok_or(ModelError::Internal("no such streamed unit"))?;
+            .ok_or(EvalError::Internal("no such streamed unit"))?;
         for (_, s) in self.slots.iter_mut() {
             if matches!(s, State::InUse { .. }) {
                 *s = State::Free;
@@ -73,10 +73,10 @@ impl<D: FlashDevice> Ring<D> {
         self.prefetch(arena)?;
         loop {
             let Some(i) = self.slots.iter().position(|(_, s)| s.unit() == Some(unit)) else {
-                return Err(ModelError::Internal("a streamed unit left the ring"));
+                return Err(EvalError::Internal("a streamed unit left the ring"));
             };
             let Some(&(slot, state)) = self.slots.get(i) else {
-                return Err(ModelError::Internal("a streamed unit left the ring"));
+                return Err(EvalError::Internal("a streamed unit left the ring"));
             };
             let retry = match state {
                 State::Ready { .. } => {
@@ -92,7 +92,7 @@ impl<D: FlashDevice> Ring<D> {
                     offset, attempt, ..
                 } => (
                     attempt + 1,
-                    ModelError::Corrupt {
+                    EvalError::Corrupt {
                         offset,
                         attempts: attempt + 1,
                     },
@@ -105,7 +105,7 @@ impl<D: FlashDevice> Ring<D> {
                     ..
                 } => (
                     attempt + 1,
-                    ModelError::Read {
+                    EvalError::Read {
                         offset,
                         kind,
                         attempts: attempt + 1,
@@ -127,10 +127,10 @@ impl<D: FlashDevice> Ring<D> {
         arena: &mut A,
         i: usize,
         unit: usize,
-        (attempt, err): (u32, ModelError),
-    ) -> Result<(), ModelError> {
+        (attempt, err): (u32, EvalError),
+    ) -> Result<(), EvalError> {
         let Some((_, s)) = self.slots.get_mut(i) else {
-            return Err(ModelError::Internal("a streamed unit left the ring"));
+            return Err(EvalError::Internal("a streamed unit left the ring"));
         };
         if attempt >= MAX_READ_ATTEMPTS {
             *s = State::Free;
@@ -150,17 +150,17 @@ impl<D: FlashDevice> Ring<D> {
         arena: &mut A,
         start: u64,
         len: usize,
-    ) -> Result<Slot, ModelError> {
+    ) -> Result<Slot, EvalError> {
         let (slot, retries) =
             with_retries(|attempts| match self.read_row_once(arena, start, len) {
                 Ok(Ok(slot)) => match self.check(arena, slot, start, len) {
                     Ok(Checked::Good) => Attempt::Done(slot),
                     Ok(Checked::Bad { offset }) => {
-                        Attempt::Again(ModelError::Corrupt { offset, attempts })
+                        Attempt::Again(EvalError::Corrupt { offset, attempts })
                     }
                     Err(e) => Attempt::Stop(e),
                 },
-                Ok(Err(kind)) => Attempt::Again(ModelError::Read {
+                Ok(Err(kind)) => Attempt::Again(EvalError::Read {
                     offset: start,
                     kind,
                     attempts,
@@ -177,14 +177,14 @@ impl<D: FlashDevice> Ring<D> {
         arena: &mut A,
         start: u64,
         len: usize,
-    ) -> Result<Result<Slot, flash::ErrorKind>, ModelError> {
+    ) -> Result<Result<Slot, flash::ErrorKind>, EvalError> {
         let Some(mut row) = self.row else {
-            return Err(ModelError::Internal("no slot for embedding rows"));
+            return Err(EvalError::Internal("no slot for embedding rows"));
         };
         let r = ReadRequest {
             tag: ROW_TAG,
             offset: start,
-            len: u32::try_from(len).map_err(|_| ModelError::Internal("row read too large"))?,
+            len: u32::try_from(len).map_err(|_| EvalError::Internal("row read too large"))?,
             dest: row.slot,
             dest_offset: 0,
         };

@@ -94,8 +94,8 @@ fn faulty_reads_are_retried_and_nothing_unverified_is_handed_out() {
                         assert!(
                             matches!(
                                 e,
-                                ModelError::Corrupt { attempts: 3, .. }
-                                    | ModelError::Read { attempts: 3, .. }
+                                EvalError::Corrupt { attempts: 3, .. }
+                                    | EvalError::Read { attempts: 3, .. }
                             ),
                             "{e:?}"
                         );
@@ -109,7 +109,7 @@ fn faulty_reads_are_retried_and_nothing_unverified_is_handed_out() {
                 Ok(slot) => assert_eq!(&arena.bytes(slot).unwrap()[..1024], &want[4096..5120]),
                 Err(e) => assert!(matches!(
                     e,
-                    ModelError::Corrupt { attempts: 3, .. } | ModelError::Read { attempts: 3, .. }
+                    EvalError::Corrupt { attempts: 3, .. } | EvalError::Read { attempts: 3, .. }
                 )),
             }
         }
@@ -136,7 +136,7 @@ fn a_block_changed_on_the_medium_stops_with_its_offset() {
     r.acquire(&mut arena, 0).unwrap();
     assert_eq!(
         r.acquire(&mut arena, 1).unwrap_err(),
-        ModelError::Corrupt {
+        EvalError::Corrupt {
             offset: 8192 + 2560,
             attempts: 3
         }
@@ -161,7 +161,7 @@ fn read_errors_are_retried_up_to_the_limit() {
     r.acquire(&mut arena, 1).unwrap();
     assert_eq!(
         r.acquire(&mut arena, 2).unwrap_err(),
-        ModelError::Read {
+        EvalError::Read {
             offset: 20480,
             kind: FlashKind::Io,
             attempts: 3
