@@ -383,5 +383,5 @@ fn an_image_of_another_model_shape_is_refused() {
         ..config_of(&img).unwrap()
     };
     let e = StreamLayout::new(&img, &cfg).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::BadConfig, "{e}");
+    assert_eq!(e.kind(), ErrorKind::BadLayout, "{e}");
 }

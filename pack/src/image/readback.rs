@@ -17,10 +17,10 @@ use lode_kernel::model::{BundleTypes, LoadError};
 
 use super::FfnLayout;
 
-/// Layer `layer`'s bundle region, or a `Config` error.
+/// Layer `layer`'s bundle region, or a `Layout` error.
 fn region(img: &Image<'_>, layer: usize) -> Result<BundleRegion, LoadError> {
     img.bundle_region(layer)
-        .ok_or(LoadError::Config("the image has no such layer"))
+        .ok_or(LoadError::Layout("the image has no such layer"))
 }
 
 /// Layer `layer`'s FFN as the streaming runtime sees it (the same checks:
@@ -45,7 +45,7 @@ pub fn layer_layout(img: &Image<'_>, layer: usize) -> Result<(FfnLayout, BundleT
     Ok((layout, f.types))
 }
 
-/// `len` bytes of `image` from `offset`, or a `Config` error when the file
+/// `len` bytes of `image` from `offset`, or a `Layout` error when the file
 /// is shorter than that.
 fn bytes_at(image: &[u8], offset: u64, len: u64) -> Result<&[u8], LoadError> {
     let start = usize::try_from(offset).ok();
@@ -55,7 +55,7 @@ fn bytes_at(image: &[u8], offset: u64, len: u64) -> Result<&[u8], LoadError> {
     start
         .zip(end)
         .and_then(|(s, e)| image.get(s..e))
-        .ok_or(LoadError::Config(
+        .ok_or(LoadError::Layout(
             "the image file is shorter than its tables say",
         ))
 }
@@ -69,7 +69,7 @@ fn bundle<'i>(
 ) -> Result<&'i [u8], LoadError> {
     let at = r
         .bundle_offset(pos)
-        .ok_or(LoadError::Config("a bundle past the end of its region"))?;
+        .ok_or(LoadError::Layout("a bundle past the end of its region"))?;
     let b = bytes_at(image, at, u64::from(r.bundle_size))?;
     img.verify_bundle(r.layer, pos, b)
         .map_err(LoadError::Image)?;
@@ -89,7 +89,7 @@ fn row_bytes(dtype: DType, hidden: u32) -> Result<usize, LoadError> {
         .row_bytes(u64::from(hidden))
         .and_then(|b| usize::try_from(b).ok())
         .filter(|&b| b > 0)
-        .ok_or(LoadError::Config(
+        .ok_or(LoadError::Layout(
             "hidden is not whole blocks of a part's type",
         ))
 }
@@ -109,7 +109,7 @@ pub fn layer_bundles_len(img: &Image<'_>, layer: usize) -> Result<usize, LoadErr
         .ok()
         .and_then(|h| Bundles::bundle_bytes(types.rows, types.down, h))
         .and_then(|b| b.checked_mul(usize::try_from(r.count).ok()?))
-        .ok_or(LoadError::Config("a layer's bundles overflow"))
+        .ok_or(LoadError::Layout("a layer's bundles overflow"))
 }
 
 /// Writes layer `layer` of `img` into `out` as whole bundles (gate row |
@@ -150,7 +150,7 @@ pub fn layer_bundles(
             let up = tensor_data(img, image, &split.up)?;
             let rows = gate.chunks_exact(rb).zip(up.chunks_exact(rb));
             for ((p, dst), (g, u)) in chunks.zip(rows) {
-                let short = || LoadError::Config("a bundle's parts overrun it");
+                let short = || LoadError::Layout("a bundle's parts overrun it");
                 let (dg, rest) = dst.split_at_mut_checked(rb).ok_or_else(short)?;
                 let (du, dd) = rest.split_at_mut_checked(rb).ok_or_else(short)?;
                 dg.copy_from_slice(g);

@@ -32,7 +32,7 @@ pub(super) fn region(
     cfg: &LlamaConfig,
     layer: usize,
 ) -> Result<FfnRegion, LoadError> {
-    let bad = |why| Err(LoadError::Config(why));
+    let bad = |why| Err(LoadError::Layout(why));
     let p = r.parts;
     if r.count == 0 && r.length == 0 {
         return dense_region(img, cfg, layer);
@@ -92,7 +92,7 @@ pub(super) fn region(
     ))?;
     let len = bundle
         .checked_mul(cfg.ffn)
-        .ok_or(LoadError::Config("FFN bundles overflow"))?;
+        .ok_or(LoadError::Layout("FFN bundles overflow"))?;
     if len as u64 != r.length || bundle != r.bundle_size as usize {
         return bad("a bundle region's length does not match its bundles");
     }

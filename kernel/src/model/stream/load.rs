@@ -90,7 +90,7 @@ fn check_fits<D: FlashDevice>(
         })
         || !layout.head.offset.is_multiple_of(b);
     if misaligned {
-        return Err(LoadError::Config(
+        return Err(LoadError::Layout(
             "the image's block size is smaller than the device's; repack with a larger \
              --block-size",
         ));
