@@ -188,6 +188,7 @@ impl ModelArgs {
     pub fn events(&self, quiet: bool) -> CliEvents {
         CliEvents {
             explain: self.explain,
+            sparsity: self.sparsity,
             quiet,
             progress: None,
             last: 0,
@@ -206,6 +207,8 @@ fn resident_set_bytes() -> Option<u64> {
 /// `--explain` and the verify meter, on stderr.
 pub struct CliEvents {
     explain: bool,
+    /// The run's `--sparsity`, for the predicted bytes a token.
+    sparsity: f32,
     quiet: bool,
     progress: Option<Progress>,
     last: u64,
@@ -235,6 +238,14 @@ impl LoadEvents for CliEvents {
                 o.total() as f64 / 1048576.0
             );
             eprintln!("{plan}");
+            if plan.sparse {
+                eprintln!(
+                    "  per token at sparsity {}: {:.2} MiB if only the kept neurons' columns \
+                     are read (the read planner also reads gaps cheaper to read than to skip)",
+                    self.sparsity,
+                    plan.predicted_per_token(self.sparsity) as f64 / 1048576.0
+                );
+            }
             if let Some(rss) = resident_set_bytes() {
                 eprintln!(
                     "  not in the budget     {:>8.2} MiB  this process so far: code, tokenizer, \

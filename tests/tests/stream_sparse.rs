@@ -212,15 +212,15 @@ fn sparse_streaming_reads_only_the_chosen_columns_and_matches_its_resident_run()
     .unwrap();
     assert_eq!(resident.tokens[0], 7042, "\" Paris\" at 50% sparsity");
     let model = lode_tests::real_model().unwrap().len();
-    // The minimum without a cache; a third of the model, whose leftover
-    // caches about 2% of the columns (recency caches barely hit on this
-    // model: a token needs about 19k columns); every FFN layer streamed
-    // with room to cache them all, so later tokens are served from the
-    // cache.
+    // The minimum without a cache; a third and two thirds of the model, which
+    // the sparse rule gives to what a token reads whole (attention, the
+    // head's rows, the FFN's gate and up rows) before any down column; every FFN layer streamed with room to
+    // cache them all, so later tokens are served from the cache.
     let big_cache = resident.plan.minimum + 60 * 1024 * 1024;
     for (budget, cache, all) in [
         (None, false, false),
         (Some(model / 3), true, false),
+        (Some(model * 2 / 3), true, false),
         (Some(big_cache), true, true),
     ] {
         let s = run(fake(reordering()), budget, 0.5, cache, all).unwrap();
@@ -243,11 +243,22 @@ fn sparse_streaming_reads_only_the_chosen_columns_and_matches_its_resident_run()
             assert_eq!(s.plan.resident_ffn_layers(), 0);
             assert!(st.hits * 2 > st.needed, "{st:?} slots {}", s.cache_slots);
         }
-        if cache {
+        if all {
             assert!(
                 s.cache_slots > 0,
                 "budget {budget:?} leaves room for a cache"
             );
+        } else if cache {
+            let p = &s.plan;
+            assert!(
+                p.head_resident || p.head_resident_rows > 0,
+                "budget {budget:?}: the head's rows come before down columns"
+            );
+            assert_eq!(p.resident_ffn_layers(), 0, "budget {budget:?}");
+            if budget == Some(model * 2 / 3) {
+                // The whole head fits, and some layers' gate and up rows.
+                assert!(p.head_resident && p.rows_resident != 0, "{p:?}");
+            }
         } else {
             assert_eq!(st.hits, 0);
         }

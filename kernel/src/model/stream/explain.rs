@@ -26,6 +26,18 @@ impl fmt::Display for HeadRows<'_> {
     }
 }
 
+/// ", and the gate and up rows of N more" (nothing for 0).
+struct MoreRows(usize);
+
+impl fmt::Display for MoreRows {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            n => write!(f, ", and the gate and up rows of {n} more"),
+        }
+    }
+}
+
 impl fmt::Display for StreamPlan {
     /// The plan as `lode run --explain` prints it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -103,27 +115,54 @@ impl fmt::Display for StreamPlan {
                 &"down columns (S3-FIFO), what is left",
             )?;
         }
+        let rows = (0..self.layers)
+            .filter(|&l| self.rows_are_resident(l) && !self.ffn_is_resident(l))
+            .count();
         line(
             f,
             "FFN (resident)",
             b.ffn,
             &format_args!(
-                "{} of {} layers; the rest stream",
+                "{} of {} layers{}; the rest stream",
                 self.resident_ffn_layers(),
-                self.layers
+                self.layers,
+                MoreRows(rows)
             ),
         )?;
-        writeln!(
-            f,
-            "  rule: fixed costs, then attention, then the output head, then as many FFN \
-             layers as fit, the streamed ones spread over the depth, then the head's first \
-             rows in what is left"
-        )?;
-        write!(
-            f,
-            "  streamed per token: {}{:.2} MiB",
-            if self.sparse { "at most " } else { "" },
-            mib(self.streamed_per_token as usize)
-        )
+        self.rule(f)
+    }
+}
+
+impl StreamPlan {
+    /// The rule's line and the bytes a token streams.
+    fn rule(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.sparse {
+            writeln!(
+                f,
+                "  rule (sparse): fixed costs, then what a token reads whole (attention, the \
+                 output head, its first rows, the FFN's gate and up rows), then whole FFN \
+                 layers, whose down columns a token would read only for its kept neurons; \
+                 the rest caches down columns"
+            )?;
+            write!(
+                f,
+                "  streamed per token: at most {:.2} MiB, of which {:.2} MiB down columns \
+                 (read for the kept neurons only)",
+                mib(self.streamed_per_token as usize),
+                mib(self.streamed_columns_per_token as usize)
+            )
+        } else {
+            writeln!(
+                f,
+                "  rule: fixed costs, then attention, then the output head, then as many FFN \
+                 layers as fit, the streamed ones spread over the depth, then the head's \
+                 first rows in what is left"
+            )?;
+            write!(
+                f,
+                "  streamed per token: {:.2} MiB",
+                mib(self.streamed_per_token as usize)
+            )
+        }
     }
 }

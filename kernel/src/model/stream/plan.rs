@@ -7,8 +7,9 @@
 //! read into. With everything else streamed that is the **minimum working
 //! set**; a budget below it is an error that names it.
 //!
-//! What is left keeps units resident, in this order (FlexInfer's tensor
-//! preservation: attention first, the large FFN streamed):
+//! What is left keeps units resident, in this order for a dense run
+//! (FlexInfer's tensor preservation: attention first, the large FFN
+//! streamed):
 //! 1. each layer's attention span, lowest layer first;
 //! 2. the output head (with tied embeddings, the embedding too);
 //! 3. as many layers' FFN as fit, the streamed ones spread evenly over the
@@ -18,7 +19,11 @@
 //!
 //! Every one of these is read whole each token when it streams, so a
 //! resident byte saves one streamed byte per token wherever it goes; the
-//! order decides what stays when not everything fits. Attention goes
+//! order decides what stays when not everything fits. A sparse run reads
+//! only the kept neurons' down columns of a streamed split layer, so a
+//! resident byte of those saves less than one: it keeps everything read
+//! whole first (attention, the head, the head's first rows, every split
+//! layer's gate and up rows) and whole FFN layers last. Attention goes
 //! first because it is the smallest unit per layer, read before anything
 //! else of its layer, so keeping it lets the ring prefetch the FFN while
 //! attention computes. The ring's slots are sized for the largest unit
@@ -133,6 +138,9 @@ pub struct StreamPlan {
     pub attn_resident: u128,
     /// Bit `l`: layer `l`'s FFN is resident.
     pub ffn_resident: u128,
+    /// Bit `l`: split layer `l`'s gate and up rows are resident (a sparse
+    /// run's down columns may still be fetched per token).
+    pub rows_resident: u128,
     /// The output head is resident.
     pub head_resident: bool,
     /// Rows of the head kept resident when it is not whole (its first
@@ -143,6 +151,10 @@ pub struct StreamPlan {
     /// Bytes read per token (logits wanted) when decoding one token; for a
     /// sparse run, the most (every down column read).
     pub streamed_per_token: u64,
+    /// Of those, the down columns a sparse run reads only for the neurons
+    /// a token keeps (0 for a dense run): at sparsity `s` a token reads
+    /// about `streamed_per_token - s * streamed_columns_per_token`.
+    pub streamed_columns_per_token: u64,
     /// Down columns are fetched sparsely (see [`StreamOptions::sparse`]).
     pub sparse: bool,
     /// Layers.
@@ -268,6 +280,7 @@ impl StreamPlan {
             .saturating_sub(2 * block)
             .checked_div(layout.embed.row_bytes())
             .map_or(cfg.vocab, |r| r.clamp(1, cfg.vocab.max(1)));
+        let (streamed_per_token, streamed_columns_per_token) = units.streamed_per_token(&res);
         let arena_use = ArenaUse {
             capacity: opts.budget,
             ..fixed.arena_use(&bytes, units.row_streams(&res), limits, cfg)
@@ -282,6 +295,7 @@ impl StreamPlan {
             head_rows,
             attn_resident: res.attn,
             ffn_resident: res.ffn,
+            rows_resident: res.rows,
             head_resident: res.head,
             head_resident_rows: if res.head {
                 layout.head.rows
@@ -289,7 +303,8 @@ impl StreamPlan {
                 res.head_part
             },
             bytes,
-            streamed_per_token: units.streamed_per_token(&res),
+            streamed_per_token,
+            streamed_columns_per_token,
             sparse: opts.sparse,
             layers: cfg.layers,
             contexts: limits.contexts,
@@ -317,6 +332,21 @@ impl StreamPlan {
     /// Whether layer `l`'s FFN is resident.
     pub fn ffn_is_resident(&self, l: usize) -> bool {
         l < 128 && self.ffn_resident & bit(l) != 0
+    }
+
+    /// Whether split layer `l`'s gate and up rows are resident (alone, or
+    /// with the whole layer).
+    pub fn rows_are_resident(&self, l: usize) -> bool {
+        l < 128 && (self.rows_resident | self.ffn_resident) & bit(l) != 0
+    }
+
+    /// Bytes a token reads at `sparsity` (0 for a dense run): everything
+    /// streamed that is read whole, and the kept share of the down columns
+    /// (a lower bound: the read planner also reads the gaps between kept
+    /// columns that cost less to read than a second command).
+    pub fn predicted_per_token(&self, sparsity: f32) -> u64 {
+        let skipped = self.streamed_columns_per_token as f64 * f64::from(sparsity.clamp(0.0, 1.0));
+        self.streamed_per_token.saturating_sub(skipped as u64)
     }
 
     /// Layers whose attention is resident.

@@ -98,7 +98,9 @@ impl Schedule {
         let block = plan.block;
         let resident = plan.ffn_is_resident(l);
         let rows = match region.split() {
-            Some(r) if resident => Some(read_resident(dev, arena, r.start, r.len, self.reader)?),
+            Some(r) if plan.rows_are_resident(l) => {
+                Some(read_resident(dev, arena, r.start, r.len, self.reader)?)
+            }
             Some(r) => {
                 let index = self.push(Unit::whole(r.start, r.len, block))?;
                 if let Some(u) = self.rows_unit.get_mut(l) {

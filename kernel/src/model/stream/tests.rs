@@ -2,6 +2,7 @@
 //! an in-memory device are in `tests/ring.rs`).
 
 mod ring;
+mod sparse_plan;
 
 use std::vec;
 use std::vec::Vec;
