@@ -48,6 +48,33 @@ pub struct PlacementArgs {
     /// (612: SmolLM2's Q8_0 down column of 576 values).
     #[arg(long, default_value_t = 612)]
     pub bundle_bytes: u32,
+    /// With --trace: the device block the planner reads whole (a power of
+    /// two; this disk takes O_DIRECT reads of 512-byte blocks).
+    #[arg(long, default_value_t = 4096)]
+    pub block: u32,
+}
+
+/// The placements every table compares, by name.
+const PLACEMENTS: [(&str, PlacementKind); 3] = [
+    ("identity", PlacementKind::Identity),
+    ("freq", PlacementKind::Freq),
+    ("coact", PlacementKind::Coact),
+];
+
+/// Each layer's `position -> neuron` map of `kind` turned into `neuron ->
+/// position`.
+fn inverses(
+    placed: &lode_pack::placement::Placements,
+    kind: PlacementKind,
+    layers: u32,
+    neurons: u32,
+) -> Result<Vec<Vec<u32>>, Box<dyn Error>> {
+    (0..layers as usize)
+        .map(|l| {
+            placement::inverse(&placed.perm(kind, l, neurons))
+                .ok_or_else(|| "not a permutation".into())
+        })
+        .collect()
 }
 
 /// Mean runs per token and layer over tokens `from..` with `inverse` maps.
@@ -98,17 +125,8 @@ pub fn run(a: &PlacementArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>>
         "placement", "active/layer", "runs/layer", "active per run"
     )?;
     let mut rows: Vec<(&str, Vec<Vec<u32>>)> = Vec::new();
-    for (name, kind) in [
-        ("identity", PlacementKind::Identity),
-        ("freq", PlacementKind::Freq),
-        ("coact", PlacementKind::Coact),
-    ] {
-        let inv = (0..p.layers as usize)
-            .map(|l| {
-                placement::inverse(&placed.perm(kind, l, p.neurons)).ok_or("not a permutation")
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.push((name, inv));
+    for (name, kind) in PLACEMENTS {
+        rows.push((name, inverses(&placed, kind, p.layers, p.neurons)?));
     }
     // The oracle: every planted cluster contiguous, hottest cluster first.
     let oracle = (0..p.layers)
@@ -153,9 +171,11 @@ fn price(
     from: u32,
     inverse: &[Vec<u32>],
     bundle: u32,
+    block: u32,
 ) -> Result<Priced, Box<dyn Error>> {
     let h = trace.header();
-    let disk = Profile::DISK;
+    let mut disk = Profile::DISK;
+    disk.geometry.block_size = block;
     let region = Region {
         offset: 0,
         stride: bundle,
@@ -201,6 +221,13 @@ fn run_trace(
     let bytes = read(path)?;
     let trace = Trace::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     let h = trace.header();
+    if !a.block.is_power_of_two() || a.block > Profile::DISK.geometry.max_transfer {
+        return Err(format!(
+            "--block {}: a power of two, at most the largest transfer",
+            a.block
+        )
+        .into());
+    }
     if h.tokens < 4 {
         return Err(format!("{}: {} tokens; at least 4 needed", path.display(), h.tokens).into());
     }
@@ -235,9 +262,10 @@ fn run_trace(
     let dense = u64::from(h.neurons) * u64::from(a.bundle_bytes);
     writeln!(
         out,
-        "per token and layer; {} B bundles, this disk's cost model (4 KiB blocks); reading the \
+        "per token and layer; {} B bundles, this disk's cost model, {} B blocks; reading the \
          layer whole is {:.1} KiB",
         a.bundle_bytes,
+        a.block,
         dense as f64 / 1024.0
     )?;
     writeln!(
@@ -245,17 +273,9 @@ fn run_trace(
         "{:<10} {:>8} {:>8} {:>22} {:>22}",
         "placement", "active", "runs", "coalesced: reads  KiB", "merged: reads  KiB"
     )?;
-    for (name, kind) in [
-        ("identity", PlacementKind::Identity),
-        ("freq", PlacementKind::Freq),
-        ("coact", PlacementKind::Coact),
-    ] {
-        let inv = (0..h.layers as usize)
-            .map(|l| {
-                placement::inverse(&placed.perm(kind, l, h.neurons)).ok_or("not a permutation")
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let p = price(&scored, from, &inv, a.bundle_bytes)?;
+    for (name, kind) in PLACEMENTS {
+        let inv = inverses(&placed, kind, h.layers, h.neurons)?;
+        let p = price(&scored, from, &inv, a.bundle_bytes, a.block)?;
         writeln!(
             out,
             "{name:<10} {:>8.0} {:>8.1} {:>14.1} {:>7.1} {:>14.1} {:>7.1}",
@@ -304,6 +324,7 @@ mod tests {
             trace: Some(path.clone()),
             held_out: None,
             bundle_bytes: 612,
+            block: 4096,
         };
         let mut out = Vec::new();
         run(&args, &mut out).unwrap();
