@@ -30,6 +30,7 @@
 
 pub mod bundle;
 pub mod calibration;
+pub mod entropy;
 pub mod finite;
 pub mod image;
 pub mod model_id;

@@ -1,6 +1,7 @@
 //! `lode bench`: benchmarks that print ratios measured side by side in one run.
 
 pub mod contexts;
+pub mod entropy;
 pub mod io;
 pub mod kv;
 pub mod placement;
@@ -30,6 +31,10 @@ pub enum BenchCmd {
     /// lifecycle, kill-and-recompute and vLLM-style raw chunk swapping,
     /// on one seeded trace (medians and p95).
     Contexts(contexts::ContextsArgs),
+    /// How far a GGUF's quantized weights could be losslessly shrunk: each
+    /// tensor class's streams (values, scales, minimums), their order-0
+    /// entropy and the bound it gives, against zstd and LZ4.
+    Entropy(entropy::EntropyArgs),
 }
 
 /// Run `lode bench`.
@@ -39,5 +44,6 @@ pub fn run(cmd: &BenchCmd, out: &mut dyn std::io::Write) -> Result<(), Box<dyn s
         BenchCmd::Placement(args) => placement::run(args, out),
         BenchCmd::Kv(args) => kv::run(args, out),
         BenchCmd::Contexts(args) => contexts::run(args, out),
+        BenchCmd::Entropy(args) => entropy::run(args, out),
     }
 }
