@@ -20,6 +20,17 @@ pub enum DType {
     Q5_1,
     /// Blocks of 32: f16 scale `d`, 32 signed bytes; x = d * q.
     Q8_0,
+    /// Blocks of 32: f16 scale `d`, 4 bytes of high bits, 16 bytes of low
+    /// nibbles; x = d * (q - 16) with 5-bit q.
+    Q5_0,
+    /// Super-blocks of 256: f16 `d` and `dmin`, eight 6-bit scales and
+    /// minimums packed in 12 bytes, 128 bytes of 4-bit quants.
+    #[allow(non_camel_case_types)] // ggml's name
+    Q4_K,
+    /// Super-blocks of 256: 6-bit quants (128 bytes of low nibbles, 64 of
+    /// high pairs), sixteen signed 8-bit scales, f16 `d` last.
+    #[allow(non_camel_case_types)] // ggml's name
+    Q6_K,
 }
 
 impl DType {
@@ -32,6 +43,9 @@ impl DType {
             DType::Q4_1 => 3,
             DType::Q5_1 => 7,
             DType::Q8_0 => 8,
+            DType::Q5_0 => 6,
+            DType::Q4_K => 12,
+            DType::Q6_K => 14,
         }
     }
 
@@ -44,6 +58,9 @@ impl DType {
             3 => DType::Q4_1,
             7 => DType::Q5_1,
             8 => DType::Q8_0,
+            6 => DType::Q5_0,
+            12 => DType::Q4_K,
+            14 => DType::Q6_K,
             _ => return None,
         })
     }
@@ -52,7 +69,8 @@ impl DType {
     pub const fn block_elems(self) -> usize {
         match self {
             DType::F32 | DType::F16 => 1,
-            DType::Q4_0 | DType::Q4_1 | DType::Q5_1 | DType::Q8_0 => 32,
+            DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::Q8_0 => 32,
+            DType::Q4_K | DType::Q6_K => 256,
         }
     }
 
@@ -65,6 +83,9 @@ impl DType {
             DType::Q4_1 => 20,
             DType::Q5_1 => 24,
             DType::Q8_0 => 34,
+            DType::Q5_0 => 22,
+            DType::Q4_K => 144,
+            DType::Q6_K => 210,
         }
     }
 
@@ -87,6 +108,9 @@ impl DType {
             DType::Q4_1 => "q4_1",
             DType::Q5_1 => "q5_1",
             DType::Q8_0 => "q8_0",
+            DType::Q5_0 => "q5_0",
+            DType::Q4_K => "q4_k",
+            DType::Q6_K => "q6_k",
         }
     }
 }
@@ -104,9 +128,13 @@ mod tests {
             DType::Q4_1,
             DType::Q5_1,
             DType::Q8_0,
+            DType::Q5_0,
+            DType::Q4_K,
+            DType::Q6_K,
         ] {
             assert_eq!(DType::from_code(t.code()), Some(t));
         }
+        assert_eq!(DType::from_code(15), None, "Q8_K is not read");
         assert_eq!(DType::from_code(4), None);
     }
 
@@ -116,5 +144,11 @@ mod tests {
         assert_eq!(DType::Q8_0.row_bytes(576), Some(612));
         assert_eq!(DType::Q4_1.row_bytes(577), None);
         assert_eq!(DType::F16.row_bytes(3), Some(6));
+        // Gemma 3 270M: hidden 640 is whole Q5_0 blocks but not K-quant
+        // super-blocks; its FFN width 2048 is both.
+        assert_eq!(DType::Q5_0.row_bytes(640), Some(440));
+        assert_eq!(DType::Q4_K.row_bytes(640), None);
+        assert_eq!(DType::Q4_K.row_bytes(1024), Some(576));
+        assert_eq!(DType::Q6_K.row_bytes(2048), Some(1680));
     }
 }

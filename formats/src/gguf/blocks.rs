@@ -68,6 +68,9 @@ pub fn dequantize_row(dtype: DType, bytes: &[u8], out: &mut [f32]) -> Result<(),
         DType::Q4_0 => blocks(bytes, out, mismatch, dequantize_q4_0)?,
         DType::Q4_1 => blocks(bytes, out, mismatch, dequantize_q4_1)?,
         DType::Q5_1 => blocks(bytes, out, mismatch, dequantize_q5_1)?,
+        DType::Q5_0 | DType::Q4_K | DType::Q6_K => {
+            super::kquants::dequantize_k(dtype.block_bytes(), bytes, out).ok_or(mismatch)?
+        }
         DType::Q8_0 => blocks(bytes, out, mismatch, dequantize_q8_0)?,
     }
     Ok(())

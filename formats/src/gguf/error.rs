@@ -653,10 +653,10 @@ mod tests {
     fn unknown_type_message_names_known_ggml_types() {
         let e = GgufError::UnknownType {
             tensor: Name::new("blk.0.ffn_down.weight"),
-            code: 14,
+            code: 15,
         };
         let msg = format!("{e}");
-        assert!(msg.contains("Q6_K"), "{msg}");
+        assert!(msg.contains("Q8_K"), "{msg}");
         assert!(msg.contains("blk.0.ffn_down.weight"), "{msg}");
         assert_eq!(ggml_type_name(4), None);
         let unknown = format!(

@@ -40,6 +40,7 @@ mod blocks;
 mod cursor;
 mod error;
 mod file;
+pub mod kquants;
 mod llama;
 mod tensor;
 mod tokenizer_only;

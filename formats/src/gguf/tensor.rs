@@ -275,13 +275,13 @@ mod tests {
                 row_len: 33
             }
         );
-        let b = info("w", &[32], 14, 0);
+        let b = info("w", &[32], 15, 0);
         let e = read_info(&mut Cursor::at(&b, 0), 0).unwrap_err();
         assert_eq!(
             e,
             GgufError::UnknownType {
                 tensor: Name::new("w"),
-                code: 14
+                code: 15
             }
         );
         let b = info("w", &[1, 1, 1, 1, 1], 0, 0);

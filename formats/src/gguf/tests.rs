@@ -450,7 +450,7 @@ fn tensor_past_the_end() {
 
 #[test]
 fn unknown_block_types() {
-    for code in [4u32, 6, 14, 99, u32::MAX] {
+    for code in [4u32, 15, 16, 99, u32::MAX] {
         let bytes = Builder::default()
             .raw_tensor("blk.0.ffn_down.weight", &[256], code, vec![0; 512], None)
             .build();

@@ -138,6 +138,9 @@ pub(crate) fn fetch<'s, S: TensorSource>(
             "has a different shape than the model's hyper-parameters imply",
         ));
     }
+    if !super::tensor::computable(t.dtype) {
+        return Err(LoadError::tensor(name, super::tensor::NOT_COMPUTABLE));
+    }
     let rb = row_bytes(t.dtype, cols)
         .ok_or_else(|| LoadError::tensor(name, "rows are not whole blocks of its type"))?;
     if rb.checked_mul(rows) != Some(t.data.len()) {

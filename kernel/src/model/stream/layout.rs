@@ -197,6 +197,12 @@ pub(super) fn find(
             "has a different shape than the model's hyper-parameters imply",
         ));
     }
+    if !crate::model::tensor::computable(t.dtype) {
+        return Err(LoadError::tensor(
+            name,
+            crate::model::tensor::NOT_COMPUTABLE,
+        ));
+    }
     let len = usize::try_from(t.length)
         .map_err(|_| LoadError::tensor(name, "is too large for this machine"))?;
     let rb = crate::model::tensor::row_bytes(t.dtype, cols)
