@@ -77,21 +77,38 @@ fn inverses(
         .collect()
 }
 
-/// Mean runs per token and layer over tokens `from..` with `inverse` maps.
-fn runs(trace: &Trace<'_>, from: u32, inverse: &[Vec<u32>]) -> Result<(f64, f64), Box<dyn Error>> {
-    let h = trace.header();
-    let (mut runs, mut active, mut n) = (0u64, 0u64, 0u64);
+/// Calls `f` with each scored token's active positions in each layer
+/// (sorted, under the layer's `inverse` map) for tokens `from..`; returns
+/// how many calls it made.
+fn each_active(
+    trace: &Trace<'_>,
+    from: u32,
+    inverse: &[Vec<u32>],
+    mut f: impl FnMut(&[u32]) -> Result<(), Box<dyn Error>>,
+) -> Result<u64, Box<dyn Error>> {
     let mut pos = Vec::new();
-    for t in from..h.tokens {
+    let mut n = 0u64;
+    for t in from..trace.header().tokens {
         for (l, inv) in inverse.iter().enumerate() {
             pos.clear();
             pos.extend(trace.active(t, l as u32)?.iter().map(|x| inv[x as usize]));
             pos.sort_unstable();
-            runs += u64::from(placement::runs(&pos));
-            active += pos.len() as u64;
+            pos.dedup();
+            f(&pos)?;
             n += 1;
         }
     }
+    Ok(n)
+}
+
+/// Mean runs per token and layer over tokens `from..` with `inverse` maps.
+fn runs(trace: &Trace<'_>, from: u32, inverse: &[Vec<u32>]) -> Result<(f64, f64), Box<dyn Error>> {
+    let (mut runs, mut active) = (0u64, 0u64);
+    let n = each_active(trace, from, inverse, |pos| {
+        runs += u64::from(placement::runs(pos));
+        active += pos.len() as u64;
+        Ok(())
+    })?;
     Ok((
         active as f64 / n.max(1) as f64,
         runs as f64 / n.max(1) as f64,
@@ -182,25 +199,18 @@ fn price(
         bundle_bytes: bundle,
         count: h.neurons,
     };
-    let (mut p, mut n) = (Priced::default(), 0f64);
-    let mut pos = Vec::new();
-    for t in from..h.tokens {
-        for (l, inv) in inverse.iter().enumerate() {
-            pos.clear();
-            pos.extend(trace.active(t, l as u32)?.iter().map(|x| inv[x as usize]));
-            pos.sort_unstable();
-            pos.dedup();
-            let c = estimate(&region, &pos, &disk.geometry, &disk.cost, Mode::Coalesced)?;
-            let m = estimate(&region, &pos, &disk.geometry, &disk.cost, Mode::Merged)?;
-            p.active += pos.len() as f64;
-            p.runs += f64::from(placement::runs(&pos));
-            p.coalesced.0 += f64::from(c.commands);
-            p.coalesced.1 += c.bytes as f64;
-            p.merged.0 += f64::from(m.commands);
-            p.merged.1 += m.bytes as f64;
-            n += 1.0;
-        }
-    }
+    let mut p = Priced::default();
+    let n = each_active(trace, from, inverse, |pos| {
+        let c = estimate(&region, pos, &disk.geometry, &disk.cost, Mode::Coalesced)?;
+        let m = estimate(&region, pos, &disk.geometry, &disk.cost, Mode::Merged)?;
+        p.active += pos.len() as f64;
+        p.runs += f64::from(placement::runs(pos));
+        p.coalesced.0 += f64::from(c.commands);
+        p.coalesced.1 += c.bytes as f64;
+        p.merged.0 += f64::from(m.commands);
+        p.merged.1 += m.bytes as f64;
+        Ok(())
+    })? as f64;
     let n = n.max(1.0);
     Ok(Priced {
         active: p.active / n,
