@@ -228,6 +228,7 @@ fn print_image(out: &mut dyn Write, path: &Path, image: &Image<'_>) -> std::io::
         )?;
     }
 
+    writeln!(out, "ffn layout     {}", layout::summary(image))?;
     writeln!(out, "bundle regions ({})", image.layer_count())?;
     writeln!(
         out,
@@ -324,5 +325,6 @@ fn placement_summary(placement: Option<Placement<'_>>) -> String {
     }
 }
 
+mod layout;
 #[cfg(test)]
 mod tests;

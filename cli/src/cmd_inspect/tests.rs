@@ -141,6 +141,10 @@ fn prints_header_tensors_and_regions() {
         "output_norm.weight",
         "[32, 2]",
         "q8_0",
+        // 3 bundles of 60 bytes a layer, one layer at a stride of 64: 372
+        // bytes against 360 for the three q4_1 matrices.
+        "ffn layout     bundles in 2 layers",
+        "the three matrices at q4_1 are 0.0 MiB (1.03x)",
         "bundle regions (2)",
         "q4_1/q4_1/q4_1",
         "permuted (3 of 3 moved)",
