@@ -49,8 +49,10 @@ struct ClassRow {
     tensors: usize,
     bytes: u64,
     streams: Vec<StreamRow>,
-    /// Stored bytes over the order-0 entropy of its streams.
-    bound: f64,
+    /// Stored bytes over the order-0 entropy of its streams (1 for float
+    /// tensors, which are not split into streams; `None` for quantized
+    /// types this bench does not take apart, such as the K-quants).
+    bound: Option<f64>,
     /// Stored bytes over zstd's output, tensors as stored.
     zstd: f64,
     /// The same with each stream compressed apart.
@@ -123,7 +125,11 @@ fn rows(
             tensors: c.tensors,
             bytes: c.bytes,
             streams,
-            bound: if c.streams.is_empty() { 1.0 } else { c.bound() },
+            bound: match dtype {
+                _ if !c.streams.is_empty() => Some(c.bound()),
+                DType::F32 | DType::F16 => Some(1.0),
+                _ => None,
+            },
             zstd,
             zstd_streams,
             lz4,
@@ -145,8 +151,17 @@ pub fn run(a: &EntropyArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let coded = |f: &dyn Fn(&ClassRow) -> f64| {
         total as f64 / rows.iter().map(|r| r.bytes as f64 / f(r)).sum::<f64>()
     };
+    // The bound over the classes it was measured on.
+    let known: Vec<&ClassRow> = rows.iter().filter(|r| r.bound.is_some()).collect();
+    let known_bytes: u64 = known.iter().map(|r| r.bytes).sum();
+    let bound = known_bytes as f64
+        / known
+            .iter()
+            .map(|r| r.bytes as f64 / r.bound.unwrap_or(1.0))
+            .sum::<f64>()
+            .max(f64::MIN_POSITIVE);
     let summary = (
-        coded(&|r| r.bound),
+        bound,
         coded(&|r| r.zstd),
         coded(&|r| r.zstd_streams),
         coded(&|r| r.lz4),
@@ -157,7 +172,7 @@ pub fn run(a: &EntropyArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
             "zstd_level": a.zstd_level,
             "classes": rows,
             "total_bytes": total,
-            "bound": summary.0, "zstd": summary.1, "zstd_streams": summary.2, "lz4": summary.3,
+            "bound": summary.0, "bound_over_bytes": known_bytes, "zstd": summary.1, "zstd_streams": summary.2, "lz4": summary.3,
         });
         writeln!(out, "{v}")?;
         return Ok(());
@@ -186,14 +201,14 @@ pub fn run(a: &EntropyArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         };
         writeln!(
             out,
-            "{:<22} {:>5} {:>8.2} {:>10} {:>22} {:>22} {:>6.3}x {:>5.3}x {:>7.3}x {:>4.3}x",
+            "{:<22} {:>5} {:>8.2} {:>10} {:>22} {:>22} {:>7} {:>5.3}x {:>7.3}x {:>4.3}x",
             r.class,
             r.dtype,
             r.bytes as f64 / 1048576.0,
             cell(Stream::Values),
             cell(Stream::Scales),
             cell(Stream::Mins),
-            r.bound,
+            r.bound.map_or("-".into(), |b| format!("{b:.3}x")),
             r.zstd,
             r.zstd_streams,
             r.lz4
@@ -213,6 +228,14 @@ pub fn run(a: &EntropyArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         summary.2,
         summary.3
     )?;
+    if known_bytes < total {
+        writeln!(
+            out,
+            "(bound over the {:.1} MiB of classes taken apart; \"-\": a type this bench does not \
+             split into streams)",
+            known_bytes as f64 / 1048576.0
+        )?;
+    }
     Ok(())
 }
 
