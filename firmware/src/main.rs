@@ -19,24 +19,28 @@
 #![no_main]
 #![deny(unsafe_code)]
 
+mod error;
+mod fetcher;
+mod report;
 mod rom;
-
-use core::fmt;
 
 use cortex_m_rt::entry;
 use cortex_m_semihosting::debug::{self, EXIT_FAILURE, EXIT_SUCCESS};
 use cortex_m_semihosting::hprintln;
 use lode_hal::slice_arena::SliceArena;
 use lode_kernel::arena::{self, DramArena, Slot, SlotKind};
-use lode_kernel::cache::{CacheConfig, CacheError, NeuronCache, S3Fifo};
-use lode_kernel::fetch::{fetch_layer, BundleLoc, FetchError, FetchIo, FetchScratch};
+use lode_kernel::cache::{CacheConfig, NeuronCache, S3Fifo};
+use lode_kernel::fetch::BundleLoc;
 use lode_kernel::flash::{self, FlashDevice, ReadError, ReadRequest};
 use lode_kernel::formats::image::layout::HEADER_LEN;
-use lode_kernel::formats::image::{Image, ImageError, ImageHeader};
-use lode_kernel::formats::trace::{Trace, TraceError};
-use lode_kernel::plan::{self, Extent, Mode, Region, Strategy};
+use lode_kernel::formats::image::{Image, ImageHeader};
+use lode_kernel::formats::trace::Trace;
+use lode_kernel::plan::{self, Extent};
 
-use rom::{Counters, RomFlash, BLOCK, COST, MAX_TRANSFER, QUEUE_DEPTH};
+use error::Error;
+use fetcher::{region_of, Fetcher, Scratch, Totals, MODE};
+use report::{report_io, Fnv, Percent};
+use rom::{RomFlash, BLOCK, COST, MAX_TRANSFER, QUEUE_DEPTH};
 
 /// The lode image, in flash (made by `lode image synth`; see `build.rs`).
 static IMAGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/image.lode"));
@@ -84,88 +88,6 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     }
 }
 
-/// Everything that can stop the run.
-#[derive(Debug)]
-enum Error {
-    Image(ImageError),
-    Trace(TraceError),
-    Arena(arena::ErrorKind),
-    Cache(CacheError),
-    Read {
-        offset: u64,
-        kind: flash::ErrorKind,
-    },
-    Fetch {
-        token: u32,
-        layer: usize,
-        err: FetchError<flash::ErrorKind>,
-    },
-    Bundle {
-        token: u32,
-        layer: usize,
-        err: ImageError,
-    },
-    Config(&'static str),
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Image(e) => write!(f, "image: {e}"),
-            Error::Trace(e) => write!(f, "trace: {e}"),
-            Error::Arena(k) => write!(f, "arena: {k}"),
-            Error::Cache(e) => write!(f, "{e}"),
-            Error::Read { offset, kind } => write!(f, "read at byte {offset}: {kind}"),
-            Error::Fetch { token, layer, err } => {
-                write!(f, "token {token}, layer {layer}: {err}")
-            }
-            Error::Bundle { token, layer, err } => {
-                write!(f, "token {token}, layer {layer}: fetched bundle: {err}")
-            }
-            Error::Config(why) => f.write_str(why),
-        }
-    }
-}
-
-impl From<ImageError> for Error {
-    fn from(e: ImageError) -> Self {
-        Error::Image(e)
-    }
-}
-
-impl From<TraceError> for Error {
-    fn from(e: TraceError) -> Self {
-        Error::Trace(e)
-    }
-}
-
-impl From<arena::ErrorKind> for Error {
-    fn from(k: arena::ErrorKind) -> Self {
-        Error::Arena(k)
-    }
-}
-
-impl From<CacheError> for Error {
-    fn from(e: CacheError) -> Self {
-        Error::Cache(e)
-    }
-}
-
-/// FNV-1a, 64 bits: a checksum of every fetched byte, to compare runs.
-struct Fnv(u64);
-
-impl Fnv {
-    fn new() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-
-    fn update(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-}
-
 /// `len` bytes at device `offset` into `slot`, in commands of at most
 /// `max_transfer` bytes and batches the queue holds; waits for all of them.
 fn read<A: DramArena>(
@@ -200,36 +122,6 @@ fn read<A: DramArena>(
         })?;
     }
     Ok(())
-}
-
-/// Integer percentage with one decimal, `part` of `whole`.
-struct Percent(u64, u64);
-
-impl fmt::Display for Percent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let tenths = self.0.saturating_mul(1000).checked_div(self.1).unwrap_or(0);
-        write!(f, "{}.{}%", tenths / 10, tenths % 10)
-    }
-}
-
-/// Nanoseconds as microseconds with one decimal.
-struct Micros(u64);
-
-impl fmt::Display for Micros {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{} us", self.0 / 1000, self.0 % 1000 / 100)
-    }
-}
-
-fn report_io(what: &str, c: &Counters) {
-    hprintln!(
-        "{}: {} bytes in {} read commands ({} batches), {} on the modelled flash",
-        what,
-        c.bytes,
-        c.commands,
-        c.batches,
-        Micros(c.model_ns)
-    );
 }
 
 /// Open the image: read its header block, then its metadata prefix into the
@@ -331,108 +223,6 @@ fn shape(img: &Image<'_>, trace: &Trace<'_>, g: &flash::Geometry) -> Result<Shap
         bundle: bundle.ok_or(Error::Config("the image has no layers"))?,
         io_len: usize::try_from(io_len).map_err(|_| Error::Config("I/O buffer too large"))?,
     })
-}
-
-/// Totals of the fetch phase.
-#[derive(Default)]
-struct Totals {
-    needed: u64,
-    hits: u64,
-    misses: u64,
-    dense_layers: u64,
-    bytes_needed: u64,
-}
-
-/// The fetch scratch, on the stack.
-struct Scratch {
-    positions: [u32; MAX_NEURONS],
-    missing: [u32; MAX_NEURONS],
-    extents: [Extent; MAX_EXTENTS],
-    locs: [BundleLoc; MAX_NEURONS],
-}
-
-/// Where the fetch phase reads from and keeps its state.
-struct Fetcher<'i, 'd, 'a, 'm> {
-    img: &'i Image<'m>,
-    trace: &'i Trace<'i>,
-    dev: &'i mut RomFlash<'d>,
-    arena: &'i mut SliceArena<'a, SLOTS>,
-    cache: &'i mut NeuronCache<S3Fifo>,
-    io: Slot,
-    sum: Fnv,
-    totals: Totals,
-}
-
-impl Fetcher<'_, '_, '_, '_> {
-    /// Fetch the bundles of the neurons that fire at `token` in `layer`,
-    /// check each against its CRC32C where the fetch left it, and add its
-    /// bytes to the checksum. Returns (needed, hits).
-    fn layer(&mut self, s: &mut Scratch, token: u32, layer: usize) -> Result<(u32, u32), Error> {
-        let r = self
-            .img
-            .bundle_region(layer)
-            .ok_or(Error::Config("layer out of range"))?;
-        let placement = self
-            .img
-            .placement(layer)
-            .ok_or(Error::Config("layer out of range"))?;
-        // The firing neurons' placement positions, in increasing order.
-        let mut m = 0usize;
-        for n in self.trace.active(token, layer as u32)?.iter() {
-            let p = placement
-                .position_of(n)
-                .ok_or(Error::Config("a traced neuron is not in the image"))?;
-            *s.positions
-                .get_mut(m)
-                .ok_or(Error::Config("more firing neurons than the scratch"))? = p;
-            m += 1;
-        }
-        let positions = &mut s.positions[..m];
-        positions.sort_unstable();
-        let mut scratch = FetchScratch {
-            missing: &mut s.missing,
-            extents: &mut s.extents,
-            locs: &mut s.locs,
-        };
-        let key_base =
-            u32::try_from(r.first_bundle).map_err(|_| Error::Config("too many bundles"))?;
-        let got = fetch_layer(
-            self.dev,
-            self.arena,
-            Some(self.cache),
-            &region_of(&r),
-            key_base,
-            positions,
-            token,
-            MODE,
-            FetchIo::unchecked(self.io),
-            &mut scratch,
-        )
-        .map_err(|err| Error::Fetch { token, layer, err })?;
-        let size = r.bundle_size as usize;
-        for (&pos, loc) in positions.iter().zip(scratch.locs.iter()) {
-            let bytes = match *loc {
-                BundleLoc::Cache(slot) => self.cache.bundle(self.arena, slot)?,
-                BundleLoc::Io(at) => self
-                    .arena
-                    .bytes(self.io)?
-                    .get(at..at.saturating_add(size))
-                    .ok_or(Error::Config("a bundle lies past the I/O buffer"))?,
-                BundleLoc::Nowhere => return Err(Error::Config("a bundle was not fetched")),
-            };
-            self.img
-                .verify_bundle(layer, pos, bytes)
-                .map_err(|err| Error::Bundle { token, layer, err })?;
-            self.sum.update(bytes);
-        }
-        let t = &mut self.totals;
-        t.needed += m as u64;
-        t.hits += u64::from(got.hits);
-        t.misses += u64::from(got.misses);
-        t.bytes_needed += got.needed_bytes;
-        t.dense_layers += u64::from(got.plan.strategy == Strategy::Dense);
-        Ok((m as u32, got.hits))
-    }
 }
 
 /// Slots of the run's arena: the verification buffer, the cache's two and
@@ -585,18 +375,4 @@ fn run(budget: &mut [u8; BUDGET]) -> Result<(), Error> {
     );
     hprintln!("ok");
     Ok(())
-}
-
-/// The read planner's mode: the cheapest of per-bundle, coalesced, merged
-/// and dense reads under the device's cost model.
-const MODE: Mode = Mode::Adaptive { merge: true };
-
-/// The planner's view of a layer's bundle region.
-fn region_of(r: &lode_kernel::formats::image::BundleRegion) -> Region {
-    Region {
-        offset: r.offset,
-        stride: r.stride,
-        bundle_bytes: r.bundle_size,
-        count: r.count,
-    }
 }
