@@ -16,7 +16,7 @@
 //! size is counted too (indices of `ceil(log2 distinct)` bits plus 16 bits
 //! per table entry).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use lode_formats::gguf::Gguf;
 use lode_formats::gguf::{Q4_1_BYTES, Q8_0_BYTES, QK};
@@ -138,10 +138,10 @@ fn stream(c: &mut Class, s: Stream, raw_bits: u32) -> &mut Counts {
 /// Adds one tensor's f16 values `v` to `s`, with its codebook's cost.
 fn add_f16(c: &mut Class, s: Stream, v: &[u16]) {
     let e = stream(c, s, 16);
-    let mut distinct: HashMap<u16, ()> = HashMap::new();
+    let mut distinct: HashSet<u16> = HashSet::new();
     for &x in v {
         *e.hist.entry(u32::from(x)).or_default() += 1;
-        distinct.insert(x, ());
+        distinct.insert(x);
     }
     let k = distinct.len().max(1) as f64;
     e.codebook_bits += v.len() as f64 * k.log2().ceil() + 16.0 * k;
