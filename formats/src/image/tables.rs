@@ -123,11 +123,8 @@ pub(crate) fn decode_tensor<'a>(
     let at = Location::Tensor(index);
     let name = core::str::from_utf8(name_bytes(rec, strings, at)?)
         .map_err(|_| err(ErrorKind::Malformed, at, "name is not UTF-8"))?;
-    let dtype = DType::from_code(rec.dtype.get()).ok_or(err(
-        ErrorKind::Malformed,
-        at,
-        "unknown dtype code",
-    ))?;
+    let dtype =
+        image_dtype(rec.dtype.get()).ok_or(err(ErrorKind::Malformed, at, "unknown dtype code"))?;
     let n_dims = rec.n_dims.get() as usize;
     if n_dims == 0 || n_dims > MAX_DIMS {
         return Err(err(
@@ -174,11 +171,30 @@ fn decode_part(code: u32, at: Location) -> Result<Option<DType>, ImageError> {
     if code == PART_ABSENT {
         return Ok(None);
     }
-    DType::from_code(code).map(Some).ok_or(err(
+    image_dtype(code).map(Some).ok_or(err(
         ErrorKind::Malformed,
         at,
         "unknown bundle part dtype code",
     ))
+}
+
+/// Whether version-1 images define element type `dtype` (FORMAT.md's
+/// table): GGUF's Q5_0, Q4_K and Q6_K are read from GGUF files only, so an
+/// image holding them needs a format version that defines them, and a
+/// reader of this one refuses them rather than guess.
+pub const fn in_image(dtype: DType) -> bool {
+    matches!(
+        dtype,
+        DType::F32 | DType::F16 | DType::Q4_0 | DType::Q4_1 | DType::Q5_1 | DType::Q8_0
+    )
+}
+
+/// The element type of `code`, if version-1 images define it.
+fn image_dtype(code: u32) -> Option<DType> {
+    match DType::from_code(code) {
+        Some(d) if in_image(d) => Some(d),
+        _ => None,
+    }
 }
 
 /// Decode and check layer `layer`'s region record (not its placement in the

@@ -1152,3 +1152,38 @@ fn tokenizer_bytes_must_be_a_tokenizer_gguf() {
     );
     assert_eq!(refused(padded(raw_gguf(&[arch, int_tokens]))), no_tokens);
 }
+
+/// GGUF's Q5_0, Q4_K and Q6_K are not element types of version-1 images:
+/// the writer refuses them, and a reader refuses an image claiming them
+/// (a tensor's dtype or a bundle part), checksums intact or not.
+#[test]
+fn gguf_only_types_are_not_image_types() {
+    for d in [DType::Q5_0, DType::Q4_K, DType::Q6_K] {
+        assert!(!super::tables::in_image(d));
+        let mut b = ImageBuilder::new(geometry(1, 256));
+        match b.add_tensor("t", d, &[256], vec![0u8; 256]) {
+            Err(WriteError::Invalid(e)) => assert_eq!(e.kind(), ErrorKind::Malformed, "{e}"),
+            other => panic!("{d:?}: {other:?}"),
+        }
+    }
+    // A bundle part of such a type: refused when the image is laid out.
+    let parts = BundleParts {
+        gate: None,
+        up: None,
+        down: Some(DType::Q6_K),
+    };
+    let mut b = ImageBuilder::new(geometry(1, 256));
+    b.add_layer(LayerSpec::new(parts, vec![0u8; 210], vec![0]));
+    match b.to_bytes() {
+        Err(e @ WriteError::Invalid(_)) => {
+            assert!(e.to_string().contains("element type not defined"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    for code in [6u32, 12, 14] {
+        let mut bytes = small_image();
+        tensor_record(&mut bytes, 1).dtype = U32::new(code);
+        reseal(&mut bytes);
+        assert_eq!(kind_of(&bytes), Err(ErrorKind::Malformed), "code {code}");
+    }
+}

@@ -210,6 +210,13 @@ impl<'d> ImageBuilder<'d> {
         data: impl Into<Cow<'d, [u8]>>,
     ) -> Result<&mut Self, WriteError> {
         let at = Location::Tensor(self.tensors.len());
+        if !super::tables::in_image(dtype) {
+            return Err(invalid(
+                ErrorKind::Malformed,
+                at,
+                "element type not defined for lode images (version 1)",
+            ));
+        }
         let shape = Shape::new(dims).ok_or(invalid(
             ErrorKind::Malformed,
             at,
@@ -232,6 +239,19 @@ impl<'d> ImageBuilder<'d> {
 
     fn plan_layer(&self, l: usize, spec: &LayerSpec<'_>) -> Result<PlannedLayer, WriteError> {
         let at = Location::Layer(l);
+        if spec
+            .parts
+            .in_order()
+            .iter()
+            .flatten()
+            .any(|&d| !super::tables::in_image(d))
+        {
+            return Err(invalid(
+                ErrorKind::Malformed,
+                at,
+                "element type not defined for lode images (version 1)",
+            ));
+        }
         let bundle_size = spec
             .parts
             .bundle_bytes(self.geometry.hidden)
