@@ -14,6 +14,12 @@ use core::fmt;
 use super::value::ValueType;
 use crate::DType;
 
+mod location;
+mod type_names;
+
+pub use location::{Item, Name, NAME_CAPACITY};
+pub use type_names::ggml_type_name;
+
 /// The category of a [`GgufError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -67,127 +73,6 @@ pub enum ErrorKind {
     RowLength,
     /// A row index past the last row of a tensor.
     RowOutOfRange,
-}
-
-/// Longest name (in bytes) kept in an error; longer names are cut at a
-/// character boundary. 64 matches GGML's tensor-name limit.
-pub const NAME_CAPACITY: usize = 64;
-
-/// A key or tensor name copied into an error, at most [`NAME_CAPACITY`] bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Name {
-    buf: [u8; NAME_CAPACITY],
-    len: u8,
-    cut: bool,
-}
-
-impl Name {
-    /// Copy `s`, cutting it at the last character boundary that fits.
-    pub fn new(s: &str) -> Name {
-        let mut end = s.len().min(NAME_CAPACITY);
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        let mut name = Name {
-            buf: [0; NAME_CAPACITY],
-            len: 0,
-            cut: end < s.len(),
-        };
-        if let (Some(dst), Some(src)) = (name.buf.get_mut(..end), s.as_bytes().get(..end)) {
-            dst.copy_from_slice(src);
-            // `end <= NAME_CAPACITY = 64`, so it fits in a u8.
-            name.len = end as u8;
-        }
-        name
-    }
-
-    /// The (possibly cut) name.
-    pub fn as_str(&self) -> &str {
-        let bytes = self.buf.get(..usize::from(self.len)).unwrap_or(&[]);
-        // Always a prefix of a `&str` cut at a char boundary, so this never
-        // falls back; the fallback only keeps the function total.
-        core::str::from_utf8(bytes).unwrap_or("")
-    }
-
-    /// `true` when the original name was longer than [`NAME_CAPACITY`].
-    pub fn is_cut(&self) -> bool {
-        self.cut
-    }
-}
-
-impl PartialEq<str> for Name {
-    fn eq(&self, other: &str) -> bool {
-        !self.cut && self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for Name {
-    fn eq(&self, other: &&str) -> bool {
-        *self == **other
-    }
-}
-
-impl fmt::Display for Name {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())?;
-        if self.cut {
-            f.write_str("...")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for Name {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.as_str())?;
-        if self.cut {
-            f.write_str("...")?;
-        }
-        Ok(())
-    }
-}
-
-/// The part of the file an error was found in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Item {
-    /// Magic, version and the two counts.
-    Header,
-    /// The `index`-th metadata entry; `key` once it has been read.
-    KeyValue {
-        /// Position in the metadata list, from 0.
-        index: u64,
-        /// The entry's key, when it could be read.
-        key: Option<Name>,
-    },
-    /// The `index`-th tensor info; `name` once it has been read.
-    TensorInfo {
-        /// Position in the tensor table, from 0.
-        index: u64,
-        /// The tensor's name, when it could be read.
-        name: Option<Name>,
-    },
-    /// Not yet attributed (an internal state that [`Gguf::parse`](super::Gguf::parse)
-    /// always replaces before returning).
-    Unknown,
-}
-
-impl fmt::Display for Item {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Item::Header => f.write_str("the file header"),
-            Item::KeyValue {
-                index,
-                key: Some(k),
-            } => write!(f, "metadata entry #{index} '{k}'"),
-            Item::KeyValue { index, key: None } => write!(f, "metadata entry #{index}"),
-            Item::TensorInfo {
-                index,
-                name: Some(n),
-            } => write!(f, "tensor info #{index} '{n}'"),
-            Item::TensorInfo { index, name: None } => write!(f, "tensor info #{index}"),
-            Item::Unknown => f.write_str("the file"),
-        }
-    }
 }
 
 /// Everything that can be wrong with a GGUF file or a request made of it.
@@ -423,48 +308,6 @@ impl GgufError {
     }
 }
 
-/// The name of ggml type `code`, for error messages about types lode does not
-/// read. `None` for ids that were never assigned or have been retired.
-pub fn ggml_type_name(code: u32) -> Option<&'static str> {
-    Some(match code {
-        0 => "F32",
-        1 => "F16",
-        2 => "Q4_0",
-        3 => "Q4_1",
-        6 => "Q5_0",
-        7 => "Q5_1",
-        8 => "Q8_0",
-        9 => "Q8_1",
-        10 => "Q2_K",
-        11 => "Q3_K",
-        12 => "Q4_K",
-        13 => "Q5_K",
-        14 => "Q6_K",
-        15 => "Q8_K",
-        16 => "IQ2_XXS",
-        17 => "IQ2_XS",
-        18 => "IQ3_XXS",
-        19 => "IQ1_S",
-        20 => "IQ4_NL",
-        21 => "IQ3_S",
-        22 => "IQ2_S",
-        23 => "IQ4_XS",
-        24 => "I8",
-        25 => "I16",
-        26 => "I32",
-        27 => "I64",
-        28 => "F64",
-        29 => "IQ1_M",
-        30 => "BF16",
-        34 => "TQ1_0",
-        35 => "TQ2_0",
-        39 => "MXFP4",
-        40 => "NVFP4",
-        41 => "Q1_0",
-        _ => return None,
-    })
-}
-
 impl fmt::Display for GgufError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -602,76 +445,4 @@ impl fmt::Display for GgufError {
 impl core::error::Error for GgufError {}
 
 #[cfg(test)]
-mod tests {
-    extern crate std;
-    use std::format;
-    use std::string::String;
-
-    use super::*;
-
-    #[test]
-    fn names_are_cut_at_char_boundaries() {
-        let short = Name::new("blk.0.attn_q.weight");
-        assert_eq!(short, "blk.0.attn_q.weight");
-        assert!(!short.is_cut());
-
-        // 63 ASCII bytes then a 3-byte character: the cut must fall before it.
-        let mut long: String = "a".repeat(63);
-        long.push_str("\u{20ac}tail");
-        let name = Name::new(&long);
-        assert!(name.is_cut());
-        assert_eq!(name.as_str().len(), 63);
-        assert_ne!(name, long.as_str());
-        assert!(format!("{name}").ends_with("..."));
-    }
-
-    #[test]
-    fn within_fills_only_unknown_items() {
-        let e = GgufError::Truncated {
-            offset: 7,
-            item: Item::Unknown,
-        };
-        let at = Item::KeyValue {
-            index: 3,
-            key: Some(Name::new("general.name")),
-        };
-        let e = e.within(at);
-        assert_eq!(
-            e,
-            GgufError::Truncated {
-                offset: 7,
-                item: at
-            }
-        );
-        // Already attributed: unchanged.
-        assert_eq!(e.within(Item::Header), e);
-        assert_eq!(e.kind(), ErrorKind::Truncated);
-        assert!(format!("{e}").contains("'general.name'"));
-    }
-
-    #[test]
-    fn unknown_type_message_names_known_ggml_types() {
-        let e = GgufError::UnknownType {
-            tensor: Name::new("blk.0.ffn_down.weight"),
-            code: 15,
-        };
-        let msg = format!("{e}");
-        assert!(msg.contains("Q8_K"), "{msg}");
-        assert!(msg.contains("blk.0.ffn_down.weight"), "{msg}");
-        assert_eq!(ggml_type_name(4), None);
-        let unknown = format!(
-            "{}",
-            GgufError::UnknownType {
-                tensor: Name::new("t"),
-                code: 999
-            }
-        );
-        assert!(unknown.contains("999"), "{unknown}");
-    }
-
-    #[test]
-    fn error_is_small() {
-        // Results carrying it stay cheap to return (clippy's large-error bar is 128).
-        assert!(core::mem::size_of::<GgufError>() <= 128);
-    }
-}
+mod tests;
