@@ -312,6 +312,30 @@ pub trait Compute {
         bits: KvBits,
         dst: &mut [f32],
     ) -> Result<(), Self::Error>;
+
+    /// The CRCs of `data` cut into `crcs.len()` consecutive pieces of
+    /// `piece` bytes (the last one whatever remains), each by `crc`.
+    ///
+    /// Every streamed read is checked against the CRCs recorded at load
+    /// before it is used, which is a CRC over tens of MiB a token on the
+    /// decode thread while the compute threads wait for it; a backend with
+    /// threads computes the pieces in parallel. The provided version
+    /// computes them one after another.
+    fn checksums(
+        &mut self,
+        data: &[u8],
+        piece: usize,
+        crc: fn(&[u8]) -> u32,
+        crcs: &mut [u32],
+    ) -> Result<(), Self::Error> {
+        if piece == 0 || data.len().div_ceil(piece) != crcs.len() {
+            return Err(ErrorKind::ShapeMismatch.into());
+        }
+        for (c, p) in crcs.iter_mut().zip(data.chunks(piece)) {
+            *c = crc(p);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

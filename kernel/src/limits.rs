@@ -88,6 +88,15 @@ pub const CHECK_BLOCK: usize = 4096;
 /// command) clears on the next read, a bad medium does not.
 pub const MAX_READ_ATTEMPTS: u32 = 3;
 
+/// Most pieces one streamed read's check is cut into, each CRC'd by
+/// whichever compute thread takes it (a few a thread, so a thread that
+/// starts late leaves its share to the others).
+pub const CHECK_PIECES: usize = 8;
+
+/// Fewest bytes worth a piece of their own: handing a piece to another
+/// thread costs about a microsecond, a hardware CRC of 64 KiB several.
+pub const CHECK_PIECE_MIN: usize = 64 * 1024;
+
 /// Bytes of the largest KV swap-area context record: `MAX_CHUNKS` chunk
 /// pointers and `MAX_CONTEXT` token ids (45 KiB). The swap area reads a
 /// record whole to check its CRC32C, so this sizes its I/O buffer.
@@ -123,6 +132,7 @@ const _: () = assert!(ALIGN.is_power_of_two());
 // A check block is a whole number of the smallest device block.
 const _: () = assert!(CHECK_BLOCK.is_power_of_two() && CHECK_BLOCK >= 512);
 const _: () = assert!(MAX_READ_ATTEMPTS >= 1);
+const _: () = assert!(CHECK_PIECES >= 1 && CHECK_PIECE_MIN >= CHECK_BLOCK);
 
 // A ring collects at least one completion per slot per call.
 const _: () = assert!(MAX_RING <= RING_COMPLETIONS);

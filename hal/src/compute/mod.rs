@@ -33,6 +33,7 @@
 
 mod act;
 mod attention;
+mod checksums;
 mod exec;
 mod f16;
 mod ffn;
@@ -399,6 +400,16 @@ impl Compute for CpuCompute<'_> {
         dst: &mut [f32],
     ) -> Result<(), ErrorKind> {
         kv::dequantize_with(self.kernels, src, groups, bits, dst)
+    }
+
+    fn checksums(
+        &mut self,
+        data: &[u8],
+        piece: usize,
+        crc: fn(&[u8]) -> u32,
+        crcs: &mut [u32],
+    ) -> Result<(), ErrorKind> {
+        checksums::checksums(&mut self.exec, data, piece, crc, crcs)
     }
 }
 

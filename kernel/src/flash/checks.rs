@@ -19,6 +19,8 @@
 //! the portable table-driven one otherwise.
 
 use crate::arena::{self, DramArena, Slot, SlotKind};
+use crate::compute::Compute;
+use crate::limits::{CHECK_PIECES, CHECK_PIECE_MIN};
 
 use super::crc_shift::CrcShift;
 
@@ -155,33 +157,92 @@ impl BlockChecks {
         offset: u64,
         data: &[u8],
     ) -> Result<(), CheckError> {
+        let whole = (data.len() / self.block).max(1);
+        self.verify_pieces(arena, offset, data, whole, |d, piece, crcs| {
+            for (c, p) in crcs.iter_mut().zip(d.chunks(piece)) {
+                *c = (self.crc)(p);
+            }
+        })
+    }
+
+    /// [`verify`](Self::verify) with the read cut into up to
+    /// [`CHECK_PIECES`] pieces of at least [`CHECK_PIECE_MIN`] bytes, whose
+    /// CRCs `compute` computes (on its threads, where it has them). Each
+    /// piece is compared with its own blocks' CRCs joined, so the pieces'
+    /// CRCs never need joining. A backend that refuses leaves the work to
+    /// this thread.
+    pub fn verify_on<A: DramArena, C: Compute>(
+        &self,
+        arena: &A,
+        offset: u64,
+        data: &[u8],
+        compute: &mut C,
+    ) -> Result<(), CheckError> {
+        let n = data.len() / self.block;
+        let per = n
+            .div_ceil(CHECK_PIECES)
+            .max(CHECK_PIECE_MIN / self.block)
+            .max(1);
+        self.verify_pieces(arena, offset, data, per, |d, piece, crcs| {
+            if compute.checksums(d, piece, self.crc, crcs).is_err() {
+                for (c, p) in crcs.iter_mut().zip(d.chunks(piece)) {
+                    *c = (self.crc)(p);
+                }
+            }
+        })
+    }
+
+    /// The check of `data` in pieces of `per` blocks (at most
+    /// [`CHECK_PIECES`] of them), whose CRCs `crcs_of(data, piece bytes,
+    /// out)` fills in.
+    fn verify_pieces<A: DramArena>(
+        &self,
+        arena: &A,
+        offset: u64,
+        data: &[u8],
+        per: usize,
+        crcs_of: impl FnOnce(&[u8], usize, &mut [u32]),
+    ) -> Result<(), CheckError> {
         let first = self.first_block(offset, data.len())?;
         let table = arena
             .bytes(self.table)
             .map_err(|e| CheckError::Arena(arena::Error::kind(&e)))?;
         let n = data.len() / self.block;
-        let entries = table
-            .get(first * 4..(first + n) * 4)
+        let pieces = n.div_ceil(per);
+        let mut buf = [0u32; CHECK_PIECES];
+        let crcs = buf
+            .get_mut(..pieces)
             .ok_or(CheckError::Outside { offset })?;
-        let joined = entries
-            .chunks_exact(4)
-            .map(|e| u32::from_le_bytes([e[0], e[1], e[2], e[3]]))
-            .reduce(|acc, c| self.shift.join(acc, c));
-        if joined.is_none_or(|want| (self.crc)(data) == want) {
-            return Ok(());
-        }
-        for (i, b) in data.chunks_exact(self.block).enumerate() {
-            let at = (first + i) * 4;
-            let want = table
-                .get(at..at + 4)
+        crcs_of(data, per * self.block, crcs);
+        for (i, &got) in crcs.iter().enumerate() {
+            let (b0, b1) = (i * per, ((i + 1) * per).min(n));
+            let entries = table
+                .get((first + b0) * 4..(first + b1) * 4)
                 .ok_or(CheckError::Outside { offset })?;
-            if (self.crc)(b).to_le_bytes() != want {
-                return Err(CheckError::Mismatch {
-                    offset: offset + (i * self.block) as u64,
-                });
+            let joined = entries
+                .chunks_exact(4)
+                .map(|e| u32::from_le_bytes([e[0], e[1], e[2], e[3]]))
+                .reduce(|acc, c| self.shift.join(acc, c));
+            if joined.is_some_and(|want| got != want) {
+                let at = offset + (b0 * self.block) as u64;
+                let bytes = data.get(b0 * self.block..b1 * self.block);
+                return Err(self.first_bad(entries, at, bytes.unwrap_or(&[])));
             }
         }
         Ok(())
+    }
+
+    /// The `Mismatch` of the first block of `data` (read at `offset`)
+    /// whose CRC differs from its entry in `entries`.
+    fn first_bad(&self, entries: &[u8], offset: u64, data: &[u8]) -> CheckError {
+        let bad = data
+            .chunks_exact(self.block)
+            .zip(entries.chunks_exact(4))
+            .position(|(b, want)| (self.crc)(b).to_le_bytes() != want)
+            .unwrap_or(0);
+        CheckError::Mismatch {
+            offset: offset + (bad * self.block) as u64,
+        }
     }
 
     /// [`verify`](Self::verify) of `len` bytes at `at` in `slot`.
@@ -199,6 +260,23 @@ impl BlockChecks {
             .get(at..at.saturating_add(len))
             .ok_or(CheckError::Outside { offset })?;
         self.verify(arena, offset, data)
+    }
+
+    /// [`verify_on`](Self::verify_on) of the first `len` bytes of `slot`.
+    pub fn verify_slot_on<A: DramArena, C: Compute>(
+        &self,
+        arena: &A,
+        offset: u64,
+        slot: Slot,
+        len: usize,
+        compute: &mut C,
+    ) -> Result<(), CheckError> {
+        let data = arena
+            .bytes(slot)
+            .map_err(|e| CheckError::Arena(arena::Error::kind(&e)))?
+            .get(..len)
+            .ok_or(CheckError::Outside { offset })?;
+        self.verify_on(arena, offset, data, compute)
     }
 }
 
@@ -262,6 +340,52 @@ mod tests {
         }
         assert!(BlockChecks::new(&mut arena, 1000, 2048, 512, sum).is_err());
         assert!(BlockChecks::new(&mut arena, 0, 2048, 500, sum).is_err());
+    }
+
+    /// A large read is checked in pieces (here through the provided
+    /// `Compute::checksums`): every piece is compared, so a change in any
+    /// piece, including the short last one, is found and named by its
+    /// block, and a good read passes.
+    #[test]
+    fn a_read_checked_in_pieces_finds_a_change_in_any_piece() {
+        use crate::model::tests::naive::Naive;
+        const BLOCK: usize = 4096;
+        // 33 blocks in pieces of CHECK_PIECE_MIN: 16, 16 and 1 blocks.
+        let n = 33;
+        let len = n * BLOCK;
+        let mut arena = VecArena::new(len * 3);
+        let checks = BlockChecks::new(&mut arena, 0, len as u64, BLOCK, sum).unwrap();
+        let clean: std::vec::Vec<u8> = (0..len).map(|i| (i * 31 / 7) as u8).collect();
+        record(&mut arena, &checks, 0, &clean);
+        assert_eq!(checks.verify_on(&arena, 0, &clean, &mut Naive), Ok(()));
+        let per = CHECK_PIECE_MIN / BLOCK;
+        assert!(
+            n.div_ceil(per) > 1 && n % per != 0,
+            "several pieces, a short last one"
+        );
+        for bad_block in [0, per - 1, per, n / 2, n - 1] {
+            let mut data = clean.clone();
+            data[bad_block * BLOCK + 17] ^= 4;
+            assert_eq!(
+                checks.verify_on(&arena, 0, &data, &mut Naive),
+                Err(CheckError::Mismatch {
+                    offset: (bad_block * BLOCK) as u64
+                }),
+                "block {bad_block}"
+            );
+            assert_eq!(
+                checks.verify(&arena, 0, &data),
+                Err(CheckError::Mismatch {
+                    offset: (bad_block * BLOCK) as u64
+                })
+            );
+        }
+        // A part of the span, starting mid-span, in pieces too.
+        let (a, b) = (3 * BLOCK, 30 * BLOCK);
+        assert_eq!(
+            checks.verify_on(&arena, a as u64, &clean[a..b], &mut Naive),
+            Ok(())
+        );
     }
 
     #[test]

@@ -127,10 +127,15 @@ impl<W: WeightSource> Model<W> {
 
     /// The embedding rows of `tokens` into `x`, decoded from the stored
     /// type.
-    fn embed<A: DramArena>(&mut self, arena: &mut A, tokens: &[u32]) -> Result<(), EvalError> {
+    fn embed<A: DramArena, C: Compute>(
+        &mut self,
+        arena: &mut A,
+        compute: &mut C,
+        tokens: &[u32],
+    ) -> Result<(), EvalError> {
         let (b, hd) = (self.buf, self.cfg.hidden);
         for (i, &tok) in tokens.iter().enumerate() {
-            let (embed, r) = self.weights.embedding_row(tok, arena)?;
+            let (embed, r) = self.weights.embedding_row(tok, arena, compute)?;
             let (t, m) = arena.parts_mut();
             let ([x], sh) = split(t, m, [b.x])?;
             let row = embed.row(&sh, r)?;
@@ -161,7 +166,7 @@ impl<W: WeightSource> Model<W> {
         let kvd = c.kv_dim();
         let ce = EvalError::compute::<C::Error>;
 
-        self.embed(arena, tokens)?;
+        self.embed(arena, compute, tokens)?;
         // Positions `0..pos0 + n` receive attention in this pass.
         arena
             .bytes_mut(b.received)
@@ -178,7 +183,7 @@ impl<W: WeightSource> Model<W> {
         for l in 0..self.weights.layers() {
             let (attn_norm, ffn_norm) = self.weights.norms(l)?;
             norm_rows(arena, compute, b.x, b.xb, attn_norm, n, hd, c.rms_eps)?;
-            let aw = self.weights.attention(l, arena)?;
+            let aw = self.weights.attention(l, arena, compute)?;
 
             // Projections and rotary embedding.
             {
@@ -286,7 +291,7 @@ impl<W: WeightSource> Model<W> {
                 }
             }
             let mut piece = 0;
-            while let Some((head, row0)) = self.weights.head_piece(piece, arena)? {
+            while let Some((head, row0)) = self.weights.head_piece(piece, arena, compute)? {
                 piece += 1;
                 let end = row0
                     .checked_add(head.rows)

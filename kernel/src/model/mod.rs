@@ -60,7 +60,7 @@ mod weight_source;
 mod weights;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use crate::arena::DramArena;
 

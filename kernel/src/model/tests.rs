@@ -21,7 +21,7 @@ mod bundle;
 mod errors;
 mod fixture;
 mod forward;
-mod naive;
+pub(crate) mod naive;
 mod reference;
 mod refusals;
 

@@ -38,26 +38,31 @@ pub trait WeightSource {
 
     /// Layer `layer`'s attention projections, valid until the next call on
     /// the source (a streaming source lends its I/O buffer).
-    fn attention<A: DramArena>(
+    /// `compute` checks streamed reads (see
+    /// [`Compute::checksums`]).
+    fn attention<A: DramArena, C: Compute>(
         &mut self,
         layer: usize,
         arena: &mut A,
+        compute: &mut C,
     ) -> Result<Attention, EvalError>;
 
     /// The embedding matrix and the row of `token` in it (a streaming
     /// source reads just that row).
-    fn embedding_row<A: DramArena>(
+    fn embedding_row<A: DramArena, C: Compute>(
         &mut self,
         token: u32,
         arena: &mut A,
+        compute: &mut C,
     ) -> Result<(TensorRef, usize), EvalError>;
 
     /// Piece `piece` of the output head: rows starting at the returned
     /// vocabulary index, or `None` past the last piece.
-    fn head_piece<A: DramArena>(
+    fn head_piece<A: DramArena, C: Compute>(
         &mut self,
         piece: usize,
         arena: &mut A,
+        compute: &mut C,
     ) -> Result<Option<(TensorRef, usize)>, EvalError>;
 
     /// Runs layer `layer`'s FFN over `io`. The arena is free to borrow;
@@ -119,18 +124,20 @@ impl<F: FfnSource> WeightSource for Resident<F> {
         self.ffn.begin_pass(arena, logits)
     }
 
-    fn attention<A: DramArena>(
+    fn attention<A: DramArena, C: Compute>(
         &mut self,
         layer: usize,
         _arena: &mut A,
+        _compute: &mut C,
     ) -> Result<Attention, EvalError> {
         self.weights.attention(layer)
     }
 
-    fn embedding_row<A: DramArena>(
+    fn embedding_row<A: DramArena, C: Compute>(
         &mut self,
         token: u32,
         _arena: &mut A,
+        _compute: &mut C,
     ) -> Result<(TensorRef, usize), EvalError> {
         let e = self
             .weights
@@ -139,10 +146,11 @@ impl<F: FfnSource> WeightSource for Resident<F> {
         Ok((e, token as usize))
     }
 
-    fn head_piece<A: DramArena>(
+    fn head_piece<A: DramArena, C: Compute>(
         &mut self,
         piece: usize,
         _arena: &mut A,
+        _compute: &mut C,
     ) -> Result<Option<(TensorRef, usize)>, EvalError> {
         let h = self
             .weights

@@ -82,27 +82,29 @@ pub(super) fn accumulate_down<'c, C: Compute>(
 impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
     /// Where a unit's bytes are: its resident slot, or the ring slot its
     /// read lands in (waiting for it), with the bytes to skip there.
-    pub(super) fn unit_slot<A: DramArena>(
+    pub(super) fn unit_slot<A: DramArena, C: Compute>(
         &mut self,
         resident: Option<Slot>,
         unit: u16,
         arena: &mut A,
+        compute: &mut C,
     ) -> Result<(Slot, usize), EvalError> {
         match resident {
             Some(s) => Ok((s, 0)),
-            None => self.ring.acquire(arena, usize::from(unit)),
+            None => self.ring.acquire(arena, usize::from(unit), compute),
         }
     }
 
     /// [`unit_slot`](Self::unit_slot) of layer `layer`'s FFN region.
-    fn ffn_slot<A: DramArena>(
+    fn ffn_slot<A: DramArena, C: Compute>(
         &mut self,
         layer: usize,
         arena: &mut A,
+        compute: &mut C,
     ) -> Result<(Slot, usize), EvalError> {
         let resident = self.ffn_resident.get(layer).copied().flatten();
         let unit = self.ffn_unit.get(layer).copied().unwrap_or(NONE);
-        self.unit_slot(resident, unit, arena)
+        self.unit_slot(resident, unit, arena, compute)
     }
 
     /// Runs bundled layer `layer`'s FFN over its whole bundles.
@@ -114,7 +116,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         compute: &mut C,
         io: FfnIo,
     ) -> Result<(), EvalError> {
-        let (slot, skip) = self.ffn_slot(layer, arena)?;
+        let (slot, skip) = self.ffn_slot(layer, arena, compute)?;
         let (table, mem) = arena.parts_mut();
         let ([h, o], sh) = split(table, mem, [self.act, io.output])?;
         let data = sh
@@ -163,7 +165,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
             .zip([m.gate, m.up, m.down])
             .enumerate()
         {
-            let (slot, skip) = self.ring.acquire(arena, first + k)?;
+            let (slot, skip) = self.ring.acquire(arena, first + k, compute)?;
             let w = TensorRef {
                 slot,
                 offset: skip,
@@ -196,7 +198,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         let unit = self.ffn_unit.get(layer).copied().unwrap_or(NONE);
         let whole = match self.ffn_resident.get(layer).copied().flatten() {
             Some(s) => Some((s, 0)),
-            None if unit != NONE => Some(self.ring.acquire(arena, usize::from(unit))?),
+            None if unit != NONE => Some(self.ring.acquire(arena, usize::from(unit), compute)?),
             None => None,
         };
         let Some((slot, skip)) = whole else {
@@ -230,7 +232,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         let tmp = self.tmp.ok_or(short)?;
         let resident = self.rows_resident.get(layer).copied().flatten();
         let unit = self.rows_unit.get(layer).copied().unwrap_or(NONE);
-        let (rslot, rskip) = self.unit_slot(resident, unit, arena)?;
+        let (rslot, rskip) = self.unit_slot(resident, unit, arena, compute)?;
         let mut gate = tensor_in(rslot, rows.start, &rows.gate);
         let mut up = tensor_in(rslot, rows.start, &rows.up);
         gate.offset += rskip;

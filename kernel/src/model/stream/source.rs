@@ -148,10 +148,11 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> WeightSource for StreamSource<
         self.ring.begin_pass(arena, logits)
     }
 
-    fn attention<A: DramArena>(
+    fn attention<A: DramArena, C: Compute>(
         &mut self,
         layer: usize,
         arena: &mut A,
+        compute: &mut C,
     ) -> Result<Attention, EvalError> {
         if let Ok(a) = self.resident.attention(layer) {
             return Ok(a);
@@ -162,7 +163,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> WeightSource for StreamSource<
             .get(layer)
             .ok_or(EvalError::Internal("attention layer out of range"))?;
         let u = self.attn_unit.get(layer).copied().unwrap_or(NONE);
-        let (slot, skip) = self.ring.acquire(arena, usize::from(u))?;
+        let (slot, skip) = self.ring.acquire(arena, usize::from(u), compute)?;
         let mut a = attention_in(slot, span.start, &span.proj);
         for t in [&mut a.q, &mut a.k, &mut a.v, &mut a.o] {
             t.offset += skip;
@@ -170,10 +171,11 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> WeightSource for StreamSource<
         Ok(a)
     }
 
-    fn embedding_row<A: DramArena>(
+    fn embedding_row<A: DramArena, C: Compute>(
         &mut self,
         token: u32,
         arena: &mut A,
+        compute: &mut C,
     ) -> Result<(TensorRef, usize), EvalError> {
         if let Some(e) = self.resident.embed {
             return Ok((e, token as usize));
@@ -188,7 +190,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> WeightSource for StreamSource<
         }
         let rb = e.row_bytes();
         let (start, len, skip) = aligned_extent(e.offset + (t * rb) as u64, rb, self.block);
-        let slot = self.ring.read_row(arena, start, len)?;
+        let slot = self.ring.read_row(arena, start, len, compute)?;
         Ok((
             TensorRef {
                 slot,
@@ -201,10 +203,11 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> WeightSource for StreamSource<
         ))
     }
 
-    fn head_piece<A: DramArena>(
+    fn head_piece<A: DramArena, C: Compute>(
         &mut self,
         piece: usize,
         arena: &mut A,
+        compute: &mut C,
     ) -> Result<Option<(TensorRef, usize)>, EvalError> {
         if let Some(h) = self.resident.output {
             return Ok((piece == 0).then_some((h, 0)));
@@ -223,7 +226,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> WeightSource for StreamSource<
         let rows = self.plan.head_rows.max(1);
         let r0 = first + piece * rows;
         let n = rows.min(head.rows.saturating_sub(r0));
-        let (slot, skip) = self.ring.acquire(arena, self.head_first + piece)?;
+        let (slot, skip) = self.ring.acquire(arena, self.head_first + piece, compute)?;
         Ok(Some((
             TensorRef {
                 slot,

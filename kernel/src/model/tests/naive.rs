@@ -4,7 +4,7 @@
 use super::*;
 
 /// Textbook arithmetic in f64.
-pub(super) struct Naive;
+pub(crate) struct Naive;
 
 impl Compute for Naive {
     type Error = CK;

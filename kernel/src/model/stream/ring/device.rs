@@ -6,7 +6,6 @@ use crate::flash::{Completion, FlashDevice, ReadRequest};
 use crate::limits::RING_COMPLETIONS;
 use crate::model::error::EvalError;
 
-use super::take::Checked;
 use super::{device_err, Ring, State, ROW_TAG};
 
 impl<D: FlashDevice> Ring<D> {
@@ -67,7 +66,6 @@ impl<D: FlashDevice> Ring<D> {
         let mut done = [Completion::EMPTY; RING_COMPLETIONS];
         let n = self.dev.complete(arena, &mut done).map_err(device_err)?;
         self.stats.wait_ns += (self.clock)().saturating_sub(t0);
-        let mut completed = 0u32;
         for c in done.iter().take(n) {
             if c.tag == ROW_TAG {
                 if let Some(r) = self.row.as_mut() {
@@ -101,44 +99,15 @@ impl<D: FlashDevice> Ring<D> {
                             kind,
                             attempt: *attempt,
                         },
-                        None => {
-                            completed |= 1 << c.tag;
-                            State::Ready {
-                                unit: *unit,
-                                attempt: *attempt,
-                            }
-                        }
+                        None => State::Ready {
+                            unit: *unit,
+                            attempt: *attempt,
+                        },
                     };
                 }
             }
         }
-        self.check_completed(arena, completed)?;
         self.pump(arena)
-    }
-
-    /// Checks the units of the slots in `mask` that just completed (their
-    /// bytes are still in cache): a unit that fails becomes `Bad`, to be
-    /// read again when it is taken.
-    fn check_completed<A: DramArena>(&mut self, arena: &A, mask: u32) -> Result<(), EvalError> {
-        for i in (0..self.slots.len()).filter(|i| mask & (1 << i) != 0) {
-            let Some(&(slot, State::Ready { unit, attempt })) = self.slots.get(i) else {
-                continue;
-            };
-            let u = *self
-                .schedule
-                .get(unit)
-                .ok_or(EvalError::Internal("no such streamed unit"))?;
-            if let Checked::Bad { offset } = self.check(arena, slot, u.start, u.len)? {
-                if let Some((_, s)) = self.slots.get_mut(i) {
-                    *s = State::Bad {
-                        unit,
-                        offset,
-                        attempt,
-                    };
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Finishes every read the ring has started (slots keep their units),

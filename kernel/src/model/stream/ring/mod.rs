@@ -60,17 +60,12 @@ enum State {
         /// Reads of this unit before this one (0 for the first).
         attempt: u32,
     },
-    /// Read and checked (when the ring has checks): checked as the read
-    /// completes, while the bytes the device just delivered are still in
-    /// the CPU's cache.
+    /// Read, not yet checked: checked (when the ring has checks) as it is
+    /// taken, not as the read completes, so collecting completions never
+    /// holds up the next read, and the CRC runs on the compute threads
+    /// right before the bytes are used.
     Ready {
         unit: usize,
-        attempt: u32,
-    },
-    /// Read, but its bytes failed their check at `offset`.
-    Bad {
-        unit: usize,
-        offset: u64,
         attempt: u32,
     },
     /// Checked and handed to the caller.
@@ -104,7 +99,6 @@ impl State {
             State::Free => None,
             State::Loading { unit, .. }
             | State::Ready { unit, .. }
-            | State::Bad { unit, .. }
             | State::InUse { unit }
             | State::Failed { unit, .. } => Some(unit),
         }

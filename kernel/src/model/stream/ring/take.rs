@@ -1,9 +1,10 @@
 //! Handing units and rows out: a unit checked against the block checksums
-//! as its read completed (`device.rs`) and a row as it is read, each read
+//! as it is taken and a row as it is read, each read
 //! again on a read error or a mismatch, up to [`MAX_READ_ATTEMPTS`] times
 //! in all, before anything uses it.
 
 use crate::arena::{DramArena, Slot};
+use crate::compute::Compute;
 use crate::flash::retry::{with_retries, Attempt};
 use crate::flash::{self, CheckError, FlashDevice, ReadRequest};
 use crate::limits::MAX_READ_ATTEMPTS;
@@ -19,17 +20,18 @@ pub(super) enum Checked {
 
 impl<D: FlashDevice> Ring<D> {
     /// Checks `len` bytes of `slot`, read at device `start`.
-    pub(super) fn check<A: DramArena>(
+    pub(super) fn check<A: DramArena, C: Compute>(
         &mut self,
         arena: &A,
         slot: Slot,
         start: u64,
         len: usize,
+        compute: &mut C,
     ) -> Result<Checked, EvalError> {
         let Some(c) = self.checks.as_ref() else {
             return Ok(Checked::Good);
         };
-        match c.verify_slot(arena, start, slot, 0, len) {
+        match c.verify_slot_on(arena, start, slot, len, compute) {
             Ok(()) => {
                 self.stats.verified += len as u64;
                 Ok(Checked::Good)
@@ -45,10 +47,11 @@ impl<D: FlashDevice> Ring<D> {
     /// before, starts reading it if no slot holds it, prefetches what
     /// follows, and waits until it is complete. Returns its slot and where
     /// its data starts.
-    pub fn acquire<A: DramArena>(
+    pub fn acquire<A: DramArena, C: Compute>(
         &mut self,
         arena: &mut A,
         unit: usize,
+        compute: &mut C,
     ) -> Result<(Slot, usize), EvalError> {
         let u = *self
             .schedule
@@ -79,24 +82,26 @@ impl<D: FlashDevice> Ring<D> {
                 return Err(EvalError::Internal("a streamed unit left the ring"));
             };
             let retry = match state {
-                State::Ready { .. } => {
-                    if let Some((_, s)) = self.slots.get_mut(i) {
-                        *s = State::InUse { unit };
+                // Checked as it is taken, with every free slot's read
+                // already started, so the disk works while this thread (and
+                // the compute threads) compute the CRC.
+                State::Ready { attempt, .. } => {
+                    match self.check(arena, slot, u.start, u.len, compute)? {
+                        Checked::Good => {
+                            if let Some((_, s)) = self.slots.get_mut(i) {
+                                *s = State::InUse { unit };
+                            }
+                            return Ok((slot, u.skip));
+                        }
+                        Checked::Bad { offset } => (
+                            attempt + 1,
+                            EvalError::Corrupt {
+                                offset,
+                                attempts: attempt + 1,
+                            },
+                        ),
                     }
-                    // The slot just taken cannot receive a prefetch, but a
-                    // freed one can.
-                    self.prefetch(arena)?;
-                    return Ok((slot, u.skip));
                 }
-                State::Bad {
-                    offset, attempt, ..
-                } => (
-                    attempt + 1,
-                    EvalError::Corrupt {
-                        offset,
-                        attempts: attempt + 1,
-                    },
-                ),
                 State::InUse { .. } => return Ok((slot, u.skip)),
                 State::Failed {
                     offset,
@@ -145,15 +150,16 @@ impl<D: FlashDevice> Ring<D> {
     /// Reads `len` bytes at block-aligned `start` into the row slot and
     /// waits for them (prefetches keep running meanwhile); checked and
     /// retried like a unit.
-    pub fn read_row<A: DramArena>(
+    pub fn read_row<A: DramArena, C: Compute>(
         &mut self,
         arena: &mut A,
         start: u64,
         len: usize,
+        compute: &mut C,
     ) -> Result<Slot, EvalError> {
         let (slot, retries) =
             with_retries(|attempts| match self.read_row_once(arena, start, len) {
-                Ok(Ok(slot)) => match self.check(arena, slot, start, len) {
+                Ok(Ok(slot)) => match self.check(arena, slot, start, len, compute) {
                     Ok(Checked::Good) => Attempt::Done(slot),
                     Ok(Checked::Bad { offset }) => {
                         Attempt::Again(EvalError::Corrupt { offset, attempts })

@@ -7,6 +7,7 @@ use crate::arena::testing::VecArena;
 use crate::arena::{DramArena, SlotKind};
 use crate::flash::testing::RamFlash;
 use crate::flash::{ErrorKind as FlashKind, FaultInjector, Faults, Geometry};
+use crate::model::tests::naive::Naive;
 
 const B: usize = 512;
 const LEN: usize = 64 * 1024;
@@ -84,7 +85,7 @@ fn faulty_reads_are_retried_and_nothing_unverified_is_handed_out() {
         for _pass in 0..4 {
             r.begin_pass(&mut arena, true).unwrap();
             for (i, u) in units().iter().enumerate() {
-                match r.acquire(&mut arena, i) {
+                match r.acquire(&mut arena, i, &mut Naive) {
                     Ok((slot, _)) => {
                         let got = &arena.bytes(slot).unwrap()[..u.len];
                         assert_eq!(got, &want[u.start as usize..u.start as usize + u.len]);
@@ -105,7 +106,7 @@ fn faulty_reads_are_retried_and_nothing_unverified_is_handed_out() {
                     }
                 }
             }
-            match r.read_row(&mut arena, 4096, 1024) {
+            match r.read_row(&mut arena, 4096, 1024, &mut Naive) {
                 Ok(slot) => assert_eq!(&arena.bytes(slot).unwrap()[..1024], &want[4096..5120]),
                 Err(e) => assert!(matches!(
                     e,
@@ -133,9 +134,9 @@ fn a_block_changed_on_the_medium_stops_with_its_offset() {
     data[8192 + 3000] ^= 0x04;
     let mut r = ring(device(data), &mut arena, c);
     r.begin_pass(&mut arena, true).unwrap();
-    r.acquire(&mut arena, 0).unwrap();
+    r.acquire(&mut arena, 0, &mut Naive).unwrap();
     assert_eq!(
-        r.acquire(&mut arena, 1).unwrap_err(),
+        r.acquire(&mut arena, 1, &mut Naive).unwrap_err(),
         EvalError::Corrupt {
             offset: 8192 + 2560,
             attempts: 3
@@ -144,7 +145,7 @@ fn a_block_changed_on_the_medium_stops_with_its_offset() {
     assert_eq!(r.stats().retries, 2);
     r.quiesce(&mut arena).unwrap();
     r.begin_pass(&mut arena, true).unwrap();
-    r.acquire(&mut arena, 0).unwrap();
+    r.acquire(&mut arena, 0, &mut Naive).unwrap();
 }
 
 /// A read that fails every time is an error after three tries; one that
@@ -157,10 +158,10 @@ fn read_errors_are_retried_up_to_the_limit() {
     dev.fail_at = Some(20480);
     let mut r = ring(dev, &mut arena, c);
     r.begin_pass(&mut arena, true).unwrap();
-    r.acquire(&mut arena, 0).unwrap();
-    r.acquire(&mut arena, 1).unwrap();
+    r.acquire(&mut arena, 0, &mut Naive).unwrap();
+    r.acquire(&mut arena, 1, &mut Naive).unwrap();
     assert_eq!(
-        r.acquire(&mut arena, 2).unwrap_err(),
+        r.acquire(&mut arena, 2, &mut Naive).unwrap_err(),
         EvalError::Read {
             offset: 20480,
             kind: FlashKind::Io,

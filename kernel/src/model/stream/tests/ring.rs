@@ -2,6 +2,7 @@
 //! prefetch, failed reads, out-of-order acquires; and the sparsity rule.
 
 use super::*;
+use crate::model::tests::naive::Naive;
 
 /// A unit read from `start`, `len` bytes.
 fn unit(start: u64, len: usize) -> Unit {
@@ -39,7 +40,7 @@ fn the_ring_delivers_each_unit_in_turn_and_prefetches_the_next() {
     for pass in 0..3 {
         ring.begin_pass(&mut arena, true).unwrap();
         for (i, u) in units.iter().enumerate() {
-            let (slot, skip) = ring.acquire(&mut arena, i).unwrap();
+            let (slot, skip) = ring.acquire(&mut arena, i, &mut Naive).unwrap();
             assert_eq!(skip, u.skip);
             let want: Vec<u8> = (u.start as usize..u.start as usize + u.len)
                 .map(|i| (i * 7 + i / 251) as u8)
@@ -61,10 +62,10 @@ fn the_ring_delivers_each_unit_in_turn_and_prefetches_the_next() {
     // the next pass, then unit 1 again.
     ring.begin_pass(&mut arena, false).unwrap();
     for i in 0..2 {
-        ring.acquire(&mut arena, i).unwrap();
+        ring.acquire(&mut arena, i, &mut Naive).unwrap();
     }
     ring.begin_pass(&mut arena, false).unwrap();
-    ring.acquire(&mut arena, 0).unwrap();
+    ring.acquire(&mut arena, 0, &mut Naive).unwrap();
     ring.quiesce(&mut arena).unwrap();
     assert_eq!(ring.stats().bytes, s.bytes + 8192 + 4096 + 8192);
 }
@@ -78,8 +79,8 @@ fn a_failed_read_is_an_error_naming_the_unit_and_the_ring_recovers() {
     let units = [unit(0, 4096), unit(8192, 8192)];
     let mut ring = Ring::new(dev, &slots, &units, None, no_clock, None).unwrap();
     ring.begin_pass(&mut arena, true).unwrap();
-    ring.acquire(&mut arena, 0).unwrap();
-    let e = ring.acquire(&mut arena, 1).unwrap_err();
+    ring.acquire(&mut arena, 0, &mut Naive).unwrap();
+    let e = ring.acquire(&mut arena, 1, &mut Naive).unwrap_err();
     assert_eq!(
         e,
         EvalError::Read {
@@ -92,8 +93,8 @@ fn a_failed_read_is_an_error_naming_the_unit_and_the_ring_recovers() {
     // fails again at the same unit, never hands out its stale bytes.
     ring.quiesce(&mut arena).unwrap();
     ring.begin_pass(&mut arena, true).unwrap();
-    ring.acquire(&mut arena, 0).unwrap();
-    assert!(ring.acquire(&mut arena, 1).is_err());
+    ring.acquire(&mut arena, 0, &mut Naive).unwrap();
+    assert!(ring.acquire(&mut arena, 1, &mut Naive).is_err());
 }
 
 #[test]
@@ -104,17 +105,17 @@ fn an_out_of_order_acquire_restarts_the_schedule_there() {
     let units: Vec<Unit> = (0..5).map(|i| unit(i * 4096, 4096)).collect();
     let mut ring = Ring::new(dev, &slots, &units, None, no_clock, None).unwrap();
     ring.begin_pass(&mut arena, true).unwrap();
-    let (slot, _) = ring.acquire(&mut arena, 3).unwrap();
+    let (slot, _) = ring.acquire(&mut arena, 3, &mut Naive).unwrap();
     assert_eq!(
         arena.bytes(slot).unwrap()[0],
         ((3 * 4096 * 7 + 3 * 4096 / 251) as usize) as u8
     );
-    let (slot, _) = ring.acquire(&mut arena, 4).unwrap();
+    let (slot, _) = ring.acquire(&mut arena, 4, &mut Naive).unwrap();
     assert_eq!(
         arena.bytes(slot).unwrap()[0],
         ((4 * 4096 * 7 + 4 * 4096 / 251) as usize) as u8
     );
-    let (slot, _) = ring.acquire(&mut arena, 0).unwrap();
+    let (slot, _) = ring.acquire(&mut arena, 0, &mut Naive).unwrap();
     assert_eq!(arena.bytes(slot).unwrap()[1], 7);
 }
 
