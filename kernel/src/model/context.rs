@@ -24,6 +24,10 @@ use super::kv::KvCache;
 #[derive(Debug, Clone)]
 pub struct Context {
     kv: KvCache,
+    /// The layers the model skipped when this context's first position
+    /// was evaluated: its KV holds nothing for them, so it continues only
+    /// under the same mask.
+    skipped: u128,
 }
 
 impl Context {
@@ -33,6 +37,7 @@ impl Context {
     pub fn new(cfg: &LlamaConfig, limits: &Limits) -> Context {
         Context {
             kv: KvCache::new(cfg, limits),
+            skipped: 0,
         }
     }
 
@@ -142,6 +147,16 @@ impl Context {
     /// hold `limits.max_context` positions.
     pub(super) fn fits(&self, cfg: &LlamaConfig, limits: &Limits) -> bool {
         self.kv.shape() == (cfg.layers, cfg.kv_dim()) && self.max_positions() <= limits.max_context
+    }
+
+    /// Whether a model skipping the layers of `skipped` may evaluate this
+    /// context: an empty context takes the mask, a started one only
+    /// continues under the mask it was started with.
+    pub(super) fn adopt_mask(&mut self, skipped: u128) -> bool {
+        if self.is_empty() {
+            self.skipped = skipped;
+        }
+        self.skipped == skipped
     }
 
     /// The KV cache, mutably (the forward pass extends it).

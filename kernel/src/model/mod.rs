@@ -91,6 +91,10 @@ pub struct Model<W: WeightSource = Resident<DenseFfn>> {
     limits: Limits,
     weights: W,
     buf: Buffers,
+    /// Layers the forward pass skips (bit `l` for layer `l`): a pruning
+    /// search scores masks on the loaded model before any layer is cut
+    /// from an image.
+    skipped: u128,
 }
 
 impl Model<Resident<DenseFfn>> {
@@ -149,7 +153,34 @@ impl<W: WeightSource> Model<W> {
             limits,
             weights,
             buf,
+            skipped: 0,
         })
+    }
+
+    /// Skips the layers whose bits are set in `mask` (bit `l` for layer
+    /// `l`) from the next evaluation on: their residual stream passes
+    /// through unchanged, as if the layers were cut. A context started
+    /// under one mask continues only under the same mask (another is
+    /// [`EvalError::ForeignContext`]). Refused: a bit past the last layer,
+    /// or every layer skipped.
+    pub fn set_skipped_layers(&mut self, mask: u128) -> Result<(), LoadError> {
+        let all = match self.cfg.layers {
+            n if n >= 128 => u128::MAX,
+            n => (1u128 << n) - 1,
+        };
+        if mask & !all != 0 {
+            return Err(LoadError::Config("a skipped layer past the last layer"));
+        }
+        if mask == all {
+            return Err(LoadError::Config("every layer skipped"));
+        }
+        self.skipped = mask;
+        Ok(())
+    }
+
+    /// The layers skipped (bit `l` for layer `l`).
+    pub fn skipped_layers(&self) -> u128 {
+        self.skipped
     }
 
     /// The model's hyper-parameters.

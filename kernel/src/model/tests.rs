@@ -24,6 +24,7 @@ mod forward;
 pub(crate) mod naive;
 mod reference;
 mod refusals;
+mod skip;
 
 use fixture::*;
 use naive::Naive;
