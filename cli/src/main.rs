@@ -8,6 +8,7 @@ mod cmd_image;
 mod cmd_inspect;
 mod cmd_pack;
 mod cmd_profile;
+mod cmd_prune;
 mod cmd_run;
 mod cmd_serve;
 mod cmd_trace;
@@ -69,6 +70,11 @@ enum Cmd {
     /// Measure a device's read latency against read size and fit its cost
     /// model (printed, --json, --plot, or stored into an image).
     Calibrate(cmd_calibrate::CalibrateArgs),
+    /// Choose layers to drop: EvoP's evolutionary search against the
+    /// unpruned model's next-token distributions, side by side with Block
+    /// Influence, the last layers and random masks, scored on held-out
+    /// text.
+    Prune(cmd_prune::PruneArgs),
     /// Benchmarks printed side by side in one run.
     #[command(subcommand)]
     Bench(cmd_bench::BenchCmd),
@@ -87,6 +93,7 @@ fn dispatch(cmd: &Cmd, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         Cmd::Chat(args) => cmd_chat::run(args, &mut std::io::stdin().lock(), out),
         Cmd::Calibrate(args) => cmd_calibrate::run(args, out),
         Cmd::Serve(args) => cmd_serve::run(args, out),
+        Cmd::Prune(args) => cmd_prune::run(args, out),
     }
 }
 

@@ -44,6 +44,7 @@ pub mod kv_quality;
 mod load;
 mod model_file;
 mod options;
+pub mod prune;
 pub mod service;
 mod session;
 mod stats;

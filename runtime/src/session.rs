@@ -205,6 +205,51 @@ impl Session {
         r
     }
 
+    /// Evaluates `tokens` at the next positions of `ctx` like
+    /// [`eval`](Self::eval), calling `on_hidden(position, row)` for every
+    /// position with the residual stream after the last layer run (see
+    /// `lode_kernel::model::Model::eval_hidden`).
+    pub fn eval_hidden(
+        &mut self,
+        ctx: &mut Context,
+        tokens: &[u32],
+        on_hidden: impl FnMut(usize, &[f32]),
+    ) -> Result<(), GenerateError> {
+        if ctx.session != self.id {
+            return Err(GenerateError::ForeignContext);
+        }
+        let before = ctx.inner.len();
+        let (arena, cpu, inner) = (&mut self.arena, &mut self.cpu, &mut ctx.inner);
+        let r = match &mut self.engine {
+            Engine::Dense(m) => m.eval_hidden(inner, arena, cpu, tokens, on_hidden),
+            Engine::Streamed(m) => {
+                let r = m.eval_hidden(inner, arena, cpu, tokens, on_hidden);
+                if r.is_err() {
+                    let _ = m.weights_mut().quiesce(arena);
+                }
+                r
+            }
+        };
+        let done = ctx.inner.len().saturating_sub(before).min(tokens.len());
+        ctx.tokens.extend_from_slice(&tokens[..done]);
+        Ok(r?)
+    }
+
+    /// Skips the layers of `mask` (bit `l` for layer `l`) in every
+    /// evaluation from now on, as if they were cut from the model; contexts
+    /// started under another mask are refused until cleared. Meant for a
+    /// model held in DRAM: a streamed one still reads the skipped layers.
+    pub fn set_skipped_layers(&mut self, mask: u128) -> Result<(), LoadError> {
+        let r = match &mut self.engine {
+            Engine::Dense(m) => m.set_skipped_layers(mask),
+            Engine::Streamed(m) => m.set_skipped_layers(mask),
+        };
+        r.map_err(|source| LoadError::Model {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
     /// Evaluates again `n` of `ctx`'s own tokens from position `from`,
     /// which must be where its KV cache ends: a restore recomputing a
     /// chunk it did not keep. The tokens are not appended again.

@@ -161,8 +161,9 @@ impl<W: WeightSource> Model<W> {
     /// `l`) from the next evaluation on: their residual stream passes
     /// through unchanged, as if the layers were cut. A context started
     /// under one mask continues only under the same mask (another is
-    /// [`EvalError::ForeignContext`]). Refused: a bit past the last layer,
-    /// or every layer skipped.
+    /// [`EvalError::ForeignContext`]). Every layer may be skipped (the
+    /// hidden rows are then the embedding rows, the first layer's input);
+    /// a bit past the last layer is refused.
     pub fn set_skipped_layers(&mut self, mask: u128) -> Result<(), LoadError> {
         let all = match self.cfg.layers {
             n if n >= 128 => u128::MAX,
@@ -170,9 +171,6 @@ impl<W: WeightSource> Model<W> {
         };
         if mask & !all != 0 {
             return Err(LoadError::Config("a skipped layer past the last layer"));
-        }
-        if mask == all {
-            return Err(LoadError::Config("every layer skipped"));
         }
         self.skipped = mask;
         Ok(())

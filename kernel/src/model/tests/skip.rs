@@ -1,6 +1,6 @@
 //! Skipped layers: a model skipping a layer computes what the same model
 //! with that layer cut out computes; the hidden rows are what the head
-//! reads; masks that cannot be run, and contexts started under another
+//! reads; a mask past the last layer, and contexts started under another
 //! mask, are refused.
 
 use super::*;
@@ -114,7 +114,7 @@ fn masks_that_cannot_run_and_contexts_of_another_mask_are_refused() {
     let l = Limits::new(32, 4);
     let (mut arena, _) = arena_for(&src, &c, &l);
     let mut m = Model::load(&src, c, l, &mut arena).unwrap();
-    for bad in [0b11, 0b100, 1 << 127] {
+    for bad in [0b100, 0b111, 1 << 127] {
         assert!(
             matches!(m.set_skipped_layers(bad), Err(LoadError::Config(_))),
             "{bad:b}"
@@ -137,4 +137,27 @@ fn masks_that_cannot_run_and_contexts_of_another_mask_are_refused() {
     run(&mut m, &mut fresh, &mut arena).unwrap();
     m.set_skipped_layers(0).unwrap();
     run(&mut m, &mut ctx, &mut arena).unwrap();
+}
+
+/// With every layer skipped the hidden rows are the embedding rows.
+#[test]
+fn every_layer_skipped_leaves_the_embedding() {
+    let c = tiny(true);
+    let src = model_src(&c, 6);
+    let l = Limits::new(32, 4);
+    let (mut arena, _) = arena_for(&src, &c, &l);
+    let mut m = Model::load(&src, c, l, &mut arena).unwrap();
+    m.set_skipped_layers(0b11).unwrap();
+    let mut ctx = m.new_context();
+    let toks = [3u32, 7, 1];
+    let embd = src.get("token_embd.weight");
+    let mut n = 0;
+    m.eval_hidden(&mut ctx, &mut arena, &mut Naive, &toks, |p, r| {
+        let t = toks[p] as usize;
+        let want = &embd[t * c.hidden..(t + 1) * c.hidden];
+        assert!(r.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6));
+        n += 1;
+    })
+    .unwrap();
+    assert_eq!(n, toks.len());
 }
