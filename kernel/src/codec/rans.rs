@@ -1,0 +1,138 @@
+//! Static interleaved rANS decoding: the table a frequency list builds and
+//! the lanes that walk a word stream with it.
+//!
+//! Each stream has [`CODEC_LANES`] 32-bit states sharing one stream of
+//! 16-bit words; symbol `i` of a stream is decoded by lane `i % LANES`.
+//! A state stays in `[STATE_LOW, 2^32)`: decoding a symbol leaves it at
+//! least 16 (`STATE_LOW >> PROB_BITS` times a frequency of at least 1), so
+//! one word read brings it back, and the renormalisation is a single
+//! branch, never a loop. The encoder starts every lane at `STATE_LOW`, so
+//! a stream decoded to its end must leave every lane there with every
+//! word read: a check that catches most corruption on its own.
+
+use crate::limits::{CODEC_LANES, CODEC_PROB_BITS, CODEC_SLOTS, CODEC_SYMBOLS};
+
+use super::error::DecodeError;
+use super::layout::{PROB_TOTAL, STATE_LOW};
+
+const MASK: u32 = PROB_TOTAL - 1;
+
+/// A decode table: for each of the `2^PROB_BITS` slots, the symbol it
+/// decodes to, that symbol's frequency minus one and its cumulative start,
+/// packed as `symbol | (freq - 1) << 8 | start << (8 + PROB_BITS)`.
+/// 16 KiB: keep one per decoding thread (it is rebuilt per section).
+#[derive(Clone)]
+pub struct Table {
+    slots: [u32; CODEC_SLOTS],
+}
+
+impl Default for Table {
+    fn default() -> Self {
+        Table {
+            slots: [0; CODEC_SLOTS],
+        }
+    }
+}
+
+impl core::fmt::Debug for Table {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Table { .. }")
+    }
+}
+
+impl Table {
+    /// Fills the table from `freqs` (little-endian u16 each, one per
+    /// symbol). They must sum to exactly `PROB_TOTAL`, with at most
+    /// [`CODEC_SYMBOLS`] symbols; zero frequencies are symbols absent.
+    pub fn build(&mut self, freqs: &[u8]) -> Result<(), DecodeError> {
+        let n = freqs.len() / 2;
+        if n == 0 || n > CODEC_SYMBOLS || !freqs.len().is_multiple_of(2) {
+            return Err(DecodeError::Corrupt("frequency table size"));
+        }
+        let mut start: u32 = 0;
+        for (sym, f) in freqs.chunks_exact(2).enumerate() {
+            let f = u32::from(u16::from_le_bytes([f[0], f[1]]));
+            if f == 0 {
+                continue;
+            }
+            if f > PROB_TOTAL - start {
+                return Err(DecodeError::Corrupt("frequencies sum past the total"));
+            }
+            let entry = sym as u32 | (f - 1) << 8 | start << (8 + CODEC_PROB_BITS);
+            let end = (start + f) as usize;
+            for s in self
+                .slots
+                .get_mut(start as usize..end)
+                .into_iter()
+                .flatten()
+            {
+                *s = entry;
+            }
+            start += f;
+        }
+        if start != PROB_TOTAL {
+            return Err(DecodeError::Corrupt("frequencies do not sum to the total"));
+        }
+        Ok(())
+    }
+}
+
+/// The lanes of one stream being decoded.
+pub(super) struct Lanes<'a> {
+    x: [u32; CODEC_LANES],
+    words: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Lanes<'a> {
+    /// Lanes starting from the stored `states` (4 little-endian bytes
+    /// each), reading `words` (little-endian u16s).
+    pub(super) fn new(states: &[u8], words: &'a [u8]) -> Result<Self, DecodeError> {
+        if states.len() != 4 * CODEC_LANES || !words.len().is_multiple_of(2) {
+            return Err(DecodeError::Corrupt("rANS stream size"));
+        }
+        let mut x = [0u32; CODEC_LANES];
+        for (x, b) in x.iter_mut().zip(states.chunks_exact(4)) {
+            *x = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            if *x < STATE_LOW {
+                return Err(DecodeError::Corrupt("rANS state below its range"));
+            }
+        }
+        Ok(Lanes { x, words, pos: 0 })
+    }
+
+    /// Decodes one symbol with lane `lane` (taken modulo the lanes).
+    #[inline(always)]
+    pub(super) fn next(&mut self, lane: usize, t: &Table) -> Result<u8, DecodeError> {
+        let lane = lane % CODEC_LANES;
+        let x = self.x[lane];
+        let slot = x & MASK;
+        let e = t.slots[slot as usize];
+        let freq = ((e >> 8) & MASK) + 1;
+        let start = e >> (8 + CODEC_PROB_BITS);
+        // No overflow: (x >> 12) < 2^20 and freq <= 2^12, and start <= slot
+        // < start + freq by a built table's construction (wrapping only so
+        // a table misused before it was built cannot panic).
+        let mut x = (freq * (x >> CODEC_PROB_BITS)).wrapping_add(slot.wrapping_sub(start));
+        if x < STATE_LOW {
+            let Some(w) = self.words.get(self.pos..self.pos + 2) else {
+                return Err(DecodeError::Corrupt("rANS stream ends early"));
+            };
+            x = x << 16 | u32::from(u16::from_le_bytes([w[0], w[1]]));
+            self.pos += 2;
+        }
+        self.x[lane] = x;
+        Ok(e as u8)
+    }
+
+    /// Checks the stream ended where its encoder began.
+    pub(super) fn finish(&self) -> Result<(), DecodeError> {
+        if self.pos != self.words.len() {
+            return Err(DecodeError::Corrupt("rANS stream has words left over"));
+        }
+        if self.x.iter().any(|&x| x != STATE_LOW) {
+            return Err(DecodeError::Corrupt("rANS state does not end at its start"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,86 @@
+//! Counts to a frequency table that sums to `PROB_TOTAL`: the rANS
+//! decoder's probabilities. Every symbol that occurs keeps at least 1 (it
+//! must stay decodable); the rounding is then moved, one unit at a time,
+//! to wherever it costs fewest bits, so the table's loss against the
+//! order-0 entropy stays small even for rare symbols.
+
+use lode_kernel::codec::PROB_TOTAL;
+
+/// Bits `count` symbols cost at frequency `f` (of `PROB_TOTAL`).
+fn cost(count: u64, f: u32) -> f64 {
+    if count == 0 {
+        return 0.0;
+    }
+    count as f64 * (f64::from(PROB_TOTAL) / f64::from(f)).log2()
+}
+
+/// The table for `counts` (one per symbol, at least one nonzero and at
+/// most `PROB_TOTAL` nonzero).
+pub fn normalize(counts: &[u64]) -> Vec<u16> {
+    let total: u64 = counts.iter().sum();
+    assert!(total > 0, "normalize: no symbols");
+    let scale = f64::from(PROB_TOTAL) / total as f64;
+    let mut f: Vec<u32> = counts
+        .iter()
+        .map(|&c| match c {
+            0 => 0,
+            c => ((c as f64 * scale).round() as u32).max(1),
+        })
+        .collect();
+    let mut sum: i64 = f.iter().map(|&x| i64::from(x)).sum();
+    while sum != i64::from(PROB_TOTAL) {
+        // Largest gain (adding) or smallest loss (removing) of one unit.
+        let add = sum < i64::from(PROB_TOTAL);
+        let best = (0..f.len())
+            .filter(|&i| counts[i] > 0 && (add || f[i] > 1))
+            .map(|i| {
+                let next = if add { f[i] + 1 } else { f[i] - 1 };
+                (i, cost(counts[i], next) - cost(counts[i], f[i]))
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(i, _)| i)
+            .expect("a symbol to adjust");
+        if add {
+            f[best] += 1;
+            sum += 1;
+        } else {
+            f[best] -= 1;
+            sum -= 1;
+        }
+    }
+    f.into_iter().map(|x| x as u16).collect()
+}
+
+/// Bits `counts` cost under table `f`.
+pub fn coded_bits(counts: &[u64], f: &[u16]) -> f64 {
+    counts
+        .iter()
+        .zip(f)
+        .map(|(&c, &x)| cost(c, u32::from(x).max(1)))
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_and_keeps_every_symbol() {
+        for counts in [
+            vec![1u64],
+            vec![5, 0, 0, 1],
+            vec![1_000_000, 1, 1, 1, 0, 7],
+            (0..256).map(|i| 1 + i * i).collect(),
+            vec![1; 256],
+        ] {
+            let f = normalize(&counts);
+            assert_eq!(f.iter().map(|&x| u32::from(x)).sum::<u32>(), PROB_TOTAL);
+            for (c, x) in counts.iter().zip(&f) {
+                assert_eq!(*c == 0, *x == 0, "{counts:?} -> {f:?}");
+            }
+        }
+        // One symbol: all the probability, zero bits.
+        assert_eq!(normalize(&[0, 9, 0]), vec![0, PROB_TOTAL as u16, 0]);
+        assert_eq!(coded_bits(&[0, 9, 0], &[0, PROB_TOTAL as u16, 0]), 0.0);
+    }
+}
