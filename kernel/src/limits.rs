@@ -115,6 +115,20 @@ pub const CODEC_SYMBOLS: usize = 256;
 /// independent multiply chains keep a core's pipeline full.
 pub const CODEC_LANES: usize = 4;
 
+/// Most distinct values an f16 field's codebook holds in one unit.
+/// SmolLM2's tensors have 380 to 1,200 distinct scales or minimums each;
+/// a unit with more stores that field raw.
+pub const CODEC_MAX_BOOK: usize = 4096;
+
+/// Precision of a codebook's rANS probabilities: finer than the byte
+/// tables' because a codebook's rare values must not be charged a
+/// 1/4096 probability each.
+pub const CODEC_BOOK_PROB_BITS: u32 = 16;
+
+/// Bits of a codebook decode's first lookup (a slot's top bits to the
+/// first value it can decode to; a short scan finishes the search).
+pub const CODEC_BOOK_COARSE_BITS: u32 = 10;
+
 /// Most fields a block type has (Q5_1: scale, minimum, high bits, values).
 pub const CODEC_MAX_FIELDS: usize = 4;
 
@@ -156,3 +170,7 @@ const _: () = assert!(MAX_CANDIDATES > 3);
 // bits need at most 16 bits of probability.
 const _: () = assert!(CODEC_SYMBOLS <= 256 && 8 + 2 * CODEC_PROB_BITS <= 32);
 const _: () = assert!(CODEC_PROB_BITS <= 16 && CODEC_LANES >= 1);
+// Codebook indices are u16, and a codebook state decode stays in 32 bits
+// with one 16-bit renormalisation (probability bits at most 16).
+const _: () = assert!(CODEC_MAX_BOOK <= 1 << 16 && CODEC_BOOK_PROB_BITS <= 16);
+const _: () = assert!(CODEC_BOOK_COARSE_BITS <= CODEC_BOOK_PROB_BITS);

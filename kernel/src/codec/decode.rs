@@ -6,6 +6,7 @@ use lode_formats::DType;
 
 use crate::limits::{CODEC_LANES, CODEC_SYMBOLS};
 
+use super::book::Book;
 use super::error::DecodeError;
 use super::layout::{
     fields, Field, SectionKind, CRC_AT, HEADER_LEN, MAGIC, RANS_FIXED_LEN, SECTION_HEADER_LEN,
@@ -14,23 +15,14 @@ use super::layout::{
 use super::rans::{Lanes, Table};
 use super::reader::Reader;
 
-/// What a decode needs besides its input and output: the rANS table and
-/// the f16 map, about 16.5 KiB. Keep one per decoding thread (in an arena
-/// slot or a static on a small target) and pass it to
+/// What a decode needs besides its input and output: the byte rANS table
+/// and the f16 codebook, about 42 KiB. Keep one per decoding thread (in an
+/// arena slot or a static on a small target) and pass it to
 /// [`decode_with`]; [`decode`] puts one on the stack.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Scratch {
     table: Table,
-    map: [u16; CODEC_SYMBOLS],
-}
-
-impl Default for Scratch {
-    fn default() -> Self {
-        Scratch {
-            table: Table::default(),
-            map: [0; CODEC_SYMBOLS],
-        }
-    }
+    book: Book,
 }
 
 /// Whether [`decode_with`] checks the unit's CRC32C.
@@ -118,7 +110,7 @@ pub fn unit_crc(unit: &[u8]) -> u32 {
 /// Decodes the unit at the start of `coded` into `out`, checking its CRC;
 /// returns the bytes written (the unit's blocks, as GGUF stores them).
 /// Bytes of `coded` past the unit's length are ignored (a slot's padding).
-/// Uses about 16.5 KiB of stack; [`decode_with`] takes that from the caller.
+/// Uses about 42 KiB of stack; [`decode_with`] takes that from the caller.
 pub fn decode(coded: &[u8], out: &mut [u8]) -> Result<usize, DecodeError> {
     decode_with(&mut Scratch::default(), Verify::Crc, coded, out)
 }
@@ -176,8 +168,13 @@ fn section(
     if usize::from(head[1]) != f.width {
         return Err(DecodeError::Corrupt("section width differs from its field"));
     }
-    let (shift, nsym) = (u32::from(head[2]), usize::from(head[3]));
-    let nsym = if nsym == 0 { CODEC_SYMBOLS } else { nsym };
+    if head[2] != 0 {
+        return Err(DecodeError::Corrupt("section reserved byte"));
+    }
+    let nsym = match head[3] {
+        0 => CODEC_SYMBOLS,
+        n => usize::from(n),
+    };
     let len = u32_at(head, 4) as usize;
     let mut body = Reader::new(r.take(len)?, 0);
     let blocks = out.len() / block;
@@ -195,23 +192,12 @@ fn section(
             lanes.finish()?;
         }
         SectionKind::F16 => {
-            if !f.f16 || shift > 15 {
+            if !f.f16 {
                 return Err(DecodeError::Corrupt("f16 section on a byte field"));
             }
-            for (m, b) in s.map.iter_mut().zip(body.take(2 * nsym)?.chunks_exact(2)) {
-                *m = u16::from_le_bytes([b[0], b[1]]);
-                if u32::from(*m) >> (16 - shift) != 0 {
-                    return Err(DecodeError::Corrupt("f16 map entry wider than its bits"));
-                }
-            }
-            s.table.build(body.take(2 * nsym)?)?;
+            s.book.read(&mut body)?;
             let mut lanes = rans_stream(&mut body)?;
-            let bits_len = body.u32()? as usize;
-            if bits_len != (blocks * shift as usize).div_ceil(8) {
-                return Err(DecodeError::Corrupt("f16 low-bit stream length"));
-            }
-            let bits = body.take(bits_len)?;
-            f16_field(&mut lanes, s, f, shift, bits, block, nsym, out)?;
+            f16_field(&mut lanes, &s.book, f, block, out)?;
             lanes.finish()?;
         }
     }
@@ -252,43 +238,18 @@ fn bytes_field(
     Ok(())
 }
 
-/// An f16 field: block `i`'s high part is symbol `i` (lane `i % LANES`)
-/// through the map, its `shift` low bits the next ones of `bits`.
-#[allow(clippy::too_many_arguments)]
+/// An f16 field: block `i`'s value is codebook index `i` (lane
+/// `i % LANES`).
 fn f16_field(
     lanes: &mut Lanes<'_>,
-    s: &Scratch,
+    book: &Book,
     f: &Field,
-    shift: u32,
-    bits: &[u8],
     block: usize,
-    nsym: usize,
     out: &mut [u8],
 ) -> Result<(), DecodeError> {
-    let mut at = 0usize;
     for (i, b) in out.chunks_exact_mut(block).enumerate() {
-        let sym = usize::from(lanes.next(i, &s.table)?);
-        if sym >= nsym {
-            return Err(DecodeError::Corrupt("f16 symbol past its map"));
-        }
-        let low = low_bits(bits, at, shift);
-        at += shift as usize;
-        let v = (u32::from(s.map[sym]) << shift | low) as u16;
+        let v = book.value(lanes.next_book(i, book)?);
         b[f.offset..f.offset + 2].copy_from_slice(&v.to_le_bytes());
     }
     Ok(())
-}
-
-/// `n` (at most 16) bits of `bits` from bit `at`, least significant first;
-/// bits past the end read as zero (the length was checked before).
-fn low_bits(bits: &[u8], at: usize, n: u32) -> u32 {
-    if n == 0 {
-        return 0;
-    }
-    let byte = at / 8;
-    let mut w = 0u32;
-    for k in 0..3 {
-        w |= u32::from(bits.get(byte + k).copied().unwrap_or(0)) << (8 * k);
-    }
-    (w >> (at % 8)) & ((1u32 << n) - 1)
 }

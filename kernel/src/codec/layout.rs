@@ -36,8 +36,8 @@ pub enum SectionKind {
     Raw = 0,
     /// Every byte a rANS symbol with one frequency table.
     Bytes = 1,
-    /// Each f16 split in two: its high bits a rANS symbol indexing a map of
-    /// the distinct high parts, its `shift` low bits stored raw.
+    /// Each f16 an rANS-coded index into the unit's codebook of the
+    /// field's distinct values.
     F16 = 2,
 }
 

@@ -7,16 +7,15 @@
 //! of whole blocks) stores each field of the block type apart, in its own
 //! *section*: byte fields as static interleaved rANS over the 256 byte
 //! values with one frequency table (a Q4 byte's two nibbles as one symbol,
-//! which is at least as good as coding the nibbles apart); f16 fields as a
-//! rANS-coded index into a per-unit map of their high bits with the low
-//! bits stored raw (the encoder picks the split that codes smallest, so a
-//! smooth distribution of scales does not pay for a table of every
-//! value); any field whose coding would not pay is stored raw. The byte
+//! which is at least as good as coding the nibbles apart); f16 fields as an
+//! rANS-coded index (16-bit probabilities) into a per-unit codebook of
+//! their distinct values; any field whose coding would not pay is stored
+//! raw. The byte
 //! layout is in `CODEC.md` next to this file, versioned.
 //!
 //! Decoding borrows its input (an I/O slot's bytes) and writes the exact
 //! original block bytes into a borrowed output (a compute slot); it never
-//! allocates, takes its 16.5 KiB of tables from a [`Scratch`], and every
+//! allocates, takes its 42 KiB of tables from a [`Scratch`], and every
 //! loop is bounded by the output's length. Corrupt or truncated input is a
 //! [`DecodeError`], never a panic: the unit's CRC32C catches damage first
 //! ([`Verify::Trusted`] skips it for bytes already checked), and the rANS
@@ -27,6 +26,7 @@
 //! a sparse read of some blocks needs those blocks coded as units of
 //! their own (each pays its tables, about 0.5 to 1 KiB).
 
+mod book;
 mod decode;
 mod error;
 mod layout;

@@ -4,18 +4,23 @@
 //! Each stream has [`CODEC_LANES`] 32-bit states sharing one stream of
 //! 16-bit words; symbol `i` of a stream is decoded by lane `i % LANES`.
 //! A state stays in `[STATE_LOW, 2^32)`: decoding a symbol leaves it at
-//! least 16 (`STATE_LOW >> PROB_BITS` times a frequency of at least 1), so
-//! one word read brings it back, and the renormalisation is a single
+//! least 1 (`STATE_LOW >> PROB_BITS` times a frequency of at least 1, for
+//! either precision), so one word read brings it back, and the renormalisation is a single
 //! branch, never a loop. The encoder starts every lane at `STATE_LOW`, so
 //! a stream decoded to its end must leave every lane there with every
 //! word read: a check that catches most corruption on its own.
 
-use crate::limits::{CODEC_LANES, CODEC_PROB_BITS, CODEC_SLOTS, CODEC_SYMBOLS};
+use crate::limits::{
+    CODEC_BOOK_PROB_BITS, CODEC_LANES, CODEC_PROB_BITS, CODEC_SLOTS, CODEC_SYMBOLS,
+};
+
+use super::book::Book;
 
 use super::error::DecodeError;
 use super::layout::{PROB_TOTAL, STATE_LOW};
 
 const MASK: u32 = PROB_TOTAL - 1;
+const BOOK_TOTAL: u32 = 1 << CODEC_BOOK_PROB_BITS;
 
 /// A decode table: for each of the `2^PROB_BITS` slots, the symbol it
 /// decodes to, that symbol's frequency minus one and its cumulative start,
@@ -101,7 +106,7 @@ impl<'a> Lanes<'a> {
         Ok(Lanes { x, words, pos: 0 })
     }
 
-    /// Decodes one symbol with lane `lane` (taken modulo the lanes).
+    /// Decodes one byte symbol with lane `lane` (taken modulo the lanes).
     #[inline(always)]
     pub(super) fn next(&mut self, lane: usize, t: &Table) -> Result<u8, DecodeError> {
         let lane = lane % CODEC_LANES;
@@ -113,16 +118,40 @@ impl<'a> Lanes<'a> {
         // No overflow: (x >> 12) < 2^20 and freq <= 2^12, and start <= slot
         // < start + freq by a built table's construction (wrapping only so
         // a table misused before it was built cannot panic).
-        let mut x = (freq * (x >> CODEC_PROB_BITS)).wrapping_add(slot.wrapping_sub(start));
-        if x < STATE_LOW {
-            let Some(w) = self.words.get(self.pos..self.pos + 2) else {
-                return Err(DecodeError::Corrupt("rANS stream ends early"));
-            };
-            x = x << 16 | u32::from(u16::from_le_bytes([w[0], w[1]]));
-            self.pos += 2;
-        }
-        self.x[lane] = x;
+        let x = (freq * (x >> CODEC_PROB_BITS)).wrapping_add(slot.wrapping_sub(start));
+        self.x[lane] = self.renorm(x)?;
         Ok(e as u8)
+    }
+
+    /// Decodes one codebook index with lane `lane`, at the book's 16-bit
+    /// precision.
+    #[inline(always)]
+    pub(super) fn next_book(&mut self, lane: usize, b: &Book) -> Result<usize, DecodeError> {
+        let lane = lane % CODEC_LANES;
+        let x = self.x[lane];
+        let slot = x & (BOOK_TOTAL - 1);
+        let (s, freq, start) = b.lookup(slot);
+        // (x >> 16) < 2^16 and freq <= 2^16: the product and the offset
+        // within freq stay below 2^32.
+        let x = freq
+            .wrapping_mul(x >> CODEC_BOOK_PROB_BITS)
+            .wrapping_add(slot.wrapping_sub(start));
+        self.x[lane] = self.renorm(x)?;
+        Ok(s)
+    }
+
+    /// Brings a decoded state back to at least `STATE_LOW` with one word
+    /// (a decode leaves it at least 1, so one is always enough).
+    #[inline(always)]
+    fn renorm(&mut self, x: u32) -> Result<u32, DecodeError> {
+        if x >= STATE_LOW {
+            return Ok(x);
+        }
+        let Some(w) = self.words.get(self.pos..self.pos + 2) else {
+            return Err(DecodeError::Corrupt("rANS stream ends early"));
+        };
+        self.pos += 2;
+        Ok(x << 16 | u32::from(u16::from_le_bytes([w[0], w[1]])))
     }
 
     /// Checks the stream ended where its encoder began.

@@ -1,25 +1,25 @@
-//! Counts to a frequency table that sums to `PROB_TOTAL`: the rANS
+//! Counts to a frequency table that sums to a power of two (`target`
+//! for byte tables, `2^CODEC_BOOK_PROB_BITS` for codebooks): the rANS
 //! decoder's probabilities. Every symbol that occurs keeps at least 1 (it
 //! must stay decodable); the rounding is then moved, one unit at a time,
 //! to wherever it costs fewest bits, so the table's loss against the
 //! order-0 entropy stays small even for rare symbols.
 
-use lode_kernel::codec::PROB_TOTAL;
-
-/// Bits `count` symbols cost at frequency `f` (of `PROB_TOTAL`).
+/// Bits `count` symbols cost at frequency `f` (of any total: only
+/// differences are compared, and `coded_bits` adds the total back).
 fn cost(count: u64, f: u32) -> f64 {
     if count == 0 {
         return 0.0;
     }
-    count as f64 * (f64::from(PROB_TOTAL) / f64::from(f)).log2()
+    -(count as f64) * f64::from(f).log2()
 }
 
-/// The table for `counts` (one per symbol, at least one nonzero and at
-/// most `PROB_TOTAL` nonzero).
-pub fn normalize(counts: &[u64]) -> Vec<u16> {
+/// The table summing to `target` for `counts` (one per symbol, at least
+/// one nonzero and at most `target` nonzero).
+pub fn normalize(counts: &[u64], target: u32) -> Vec<u32> {
     let total: u64 = counts.iter().sum();
     assert!(total > 0, "normalize: no symbols");
-    let scale = f64::from(PROB_TOTAL) / total as f64;
+    let scale = f64::from(target) / total as f64;
     let mut f: Vec<u32> = counts
         .iter()
         .map(|&c| match c {
@@ -28,9 +28,9 @@ pub fn normalize(counts: &[u64]) -> Vec<u16> {
         })
         .collect();
     let mut sum: i64 = f.iter().map(|&x| i64::from(x)).sum();
-    while sum != i64::from(PROB_TOTAL) {
+    while sum != i64::from(target) {
         // Largest gain (adding) or smallest loss (removing) of one unit.
-        let add = sum < i64::from(PROB_TOTAL);
+        let add = sum < i64::from(target);
         let best = (0..f.len())
             .filter(|&i| counts[i] > 0 && (add || f[i] > 1))
             .map(|i| {
@@ -48,21 +48,24 @@ pub fn normalize(counts: &[u64]) -> Vec<u16> {
             sum -= 1;
         }
     }
-    f.into_iter().map(|x| x as u16).collect()
+    f
 }
 
-/// Bits `counts` cost under table `f`.
-pub fn coded_bits(counts: &[u64], f: &[u16]) -> f64 {
-    counts
-        .iter()
-        .zip(f)
-        .map(|(&c, &x)| cost(c, u32::from(x).max(1)))
-        .sum()
+/// Bits `counts` cost under table `f` summing to `target`.
+pub fn coded_bits(counts: &[u64], f: &[u32], target: u32) -> f64 {
+    let n: u64 = counts.iter().sum();
+    n as f64 * f64::from(target).log2()
+        + counts
+            .iter()
+            .zip(f)
+            .map(|(&c, &x)| cost(c, x.max(1)))
+            .sum::<f64>()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lode_kernel::codec::PROB_TOTAL;
 
     #[test]
     fn sums_and_keeps_every_symbol() {
@@ -73,14 +76,19 @@ mod tests {
             (0..256).map(|i| 1 + i * i).collect(),
             vec![1; 256],
         ] {
-            let f = normalize(&counts);
-            assert_eq!(f.iter().map(|&x| u32::from(x)).sum::<u32>(), PROB_TOTAL);
-            for (c, x) in counts.iter().zip(&f) {
-                assert_eq!(*c == 0, *x == 0, "{counts:?} -> {f:?}");
+            for target in [PROB_TOTAL, 1 << 16] {
+                let f = normalize(&counts, target);
+                assert_eq!(f.iter().sum::<u32>(), target);
+                for (c, x) in counts.iter().zip(&f) {
+                    assert_eq!(*c == 0, *x == 0, "{counts:?} -> {f:?}");
+                }
             }
         }
         // One symbol: all the probability, zero bits.
-        assert_eq!(normalize(&[0, 9, 0]), vec![0, PROB_TOTAL as u16, 0]);
-        assert_eq!(coded_bits(&[0, 9, 0], &[0, PROB_TOTAL as u16, 0]), 0.0);
+        assert_eq!(normalize(&[0, 9, 0], PROB_TOTAL), vec![0, PROB_TOTAL, 0]);
+        assert_eq!(coded_bits(&[0, 9, 0], &[0, PROB_TOTAL, 0], PROB_TOTAL), 0.0);
+        // Uniform over four: two bits each.
+        let f = normalize(&[3, 3, 3, 3], 1 << 16);
+        assert!((coded_bits(&[3, 3, 3, 3], &f, 1 << 16) - 24.0).abs() < 1e-9);
     }
 }

@@ -50,8 +50,6 @@ pub struct SectionStat {
     pub role: Role,
     /// How it is coded.
     pub kind: SectionKind,
-    /// Low bits stored raw (f16 splits).
-    pub shift: u8,
     /// Bytes of the field as stored in the blocks.
     pub raw_bytes: usize,
     /// Bytes of the section, its header and tables included.
@@ -89,7 +87,6 @@ pub fn encode(dtype: DType, data: &[u8]) -> Result<Encoded, EncodeError> {
         sections.push(SectionStat {
             role: f.role,
             kind: s.kind,
-            shift: s.shift,
             raw_bytes: f.width * blocks as usize,
             coded_bytes: s.bytes.len(),
         });

@@ -4,7 +4,7 @@
 //! ending at `STATE_LOW`, 16-bit words into one shared stream.
 
 use lode_kernel::codec::STATE_LOW;
-use lode_kernel::limits::{CODEC_LANES, CODEC_PROB_BITS};
+use lode_kernel::limits::CODEC_LANES;
 
 /// One coded stream: the lanes' final states and the words, in the order
 /// the decoder reads them.
@@ -15,29 +15,30 @@ pub struct Coded {
     pub words: Vec<u8>,
 }
 
-/// Codes `symbols` with table `freqs` (summing to `PROB_TOTAL`, nonzero
-/// for every symbol present).
-pub fn encode(symbols: &[u8], freqs: &[u16]) -> Coded {
+/// Codes `symbols` with table `freqs` (summing to `2^bits`, nonzero for
+/// every symbol present; `bits` at most 16).
+pub fn encode<S: Copy + Into<usize>>(symbols: &[S], freqs: &[u32], bits: u32) -> Coded {
     let mut start = vec![0u32; freqs.len()];
     let mut acc = 0u32;
     for (s, &f) in start.iter_mut().zip(freqs) {
         *s = acc;
-        acc += u32::from(f);
+        acc += f;
     }
     let mut x = [STATE_LOW; CODEC_LANES];
     let mut words: Vec<u16> = Vec::with_capacity(symbols.len() / 2 + 8);
     for (i, &s) in symbols.iter().enumerate().rev() {
-        let f = u32::from(freqs[usize::from(s)]);
+        let s: usize = s.into();
+        let f = freqs[s];
         assert!(f > 0, "symbol {s} has no frequency");
         let lane = &mut x[i % CODEC_LANES];
         // Renormalise so the coded state stays below 2^32 (one word is
         // always enough: states stay below 2^32).
-        // (In u64: a frequency of PROB_TOTAL makes the bound 2^32.)
-        if u64::from(*lane) >= u64::from(f) << (32 - CODEC_PROB_BITS) {
+        // (In u64: a frequency of the whole total makes the bound 2^32.)
+        if u64::from(*lane) >= u64::from(f) << (32 - bits) {
             words.push(*lane as u16);
             *lane >>= 16;
         }
-        *lane = ((*lane / f) << CODEC_PROB_BITS) + (*lane % f) + start[usize::from(s)];
+        *lane = ((*lane / f) << bits) + (*lane % f) + start[s];
     }
     words.reverse();
     Coded {

@@ -1,21 +1,19 @@
 //! One field's section: the field's bytes gathered from every block, coded
-//! the cheapest way the format allows (raw, byte rANS, or an f16 split),
+//! the cheapest way the format allows (raw, byte rANS, or an f16 codebook),
 //! with the bytes it took for the bench's per-stream report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use lode_kernel::codec::{Field, SectionKind, SECTION_HEADER_LEN};
-use lode_kernel::limits::CODEC_SYMBOLS;
+use lode_kernel::codec::{Field, SectionKind, PROB_TOTAL, SECTION_HEADER_LEN};
+use lode_kernel::limits::{CODEC_BOOK_PROB_BITS, CODEC_MAX_BOOK, CODEC_PROB_BITS};
 
-use super::freq::{coded_bits, normalize};
+use super::freq::normalize;
 use super::rans;
 
 /// A coded section and what it is.
 pub struct Section {
     /// How it is coded.
     pub kind: SectionKind,
-    /// Low bits an f16 split stores raw.
-    pub shift: u8,
     /// Its bytes, header included.
     pub bytes: Vec<u8>,
 }
@@ -26,9 +24,9 @@ pub fn encode(f: &Field, block: usize, data: &[u8]) -> Section {
         .chunks_exact(block)
         .flat_map(|b| b[f.offset..f.offset + f.width].iter().copied())
         .collect();
-    let raw = frame(SectionKind::Raw, f, 0, 0, gathered.clone());
+    let raw = frame(SectionKind::Raw, f, 0, gathered.clone());
     let coded = if f.f16 {
-        f16_split(f, &gathered)
+        f16_book(f, &gathered)
     } else {
         Some(byte_rans(f, &gathered))
     };
@@ -39,17 +37,18 @@ pub fn encode(f: &Field, block: usize, data: &[u8]) -> Section {
 }
 
 /// A section header and `body`.
-fn frame(kind: SectionKind, f: &Field, shift: u8, nsym: usize, body: Vec<u8>) -> Section {
+fn frame(kind: SectionKind, f: &Field, nsym: usize, body: Vec<u8>) -> Section {
     let mut bytes = Vec::with_capacity(SECTION_HEADER_LEN + body.len());
-    bytes.extend_from_slice(&[kind as u8, f.width as u8, shift, (nsym % 256) as u8]);
+    bytes.extend_from_slice(&[kind as u8, f.width as u8, 0, (nsym % 256) as u8]);
     bytes.extend_from_slice(&(body.len() as u32).to_le_bytes());
     bytes.extend_from_slice(&body);
-    Section { kind, shift, bytes }
+    Section { kind, bytes }
 }
 
-fn table_bytes(freqs: &[u16], out: &mut Vec<u8>) {
-    for f in freqs {
-        out.extend_from_slice(&f.to_le_bytes());
+fn table_bytes(freqs: &[u32], out: &mut Vec<u8>) {
+    for &f in freqs {
+        // A byte table's frequencies are at most PROB_TOTAL = 2^12.
+        out.extend_from_slice(&(f as u16).to_le_bytes());
     }
 }
 
@@ -63,81 +62,49 @@ fn byte_rans(f: &Field, v: &[u8]) -> Section {
     if v.is_empty() {
         counts[0] = 1;
     }
-    let freqs = normalize(&counts[..nsym]);
+    let freqs = normalize(&counts[..nsym], PROB_TOTAL);
     let mut body = Vec::new();
     table_bytes(&freqs, &mut body);
-    rans::encode(v, &freqs).write(&mut body);
-    frame(SectionKind::Bytes, f, 0, nsym, body)
+    rans::encode(v, &freqs, CODEC_PROB_BITS).write(&mut body);
+    frame(SectionKind::Bytes, f, nsym, body)
 }
 
-/// The f16 values' high parts above `shift` bits and their counts.
-fn high_counts(v: &[u16], shift: u32) -> BTreeMap<u16, u64> {
-    let mut m = BTreeMap::new();
-    for &x in v {
-        *m.entry(x >> shift).or_insert(0u64) += 1;
+/// Each f16 an rANS-coded index into the sorted codebook of the field's
+/// distinct values; `None` when there are more than `CODEC_MAX_BOOK`.
+fn f16_book(f: &Field, gathered: &[u8]) -> Option<Section> {
+    let mut m: BTreeMap<u16, u64> = BTreeMap::new();
+    for b in gathered.chunks_exact(2) {
+        *m.entry(u16::from_le_bytes([b[0], b[1]])).or_insert(0) += 1;
     }
-    m
-}
-
-/// The shift whose split codes smallest (estimated from the tables), with
-/// at most `CODEC_SYMBOLS` distinct high parts; `None` if no shift has so
-/// few.
-fn best_shift(v: &[u16]) -> Option<u32> {
-    (0..16u32)
-        .filter_map(|s| {
-            let m = high_counts(v, s);
-            if m.len() > CODEC_SYMBOLS {
-                return None;
-            }
-            let counts: Vec<u64> = m.values().copied().collect();
-            let bits = coded_bits(&counts, &normalize(&counts))
-                + (v.len() as f64) * f64::from(s)
-                + 32.0 * m.len() as f64;
-            Some((s, bits))
-        })
-        .min_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(s, _)| s)
-}
-
-/// Each f16 as a rANS-coded index into the map of high parts plus raw low
-/// bits.
-fn f16_split(f: &Field, gathered: &[u8]) -> Option<Section> {
-    let v: Vec<u16> = gathered
-        .chunks_exact(2)
-        .map(|b| u16::from_le_bytes([b[0], b[1]]))
-        .collect();
-    if v.is_empty() {
+    if m.is_empty() || m.len() > CODEC_MAX_BOOK {
         return None;
     }
-    let shift = best_shift(&v)?;
-    let m = high_counts(&v, shift);
-    let index: BTreeMap<u16, u8> = m.keys().enumerate().map(|(i, &h)| (h, i as u8)).collect();
+    let index: HashMap<u16, u16> = m.keys().enumerate().map(|(i, &v)| (v, i as u16)).collect();
     let counts: Vec<u64> = m.values().copied().collect();
-    let freqs = normalize(&counts);
-    let symbols: Vec<u8> = v.iter().map(|x| index[&(x >> shift)]).collect();
+    let freqs = normalize(&counts, 1 << CODEC_BOOK_PROB_BITS);
     let mut body = Vec::new();
-    for h in m.keys() {
-        body.extend_from_slice(&h.to_le_bytes());
+    body.extend_from_slice(&(m.len() as u16).to_le_bytes());
+    let mut prev = 0u16;
+    for (i, &v) in m.keys().enumerate() {
+        leb128(u32::from(if i == 0 { v } else { v - prev }), &mut body);
+        prev = v;
     }
-    table_bytes(&freqs, &mut body);
-    rans::encode(&symbols, &freqs).write(&mut body);
-    let bits = low_bits(&v, shift);
-    body.extend_from_slice(&(bits.len() as u32).to_le_bytes());
-    body.extend_from_slice(&bits);
-    Some(frame(SectionKind::F16, f, shift as u8, m.len(), body))
+    for &x in &freqs {
+        leb128(x - 1, &mut body);
+    }
+    let symbols: Vec<u16> = gathered
+        .chunks_exact(2)
+        .map(|b| index[&u16::from_le_bytes([b[0], b[1]])])
+        .collect();
+    rans::encode(&symbols, &freqs, CODEC_BOOK_PROB_BITS).write(&mut body);
+    Some(frame(SectionKind::F16, f, 0, body))
 }
 
-/// The low `shift` bits of each value, packed least significant first.
-fn low_bits(v: &[u16], shift: u32) -> Vec<u8> {
-    let mut out = vec![0u8; (v.len() * shift as usize).div_ceil(8)];
-    let mut at = 0usize;
-    for &x in v {
-        for k in 0..shift as usize {
-            if (x >> k) & 1 != 0 {
-                out[(at + k) / 8] |= 1 << ((at + k) % 8);
-            }
-        }
-        at += shift as usize;
+/// `v` as LEB128: seven bits a byte, least significant first.
+fn leb128(mut v: u32, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
     }
-    out
+    out.push(v as u8);
 }

@@ -4,6 +4,7 @@
 
 use lode_formats::DType;
 use lode_kernel::codec::{decode, decode_with, header, DecodeError, Scratch, SectionKind, Verify};
+use lode_kernel::limits::CODEC_MAX_BOOK;
 use lode_kernel::rng::SplitMix64;
 use proptest::prelude::*;
 
@@ -92,18 +93,32 @@ fn edges_roundtrip() {
 }
 
 #[test]
-fn f16_fields_with_many_values_take_a_wider_split() {
-    // 4096 distinct scales: at most 256 high parts, so shift >= 4.
-    let data: Vec<u8> = (0..4096u32)
-        .flat_map(|i| {
-            let mut b = vec![0u8; 34];
-            b[..2].copy_from_slice(&((0x1000 + i * 3) as u16).to_le_bytes());
-            b[2 + (i as usize % 32)] = 1;
-            b
-        })
-        .collect();
-    let e = roundtrip(DType::Q8_0, &data);
-    assert!(e.sections[0].shift >= 4 || e.sections[0].kind == SectionKind::Raw);
+fn f16_codebooks_up_to_their_bound() {
+    // As many distinct scales as a codebook holds, then one more (raw).
+    for (distinct, kind) in [
+        (CODEC_MAX_BOOK, SectionKind::F16),
+        (CODEC_MAX_BOOK + 1, SectionKind::Raw),
+    ] {
+        let data: Vec<u8> = (0..16 * distinct)
+            .flat_map(|i| {
+                let mut b = vec![0u8; 34];
+                let v = (0x1000 + (i % distinct) * 3) as u16;
+                b[..2].copy_from_slice(&v.to_le_bytes());
+                b[2 + (i % 32)] = 1;
+                b
+            })
+            .collect();
+        let e = roundtrip(DType::Q8_0, &data);
+        assert_eq!(e.sections[0].kind, kind, "{distinct}");
+    }
+    // A codebook of one value, and of the extremes of u16.
+    let mut data = vec![0u8; 20 * 300];
+    for (i, b) in data.chunks_exact_mut(20).enumerate() {
+        b[2..4].copy_from_slice(&[0u16, 0xffff][i % 2].to_le_bytes());
+    }
+    let e = roundtrip(DType::Q4_1, &data);
+    assert_eq!(e.sections[0].kind, SectionKind::F16);
+    assert_eq!(e.sections[1].kind, SectionKind::F16);
 }
 
 #[test]
