@@ -127,7 +127,7 @@ pub const CODEC_BOOK_PROB_BITS: u32 = 16;
 
 /// Bits of a codebook decode's first lookup (a slot's top bits to the
 /// first value it can decode to; a short scan finishes the search).
-pub const CODEC_BOOK_COARSE_BITS: u32 = 10;
+pub const CODEC_BOOK_COARSE_BITS: u32 = 12;
 
 /// Most fields a block type has (Q5_1: scale, minimum, high bits, values).
 pub const CODEC_MAX_FIELDS: usize = 4;

@@ -228,14 +228,7 @@ fn bytes_field(
             "byte field not a multiple of the lanes",
         ));
     }
-    for b in out.chunks_exact_mut(block) {
-        for q in b[f.offset..f.offset + f.width].chunks_exact_mut(CODEC_LANES) {
-            for (lane, v) in q.iter_mut().enumerate() {
-                *v = lanes.next(lane, t)?;
-            }
-        }
-    }
-    Ok(())
+    lanes.fill(t, out, block, f.offset, f.width)
 }
 
 /// An f16 field: block `i`'s value is codebook index `i` (lane

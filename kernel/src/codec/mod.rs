@@ -39,3 +39,6 @@ pub use layout::{
     fields, Field, Role, SectionKind, CRC_AT, HEADER_LEN, MAGIC, PROB_TOTAL, RANS_FIXED_LEN,
     SECTION_HEADER_LEN, STATE_LOW, VERSION,
 };
+
+#[cfg(test)]
+mod tests;

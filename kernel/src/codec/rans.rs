@@ -123,6 +123,55 @@ impl<'a> Lanes<'a> {
         Ok(e as u8)
     }
 
+    /// Decodes a byte field of `width` bytes (whole groups of the lanes)
+    /// at `offset` of every `block`-byte block of `out`, lane `j % LANES`
+    /// for the field's byte `j`: the hot loop. The states live in locals
+    /// for the whole field; while eight bytes of words remain (the most one
+    /// group can read) a group renormalises without a branch or a bounds
+    /// check a lane, and near the end it takes the checked path.
+    pub(super) fn fill(
+        &mut self,
+        t: &Table,
+        out: &mut [u8],
+        block: usize,
+        offset: usize,
+        width: usize,
+    ) -> Result<(), DecodeError> {
+        let (mut x, mut pos, words) = (self.x, self.pos, self.words);
+        for b in out.chunks_exact_mut(block) {
+            let Some(dst) = b.get_mut(offset..offset + width) else {
+                return Err(DecodeError::Corrupt("field outside its block"));
+            };
+            for q in dst.as_chunks_mut::<CODEC_LANES>().0 {
+                let Some(w) = words.get(pos..).and_then(|w| w.first_chunk::<8>()) else {
+                    (self.x, self.pos) = (x, pos);
+                    for (lane, v) in q.iter_mut().enumerate() {
+                        *v = self.next(lane, t)?;
+                    }
+                    (x, pos) = (self.x, self.pos);
+                    continue;
+                };
+                let buf = u64::from_le_bytes(*w);
+                let mut k = 0u32;
+                for (x, v) in x.iter_mut().zip(q.iter_mut()) {
+                    let slot = *x & MASK;
+                    let e = t.slots[slot as usize];
+                    let freq = ((e >> 8) & MASK) + 1;
+                    let start = e >> (8 + CODEC_PROB_BITS);
+                    let y = (freq * (*x >> CODEC_PROB_BITS)).wrapping_add(slot.wrapping_sub(start));
+                    let need = y < STATE_LOW;
+                    let word = (buf >> (16 * k)) as u32 & 0xffff;
+                    *x = if need { y << 16 | word } else { y };
+                    k += u32::from(need);
+                    *v = e as u8;
+                }
+                pos += 2 * k as usize;
+            }
+        }
+        (self.x, self.pos) = (x, pos);
+        Ok(())
+    }
+
     /// Decodes one codebook index with lane `lane`, at the book's 16-bit
     /// precision.
     #[inline(always)]
