@@ -3,11 +3,12 @@
 //! about its order-0 entropy. A scale or minimum of a GGUF tensor derives
 //! from bf16 weights and takes a few hundred to a thousand distinct values
 //! in irregular steps, so neither a smooth model nor a split into high and
-//! low bits gets near its entropy; a codebook does, for a table of one to
-//! three bytes a value (deltas and frequencies as LEB128).
+//! low bits gets near its entropy; a codebook does, for a table of about
+//! 1.4 bytes a value (gamma-coded gaps, a one-byte frequency level).
 
 use crate::limits::{CODEC_BOOK_COARSE_BITS, CODEC_BOOK_PROB_BITS, CODEC_MAX_BOOK};
 
+use super::bits::{level_freq, Bits};
 use super::error::DecodeError;
 use super::reader::Reader;
 
@@ -43,38 +44,46 @@ impl core::fmt::Debug for Book {
 }
 
 impl Book {
-    /// Reads a codebook at `r`: its size (u16), its first value and the
-    /// gaps to the next ones (LEB128, each at least 1), then each value's
-    /// frequency minus one (LEB128), summing to `2^CODEC_BOOK_PROB_BITS`.
+    /// Reads a codebook at `r` (CODEC.md, kind 2): its size K, the index
+    /// whose frequency is implied, the values as a bit stream (the first in
+    /// 16 bits, then Elias gamma gaps), and the other K - 1 frequencies as
+    /// one-byte levels ([`level_freq`]); the implied one is what brings the
+    /// sum to `2^CODEC_BOOK_PROB_BITS`.
     pub(super) fn read(&mut self, r: &mut Reader<'_>) -> Result<(), DecodeError> {
         let k = usize::from(r.u16()?);
-        if k == 0 || k > CODEC_MAX_BOOK {
+        let implied = usize::from(r.u16()?);
+        if k == 0 || k > CODEC_MAX_BOOK || implied >= k {
             return Err(DecodeError::Corrupt("codebook size"));
         }
-        let mut v = 0u32;
+        let len = r.u32()? as usize;
+        let mut bits = Bits::new(r.take(len)?);
+        let mut v = bits.take(16)?;
         for (i, x) in self.values[..k].iter_mut().enumerate() {
-            let d = r.leb128()?;
-            if i > 0 && d == 0 {
-                return Err(DecodeError::Corrupt("codebook values not increasing"));
+            if i > 0 {
+                v += bits.gamma()?;
             }
-            v += d;
             *x = u16::try_from(v).map_err(|_| DecodeError::Corrupt("codebook value past f16"))?;
         }
+        if !bits.ends_clean() {
+            return Err(DecodeError::Corrupt("codebook bits longer than its values"));
+        }
+        let levels = r.take(k - 1)?;
         let mut acc = 0u32;
+        let mut q = levels.iter();
         for i in 0..k {
             self.start[i] = acc;
-            let f = r.leb128()? + 1;
-            if f > TOTAL - acc {
-                return Err(DecodeError::Corrupt(
-                    "codebook frequencies sum past the total",
-                ));
+            if i == implied {
+                continue;
             }
-            acc += f;
+            acc += q.next().map_or(0, |&q| level_freq(q));
+            if acc >= TOTAL {
+                return Err(DecodeError::Corrupt("codebook frequencies reach the total"));
+            }
         }
-        if acc != TOTAL {
-            return Err(DecodeError::Corrupt(
-                "codebook frequencies do not sum to the total",
-            ));
+        // The implied frequency: every start from it on moves up by it.
+        let f = TOTAL - acc;
+        for st in &mut self.start[implied + 1..k] {
+            *st += f;
         }
         self.start[k] = TOTAL;
         self.len = k;

@@ -26,6 +26,7 @@
 //! a sparse read of some blocks needs those blocks coded as units of
 //! their own (each pays its tables, about 0.5 to 1 KiB).
 
+mod bits;
 mod book;
 mod decode;
 mod error;
@@ -33,6 +34,7 @@ mod layout;
 mod rans;
 mod reader;
 
+pub use bits::level_freq;
 pub use decode::{decode, decode_with, header, unit_crc, Header, Scratch, Verify};
 pub use error::{DecodeError, ErrorKind};
 pub use layout::{

@@ -44,22 +44,6 @@ impl<'a> Reader<'a> {
         Ok(u16::from_le_bytes([b[0], b[1]]))
     }
 
-    /// The next LEB128 number of at most three bytes (21 bits: every
-    /// number a codebook stores is at most 2^16).
-    pub(super) fn leb128(&mut self) -> Result<u32, DecodeError> {
-        let mut v = 0u32;
-        for k in 0..3 {
-            let b = self.take(1)?[0];
-            v |= u32::from(b & 0x7f) << (7 * k);
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(DecodeError::Corrupt(
-            "LEB128 number longer than three bytes",
-        ))
-    }
-
     /// Whether every byte was read.
     pub(super) fn at_end(&self) -> bool {
         self.at == self.bytes.len()

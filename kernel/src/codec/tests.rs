@@ -49,9 +49,9 @@ fn empty_stream() -> Vec<u8> {
 /// values one byte symbol (0x21) of a 0x22-entry table.
 fn q4_1_unit() -> (Vec<u8>, Vec<u8>) {
     let scales = section(0, 2, 0, &[1, 2, 3, 4, 5, 6]);
-    let mut book = vec![1, 0];
-    book.extend_from_slice(&[0x80, 0xf8, 0x02]); // 0xbc00 as LEB128
-    book.extend_from_slice(&[0xff, 0xff, 0x03]); // frequency 65536 - 1
+    // One value, 0xbc00, whose frequency is implied (all of it): K, the
+    // implied index, 2 bytes of value bits, no levels.
+    let mut book = vec![1, 0, 0, 0, 2, 0, 0, 0, 0x00, 0xbc];
     book.extend_from_slice(&empty_stream());
     let mins = section(2, 2, 0, &book);
     let mut table = vec![0u8; 2 * 0x22];

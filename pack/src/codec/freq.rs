@@ -1,9 +1,12 @@
-//! Counts to a frequency table that sums to a power of two (`target`
-//! for byte tables, `2^CODEC_BOOK_PROB_BITS` for codebooks): the rANS
-//! decoder's probabilities. Every symbol that occurs keeps at least 1 (it
+//! Counts to a frequency table that sums to a power of two (`PROB_TOTAL`
+//! for byte tables, `2^CODEC_BOOK_PROB_BITS` for codebooks, whose
+//! frequencies are also rounded to one-byte levels): the rANS decoder's
+//! probabilities. Every symbol that occurs keeps at least 1 (it
 //! must stay decodable); the rounding is then moved, one unit at a time,
 //! to wherever it costs fewest bits, so the table's loss against the
 //! order-0 entropy stays small even for rare symbols.
+
+use lode_kernel::codec::level_freq;
 
 /// Bits `count` symbols cost at frequency `f` (of any total: only
 /// differences are compared, and `coded_bits` adds the total back).
@@ -49,6 +52,56 @@ pub fn normalize(counts: &[u64], target: u32) -> Vec<u32> {
         }
     }
     f
+}
+
+/// A codebook's frequencies as one-byte levels (`level_freq`): every
+/// symbol but the most frequent gets the level nearest (in ratio) to its
+/// ideal frequency of `2^16`, and the most frequent one takes what is
+/// left. Returns that symbol's index, every symbol's level (the implied
+/// one's unused) and the frequencies the decoder will use.
+pub fn levels(counts: &[u64]) -> (usize, Vec<u8>, Vec<u32>) {
+    const TOTAL: u32 = 1 << 16;
+    let n: u64 = counts.iter().sum();
+    let implied = (0..counts.len()).max_by_key(|&i| counts[i]).unwrap_or(0);
+    let nearest = |ideal: f64| -> u8 {
+        (0..=255u8)
+            .min_by(|&a, &b| {
+                let d = |q: u8| (f64::from(level_freq(q)) / ideal).ln().abs();
+                d(a).total_cmp(&d(b))
+            })
+            .unwrap_or(0)
+    };
+    let mut q: Vec<u8> = counts
+        .iter()
+        .map(|&c| nearest((c as f64 * f64::from(TOTAL) / n as f64).max(1.0)))
+        .collect();
+    q[implied] = 0;
+    // Lower the largest others until the implied frequency keeps at least
+    // half its ideal (and at least 1); one step each time, so this ends.
+    let want = ((counts[implied] as f64 * f64::from(TOTAL) / n as f64) / 2.0).max(1.0);
+    loop {
+        let others: u64 = (0..q.len())
+            .filter(|&i| i != implied)
+            .map(|i| u64::from(level_freq(q[i])))
+            .sum();
+        if others < u64::from(TOTAL) && (u64::from(TOTAL) - others) as f64 >= want {
+            let f = (0..q.len())
+                .map(|i| {
+                    if i == implied {
+                        (u64::from(TOTAL) - others) as u32
+                    } else {
+                        level_freq(q[i])
+                    }
+                })
+                .collect();
+            return (implied, q, f);
+        }
+        let big = (0..q.len())
+            .filter(|&i| i != implied && q[i] > 0)
+            .max_by_key(|&i| q[i])
+            .expect("a symbol above level 0 while the others exceed the total");
+        q[big] -= 1;
+    }
 }
 
 /// Bits `counts` cost under table `f` summing to `target`.

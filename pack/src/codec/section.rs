@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use lode_kernel::codec::{Field, SectionKind, PROB_TOTAL, SECTION_HEADER_LEN};
 use lode_kernel::limits::{CODEC_BOOK_PROB_BITS, CODEC_MAX_BOOK, CODEC_PROB_BITS};
 
-use super::freq::normalize;
+use super::freq::{levels, normalize};
 use super::rans;
 
 /// A coded section and what it is.
@@ -81,17 +81,27 @@ fn f16_book(f: &Field, gathered: &[u8]) -> Option<Section> {
     }
     let index: HashMap<u16, u16> = m.keys().enumerate().map(|(i, &v)| (v, i as u16)).collect();
     let counts: Vec<u64> = m.values().copied().collect();
-    let freqs = normalize(&counts, 1 << CODEC_BOOK_PROB_BITS);
+    let (implied, q, freqs) = levels(&counts);
     let mut body = Vec::new();
     body.extend_from_slice(&(m.len() as u16).to_le_bytes());
-    let mut prev = 0u16;
-    for (i, &v) in m.keys().enumerate() {
-        leb128(u32::from(if i == 0 { v } else { v - prev }), &mut body);
-        prev = v;
+    body.extend_from_slice(&(implied as u16).to_le_bytes());
+    let mut bits = BitWriter::default();
+    let mut prev = None;
+    for &v in m.keys() {
+        match prev {
+            None => bits.put(u32::from(v), 16),
+            Some(p) => bits.gamma(u32::from(v - p)),
+        }
+        prev = Some(v);
     }
-    for &x in &freqs {
-        leb128(x - 1, &mut body);
-    }
+    body.extend_from_slice(&(bits.bytes.len() as u32).to_le_bytes());
+    body.extend_from_slice(&bits.bytes);
+    body.extend(
+        q.iter()
+            .enumerate()
+            .filter(|&(i, _)| i != implied)
+            .map(|(_, &q)| q),
+    );
     let symbols: Vec<u16> = gathered
         .chunks_exact(2)
         .map(|b| index[&u16::from_le_bytes([b[0], b[1]])])
@@ -100,11 +110,34 @@ fn f16_book(f: &Field, gathered: &[u8]) -> Option<Section> {
     Some(frame(SectionKind::F16, f, 0, body))
 }
 
-/// `v` as LEB128: seven bits a byte, least significant first.
-fn leb128(mut v: u32, out: &mut Vec<u8>) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
+/// Bits written least significant first, as the kernel's reader takes
+/// them.
+#[derive(Default)]
+struct BitWriter {
+    bytes: Vec<u8>,
+    at: usize,
+}
+
+impl BitWriter {
+    /// The low `n` bits of `v`.
+    fn put(&mut self, v: u32, n: u32) {
+        for k in 0..n {
+            if self.at.is_multiple_of(8) {
+                self.bytes.push(0);
+            }
+            if (v >> k) & 1 != 0 {
+                *self.bytes.last_mut().expect("a byte") |= 1 << (self.at % 8);
+            }
+            self.at += 1;
+        }
     }
-    out.push(v as u8);
+
+    /// `v` (at least 1) in Elias gamma: as many zeros as bits below its
+    /// leading one, the one, then those bits.
+    fn gamma(&mut self, v: u32) {
+        let z = 31 - v.leading_zeros();
+        self.put(0, z);
+        self.put(1, 1);
+        self.put(v & ((1 << z) - 1), z);
+    }
 }
