@@ -23,8 +23,10 @@ const MASK: u32 = PROB_TOTAL - 1;
 const BOOK_TOTAL: u32 = 1 << CODEC_BOOK_PROB_BITS;
 
 /// A decode table: for each of the `2^PROB_BITS` slots, the symbol it
-/// decodes to, that symbol's frequency minus one and its cumulative start,
-/// packed as `symbol | (freq - 1) << 8 | start << (8 + PROB_BITS)`.
+/// decodes to, that symbol's frequency minus one and the slot's offset
+/// from the symbol's cumulative start, packed as
+/// `symbol | (freq - 1) << 8 | (slot - start) << (8 + PROB_BITS)`, so a
+/// decode step is one multiply and one add.
 /// 16 KiB: keep one per decoding thread (it is rebuilt per section).
 #[derive(Clone)]
 pub struct Table {
@@ -63,15 +65,11 @@ impl Table {
             if f > PROB_TOTAL - start {
                 return Err(DecodeError::Corrupt("frequencies sum past the total"));
             }
-            let entry = sym as u32 | (f - 1) << 8 | start << (8 + CODEC_PROB_BITS);
+            let entry = sym as u32 | (f - 1) << 8;
             let end = (start + f) as usize;
-            for s in self
-                .slots
-                .get_mut(start as usize..end)
-                .into_iter()
-                .flatten()
-            {
-                *s = entry;
+            let slots = self.slots.get_mut(start as usize..end).into_iter();
+            for (bias, s) in slots.flatten().enumerate() {
+                *s = entry | (bias as u32) << (8 + CODEC_PROB_BITS);
             }
             start += f;
         }
@@ -114,11 +112,9 @@ impl<'a> Lanes<'a> {
         let slot = x & MASK;
         let e = t.slots[slot as usize];
         let freq = ((e >> 8) & MASK) + 1;
-        let start = e >> (8 + CODEC_PROB_BITS);
-        // No overflow: (x >> 12) < 2^20 and freq <= 2^12, and start <= slot
-        // < start + freq by a built table's construction (wrapping only so
-        // a table misused before it was built cannot panic).
-        let x = (freq * (x >> CODEC_PROB_BITS)).wrapping_add(slot.wrapping_sub(start));
+        // No overflow: (x >> 12) < 2^20, freq <= 2^12 and the offset is
+        // below freq.
+        let x = (freq * (x >> CODEC_PROB_BITS)) + (e >> (8 + CODEC_PROB_BITS));
         self.x[lane] = self.renorm(x)?;
         Ok(e as u8)
     }
@@ -154,11 +150,9 @@ impl<'a> Lanes<'a> {
                 let buf = u64::from_le_bytes(*w);
                 let mut k = 0u32;
                 for (x, v) in x.iter_mut().zip(q.iter_mut()) {
-                    let slot = *x & MASK;
-                    let e = t.slots[slot as usize];
+                    let e = t.slots[(*x & MASK) as usize];
                     let freq = ((e >> 8) & MASK) + 1;
-                    let start = e >> (8 + CODEC_PROB_BITS);
-                    let y = (freq * (*x >> CODEC_PROB_BITS)).wrapping_add(slot.wrapping_sub(start));
+                    let y = freq * (*x >> CODEC_PROB_BITS) + (e >> (8 + CODEC_PROB_BITS));
                     let need = y < STATE_LOW;
                     let word = (buf >> (16 * k)) as u32 & 0xffff;
                     *x = if need { y << 16 | word } else { y };
