@@ -24,6 +24,9 @@ pub struct Book {
     start: [u32; CODEC_MAX_BOOK + 1],
     coarse: [u16; COARSE],
     len: usize,
+    /// Whether the last entry is the escape (no value: the field's value
+    /// is stored raw).
+    escape: bool,
 }
 
 impl Default for Book {
@@ -33,6 +36,7 @@ impl Default for Book {
             start: [0; CODEC_MAX_BOOK + 1],
             coarse: [0; COARSE],
             len: 0,
+            escape: false,
         }
     }
 }
@@ -48,17 +52,19 @@ impl Book {
     /// whose frequency is implied, the values as a bit stream (the first in
     /// 16 bits, then Elias gamma gaps), and the other K - 1 frequencies as
     /// one-byte levels ([`level_freq`]); the implied one is what brings the
-    /// sum to `2^CODEC_BOOK_PROB_BITS`.
-    pub(super) fn read(&mut self, r: &mut Reader<'_>) -> Result<(), DecodeError> {
+    /// sum to `2^CODEC_BOOK_PROB_BITS`. With `escape` the last of the K
+    /// entries has no value: it stands for a value stored raw.
+    pub(super) fn read(&mut self, r: &mut Reader<'_>, escape: bool) -> Result<(), DecodeError> {
         let k = usize::from(r.u16()?);
         let implied = usize::from(r.u16()?);
         if k == 0 || k > CODEC_MAX_BOOK || implied >= k {
             return Err(DecodeError::Corrupt("codebook size"));
         }
+        let valued = k - usize::from(escape);
         let len = r.u32()? as usize;
         let mut bits = Bits::new(r.take(len)?);
-        let mut v = bits.take(16)?;
-        for (i, x) in self.values[..k].iter_mut().enumerate() {
+        let mut v = if valued > 0 { bits.take(16)? } else { 0 };
+        for (i, x) in self.values[..valued].iter_mut().enumerate() {
             if i > 0 {
                 v += bits.gamma()?;
             }
@@ -87,6 +93,7 @@ impl Book {
         }
         self.start[k] = TOTAL;
         self.len = k;
+        self.escape = escape;
         let mut s = 0usize;
         for (c, first) in self.coarse.iter_mut().enumerate() {
             // start[k] = TOTAL exceeds every slot, so s stays below k.
@@ -111,9 +118,13 @@ impl Book {
         (s, hi.wrapping_sub(lo), lo)
     }
 
-    /// The value of index `s` (below the book's size by `lookup`).
+    /// The value of index `s` (below the book's size by `lookup`), or
+    /// `None` for the escape.
     #[inline(always)]
-    pub(super) fn value(&self, s: usize) -> u16 {
-        self.values[s % CODEC_MAX_BOOK]
+    pub(super) fn value(&self, s: usize) -> Option<u16> {
+        if self.escape && s + 1 == self.len {
+            return None;
+        }
+        Some(self.values[s % CODEC_MAX_BOOK])
     }
 }

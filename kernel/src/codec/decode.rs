@@ -168,9 +168,12 @@ fn section(
     if usize::from(head[1]) != f.width {
         return Err(DecodeError::Corrupt("section width differs from its field"));
     }
-    if head[2] != 0 {
-        return Err(DecodeError::Corrupt("section reserved byte"));
-    }
+    // Flags: only a codebook has one (bit 0: its last entry escapes).
+    let escape = match (kind, head[2]) {
+        (_, 0) => false,
+        (SectionKind::F16, 1) => true,
+        _ => return Err(DecodeError::Corrupt("section flags")),
+    };
     let nsym = match head[3] {
         0 => CODEC_SYMBOLS,
         n => usize::from(n),
@@ -195,10 +198,15 @@ fn section(
             if !f.f16 {
                 return Err(DecodeError::Corrupt("f16 section on a byte field"));
             }
-            s.book.read(&mut body)?;
+            s.book.read(&mut body, escape)?;
             let mut lanes = rans_stream(&mut body)?;
-            f16_field(&mut lanes, &s.book, f, block, out)?;
+            let n = body.u32()? as usize;
+            let mut raw = Reader::new(body.take(n)?, 0);
+            f16_field(&mut lanes, &s.book, &mut raw, f, block, out)?;
             lanes.finish()?;
+            if !raw.at_end() {
+                return Err(DecodeError::Corrupt("escaped values left over"));
+            }
         }
     }
     if !body.at_end() {
@@ -232,16 +240,20 @@ fn bytes_field(
 }
 
 /// An f16 field: block `i`'s value is codebook index `i` (lane
-/// `i % LANES`).
+/// `i % LANES`), or for the escape index the next raw value of `raw`.
 fn f16_field(
     lanes: &mut Lanes<'_>,
     book: &Book,
+    raw: &mut Reader<'_>,
     f: &Field,
     block: usize,
     out: &mut [u8],
 ) -> Result<(), DecodeError> {
     for (i, b) in out.chunks_exact_mut(block).enumerate() {
-        let v = book.value(lanes.next_book(i, book)?);
+        let v = match book.value(lanes.next_book(i, book)?) {
+            Some(v) => v,
+            None => raw.u16()?,
+        };
         b[f.offset..f.offset + 2].copy_from_slice(&v.to_le_bytes());
     }
     Ok(())

@@ -53,6 +53,7 @@ fn q4_1_unit() -> (Vec<u8>, Vec<u8>) {
     // implied index, 2 bytes of value bits, no levels.
     let mut book = vec![1, 0, 0, 0, 2, 0, 0, 0, 0x00, 0xbc];
     book.extend_from_slice(&empty_stream());
+    book.extend_from_slice(&0u32.to_le_bytes()); // no escaped values
     let mins = section(2, 2, 0, &book);
     let mut table = vec![0u8; 2 * 0x22];
     table[2 * 0x21..].copy_from_slice(&(PROB_TOTAL as u16).to_le_bytes());

@@ -4,6 +4,7 @@
 //! `kernel/src/codec/CODEC.md`; the encoder writes a CRC32C over the whole
 //! unit so a decoder needs no checksum from its caller.
 
+mod book;
 mod freq;
 mod rans;
 mod section;

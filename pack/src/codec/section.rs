@@ -2,13 +2,11 @@
 //! the cheapest way the format allows (raw, byte rANS, or an f16 codebook),
 //! with the bytes it took for the bench's per-stream report.
 
-use std::collections::{BTreeMap, HashMap};
-
 use lode_kernel::codec::{Field, SectionKind, PROB_TOTAL, SECTION_HEADER_LEN};
-use lode_kernel::limits::{CODEC_BOOK_PROB_BITS, CODEC_MAX_BOOK, CODEC_PROB_BITS};
+use lode_kernel::limits::CODEC_PROB_BITS;
 
-use super::freq::{levels, normalize};
-use super::rans;
+use super::freq::normalize;
+use super::{book, rans};
 
 /// A coded section and what it is.
 pub struct Section {
@@ -24,9 +22,9 @@ pub fn encode(f: &Field, block: usize, data: &[u8]) -> Section {
         .chunks_exact(block)
         .flat_map(|b| b[f.offset..f.offset + f.width].iter().copied())
         .collect();
-    let raw = frame(SectionKind::Raw, f, 0, gathered.clone());
+    let raw = frame(SectionKind::Raw, f, 0, 0, gathered.clone());
     let coded = if f.f16 {
-        f16_book(f, &gathered)
+        book::encode(&gathered).map(|(escape, body)| frame(SectionKind::F16, f, escape, 0, body))
     } else {
         Some(byte_rans(f, &gathered))
     };
@@ -37,9 +35,9 @@ pub fn encode(f: &Field, block: usize, data: &[u8]) -> Section {
 }
 
 /// A section header and `body`.
-fn frame(kind: SectionKind, f: &Field, nsym: usize, body: Vec<u8>) -> Section {
+fn frame(kind: SectionKind, f: &Field, flags: u8, nsym: usize, body: Vec<u8>) -> Section {
     let mut bytes = Vec::with_capacity(SECTION_HEADER_LEN + body.len());
-    bytes.extend_from_slice(&[kind as u8, f.width as u8, 0, (nsym % 256) as u8]);
+    bytes.extend_from_slice(&[kind as u8, f.width as u8, flags, (nsym % 256) as u8]);
     bytes.extend_from_slice(&(body.len() as u32).to_le_bytes());
     bytes.extend_from_slice(&body);
     Section { kind, bytes }
@@ -66,78 +64,5 @@ fn byte_rans(f: &Field, v: &[u8]) -> Section {
     let mut body = Vec::new();
     table_bytes(&freqs, &mut body);
     rans::encode(v, &freqs, CODEC_PROB_BITS).write(&mut body);
-    frame(SectionKind::Bytes, f, nsym, body)
-}
-
-/// Each f16 an rANS-coded index into the sorted codebook of the field's
-/// distinct values; `None` when there are more than `CODEC_MAX_BOOK`.
-fn f16_book(f: &Field, gathered: &[u8]) -> Option<Section> {
-    let mut m: BTreeMap<u16, u64> = BTreeMap::new();
-    for b in gathered.chunks_exact(2) {
-        *m.entry(u16::from_le_bytes([b[0], b[1]])).or_insert(0) += 1;
-    }
-    if m.is_empty() || m.len() > CODEC_MAX_BOOK {
-        return None;
-    }
-    let index: HashMap<u16, u16> = m.keys().enumerate().map(|(i, &v)| (v, i as u16)).collect();
-    let counts: Vec<u64> = m.values().copied().collect();
-    let (implied, q, freqs) = levels(&counts);
-    let mut body = Vec::new();
-    body.extend_from_slice(&(m.len() as u16).to_le_bytes());
-    body.extend_from_slice(&(implied as u16).to_le_bytes());
-    let mut bits = BitWriter::default();
-    let mut prev = None;
-    for &v in m.keys() {
-        match prev {
-            None => bits.put(u32::from(v), 16),
-            Some(p) => bits.gamma(u32::from(v - p)),
-        }
-        prev = Some(v);
-    }
-    body.extend_from_slice(&(bits.bytes.len() as u32).to_le_bytes());
-    body.extend_from_slice(&bits.bytes);
-    body.extend(
-        q.iter()
-            .enumerate()
-            .filter(|&(i, _)| i != implied)
-            .map(|(_, &q)| q),
-    );
-    let symbols: Vec<u16> = gathered
-        .chunks_exact(2)
-        .map(|b| index[&u16::from_le_bytes([b[0], b[1]])])
-        .collect();
-    rans::encode(&symbols, &freqs, CODEC_BOOK_PROB_BITS).write(&mut body);
-    Some(frame(SectionKind::F16, f, 0, body))
-}
-
-/// Bits written least significant first, as the kernel's reader takes
-/// them.
-#[derive(Default)]
-struct BitWriter {
-    bytes: Vec<u8>,
-    at: usize,
-}
-
-impl BitWriter {
-    /// The low `n` bits of `v`.
-    fn put(&mut self, v: u32, n: u32) {
-        for k in 0..n {
-            if self.at.is_multiple_of(8) {
-                self.bytes.push(0);
-            }
-            if (v >> k) & 1 != 0 {
-                *self.bytes.last_mut().expect("a byte") |= 1 << (self.at % 8);
-            }
-            self.at += 1;
-        }
-    }
-
-    /// `v` (at least 1) in Elias gamma: as many zeros as bits below its
-    /// leading one, the one, then those bits.
-    fn gamma(&mut self, v: u32) {
-        let z = 31 - v.leading_zeros();
-        self.put(0, z);
-        self.put(1, 1);
-        self.put(v & ((1 << z) - 1), z);
-    }
+    frame(SectionKind::Bytes, f, 0, nsym, body)
 }
