@@ -17,7 +17,7 @@ const COARSE: usize = 1 << CODEC_BOOK_COARSE_BITS;
 const COARSE_SHIFT: u32 = CODEC_BOOK_PROB_BITS - CODEC_BOOK_COARSE_BITS;
 
 /// A decoded codebook: values, cumulative starts, and for each coarse
-/// slot range the first index it can decode to. About 26 KiB.
+/// slot range the first index it can decode to. About 32 KiB.
 #[derive(Clone)]
 pub struct Book {
     values: [u16; CODEC_MAX_BOOK],

@@ -16,7 +16,7 @@ use super::rans::{Lanes, Table};
 use super::reader::Reader;
 
 /// What a decode needs besides its input and output: the byte rANS table
-/// and the f16 codebook, about 42 KiB. Keep one per decoding thread (in an
+/// and the f16 codebook, about 48 KiB. Keep one per decoding thread (in an
 /// arena slot or a static on a small target) and pass it to
 /// [`decode_with`]; [`decode`] puts one on the stack.
 #[derive(Debug, Clone, Default)]
@@ -110,7 +110,7 @@ pub fn unit_crc(unit: &[u8]) -> u32 {
 /// Decodes the unit at the start of `coded` into `out`, checking its CRC;
 /// returns the bytes written (the unit's blocks, as GGUF stores them).
 /// Bytes of `coded` past the unit's length are ignored (a slot's padding).
-/// Uses about 42 KiB of stack; [`decode_with`] takes that from the caller.
+/// Uses about 48 KiB of stack; [`decode_with`] takes that from the caller.
 pub fn decode(coded: &[u8], out: &mut [u8]) -> Result<usize, DecodeError> {
     decode_with(&mut Scratch::default(), Verify::Crc, coded, out)
 }

@@ -15,7 +15,7 @@
 //!
 //! Decoding borrows its input (an I/O slot's bytes) and writes the exact
 //! original block bytes into a borrowed output (a compute slot); it never
-//! allocates, takes its 42 KiB of tables from a [`Scratch`], and every
+//! allocates, takes its 48 KiB of tables from a [`Scratch`], and every
 //! loop is bounded by the output's length. Corrupt or truncated input is a
 //! [`DecodeError`], never a panic: the unit's CRC32C catches damage first
 //! ([`Verify::Trusted`] skips it for bytes already checked), and the rANS

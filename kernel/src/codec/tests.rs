@@ -119,6 +119,12 @@ fn every_header_check_has_its_error() {
 }
 
 #[test]
+fn scratch_is_the_size_the_docs_say() {
+    let n = core::mem::size_of::<Scratch>();
+    assert!((47 * 1024..49 * 1024).contains(&n), "{n}");
+}
+
+#[test]
 fn errors_display() {
     extern crate alloc;
     use alloc::string::ToString;
