@@ -202,7 +202,7 @@ fn section(
             let mut lanes = rans_stream(&mut body)?;
             let n = body.u32()? as usize;
             let mut raw = Reader::new(body.take(n)?, 0);
-            f16_field(&mut lanes, &s.book, &mut raw, f, block, out)?;
+            lanes.fill_book(&s.book, &mut raw, out, block, f.offset)?;
             lanes.finish()?;
             if !raw.at_end() {
                 return Err(DecodeError::Corrupt("escaped values left over"));
@@ -237,24 +237,4 @@ fn bytes_field(
         ));
     }
     lanes.fill(t, out, block, f.offset, f.width)
-}
-
-/// An f16 field: block `i`'s value is codebook index `i` (lane
-/// `i % LANES`), or for the escape index the next raw value of `raw`.
-fn f16_field(
-    lanes: &mut Lanes<'_>,
-    book: &Book,
-    raw: &mut Reader<'_>,
-    f: &Field,
-    block: usize,
-    out: &mut [u8],
-) -> Result<(), DecodeError> {
-    for (i, b) in out.chunks_exact_mut(block).enumerate() {
-        let v = match book.value(lanes.next_book(i, book)?) {
-            Some(v) => v,
-            None => raw.u16()?,
-        };
-        b[f.offset..f.offset + 2].copy_from_slice(&v.to_le_bytes());
-    }
-    Ok(())
 }

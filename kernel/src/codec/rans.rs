@@ -15,6 +15,7 @@ use crate::limits::{
 };
 
 use super::book::Book;
+use super::reader::Reader;
 
 use super::error::DecodeError;
 use super::layout::{PROB_TOTAL, STATE_LOW};
@@ -166,21 +167,46 @@ impl<'a> Lanes<'a> {
         Ok(())
     }
 
-    /// Decodes one codebook index with lane `lane`, at the book's 16-bit
-    /// precision.
-    #[inline(always)]
-    pub(super) fn next_book(&mut self, lane: usize, b: &Book) -> Result<usize, DecodeError> {
-        let lane = lane % CODEC_LANES;
-        let x = self.x[lane];
-        let slot = x & (BOOK_TOTAL - 1);
-        let (s, freq, start) = b.lookup(slot);
-        // (x >> 16) < 2^16 and freq <= 2^16: the product and the offset
-        // within freq stay below 2^32.
-        let x = freq
-            .wrapping_mul(x >> CODEC_BOOK_PROB_BITS)
-            .wrapping_add(slot.wrapping_sub(start));
-        self.x[lane] = self.renorm(x)?;
-        Ok(s)
+    /// Decodes an f16 field through codebook `b` into `offset` of every
+    /// `block`-byte block of `out`, block `i` by lane `i % LANES`, the
+    /// escape index taking the next value of `raw`. The states live in
+    /// locals for the whole field, as in [`fill`](Self::fill).
+    pub(super) fn fill_book(
+        &mut self,
+        b: &Book,
+        raw: &mut Reader<'_>,
+        out: &mut [u8],
+        block: usize,
+        offset: usize,
+    ) -> Result<(), DecodeError> {
+        let (mut x, mut pos, words) = (self.x, self.pos, self.words);
+        for (i, dst) in out.chunks_exact_mut(block).enumerate() {
+            let lane = &mut x[i % CODEC_LANES];
+            let slot = *lane & (BOOK_TOTAL - 1);
+            let (s, freq, start) = b.lookup(slot);
+            // (x >> 16) < 2^16 and freq <= 2^16: the product and the
+            // offset within freq stay below 2^32.
+            let mut y = freq
+                .wrapping_mul(*lane >> CODEC_BOOK_PROB_BITS)
+                .wrapping_add(slot.wrapping_sub(start));
+            if y < STATE_LOW {
+                let Some(w) = words.get(pos..pos + 2) else {
+                    return Err(DecodeError::Corrupt("rANS stream ends early"));
+                };
+                y = y << 16 | u32::from(u16::from_le_bytes([w[0], w[1]]));
+                pos += 2;
+            }
+            *lane = y;
+            let v = match b.value(s) {
+                Some(v) => v,
+                None => raw.u16()?,
+            };
+            if let Some(d) = dst.get_mut(offset..offset + 2) {
+                d.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        (self.x, self.pos) = (x, pos);
+        Ok(())
     }
 
     /// Brings a decoded state back to at least `STATE_LOW` with one word
