@@ -174,9 +174,15 @@ fn section(
         (SectionKind::F16, 1) => true,
         _ => return Err(DecodeError::Corrupt("section flags")),
     };
-    let nsym = match head[3] {
-        0 => CODEC_SYMBOLS,
-        n => usize::from(n),
+    let nsym = match (kind, head[3]) {
+        (SectionKind::Bytes, 0) => CODEC_SYMBOLS,
+        (SectionKind::Bytes, n) => usize::from(n),
+        (_, 0) => 0,
+        _ => {
+            return Err(DecodeError::Corrupt(
+                "symbol count on a section without a table",
+            ))
+        }
     };
     let len = u32_at(head, 4) as usize;
     let mut body = Reader::new(r.take(len)?, 0);
