@@ -7,7 +7,7 @@
 //! and coded (float tensors count as stored); and single-thread decode
 //! speed in MB/s of output, the best of `--reps` passes over every unit.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::error::Error;
 use std::io::Write;
 use std::path::PathBuf;
@@ -15,9 +15,10 @@ use std::time::Instant;
 
 use lode_formats::gguf::Gguf;
 use lode_formats::input::{read_file, Limit};
+use lode_formats::DType;
 use lode_kernel::codec::{decode_with, Role, Scratch, Verify};
 use lode_pack::codec::encode;
-use lode_pack::entropy::{class_of, count, Stream};
+use lode_pack::entropy::{class_of, count, separate, Stream};
 use serde::Serialize;
 
 /// Arguments of `lode bench codec`.
@@ -40,8 +41,11 @@ struct StreamRow {
     stream: Stream,
     symbols: u64,
     stored_bits: u32,
-    /// The class's order-0 entropy, bits a symbol.
+    /// The class's order-0 entropy, bits a symbol (the bound).
     entropy_bits: f64,
+    /// Each tensor's own order-0 entropy, averaged over the class's
+    /// symbols: what a unit of one tensor could reach with free tables.
+    tensor_entropy_bits: f64,
     /// Coded bits a symbol, tables and section headers included.
     coded_bits: f64,
     /// `coded_bits / entropy_bits - 1` (0.02 is the issue's 2%).
@@ -70,6 +74,35 @@ fn stream_of(r: Role) -> Option<Stream> {
     }
 }
 
+/// Per class: coded bytes in all, and per stream the coded bytes and the
+/// sum over its tensors of each tensor's own order-0 entropy, in bits.
+type Coded = BTreeMap<String, (u64, BTreeMap<Stream, (u64, f64)>)>;
+
+/// Bits the order-0 entropy of one tensor's stream `s` gives: its symbols
+/// are 4-bit values (Q4 types), bytes (Q8_0) or the f16 values.
+fn tensor_entropy_bits(dtype: DType, data: &[u8], s: Stream) -> f64 {
+    let bytes = separate(dtype, data, s);
+    let mut hist: HashMap<u32, u64> = HashMap::new();
+    match (s, dtype) {
+        (Stream::Values, DType::Q8_0) => bytes
+            .iter()
+            .for_each(|&b| *hist.entry(u32::from(b)).or_default() += 1),
+        (Stream::Values, _) => bytes.iter().for_each(|&b| {
+            *hist.entry(u32::from(b & 15)).or_default() += 1;
+            *hist.entry(u32::from(b >> 4)).or_default() += 1;
+        }),
+        _ => bytes.chunks_exact(2).for_each(|b| {
+            *hist
+                .entry(u32::from(u16::from_le_bytes([b[0], b[1]])))
+                .or_default() += 1
+        }),
+    }
+    let n: u64 = hist.values().sum();
+    hist.values()
+        .map(|&c| -(c as f64) * (c as f64 / n as f64).log2())
+        .sum()
+}
+
 /// A coded tensor: its unit and its decoded length.
 struct Unit {
     coded: Vec<u8>,
@@ -78,12 +111,9 @@ struct Unit {
 
 /// Codes every tensor: the units, each class's coded bytes per stream and
 /// in all.
-#[allow(clippy::type_complexity)]
-fn code_all(
-    gguf: &Gguf<'_>,
-) -> Result<(Vec<Unit>, BTreeMap<String, (u64, BTreeMap<Stream, u64>)>), Box<dyn Error>> {
+fn code_all(gguf: &Gguf<'_>) -> Result<(Vec<Unit>, Coded), Box<dyn Error>> {
     let mut units = Vec::new();
-    let mut classes: BTreeMap<String, (u64, BTreeMap<Stream, u64>)> = BTreeMap::new();
+    let mut classes = Coded::new();
     for t in gguf.tensors() {
         let data = gguf.data(&t)?;
         let c = classes.entry(class_of(t.name)).or_default();
@@ -94,7 +124,9 @@ fn code_all(
         c.0 += e.bytes.len() as u64;
         for s in &e.sections {
             if let Some(st) = stream_of(s.role) {
-                *c.1.entry(st).or_default() += s.coded_bytes as u64;
+                let e = c.1.entry(st).or_default();
+                e.0 += s.coded_bytes as u64;
+                e.1 += tensor_entropy_bits(t.dtype, data, st);
             }
         }
         let mut out = vec![0u8; data.len()];
@@ -146,10 +178,7 @@ fn speed(units: &[Unit], reps: u32, verify: Verify) -> Result<(f64, Option<f64>)
     Ok((mb / wall, (cpu.is_finite() && cpu > 0.0).then(|| mb / cpu)))
 }
 
-fn rows(
-    gguf: &Gguf<'_>,
-    coded: &BTreeMap<String, (u64, BTreeMap<Stream, u64>)>,
-) -> Result<Vec<ClassRow>, Box<dyn Error>> {
+fn rows(gguf: &Gguf<'_>, coded: &Coded) -> Result<Vec<ClassRow>, Box<dyn Error>> {
     let classes = count(gguf)?;
     let mut out = Vec::new();
     for (name, c) in &classes {
@@ -158,13 +187,14 @@ fn rows(
             .streams
             .iter()
             .map(|(&s, k)| {
-                let bits =
-                    per.get(&s).copied().unwrap_or(0) as f64 * 8.0 / k.symbols().max(1) as f64;
+                let (bytes, tensor_bits) = per.get(&s).copied().unwrap_or_default();
+                let bits = bytes as f64 * 8.0 / k.symbols().max(1) as f64;
                 StreamRow {
                     stream: s,
                     symbols: k.symbols(),
                     stored_bits: k.raw_bits,
                     entropy_bits: k.entropy(),
+                    tensor_entropy_bits: tensor_bits / k.symbols().max(1) as f64,
                     coded_bits: bits,
                     over_bound: bits / k.entropy().max(f64::MIN_POSITIVE) - 1.0,
                 }
@@ -227,13 +257,14 @@ pub fn run(a: &CodecArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
 fn table(out: &mut dyn Write, a: &CodecArgs, rows: &[ClassRow]) -> Result<(), Box<dyn Error>> {
     writeln!(
         out,
-        "lode bench codec: {}; per stream: coded / order-0 bits a symbol (+% over the bound); \
+        "lode bench codec: {}; per stream, bits a symbol: coded / the class's order-0 entropy (the \
+         bound) / its tensors' own (+% coded over the bound); \
          ratios are stored over coded bytes",
         a.model.display()
     )?;
     writeln!(
         out,
-        "{:<22} {:>5} {:>8} {:>24} {:>24} {:>24} {:>7} {:>7}",
+        "{:<22} {:>5} {:>8} {:>29} {:>29} {:>29} {:>7} {:>7}",
         "class", "type", "MiB", "values", "scales", "mins", "ratio", "bound"
     )?;
     for r in rows {
@@ -243,16 +274,17 @@ fn table(out: &mut dyn Write, a: &CodecArgs, rows: &[ClassRow]) -> Result<(), Bo
                 .find(|x| x.stream == s)
                 .map_or("-".into(), |x| {
                     format!(
-                        "{:.3} / {:.3} ({:+.1}%)",
+                        "{:.2} / {:.2} / {:.2} ({:+.1}%)",
                         x.coded_bits,
                         x.entropy_bits,
+                        x.tensor_entropy_bits,
                         100.0 * x.over_bound
                     )
                 })
         };
         writeln!(
             out,
-            "{:<22} {:>5} {:>8.2} {:>24} {:>24} {:>24} {:>6.3}x {:>6.3}x",
+            "{:<22} {:>5} {:>8.2} {:>29} {:>29} {:>29} {:>6.3}x {:>6.3}x",
             r.class,
             r.dtype,
             r.bytes as f64 / 1048576.0,
