@@ -12,6 +12,9 @@
 //! - [`arena::DramArena`]: the DRAM budget as one region carved into slots,
 //! - [`compute::Compute`]: the numeric primitives of a decode step.
 //!
+//! [`codec`] decodes weights that were losslessly entropy-coded (a streamed
+//! unit from its I/O slot into its compute slot), so flash reads fewer bytes.
+//!
 //! Errors follow embedded-hal 1.0: each trait has an `Error` trait with
 //! `kind()` returning a `#[non_exhaustive]` `ErrorKind`.
 #![no_std]
@@ -25,6 +28,7 @@ extern crate std;
 
 pub mod arena;
 pub mod cache;
+pub mod codec;
 pub mod compute;
 pub mod cost;
 pub mod fetch;

@@ -106,6 +106,41 @@ pub const MAX_SWAP_RECORD: usize =
 /// Bytes of the largest KV swap-area directory: one entry per context.
 pub const MAX_SWAP_DIRECTORY: usize = swap::DIR_HEADER_LEN + MAX_CONTEXTS * swap::DIR_ENTRY_LEN;
 
+/// Precision of the weight codec's rANS probabilities: every frequency
+/// table sums to `2^CODEC_PROB_BITS`. 12 bits keep a decode table of
+/// `2^12` four-byte entries (16 KiB, in L1) and pack a slot's symbol,
+/// frequency and start into one `u32`; finer tables cost cache misses for
+/// well under 1% of the bits (measured by `lode bench codec`).
+pub const CODEC_PROB_BITS: u32 = 12;
+
+/// Slots of a codec decode table.
+pub const CODEC_SLOTS: usize = 1 << CODEC_PROB_BITS;
+
+/// Most symbols of one codec frequency table: a byte's values, or the
+/// distinct high parts of a tensor's f16 scales.
+pub const CODEC_SYMBOLS: usize = 256;
+
+/// rANS lanes (interleaved states) of every codec stream: four
+/// independent multiply chains keep a core's pipeline full.
+pub const CODEC_LANES: usize = 4;
+
+/// Most distinct values an f16 field's codebook holds in one unit.
+/// SmolLM2's tensors have 380 to 1,200 distinct scales or minimums each;
+/// a unit with more stores that field raw.
+pub const CODEC_MAX_BOOK: usize = 4096;
+
+/// Precision of a codebook's rANS probabilities: finer than the byte
+/// tables' because a codebook's rare values must not be charged a
+/// 1/4096 probability each.
+pub const CODEC_BOOK_PROB_BITS: u32 = 16;
+
+/// Bits of a codebook decode's first lookup (a slot's top bits to the
+/// first value it can decode to; a short scan finishes the search).
+pub const CODEC_BOOK_COARSE_BITS: u32 = 12;
+
+/// Most fields a block type has (Q5_1: scale, minimum, high bits, values).
+pub const CODEC_MAX_FIELDS: usize = 4;
+
 // The swap format holds every context, chunk and token the kernel does,
 // in chunks of the same size.
 const _: () = assert!(MAX_CONTEXTS as u64 <= swap::MAX_DIR_ENTRIES as u64);
@@ -140,3 +175,12 @@ const _: () = assert!(MAX_RING <= RING_COMPLETIONS);
 const _: () = assert!(HEAT_LEVELS >= 1 && HEAT_LEVELS <= u8::MAX as usize + 1);
 // The adaptive planner always has its three fixed candidates.
 const _: () = assert!(MAX_CANDIDATES > 3);
+// A decode table entry packs symbol (8 bits), frequency - 1 and start
+// (CODEC_PROB_BITS each) into a u32; 32-bit states renormalised by 16
+// bits need at most 16 bits of probability.
+const _: () = assert!(CODEC_SYMBOLS <= 256 && 8 + 2 * CODEC_PROB_BITS <= 32);
+const _: () = assert!(CODEC_PROB_BITS <= 16 && CODEC_LANES >= 1);
+// Codebook indices are u16, and a codebook state decode stays in 32 bits
+// with one 16-bit renormalisation (probability bits at most 16).
+const _: () = assert!(CODEC_MAX_BOOK <= 1 << 16 && CODEC_BOOK_PROB_BITS <= 16);
+const _: () = assert!(CODEC_BOOK_COARSE_BITS <= CODEC_BOOK_PROB_BITS);

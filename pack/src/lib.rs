@@ -4,6 +4,8 @@
 //! - [`image`]: a GGUF llama model into a lode image laid out for streaming
 //!   (the library half of `lode pack`), and [`image::readback`] of a written
 //!   image's FFN;
+//! - [`codec`]: GGUF quantized blocks losslessly entropy-coded into units
+//!   that `lode_kernel::codec` decodes;
 //! - [`finite`]: the check that refuses NaN and infinite weights while a
 //!   model is packed;
 //! - [`bundle`]: the re-layout of a layer's FFN matrices into neuron
@@ -30,6 +32,7 @@
 
 pub mod bundle;
 pub mod calibration;
+pub mod codec;
 pub mod entropy;
 pub mod finite;
 pub mod image;

@@ -1,5 +1,6 @@
 //! `lode bench`: benchmarks that print ratios measured side by side in one run.
 
+pub mod codec;
 pub mod contexts;
 pub mod entropy;
 pub mod io;
@@ -35,6 +36,11 @@ pub enum BenchCmd {
     /// tensor class's streams (values, scales, minimums), their order-0
     /// entropy and the bound it gives, against zstd and LZ4.
     Entropy(entropy::EntropyArgs),
+    /// The kernel's lossless weight codec on a GGUF: every quantized
+    /// tensor coded and decoded back, each class's and stream's coded bits
+    /// a symbol against its order-0 entropy, the model's bytes raw and
+    /// coded, and single-thread decode MB/s.
+    Codec(codec::CodecArgs),
 }
 
 /// Run `lode bench`.
@@ -45,5 +51,6 @@ pub fn run(cmd: &BenchCmd, out: &mut dyn std::io::Write) -> Result<(), Box<dyn s
         BenchCmd::Kv(args) => kv::run(args, out),
         BenchCmd::Contexts(args) => contexts::run(args, out),
         BenchCmd::Entropy(args) => entropy::run(args, out),
+        BenchCmd::Codec(args) => codec::run(args, out),
     }
 }

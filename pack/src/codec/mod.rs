@@ -1,0 +1,104 @@
+//! The encoder of `lode_kernel::codec`: a GGUF tensor's raw block bytes
+//! (or any run of whole blocks) into one coded unit that the kernel
+//! decodes back to the same bytes. The byte layout is specified in
+//! `kernel/src/codec/CODEC.md`; the encoder writes a CRC32C over the whole
+//! unit so a decoder needs no checksum from its caller.
+
+mod book;
+mod freq;
+mod rans;
+mod section;
+
+use lode_formats::DType;
+use lode_kernel::codec::{fields, unit_crc, Role, SectionKind, CRC_AT, MAGIC, VERSION};
+
+pub use freq::{coded_bits, normalize};
+
+/// Why blocks could not be coded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EncodeError {
+    /// The codec does not take this block type.
+    UnsupportedType(DType),
+    /// The bytes are not whole blocks of the type.
+    PartialBlock {
+        /// Bytes given.
+        len: usize,
+        /// Bytes a block takes.
+        block: usize,
+    },
+    /// More blocks or bytes than the header's u32 fields hold.
+    TooLarge,
+}
+
+impl std::fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EncodeError::UnsupportedType(d) => write!(f, "the codec does not take {}", d.name()),
+            EncodeError::PartialBlock { len, block } => {
+                write!(f, "{len} bytes are not whole blocks of {block}")
+            }
+            EncodeError::TooLarge => write!(f, "too many blocks for one coded unit"),
+        }
+    }
+}
+
+impl std::error::Error for EncodeError {}
+
+/// What one section of a unit cost.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SectionStat {
+    /// The field it codes.
+    pub role: Role,
+    /// How it is coded.
+    pub kind: SectionKind,
+    /// Bytes of the field as stored in the blocks.
+    pub raw_bytes: usize,
+    /// Bytes of the section, its header and tables included.
+    pub coded_bytes: usize,
+}
+
+/// A coded unit and what each section cost.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    /// The unit's bytes.
+    pub bytes: Vec<u8>,
+    /// One entry per field, in block order.
+    pub sections: Vec<SectionStat>,
+}
+
+/// Codes the blocks `data` of type `dtype` as one unit.
+pub fn encode(dtype: DType, data: &[u8]) -> Result<Encoded, EncodeError> {
+    let fs = fields(dtype).ok_or(EncodeError::UnsupportedType(dtype))?;
+    let block = dtype.block_bytes();
+    if !data.len().is_multiple_of(block) {
+        return Err(EncodeError::PartialBlock {
+            len: data.len(),
+            block,
+        });
+    }
+    let blocks = u32::try_from(data.len() / block).map_err(|_| EncodeError::TooLarge)?;
+    let mut bytes = Vec::with_capacity(data.len() + 64);
+    bytes.extend_from_slice(&MAGIC);
+    bytes.extend_from_slice(&[VERSION, dtype.code() as u8, fs.len() as u8, 0]);
+    bytes.extend_from_slice(&blocks.to_le_bytes());
+    bytes.extend_from_slice(&[0; 8]); // unit length and CRC, below
+    let mut sections = Vec::with_capacity(fs.len());
+    for f in fs {
+        let s = section::encode(f, block, data);
+        sections.push(SectionStat {
+            role: f.role,
+            kind: s.kind,
+            raw_bytes: f.width * blocks as usize,
+            coded_bytes: s.bytes.len(),
+        });
+        bytes.extend_from_slice(&s.bytes);
+    }
+    let len = u32::try_from(bytes.len()).map_err(|_| EncodeError::TooLarge)?;
+    bytes[12..16].copy_from_slice(&len.to_le_bytes());
+    let crc = unit_crc(&bytes);
+    bytes[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+    Ok(Encoded { bytes, sections })
+}
+
+#[cfg(test)]
+mod tests;
