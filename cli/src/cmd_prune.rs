@@ -39,25 +39,25 @@ pub struct PruneArgs {
     #[arg(long, default_value_t = 128)]
     pub window: usize,
     /// Calibration windows (sampled at random from the calibration texts).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 8)]
     pub calib_windows: usize,
     /// Held-out windows (sampled at random from the held-out texts).
     #[arg(long, default_value_t = 16)]
     pub held_out_windows: usize,
     /// Windows of the search's cheap first scoring.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 1)]
     pub cheap_windows: usize,
     /// Generations of the search.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 20)]
     pub generations: usize,
     /// Children a generation.
     #[arg(long, default_value_t = 32)]
     pub offspring: usize,
     /// Children scored again on every calibration window.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 3)]
     pub survivors: usize,
     /// Random masks scored as the random baseline (the median is shown).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 4)]
     pub random: usize,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 1)]
@@ -220,4 +220,112 @@ fn print_table(
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::real_model;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        a: PruneArgs,
+    }
+
+    fn args(model: &std::path::Path, extra: &[&str]) -> PruneArgs {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let mut v = vec![
+            "prune".to_string(),
+            "-m".into(),
+            model.display().to_string(),
+            "--calib".into(),
+            format!("{root}/README.md"),
+            "--held-out".into(),
+            format!("{root}/formats/FORMAT.md"),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        Cli::parse_from(v).a
+    }
+
+    /// Levels that drop nothing or everything, a window too short and too
+    /// few windows are refused with a message naming the option.
+    #[test]
+    fn options_that_cannot_run_are_refused_before_any_work() {
+        let Some(m) = real_model() else { return };
+        for (extra, says) in [
+            (&["--levels", "1"][..], "--levels 1"),
+            (&["--levels", "100"][..], "--levels 100"),
+            (&["--window", "1"][..], "--window 1"),
+            (&["--calib-windows", "100000"][..], "--calib"),
+        ] {
+            let e = run(&args(&m, extra), &mut Vec::new())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{extra:?}: {e}");
+        }
+    }
+
+    /// A tiny search end to end: every method drops the level's layers,
+    /// the search's best KL never rises, and EvoP's calibration KL is the
+    /// search's result.
+    #[test]
+    fn a_small_search_reports_every_method_at_the_level() {
+        let Some(m) = real_model() else { return };
+        let a = args(
+            &m,
+            &[
+                "--levels",
+                "10",
+                "--window",
+                "16",
+                "--calib-windows",
+                "2",
+                "--held-out-windows",
+                "2",
+                "--generations",
+                "2",
+                "--offspring",
+                "3",
+                "--survivors",
+                "1",
+                "--random",
+                "1",
+                "--threads",
+                "2",
+                "--json",
+            ],
+        );
+        let out = crate::testutil::with_main_stack(move || {
+            let mut out = Vec::new();
+            run(&a, &mut out).unwrap();
+            out
+        });
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let level = &v["levels"][0];
+        assert_eq!(level["drop"], 3);
+        let methods = level["methods"].as_array().unwrap();
+        let names: Vec<&str> = methods
+            .iter()
+            .map(|m| m["method"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["evop", "block-influence", "last-layers", "random"]);
+        for m in methods {
+            assert_eq!(m["dropped"].as_array().unwrap().len(), 3, "{m}");
+            assert!(m["held_out"]["perplexity"].as_f64().unwrap() > 1.0);
+        }
+        assert_eq!(methods[2]["dropped"], serde_json::json!([27, 28, 29]));
+        let kls: Vec<f64> = level["search"]["generations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["best_kl"].as_f64().unwrap())
+            .collect();
+        assert_eq!(kls.len(), 3);
+        assert!(kls.windows(2).all(|w| w[1] <= w[0]), "{kls:?}");
+        let evop = methods[0]["calibration"]["kl"].as_f64().unwrap();
+        assert!((evop - kls[2]).abs() < 1e-9, "{evop} vs {kls:?}");
+        assert_eq!(v["block_influence"].as_array().unwrap().len(), 30);
+    }
 }
