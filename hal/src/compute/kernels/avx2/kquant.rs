@@ -1,0 +1,177 @@
+//! K-quant products (Q4_K, Q6_K) with AVX2 against the per-32 activation
+//! blocks; the arithmetic is the scalar path's (see
+//! `kernels::scalar::kquant`), laid out in vectors.
+//!
+//! - Q4_K: each 32 bytes of `qs` are two sub-blocks (low nibbles, high
+//!   nibbles), each already in element order, so a sub-block is one `and`
+//!   (or shift and `and`) and one `maddubs`/`madd` against its activation
+//!   block, like Q4_1.
+//! - Q6_K: the four 32-element groups of a 128-element half are assembled
+//!   from two 32-byte loads of `ql` and one of `qh` (nibble, plus two high
+//!   bits moved to bits 4..6), giving unsigned codes 0..64 in element order.
+//!   `maddubs(q, a) − maddubs(32, a)` is `Σ (q − 32)·a` per pair of elements
+//!   (|each| ≤ 2 · 63 · 127, no i16 saturation), and one `madd` against
+//!   the two sub-block scales (low 128 bits: elements 0..16, high: 16..32)
+//!   scales and widens it in one instruction.
+//!
+//! There is no VNNI flavour: a VNNI token runs these same AVX2 loops.
+//! Results equal the scalar path's up to float rounding (lanes accumulate in
+//! a different order).
+
+use core::arch::x86_64::*;
+
+use super::{hsum_ps, load_act, load_u8x32, udot_avx2};
+use crate::compute::act::ActBlock;
+use crate::compute::kernels::scalar::kquant::{q6k_scales, Q4kScales, ACTS, Q4K_BYTES, Q6K_BYTES};
+
+/// The 32 bytes at `off` of a super-block, as a vector (zeros if out of
+/// range, which the callers' constant offsets rule out).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load32(b: &[u8], off: usize) -> __m256i {
+    match b.get(off..off + 32).map(<&[u8; 32]>::try_from) {
+        Some(Ok(v)) => load_u8x32::<0, 32>(v),
+        _ => _mm256_setzero_si256(),
+    }
+}
+
+/// One Q4_K super-block · its eight activation blocks: the scaled integer
+/// dot products added to `acc` (8 lanes), the minimum terms to `bias`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4k_block(b: &[u8; Q4K_BYTES], a8: &[ActBlock], acc: __m256, bias: &mut f32) -> __m256 {
+    let s = Q4kScales::of(b);
+    let m4 = _mm256_set1_epi8(0x0f);
+    let mut acc = acc;
+    for i in 0..ACTS / 2 {
+        let v = load32(b, 16 + 32 * i);
+        let lo = _mm256_and_si256(v, m4);
+        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
+        for (j, w) in [(2 * i, lo), (2 * i + 1, hi)] {
+            let (Some(a), Some(&sc), Some(&m)) = (a8.get(j), s.sc.get(j), s.m.get(j)) else {
+                continue;
+            };
+            let p = _mm256_cvtepi32_ps(udot_avx2(w, load_act(a)));
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(s.d * f32::from(sc) * a.d), p, acc);
+            *bias += s.dmin * f32::from(m) * a.ds;
+        }
+    }
+    acc
+}
+
+/// One Q6_K super-block · its eight activation blocks, added to `acc`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q6k_block(b: &[u8; Q6K_BYTES], a8: &[ActBlock], acc: __m256) -> __m256 {
+    let (sc, d) = q6k_scales(b);
+    let m4 = _mm256_set1_epi8(0x0f);
+    let m3 = _mm256_set1_epi8(0x03);
+    let m30 = _mm256_set1_epi8(0x30);
+    let k32 = _mm256_set1_epi8(32);
+    let mut acc = acc;
+    for h in 0..2 {
+        let ql_a = load32(b, 64 * h);
+        let ql_b = load32(b, 64 * h + 32);
+        let qh = load32(b, 128 + 32 * h);
+        // Bits 2k..2k+2 of each qh byte moved to bits 4..6 (16-bit shifts:
+        // bits crossing into the neighbouring byte are masked off).
+        let codes = [
+            _mm256_or_si256(
+                _mm256_and_si256(ql_a, m4),
+                _mm256_slli_epi16::<4>(_mm256_and_si256(qh, m3)),
+            ),
+            _mm256_or_si256(
+                _mm256_and_si256(ql_b, m4),
+                _mm256_and_si256(_mm256_slli_epi16::<2>(qh), m30),
+            ),
+            _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16::<4>(ql_a), m4),
+                _mm256_and_si256(qh, m30),
+            ),
+            _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16::<4>(ql_b), m4),
+                _mm256_and_si256(_mm256_srli_epi16::<2>(qh), m30),
+            ),
+        ];
+        for (k, w) in codes.into_iter().enumerate() {
+            let blk = 4 * h + k;
+            let (Some(a), Some(&s0), Some(&s1)) =
+                (a8.get(blk), sc.get(2 * blk), sc.get(2 * blk + 1))
+            else {
+                continue;
+            };
+            let av = load_act(a);
+            let pairs =
+                _mm256_sub_epi16(_mm256_maddubs_epi16(w, av), _mm256_maddubs_epi16(k32, av));
+            let scales =
+                _mm256_set_m128i(_mm_set1_epi16(i16::from(s1)), _mm_set1_epi16(i16::from(s0)));
+            let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, scales));
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), p, acc);
+        }
+    }
+    acc
+}
+
+/// Q4_K row · activation; see `scalar::dot_q`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot_q4_k(row: &[u8], act: &[ActBlock]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut bias = 0.0f32;
+    for (blk, a8) in row.chunks_exact(Q4K_BYTES).zip(act.chunks_exact(ACTS)) {
+        if let Ok(b) = <&[u8; Q4K_BYTES]>::try_from(blk) {
+            acc = q4k_block(b, a8, acc, &mut bias);
+        }
+    }
+    hsum_ps(acc) - bias
+}
+
+/// Two Q4_K rows · the same activation (two independent chains).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot2_q4_k(r0: &[u8], r1: &[u8], act: &[ActBlock]) -> (f32, f32) {
+    let mut acc = [_mm256_setzero_ps(); 2];
+    let mut bias = [0.0f32; 2];
+    let blocks = r0.chunks_exact(Q4K_BYTES).zip(r1.chunks_exact(Q4K_BYTES));
+    for ((b0, b1), a8) in blocks.zip(act.chunks_exact(ACTS)) {
+        if let (Ok(b0), Ok(b1)) = (
+            <&[u8; Q4K_BYTES]>::try_from(b0),
+            <&[u8; Q4K_BYTES]>::try_from(b1),
+        ) {
+            acc[0] = q4k_block(b0, a8, acc[0], &mut bias[0]);
+            acc[1] = q4k_block(b1, a8, acc[1], &mut bias[1]);
+        }
+    }
+    (hsum_ps(acc[0]) - bias[0], hsum_ps(acc[1]) - bias[1])
+}
+
+/// Q6_K row · activation; see `scalar::dot_q`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot_q6_k(row: &[u8], act: &[ActBlock]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (blk, a8) in row.chunks_exact(Q6K_BYTES).zip(act.chunks_exact(ACTS)) {
+        if let Ok(b) = <&[u8; Q6K_BYTES]>::try_from(blk) {
+            acc = q6k_block(b, a8, acc);
+        }
+    }
+    hsum_ps(acc)
+}
+
+/// Two Q6_K rows · the same activation (two independent chains).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot2_q6_k(r0: &[u8], r1: &[u8], act: &[ActBlock]) -> (f32, f32) {
+    let mut acc = [_mm256_setzero_ps(); 2];
+    let blocks = r0.chunks_exact(Q6K_BYTES).zip(r1.chunks_exact(Q6K_BYTES));
+    for ((b0, b1), a8) in blocks.zip(act.chunks_exact(ACTS)) {
+        if let (Ok(b0), Ok(b1)) = (
+            <&[u8; Q6K_BYTES]>::try_from(b0),
+            <&[u8; Q6K_BYTES]>::try_from(b1),
+        ) {
+            acc[0] = q6k_block(b0, a8, acc[0]);
+            acc[1] = q6k_block(b1, a8, acc[1]);
+        }
+    }
+    (hsum_ps(acc[0]), hsum_ps(acc[1]))
+}

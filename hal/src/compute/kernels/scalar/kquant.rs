@@ -1,0 +1,199 @@
+//! Portable K-quant products (Q4_K, Q6_K) against the per-32 activation
+//! blocks, and the float arithmetic every path shares.
+//!
+//! A K-quant super-block holds 256 elements under one f16 scale `d` (and,
+//! for Q4_K, one f16 `dmin`), refined by small integer scales per sub-block:
+//! eight sub-blocks of 32 for Q4_K, sixteen of 16 for Q6_K (byte layouts in
+//! `formats/GGUF.md` and `lode_formats::gguf::kquants`). Both sub-block
+//! sizes divide the activation's 32-element blocks evenly, so a super-block
+//! meets exactly eight [`ActBlock`]s and no Q8_K-style activation (one scale
+//! per 256 with partial sums per 16, llama.cpp's choice) is needed:
+//!
+//! - Q4_K, sub-block `j` against activation block `j`:
+//!   `d·sc_j·a.d·Σ q·qa − dmin·m_j·a.ds`, the minimum term through the
+//!   block's precomputed `ds`, as Q4_1 does;
+//! - Q6_K, activation block `b` against sub-blocks `2b` and `2b + 1`:
+//!   `d·a.d·(sc_2b·Σ_lo (q−32)·qa + sc_2b+1·Σ_hi (q−32)·qa)`, the two
+//!   scaled half sums combined exactly in i32 (|each| ≤ 128 · 16 · 32 · 127).
+//!
+//! The per-block float combination is [`q4k_term`] / [`q6k_term`]; the NEON
+//! kernels compute the same integer sums and call the same functions in the
+//! same order, so they match this path bit for bit.
+
+use lode_formats::gguf::kquants::{dequantize_q4_k, dequantize_q6_k, q4_k_scale_min, QK_K};
+
+use super::{idot, QType};
+use crate::compute::act::ActBlock;
+use crate::compute::quant::{f16_at, QK};
+
+/// Bytes of a Q4_K super-block.
+pub(crate) const Q4K_BYTES: usize = 144;
+/// Bytes of a Q6_K super-block.
+pub(crate) const Q6K_BYTES: usize = 210;
+/// Activation blocks per super-block.
+pub(crate) const ACTS: usize = QK_K / QK;
+
+/// A Q4_K super-block's float scales and its eight 6-bit sub-block scales
+/// and minimums, unpacked once per super-block.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Q4kScales {
+    pub(crate) d: f32,
+    pub(crate) dmin: f32,
+    pub(crate) sc: [u8; ACTS],
+    pub(crate) m: [u8; ACTS],
+}
+
+impl Q4kScales {
+    /// Unpacks bytes 0..16 of a super-block (`d`, `dmin`, 12 packed bytes).
+    #[inline(always)]
+    pub(crate) fn of(b: &[u8; Q4K_BYTES]) -> Q4kScales {
+        let mut packed = [0u8; 12];
+        packed.copy_from_slice(&b[4..16]);
+        let mut s = Q4kScales {
+            d: f16_at(b, 0),
+            dmin: f16_at(b, 2),
+            sc: [0; ACTS],
+            m: [0; ACTS],
+        };
+        for (j, (sc, m)) in s.sc.iter_mut().zip(s.m.iter_mut()).enumerate() {
+            (*sc, *m) = q4_k_scale_min(&packed, j);
+        }
+        s
+    }
+}
+
+/// Q4_K sub-block `j`'s contribution, from its exact integer dot product
+/// `isum` with activation block `a`.
+#[inline(always)]
+pub(crate) fn q4k_term(s: &Q4kScales, j: usize, isum: i32, a: &ActBlock) -> f32 {
+    let (sc, m) = match (s.sc.get(j), s.m.get(j)) {
+        (Some(&sc), Some(&m)) => (sc, m),
+        _ => return 0.0,
+    };
+    s.d * f32::from(sc) * a.d * isum as f32 - s.dmin * f32::from(m) * a.ds
+}
+
+/// Q6_K activation block `a`'s contribution from `isum`, the two scaled
+/// half sums already combined in i32.
+#[inline(always)]
+pub(crate) fn q6k_term(d: f32, isum: i32, a: &ActBlock) -> f32 {
+    d * a.d * isum as f32
+}
+
+/// The 32 codes (0..16) of Q4_K sub-block `j`: the low nibbles of
+/// `qs[32·(j/2)..][..32]` for even `j`, the high nibbles for odd `j`.
+#[inline(always)]
+fn q4k_codes(b: &[u8; Q4K_BYTES], j: usize) -> [i8; QK] {
+    let mut w = [0i8; QK];
+    let start = 16 + 32 * (j / 2);
+    let shift = 4 * (j % 2);
+    if let Some(qs) = b.get(start..start + QK) {
+        for (o, &q) in w.iter_mut().zip(qs) {
+            *o = ((q >> shift) & 0x0f) as i8;
+        }
+    }
+    w
+}
+
+/// The 32 signed codes `q − 32` (−32..32) of Q6_K activation block `blk`
+/// (elements `32·blk..`): half `h = blk / 4` uses `ql[64h..]` and
+/// `qh[32h..]`; group `k = blk % 4` takes the low (`k < 2`) or high nibble
+/// of `ql[64h + 32·(k % 2) + l]` and bits `2k..2k+2` of `qh[32h + l]`.
+#[inline(always)]
+pub(crate) fn q6k_codes(b: &[u8; Q6K_BYTES], blk: usize) -> [i8; QK] {
+    let mut w = [0i8; QK];
+    let (h, k) = (blk / 4, blk % 4);
+    let lo = 64 * h + 32 * (k % 2);
+    let hi = 128 + 32 * h;
+    let (Some(ql), Some(qh)) = (b.get(lo..lo + QK), b.get(hi..hi + QK)) else {
+        return w;
+    };
+    let nib = 4 * (k / 2);
+    for ((o, &l), &q) in w.iter_mut().zip(ql).zip(qh) {
+        let c = ((l >> nib) & 0x0f) | (((q >> (2 * k)) & 3) << 4);
+        *o = c as i8 - 32;
+    }
+    w
+}
+
+/// Q6_K's sixteen signed sub-block scales and its `d`.
+#[inline(always)]
+pub(crate) fn q6k_scales(b: &[u8; Q6K_BYTES]) -> ([i8; 16], f32) {
+    let mut sc = [0i8; 16];
+    for (o, &v) in sc.iter_mut().zip(&b[192..208]) {
+        *o = v as i8;
+    }
+    (sc, f16_at(b, 208))
+}
+
+/// Σ w·qa over elements `r` of a block.
+#[inline(always)]
+fn idot_range(w: &[i8; QK], a: &ActBlock, r: core::ops::Range<usize>) -> i32 {
+    let (Some(w), Some(q)) = (w.get(r.clone()), a.qs.get(r)) else {
+        return 0;
+    };
+    w.iter()
+        .zip(q)
+        .map(|(&x, &y)| i32::from(x) * i32::from(y))
+        .sum()
+}
+
+/// Q4_K row (whole super-blocks) · activation (eight blocks per super-block).
+pub(crate) fn dot_q4_k(row: &[u8], act: &[ActBlock]) -> f32 {
+    let mut acc = 0.0f32;
+    for (blk, a8) in row.chunks_exact(Q4K_BYTES).zip(act.chunks_exact(ACTS)) {
+        let Ok(b) = <&[u8; Q4K_BYTES]>::try_from(blk) else {
+            continue;
+        };
+        let s = Q4kScales::of(b);
+        for (j, a) in a8.iter().enumerate() {
+            acc += q4k_term(&s, j, idot(&q4k_codes(b, j), a), a);
+        }
+    }
+    acc
+}
+
+/// Q6_K row (whole super-blocks) · activation (eight blocks per super-block).
+pub(crate) fn dot_q6_k(row: &[u8], act: &[ActBlock]) -> f32 {
+    let mut acc = 0.0f32;
+    for (blk, a8) in row.chunks_exact(Q6K_BYTES).zip(act.chunks_exact(ACTS)) {
+        let Ok(b) = <&[u8; Q6K_BYTES]>::try_from(blk) else {
+            continue;
+        };
+        let (sc, d) = q6k_scales(b);
+        for ((k, a), s2) in a8.iter().enumerate().zip(sc.chunks_exact(2)) {
+            let w = q6k_codes(b, k);
+            let isum = i32::from(s2[0]) * idot_range(&w, a, 0..16)
+                + i32::from(s2[1]) * idot_range(&w, a, 16..32);
+            acc += q6k_term(d, isum, a);
+        }
+    }
+    acc
+}
+
+/// `y += alpha · dequantize(row)` for a Q4_K or Q6_K row of `y.len()`
+/// elements, through the reference decoders. Every path uses this one:
+/// lode's bundles store down columns in 32-element types, so a K-quant axpy
+/// (`axpy_columns` over a K-quant column) is a rarity not worth SIMD code.
+pub(crate) fn axpy_k(t: QType, row: &[u8], alpha: f32, y: &mut [f32]) {
+    let mut v = [0.0f32; QK_K];
+    for (ys, blk) in y
+        .chunks_exact_mut(QK_K)
+        .zip(row.chunks_exact(t.block_bytes()))
+    {
+        match t {
+            QType::Q4_K => match <&[u8; Q4K_BYTES]>::try_from(blk) {
+                Ok(b) => dequantize_q4_k(b, &mut v),
+                Err(_) => continue,
+            },
+            QType::Q6_K => match <&[u8; Q6K_BYTES]>::try_from(blk) {
+                Ok(b) => dequantize_q6_k(b, &mut v),
+                Err(_) => continue,
+            },
+            _ => return,
+        }
+        for (o, &x) in ys.iter_mut().zip(&v) {
+            *o += alpha * x;
+        }
+    }
+}

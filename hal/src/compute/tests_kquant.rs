@@ -1,0 +1,439 @@
+//! Tests of the Q5_0, Q4_K and Q6_K products: every kernel path against the
+//! reference dequantizer (`lode_formats::gguf::dequantize_row`) followed by
+//! an f64 dot product, on random blocks (random bytes everywhere except
+//! sane, finite f16 scales), through the kernels and through `Compute`;
+//! then on Gemma 3 270M's real tensors when the model is present.
+//!
+//! Tolerances, from first principles:
+//! - Against the *quantized* activation the integer block sums are exact,
+//!   so a path's only error is f32 rounding: each per-block term takes at
+//!   most four roundings and the row sum one more per term, i.e. under
+//!   `(4 + terms) · 2⁻²⁴` of `Σ |term|`, which is at most `mag` below
+//!   (`Σ |w·xq|`, plus, for Q4_K, twice `Σ dmin·m·|xq|`: its scale and
+//!   minimum terms can each exceed the element products they cancel into).
+//!   With at most 64 terms per row that is below 4.2e-6 · mag; the tests
+//!   allow 1e-5 · mag.
+//! - Against the original `x`, add the activation rounding: half a step
+//!   (`max|x_block| / 254`) per element, times `Σ |w|` (`dot_and_bound`).
+
+use lode_kernel::compute::{Bundles, Compute, DType, ErrorKind, QuantMatrix};
+use lode_kernel::formats::gguf::dequantize_row;
+use lode_kernel::rng::SplitMix64;
+
+use super::act::ActBlock;
+use super::f16::f32_to_f16;
+use super::kernels::scalar::kquant::Q4kScales;
+use super::kernels::{Kernels, QType, RowType};
+use super::testutil::{dot_and_bound, rand_vec};
+use super::{CpuCompute, CpuConfig};
+
+/// The types these tests cover.
+const NEW_TYPES: [DType; 3] = [DType::Q5_0, DType::Q4_K, DType::Q6_K];
+
+fn qtype(dtype: DType) -> QType {
+    match RowType::of(dtype) {
+        Some(RowType::Quant(t)) => t,
+        other => panic!("{dtype:?} is not a quantized row type: {other:?}"),
+    }
+}
+
+fn cpu(threads: usize, force_scalar: bool) -> CpuCompute<'static> {
+    let cfg = CpuConfig {
+        min_work_per_chunk: 1,
+        spin_micros: 50,
+        ..CpuConfig::new(2048)
+            .with_threads(threads)
+            .with_force_scalar(force_scalar)
+    };
+    CpuCompute::new(cfg).unwrap()
+}
+
+/// Every kernel set this CPU can run: scalar, the detected SIMD one, and
+/// its other flavour (AVX2 without VNNI, NEON without `sdot`).
+fn paths() -> Vec<Kernels> {
+    let mut v = vec![Kernels::Scalar];
+    let k = Kernels::detect(false);
+    if !matches!(k, Kernels::Scalar) {
+        v.push(k);
+        v.push(k.without_vnni());
+    }
+    #[cfg(target_arch = "aarch64")]
+    if let Kernels::Neon(t) = k {
+        v.push(Kernels::Neon(t.without_dotprod()));
+    }
+    v
+}
+
+/// Row lengths to test: whole blocks of `dtype`, up to three super-blocks.
+fn col_choices(dtype: DType) -> &'static [usize] {
+    match dtype {
+        DType::Q5_0 => &[32, 96, 640],
+        _ => &[256, 512, 768],
+    }
+}
+
+fn put_f16(b: &mut [u8], off: usize, v: f32) {
+    b[off..off + 2].copy_from_slice(&f32_to_f16(v).to_le_bytes());
+}
+
+/// `rows × cols` of `dtype`: random bytes, with random finite f16 scales
+/// (`d`, and Q4_K's `dmin`) of a size that keeps values near unit scale.
+fn rand_blocks(r: &mut SplitMix64, dtype: DType, rows: usize, cols: usize) -> Vec<u8> {
+    let rb = dtype.row_bytes(cols as u64).unwrap() as usize;
+    let mut data: Vec<u8> = (0..rows * rb).map(|_| r.next_u64() as u8).collect();
+    for blk in data.chunks_exact_mut(dtype.block_bytes()) {
+        match dtype {
+            DType::Q5_0 => put_f16(blk, 0, (r.unit_f64() * 0.1) as f32),
+            DType::Q4_K => {
+                put_f16(blk, 0, (r.unit_f64() * 0.01) as f32);
+                put_f16(blk, 2, (r.unit_f64() * 0.02) as f32);
+            }
+            DType::Q6_K => put_f16(blk, 208, (r.unit_f64() * 0.002) as f32),
+            _ => unreachable!(),
+        }
+    }
+    data
+}
+
+fn dequant(dtype: DType, data: &[u8], cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; data.len() / dtype.row_bytes(cols as u64).unwrap() as usize * cols];
+    dequantize_row(dtype, data, &mut out).unwrap();
+    out
+}
+
+/// `Σ dmin·m_j·Σ_{i∈j}|v_i|` over a Q4_K row: the size of the minimum
+/// terms, which the element products do not bound (0 for other types).
+fn min_term_mag(dtype: DType, row: &[u8], v: &[f32]) -> f64 {
+    if dtype != DType::Q4_K {
+        return 0.0;
+    }
+    let mut mag = 0.0f64;
+    for (blk, vs) in row.chunks_exact(144).zip(v.chunks_exact(256)) {
+        let s = Q4kScales::of(blk.try_into().unwrap());
+        for (j, sub) in vs.chunks_exact(32).enumerate() {
+            let abs: f64 = sub.iter().map(|x| f64::from(x.abs())).sum();
+            mag += f64::from(s.dmin) * f64::from(s.m[j]) * abs;
+        }
+    }
+    mag
+}
+
+/// The quantized activation as floats.
+fn dequant_act(act: &[ActBlock]) -> Vec<f32> {
+    act.iter()
+        .flat_map(|a| a.qs.iter().map(move |&q| f32::from(q) * a.d))
+        .collect()
+}
+
+/// Every path's row · activation equals the dequantized row · quantized
+/// activation within f32 rounding (module docs), on every code pattern;
+/// `dot_q` and the paired-row `matvec_q` agree exactly on each path.
+#[test]
+fn every_path_matches_the_dequantized_reference() {
+    let mut r = SplitMix64::new(20);
+    for dtype in NEW_TYPES {
+        let t = qtype(dtype);
+        for &cols in col_choices(dtype) {
+            for _ in 0..20 {
+                let rows = 5;
+                let data = rand_blocks(&mut r, dtype, rows, cols);
+                let rb = data.len() / rows;
+                let x = rand_vec(&mut r, cols, 3.0);
+                let mut act = vec![ActBlock::ZERO; cols / 32];
+                assert!(Kernels::Scalar.quantize_act(&x, &mut act));
+                let xq = dequant_act(&act);
+                let w = dequant(dtype, &data, cols);
+                for k in paths() {
+                    let mut out = vec![f32::NAN; rows];
+                    k.matvec_q(t, &data, rb, &act, &mut out);
+                    for (i, row) in data.chunks_exact(rb).enumerate() {
+                        let wr = &w[i * cols..(i + 1) * cols];
+                        let exact: f64 = wr
+                            .iter()
+                            .zip(&xq)
+                            .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                            .sum();
+                        let mag: f64 = wr
+                            .iter()
+                            .zip(&xq)
+                            .map(|(a, b)| (f64::from(*a) * f64::from(*b)).abs())
+                            .sum::<f64>()
+                            + 2.0 * min_term_mag(dtype, row, &xq);
+                        let got = out[i];
+                        assert!(
+                            (f64::from(got) - exact).abs() <= 1e-5 * mag + 1e-6,
+                            "{dtype:?} cols {cols} {:?}: {got} vs {exact} (mag {mag})",
+                            k.isa()
+                        );
+                        assert_eq!(k.dot_q(t, row, &act).to_bits(), got.to_bits());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// NEON computes the scalar path's integer sums and float operations in
+/// the same order: bit-identical results in both flavours.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn neon_kquant_flavours_are_bit_identical_to_scalar() {
+    let mut r = SplitMix64::new(21);
+    for dtype in NEW_TYPES {
+        let t = qtype(dtype);
+        for &cols in col_choices(dtype) {
+            let rows = 7;
+            let data = rand_blocks(&mut r, dtype, rows, cols);
+            let rb = data.len() / rows;
+            let x = rand_vec(&mut r, cols, 3.0);
+            let mut act = vec![ActBlock::ZERO; cols / 32];
+            assert!(Kernels::Scalar.quantize_act(&x, &mut act));
+            let mut want = vec![0.0f32; rows];
+            Kernels::Scalar.matvec_q(t, &data, rb, &act, &mut want);
+            for k in paths() {
+                let mut got = vec![0.0f32; rows];
+                k.matvec_q(t, &data, rb, &act, &mut got);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{dtype:?} {:?}", k.isa());
+            }
+        }
+    }
+}
+
+/// AVX2 and AVX-512 VNNI flavours agree exactly (Q5_0's integer lanes are
+/// the same; the K-quants run one code path).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_kquant_flavours_agree_exactly() {
+    let k = Kernels::detect(false);
+    let mut r = SplitMix64::new(22);
+    for dtype in NEW_TYPES {
+        let t = qtype(dtype);
+        let cols = col_choices(dtype)[1];
+        let data = rand_blocks(&mut r, dtype, 9, cols);
+        let x = rand_vec(&mut r, cols, 3.0);
+        let mut act = vec![ActBlock::ZERO; cols / 32];
+        assert!(k.quantize_act(&x, &mut act));
+        let (mut a, mut b) = (vec![0.0f32; 9], vec![0.0f32; 9]);
+        k.matvec_q(t, &data, data.len() / 9, &act, &mut a);
+        k.without_vnni()
+            .matvec_q(t, &data, data.len() / 9, &act, &mut b);
+        assert_eq!(a, b, "{dtype:?}");
+    }
+}
+
+/// Through `Compute`: `matvec` within the activation-rounding bound of the
+/// exact product with the original `x` on every path, threads changing
+/// nothing, and `matmul` exactly `matvec` per vector.
+#[test]
+fn matvec_and_matmul_through_the_trait() {
+    let mut r = SplitMix64::new(23);
+    for dtype in NEW_TYPES {
+        for &cols in col_choices(dtype) {
+            let rows = 37;
+            let data = rand_blocks(&mut r, dtype, rows, cols);
+            let rb = data.len() / rows;
+            let w = QuantMatrix {
+                dtype,
+                rows,
+                cols,
+                data: &data,
+            };
+            let dq = dequant(dtype, &data, cols);
+            let x = rand_vec(&mut r, cols, 2.0);
+            let mut outs = Vec::new();
+            for (threads, scalar) in [(1, true), (1, false), (2, false), (2, true)] {
+                let mut out = vec![f32::NAN; rows];
+                cpu(threads, scalar).matvec(&w, &x, &mut out).unwrap();
+                for (i, &o) in out.iter().enumerate() {
+                    let wr = &dq[i * cols..(i + 1) * cols];
+                    let (exact, bound) = dot_and_bound(wr, &x, true);
+                    let bound = bound + 2e-5 * min_term_mag(dtype, &data[i * rb..][..rb], &x);
+                    assert!(
+                        (f64::from(o) - exact).abs() <= bound,
+                        "{dtype:?} row {i}: {o} vs {exact} (bound {bound}), scalar {scalar}"
+                    );
+                }
+                outs.push(out);
+            }
+            assert_eq!(outs[0], outs[3], "{dtype:?}: threads change nothing");
+            assert_eq!(outs[1], outs[2], "{dtype:?}: threads change nothing");
+
+            let n = 5;
+            let xs = rand_vec(&mut r, n * cols, 2.0);
+            let mut c = cpu(2, false);
+            let mut want = vec![0.0f32; n * rows];
+            for (xi, oi) in xs.chunks_exact(cols).zip(want.chunks_exact_mut(rows)) {
+                c.matvec(&w, xi, oi).unwrap();
+            }
+            let mut got = vec![f32::NAN; n * rows];
+            c.matmul(&w, &xs, n, &mut got).unwrap();
+            assert_eq!(got, want, "{dtype:?}: matmul is matvec per vector");
+        }
+    }
+}
+
+/// The gated FFN over bundles whose gate and up rows are the new types
+/// (Q8_0 down columns): the activation `silu(g·x)·(u·x)` takes the same row
+/// products as `matvec`, and the sum over bundles matches an f64 one.
+#[test]
+fn gated_ffn_over_new_row_types() {
+    let mut r = SplitMix64::new(24);
+    for dtype in NEW_TYPES {
+        let dim = 512;
+        let count = 6;
+        let rows = rand_blocks(&mut r, dtype, 2 * count, dim);
+        let rb = rows.len() / (2 * count);
+        let mut downs = vec![0u8; count * 544];
+        let dn = rand_vec(&mut r, count * dim, 1.0);
+        super::quant::quantize_row(DType::Q8_0, &dn, &mut downs).unwrap();
+        let dq_down = dequant(DType::Q8_0, &downs, dim);
+        let mut data = Vec::new();
+        for i in 0..count {
+            data.extend_from_slice(&rows[2 * i * rb..(2 * i + 2) * rb]);
+            data.extend_from_slice(&downs[i * 544..(i + 1) * 544]);
+        }
+        let x = rand_vec(&mut r, dim, 1.0);
+        let bundles = Bundles {
+            dtype,
+            down_dtype: DType::Q8_0,
+            hidden: dim,
+            count,
+            data: &data,
+        };
+        for scalar in [true, false] {
+            let mut c = cpu(2, scalar);
+            let mut gu = vec![0.0f32; 2 * count];
+            let w = QuantMatrix {
+                dtype,
+                rows: 2 * count,
+                cols: dim,
+                data: &rows,
+            };
+            c.matvec(&w, &x, &mut gu).unwrap();
+            let mut hidden = vec![0.0f32; count];
+            let mut out = vec![0.0f32; dim];
+            c.gated_ffn(&x, &bundles, &mut hidden, &mut out).unwrap();
+            for i in 0..count {
+                let want = super::math::silu(gu[2 * i]) * gu[2 * i + 1];
+                assert_eq!(hidden[i], want, "{dtype:?} bundle {i} scalar {scalar}");
+            }
+            for j in 0..dim {
+                let want: f64 = (0..count)
+                    .map(|i| f64::from(hidden[i]) * f64::from(dq_down[i * dim + j]))
+                    .sum();
+                let scale: f64 = 1.0
+                    + (0..count)
+                        .map(|i| (f64::from(hidden[i]) * f64::from(dq_down[i * dim + j])).abs())
+                        .sum::<f64>();
+                assert!(
+                    (f64::from(out[j]) - want).abs() <= 1e-5 * scale,
+                    "{dtype:?} [{j}]"
+                );
+            }
+        }
+    }
+}
+
+/// Down columns of the new types accumulate as their dequantized values.
+#[test]
+fn axpy_columns_of_new_types() {
+    let mut r = SplitMix64::new(25);
+    for dtype in NEW_TYPES {
+        let dim = col_choices(dtype)[1];
+        for count in [1usize, 4, 7] {
+            let cols = rand_blocks(&mut r, dtype, count, dim);
+            let cb = cols.len() / count;
+            let dq = dequant(dtype, &cols, dim);
+            let w = rand_vec(&mut r, count, 2.0);
+            let out0 = rand_vec(&mut r, dim, 1.0);
+            let refs: Vec<&[u8]> = cols.chunks_exact(cb).collect();
+            for scalar in [true, false] {
+                let mut out = out0.clone();
+                cpu(1, scalar)
+                    .axpy_columns(dtype, &refs, &w, &mut out)
+                    .unwrap();
+                for j in 0..dim {
+                    let terms = (0..count).map(|i| f64::from(w[i]) * f64::from(dq[i * dim + j]));
+                    let want = f64::from(out0[j]) + terms.clone().sum::<f64>();
+                    let scale = 1.0 + terms.map(f64::abs).sum::<f64>();
+                    assert!(
+                        (f64::from(out[j]) - want).abs() <= 1e-5 * scale,
+                        "{dtype:?} [{j}] {} vs {want}",
+                        out[j]
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Rows that are not whole super-blocks (Gemma's hidden 640 for a K-quant)
+/// or whole Q5_0 blocks are shape errors on every entry point, never panics.
+#[test]
+fn partial_blocks_are_shape_errors() {
+    let mut c = cpu(2, false);
+    for (dtype, cols) in [(DType::Q4_K, 640), (DType::Q6_K, 320), (DType::Q5_0, 48)] {
+        let data = vec![0u8; 4 * 1024];
+        let x = vec![0.5f32; cols];
+        let mut out = [0.0f32; 2];
+        let w = QuantMatrix {
+            dtype,
+            rows: 2,
+            cols,
+            data: &data[..2 * 440],
+        };
+        assert_eq!(c.matvec(&w, &x, &mut out), Err(ErrorKind::ShapeMismatch));
+        let mut o2 = [0.0f32; 4];
+        let xs = vec![0.5f32; 2 * cols];
+        assert_eq!(c.matmul(&w, &xs, 2, &mut o2), Err(ErrorKind::ShapeMismatch));
+        let mut y = vec![0.0f32; cols];
+        let col: &[u8] = &data[..440];
+        assert_eq!(
+            c.axpy_columns(dtype, &[col], &[1.0], &mut y),
+            Err(ErrorKind::ShapeMismatch)
+        );
+        for (rows_t, down_t) in [(dtype, DType::Q8_0), (DType::Q8_0, dtype)] {
+            let b = Bundles {
+                dtype: rows_t,
+                down_dtype: down_t,
+                hidden: cols,
+                count: 1,
+                data: &data,
+            };
+            let mut h = [0.0f32; 1];
+            assert_eq!(
+                c.gated_ffn(&x, &b, &mut h, &mut y),
+                Err(ErrorKind::ShapeMismatch),
+                "{rows_t:?}/{down_t:?}"
+            );
+        }
+    }
+    // A whole-super-block matrix with too few bytes is refused too.
+    let data = vec![0u8; 143];
+    let w = QuantMatrix {
+        dtype: DType::Q4_K,
+        rows: 1,
+        cols: 256,
+        data: &data,
+    };
+    assert_eq!(
+        c.matvec(&w, &[0.0; 256], &mut [0.0]),
+        Err(ErrorKind::ShapeMismatch)
+    );
+}
+
+/// The reference quantizer has no encoder for the new types (lode reads
+/// them from GGUF files, never writes them): a clean refusal.
+#[test]
+fn the_quantizer_refuses_the_new_types() {
+    for dtype in NEW_TYPES {
+        let n = dtype.block_elems();
+        let mut dst = vec![0u8; dtype.block_bytes()];
+        assert_eq!(
+            super::quant::quantize_row(dtype, &vec![0.5; n], &mut dst),
+            Err(ErrorKind::UnsupportedType),
+            "{dtype:?}"
+        );
+    }
+}
