@@ -28,7 +28,7 @@ use super::testutil::{dot_and_bound, rand_vec};
 use super::{CpuCompute, CpuConfig};
 
 /// The types these tests cover.
-const NEW_TYPES: [DType; 3] = [DType::Q5_0, DType::Q4_K, DType::Q6_K];
+pub(super) const NEW_TYPES: [DType; 3] = [DType::Q5_0, DType::Q4_K, DType::Q6_K];
 
 fn qtype(dtype: DType) -> QType {
     match RowType::of(dtype) {
@@ -37,7 +37,7 @@ fn qtype(dtype: DType) -> QType {
     }
 }
 
-fn cpu(threads: usize, force_scalar: bool) -> CpuCompute<'static> {
+pub(super) fn cpu(threads: usize, force_scalar: bool) -> CpuCompute<'static> {
     let cfg = CpuConfig {
         min_work_per_chunk: 1,
         spin_micros: 50,
@@ -78,7 +78,7 @@ fn put_f16(b: &mut [u8], off: usize, v: f32) {
 
 /// `rows × cols` of `dtype`: random bytes, with random finite f16 scales
 /// (`d`, and Q4_K's `dmin`) of a size that keeps values near unit scale.
-fn rand_blocks(r: &mut SplitMix64, dtype: DType, rows: usize, cols: usize) -> Vec<u8> {
+pub(super) fn rand_blocks(r: &mut SplitMix64, dtype: DType, rows: usize, cols: usize) -> Vec<u8> {
     let rb = dtype.row_bytes(cols as u64).unwrap() as usize;
     let mut data: Vec<u8> = (0..rows * rb).map(|_| r.next_u64() as u8).collect();
     for blk in data.chunks_exact_mut(dtype.block_bytes()) {
@@ -95,7 +95,7 @@ fn rand_blocks(r: &mut SplitMix64, dtype: DType, rows: usize, cols: usize) -> Ve
     data
 }
 
-fn dequant(dtype: DType, data: &[u8], cols: usize) -> Vec<f32> {
+pub(super) fn dequant(dtype: DType, data: &[u8], cols: usize) -> Vec<f32> {
     let mut out = vec![0.0f32; data.len() / dtype.row_bytes(cols as u64).unwrap() as usize * cols];
     dequantize_row(dtype, data, &mut out).unwrap();
     out
@@ -103,7 +103,7 @@ fn dequant(dtype: DType, data: &[u8], cols: usize) -> Vec<f32> {
 
 /// `Σ dmin·m_j·Σ_{i∈j}|v_i|` over a Q4_K row: the size of the minimum
 /// terms, which the element products do not bound (0 for other types).
-fn min_term_mag(dtype: DType, row: &[u8], v: &[f32]) -> f64 {
+pub(super) fn min_term_mag(dtype: DType, row: &[u8], v: &[f32]) -> f64 {
     if dtype != DType::Q4_K {
         return 0.0;
     }
@@ -112,7 +112,7 @@ fn min_term_mag(dtype: DType, row: &[u8], v: &[f32]) -> f64 {
         let s = Q4kScales::of(blk.try_into().unwrap());
         for (j, sub) in vs.chunks_exact(32).enumerate() {
             let abs: f64 = sub.iter().map(|x| f64::from(x.abs())).sum();
-            mag += f64::from(s.dmin) * f64::from(s.m[j]) * abs;
+            mag += f64::from(s.dm[j]) * abs;
         }
     }
     mag
@@ -435,5 +435,26 @@ fn the_quantizer_refuses_the_new_types() {
             Err(ErrorKind::UnsupportedType),
             "{dtype:?}"
         );
+    }
+}
+
+/// The kernels' branch-free unpacking of Q4_K's twelve scale bytes agrees
+/// with the format's definition (`q4_k_scale_min`) on random bytes.
+#[test]
+fn q4_k_scale_unpacking_matches_the_format() {
+    use lode_kernel::formats::gguf::kquants::q4_k_scale_min;
+    let mut r = SplitMix64::new(26);
+    for _ in 0..200 {
+        let blk = rand_blocks(&mut r, DType::Q4_K, 1, 256);
+        let b: &[u8; 144] = blk.as_slice().try_into().unwrap();
+        let s = Q4kScales::of(b);
+        let d = super::f16::f16_le([b[0], b[1]]);
+        let dmin = super::f16::f16_le([b[2], b[3]]);
+        let packed: [u8; 12] = b[4..16].try_into().unwrap();
+        for j in 0..8 {
+            let (sc, m) = q4_k_scale_min(&packed, j);
+            assert_eq!(s.dsc[j], d * f32::from(sc), "scale {j}");
+            assert_eq!(s.dm[j], dmin * f32::from(m), "min {j}");
+        }
     }
 }

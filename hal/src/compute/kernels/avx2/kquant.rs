@@ -20,9 +20,9 @@
 
 use core::arch::x86_64::*;
 
-use super::{hsum_ps, load_act, load_u8x32, udot_avx2};
+use super::{f16_one, hsum_ps, load_act, load_u8x16, load_u8x32, udot_avx2};
 use crate::compute::act::ActBlock;
-use crate::compute::kernels::scalar::kquant::{q6k_scales, Q4kScales, ACTS, Q4K_BYTES, Q6K_BYTES};
+use crate::compute::kernels::scalar::kquant::{Q4kScales, ACTS, Q4K_BYTES, Q6K_BYTES};
 
 /// The 32 bytes at `off` of a super-block, as a vector (zeros if out of
 /// range, which the callers' constant offsets rule out).
@@ -39,7 +39,7 @@ fn load32(b: &[u8], off: usize) -> __m256i {
 /// dot products added to `acc` (8 lanes), the minimum terms to `bias`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q4k_block(b: &[u8; Q4K_BYTES], a8: &[ActBlock], acc: __m256, bias: &mut f32) -> __m256 {
+fn q4k_block(b: &[u8; Q4K_BYTES], a8: &[ActBlock; ACTS], acc: __m256, bias: &mut f32) -> __m256 {
     let s = Q4kScales::of(b);
     let m4 = _mm256_set1_epi8(0x0f);
     let mut acc = acc;
@@ -48,12 +48,12 @@ fn q4k_block(b: &[u8; Q4K_BYTES], a8: &[ActBlock], acc: __m256, bias: &mut f32) 
         let lo = _mm256_and_si256(v, m4);
         let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
         for (j, w) in [(2 * i, lo), (2 * i + 1, hi)] {
-            let (Some(a), Some(&sc), Some(&m)) = (a8.get(j), s.sc.get(j), s.m.get(j)) else {
+            let (Some(a), Some(&dsc), Some(&dm)) = (a8.get(j), s.dsc.get(j), s.dm.get(j)) else {
                 continue;
             };
             let p = _mm256_cvtepi32_ps(udot_avx2(w, load_act(a)));
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(s.d * f32::from(sc) * a.d), p, acc);
-            *bias += s.dmin * f32::from(m) * a.ds;
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(dsc * a.d), p, acc);
+            *bias += dm * a.ds;
         }
     }
     acc
@@ -62,8 +62,13 @@ fn q4k_block(b: &[u8; Q4K_BYTES], a8: &[ActBlock], acc: __m256, bias: &mut f32) 
 /// One Q6_K super-block · its eight activation blocks, added to `acc`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q6k_block(b: &[u8; Q6K_BYTES], a8: &[ActBlock], acc: __m256) -> __m256 {
-    let (sc, d) = q6k_scales(b);
+fn q6k_block(b: &[u8; Q6K_BYTES], a8: &[ActBlock; ACTS], acc: __m256) -> __m256 {
+    let d = f16_one([b[208], b[209]]);
+    // The sixteen i8 sub-block scales; activation block `blk` takes the
+    // pair `2·blk, 2·blk + 1`, spread by one byte shuffle (low eight bytes
+    // the first, high eight the second) and sign-extended to i16 lanes.
+    let sc = load_u8x16(b, 192);
+    let pair = _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     let m4 = _mm256_set1_epi8(0x0f);
     let m3 = _mm256_set1_epi8(0x03);
     let m30 = _mm256_set1_epi8(0x30);
@@ -95,16 +100,14 @@ fn q6k_block(b: &[u8; Q6K_BYTES], a8: &[ActBlock], acc: __m256) -> __m256 {
         ];
         for (k, w) in codes.into_iter().enumerate() {
             let blk = 4 * h + k;
-            let (Some(a), Some(&s0), Some(&s1)) =
-                (a8.get(blk), sc.get(2 * blk), sc.get(2 * blk + 1))
-            else {
+            let Some(a) = a8.get(blk) else {
                 continue;
             };
             let av = load_act(a);
             let pairs =
                 _mm256_sub_epi16(_mm256_maddubs_epi16(w, av), _mm256_maddubs_epi16(k32, av));
-            let scales =
-                _mm256_set_m128i(_mm_set1_epi16(i16::from(s1)), _mm_set1_epi16(i16::from(s0)));
+            let sel = _mm_add_epi8(pair, _mm_set1_epi8(2 * blk as i8));
+            let scales = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc, sel));
             let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, scales));
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), p, acc);
         }
@@ -119,7 +122,7 @@ pub(super) fn dot_q4_k(row: &[u8], act: &[ActBlock]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut bias = 0.0f32;
     for (blk, a8) in row.chunks_exact(Q4K_BYTES).zip(act.chunks_exact(ACTS)) {
-        if let Ok(b) = <&[u8; Q4K_BYTES]>::try_from(blk) {
+        if let (Ok(b), Ok(a8)) = (<&[u8; Q4K_BYTES]>::try_from(blk), a8.try_into()) {
             acc = q4k_block(b, a8, acc, &mut bias);
         }
     }
@@ -134,9 +137,10 @@ pub(super) fn dot2_q4_k(r0: &[u8], r1: &[u8], act: &[ActBlock]) -> (f32, f32) {
     let mut bias = [0.0f32; 2];
     let blocks = r0.chunks_exact(Q4K_BYTES).zip(r1.chunks_exact(Q4K_BYTES));
     for ((b0, b1), a8) in blocks.zip(act.chunks_exact(ACTS)) {
-        if let (Ok(b0), Ok(b1)) = (
+        if let (Ok(b0), Ok(b1), Ok(a8)) = (
             <&[u8; Q4K_BYTES]>::try_from(b0),
             <&[u8; Q4K_BYTES]>::try_from(b1),
+            <&[ActBlock; ACTS]>::try_from(a8),
         ) {
             acc[0] = q4k_block(b0, a8, acc[0], &mut bias[0]);
             acc[1] = q4k_block(b1, a8, acc[1], &mut bias[1]);
@@ -151,7 +155,7 @@ pub(super) fn dot2_q4_k(r0: &[u8], r1: &[u8], act: &[ActBlock]) -> (f32, f32) {
 pub(super) fn dot_q6_k(row: &[u8], act: &[ActBlock]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for (blk, a8) in row.chunks_exact(Q6K_BYTES).zip(act.chunks_exact(ACTS)) {
-        if let Ok(b) = <&[u8; Q6K_BYTES]>::try_from(blk) {
+        if let (Ok(b), Ok(a8)) = (<&[u8; Q6K_BYTES]>::try_from(blk), a8.try_into()) {
             acc = q6k_block(b, a8, acc);
         }
     }
@@ -165,9 +169,10 @@ pub(super) fn dot2_q6_k(r0: &[u8], r1: &[u8], act: &[ActBlock]) -> (f32, f32) {
     let mut acc = [_mm256_setzero_ps(); 2];
     let blocks = r0.chunks_exact(Q6K_BYTES).zip(r1.chunks_exact(Q6K_BYTES));
     for ((b0, b1), a8) in blocks.zip(act.chunks_exact(ACTS)) {
-        if let (Ok(b0), Ok(b1)) = (
+        if let (Ok(b0), Ok(b1), Ok(a8)) = (
             <&[u8; Q6K_BYTES]>::try_from(b0),
             <&[u8; Q6K_BYTES]>::try_from(b1),
+            <&[ActBlock; ACTS]>::try_from(a8),
         ) {
             acc[0] = q6k_block(b0, a8, acc[0]);
             acc[1] = q6k_block(b1, a8, acc[1]);

@@ -20,7 +20,7 @@
 //! kernels compute the same integer sums and call the same functions in the
 //! same order, so they match this path bit for bit.
 
-use lode_formats::gguf::kquants::{dequantize_q4_k, dequantize_q6_k, q4_k_scale_min, QK_K};
+use lode_formats::gguf::kquants::{dequantize_q4_k, dequantize_q6_k, QK_K};
 
 use super::{idot, QType};
 use crate::compute::act::ActBlock;
@@ -33,30 +33,39 @@ pub(crate) const Q6K_BYTES: usize = 210;
 /// Activation blocks per super-block.
 pub(crate) const ACTS: usize = QK_K / QK;
 
-/// A Q4_K super-block's float scales and its eight 6-bit sub-block scales
-/// and minimums, unpacked once per super-block.
+/// A Q4_K super-block's sub-block scales and minimums as floats
+/// (`d·sc_j`, `dmin·m_j`), unpacked once per super-block.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Q4kScales {
-    pub(crate) d: f32,
-    pub(crate) dmin: f32,
-    pub(crate) sc: [u8; ACTS],
-    pub(crate) m: [u8; ACTS],
+    pub(crate) dsc: [f32; ACTS],
+    pub(crate) dm: [f32; ACTS],
 }
 
 impl Q4kScales {
     /// Unpacks bytes 0..16 of a super-block (`d`, `dmin`, 12 packed bytes).
+    ///
+    /// The packing (`lode_formats::gguf::kquants::q4_k_scale_min`), four
+    /// sub-blocks per 32-bit word, branch-free: with the packed bytes as
+    /// little-endian words `a, b, c`, the scales of sub-blocks 0..4 are the
+    /// bytes of `a & 0x3f..`, their minimums those of `b & 0x3f..`;
+    /// sub-blocks 4..8 take the low (scale) or high (minimum) nibbles of `c`
+    /// and, as bits 4..6, the top two bits of `a` (scale) or `b` (minimum).
     #[inline(always)]
     pub(crate) fn of(b: &[u8; Q4K_BYTES]) -> Q4kScales {
-        let mut packed = [0u8; 12];
-        packed.copy_from_slice(&b[4..16]);
+        let word = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let (a, bb, c) = (word(4), word(8), word(12));
+        let (low6, nib, top) = (0x3f3f_3f3f, 0x0f0f_0f0f, 0x3030_3030);
+        let sc = [a & low6, (c & nib) | ((a >> 2) & top)];
+        let m = [bb & low6, ((c >> 4) & nib) | ((bb >> 2) & top)];
+        let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
         let mut s = Q4kScales {
-            d: f16_at(b, 0),
-            dmin: f16_at(b, 2),
-            sc: [0; ACTS],
-            m: [0; ACTS],
+            dsc: [0.0; ACTS],
+            dm: [0.0; ACTS],
         };
-        for (j, (sc, m)) in s.sc.iter_mut().zip(s.m.iter_mut()).enumerate() {
-            (*sc, *m) = q4_k_scale_min(&packed, j);
+        for (j, (dsc, dm)) in s.dsc.iter_mut().zip(s.dm.iter_mut()).enumerate() {
+            let shift = 8 * (j % 4);
+            *dsc = d * f32::from((sc[j / 4] >> shift) as u8);
+            *dm = dmin * f32::from((m[j / 4] >> shift) as u8);
         }
         s
     }
@@ -66,11 +75,11 @@ impl Q4kScales {
 /// `isum` with activation block `a`.
 #[inline(always)]
 pub(crate) fn q4k_term(s: &Q4kScales, j: usize, isum: i32, a: &ActBlock) -> f32 {
-    let (sc, m) = match (s.sc.get(j), s.m.get(j)) {
-        (Some(&sc), Some(&m)) => (sc, m),
+    let (dsc, dm) = match (s.dsc.get(j), s.dm.get(j)) {
+        (Some(&dsc), Some(&dm)) => (dsc, dm),
         _ => return 0.0,
     };
-    s.d * f32::from(sc) * a.d * isum as f32 - s.dmin * f32::from(m) * a.ds
+    dsc * a.d * isum as f32 - dm * a.ds
 }
 
 /// Q6_K activation block `a`'s contribution from `isum`, the two scaled
