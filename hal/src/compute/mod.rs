@@ -409,4 +409,6 @@ mod tests;
 #[cfg(test)]
 mod tests_kquant;
 #[cfg(test)]
+mod tests_kquant_model;
+#[cfg(test)]
 mod testutil;
