@@ -20,9 +20,11 @@
 
 use core::arch::x86_64::*;
 
-use super::{f16_one, hsum_ps, load_act, load_u8x16, load_u8x32, udot_avx2};
+use super::{f16_one, f16_pair, hsum_ps, load_act, load_u8x16, load_u8x32, store_f32x8, udot_avx2};
 use crate::compute::act::ActBlock;
-use crate::compute::kernels::scalar::kquant::{Q4kScales, ACTS, Q4K_BYTES, Q6K_BYTES};
+use crate::compute::kernels::scalar::kquant::{
+    q4k_scale_bytes, Q4kScales, ACTS, Q4K_BYTES, Q6K_BYTES,
+};
 
 /// The 32 bytes at `off` of a super-block, as a vector (zeros if out of
 /// range, which the callers' constant offsets rule out).
@@ -35,12 +37,33 @@ fn load32(b: &[u8], off: usize) -> __m256i {
     }
 }
 
+/// A Q4_K super-block's `d·sc_j` and `dmin·m_j` (see `Q4kScales`), the
+/// sixteen conversions and products in two vectors rather than scalar
+/// code, which cost as much as the sub-block products themselves.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q4k_scales(b: &[u8; Q4K_BYTES]) -> Q4kScales {
+    let (d, dmin) = f16_pair([b[0], b[1], b[2], b[3]]);
+    let (sc, m) = q4k_scale_bytes(b);
+    let widen = |v: u64, k: f32| {
+        let ints = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(v as i64));
+        _mm256_mul_ps(_mm256_set1_ps(k), _mm256_cvtepi32_ps(ints))
+    };
+    let mut s = Q4kScales {
+        dsc: [0.0; ACTS],
+        dm: [0.0; ACTS],
+    };
+    store_f32x8::<0, ACTS>(&mut s.dsc, widen(sc, d));
+    store_f32x8::<0, ACTS>(&mut s.dm, widen(m, dmin));
+    s
+}
+
 /// One Q4_K super-block · its eight activation blocks: the scaled integer
 /// dot products added to `acc` (8 lanes), the minimum terms to `bias`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q4k_block(b: &[u8; Q4K_BYTES], a8: &[ActBlock; ACTS], acc: __m256, bias: &mut f32) -> __m256 {
-    let s = Q4kScales::of(b);
+    let s = q4k_scales(b);
     let m4 = _mm256_set1_epi8(0x0f);
     let mut acc = acc;
     for i in 0..ACTS / 2 {

@@ -41,31 +41,42 @@ pub(crate) struct Q4kScales {
     pub(crate) dm: [f32; ACTS],
 }
 
+/// The eight 6-bit scales and the eight 6-bit minimums of a Q4_K
+/// super-block, one per byte (sub-block `j` in byte `j`, little-endian).
+///
+/// The packing (`lode_formats::gguf::kquants::q4_k_scale_min`), four
+/// sub-blocks per 32-bit word, branch-free: with the packed bytes 4..16 as
+/// little-endian words `a, b, c`, the scales of sub-blocks 0..4 are the
+/// bytes of `a & 0x3f..`, their minimums those of `b & 0x3f..`; sub-blocks
+/// 4..8 take the low (scale) or high (minimum) nibbles of `c` and, as bits
+/// 4..6, the top two bits of `a` (scale) or `b` (minimum).
+#[inline(always)]
+pub(crate) fn q4k_scale_bytes(b: &[u8; Q4K_BYTES]) -> (u64, u64) {
+    let word = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let (a, bb, c) = (word(4), word(8), word(12));
+    let (low6, nib, top) = (0x3f3f_3f3f, 0x0f0f_0f0f, 0x3030_3030);
+    let join = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
+    (
+        join(a & low6, (c & nib) | ((a >> 2) & top)),
+        join(bb & low6, ((c >> 4) & nib) | ((bb >> 2) & top)),
+    )
+}
+
 impl Q4kScales {
-    /// Unpacks bytes 0..16 of a super-block (`d`, `dmin`, 12 packed bytes).
-    ///
-    /// The packing (`lode_formats::gguf::kquants::q4_k_scale_min`), four
-    /// sub-blocks per 32-bit word, branch-free: with the packed bytes as
-    /// little-endian words `a, b, c`, the scales of sub-blocks 0..4 are the
-    /// bytes of `a & 0x3f..`, their minimums those of `b & 0x3f..`;
-    /// sub-blocks 4..8 take the low (scale) or high (minimum) nibbles of `c`
-    /// and, as bits 4..6, the top two bits of `a` (scale) or `b` (minimum).
+    /// Unpacks bytes 0..16 of a super-block (`d`, `dmin`, 12 packed bytes;
+    /// see [`q4k_scale_bytes`]).
     #[inline(always)]
     pub(crate) fn of(b: &[u8; Q4K_BYTES]) -> Q4kScales {
-        let word = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-        let (a, bb, c) = (word(4), word(8), word(12));
-        let (low6, nib, top) = (0x3f3f_3f3f, 0x0f0f_0f0f, 0x3030_3030);
-        let sc = [a & low6, (c & nib) | ((a >> 2) & top)];
-        let m = [bb & low6, ((c >> 4) & nib) | ((bb >> 2) & top)];
         let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+        let (sc, m) = q4k_scale_bytes(b);
         let mut s = Q4kScales {
             dsc: [0.0; ACTS],
             dm: [0.0; ACTS],
         };
-        for (j, (dsc, dm)) in s.dsc.iter_mut().zip(s.dm.iter_mut()).enumerate() {
-            let shift = 8 * (j % 4);
-            *dsc = d * f32::from((sc[j / 4] >> shift) as u8);
-            *dm = dmin * f32::from((m[j / 4] >> shift) as u8);
+        let bytes = sc.to_le_bytes().into_iter().zip(m.to_le_bytes());
+        for ((dsc, dm), (sc, m)) in s.dsc.iter_mut().zip(s.dm.iter_mut()).zip(bytes) {
+            *dsc = d * f32::from(sc);
+            *dm = dmin * f32::from(m);
         }
         s
     }
