@@ -100,21 +100,6 @@ pub(crate) fn q6k_term(d: f32, isum: i32, a: &ActBlock) -> f32 {
     d * a.d * isum as f32
 }
 
-/// The 32 codes (0..16) of Q4_K sub-block `j`: the low nibbles of
-/// `qs[32·(j/2)..][..32]` for even `j`, the high nibbles for odd `j`.
-#[inline(always)]
-fn q4k_codes(b: &[u8; Q4K_BYTES], j: usize) -> [i8; QK] {
-    let mut w = [0i8; QK];
-    let start = 16 + 32 * (j / 2);
-    let shift = 4 * (j % 2);
-    if let Some(qs) = b.get(start..start + QK) {
-        for (o, &q) in w.iter_mut().zip(qs) {
-            *o = ((q >> shift) & 0x0f) as i8;
-        }
-    }
-    w
-}
-
 /// The 32 signed codes `q − 32` (−32..32) of Q6_K activation block `blk`
 /// (elements `32·blk..`): half `h = blk / 4` uses `ql[64h..]` and
 /// `qh[32h..]`; group `k = blk % 4` takes the low (`k < 2`) or high nibble
@@ -166,8 +151,16 @@ pub(crate) fn dot_q4_k(row: &[u8], act: &[ActBlock]) -> f32 {
             continue;
         };
         let s = Q4kScales::of(b);
-        for (j, a) in a8.iter().enumerate() {
-            acc += q4k_term(&s, j, idot(&q4k_codes(b, j), a), a);
+        // Each 32 bytes of `qs` hold sub-blocks 2i (low nibbles) and 2i + 1
+        // (high nibbles), each in element order.
+        for (i, (q, a2)) in b[16..].chunks_exact(QK).zip(a8.chunks_exact(2)).enumerate() {
+            let Ok(q) = <&[u8; QK]>::try_from(q) else {
+                continue;
+            };
+            let codes = [q.map(|v| (v & 0x0f) as i8), q.map(|v| (v >> 4) as i8)];
+            for (k, (w, a)) in codes.iter().zip(a2).enumerate() {
+                acc += q4k_term(&s, 2 * i + k, idot(w, a), a);
+            }
         }
     }
     acc
