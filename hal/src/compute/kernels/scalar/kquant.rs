@@ -100,25 +100,22 @@ pub(crate) fn q6k_term(d: f32, isum: i32, a: &ActBlock) -> f32 {
     d * a.d * isum as f32
 }
 
-/// The 32 signed codes `q − 32` (−32..32) of Q6_K activation block `blk`
-/// (elements `32·blk..`): half `h = blk / 4` uses `ql[64h..]` and
-/// `qh[32h..]`; group `k = blk % 4` takes the low (`k < 2`) or high nibble
-/// of `ql[64h + 32·(k % 2) + l]` and bits `2k..2k+2` of `qh[32h + l]`.
+/// The four 32-element groups of a Q6_K half (128 elements) as signed
+/// codes `q − 32` (−32..32), from its 64 `ql` and 32 `qh` bytes: for `l` in
+/// 0..32, element `l` of group `k` takes the low (`k < 2`) or high nibble
+/// of `ql[l + 32·(k % 2)]` and bits `2k..2k+2` of `qh[l]` as bits 4..6.
+/// Constant shifts per group, so the compiler vectorizes it.
 #[inline(always)]
-pub(crate) fn q6k_codes(b: &[u8; Q6K_BYTES], blk: usize) -> [i8; QK] {
-    let mut w = [0i8; QK];
-    let (h, k) = (blk / 4, blk % 4);
-    let lo = 64 * h + 32 * (k % 2);
-    let hi = 128 + 32 * h;
-    let (Some(ql), Some(qh)) = (b.get(lo..lo + QK), b.get(hi..hi + QK)) else {
-        return w;
-    };
-    let nib = 4 * (k / 2);
-    for ((o, &l), &q) in w.iter_mut().zip(ql).zip(qh) {
-        let c = ((l >> nib) & 0x0f) | (((q >> (2 * k)) & 3) << 4);
-        *o = c as i8 - 32;
+fn q6k_half(ql: &[u8; 64], qh: &[u8; 32]) -> [[i8; QK]; 4] {
+    let mut g = [[0i8; QK]; 4];
+    for l in 0..QK {
+        let (a, b, h) = (ql[l], ql[l + QK], qh[l]);
+        g[0][l] = ((a & 0x0f) | ((h & 3) << 4)) as i8 - 32;
+        g[1][l] = ((b & 0x0f) | (((h >> 2) & 3) << 4)) as i8 - 32;
+        g[2][l] = ((a >> 4) | (((h >> 4) & 3) << 4)) as i8 - 32;
+        g[3][l] = ((b >> 4) | (((h >> 6) & 3) << 4)) as i8 - 32;
     }
-    w
+    g
 }
 
 /// Q6_K's sixteen signed sub-block scales and its `d`.
@@ -131,16 +128,20 @@ pub(crate) fn q6k_scales(b: &[u8; Q6K_BYTES]) -> ([i8; 16], f32) {
     (sc, f16_at(b, 208))
 }
 
-/// Σ w·qa over elements `r` of a block.
+/// `(Σ_{0..16} w·qa, Σ_{16..32} w·qa)`: each half of an activation block
+/// meets its own Q6_K sub-block scale.
 #[inline(always)]
-fn idot_range(w: &[i8; QK], a: &ActBlock, r: core::ops::Range<usize>) -> i32 {
-    let (Some(w), Some(q)) = (w.get(r.clone()), a.qs.get(r)) else {
-        return 0;
-    };
-    w.iter()
-        .zip(q)
-        .map(|(&x, &y)| i32::from(x) * i32::from(y))
-        .sum()
+fn idot_halves(w: &[i8; QK], a: &ActBlock) -> (i32, i32) {
+    let mut s = [0i32; 2];
+    for (h, (wh, qh)) in s
+        .iter_mut()
+        .zip(w.chunks_exact(16).zip(a.qs.chunks_exact(16)))
+    {
+        for (&x, &y) in wh.iter().zip(qh) {
+            *h += i32::from(x) * i32::from(y);
+        }
+    }
+    (s[0], s[1])
 }
 
 /// Q4_K row (whole super-blocks) · activation (eight blocks per super-block).
@@ -174,11 +175,15 @@ pub(crate) fn dot_q6_k(row: &[u8], act: &[ActBlock]) -> f32 {
             continue;
         };
         let (sc, d) = q6k_scales(b);
-        for ((k, a), s2) in a8.iter().enumerate().zip(sc.chunks_exact(2)) {
-            let w = q6k_codes(b, k);
-            let isum = i32::from(s2[0]) * idot_range(&w, a, 0..16)
-                + i32::from(s2[1]) * idot_range(&w, a, 16..32);
-            acc += q6k_term(d, isum, a);
+        let halves = b[..128].chunks_exact(64).zip(b[128..192].chunks_exact(QK));
+        for ((ql, qh), (a4, sc8)) in halves.zip(a8.chunks_exact(4).zip(sc.chunks_exact(8))) {
+            let (Ok(ql), Ok(qh)) = (<&[u8; 64]>::try_from(ql), <&[u8; QK]>::try_from(qh)) else {
+                continue;
+            };
+            for ((w, a), s2) in q6k_half(ql, qh).iter().zip(a4).zip(sc8.chunks_exact(2)) {
+                let (lo, hi) = idot_halves(w, a);
+                acc += q6k_term(d, i32::from(s2[0]) * lo + i32::from(s2[1]) * hi, a);
+            }
         }
     }
     acc
