@@ -411,4 +411,6 @@ mod tests_kquant;
 #[cfg(test)]
 mod tests_kquant_model;
 #[cfg(test)]
+mod tests_kquant_ops;
+#[cfg(test)]
 mod testutil;
