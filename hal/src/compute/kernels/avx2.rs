@@ -466,8 +466,9 @@ macro_rules! quant_kernels {
             dots!(dot_q4_1, dot2_q4_1, 20, decode_q4_1, $udot, bias_min);
             dots!(dot_q5_0, dot2_q5_0, 22, decode_q5_0, $udot, bias_q5_0);
             dots!(dot_q5_1, dot2_q5_1, 24, decode_q5_1, $udot, bias_min);
-            // The K-quants have one AVX2 flavour (no VNNI one yet).
-            use super::kquant::{dot2_q4_k, dot2_q6_k, dot_q4_k, dot_q6_k};
+            // Q4_K in this flavour; Q6_K has one (AVX2) loop for both.
+            use super::kquant::$name::{dot2_q4_k, dot_q4_k};
+            use super::kquant::{dot2_q6_k, dot_q6_k};
             dots!(dot_q8_0, dot2_q8_0, 34, decode_q8_0, $sdot, bias_none);
 
             #[target_feature(enable = $feat)]

@@ -10,7 +10,8 @@
 //!
 //! Preconditions every entry point relies on (the callers in this crate
 //! check shapes first; violating them gives wrong numbers, never unsafety):
-//! a quantized row holds whole blocks and `act` has one block per row block;
+//! a quantized row holds whole blocks (super-blocks of 256 for the K-quants)
+//! and `act` has one block per 32 of its elements;
 //! a float row holds as many elements as `x`; axpy operands have equal lengths.
 
 #[cfg(target_arch = "x86_64")]

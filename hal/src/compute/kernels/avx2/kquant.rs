@@ -14,13 +14,16 @@
 //!   the two sub-block scales (low 128 bits: elements 0..16, high: 16..32)
 //!   scales and widens it in one instruction.
 //!
-//! There is no VNNI flavour: a VNNI token runs these same AVX2 loops.
-//! Results equal the scalar path's up to float rounding (lanes accumulate in
-//! a different order).
+//! Q4_K has a VNNI flavour (`vpdpbusd` for `maddubs` + `madd`); Q6_K's
+//! scaled `madd` has no one-instruction VNNI equivalent, so a VNNI token
+//! runs the AVX2 Q6_K loop. Results equal the scalar path's up to float
+//! rounding (lanes accumulate in a different order).
 
 use core::arch::x86_64::*;
 
-use super::{f16_one, f16_pair, hsum_ps, load_act, load_u8x16, load_u8x32, store_f32x8, udot_avx2};
+use super::{
+    f16_one, f16_pair, hsum_ps, load_act, load_u8x16, load_u8x32, store_f32x8, udot_avx2, udot_vnni,
+};
 use crate::compute::act::ActBlock;
 use crate::compute::kernels::scalar::kquant::{
     q4k_scale_bytes, Q4kScales, ACTS, Q4K_BYTES, Q6K_BYTES,
@@ -58,29 +61,84 @@ fn q4k_scales(b: &[u8; Q4K_BYTES]) -> Q4kScales {
     s
 }
 
-/// One Q4_K super-block · its eight activation blocks: the scaled integer
-/// dot products added to `acc` (8 lanes), the minimum terms to `bias`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q4k_block(b: &[u8; Q4K_BYTES], a8: &[ActBlock; ACTS], acc: __m256, bias: &mut f32) -> __m256 {
-    let s = q4k_scales(b);
-    let m4 = _mm256_set1_epi8(0x0f);
-    let mut acc = acc;
-    for i in 0..ACTS / 2 {
-        let v = load32(b, 16 + 32 * i);
-        let lo = _mm256_and_si256(v, m4);
-        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
-        for (j, w) in [(2 * i, lo), (2 * i + 1, hi)] {
-            let (Some(a), Some(&dsc), Some(&dm)) = (a8.get(j), s.dsc.get(j), s.dm.get(j)) else {
-                continue;
-            };
-            let p = _mm256_cvtepi32_ps(udot_avx2(w, load_act(a)));
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(dsc * a.d), p, acc);
-            *bias += dm * a.ds;
+/// The Q4_K products for one integer-dot flavour: `$udot` is `maddubs` and
+/// `madd` (AVX2) or one `vpdpbusd` (AVX-512 VNNI); the same integer lanes
+/// either way, so both flavours give the same bits.
+macro_rules! q4k_kernels {
+    ($name:ident, $feat:literal, $udot:ident) => {
+        pub(super) mod $name {
+            use super::*;
+
+            /// One Q4_K super-block · its eight activation blocks: the scaled integer
+            /// dot products added to `acc` (8 lanes), the minimum terms to `bias`.
+            #[inline]
+            #[target_feature(enable = $feat)]
+            fn q4k_block(
+                b: &[u8; Q4K_BYTES],
+                a8: &[ActBlock; ACTS],
+                acc: __m256,
+                bias: &mut f32,
+            ) -> __m256 {
+                let s = q4k_scales(b);
+                let m4 = _mm256_set1_epi8(0x0f);
+                let mut acc = acc;
+                for i in 0..ACTS / 2 {
+                    let v = load32(b, 16 + 32 * i);
+                    let lo = _mm256_and_si256(v, m4);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
+                    for (j, w) in [(2 * i, lo), (2 * i + 1, hi)] {
+                        let (Some(a), Some(&dsc), Some(&dm)) =
+                            (a8.get(j), s.dsc.get(j), s.dm.get(j))
+                        else {
+                            continue;
+                        };
+                        let p = _mm256_cvtepi32_ps($udot(w, load_act(a)));
+                        acc = _mm256_fmadd_ps(_mm256_set1_ps(dsc * a.d), p, acc);
+                        *bias += dm * a.ds;
+                    }
+                }
+                acc
+            }
+
+            /// Q4_K row · activation; see `scalar::dot_q`.
+            #[inline]
+            #[target_feature(enable = $feat)]
+            pub(crate) fn dot_q4_k(row: &[u8], act: &[ActBlock]) -> f32 {
+                let mut acc = _mm256_setzero_ps();
+                let mut bias = 0.0f32;
+                for (blk, a8) in row.chunks_exact(Q4K_BYTES).zip(act.chunks_exact(ACTS)) {
+                    if let (Ok(b), Ok(a8)) = (<&[u8; Q4K_BYTES]>::try_from(blk), a8.try_into()) {
+                        acc = q4k_block(b, a8, acc, &mut bias);
+                    }
+                }
+                hsum_ps(acc) - bias
+            }
+
+            /// Two Q4_K rows · the same activation (two independent chains).
+            #[inline]
+            #[target_feature(enable = $feat)]
+            pub(crate) fn dot2_q4_k(r0: &[u8], r1: &[u8], act: &[ActBlock]) -> (f32, f32) {
+                let mut acc = [_mm256_setzero_ps(); 2];
+                let mut bias = [0.0f32; 2];
+                let blocks = r0.chunks_exact(Q4K_BYTES).zip(r1.chunks_exact(Q4K_BYTES));
+                for ((b0, b1), a8) in blocks.zip(act.chunks_exact(ACTS)) {
+                    if let (Ok(b0), Ok(b1), Ok(a8)) = (
+                        <&[u8; Q4K_BYTES]>::try_from(b0),
+                        <&[u8; Q4K_BYTES]>::try_from(b1),
+                        <&[ActBlock; ACTS]>::try_from(a8),
+                    ) {
+                        acc[0] = q4k_block(b0, a8, acc[0], &mut bias[0]);
+                        acc[1] = q4k_block(b1, a8, acc[1], &mut bias[1]);
+                    }
+                }
+                (hsum_ps(acc[0]) - bias[0], hsum_ps(acc[1]) - bias[1])
+            }
         }
-    }
-    acc
+    };
 }
+
+q4k_kernels!(plain, "avx2,fma,f16c", udot_avx2);
+q4k_kernels!(vnni, "avx2,fma,f16c,avx512vnni,avx512vl", udot_vnni);
 
 /// One Q6_K super-block · its eight activation blocks, added to `acc`.
 #[inline]
@@ -136,40 +194,6 @@ fn q6k_block(b: &[u8; Q6K_BYTES], a8: &[ActBlock; ACTS], acc: __m256) -> __m256 
         }
     }
     acc
-}
-
-/// Q4_K row · activation; see `scalar::dot_q`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dot_q4_k(row: &[u8], act: &[ActBlock]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut bias = 0.0f32;
-    for (blk, a8) in row.chunks_exact(Q4K_BYTES).zip(act.chunks_exact(ACTS)) {
-        if let (Ok(b), Ok(a8)) = (<&[u8; Q4K_BYTES]>::try_from(blk), a8.try_into()) {
-            acc = q4k_block(b, a8, acc, &mut bias);
-        }
-    }
-    hsum_ps(acc) - bias
-}
-
-/// Two Q4_K rows · the same activation (two independent chains).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dot2_q4_k(r0: &[u8], r1: &[u8], act: &[ActBlock]) -> (f32, f32) {
-    let mut acc = [_mm256_setzero_ps(); 2];
-    let mut bias = [0.0f32; 2];
-    let blocks = r0.chunks_exact(Q4K_BYTES).zip(r1.chunks_exact(Q4K_BYTES));
-    for ((b0, b1), a8) in blocks.zip(act.chunks_exact(ACTS)) {
-        if let (Ok(b0), Ok(b1), Ok(a8)) = (
-            <&[u8; Q4K_BYTES]>::try_from(b0),
-            <&[u8; Q4K_BYTES]>::try_from(b1),
-            <&[ActBlock; ACTS]>::try_from(a8),
-        ) {
-            acc[0] = q4k_block(b0, a8, acc[0], &mut bias[0]);
-            acc[1] = q4k_block(b1, a8, acc[1], &mut bias[1]);
-        }
-    }
-    (hsum_ps(acc[0]) - bias[0], hsum_ps(acc[1]) - bias[1])
 }
 
 /// Q6_K row · activation; see `scalar::dot_q`.
