@@ -1,5 +1,5 @@
 //! The Q5_0, Q4_K and Q6_K products on Gemma 3 270M's own tensors, and a
-//! short timing of a K-quant product against a Q4_1 one.
+//! short timing of them against the 32-element types.
 //!
 //! The model is `models/gemma-3-270m-Q4_K_M.gguf` at the workspace root
 //! (`scripts/fetch-model gemma3-270m`), or the file `LODE_GEMMA_GGUF`
@@ -90,10 +90,10 @@ fn gemma_tensors_match_the_dequantized_product() {
 }
 
 /// µs per single-threaded `matvec` of a 640 × 2048 matrix (Gemma's
-/// `ffn_down` shape) in Q4_1, Q5_1, Q5_0, Q4_K and Q6_K: scalar, SIMD
-/// without VNNI, and SIMD as detected. Run it
-/// optimized: `cargo test -p lode-hal --release --lib -- --ignored
-/// --nocapture kquant_speed`.
+/// `ffn_down` shape) in Q4_0, Q4_1, Q5_1, Q5_0, Q4_K and Q6_K: scalar, SIMD
+/// without VNNI, and SIMD as detected; the best of eight runs of 100.
+/// Run it optimized: `cargo test -p lode-hal --release --lib -- --ignored
+/// --nocapture kquant_speed` (`LODE_SPEED_ONLY=q4_k` for one type).
 #[test]
 #[ignore = "timing, not a check; run with --release --ignored"]
 fn kquant_speed() {
