@@ -90,7 +90,7 @@ fn gemma_tensors_match_the_dequantized_product() {
 }
 
 /// µs per single-threaded `matvec` of a 640 × 2048 matrix (Gemma's
-/// `ffn_down` shape) in Q4_0, Q4_1, Q5_1, Q5_0, Q4_K and Q6_K: scalar, SIMD
+/// `ffn_down` shape) in Q4_0, Q4_1, Q5_1, Q5_0, Q8_0, Q4_K and Q6_K: scalar, SIMD
 /// without VNNI, and SIMD as detected; the best of eight runs of 100.
 /// Run it optimized: `cargo test -p lode-hal --release --lib -- --ignored
 /// --nocapture kquant_speed` (`LODE_SPEED_ONLY=q4_k` for one type).
@@ -106,13 +106,14 @@ fn kquant_speed() {
         DType::Q4_1,
         DType::Q5_1,
         DType::Q5_0,
+        DType::Q8_0,
         DType::Q4_K,
         DType::Q6_K,
     ] {
         if only.as_deref().is_some_and(|o| o != dtype.name()) {
             continue;
         }
-        let data = if matches!(dtype, DType::Q4_0 | DType::Q4_1 | DType::Q5_1) {
+        let data = if matches!(dtype, DType::Q4_0 | DType::Q4_1 | DType::Q5_1 | DType::Q8_0) {
             rand_matrix(&mut r, dtype, rows, cols, true)
         } else {
             rand_blocks(&mut r, dtype, rows, cols)
