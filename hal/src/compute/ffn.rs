@@ -22,7 +22,7 @@ fn prefix_bytes(rt: RowType, cols: usize) -> usize {
     match rt {
         RowType::Float { half: false } => cols * 4,
         RowType::Float { half: true } => cols * 2,
-        RowType::Quant(t) => cols / QK * t.block_bytes(),
+        RowType::Quant(t) => cols / t.block_elems() * t.block_bytes(),
     }
 }
 
@@ -132,10 +132,10 @@ pub(crate) fn gated_ffn(
             kern.axpy_row(dt, b.get(lo..hi).unwrap_or(&[]), h, o);
         }
     };
-    // Column ranges must be whole blocks of the down type (and of the
-    // activation blocks, QK, which every quantized type shares).
+    // Column ranges must be whole blocks of the down type (32, or a
+    // K-quant's 256: whole activation blocks either way).
     let granule = match dt {
-        RowType::Quant(_) => QK,
+        RowType::Quant(t) => t.block_elems(),
         RowType::Float { .. } => 8,
     };
     // Chunks of at least four blocks: each chunk walks every bundle.

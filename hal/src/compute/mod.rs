@@ -2,7 +2,9 @@
 //!
 //! [`CpuCompute`] runs every numeric primitive of a decode step on the CPU:
 //! quantized matrix-vector products over GGML blocks (F32, F16, Q4_0, Q4_1,
-//! Q5_1, Q8_0), RMSNorm, RoPE, grouped-query attention, the SiLU-gated FFN
+//! Q5_0, Q5_1, Q8_0, and the K-quants Q4_K and Q6_K, whose 256-element
+//! super-blocks meet the same 32-element activation blocks eight at a time),
+//! RMSNorm, RoPE, grouped-query attention, the SiLU-gated FFN
 //! over neuron bundles, and KV-chunk quantization; [`sample`] turns logits
 //! into tokens.
 //!
@@ -415,5 +417,11 @@ impl Compute for CpuCompute<'_> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_kquant;
+#[cfg(test)]
+mod tests_kquant_model;
+#[cfg(test)]
+mod tests_kquant_ops;
 #[cfg(test)]
 mod testutil;

@@ -6,7 +6,8 @@
 //! there too, for the `vpdpbusd` flavour of the quantized products). That is
 //! the whole safety argument for calling them. The remaining `unsafe` blocks are unaligned loads and
 //! stores through pointers derived from fixed-size array references, with
-//! offsets checked at compile time, so every access is in bounds.
+//! offsets checked at compile time, so every access is in bounds, and two
+//! register-only instructions in inline assembly (`vpdpbusd`, `vmovd`).
 //!
 //! Quantized products: the weights' 4/5/8-bit codes become 32 bytes, and
 //! `maddubs` (u8 × i8 → pairs of i16) followed by `madd` with ones (→ 8 i32)
@@ -19,6 +20,7 @@ use core::arch::x86_64::*;
 
 use super::{scalar, QType};
 
+mod kquant;
 mod kv;
 use crate::compute::act::{scale_of, ActBlock};
 
@@ -285,10 +287,31 @@ fn f16_pair(b: [u8; 4]) -> (f32, f32) {
 }
 
 /// One f16 as f32.
+///
+/// The f16 bits reach the vector register through `vmovd`, which writes
+/// the whole register. Written as intrinsics, the compiler turned the
+/// (zero-extended) move into `vpinsrw`, which merges into whatever register
+/// it picks for the unused lanes, and it picked the loop's bias
+/// accumulator: every block's scale decoding then waited for the previous
+/// block's, halving the speed of the Q4_0, Q5_0 and Q8_0 products.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn f16_one(b: [u8; 2]) -> f32 {
-    f16_pair([b[0], b[1], 0, 0]).0
+    let bits = u32::from(u16::from_le_bytes(b));
+    let v: __m128i;
+    // SAFETY: `vmovd` copies a general-purpose register into the low 32
+    // bits of a vector register and zeroes the rest; it touches no memory,
+    // stack or flags, and every x86_64 CPU with AVX (which the token
+    // proves) has it.
+    unsafe {
+        core::arch::asm!(
+            "vmovd {v}, {r:e}",
+            v = out(xmm_reg) v,
+            r = in(reg) bits,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    _mm_cvtss_f32(_mm_cvtph_ps(v))
 }
 
 /// Horizontal sum of eight f32.
@@ -358,6 +381,15 @@ fn decode_q4_1(b: &[u8; 20]) -> (__m256i, f32, f32) {
     (nibbles(b, 4), d, m)
 }
 
+/// Q5_0: unsigned codes 0..32 (the -16 is applied through `ActBlock::ds`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn decode_q5_0(b: &[u8; 22]) -> (__m256i, f32, f32) {
+    let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+    let d = f16_one([b[0], b[1]]);
+    (_mm256_or_si256(nibbles(b, 6), fifth_bits(qh)), d, 0.0)
+}
+
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn decode_q5_1(b: &[u8; 24]) -> (__m256i, f32, f32) {
@@ -378,6 +410,11 @@ fn decode_q8_0(b: &[u8; 34]) -> (__m256i, f32, f32) {
 #[inline(always)]
 fn bias_q4_0(d: f32, _m: f32, a: &ActBlock) -> f32 {
     -8.0 * d * a.ds
+}
+
+#[inline(always)]
+fn bias_q5_0(d: f32, _m: f32, a: &ActBlock) -> f32 {
+    -16.0 * d * a.ds
 }
 
 #[inline(always)]
@@ -447,7 +484,11 @@ macro_rules! quant_kernels {
 
             dots!(dot_q4_0, dot2_q4_0, 18, decode_q4_0, $udot, bias_q4_0);
             dots!(dot_q4_1, dot2_q4_1, 20, decode_q4_1, $udot, bias_min);
+            dots!(dot_q5_0, dot2_q5_0, 22, decode_q5_0, $udot, bias_q5_0);
             dots!(dot_q5_1, dot2_q5_1, 24, decode_q5_1, $udot, bias_min);
+            // Q4_K in this flavour; Q6_K has one (AVX2) loop for both.
+            use super::kquant::$name::{dot2_q4_k, dot_q4_k};
+            use super::kquant::{dot2_q6_k, dot_q6_k};
             dots!(dot_q8_0, dot2_q8_0, 34, decode_q8_0, $sdot, bias_none);
 
             #[target_feature(enable = $feat)]
@@ -455,8 +496,11 @@ macro_rules! quant_kernels {
                 match t {
                     QType::Q4_0 => dot_q4_0(row, act),
                     QType::Q4_1 => dot_q4_1(row, act),
+                    QType::Q5_0 => dot_q5_0(row, act),
                     QType::Q5_1 => dot_q5_1(row, act),
                     QType::Q8_0 => dot_q8_0(row, act),
+                    QType::Q4_K => dot_q4_k(row, act),
+                    QType::Q6_K => dot_q6_k(row, act),
                 }
             }
 
@@ -465,8 +509,11 @@ macro_rules! quant_kernels {
                 match t {
                     QType::Q4_0 => dot2_q4_0(r0, r1, act),
                     QType::Q4_1 => dot2_q4_1(r0, r1, act),
+                    QType::Q5_0 => dot2_q5_0(r0, r1, act),
                     QType::Q5_1 => dot2_q5_1(r0, r1, act),
                     QType::Q8_0 => dot2_q8_0(r0, r1, act),
+                    QType::Q4_K => dot2_q4_k(r0, r1, act),
+                    QType::Q6_K => dot2_q6_k(r0, r1, act),
                 }
             }
 
@@ -501,8 +548,11 @@ macro_rules! quant_kernels {
                 match t {
                     QType::Q4_0 => pairs!(dot2_q4_0),
                     QType::Q4_1 => pairs!(dot2_q4_1),
+                    QType::Q5_0 => pairs!(dot2_q5_0),
                     QType::Q5_1 => pairs!(dot2_q5_1),
                     QType::Q8_0 => pairs!(dot2_q8_0),
+                    QType::Q4_K => pairs!(dot2_q4_k),
+                    QType::Q6_K => pairs!(dot2_q6_k),
                 }
             }
 
@@ -545,8 +595,11 @@ macro_rules! quant_kernels {
                 match t {
                     QType::Q4_0 => rows!(dot_q4_0, dot2_q4_0),
                     QType::Q4_1 => rows!(dot_q4_1, dot2_q4_1),
+                    QType::Q5_0 => rows!(dot_q5_0, dot2_q5_0),
                     QType::Q5_1 => rows!(dot_q5_1, dot2_q5_1),
                     QType::Q8_0 => rows!(dot_q8_0, dot2_q8_0),
+                    QType::Q4_K => rows!(dot_q4_k, dot2_q4_k),
+                    QType::Q6_K => rows!(dot_q6_k, dot2_q6_k),
                 }
             }
         }
@@ -734,6 +787,11 @@ fn abias_q4_0(alpha: f32, d: f32, _m: f32) -> f32 {
 }
 
 #[inline(always)]
+fn abias_q5_0(alpha: f32, d: f32, _m: f32) -> f32 {
+    -16.0 * alpha * d
+}
+
+#[inline(always)]
 fn abias_min(alpha: f32, _d: f32, m: f32) -> f32 {
     alpha * m
 }
@@ -788,6 +846,7 @@ macro_rules! axpy_rows {
 
 axpy_rows!(axpy_rows_q4_0, 18, decode_q4_0, false, abias_q4_0);
 axpy_rows!(axpy_rows_q4_1, 20, decode_q4_1, false, abias_min);
+axpy_rows!(axpy_rows_q5_0, 22, decode_q5_0, false, abias_q5_0);
 axpy_rows!(axpy_rows_q5_1, 24, decode_q5_1, false, abias_min);
 axpy_rows!(axpy_rows_q8_0, 34, decode_q8_0, true, abias_none);
 
@@ -796,8 +855,10 @@ fn axpy_q(t: QType, row: &[u8], alpha: f32, y: &mut [f32]) {
     match t {
         QType::Q4_0 => axpy_rows_q4_0([row], [alpha], y),
         QType::Q4_1 => axpy_rows_q4_1([row], [alpha], y),
+        QType::Q5_0 => axpy_rows_q5_0([row], [alpha], y),
         QType::Q5_1 => axpy_rows_q5_1([row], [alpha], y),
         QType::Q8_0 => axpy_rows_q8_0([row], [alpha], y),
+        QType::Q4_K | QType::Q6_K => scalar::axpy_q(t, row, alpha, y),
     }
 }
 
@@ -806,8 +867,10 @@ fn axpy4_q(t: QType, rows: [&[u8]; 4], alpha: [f32; 4], y: &mut [f32]) {
     match t {
         QType::Q4_0 => axpy_rows_q4_0(rows, alpha, y),
         QType::Q4_1 => axpy_rows_q4_1(rows, alpha, y),
+        QType::Q5_0 => axpy_rows_q5_0(rows, alpha, y),
         QType::Q5_1 => axpy_rows_q5_1(rows, alpha, y),
         QType::Q8_0 => axpy_rows_q8_0(rows, alpha, y),
+        QType::Q4_K | QType::Q6_K => scalar::axpy4_q(t, rows, alpha, y),
     }
 }
 

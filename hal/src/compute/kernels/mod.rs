@@ -10,7 +10,8 @@
 //!
 //! Preconditions every entry point relies on (the callers in this crate
 //! check shapes first; violating them gives wrong numbers, never unsafety):
-//! a quantized row holds whole blocks and `act` has one block per row block;
+//! a quantized row holds whole blocks (super-blocks of 256 for the K-quants)
+//! and `act` has one block per 32 of its elements;
 //! a float row holds as many elements as `x`; axpy operands have equal lengths.
 
 #[cfg(target_arch = "x86_64")]
@@ -25,22 +26,42 @@ use super::act::{quantize_scalar, ActBlock};
 use super::kv;
 
 /// The block-quantized element types.
+///
+/// All are multiplied against the same activation blocks of 32
+/// ([`ActBlock`]): the 32-element types block for block, and the K-quants
+/// (256-element super-blocks) eight activation blocks per super-block, since
+/// their sub-blocks (32 elements for Q4_K, 16 for Q6_K) line up with them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(non_camel_case_types)] // ggml's names
 pub(crate) enum QType {
     Q4_0,
     Q4_1,
+    Q5_0,
     Q5_1,
     Q8_0,
+    Q4_K,
+    Q6_K,
 }
 
 impl QType {
-    /// Bytes per block of 32 elements.
+    /// Bytes per block (a super-block of 256 elements for the K-quants).
     pub(crate) const fn block_bytes(self) -> usize {
         match self {
             QType::Q4_0 => 18,
             QType::Q4_1 => 20,
+            QType::Q5_0 => 22,
             QType::Q5_1 => 24,
             QType::Q8_0 => 34,
+            QType::Q4_K => 144,
+            QType::Q6_K => 210,
+        }
+    }
+
+    /// Elements per block: 32, or 256 for the K-quants' super-blocks.
+    pub(crate) const fn block_elems(self) -> usize {
+        match self {
+            QType::Q4_K | QType::Q6_K => 256,
+            _ => 32,
         }
     }
 }
@@ -50,7 +71,8 @@ impl QType {
 pub(crate) enum RowType {
     /// Little-endian f32 (`half == false`) or f16 (`half == true`).
     Float { half: bool },
-    /// Blocks of 32 against the quantized activation.
+    /// Blocks (of 32, or K-quant super-blocks of 256) against the
+    /// quantized activation.
     Quant(QType),
 }
 
@@ -62,8 +84,11 @@ impl RowType {
             DType::F16 => RowType::Float { half: true },
             DType::Q4_0 => RowType::Quant(QType::Q4_0),
             DType::Q4_1 => RowType::Quant(QType::Q4_1),
+            DType::Q5_0 => RowType::Quant(QType::Q5_0),
             DType::Q5_1 => RowType::Quant(QType::Q5_1),
             DType::Q8_0 => RowType::Quant(QType::Q8_0),
+            DType::Q4_K => RowType::Quant(QType::Q4_K),
+            DType::Q6_K => RowType::Quant(QType::Q6_K),
             _ => return None,
         })
     }

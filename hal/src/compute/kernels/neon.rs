@@ -19,6 +19,7 @@ use core::arch::aarch64::*;
 
 use super::{scalar, QType};
 
+mod kquant;
 mod kv;
 use crate::compute::act::{scale_of, ActBlock};
 use crate::compute::quant::f16_at;
@@ -222,7 +223,7 @@ fn nibbles<const K: usize, const N: usize>(b: &[u8; N]) -> (int8x16_t, int8x16_t
     (vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi))
 }
 
-/// Q5_1's fifth bits for elements 0..16 and 16..32: byte `j` is `0x10` when
+/// Q5_0's and Q5_1's fifth bits for elements 0..16 and 16..32: byte `j` is `0x10` when
 /// bit `j` of `qh` is set.
 #[inline]
 #[target_feature(enable = "neon")]
@@ -341,6 +342,27 @@ macro_rules! quant_kernels {
 
             #[inline]
             #[target_feature(enable = $feat)]
+            fn dot_q5_0(row: &[u8], act: &[ActBlock]) -> f32 {
+                let mut acc = 0.0f32;
+                for (blk, a) in row.chunks_exact(22).zip(act) {
+                    let Ok(b) = <&[u8; 22]>::try_from(blk) else {
+                        continue;
+                    };
+                    let d = f16_at(b, 0) * a.d;
+                    let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+                    let (l, h) = nibbles::<6, 22>(b);
+                    let (hl, hh) = fifth_bits(qh);
+                    let s = $idot((vorrq_s8(l, hl), vorrq_s8(h, hh)), a);
+                    acc += d * (s - 16 * a.sum) as f32;
+                }
+                acc
+            }
+
+            // The K-quants, in the same integer-dot flavour.
+            use super::kquant::$name::{dot_q4_k, dot_q6_k};
+
+            #[inline]
+            #[target_feature(enable = $feat)]
             fn dot_q5_1(row: &[u8], act: &[ActBlock]) -> f32 {
                 let mut acc = 0.0f32;
                 for (blk, a) in row.chunks_exact(24).zip(act) {
@@ -363,8 +385,11 @@ macro_rules! quant_kernels {
                 match t {
                     QType::Q4_0 => dot_q4_0(row, act),
                     QType::Q4_1 => dot_q4_1(row, act),
+                    QType::Q5_0 => dot_q5_0(row, act),
                     QType::Q5_1 => dot_q5_1(row, act),
                     QType::Q8_0 => dot_q8_0(row, act),
+                    QType::Q4_K => dot_q4_k(row, act),
+                    QType::Q6_K => dot_q6_k(row, act),
                 }
             }
 
@@ -386,8 +411,11 @@ macro_rules! quant_kernels {
                 match t {
                     QType::Q4_0 => rows!(dot_q4_0),
                     QType::Q4_1 => rows!(dot_q4_1),
+                    QType::Q5_0 => rows!(dot_q5_0),
                     QType::Q5_1 => rows!(dot_q5_1),
                     QType::Q8_0 => rows!(dot_q8_0),
+                    QType::Q4_K => rows!(dot_q4_k),
+                    QType::Q6_K => rows!(dot_q6_k),
                 }
             }
         }
@@ -567,6 +595,9 @@ fn axpy_codes(
 
 #[target_feature(enable = "neon")]
 fn axpy_q(t: QType, row: &[u8], alpha: f32, y: &mut [f32]) {
+    if matches!(t, QType::Q4_K | QType::Q6_K) {
+        return scalar::axpy_q(t, row, alpha, y);
+    }
     for (ys, blk) in y
         .chunks_exact_mut(32)
         .zip(row.chunks_exact(t.block_bytes()))
@@ -591,6 +622,17 @@ fn axpy_q(t: QType, row: &[u8], alpha: f32, y: &mut [f32]) {
                 let ad = alpha * d;
                 axpy_codes(nibbles::<2, 18>(b), false, ad, -8.0 * ad, ys);
             }
+            QType::Q5_0 => {
+                let Ok(b) = <&[u8; 22]>::try_from(blk) else {
+                    continue;
+                };
+                let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+                let (l, h) = nibbles::<6, 22>(b);
+                let (hl, hh) = fifth_bits(qh);
+                let ad = alpha * d;
+                let w = (vorrq_s8(l, hl), vorrq_s8(h, hh));
+                axpy_codes(w, false, ad, -16.0 * ad, ys);
+            }
             QType::Q4_1 => {
                 let Ok(b) = <&[u8; 20]>::try_from(blk) else {
                     continue;
@@ -609,6 +651,8 @@ fn axpy_q(t: QType, row: &[u8], alpha: f32, y: &mut [f32]) {
                 let w = (vorrq_s8(l, hl), vorrq_s8(h, hh));
                 axpy_codes(w, false, alpha * d, alpha * m, ys);
             }
+            // Routed to the scalar decoder above.
+            QType::Q4_K | QType::Q6_K => {}
         }
     }
 }

@@ -6,6 +6,8 @@
 //! operations in the same order, so it matches this one bit for bit, while
 //! AVX2 accumulates lanes in a different order (equal up to float rounding).
 
+pub(crate) mod kquant;
+
 use super::QType;
 use crate::compute::act::ActBlock;
 use crate::compute::f16::f16_le;
@@ -23,7 +25,7 @@ fn idot(w: &[i8; QK], a: &ActBlock) -> i32 {
 }
 
 /// 16 nibble bytes as 32 codes (low nibbles are elements 0..16), plus
-/// `16 · bit_j(qh)` for Q5_1's fifth bits.
+/// `16 · bit_j(qh)` for Q5_0's and Q5_1's fifth bits.
 #[inline(always)]
 fn unpack(qs: &[u8; 16], qh: u32) -> [i8; QK] {
     let mut w = [0i8; QK];
@@ -42,7 +44,8 @@ fn arr<const N: usize>(blk: &[u8], off: usize) -> Option<&[u8; N]> {
         .and_then(|s| <&[u8; N]>::try_from(s).ok())
 }
 
-/// One block's contribution to a quantized row · activation dot product.
+/// One block's contribution to a quantized row · activation dot product
+/// (32-element types; the K-quants are in [`kquant`]).
 #[inline(always)]
 pub(crate) fn block_dot(t: QType, blk: &[u8], a: &ActBlock) -> f32 {
     let d = f16_at(blk, 0) * a.d;
@@ -61,6 +64,13 @@ pub(crate) fn block_dot(t: QType, blk: &[u8], a: &ActBlock) -> f32 {
             let s = idot(&unpack(qs, 0), a);
             d * (s - 8 * a.sum) as f32
         }
+        QType::Q5_0 => {
+            let (Some(qh), Some(qs)) = (arr::<4>(blk, 2), arr::<16>(blk, 6)) else {
+                return 0.0;
+            };
+            let s = idot(&unpack(qs, u32::from_le_bytes(*qh)), a);
+            d * (s - 16 * a.sum) as f32
+        }
         QType::Q4_1 => {
             let Some(qs) = arr::<16>(blk, 4) else {
                 return 0.0;
@@ -76,11 +86,19 @@ pub(crate) fn block_dot(t: QType, blk: &[u8], a: &ActBlock) -> f32 {
             let w = unpack(qs, u32::from_le_bytes(*qh));
             d * idot(&w, a) as f32 + m * a.ds
         }
+        // Whole super-blocks go through `dot_q`; a lone 32-element block of
+        // a K-quant means nothing.
+        QType::Q4_K | QType::Q6_K => 0.0,
     }
 }
 
 /// Quantized row (whole blocks) · quantized activation.
 pub(crate) fn dot_q(t: QType, row: &[u8], act: &[ActBlock]) -> f32 {
+    match t {
+        QType::Q4_K => return kquant::dot_q4_k(row, act),
+        QType::Q6_K => return kquant::dot_q6_k(row, act),
+        _ => {}
+    }
     let mut acc = 0.0f32;
     for (blk, a) in row.chunks_exact(t.block_bytes()).zip(act) {
         acc += block_dot(t, blk, a);
@@ -216,6 +234,9 @@ pub(crate) fn axpy_f32(alpha: f32, x: &[f32], y: &mut [f32]) {
 
 /// `y += alpha · dequantize(row)` for a quantized row of `y.len()` elements.
 pub(crate) fn axpy_q(t: QType, row: &[u8], alpha: f32, y: &mut [f32]) {
+    if matches!(t, QType::Q4_K | QType::Q6_K) {
+        return kquant::axpy_k(t, row, alpha, y);
+    }
     for (ys, blk) in y
         .chunks_exact_mut(QK)
         .zip(row.chunks_exact(t.block_bytes()))
@@ -230,6 +251,10 @@ pub(crate) fn axpy_q(t: QType, row: &[u8], alpha: f32, y: &mut [f32]) {
                 Some(qs) => (unpack(qs, 0), -8.0 * ad),
                 None => continue,
             },
+            QType::Q5_0 => match (arr::<4>(blk, 2), arr::<16>(blk, 6)) {
+                (Some(qh), Some(qs)) => (unpack(qs, u32::from_le_bytes(*qh)), -16.0 * ad),
+                _ => continue,
+            },
             QType::Q4_1 => match arr::<16>(blk, 4) {
                 Some(qs) => (unpack(qs, 0), alpha * f16_at(blk, 2)),
                 None => continue,
@@ -240,6 +265,7 @@ pub(crate) fn axpy_q(t: QType, row: &[u8], alpha: f32, y: &mut [f32]) {
                 }
                 _ => continue,
             },
+            QType::Q4_K | QType::Q6_K => continue,
         };
         for (o, &q) in ys.iter_mut().zip(&w) {
             *o += ad * f32::from(q) + bias;
