@@ -65,6 +65,7 @@ impl<D: FlashDevice> Ring<D> {
         let t0 = (self.clock)();
         let mut done = [Completion::EMPTY; RING_COMPLETIONS];
         let n = self.dev.complete(arena, &mut done).map_err(device_err)?;
+        let no_checks = self.checks.is_none();
         self.stats.wait_ns += (self.clock)().saturating_sub(t0);
         for c in done.iter().take(n) {
             if c.tag == ROW_TAG {
@@ -102,6 +103,7 @@ impl<D: FlashDevice> Ring<D> {
                         None => State::Ready {
                             unit: *unit,
                             attempt: *attempt,
+                            checked: no_checks,
                         },
                     };
                 }

@@ -60,12 +60,20 @@ enum State {
         /// Reads of this unit before this one (0 for the first).
         attempt: u32,
     },
-    /// Read, not yet checked: checked (when the ring has checks) as it is
-    /// taken, not as the read completes, so collecting completions never
-    /// holds up the next read, and the CRC runs on the compute threads
-    /// right before the bytes are used.
+    /// Read; `checked` once its bytes passed their check (always, without
+    /// checks). Collecting a completion never checks, so it never holds
+    /// up the next read: a unit is checked, its CRC split across the
+    /// compute threads, while the caller waits for another unit's read
+    /// (`acquire`'s wait), or else as it is taken.
     Ready {
         unit: usize,
+        attempt: u32,
+        checked: bool,
+    },
+    /// Read, but its bytes failed their check at `offset`.
+    Bad {
+        unit: usize,
+        offset: u64,
         attempt: u32,
     },
     /// Checked and handed to the caller.
@@ -99,6 +107,7 @@ impl State {
             State::Free => None,
             State::Loading { unit, .. }
             | State::Ready { unit, .. }
+            | State::Bad { unit, .. }
             | State::InUse { unit }
             | State::Failed { unit, .. } => Some(unit),
         }

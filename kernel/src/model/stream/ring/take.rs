@@ -1,5 +1,6 @@
 //! Handing units and rows out: a unit checked against the block checksums
-//! as it is taken and a row as it is read, each read
+//! while the caller waits for another unit, or else as it is taken, and a
+//! row as it is read, each read
 //! again on a read error or a mismatch, up to [`MAX_READ_ATTEMPTS`] times
 //! in all, before anything uses it.
 
@@ -82,26 +83,27 @@ impl<D: FlashDevice> Ring<D> {
                 return Err(EvalError::Internal("a streamed unit left the ring"));
             };
             let retry = match state {
-                // Checked as it is taken, with every free slot's read
-                // already started, so the disk works while this thread (and
-                // the compute threads) compute the CRC.
-                State::Ready { attempt, .. } => {
-                    match self.check(arena, slot, u.start, u.len, compute)? {
-                        Checked::Good => {
-                            if let Some((_, s)) = self.slots.get_mut(i) {
-                                *s = State::InUse { unit };
-                            }
-                            return Ok((slot, u.skip));
-                        }
-                        Checked::Bad { offset } => (
-                            attempt + 1,
-                            EvalError::Corrupt {
-                                offset,
-                                attempts: attempt + 1,
-                            },
-                        ),
+                State::Ready { checked: true, .. } => {
+                    if let Some((_, s)) = self.slots.get_mut(i) {
+                        *s = State::InUse { unit };
                     }
+                    return Ok((slot, u.skip));
                 }
+                // Not checked while waiting: checked now, with every free
+                // slot's read already started, so the disk works meanwhile.
+                State::Ready { .. } => {
+                    self.check_slot(arena, i, compute)?;
+                    continue;
+                }
+                State::Bad {
+                    offset, attempt, ..
+                } => (
+                    attempt + 1,
+                    EvalError::Corrupt {
+                        offset,
+                        attempts: attempt + 1,
+                    },
+                ),
                 State::InUse { .. } => return Ok((slot, u.skip)),
                 State::Failed {
                     offset,
@@ -118,11 +120,73 @@ impl<D: FlashDevice> Ring<D> {
                 ),
                 _ => {
                     self.poll(arena)?;
+                    self.check_while_waiting(arena, unit, compute)?;
                     continue;
                 }
             };
             self.reread(arena, i, unit, retry)?;
         }
+    }
+
+    /// While `unit`'s read is still on its way, checks the units already
+    /// read ahead of it: time this thread and the compute threads would
+    /// otherwise spend waiting.
+    fn check_while_waiting<A: DramArena, C: Compute>(
+        &mut self,
+        arena: &A,
+        unit: usize,
+        compute: &mut C,
+    ) -> Result<(), EvalError> {
+        let loading = |r: &Self| {
+            r.slots
+                .iter()
+                .any(|(_, s)| matches!(s, State::Loading { unit: u, .. } if *u == unit))
+        };
+        for i in 0..self.slots.len() {
+            if !loading(self) {
+                break;
+            }
+            if matches!(
+                self.slots.get(i),
+                Some((_, State::Ready { checked: false, .. }))
+            ) {
+                self.check_slot(arena, i, compute)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the unchecked `Ready` unit of slot `i`: it becomes checked,
+    /// or `Bad` (read again when it is taken).
+    fn check_slot<A: DramArena, C: Compute>(
+        &mut self,
+        arena: &A,
+        i: usize,
+        compute: &mut C,
+    ) -> Result<(), EvalError> {
+        let Some(&(slot, State::Ready { unit, attempt, .. })) = self.slots.get(i) else {
+            return Ok(());
+        };
+        let u = *self
+            .schedule
+            .get(unit)
+            .ok_or(EvalError::Internal("no such streamed unit"))?;
+        let next = match self.check(arena, slot, u.start, u.len, compute)? {
+            Checked::Good => State::Ready {
+                unit,
+                attempt,
+                checked: true,
+            },
+            Checked::Bad { offset } => State::Bad {
+                unit,
+                offset,
+                attempt,
+            },
+        };
+        if let Some((_, s)) = self.slots.get_mut(i) {
+            *s = next;
+        }
+        Ok(())
     }
 
     /// Reads slot `i`'s `unit` again as attempt `retry.0`, or gives the
