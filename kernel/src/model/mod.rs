@@ -50,6 +50,7 @@ mod bundle_ffn;
 mod config;
 mod context;
 mod error;
+mod eval;
 mod ffn;
 mod forward;
 pub mod kv;
@@ -74,8 +75,8 @@ pub use config::{
 };
 pub use context::Context;
 pub use error::{ErrorKind, EvalError, LoadError};
+pub use eval::WantLogits;
 pub use ffn::{DenseFfn, DenseLayer, FfnIo, FfnSource};
-pub use forward::WantLogits;
 pub use kv::{ChunkViews, KvCache};
 pub use tensor::{RawTensor, TensorRef, TensorSource};
 pub use view::{split, Shared};
