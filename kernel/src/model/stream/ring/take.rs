@@ -120,7 +120,7 @@ impl<D: FlashDevice> Ring<D> {
                 ),
                 _ => {
                     self.poll(arena)?;
-                    self.check_while_waiting(arena, unit, compute)?;
+                    self.check_while_waiting(arena, compute)?;
                     continue;
                 }
             };
@@ -128,24 +128,15 @@ impl<D: FlashDevice> Ring<D> {
         }
     }
 
-    /// While `unit`'s read is still on its way, checks the units already
-    /// read ahead of it: time this thread and the compute threads would
-    /// otherwise spend waiting.
+    /// Checks the units already read but not checked, called while the
+    /// caller's own unit is still on its way: time this thread and the
+    /// compute threads would otherwise spend waiting.
     fn check_while_waiting<A: DramArena, C: Compute>(
         &mut self,
         arena: &A,
-        unit: usize,
         compute: &mut C,
     ) -> Result<(), EvalError> {
-        let loading = |r: &Self| {
-            r.slots
-                .iter()
-                .any(|(_, s)| matches!(s, State::Loading { unit: u, .. } if *u == unit))
-        };
         for i in 0..self.slots.len() {
-            if !loading(self) {
-                break;
-            }
             if matches!(
                 self.slots.get(i),
                 Some((_, State::Ready { checked: false, .. }))
