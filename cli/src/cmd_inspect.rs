@@ -192,6 +192,16 @@ fn print_image(out: &mut dyn Write, path: &Path, image: &Image<'_>) -> std::io::
     writeln!(out, "  rope base    {}", g.rope_base)?;
     writeln!(out, "  rms eps      {:e}", g.rms_eps)?;
     writeln!(out, "  fingerprint  {:016x}", g.fingerprint)?;
+    if let Some(l) = image.lineage() {
+        writeln!(
+            out,
+            "  pruned from  model {:016x} of {} layers: kept {:?}, dropped {:?}",
+            l.base_fingerprint(),
+            l.base_layers(),
+            l.kept().collect::<Vec<_>>(),
+            l.dropped().collect::<Vec<_>>()
+        )?;
+    }
 
     match image.cost_model() {
         Some(c) => writeln!(

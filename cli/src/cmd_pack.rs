@@ -38,12 +38,13 @@ use lode_formats::DType;
 use lode_kernel::formats::gguf::Gguf;
 use lode_kernel::model::{LlamaConfig, LlamaConfigExt};
 use lode_pack::image::readback::layer_bundles;
-use lode_pack::image::{build_image, FfnLayout, PackSummary};
+use lode_pack::image::{build_image_keeping, FfnLayout, PackSummary};
 
 use lode_pack::model_id::fingerprint;
 use lode_pack::output::Output;
 use lode_pack::placement::{check_trace, place, PlacementKind};
 use lode_pack::profile::TEXT_LIMIT;
+use lode_pack::prune::{kept_layers, pruned_fingerprint};
 
 use crate::progress::{Meters, Progress};
 
@@ -94,6 +95,12 @@ pub struct PackArgs {
     /// (`lode calibrate --store` can add one later).
     #[arg(long = "cost-model")]
     pub cost_model: Option<PathBuf>,
+    /// Layers to leave out (0-based, comma-separated), as `lode prune`
+    /// chose them: the image holds the others, renumbered from 0, and
+    /// records which layers of which model it kept (its lineage), so `lode
+    /// run` streams it like any model and `lode prune --base` can score it.
+    #[arg(long = "drop-layers", value_delimiter = ',')]
+    pub drop_layers: Vec<usize>,
     /// No progress line.
     #[arg(long)]
     pub quiet: bool,
@@ -115,6 +122,7 @@ impl PackArgs {
             check_text: None,
             check_tokens: 0,
             cost_model: None,
+            drop_layers: Vec::new(),
             quiet: true,
         }
     }
@@ -170,9 +178,9 @@ impl Layout {
 
 /// What the summary line says about the FFN: the bundles' sizes and parts,
 /// and for `split` the gate/up tensors beside them.
-fn ffn_summary(sum: &PackSummary, cfg: &LlamaConfig) -> String {
+fn ffn_summary(sum: &PackSummary, layers: usize, ffn: usize) -> String {
     let (rows, down) = (sum.types.rows.name(), sum.types.down.name());
-    let (layers, ffn, bundle) = (cfg.layers, cfg.ffn, sum.bundle_bytes);
+    let bundle = sum.bundle_bytes;
     match sum.layout {
         FfnLayout::Bundled => format!(
             "bundled FFN: {layers} layers x {ffn} bundles of {bundle} B \
@@ -181,12 +189,12 @@ fn ffn_summary(sum: &PackSummary, cfg: &LlamaConfig) -> String {
         FfnLayout::Split => format!(
             "split FFN: {layers} layers x ({} B of {rows} gate/up tensors, rows in placement \
              order, + {ffn} down-only bundles of {bundle} B ({down} down))",
-            sum.split_tensor_bytes / cfg.layers.max(1) as u64
+            sum.split_tensor_bytes / layers.max(1) as u64
         ),
         FfnLayout::Dense => format!(
             "dense FFN: {layers} layers x {} B of gate/up/down tensors as the model stores \
              them ({rows} gate/up, {down} down), no bundles",
-            sum.split_tensor_bytes / cfg.layers.max(1) as u64
+            sum.split_tensor_bytes / layers.max(1) as u64
         ),
     }
 }
@@ -257,16 +265,24 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         (None, _) => return Err("--placement freq or coact needs --trace".into()),
     };
 
+    let kept =
+        kept_layers(cfg.layers, &a.drop_layers).map_err(|e| format!("--drop-layers: {e}"))?;
+    let pruned = kept.len() < cfg.layers;
+    let image_fp = if pruned {
+        pruned_fingerprint(fp, cfg.layers, &kept)
+    } else {
+        fp
+    };
     let neurons = u32::try_from(cfg.ffn).map_err(|_| "FFN size does not fit an image")?;
     let perm_of = |l: usize| match &placed {
         Some(p) => p.perm(a.placement, l, neurons),
         None => lode_kernel::placement::identity(neurons),
     };
-    let mut progress = Progress::new("pack FFN bundles", cfg.layers as u64, a.quiet);
-    let (mut b, sum) = build_image(
+    let mut progress = Progress::new("pack FFN bundles", kept.len() as u64, a.quiet);
+    let (mut b, sum) = build_image_keeping(
         &file,
-        &cfg,
-        fp,
+        (&cfg, &kept),
+        image_fp,
         a.down.dtype(),
         a.layout.ffn_layout(),
         a.block_size,
@@ -276,6 +292,10 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     .map_err(|e| format!("{}: {e}", a.model.display()))?;
     progress.finish();
     b.cost_model(cost);
+    if pruned {
+        let as_u32: Vec<u32> = kept.iter().map(|&l| l as u32).collect();
+        b.lineage(fp, cfg.layers as u32, &as_u32);
+    }
     let len = output.write(|w| Ok(b.write_to(w)?))?;
     // The builder holds every layer's re-laid-out FFN: free it before the
     // check reads the image back.
@@ -286,9 +306,20 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         a.output.display(),
         sum.tensor_bytes,
         sum.tokenizer_bytes,
-        ffn_summary(&sum, &cfg),
+        ffn_summary(&sum, kept.len(), cfg.ffn),
         a.placement
     )?;
+    if pruned {
+        writeln!(
+            out,
+            "pruned: {} of {} layers kept, layers {:?} dropped (recorded in the image)",
+            kept.len(),
+            cfg.layers,
+            (0..cfg.layers)
+                .filter(|l| !kept.contains(l))
+                .collect::<Vec<_>>()
+        )?;
+    }
     if let Some(c) = cost {
         writeln!(
             out,
@@ -299,14 +330,23 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
             a.cost_model.as_deref().unwrap_or(Path::new("")).display()
         )?;
     }
-    if a.layout == Layout::Dense && check_text.is_some() {
+    if a.layout == Layout::Dense && check_text.is_some() && !pruned {
         writeln!(
             out,
             "perplexity: unchanged (the dense layout stores the model's FFN matrices byte for \
              byte)"
         )?;
     }
-    if let Some(text) = check_text.filter(|_| a.layout != Layout::Dense) {
+    if pruned && check_text.is_some() {
+        writeln!(
+            out,
+            "perplexity: not measured against the GGUF for a pruned image; `lode prune -m \
+             {} --base {} --held-out TEXT` scores it against the unpruned model",
+            a.output.display(),
+            a.model.display()
+        )?;
+    }
+    if let Some(text) = check_text.filter(|_| a.layout != Layout::Dense && !pruned) {
         let image = read_file(&a.output, Limit::whole("lode image"))
             .map_err(|e| format!("reading back what was written: {e}"))?;
         let img = Image::parse(&image).map_err(|e| format!("{}: {e}", a.output.display()))?;

@@ -2,10 +2,15 @@
 //! side by side with Block Influence, the last layers and random masks at
 //! the same levels (the search and the scores are
 //! `lode_runtime::prune`'s; this parses, reads the texts and prints).
+//! With `--output-dir` it packs EvoP's choice at each level as an image of
+//! fewer layers (`lode pack --drop-layers`, dense layout); with `--base` it
+//! scores such an image against the model it was pruned from ([`base`]).
+
+mod base;
 
 use std::error::Error;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use lode_formats::input::{read_file, Limit};
 use lode_runtime::prune::{
@@ -13,6 +18,8 @@ use lode_runtime::prune::{
     LevelResult, Reference, SearchOptions,
 };
 use lode_runtime::{ModelFile, Quiet, Session, SessionOptions};
+
+use crate::cmd_pack::{DownType, Layout, PackArgs};
 
 /// Largest text read.
 const TEXT_LIMIT: Limit = Limit::new("texts", 64 << 20);
@@ -25,7 +32,7 @@ pub struct PruneArgs {
     pub model: PathBuf,
     /// Texts the calibration windows are cut from (the search is tuned on
     /// these).
-    #[arg(long, required = true, num_args = 1..)]
+    #[arg(long, required_unless_present = "base", num_args = 1..)]
     pub calib: Vec<PathBuf>,
     /// Texts nothing is tuned on, for the held-out scores (use more than
     /// one kind: legal text is unusually easy).
@@ -65,6 +72,17 @@ pub struct PruneArgs {
     /// Threads (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Write EvoP's choice at each level as a lode image of the kept
+    /// layers into this directory (`<model>.evop-drop<N>.lode`, dense
+    /// layout, the same as `lode pack --layout dense --drop-layers ...`).
+    /// Needs a GGUF as `-m`.
+    #[arg(long = "output-dir")]
+    pub output_dir: Option<PathBuf>,
+    /// Score `-m`, a pruned image, against the model it was pruned from on
+    /// the held-out texts, instead of searching (the image's lineage must
+    /// name this model).
+    #[arg(long, conflicts_with_all = ["calib", "output_dir"])]
+    pub base: Option<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -97,9 +115,55 @@ fn windows_of(
     Ok(sample_windows(&all, n, seed))
 }
 
+/// Refuses an `--output-dir` that cannot be written to, or a `-m` that
+/// `lode pack` cannot pack, before the search.
+fn check_output_dir(a: &PruneArgs, file: &ModelFile) -> Result<(), Box<dyn Error>> {
+    let Some(dir) = &a.output_dir else {
+        return Ok(());
+    };
+    if !dir.is_dir() {
+        return Err(format!("--output-dir {}: not an existing directory", dir.display()).into());
+    }
+    if file.image().is_some() {
+        return Err(format!(
+            "--output-dir: -m {} is a lode image; pruned images are packed from the GGUF",
+            a.model.display()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Packs the layers `dropped` leaves as `<dir>/<model>.evop-drop<N>.lode`.
+fn write_image(a: &PruneArgs, dir: &Path, dropped: u128) -> Result<PathBuf, Box<dyn Error>> {
+    let drop_layers = layers_of(dropped);
+    let stem = a.model.file_stem().unwrap_or_default().to_string_lossy();
+    let output = dir.join(format!("{stem}.evop-drop{}.lode", drop_layers.len()));
+    let pack = PackArgs {
+        model: a.model.clone(),
+        output: output.clone(),
+        trace: None,
+        placement: lode_pack::placement::PlacementKind::Identity,
+        down: DownType::Q8_0,
+        layout: Layout::Dense,
+        block_size: 4096,
+        check_text: None,
+        check_tokens: 0,
+        cost_model: None,
+        drop_layers,
+        quiet: true,
+    };
+    crate::cmd_pack::run(&pack, &mut std::io::sink())?;
+    Ok(output)
+}
+
 /// Run the command.
 pub fn run(a: &PruneArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
+    if let Some(base) = &a.base {
+        return base::run(a, base, out);
+    }
     let file = ModelFile::open(&a.model)?;
+    check_output_dir(a, &file)?;
     let layers = file.config().layers;
     let drops: Vec<usize> = a
         .levels
@@ -137,6 +201,7 @@ pub fn run(a: &PruneArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let full = held_ref.score(&mut session, 0, held_ref.len())?;
     let influence = block_influence(&mut session, &calib, layers)?;
     let mut results = Vec::new();
+    let mut images = Vec::new();
     for &drop in &drops {
         let s = SearchOptions {
             drop,
@@ -168,6 +233,10 @@ pub fn run(a: &PruneArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         if !quiet {
             eprintln!();
         }
+        if let (Some(dir), Some(evop)) = (&a.output_dir, r.methods.first()) {
+            let path = write_image(a, dir, evop.dropped)?;
+            images.push(serde_json::json!({ "drop": drop, "path": path.display().to_string() }));
+        }
         results.push(r);
     }
     if a.json {
@@ -177,12 +246,25 @@ pub fn run(a: &PruneArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
             "unpruned_held_out": full,
             "block_influence": influence,
             "levels": results,
+            "images": images,
         });
         serde_json::to_writer_pretty(&mut *out, &v)?;
         writeln!(out)?;
         return Ok(());
     }
-    print_table(out, layers, full.perplexity, &results)
+    print_table(out, layers, full.perplexity, &results)?;
+    for i in &images {
+        writeln!(
+            out,
+            "wrote {} (EvoP's {} layers dropped; score it with `lode prune -m {} --base {} \
+             --held-out ...`)",
+            i["path"].as_str().unwrap_or_default(),
+            i["drop"],
+            i["path"].as_str().unwrap_or_default(),
+            a.model.display()
+        )?;
+    }
+    Ok(())
 }
 
 fn print_table(
@@ -223,109 +305,4 @@ fn print_table(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testutil::real_model;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        a: PruneArgs,
-    }
-
-    fn args(model: &std::path::Path, extra: &[&str]) -> PruneArgs {
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-        let mut v = vec![
-            "prune".to_string(),
-            "-m".into(),
-            model.display().to_string(),
-            "--calib".into(),
-            format!("{root}/README.md"),
-            "--held-out".into(),
-            format!("{root}/formats/FORMAT.md"),
-        ];
-        v.extend(extra.iter().map(|s| s.to_string()));
-        Cli::parse_from(v).a
-    }
-
-    /// Levels that drop nothing or everything, a window too short and too
-    /// few windows are refused with a message naming the option.
-    #[test]
-    fn options_that_cannot_run_are_refused_before_any_work() {
-        let Some(m) = real_model() else { return };
-        for (extra, says) in [
-            (&["--levels", "1"][..], "--levels 1"),
-            (&["--levels", "100"][..], "--levels 100"),
-            (&["--window", "1"][..], "--window 1"),
-            (&["--calib-windows", "100000"][..], "--calib"),
-        ] {
-            let e = run(&args(&m, extra), &mut Vec::new())
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains(says), "{extra:?}: {e}");
-        }
-    }
-
-    /// A tiny search end to end: every method drops the level's layers,
-    /// the search's best KL never rises, and EvoP's calibration KL is the
-    /// search's result.
-    #[test]
-    fn a_small_search_reports_every_method_at_the_level() {
-        let Some(m) = real_model() else { return };
-        let a = args(
-            &m,
-            &[
-                "--levels",
-                "10",
-                "--window",
-                "16",
-                "--calib-windows",
-                "2",
-                "--held-out-windows",
-                "2",
-                "--generations",
-                "2",
-                "--offspring",
-                "3",
-                "--survivors",
-                "1",
-                "--random",
-                "1",
-                "--threads",
-                "2",
-                "--json",
-            ],
-        );
-        let out = crate::testutil::with_main_stack(move || {
-            let mut out = Vec::new();
-            run(&a, &mut out).unwrap();
-            out
-        });
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        let level = &v["levels"][0];
-        assert_eq!(level["drop"], 3);
-        let methods = level["methods"].as_array().unwrap();
-        let names: Vec<&str> = methods
-            .iter()
-            .map(|m| m["method"].as_str().unwrap())
-            .collect();
-        assert_eq!(names, ["evop", "block-influence", "last-layers", "random"]);
-        for m in methods {
-            assert_eq!(m["dropped"].as_array().unwrap().len(), 3, "{m}");
-            assert!(m["held_out"]["perplexity"].as_f64().unwrap() > 1.0);
-        }
-        assert_eq!(methods[2]["dropped"], serde_json::json!([27, 28, 29]));
-        let kls: Vec<f64> = level["search"]["generations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|g| g["best_kl"].as_f64().unwrap())
-            .collect();
-        assert_eq!(kls.len(), 3);
-        assert!(kls.windows(2).all(|w| w[1] <= w[0]), "{kls:?}");
-        let evop = methods[0]["calibration"]["kl"].as_f64().unwrap();
-        assert!((evop - kls[2]).abs() < 1e-9, "{evop} vs {kls:?}");
-        assert_eq!(v["block_influence"].as_array().unwrap().len(), 30);
-    }
-}
+mod tests;

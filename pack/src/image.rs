@@ -31,6 +31,7 @@ use lode_kernel::model::{BundleTypes, LlamaConfig};
 
 use crate::bundle::{fill_layer, split_layer};
 use crate::finite::{check_named, check_tensor};
+use crate::prune::image_name;
 
 /// How each layer's FFN is laid out in an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
@@ -126,50 +127,62 @@ fn geometry(cfg: &LlamaConfig, fingerprint: u64) -> Result<ModelGeometry, String
     ModelGeometry::new(arch, cfg, fingerprint).map_err(|e| format!("{e}"))
 }
 
-/// Adds layer `l`'s FFN to `b` in the split layout: gate and up as tensors
-/// of their GGUF shape and type, rows in `perm` order, and the down-only
-/// bundles. Returns the bytes of the two tensors.
+/// Adds source layer `src`'s FFN to `b` as image layer `l` in the split
+/// layout: gate and up as tensors of their GGUF shape and type, rows in
+/// `perm` order, and the down-only bundles. Returns the bytes of the two
+/// tensors.
 fn add_split_layer<'d>(
     b: &mut ImageBuilder<'d>,
     file: &Gguf<'d>,
     cfg: &LlamaConfig,
     types: BundleTypes,
-    l: usize,
+    (src, l): (usize, usize),
     perm: Vec<u32>,
 ) -> Result<u64, String> {
-    let s = split_layer(file, cfg, types, l, &perm).map_err(|e| format!("layer {l}: {e}"))?;
+    let s = split_layer(file, cfg, types, src, &perm).map_err(|e| format!("layer {src}: {e}"))?;
     let mut bytes = 0u64;
     for (part, rows) in [("ffn_gate", s.gate), ("ffn_up", s.up)] {
-        let name = format!("blk.{l}.{part}.weight");
+        let name = format!("blk.{src}.{part}.weight");
         let t = file
             .tensor(&name)
             .ok_or(format!("the model has no {name}"))?;
         bytes += rows.len() as u64;
-        b.add_tensor(name, t.dtype, t.dims.as_slice(), rows)
-            .map_err(|e| format!("{e}"))?;
+        b.add_tensor(
+            format!("blk.{l}.{part}.weight"),
+            t.dtype,
+            t.dims.as_slice(),
+            rows,
+        )
+        .map_err(|e| format!("{e}"))?;
     }
     b.add_layer(LayerSpec::new(FfnLayout::Split.parts(types), s.down, perm));
     Ok(bytes)
 }
 
-/// Adds layer `l`'s FFN to `b` in the dense layout: the three matrices
-/// copied as they are and an empty bundle region. Returns their bytes.
+/// Adds source layer `src`'s FFN to `b` as image layer `l` in the dense
+/// layout: the three matrices copied as they are and an empty bundle
+/// region. Returns their bytes.
 fn add_dense_layer<'d>(
     b: &mut ImageBuilder<'d>,
     file: &Gguf<'d>,
     types: BundleTypes,
-    l: usize,
+    (src, l): (usize, usize),
 ) -> Result<u64, String> {
     let mut bytes = 0u64;
     for part in ["ffn_gate", "ffn_up", "ffn_down"] {
-        let name = format!("blk.{l}.{part}.weight");
+        let name = format!("blk.{src}.{part}.weight");
         let t = file
             .tensor(&name)
             .ok_or(format!("the model has no {name}"))?;
         let data = file.data(&t).map_err(|e| format!("{e}"))?;
         bytes += data.len() as u64;
-        b.add_tensor(name, t.dtype, t.dims.as_slice(), data)
-            .map_err(|e| format!("{e}"))?;
+        b.add_tensor(
+            format!("blk.{l}.{part}.weight"),
+            t.dtype,
+            t.dims.as_slice(),
+            data,
+        )
+        .map_err(|e| format!("{e}"))?;
     }
     b.add_layer(LayerSpec::new(
         FfnLayout::Dense.parts(types),
@@ -195,9 +208,50 @@ pub fn build_image<'d>(
     down: DType,
     layout: FfnLayout,
     block_size: u32,
+    perm_of: impl FnMut(usize) -> Vec<u32>,
+    on_layer: impl FnMut(usize),
+) -> Result<(ImageBuilder<'d>, PackSummary), String> {
+    let all: Vec<usize> = (0..cfg.layers).collect();
+    let shape = (cfg, all.as_slice());
+    build_image_keeping(
+        file,
+        shape,
+        fingerprint,
+        down,
+        layout,
+        block_size,
+        perm_of,
+        on_layer,
+    )
+}
+
+/// [`build_image`] of source layers `kept` alone (strictly increasing):
+/// image layer `i` is source layer `kept[i]`, its tensors renamed to
+/// `blk.{i}.*` ([`crate::prune`]), and the tensors of the other layers
+/// left out. `cfg` is the source's shape; the image's geometry has
+/// `kept.len()` layers and `fingerprint`. `perm_of` and `on_layer` are
+/// called with source layers. The caller records the lineage
+/// (`ImageBuilder::lineage`) when `kept` is not every layer.
+#[allow(clippy::too_many_arguments)] // each is one knob of `lode pack`
+pub fn build_image_keeping<'d>(
+    file: &Gguf<'d>,
+    (cfg, kept): (&LlamaConfig, &[usize]),
+    fingerprint: u64,
+    down: DType,
+    layout: FfnLayout,
+    block_size: u32,
     mut perm_of: impl FnMut(usize) -> Vec<u32>,
     mut on_layer: impl FnMut(usize),
 ) -> Result<(ImageBuilder<'d>, PackSummary), String> {
+    if kept.is_empty()
+        || kept.windows(2).any(|w| w[0] >= w[1])
+        || kept.iter().any(|&l| l >= cfg.layers)
+    {
+        return Err(format!(
+            "layers to keep {kept:?}: not increasing layers of the model's {}",
+            cfg.layers
+        ));
+    }
     let rows = file
         .tensor("blk.0.ffn_gate.weight")
         .ok_or("the model has no blk.0.ffn_gate.weight")?
@@ -229,21 +283,28 @@ pub fn build_image<'d>(
     };
     let tokenizer = tokenizer_only(file).map_err(|e| format!("tokenizer: {e}"))?;
     let tokenizer_bytes = tokenizer.len();
-    let mut b = ImageBuilder::new(geometry(cfg, fingerprint)?);
+    let shape = LlamaConfig {
+        layers: kept.len(),
+        ..*cfg
+    };
+    let mut b = ImageBuilder::new(geometry(&shape, fingerprint)?);
     b.block_size(block_size).tokenizer_gguf(tokenizer);
     let mut tensor_bytes = 0u64;
     for t in file.tensors() {
         if is_ffn_tensor(t.name) {
             continue;
         }
+        let Some(name) = image_name(t.name, kept)? else {
+            continue;
+        };
         check_tensor(file, &t)?;
         let data = file.data(&t).map_err(|e| format!("{e}"))?;
         tensor_bytes += data.len() as u64;
-        b.add_tensor(t.name, t.dtype, t.dims.as_slice(), data)
+        b.add_tensor(name, t.dtype, t.dims.as_slice(), data)
             .map_err(|e| format!("{e}"))?;
     }
     let mut split_tensor_bytes = 0u64;
-    for l in 0..cfg.layers {
+    for (at, &l) in kept.iter().enumerate() {
         let perm = perm_of(l);
         if perm.len() != cfg.ffn {
             return Err(format!(
@@ -263,7 +324,7 @@ pub fn build_image<'d>(
                 b.add_layer(LayerSpec::new(layout.parts(types), data, perm));
             }
             FfnLayout::Split => {
-                split_tensor_bytes += add_split_layer(&mut b, file, cfg, types, l, perm)?;
+                split_tensor_bytes += add_split_layer(&mut b, file, cfg, types, (l, at), perm)?;
             }
             FfnLayout::Dense => {
                 if perm.iter().enumerate().any(|(p, &n)| p as u32 != n) {
@@ -272,7 +333,7 @@ pub fn build_image<'d>(
                          it takes the identity placement only"
                     ));
                 }
-                split_tensor_bytes += add_dense_layer(&mut b, file, types, l)?;
+                split_tensor_bytes += add_dense_layer(&mut b, file, types, (l, at))?;
             }
         }
         on_layer(l);

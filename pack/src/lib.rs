@@ -15,6 +15,8 @@
 //! - [`placement`]: each layer's neuron order on flash, from a trace;
 //! - [`model_id`]: the fingerprint that ties an image or a trace to the
 //!   GGUF it came from;
+//! - [`prune`]: which source layers an image with layers dropped keeps,
+//!   their tensor names and its fingerprint;
 //! - [`profile`]: a real model's FFN activations on a text, recorded into
 //!   a trace under thresholds calibrated to a sparsity, with what that
 //!   sparsity costs in perplexity;
@@ -41,5 +43,6 @@ pub mod output;
 pub mod placement;
 pub mod profile;
 pub mod progress;
+pub mod prune;
 pub mod quality;
 pub mod synth;

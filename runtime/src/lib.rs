@@ -58,7 +58,7 @@ pub use faults::{parse_faults, BadFaults};
 pub use generate::{generate, GenerateOptions, Generation, Stop, Token};
 pub use image_file::{is_image, ImageFile, ImageFileError};
 pub use load::{Outside, OwnedScratch, StreamInfo, Streamed};
-pub use model_file::ModelFile;
+pub use model_file::{ModelFile, PrunedFrom};
 pub use options::{LoadEvents, Quiet, SessionOptions};
 pub use service::{
     CallError, CallOptions, CallSummary, ContextId, ContextInfo, CreateError, DeleteError, Finish,

@@ -72,6 +72,20 @@ pub struct ModelFile {
     pub(crate) cfg: LlamaConfig,
     pub(crate) tokenizer: Tokenizer,
     pub(crate) chat: Option<ChatTemplate>,
+    /// The model's identity: an image's geometry fingerprint, a GGUF's
+    /// [`Gguf::fingerprint`] (what an image packed from it carries).
+    pub(crate) fingerprint: u64,
+}
+
+/// Which layers of which model a pruned image holds (its lineage section).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrunedFrom {
+    /// Fingerprint of the unpruned model.
+    pub base_fingerprint: u64,
+    /// Layers of the unpruned model.
+    pub base_layers: usize,
+    /// The unpruned model's index of each layer this model holds.
+    pub kept: Vec<usize>,
 }
 
 impl ModelFile {
@@ -98,12 +112,14 @@ impl ModelFile {
             let chat = tokenizer_gguf(&img)
                 .ok()
                 .and_then(|g| ChatTemplate::from_gguf(&g).ok());
+            let fingerprint = img.geometry().fingerprint;
             return Ok(ModelFile {
                 path: path.to_path_buf(),
                 weights: Weights::Image(file),
                 cfg,
                 tokenizer,
                 chat,
+                fingerprint,
             });
         }
         if let Some(n) = damaged_image_magic(&input) {
@@ -123,6 +139,7 @@ impl ModelFile {
         let tokenizer =
             Tokenizer::from_gguf(&file).map_err(|e| model(format!("tokenizer: {e}")))?;
         let chat = ChatTemplate::from_gguf(&file).ok();
+        let fingerprint = file.fingerprint();
         // The tokenizer and the chat template are copies: what parsing
         // touched (the metadata, the vocabulary) is not needed resident.
         bytes.release(bytes.bytes());
@@ -132,6 +149,7 @@ impl ModelFile {
             cfg,
             tokenizer,
             chat,
+            fingerprint,
         })
     }
 
@@ -161,6 +179,23 @@ impl ModelFile {
             Weights::Image(f) => Some(f),
             Weights::Gguf(_) => None,
         }
+    }
+
+    /// The model's identity: what an image packed from it records, and
+    /// what a pruned image names as its base.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// Which layers of which model this is, for a pruned image; `None` for
+    /// a GGUF or an image of every layer.
+    pub fn pruned_from(&self) -> Option<PrunedFrom> {
+        let l = self.image()?.image().lineage()?;
+        Some(PrunedFrom {
+            base_fingerprint: l.base_fingerprint(),
+            base_layers: l.base_layers() as usize,
+            kept: l.kept().map(|k| k as usize).collect(),
+        })
     }
 
     /// Bytes of weights: what a percentage budget is a share of.

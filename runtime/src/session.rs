@@ -92,6 +92,7 @@ impl Session {
             cfg,
             tokenizer,
             chat,
+            fingerprint: _,
         } = file;
         let model_err = |source| LoadError::Model {
             path: path.clone(),

@@ -367,3 +367,61 @@ fn bad_input_is_an_error_and_writes_nothing() {
     let _ = std::fs::remove_file(&junk);
     assert!(!path.exists());
 }
+
+/// `--drop-layers` packs the other layers renumbered from 0, with the
+/// lineage that names them and a fingerprint of its own; their tensors are
+/// the source's bytes.
+#[test]
+fn dropping_layers_packs_the_rest_renumbered_with_their_lineage() {
+    let Some(model) = real_model() else { return };
+    let mut a = args(model.clone(), tmp("pruned.lode"));
+    a.layout = Layout::Dense;
+    a.drop_layers = vec![29, 0, 7];
+    let (bytes, text) = pack_verified(&a);
+    assert!(
+        text.contains("pruned: 27 of 30 layers kept, layers [0, 7, 29] dropped"),
+        "{text}"
+    );
+    let img = Image::parse(&bytes).unwrap();
+    assert_eq!((img.header().minor, img.geometry().layers), (2, 27));
+    let gguf_bytes = std::fs::read(&model).unwrap();
+    let gguf = Gguf::parse(&gguf_bytes).unwrap();
+    let l = img.lineage().unwrap();
+    assert_eq!(
+        (l.base_fingerprint(), l.base_layers()),
+        (gguf.fingerprint(), 30)
+    );
+    assert_eq!(l.dropped().collect::<Vec<_>>(), [0, 7, 29]);
+    assert_eq!(img.geometry().fingerprint >> 63, 1);
+    // Image layer 6 is source layer 8; no tensor names a layer past 26.
+    for (image_name, source_name) in [
+        ("blk.6.attn_q.weight", "blk.8.attn_q.weight"),
+        ("blk.26.ffn_down.weight", "blk.28.ffn_down.weight"),
+        ("blk.0.attn_norm.weight", "blk.1.attn_norm.weight"),
+    ] {
+        let (_, t) = img.tensor_by_name(image_name).unwrap();
+        let stored = &bytes[t.offset as usize..(t.offset + t.length) as usize];
+        let src = gguf.tensor(source_name).unwrap();
+        assert_eq!(stored, gguf.data(&src).unwrap(), "{image_name}");
+    }
+    assert!(img.tensors().all(|t| !t.name.starts_with("blk.27.")));
+    assert!(img.tensor_by_name("token_embd.weight").is_some());
+}
+
+/// A layer that does not exist, or all of them, is refused before any
+/// file is written.
+#[test]
+fn impossible_layer_drops_are_refused() {
+    let Some(model) = real_model() else { return };
+    for (drop, says) in [
+        (vec![30], "--drop-layers: layer 30 does not exist"),
+        ((0..30).collect(), "--drop-layers: dropping all 30 layers"),
+        (vec![3, 3], "--drop-layers: layer 3 is named twice"),
+    ] {
+        let mut a = args(model.clone(), tmp("refused.lode"));
+        a.drop_layers = drop;
+        let e = run(&a, &mut Vec::new()).unwrap_err().to_string();
+        assert!(e.contains(says), "{e}");
+        assert!(!a.output.exists());
+    }
+}

@@ -127,6 +127,20 @@ impl<'a> Gguf<'a> {
         self.alignment
     }
 
+    /// The model's identity: the CRC-32C of the file's metadata and tensor
+    /// table (everything before the data), so an image, a trace or a pruned
+    /// image can be matched to the file it came from. The tensor data is
+    /// left out: hashing ~100 MB on every command would cost more than it
+    /// protects, and the table already pins every tensor's name, shape,
+    /// type and offset.
+    pub fn fingerprint(&self) -> u64 {
+        let bytes = self.bytes();
+        let end = usize::try_from(self.data_offset()).unwrap_or(usize::MAX);
+        u64::from(crate::checksum::crc32c(
+            bytes.get(..end.min(bytes.len())).unwrap_or(bytes),
+        ))
+    }
+
     /// Absolute offset of the data section.
     pub fn data_offset(&self) -> u64 {
         self.data_start

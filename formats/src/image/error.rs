@@ -80,13 +80,16 @@ pub enum SectionKind {
     CostModel,
     /// The model's tokenizer as a GGUF file (kind 9, optional, since 1.1).
     Tokenizer,
+    /// Which layers of which model a pruned image holds (kind 10, optional,
+    /// since 1.2).
+    Lineage,
     /// A kind this reader does not know (from a newer minor version).
     Other(u32),
 }
 
 impl SectionKind {
-    /// Every kind this reader knows (version 1.1), in table order.
-    pub const KNOWN: [SectionKind; 9] = [
+    /// Every kind this reader knows (version 1.2), in table order.
+    pub const KNOWN: [SectionKind; 10] = [
         SectionKind::Geometry,
         SectionKind::Strings,
         SectionKind::Tensors,
@@ -96,6 +99,7 @@ impl SectionKind {
         SectionKind::CodecTags,
         SectionKind::CostModel,
         SectionKind::Tokenizer,
+        SectionKind::Lineage,
     ];
 
     /// The kind stored in the table.
@@ -110,6 +114,7 @@ impl SectionKind {
             SectionKind::CodecTags => 7,
             SectionKind::CostModel => 8,
             SectionKind::Tokenizer => 9,
+            SectionKind::Lineage => 10,
             SectionKind::Other(code) => code,
         }
     }
@@ -126,6 +131,7 @@ impl SectionKind {
             7 => SectionKind::CodecTags,
             8 => SectionKind::CostModel,
             9 => SectionKind::Tokenizer,
+            10 => SectionKind::Lineage,
             other => SectionKind::Other(other),
         }
     }
@@ -142,6 +148,7 @@ impl SectionKind {
             SectionKind::CodecTags => "codec tags",
             SectionKind::CostModel => "cost model",
             SectionKind::Tokenizer => "tokenizer",
+            SectionKind::Lineage => "lineage",
             SectionKind::Other(_) => "unknown",
         }
     }

@@ -30,12 +30,16 @@ pub const VERSION_MAJOR: u16 = 1;
 ///
 /// A writer emits the lowest minor whose sections the image uses, so an
 /// image without the 1.1 tokenizer section is byte for byte a 1.0 image.
-pub const VERSION_MINOR: u16 = MINOR_TOKENIZER;
+pub const VERSION_MINOR: u16 = MINOR_LINEAGE;
 
 /// Minor version of the first format with the tokenizer section (kind 9).
 /// An image with that section and an older minor is refused: no writer of
 /// the older minor could have made it.
 pub const MINOR_TOKENIZER: u16 = 1;
+
+/// Minor version of the first format with the lineage section (kind 10):
+/// the layers a pruned image kept, and of which model.
+pub const MINOR_LINEAGE: u16 = 2;
 
 /// Minor version of an image that uses only the 1.0 sections.
 pub const MINOR_BASE: u16 = 0;
@@ -217,6 +221,19 @@ pub struct CostRecord {
     pub reserved: [u8; 6],
 }
 
+/// The fixed head of the lineage section (16 bytes); one `U32` per image
+/// layer follows it (the source layer that image layer is).
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct LineageRecord {
+    /// Fingerprint of the model the layers were taken from.
+    pub base_fingerprint: U64,
+    /// Layers of that model.
+    pub base_layers: U32,
+    /// Must be zero.
+    pub reserved: U32,
+}
+
 // The documented sizes; FORMAT.md relies on them.
 const _: () = assert!(core::mem::size_of::<HeaderRecord>() == HEADER_LEN);
 const _: () = assert!(core::mem::size_of::<SectionEntry>() == SECTION_ENTRY_LEN);
@@ -224,6 +241,7 @@ const _: () = assert!(core::mem::size_of::<GeometryRecord>() == 64);
 const _: () = assert!(core::mem::size_of::<TensorRecord>() == 72);
 const _: () = assert!(core::mem::size_of::<LayerRecord>() == 48);
 const _: () = assert!(core::mem::size_of::<CostRecord>() == 24);
+const _: () = assert!(core::mem::size_of::<LineageRecord>() == 16);
 
 /// Offset of `header_crc` in the header: the CRC covers the bytes before it.
 pub const HEADER_CRC_OFFSET: usize = 60;

@@ -7,6 +7,7 @@ use zerocopy::{FromBytes, Immutable, KnownLayout};
 use super::error::{err, ErrorKind, ImageError, Location, SectionKind};
 use super::header::ImageHeader;
 use super::layout::{CostRecord, GeometryRecord, LayerRecord, TensorRecord, MINOR_TOKENIZER};
+use super::lineage::Lineage;
 use super::model::{BundleRegion, ModelGeometry, Placement, StoredCostModel, TensorInfo};
 use super::sections::{read_sections, Sections};
 use super::tables::{
@@ -34,6 +35,7 @@ pub struct Image<'a> {
     pub(crate) codec_tags: &'a [u8],
     pub(crate) cost: Option<StoredCostModel>,
     pub(crate) tokenizer: Option<&'a [u8]>,
+    pub(crate) lineage: Option<Lineage<'a>>,
 }
 
 fn records<T: FromBytes + KnownLayout + Immutable>(
@@ -119,6 +121,10 @@ impl<'a> Image<'a> {
             }
             check_tokenizer(bytes)?;
         }
+        let lineage = s
+            .get(K::Lineage)
+            .map(|bytes| Lineage::parse(bytes, geometry.layers, header.minor))
+            .transpose()?;
 
         let mut cursor = DataCursor::new(header.meta_len, header.file_len, header.block_size);
         let mut prev_name: Option<&[u8]> = None;
@@ -188,6 +194,7 @@ impl<'a> Image<'a> {
             codec_tags,
             cost,
             tokenizer,
+            lineage,
         };
         for l in 0..layers.len() {
             let (perm, inverse) = image.placement_slices(l).ok_or(err(
@@ -223,6 +230,12 @@ impl<'a> Image<'a> {
     /// image).
     pub fn tokenizer_gguf(&self) -> Option<&'a [u8]> {
         self.tokenizer
+    }
+
+    /// Where a pruned image's layers came from (the lineage section, since
+    /// 1.2); `None` for an image that holds every layer of its model.
+    pub fn lineage(&self) -> Option<Lineage<'a>> {
+        self.lineage
     }
 
     /// Entries in the tensor table.

@@ -14,7 +14,7 @@ use super::header::{align_up, ImageHeader};
 use super::layout::{SectionEntry, HEADER_LEN, SECTION_ALIGN};
 use crate::checksum::crc32c;
 
-/// The byte ranges of the sections version 1.1 defines, each verified
+/// The byte ranges of the sections version 1.2 defines, each verified
 /// against its CRC.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Sections<'a> {
@@ -27,6 +27,7 @@ pub(crate) struct Sections<'a> {
     pub codec_tags: Option<&'a [u8]>,
     pub cost_model: Option<&'a [u8]>,
     pub tokenizer: Option<&'a [u8]>,
+    pub lineage: Option<&'a [u8]>,
 }
 
 impl<'a> Sections<'a> {
@@ -41,6 +42,7 @@ impl<'a> Sections<'a> {
             SectionKind::CodecTags => &mut self.codec_tags,
             SectionKind::CostModel => &mut self.cost_model,
             SectionKind::Tokenizer => &mut self.tokenizer,
+            SectionKind::Lineage => &mut self.lineage,
             SectionKind::Other(_) => return None,
         })
     }
@@ -57,6 +59,7 @@ impl<'a> Sections<'a> {
             SectionKind::CodecTags => self.codec_tags,
             SectionKind::CostModel => self.cost_model,
             SectionKind::Tokenizer => self.tokenizer,
+            SectionKind::Lineage => self.lineage,
             SectionKind::Other(_) => None,
         }
     }

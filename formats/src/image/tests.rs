@@ -15,6 +15,8 @@ use crate::DType;
 use super::layout::{HeaderRecord, LayerRecord, SectionEntry, TensorRecord, HEADER_LEN};
 use super::*;
 
+mod lineage;
+
 /// A small deterministic generator (SplitMix64), so one `u64` from proptest
 /// describes a whole random image.
 struct Rng(u64);
@@ -408,6 +410,11 @@ fn small_image_tok() -> Vec<u8> {
 }
 
 fn small_image_with(tokenizer: Option<Vec<u8>>) -> Vec<u8> {
+    small_builder(tokenizer).to_bytes().unwrap()
+}
+
+/// The builder of [`small_image_with`], for tests that add to it.
+fn small_builder(tokenizer: Option<Vec<u8>>) -> ImageBuilder<'static> {
     let q = Some(DType::Q4_1);
     let parts = BundleParts {
         gate: q,
@@ -436,7 +443,7 @@ fn small_image_with(tokenizer: Option<Vec<u8>>) -> Vec<u8> {
     if let Some(t) = tokenizer {
         b.tokenizer_gguf(t);
     }
-    b.to_bytes().unwrap()
+    b
 }
 
 #[test]

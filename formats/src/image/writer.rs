@@ -131,6 +131,7 @@ pub struct ImageBuilder<'d> {
     layers: Vec<LayerSpec<'d>>,
     cost: Option<StoredCostModel>,
     tokenizer: Option<Cow<'d, [u8]>>,
+    lineage: Option<Vec<u8>>,
 }
 
 /// A layer after checking, with the values the layout needs.
@@ -171,6 +172,7 @@ impl<'d> ImageBuilder<'d> {
             layers: Vec::new(),
             cost: None,
             tokenizer: None,
+            lineage: None,
         }
     }
 
@@ -193,6 +195,15 @@ impl<'d> ImageBuilder<'d> {
     /// checked with the rest of the metadata when the image is written.
     pub fn tokenizer_gguf(&mut self, bytes: impl Into<Cow<'d, [u8]>>) -> &mut Self {
         self.tokenizer = Some(bytes.into());
+        self
+    }
+
+    /// Record that the image's layers are layers `kept` (strictly
+    /// increasing, one per image layer) of a model of `base_layers` layers
+    /// fingerprinted `base_fingerprint`: the lineage section (kind 10),
+    /// minor version 2. Checked with the rest of the metadata when written.
+    pub fn lineage(&mut self, base_fingerprint: u64, base_layers: u32, kept: &[u32]) -> &mut Self {
+        self.lineage = Some(super::lineage::encode(base_fingerprint, base_layers, kept));
         self
     }
 

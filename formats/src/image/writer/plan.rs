@@ -8,8 +8,8 @@ use std::vec::Vec;
 use super::super::error::{ErrorKind, Location, SectionKind};
 use super::super::header::align_up;
 use super::super::layout::{
-    CostRecord, GeometryRecord, LayerRecord, TensorRecord, HEADER_LEN, MINOR_BASE, MINOR_TOKENIZER,
-    SECTION_ALIGN, SECTION_ENTRY_LEN,
+    CostRecord, GeometryRecord, LayerRecord, TensorRecord, HEADER_LEN, MINOR_BASE, MINOR_LINEAGE,
+    MINOR_TOKENIZER, SECTION_ALIGN, SECTION_ENTRY_LEN,
 };
 
 use super::{invalid, usize_to_u64, ImageBuilder, LayerSpec, Plan, PlannedLayer, WriteError};
@@ -113,13 +113,18 @@ impl ImageBuilder<'_> {
         if let Some(t) = &self.tokenizer {
             lengths.push((K::Tokenizer, n(t.len())));
         }
+        if let Some(l) = &self.lineage {
+            lengths.push((K::Lineage, n(l.len())));
+        }
         lengths
     }
 
     /// The minor version this image needs: the lowest that defines every
     /// section it has, so an image without 1.1 sections stays a 1.0 image.
     pub(super) fn minor(&self) -> u16 {
-        if self.tokenizer.is_some() {
+        if self.lineage.is_some() {
+            MINOR_LINEAGE
+        } else if self.tokenizer.is_some() {
             MINOR_TOKENIZER
         } else {
             MINOR_BASE

@@ -135,6 +135,9 @@ impl ImageBuilder<'_> {
         if let Some(t) = &self.tokenizer {
             bodies.push((SectionKind::Tokenizer, t));
         }
+        if let Some(l) = &self.lineage {
+            bodies.push((SectionKind::Lineage, l));
+        }
         let meta_len = usize::try_from(plan.meta_len).map_err(|_| {
             invalid(
                 ErrorKind::OutOfRange,
