@@ -7,19 +7,41 @@
 //! scores such an image against the model it was pruned from ([`base`]).
 
 mod base;
+mod report;
+
+use report::{Calibration, Outcome};
 
 use std::error::Error;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use lode_formats::input::{read_file, Limit};
+use lode_runtime::prune::ccds::{ccds_sample, check_ccds, CcdsOptions, DEFAULT_CANDIDATES};
 use lode_runtime::prune::{
     baselines::block_influence, check_drop, compare_level, cut_windows, layers_of, sample_windows,
-    LevelResult, Reference, SearchOptions,
+    search, LevelResult, MethodResult, Reference, SearchOptions,
 };
 use lode_runtime::{ModelFile, Quiet, Session, SessionOptions};
 
 use crate::cmd_pack::{DownType, Layout, PackArgs};
+
+/// How calibration windows are chosen.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sampling {
+    /// Evenly across k-means clusters of the model's own embeddings (EvoP).
+    Ccds,
+    /// At random.
+    Random,
+}
+
+impl Sampling {
+    fn name(self) -> &'static str {
+        match self {
+            Sampling::Ccds => "ccds",
+            Sampling::Random => "random",
+        }
+    }
+}
 
 /// Largest text read.
 const TEXT_LIMIT: Limit = Limit::new("texts", 64 << 20);
@@ -45,9 +67,28 @@ pub struct PruneArgs {
     /// Tokens a window.
     #[arg(long, default_value_t = 128)]
     pub window: usize,
-    /// Calibration windows (sampled at random from the calibration texts).
+    /// Calibration windows, sampled from the calibration texts by
+    /// `--sampling`.
     #[arg(long, default_value_t = 8)]
     pub calib_windows: usize,
+    /// How the calibration windows are chosen: `ccds` embeds every window
+    /// of the texts with the model (mean hidden row after half the
+    /// layers), clusters them (k-means, seeded) and samples evenly across
+    /// the clusters, as EvoP does; `random` draws them at random.
+    #[arg(long, value_enum, default_value = "ccds")]
+    pub sampling: Sampling,
+    /// Clusters of `--sampling ccds` (at most `--calib-windows`).
+    #[arg(long, default_value_t = 8)]
+    pub clusters: usize,
+    /// Windows `--sampling ccds` embeds and clusters at most (a larger
+    /// corpus is sampled down to this many first, bounding the time).
+    #[arg(long, default_value_t = DEFAULT_CANDIDATES)]
+    pub candidates: usize,
+    /// Also search on a random calibration sample of the same size and
+    /// report its choice as `evop-random-calib` (with `--sampling ccds`;
+    /// doubles the search time).
+    #[arg(long)]
+    pub compare_sampling: bool,
     /// Held-out windows (sampled at random from the held-out texts).
     #[arg(long, default_value_t = 16)]
     pub held_out_windows: usize,
@@ -88,13 +129,11 @@ pub struct PruneArgs {
     pub json: bool,
 }
 
-/// Windows of `--window` tokens from `paths`, `n` sampled with `seed`.
-fn windows_of(
+/// Every window of `--window` tokens in the texts at `paths`.
+fn all_windows(
     file: &ModelFile,
     paths: &[PathBuf],
     window: usize,
-    n: usize,
-    seed: u64,
     flag: &str,
 ) -> Result<Vec<Vec<u32>>, Box<dyn Error>> {
     let mut all = Vec::new();
@@ -105,6 +144,19 @@ fn windows_of(
             .encode(&String::from_utf8_lossy(&bytes), false);
         all.extend(cut_windows(&tokens, window));
     }
+    Ok(all)
+}
+
+/// Windows of `--window` tokens from `paths`, `n` sampled with `seed`.
+fn windows_of(
+    file: &ModelFile,
+    paths: &[PathBuf],
+    window: usize,
+    n: usize,
+    seed: u64,
+    flag: &str,
+) -> Result<Vec<Vec<u32>>, Box<dyn Error>> {
+    let all = all_windows(file, paths, window, flag)?;
     if all.len() < n {
         return Err(format!(
             "{flag}: {} windows of {window} tokens in the texts, fewer than the {n} asked for",
@@ -157,6 +209,144 @@ fn write_image(a: &PruneArgs, dir: &Path, dropped: u128) -> Result<PathBuf, Box<
     Ok(output)
 }
 
+/// The calibration and held-out references a search scores against.
+struct Refs {
+    calib: Reference,
+    held: Reference,
+    /// A random calibration sample's, with `--compare-sampling`.
+    random: Option<Reference>,
+}
+
+/// Checks every option against the model and the texts, then loads the
+/// model and builds the references: the calibration windows (by
+/// `--sampling`), the held-out ones, and with `--compare-sampling` a
+/// random calibration sample.
+fn prepare(a: &PruneArgs, file: ModelFile) -> Result<(Session, Refs, Calibration), Box<dyn Error>> {
+    let layers = file.config().layers;
+    if a.window < 2 || a.window > file.config().context {
+        return Err(format!("--window {}: between 2 and the model's context", a.window).into());
+    }
+    let corpus = all_windows(&file, &a.calib, a.window, "--calib")?;
+    let n = a.calib_windows;
+    if a.sampling == Sampling::Ccds {
+        check_ccds(corpus.len().min(a.candidates), a.clusters, n)
+            .map_err(|e| format!("--calib: {e}"))?;
+    } else if corpus.len() < n {
+        return Err(format!(
+            "--calib: {} windows of {} tokens in the texts, fewer than the {n} asked for",
+            corpus.len(),
+            a.window
+        )
+        .into());
+    }
+    let held = windows_of(
+        &file,
+        &a.held_out,
+        a.window,
+        a.held_out_windows,
+        a.seed,
+        "--held-out",
+    )?;
+    let mut opts = SessionOptions::new(a.window);
+    opts.threads = a.threads;
+    opts.batch = a.window.min(128);
+    let say = |what: &str| {
+        if !a.json {
+            eprintln!("[lode] {what}");
+        }
+    };
+    let mut session = Session::load(file, &opts, a.window, &mut Quiet)?;
+    if a.sampling == Sampling::Ccds {
+        say(&format!(
+            "embedding and clustering {} calibration windows (CCDS)",
+            corpus.len().min(a.candidates)
+        ));
+    }
+    let random_calib = sample_windows(&corpus, n, a.seed);
+    let (calib, clusters) = match a.sampling {
+        Sampling::Ccds => {
+            let o = CcdsOptions {
+                clusters: a.clusters,
+                windows: n,
+                candidates: a.candidates,
+                seed: a.seed,
+            };
+            let (w, c) = ccds_sample(&mut session, &corpus, layers, &o)?;
+            (w, Some(c))
+        }
+        Sampling::Random => (random_calib.clone(), None),
+    };
+    say("the unpruned model's distributions over the calibration and held-out windows");
+    let refs = Refs {
+        calib: Reference::new(&mut session, calib)?,
+        held: Reference::new(&mut session, held)?,
+        random: match (a.compare_sampling, a.sampling) {
+            (true, Sampling::Ccds) => Some(Reference::new(&mut session, random_calib)?),
+            _ => None,
+        },
+    };
+    let calibration = Calibration {
+        sampling: a.sampling.name(),
+        windows: n,
+        corpus_windows: corpus.len(),
+        clusters,
+    };
+    Ok((session, refs, calibration))
+}
+
+/// EvoP and the baselines at `drop` layers, and with `--compare-sampling`
+/// EvoP on the random calibration sample (`evop-random-calib`, second).
+fn level(
+    a: &PruneArgs,
+    session: &mut Session,
+    (refs, influence): (&Refs, &[f64]),
+    drop: usize,
+) -> Result<LevelResult, Box<dyn Error>> {
+    let layers = influence.len();
+    let s = SearchOptions {
+        drop,
+        seed: a.seed,
+        generations: a.generations,
+        offspring: a.offspring,
+        survivors: a.survivors,
+        cheap_windows: a.cheap_windows,
+        full_windows: a.calib_windows,
+    };
+    let quiet = a.json;
+    let mut on_gen = |g: &lode_runtime::prune::GenerationReport| {
+        if !quiet {
+            eprint!(
+                "\r[lode] drop {drop}: generation {}/{}, best KL {:.4} ({:.0} s)  ",
+                g.generation, a.generations, g.best_kl, g.seconds
+            );
+        }
+    };
+    let mut r = compare_level(
+        session,
+        layers,
+        (&refs.calib, &refs.held),
+        influence,
+        &s,
+        a.random,
+        &mut on_gen,
+    )?;
+    if let Some(random_ref) = &refs.random {
+        let found = search(session, random_ref, layers, &s, &mut on_gen)?;
+        let m = MethodResult {
+            method: "evop-random-calib",
+            dropped: found.mask,
+            calibration: refs.calib.score(session, found.mask, refs.calib.len())?,
+            held_out: refs.held.score(session, found.mask, refs.held.len())?,
+        };
+        r.methods.insert(1, m);
+        session.set_skipped_layers(0)?;
+    }
+    if !quiet {
+        eprintln!();
+    }
+    Ok(r)
+}
+
 /// Run the command.
 pub fn run(a: &PruneArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     if let Some(base) = &a.base {
@@ -173,135 +363,27 @@ pub fn run(a: &PruneArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     for (&p, &d) in a.levels.iter().zip(&drops) {
         check_drop(layers, d).map_err(|e| format!("--levels {p}: {e}"))?;
     }
-    if a.window < 2 || a.window > file.config().context {
-        return Err(format!("--window {}: between 2 and the model's context", a.window).into());
-    }
-    let calib = windows_of(
-        &file,
-        &a.calib,
-        a.window,
-        a.calib_windows,
-        a.seed,
-        "--calib",
-    )?;
-    let held = windows_of(
-        &file,
-        &a.held_out,
-        a.window,
-        a.held_out_windows,
-        a.seed,
-        "--held-out",
-    )?;
-    let mut opts = SessionOptions::new(a.window);
-    opts.threads = a.threads;
-    opts.batch = a.window.min(128);
-    let mut session = Session::load(file, &opts, a.window, &mut Quiet)?;
-    let calib_ref = Reference::new(&mut session, calib.clone())?;
-    let held_ref = Reference::new(&mut session, held)?;
-    let full = held_ref.score(&mut session, 0, held_ref.len())?;
-    let influence = block_influence(&mut session, &calib, layers)?;
-    let mut results = Vec::new();
+    let (mut session, refs, calibration) = prepare(a, file)?;
+    let unpruned = refs.held.score(&mut session, 0, refs.held.len())?;
+    let influence = block_influence(&mut session, refs.calib.windows(), layers)?;
+    let mut levels = Vec::new();
     let mut images = Vec::new();
     for &drop in &drops {
-        let s = SearchOptions {
-            drop,
-            seed: a.seed,
-            generations: a.generations,
-            offspring: a.offspring,
-            survivors: a.survivors,
-            cheap_windows: a.cheap_windows,
-            full_windows: a.calib_windows,
-        };
-        let quiet = a.json;
-        let mut on_gen = |g: &lode_runtime::prune::GenerationReport| {
-            if !quiet {
-                eprint!(
-                    "\r[lode] drop {drop}: generation {}/{}, best KL {:.4} ({:.0} s)  ",
-                    g.generation, a.generations, g.best_kl, g.seconds
-                );
-            }
-        };
-        let r = compare_level(
-            &mut session,
-            layers,
-            (&calib_ref, &held_ref),
-            &influence,
-            &s,
-            a.random,
-            &mut on_gen,
-        )?;
-        if !quiet {
-            eprintln!();
-        }
+        let r = level(a, &mut session, (&refs, &influence), drop)?;
         if let (Some(dir), Some(evop)) = (&a.output_dir, r.methods.first()) {
-            let path = write_image(a, dir, evop.dropped)?;
-            images.push(serde_json::json!({ "drop": drop, "path": path.display().to_string() }));
+            images.push((drop, write_image(a, dir, evop.dropped)?));
         }
-        results.push(r);
+        levels.push(r);
     }
-    if a.json {
-        let v = serde_json::json!({
-            "model": a.model.display().to_string(),
-            "layers": layers,
-            "unpruned_held_out": full,
-            "block_influence": influence,
-            "levels": results,
-            "images": images,
-        });
-        serde_json::to_writer_pretty(&mut *out, &v)?;
-        writeln!(out)?;
-        return Ok(());
-    }
-    print_table(out, layers, full.perplexity, &results)?;
-    for i in &images {
-        writeln!(
-            out,
-            "wrote {} (EvoP's {} layers dropped; score it with `lode prune -m {} --base {} \
-             --held-out ...`)",
-            i["path"].as_str().unwrap_or_default(),
-            i["drop"],
-            i["path"].as_str().unwrap_or_default(),
-            a.model.display()
-        )?;
-    }
-    Ok(())
-}
-
-fn print_table(
-    out: &mut dyn Write,
-    layers: usize,
-    full_ppl: f64,
-    results: &[LevelResult],
-) -> Result<(), Box<dyn Error>> {
-    writeln!(
-        out,
-        "unpruned: {layers} layers, held-out perplexity {full_ppl:.3}"
-    )?;
-    writeln!(
-        out,
-        "{:>5} {:<16} {:>9} {:>10} {:>7}  dropped layers",
-        "drop", "method", "calib KL", "held ppl", "top-1"
-    )?;
-    for r in results {
-        for m in &r.methods {
-            writeln!(
-                out,
-                "{:>5} {:<16} {:>9.4} {:>10.3} {:>6.1}%  {:?}",
-                r.drop,
-                m.method,
-                m.calibration.kl,
-                m.held_out.perplexity,
-                m.held_out.top1_agreement_pct,
-                layers_of(m.dropped)
-            )?;
-        }
-        writeln!(
-            out,
-            "      search: {} masks scored in {:.0} s",
-            r.search.evaluations, r.search.seconds
-        )?;
-    }
-    Ok(())
+    let outcome = Outcome {
+        layers,
+        unpruned,
+        calibration,
+        influence,
+        levels,
+        images,
+    };
+    report::print(a, &outcome, out)
 }
 
 #[cfg(test)]

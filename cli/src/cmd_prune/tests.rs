@@ -58,6 +58,11 @@ fn a_small_search_reports_every_method_at_the_level() {
             "16",
             "--calib-windows",
             "2",
+            "--clusters",
+            "2",
+            "--candidates",
+            "24",
+            "--compare-sampling",
             "--held-out-windows",
             "2",
             "--generations",
@@ -98,12 +103,36 @@ fn a_small_search_reports_every_method_at_the_level() {
         .iter()
         .map(|m| m["method"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["evop", "block-influence", "last-layers", "random"]);
+    assert_eq!(
+        names,
+        [
+            "evop",
+            "evop-random-calib",
+            "block-influence",
+            "last-layers",
+            "random"
+        ]
+    );
+    // Two windows, one from each of the two clusters.
+    let c = &v["calibration"];
+    assert_eq!(c["sampling"], "ccds");
+    let mut from: Vec<u64> = c["clusters"]["chosen_from"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    from.sort_unstable();
+    assert_eq!(from, [0, 1]);
+    let sizes = c["clusters"]["sizes"].as_array().unwrap();
+    let total: u64 = sizes.iter().map(|x| x.as_u64().unwrap()).sum();
+    assert_eq!(total, 24);
+    assert!(c["corpus_windows"].as_u64().unwrap() > 24);
     for m in methods {
         assert_eq!(m["dropped"].as_array().unwrap().len(), 3, "{m}");
         assert!(m["held_out"]["perplexity"].as_f64().unwrap() > 1.0);
     }
-    assert_eq!(methods[2]["dropped"], serde_json::json!([27, 28, 29]));
+    assert_eq!(methods[3]["dropped"], serde_json::json!([27, 28, 29]));
     let kls: Vec<f64> = level["search"]["generations"]
         .as_array()
         .unwrap()

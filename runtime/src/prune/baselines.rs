@@ -39,7 +39,7 @@ pub fn block_influence(
 }
 
 /// The hidden rows of `w` after its first `run` layers (the rest skipped).
-fn rows_after(
+pub(super) fn rows_after(
     session: &mut Session,
     w: &[u32],
     run: usize,

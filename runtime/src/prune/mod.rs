@@ -1,5 +1,6 @@
 //! Layer pruning: which layers of a model to drop, chosen by EvoP's
-//! evolutionary search (`search`) and compared with the usual baselines
+//! evolutionary search (`search`) on calibration windows sampled across
+//! clusters of the corpus (`ccds`), and compared with the usual baselines
 //! (`baselines`), each scored against the unpruned model's next-token
 //! distributions (`reference`).
 //!
@@ -9,6 +10,7 @@
 //! scores thousands of masks in minutes.
 
 pub mod baselines;
+pub mod ccds;
 pub mod compare;
 pub mod reference;
 pub mod search;

@@ -117,6 +117,11 @@ impl Reference {
         Ok(Reference { windows, positions })
     }
 
+    /// The windows, in order.
+    pub fn windows(&self) -> &[Vec<u32>] {
+        &self.windows
+    }
+
     /// Windows held.
     pub fn len(&self) -> usize {
         self.windows.len()
