@@ -215,6 +215,17 @@ impl MergeContext<'_> {
         }
     }
 
+    /// The token whose text is all of `word` in the byte alphabet, if any:
+    /// vocabularies that take whole words first (Llama 3's) emit it without
+    /// merging.
+    pub(crate) fn whole_word(&self, word: &[u8], scratch: &mut MergeScratch) -> Option<u32> {
+        scratch.encoded.clear();
+        for &b in word {
+            push_encoded(b, &mut scratch.encoded);
+        }
+        self.texts.find(&scratch.encoded)
+    }
+
     /// Appends the tokens of `word` (raw bytes, not yet byte-encoded).
     pub(crate) fn merge_word(&self, word: &[u8], scratch: &mut MergeScratch, out: &mut Vec<u32>) {
         scratch.syms.clear();
