@@ -77,7 +77,10 @@ fn gemma_loads_as_sentencepiece() {
     assert_eq!(tok.vocab_size(), 262_144);
     assert_eq!(tok.pre_tokenizer(), None);
     let s = tok.specials();
-    assert_eq!((s.bos, s.eos, s.pad, s.unk), (Some(2), Some(1), Some(0), Some(3)));
+    assert_eq!(
+        (s.bos, s.eos, s.pad, s.unk),
+        (Some(2), Some(1), Some(0), Some(3))
+    );
     assert!(s.add_bos);
     assert!((0..=255u8).all(|b| tok.is_byte_encodable(b)));
     assert!(tok.is_end_of_generation(tok.token_id("<end_of_turn>").unwrap()));
@@ -95,7 +98,9 @@ fn gemma_ids_match_llama_cpp() {
         let want = ids(&c["ids"]);
         let got = encode(tok, text, special);
         if got != want {
-            failures.push(format!("{text:?}\n  lode:      {got:?}\n  llama.cpp: {want:?}"));
+            failures.push(format!(
+                "{text:?}\n  lode:      {got:?}\n  llama.cpp: {want:?}"
+            ));
         }
     }
     let long = &cases[g["long_text_case"].as_u64().unwrap() as usize];
@@ -147,5 +152,9 @@ fn gemma_gpl3_matches_llama_cpp() {
     }
     let want = ids(&gpl["ids"]);
     assert_eq!(encode(tok, &text, false), want);
-    eprintln!("gemma: GPL-3, {} bytes, {} ids identical", text.len(), want.len());
+    eprintln!(
+        "gemma: GPL-3, {} bytes, {} ids identical",
+        text.len(),
+        want.len()
+    );
 }
