@@ -413,6 +413,12 @@ const SMOLLM2_TEMPLATE: &str = "{% for message in messages %}{% if loop.first an
     message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if \
     add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
+/// A Gemma-style chat template (the shape of Gemma's own).
+const GEMMA_TEMPLATE: &str = "{{ bos_token }}{% for message in messages %}{% set role = \
+    'model' if message['role'] == 'assistant' else message['role'] %}{{ '<start_of_turn>' + \
+    role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if \
+    add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}";
+
 /// Bytes recognising a chat template of `len` bytes may allocate: the
 /// template without white space, the patterns it is searched for, the
 /// default system prompt.
@@ -427,6 +433,7 @@ fn template_bound(len: usize) -> u64 {
 fn fuzz_chat_template() {
     let seeds = vec![
         SMOLLM2_TEMPLATE.as_bytes().to_vec(),
+        GEMMA_TEMPLATE.as_bytes().to_vec(),
         match vocab_metadata("llama").pop() {
             Some((_, V::Str(t))) => t.into_bytes(),
             _ => panic!("the vocabulary's last entry is its chat template"),
@@ -457,14 +464,19 @@ fn fuzz_chat_template() {
                 ChatMessage::new("user", " the 123\n"),
             ];
             let text = template.render(&msgs, true);
-            let tok = small();
+            // Gemma's layout needs Gemma's markers, which the SentencePiece
+            // vocabulary has (and it adds BOS).
+            let (tok, bos) = match template.is_gemma() {
+                false => (small(), ""),
+                true => (small_spm(), "<bos>"),
+            };
             let ids = tok
                 .encode_chat(&template, &msgs, true)
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             let back = tok
                 .decode(&ids)
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
-            prop_assert_eq!(back, text.as_bytes());
+            prop_assert_eq!(back, [bos, text.as_str()].concat().into_bytes());
             Ok(true)
         },
     );

@@ -259,9 +259,32 @@ impl Tokenizer {
     }
 }
 
+/// True when the vocabulary has both of Gemma's turn markers.
+fn has_gemma_markers(file: &Gguf<'_>) -> bool {
+    let Some(tokens) = file
+        .get(TOKENS)
+        .and_then(|v| v.as_array())
+        .and_then(|a| a.strings())
+    else {
+        return false;
+    };
+    let (mut start, mut end) = (false, false);
+    for t in tokens {
+        start |= t == super::START_OF_TURN;
+        end |= t == super::END_OF_TURN;
+    }
+    start && end
+}
+
 impl ChatTemplate {
     /// The chat template of a GGUF model file (`tokenizer.chat_template`).
+    /// A file without one whose vocabulary has Gemma's turn markers
+    /// (`<start_of_turn>`, `<end_of_turn>`; Gemma 3 270M's GGUF is such a
+    /// file) gets Gemma's layout.
     pub fn from_gguf(file: &Gguf<'_>) -> Result<Self, GgufVocabError> {
+        if file.get(CHAT_TEMPLATE).is_none() && has_gemma_markers(file) {
+            return Ok(ChatTemplate::gemma());
+        }
         let src = string(file, CHAT_TEMPLATE)?;
         ChatTemplate::from_jinja(src).map_err(GgufVocabError::ChatTemplate)
     }

@@ -50,7 +50,9 @@ mod unicode_tables;
 
 use alloc::vec::Vec;
 
-pub use chat::{ChatMessage, ChatTemplate, ChatTemplateError, IM_END, IM_START};
+pub use chat::{
+    ChatMessage, ChatTemplate, ChatTemplateError, END_OF_TURN, IM_END, IM_START, START_OF_TURN,
+};
 pub use decode::DetokenizeOptions;
 pub use gguf::GgufVocabError;
 pub use model::TokenizerModel;
@@ -302,22 +304,27 @@ impl Tokenizer {
         session.encode(text, opts.parse_special, out);
     }
 
-    /// Token ids of a conversation in ChatML form (see [`ChatTemplate`]).
-    /// Turn markers become their ids directly; roles and contents are
-    /// encoded as ordinary text, so a message cannot forge a marker.
+    /// Token ids of a conversation in the template's layout (see
+    /// [`ChatTemplate`]), with BOS first when the vocabulary adds one (Gemma:
+    /// yes, SmolLM2: no) and the template starts a conversation. Turn
+    /// markers become their ids directly; roles and contents are encoded as
+    /// ordinary text, so a message cannot forge a marker.
     pub fn encode_chat(
         &self,
         template: &ChatTemplate,
         messages: &[ChatMessage<'_>],
         add_generation_prompt: bool,
     ) -> Result<Vec<u32>, TokenizerError> {
-        let start = self
-            .token_id(IM_START)
-            .ok_or(TokenizerError::MissingChatMarker { marker: IM_START })?;
-        let end = self
-            .token_id(IM_END)
-            .ok_or(TokenizerError::MissingChatMarker { marker: IM_END })?;
+        let marker = |is_start: bool| {
+            let text = template.marker_text(is_start);
+            self.token_id(text)
+                .ok_or(TokenizerError::MissingChatMarker { marker: text })
+        };
+        let (start, end) = (marker(true)?, marker(false)?);
         let mut out = Vec::new();
+        if self.specials.add_bos && !template.continues() {
+            out.extend(self.specials.bos);
+        }
         let mut session = Session::new(self);
         // Consecutive text pieces form one fragment, as they would between
         // two markers in rendered text.
