@@ -13,7 +13,9 @@
 //! [`Tokenizer::decode`] concatenates pieces, which is what streaming one
 //! token at a time needs. [`Tokenizer::detokenize`] is llama.cpp's
 //! `detokenize`: it also drops the space a SentencePiece vocabulary put in
-//! front of the text (`add_space_prefix`) and, when asked, the BOS token.
+//! front of the text (`add_space_prefix`) and, when asked, the BOS token,
+//! and for most byte-level vocabularies tidies spaces the way Hugging Face's
+//! `clean_up_tokenization_spaces` does (see [`clean_spaces`]).
 
 use alloc::vec::Vec;
 
@@ -167,13 +169,85 @@ impl Tokenizer {
             out.extend_from_slice(piece);
             strip_space = false;
         }
+        if self.clean_spaces {
+            clean_spaces(&mut out);
+        }
         Ok(out)
+    }
+}
+
+/// llama.cpp's `clean_spaces` passes over detokenized bytes, in order: a
+/// space before `?`, `!`, `.` or `,` goes; a lone `'` between two spaces
+/// loses both; a space before `'s`, `'m`, `'re` or `'ve` goes.
+pub(crate) fn clean_spaces(text: &mut Vec<u8>) {
+    // Pass 1: " ?", " !", " .", " ,".
+    let mut out = Vec::with_capacity(text.len());
+    for (i, &x) in text.iter().enumerate() {
+        let next = text.get(i + 1).copied();
+        if !(x == b' ' && matches!(next, Some(b'?' | b'!' | b'.' | b','))) {
+            out.push(x);
+        }
+    }
+    // Pass 2: " ' " becomes "'"; the dropped second space no longer counts
+    // as the space before the next character.
+    let src = core::mem::take(&mut out);
+    let mut i = 0;
+    let mut prev_dropped = false;
+    while let Some(&x) = src.get(i) {
+        let prev = if prev_dropped || i == 0 {
+            None
+        } else {
+            src.get(i - 1).copied()
+        };
+        prev_dropped = false;
+        if i > 0 && x == b'\'' && prev == Some(b' ') && src.get(i + 1) == Some(&b' ') {
+            out.pop();
+            i += 1;
+            prev_dropped = true;
+        }
+        out.push(x);
+        i += 1;
+    }
+    // Pass 3: " 's", " 'm", " 're", " 've" (not " 't", " 'd", " 'll").
+    text.clear();
+    for (i, &x) in out.iter().enumerate() {
+        let after = |k: usize| out.get(i + k).copied();
+        if i > 0 && x == b'\'' && out.get(i - 1) == Some(&b' ') && after(1).is_some() {
+            let contraction = matches!(
+                (after(1), after(2)),
+                (Some(b's' | b'm'), _) | (Some(b'r' | b'v'), Some(b'e'))
+            );
+            if contraction {
+                text.pop();
+            }
+        }
+        text.push(x);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn clean(s: &str) -> alloc::string::String {
+        let mut v = s.as_bytes().to_vec();
+        clean_spaces(&mut v);
+        alloc::string::String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn cleans_spaces_like_llama_cpp() {
+        assert_eq!(clean("Hello , world !"), "Hello, world!");
+        assert_eq!(clean("a ' b"), "a'b");
+        assert_eq!(clean("a ' ' b"), "a'' b");
+        assert_eq!(
+            clean("he 's she 'll we 're I 'm they 've it 'd"),
+            "he's she 'll we're I'm they've it 'd"
+        );
+        assert_eq!(clean(" ."), ".");
+        assert_eq!(clean("x '"), "x '");
+        assert_eq!(clean(""), "");
+    }
 
     #[test]
     fn byte_token_values() {

@@ -231,9 +231,8 @@ impl Tokenizer {
             unk: optional_id(file, UNK)?,
             add_bos: optional_bool(file, ADD_BOS, false)?,
         };
-        Ok(Tokenizer::from_vocab(
-            &tokens, &types, &merges, specials, pre,
-        )?)
+        let tok = Tokenizer::from_vocab(&tokens, &types, &merges, specials, pre)?;
+        Ok(tok.with_clean_spaces(PreTokenizer::cleans_spaces(pre_name)))
     }
 
     fn spm_from_gguf(file: &Gguf<'_>) -> Result<Self, GgufVocabError> {

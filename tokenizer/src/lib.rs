@@ -77,6 +77,8 @@ pub struct Tokenizer {
     /// id), the order special tokens are cut out of text.
     special_order: Vec<u32>,
     specials: Specials,
+    /// [`Tokenizer::detokenize`] tidies spaces (see [`Tokenizer::with_clean_spaces`]).
+    clean_spaces: bool,
 }
 
 /// Checks what both vocabulary families share and returns the token count.
@@ -177,7 +179,18 @@ impl Tokenizer {
             model,
             special_order,
             specials,
+            clean_spaces: false,
         }
+    }
+
+    /// The same tokenizer with [`Tokenizer::detokenize`] tidying spaces
+    /// (`" ,"` to `","`, ...) as llama.cpp does for byte-level vocabularies
+    /// whose pre-tokenizer name asks for it
+    /// ([`PreTokenizer::cleans_spaces`]); off unless set.
+    /// [`Tokenizer::from_gguf`] sets it from the file.
+    pub fn with_clean_spaces(mut self, on: bool) -> Self {
+        self.clean_spaces = on;
+        self
     }
 
     /// Number of tokens (the model's vocabulary size).

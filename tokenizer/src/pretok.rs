@@ -62,6 +62,26 @@ impl PreTokenizer {
         }
     }
 
+    /// True when llama.cpp's `detokenize` tidies spaces for vocabularies
+    /// of this `tokenizer.ggml.pre` name (its `clean_spaces`, on for
+    /// byte-level BPE unless the name turns it off); see
+    /// [`super::Tokenizer::detokenize`].
+    pub fn cleans_spaces(name: &str) -> bool {
+        !matches!(
+            name,
+            "trillion"
+                | "granite-docling"
+                | "smollm"
+                | "command-r"
+                | "qwen2"
+                | "deepseek-r1-qwen"
+                | "kormo"
+                | "f2llmv2"
+                | "hunyuan"
+                | "solar-open"
+        )
+    }
+
     /// True when a word that is itself a token is taken whole, before any
     /// merge (llama.cpp's `ignore_merges`, set for Llama 3's vocabularies).
     pub(crate) fn whole_words_first(self) -> bool {

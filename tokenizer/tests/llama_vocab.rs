@@ -6,13 +6,15 @@
 //! encoded without BOS and without parsing special tokens.
 //! `scripts/fetch-vocab-tests` puts them in `models/vocab/` (git-ignored);
 //! `LODE_VOCAB_DIR` names another directory. Every case of every vocabulary
-//! lode supports must give identical ids. When the files are absent, the
+//! lode supports must give identical ids, and those ids must detokenize to
+//! what llama.cpp's `llama_detokenize` gives (the input, except where
+//! `tests/golden/vocab-detokenize.json` says otherwise). When the files are absent, the
 //! test says so and passes without checking.
 
 use std::path::PathBuf;
 
 use lode_formats::gguf::Gguf;
-use lode_tokenizer::{EncodeOptions, Tokenizer};
+use lode_tokenizer::{DetokenizeOptions, EncodeOptions, Tokenizer};
 
 /// The vocabularies whose tokenizer lode implements: SentencePiece
 /// (`llama-spm`, `phi-3`) and byte-level BPE with each supported split
@@ -59,6 +61,26 @@ fn cases(inp: &str, out: &str) -> Vec<(String, Vec<u32>)> {
         .collect()
 }
 
+/// What llama.cpp's detokenize gives for case `i` of vocabulary `name`
+/// when that is not the case's input (recorded by
+/// scripts/record-vocab-detokenize).
+fn detokenized(name: &str, i: usize) -> Option<Vec<u8>> {
+    static GOLDEN: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    let g = GOLDEN.get_or_init(|| {
+        let path =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/golden/vocab-detokenize.json");
+        let text = std::fs::read_to_string(path).expect("the golden file is in the repository");
+        serde_json::from_str(&text).expect("JSON")
+    });
+    let hex = g["vocabs"][name]["differs"][i.to_string()].as_str()?;
+    Some(
+        hex.as_bytes()
+            .chunks(2)
+            .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
+            .collect(),
+    )
+}
+
 /// Checks one vocabulary; returns (cases checked, failures described).
 fn check(name: &str) -> Option<(usize, Vec<String>)> {
     let dir = vocab_dir();
@@ -75,13 +97,24 @@ fn check(name: &str) -> Option<(usize, Vec<String>)> {
     };
     let cases = cases(&inp, &out);
     let mut failures = Vec::new();
-    for (text, want) in &cases {
+    for (i, (text, want)) in cases.iter().enumerate() {
         let mut got = Vec::new();
         tok.encode_into(text, opts, &mut got);
         if &got != want {
             failures.push(format!(
                 "{name}: {text:?}\n    lode:      {got:?}\n    llama.cpp: {want:?}"
             ));
+        }
+        // Decoding gives what llama.cpp's detokenize gives: the text back,
+        // but for the cases tests/golden/vocab-detokenize.json lists.
+        let expected = detokenized(name, i).unwrap_or_else(|| text.as_bytes().to_vec());
+        match tok.detokenize(want, DetokenizeOptions::default()) {
+            Ok(back) if back == expected => {}
+            back => failures.push(format!(
+                "{name}: {text:?} detokenizes to {:?}, llama.cpp: {:?}",
+                back.map(|b| String::from_utf8_lossy(&b).into_owned()),
+                String::from_utf8_lossy(&expected)
+            )),
         }
     }
     Some((cases.len(), failures))
@@ -95,7 +128,7 @@ fn ids_match_llama_cpp_on_its_vocab_tests() {
         match check(name) {
             Some((n, f)) => {
                 eprintln!(
-                    "vocab {name}: {n} cases, {} identical to llama.cpp",
+                    "vocab {name}: {n} cases, {} with ids and detokenized text identical to llama.cpp",
                     n - f.len()
                 );
                 checked += 1;
