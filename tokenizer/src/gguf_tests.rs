@@ -11,6 +11,7 @@ enum V<'a> {
     I32s(Vec<i32>),
     U32(u32),
     Bool(bool),
+    F32s(Vec<f32>),
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -54,6 +55,14 @@ fn gguf(kvs: &[(&str, V<'_>)]) -> Vec<u8> {
             V::Bool(b) => {
                 out.extend_from_slice(&7u32.to_le_bytes());
                 out.push(u8::from(*b));
+            }
+            V::F32s(items) => {
+                out.extend_from_slice(&9u32.to_le_bytes());
+                out.extend_from_slice(&6u32.to_le_bytes());
+                out.extend_from_slice(&(items.len() as u64).to_le_bytes());
+                for x in items {
+                    out.extend_from_slice(&x.to_le_bytes());
+                }
             }
         }
     }
@@ -217,4 +226,52 @@ fn typed_errors() {
     // Every error names what is wrong.
     let msg = GgufVocabError::MissingKey { key: MERGES }.to_string();
     assert!(msg.contains(MERGES));
+}
+
+/// A SentencePiece vocabulary: `<unk>`, `<s>`, `</s>`, the byte tokens,
+/// then `▁a`, with only the keys `extra` adds beyond tokens and scores.
+fn spm(extra: Vec<(&'static str, V<'static>)>) -> Result<Tokenizer, GgufVocabError> {
+    let mut tokens: Vec<String> = ["<unk>", "<s>", "</s>"].map(String::from).to_vec();
+    tokens.extend((0..=255u32).map(|b| alloc::format!("<0x{b:02X}>")));
+    tokens.push("\u{2581}a".to_string());
+    let mut types = vec![2, 3, 3];
+    types.extend(core::iter::repeat_n(6, 256));
+    types.push(1);
+    let scores = vec![0.0; tokens.len()];
+    let mut kvs = vec![
+        (MODEL, V::Str("llama")),
+        (TOKENS, V::Strs(tokens)),
+        (TOKEN_TYPE, V::I32s(types)),
+        (SCORES, V::F32s(scores)),
+    ];
+    kvs.extend(extra);
+    load(&kvs)
+}
+
+#[test]
+fn sentencepiece_defaults_are_llama_cpp_s() {
+    let t = spm(vec![]).unwrap();
+    assert_eq!(t.model(), super::super::TokenizerModel::SentencePiece);
+    let s = t.specials();
+    assert_eq!(
+        (s.bos, s.eos, s.unk, s.pad),
+        (Some(1), Some(2), Some(0), None)
+    );
+    assert!(s.add_bos);
+    // add_space_prefix defaults to true: "a" is "▁a".
+    assert_eq!(t.encode("a", false), vec![259]);
+    let t = spm(vec![(ADD_SPACE_PREFIX, V::Bool(false)), (BOS, V::U32(2))]).unwrap();
+    assert_eq!(t.encode("a", false), vec![3 + u32::from(b'a')]);
+    assert_eq!(t.specials().bos, Some(2));
+}
+
+#[test]
+fn sentencepiece_without_scores_is_refused_by_name() {
+    let kvs: Vec<(&str, V<'_>)> = vec![
+        (MODEL, V::Str("llama")),
+        (TOKENS, V::Strs(vec!["a".to_string()])),
+    ];
+    let err = load(&kvs).unwrap_err();
+    assert_eq!(err, GgufVocabError::MissingKey { key: SCORES });
+    assert!(err.to_string().contains("tokenizer.ggml.scores"));
 }

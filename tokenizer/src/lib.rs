@@ -361,4 +361,6 @@ impl Tokenizer {
 #[cfg(test)]
 mod golden_tests;
 #[cfg(test)]
+mod spm_tests;
+#[cfg(test)]
 mod tests;
