@@ -280,11 +280,10 @@ fn tokenizer_summary(image: &Image<'_>) -> String {
         Err(e) => return format!("{} bytes, unreadable: {e}", bytes.len()),
     };
     let usable = match tokenizer_from_image(image) {
-        Ok(t) => format!(
-            "{} merges, {:?} pre-tokenizer",
-            t.merge_count(),
-            t.pre_tokenizer()
-        ),
+        Ok(t) => match t.pre_tokenizer() {
+            Some(pre) => format!("{} merges, {pre:?} pre-tokenizer", t.merge_count()),
+            None => format!("{:?}", t.model()),
+        },
         Err(e) => format!("unusable: {e}"),
     };
     format!("{} bytes, {tokens} tokens, {usable}", bytes.len())

@@ -6,7 +6,9 @@
 //! ([`Tokenizer::decode`], [`Tokenizer::decode_text`]).
 //!
 //! Inputs: for loading, a small byte-level BPE vocabulary as a GGUF file
-//! (and variants: another pre-tokenizer, no token types, BOS added),
+//! (and variants: another pre-tokenizer, no token types, BOS added) and a
+//! small SentencePiece one (with and without a space prefix, without
+//! scores),
 //! mutated by bit flips, byte changes, truncation, insertion, removal,
 //! copies and length and count fields set to extreme values, and random or
 //! spliced bytes; for encoding, any Unicode string, random bytes made UTF-8,
@@ -14,8 +16,9 @@
 //! exercise the pre-tokenizer and special tokens (spaces, digits,
 //! contractions, markers and broken markers, combining marks, emoji); for
 //! decoding, ids in and around the vocabulary and any `u32`. Encoding and
-//! decoding run on that small vocabulary and, when the model is present,
-//! on SmolLM2's own (49152 tokens, 48900 merges).
+//! decoding run on both small vocabularies and, when the models are
+//! present, on SmolLM2's own (49152 tokens, 48900 merges) and Gemma 3's
+//! (SentencePiece, 262144 tokens).
 //!
 //! Asserted for every input: no panic; every error typed
 //! ([`GgufVocabError`], [`ChatTemplateError`], [`TokenizerError`]) with a
@@ -42,10 +45,12 @@ mod fuzz;
 
 use std::sync::{Arc, OnceLock};
 
-use fuzz::gguf::{file, vocab_file, vocab_metadata, V};
+use fuzz::gguf::{file, spm_vocab_file, spm_vocab_metadata, vocab_file, vocab_metadata, V};
 use lode_formats::gguf::Gguf;
 use lode_tests::{Allocated, CountingAlloc};
-use lode_tokenizer::{ChatMessage, ChatTemplate, TokenType, Tokenizer, TokenizerError};
+use lode_tokenizer::{
+    ChatMessage, ChatTemplate, TokenType, Tokenizer, TokenizerError, TokenizerModel,
+};
 use proptest::prelude::*;
 
 #[global_allocator]
@@ -84,6 +89,33 @@ fn small() -> &'static Tokenizer {
     })
 }
 
+/// The small SentencePiece vocabulary, built once.
+fn small_spm() -> &'static Tokenizer {
+    static T: OnceLock<Tokenizer> = OnceLock::new();
+    T.get_or_init(|| {
+        let bytes = spm_vocab_file();
+        Tokenizer::from_gguf(&Gguf::parse(&bytes).expect("GGUF")).expect("tokenizer")
+    })
+}
+
+/// Gemma 3's tokenizer (SentencePiece), when its model is present.
+fn gemma() -> Option<&'static Tokenizer> {
+    static T: OnceLock<Option<Tokenizer>> = OnceLock::new();
+    T.get_or_init(|| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../models/gemma-3-270m-Q4_K_M.gguf");
+        let Ok(bytes) = std::fs::read(&path) else {
+            eprintln!(
+                "note: {} absent; fuzzing without Gemma's tokenizer",
+                path.display()
+            );
+            return None;
+        };
+        Tokenizer::from_gguf(&Gguf::parse(&bytes).ok()?).ok()
+    })
+    .as_ref()
+}
+
 /// SmolLM2's tokenizer, when the model is present.
 fn real() -> Option<&'static Tokenizer> {
     static T: OnceLock<Option<Tokenizer>> = OnceLock::new();
@@ -96,7 +128,11 @@ fn real() -> Option<&'static Tokenizer> {
 
 /// Every tokenizer the encode and decode properties run on.
 fn tokenizers() -> Vec<&'static Tokenizer> {
-    std::iter::once(small()).chain(real()).collect()
+    [small(), small_spm()]
+        .into_iter()
+        .chain(real())
+        .chain(gemma())
+        .collect()
 }
 
 /// Seeds for loading: the vocabulary and three variants of it.
@@ -111,11 +147,18 @@ fn vocab_seeds() -> Arc<Vec<Vec<u8>>> {
     gpt2.push(("tokenizer.ggml.pre", V::s("gpt2")));
     let mut bos = without("tokenizer.ggml.add_bos_token");
     bos.push(("tokenizer.ggml.add_bos_token", V::Bool(true)));
+    let spm_without_scores: Vec<(&'static str, V)> = spm_vocab_metadata(true)
+        .into_iter()
+        .filter(|(k, _)| *k != "tokenizer.ggml.scores")
+        .collect();
     Arc::new(vec![
         vocab_file(),
         file(3, &gpt2, &[], 32),
         file(3, &without("tokenizer.ggml.token_type"), &[], 32),
         file(2, &bos, &[], 32),
+        spm_vocab_file(),
+        file(3, &spm_vocab_metadata(true), &[], 32),
+        file(3, &spm_without_scores, &[], 32),
     ])
 }
 
@@ -123,7 +166,13 @@ fn nothing(_: &mut [u8]) {}
 
 /// Pieces of text that exercise the pre-tokenizer, the merges and the
 /// special tokens.
-const FRAGMENTS: [&str; 36] = [
+const FRAGMENTS: [&str; 42] = [
+    "\u{2581}",
+    "\u{2581}the",
+    "<0x41>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<bos>",
     " ",
     "  ",
     "\n",
@@ -209,11 +258,17 @@ fn decodes_as_bytes(tok: &Tokenizer, id: u32) -> bool {
 /// True when every token BPE can emit for `tok` (each byte's and each
 /// merge rule's joined string) exists and decodes through the byte
 /// alphabet: then text every byte of which has a token decodes back to
-/// itself. A mutated vocabulary may break either: where a joined string
+/// itself. Never for a mutated SentencePiece vocabulary: any token whose
+/// text the input spells out can be formed, and a mutation may have made
+/// one a byte token (`<0x41>` decoding to `A`) or an unused one (decoding
+/// to nothing). A mutated vocabulary may break either: where a joined string
 /// is not a token, lode, like llama.cpp, falls back to one-byte tokens of
 /// its encoded text and drops bytes without one; a byte's token typed
 /// user-defined decodes to its alphabet character's UTF-8.
 fn round_trips(tok: &Tokenizer, file: &Gguf<'_>) -> bool {
+    if tok.model() == TokenizerModel::SentencePiece {
+        return false;
+    }
     let bytes_plain = (0..=255u8).all(|b| {
         let c = lode_tokenizer::bytes::byte_to_char(b).to_string();
         tok.token_id(&c).is_none_or(|id| decodes_as_bytes(tok, id))
@@ -291,7 +346,14 @@ fn check_decode(tok: &Tokenizer, ids: &[u32]) -> Result<(), TestCaseError> {
 fn announce() {
     let names: Vec<String> = tokenizers()
         .iter()
-        .map(|t| format!("{} tokens, {} merges", t.vocab_size(), t.merge_count()))
+        .map(|t| {
+            format!(
+                "{:?}, {} tokens, {} merges",
+                t.model(),
+                t.vocab_size(),
+                t.merge_count()
+            )
+        })
         .collect();
     fuzz::report(&format!("tokenizers: {}", names.join("; ")));
 }
@@ -351,6 +413,12 @@ const SMOLLM2_TEMPLATE: &str = "{% for message in messages %}{% if loop.first an
     message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if \
     add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
+/// A Gemma-style chat template (the shape of Gemma's own).
+const GEMMA_TEMPLATE: &str = "{{ bos_token }}{% for message in messages %}{% set role = \
+    'model' if message['role'] == 'assistant' else message['role'] %}{{ '<start_of_turn>' + \
+    role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if \
+    add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}";
+
 /// Bytes recognising a chat template of `len` bytes may allocate: the
 /// template without white space, the patterns it is searched for, the
 /// default system prompt.
@@ -365,6 +433,7 @@ fn template_bound(len: usize) -> u64 {
 fn fuzz_chat_template() {
     let seeds = vec![
         SMOLLM2_TEMPLATE.as_bytes().to_vec(),
+        GEMMA_TEMPLATE.as_bytes().to_vec(),
         match vocab_metadata("llama").pop() {
             Some((_, V::Str(t))) => t.into_bytes(),
             _ => panic!("the vocabulary's last entry is its chat template"),
@@ -395,14 +464,19 @@ fn fuzz_chat_template() {
                 ChatMessage::new("user", " the 123\n"),
             ];
             let text = template.render(&msgs, true);
-            let tok = small();
+            // Gemma's layout needs Gemma's markers, which the SentencePiece
+            // vocabulary has (and it adds BOS).
+            let (tok, bos) = match template.is_gemma() {
+                false => (small(), ""),
+                true => (small_spm(), "<bos>"),
+            };
             let ids = tok
                 .encode_chat(&template, &msgs, true)
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             let back = tok
                 .decode(&ids)
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
-            prop_assert_eq!(back, text.as_bytes());
+            prop_assert_eq!(back, [bos, text.as_str()].concat().into_bytes());
             Ok(true)
         },
     );

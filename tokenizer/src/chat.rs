@@ -1,8 +1,9 @@
-//! Chat turns in the ChatML layout SmolLM2 was fine-tuned on.
+//! Chat turns in the layouts lode's models were fine-tuned on: ChatML
+//! (SmolLM2) and Gemma's.
 //!
-//! SmolLM2's GGUF carries its chat template (`tokenizer.chat_template`) as a
-//! Jinja program. lode does not run Jinja; it recognises the ChatML family
-//! the template belongs to and reproduces its output:
+//! A GGUF carries its chat template (`tokenizer.chat_template`) as a Jinja
+//! program. lode does not run Jinja; it recognises the family the template
+//! belongs to and reproduces its output. ChatML:
 //!
 //! ```text
 //! <|im_start|>system\n{default system prompt}<|im_end|>\n   (only if the first message is not a system message)
@@ -12,14 +13,28 @@
 //!
 //! The default system prompt is read out of the template text, so a
 //! fine-tune with a different prompt still formats correctly.
+//!
+//! Gemma, as llama.cpp's built-in `gemma` template writes it (Gemma has no
+//! system turn: system messages are trimmed and joined onto the next user
+//! turn, and the assistant's role is called `model`):
+//!
+//! ```text
+//! <start_of_turn>{role}\n[{system}\n\n]{trimmed content}<end_of_turn>\n
+//! <start_of_turn>model\n                                      (when a reply is wanted)
+//! ```
 
 use alloc::format;
 use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 
 /// The marker that opens a turn.
 pub const IM_START: &str = "<|im_start|>";
 /// The marker that closes a turn (SmolLM2's end-of-sequence token).
 pub const IM_END: &str = "<|im_end|>";
+/// Gemma's marker that opens a turn.
+pub const START_OF_TURN: &str = "<start_of_turn>";
+/// Gemma's marker that closes a turn.
+pub const END_OF_TURN: &str = "<end_of_turn>";
 
 /// One message of a conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +57,8 @@ impl<'a> ChatMessage<'a> {
 #[non_exhaustive]
 pub enum ChatTemplateError {
     /// The template does not write `<|im_start|>` and `<|im_end|>` around
-    /// each message's role and content: not ChatML.
+    /// each message's role and content (not ChatML), nor `<start_of_turn>`
+    /// (not Gemma's).
     NotChatMl,
 }
 
@@ -50,7 +66,7 @@ impl core::fmt::Display for ChatTemplateError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             ChatTemplateError::NotChatMl => {
-                f.write_str("chat template is not ChatML (<|im_start|>role\\ncontent<|im_end|>)")
+                f.write_str("chat template is neither ChatML (<|im_start|>role\\ncontent<|im_end|>) nor Gemma's (<start_of_turn>)")
             }
         }
     }
@@ -58,10 +74,22 @@ impl core::fmt::Display for ChatTemplateError {
 
 impl core::error::Error for ChatTemplateError {}
 
-/// A ChatML chat template, optionally with a default system prompt.
+/// The layouts lode reproduces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Style {
+    #[default]
+    ChatMl,
+    Gemma,
+}
+
+/// A chat template: ChatML (optionally with a default system prompt) or
+/// Gemma's.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ChatTemplate {
+    style: Style,
     default_system: Option<String>,
+    /// Renders turns that continue a conversation: no BOS in front.
+    continues: bool,
 }
 
 impl ChatTemplate {
@@ -70,7 +98,21 @@ impl ChatTemplate {
     pub fn chatml(default_system: Option<&str>) -> Self {
         ChatTemplate {
             default_system: default_system.map(ToString::to_string),
+            ..ChatTemplate::default()
         }
+    }
+
+    /// Gemma's layout (see the module docs).
+    pub fn gemma() -> Self {
+        ChatTemplate {
+            style: Style::Gemma,
+            ..ChatTemplate::default()
+        }
+    }
+
+    /// True for Gemma's layout.
+    pub fn is_gemma(&self) -> bool {
+        self.style == Style::Gemma
     }
 
     /// Recognises a Jinja chat template (GGUF `tokenizer.chat_template`).
@@ -79,6 +121,8 @@ impl ChatTemplate {
     /// `'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>'`.
     /// A literal `<|im_start|>system\n...<|im_end|>` in a template that tests
     /// `messages[0]['role'] != 'system'` is taken as the default system prompt.
+    /// Otherwise a template that writes `<start_of_turn>` is Gemma's (the
+    /// test llama.cpp applies).
     pub fn from_jinja(src: &str) -> Result<Self, ChatTemplateError> {
         // Compare without white space, so formatting inside `{{ }}` does not
         // matter. A newline written literally inside a Jinja string vanishes
@@ -96,14 +140,18 @@ impl ChatTemplate {
             conditional |= compact.contains(&format!("messages[0][{q}role{q}]!={q}system{q}"));
         }
         if !per_message {
-            return Err(ChatTemplateError::NotChatMl);
+            return if src.contains(START_OF_TURN) {
+                Ok(ChatTemplate::gemma())
+            } else {
+                Err(ChatTemplateError::NotChatMl)
+            };
         }
         let default_system = if conditional {
             default_system_prompt(src)
         } else {
             None
         };
-        Ok(ChatTemplate { default_system })
+        Ok(ChatTemplate::chatml(default_system.as_deref()))
     }
 
     /// The system prompt added to conversations that lack one.
@@ -116,7 +164,25 @@ impl ChatTemplate {
     /// system prompt included, is already evaluated).
     pub fn without_default_system(&self) -> ChatTemplate {
         ChatTemplate {
+            style: self.style,
             default_system: None,
+            continues: true,
+        }
+    }
+
+    /// True for a template from [`ChatTemplate::without_default_system`]:
+    /// its turns follow ones already encoded, so no BOS goes in front.
+    pub(crate) fn continues(&self) -> bool {
+        self.continues
+    }
+
+    /// The text of a turn marker in this layout.
+    pub fn marker_text(&self, marker_is_start: bool) -> &'static str {
+        match (self.style, marker_is_start) {
+            (Style::ChatMl, true) => IM_START,
+            (Style::ChatMl, false) => IM_END,
+            (Style::Gemma, true) => START_OF_TURN,
+            (Style::Gemma, false) => END_OF_TURN,
         }
     }
 
@@ -129,6 +195,9 @@ impl ChatTemplate {
         add_generation_prompt: bool,
         mut emit: impl FnMut(Piece<'_>),
     ) {
+        if self.style == Style::Gemma {
+            return walk_gemma(messages, add_generation_prompt, emit);
+        }
         let mut turn = |role: &str, content: &str| {
             emit(Piece::Marker(Marker::Start));
             emit(Piece::Text(role));
@@ -157,7 +226,7 @@ impl ChatTemplate {
         let mut out = String::new();
         self.walk(messages, add_generation_prompt, |p| match p {
             Piece::Text(t) => out.push_str(t),
-            Piece::Marker(m) => out.push_str(m.text()),
+            Piece::Marker(m) => out.push_str(self.marker_text(m == Marker::Start)),
         });
         out
     }
@@ -172,21 +241,57 @@ pub(crate) enum Piece<'a> {
     Marker(Marker),
 }
 
-/// A ChatML turn marker.
+/// A turn marker (its text depends on the layout, see
+/// [`ChatTemplate::marker_text`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Marker {
-    /// `<|im_start|>`
+    /// `<|im_start|>`, `<start_of_turn>`
     Start,
-    /// `<|im_end|>`
+    /// `<|im_end|>`, `<end_of_turn>`
     End,
 }
 
-impl Marker {
-    pub(crate) fn text(self) -> &'static str {
-        match self {
-            Marker::Start => IM_START,
-            Marker::End => IM_END,
+/// C's `isspace`, which llama.cpp's `trim` uses (ASCII white space only).
+fn c_trim(s: &str) -> &str {
+    s.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r'))
+}
+
+/// Gemma's layout, as llama.cpp's built-in `gemma` template writes it.
+fn walk_gemma(
+    messages: &[ChatMessage<'_>],
+    add_generation_prompt: bool,
+    mut emit: impl FnMut(Piece<'_>),
+) {
+    // System messages wait, trimmed, for the next turn that is not the
+    // model's.
+    let mut system: Vec<&str> = Vec::new();
+    for m in messages {
+        if m.role == "system" {
+            system.push(c_trim(m.content));
+            continue;
         }
+        let role = if m.role == "assistant" {
+            "model"
+        } else {
+            m.role
+        };
+        emit(Piece::Marker(Marker::Start));
+        emit(Piece::Text(role));
+        emit(Piece::Text("\n"));
+        if role != "model" && system.iter().any(|s| !s.is_empty()) {
+            for s in system.drain(..) {
+                emit(Piece::Text(s));
+            }
+            emit(Piece::Text("\n\n"));
+        }
+        emit(Piece::Text(c_trim(m.content)));
+        emit(Piece::Marker(Marker::End));
+        emit(Piece::Text("\n"));
+    }
+    if add_generation_prompt {
+        emit(Piece::Marker(Marker::Start));
+        emit(Piece::Text("model"));
+        emit(Piece::Text("\n"));
     }
 }
 
@@ -204,91 +309,5 @@ fn default_system_prompt(src: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use alloc::vec::Vec;
-
-    /// The template stored in SmolLM2-135M-Instruct's GGUF.
-    const SMOLLM2: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
-
-    #[test]
-    fn reads_smollm2_template() {
-        let t = ChatTemplate::from_jinja(SMOLLM2).unwrap();
-        assert_eq!(
-            t.default_system(),
-            Some("You are a helpful AI assistant named SmolLM, trained by Hugging Face")
-        );
-    }
-
-    #[test]
-    fn renders_like_the_jinja_template() {
-        let t = ChatTemplate::from_jinja(SMOLLM2).unwrap();
-        let msgs = [ChatMessage::new("user", "What is 2+2?")];
-        assert_eq!(
-            t.render(&msgs, true),
-            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n\
-             <|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
-        );
-        // An explicit system message replaces the default one.
-        let msgs = [
-            ChatMessage::new("system", "Be brief."),
-            ChatMessage::new("user", "Hi"),
-            ChatMessage::new("assistant", "Hello."),
-        ];
-        assert_eq!(
-            t.render(&msgs, false),
-            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n\
-             <|im_start|>assistant\nHello.<|im_end|>\n"
-        );
-        assert_eq!(t.render(&[], true), "<|im_start|>assistant\n");
-        assert_eq!(t.render(&[], false), "");
-    }
-
-    #[test]
-    fn plain_chatml_has_no_default_system() {
-        let t = ChatTemplate::chatml(None);
-        assert_eq!(
-            t.render(&[ChatMessage::new("user", "x")], false),
-            "<|im_start|>user\nx<|im_end|>\n"
-        );
-        let src = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}";
-        assert_eq!(
-            ChatTemplate::from_jinja(src).unwrap(),
-            ChatTemplate::chatml(None)
-        );
-    }
-
-    #[test]
-    fn rejects_other_templates() {
-        let llama3 = "{% for message in messages %}<|start_header_id|>{{ message['role'] }}<|end_header_id|>\n\n{{ message['content'] }}<|eot_id|>{% endfor %}";
-        assert_eq!(
-            ChatTemplate::from_jinja(llama3),
-            Err(ChatTemplateError::NotChatMl)
-        );
-        assert_eq!(
-            ChatTemplate::from_jinja(""),
-            Err(ChatTemplateError::NotChatMl)
-        );
-    }
-
-    #[test]
-    fn walk_reports_markers_in_order() {
-        let t = ChatTemplate::chatml(Some("S"));
-        let mut seen = Vec::new();
-        t.walk(&[ChatMessage::new("user", "u")], true, |p| {
-            if let Piece::Marker(m) = p {
-                seen.push(m);
-            }
-        });
-        assert_eq!(
-            seen,
-            [
-                Marker::Start,
-                Marker::End,
-                Marker::Start,
-                Marker::End,
-                Marker::Start
-            ]
-        );
-    }
-}
+#[path = "chat_tests.rs"]
+mod tests;

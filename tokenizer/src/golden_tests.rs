@@ -129,7 +129,7 @@ fn real_vocabulary_shape() {
     let t = &r.tok;
     assert_eq!(t.vocab_size(), 49152);
     assert_eq!(t.merge_count(), 48900);
-    assert_eq!(t.pre_tokenizer(), PreTokenizer::DigitsThenGpt2);
+    assert_eq!(t.pre_tokenizer(), Some(PreTokenizer::DigitsThenGpt2));
     assert_eq!(
         *t.specials(),
         Specials {

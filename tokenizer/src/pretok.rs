@@ -21,6 +21,7 @@
 use alloc::vec::Vec;
 
 use super::class::{classify, is_number, Class};
+use super::pretok_llama3::llama3_split;
 
 /// Which split rule a vocabulary was trained with (GGUF `tokenizer.ggml.pre`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,20 +32,60 @@ pub enum PreTokenizer {
     /// Every number character alone, then GPT-2's pattern (`smollm`,
     /// `starcoder`, `refact`, ...).
     DigitsThenGpt2,
+    /// Llama 3's pattern, numbers in groups of up to three (`llama-bpe`,
+    /// `llama3`, ...; see [`super::pretok_llama3`]). These vocabularies also
+    /// take a whole word as one token when it is one, before any merge.
+    Llama3,
+    /// Llama 3's pattern with every number character alone (`qwen2`, ...).
+    Qwen2,
 }
 
 impl PreTokenizer {
     /// The rule for a GGUF `tokenizer.ggml.pre` name, or `None` for names
-    /// whose rules this scanner does not implement.
+    /// whose rules this scanner does not implement. The names are
+    /// llama.cpp's; a name is listed only where llama.cpp gives it exactly
+    /// this rule and nothing else that changes the ids (`dbrx` has Llama 3's
+    /// pattern but not its whole-word lookup, so it is not listed).
     pub fn from_gguf_name(name: &str) -> Option<Self> {
         match name {
-            "gpt2" | "mpt" | "olmo" | "jais" | "trillion" | "granite-docling" => {
-                Some(PreTokenizer::Gpt2)
-            }
+            // "gpt2" is not a name llama.cpp writes, but lode accepted it first.
+            "gpt2" | "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es"
+            | "jina-v2-de" | "a.x-4.0" | "mellum" | "modern-bert" | "exaone4" | "mpt" | "olmo"
+            | "jais" | "trillion" | "granite-docling" => Some(PreTokenizer::Gpt2),
+            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral"
+            | "midm-2.0" | "lfm2" | "jina-v5-nano" => Some(PreTokenizer::Llama3),
+            "qwen2" | "deepseek-r1-qwen" | "kormo" | "f2llmv2" | "megrez" | "stablelm2"
+            | "hunyuan" | "solar-open" => Some(PreTokenizer::Qwen2),
             "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone"
             | "minerva-7b" | "mellum2" => Some(PreTokenizer::DigitsThenGpt2),
             _ => None,
         }
+    }
+
+    /// True when llama.cpp's `detokenize` tidies spaces for vocabularies
+    /// of this `tokenizer.ggml.pre` name (its `clean_spaces`, on for
+    /// byte-level BPE unless the name turns it off); see
+    /// [`super::Tokenizer::detokenize`].
+    pub fn cleans_spaces(name: &str) -> bool {
+        !matches!(
+            name,
+            "trillion"
+                | "granite-docling"
+                | "smollm"
+                | "command-r"
+                | "qwen2"
+                | "deepseek-r1-qwen"
+                | "kormo"
+                | "f2llmv2"
+                | "hunyuan"
+                | "solar-open"
+        )
+    }
+
+    /// True when a word that is itself a token is taken whole, before any
+    /// merge (llama.cpp's `ignore_merges`, set for Llama 3's vocabularies).
+    pub(crate) fn whole_words_first(self) -> bool {
+        self == PreTokenizer::Llama3
     }
 
     /// Calls `word` for each word of `text`, in order. The words are
@@ -58,6 +99,8 @@ impl PreTokenizer {
     ) {
         match self {
             PreTokenizer::Gpt2 => gpt2_split(text, scratch, &mut word),
+            PreTokenizer::Llama3 => llama3_split(text, 3, scratch, &mut word),
+            PreTokenizer::Qwen2 => llama3_split(text, 1, scratch, &mut word),
             PreTokenizer::DigitsThenGpt2 => {
                 let mut seg_start = 0;
                 for (i, c) in text.char_indices() {
@@ -258,7 +301,15 @@ mod tests {
             PreTokenizer::from_gguf_name("gpt2"),
             Some(PreTokenizer::Gpt2)
         );
-        assert_eq!(PreTokenizer::from_gguf_name("llama-bpe"), None);
+        assert_eq!(
+            PreTokenizer::from_gguf_name("llama-bpe"),
+            Some(PreTokenizer::Llama3)
+        );
+        assert_eq!(
+            PreTokenizer::from_gguf_name("qwen2"),
+            Some(PreTokenizer::Qwen2)
+        );
+        assert_eq!(PreTokenizer::from_gguf_name("dbrx"), None);
         assert_eq!(PreTokenizer::from_gguf_name(""), None);
     }
 

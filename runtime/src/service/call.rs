@@ -222,9 +222,9 @@ fn generate_text(
 /// last token already, then the newline the template puts after it.
 /// `None` without a chat template or its markers.
 pub(super) fn closed_turn(session: &Session, tokens: &[u32]) -> Option<Vec<u32>> {
-    session.chat_template()?;
+    let template = session.chat_template()?;
     let tok = session.tokenizer();
-    let end = tok.token_id(lode_tokenizer::IM_END)?;
+    let end = tok.token_id(template.marker_text(false))?;
     let mut out = tokens.to_vec();
     if out.last() != Some(&end) {
         out.push(end);

@@ -193,3 +193,75 @@ pub fn vocab_metadata(arch: &str) -> Vec<(&'static str, V)> {
 pub fn vocab_file() -> Vec<u8> {
     file(3, &vocab_metadata("llama"), &[], 32)
 }
+
+/// Normal tokens of [`spm_vocab_metadata`] with their scores (higher joins
+/// first); `▁` stands for a space.
+pub const SPM_PIECES: [(&str, f32); 14] = [
+    ("\u{2581}", -1.0),
+    ("\u{2581}t", -2.0),
+    ("he", -3.0),
+    ("\u{2581}the", -4.0),
+    ("in", -5.0),
+    ("ing", -6.0),
+    ("\u{2581}a", -7.0),
+    ("er", -8.0),
+    ("t", -9.0),
+    ("h", -9.0),
+    ("e", -9.0),
+    ("a", -9.0),
+    ("1", -9.0),
+    ("é", -9.0),
+];
+
+/// A small SentencePiece vocabulary as Gemma's GGUF carries one: control
+/// tokens, user-defined `\n` and two spaces, the 256 `<0xXX>` byte
+/// tokens, then [`SPM_PIECES`]; `add_space_prefix` as given.
+pub fn spm_vocab_metadata(add_space_prefix: bool) -> Vec<(&'static str, V)> {
+    let mut tokens: Vec<String> = [
+        "<pad>",
+        "<eos>",
+        "<bos>",
+        "<unk>",
+        "<start_of_turn>",
+        "<end_of_turn>",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut types = vec![V::I32(3); tokens.len()];
+    let mut scores = vec![V::F32(-1000.0); tokens.len()];
+    for t in ["\n", "  "] {
+        tokens.push(t.to_string());
+        types.push(V::I32(4));
+        scores.push(V::F32(-1000.0));
+    }
+    for b in 0..=255u8 {
+        tokens.push(format!("<0x{b:02X}>"));
+        types.push(V::I32(6));
+        scores.push(V::F32(0.0));
+    }
+    for (t, s) in SPM_PIECES {
+        tokens.push(t.to_string());
+        types.push(V::I32(1));
+        scores.push(V::F32(s));
+    }
+    vec![
+        ("general.architecture", V::s("gemma3")),
+        ("tokenizer.ggml.model", V::s("llama")),
+        ("tokenizer.ggml.pre", V::s("default")),
+        ("tokenizer.ggml.tokens", V::strs(&tokens)),
+        ("tokenizer.ggml.scores", V::Arr(6, scores)),
+        ("tokenizer.ggml.token_type", V::Arr(5, types)),
+        ("tokenizer.ggml.bos_token_id", V::U32(2)),
+        ("tokenizer.ggml.eos_token_id", V::U32(1)),
+        ("tokenizer.ggml.unknown_token_id", V::U32(3)),
+        ("tokenizer.ggml.padding_token_id", V::U32(0)),
+        ("tokenizer.ggml.add_bos_token", V::Bool(true)),
+        ("tokenizer.ggml.add_space_prefix", V::Bool(add_space_prefix)),
+    ]
+}
+
+/// That vocabulary alone, without a space prefix (so text round-trips).
+pub fn spm_vocab_file() -> Vec<u8> {
+    file(3, &spm_vocab_metadata(false), &[], 32)
+}
