@@ -167,6 +167,34 @@ fn windows_of(
     Ok(sample_windows(&all, n, seed))
 }
 
+/// Refuses a `--window` the model cannot evaluate.
+fn check_window(a: &PruneArgs, file: &ModelFile) -> Result<(), Box<dyn Error>> {
+    if a.window < 2 || a.window > file.config().context {
+        return Err(format!("--window {}: between 2 and the model's context", a.window).into());
+    }
+    Ok(())
+}
+
+/// The held-out windows: `--held-out-windows` of them, sampled with the seed.
+fn held_windows(a: &PruneArgs, file: &ModelFile) -> Result<Vec<Vec<u32>>, Box<dyn Error>> {
+    windows_of(
+        file,
+        &a.held_out,
+        a.window,
+        a.held_out_windows,
+        a.seed,
+        "--held-out",
+    )
+}
+
+/// Loads `file` in DRAM for scoring windows of `--window` tokens.
+fn session(file: ModelFile, a: &PruneArgs) -> Result<Session, Box<dyn Error>> {
+    let mut opts = SessionOptions::new(a.window);
+    opts.threads = a.threads;
+    opts.batch = a.window.min(128);
+    Ok(Session::load(file, &opts, a.window, &mut Quiet)?)
+}
+
 /// Refuses an `--output-dir` that cannot be written to, or a `-m` that
 /// `lode pack` cannot pack, before the search.
 fn check_output_dir(a: &PruneArgs, file: &ModelFile) -> Result<(), Box<dyn Error>> {
@@ -223,9 +251,7 @@ struct Refs {
 /// random calibration sample.
 fn prepare(a: &PruneArgs, file: ModelFile) -> Result<(Session, Refs, Calibration), Box<dyn Error>> {
     let layers = file.config().layers;
-    if a.window < 2 || a.window > file.config().context {
-        return Err(format!("--window {}: between 2 and the model's context", a.window).into());
-    }
+    check_window(a, &file)?;
     let corpus = all_windows(&file, &a.calib, a.window, "--calib")?;
     let n = a.calib_windows;
     if a.sampling == Sampling::Ccds {
@@ -239,23 +265,13 @@ fn prepare(a: &PruneArgs, file: ModelFile) -> Result<(Session, Refs, Calibration
         )
         .into());
     }
-    let held = windows_of(
-        &file,
-        &a.held_out,
-        a.window,
-        a.held_out_windows,
-        a.seed,
-        "--held-out",
-    )?;
-    let mut opts = SessionOptions::new(a.window);
-    opts.threads = a.threads;
-    opts.batch = a.window.min(128);
+    let held = held_windows(a, &file)?;
     let say = |what: &str| {
         if !a.json {
             eprintln!("[lode] {what}");
         }
     };
-    let mut session = Session::load(file, &opts, a.window, &mut Quiet)?;
+    let mut session = session(file, a)?;
     if a.sampling == Sampling::Ccds {
         say(&format!(
             "embedding and clustering {} calibration windows (CCDS)",

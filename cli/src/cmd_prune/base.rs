@@ -14,9 +14,9 @@ use std::io::Write;
 use std::path::Path;
 
 use lode_runtime::prune::{layers_of, Reference, Score};
-use lode_runtime::{ModelFile, PrunedFrom, Quiet, Session, SessionOptions};
+use lode_runtime::{ModelFile, PrunedFrom};
 
-use super::{windows_of, PruneArgs};
+use super::{check_window, held_windows, session, PruneArgs};
 
 /// What the pruned model is: refuses a `-m` without a lineage and a
 /// `--base` that is not the model it names.
@@ -56,14 +56,6 @@ fn dropped_mask(from: &PrunedFrom) -> u128 {
         .fold(0u128, |m, l| m | 1 << l)
 }
 
-/// Loads `file` in DRAM for scoring windows of `a.window` tokens.
-fn session(file: ModelFile, a: &PruneArgs) -> Result<Session, Box<dyn Error>> {
-    let mut opts = SessionOptions::new(a.window);
-    opts.threads = a.threads;
-    opts.batch = a.window.min(128);
-    Ok(Session::load(file, &opts, a.window, &mut Quiet)?)
-}
-
 /// Run `lode prune -m PRUNED --base BASE`.
 pub(super) fn run(
     a: &PruneArgs,
@@ -73,17 +65,8 @@ pub(super) fn run(
     let pruned = ModelFile::open(&a.model)?;
     let base = ModelFile::open(base_path)?;
     let from = check_lineage(&pruned, &base, base_path)?;
-    if a.window < 2 || a.window > base.config().context {
-        return Err(format!("--window {}: between 2 and the model's context", a.window).into());
-    }
-    let held = windows_of(
-        &base,
-        &a.held_out,
-        a.window,
-        a.held_out_windows,
-        a.seed,
-        "--held-out",
-    )?;
+    check_window(a, &base)?;
+    let held = held_windows(a, &base)?;
     let n = held.len();
     let mut base_session = session(base, a)?;
     let reference = Reference::new(&mut base_session, held)?;
