@@ -35,13 +35,15 @@ use crate::arena::{DramArena, Slot};
 use crate::compute::{AttentionShape, Compute, ErrorKind as ComputeKind};
 
 use super::buffers::Buffers;
+use super::config::LlamaConfig;
 use super::error::EvalError;
 use super::ffn::FfnIo;
-use super::gemma::{head_norm, keep_from};
+use super::gemma::{head_norm, keep_from, GemmaNorms};
 use super::kv::{ChunkViews, KvCache};
 use super::tensor::TensorRef;
 use super::view::{f32s_mut, split};
 use super::weight_source::WeightSource;
+use super::weights::Attention;
 use super::Model;
 
 pub(super) fn short() -> EvalError {
@@ -128,35 +130,14 @@ impl<W: WeightSource> Model<W> {
             let (base, window) = (self.arch.rope_base(&c, l), self.arch.window(l));
             let extra = self.gemma.get(l).copied();
 
-            // Projections and rotary embedding.
-            {
-                let (t, m) = arena.parts_mut();
-                let ([q, k, v], sh) = split(t, m, [b.q, b.k, b.v])?;
-                let xb = rows(sh.f32s(b.xb)?, hd, 0..n)?;
-                let q = rows_mut(f32s_mut(q)?, qd, 0..n)?;
-                let k = rows_mut(f32s_mut(k)?, kvd, 0..n)?;
-                let v = rows_mut(f32s_mut(v)?, kvd, 0..n)?;
-                compute.matmul(&aw.q.matrix(&sh)?, xb, n, q).map_err(ce)?;
-                compute.matmul(&aw.k.matrix(&sh)?, xb, n, k).map_err(ce)?;
-                compute.matmul(&aw.v.matrix(&sh)?, xb, n, v).map_err(ce)?;
-                let qk_norms = match extra {
-                    Some(g) => Some((g.q.floats(&sh)?, g.k.floats(&sh)?)),
-                    None => None,
-                };
-                for (i, (qr, kr)) in q
-                    .chunks_exact_mut(qd)
-                    .zip(k.chunks_exact_mut(kvd))
-                    .enumerate()
-                {
-                    let pos = u32::try_from(pos0 + i).map_err(|_| short())?;
-                    if let Some((qn, kn)) = qk_norms {
-                        head_norm(compute, qr, qn, c.rms_eps)?;
-                        head_norm(compute, kr, kn, c.rms_eps)?;
-                    }
-                    compute.rope(qr, c.head_dim, pos, base).map_err(ce)?;
-                    compute.rope(kr, c.head_dim, pos, base).map_err(ce)?;
-                }
-            }
+            // Projections, Gemma's Q/K norms and rotary embedding.
+            let step = Step {
+                n,
+                pos0,
+                base,
+                extra,
+            };
+            project(arena, compute, &c, &b, &aw, step)?;
 
             // The new keys and values into their chunks.
             write_kv(kv, arena, &b, l, n, pos0, kvd)?;
@@ -285,6 +266,63 @@ impl<W: WeightSource> Model<W> {
         }
         Ok(())
     }
+}
+
+/// One layer's batch: its rows, their first position, and the settings the
+/// architecture gives the layer (RoPE base, Gemma's extra norms).
+#[derive(Clone, Copy)]
+struct Step {
+    n: usize,
+    pos0: usize,
+    base: f32,
+    extra: Option<GemmaNorms>,
+}
+
+/// `q, k, v = Wq xb, Wk xb, Wv xb` for the batch, then (Gemma) each query
+/// and key head RMS-normalized, then RoPE at each row's position.
+fn project<A: DramArena, C: Compute>(
+    arena: &mut A,
+    compute: &mut C,
+    c: &LlamaConfig,
+    b: &Buffers,
+    aw: &Attention,
+    s: Step,
+) -> Result<(), EvalError> {
+    let Step {
+        n,
+        pos0,
+        base,
+        extra,
+    } = s;
+    let (hd, qd, kvd) = (c.hidden, c.heads * c.head_dim, c.kv_dim());
+    let ce = EvalError::compute::<C::Error>;
+    let (t, m) = arena.parts_mut();
+    let ([q, k, v], sh) = split(t, m, [b.q, b.k, b.v])?;
+    let xb = rows(sh.f32s(b.xb)?, hd, 0..n)?;
+    let q = rows_mut(f32s_mut(q)?, qd, 0..n)?;
+    let k = rows_mut(f32s_mut(k)?, kvd, 0..n)?;
+    let v = rows_mut(f32s_mut(v)?, kvd, 0..n)?;
+    compute.matmul(&aw.q.matrix(&sh)?, xb, n, q).map_err(ce)?;
+    compute.matmul(&aw.k.matrix(&sh)?, xb, n, k).map_err(ce)?;
+    compute.matmul(&aw.v.matrix(&sh)?, xb, n, v).map_err(ce)?;
+    let qk_norms = match extra {
+        Some(g) => Some((g.q.floats(&sh)?, g.k.floats(&sh)?)),
+        None => None,
+    };
+    for (i, (qr, kr)) in q
+        .chunks_exact_mut(qd)
+        .zip(k.chunks_exact_mut(kvd))
+        .enumerate()
+    {
+        let pos = u32::try_from(pos0 + i).map_err(|_| short())?;
+        if let Some((qn, kn)) = qk_norms {
+            head_norm(compute, qr, qn, c.rms_eps)?;
+            head_norm(compute, kr, kn, c.rms_eps)?;
+        }
+        compute.rope(qr, c.head_dim, pos, base).map_err(ce)?;
+        compute.rope(kr, c.head_dim, pos, base).map_err(ce)?;
+    }
+    Ok(())
 }
 
 /// `xb[i] = rms_norm(x[i]) · w` for the first `n` rows.
