@@ -174,3 +174,78 @@ impl Gguf<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::builder::{Builder, Enc};
+    use super::super::ErrorKind;
+    use super::*;
+
+    /// The keys of a tiny Gemma 3 (no tensors: `check_gemma3` reads keys),
+    /// with `extra` replacing or adding keys.
+    fn gemma(extra: &[(&str, Enc)]) -> Builder {
+        let tokens = Enc::Arr(8, (0..10).map(|i| Enc::Str(std::format!("t{i}"))).collect());
+        let base = [
+            ("general.architecture", Enc::str("gemma3")),
+            ("gemma3.block_count", Enc::U32(6)),
+            ("gemma3.context_length", Enc::U32(1024)),
+            ("gemma3.embedding_length", Enc::U32(64)),
+            ("gemma3.feed_forward_length", Enc::U32(128)),
+            ("gemma3.attention.head_count", Enc::U32(4)),
+            ("gemma3.attention.head_count_kv", Enc::U32(1)),
+            ("gemma3.attention.key_length", Enc::U32(32)),
+            ("gemma3.attention.value_length", Enc::U32(32)),
+            ("gemma3.rope.freq_base", Enc::F32(1_000_000.0)),
+            ("gemma3.attention.layer_norm_rms_epsilon", Enc::F32(1e-6)),
+            ("gemma3.attention.sliding_window", Enc::U32(16)),
+            ("tokenizer.ggml.tokens", tokens),
+        ];
+        let mut b = Builder::default();
+        for (k, v) in base {
+            if !extra.iter().any(|(e, _)| *e == k) {
+                b = b.kv(k, v);
+            }
+        }
+        for (k, v) in extra {
+            b = b.kv(k, v.clone());
+        }
+        b
+    }
+
+    #[test]
+    fn reads_gemma3_keys() {
+        let bytes = gemma(&[]).build();
+        let p = Gguf::parse(&bytes).unwrap().check_gemma3().unwrap();
+        assert_eq!(p.shape.head_dim, 32);
+        assert_eq!((p.shape.heads, p.shape.kv_heads, p.shape.vocab), (4, 1, 10));
+        assert_eq!(p.window, 16);
+        assert_eq!(p.shape.rope_base, 1_000_000.0);
+        assert_eq!(p.local_rope_base, 10_000.0);
+        assert_eq!(p.swa_period, 6);
+        assert!(p.shape.tied_embeddings);
+    }
+
+    #[test]
+    fn refuses_what_lode_does_not_run() {
+        let kind = |b: Builder| {
+            let bytes = b.build();
+            Gguf::parse(&bytes)
+                .unwrap()
+                .check_gemma3()
+                .unwrap_err()
+                .kind()
+        };
+        let scaled = gemma(&[("gemma3.rope.scaling.type", Enc::str("linear"))]);
+        assert_eq!(kind(scaled), ErrorKind::BadValue);
+        let factor = gemma(&[("gemma3.rope.scaling.factor", Enc::F32(8.0))]);
+        assert_eq!(kind(factor), ErrorKind::BadValue);
+        let odd_v = gemma(&[("gemma3.attention.value_length", Enc::U32(16))]);
+        assert_eq!(kind(odd_v), ErrorKind::BadValue);
+        let llama = Builder::default().kv("general.architecture", Enc::str("llama"));
+        assert_eq!(kind(llama), ErrorKind::NotLlama);
+        let no_window = Builder::default()
+            .kv("general.architecture", Enc::str("gemma3"))
+            .kv("gemma3.block_count", Enc::U32(6));
+        assert_eq!(kind(no_window), ErrorKind::MissingKey);
+    }
+}
