@@ -294,6 +294,15 @@ pub trait Compute {
     /// matrix is stored row-major needs it on its own.)
     fn swiglu(&mut self, gate: &mut [f32], up: &[f32]) -> Result<(), Self::Error>;
 
+    /// The GELU-gated step of Gemma's FFN, in place:
+    /// `gate[i] = gelu(gate[i]) · up[i]`, GELU in its tanh approximation
+    /// (as ggml computes it). Only models with a GELU gate call it, so the
+    /// provided version refuses: a backend that runs Gemma overrides it.
+    fn geglu(&mut self, gate: &mut [f32], up: &[f32]) -> Result<(), Self::Error> {
+        let _ = (gate, up);
+        Err(ErrorKind::UnsupportedType.into())
+    }
+
     /// Quantizes a KV block (`src`, position-major) to `bits` per element
     /// in `groups` into `dst` (exactly [`KvGroups::packed_len`] bytes).
     fn kv_quantize(

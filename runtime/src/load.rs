@@ -18,7 +18,7 @@ use lode_kernel::model::stream::{
     StreamOptions, StreamPlan, StreamSource,
 };
 use lode_kernel::model::{
-    KvCache, Limits, LlamaConfig, LoadError as ModelLoadError, MemoryPlan, Model, RawTensor,
+    Arch, KvCache, Limits, LlamaConfig, LoadError as ModelLoadError, MemoryPlan, Model, RawTensor,
     TensorSource,
 };
 use lode_kernel::plan::Extent;
@@ -170,17 +170,19 @@ impl TensorSource for ReleasingSource<'_> {
 pub(crate) fn load_dense(
     bytes: &GgufBytes,
     cfg: &LlamaConfig,
+    arch: Arch,
     limits: Limits,
 ) -> Result<(Model, LockedArena, Option<LockReport>), DenseFail> {
     // `ModelFile::open` parsed these bytes already.
     let file =
         Gguf::parse(bytes.bytes()).map_err(|e| DenseFail::Model(ModelLoadError::Format(e)))?;
-    let plan = MemoryPlan::dense(&file, cfg, &limits).map_err(DenseFail::Model)?;
+    let plan = MemoryPlan::dense_for(&file, cfg, &arch, &limits).map_err(DenseFail::Model)?;
     let mut arena = new_arena(plan.total()).map_err(DenseFail::Load)?;
     // Locking is best effort: the report says how much it achieved.
     let lock = arena.lock().ok();
     let source = ReleasingSource { file, bytes };
-    let model = Model::load(&source, *cfg, limits, &mut arena).map_err(DenseFail::Model)?;
+    let model =
+        Model::load_for(&source, *cfg, arch, limits, &mut arena).map_err(DenseFail::Model)?;
     bytes.release(bytes.bytes());
     plan.arena_use
         .check(&arena)

@@ -4,11 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use lode_formats::gguf::Gguf;
+use lode_formats::gguf::{Gguf, GEMMA3_ARCH};
 use lode_formats::input::{Input, InputError, Limit};
 use lode_hal_linux::MappedFile;
 use lode_kernel::model::stream::config_of;
-use lode_kernel::model::{LlamaConfig, LlamaConfigExt};
+use lode_kernel::model::{Arch, LlamaConfig, LlamaConfigExt};
 use lode_tokenizer::{ChatTemplate, Tokenizer};
 
 use crate::error::OpenError;
@@ -70,6 +70,8 @@ pub struct ModelFile {
     pub(crate) path: PathBuf,
     pub(crate) weights: Weights,
     pub(crate) cfg: LlamaConfig,
+    /// llama, or (from a GGUF only) Gemma 3.
+    pub(crate) arch: Arch,
     pub(crate) tokenizer: Tokenizer,
     pub(crate) chat: Option<ChatTemplate>,
     /// The model's identity: an image's geometry fingerprint, a GGUF's
@@ -117,6 +119,7 @@ impl ModelFile {
                 path: path.to_path_buf(),
                 weights: Weights::Image(file),
                 cfg,
+                arch: Arch::Llama,
                 tokenizer,
                 chat,
                 fingerprint,
@@ -134,11 +137,21 @@ impl ModelFile {
             source,
         };
         let file = Gguf::parse(bytes.bytes()).map_err(gguf)?;
-        let params = file.check_llama().map_err(gguf)?;
-        let cfg = LlamaConfig::from_gguf(&params).map_err(|e| model(e.to_string()))?;
+        let (cfg, arch) = if file.get_str("general.architecture") == Ok(GEMMA3_ARCH) {
+            let params = file.check_gemma3().map_err(gguf)?;
+            Arch::from_gemma3(&params).map_err(|e| model(e.to_string()))?
+        } else {
+            let params = file.check_llama().map_err(gguf)?;
+            let cfg = LlamaConfig::from_gguf(&params).map_err(|e| model(e.to_string()))?;
+            (cfg, Arch::Llama)
+        };
         let tokenizer =
             Tokenizer::from_gguf(&file).map_err(|e| model(format!("tokenizer: {e}")))?;
-        let chat = ChatTemplate::from_gguf(&file).ok();
+        // Gemma GGUFs may carry no template; Gemma's turn layout is the one
+        // it was trained with (llama.cpp's `gemma` template).
+        let chat = ChatTemplate::from_gguf(&file)
+            .ok()
+            .or_else(|| arch.is_gemma().then(ChatTemplate::gemma));
         let fingerprint = file.fingerprint();
         // The tokenizer and the chat template are copies: what parsing
         // touched (the metadata, the vocabulary) is not needed resident.
@@ -147,6 +160,7 @@ impl ModelFile {
             path: path.to_path_buf(),
             weights: Weights::Gguf(bytes),
             cfg,
+            arch,
             tokenizer,
             chat,
             fingerprint,
@@ -161,6 +175,11 @@ impl ModelFile {
     /// The model's hyper-parameters.
     pub fn config(&self) -> &LlamaConfig {
         &self.cfg
+    }
+
+    /// The model's architecture.
+    pub fn arch(&self) -> &Arch {
+        &self.arch
     }
 
     /// The model's tokenizer.

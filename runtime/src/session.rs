@@ -90,6 +90,7 @@ impl Session {
             path,
             weights,
             cfg,
+            arch,
             tokenizer,
             chat,
             fingerprint: _,
@@ -112,7 +113,7 @@ impl Session {
                     ));
                 }
                 let (model, arena, lock) =
-                    load_dense(bytes, &cfg, limits).map_err(|e| match e {
+                    load_dense(bytes, &cfg, arch, limits).map_err(|e| match e {
                         DenseFail::Model(m) => model_err(m),
                         DenseFail::Load(l) => l,
                     })?;

@@ -415,7 +415,7 @@ impl fmt::Display for GgufError {
             }
             GgufError::NotLlama { found } => write!(
                 f,
-                "general.architecture is '{found}', but lode runs only 'llama' models"
+                "general.architecture is '{found}', but this needs a 'llama' model (lode runs 'llama', and 'gemma3' dense from a GGUF)"
             ),
             GgufError::MissingTensor { tensor } => write!(f, "tensor '{tensor}' is missing"),
             GgufError::BadShape {

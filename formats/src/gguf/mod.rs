@@ -40,6 +40,7 @@ mod blocks;
 mod cursor;
 mod error;
 mod file;
+mod gemma3;
 pub mod kquants;
 mod llama;
 mod tensor;
@@ -59,6 +60,7 @@ pub use blocks::{
 };
 pub use error::{ggml_type_name, ErrorKind, GgufError, Item, Name, NAME_CAPACITY};
 pub use file::{Gguf, Metadata, Tensors};
+pub use gemma3::{Gemma3Params, GEMMA3_ARCH, GEMMA3_LOCAL_ROPE_BASE, GEMMA3_SWA_PERIOD};
 pub use llama::{layer_tensor_name, LlamaParams, NameBuf, MAX_LAYERS};
 pub use tensor::{Dims, TensorInfo};
 pub(crate) use tokenizer_only::metadata_end;

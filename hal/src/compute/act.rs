@@ -93,6 +93,51 @@ pub(crate) fn quantize_scalar(x: &[f32], out: &mut [ActBlock]) -> bool {
     finite
 }
 
+/// Elements of a K-quant super-block, and of ggml's Q8_K activation block.
+const QK_K: usize = 256;
+
+/// Re-quantizes `x` into `out` as ggml's Q8_K does for K-quant products:
+/// one scale per 256 elements (`max|x| / 127`, codes rounded to nearest,
+/// ties to even), written as eight [`ActBlock`]s of 32 that share it, so
+/// the K-quant kernels need no second activation format. llama.cpp
+/// multiplies Q4_K and Q6_K rows by such activations; quantizing the same
+/// way makes lode's products round as llama.cpp's do (a per-32 scale is
+/// finer, and differs from llama.cpp by more than their summation orders
+/// do). `x.len() == 32 · out.len()`, a whole number of super-blocks;
+/// returns `false` otherwise or when `x` is not all finite.
+pub(crate) fn quantize_q8k(x: &[f32], out: &mut [ActBlock]) -> bool {
+    if !x.len().is_multiple_of(QK_K) || x.len() != out.len() * QK {
+        return false;
+    }
+    let mut finite = true;
+    for (blocks, xs) in out.chunks_exact_mut(QK_K / QK).zip(x.chunks_exact(QK_K)) {
+        let mut amax = 0.0f32;
+        for &v in xs {
+            let a = math::abs(v);
+            finite &= a < f32::INFINITY;
+            amax = if a > amax { a } else { amax };
+        }
+        let (d, id) = if amax > 0.0 {
+            let iscale = 127.0 / amax;
+            (1.0 / iscale, iscale)
+        } else {
+            (0.0, 0.0)
+        };
+        for (blk, xb) in blocks.iter_mut().zip(xs.chunks_exact(QK)) {
+            let mut sum = 0i32;
+            for (q, &v) in blk.qs.iter_mut().zip(xb) {
+                let c = math::rint(v * id).clamp(-127.0, 127.0) as i8;
+                *q = c;
+                sum += i32::from(c);
+            }
+            blk.d = d;
+            blk.sum = sum;
+            blk.ds = d * sum as f32;
+        }
+    }
+    finite
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

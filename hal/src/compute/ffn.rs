@@ -71,11 +71,11 @@ pub(crate) fn gated_ffn(
         return Ok(());
     }
     let act: &[ActBlock] = match rt {
-        RowType::Quant(_) => {
+        RowType::Quant(t) => {
             let act = scratch
                 .get_mut(..dim / QK)
                 .ok_or(ErrorKind::ScratchTooSmall)?;
-            if !kern.quantize_act(x, act) {
+            if !kern.quantize_act_for(t, x, act) {
                 return Err(ErrorKind::NonFinite);
             }
             act

@@ -78,7 +78,7 @@ pub(crate) fn matmul(
         let act = scratch
             .get_mut(..m * blocks)
             .ok_or(ErrorKind::ScratchTooSmall)?;
-        if !kern.quantize_act(xs, act) {
+        if !kern.quantize_act_for(t, xs, act) {
             return Err(ErrorKind::NonFinite);
         }
         batch(kern, exec, t, w.data, row_bytes, blocks, act, os, rows);

@@ -37,7 +37,7 @@ pub(crate) fn matvec(
             let act = scratch
                 .get_mut(..w.cols / QK)
                 .ok_or(ErrorKind::ScratchTooSmall)?;
-            if !kern.quantize_act(x, act) {
+            if !kern.quantize_act_for(t, x, act) {
                 return Err(ErrorKind::NonFinite);
             }
             let act: &[ActBlock] = act;

@@ -39,6 +39,7 @@ mod checksums;
 mod exec;
 mod f16;
 mod ffn;
+mod gelu;
 mod kernels;
 pub mod kv;
 mod math;
@@ -311,6 +312,10 @@ impl Compute for CpuCompute<'_> {
 
     fn swiglu(&mut self, gate: &mut [f32], up: &[f32]) -> Result<(), ErrorKind> {
         ffn::swiglu(gate, up)
+    }
+
+    fn geglu(&mut self, gate: &mut [f32], up: &[f32]) -> Result<(), ErrorKind> {
+        gelu::geglu(gate, up)
     }
 
     fn rope(

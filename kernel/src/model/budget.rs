@@ -5,6 +5,7 @@
 //! each slot rounded up to the model's alignment, from the same tensor table
 //! and buffer sizes the loader uses.
 
+use super::arch::Arch;
 use super::arena_use::ArenaUse;
 use super::buffers::Buffers;
 use super::config::{Limits, LlamaConfig, LlamaConfigExt};
@@ -40,9 +41,27 @@ impl MemoryPlan {
         cfg: &LlamaConfig,
         limits: &Limits,
     ) -> Result<MemoryPlan, LoadError> {
+        Self::dense_for(src, cfg, &Arch::Llama, limits)
+    }
+
+    /// [`MemoryPlan::dense`] for a model of architecture `arch` (Gemma's
+    /// extra norms are resident weights).
+    pub fn dense_for<S: TensorSource>(
+        src: &S,
+        cfg: &LlamaConfig,
+        arch: &Arch,
+        limits: &Limits,
+    ) -> Result<MemoryPlan, LoadError> {
         cfg.validate()?;
+        arch.validate()?;
         limits.validate(cfg)?;
-        let weights = Weights::arena_bytes(src, cfg)?;
+        let mut weights = Weights::arena_bytes(src, cfg)?;
+        if arch.is_gemma() {
+            let n = super::gemma::norms_bytes(src, cfg)?;
+            weights.exact = weights.exact.saturating_add(n.exact);
+            weights.aligned = weights.aligned.saturating_add(n.aligned);
+            weights.slots += n.slots;
+        }
         let (ffn, ffn_scratch) = DenseFfn::arena_bytes(src, cfg, limits)?;
         let buffers = Buffers::arena_bytes(cfg, limits);
         let chunks = KvCache::chunks_for(limits.max_context).saturating_mul(limits.contexts);

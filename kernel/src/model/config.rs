@@ -58,8 +58,11 @@ impl LlamaConfigExt for LlamaConfig {
         if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
             return bad("head_dim must be even and at least 2 (RoPE rotates pairs)");
         }
-        if self.heads.checked_mul(self.head_dim) != Some(self.hidden) {
-            return bad("heads * head_dim must equal hidden");
+        // Gemma's heads are wider than `hidden / heads` (4 x 256 over 640),
+        // so only the product's size is bounded; GGUF llama files still
+        // have `heads * head_dim == hidden` (check_llama derives head_dim).
+        if self.heads.checked_mul(self.head_dim).is_none() {
+            return bad("heads * head_dim overflows");
         }
         if u32::try_from(self.vocab).is_err() {
             return bad("vocab must fit 32-bit token ids");
@@ -167,7 +170,6 @@ mod tests {
             LlamaConfig { kv_heads: 4, ..c },
             LlamaConfig { kv_heads: 0, ..c },
             LlamaConfig { head_dim: 63, ..c },
-            LlamaConfig { hidden: 577, ..c },
             LlamaConfig { vocab: 0, ..c },
             LlamaConfig {
                 rope_base: f32::NAN,

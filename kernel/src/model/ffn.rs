@@ -11,6 +11,7 @@
 use crate::arena::{DramArena, Slot, SlotKind};
 use crate::compute::Compute;
 
+use super::arch::Gate;
 use super::arena_use::Footprint;
 use super::config::{Limits, LlamaConfig, LlamaConfigExt, MAX_LAYERS};
 use super::error::{EvalError, LoadError};
@@ -74,6 +75,8 @@ pub struct DenseFfn {
     hidden: usize,
     ffn: usize,
     max_rows: usize,
+    /// The gate's activation (SiLU for llama, GELU for Gemma).
+    gate_act: Gate,
 }
 
 fn is_ffn(p: Part) -> bool {
@@ -145,7 +148,16 @@ impl DenseFfn {
             hidden: cfg.hidden,
             ffn: cfg.ffn,
             max_rows: limits.max_batch,
+            gate_act: Gate::Silu,
         })
+    }
+
+    /// The same FFN with `gate` as its gate activation (SiLU unless set).
+    pub fn with_gate(self, gate: Gate) -> DenseFfn {
+        DenseFfn {
+            gate_act: gate,
+            ..self
+        }
     }
 
     /// The resident matrices of every layer.
@@ -190,7 +202,8 @@ impl FfnSource for DenseFfn {
     ) -> Result<(), EvalError> {
         let l = checked_call(&self.layers, layer, &io, self.max_rows)?;
         let shape = (self.hidden, self.ffn);
-        dense_products(arena, compute, &l, io, [self.gate, self.up], shape)
+        let scratch = [self.gate, self.up];
+        dense_products(arena, compute, &l, io, scratch, shape, self.gate_act)
     }
 }
 
@@ -199,7 +212,7 @@ impl FfnSource for DenseFfn {
 pub(super) enum Product {
     /// `g = gate · x` into the first scratch buffer.
     Gate,
-    /// `u = up · x` into the second, then `g = silu(g) ⊙ u`.
+    /// `u = up · x` into the second, then `g = act(g) ⊙ u` (SiLU or GELU).
     Up,
     /// `io.output = down · g`.
     Down,
@@ -215,6 +228,7 @@ impl Product {
 /// The three in order compute `io.output = down · (silu(gate · x) ⊙ (up ·
 /// x))`; each needs only its own matrix, so a streaming source can read
 /// the matrices one at a time into slots a third the layer's size.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn dense_product<A: DramArena, C: Compute>(
     arena: &mut A,
     compute: &mut C,
@@ -223,6 +237,7 @@ pub(super) fn dense_product<A: DramArena, C: Compute>(
     io: FfnIo,
     scratch: [Slot; 2],
     (hidden, ffn): (usize, usize),
+    act: Gate,
 ) -> Result<(), EvalError> {
     let n = io.rows;
     let short = EvalError::Compute(crate::compute::ErrorKind::ScratchTooSmall);
@@ -241,7 +256,11 @@ pub(super) fn dense_product<A: DramArena, C: Compute>(
             };
             compute.matmul(&w, x, n, out).map_err(EvalError::compute)?;
             if which == Product::Up {
-                compute.swiglu(g, u).map_err(EvalError::compute)?;
+                match act {
+                    Gate::Silu => compute.swiglu(g, u),
+                    Gate::Gelu => compute.geglu(g, u),
+                }
+                .map_err(EvalError::compute)?;
             }
         }
         Product::Down => {
@@ -255,6 +274,7 @@ pub(super) fn dense_product<A: DramArena, C: Compute>(
 /// `io.output = down · (silu(gate · x) ⊙ (up · x))` over `io.rows` inputs:
 /// the three [`dense_product`]s of a layer whose matrices are all at hand
 /// (resident, or read together).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn dense_products<A: DramArena, C: Compute>(
     arena: &mut A,
     compute: &mut C,
@@ -262,6 +282,7 @@ pub(super) fn dense_products<A: DramArena, C: Compute>(
     io: FfnIo,
     scratch: [Slot; 2],
     shape: (usize, usize),
+    act: Gate,
 ) -> Result<(), EvalError> {
     for which in Product::ALL {
         let w = match which {
@@ -269,7 +290,7 @@ pub(super) fn dense_products<A: DramArena, C: Compute>(
             Product::Up => &l.up,
             Product::Down => &l.down,
         };
-        dense_product(arena, compute, which, w, io, scratch, shape)?;
+        dense_product(arena, compute, which, w, io, scratch, shape, act)?;
     }
     Ok(())
 }

@@ -15,6 +15,13 @@
 //! ```
 //!
 //! then `logits = Wout rms_norm(x)` for the positions the caller wants.
+//!
+//! Gemma 3 runs the same loop with a few steps configured by
+//! [`Arch`](super::Arch) (their pieces are in `gemma.rs`): embedding rows
+//! scaled by `sqrt(hidden)`, each query and key head RMS-normalized before
+//! RoPE, the attention and FFN outputs RMS-normalized before their residual
+//! adds, a GELU gate in the FFN, and on local layers a sliding window over
+//! the last positions with a RoPE base of their own.
 //! GGUF stores llama's Q and K rows permuted so that RoPE rotates adjacent
 //! pairs `(2i, 2i+1)` (llama.cpp's "normal" RoPE for llama); that is the
 //! convention of [`Compute::rope`], so the weights are used as stored.
@@ -28,12 +35,15 @@ use crate::arena::{DramArena, Slot};
 use crate::compute::{AttentionShape, Compute, ErrorKind as ComputeKind};
 
 use super::buffers::Buffers;
+use super::config::LlamaConfig;
 use super::error::EvalError;
 use super::ffn::FfnIo;
+use super::gemma::{head_norm, keep_from, GemmaNorms};
 use super::kv::{ChunkViews, KvCache};
 use super::tensor::TensorRef;
 use super::view::{f32s_mut, split};
 use super::weight_source::WeightSource;
+use super::weights::Attention;
 use super::Model;
 
 pub(super) fn short() -> EvalError {
@@ -60,6 +70,7 @@ impl<W: WeightSource> Model<W> {
         tokens: &[u32],
     ) -> Result<(), EvalError> {
         let (b, hd) = (self.buf, self.cfg.hidden);
+        let scale = self.arch.embed_scale(&self.cfg);
         for (i, &tok) in tokens.iter().enumerate() {
             let (embed, r) = self.weights.embedding_row(tok, arena, compute)?;
             let (t, m) = arena.parts_mut();
@@ -71,6 +82,9 @@ impl<W: WeightSource> Model<W> {
             dequantize_row(embed.dtype, row, xr).map_err(|_| {
                 EvalError::Internal("an embedding row does not decode to the model's width")
             })?;
+            if let Some(s) = scale {
+                xr.iter_mut().for_each(|v| *v *= s);
+            }
         }
         Ok(())
     }
@@ -113,28 +127,17 @@ impl<W: WeightSource> Model<W> {
             let (attn_norm, ffn_norm) = self.weights.norms(l)?;
             norm_rows(arena, compute, b.x, b.xb, attn_norm, n, hd, c.rms_eps)?;
             let aw = self.weights.attention(l, arena, compute)?;
+            let (base, window) = (self.arch.rope_base(&c, l), self.arch.window(l));
+            let extra = self.gemma.get(l).copied();
 
-            // Projections and rotary embedding.
-            {
-                let (t, m) = arena.parts_mut();
-                let ([q, k, v], sh) = split(t, m, [b.q, b.k, b.v])?;
-                let xb = rows(sh.f32s(b.xb)?, hd, 0..n)?;
-                let q = rows_mut(f32s_mut(q)?, qd, 0..n)?;
-                let k = rows_mut(f32s_mut(k)?, kvd, 0..n)?;
-                let v = rows_mut(f32s_mut(v)?, kvd, 0..n)?;
-                compute.matmul(&aw.q.matrix(&sh)?, xb, n, q).map_err(ce)?;
-                compute.matmul(&aw.k.matrix(&sh)?, xb, n, k).map_err(ce)?;
-                compute.matmul(&aw.v.matrix(&sh)?, xb, n, v).map_err(ce)?;
-                for (i, (qr, kr)) in q
-                    .chunks_exact_mut(qd)
-                    .zip(k.chunks_exact_mut(kvd))
-                    .enumerate()
-                {
-                    let pos = u32::try_from(pos0 + i).map_err(|_| short())?;
-                    compute.rope(qr, c.head_dim, pos, c.rope_base).map_err(ce)?;
-                    compute.rope(kr, c.head_dim, pos, c.rope_base).map_err(ce)?;
-                }
-            }
+            // Projections, Gemma's Q/K norms and rotary embedding.
+            let step = Step {
+                n,
+                pos0,
+                base,
+                extra,
+            };
+            project(arena, compute, &c, &b, &aw, step)?;
 
             // The new keys and values into their chunks.
             write_kv(kv, arena, &b, l, n, pos0, kvd)?;
@@ -149,10 +152,14 @@ impl<W: WeightSource> Model<W> {
                 let q = sh.f32s(b.q)?;
                 let mut views = ChunkViews::new();
                 for i in 0..n {
-                    kv.views(&sh, l, pos0 + i + 1, &mut views)?;
+                    let end = pos0 + i + 1;
+                    kv.views(&sh, l, end, &mut views)?;
+                    // A sliding-window layer sees the last `w` positions.
+                    let start = window.map_or(0, |w| end.saturating_sub(w));
+                    keep_from(&mut views, start, kvd);
                     let qr = rows(q, qd, i..i + 1)?;
                     let ar = rows_mut(att, qd, i..i + 1)?;
-                    let seen = received.get_mut(..pos0 + i + 1).ok_or_else(short)?;
+                    let seen = received.get_mut(start..end).ok_or_else(short)?;
                     compute
                         .attention_received(qr, &views, shape, scores, ar, seen)
                         .map_err(ce)?;
@@ -168,6 +175,9 @@ impl<W: WeightSource> Model<W> {
                 compute
                     .matmul(&aw.o.matrix(&sh)?, att, n, tmp)
                     .map_err(ce)?;
+                if let Some(g) = extra {
+                    head_norm(compute, tmp, g.post_attn.floats(&sh)?, c.rms_eps)?;
+                }
                 add_into(rows_mut(f32s_mut(x)?, hd, 0..n)?, tmp);
             }
 
@@ -180,8 +190,11 @@ impl<W: WeightSource> Model<W> {
             self.weights.ffn(l, arena, compute, io)?;
             {
                 let (t, m) = arena.parts_mut();
-                let ([x], sh) = split(t, m, [b.x])?;
-                let tmp = rows(sh.f32s(b.tmp)?, hd, 0..n)?;
+                let ([x, tmp], sh) = split(t, m, [b.x, b.tmp])?;
+                let tmp = rows_mut(f32s_mut(tmp)?, hd, 0..n)?;
+                if let Some(g) = extra {
+                    head_norm(compute, tmp, g.post_ffn.floats(&sh)?, c.rms_eps)?;
+                }
                 add_into(rows_mut(f32s_mut(x)?, hd, 0..n)?, tmp);
             }
         }
@@ -253,6 +266,63 @@ impl<W: WeightSource> Model<W> {
         }
         Ok(())
     }
+}
+
+/// One layer's batch: its rows, their first position, and the settings the
+/// architecture gives the layer (RoPE base, Gemma's extra norms).
+#[derive(Clone, Copy)]
+struct Step {
+    n: usize,
+    pos0: usize,
+    base: f32,
+    extra: Option<GemmaNorms>,
+}
+
+/// `q, k, v = Wq xb, Wk xb, Wv xb` for the batch, then (Gemma) each query
+/// and key head RMS-normalized, then RoPE at each row's position.
+fn project<A: DramArena, C: Compute>(
+    arena: &mut A,
+    compute: &mut C,
+    c: &LlamaConfig,
+    b: &Buffers,
+    aw: &Attention,
+    s: Step,
+) -> Result<(), EvalError> {
+    let Step {
+        n,
+        pos0,
+        base,
+        extra,
+    } = s;
+    let (hd, qd, kvd) = (c.hidden, c.heads * c.head_dim, c.kv_dim());
+    let ce = EvalError::compute::<C::Error>;
+    let (t, m) = arena.parts_mut();
+    let ([q, k, v], sh) = split(t, m, [b.q, b.k, b.v])?;
+    let xb = rows(sh.f32s(b.xb)?, hd, 0..n)?;
+    let q = rows_mut(f32s_mut(q)?, qd, 0..n)?;
+    let k = rows_mut(f32s_mut(k)?, kvd, 0..n)?;
+    let v = rows_mut(f32s_mut(v)?, kvd, 0..n)?;
+    compute.matmul(&aw.q.matrix(&sh)?, xb, n, q).map_err(ce)?;
+    compute.matmul(&aw.k.matrix(&sh)?, xb, n, k).map_err(ce)?;
+    compute.matmul(&aw.v.matrix(&sh)?, xb, n, v).map_err(ce)?;
+    let qk_norms = match extra {
+        Some(g) => Some((g.q.floats(&sh)?, g.k.floats(&sh)?)),
+        None => None,
+    };
+    for (i, (qr, kr)) in q
+        .chunks_exact_mut(qd)
+        .zip(k.chunks_exact_mut(kvd))
+        .enumerate()
+    {
+        let pos = u32::try_from(pos0 + i).map_err(|_| short())?;
+        if let Some((qn, kn)) = qk_norms {
+            head_norm(compute, qr, qn, c.rms_eps)?;
+            head_norm(compute, kr, kn, c.rms_eps)?;
+        }
+        compute.rope(qr, c.head_dim, pos, base).map_err(ce)?;
+        compute.rope(kr, c.head_dim, pos, base).map_err(ce)?;
+    }
+    Ok(())
 }
 
 /// `xb[i] = rms_norm(x[i]) · w` for the first `n` rows.

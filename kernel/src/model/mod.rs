@@ -43,6 +43,7 @@
 //! # Ok(()) }
 //! ```
 
+mod arch;
 mod arena_use;
 mod budget;
 mod buffers;
@@ -53,6 +54,7 @@ mod error;
 mod eval;
 mod ffn;
 mod forward;
+mod gemma;
 pub mod kv;
 pub mod stream;
 mod tensor;
@@ -65,6 +67,7 @@ pub(crate) mod tests;
 
 use crate::arena::DramArena;
 
+pub use arch::{Arch, Gate, Gemma3};
 pub use arena_use::{ArenaUse, Footprint, Mismatch};
 pub use budget::MemoryPlan;
 pub use buffers::Buffers;
@@ -77,6 +80,7 @@ pub use context::Context;
 pub use error::{ErrorKind, EvalError, LoadError};
 pub use eval::WantLogits;
 pub use ffn::{DenseFfn, DenseLayer, FfnIo, FfnSource};
+pub use gemma::GemmaNorms;
 pub use kv::{ChunkViews, KvCache};
 pub use tensor::{RawTensor, TensorRef, TensorSource};
 pub use view::{split, Shared};
@@ -96,6 +100,10 @@ pub struct Model<W: WeightSource = Resident<DenseFfn>> {
     /// search scores masks on the loaded model before any layer is cut
     /// from an image.
     skipped: u128,
+    /// The decoder variant: llama's, or Gemma 3's.
+    arch: Arch,
+    /// Gemma's extra norms per layer (empty for llama).
+    gemma: heapless::Vec<GemmaNorms, MAX_LAYERS>,
 }
 
 impl Model<Resident<DenseFfn>> {
@@ -112,6 +120,34 @@ impl Model<Resident<DenseFfn>> {
         let weights = Weights::load(src, &cfg, arena)?;
         let ffn = DenseFfn::load(src, &cfg, &limits, arena)?;
         Self::new(cfg, limits, Resident::new(weights, ffn), arena)
+    }
+}
+
+impl Model<Resident<DenseFfn>> {
+    /// [`Model::load`] for a model of architecture `arch` (a Gemma 3 GGUF:
+    /// see [`Arch::from_gemma3`]). Size the arena with
+    /// [`MemoryPlan::dense_for`].
+    pub fn load_for<S: TensorSource, A: DramArena>(
+        src: &S,
+        cfg: LlamaConfig,
+        arch: Arch,
+        limits: Limits,
+        arena: &mut A,
+    ) -> Result<Self, LoadError> {
+        cfg.validate()?;
+        arch.validate()?;
+        limits.validate(&cfg)?;
+        let weights = Weights::load_for(src, &cfg, &arch, arena)?;
+        let ffn = DenseFfn::load(src, &cfg, &limits, arena)?.with_gate(arch.gate());
+        let gemma = if arch.is_gemma() {
+            gemma::load_norms(src, &cfg, arena)?
+        } else {
+            heapless::Vec::new()
+        };
+        let mut model = Self::new(cfg, limits, Resident::new(weights, ffn), arena)?;
+        model.arch = arch;
+        model.gemma = gemma;
+        Ok(model)
     }
 }
 
@@ -155,6 +191,8 @@ impl<W: WeightSource> Model<W> {
             weights,
             buf,
             skipped: 0,
+            arch: Arch::Llama,
+            gemma: heapless::Vec::new(),
         })
     }
 
@@ -185,6 +223,11 @@ impl<W: WeightSource> Model<W> {
     /// The model's hyper-parameters.
     pub fn config(&self) -> &LlamaConfig {
         &self.cfg
+    }
+
+    /// The model's architecture.
+    pub fn arch(&self) -> &Arch {
+        &self.arch
     }
 
     /// The run's limits.

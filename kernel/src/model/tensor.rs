@@ -128,19 +128,28 @@ fn shape() -> EvalError {
 }
 
 /// Whether lode's compute multiplies by tensors of `dtype` (and decodes
-/// their rows). The formats read more types than that: Gemma 3's Q5_0,
-/// Q4_K and Q6_K have reference decoders but no products yet, so a model
-/// using them is refused at load, by name, not at its first token.
+/// their rows). Every type the formats read has products now (Gemma 3's
+/// Q5_0, Q4_K and Q6_K included); the check stays so that a type the
+/// formats learn to read before compute can multiply by it is refused at
+/// load, by name, not at its first token.
 pub const fn computable(dtype: DType) -> bool {
     matches!(
         dtype,
-        DType::F32 | DType::F16 | DType::Q4_0 | DType::Q4_1 | DType::Q5_1 | DType::Q8_0
+        DType::F32
+            | DType::F16
+            | DType::Q4_0
+            | DType::Q4_1
+            | DType::Q5_0
+            | DType::Q5_1
+            | DType::Q8_0
+            | DType::Q4_K
+            | DType::Q6_K
     )
 }
 
 /// What a load says of a tensor whose type has no products.
 pub(crate) const NOT_COMPUTABLE: &str =
-    "is of a type lode reads but cannot compute with yet (Q5_0, Q4_K and Q6_K have no products)";
+    "is of a type lode reads but cannot compute with yet (no products for it)";
 
 /// Bytes of a row of `cols` elements of `dtype`, if whole blocks.
 pub fn row_bytes(dtype: DType, cols: usize) -> Option<usize> {

@@ -11,6 +11,7 @@ use lode_formats::gguf::{dequantize_row, layer_tensor_name};
 
 use crate::arena::{DramArena, SlotKind};
 
+use super::arch::Arch;
 use super::arena_use::Footprint;
 use super::config::{LlamaConfig, LlamaConfigExt, MAX_LAYERS};
 use super::error::{EvalError, LoadError};
@@ -275,6 +276,17 @@ impl Weights {
         cfg: &LlamaConfig,
         arena: &mut A,
     ) -> Result<Weights, LoadError> {
+        Self::load_for(src, cfg, &Arch::Llama, arena)
+    }
+
+    /// [`Weights::load`] for a model of architecture `arch`: Gemma's Q and
+    /// K rows are reordered for lode's RoPE (see [`super::gemma`]).
+    pub fn load_for<S: TensorSource, A: DramArena>(
+        src: &S,
+        cfg: &LlamaConfig,
+        arch: &Arch,
+        arena: &mut A,
+    ) -> Result<Weights, LoadError> {
         cfg.validate()?;
         let mut globals: heapless::Vec<TensorRef, 3> = heapless::Vec::new();
         for (name, role) in global_tensors(cfg) {
@@ -297,7 +309,11 @@ impl Weights {
             |p| !p.is_ffn(),
             |_, part, name, role| {
                 let t = fetch(src, name, role)?;
-                let r = place(arena, name, &t, role)?;
+                let r = if arch.neox() && matches!(part, Part::Q | Part::K) {
+                    super::gemma::place_neox(arena, name, &t, role, cfg.head_dim)?
+                } else {
+                    place(arena, name, &t, role)?
+                };
                 let i = part as usize;
                 if let Some(c) = cur.get_mut(i) {
                     *c = Some(r);

@@ -22,7 +22,7 @@ pub(crate) mod scalar;
 
 use lode_kernel::compute::{DType, ErrorKind, KvBits, KvGroups};
 
-use super::act::{quantize_scalar, ActBlock};
+use super::act::{quantize_q8k, quantize_scalar, ActBlock};
 use super::kv;
 
 /// The block-quantized element types.
@@ -182,6 +182,25 @@ impl Kernels {
             Kernels::Avx2(t) => t.quantize_act(x, out),
             #[cfg(target_arch = "aarch64")]
             Kernels::Neon(t) => t.quantize_act(x, out),
+        }
+    }
+
+    /// Quantizes `x` for products with rows of type `t` as llama.cpp
+    /// quantizes activations for them, where no model lode ran before uses
+    /// the type (SmolLM2's Q4_1 and Q8_0 products keep
+    /// [`Kernels::quantize_act`]'s f32 scales): the K-quants' activation
+    /// gets one scale per 256 elements, as ggml's Q8_K (see
+    /// [`quantize_q8k`]); Q5_0's gets per-32 scales rounded to binary16,
+    /// as ggml's Q8_0 blocks store them.
+    pub(crate) fn quantize_act_for(self, t: QType, x: &[f32], out: &mut [ActBlock]) -> bool {
+        match t {
+            QType::Q4_K | QType::Q6_K => quantize_q8k(x, out),
+            QType::Q5_0 => {
+                let ok = self.quantize_act(x, out);
+                round_scales_f16(out);
+                ok
+            }
+            _ => self.quantize_act(x, out),
         }
     }
 
@@ -407,5 +426,14 @@ mod aarch64_tests {
         if let Kernels::Neon(t) = k {
             std::println!("aarch64 kernels: NEON, dotprod {}", t.has_dotprod());
         }
+    }
+}
+
+/// Rounds each block's scale to binary16 (and its `ds` with it), as a ggml
+/// Q8_0 activation block stores it; the codes stay those of the f32 scale.
+fn round_scales_f16(blocks: &mut [ActBlock]) {
+    for b in blocks {
+        b.d = super::f16::f16_to_f32(super::f16::f32_to_f16(b.d));
+        b.ds = b.d * b.sum as f32;
     }
 }

@@ -168,19 +168,14 @@ fn missing_and_misshapen_tensors_are_named() {
         MemoryPlan::dense(&src, &tiny(false), &l),
         Err(LoadError::Tensor { .. })
     ));
-    // A type the formats read but compute cannot multiply by: refused at
-    // load, by name, whatever its bytes.
+    // Q5_0 (Gemma 3's) has products now: a model using it plans like any
+    // other. (Every type the formats read is computable, so no refusal by
+    // type is left to test here.)
     let mut src = model_src(&c, 1);
     let q = src.find_mut("blk.0.attn_q.weight");
     q.dtype = DType::Q5_0;
     q.data = vec![0; c.hidden * DType::Q5_0.row_bytes(c.hidden as u64).unwrap() as usize];
-    match MemoryPlan::dense(&src, &c, &l) {
-        Err(LoadError::Tensor { name, reason }) => {
-            assert_eq!(name.as_str(), "blk.0.attn_q.weight");
-            assert!(reason.contains("cannot compute"), "{reason}");
-        }
-        other => panic!("{other:?}"),
-    }
+    assert!(MemoryPlan::dense(&src, &c, &l).is_ok());
 }
 
 proptest::proptest! {
