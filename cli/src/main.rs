@@ -71,9 +71,11 @@ enum Cmd {
     /// model (printed, --json, --plot, or stored into an image).
     Calibrate(cmd_calibrate::CalibrateArgs),
     /// Choose layers to drop: EvoP's evolutionary search against the
-    /// unpruned model's next-token distributions, side by side with Block
-    /// Influence, the last layers and random masks, scored on held-out
-    /// text.
+    /// unpruned model's next-token distributions on cluster-sampled
+    /// calibration windows, side by side with Block Influence, the last
+    /// layers and random masks, scored on held-out text; --output-dir packs
+    /// EvoP's choice as an image, --base scores a pruned image against its
+    /// model.
     Prune(cmd_prune::PruneArgs),
     /// Benchmarks printed side by side in one run.
     #[command(subcommand)]
