@@ -83,13 +83,15 @@ pub enum SectionKind {
     /// Which layers of which model a pruned image holds (kind 10, optional,
     /// since 1.2).
     Lineage,
+    /// A sliding-window model's attention parameters (kind 11, since 1.3).
+    Arch,
     /// A kind this reader does not know (from a newer minor version).
     Other(u32),
 }
 
 impl SectionKind {
-    /// Every kind this reader knows (version 1.2), in table order.
-    pub const KNOWN: [SectionKind; 10] = [
+    /// Every kind this reader knows (version 1.3), in table order.
+    pub const KNOWN: [SectionKind; 11] = [
         SectionKind::Geometry,
         SectionKind::Strings,
         SectionKind::Tensors,
@@ -100,6 +102,7 @@ impl SectionKind {
         SectionKind::CostModel,
         SectionKind::Tokenizer,
         SectionKind::Lineage,
+        SectionKind::Arch,
     ];
 
     /// The kind stored in the table.
@@ -115,6 +118,7 @@ impl SectionKind {
             SectionKind::CostModel => 8,
             SectionKind::Tokenizer => 9,
             SectionKind::Lineage => 10,
+            SectionKind::Arch => 11,
             SectionKind::Other(code) => code,
         }
     }
@@ -132,6 +136,7 @@ impl SectionKind {
             8 => SectionKind::CostModel,
             9 => SectionKind::Tokenizer,
             10 => SectionKind::Lineage,
+            11 => SectionKind::Arch,
             other => SectionKind::Other(other),
         }
     }
@@ -149,6 +154,7 @@ impl SectionKind {
             SectionKind::CostModel => "cost model",
             SectionKind::Tokenizer => "tokenizer",
             SectionKind::Lineage => "lineage",
+            SectionKind::Arch => "architecture",
             SectionKind::Other(_) => "unknown",
         }
     }

@@ -30,7 +30,7 @@ pub const VERSION_MAJOR: u16 = 1;
 ///
 /// A writer emits the lowest minor whose sections the image uses, so an
 /// image without the 1.1 tokenizer section is byte for byte a 1.0 image.
-pub const VERSION_MINOR: u16 = MINOR_LINEAGE;
+pub const VERSION_MINOR: u16 = MINOR_ARCH;
 
 /// Minor version of the first format with the tokenizer section (kind 9).
 /// An image with that section and an older minor is refused: no writer of
@@ -40,6 +40,11 @@ pub const MINOR_TOKENIZER: u16 = 1;
 /// Minor version of the first format with the lineage section (kind 10):
 /// the layers a pruned image kept, and of which model.
 pub const MINOR_LINEAGE: u16 = 2;
+
+/// Minor version of the first format with the architecture section (kind
+/// 11, a sliding-window model's attention parameters) and the element types
+/// Q5_0, Q4_K and Q6_K (Gemma 3's).
+pub const MINOR_ARCH: u16 = 3;
 
 /// Minor version of an image that uses only the 1.0 sections.
 pub const MINOR_BASE: u16 = 0;
@@ -234,6 +239,23 @@ pub struct LineageRecord {
     pub reserved: U32,
 }
 
+/// The architecture section (16 bytes): the attention parameters of a
+/// model whose layers alternate local (sliding-window) and global
+/// attention, which the geometry cannot hold.
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct ArchRecord {
+    /// Positions a local layer's query sees, itself included.
+    pub window: U32,
+    /// In each run of `period` layers the last is global, the rest local.
+    pub period: U32,
+    /// f32 bits: the local layers' RoPE base (the geometry's `rope_base`
+    /// is the global layers').
+    pub local_rope_base: U32,
+    /// Must be zero.
+    pub reserved: U32,
+}
+
 // The documented sizes; FORMAT.md relies on them.
 const _: () = assert!(core::mem::size_of::<HeaderRecord>() == HEADER_LEN);
 const _: () = assert!(core::mem::size_of::<SectionEntry>() == SECTION_ENTRY_LEN);
@@ -242,6 +264,7 @@ const _: () = assert!(core::mem::size_of::<TensorRecord>() == 72);
 const _: () = assert!(core::mem::size_of::<LayerRecord>() == 48);
 const _: () = assert!(core::mem::size_of::<CostRecord>() == 24);
 const _: () = assert!(core::mem::size_of::<LineageRecord>() == 16);
+const _: () = assert!(core::mem::size_of::<ArchRecord>() == 16);
 
 /// Offset of `header_crc` in the header: the CRC covers the bytes before it.
 pub const HEADER_CRC_OFFSET: usize = 60;

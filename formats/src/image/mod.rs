@@ -7,7 +7,9 @@
 //!   regions, placements, per-bundle checksums and codec tags, cost model,
 //!   and since format 1.1 optionally the model's tokenizer as a GGUF file
 //!   without tensors, [`Image::tokenizer_gguf`]; since 1.2, for a pruned
-//!   image, which layers of which model it kept, [`Image::lineage`]). It is small next to the
+//!   image, which layers of which model it kept, [`Image::lineage`]; since
+//!   1.3, a sliding-window model's attention parameters,
+//!   [`Image::arch_params`]). It is small next to the
 //!   weights (13 bytes per FFN neuron, plus the tokenizer: 1.8 MB for
 //!   SmolLM2's 49k-token vocabulary), so a reader loads it whole and
 //!   [`Image::parse`] checks every byte of it;
@@ -57,6 +59,7 @@
 mod error;
 mod header;
 pub mod layout;
+mod arch;
 mod lineage;
 mod model;
 mod patch;
@@ -76,6 +79,7 @@ mod tests;
 pub use crate::checksum::crc32c;
 pub use error::{ErrorKind, ImageError, Location, SectionKind};
 pub use header::{Container, ImageHeader};
+pub use arch::{ArchParams, SLIDING_WINDOW_ARCH};
 pub use lineage::Lineage;
 pub use model::{
     ArchTag, BundleParts, BundleRegion, GeometryTooLarge, ModelGeometry, Placement, Shape,

@@ -7,6 +7,7 @@ use zerocopy::{FromBytes, Immutable, KnownLayout};
 use super::error::{err, ErrorKind, ImageError, Location, SectionKind};
 use super::header::ImageHeader;
 use super::layout::{CostRecord, GeometryRecord, LayerRecord, TensorRecord, MINOR_TOKENIZER};
+use super::arch::{arch_params, ArchParams};
 use super::lineage::Lineage;
 use super::model::{BundleRegion, ModelGeometry, Placement, StoredCostModel, TensorInfo};
 use super::sections::{read_sections, Sections};
@@ -36,6 +37,7 @@ pub struct Image<'a> {
     pub(crate) cost: Option<StoredCostModel>,
     pub(crate) tokenizer: Option<&'a [u8]>,
     pub(crate) lineage: Option<Lineage<'a>>,
+    pub(crate) arch: Option<ArchParams>,
 }
 
 fn records<T: FromBytes + KnownLayout + Immutable>(
@@ -125,11 +127,12 @@ impl<'a> Image<'a> {
             .get(K::Lineage)
             .map(|bytes| Lineage::parse(bytes, geometry.layers, header.minor))
             .transpose()?;
+        let arch = arch_params(s.get(K::Arch), geometry.arch.as_str(), header.minor)?;
 
         let mut cursor = DataCursor::new(header.meta_len, header.file_len, header.block_size);
         let mut prev_name: Option<&[u8]> = None;
         for (i, rec) in tensors.iter().enumerate() {
-            let info = decode_tensor(i, rec, strings)?;
+            let info = decode_tensor(i, rec, strings, header.minor)?;
             let name = info.name.as_bytes();
             if prev_name.is_some_and(|prev| prev >= name) {
                 return Err(err(
@@ -151,7 +154,7 @@ impl<'a> Image<'a> {
         }
         let mut total: u64 = 0;
         for (l, rec) in layers.iter().enumerate() {
-            let region = decode_layer(l, rec, geometry.hidden)?;
+            let region = decode_layer(l, rec, geometry.hidden, header.minor)?;
             if region.first_bundle != total {
                 return Err(err(
                     ErrorKind::Malformed,
@@ -195,6 +198,7 @@ impl<'a> Image<'a> {
             cost,
             tokenizer,
             lineage,
+            arch,
         };
         for l in 0..layers.len() {
             let (perm, inverse) = image.placement_slices(l).ok_or(err(
@@ -238,6 +242,13 @@ impl<'a> Image<'a> {
         self.lineage
     }
 
+    /// The attention parameters of a sliding-window model (the
+    /// architecture section, since 1.3): present exactly when the
+    /// geometry's architecture is [`SLIDING_WINDOW_ARCH`](super::SLIDING_WINDOW_ARCH).
+    pub fn arch_params(&self) -> Option<ArchParams> {
+        self.arch
+    }
+
     /// Entries in the tensor table.
     pub fn tensor_count(&self) -> usize {
         self.tensors.len()
@@ -246,7 +257,7 @@ impl<'a> Image<'a> {
     /// Tensor `index` of the table (sorted by name).
     pub fn tensor(&self, index: usize) -> Option<TensorInfo<'a>> {
         let rec = self.tensors.get(index)?;
-        decode_tensor(index, rec, self.strings).ok()
+        decode_tensor(index, rec, self.strings, self.header.minor).ok()
     }
 
     /// Every tensor, in table order (by name).
@@ -276,7 +287,13 @@ impl<'a> Image<'a> {
 
     /// Layer `layer`'s bundle region.
     pub fn bundle_region(&self, layer: usize) -> Option<BundleRegion> {
-        decode_layer(layer, self.layers.get(layer)?, self.geometry.hidden).ok()
+        decode_layer(
+            layer,
+            self.layers.get(layer)?,
+            self.geometry.hidden,
+            self.header.minor,
+        )
+        .ok()
     }
 
     /// Every layer's bundle region, in layer order.

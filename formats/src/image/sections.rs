@@ -14,7 +14,7 @@ use super::header::{align_up, ImageHeader};
 use super::layout::{SectionEntry, HEADER_LEN, SECTION_ALIGN};
 use crate::checksum::crc32c;
 
-/// The byte ranges of the sections version 1.2 defines, each verified
+/// The byte ranges of the sections version 1.3 defines, each verified
 /// against its CRC.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Sections<'a> {
@@ -28,6 +28,7 @@ pub(crate) struct Sections<'a> {
     pub cost_model: Option<&'a [u8]>,
     pub tokenizer: Option<&'a [u8]>,
     pub lineage: Option<&'a [u8]>,
+    pub arch: Option<&'a [u8]>,
 }
 
 impl<'a> Sections<'a> {
@@ -43,6 +44,7 @@ impl<'a> Sections<'a> {
             SectionKind::CostModel => &mut self.cost_model,
             SectionKind::Tokenizer => &mut self.tokenizer,
             SectionKind::Lineage => &mut self.lineage,
+            SectionKind::Arch => &mut self.arch,
             SectionKind::Other(_) => return None,
         })
     }
@@ -60,6 +62,7 @@ impl<'a> Sections<'a> {
             SectionKind::CostModel => self.cost_model,
             SectionKind::Tokenizer => self.tokenizer,
             SectionKind::Lineage => self.lineage,
+            SectionKind::Arch => self.arch,
             SectionKind::Other(_) => None,
         }
     }

@@ -13,7 +13,7 @@ use super::error::{err, ErrorKind, ImageError, Location, SectionKind};
 use super::header::align_up;
 use super::layout::{
     CostRecord, GeometryRecord, LayerRecord, TensorRecord, CODEC_RAW, MAX_DIMS, MAX_NAME_LEN,
-    PART_ABSENT,
+    MINOR_ARCH, MINOR_BASE, PART_ABSENT,
 };
 use super::model::TensorInfo;
 use super::model::{ArchTag, BundleParts, BundleRegion, ModelGeometry, Shape, StoredCostModel};
@@ -119,12 +119,16 @@ pub(crate) fn decode_tensor<'a>(
     index: usize,
     rec: &TensorRecord,
     strings: &'a [u8],
+    minor: u16,
 ) -> Result<TensorInfo<'a>, ImageError> {
     let at = Location::Tensor(index);
     let name = core::str::from_utf8(name_bytes(rec, strings, at)?)
         .map_err(|_| err(ErrorKind::Malformed, at, "name is not UTF-8"))?;
-    let dtype =
-        image_dtype(rec.dtype.get()).ok_or(err(ErrorKind::Malformed, at, "unknown dtype code"))?;
+    let dtype = image_dtype(rec.dtype.get(), minor).ok_or(err(
+        ErrorKind::Malformed,
+        at,
+        "dtype code unknown in this image's version",
+    ))?;
     let n_dims = rec.n_dims.get() as usize;
     if n_dims == 0 || n_dims > MAX_DIMS {
         return Err(err(
@@ -167,32 +171,47 @@ pub(crate) fn decode_tensor<'a>(
     })
 }
 
-fn decode_part(code: u32, at: Location) -> Result<Option<DType>, ImageError> {
+fn decode_part(code: u32, at: Location, minor: u16) -> Result<Option<DType>, ImageError> {
     if code == PART_ABSENT {
         return Ok(None);
     }
-    image_dtype(code).map(Some).ok_or(err(
+    image_dtype(code, minor).map(Some).ok_or(err(
         ErrorKind::Malformed,
         at,
-        "unknown bundle part dtype code",
+        "bundle part dtype code unknown in this image's version",
     ))
 }
 
-/// Whether version-1 images define element type `dtype` (FORMAT.md's
-/// table): GGUF's Q5_0, Q4_K and Q6_K are read from GGUF files only, so an
-/// image holding them needs a format version that defines them, and a
-/// reader of this one refuses them rather than guess.
-pub const fn in_image(dtype: DType) -> bool {
-    matches!(
-        dtype,
-        DType::F32 | DType::F16 | DType::Q4_0 | DType::Q4_1 | DType::Q5_1 | DType::Q8_0
-    )
+/// Whether images of minor version `minor` define element type `dtype`
+/// (FORMAT.md's table): the 1.0 types always, GGUF's Q5_0, Q4_K and Q6_K
+/// from 1.3 on. A reader refuses a code its image's version does not
+/// define rather than guess, so an older reader refuses a 1.3 image that
+/// holds K-quants instead of misreading it.
+pub const fn in_image(dtype: DType, minor: u16) -> bool {
+    match dtype {
+        DType::F32 | DType::F16 | DType::Q4_0 | DType::Q4_1 | DType::Q5_1 | DType::Q8_0 => {
+            minor >= MINOR_BASE
+        }
+        DType::Q5_0 | DType::Q4_K | DType::Q6_K => minor >= MINOR_ARCH,
+    }
 }
 
-/// The element type of `code`, if version-1 images define it.
-fn image_dtype(code: u32) -> Option<DType> {
+/// The lowest minor version whose images define `dtype`, if any does.
+#[cfg(feature = "std")]
+pub(crate) const fn minor_for(dtype: DType) -> Option<u16> {
+    if in_image(dtype, MINOR_BASE) {
+        Some(MINOR_BASE)
+    } else if in_image(dtype, MINOR_ARCH) {
+        Some(MINOR_ARCH)
+    } else {
+        None
+    }
+}
+
+/// The element type of `code`, if images of minor `minor` define it.
+fn image_dtype(code: u32, minor: u16) -> Option<DType> {
     match DType::from_code(code) {
-        Some(d) if in_image(d) => Some(d),
+        Some(d) if in_image(d, minor) => Some(d),
         _ => None,
     }
 }
@@ -203,13 +222,14 @@ pub(crate) fn decode_layer(
     layer: usize,
     rec: &LayerRecord,
     hidden: u32,
+    minor: u16,
 ) -> Result<BundleRegion, ImageError> {
     let at = Location::Layer(layer);
     let [gate, up, down] = rec.parts;
     let parts = BundleParts {
-        gate: decode_part(gate.get(), at)?,
-        up: decode_part(up.get(), at)?,
-        down: decode_part(down.get(), at)?,
+        gate: decode_part(gate.get(), at, minor)?,
+        up: decode_part(up.get(), at, minor)?,
+        down: decode_part(down.get(), at, minor)?,
     };
     let bundle_size = rec.bundle_size.get();
     if parts.bundle_bytes(hidden) != Some(bundle_size) {

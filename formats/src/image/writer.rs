@@ -24,7 +24,8 @@ mod prefix;
 
 use super::error::{err, ErrorKind, ImageError, Location};
 use super::header::align_up;
-use super::layout::{DEFAULT_BLOCK_SIZE, PART_ABSENT};
+use super::arch::ArchParams;
+use super::layout::{DEFAULT_BLOCK_SIZE, PART_ABSENT, VERSION_MINOR};
 use super::model::{BundleParts, ModelGeometry, Shape, StoredCostModel};
 use super::reader::Image;
 
@@ -132,6 +133,7 @@ pub struct ImageBuilder<'d> {
     cost: Option<StoredCostModel>,
     tokenizer: Option<Cow<'d, [u8]>>,
     lineage: Option<Vec<u8>>,
+    arch: Option<ArchParams>,
 }
 
 /// A layer after checking, with the values the layout needs.
@@ -173,6 +175,7 @@ impl<'d> ImageBuilder<'d> {
             cost: None,
             tokenizer: None,
             lineage: None,
+            arch: None,
         }
     }
 
@@ -207,6 +210,15 @@ impl<'d> ImageBuilder<'d> {
         self
     }
 
+    /// Store a sliding-window model's attention parameters: the
+    /// architecture section (kind 11), minor version 3. An image of
+    /// architecture [`SLIDING_WINDOW_ARCH`](super::SLIDING_WINDOW_ARCH)
+    /// needs it and no other may have it; checked when written.
+    pub fn arch_params(&mut self, params: ArchParams) -> &mut Self {
+        self.arch = Some(params);
+        self
+    }
+
     /// Add a tensor: `dims` innermost first (GGML order), `data` exactly the
     /// size the dtype and shape imply.
     pub fn add_tensor(
@@ -217,11 +229,11 @@ impl<'d> ImageBuilder<'d> {
         data: impl Into<Cow<'d, [u8]>>,
     ) -> Result<&mut Self, WriteError> {
         let at = Location::Tensor(self.tensors.len());
-        if !super::tables::in_image(dtype) {
+        if !super::tables::in_image(dtype, VERSION_MINOR) {
             return Err(invalid(
                 ErrorKind::Malformed,
                 at,
-                "element type not defined for lode images (version 1)",
+                "element type not defined for lode images",
             ));
         }
         let shape = Shape::new(dims).ok_or(invalid(

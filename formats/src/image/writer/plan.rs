@@ -8,7 +8,7 @@ use std::vec::Vec;
 use super::super::error::{ErrorKind, Location, SectionKind};
 use super::super::header::align_up;
 use super::super::layout::{
-    CostRecord, GeometryRecord, LayerRecord, TensorRecord, HEADER_LEN, MINOR_BASE, MINOR_LINEAGE,
+    CostRecord, GeometryRecord, LayerRecord, TensorRecord, HEADER_LEN, MINOR_ARCH, MINOR_BASE, MINOR_LINEAGE, VERSION_MINOR,
     MINOR_TOKENIZER, SECTION_ALIGN, SECTION_ENTRY_LEN,
 };
 
@@ -22,12 +22,12 @@ impl ImageBuilder<'_> {
             .in_order()
             .iter()
             .flatten()
-            .any(|&d| !super::super::tables::in_image(d))
+            .any(|&d| !super::super::tables::in_image(d, VERSION_MINOR))
         {
             return Err(invalid(
                 ErrorKind::Malformed,
                 at,
-                "element type not defined for lode images (version 1)",
+                "element type not defined for lode images",
             ));
         }
         let bundle_size = spec
@@ -116,19 +116,34 @@ impl ImageBuilder<'_> {
         if let Some(l) = &self.lineage {
             lengths.push((K::Lineage, n(l.len())));
         }
+        if self.arch.is_some() {
+            lengths.push((K::Arch, 16));
+        }
         lengths
     }
 
     /// The minor version this image needs: the lowest that defines every
     /// section it has, so an image without 1.1 sections stays a 1.0 image.
     pub(super) fn minor(&self) -> u16 {
-        if self.lineage.is_some() {
+        let types = self.tensors.iter().map(|t| t.dtype).chain(
+            self.layers
+                .iter()
+                .flat_map(|l| l.parts.in_order().into_iter().flatten()),
+        );
+        let by_types = types
+            .filter_map(super::super::tables::minor_for)
+            .max()
+            .unwrap_or(MINOR_BASE);
+        let by_sections = if self.arch.is_some() {
+            MINOR_ARCH
+        } else if self.lineage.is_some() {
             MINOR_LINEAGE
         } else if self.tokenizer.is_some() {
             MINOR_TOKENIZER
         } else {
             MINOR_BASE
-        }
+        };
+        by_types.max(by_sections)
     }
 
     pub(super) fn plan(&self) -> Result<Plan, WriteError> {

@@ -138,6 +138,10 @@ impl ImageBuilder<'_> {
         if let Some(l) = &self.lineage {
             bodies.push((SectionKind::Lineage, l));
         }
+        let arch = self.arch.map(|a| a.encode());
+        if let Some(a) = &arch {
+            bodies.push((SectionKind::Arch, a));
+        }
         let meta_len = usize::try_from(plan.meta_len).map_err(|_| {
             invalid(
                 ErrorKind::OutOfRange,
