@@ -56,10 +56,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod arch;
 mod error;
 mod header;
 pub mod layout;
-mod arch;
 mod lineage;
 mod model;
 mod patch;
@@ -77,9 +77,9 @@ mod writer;
 mod tests;
 
 pub use crate::checksum::crc32c;
+pub use arch::{ArchParams, SLIDING_WINDOW_ARCH};
 pub use error::{ErrorKind, ImageError, Location, SectionKind};
 pub use header::{Container, ImageHeader};
-pub use arch::{ArchParams, SLIDING_WINDOW_ARCH};
 pub use lineage::Lineage;
 pub use model::{
     ArchTag, BundleParts, BundleRegion, GeometryTooLarge, ModelGeometry, Placement, Shape,

@@ -4,10 +4,10 @@
 use zerocopy::little_endian::U32;
 use zerocopy::{FromBytes, Immutable, KnownLayout};
 
+use super::arch::{arch_params, ArchParams};
 use super::error::{err, ErrorKind, ImageError, Location, SectionKind};
 use super::header::ImageHeader;
 use super::layout::{CostRecord, GeometryRecord, LayerRecord, TensorRecord, MINOR_TOKENIZER};
-use super::arch::{arch_params, ArchParams};
 use super::lineage::Lineage;
 use super::model::{BundleRegion, ModelGeometry, Placement, StoredCostModel, TensorInfo};
 use super::sections::{read_sections, Sections};

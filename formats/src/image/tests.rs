@@ -852,7 +852,10 @@ fn reserved_fields_and_unknown_flags_are_refused() {
     reseal(&mut bytes);
     assert_eq!(
         detail(&bytes),
-        Err((ErrorKind::Malformed, "bundle part dtype code unknown in this image's version"))
+        Err((
+            ErrorKind::Malformed,
+            "bundle part dtype code unknown in this image's version"
+        ))
     );
 }
 

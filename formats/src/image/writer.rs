@@ -22,9 +22,9 @@ use crate::DType;
 mod plan;
 mod prefix;
 
+use super::arch::ArchParams;
 use super::error::{err, ErrorKind, ImageError, Location};
 use super::header::align_up;
-use super::arch::ArchParams;
 use super::layout::{DEFAULT_BLOCK_SIZE, PART_ABSENT, VERSION_MINOR};
 use super::model::{BundleParts, ModelGeometry, Shape, StoredCostModel};
 use super::reader::Image;
@@ -281,7 +281,7 @@ impl ImageBuilder<'_> {
         }
         for (spec, p) in self.layers.iter().zip(&plan.layers) {
             let pad = u64::from(p.stride.saturating_sub(p.bundle_size));
-            for bundle in spec.bundles.chunks_exact(p.bundle_size as usize) {
+            for bundle in spec.bundles.chunks_exact(p.bundle_size.max(1) as usize) {
                 out.write_all(bundle)?;
                 write_zeros(out, pad)?;
                 written += u64::from(p.stride);

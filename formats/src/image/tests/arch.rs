@@ -10,10 +10,12 @@ const GEMMA: ArchParams = ArchParams {
     local_rope_base: 10_000.0,
 };
 
-/// A one-layer gemma3 image (dense: an empty bundle region) holding a
-/// Q4_K, a Q6_K and a Q5_0 tensor, with `arch` as its architecture section.
+/// A one-layer gemma3 image holding a Q4_K, a Q6_K and a Q5_0 tensor,
+/// with `arch` as its architecture section. Its layer is dense (an empty
+/// bundle region) and names a Q6_K down type, whose row of the hidden
+/// width 640 is not whole blocks: bundle size 0, as 1.3 allows.
 fn gemma_image(arch: Option<ArchParams>) -> Result<Vec<u8>, ImageError> {
-    let mut g = geometry(1, 256);
+    let mut g = geometry(1, 640);
     g.arch = ArchTag::new(SLIDING_WINDOW_ARCH).unwrap();
     let mut b = ImageBuilder::new(g);
     b.block_size(512);
@@ -22,8 +24,13 @@ fn gemma_image(arch: Option<ArchParams>) -> Result<Vec<u8>, ImageError> {
         .unwrap();
     b.add_tensor("blk.0.ffn_gate.weight", DType::Q5_0, &[256, 1], data(176))
         .unwrap();
-    b.add_tensor("blk.0.attn_output.weight", DType::Q4_K, &[256, 1], data(144))
-        .unwrap();
+    b.add_tensor(
+        "blk.0.attn_output.weight",
+        DType::Q4_K,
+        &[256, 1],
+        data(144),
+    )
+    .unwrap();
     let parts = BundleParts {
         gate: None,
         up: None,
@@ -48,9 +55,12 @@ fn a_gemma_image_holds_its_window_and_k_quants() {
     assert_eq!((h.major, h.minor, h.section_count), (1, 3, 9));
     assert_eq!(image.arch_params(), Some(GEMMA));
     assert_eq!(section(&bytes, SectionKind::Arch).len(), 16);
-    let types: Vec<DType> = (0..3)
-        .map(|i| image.tensor(i).unwrap().dtype)
-        .collect();
+    let r = image.bundle_region(0).unwrap();
+    assert_eq!(
+        (r.count, r.bundle_size, r.parts.down),
+        (0, 0, Some(DType::Q6_K))
+    );
+    let types: Vec<DType> = (0..3).map(|i| image.tensor(i).unwrap().dtype).collect();
     assert_eq!(types, [DType::Q4_K, DType::Q6_K, DType::Q5_0]);
     // A llama image without K-quants stays the version it was.
     assert_eq!(Image::parse(&small_image()).unwrap().header().minor, 0);
@@ -59,7 +69,8 @@ fn a_gemma_image_holds_its_window_and_k_quants() {
 #[test]
 fn k_quants_alone_make_a_1_3_image() {
     let mut b = ImageBuilder::new(geometry(0, 256));
-    b.add_tensor("t", DType::Q4_K, &[256], vec![0u8; 144]).unwrap();
+    b.add_tensor("t", DType::Q4_K, &[256], vec![0u8; 144])
+        .unwrap();
     let bytes = b.to_bytes().unwrap();
     let image = Image::parse(&bytes).unwrap();
     assert_eq!(image.header().minor, 3);
@@ -135,9 +146,13 @@ fn arch_section_needs_minor_3_and_zero_reserved_bytes() {
     );
     // Without the section, a K-quant tensor in a 1.2 image is refused.
     let mut b = ImageBuilder::new(geometry(0, 256));
-    b.add_tensor("t", DType::Q6_K, &[256], vec![0u8; 210]).unwrap();
+    b.add_tensor("t", DType::Q6_K, &[256], vec![0u8; 210])
+        .unwrap();
     let mut bytes = b.to_bytes().unwrap();
-    HeaderRecord::mut_from_prefix(&mut bytes[..]).unwrap().0.minor = U16::new(2);
+    HeaderRecord::mut_from_prefix(&mut bytes[..])
+        .unwrap()
+        .0
+        .minor = U16::new(2);
     reseal(&mut bytes);
     let e = open_and_verify(&bytes).unwrap_err();
     assert_eq!(

@@ -8,8 +8,8 @@ use std::vec::Vec;
 use super::super::error::{ErrorKind, Location, SectionKind};
 use super::super::header::align_up;
 use super::super::layout::{
-    CostRecord, GeometryRecord, LayerRecord, TensorRecord, HEADER_LEN, MINOR_ARCH, MINOR_BASE, MINOR_LINEAGE, VERSION_MINOR,
-    MINOR_TOKENIZER, SECTION_ALIGN, SECTION_ENTRY_LEN,
+    CostRecord, GeometryRecord, LayerRecord, TensorRecord, HEADER_LEN, MINOR_ARCH, MINOR_BASE,
+    MINOR_LINEAGE, MINOR_TOKENIZER, SECTION_ALIGN, SECTION_ENTRY_LEN, VERSION_MINOR,
 };
 
 use super::{invalid, usize_to_u64, ImageBuilder, LayerSpec, Plan, PlannedLayer, WriteError};
@@ -30,14 +30,26 @@ impl ImageBuilder<'_> {
                 "element type not defined for lode images",
             ));
         }
-        let bundle_size = spec
+        let any_1_3 = spec
             .parts
-            .bundle_bytes(self.geometry.hidden)
-            .ok_or(invalid(
-                ErrorKind::Malformed,
-                at,
-                "parts give no whole-block bundle for this hidden width",
-            ))?;
+            .in_order()
+            .iter()
+            .flatten()
+            .any(|&d| super::super::tables::minor_for(d) == Some(MINOR_ARCH));
+        let bundle_size = match spec.parts.bundle_bytes(self.geometry.hidden) {
+            Some(b) => b,
+            // An empty (dense) layer naming a down type whose row of
+            // `hidden` is not whole blocks: no bundles, size 0 (since 1.3,
+            // which such a type needs anyway).
+            None if spec.perm.is_empty() && any_1_3 => 0,
+            None => {
+                return Err(invalid(
+                    ErrorKind::Malformed,
+                    at,
+                    "parts give no whole-block bundle for this hidden width",
+                ))
+            }
+        };
         let count = u32::try_from(spec.perm.len())
             .map_err(|_| invalid(ErrorKind::OutOfRange, at, "more than 2^32 - 1 bundles"))?;
         let stride = spec.stride.unwrap_or(bundle_size);

@@ -95,7 +95,7 @@ impl ImageBuilder<'_> {
             for &v in spec.perm.iter().chain(p.inverse.iter()) {
                 placement.extend_from_slice(&v.to_le_bytes());
             }
-            for bundle in spec.bundles.chunks_exact(p.bundle_size as usize) {
+            for bundle in spec.bundles.chunks_exact(p.bundle_size.max(1) as usize) {
                 bundle_crcs.extend_from_slice(&crc32c(bundle).to_le_bytes());
             }
             if spec.codec_tags.is_empty() {
