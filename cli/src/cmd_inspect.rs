@@ -192,6 +192,13 @@ fn print_image(out: &mut dyn Write, path: &Path, image: &Image<'_>) -> std::io::
     writeln!(out, "  rope base    {}", g.rope_base)?;
     writeln!(out, "  rms eps      {:e}", g.rms_eps)?;
     writeln!(out, "  fingerprint  {:016x}", g.fingerprint)?;
+    if let Some(a) = image.arch_params() {
+        writeln!(
+            out,
+            "  attention    window {} on local layers (RoPE base {}), every {}th layer global",
+            a.window, a.local_rope_base, a.period
+        )?;
+    }
     if let Some(l) = image.lineage() {
         writeln!(
             out,

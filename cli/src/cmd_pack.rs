@@ -1,5 +1,5 @@
 //! `lode pack`: turn a GGUF llama model into a lode image laid out for
-//! streaming.
+//! streaming (a Gemma 3 model: `cmd_pack/gemma.rs`, dense only).
 //!
 //! Everything but the FFN (embeddings, norms, attention, output head) is
 //! copied as tensors, byte for byte, for the memory planner to keep
@@ -35,7 +35,7 @@ use lode_formats::image::Image;
 use lode_formats::input::{read_file, Limit, TRACE_LIMIT};
 use lode_formats::trace::Trace;
 use lode_formats::DType;
-use lode_kernel::formats::gguf::Gguf;
+use lode_kernel::formats::gguf::{Gguf, GEMMA3_ARCH};
 use lode_kernel::model::{LlamaConfig, LlamaConfigExt};
 use lode_pack::image::readback::layer_bundles;
 use lode_pack::image::{build_image_keeping, FfnLayout, PackSummary};
@@ -55,7 +55,7 @@ const DEFAULT_CHECK_TEXT: &str = "/usr/share/common-licenses/GPL-3";
 /// Arguments of `lode pack`.
 #[derive(clap::Args, Debug)]
 pub struct PackArgs {
-    /// GGUF llama model to pack.
+    /// GGUF model to pack (llama, or Gemma 3).
     #[arg(short, long)]
     pub model: PathBuf,
     /// Output image.
@@ -77,8 +77,9 @@ pub struct PackArgs {
     /// gate|up|down bundle per neuron; `dense` copies the three matrices
     /// as they are (dense streaming's best: nothing re-quantized, fewest
     /// bytes; identity placement only).
-    #[arg(long, value_enum, default_value = "bundled")]
-    pub layout: Layout,
+    /// Default: bundled, and dense (the only one) for Gemma 3.
+    #[arg(long, value_enum)]
+    pub layout: Option<Layout>,
     /// Block size the data is aligned to.
     #[arg(long, default_value_t = 4096)]
     pub block_size: u32,
@@ -117,7 +118,7 @@ impl PackArgs {
             trace: None,
             placement: PlacementKind::Identity,
             down: DownType::Q8_0,
-            layout: Layout::Bundled,
+            layout: None,
             block_size: 4096,
             check_text: None,
             check_tokens: 0,
@@ -239,6 +240,10 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     };
     let bytes = read_file(&a.model, Limit::whole("GGUF model"))?;
     let file = Gguf::parse(&bytes).map_err(|e| format!("{}: {e}", a.model.display()))?;
+    if file.get_str("general.architecture") == Ok(GEMMA3_ARCH) {
+        return gemma::pack_gemma(a, &file, output, cost, out);
+    }
+    let layout = a.layout.unwrap_or(Layout::Bundled);
     let params = file
         .check_llama()
         .map_err(|e| format!("{}: {e}", a.model.display()))?;
@@ -252,7 +257,7 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         }
         _ => None,
     };
-    if a.layout == Layout::Dense && a.placement != PlacementKind::Identity {
+    if layout == Layout::Dense && a.placement != PlacementKind::Identity {
         return Err(
             "--layout dense keeps the model's neuron order: it takes no --placement \
                     (use --layout split or bundled to place neurons)"
@@ -284,7 +289,7 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         (&cfg, &kept),
         image_fp,
         a.down.dtype(),
-        a.layout.ffn_layout(),
+        layout.ffn_layout(),
         a.block_size,
         perm_of,
         |_| progress.tick(1),
@@ -330,7 +335,7 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
             a.cost_model.as_deref().unwrap_or(Path::new("")).display()
         )?;
     }
-    if a.layout == Layout::Dense && check_text.is_some() && !pruned {
+    if layout == Layout::Dense && check_text.is_some() && !pruned {
         writeln!(
             out,
             "perplexity: unchanged (the dense layout stores the model's FFN matrices byte for \
@@ -346,7 +351,7 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
             a.model.display()
         )?;
     }
-    if let Some(text) = check_text.filter(|_| a.layout != Layout::Dense && !pruned) {
+    if let Some(text) = check_text.filter(|_| layout != Layout::Dense && !pruned) {
         let image = read_file(&a.output, Limit::whole("lode image"))
             .map_err(|e| format!("reading back what was written: {e}"))?;
         let img = Image::parse(&image).map_err(|e| format!("{}: {e}", a.output.display()))?;
@@ -386,5 +391,6 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
+mod gemma;
 #[cfg(test)]
 mod tests;

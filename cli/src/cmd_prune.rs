@@ -225,7 +225,7 @@ fn write_image(a: &PruneArgs, dir: &Path, dropped: u128) -> Result<PathBuf, Box<
         trace: None,
         placement: lode_pack::placement::PlacementKind::Identity,
         down: DownType::Q8_0,
-        layout: Layout::Dense,
+        layout: Some(Layout::Dense),
         block_size: 4096,
         check_text: None,
         check_tokens: 0,

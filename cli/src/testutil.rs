@@ -6,12 +6,21 @@ use std::path::PathBuf;
 /// or `None` with a note when it is absent: tests that need it then pass
 /// without checking.
 pub fn real_model() -> Option<PathBuf> {
-    let p = std::env::var_os("LODE_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
+    model_at("LODE_MODEL", "SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// Gemma 3 270M (`LODE_GEMMA_MODEL`, else where `scripts/fetch-model
+/// gemma3-270m` puts it), or `None` with a note.
+pub fn gemma_model() -> Option<PathBuf> {
+    model_at("LODE_GEMMA_MODEL", "gemma-3-270m-Q4_K_M.gguf")
+}
+
+fn model_at(var: &str, file: &str) -> Option<PathBuf> {
+    let p = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../models")
+            .join(file)
+    });
     if p.exists() {
         Some(p)
     } else {

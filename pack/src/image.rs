@@ -162,7 +162,7 @@ fn add_split_layer<'d>(
 /// Adds source layer `src`'s FFN to `b` as image layer `l` in the dense
 /// layout: the three matrices copied as they are and an empty bundle
 /// region. Returns their bytes.
-fn add_dense_layer<'d>(
+pub(crate) fn add_dense_layer<'d>(
     b: &mut ImageBuilder<'d>,
     file: &Gguf<'d>,
     types: BundleTypes,

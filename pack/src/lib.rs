@@ -6,6 +6,7 @@
 //!   image's FFN;
 //! - [`codec`]: GGUF quantized blocks losslessly entropy-coded into units
 //!   that `lode_kernel::codec` decodes;
+//! - [`gemma`]: a Gemma 3 GGUF into a (dense) lode image;
 //! - [`finite`]: the check that refuses NaN and infinite weights while a
 //!   model is packed;
 //! - [`bundle`]: the re-layout of a layer's FFN matrices into neuron
@@ -37,6 +38,7 @@ pub mod calibration;
 pub mod codec;
 pub mod entropy;
 pub mod finite;
+pub mod gemma;
 pub mod image;
 pub mod model_id;
 pub mod output;

@@ -293,7 +293,7 @@ fn plan_streamed(
 pub(crate) fn load_streamed(
     image: &ImageFile,
     opened: OpenedDevice,
-    cfg: &LlamaConfig,
+    (cfg, arch): (&LlamaConfig, Arch),
     limits: Limits,
     budget: usize,
     opts: &SessionOptions,
@@ -379,7 +379,7 @@ pub(crate) fn load_streamed(
         checks,
     };
     let source = Streamed::load_with(dev, &mut arena, layout, cfg, &limits, plan, reads, setup)?;
-    let model = Model::new(*cfg, limits, source, &mut arena)?;
+    let model = Model::new_for(*cfg, arch, limits, source, &mut arena)?;
     // One accountant: the arena holds exactly what the plan counted.
     plan.arena_use.check(&arena).map_err(ModelLoadError::from)?;
     let info = StreamInfo {

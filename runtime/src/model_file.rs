@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use lode_formats::gguf::{Gguf, GEMMA3_ARCH};
 use lode_formats::input::{Input, InputError, Limit};
 use lode_hal_linux::MappedFile;
-use lode_kernel::model::stream::config_of;
+use lode_kernel::model::stream::{arch_of, config_of};
 use lode_kernel::model::{Arch, LlamaConfig, LlamaConfigExt};
 use lode_tokenizer::{ChatTemplate, Tokenizer};
 
@@ -70,7 +70,7 @@ pub struct ModelFile {
     pub(crate) path: PathBuf,
     pub(crate) weights: Weights,
     pub(crate) cfg: LlamaConfig,
-    /// llama, or (from a GGUF only) Gemma 3.
+    /// llama or Gemma 3.
     pub(crate) arch: Arch,
     pub(crate) tokenizer: Tokenizer,
     pub(crate) chat: Option<ChatTemplate>,
@@ -110,16 +110,18 @@ impl ModelFile {
             })?;
             let img = file.image();
             let cfg = config_of(&img).map_err(|e| model(e.to_string()))?;
+            let arch = arch_of(&img).map_err(|e| model(e.to_string()))?;
             let tokenizer = tokenizer_from_image(&img).map_err(model)?;
             let chat = tokenizer_gguf(&img)
                 .ok()
-                .and_then(|g| ChatTemplate::from_gguf(&g).ok());
+                .and_then(|g| ChatTemplate::from_gguf(&g).ok())
+                .or_else(|| arch.is_gemma().then(ChatTemplate::gemma));
             let fingerprint = img.geometry().fingerprint;
             return Ok(ModelFile {
                 path: path.to_path_buf(),
                 weights: Weights::Image(file),
                 cfg,
-                arch: Arch::Llama,
+                arch,
                 tokenizer,
                 chat,
                 fingerprint,

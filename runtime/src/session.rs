@@ -125,13 +125,19 @@ impl Session {
                 let budget = opts
                     .budget
                     .map_or(usize::MAX, |b| b.bytes(image.weight_bytes()));
-                let (model, arena, lock, info) = load_streamed(
-                    image, opened, &cfg, limits, budget, opts, events,
-                )
-                .map_err(|e| match e {
-                    StreamFail::Model(m) => model_err(m),
-                    StreamFail::Load(l) => l,
-                })?;
+                if arch.is_gemma() && opts.sparsity != 0.0 {
+                    return Err(LoadError::Options(
+                        "--sparsity: Gemma 3 streams dense only (its sparse FFN path is not \
+                         built)"
+                            .into(),
+                    ));
+                }
+                let (model, arena, lock, info) =
+                    load_streamed(image, opened, (&cfg, arch), limits, budget, opts, events)
+                        .map_err(|e| match e {
+                            StreamFail::Model(m) => model_err(m),
+                            StreamFail::Load(l) => l,
+                        })?;
                 (Engine::Streamed(Box::new(model)), arena, lock, Some(info))
             }
         };

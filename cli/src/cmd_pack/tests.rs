@@ -1,5 +1,5 @@
 use super::*;
-use crate::testutil::real_model;
+use crate::testutil::{gemma_model, real_model};
 use lode_formats::image::BundleParts;
 use lode_pack::synth::SynthParams;
 
@@ -98,7 +98,7 @@ fn split_layout_stores_permuted_gate_up_tensors_and_down_only_bundles() {
     let trace = tmp("split-shape.trace");
     std::fs::write(&trace, synth_trace(30, 1536)).unwrap();
     let mut a = args(model.clone(), tmp("split.lode"));
-    a.layout = Layout::Split;
+    a.layout = Some(Layout::Split);
     a.trace = Some(trace.clone());
     a.placement = PlacementKind::Freq;
     let (bytes, text) = pack_verified(&a);
@@ -159,7 +159,7 @@ fn split_layout_stores_permuted_gate_up_tensors_and_down_only_bundles() {
 fn dense_layout_copies_the_ffn_and_keeps_the_neuron_order() {
     let Some(model) = real_model() else { return };
     let mut a = args(model.clone(), tmp("dense.lode"));
-    a.layout = Layout::Dense;
+    a.layout = Some(Layout::Dense);
     a.check_tokens = 64; // Asked for, but a dense image needs none.
     let (bytes, text) = pack_verified(&a);
     let img = Image::parse(&bytes).unwrap();
@@ -209,7 +209,7 @@ fn the_check_measures_both_layouts_alike() {
     let measure = |layout: Layout| {
         let path = tmp(&format!("check-{layout:?}.lode"));
         let mut a = args(model.clone(), path.clone());
-        a.layout = layout;
+        a.layout = Some(layout);
         a.down = DownType::Q4_1;
         a.check_text = Some(text.clone());
         a.check_tokens = 40;
@@ -375,7 +375,7 @@ fn bad_input_is_an_error_and_writes_nothing() {
 fn dropping_layers_packs_the_rest_renumbered_with_their_lineage() {
     let Some(model) = real_model() else { return };
     let mut a = args(model.clone(), tmp("pruned.lode"));
-    a.layout = Layout::Dense;
+    a.layout = Some(Layout::Dense);
     a.drop_layers = vec![29, 0, 7];
     let (bytes, text) = pack_verified(&a);
     assert!(
@@ -424,4 +424,35 @@ fn impossible_layer_drops_are_refused() {
         assert!(e.contains(says), "{e}");
         assert!(!a.output.exists());
     }
+}
+
+/// A Gemma 3 GGUF packs dense (the default for it), into a 1.3 image that
+/// verifies and holds its sliding window; llama's layout options are
+/// refused by name before any work.
+#[test]
+fn packs_gemma_dense_and_refuses_llama_options() {
+    let Some(model) = gemma_model() else { return };
+    let refused = |set: &dyn Fn(&mut PackArgs), what: &str| {
+        let mut a = args(model.clone(), tmp("gemma-refused.lode"));
+        set(&mut a);
+        let e = run(&a, &mut Vec::new()).unwrap_err().to_string();
+        assert!(e.contains(what), "{e}");
+        assert!(!a.output.exists());
+    };
+    refused(
+        &|a| a.layout = Some(Layout::Split),
+        "--layout bundled and split",
+    );
+    refused(&|a| a.placement = PlacementKind::Freq, "--placement");
+    refused(&|a| a.drop_layers = vec![3], "--drop-layers");
+    let a = args(model, tmp("gemma.lode"));
+    let (bytes, text) = pack_verified(&a);
+    assert!(
+        text.contains("Gemma 3") && text.contains("dense FFN"),
+        "{text}"
+    );
+    let img = Image::parse(&bytes).unwrap();
+    assert_eq!(img.header().minor, 3);
+    let p = img.arch_params().unwrap();
+    assert_eq!((p.window, p.period), (512, 6));
 }

@@ -153,7 +153,7 @@ fn tmp(name: &str) -> PathBuf {
 /// Packs the real model without `drop` (dense layout) into `path`.
 fn pack_pruned(model: &std::path::Path, path: &std::path::Path, drop: Vec<usize>) {
     let mut a = crate::cmd_pack::PackArgs::quiet_defaults(model.to_path_buf(), path.into());
-    a.layout = Layout::Dense;
+    a.layout = Some(Layout::Dense);
     a.drop_layers = drop;
     crate::cmd_pack::run(&a, &mut Vec::new()).unwrap();
 }

@@ -128,7 +128,11 @@ impl<W: WeightSource> Model<W> {
             norm_rows(arena, compute, b.x, b.xb, attn_norm, n, hd, c.rms_eps)?;
             let aw = self.weights.attention(l, arena, compute)?;
             let (base, window) = (self.arch.rope_base(&c, l), self.arch.window(l));
-            let extra = self.gemma.get(l).copied();
+            let extra = self
+                .gemma
+                .get(l)
+                .copied()
+                .or_else(|| self.weights.extra_norms(l));
 
             // Projections, Gemma's Q/K norms and rotary embedding.
             let step = Step {

@@ -44,7 +44,7 @@ pub struct GemmaNorms {
 
 /// Per-layer suffixes of the extra norms, in [`GemmaNorms`] field order,
 /// and whether each is per head (`head_dim` long, reordered) or `hidden`.
-const NORMS: [(&str, bool); 4] = [
+pub(crate) const NORMS: [(&str, bool); 4] = [
     ("attn_q_norm.weight", true),
     ("attn_k_norm.weight", true),
     ("post_attention_norm.weight", false),
@@ -131,6 +131,31 @@ const fn neox_source(i: usize, d: usize) -> usize {
     }
 }
 
+/// Copies `src`, rows of `row_bytes` in NEOX order head by head
+/// (`head_dim` rows a head), into `dst` in adjacent-pair order: the order
+/// lode's RoPE rotates. A Q or K matrix moves whole quantized rows; an f32
+/// per-head norm moves elements (`row_bytes` 4). The packer stores a Gemma
+/// image's Q and K this way, so a streamed read needs no reordering.
+/// `false` (nothing useful written) when the lengths are not whole heads
+/// or `head_dim` is odd.
+pub fn neox_to_adjacent(src: &[u8], dst: &mut [u8], row_bytes: usize, head_dim: usize) -> bool {
+    let head = row_bytes.saturating_mul(head_dim);
+    if head == 0 || !head_dim.is_multiple_of(2) || src.len() != dst.len() {
+        return false;
+    }
+    if !src.len().is_multiple_of(head) {
+        return false;
+    }
+    for (r, out) in dst.chunks_exact_mut(row_bytes).enumerate() {
+        let from = r - r % head_dim + neox_source(r % head_dim, head_dim);
+        match src.get(from * row_bytes..(from + 1) * row_bytes) {
+            Some(row) => out.copy_from_slice(row),
+            None => return false,
+        }
+    }
+    true
+}
+
 /// [`place`](super::weights::place) for a Q or K matrix (rows reordered
 /// head by head) or a per-head norm (elements reordered), from NEOX order
 /// into adjacent-pair order.
@@ -155,10 +180,8 @@ pub(crate) fn place_neox<A: DramArena>(
                 return Err(odd());
             }
             let rb = t.data.len() / rows.max(1);
-            for (r, dst) in bytes.chunks_exact_mut(rb).enumerate() {
-                let from = r - r % head_dim + neox_source(r % head_dim, head_dim);
-                let src = t.data.get(from * rb..(from + 1) * rb).ok_or_else(odd)?;
-                dst.copy_from_slice(src);
+            if !neox_to_adjacent(t.data, bytes, rb, head_dim) {
+                return Err(odd());
             }
             (t.dtype, rows, cols)
         }
@@ -222,6 +245,19 @@ pub(crate) fn keep_from(views: &mut ChunkViews<'_>, start: usize, kv_dim: usize)
 mod tests {
     use super::*;
     use crate::compute::KvChunk;
+
+    #[test]
+    fn neox_rows_move_whole_head_by_head() {
+        // Two heads of 4 rows, 2 bytes a row: row r holds [r, r].
+        let src: heapless::Vec<u8, 16> = (0..16u8).map(|i| i / 2).collect();
+        let mut dst = [0u8; 16];
+        assert!(neox_to_adjacent(&src, &mut dst, 2, 4));
+        let rows: heapless::Vec<u8, 8> = dst.chunks(2).map(|r| r[0]).collect();
+        assert_eq!(rows.as_slice(), &[0, 2, 1, 3, 4, 6, 5, 7]);
+        assert!(dst.chunks(2).all(|r| r[0] == r[1]));
+        assert!(!neox_to_adjacent(&src[..12], &mut dst[..12], 2, 4));
+        assert!(!neox_to_adjacent(&src, &mut dst, 2, 3));
+    }
 
     #[test]
     fn neox_order_pairs_i_with_i_plus_half() {

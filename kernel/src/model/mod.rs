@@ -80,7 +80,7 @@ pub use context::Context;
 pub use error::{ErrorKind, EvalError, LoadError};
 pub use eval::WantLogits;
 pub use ffn::{DenseFfn, DenseLayer, FfnIo, FfnSource};
-pub use gemma::GemmaNorms;
+pub use gemma::{neox_to_adjacent, GemmaNorms};
 pub use kv::{ChunkViews, KvCache};
 pub use tensor::{RawTensor, TensorRef, TensorSource};
 pub use view::{split, Shared};
@@ -194,6 +194,27 @@ impl<W: WeightSource> Model<W> {
             arch: Arch::Llama,
             gemma: heapless::Vec::new(),
         })
+    }
+
+    /// [`Model::new`] for a model of architecture `arch` whose weights hold
+    /// what the architecture adds (a streamed Gemma image's extra norms:
+    /// [`WeightSource::extra_norms`] of every layer).
+    pub fn new_for<A: DramArena>(
+        cfg: LlamaConfig,
+        arch: Arch,
+        limits: Limits,
+        weights: W,
+        arena: &mut A,
+    ) -> Result<Self, LoadError> {
+        arch.validate()?;
+        if arch.is_gemma() && (0..cfg.layers).any(|l| weights.extra_norms(l).is_none()) {
+            return Err(LoadError::Layout(
+                "a Gemma model's weights lack the extra norms of a layer",
+            ));
+        }
+        let mut model = Self::new(cfg, limits, weights, arena)?;
+        model.arch = arch;
+        Ok(model)
     }
 
     /// Skips the layers whose bits are set in `mask` (bit `l` for layer

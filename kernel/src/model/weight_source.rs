@@ -14,6 +14,7 @@ use crate::compute::Compute;
 
 use super::error::EvalError;
 use super::ffn::{FfnIo, FfnSource};
+use super::gemma::GemmaNorms;
 use super::tensor::TensorRef;
 use super::weights::{Attention, Weights};
 
@@ -30,6 +31,13 @@ pub trait WeightSource {
 
     /// The final norm.
     fn output_norm(&self) -> TensorRef;
+
+    /// Layer `layer`'s extra Gemma norms when the source holds them (a
+    /// streamed Gemma image; a model loaded whole keeps its own).
+    fn extra_norms(&self, layer: usize) -> Option<GemmaNorms> {
+        let _ = layer;
+        None
+    }
 
     /// Called before each pass over the layers; `logits` says whether the
     /// pass ends with the output head (a streaming source prefetches it only

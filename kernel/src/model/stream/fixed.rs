@@ -53,13 +53,19 @@ pub(super) struct Fixed {
 impl Fixed {
     pub(super) fn new(units: &Units<'_>, limits: &Limits, opts: &StreamOptions) -> Fixed {
         let (layout, cfg, block) = (units.layout, units.cfg, units.block);
+        // Gemma's four extra norms of a layer: two of a head, two of the
+        // hidden width, f32, each read into its own slot like the others.
+        let extra = (read_slot(cfg.head_dim * 4, block).saturating_mul(2))
+            .saturating_add(read_slot(cfg.hidden * 4, block).saturating_mul(2))
+            .saturating_mul(layout.extra_norms.len());
         let norms = layout
             .attn
             .iter()
             .fold(read_slot(layout.output_norm.len, block), |a, s| {
                 a.saturating_add(read_slot(s.attn_norm.len, block))
                     .saturating_add(read_slot(s.ffn_norm.len, block))
-            });
+            })
+            .saturating_add(extra);
         // Activations: one row's for bundled layers; split and dense
         // layers keep every row's (a split batch chooses the columns one
         // fetch reads, a dense one multiplies all rows at once). Split

@@ -9,7 +9,6 @@ use crate::cache::Policy;
 use crate::compute::{Bundles, Compute, DType};
 use crate::fetch::{fetch_layer, BundleLoc, FetchIo, FetchScratch};
 use crate::flash::FlashDevice;
-use crate::model::arch::Gate;
 use crate::model::bundle_ffn::ffn_rows;
 use crate::model::error::EvalError;
 use crate::model::ffn::{dense_product, dense_products, DenseLayer, FfnIo, Product};
@@ -156,7 +155,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
                 up: at(&m.up),
                 down: at(&m.down),
             };
-            return dense_products(arena, compute, &l, io, scratch, shape, Gate::Silu);
+            return dense_products(arena, compute, &l, io, scratch, shape, self.layout.gate);
         }
         // Streamed: the three matrices are consecutive units, each taken
         // (and the one before released) as its product runs.
@@ -174,7 +173,16 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
                 rows: t.rows,
                 cols: t.cols,
             };
-            dense_product(arena, compute, which, &w, io, scratch, shape, Gate::Silu)?;
+            dense_product(
+                arena,
+                compute,
+                which,
+                &w,
+                io,
+                scratch,
+                shape,
+                self.layout.gate,
+            )?;
         }
         Ok(())
     }

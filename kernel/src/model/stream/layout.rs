@@ -12,12 +12,13 @@
 //! - the **output head** (the embedding itself when tied), streamed in
 //!   pieces of whole rows.
 
-use lode_formats::image::Image;
+use lode_formats::image::{Image, SLIDING_WINDOW_ARCH};
 use lode_formats::DType;
 
 use crate::model::config::{LlamaConfig, LlamaConfigExt, MAX_LAYERS};
 
 use super::ffn_region::region;
+use crate::model::arch::{Arch, Gate, Gemma3};
 use crate::model::error::LoadError;
 use crate::model::BundleTypes;
 
@@ -161,16 +162,41 @@ pub struct StreamLayout {
     pub head: TensorAt,
     /// Final RMSNorm (f32).
     pub output_norm: TensorAt,
+    /// The FFN's gate activation (the architecture's).
+    pub gate: Gate,
+    /// Gemma's four extra norms of each layer (f32, in [`GemmaNorms`]
+    /// field order: Q and K heads of `head_dim`, after attention and after
+    /// the FFN of `hidden`), as device offsets; empty for llama.
+    ///
+    /// [`GemmaNorms`]: crate::model::GemmaNorms
+    pub extra_norms: heapless::Vec<[u64; 4], MAX_LAYERS>,
+}
+
+/// The architecture an image's geometry and architecture section describe.
+pub fn arch_of(img: &Image<'_>) -> Result<Arch, LoadError> {
+    match (img.geometry().arch.as_str(), img.arch_params()) {
+        ("llama", None) => Ok(Arch::Llama),
+        (SLIDING_WINDOW_ARCH, Some(p)) => {
+            let arch = Arch::Gemma3(Gemma3 {
+                window: p.window as usize,
+                local_rope_base: p.local_rope_base,
+                swa_period: p.period as usize,
+            });
+            arch.validate()?;
+            Ok(arch)
+        }
+        _ => Err(LoadError::Layout(
+            "the image holds a model of an architecture lode does not run",
+        )),
+    }
 }
 
 /// The model configuration an image's geometry describes.
+/// The shape is llama's for both architectures lode runs ([`arch_of`] says
+/// which).
 pub fn config_of(img: &Image<'_>) -> Result<LlamaConfig, LoadError> {
     let g = img.geometry();
-    if g.arch.as_str() != "llama" {
-        return Err(LoadError::Layout(
-            "the image holds a model of another architecture",
-        ));
-    }
+    arch_of(img)?;
     let cfg = g.shape(img.tensor_by_name("output.weight").is_none());
     cfg.validate()?;
     Ok(cfg)
@@ -313,6 +339,12 @@ impl StreamLayout {
             ffn.push(region(img, &r, cfg, l)?)
                 .map_err(|_| LoadError::Config("layers must be 1 to 128"))?;
         }
+        let arch = arch_of(img)?;
+        let extra_norms = if arch.is_gemma() {
+            gemma_norms(img, cfg, &ffn)?
+        } else {
+            heapless::Vec::new()
+        };
         let embed = find(img, "token_embd.weight", cfg.vocab, cfg.hidden)?;
         let head = if cfg.tied_embeddings {
             embed
@@ -326,6 +358,35 @@ impl StreamLayout {
             embed,
             head,
             output_norm,
+            gate: arch.gate(),
+            extra_norms,
         })
     }
+}
+
+/// Gemma's extra norms of every layer, found and checked (f32, their
+/// lengths); refuses layers stored other than dense, since the bundled and
+/// split kernels gate with SiLU.
+fn gemma_norms(
+    img: &Image<'_>,
+    cfg: &LlamaConfig,
+    ffn: &[FfnRegion],
+) -> Result<heapless::Vec<[u64; 4], MAX_LAYERS>, LoadError> {
+    if ffn.iter().any(|f| f.dense().is_none()) {
+        return Err(LoadError::Layout(
+            "lode streams Gemma 3 in the dense layout only (repack with --layout dense)",
+        ));
+    }
+    let mut out = heapless::Vec::new();
+    for l in 0..cfg.layers {
+        let mut at = [0u64; 4];
+        for (o, (suffix, per_head)) in at.iter_mut().zip(crate::model::gemma::NORMS) {
+            let len = if per_head { cfg.head_dim } else { cfg.hidden };
+            let name = lode_formats::gguf::layer_tensor_name(l as u32, suffix)?;
+            *o = norm(img, name.as_str(), len)?.offset;
+        }
+        out.push(at)
+            .map_err(|_| LoadError::Config("layers must be 1 to 128"))?;
+    }
+    Ok(out)
 }

@@ -218,6 +218,20 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
                 .map_err(|_| LoadError::Config("layers must be 1 to 128"))?;
             sched.ffn(&mut dev, arena, l, &region, &plan)?;
         }
+        let mut gemma = heapless::Vec::new();
+        for at in &layout.extra_norms {
+            let lens = [cfg.head_dim, cfg.head_dim, cfg.hidden, cfg.hidden];
+            let mut slots = [None; 4];
+            for ((slot, &offset), len) in slots.iter_mut().zip(at).zip(lens) {
+                *slot = Some(read_resident(&mut dev, arena, offset, len * 4, reader)?);
+            }
+            let [Some(q), Some(k), Some(a), Some(f)] = slots else {
+                return Err(LoadError::Internal("a Gemma norm was not read"));
+            };
+            gemma
+                .push([q, k, a, f])
+                .map_err(|_| LoadError::Config("layers must be 1 to 128"))?;
+        }
         let on = &layout.output_norm;
         let output_norm = tensor_in(
             read_resident(&mut dev, arena, on.offset, on.len, reader)?,
@@ -279,6 +293,8 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
             max_rows: limits.max_batch,
             vocab: cfg.vocab,
             block,
+            head_dim: cfg.head_dim,
+            gemma,
         })
     }
 }

@@ -33,7 +33,8 @@ mod tests;
 
 pub use io::{read_checked, read_extent};
 pub use layout::{
-    config_of, AttnSpan, DenseMatrices, FfnKind, FfnRegion, SplitRows, StreamLayout, TensorAt,
+    arch_of, config_of, AttnSpan, DenseMatrices, FfnKind, FfnRegion, SplitRows, StreamLayout,
+    TensorAt,
 };
 pub use load::Reads;
 pub use plan::{PlanBytes, StreamOptions, StreamPlan, MAX_RING};

@@ -18,6 +18,7 @@ use crate::flash::FlashDevice;
 use crate::model::config::MAX_LAYERS;
 use crate::model::error::EvalError;
 use crate::model::ffn::{checked_call, FfnIo};
+use crate::model::gemma::GemmaNorms;
 use crate::model::tensor::TensorRef;
 use crate::model::weight_source::WeightSource;
 use crate::model::weights::{Attention, Weights};
@@ -71,6 +72,10 @@ pub struct StreamSource<D, P: Policy = S3Fifo, B = SparseScratch<'static>> {
     pub(super) max_rows: usize,
     pub(super) vocab: usize,
     pub(super) block: usize,
+    pub(super) head_dim: usize,
+    /// Gemma's extra norms of each layer, resident, in [`GemmaNorms`]
+    /// field order (empty for llama).
+    pub(super) gemma: heapless::Vec<[Slot; 4], MAX_LAYERS>,
 }
 
 impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
@@ -116,6 +121,23 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> WeightSource for StreamSource<
 
     fn norms(&self, layer: usize) -> Result<(TensorRef, TensorRef), EvalError> {
         self.resident.norms(layer)
+    }
+
+    fn extra_norms(&self, layer: usize) -> Option<GemmaNorms> {
+        let [q, k, post_attn, post_ffn] = *self.gemma.get(layer)?;
+        let f32s = |slot, cols| TensorRef {
+            slot,
+            offset: 0,
+            dtype: lode_formats::DType::F32,
+            rows: 1,
+            cols,
+        };
+        Some(GemmaNorms {
+            q: f32s(q, self.head_dim),
+            k: f32s(k, self.head_dim),
+            post_attn: f32s(post_attn, self.hidden),
+            post_ffn: f32s(post_ffn, self.hidden),
+        })
     }
 
     fn output_norm(&self) -> TensorRef {

@@ -102,6 +102,8 @@ fn layout(c: &LlamaConfig) -> StreamLayout {
         embed,
         head: embed,
         output_norm,
+        gate: crate::model::Gate::Silu,
+        extra_norms: heapless::Vec::new(),
     }
 }
 
