@@ -83,14 +83,15 @@ fn stored<'d>(
 
 /// The image of `file`, a Gemma 3 model of shape `cfg` and attention
 /// `arch` identified by `fingerprint`: every tensor, the FFN in the dense
-/// layout, the tokenizer and the architecture section. `on_layer` is
-/// called after each layer (progress).
+/// layout, the tokenizer and the architecture section. `on_tensor` is
+/// called after each of the GGUF's tensors is copied (progress: as many
+/// calls as the file has tensors).
 pub fn build_gemma_image<'d>(
     file: &Gguf<'d>,
     (cfg, arch): (&LlamaConfig, &Gemma3),
     fingerprint: u64,
     block_size: u32,
-    mut on_layer: impl FnMut(usize),
+    mut on_tensor: impl FnMut(),
 ) -> Result<(ImageBuilder<'d>, PackSummary), String> {
     let tag = ArchTag::new(SLIDING_WINDOW_ARCH).ok_or("bad architecture tag")?;
     let geometry = ModelGeometry::new(tag, cfg, fingerprint).map_err(|e| format!("{e}"))?;
@@ -116,6 +117,7 @@ pub fn build_gemma_image<'d>(
         tensor_bytes += data.len() as u64;
         b.add_tensor(t.name, t.dtype, t.dims.as_slice(), data)
             .map_err(|e| format!("{}: {e}", t.name))?;
+        on_tensor();
     }
     let dtype_of = |name: String| {
         file.tensor(&name)
@@ -134,7 +136,7 @@ pub fn build_gemma_image<'d>(
         };
         types.get_or_insert(layer_types);
         dense_bytes += add_dense_layer(&mut b, file, layer_types, (l, l))?;
-        on_layer(l);
+        (0..3).for_each(|_| on_tensor());
     }
     let types = types.ok_or("the model has no layers")?;
     Ok((

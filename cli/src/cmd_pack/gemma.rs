@@ -56,8 +56,9 @@ pub(super) fn pack_gemma(
     let Arch::Gemma3(g) = arch else {
         return Err(model(&"not a Gemma 3 model").into());
     };
-    let mut progress = Progress::new("pack layers", cfg.layers as u64, a.quiet);
-    let (mut b, sum) = build_gemma_image(file, (&cfg, &g), fingerprint(file), a.block_size, |_| {
+    let tensors = file.tensors().count() as u64;
+    let mut progress = Progress::new("pack tensors", tensors, a.quiet);
+    let (mut b, sum) = build_gemma_image(file, (&cfg, &g), fingerprint(file), a.block_size, || {
         progress.tick(1)
     })
     .map_err(|e| model(&e))?;
