@@ -102,9 +102,37 @@ pub struct PackArgs {
     /// run` streams it like any model and `lode prune --base` can score it.
     #[arg(long = "drop-layers", value_delimiter = ',')]
     pub drop_layers: Vec<usize>,
+    /// Gemma 3: store a separate output head, the embedding re-quantized
+    /// to this type, so a small budget streams fewer bytes a token (q4-0:
+    /// 90 of the tied head's 170 MiB); its perplexity change and top-1
+    /// agreement are measured on --check-text. Default: the tied Q8_0 head.
+    #[arg(long, value_enum)]
+    pub head: Option<HeadType>,
     /// No progress line.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// Types a separate output head can be re-quantized to.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadType {
+    /// 4-bit with scale: 18 B per 32 elements.
+    Q4_0,
+    /// 4-bit with scale and minimum: 20 B per 32 elements.
+    Q4_1,
+    /// 5-bit with scale and minimum: 24 B per 32 elements.
+    Q5_1,
+}
+
+impl HeadType {
+    /// The element type.
+    pub fn dtype(self) -> DType {
+        match self {
+            HeadType::Q4_0 => DType::Q4_0,
+            HeadType::Q4_1 => DType::Q4_1,
+            HeadType::Q5_1 => DType::Q5_1,
+        }
+    }
 }
 
 impl PackArgs {
@@ -124,6 +152,7 @@ impl PackArgs {
             check_tokens: 0,
             cost_model: None,
             drop_layers: Vec::new(),
+            head: None,
             quiet: true,
         }
     }
@@ -241,7 +270,14 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let bytes = read_file(&a.model, Limit::whole("GGUF model"))?;
     let file = Gguf::parse(&bytes).map_err(|e| format!("{}: {e}", a.model.display()))?;
     if file.get_str("general.architecture") == Ok(GEMMA3_ARCH) {
-        return gemma::pack_gemma(a, &file, output, cost, out);
+        return gemma::pack_gemma(a, &file, output, (cost, check_text), out);
+    }
+    if a.head.is_some() {
+        return Err(format!(
+            "{}: --head is for Gemma 3 models so far (their tied head is 70% of the model)",
+            a.model.display()
+        )
+        .into());
     }
     let layout = a.layout.unwrap_or(Layout::Bundled);
     let params = file

@@ -231,6 +231,7 @@ fn write_image(a: &PruneArgs, dir: &Path, dropped: u128) -> Result<PathBuf, Box<
         check_tokens: 0,
         cost_model: None,
         drop_layers,
+        head: None,
         quiet: true,
     };
     crate::cmd_pack::run(&pack, &mut std::io::sink())?;

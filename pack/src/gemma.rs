@@ -22,6 +22,7 @@ use std::borrow::Cow;
 use std::format;
 use std::string::String;
 use std::vec;
+use std::vec::Vec;
 
 use lode_formats::gguf::{tokenizer_only, Gguf, TensorInfo};
 use lode_formats::image::{ArchParams, ArchTag, ImageBuilder, ModelGeometry, SLIDING_WINDOW_ARCH};
@@ -86,11 +87,15 @@ fn stored<'d>(
 /// layout, the tokenizer and the architecture section. `on_tensor` is
 /// called after each of the GGUF's tensors is copied (progress: as many
 /// calls as the file has tensors).
+///
+/// With `head`, the image also holds `output.weight` of that type and
+/// those bytes ([`crate::head::requantize_head`]): an untied head, which a
+/// streamed token reads instead of the Q8_0 embedding table.
 pub fn build_gemma_image<'d>(
     file: &Gguf<'d>,
     (cfg, arch): (&LlamaConfig, &Gemma3),
     fingerprint: u64,
-    block_size: u32,
+    (block_size, head): (u32, Option<(DType, Vec<u8>)>),
     mut on_tensor: impl FnMut(),
 ) -> Result<(ImageBuilder<'d>, PackSummary), String> {
     let tag = ArchTag::new(SLIDING_WINDOW_ARCH).ok_or("bad architecture tag")?;
@@ -118,6 +123,14 @@ pub fn build_gemma_image<'d>(
         b.add_tensor(t.name, t.dtype, t.dims.as_slice(), data)
             .map_err(|e| format!("{}: {e}", t.name))?;
         on_tensor();
+    }
+    if let Some((dtype, bytes)) = head {
+        let e = file
+            .tensor("token_embd.weight")
+            .ok_or("the model has no token_embd.weight")?;
+        tensor_bytes += bytes.len() as u64;
+        b.add_tensor("output.weight", dtype, e.dims.as_slice(), bytes)
+            .map_err(|e| format!("output.weight: {e}"))?;
     }
     let dtype_of = |name: String| {
         file.tensor(&name)

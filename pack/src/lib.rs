@@ -7,6 +7,8 @@
 //! - [`codec`]: GGUF quantized blocks losslessly entropy-coded into units
 //!   that `lode_kernel::codec` decodes;
 //! - [`gemma`]: a Gemma 3 GGUF into a (dense) lode image;
+//! - [`head`]: a narrower output head for a tied model, and its quality
+//!   cost;
 //! - [`finite`]: the check that refuses NaN and infinite weights while a
 //!   model is packed;
 //! - [`bundle`]: the re-layout of a layer's FFN matrices into neuron
@@ -39,6 +41,7 @@ pub mod codec;
 pub mod entropy;
 pub mod finite;
 pub mod gemma;
+pub mod head;
 pub mod image;
 pub mod model_id;
 pub mod output;

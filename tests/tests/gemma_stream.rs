@@ -77,7 +77,7 @@ fn image_bytes() -> Option<&'static [u8]> {
         let Arch::Gemma3(g) = arch else {
             unreachable!("from_gemma3 gives Gemma 3")
         };
-        let (b, _) = build_gemma_image(&file, (&cfg, &g), 7, 4096, || {}).expect("pack");
+        let (b, _) = build_gemma_image(&file, (&cfg, &g), 7, (4096, None), || {}).expect("pack");
         Some(b.to_bytes().expect("image bytes"))
     })
     .as_deref()

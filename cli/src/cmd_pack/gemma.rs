@@ -5,11 +5,13 @@
 
 use std::error::Error;
 use std::io::Write;
+use std::path::PathBuf;
 
 use lode_formats::gguf::Gguf;
 use lode_formats::image::StoredCostModel;
 use lode_kernel::model::Arch;
 use lode_pack::gemma::build_gemma_image;
+use lode_pack::head::{measure_head, requantize_head};
 use lode_pack::model_id::fingerprint;
 use lode_pack::output::Output;
 use lode_pack::placement::PlacementKind;
@@ -46,7 +48,7 @@ pub(super) fn pack_gemma(
     a: &PackArgs,
     file: &Gguf<'_>,
     output: Output,
-    cost: Option<StoredCostModel>,
+    (cost, check_text): (Option<StoredCostModel>, Option<PathBuf>),
     out: &mut dyn Write,
 ) -> Result<(), Box<dyn Error>> {
     refuse_llama_options(a)?;
@@ -56,11 +58,47 @@ pub(super) fn pack_gemma(
     let Arch::Gemma3(g) = arch else {
         return Err(model(&"not a Gemma 3 model").into());
     };
+    let head = match a.head {
+        Some(h) => {
+            let bytes = requantize_head(file, h.dtype()).map_err(|e| model(&e))?;
+            if let Some(text) = &check_text {
+                let q = measure_head(
+                    file,
+                    (&cfg, &arch),
+                    (h.dtype(), &bytes),
+                    text,
+                    a.check_tokens,
+                )
+                .map_err(|e| {
+                    format!("measuring the head's perplexity on {}: {e}", text.display())
+                })?;
+                writeln!(
+                    out,
+                    "head {}: perplexity over {} tokens of {}: tied q8_0 head {:.4}, {} head \
+                     {:.4} ({:+.2}%); top-1 agreement {:.1}%",
+                    h.dtype().name(),
+                    q.scored,
+                    text.display(),
+                    q.tied,
+                    h.dtype().name(),
+                    q.requantized,
+                    q.change_percent(),
+                    q.top1_agreement * 100.0
+                )?;
+            }
+            Some((h.dtype(), bytes))
+        }
+        None => None,
+    };
     let tensors = file.tensors().count() as u64;
     let mut progress = Progress::new("pack tensors", tensors, a.quiet);
-    let (mut b, sum) = build_gemma_image(file, (&cfg, &g), fingerprint(file), a.block_size, || {
-        progress.tick(1)
-    })
+    let (mut b, sum) = build_gemma_image(
+        file,
+        (&cfg, &g),
+        fingerprint(file),
+        (a.block_size, head),
+        || progress.tick(1),
+    )
     .map_err(|e| model(&e))?;
     progress.finish();
     b.cost_model(cost);
@@ -76,10 +114,12 @@ pub(super) fn pack_gemma(
         g.window,
         g.swa_period,
     )?;
-    writeln!(
-        out,
-        "perplexity: unchanged (every tensor is the GGUF's, byte for byte; Q and K rows \
-         reordered for RoPE)"
-    )?;
+    if a.head.is_none() {
+        writeln!(
+            out,
+            "perplexity: unchanged (every tensor is the GGUF's, byte for byte; Q and K rows \
+             reordered for RoPE)"
+        )?;
+    }
     Ok(())
 }
