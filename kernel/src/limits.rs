@@ -37,6 +37,16 @@ pub const MAX_RING: usize = 8;
 /// Most head pieces a pass streams.
 pub const MAX_HEAD_PIECES: usize = 256;
 
+/// Most logits of a position an approximate (re-quantized) output head
+/// has recomputed exactly from the embedding table (`Model::refine_head`):
+/// the candidates a token is sampled from, nearly always.
+pub const MAX_REFINED_LOGITS: usize = 64;
+
+/// Logits a position a runtime refines by default for an image whose head
+/// is flagged approximate.
+pub const REFINED_LOGITS: usize = 32;
+const _: () = assert!(REFINED_LOGITS <= MAX_REFINED_LOGITS);
+
 /// Most units in a streaming pass: a layer's attention and its FFN (a
 /// dense layer's FFN is three units, one a matrix), and the head pieces.
 pub const MAX_UNITS: usize = 4 * MAX_LAYERS + MAX_HEAD_PIECES;

@@ -111,6 +111,7 @@ pub fn build_gemma_image<'d>(
             window,
             period,
             local_rope_base: arch.local_rope_base,
+            approx_head: head.is_some(),
         });
     let mut tensor_bytes = 0u64;
     for t in file.tensors() {

@@ -7,9 +7,13 @@
 //! model) the head is what each token streams. `lode pack --head TYPE`
 //! stores a separate `output.weight`, the embedding re-quantized to a
 //! narrower type (Q4_0: 90 MiB), and keeps the Q8_0 table for the
-//! embedding rows, read one a token: fewer bytes a token, at a cost in
-//! quality that [`measure_head`] prints (perplexity with both heads on a
-//! text, and how often their top-1 tokens agree).
+//! embedding rows, read one a token: fewer bytes a token. The image flags
+//! the head approximate, and a runtime recomputes the largest logits of
+//! each position from the Q8_0 rows (`Model::refine_head`), so the tokens
+//! chosen among are scored as the tied head scores them.
+//! [`measure_head`] prints what is left of the cost: perplexity with both
+//! heads on a text, raw and refined, and how often their top-1 tokens
+//! agree.
 
 use std::error::Error;
 use std::format;
@@ -23,6 +27,7 @@ use lode_formats::DType;
 use lode_hal::compute::quant::quantize_row;
 use lode_hal::compute::{CpuCompute, CpuConfig};
 use lode_hal_linux::LockedArena;
+use lode_kernel::limits::REFINED_LOGITS;
 use lode_kernel::model::{
     Arch, LlamaConfig, LoadError, MemoryPlan, Model, RawTensor, TensorSource, WantLogits,
 };
@@ -88,31 +93,42 @@ impl TensorSource for WithHead<'_, '_> {
     }
 }
 
-/// Perplexity with the tied head and with the re-quantized one, and how
-/// often they agree on the most likely next token.
+/// Perplexity with the tied head and with the re-quantized one, raw and
+/// with its largest logits refined from the embedding table (as `lode
+/// run` computes it), and how often each agrees with the tied head on the
+/// most likely next token.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HeadQuality {
     /// Tokens scored.
     pub scored: u64,
     /// Perplexity with the model's own (tied) head.
     pub tied: f64,
-    /// Perplexity with the re-quantized head.
+    /// Perplexity with the re-quantized head's logits as they are.
     pub requantized: f64,
-    /// Share of positions where both heads' top-1 tokens are the same.
+    /// Share of positions where that head's top-1 token is the tied one's.
     pub top1_agreement: f64,
+    /// Perplexity with the largest [`REFINED_LOGITS`] logits refined.
+    pub refined: f64,
+    /// Top-1 agreement with the refined logits.
+    pub refined_top1_agreement: f64,
 }
 
 impl HeadQuality {
-    /// The perplexity change in percent.
+    /// The perplexity change of the raw re-quantized head, in percent.
     pub fn change_percent(&self) -> f64 {
         (self.requantized / self.tied - 1.0) * 100.0
+    }
+
+    /// The perplexity change with refined logits, in percent.
+    pub fn refined_change_percent(&self) -> f64 {
+        (self.refined / self.tied - 1.0) * 100.0
     }
 }
 
 /// Negative log-likelihoods and the top-1 token of every scored position.
 fn score<S: TensorSource>(
     src: &S,
-    (cfg, arch): (&LlamaConfig, &Arch),
+    (cfg, arch, refine): (&LlamaConfig, &Arch, usize),
     cpu: &mut CpuCompute<'static>,
     ids: &[u32],
 ) -> Result<(Nll, Vec<u32>), Box<dyn Error>> {
@@ -120,6 +136,7 @@ fn score<S: TensorSource>(
     let plan = MemoryPlan::dense_for(src, cfg, arch, &limits)?;
     let mut arena = LockedArena::new(plan.total())?;
     let mut model = Model::load_for(src, *cfg, *arch, limits, &mut arena)?;
+    model.refine_head(refine)?;
     let (mut nll, mut top) = (Nll::default(), Vec::new());
     let mut ctx = model.new_context();
     for win in ids.chunks(WINDOW).filter(|w| w.len() >= 2) {
@@ -154,18 +171,24 @@ pub fn measure_head(
         .map_err(|e| format!("CPU compute: {e}"))?;
     cpu.reserve_batch(widest, 64)
         .map_err(|e| format!("CPU compute: {e}"))?;
-    let (tied, tied_top) = score(file, (cfg, arch), &mut cpu, &ids)?;
+    let (tied, tied_top) = score(file, (cfg, arch, 0), &mut cpu, &ids)?;
     let untied = LlamaConfig {
         tied_embeddings: false,
         ..*cfg
     };
     let src = WithHead { file, head, dtype };
-    let (requantized, top) = score(&src, (&untied, arch), &mut cpu, &ids)?;
-    let same = tied_top.iter().zip(&top).filter(|(a, b)| a == b).count();
+    let (requantized, top) = score(&src, (&untied, arch, 0), &mut cpu, &ids)?;
+    let (refined, refined_top) = score(&src, (&untied, arch, REFINED_LOGITS), &mut cpu, &ids)?;
+    let agree = |top: &[u32]| {
+        let same = tied_top.iter().zip(top).filter(|(a, b)| a == b).count();
+        same as f64 / tied_top.len().max(1) as f64
+    };
     Ok(HeadQuality {
         scored: tied.count(),
         tied: tied.perplexity(),
         requantized: requantized.perplexity(),
-        top1_agreement: same as f64 / tied_top.len().max(1) as f64,
+        top1_agreement: agree(&top),
+        refined: refined.perplexity(),
+        refined_top1_agreement: agree(&refined_top),
     })
 }

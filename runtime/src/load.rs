@@ -379,7 +379,12 @@ pub(crate) fn load_streamed(
         checks,
     };
     let source = Streamed::load_with(dev, &mut arena, layout, cfg, &limits, plan, reads, setup)?;
-    let model = Model::new_for(*cfg, arch, limits, source, &mut arena)?;
+    let mut model = Model::new_for(*cfg, arch, limits, source, &mut arena)?;
+    if img.arch_params().is_some_and(|a| a.approx_head) {
+        // A re-quantized copy of the tied head: the likely tokens' logits
+        // come from the embedding table's rows.
+        model.refine_head(lode_kernel::limits::REFINED_LOGITS)?;
+    }
     // One accountant: the arena holds exactly what the plan counted.
     plan.arena_use.check(&arena).map_err(ModelLoadError::from)?;
     let info = StreamInfo {

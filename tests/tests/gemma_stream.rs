@@ -13,12 +13,14 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use lode_formats::image::Image;
+use lode_formats::DType;
 use lode_hal::compute::{CpuCompute, CpuConfig};
 use lode_hal::fake::{FakeFlash, FaultPlan, Profile};
 use lode_hal_linux::LockedArena;
 use lode_kernel::arena::DramArena;
 use lode_kernel::flash::FlashDevice;
 use lode_kernel::formats::gguf::Gguf;
+use lode_kernel::limits::REFINED_LOGITS;
 use lode_kernel::model::stream::{
     arch_of, config_of, StreamLayout, StreamOptions, StreamPlan, StreamSource,
 };
@@ -26,6 +28,7 @@ use lode_kernel::model::{
     Arch, EvalError, Limits, LlamaConfig, MemoryPlan, Model, WantLogits, WeightSource,
 };
 use lode_pack::gemma::build_gemma_image;
+use lode_pack::head::requantize_head;
 use lode_tokenizer::{EncodeOptions, Tokenizer};
 
 const PROMPT: &str = "The capital of France is";
@@ -68,19 +71,21 @@ fn model_bytes() -> Option<&'static [u8]> {
         .as_deref()
 }
 
-/// The image `lode pack` writes for the model.
+/// The image `lode pack` writes for the model (`head`: with `--head`).
+fn pack(head: Option<DType>) -> Option<Vec<u8>> {
+    let file = Gguf::parse(model_bytes()?).expect("the model parses");
+    let (cfg, arch) = Arch::from_gemma3(&file.check_gemma3().expect("gemma3")).unwrap();
+    let Arch::Gemma3(g) = arch else {
+        unreachable!("from_gemma3 gives Gemma 3")
+    };
+    let head = head.map(|d| (d, requantize_head(&file, d).expect("head")));
+    let (b, _) = build_gemma_image(&file, (&cfg, &g), 7, (4096, head), || {}).expect("pack");
+    Some(b.to_bytes().expect("image bytes"))
+}
+
 fn image_bytes() -> Option<&'static [u8]> {
     static IMG: OnceLock<Option<Vec<u8>>> = OnceLock::new();
-    IMG.get_or_init(|| {
-        let file = Gguf::parse(model_bytes()?).expect("the model parses");
-        let (cfg, arch) = Arch::from_gemma3(&file.check_gemma3().expect("gemma3")).unwrap();
-        let Arch::Gemma3(g) = arch else {
-            unreachable!("from_gemma3 gives Gemma 3")
-        };
-        let (b, _) = build_gemma_image(&file, (&cfg, &g), 7, (4096, None), || {}).expect("pack");
-        Some(b.to_bytes().expect("image bytes"))
-    })
-    .as_deref()
+    IMG.get_or_init(|| pack(None)).as_deref()
 }
 
 fn limits() -> Limits {
@@ -128,7 +133,12 @@ fn gguf_in_memory() -> (Vec<u32>, Vec<f32>) {
 /// Streams the image under `budget` (`usize::MAX`: everything resident,
 /// `None`: the minimum): tokens, last logits, bytes read a pass.
 fn streamed(budget: Option<usize>) -> (Vec<u32>, Vec<f32>, StreamPlan, u64) {
-    let bytes = image_bytes().unwrap();
+    streamed_from(image_bytes().unwrap(), budget)
+}
+
+/// [`streamed`] for the image `bytes`, its head refined as `lode run`
+/// does when the image flags it approximate.
+fn streamed_from(bytes: &[u8], budget: Option<usize>) -> (Vec<u32>, Vec<f32>, StreamPlan, u64) {
     let img = Image::parse(bytes).unwrap();
     let (cfg, arch) = (config_of(&img).unwrap(), arch_of(&img).unwrap());
     let layout = StreamLayout::new(&img, &cfg).unwrap();
@@ -151,6 +161,9 @@ fn streamed(budget: Option<usize>) -> (Vec<u32>, Vec<f32>, StreamPlan, u64) {
     let mut arena = LockedArena::new(plan.budget).unwrap();
     let source = StreamSource::load(dev, &mut arena, layout, &cfg, &limits(), plan, || 0).unwrap();
     let mut model = Model::new_for(cfg, arch, limits(), source, &mut arena).unwrap();
+    if img.arch_params().unwrap().approx_head {
+        model.refine_head(REFINED_LOGITS).unwrap();
+    }
     plan.arena_use.check(&arena).unwrap();
     let (tokens, logits) = greedy(&mut model, &mut arena, &mut cpu(&cfg)).unwrap();
     model.weights_mut().quiesce(&mut arena).unwrap();
@@ -211,4 +224,30 @@ fn a_gemma_image_refuses_a_sparse_plan_and_other_layouts() {
     };
     let e = StreamPlan::new(&layout, &cfg, &limits(), opts).unwrap_err();
     assert!(e.to_string().contains("--layout split"), "{e}");
+}
+
+/// A Q4_0 copy of the tied head, its 32 largest logits refined from the
+/// Q8_0 table: the same greedy tokens as the GGUF, and the chosen token's
+/// logit as the tied head computes it, at a third of the model with about
+/// half the head's bytes streamed.
+#[test]
+fn a_q4_0_head_refined_from_the_table_picks_the_gguf_tokens() {
+    let Some(image) = pack(Some(DType::Q4_0)) else {
+        return;
+    };
+    let img = Image::parse(&image).unwrap();
+    assert!(img.arch_params().unwrap().approx_head);
+    let (tokens, logits) = gguf_in_memory();
+    let whole = model_bytes().unwrap().len();
+    let (t, l, _, bytes) = streamed_from(&image, Some(whole / 3));
+    assert_eq!(t, tokens);
+    let top = *tokens.last().unwrap() as usize;
+    assert!(
+        (l[top] - logits[top]).abs() < 1e-3,
+        "{} {}",
+        l[top],
+        logits[top]
+    );
+    let (_, _, _, tied_bytes) = streamed(Some(whole / 3));
+    assert!(bytes * 10 < tied_bytes * 6, "{bytes} {tied_bytes}");
 }

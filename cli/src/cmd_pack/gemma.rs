@@ -74,8 +74,10 @@ pub(super) fn pack_gemma(
                 })?;
                 writeln!(
                     out,
-                    "head {}: perplexity over {} tokens of {}: tied q8_0 head {:.4}, {} head \
-                     {:.4} ({:+.2}%); top-1 agreement {:.1}%",
+                    "head {}: perplexity over {} tokens of {}: tied q8_0 head {:.4}; {} head \
+                     {:.4} ({:+.2}%, top-1 agreement {:.1}%), with its {} largest logits \
+                     refined from the q8_0 rows as `lode run` does {:.4} ({:+.2}%, top-1 \
+                     agreement {:.1}%)",
                     h.dtype().name(),
                     q.scored,
                     text.display(),
@@ -83,7 +85,11 @@ pub(super) fn pack_gemma(
                     h.dtype().name(),
                     q.requantized,
                     q.change_percent(),
-                    q.top1_agreement * 100.0
+                    q.top1_agreement * 100.0,
+                    lode_kernel::limits::REFINED_LOGITS,
+                    q.refined,
+                    q.refined_change_percent(),
+                    q.refined_top1_agreement * 100.0
                 )?;
             }
             Some((h.dtype(), bytes))

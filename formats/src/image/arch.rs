@@ -9,13 +9,14 @@
 //! reader checks both), so a runtime never guesses the window.
 //!
 //! Checked when the image is opened: minor version at least 3, length 16,
-//! `window` and `period` at least 1, the RoPE base finite and positive,
-//! reserved bytes zero.
+//! `window` and `period` at least 1, the RoPE base finite and positive, no
+//! unknown flag bits, and an `output.weight` tensor when the approximate
+//! head flag is set.
 
 use zerocopy::FromBytes;
 
 use super::error::{err, ErrorKind, ImageError, Location, SectionKind};
-use super::layout::{ArchRecord, MINOR_ARCH};
+use super::layout::{ArchRecord, ARCH_APPROX_HEAD, MINOR_ARCH};
 
 /// The architecture tag whose images carry the architecture section.
 pub const SLIDING_WINDOW_ARCH: &str = "gemma3";
@@ -36,6 +37,10 @@ pub struct ArchParams {
     pub period: u32,
     /// RoPE base of the local layers.
     pub local_rope_base: f32,
+    /// The image's `output.weight` is its embedding table re-quantized to
+    /// a narrower type (`lode pack --head`): an approximation of the tied
+    /// head, whose largest logits a runtime may recompute from the table.
+    pub approx_head: bool,
 }
 
 impl ArchParams {
@@ -48,13 +53,15 @@ impl ArchParams {
             ));
         }
         let rec = ArchRecord::ref_from_bytes(bytes).map_err(|_| malformed("length is not 16"))?;
-        if rec.reserved.get() != 0 {
-            return Err(malformed("reserved bytes are not zero"));
+        let flags = rec.flags.get();
+        if flags & !ARCH_APPROX_HEAD != 0 {
+            return Err(malformed("unknown flag bits are set"));
         }
         let p = ArchParams {
             window: rec.window.get(),
             period: rec.period.get(),
             local_rope_base: f32::from_bits(rec.local_rope_base.get()),
+            approx_head: flags & ARCH_APPROX_HEAD != 0,
         };
         if p.window == 0 || p.period == 0 {
             return Err(malformed("the window or its layer period is zero"));
@@ -74,7 +81,11 @@ impl ArchParams {
             window: U32::new(self.window),
             period: U32::new(self.period),
             local_rope_base: U32::new(self.local_rope_base.to_bits()),
-            reserved: U32::new(0),
+            flags: U32::new(if self.approx_head {
+                ARCH_APPROX_HEAD
+            } else {
+                0
+            }),
         };
         let mut out = [0u8; 16];
         out.copy_from_slice(rec.as_bytes());

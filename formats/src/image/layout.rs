@@ -252,9 +252,14 @@ pub struct ArchRecord {
     /// f32 bits: the local layers' RoPE base (the geometry's `rope_base`
     /// is the global layers').
     pub local_rope_base: U32,
-    /// Must be zero.
-    pub reserved: U32,
+    /// Bit 0: `output.weight` is the embedding table re-quantized (an
+    /// approximate tied head). Other bits must be zero.
+    pub flags: U32,
 }
+
+/// [`ArchRecord::flags`] bit 0: the image's `output.weight` is its
+/// `token_embd.weight` re-quantized to a narrower type.
+pub const ARCH_APPROX_HEAD: u32 = 1;
 
 // The documented sizes; FORMAT.md relies on them.
 const _: () = assert!(core::mem::size_of::<HeaderRecord>() == HEADER_LEN);

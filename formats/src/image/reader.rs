@@ -200,6 +200,13 @@ impl<'a> Image<'a> {
             lineage,
             arch,
         };
+        if arch.is_some_and(|a| a.approx_head) && image.tensor_by_name("output.weight").is_none() {
+            return Err(err(
+                ErrorKind::Malformed,
+                Location::Section(K::Arch),
+                "the approximate head flag is set but there is no output.weight",
+            ));
+        }
         for l in 0..layers.len() {
             let (perm, inverse) = image.placement_slices(l).ok_or(err(
                 ErrorKind::OutOfRange,

@@ -13,7 +13,7 @@ use super::error::{err, ErrorKind, ImageError, Location, SectionKind};
 use super::header::align_up;
 use super::layout::{
     CostRecord, GeometryRecord, LayerRecord, TensorRecord, CODEC_RAW, MAX_DIMS, MAX_NAME_LEN,
-    MINOR_ARCH, MINOR_BASE, PART_ABSENT,
+    MINOR_ARCH, PART_ABSENT,
 };
 use super::model::TensorInfo;
 use super::model::{ArchTag, BundleParts, BundleRegion, ModelGeometry, Shape, StoredCostModel};
@@ -198,6 +198,7 @@ pub const fn in_image(dtype: DType, minor: u16) -> bool {
 /// The lowest minor version whose images define `dtype`, if any does.
 #[cfg(feature = "std")]
 pub(crate) const fn minor_for(dtype: DType) -> Option<u16> {
+    use super::layout::MINOR_BASE;
     if in_image(dtype, MINOR_BASE) {
         Some(MINOR_BASE)
     } else if in_image(dtype, MINOR_ARCH) {

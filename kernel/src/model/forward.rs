@@ -46,12 +46,12 @@ use super::weight_source::WeightSource;
 use super::weights::Attention;
 use super::Model;
 
-pub(super) fn short() -> EvalError {
+pub(crate) fn short() -> EvalError {
     EvalError::Compute(ComputeKind::ScratchTooSmall)
 }
 
 /// `v[r * w..(r + 1) * w]`, or an error.
-pub(super) fn rows(v: &[f32], w: usize, r: core::ops::Range<usize>) -> Result<&[f32], EvalError> {
+pub(crate) fn rows(v: &[f32], w: usize, r: core::ops::Range<usize>) -> Result<&[f32], EvalError> {
     v.get(r.start * w..r.end * w).ok_or_else(short)
 }
 
@@ -260,6 +260,7 @@ impl<W: WeightSource> Model<W> {
                     }
                 }
             }
+            self.refine_logits(arena, compute, g)?;
             let (t, m) = arena.parts_mut();
             let ([], sh) = split(t, m, [])?;
             let logits = rows(sh.f32s(b.logits)?, c.vocab, 0..g)?;

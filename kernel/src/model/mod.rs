@@ -55,6 +55,7 @@ mod eval;
 mod ffn;
 mod forward;
 mod gemma;
+mod head_refine;
 pub mod kv;
 pub mod stream;
 mod tensor;
@@ -104,6 +105,9 @@ pub struct Model<W: WeightSource = Resident<DenseFfn>> {
     arch: Arch,
     /// Gemma's extra norms per layer (empty for llama).
     gemma: heapless::Vec<GemmaNorms, MAX_LAYERS>,
+    /// Logits per position recomputed exactly from the embedding table
+    /// (0: the head's logits as they are); see [`Model::refine_head`].
+    refine: usize,
 }
 
 impl Model<Resident<DenseFfn>> {
@@ -193,6 +197,7 @@ impl<W: WeightSource> Model<W> {
             skipped: 0,
             arch: Arch::Llama,
             gemma: heapless::Vec::new(),
+            refine: 0,
         })
     }
 
@@ -233,6 +238,27 @@ impl<W: WeightSource> Model<W> {
             return Err(LoadError::Config("a skipped layer past the last layer"));
         }
         self.skipped = mask;
+        Ok(())
+    }
+
+    /// Treats the output head as an approximation of the embedding table
+    /// (an image packed with `--head`, a re-quantized copy of a tied head)
+    /// and recomputes the `k` largest logits of every position exactly
+    /// from the table's rows (see `head_refine.rs`); 0 turns it off. Only
+    /// a model with a separate head can; `k` is at most
+    /// [`MAX_REFINED_LOGITS`](crate::limits::MAX_REFINED_LOGITS).
+    pub fn refine_head(&mut self, k: usize) -> Result<(), LoadError> {
+        if k > crate::limits::MAX_REFINED_LOGITS {
+            return Err(LoadError::Config(
+                "at most MAX_REFINED_LOGITS logits a position are refined",
+            ));
+        }
+        if k > 0 && self.cfg.tied_embeddings {
+            return Err(LoadError::Config(
+                "only a separate (re-quantized) head is refined from the embedding table",
+            ));
+        }
+        self.refine = k;
         Ok(())
     }
 

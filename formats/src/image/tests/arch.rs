@@ -8,6 +8,7 @@ const GEMMA: ArchParams = ArchParams {
     window: 512,
     period: 6,
     local_rope_base: 10_000.0,
+    approx_head: false,
 };
 
 /// A one-layer gemma3 image holding a Q4_K, a Q6_K and a Q5_0 tensor,
@@ -124,7 +125,7 @@ fn arch_section_rules_are_checked() {
 }
 
 #[test]
-fn arch_section_needs_minor_3_and_zero_reserved_bytes() {
+fn arch_section_needs_minor_3_and_known_flags() {
     let patched = |patch: &dyn Fn(&mut Vec<u8>)| {
         let mut bytes = gemma_image(Some(GEMMA)).unwrap();
         patch(&mut bytes);
@@ -165,8 +166,34 @@ fn arch_section_needs_minor_3_and_zero_reserved_bytes() {
     assert_eq!(set_minor(4), Ok(()));
     let e = patched(&|b: &mut Vec<u8>| {
         let at = section(b, SectionKind::Arch).start + 12;
+        b[at] = 2;
+    })
+    .unwrap_err();
+    assert_eq!(e.detail(), "unknown flag bits are set");
+    // The approximate head flag needs an output head.
+    let e = patched(&|b: &mut Vec<u8>| {
+        let at = section(b, SectionKind::Arch).start + 12;
         b[at] = 1;
     })
     .unwrap_err();
-    assert_eq!(e.detail(), "reserved bytes are not zero");
+    assert_eq!(
+        e.detail(),
+        "the approximate head flag is set but there is no output.weight"
+    );
+}
+
+#[test]
+fn an_approximate_head_is_flagged() {
+    let mut g = geometry(0, 256);
+    g.arch = ArchTag::new(SLIDING_WINDOW_ARCH).unwrap();
+    let mut b = ImageBuilder::new(g);
+    b.add_tensor("output.weight", DType::Q4_0, &[256, 2], vec![0u8; 288])
+        .unwrap();
+    let approx = ArchParams {
+        approx_head: true,
+        ..GEMMA
+    };
+    b.arch_params(approx);
+    let bytes = b.to_bytes().unwrap();
+    assert_eq!(Image::parse(&bytes).unwrap().arch_params(), Some(approx));
 }

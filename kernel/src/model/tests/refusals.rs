@@ -203,3 +203,47 @@ proptest::proptest! {
         }
     }
 }
+
+/// Refining a head from the embedding table needs a separate head, and at
+/// most `MAX_REFINED_LOGITS` a position; refining every logit of an
+/// untied model gives the logits its embedding table would give as a tied
+/// head, whatever the separate head held.
+#[test]
+fn a_refined_head_takes_its_largest_logits_from_the_embedding() {
+    let l = Limits::new(32, 4);
+    // One set of tensors with a separate head; loaded as tied, its
+    // embedding table is the head.
+    let src = model_src(&tiny(false), 4);
+    let logits_of = |c: &LlamaConfig, refine: usize| {
+        let (mut arena, _) = arena_for(&src, c, &l);
+        let mut m = Model::load(&src, *c, l, &mut arena).unwrap();
+        m.refine_head(refine).unwrap();
+        let mut ctx = m.new_context();
+        let mut out = Vec::new();
+        m.eval(
+            &mut ctx,
+            &mut arena,
+            &mut Naive,
+            &[1, 7, 3],
+            WantLogits::Last,
+            |_, x| out = x.to_vec(),
+        )
+        .unwrap();
+        out
+    };
+    let (tied, untied) = (tiny(true), tiny(false));
+    let (mut arena, _) = arena_for(&src, &tied, &l);
+    let mut m = Model::load(&src, tied, l, &mut arena).unwrap();
+    assert!(m.refine_head(1).is_err());
+    assert!(m.refine_head(0).is_ok());
+    let as_tied = logits_of(&tied, 0);
+    let own_head = logits_of(&untied, 0);
+    assert!(own_head
+        .iter()
+        .zip(&as_tied)
+        .any(|(a, b)| (a - b).abs() > 1e-3));
+    let refined = logits_of(&untied, tied.vocab);
+    for (a, b) in refined.iter().zip(&as_tied) {
+        assert!((a - b).abs() < 1e-4, "{a} {b}");
+    }
+}
