@@ -180,25 +180,49 @@ unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
 /// puts it), or `None` with a note: tests that need it then pass without
 /// checking.
 pub fn real_model_bytes() -> Option<Vec<u8>> {
-    let p = std::env::var_os("LODE_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
-    match std::fs::read(&p) {
-        Ok(b) => Some(b),
-        Err(e) => {
-            eprintln!("note: {}: {e}; skipping.", p.display());
-            None
-        }
-    }
+    model_bytes_at("LODE_MODEL", "SmolLM2-135M-Instruct.Q4_1.gguf", "")
 }
 
 /// [`real_model_bytes`] read once per test binary and shared by its tests.
 pub fn real_model() -> Option<&'static [u8]> {
     static BYTES: std::sync::OnceLock<Option<Vec<u8>>> = std::sync::OnceLock::new();
     BYTES.get_or_init(real_model_bytes).as_deref()
+}
+
+/// Gemma 3 270M's bytes (`LODE_GEMMA_MODEL`, else where `scripts/fetch-model
+/// gemma3-270m` puts it), read once per test binary, or `None` with a note.
+pub fn gemma_model() -> Option<&'static [u8]> {
+    static BYTES: std::sync::OnceLock<Option<Vec<u8>>> = std::sync::OnceLock::new();
+    BYTES
+        .get_or_init(|| {
+            model_bytes_at(
+                "LODE_GEMMA_MODEL",
+                "gemma-3-270m-Q4_K_M.gguf",
+                " (run scripts/fetch-model gemma3-270m)",
+            )
+        })
+        .as_deref()
+}
+
+fn model_path(var: &str, file: &str) -> PathBuf {
+    std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../models")
+            .join(file)
+    })
+}
+
+/// The bytes of the model file `$var` names, else `models/<file>`, or
+/// `None` with a note (`hint` says how to get it).
+fn model_bytes_at(var: &str, file: &str, hint: &str) -> Option<Vec<u8>> {
+    let p = model_path(var, file);
+    match std::fs::read(&p) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            eprintln!("note: {}: {e}{hint}; skipping.", p.display());
+            None
+        }
+    }
 }
 
 /// A GGUF llama model packed into a lode image as `lode pack` does, with the

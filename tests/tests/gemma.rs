@@ -30,7 +30,6 @@
 //! dequantized) differs from llama.cpp by about 0.3 too.
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use lode_hal::compute::{CpuCompute, CpuConfig};
 use lode_hal_linux::LockedArena;
@@ -57,27 +56,8 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn model_path() -> PathBuf {
-    std::env::var_os("LODE_GEMMA_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("models/gemma-3-270m-Q4_K_M.gguf"))
-}
-
-/// The model file's bytes, read once; `None` (with a note) when absent.
 fn model_bytes() -> Option<&'static [u8]> {
-    static BYTES: OnceLock<Option<Vec<u8>>> = OnceLock::new();
-    BYTES
-        .get_or_init(|| match std::fs::read(model_path()) {
-            Ok(b) => Some(b),
-            Err(e) => {
-                eprintln!(
-                    "note: {}: {e}; run scripts/fetch-model gemma3-270m. Skipping.",
-                    model_path().display()
-                );
-                None
-            }
-        })
-        .as_deref()
+    lode_tests::gemma_model()
 }
 
 fn golden() -> Json {

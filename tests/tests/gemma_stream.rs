@@ -9,7 +9,6 @@
 //! gemma3-270m`, or a path in `LODE_GEMMA_MODEL`); without it the tests
 //! print why and pass without checking.
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use lode_formats::image::Image;
@@ -48,27 +47,7 @@ fn prompt() -> Vec<u32> {
 }
 
 fn model_bytes() -> Option<&'static [u8]> {
-    static BYTES: OnceLock<Option<Vec<u8>>> = OnceLock::new();
-    BYTES
-        .get_or_init(|| {
-            let path = std::env::var_os("LODE_GEMMA_MODEL")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                        .join("../models/gemma-3-270m-Q4_K_M.gguf")
-                });
-            match std::fs::read(&path) {
-                Ok(b) => Some(b),
-                Err(e) => {
-                    eprintln!(
-                        "note: {}: {e}; run scripts/fetch-model gemma3-270m. Skipping.",
-                        path.display()
-                    );
-                    None
-                }
-            }
-        })
-        .as_deref()
+    lode_tests::gemma_model()
 }
 
 /// The image `lode pack` writes for the model (`head`: with `--head`).
