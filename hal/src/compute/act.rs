@@ -73,24 +73,36 @@ pub(crate) fn scale_of(amax: f32) -> (f32, f32) {
 pub(crate) fn quantize_scalar(x: &[f32], out: &mut [ActBlock]) -> bool {
     let mut finite = true;
     for (blk, xs) in out.iter_mut().zip(x.chunks_exact(QK)) {
-        let mut amax = 0.0f32;
-        for &v in xs {
-            let a = math::abs(v);
-            finite &= a < f32::INFINITY;
-            amax = if a > amax { a } else { amax };
-        }
+        let amax = abs_max(xs, &mut finite);
         let (d, id) = scale_of(amax);
-        let mut sum = 0i32;
-        for (q, &v) in blk.qs.iter_mut().zip(xs) {
-            let c = math::rint(v * id).clamp(-127.0, 127.0) as i8;
-            *q = c;
-            sum += i32::from(c);
-        }
-        blk.d = d;
-        blk.sum = sum;
-        blk.ds = d * sum as f32;
+        fill_block(blk, xs, d, id);
     }
     finite
+}
+
+/// The largest `|v|` of `xs`; clears `finite` when one is not finite.
+fn abs_max(xs: &[f32], finite: &mut bool) -> f32 {
+    let mut amax = 0.0f32;
+    for &v in xs {
+        let a = math::abs(v);
+        *finite &= a < f32::INFINITY;
+        amax = if a > amax { a } else { amax };
+    }
+    amax
+}
+
+/// Writes the 32 codes of `xs` at scale `d` (inverse `id`: codes rounded
+/// to nearest, ties to even, clamped to ±127) and their sums into `blk`.
+fn fill_block(blk: &mut ActBlock, xs: &[f32], d: f32, id: f32) {
+    let mut sum = 0i32;
+    for (q, &v) in blk.qs.iter_mut().zip(xs) {
+        let c = math::rint(v * id).clamp(-127.0, 127.0) as i8;
+        *q = c;
+        sum += i32::from(c);
+    }
+    blk.d = d;
+    blk.sum = sum;
+    blk.ds = d * sum as f32;
 }
 
 /// Elements of a K-quant super-block, and of ggml's Q8_K activation block.
@@ -111,12 +123,7 @@ pub(crate) fn quantize_q8k(x: &[f32], out: &mut [ActBlock]) -> bool {
     }
     let mut finite = true;
     for (blocks, xs) in out.chunks_exact_mut(QK_K / QK).zip(x.chunks_exact(QK_K)) {
-        let mut amax = 0.0f32;
-        for &v in xs {
-            let a = math::abs(v);
-            finite &= a < f32::INFINITY;
-            amax = if a > amax { a } else { amax };
-        }
+        let amax = abs_max(xs, &mut finite);
         let (d, id) = if amax > 0.0 {
             let iscale = 127.0 / amax;
             (1.0 / iscale, iscale)
@@ -124,15 +131,7 @@ pub(crate) fn quantize_q8k(x: &[f32], out: &mut [ActBlock]) -> bool {
             (0.0, 0.0)
         };
         for (blk, xb) in blocks.iter_mut().zip(xs.chunks_exact(QK)) {
-            let mut sum = 0i32;
-            for (q, &v) in blk.qs.iter_mut().zip(xb) {
-                let c = math::rint(v * id).clamp(-127.0, 127.0) as i8;
-                *q = c;
-                sum += i32::from(c);
-            }
-            blk.d = d;
-            blk.sum = sum;
-            blk.ds = d * sum as f32;
+            fill_block(blk, xb, d, id);
         }
     }
     finite
