@@ -21,7 +21,6 @@
 use std::borrow::Cow;
 use std::format;
 use std::string::String;
-use std::vec;
 use std::vec::Vec;
 
 use lode_formats::gguf::{tokenizer_only, Gguf, TensorInfo};
@@ -72,8 +71,8 @@ fn stored<'d>(
             ))
         }
     };
-    let mut out = vec![0u8; data.len()];
-    if !neox_to_adjacent(data, &mut out, piece, head_dim) {
+    let mut out = data.to_vec();
+    if !neox_to_adjacent(&mut out, piece, head_dim) {
         return Err(format!(
             "{}: not whole heads of {head_dim} (cannot reorder for RoPE)",
             t.name

@@ -16,9 +16,9 @@
 //!
 //! [`Arch`]: super::arch::Arch
 
-use lode_formats::gguf::{dequantize_row, layer_tensor_name};
+use lode_formats::gguf::layer_tensor_name;
 
-use crate::arena::{DramArena, SlotKind};
+use crate::arena::DramArena;
 use crate::compute::Compute;
 
 use super::arena_use::Footprint;
@@ -26,8 +26,7 @@ use super::config::{LlamaConfig, MAX_LAYERS};
 use super::error::{EvalError, LoadError};
 use super::kv::ChunkViews;
 use super::tensor::{RawTensor, TensorRef, TensorSource};
-use super::view::f32s_mut;
-use super::weights::{fetch, stored_len, Role, ALIGN};
+use super::weights::{fetch, place, stored_len, Role};
 
 /// Gemma's extra norm weights of one layer, each f32.
 #[derive(Debug, Clone, Copy)]
@@ -97,7 +96,7 @@ pub(crate) fn load_norms<S: TensorSource, A: DramArena>(
         let r = if per_head {
             place_neox(arena, name, &t, role, cfg.head_dim)?
         } else {
-            super::weights::place(arena, name, &t, role)?
+            place(arena, name, &t, role)?
         };
         if let Some(c) = cur.get_mut(i % 4) {
             *c = Some(r);
@@ -131,29 +130,54 @@ const fn neox_source(i: usize, d: usize) -> usize {
     }
 }
 
-/// Copies `src`, rows of `row_bytes` in NEOX order head by head
-/// (`head_dim` rows a head), into `dst` in adjacent-pair order: the order
-/// lode's RoPE rotates. A Q or K matrix moves whole quantized rows; an f32
-/// per-head norm moves elements (`row_bytes` 4). The packer stores a Gemma
-/// image's Q and K this way, so a streamed read needs no reordering.
-/// `false` (nothing useful written) when the lengths are not whole heads
-/// or `head_dim` is odd.
-pub fn neox_to_adjacent(src: &[u8], dst: &mut [u8], row_bytes: usize, head_dim: usize) -> bool {
-    let head = row_bytes.saturating_mul(head_dim);
-    if head == 0 || !head_dim.is_multiple_of(2) || src.len() != dst.len() {
+/// Reorders `bytes`, pieces of `piece` bytes in NEOX order head by head
+/// (`head_dim` pieces a head), in place into adjacent-pair order: the
+/// order lode's RoPE rotates. A Q or K matrix moves whole quantized rows;
+/// an f32 per-head norm moves elements (`piece` 4). The packer stores a
+/// Gemma image's Q and K this way, so a streamed read needs no reordering;
+/// a GGUF load does it in DRAM. Each head's permutation is applied cycle by
+/// cycle with swaps, so no row is copied aside. `false` (nothing changed)
+/// when the bytes are not whole heads or `head_dim` is odd or over
+/// [`MAX_HEAD_DIM`].
+pub fn neox_to_adjacent(bytes: &mut [u8], piece: usize, head_dim: usize) -> bool {
+    let head = piece.saturating_mul(head_dim);
+    let whole = head > 0 && bytes.len().is_multiple_of(head);
+    if !whole || !head_dim.is_multiple_of(2) || head_dim > MAX_HEAD_DIM {
         return false;
     }
-    if !src.len().is_multiple_of(head) {
-        return false;
-    }
-    for (r, out) in dst.chunks_exact_mut(row_bytes).enumerate() {
-        let from = r - r % head_dim + neox_source(r % head_dim, head_dim);
-        match src.get(from * row_bytes..(from + 1) * row_bytes) {
-            Some(row) => out.copy_from_slice(row),
-            None => return false,
+    for h in bytes.chunks_exact_mut(head) {
+        let mut done = [0u64; MAX_HEAD_DIM / 64];
+        for start in 0..head_dim {
+            if done[start / 64] >> (start % 64) & 1 == 1 {
+                continue;
+            }
+            // Position `i` takes the piece at `neox_source(i)`: swapping
+            // along the cycle puts each in place, the last by the others.
+            let mut i = start;
+            loop {
+                done[i / 64] |= 1 << (i % 64);
+                let next = neox_source(i, head_dim);
+                if next == start {
+                    break;
+                }
+                swap_pieces(h, piece, i, next);
+                i = next;
+            }
         }
     }
     true
+}
+
+/// Swaps pieces `a` and `b` (distinct, in range) of `piece` bytes.
+fn swap_pieces(h: &mut [u8], piece: usize, a: usize, b: usize) {
+    let (lo, hi) = (a.min(b), a.max(b));
+    let (first, second) = h.split_at_mut(hi * piece);
+    if let (Some(x), Some(y)) = (
+        first.get_mut(lo * piece..(lo + 1) * piece),
+        second.get_mut(..piece),
+    ) {
+        x.swap_with_slice(y);
+    }
 }
 
 /// [`place`](super::weights::place) for a Q or K matrix (rows reordered
@@ -166,46 +190,18 @@ pub(crate) fn place_neox<A: DramArena>(
     role: Role,
     head_dim: usize,
 ) -> Result<TensorRef, LoadError> {
-    let slot = arena
-        .alloc(stored_len(t, role), ALIGN, SlotKind::Resident)
-        .map_err(LoadError::arena)?;
-    let bytes = arena.bytes_mut(slot).map_err(LoadError::arena)?;
     let odd = || LoadError::tensor(name, "heads are not whole or of odd size");
-    if head_dim == 0 || !head_dim.is_multiple_of(2) || head_dim > MAX_HEAD_DIM {
+    let piece = match role {
+        Role::Matrix { rows, .. } => t.data.len() / rows.max(1),
+        Role::Norm { len } if len == head_dim => 4,
+        Role::Norm { .. } => return Err(odd()),
+    };
+    let r = place(arena, name, t, role)?;
+    let bytes = arena.bytes_mut(r.slot).map_err(LoadError::arena)?;
+    if !neox_to_adjacent(bytes, piece, head_dim) {
         return Err(odd());
     }
-    let (dtype, rows, cols) = match role {
-        Role::Matrix { rows, cols } => {
-            if !rows.is_multiple_of(head_dim) {
-                return Err(odd());
-            }
-            let rb = t.data.len() / rows.max(1);
-            if !neox_to_adjacent(t.data, bytes, rb, head_dim) {
-                return Err(odd());
-            }
-            (t.dtype, rows, cols)
-        }
-        Role::Norm { len } => {
-            if len != head_dim {
-                return Err(odd());
-            }
-            let mut neox = [0f32; MAX_HEAD_DIM];
-            let neox = neox.get_mut(..len).ok_or_else(odd)?;
-            dequantize_row(t.dtype, t.data, neox)
-                .map_err(|_| LoadError::tensor(name, "cannot be decoded to f32"))?;
-            for (i, v) in f32s_mut(bytes)?.iter_mut().enumerate() {
-                *v = neox.get(neox_source(i, len)).copied().ok_or_else(odd)?;
-            }
-            (lode_formats::DType::F32, 1, len)
-        }
-    };
-    Ok(TensorRef {
-        slot,
-        offset: 0,
-        dtype,
-        rows,
-        cols,
-    })
+    Ok(r)
 }
 
 /// RMSNorm of every `w.len()`-wide piece of `x` (each head of each row,
@@ -249,14 +245,17 @@ mod tests {
     #[test]
     fn neox_rows_move_whole_head_by_head() {
         // Two heads of 4 rows, 2 bytes a row: row r holds [r, r].
-        let src: heapless::Vec<u8, 16> = (0..16u8).map(|i| i / 2).collect();
-        let mut dst = [0u8; 16];
-        assert!(neox_to_adjacent(&src, &mut dst, 2, 4));
-        let rows: heapless::Vec<u8, 8> = dst.chunks(2).map(|r| r[0]).collect();
-        assert_eq!(rows.as_slice(), &[0, 2, 1, 3, 4, 6, 5, 7]);
-        assert!(dst.chunks(2).all(|r| r[0] == r[1]));
-        assert!(!neox_to_adjacent(&src[..12], &mut dst[..12], 2, 4));
-        assert!(!neox_to_adjacent(&src, &mut dst, 2, 3));
+        let mut rows: heapless::Vec<u8, 16> = (0..16u8).map(|i| i / 2).collect();
+        assert!(neox_to_adjacent(&mut rows, 2, 4));
+        let firsts: heapless::Vec<u8, 8> = rows.chunks(2).map(|r| r[0]).collect();
+        assert_eq!(firsts.as_slice(), &[0, 2, 1, 3, 4, 6, 5, 7]);
+        assert!(rows.chunks(2).all(|r| r[0] == r[1]));
+        assert!(!neox_to_adjacent(&mut rows[..12], 2, 4));
+        assert!(!neox_to_adjacent(&mut rows, 2, 3));
+        // A wide head: every piece lands where `neox_source` says.
+        let mut wide: heapless::Vec<u8, 256> = (0..=255u8).collect();
+        assert!(neox_to_adjacent(&mut wide, 1, 256));
+        assert!((0..256).all(|i| usize::from(wide[i]) == neox_source(i, 256)));
     }
 
     #[test]
