@@ -205,7 +205,7 @@ fn a_gemma_image_refuses_a_sparse_plan_and_other_layouts() {
     assert!(e.to_string().contains("--layout split"), "{e}");
 }
 
-/// A Q4_0 copy of the tied head, its 32 largest logits refined from the
+/// A Q4_0 copy of the tied head, its largest logits refined from the
 /// Q8_0 table: the same greedy tokens as the GGUF, and the chosen token's
 /// logit as the tied head computes it, at a third of the model with about
 /// half the head's bytes streamed.
