@@ -34,7 +34,6 @@ use std::path::{Path, PathBuf};
 use lode_formats::image::Image;
 use lode_formats::input::{read_file, Limit, TRACE_LIMIT};
 use lode_formats::trace::Trace;
-use lode_formats::DType;
 use lode_kernel::formats::gguf::{Gguf, GEMMA3_ARCH};
 use lode_kernel::model::{LlamaConfig, LlamaConfigExt};
 use lode_pack::image::readback::layer_bundles;
@@ -47,164 +46,6 @@ use lode_pack::profile::TEXT_LIMIT;
 use lode_pack::prune::{kept_layers, pruned_fingerprint};
 
 use crate::progress::{Meters, Progress};
-
-/// The text the layout's perplexity is measured on when none is named: on
-/// every Debian system.
-const DEFAULT_CHECK_TEXT: &str = "/usr/share/common-licenses/GPL-3";
-
-/// Arguments of `lode pack`.
-#[derive(clap::Args, Debug)]
-pub struct PackArgs {
-    /// GGUF model to pack (llama, or Gemma 3).
-    #[arg(short, long)]
-    pub model: PathBuf,
-    /// Output image.
-    #[arg(short, long)]
-    pub output: PathBuf,
-    /// Activation trace of this model whose tokens decide the placement.
-    #[arg(long)]
-    pub trace: Option<PathBuf>,
-    /// Order of the bundles in each layer (freq and coact need --trace).
-    #[arg(long, value_enum, default_value = "identity")]
-    pub placement: PlacementKind,
-    /// Element type of the re-laid-out down column (bundled and split;
-    /// dense keeps the model's own).
-    #[arg(long, value_enum, default_value = "q8-0")]
-    pub down: DownType,
-    /// How each layer's FFN is stored: `split` keeps the gate and up rows
-    /// as tensors in placement order and the down columns as bundles
-    /// (needed by `lode run --sparsity`); `bundled` stores one
-    /// gate|up|down bundle per neuron; `dense` copies the three matrices
-    /// as they are (dense streaming's best: nothing re-quantized, fewest
-    /// bytes; identity placement only).
-    /// Default: bundled, and dense (the only one) for Gemma 3.
-    #[arg(long, value_enum)]
-    pub layout: Option<Layout>,
-    /// Block size the data is aligned to.
-    #[arg(long, default_value_t = 4096)]
-    pub block_size: u32,
-    /// Text the perplexity change of the bundle layout is measured on
-    /// (default: /usr/share/common-licenses/GPL-3 when present).
-    #[arg(long = "check-text")]
-    pub check_text: Option<PathBuf>,
-    /// Tokens of that text to measure on; 0 skips the measurement.
-    #[arg(long = "check-tokens", default_value_t = 4096)]
-    pub check_tokens: usize,
-    /// Device cost model to carry in the image: the JSON file `lode
-    /// calibrate --json` wrote for the flash the image will be read from.
-    /// Without it `lode run` plans reads with its device's own model
-    /// (`lode calibrate --store` can add one later).
-    #[arg(long = "cost-model")]
-    pub cost_model: Option<PathBuf>,
-    /// Layers to leave out (0-based, comma-separated), as `lode prune`
-    /// chose them: the image holds the others, renumbered from 0, and
-    /// records which layers of which model it kept (its lineage), so `lode
-    /// run` streams it like any model and `lode prune --base` can score it.
-    #[arg(long = "drop-layers", value_delimiter = ',')]
-    pub drop_layers: Vec<usize>,
-    /// Gemma 3: store a separate output head, the embedding re-quantized
-    /// to this type, so a small budget streams fewer bytes a token (q4-0:
-    /// 90 of the tied head's 170 MiB); its perplexity change and top-1
-    /// agreement are measured on --check-text. Default: the tied Q8_0 head.
-    #[arg(long, value_enum)]
-    pub head: Option<HeadType>,
-    /// No progress line.
-    #[arg(long)]
-    pub quiet: bool,
-}
-
-/// Types a separate output head can be re-quantized to.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HeadType {
-    /// 4-bit with scale: 18 B per 32 elements.
-    Q4_0,
-    /// 4-bit with scale and minimum: 20 B per 32 elements.
-    Q4_1,
-    /// 5-bit with scale and minimum: 24 B per 32 elements.
-    Q5_1,
-}
-
-impl HeadType {
-    /// The element type.
-    pub fn dtype(self) -> DType {
-        match self {
-            HeadType::Q4_0 => DType::Q4_0,
-            HeadType::Q4_1 => DType::Q4_1,
-            HeadType::Q5_1 => DType::Q5_1,
-        }
-    }
-}
-
-impl PackArgs {
-    /// The defaults of the command line for `model` and `output`, quiet and
-    /// without the perplexity measurement (what tests start from).
-    #[cfg(test)]
-    pub fn quiet_defaults(model: PathBuf, output: PathBuf) -> PackArgs {
-        PackArgs {
-            model,
-            output,
-            trace: None,
-            placement: PlacementKind::Identity,
-            down: DownType::Q8_0,
-            layout: None,
-            block_size: 4096,
-            check_text: None,
-            check_tokens: 0,
-            cost_model: None,
-            drop_layers: Vec::new(),
-            head: None,
-            quiet: true,
-        }
-    }
-}
-
-/// Types the down column can be re-quantized to (DESIGN.md's measured
-/// perplexity costs on SmolLM2: Q8_0 +0.9%, Q5_1 +3.8%, Q4_1 +7%).
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DownType {
-    /// 8-bit with scale: 34 B per 32 elements.
-    Q8_0,
-    /// 5-bit with scale and minimum: 24 B per 32 elements.
-    Q5_1,
-    /// 4-bit with scale and minimum: 20 B per 32 elements.
-    Q4_1,
-}
-
-impl DownType {
-    /// The element type.
-    pub fn dtype(self) -> DType {
-        match self {
-            DownType::Q8_0 => DType::Q8_0,
-            DownType::Q5_1 => DType::Q5_1,
-            DownType::Q4_1 => DType::Q4_1,
-        }
-    }
-}
-
-/// The FFN layouts `lode pack` writes (see [`FfnLayout`] for why each
-/// exists).
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Layout {
-    /// One gate|up|down bundle per neuron: dense streaming only.
-    Bundled,
-    /// Gate/up rows as tensors in placement order, down columns as
-    /// bundles: needed by `lode run --sparsity`.
-    Split,
-    /// The gate, up and down matrices copied as they are, no bundles:
-    /// dense streaming only, the source's exact model in the fewest bytes.
-    Dense,
-}
-
-impl Layout {
-    /// The library's layout.
-    pub fn ffn_layout(self) -> FfnLayout {
-        match self {
-            Layout::Bundled => FfnLayout::Bundled,
-            Layout::Split => FfnLayout::Split,
-            Layout::Dense => FfnLayout::Dense,
-        }
-    }
-}
 
 /// What the summary line says about the FFN: the bundles' sizes and parts,
 /// and for `split` the gate/up tensors beside them.
@@ -427,6 +268,10 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
+mod args;
 mod gemma;
 #[cfg(test)]
 mod tests;
+
+use args::DEFAULT_CHECK_TEXT;
+pub use args::{DownType, Layout, PackArgs};
