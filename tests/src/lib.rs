@@ -300,3 +300,35 @@ impl From<lode_kernel::model::EvalError> for LoadOrEval {
         LoadOrEval::Eval(e)
     }
 }
+
+/// `n` greedy tokens after `prompt`, one evaluation a token as `lode run`
+/// decodes, and the last evaluation's logits; the context is cleared after.
+pub fn greedy<W, A, C>(
+    model: &mut lode_kernel::model::Model<W>,
+    arena: &mut A,
+    cpu: &mut C,
+    prompt: &[u32],
+    n: usize,
+) -> Result<(Vec<u32>, Vec<f32>), lode_kernel::model::EvalError>
+where
+    W: lode_kernel::model::WeightSource,
+    A: lode_kernel::arena::DramArena,
+    C: lode_kernel::compute::Compute,
+{
+    let (mut out, mut feed, mut last) = (Vec::new(), prompt.to_vec(), Vec::new());
+    let mut ctx = model.new_context();
+    for _ in 0..n {
+        let mut next = 0u32;
+        let want = lode_kernel::model::WantLogits::Last;
+        model.eval(&mut ctx, arena, cpu, &feed, want, |_, l| {
+            next = (0..l.len())
+                .max_by(|&a, &b| l[a].total_cmp(&l[b]))
+                .unwrap_or(0) as u32;
+            last = l.to_vec();
+        })?;
+        out.push(next);
+        feed = vec![next];
+    }
+    ctx.clear(arena)?;
+    Ok((out, last))
+}

@@ -23,9 +23,7 @@ use lode_kernel::limits::REFINED_LOGITS;
 use lode_kernel::model::stream::{
     arch_of, config_of, StreamLayout, StreamOptions, StreamPlan, StreamSource,
 };
-use lode_kernel::model::{
-    Arch, EvalError, Limits, LlamaConfig, MemoryPlan, Model, WantLogits, WeightSource,
-};
+use lode_kernel::model::{Arch, EvalError, Limits, LlamaConfig, MemoryPlan, Model, WeightSource};
 use lode_pack::gemma::build_gemma_image;
 use lode_pack::head::requantize_head;
 use lode_tokenizer::{EncodeOptions, Tokenizer};
@@ -84,19 +82,7 @@ fn greedy<W: WeightSource>(
     arena: &mut LockedArena,
     cpu: &mut CpuCompute<'static>,
 ) -> Result<(Vec<u32>, Vec<f32>), EvalError> {
-    let (mut out, mut feed, mut last) = (Vec::new(), prompt(), Vec::new());
-    let mut ctx = model.new_context();
-    for _ in 0..TOKENS {
-        let mut next = 0u32;
-        model.eval(&mut ctx, arena, cpu, &feed, WantLogits::Last, |_, l| {
-            next = (0..l.len()).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap() as u32;
-            last = l.to_vec();
-        })?;
-        out.push(next);
-        feed = vec![next];
-    }
-    ctx.clear(arena)?;
-    Ok((out, last))
+    lode_tests::greedy(model, arena, cpu, &prompt(), TOKENS)
 }
 
 /// The GGUF run whole in memory: the reference.

@@ -21,7 +21,7 @@ use lode_kernel::model::stream::{
 };
 use lode_kernel::model::{
     BundleFfn, BundleTypes, ErrorKind, EvalError, Limits, LlamaConfig, LlamaConfigExt, LoadError,
-    MemoryPlan, Model, WantLogits, WeightSource,
+    MemoryPlan, Model, WeightSource,
 };
 use lode_pack::bundle::fill_layer;
 use lode_pack::image::FfnLayout;
@@ -50,21 +50,7 @@ fn greedy<W: WeightSource>(
     arena: &mut LockedArena,
     cpu: &mut CpuCompute<'static>,
 ) -> Result<(Vec<u32>, Vec<f32>), EvalError> {
-    let mut out = Vec::new();
-    let mut feed = PROMPT.to_vec();
-    let mut last = Vec::new();
-    let mut ctx = model.new_context();
-    for _ in 0..TOKENS {
-        let mut next = 0u32;
-        model.eval(&mut ctx, arena, cpu, &feed, WantLogits::Last, |_, l| {
-            next = (0..l.len()).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap() as u32;
-            last = l.to_vec();
-        })?;
-        out.push(next);
-        feed = vec![next];
-    }
-    ctx.clear(arena)?;
-    Ok((out, last))
+    lode_tests::greedy(model, arena, cpu, &PROMPT, TOKENS)
 }
 
 fn limits() -> Limits {
