@@ -323,6 +323,19 @@ fn reseal(bytes: &mut [u8]) {
     reseal_checksums(bytes).unwrap();
 }
 
+/// `bytes` changed by `patch`, every checksum resealed, opened and
+/// verified: what a reader says of an image whose only defect is the patch.
+fn reopened_with(mut bytes: Vec<u8>, patch: &dyn Fn(&mut Vec<u8>)) -> Result<(), ImageError> {
+    patch(&mut bytes);
+    reseal(&mut bytes);
+    open_and_verify(&bytes)
+}
+
+/// Sets the header's minor version (checksums not resealed).
+fn set_minor(bytes: &mut [u8], minor: u16) {
+    HeaderRecord::mut_from_prefix(bytes).unwrap().0.minor = U16::new(minor);
+}
+
 /// The byte range of section `kind`.
 fn section(bytes: &[u8], kind: SectionKind) -> core::ops::Range<usize> {
     let (header, _) = HeaderRecord::ref_from_prefix(bytes).unwrap();

@@ -126,18 +126,10 @@ fn arch_section_rules_are_checked() {
 
 #[test]
 fn arch_section_needs_minor_3_and_known_flags() {
-    let patched = |patch: &dyn Fn(&mut Vec<u8>)| {
-        let mut bytes = gemma_image(Some(GEMMA)).unwrap();
-        patch(&mut bytes);
-        reseal(&mut bytes);
-        open_and_verify(&bytes)
-    };
-    let set_minor = |minor: u16| {
-        patched(&|b: &mut Vec<u8>| {
-            HeaderRecord::mut_from_prefix(&mut b[..]).unwrap().0.minor = U16::new(minor);
-        })
-    };
-    let e = set_minor(2).unwrap_err();
+    let patched =
+        |patch: &dyn Fn(&mut Vec<u8>)| reopened_with(gemma_image(Some(GEMMA)).unwrap(), patch);
+    let minor = |m: u16| patched(&|b: &mut Vec<u8>| set_minor(b, m));
+    let e = minor(2).unwrap_err();
     assert_eq!(
         (e.location(), e.detail()),
         (
@@ -149,13 +141,7 @@ fn arch_section_needs_minor_3_and_known_flags() {
     let mut b = ImageBuilder::new(geometry(0, 256));
     b.add_tensor("t", DType::Q6_K, &[256], vec![0u8; 210])
         .unwrap();
-    let mut bytes = b.to_bytes().unwrap();
-    HeaderRecord::mut_from_prefix(&mut bytes[..])
-        .unwrap()
-        .0
-        .minor = U16::new(2);
-    reseal(&mut bytes);
-    let e = open_and_verify(&bytes).unwrap_err();
+    let e = reopened_with(b.to_bytes().unwrap(), &|b| set_minor(b, 2)).unwrap_err();
     assert_eq!(
         (e.location(), e.detail()),
         (
@@ -163,7 +149,7 @@ fn arch_section_needs_minor_3_and_known_flags() {
             "dtype code unknown in this image's version"
         )
     );
-    assert_eq!(set_minor(4), Ok(()));
+    assert_eq!(minor(4), Ok(()));
     let e = patched(&|b: &mut Vec<u8>| {
         let at = section(b, SectionKind::Arch).start + 12;
         b[at] = 2;

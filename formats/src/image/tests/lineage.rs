@@ -77,18 +77,9 @@ fn lineage_rules_are_checked() {
 
 #[test]
 fn lineage_needs_minor_2_and_zero_reserved_bytes() {
-    let patched = |patch: &dyn Fn(&mut Vec<u8>)| {
-        let mut bytes = pruned(&[1, 3], 5).unwrap();
-        patch(&mut bytes);
-        reseal(&mut bytes);
-        open_and_verify(&bytes)
-    };
-    let set_minor = |minor: u16| {
-        patched(&|b: &mut Vec<u8>| {
-            HeaderRecord::mut_from_prefix(&mut b[..]).unwrap().0.minor = U16::new(minor);
-        })
-    };
-    let e = set_minor(1).unwrap_err();
+    let patched = |patch: &dyn Fn(&mut Vec<u8>)| reopened_with(pruned(&[1, 3], 5).unwrap(), patch);
+    let minor = |m: u16| patched(&|b: &mut Vec<u8>| set_minor(b, m));
+    let e = minor(1).unwrap_err();
     assert_eq!(
         (e.kind(), e.location(), e.detail()),
         (
@@ -97,7 +88,7 @@ fn lineage_needs_minor_2_and_zero_reserved_bytes() {
             "lineage section in an image of minor version below 2"
         )
     );
-    assert_eq!(set_minor(3), Ok(()));
+    assert_eq!(minor(3), Ok(()));
     let e = patched(&|b: &mut Vec<u8>| {
         let at = section(b, SectionKind::Lineage).start + 12;
         b[at] = 1;
