@@ -130,7 +130,7 @@ fn score<S: TensorSource>(
     src: &S,
     (cfg, arch, refine): (&LlamaConfig, &Arch, usize),
     cpu: &mut CpuCompute<'static>,
-    ids: &[u32],
+    (ids, bos): (&[u32], Option<u32>),
 ) -> Result<(Nll, Vec<u32>), Box<dyn Error>> {
     let limits = lode_kernel::model::Limits::new(WINDOW.min(cfg.context), 64);
     let plan = MemoryPlan::dense_for(src, cfg, arch, &limits)?;
@@ -139,16 +139,31 @@ fn score<S: TensorSource>(
     model.refine_head(refine)?;
     let (mut nll, mut top) = (Nll::default(), Vec::new());
     let mut ctx = model.new_context();
-    for win in ids.chunks(WINDOW).filter(|w| w.len() >= 2) {
+    // A model that asks for BOS sees it at the start of every window (as
+    // `lode run` starts a prompt), and it is not scored.
+    let text_len = WINDOW - usize::from(bos.is_some());
+    let mut win = Vec::with_capacity(WINDOW);
+    for piece in ids.chunks(text_len).filter(|w| w.len() >= 2) {
+        win.clear();
+        win.extend(bos);
+        win.extend_from_slice(piece);
+        let first = usize::from(bos.is_some());
         ctx.clear(&mut arena)?;
-        let (arena, cpu) = (&mut arena, &mut *cpu);
-        model.eval(&mut ctx, arena, cpu, win, WantLogits::From(0), |pos, l| {
-            if let Some(&next) = win.get(pos + 1) {
-                nll.add(l, next);
-                let best = (0..l.len()).max_by(|&a, &b| l[a].total_cmp(&l[b]));
-                top.push(best.unwrap_or(0) as u32);
-            }
-        })?;
+        let (arena, cpu, win) = (&mut arena, &mut *cpu, &win);
+        model.eval(
+            &mut ctx,
+            arena,
+            cpu,
+            win,
+            WantLogits::From(first),
+            |pos, l| {
+                if let Some(&next) = win.get(pos + 1) {
+                    nll.add(l, next);
+                    let best = (0..l.len()).max_by(|&a, &b| l[a].total_cmp(&l[b]));
+                    top.push(best.unwrap_or(0) as u32);
+                }
+            },
+        )?;
     }
     ctx.clear(&mut arena)?;
     Ok((nll, top))
@@ -156,7 +171,9 @@ fn score<S: TensorSource>(
 
 /// Evaluates `file` (shape `cfg`, architecture `arch`) over the first
 /// `tokens` tokens of `text` with its tied head and with `head`, the
-/// embedding re-quantized to `dtype` ([`requantize_head`]).
+/// embedding re-quantized to `dtype` ([`requantize_head`]): windows of
+/// 256 positions from an empty cache, BOS first when the model asks for
+/// it, every next token of the text scored.
 pub fn measure_head(
     file: &Gguf<'_>,
     (cfg, arch): (&LlamaConfig, &Arch),
@@ -166,19 +183,21 @@ pub fn measure_head(
 ) -> Result<HeadQuality, Box<dyn Error>> {
     let tok = Tokenizer::from_gguf(file).map_err(|e| format!("tokenizer: {e}"))?;
     let ids = crate::profile::tokenize(&tok, text, tokens)?;
+    let bos = tok.specials().bos.filter(|_| tok.specials().add_bos);
+    let scored = (ids.as_slice(), bos);
     let widest = cfg.hidden.max(cfg.ffn).max(cfg.heads * cfg.head_dim);
     let mut cpu = CpuCompute::new(CpuConfig::new(widest).with_env())
         .map_err(|e| format!("CPU compute: {e}"))?;
     cpu.reserve_batch(widest, 64)
         .map_err(|e| format!("CPU compute: {e}"))?;
-    let (tied, tied_top) = score(file, (cfg, arch, 0), &mut cpu, &ids)?;
+    let (tied, tied_top) = score(file, (cfg, arch, 0), &mut cpu, scored)?;
     let untied = LlamaConfig {
         tied_embeddings: false,
         ..*cfg
     };
     let src = WithHead { file, head, dtype };
-    let (requantized, top) = score(&src, (&untied, arch, 0), &mut cpu, &ids)?;
-    let (refined, refined_top) = score(&src, (&untied, arch, REFINED_LOGITS), &mut cpu, &ids)?;
+    let (requantized, top) = score(&src, (&untied, arch, 0), &mut cpu, scored)?;
+    let (refined, refined_top) = score(&src, (&untied, arch, REFINED_LOGITS), &mut cpu, scored)?;
     let agree = |top: &[u32]| {
         let same = tied_top.iter().zip(top).filter(|(a, b)| a == b).count();
         same as f64 / tied_top.len().max(1) as f64
