@@ -6,8 +6,11 @@
 //! fewer layers (`lode pack --drop-layers`, dense layout); with `--base` it
 //! scores such an image against the model it was pruned from ([`base`]).
 
+mod args;
 mod base;
 mod report;
+
+pub use args::{PruneArgs, Sampling};
 
 use report::{Calibration, Outcome};
 
@@ -16,7 +19,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use lode_formats::input::{read_file, Limit};
-use lode_runtime::prune::ccds::{ccds_sample, check_ccds, CcdsOptions, DEFAULT_CANDIDATES};
+use lode_runtime::prune::ccds::{ccds_sample, check_ccds, CcdsOptions};
 use lode_runtime::prune::{
     baselines::block_influence, check_drop, compare_level, cut_windows, layers_of, sample_windows,
     search, LevelResult, MethodResult, Reference, SearchOptions,
@@ -25,109 +28,8 @@ use lode_runtime::{ModelFile, Quiet, Session, SessionOptions};
 
 use crate::cmd_pack::{DownType, Layout, PackArgs};
 
-/// How calibration windows are chosen.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sampling {
-    /// Evenly across k-means clusters of the model's own embeddings (EvoP).
-    Ccds,
-    /// At random.
-    Random,
-}
-
-impl Sampling {
-    fn name(self) -> &'static str {
-        match self {
-            Sampling::Ccds => "ccds",
-            Sampling::Random => "random",
-        }
-    }
-}
-
 /// Largest text read.
 const TEXT_LIMIT: Limit = Limit::new("texts", 64 << 20);
-
-/// Arguments of `lode prune`.
-#[derive(clap::Args, Debug)]
-pub struct PruneArgs {
-    /// Model (GGUF or lode image; held in DRAM while searching).
-    #[arg(short = 'm', long)]
-    pub model: PathBuf,
-    /// Texts the calibration windows are cut from (the search is tuned on
-    /// these).
-    #[arg(long, required_unless_present = "base", num_args = 1..)]
-    pub calib: Vec<PathBuf>,
-    /// Texts nothing is tuned on, for the held-out scores (use more than
-    /// one kind: legal text is unusually easy).
-    #[arg(long, required = true, num_args = 1..)]
-    pub held_out: Vec<PathBuf>,
-    /// Pruning levels, percent of the layers dropped (rounded to whole
-    /// layers).
-    #[arg(long, value_delimiter = ',', default_values_t = [20u32])]
-    pub levels: Vec<u32>,
-    /// Tokens a window.
-    #[arg(long, default_value_t = 128)]
-    pub window: usize,
-    /// Calibration windows, sampled from the calibration texts by
-    /// `--sampling`.
-    #[arg(long, default_value_t = 8)]
-    pub calib_windows: usize,
-    /// How the calibration windows are chosen: `ccds` embeds every window
-    /// of the texts with the model (mean hidden row after half the
-    /// layers), clusters them (k-means, seeded) and samples evenly across
-    /// the clusters, as EvoP does; `random` draws them at random.
-    #[arg(long, value_enum, default_value = "ccds")]
-    pub sampling: Sampling,
-    /// Clusters of `--sampling ccds` (at most `--calib-windows`).
-    #[arg(long, default_value_t = 8)]
-    pub clusters: usize,
-    /// Windows `--sampling ccds` embeds and clusters at most (a larger
-    /// corpus is sampled down to this many first, bounding the time).
-    #[arg(long, default_value_t = DEFAULT_CANDIDATES)]
-    pub candidates: usize,
-    /// Also search on a random calibration sample of the same size and
-    /// report its choice as `evop-random-calib` (with `--sampling ccds`;
-    /// doubles the search time).
-    #[arg(long)]
-    pub compare_sampling: bool,
-    /// Held-out windows (sampled at random from the held-out texts).
-    #[arg(long, default_value_t = 16)]
-    pub held_out_windows: usize,
-    /// Windows of the search's cheap first scoring.
-    #[arg(long, default_value_t = 1)]
-    pub cheap_windows: usize,
-    /// Generations of the search.
-    #[arg(long, default_value_t = 20)]
-    pub generations: usize,
-    /// Children a generation.
-    #[arg(long, default_value_t = 32)]
-    pub offspring: usize,
-    /// Children scored again on every calibration window.
-    #[arg(long, default_value_t = 3)]
-    pub survivors: usize,
-    /// Random masks scored as the random baseline (the median is shown).
-    #[arg(long, default_value_t = 4)]
-    pub random: usize,
-    /// Seed of every random choice.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Threads (default: every core).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Write EvoP's choice at each level as a lode image of the kept
-    /// layers into this directory (`<model>.evop-drop<N>.lode`, dense
-    /// layout, the same as `lode pack --layout dense --drop-layers ...`).
-    /// Needs a GGUF as `-m`.
-    #[arg(long = "output-dir")]
-    pub output_dir: Option<PathBuf>,
-    /// Score `-m`, a pruned image, against the model it was pruned from on
-    /// the held-out texts, instead of searching (the image's lineage must
-    /// name this model).
-    #[arg(long, conflicts_with_all = ["calib", "output_dir"])]
-    pub base: Option<PathBuf>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
-}
 
 /// Every window of `--window` tokens in the texts at `paths`.
 fn all_windows(
@@ -207,6 +109,14 @@ fn check_output_dir(a: &PruneArgs, file: &ModelFile) -> Result<(), Box<dyn Error
     if file.image().is_some() {
         return Err(format!(
             "--output-dir: -m {} is a lode image; pruned images are packed from the GGUF",
+            a.model.display()
+        )
+        .into());
+    }
+    if file.arch().is_gemma() {
+        return Err(format!(
+            "--output-dir: -m {} is Gemma 3, which `lode pack` does not prune (renumbering \
+             layers would move its global ones)",
             a.model.display()
         )
         .into());

@@ -230,4 +230,11 @@ fn wrong_bases_and_outputs_are_refused_before_any_work() {
     assert!(other.contains("was pruned from another model"), "{other}");
     assert!(no_dir.contains("not an existing directory"), "{no_dir}");
     assert!(from_image.contains("is a lode image"), "{from_image}");
+    // Gemma: refused before the search, not when the image is packed.
+    if let Some(g) = crate::testutil::gemma_model() {
+        let mut a = args(&g, &[]);
+        a.output_dir = Some(std::env::temp_dir());
+        let e = run(&a, &mut Vec::new()).unwrap_err().to_string();
+        assert!(e.contains("is Gemma 3"), "{e}");
+    }
 }

@@ -191,9 +191,8 @@ pub fn arch_of(img: &Image<'_>) -> Result<Arch, LoadError> {
     }
 }
 
-/// The model configuration an image's geometry describes.
-/// The shape is llama's for both architectures lode runs ([`arch_of`] says
-/// which).
+/// The model configuration an image's geometry describes: llama's shape,
+/// for both architectures lode runs ([`arch_of`] says which).
 pub fn config_of(img: &Image<'_>) -> Result<LlamaConfig, LoadError> {
     let g = img.geometry();
     arch_of(img)?;
