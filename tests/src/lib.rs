@@ -332,3 +332,17 @@ where
     ctx.clear(arena)?;
     Ok((out, last))
 }
+
+/// Two compute threads for `cfg`'s widest product, with scratch for
+/// batches of `max_batch` rows: what the streaming tests run on.
+pub fn cpu_for(
+    cfg: &lode_kernel::model::LlamaConfig,
+    max_batch: usize,
+) -> lode_hal::compute::CpuCompute<'static> {
+    use lode_hal::compute::{CpuCompute, CpuConfig};
+    let widest = cfg.hidden.max(cfg.ffn).max(cfg.heads * cfg.head_dim);
+    let mut cpu =
+        CpuCompute::new(CpuConfig::new(widest).with_threads(2).with_env()).expect("CPU compute");
+    cpu.reserve_batch(widest, max_batch).expect("batch scratch");
+    cpu
+}

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use lode_hal::compute::{CpuCompute, CpuConfig};
+use lode_hal::compute::CpuCompute;
 use lode_hal_linux::LockedArena;
 use lode_kernel::compute::DType;
 use lode_kernel::formats::gguf::Gguf;
@@ -48,10 +48,7 @@ struct Runner<F: FfnSource> {
 }
 
 fn cpu(cfg: &LlamaConfig, limits: &Limits) -> CpuCompute<'static> {
-    let widest = cfg.hidden.max(cfg.ffn);
-    let mut cpu = CpuCompute::new(CpuConfig::new(widest).with_threads(2).with_env()).unwrap();
-    cpu.reserve_batch(widest, limits.max_batch).unwrap();
-    cpu
+    lode_tests::cpu_for(cfg, limits.max_batch)
 }
 
 fn dense(file: &Gguf<'_>, limits: Limits) -> Runner<lode_kernel::model::DenseFfn> {

@@ -9,7 +9,7 @@
 use std::sync::OnceLock;
 
 use lode_formats::image::Image;
-use lode_hal::compute::{CpuCompute, CpuConfig};
+use lode_hal::compute::CpuCompute;
 use lode_hal::fake::{FakeFlash, FaultPlan, Profile};
 use lode_hal_linux::LockedArena;
 use lode_kernel::arena::DramArena;
@@ -38,10 +38,7 @@ fn image_bytes() -> Option<&'static [u8]> {
 }
 
 fn cpu(cfg: &LlamaConfig, limits: &Limits) -> CpuCompute<'static> {
-    let widest = cfg.hidden.max(cfg.ffn);
-    let mut cpu = CpuCompute::new(CpuConfig::new(widest).with_threads(2).with_env()).unwrap();
-    cpu.reserve_batch(widest, limits.max_batch).unwrap();
-    cpu
+    lode_tests::cpu_for(cfg, limits.max_batch)
 }
 
 /// Greedy tokens and the last step's logits.
