@@ -125,6 +125,13 @@ pub fn build_gemma_image<'d>(
         on_tensor();
     }
     if let Some((dtype, bytes)) = head {
+        if file.tensor("output.weight").is_some() {
+            return Err(
+                "the model has its own output head; --head re-quantizes a head tied \
+                        to the embedding"
+                    .into(),
+            );
+        }
         let e = file
             .tensor("token_embd.weight")
             .ok_or("the model has no token_embd.weight")?;
