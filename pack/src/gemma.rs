@@ -97,6 +97,12 @@ pub fn build_gemma_image<'d>(
     (block_size, head): (u32, Option<(DType, Vec<u8>)>),
     mut on_tensor: impl FnMut(),
 ) -> Result<(ImageBuilder<'d>, PackSummary), String> {
+    if head.is_some() && file.tensor("output.weight").is_some() {
+        return Err(
+            "the model has its own output head; --head re-quantizes a head tied to the embedding"
+                .into(),
+        );
+    }
     let tag = ArchTag::new(SLIDING_WINDOW_ARCH).ok_or("bad architecture tag")?;
     let geometry = ModelGeometry::new(tag, cfg, fingerprint).map_err(|e| format!("{e}"))?;
     let window = u32::try_from(arch.window).map_err(|_| "the sliding window is too wide")?;
@@ -125,13 +131,6 @@ pub fn build_gemma_image<'d>(
         on_tensor();
     }
     if let Some((dtype, bytes)) = head {
-        if file.tensor("output.weight").is_some() {
-            return Err(
-                "the model has its own output head; --head re-quantizes a head tied \
-                        to the embedding"
-                    .into(),
-            );
-        }
         let e = file
             .tensor("token_embd.weight")
             .ok_or("the model has no token_embd.weight")?;
