@@ -45,6 +45,11 @@ const WINDOW: usize = 256;
 /// `file`'s embedding table re-quantized to `dtype`, row by row: the bytes
 /// of an `output.weight` of the embedding's shape.
 pub fn requantize_head(file: &Gguf<'_>, dtype: DType) -> Result<Vec<u8>, String> {
+    if file.tensor(HEAD).is_some() {
+        return Err(format!(
+            "the model has its own {HEAD}; only a head tied to the embedding is re-quantized"
+        ));
+    }
     let t = file
         .tensor(EMBED)
         .ok_or(format!("the model has no {EMBED}"))?;
