@@ -22,7 +22,7 @@ use lode_formats::input::{read_file, Limit};
 use lode_runtime::prune::ccds::{ccds_sample, check_ccds, CcdsOptions};
 use lode_runtime::prune::{
     baselines::block_influence, check_drop, compare_level, cut_windows, layers_of, sample_windows,
-    search, LevelResult, MethodResult, Reference, SearchOptions,
+    search, Fitness, LevelResult, MethodResult, Reference, SearchOptions,
 };
 use lode_runtime::{ModelFile, Quiet, Session, SessionOptions};
 
@@ -221,8 +221,10 @@ fn prepare(a: &PruneArgs, file: ModelFile) -> Result<(Session, Refs, Calibration
     Ok((session, refs, calibration))
 }
 
-/// EvoP and the baselines at `drop` layers, and with `--compare-sampling`
-/// EvoP on the random calibration sample (`evop-random-calib`, second).
+/// EvoP and the baselines at `drop` layers; with `--compare-sampling`
+/// EvoP on the random calibration sample (`evop-random-calib`) and with
+/// `--compare-fitness` EvoP minimizing the other fitness, each right after
+/// EvoP's row.
 fn level(
     a: &PruneArgs,
     session: &mut Session,
@@ -231,6 +233,7 @@ fn level(
 ) -> Result<LevelResult, Box<dyn Error>> {
     let layers = influence.len();
     let s = SearchOptions {
+        fitness: a.fitness.fitness(),
         drop,
         seed: a.seed,
         generations: a.generations,
@@ -240,11 +243,15 @@ fn level(
         full_windows: a.calib_windows,
     };
     let quiet = a.json;
-    let mut on_gen = |g: &lode_runtime::prune::GenerationReport| {
+    let on_gen = |g: &lode_runtime::prune::GenerationReport, fitness: Fitness| {
         if !quiet {
             eprint!(
-                "\r[lode] drop {drop}: generation {}/{}, best KL {:.4} ({:.0} s)  ",
-                g.generation, a.generations, g.best_kl, g.seconds
+                "\r[lode] drop {drop}: generation {}/{}, best {} {:.4} ({:.0} s)  ",
+                g.generation,
+                a.generations,
+                fitness.name(),
+                g.best_fitness,
+                g.seconds
             );
         }
     };
@@ -255,19 +262,39 @@ fn level(
         influence,
         &s,
         a.random,
-        &mut on_gen,
+        &mut |g| on_gen(g, s.fitness),
     )?;
+    let mut extra = Vec::new();
     if let Some(random_ref) = &refs.random {
-        let found = search(session, random_ref, layers, &s, &mut on_gen)?;
-        let m = MethodResult {
-            method: "evop-random-calib",
-            dropped: found.mask,
-            calibration: refs.calib.score(session, found.mask, refs.calib.len())?,
-            held_out: refs.held.score(session, found.mask, refs.held.len())?,
-        };
-        r.methods.insert(1, m);
-        session.set_skipped_layers(0)?;
+        let found = search(session, random_ref, layers, &s, &mut |g| {
+            on_gen(g, s.fitness)
+        })?;
+        extra.push(("evop-random-calib", found.mask));
     }
+    if a.compare_fitness {
+        let o = SearchOptions {
+            fitness: a.fitness.other(),
+            ..s
+        };
+        let found = search(session, &refs.calib, layers, &o, &mut |g| {
+            on_gen(g, o.fitness)
+        })?;
+        let name = match o.fitness {
+            Fitness::Perplexity => "evop-perplexity",
+            _ => "evop-kl",
+        };
+        extra.push((name, found.mask));
+    }
+    for (i, (method, mask)) in extra.into_iter().enumerate() {
+        let m = MethodResult {
+            method,
+            dropped: mask,
+            calibration: refs.calib.score(session, mask, refs.calib.len())?,
+            held_out: refs.held.score(session, mask, refs.held.len())?,
+        };
+        r.methods.insert(1 + i, m);
+    }
+    session.set_skipped_layers(0)?;
     if !quiet {
         eprintln!();
     }

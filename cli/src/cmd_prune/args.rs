@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use lode_runtime::prune::ccds::DEFAULT_CANDIDATES;
+use lode_runtime::prune::Fitness;
 
 /// How calibration windows are chosen.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +20,33 @@ impl Sampling {
         match self {
             Sampling::Ccds => "ccds",
             Sampling::Random => "random",
+        }
+    }
+}
+
+/// What the search minimizes (`lode_runtime::prune::Fitness`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FitnessArg {
+    /// KL divergence from the unpruned model's next-token distribution
+    /// (EvoPress).
+    Kl,
+    /// Perplexity of the calibration text itself.
+    Perplexity,
+}
+
+impl FitnessArg {
+    pub(super) fn fitness(self) -> Fitness {
+        match self {
+            FitnessArg::Kl => Fitness::Kl,
+            FitnessArg::Perplexity => Fitness::Perplexity,
+        }
+    }
+
+    /// The other one (`--compare-fitness`).
+    pub(super) fn other(self) -> Fitness {
+        match self {
+            FitnessArg::Kl => Fitness::Perplexity,
+            FitnessArg::Perplexity => Fitness::Kl,
         }
     }
 }
@@ -67,6 +95,16 @@ pub struct PruneArgs {
     /// doubles the search time).
     #[arg(long)]
     pub compare_sampling: bool,
+    /// What the search minimizes over the calibration windows: `kl`, the
+    /// divergence from the unpruned model's next-token distribution (as
+    /// EvoPress does), or `perplexity` of the text itself.
+    #[arg(long, value_enum, default_value = "kl")]
+    pub fitness: FitnessArg,
+    /// Also search with the other fitness and report its choice as
+    /// `evop-perplexity` (or `evop-kl`), scored like every method (doubles
+    /// the search time).
+    #[arg(long)]
+    pub compare_fitness: bool,
     /// Held-out windows (sampled at random from the held-out texts).
     #[arg(long, default_value_t = 16)]
     pub held_out_windows: usize,

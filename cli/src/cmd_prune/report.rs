@@ -101,17 +101,18 @@ fn print_table(
     )?;
     writeln!(
         out,
-        "{:>5} {:<16} {:>9} {:>10} {:>7}  dropped layers",
-        "drop", "method", "calib KL", "held ppl", "top-1"
+        "{:>5} {:<17} {:>9} {:>10} {:>10} {:>7}  dropped layers",
+        "drop", "method", "calib KL", "calib ppl", "held ppl", "top-1"
     )?;
     for r in results {
         for m in &r.methods {
             writeln!(
                 out,
-                "{:>5} {:<16} {:>9.4} {:>10.3} {:>6.1}%  {:?}",
+                "{:>5} {:<17} {:>9.4} {:>10.3} {:>10.3} {:>6.1}%  {:?}",
                 r.drop,
                 m.method,
                 m.calibration.kl,
+                m.calibration.perplexity,
                 m.held_out.perplexity,
                 m.held_out.top1_agreement_pct,
                 layers_of(m.dropped)
@@ -119,8 +120,10 @@ fn print_table(
         }
         writeln!(
             out,
-            "      search: {} masks scored in {:.0} s",
-            r.search.evaluations, r.search.seconds
+            "      search ({}): {} masks scored in {:.0} s",
+            r.search.fitness.name(),
+            r.search.evaluations,
+            r.search.seconds
         )?;
     }
     Ok(())

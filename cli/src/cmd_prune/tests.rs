@@ -63,6 +63,7 @@ fn a_small_search_reports_every_method_at_the_level() {
             "--candidates",
             "24",
             "--compare-sampling",
+            "--compare-fitness",
             "--held-out-windows",
             "2",
             "--generations",
@@ -108,6 +109,7 @@ fn a_small_search_reports_every_method_at_the_level() {
         [
             "evop",
             "evop-random-calib",
+            "evop-perplexity",
             "block-influence",
             "last-layers",
             "random"
@@ -132,18 +134,73 @@ fn a_small_search_reports_every_method_at_the_level() {
         assert_eq!(m["dropped"].as_array().unwrap().len(), 3, "{m}");
         assert!(m["held_out"]["perplexity"].as_f64().unwrap() > 1.0);
     }
-    assert_eq!(methods[3]["dropped"], serde_json::json!([27, 28, 29]));
+    assert_eq!(methods[4]["dropped"], serde_json::json!([27, 28, 29]));
     let kls: Vec<f64> = level["search"]["generations"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|g| g["best_kl"].as_f64().unwrap())
+        .map(|g| g["best_fitness"].as_f64().unwrap())
         .collect();
     assert_eq!(kls.len(), 3);
     assert!(kls.windows(2).all(|w| w[1] <= w[0]), "{kls:?}");
     let evop = methods[0]["calibration"]["kl"].as_f64().unwrap();
     assert!((evop - kls[2]).abs() < 1e-9, "{evop} vs {kls:?}");
     assert_eq!(v["block_influence"].as_array().unwrap().len(), 30);
+}
+
+/// With `--fitness perplexity` the search minimizes the calibration
+/// text's perplexity: its best never rises and is EvoP's calibration
+/// perplexity, not its KL.
+#[test]
+fn a_perplexity_fitness_search_minimizes_perplexity() {
+    let Some(m) = real_model() else { return };
+    let a = args(
+        &m,
+        &[
+            "--levels",
+            "10",
+            "--window",
+            "16",
+            "--calib-windows",
+            "2",
+            "--sampling",
+            "random",
+            "--fitness",
+            "perplexity",
+            "--held-out-windows",
+            "1",
+            "--generations",
+            "2",
+            "--offspring",
+            "3",
+            "--survivors",
+            "1",
+            "--random",
+            "1",
+            "--threads",
+            "2",
+            "--json",
+        ],
+    );
+    let out = crate::testutil::with_main_stack(move || {
+        let mut out = Vec::new();
+        run(&a, &mut out).unwrap();
+        out
+    });
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let level = &v["levels"][0];
+    assert_eq!(level["search"]["fitness"], "perplexity");
+    let best: Vec<f64> = level["search"]["generations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["best_fitness"].as_f64().unwrap())
+        .collect();
+    assert!(best.windows(2).all(|w| w[1] <= w[0]), "{best:?}");
+    let calib = &level["methods"][0]["calibration"];
+    let ppl = calib["perplexity"].as_f64().unwrap();
+    assert!((ppl - best[2]).abs() < 1e-9, "{ppl} vs {best:?}");
+    assert!((calib["kl"].as_f64().unwrap() - ppl).abs() > 1e-3);
 }
 
 fn tmp(name: &str) -> PathBuf {

@@ -19,7 +19,7 @@ use crate::error::{GenerateError, LoadError};
 
 pub use compare::{compare_level, cut_windows, sample_windows, LevelResult, MethodResult};
 pub use reference::{Reference, Score, TOP_K};
-pub use search::{search, GenerationReport, SearchOptions, SearchResult};
+pub use search::{search, Fitness, GenerationReport, SearchOptions, SearchResult};
 
 /// Why pruning failed.
 #[derive(Debug)]

@@ -9,7 +9,8 @@
 //! layers); children scored cheaply on a few windows; the best `survivors`
 //! scored again on more windows; the best of those replaces the parent only
 //! when it beats the parent on the same windows. Fitness is the KL
-//! divergence from the unpruned model's next-token distribution. Every
+//! divergence from the unpruned model's next-token distribution (EvoPress's
+//! choice) or the perplexity of the text itself ([`Fitness`]). Every
 //! random choice comes from one seeded generator, so a search replays
 //! exactly.
 
@@ -22,9 +23,41 @@ use super::reference::{Reference, Score};
 use super::PruneError;
 use crate::session::Session;
 
+/// What the search minimizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fitness {
+    /// Mean KL divergence from the unpruned model's next-token
+    /// distribution (EvoPress): matches the model, not only the text.
+    Kl,
+    /// Perplexity of the text's own next tokens: matches the text, which
+    /// the unpruned model does not predict perfectly either.
+    Perplexity,
+}
+
+impl Fitness {
+    /// The value of `s` this fitness minimizes.
+    pub fn of(self, s: &Score) -> f64 {
+        match self {
+            Fitness::Kl => s.kl,
+            Fitness::Perplexity => s.perplexity,
+        }
+    }
+
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fitness::Kl => "KL",
+            Fitness::Perplexity => "perplexity",
+        }
+    }
+}
+
 /// How the search runs.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct SearchOptions {
+    /// What it minimizes.
+    pub fitness: Fitness,
     /// Layers to drop.
     pub drop: usize,
     /// Seed of every random choice.
@@ -46,8 +79,8 @@ pub struct SearchOptions {
 pub struct GenerationReport {
     /// Generation (0: the random start).
     pub generation: usize,
-    /// The parent's KL on the full windows after this generation.
-    pub best_kl: f64,
+    /// The parent's fitness on the full windows after this generation.
+    pub best_fitness: f64,
     /// The parent's mask after this generation.
     #[serde(serialize_with = "super::mask_as_layers")]
     pub best_mask: u128,
@@ -60,6 +93,8 @@ pub struct GenerationReport {
 /// The search's result.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SearchResult {
+    /// What it minimized.
+    pub fitness: Fitness,
     /// The best mask found.
     #[serde(serialize_with = "super::mask_as_layers")]
     pub mask: u128,
@@ -121,22 +156,23 @@ fn nth_bit(mut m: u128, n: u32) -> u32 {
 /// Scores remembered per mask and number of windows.
 struct Scorer<'a> {
     reference: &'a Reference,
+    fitness: Fitness,
     seen: HashMap<(u128, usize), f64>,
     evaluations: usize,
 }
 
 impl Scorer<'_> {
-    fn kl(&mut self, session: &mut Session, mask: u128, n: usize) -> Result<f64, PruneError> {
+    fn fitness(&mut self, session: &mut Session, mask: u128, n: usize) -> Result<f64, PruneError> {
         if let Some(&k) = self.seen.get(&(mask, n)) {
             return Ok(k);
         }
-        let k = self.reference.score(session, mask, n)?.kl;
+        let k = self.fitness.of(&self.reference.score(session, mask, n)?);
         self.evaluations += 1;
         self.seen.insert((mask, n), k);
         Ok(k)
     }
 
-    /// The `keep` masks of `masks` with the lowest KL over `n` windows,
+    /// The `keep` masks of `masks` with the lowest fitness over `n` windows,
     /// best first.
     fn best(
         &mut self,
@@ -147,7 +183,7 @@ impl Scorer<'_> {
     ) -> Result<Vec<(f64, u128)>, PruneError> {
         let mut scored = Vec::with_capacity(masks.len());
         for &m in masks {
-            scored.push((self.kl(session, m, n)?, m));
+            scored.push((self.fitness(session, m, n)?, m));
         }
         scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         scored.truncate(keep);
@@ -176,6 +212,7 @@ pub fn search(
     let mut rng = SplitMix64::new(opts.seed);
     let mut sc = Scorer {
         reference,
+        fitness: opts.fitness,
         seen: HashMap::new(),
         evaluations: 0,
     };
@@ -186,15 +223,15 @@ pub fn search(
         .collect();
     let firsts = sc.best(session, &start, cheap, opts.survivors)?;
     let firsts: Vec<u128> = firsts.iter().map(|x| x.1).collect();
-    let (mut parent_kl, mut parent) = sc.best(session, &firsts, full, 1)?[0];
-    let report = |g, kl, mask, improved, t0: &Instant| GenerationReport {
+    let (mut parent_fit, mut parent) = sc.best(session, &firsts, full, 1)?[0];
+    let report = |g, fit, mask, improved, t0: &Instant| GenerationReport {
         generation: g,
-        best_kl: kl,
+        best_fitness: fit,
         best_mask: mask,
         improved,
         seconds: t0.elapsed().as_secs_f64(),
     };
-    reports.push(report(0, parent_kl, parent, true, &t0));
+    reports.push(report(0, parent_fit, parent, true, &t0));
     on_generation(&reports[0]);
     for g in 1..=opts.generations {
         let mut children = Vec::with_capacity(opts.offspring);
@@ -212,18 +249,19 @@ pub fn search(
             .map(|x| x.1)
             .collect();
         let improved = match sc.best(session, &survivors, full, 1)?.first() {
-            Some(&(kl, m)) if kl < parent_kl => {
-                (parent_kl, parent) = (kl, m);
+            Some(&(fit, m)) if fit < parent_fit => {
+                (parent_fit, parent) = (fit, m);
                 true
             }
             _ => false,
         };
-        let r = report(g, parent_kl, parent, improved, &t0);
+        let r = report(g, parent_fit, parent, improved, &t0);
         on_generation(&r);
         reports.push(r);
     }
     let score = reference.score(session, parent, full)?;
     Ok(SearchResult {
+        fitness: opts.fitness,
         mask: parent,
         score,
         generations: reports,
