@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use lode_kernel::arena::DramArena;
-use lode_kernel::model::KvCache;
 use lode_runtime::kv_life::KvPolicy;
 use lode_runtime::swap_store::{model_fingerprint, SwapSpec, SwapStore};
 use lode_runtime::{
@@ -78,8 +77,7 @@ fn policy(bits: f32) -> Result<KvPolicy, Fail> {
 fn with_swap(service: Service, spec: &str, size: u64) -> Result<Service, Fail> {
     let spec = SwapSpec::parse(spec).map_err(|m| fail(LODE_RT_ERR_INVALID, m))?;
     let size = if size == 0 { 1 << 30 } else { size };
-    let (fp, chunk) =
-        service.with_session(|s| (model_fingerprint(s), KvCache::chunk_bytes(s.config())));
+    let (fp, chunk) = service.with_session(|s| (model_fingerprint(s), s.kv_layout().max_payload()));
     let device = |e: lode_runtime::swap_store::SwapError| fail(LODE_RT_ERR_DEVICE, e.to_string());
     let store = SwapStore::open(&spec, size, fp.map_err(device)?, chunk).map_err(device)?;
     service.with_swap(store).map_err(device)

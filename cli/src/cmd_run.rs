@@ -128,7 +128,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         )
         .into());
     }
-    let stats = RunStats::new(&session, &g, &ids, ctx.chunks());
+    let stats = RunStats::new(&session, &g, &ids, ctx.kv_bytes());
     if args.json {
         serde_json::to_writer(&mut *out, &stats)?;
         writeln!(out)?;

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lode_kernel::arena::DramArena;
-use lode_kernel::model::{KvCache, MAX_CONTEXTS};
+use lode_kernel::model::MAX_CONTEXTS;
 use lode_runtime::kv_life::KvPolicy;
 use lode_runtime::swap_store::{model_fingerprint, SwapSpec, SwapStore};
 use lode_runtime::{Budget, ModelFile, Service, ServiceOptions, Session};
@@ -199,8 +199,10 @@ fn memory_line(session: &Session, args: &ServeArgs) -> String {
         None => "held whole in DRAM",
     };
     let positions = session.limits().max_context;
-    let kv =
-        KvCache::chunk_bytes(session.config()) * KvCache::chunks_for(positions) * args.kv_contexts;
+    let kv = session
+        .kv_layout()
+        .plan_bytes(positions, session.limits().max_batch, args.kv_contexts)
+        .exact;
     format!(
         "lode serve: model {how}; arena {:.1} MiB ({:.1} MiB locked): {:.1} MiB used by the \
          model now, up to {:.1} MiB for the KV caches of {} conversations of {positions} \
@@ -285,8 +287,7 @@ fn open_swap(
             _ => None,
         })
         .ok_or_else(|| bad(format!("--swap-size {size}: bytes with a K/M/G suffix")))?;
-    let (fp, chunk) =
-        service.with_session(|s| (model_fingerprint(s), KvCache::chunk_bytes(s.config())));
+    let (fp, chunk) = service.with_session(|s| (model_fingerprint(s), s.kv_layout().max_payload()));
     let store = SwapStore::open(&spec, size, fp?, chunk)?;
     let i = store.info();
     let line = format!(

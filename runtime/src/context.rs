@@ -71,4 +71,10 @@ impl Context {
     pub fn chunks(&self) -> usize {
         self.inner.chunks().len()
     }
+
+    /// Arena bytes its KV cache holds (with a sliding-window model, the
+    /// window parts held for local layers included).
+    pub fn kv_bytes(&self) -> usize {
+        self.inner.kv().bytes()
+    }
 }

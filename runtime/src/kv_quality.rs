@@ -272,14 +272,17 @@ fn compress_prefix(
     let (arena, compute) = session.arena_and_compute();
     let mut enc = Vec::new();
     for (i, &level) in levels.iter().enumerate() {
-        let slot = kv.chunks()[i];
-        let bytes = arena.bytes_mut(slot).map_err(EvalError::arena)?;
         for l in 0..layers {
             for values in [false, true] {
-                let r = kv
-                    .block_bytes(l, values)
+                let Some((slot, r)) = kv.block(i, l, values) else {
+                    // An expired window part: no query sees it again.
+                    continue;
+                };
+                let bytes = arena.bytes_mut(slot).map_err(EvalError::arena)?;
+                let bytes = bytes
+                    .get_mut(r)
                     .ok_or(EvalError::Internal("KV block outside the chunk"))?;
-                let block: &mut [f32] = bytemuck::cast_slice_mut(&mut bytes[r]);
+                let block: &mut [f32] = bytemuck::cast_slice_mut(bytes);
                 let groups = groups_of(layout, values, kv_dim);
                 let len = groups
                     .packed_len(block.len(), level)

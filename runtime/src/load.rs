@@ -18,7 +18,7 @@ use lode_kernel::model::stream::{
     StreamOptions, StreamPlan, StreamSource,
 };
 use lode_kernel::model::{
-    Arch, KvCache, Limits, LlamaConfig, LoadError as ModelLoadError, MemoryPlan, Model, RawTensor,
+    Arch, KvLayout, Limits, LlamaConfig, LoadError as ModelLoadError, MemoryPlan, Model, RawTensor,
     TensorSource,
 };
 use lode_kernel::plan::Extent;
@@ -264,9 +264,9 @@ fn plan_streamed(
             StreamFail::Load(LoadError::BudgetTooSmall {
                 need: need.saturating_add(outside.total()),
                 have: budget,
-                kv: KvCache::chunks_for(limits.max_context)
-                    .saturating_mul(limits.contexts)
-                    .saturating_mul(KvCache::chunk_bytes(cfg)),
+                kv: KvLayout::new(cfg, &layout.arch)
+                    .plan_bytes(limits.max_context, limits.max_batch, limits.contexts)
+                    .exact,
                 positions: limits.max_context,
                 contexts: limits.contexts,
             })

@@ -17,7 +17,7 @@ use lode_hal_linux::LockedArena;
 use lode_kernel::arena::LockReport;
 use lode_kernel::flash::FaultCounts;
 use lode_kernel::model::stream::{IoStats, SparseStats};
-use lode_kernel::model::{EvalError, Limits, LlamaConfig, Model, WantLogits};
+use lode_kernel::model::{EvalError, KvLayout, Limits, LlamaConfig, Model, WantLogits};
 use lode_tokenizer::{ChatTemplate, Tokenizer};
 
 use crate::context::Context;
@@ -171,6 +171,16 @@ impl Session {
             Engine::Streamed(m) => m.new_context(),
         };
         Context::new(self.id, inner)
+    }
+
+    /// How the model's KV chunks are split (its `max_payload()` is what a
+    /// swap area must read back).
+    pub fn kv_layout(&self) -> KvLayout {
+        let arch = match &self.engine {
+            Engine::Dense(m) => *m.arch(),
+            Engine::Streamed(m) => *m.arch(),
+        };
+        KvLayout::new(&self.cfg, &arch)
     }
 
     /// Frees `ctx`'s KV chunks.

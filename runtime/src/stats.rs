@@ -3,7 +3,6 @@
 //! front end reports the same numbers.
 
 use lode_kernel::arena::{DramArena, SlotKind};
-use lode_kernel::model::KvCache;
 use serde::Serialize;
 
 use crate::generate::{Generation, Stop};
@@ -138,8 +137,10 @@ fn ratio(a: u64, b: u64, empty: f64) -> f64 {
 
 impl RunStats {
     /// The stats of `g`, a generation in `session` after `prompt_ids`;
-    /// `kv_chunks` is the context's chunk count at its largest.
-    pub fn new(session: &Session, g: &Generation, prompt_ids: &[u32], kv_chunks: usize) -> Self {
+    /// `kv_bytes` is the context's KV cache at its largest
+    /// ([`Context::kv_bytes`](crate::Context::kv_bytes) after the run: a
+    /// context only grows in one).
+    pub fn new(session: &Session, g: &Generation, prompt_ids: &[u32], kv_bytes: usize) -> Self {
         let per_s = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
         let arena = session.arena();
         let cpu = session.compute();
@@ -159,7 +160,7 @@ impl RunStats {
             arena_bytes: arena.capacity(),
             peak_arena_bytes: arena.peak(),
             weight_bytes: arena.used_by(SlotKind::Resident),
-            kv_bytes: kv_chunks * KvCache::chunk_bytes(session.config()),
+            kv_bytes,
             locked_bytes: session.locked_bytes(),
             threads: cpu.threads(),
             isa: format!("{:?}", cpu.isa()),

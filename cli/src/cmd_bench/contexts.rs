@@ -176,7 +176,7 @@ fn run_system(
     opts.contexts = a.kv_contexts;
     opts.threads = a.threads;
     let session = Session::load(file, &opts, 64, &mut Quiet)?;
-    let chunk = KvCache::chunk_bytes(session.config());
+    let chunk = session.kv_layout().max_payload();
     let fp = model_fingerprint(&session)?;
     let svc_opts = ServiceOptions {
         kv: policy,

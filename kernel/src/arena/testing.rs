@@ -3,9 +3,9 @@ use super::*;
 use std::vec;
 use std::vec::Vec;
 
-/// A heap-backed arena with room for 64 slots.
+/// A heap-backed arena with room for 256 slots.
 pub(crate) struct VecArena {
-    table: SlotTable<64>,
+    table: SlotTable<256>,
     mem: Vec<u8>,
 }
 

@@ -11,9 +11,9 @@ use super::buffers::Buffers;
 use super::config::{Limits, LlamaConfig, LlamaConfigExt};
 use super::error::LoadError;
 use super::ffn::DenseFfn;
-use super::kv::KvCache;
+use super::kv::KvLayout;
 use super::tensor::TensorSource;
-use super::weights::{aligned, Weights, ALIGN};
+use super::weights::{Weights, ALIGN};
 
 /// Arena bytes (and slots) of one run, by purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,20 +64,23 @@ impl MemoryPlan {
         }
         let (ffn, ffn_scratch) = DenseFfn::arena_bytes(src, cfg, limits)?;
         let buffers = Buffers::arena_bytes(cfg, limits);
-        let chunks = KvCache::chunks_for(limits.max_context).saturating_mul(limits.contexts);
-        let kv = chunks.saturating_mul(aligned(KvCache::chunk_bytes(cfg)));
+        let kv = KvLayout::new(cfg, arch).plan_bytes(
+            limits.max_context,
+            limits.max_batch,
+            limits.contexts,
+        );
         let mut plan = MemoryPlan {
             arena_use: ArenaUse {
                 resident: weights.exact.saturating_add(ffn.exact),
                 scratch: buffers.exact.saturating_add(ffn_scratch.exact),
-                kv: chunks.saturating_mul(KvCache::chunk_bytes(cfg)),
+                kv: kv.exact,
                 ..ArenaUse::default()
             },
             weights: weights.aligned,
             ffn: ffn.aligned.saturating_add(ffn_scratch.aligned),
-            kv,
+            kv: kv.aligned,
             scratch: buffers.aligned,
-            slots: weights.slots + ffn.slots + ffn_scratch.slots + buffers.slots + chunks,
+            slots: weights.slots + ffn.slots + ffn_scratch.slots + buffers.slots + kv.slots,
         };
         plan.arena_use.capacity = plan.total();
         Ok(plan)

@@ -127,7 +127,7 @@ impl<W: WeightSource> Model<W> {
         if let Some(&token) = tokens.iter().find(|&&t| t as usize >= vocab) {
             return Err(EvalError::TokenOutOfRange { token, vocab });
         }
-        if !ctx.fits(&self.cfg, &self.limits) || !ctx.adopt_mask(self.skipped) {
+        if !ctx.fits(&self.cfg, &self.arch, &self.limits) || !ctx.adopt_mask(self.skipped) {
             return Err(EvalError::ForeignContext);
         }
         let kv = ctx.kv_mut();

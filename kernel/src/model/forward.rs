@@ -38,7 +38,7 @@ use super::buffers::Buffers;
 use super::config::LlamaConfig;
 use super::error::EvalError;
 use super::ffn::FfnIo;
-use super::gemma::{head_norm, keep_from, GemmaNorms};
+use super::gemma::{head_norm, GemmaNorms};
 use super::kv::{ChunkViews, KvCache};
 use super::tensor::TensorRef;
 use super::view::{f32s_mut, split};
@@ -157,10 +157,9 @@ impl<W: WeightSource> Model<W> {
                 let mut views = ChunkViews::new();
                 for i in 0..n {
                     let end = pos0 + i + 1;
-                    kv.views(&sh, l, end, &mut views)?;
                     // A sliding-window layer sees the last `w` positions.
                     let start = window.map_or(0, |w| end.saturating_sub(w));
-                    keep_from(&mut views, start, kvd);
+                    kv.views(&sh, l, (start, end), &mut views)?;
                     let qr = rows(q, qd, i..i + 1)?;
                     let ar = rows_mut(att, qd, i..i + 1)?;
                     let seen = received.get_mut(start..end).ok_or_else(short)?;

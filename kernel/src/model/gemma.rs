@@ -10,9 +10,9 @@
 //!   leaves every dot product `q · k` unchanged and makes the rotation the
 //!   adjacent-pair one, with the same angles, so no second RoPE is needed;
 //! - the sliding window: a local layer's query sees only the last `window`
-//!   positions. The KV cache still keeps every position of every layer
-//!   (simple, and what the global layers need anyway); keeping only the
-//!   window for local layers is a later saving.
+//!   positions, and the KV cache keeps only those for local layers (their
+//!   keys and values live in a chunk's window part, given up once no query
+//!   can see it: [`kv::layout`](super::kv::layout)).
 //!
 //! [`Arch`]: super::arch::Arch
 
@@ -24,7 +24,6 @@ use crate::compute::Compute;
 use super::arena_use::Footprint;
 use super::config::{LlamaConfig, MAX_LAYERS};
 use super::error::{EvalError, LoadError};
-use super::kv::ChunkViews;
 use super::tensor::{RawTensor, TensorRef, TensorSource};
 use super::weights::{fetch, place, stored_len, Role};
 
@@ -218,29 +217,9 @@ pub(crate) fn head_norm<C: Compute>(
     Ok(())
 }
 
-/// Drops from `views` (chunks of consecutive positions from 0) every
-/// position before `start`: what a sliding-window layer's query does not
-/// see. `kv_dim` is the values per position.
-pub(crate) fn keep_from(views: &mut ChunkViews<'_>, start: usize, kv_dim: usize) {
-    let mut first = 0;
-    views.retain_mut(|c| {
-        let end = first + c.tokens;
-        let skip = start.saturating_sub(first).min(c.tokens);
-        first = end;
-        if skip == c.tokens {
-            return false;
-        }
-        c.tokens -= skip;
-        c.keys = c.keys.get(skip * kv_dim..).unwrap_or(&[]);
-        c.values = c.values.get(skip * kv_dim..).unwrap_or(&[]);
-        true
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compute::KvChunk;
 
     #[test]
     fn neox_rows_move_whole_head_by_head() {
@@ -263,26 +242,5 @@ mod tests {
         let d = 8;
         let order: heapless::Vec<usize, 8> = (0..d).map(|i| neox_source(i, d)).collect();
         assert_eq!(order.as_slice(), &[0, 4, 1, 5, 2, 6, 3, 7]);
-    }
-
-    #[test]
-    fn window_drops_leading_positions() {
-        let k: [f32; 64] = core::array::from_fn(|i| i as f32);
-        let mut v = ChunkViews::new();
-        for c in 0..3 {
-            let s = &k[c * 16..c * 16 + 16];
-            let _ = v.push(KvChunk {
-                tokens: 16,
-                keys: s,
-                values: s,
-            });
-        }
-        keep_from(&mut v, 20, 1);
-        assert_eq!(v.len(), 2);
-        assert_eq!(v[0].tokens, 12);
-        assert_eq!(v[0].keys[0], 20.0);
-        assert_eq!(v[1].keys[0], 32.0);
-        keep_from(&mut v, 0, 1);
-        assert_eq!(v.len(), 2);
     }
 }

@@ -82,7 +82,7 @@ pub use error::{ErrorKind, EvalError, LoadError};
 pub use eval::WantLogits;
 pub use ffn::{DenseFfn, DenseLayer, FfnIo, FfnSource};
 pub use gemma::{neox_to_adjacent, GemmaNorms};
-pub use kv::{ChunkViews, KvCache};
+pub use kv::{ChunkViews, KvBytes, KvCache, KvLayout};
 pub use tensor::{RawTensor, TensorRef, TensorSource};
 pub use view::{split, Shared};
 pub use weight_source::{Resident, WeightSource};
@@ -286,7 +286,7 @@ impl<W: WeightSource> Model<W> {
     /// `max_context` positions. Its KV chunks come from the arena as it
     /// grows; the memory plans reserve room for `limits.contexts` of them.
     pub fn new_context(&self) -> Context {
-        Context::new(&self.cfg, &self.limits)
+        Context::new(&self.cfg, &self.arch, &self.limits)
     }
 
     /// The weights.

@@ -25,6 +25,7 @@ pub(crate) mod naive;
 mod reference;
 mod refusals;
 mod skip;
+mod window;
 
 use fixture::*;
 use naive::Naive;

@@ -94,6 +94,7 @@ mod tests {
                         level,
                         held: Held::Dram(slot()),
                         tokens: 16,
+                        payload: 8,
                     })
                     .collect(),
             ),

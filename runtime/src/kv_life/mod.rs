@@ -110,6 +110,9 @@ pub(crate) struct ParkedChunk {
     pub held: Held,
     /// Positions it holds (16 but for the last).
     pub tokens: usize,
+    /// Bytes of its payload (a DRAM copy's exactly; a flash copy's as the
+    /// context's layout predicts them, for the restore plan's costs).
+    pub payload: usize,
 }
 
 /// What a context has committed to the swap area: per chunk index, the
@@ -145,6 +148,7 @@ pub(crate) fn recover(ctx: &mut crate::Context, saved: &crate::swap_store::Saved
     ctx.tokens = saved.tokens.clone();
     ctx.pending = None;
     let len = ctx.tokens.len();
+    let layout = *ctx.inner.kv_layout();
     let n = len.div_ceil(lode_kernel::model::CHUNK_TOKENS);
     let mut committed = Committed {
         chunks: vec![None; n],
@@ -160,8 +164,10 @@ pub(crate) fn recover(ctx: &mut crate::Context, saved: &crate::swap_store::Saved
             if let (Some(level), Some(slot)) = (on_flash, committed.chunks.get_mut(i)) {
                 *slot = Some((level, tokens));
             }
+            let level = on_flash.unwrap_or(ChunkLevel::F32);
             ParkedChunk {
-                level: on_flash.unwrap_or(ChunkLevel::F32),
+                level,
+                payload: layout.payload_bytes(i, len, level).unwrap_or(0),
                 held: if on_flash.is_some() {
                     Held::Flash
                 } else {
@@ -177,19 +183,15 @@ pub(crate) fn recover(ctx: &mut crate::Context, saved: &crate::swap_store::Saved
     };
 }
 
-/// The payload a parked chunk's DRAM copy holds at `level` (its slot may
+/// The `n` payload bytes a parked chunk's DRAM copy holds (its slot may
 /// be longer than the payload).
 pub(crate) fn dram_payload(
     session: &crate::Session,
     slot: Slot,
-    shape: lode_kernel::model::kv::codec::ChunkShape,
-    level: ChunkLevel,
+    n: usize,
 ) -> Result<&[u8], lode_kernel::model::EvalError> {
     use lode_kernel::arena::DramArena;
     use lode_kernel::model::EvalError;
-    let n = shape
-        .payload_bytes(level)
-        .ok_or(EvalError::Internal("KV chunk shape"))?;
     session
         .arena()
         .bytes(slot)

@@ -1,7 +1,6 @@
 //! Resident -> parked, and evicting one parked chunk from DRAM.
 
 use lode_kernel::arena::{DramArena, SlotKind};
-use lode_kernel::model::kv::codec::encode_chunk;
 use lode_kernel::model::EvalError;
 
 use crate::context::Context;
@@ -25,14 +24,13 @@ pub(crate) fn park(
     let before = session.arena().used();
     let len = ctx.inner.len();
     let levels = levels_for(session, ctx, policy, &ctx.kv)?;
-    let shape = ctx.inner.chunk_shape();
-    let slots: Vec<_> = ctx.inner.chunks().to_vec();
     let mut parked = Vec::with_capacity(levels.len());
     let (arena, compute) = session.arena_and_compute();
-    for (i, (&level, &src)) in levels.iter().zip(&slots).enumerate() {
+    for (i, &level) in levels.iter().enumerate() {
         let tokens = chunk_tokens(len, i);
-        let bytes = shape
-            .payload_bytes(level)
+        let bytes = ctx
+            .inner
+            .payload_bytes(i, level)
             .ok_or(EvalError::Internal("KV chunk shape"))?;
         let committed = ctx.kv.committed.level_of(i, tokens) == Some(level);
         // A chunk the swap area holds at this level is not encoded again
@@ -45,10 +43,7 @@ pub(crate) fn park(
         };
         let held = match copy {
             Some(dst) => {
-                let [s, d] = arena
-                    .bytes_disjoint_mut([src, dst])
-                    .map_err(EvalError::arena)?;
-                encode_chunk(compute, shape, level, s, d)?;
+                ctx.inner.encode_chunk_to(arena, compute, i, level, dst)?;
                 Held::Dram(dst)
             }
             None if committed => Held::Flash,
@@ -58,6 +53,7 @@ pub(crate) fn park(
             level,
             held,
             tokens,
+            payload: bytes,
         });
     }
     ctx.inner.clear(arena)?;

@@ -96,14 +96,9 @@ pub(crate) fn restore(
     let Some(parked) = ctx.kv.parked.take() else {
         return Ok(RestoreReport::default());
     };
-    let shape = ctx.inner.chunk_shape();
-    let sources = plan(&parked, store.is_some(), pipeline, models, |l| {
-        shape.payload_bytes(l).unwrap_or(0)
-    });
-    let (predicted_read_seconds, predicted_recompute_seconds) =
-        predict(&parked, &sources, models, |l| {
-            shape.payload_bytes(l).unwrap_or(0)
-        });
+    let windowed = ctx.inner.kv_layout().window_shape().is_some();
+    let sources = plan(&parked, store.is_some(), pipeline, windowed, models);
+    let (predicted_read_seconds, predicted_recompute_seconds) = predict(&parked, &sources, models);
     let mut report = RestoreReport {
         predicted_read_seconds,
         predicted_recompute_seconds,
@@ -151,13 +146,13 @@ fn plan(
     parked: &[ParkedChunk],
     can_read: bool,
     pipeline: bool,
+    windowed: bool,
     models: &CostModels,
-    bytes: impl Fn(ChunkLevel) -> usize,
 ) -> Vec<Source> {
     let flash: Vec<(usize, usize)> = parked
         .iter()
         .filter(|c| c.held == Held::Flash && can_read)
-        .map(|c| (bytes(c.level), c.tokens))
+        .map(|c| (c.payload, c.tokens))
         .collect();
     let dropped: usize = parked
         .iter()
@@ -169,7 +164,7 @@ fn plan(
     } else {
         0
     };
-    parked
+    let mut sources: Vec<Source> = parked
         .iter()
         .map(|c| match c.held {
             Held::Dram(slot) => Source::Dram(slot),
@@ -180,20 +175,24 @@ fn plan(
             Held::Flash if can_read => Source::Read,
             _ => Source::Recompute,
         })
-        .collect()
+        .collect();
+    // A sliding-window model's chunk is recomputed exactly only after its
+    // predecessors' window parts, which a payload of an expired chunk does
+    // not hold: so what is recomputed is a prefix of the context.
+    if windowed {
+        if let Some(last) = sources.iter().rposition(|s| matches!(s, Source::Recompute)) {
+            sources[..last].fill(Source::Recompute);
+        }
+    }
+    sources
 }
 
 /// Seconds the cost models predict for `sources`' reads and recomputes.
-fn predict(
-    parked: &[ParkedChunk],
-    sources: &[Source],
-    models: &CostModels,
-    bytes: impl Fn(ChunkLevel) -> usize,
-) -> (f64, f64) {
+fn predict(parked: &[ParkedChunk], sources: &[Source], models: &CostModels) -> (f64, f64) {
     let (mut read, mut tokens) = (0.0, 0);
     for (c, s) in parked.iter().zip(sources) {
         match s {
-            Source::Read => read += models.read_seconds(bytes(c.level)),
+            Source::Read => read += models.read_seconds(c.payload),
             Source::Recompute => tokens += c.tokens,
             Source::Dram(_) => {}
         }
@@ -219,11 +218,10 @@ fn rebuild(
     models: &mut CostModels,
     report: &mut RestoreReport,
 ) -> Result<(), GenerateError> {
-    let shape = ctx.inner.chunk_shape();
     match source {
         Source::Dram(slot) => {
             buf.clear();
-            buf.extend_from_slice(super::dram_payload(session, slot, shape, c.level)?);
+            buf.extend_from_slice(super::dram_payload(session, slot, c.payload)?);
             let (arena, compute) = session.arena_and_compute();
             ctx.inner
                 .push_chunk(arena, compute, c.level, buf, c.tokens)?;
@@ -252,28 +250,42 @@ fn rebuild(
                 }
                 _ => {
                     report.failed_reads += 1;
-                    recompute(session, ctx, i, c.tokens, models)?;
+                    if ctx.inner.kv_layout().window_shape().is_some() {
+                        // See `plan`: recomputed from the start.
+                        let (arena, _) = session.arena_and_compute();
+                        ctx.inner.clear(arena)?;
+                        recompute(session, ctx, 0, i * CHUNK_TOKENS + c.tokens, models)?;
+                    } else {
+                        recompute(session, ctx, i * CHUNK_TOKENS, c.tokens, models)?;
+                    }
                     report.recomputed += 1;
                 }
             }
         }
         Source::Recompute => {
-            recompute(session, ctx, i, c.tokens, models)?;
+            recompute(session, ctx, i * CHUNK_TOKENS, c.tokens, models)?;
+            if let Held::Dram(slot) = c.held {
+                // A windowed context's prefix recomputed over a DRAM copy.
+                let (arena, _) = session.arena_and_compute();
+                arena.free(slot).map_err(EvalError::arena)?;
+            }
             report.recomputed += 1;
         }
     }
     Ok(())
 }
 
+/// Evaluates positions `from..from + tokens` again from the context's
+/// tokens.
 fn recompute(
     session: &mut Session,
     ctx: &mut Context,
-    i: usize,
+    from: usize,
     tokens: usize,
     models: &mut CostModels,
 ) -> Result<(), GenerateError> {
     let t = Instant::now();
-    session.recompute(ctx, i * CHUNK_TOKENS, tokens)?;
+    session.recompute(ctx, from, tokens)?;
     models.observe_recompute(tokens, t.elapsed().as_secs_f64());
     Ok(())
 }
@@ -300,4 +312,56 @@ fn repark(session: &mut Session, ctx: &mut Context, parked: &[ParkedChunk], fail
         })
         .collect();
     ctx.kv.parked = Some(chunks);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(held: Held) -> ParkedChunk {
+        ParkedChunk {
+            level: ChunkLevel::F32,
+            held,
+            tokens: 16,
+            payload: 1 << 16,
+        }
+    }
+
+    fn kinds(s: &[Source]) -> String {
+        s.iter()
+            .map(|s| match s {
+                Source::Dram(_) => 'D',
+                Source::Read => 'R',
+                Source::Recompute => 'C',
+            })
+            .collect()
+    }
+
+    /// A sliding-window model recomputes a prefix: a dropped chunk after
+    /// DRAM copies and reads makes them recomputed too, and what follows
+    /// the last dropped chunk comes back as planned.
+    #[test]
+    fn a_windowed_context_recomputes_a_prefix() {
+        let slot = {
+            use lode_hal::slice_arena::SliceArena;
+            use lode_kernel::arena::{DramArena, SlotKind};
+            let mut mem = [0u8; 64];
+            SliceArena::new(&mut mem)
+                .alloc(8, 8, SlotKind::Scratch)
+                .expect("a slot")
+        };
+        let parked = [
+            chunk(Held::Dram(slot)),
+            chunk(Held::Flash),
+            chunk(Held::Dropped),
+            chunk(Held::Flash),
+            chunk(Held::Dram(slot)),
+        ];
+        let m = CostModels::default();
+        assert_eq!(kinds(&plan(&parked, true, false, false, &m)), "DRCRD");
+        assert_eq!(kinds(&plan(&parked, true, false, true, &m)), "CCCRD");
+        let none = [chunk(Held::Flash), chunk(Held::Dram(slot))];
+        assert_eq!(kinds(&plan(&none, true, false, true, &m)), "RD");
+        assert_eq!(kinds(&plan(&none, false, false, true, &m)), "CD");
+    }
 }

@@ -112,7 +112,6 @@ fn resident_payloads(
 ) -> Result<Vec<Out>, EvalError> {
     let len = ctx.inner.len();
     let levels = levels_for(session, ctx, policy, &ctx.kv)?;
-    let shape = ctx.inner.chunk_shape();
     let (arena, compute) = session.arena_and_compute();
     let mut outs = Vec::new();
     for (i, &level) in levels.iter().enumerate() {
@@ -120,8 +119,9 @@ fn resident_payloads(
         if ctx.kv.committed.level_of(i, tokens) == Some(level) {
             continue;
         }
-        let n = shape
-            .payload_bytes(level)
+        let n = ctx
+            .inner
+            .payload_bytes(i, level)
             .ok_or(EvalError::Internal("KV chunk shape"))?;
         let mut payload = vec![0u8; n];
         ctx.inner
@@ -134,14 +134,13 @@ fn resident_payloads(
 /// Payloads of a parked context's DRAM copies the area lacks (a
 /// context parked before it could be swapped: the copies are payloads).
 fn parked_payloads(session: &Session, ctx: &Context) -> Result<Vec<Out>, EvalError> {
-    let shape = ctx.inner.chunk_shape();
     let mut outs = Vec::new();
     for (i, c) in ctx.kv.parked.iter().flatten().enumerate() {
         if ctx.kv.committed.level_of(i, c.tokens) == Some(c.level) {
             continue;
         }
         if let Held::Dram(slot) = c.held {
-            let payload = super::dram_payload(session, slot, shape, c.level)?.to_vec();
+            let payload = super::dram_payload(session, slot, c.payload)?.to_vec();
             outs.push((chunk_out(i, c.level, c.tokens, payload), c.level));
         }
     }

@@ -49,12 +49,8 @@ fn swap_store(s: &Service, spec: &SwapSpec) -> SwapStore {
 }
 
 fn sized_store(s: &Service, spec: &SwapSpec, size: u64) -> SwapStore {
-    let (fp, chunk) = s.with_session(|x| {
-        (
-            model_fingerprint(x).unwrap(),
-            lode_kernel::model::KvCache::chunk_bytes(x.config()),
-        )
-    });
+    let (fp, chunk) =
+        s.with_session(|x| (model_fingerprint(x).unwrap(), x.kv_layout().max_payload()));
     SwapStore::open(spec, size, fp, chunk).unwrap()
 }
 

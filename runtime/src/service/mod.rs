@@ -38,6 +38,8 @@ mod room;
 mod tests;
 mod text;
 mod types;
+#[cfg(test)]
+mod window_tests;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -25,7 +25,7 @@ use super::{lock, CallError, ContextId, Service};
 /// Whether the arena can take `chunks` more f32 chunks now: they are
 /// allocated and given back (first fit can fail where free bytes suffice).
 fn fits(session: &mut Session, chunks: usize) -> bool {
-    let bytes = KvCache::chunk_bytes(session.config());
+    let bytes = session.kv_layout().max_payload();
     let (arena, _) = session.arena_and_compute();
     let mut got = Vec::with_capacity(chunks);
     let mut ok = true;
@@ -73,7 +73,7 @@ fn reclaim(svc: &Service, session: &mut Session, want: usize) -> Result<(), Call
         let victim = next_victim(idle);
         let freed = match victim {
             None => {
-                let chunk = KvCache::chunk_bytes(session.config());
+                let chunk = session.kv_layout().max_payload();
                 return Err(CallError::OutOfKvMemory {
                     need_bytes: want.saturating_mul(chunk),
                     free_bytes: session.arena().remaining(),

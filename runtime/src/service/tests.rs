@@ -15,12 +15,20 @@ use crate::{ModelFile, Quiet, SessionOptions};
 
 /// The real model (`LODE_MODEL`, else `models/` at the workspace root).
 fn real_model() -> Option<PathBuf> {
-    let p = std::env::var_os("LODE_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
+    model_at("LODE_MODEL", "SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// Gemma 3 270M (`LODE_GEMMA_MODEL`, else `models/`).
+pub(super) fn gemma_model() -> Option<PathBuf> {
+    model_at("LODE_GEMMA_MODEL", "gemma-3-270m-Q4_K_M.gguf")
+}
+
+fn model_at(var: &str, file: &str) -> Option<PathBuf> {
+    let p = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../models")
+            .join(file)
+    });
     if p.exists() {
         Some(p)
     } else {
@@ -42,7 +50,17 @@ pub(super) fn real_service(
     max_contexts: usize,
     kv: KvPolicy,
 ) -> Option<Service> {
-    let file = ModelFile::open(&real_model()?).unwrap();
+    service_of(&real_model()?, positions, (kv_contexts, max_contexts), kv)
+}
+
+/// A service over the model at `path` ([`real_service`]'s arguments).
+pub(super) fn service_of(
+    path: &std::path::Path,
+    positions: usize,
+    (kv_contexts, max_contexts): (usize, usize),
+    kv: KvPolicy,
+) -> Option<Service> {
+    let file = ModelFile::open(path).unwrap();
     let opts = SessionOptions {
         contexts: kv_contexts,
         threads: Some(2),

@@ -7,7 +7,7 @@ use crate::flash::BlockChecks;
 use crate::model::arena_use::{ArenaUse, Footprint};
 use crate::model::buffers::Buffers;
 use crate::model::config::{Limits, LlamaConfig};
-use crate::model::kv::KvCache;
+use crate::model::kv::{KvBytes, KvLayout};
 use crate::model::weights::aligned;
 
 use super::layout::StreamLayout;
@@ -37,7 +37,7 @@ pub(super) fn act_lens(
 /// slot, the sparse read slot, and the ring (sized by the caller).
 pub(super) struct Fixed {
     buffers: Footprint,
-    kv: usize,
+    kv: KvBytes,
     norms: usize,
     act_len: usize,
     up_len: usize,
@@ -74,9 +74,11 @@ impl Fixed {
         let down_max = layout.ffn.iter().map(|f| f.len).max().unwrap_or(0);
         Fixed {
             buffers: Buffers::arena_bytes(cfg, limits),
-            kv: KvCache::chunks_for(limits.max_context)
-                .saturating_mul(limits.contexts)
-                .saturating_mul(aligned(KvCache::chunk_bytes(cfg))),
+            kv: KvLayout::new(cfg, &layout.arch).plan_bytes(
+                limits.max_context,
+                limits.max_batch,
+                limits.contexts,
+            ),
             norms,
             act_len,
             up_len,
@@ -103,7 +105,7 @@ impl Fixed {
     pub(super) fn bytes(&self, ring_slot: usize) -> PlanBytes {
         PlanBytes {
             buffers: self.buffers.aligned,
-            kv: self.kv,
+            kv: self.kv.aligned,
             norms: self.norms,
             scratch: aligned(self.act_len)
                 .saturating_add(aligned(self.up_len))
@@ -117,13 +119,7 @@ impl Fixed {
     }
 
     /// What the arena holds by kind once a plan of `bytes` is loaded.
-    pub(super) fn arena_use(
-        &self,
-        bytes: &PlanBytes,
-        row_streams: bool,
-        limits: &Limits,
-        cfg: &LlamaConfig,
-    ) -> ArenaUse {
+    pub(super) fn arena_use(&self, bytes: &PlanBytes, row_streams: bool) -> ArenaUse {
         ArenaUse {
             resident: self
                 .norms
@@ -141,9 +137,7 @@ impl Fixed {
                 .saturating_add(self.act_len)
                 .saturating_add(self.up_len),
             cache: bytes.cache,
-            kv: KvCache::chunks_for(limits.max_context)
-                .saturating_mul(limits.contexts)
-                .saturating_mul(KvCache::chunk_bytes(cfg)),
+            kv: self.kv.exact,
             capacity: 0,
         }
     }

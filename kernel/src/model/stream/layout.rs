@@ -170,6 +170,8 @@ pub struct StreamLayout {
     ///
     /// [`GemmaNorms`]: crate::model::GemmaNorms
     pub extra_norms: heapless::Vec<[u64; 4], MAX_LAYERS>,
+    /// The architecture (its sliding window sizes the KV cache).
+    pub arch: Arch,
 }
 
 /// The architecture an image's geometry and architecture section describe.
@@ -359,6 +361,7 @@ impl StreamLayout {
             output_norm,
             gate: arch.gate(),
             extra_norms,
+            arch,
         })
     }
 }

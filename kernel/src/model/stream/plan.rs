@@ -283,7 +283,7 @@ impl StreamPlan {
         let (streamed_per_token, streamed_columns_per_token) = units.streamed_per_token(&res);
         let arena_use = ArenaUse {
             capacity: opts.budget,
-            ..fixed.arena_use(&bytes, units.row_streams(&res), limits, cfg)
+            ..fixed.arena_use(&bytes, units.row_streams(&res))
         };
         Ok(StreamPlan {
             arena_use,

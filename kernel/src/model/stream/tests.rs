@@ -104,6 +104,7 @@ fn layout(c: &LlamaConfig) -> StreamLayout {
         output_norm,
         gate: crate::model::Gate::Silu,
         extra_norms: heapless::Vec::new(),
+        arch: crate::model::Arch::Llama,
     }
 }
 

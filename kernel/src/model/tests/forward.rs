@@ -85,7 +85,7 @@ fn reset_frees_the_context_and_repeats_exactly() {
     .unwrap();
     assert_eq!(ctx.kv().chunks().len(), 3);
     let kv_bytes = arena.used_by(crate::arena::SlotKind::KvChunk);
-    assert_eq!(kv_bytes, 3 * KvCache::chunk_bytes(&c));
+    assert_eq!(kv_bytes, 3 * KvLayout::new(&c, &Arch::Llama).main_bytes());
     ctx.clear(&mut arena).unwrap();
     assert!(ctx.is_empty());
     assert_eq!(arena.used_by(crate::arena::SlotKind::KvChunk), 0);
@@ -175,7 +175,7 @@ fn contexts_over_one_model_equal_each_alone() {
     assert!(arena.peak() <= plan.total());
     // Clearing one context frees only its chunks; the others go on.
     let before = arena.used_by(crate::arena::SlotKind::KvChunk);
-    let freed = ctxs[1].chunks().len() * KvCache::chunk_bytes(&c);
+    let freed = ctxs[1].chunks().len() * KvLayout::new(&c, &Arch::Llama).main_bytes();
     ctxs[1].clear(&mut arena).unwrap();
     assert_eq!(
         arena.used_by(crate::arena::SlotKind::KvChunk),

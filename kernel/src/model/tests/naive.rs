@@ -154,6 +154,15 @@ impl Compute for Naive {
         });
         Ok(())
     }
+    fn geglu(&mut self, g: &mut [f32], u: &[f32]) -> Result<(), CK> {
+        // The tanh approximation of GELU, as Gemma's GGUF runs it.
+        g.iter_mut().zip(u).for_each(|(g, &u)| {
+            let x = *g as f64;
+            let t = (0.797_884_560_802_865_4 * (x + 0.044_715 * x * x * x)).tanh();
+            *g = (0.5 * x * (1.0 + t) * u as f64) as f32;
+        });
+        Ok(())
+    }
     fn kv_quantize(&mut self, _: &[f32], _: KvGroups, _: KvBits, _: &mut [u8]) -> Result<(), CK> {
         Err(CK::Other)
     }

@@ -11,12 +11,12 @@ fn a_context_of_another_model_is_refused() {
     let l = Limits::new(32, 4);
     let (mut arena, _) = arena_for(&src, &c, &l);
     let mut m = Model::load(&src, c, l, &mut arena).unwrap();
-    let longer = Context::new(&c, &Limits::new(64, 4));
+    let longer = Context::new(&c, &Arch::Llama, &Limits::new(64, 4));
     let other = LlamaConfig {
         layers: c.layers + 1,
         ..c
     };
-    for mut ctx in [longer, Context::new(&other, &l)] {
+    for mut ctx in [longer, Context::new(&other, &Arch::Llama, &l)] {
         let r = m.eval(
             &mut ctx,
             &mut arena,
@@ -115,7 +115,7 @@ fn the_plan_is_exact_and_a_smaller_arena_fails_cleanly() {
     assert_eq!(arena.used_by(crate::arena::SlotKind::KvChunk), plan.kv);
     assert_eq!(plan.arena_use.check(&arena), Ok(()));
 
-    let mut small = VecArena::new(plan.total() - KvCache::chunk_bytes(&c));
+    let mut small = VecArena::new(plan.total() - KvLayout::new(&c, &Arch::Llama).main_bytes());
     let mut m = Model::load(&src, c, l, &mut small).unwrap();
     let mut ctx = m.new_context();
     let err = m.eval(
