@@ -130,48 +130,57 @@ impl HeadQuality {
     }
 }
 
-/// Negative log-likelihoods and the top-1 token of every scored position.
+/// A head's score over a text: the negative log-likelihoods, and the
+/// most likely token of every scored position.
+type Scored = (Nll, Vec<u32>);
+
+/// Scores the model of `src` over windows of `ids`, once for each number
+/// of refined logits in `refines`, from one load.
 fn score<S: TensorSource>(
     src: &S,
-    (cfg, arch, refine): (&LlamaConfig, &Arch, usize),
+    (cfg, arch, refines): (&LlamaConfig, &Arch, &[usize]),
     cpu: &mut CpuCompute<'static>,
     (ids, bos): (&[u32], Option<u32>),
-) -> Result<(Nll, Vec<u32>), Box<dyn Error>> {
+) -> Result<Vec<Scored>, Box<dyn Error>> {
     let limits = lode_kernel::model::Limits::new(WINDOW.min(cfg.context), 64);
     let plan = MemoryPlan::dense_for(src, cfg, arch, &limits)?;
     let mut arena = LockedArena::new(plan.total())?;
     let mut model = Model::load_for(src, *cfg, *arch, limits, &mut arena)?;
-    model.refine_head(refine)?;
-    let (mut nll, mut top) = (Nll::default(), Vec::new());
     let mut ctx = model.new_context();
     // A model that asks for BOS sees it at the start of every window (as
     // `lode run` starts a prompt), and it is not scored.
     let text_len = WINDOW - usize::from(bos.is_some());
     let mut win = Vec::with_capacity(WINDOW);
-    for piece in ids.chunks(text_len).filter(|w| w.len() >= 2) {
-        win.clear();
-        win.extend(bos);
-        win.extend_from_slice(piece);
-        let first = usize::from(bos.is_some());
-        ctx.clear(&mut arena)?;
-        let (arena, cpu, win) = (&mut arena, &mut *cpu, &win);
-        model.eval(
-            &mut ctx,
-            arena,
-            cpu,
-            win,
-            WantLogits::From(first),
-            |pos, l| {
-                if let Some(&next) = win.get(pos + 1) {
-                    nll.add(l, next);
-                    let best = (0..l.len()).max_by(|&a, &b| l[a].total_cmp(&l[b]));
-                    top.push(best.unwrap_or(0) as u32);
-                }
-            },
-        )?;
+    let mut out = Vec::with_capacity(refines.len());
+    for &refine in refines {
+        model.refine_head(refine)?;
+        let (mut nll, mut top) = (Nll::default(), Vec::new());
+        for piece in ids.chunks(text_len).filter(|w| w.len() >= 2) {
+            win.clear();
+            win.extend(bos);
+            win.extend_from_slice(piece);
+            let first = usize::from(bos.is_some());
+            ctx.clear(&mut arena)?;
+            let (arena, cpu, win) = (&mut arena, &mut *cpu, &win);
+            model.eval(
+                &mut ctx,
+                arena,
+                cpu,
+                win,
+                WantLogits::From(first),
+                |pos, l| {
+                    if let Some(&next) = win.get(pos + 1) {
+                        nll.add(l, next);
+                        let best = (0..l.len()).max_by(|&a, &b| l[a].total_cmp(&l[b]));
+                        top.push(best.unwrap_or(0) as u32);
+                    }
+                },
+            )?;
+        }
+        out.push((nll, top));
     }
     ctx.clear(&mut arena)?;
-    Ok((nll, top))
+    Ok(out)
 }
 
 /// Evaluates `file` (shape `cfg`, architecture `arch`) over the first
@@ -195,14 +204,22 @@ pub fn measure_head(
         .map_err(|e| format!("CPU compute: {e}"))?;
     cpu.reserve_batch(widest, 64)
         .map_err(|e| format!("CPU compute: {e}"))?;
-    let (tied, tied_top) = score(file, (cfg, arch, 0), &mut cpu, scored)?;
+    let mut tied = score(file, (cfg, arch, &[0]), &mut cpu, scored)?;
+    let (tied, tied_top) = tied.pop().ok_or("no tied-head score")?;
     let untied = LlamaConfig {
         tied_embeddings: false,
         ..*cfg
     };
     let src = WithHead { file, head, dtype };
-    let (requantized, top) = score(&src, (&untied, arch, 0), &mut cpu, scored)?;
-    let (refined, refined_top) = score(&src, (&untied, arch, REFINED_LOGITS), &mut cpu, scored)?;
+    // One load scores the raw head, then the same head refined.
+    let mut two = score(
+        &src,
+        (&untied, arch, &[0, REFINED_LOGITS]),
+        &mut cpu,
+        scored,
+    )?;
+    let (refined, refined_top) = two.pop().ok_or("no refined score")?;
+    let (requantized, top) = two.pop().ok_or("no raw score")?;
     let agree = |top: &[u32]| {
         let same = tied_top.iter().zip(top).filter(|(a, b)| a == b).count();
         same as f64 / tied_top.len().max(1) as f64

@@ -301,6 +301,27 @@ impl From<lode_kernel::model::EvalError> for LoadOrEval {
     }
 }
 
+/// The index of the largest logit, the first of equals (as llama.cpp
+/// picks its greedy token).
+pub fn argmax(v: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, x) in v.iter().enumerate() {
+        if v.get(best).is_some_and(|b| x > b) {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// A golden file's array of token ids.
+pub fn ids_of(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .expect("an array of ids")
+        .iter()
+        .map(|x| x.as_u64().expect("an id") as u32)
+        .collect()
+}
+
 /// `n` greedy tokens after `prompt`, one evaluation a token as `lode run`
 /// decodes, and the last evaluation's logits; the context is cleared after.
 pub fn greedy<W, A, C>(

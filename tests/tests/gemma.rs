@@ -35,6 +35,7 @@ use lode_hal::compute::{CpuCompute, CpuConfig};
 use lode_hal_linux::LockedArena;
 use lode_kernel::formats::gguf::Gguf;
 use lode_kernel::model::{Arch, Context, Limits, MemoryPlan, Model, WantLogits};
+use lode_tests::{argmax, ids_of};
 use lode_tokenizer::{EncodeOptions, Tokenizer};
 use serde_json::Value as Json;
 
@@ -132,24 +133,6 @@ impl Runner {
         }
         out
     }
-}
-
-fn argmax(v: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, x) in v.iter().enumerate() {
-        if *x > v[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
-fn ids_of(v: &Json) -> Vec<u32> {
-    v.as_array()
-        .expect("an array of ids")
-        .iter()
-        .map(|x| x.as_u64().expect("an id") as u32)
-        .collect()
 }
 
 #[test]

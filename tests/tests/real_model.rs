@@ -33,6 +33,7 @@ use lode_kernel::model::{
     Context, Limits, LlamaConfig, LlamaConfigExt, LoadError, MemoryPlan, Model, WantLogits,
 };
 use lode_kernel::rng::SplitMix64;
+use lode_tests::{argmax, ids_of};
 use lode_tokenizer::{EncodeOptions, Tokenizer};
 use serde_json::Value as Json;
 
@@ -176,24 +177,6 @@ impl Runner {
             )
             .expect("eval");
     }
-}
-
-fn argmax(v: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, x) in v.iter().enumerate() {
-        if *x > v[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
-fn ids_of(v: &Json) -> Vec<u32> {
-    v.as_array()
-        .expect("an array of ids")
-        .iter()
-        .map(|x| x.as_u64().expect("an id") as u32)
-        .collect()
 }
 
 fn prompts(g: &Json) -> &Vec<Json> {
