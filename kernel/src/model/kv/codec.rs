@@ -18,6 +18,11 @@
 //! the chunk slot itself: every layer's keys and values as f32, then the
 //! tallies, all little-endian (every target lode builds for is).
 //!
+//! A sliding-window model's chunk is two parts ([`layout`](super::layout)):
+//! its payload is the main part's, laid out as above over the layers that
+//! see the whole context, then, while it lives, the window part's over the
+//! local layers (whose tallies are zero).
+//!
 //! Keys per channel, values per token, because that is what measured best
 //! (`lode bench kv`): with 2-bit keys grouped per position SmolLM2's
 //! perplexity rose 117-156% on three held-out texts, per channel 10-12%.
