@@ -242,9 +242,10 @@ pub fn stats_block(s: &StreamStats) -> String {
         },
         if s.reads_verified {
             format!(
-                "every read checked against the blocks verified at load: {:.2} MiB a token, \
-                 {} reads repeated",
+                "every read checked against the blocks verified at load: {:.2} MiB a token \
+                 ({:.0}% of it while the rest of its unit was being read), {} reads repeated",
                 mib(s.verified_bytes_per_token),
+                s.verified_early_rate * 100.0,
                 s.read_retries
             )
         } else {

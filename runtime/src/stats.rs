@@ -117,6 +117,9 @@ pub struct StreamStats {
     pub reads_verified: bool,
     /// Bytes checked per pass (equal to the bytes read when checked).
     pub verified_bytes_per_token: f64,
+    /// Share of the checked bytes checked while the rest of their unit was
+    /// still being read (hidden behind the disk).
+    pub verified_early_rate: f64,
     /// Reads repeated after a read error or a checksum mismatch, in all.
     pub read_retries: u64,
     /// Read errors injected (`--inject-faults`).
@@ -214,6 +217,11 @@ impl StreamStats {
             fake_io_seconds: (b.virtual_ns - a.virtual_ns) as f64 / 1e9,
             reads_verified: info.reads_verified,
             verified_bytes_per_token: per(b.io.verified - a.io.verified),
+            verified_early_rate: ratio(
+                b.io.verified_early - a.io.verified_early,
+                b.io.verified - a.io.verified,
+                0.0,
+            ),
             read_retries: b.io.retries - a.io.retries,
             injected_read_errors: b.faults.read_errors - a.faults.read_errors,
             injected_bit_flips: b.faults.bit_flips - a.faults.bit_flips,

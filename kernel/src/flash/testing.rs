@@ -18,6 +18,8 @@ pub(crate) struct RamFlash {
     pub(crate) stall: bool,
     /// Complete the newest read first (the default is oldest first).
     pub(crate) lifo: bool,
+    /// Most reads one `complete` call reports (0: as many as fit).
+    pub(crate) per_call: usize,
     pub(crate) syncs: u64,
 }
 
@@ -37,6 +39,7 @@ impl RamFlash {
             idle_submits: 0,
             stall: false,
             lifo: true,
+            per_call: 0,
             syncs: 0,
         }
     }
@@ -73,7 +76,11 @@ impl FlashDevice for RamFlash {
         done: &mut [Completion],
     ) -> Result<usize, ErrorKind> {
         let mut n = 0;
-        while n < done.len() && !self.stall {
+        let most = match self.per_call {
+            0 => done.len(),
+            k => k.min(done.len()),
+        };
+        while n < most && !self.stall {
             let next = if self.lifo {
                 self.queued.pop()
             } else if self.queued.is_empty() {

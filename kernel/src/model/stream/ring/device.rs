@@ -3,20 +3,36 @@
 
 use crate::arena::DramArena;
 use crate::flash::{Completion, FlashDevice, ReadRequest};
-use crate::limits::RING_COMPLETIONS;
+use crate::limits::{CHECKED_READ_BYTES, RING_COMPLETIONS};
 use crate::model::error::EvalError;
 
-use super::{device_err, Ring, State, ROW_TAG};
+use super::{device_err, progress, Ring, State, MAX_RING, ROW_TAG};
 
 impl<D: FlashDevice> Ring<D> {
-    /// Submits as many pending reads as the device's queue takes, slots
-    /// in schedule order from the one consumed next.
-    pub(super) fn pump<A: DramArena>(&mut self, arena: &mut A) -> Result<(), EvalError> {
+    /// Bytes of one read command: the device's largest transfer, at most
+    /// [`CHECKED_READ_BYTES`] when reads are checked (so a unit is checked
+    /// in pieces as they land), and at least a block. Every unit is read in
+    /// commands of this size from its start.
+    pub(super) fn command_bytes(&self) -> usize {
         let g = self.dev.geometry();
-        let max = (g.max_transfer as usize).max(g.block_size as usize).max(1);
-        let depth = usize::from(g.queue_depth.max(1));
+        let max = match self.checks {
+            Some(_) => (g.max_transfer as usize).min(CHECKED_READ_BYTES),
+            None => g.max_transfer as usize,
+        };
+        max.max(g.block_size as usize).max(1)
+    }
+
+    /// Submits as many pending reads as the device's queue takes, slots
+    /// in schedule order from the one consumed next (the oldest in the
+    /// ring), so a unit's commands never wait behind a later unit's.
+    pub(super) fn pump<A: DramArena>(&mut self, arena: &mut A) -> Result<(), EvalError> {
+        let max = self.command_bytes();
+        let depth = usize::from(self.dev.geometry().queue_depth.max(1));
         let mut batch: heapless::Vec<ReadRequest, 32> = heapless::Vec::new();
-        for (i, (slot, state)) in self.slots.iter_mut().enumerate() {
+        for i in self.loading_oldest_first() {
+            let Some((slot, state)) = self.slots.get_mut(i) else {
+                continue;
+            };
             let State::Loading {
                 unit,
                 issued,
@@ -33,7 +49,8 @@ impl<D: FlashDevice> Ring<D> {
             {
                 let len = (u.len - *issued).min(max);
                 let r = ReadRequest {
-                    tag: i as u32,
+                    tag: progress::tag(i, *issued / max)
+                        .ok_or(EvalError::Internal("a streamed unit of too many reads"))?,
                     offset: u.start + *issued as u64,
                     len: u32::try_from(len).map_err(|_| EvalError::Internal("read too large"))?,
                     dest: *slot,
@@ -52,6 +69,26 @@ impl<D: FlashDevice> Ring<D> {
         Ok(())
     }
 
+    /// The slots still loading, the unit taken soonest first: the ring
+    /// holds a window of the schedule ending just before `next` (wrapping
+    /// at the end of a pass), so the unit furthest behind `next` is the
+    /// oldest.
+    fn loading_oldest_first(&self) -> heapless::Vec<usize, MAX_RING> {
+        let n = self.schedule.len().max(1);
+        let behind = |unit: usize| (self.next + n - unit % n) % n;
+        let mut order: heapless::Vec<(usize, usize), MAX_RING> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, s))| match s {
+                State::Loading { unit, .. } => Some((usize::MAX - behind(*unit), i)),
+                _ => None,
+            })
+            .collect();
+        order.sort_unstable();
+        order.iter().map(|&(_, i)| i).collect()
+    }
+
     /// Collects completions (waiting for at least one) and settles slots.
     pub(super) fn poll<A: DramArena>(&mut self, arena: &mut A) -> Result<(), EvalError> {
         if self.dev.in_flight() == 0 {
@@ -66,6 +103,7 @@ impl<D: FlashDevice> Ring<D> {
         let mut done = [Completion::EMPTY; RING_COMPLETIONS];
         let n = self.dev.complete(arena, &mut done).map_err(device_err)?;
         let no_checks = self.checks.is_none();
+        let cmd_bytes = self.command_bytes();
         self.stats.wait_ns += (self.clock)().saturating_sub(t0);
         for c in done.iter().take(n) {
             if c.tag == ROW_TAG {
@@ -75,7 +113,8 @@ impl<D: FlashDevice> Ring<D> {
                 }
                 continue;
             }
-            let Some((_, state)) = self.slots.get_mut(c.tag as usize) else {
+            let (slot, cmd) = progress::untag(c.tag);
+            let Some((_, state)) = self.slots.get_mut(slot) else {
                 continue;
             };
             if let State::Loading {
@@ -84,12 +123,17 @@ impl<D: FlashDevice> Ring<D> {
                 failed,
                 issued,
                 attempt,
+                progress,
             } = state
             {
                 *pending = pending.saturating_sub(1);
-                if let (Err(kind), None) = (c.status, *failed) {
-                    let start = self.schedule.get(*unit).map_or(0, |u| u.start);
-                    *failed = Some((start, kind));
+                match (c.status, *failed) {
+                    (Err(kind), None) => {
+                        let start = self.schedule.get(*unit).map_or(0, |u| u.start);
+                        *failed = Some((start, kind));
+                    }
+                    (Ok(()), _) => progress.land(cmd),
+                    _ => {}
                 }
                 let len = self.schedule.get(*unit).map_or(0, |u| u.len);
                 if *pending == 0 && *issued >= len {
@@ -104,6 +148,7 @@ impl<D: FlashDevice> Ring<D> {
                             unit: *unit,
                             attempt: *attempt,
                             checked: no_checks,
+                            verified: progress.checked_bytes(cmd_bytes, len),
                         },
                     };
                 }

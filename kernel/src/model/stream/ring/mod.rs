@@ -59,6 +59,8 @@ enum State {
         failed: Option<(u64, flash::ErrorKind)>,
         /// Reads of this unit before this one (0 for the first).
         attempt: u32,
+        /// Its commands landed and checked so far.
+        progress: Progress,
     },
     /// Read; `checked` once its bytes passed their check (always, without
     /// checks). Collecting a completion never checks, so it never holds
@@ -69,6 +71,8 @@ enum State {
         unit: usize,
         attempt: u32,
         checked: bool,
+        /// Bytes from its start checked while it was loading.
+        verified: usize,
     },
     /// Read, but its bytes failed their check at `offset`.
     Bad {
@@ -97,6 +101,7 @@ impl State {
             pending: 0,
             failed: None,
             attempt,
+            progress: Progress::NONE,
         }
     }
 }
@@ -129,6 +134,9 @@ pub struct IoStats {
     pub ready_hits: u64,
     /// Bytes checked against the block checksums before use.
     pub verified: u64,
+    /// Of those, bytes checked while the rest of their unit was still
+    /// being read.
+    pub verified_early: u64,
     /// Reads repeated after a read error or a checksum mismatch.
     pub retries: u64,
 }
@@ -329,7 +337,10 @@ impl<D: FlashDevice> Ring<D> {
 }
 
 mod device;
+mod progress;
 mod take;
+
+use progress::Progress;
 
 #[cfg(test)]
 mod tests;

@@ -29,12 +29,31 @@ impl<D: FlashDevice> Ring<D> {
         len: usize,
         compute: &mut C,
     ) -> Result<Checked, EvalError> {
-        let Some(c) = self.checks.as_ref() else {
+        self.check_range(arena, (slot, start), 0..len, compute)
+    }
+
+    /// Checks bytes `range` of `slot`, whose byte 0 was read at device
+    /// `start`.
+    fn check_range<A: DramArena, C: Compute>(
+        &mut self,
+        arena: &A,
+        (slot, start): (Slot, u64),
+        range: core::ops::Range<usize>,
+        compute: &mut C,
+    ) -> Result<Checked, EvalError> {
+        let Some(c) = self.checks.as_ref().filter(|_| !range.is_empty()) else {
             return Ok(Checked::Good);
         };
-        match c.verify_slot_on(arena, start, slot, len, compute) {
+        let len = range.len() as u64;
+        let at = start + range.start as u64;
+        let data = arena
+            .bytes(slot)
+            .map_err(EvalError::arena)?
+            .get(range)
+            .ok_or(EvalError::Internal("a streamed read outside its slot"))?;
+        match c.verify_on(arena, at, data, compute) {
             Ok(()) => {
-                self.stats.verified += len as u64;
+                self.stats.verified += len;
                 Ok(Checked::Good)
             }
             Err(CheckError::Mismatch { offset }) => Ok(Checked::Bad { offset }),
@@ -137,14 +156,63 @@ impl<D: FlashDevice> Ring<D> {
         compute: &mut C,
     ) -> Result<(), EvalError> {
         for i in 0..self.slots.len() {
-            if matches!(
-                self.slots.get(i),
-                Some((_, State::Ready { checked: false, .. }))
-            ) {
-                self.check_slot(arena, i, compute)?;
+            match self.slots.get(i) {
+                Some((_, State::Ready { checked: false, .. })) => {
+                    self.check_slot(arena, i, compute)?
+                }
+                Some((_, State::Loading { .. })) => self.check_landed(arena, i, compute)?,
+                _ => {}
             }
         }
         Ok(())
+    }
+
+    /// Checks the commands of slot `i`'s read that landed, in order from
+    /// the first unchecked one (see [`progress`](super::progress)). A
+    /// command that fails its check is left unchecked: the whole-unit check
+    /// at the end finds it again and the unit is read again.
+    fn check_landed<A: DramArena, C: Compute>(
+        &mut self,
+        arena: &A,
+        i: usize,
+        compute: &mut C,
+    ) -> Result<(), EvalError> {
+        let cmd = self.command_bytes();
+        if self
+            .checks
+            .as_ref()
+            .is_none_or(|c| !cmd.is_multiple_of(c.block()))
+        {
+            return Ok(());
+        }
+        loop {
+            let Some(&(
+                slot,
+                State::Loading {
+                    unit,
+                    failed: None,
+                    progress,
+                    ..
+                },
+            )) = self.slots.get(i)
+            else {
+                return Ok(());
+            };
+            let (Some(next), Some(u)) = (progress.next(), self.schedule.get(unit).copied()) else {
+                return Ok(());
+            };
+            let from = (next as usize).saturating_mul(cmd).min(u.len);
+            let to = from.saturating_add(cmd).min(u.len);
+            match self.check_range(arena, (slot, u.start), from..to, compute)? {
+                Checked::Good => {
+                    self.stats.verified_early += (to - from) as u64;
+                    if let Some((_, State::Loading { progress, .. })) = self.slots.get_mut(i) {
+                        progress.advance();
+                    }
+                }
+                Checked::Bad { .. } => return Ok(()),
+            }
+        }
     }
 
     /// Checks the unchecked `Ready` unit of slot `i`: it becomes checked,
@@ -155,18 +223,29 @@ impl<D: FlashDevice> Ring<D> {
         i: usize,
         compute: &mut C,
     ) -> Result<(), EvalError> {
-        let Some(&(slot, State::Ready { unit, attempt, .. })) = self.slots.get(i) else {
+        let Some(&(
+            slot,
+            State::Ready {
+                unit,
+                attempt,
+                verified,
+                ..
+            },
+        )) = self.slots.get(i)
+        else {
             return Ok(());
         };
         let u = *self
             .schedule
             .get(unit)
             .ok_or(EvalError::Internal("no such streamed unit"))?;
-        let next = match self.check(arena, slot, u.start, u.len, compute)? {
+        let rest = verified.min(u.len)..u.len;
+        let next = match self.check_range(arena, (slot, u.start), rest, compute)? {
             Checked::Good => State::Ready {
                 unit,
                 attempt,
                 checked: true,
+                verified: u.len,
             },
             Checked::Bad { offset } => State::Bad {
                 unit,
