@@ -6,7 +6,8 @@
 //! its head (`lode pack --head`), read instead; its logits are then
 //! slightly off, and the tokens it favours are not always the model's.
 //! This step recomputes the `k` largest logits of each position from the
-//! embedding table's own rows (the exact head), read one row a candidate:
+//! embedding table's own rows (the exact head), read together
+//! ([`WeightSource::embedding_rows`]):
 //! the tokens greedy decoding and sampling choose among come out as the
 //! full-precision head gives them, for `k` rows read instead of the whole
 //! table. The other logits stay approximate.
@@ -71,21 +72,29 @@ impl<W: WeightSource> Model<W> {
                 let ([], sh) = split(t, m, [])?;
                 top_k(rows(sh.f32s(b.logits)?, c.vocab, i..i + 1)?, k)
             };
-            for tok in candidates {
-                let (embed, r) = self.weights.embedding_row(tok, arena, compute)?;
+            let (vocab, hidden) = (c.vocab, c.hidden);
+            let refine = &mut |j: usize,
+                               arena: &mut A,
+                               compute: &mut C,
+                               embed: super::tensor::TensorRef,
+                               r: usize|
+             -> Result<(), EvalError> {
+                let tok = *candidates.get(j).ok_or_else(short)? as usize;
                 let (t, m) = arena.parts_mut();
                 let ([logits], sh) = split(t, m, [b.logits])?;
                 let w = QuantMatrix {
                     dtype: embed.dtype,
                     rows: 1,
-                    cols: c.hidden,
+                    cols: hidden,
                     data: embed.row(&sh, r)?,
                 };
-                let x = rows(sh.f32s(b.xb)?, c.hidden, i..i + 1)?;
-                let at = i * c.vocab + tok as usize;
+                let x = rows(sh.f32s(b.xb)?, hidden, i..i + 1)?;
+                let at = i * vocab + tok;
                 let out = f32s_mut(logits)?.get_mut(at..at + 1).ok_or_else(short)?;
-                compute.matvec(&w, x, out).map_err(EvalError::compute)?;
-            }
+                compute.matvec(&w, x, out).map_err(EvalError::compute)
+            };
+            self.weights
+                .embedding_rows(&candidates, arena, compute, refine)?;
         }
         Ok(())
     }

@@ -18,6 +18,11 @@ use super::gemma::GemmaNorms;
 use super::tensor::TensorRef;
 use super::weights::{Attention, Weights};
 
+/// What [`WeightSource::embedding_rows`] hands each row to: its index in
+/// the tokens asked for, the arena and compute, the matrix and the row.
+pub type EachRow<'f, A, C> =
+    dyn FnMut(usize, &mut A, &mut C, TensorRef, usize) -> Result<(), EvalError> + 'f;
+
 /// All of a model's weights, handed to the decode loop one piece at a time.
 /// Every method runs while evaluating (a source is loaded by its own
 /// constructor), so each fails with an [`EvalError`].
@@ -63,6 +68,25 @@ pub trait WeightSource {
         arena: &mut A,
         compute: &mut C,
     ) -> Result<(TensorRef, usize), EvalError>;
+
+    /// The rows of `tokens`, handed one by one to `each(index in tokens,
+    /// arena, compute, matrix, row)`; each row is valid until `each`
+    /// returns. A streaming source reads them together (one wait behind its
+    /// prefetches instead of one a row); by default, one
+    /// [`WeightSource::embedding_row`] each.
+    fn embedding_rows<A: DramArena, C: Compute>(
+        &mut self,
+        tokens: &[u32],
+        arena: &mut A,
+        compute: &mut C,
+        each: &mut EachRow<'_, A, C>,
+    ) -> Result<(), EvalError> {
+        for (i, &t) in tokens.iter().enumerate() {
+            let (e, r) = self.embedding_row(t, arena, compute)?;
+            each(i, arena, compute, e, r)?;
+        }
+        Ok(())
+    }
 
     /// Piece `piece` of the output head: rows starting at the returned
     /// vocabulary index, or `None` past the last piece.

@@ -82,7 +82,7 @@ impl Fixed {
             norms,
             act_len,
             up_len,
-            row_slot: read_slot(layout.embed.row_bytes().saturating_add(block), block),
+            row_slot: read_slot(layout.row_slot_len(block), block),
             sparse_io: if opts.sparse {
                 read_slot(down_max.saturating_add(2 * block), block)
             } else {

@@ -12,13 +12,15 @@
 //! - the **output head** (the embedding itself when tied), streamed in
 //!   pieces of whole rows.
 
-use lode_formats::image::{Image, SLIDING_WINDOW_ARCH};
+use lode_formats::image::Image;
 use lode_formats::DType;
 
+use crate::limits::REFINED_LOGITS;
 use crate::model::config::{LlamaConfig, LlamaConfigExt, MAX_LAYERS};
 
 use super::ffn_region::region;
-use crate::model::arch::{Arch, Gate, Gemma3};
+use super::image_model::arch_of;
+use crate::model::arch::{Arch, Gate};
 use crate::model::error::LoadError;
 use crate::model::BundleTypes;
 
@@ -172,35 +174,10 @@ pub struct StreamLayout {
     pub extra_norms: heapless::Vec<[u64; 4], MAX_LAYERS>,
     /// The architecture (its sliding window sizes the KV cache).
     pub arch: Arch,
-}
-
-/// The architecture an image's geometry and architecture section describe.
-pub fn arch_of(img: &Image<'_>) -> Result<Arch, LoadError> {
-    match (img.geometry().arch.as_str(), img.arch_params()) {
-        ("llama", None) => Ok(Arch::Llama),
-        (SLIDING_WINDOW_ARCH, Some(p)) => {
-            let arch = Arch::Gemma3(Gemma3 {
-                window: p.window as usize,
-                local_rope_base: p.local_rope_base,
-                swa_period: p.period as usize,
-            });
-            arch.validate()?;
-            Ok(arch)
-        }
-        _ => Err(LoadError::Layout(
-            "the image holds a model of an architecture lode does not run",
-        )),
-    }
-}
-
-/// The model configuration an image's geometry describes: llama's shape,
-/// for both architectures lode runs ([`arch_of`] says which).
-pub fn config_of(img: &Image<'_>) -> Result<LlamaConfig, LoadError> {
-    let g = img.geometry();
-    arch_of(img)?;
-    let cfg = g.shape(img.tensor_by_name("output.weight").is_none());
-    cfg.validate()?;
-    Ok(cfg)
+    /// Embedding rows read at once: 1, or with an approximate head
+    /// ([`Model::refine_head`](crate::model::Model::refine_head)) the rows
+    /// its likely tokens are refined from, [`REFINED_LOGITS`].
+    pub row_reads: usize,
 }
 
 pub(super) fn find(
@@ -266,6 +243,20 @@ pub(super) fn end_of(t: &TensorAt) -> u64 {
 }
 
 impl StreamLayout {
+    /// Bytes of the slot embedding rows are read into: [`row_reads`]
+    /// rows, each at a block-aligned place, each taking the blocks a row at
+    /// any offset spans.
+    ///
+    /// [`row_reads`]: StreamLayout::row_reads
+    pub fn row_stride(&self, block: usize) -> usize {
+        super::plan::blocks(self.embed.row_bytes().saturating_add(block), block)
+    }
+
+    /// [`StreamLayout::row_stride`] times the rows read at once.
+    pub fn row_slot_len(&self, block: usize) -> usize {
+        self.row_stride(block).saturating_mul(self.row_reads.max(1))
+    }
+
     /// I/O slots a ring needs so one whole streamed FFN layer can be read
     /// ahead while the unit before it computes: the most ring units a layer
     /// streams as, plus one (a dense layer is three, one a matrix; a split
@@ -362,6 +353,11 @@ impl StreamLayout {
             gate: arch.gate(),
             extra_norms,
             arch,
+            row_reads: if img.arch_params().is_some_and(|a| a.approx_head) {
+                REFINED_LOGITS
+            } else {
+                1
+            },
         })
     }
 }

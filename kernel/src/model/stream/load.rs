@@ -14,7 +14,7 @@ use crate::model::weights::{Attention, LayerWeights, Weights, ALIGN};
 use super::fixed::act_lens;
 use super::io::{read_resident, Reader};
 use super::layout::{StreamLayout, TensorAt};
-use super::plan::{blocks, read_slot, StreamPlan, MAX_RING};
+use super::plan::{read_slot, StreamPlan, MAX_RING};
 use super::ring::Ring;
 use super::schedule::Schedule;
 use super::source::StreamSource;
@@ -242,7 +242,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         let head_pieces = sched.units.len() - head_first;
         let embed = if cfg.tied_embeddings { output } else { None };
         let row_slot = if embed.is_none() {
-            let len = blocks(layout.embed.row_bytes() + block, block);
+            let len = layout.row_slot_len(block);
             Some(
                 arena
                     .alloc(read_slot(len, block), block.max(ALIGN), SlotKind::IoBuffer)

@@ -15,6 +15,7 @@
 mod explain;
 mod ffn_region;
 mod fixed;
+mod image_model;
 mod io;
 mod kernels;
 mod layout;
@@ -31,11 +32,9 @@ mod verify;
 #[cfg(test)]
 mod tests;
 
+pub use image_model::{arch_of, config_of};
 pub use io::{read_checked, read_extent};
-pub use layout::{
-    arch_of, config_of, AttnSpan, DenseMatrices, FfnKind, FfnRegion, SplitRows, StreamLayout,
-    TensorAt,
-};
+pub use layout::{AttnSpan, DenseMatrices, FfnKind, FfnRegion, SplitRows, StreamLayout, TensorAt};
 pub use load::Reads;
 pub use plan::{PlanBytes, StreamOptions, StreamPlan, MAX_RING};
 pub use ring::{IoStats, Ring, Unit, MAX_UNITS};

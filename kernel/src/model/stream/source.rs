@@ -15,12 +15,13 @@ use crate::arena::{DramArena, Slot};
 use crate::cache::{CacheStats, Policy, S3Fifo};
 use crate::compute::Compute;
 use crate::flash::FlashDevice;
+use crate::limits::MAX_REFINED_LOGITS;
 use crate::model::config::MAX_LAYERS;
 use crate::model::error::EvalError;
 use crate::model::ffn::{checked_call, FfnIo};
 use crate::model::gemma::GemmaNorms;
 use crate::model::tensor::TensorRef;
-use crate::model::weight_source::WeightSource;
+use crate::model::weight_source::{EachRow, WeightSource};
 use crate::model::weights::{Attention, Weights};
 
 use super::io::aligned_extent;
@@ -112,6 +113,32 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
     pub fn quiesce<A: DramArena>(&mut self, arena: &mut A) -> Result<(), EvalError> {
         self.ring.quiesce(arena)
     }
+
+    /// The block-aligned read that holds `token`'s embedding row: its
+    /// device offset, length, and where the row starts in it.
+    fn row_extent(&self, token: u32) -> Result<(u64, usize, usize), EvalError> {
+        let e = self.layout.embed;
+        let t = token as usize;
+        if t >= e.rows {
+            return Err(EvalError::TokenOutOfRange {
+                token,
+                vocab: self.vocab,
+            });
+        }
+        let rb = e.row_bytes();
+        Ok(aligned_extent(e.offset + (t * rb) as u64, rb, self.block))
+    }
+
+    /// The embedding row at byte `offset` of `slot`.
+    fn row_in(&self, slot: Slot, offset: usize) -> TensorRef {
+        TensorRef {
+            slot,
+            offset,
+            dtype: self.layout.embed.dtype,
+            rows: 1,
+            cols: self.layout.embed.cols,
+        }
+    }
 }
 
 impl<D: FlashDevice, P: Policy, B: SparseBuffers> WeightSource for StreamSource<D, P, B> {
@@ -202,27 +229,42 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> WeightSource for StreamSource<
         if let Some(e) = self.resident.embed {
             return Ok((e, token as usize));
         }
-        let e = self.layout.embed;
-        let t = token as usize;
-        if t >= e.rows {
-            return Err(EvalError::TokenOutOfRange {
-                token,
-                vocab: self.vocab,
-            });
-        }
-        let rb = e.row_bytes();
-        let (start, len, skip) = aligned_extent(e.offset + (t * rb) as u64, rb, self.block);
+        let (start, len, skip) = self.row_extent(token)?;
         let slot = self.ring.read_row(arena, start, len, compute)?;
-        Ok((
-            TensorRef {
-                slot,
-                offset: skip,
-                dtype: e.dtype,
-                rows: 1,
-                cols: e.cols,
-            },
-            0,
-        ))
+        Ok((self.row_in(slot, skip), 0))
+    }
+
+    fn embedding_rows<A: DramArena, C: Compute>(
+        &mut self,
+        tokens: &[u32],
+        arena: &mut A,
+        compute: &mut C,
+        each: &mut EachRow<'_, A, C>,
+    ) -> Result<(), EvalError> {
+        if let Some(e) = self.resident.embed {
+            for (i, &t) in tokens.iter().enumerate() {
+                each(i, arena, compute, e, t as usize)?;
+            }
+            return Ok(());
+        }
+        let stride = self.layout.row_stride(self.block);
+        let per = self.layout.row_reads.clamp(1, MAX_REFINED_LOGITS);
+        for (g, group) in tokens.chunks(per).enumerate() {
+            let mut reads: heapless::Vec<(u64, usize), MAX_REFINED_LOGITS> = heapless::Vec::new();
+            let mut skips: heapless::Vec<usize, MAX_REFINED_LOGITS> = heapless::Vec::new();
+            for &t in group {
+                let (start, len, skip) = self.row_extent(t)?;
+                // Both fit: a group is at most `MAX_REFINED_LOGITS` rows.
+                let _ = reads.push((start, len));
+                let _ = skips.push(skip);
+            }
+            let slot = self.ring.read_rows(arena, &reads, stride, compute)?;
+            for (j, &skip) in skips.iter().enumerate() {
+                let row = self.row_in(slot, j * stride + skip);
+                each(g * per + j, arena, compute, row, 0)?;
+            }
+        }
+        Ok(())
     }
 
     fn head_piece<A: DramArena, C: Compute>(

@@ -105,6 +105,7 @@ fn layout(c: &LlamaConfig) -> StreamLayout {
         gate: crate::model::Gate::Silu,
         extra_norms: heapless::Vec::new(),
         arch: crate::model::Arch::Llama,
+        row_reads: 1,
     }
 }
 

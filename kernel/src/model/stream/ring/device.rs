@@ -108,8 +108,7 @@ impl<D: FlashDevice> Ring<D> {
         for c in done.iter().take(n) {
             if c.tag == ROW_TAG {
                 if let Some(r) = self.row.as_mut() {
-                    r.pending = false;
-                    r.failed = c.status.err();
+                    r.land(c.status);
                 }
                 continue;
             }
@@ -196,7 +195,7 @@ impl<D: FlashDevice> Ring<D> {
             *s = State::Free;
         }
         if let Some(r) = self.row.as_mut() {
-            r.pending = false;
+            r.pending = 0;
         }
         self.next = 0;
         Ok(())

@@ -160,13 +160,6 @@ fn device_err<E: flash::Error>(e: E) -> EvalError {
     EvalError::Device(e.kind())
 }
 
-#[derive(Debug, Clone, Copy)]
-struct RowRead {
-    slot: Slot,
-    pending: bool,
-    failed: Option<flash::ErrorKind>,
-}
-
 impl<D: FlashDevice> Ring<D> {
     /// A ring over `slots` (allocated by the caller, each large enough for
     /// every unit) reading `schedule` from `dev`. `clock` returns
@@ -204,11 +197,7 @@ impl<D: FlashDevice> Ring<D> {
             want_head: true,
             clock,
             stats: IoStats::default(),
-            row: row_slot.map(|slot| RowRead {
-                slot,
-                pending: false,
-                failed: None,
-            }),
+            row: row_slot.map(RowRead::new),
             checks,
         })
     }
@@ -338,7 +327,10 @@ impl<D: FlashDevice> Ring<D> {
 
 mod device;
 mod progress;
+mod rows;
 mod take;
+
+use rows::RowRead;
 
 use progress::Progress;
 

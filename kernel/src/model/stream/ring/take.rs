@@ -1,17 +1,15 @@
-//! Handing units and rows out: a unit checked against the block checksums
-//! while the caller waits for another unit, or else as it is taken, and a
-//! row as it is read, each read
-//! again on a read error or a mismatch, up to [`MAX_READ_ATTEMPTS`] times
-//! in all, before anything uses it.
+//! Handing units out: a unit checked against the block checksums while
+//! the caller waits for another unit, or else as it is taken, read again
+//! on a read error or a mismatch, up to [`MAX_READ_ATTEMPTS`] times in
+//! all, before anything uses it (rows: [`rows`](super::rows)).
 
 use crate::arena::{DramArena, Slot};
 use crate::compute::Compute;
-use crate::flash::retry::{with_retries, Attempt};
-use crate::flash::{self, CheckError, FlashDevice, ReadRequest};
+use crate::flash::{CheckError, FlashDevice};
 use crate::limits::MAX_READ_ATTEMPTS;
 use crate::model::error::EvalError;
 
-use super::{device_err, Ring, State, ROW_TAG};
+use super::{Ring, State};
 
 /// What checking a read found.
 pub(super) enum Checked {
@@ -20,24 +18,11 @@ pub(super) enum Checked {
 }
 
 impl<D: FlashDevice> Ring<D> {
-    /// Checks `len` bytes of `slot`, read at device `start`.
-    pub(super) fn check<A: DramArena, C: Compute>(
+    /// Checks bytes `range` of `slot`, read at device offset `at`.
+    pub(super) fn check_range<A: DramArena, C: Compute>(
         &mut self,
         arena: &A,
-        slot: Slot,
-        start: u64,
-        len: usize,
-        compute: &mut C,
-    ) -> Result<Checked, EvalError> {
-        self.check_range(arena, (slot, start), 0..len, compute)
-    }
-
-    /// Checks bytes `range` of `slot`, whose byte 0 was read at device
-    /// `start`.
-    fn check_range<A: DramArena, C: Compute>(
-        &mut self,
-        arena: &A,
-        (slot, start): (Slot, u64),
+        (slot, at): (Slot, u64),
         range: core::ops::Range<usize>,
         compute: &mut C,
     ) -> Result<Checked, EvalError> {
@@ -45,7 +30,6 @@ impl<D: FlashDevice> Ring<D> {
             return Ok(Checked::Good);
         };
         let len = range.len() as u64;
-        let at = start + range.start as u64;
         let data = arena
             .bytes(slot)
             .map_err(EvalError::arena)?
@@ -203,7 +187,8 @@ impl<D: FlashDevice> Ring<D> {
             };
             let from = (next as usize).saturating_mul(cmd).min(u.len);
             let to = from.saturating_add(cmd).min(u.len);
-            match self.check_range(arena, (slot, u.start), from..to, compute)? {
+            let at = u.start + from as u64;
+            match self.check_range(arena, (slot, at), from..to, compute)? {
                 Checked::Good => {
                     self.stats.verified_early += (to - from) as u64;
                     if let Some((_, State::Loading { progress, .. })) = self.slots.get_mut(i) {
@@ -240,7 +225,8 @@ impl<D: FlashDevice> Ring<D> {
             .get(unit)
             .ok_or(EvalError::Internal("no such streamed unit"))?;
         let rest = verified.min(u.len)..u.len;
-        let next = match self.check_range(arena, (slot, u.start), rest, compute)? {
+        let at = u.start + rest.start as u64;
+        let next = match self.check_range(arena, (slot, at), rest, compute)? {
             Checked::Good => State::Ready {
                 unit,
                 attempt,
@@ -279,72 +265,5 @@ impl<D: FlashDevice> Ring<D> {
         self.stats.retries += 1;
         self.stats.units += 1;
         self.pump(arena)
-    }
-
-    /// Reads `len` bytes at block-aligned `start` into the row slot and
-    /// waits for them (prefetches keep running meanwhile); checked and
-    /// retried like a unit.
-    pub fn read_row<A: DramArena, C: Compute>(
-        &mut self,
-        arena: &mut A,
-        start: u64,
-        len: usize,
-        compute: &mut C,
-    ) -> Result<Slot, EvalError> {
-        let (slot, retries) =
-            with_retries(|attempts| match self.read_row_once(arena, start, len) {
-                Ok(Ok(slot)) => match self.check(arena, slot, start, len, compute) {
-                    Ok(Checked::Good) => Attempt::Done(slot),
-                    Ok(Checked::Bad { offset }) => {
-                        Attempt::Again(EvalError::Corrupt { offset, attempts })
-                    }
-                    Err(e) => Attempt::Stop(e),
-                },
-                Ok(Err(kind)) => Attempt::Again(EvalError::Read {
-                    offset: start,
-                    kind,
-                    attempts,
-                }),
-                Err(e) => Attempt::Stop(e),
-            })?;
-        self.stats.retries += u64::from(retries);
-        Ok(slot)
-    }
-
-    /// One read of the row: its slot, or the error its completion carried.
-    fn read_row_once<A: DramArena>(
-        &mut self,
-        arena: &mut A,
-        start: u64,
-        len: usize,
-    ) -> Result<Result<Slot, flash::ErrorKind>, EvalError> {
-        let Some(mut row) = self.row else {
-            return Err(EvalError::Internal("no slot for embedding rows"));
-        };
-        let r = ReadRequest {
-            tag: ROW_TAG,
-            offset: start,
-            len: u32::try_from(len).map_err(|_| EvalError::Internal("row read too large"))?,
-            dest: row.slot,
-            dest_offset: 0,
-        };
-        // Leave room in the queue for the row read.
-        let depth = usize::from(self.dev.geometry().queue_depth.max(1));
-        while self.dev.in_flight() >= depth {
-            self.poll(arena)?;
-        }
-        self.dev.submit(arena, &[r]).map_err(device_err)?;
-        self.stats.bytes += len as u64;
-        self.stats.reads += 1;
-        row.pending = true;
-        row.failed = None;
-        self.row = Some(row);
-        while self.row.is_some_and(|r| r.pending) {
-            self.poll(arena)?;
-        }
-        Ok(match self.row.and_then(|r| r.failed) {
-            Some(kind) => Err(kind),
-            None => Ok(row.slot),
-        })
     }
 }

@@ -247,3 +247,52 @@ fn units_are_read_in_schedule_order_whatever_slot_holds_them() {
     assert!(r.device().commands <= 16, "{}", r.device().commands);
     r.quiesce(&mut arena).unwrap();
 }
+
+/// Several rows read together land one after another at their stride,
+/// each checked: under flipped bits and failed reads every batch handed
+/// out holds the clean bytes, or is an error after three tries.
+#[test]
+fn rows_read_together_are_each_checked_and_retried() {
+    let want = clean();
+    let rows = [(4096u64, 1024usize), (0, 512), (30720, 1536)];
+    let (mut ok, mut retries) = (0, 0);
+    for seed in 0..20u64 {
+        let mut arena = VecArena::new(1 << 20);
+        let c = checks(&mut arena);
+        let faults = Faults {
+            seed,
+            bit_flip_ppm: 200_000,
+            read_error_ppm: 50_000,
+            ..Faults::none()
+        };
+        let dev: FaultInjector<RamFlash> = FaultInjector::new(device(clean()), faults);
+        let slots: Vec<Slot> = (0..2)
+            .map(|_| arena.alloc(16384, B, SlotKind::IoBuffer).unwrap())
+            .collect();
+        let row = arena.alloc(3 * 2048, B, SlotKind::IoBuffer).unwrap();
+        let mut r = Ring::new(dev, &slots, &units(), Some(row), no_clock, Some(c)).unwrap();
+        match r.read_rows(&mut arena, &rows, 2048, &mut Naive) {
+            Ok(slot) => {
+                let got = arena.bytes(slot).unwrap();
+                for (j, &(start, len)) in rows.iter().enumerate() {
+                    let s = start as usize;
+                    assert_eq!(&got[j * 2048..j * 2048 + len], &want[s..s + len], "row {j}");
+                }
+                ok += 1;
+            }
+            Err(e) => assert!(
+                matches!(
+                    e,
+                    EvalError::Corrupt { attempts: 3, .. } | EvalError::Read { attempts: 3, .. }
+                ),
+                "{e:?}"
+            ),
+        }
+        retries += r.stats().retries;
+        // More rows than the slot holds is an error, not a read.
+        let four = [(0u64, 512usize); 4];
+        assert!(r.read_rows(&mut arena, &four, 2048, &mut Naive).is_err());
+        r.quiesce(&mut arena).unwrap();
+    }
+    assert!(ok > 10 && retries > 5, "ok {ok}, retries {retries}");
+}
