@@ -25,6 +25,32 @@ fn args(model: &std::path::Path, extra: &[&str]) -> PruneArgs {
     Cli::parse_from(v).a
 }
 
+/// A search of 2 generations of 3 children on 16-token windows at 10%:
+/// seconds on the real model. `extra` comes first.
+fn tiny_search(m: &std::path::Path, extra: &[&str]) -> PruneArgs {
+    let common = [
+        "--levels",
+        "10",
+        "--window",
+        "16",
+        "--calib-windows",
+        "2",
+        "--generations",
+        "2",
+        "--offspring",
+        "3",
+        "--survivors",
+        "1",
+        "--random",
+        "1",
+        "--threads",
+        "2",
+        "--json",
+    ];
+    let all: Vec<&str> = extra.iter().chain(&common).copied().collect();
+    args(m, &all)
+}
+
 /// Levels that drop nothing or everything, a window too short and too
 /// few windows are refused with a message naming the option.
 #[test]
@@ -49,15 +75,9 @@ fn options_that_cannot_run_are_refused_before_any_work() {
 #[test]
 fn a_small_search_reports_every_method_at_the_level() {
     let Some(m) = real_model() else { return };
-    let a = args(
+    let a = tiny_search(
         &m,
         &[
-            "--levels",
-            "10",
-            "--window",
-            "16",
-            "--calib-windows",
-            "2",
             "--clusters",
             "2",
             "--candidates",
@@ -66,17 +86,6 @@ fn a_small_search_reports_every_method_at_the_level() {
             "--compare-fitness",
             "--held-out-windows",
             "2",
-            "--generations",
-            "2",
-            "--offspring",
-            "3",
-            "--survivors",
-            "1",
-            "--random",
-            "1",
-            "--threads",
-            "2",
-            "--json",
         ],
     );
     let dir = tmp("images");
@@ -154,32 +163,15 @@ fn a_small_search_reports_every_method_at_the_level() {
 #[test]
 fn a_perplexity_fitness_search_minimizes_perplexity() {
     let Some(m) = real_model() else { return };
-    let a = args(
+    let a = tiny_search(
         &m,
         &[
-            "--levels",
-            "10",
-            "--window",
-            "16",
-            "--calib-windows",
-            "2",
             "--sampling",
             "random",
             "--fitness",
             "perplexity",
             "--held-out-windows",
             "1",
-            "--generations",
-            "2",
-            "--offspring",
-            "3",
-            "--survivors",
-            "1",
-            "--random",
-            "1",
-            "--threads",
-            "2",
-            "--json",
         ],
     );
     let out = crate::testutil::with_main_stack(move || {

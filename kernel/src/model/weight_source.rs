@@ -18,6 +18,22 @@ use super::gemma::GemmaNorms;
 use super::tensor::TensorRef;
 use super::weights::{Attention, Weights};
 
+/// [`WeightSource::embedding_rows`] one [`WeightSource::embedding_row`] at
+/// a time: what a source whose rows are in DRAM does.
+pub fn rows_one_by_one<W: WeightSource, A: DramArena, C: Compute>(
+    source: &mut W,
+    tokens: &[u32],
+    arena: &mut A,
+    compute: &mut C,
+    each: &mut EachRow<'_, A, C>,
+) -> Result<(), EvalError> {
+    for (i, &t) in tokens.iter().enumerate() {
+        let (e, r) = source.embedding_row(t, arena, compute)?;
+        each(i, arena, compute, e, r)?;
+    }
+    Ok(())
+}
+
 /// What [`WeightSource::embedding_rows`] hands each row to: its index in
 /// the tokens asked for, the arena and compute, the matrix and the row.
 pub type EachRow<'f, A, C> =
@@ -80,12 +96,11 @@ pub trait WeightSource {
         arena: &mut A,
         compute: &mut C,
         each: &mut EachRow<'_, A, C>,
-    ) -> Result<(), EvalError> {
-        for (i, &t) in tokens.iter().enumerate() {
-            let (e, r) = self.embedding_row(t, arena, compute)?;
-            each(i, arena, compute, e, r)?;
-        }
-        Ok(())
+    ) -> Result<(), EvalError>
+    where
+        Self: Sized,
+    {
+        rows_one_by_one(self, tokens, arena, compute, each)
     }
 
     /// Piece `piece` of the output head: rows starting at the returned

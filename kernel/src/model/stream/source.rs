@@ -21,7 +21,7 @@ use crate::model::error::EvalError;
 use crate::model::ffn::{checked_call, FfnIo};
 use crate::model::gemma::GemmaNorms;
 use crate::model::tensor::TensorRef;
-use crate::model::weight_source::{EachRow, WeightSource};
+use crate::model::weight_source::{rows_one_by_one, EachRow, WeightSource};
 use crate::model::weights::{Attention, Weights};
 
 use super::io::aligned_extent;
@@ -241,11 +241,8 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> WeightSource for StreamSource<
         compute: &mut C,
         each: &mut EachRow<'_, A, C>,
     ) -> Result<(), EvalError> {
-        if let Some(e) = self.resident.embed {
-            for (i, &t) in tokens.iter().enumerate() {
-                each(i, arena, compute, e, t as usize)?;
-            }
-            return Ok(());
+        if self.resident.embed.is_some() {
+            return rows_one_by_one(self, tokens, arena, compute, each);
         }
         let stride = self.layout.row_stride(self.block);
         let per = self.layout.row_reads.clamp(1, MAX_REFINED_LOGITS);
