@@ -102,13 +102,6 @@ pub const CHECK_BLOCK: usize = 4096;
 /// command) clears on the next read, a bad medium does not.
 pub const MAX_READ_ATTEMPTS: u32 = 3;
 
-/// Largest read command of a streamed unit whose bytes are checked: a unit
-/// read in pieces of this size is checked piece by piece as the pieces
-/// land, while the rest is still on its way, instead of all at once after
-/// its last byte (with the compute waiting). A multiple of every block
-/// size up to it.
-pub const CHECKED_READ_BYTES: usize = 128 * 1024;
-
 /// Most pieces one streamed read's check is cut into, each CRC'd by
 /// whichever compute thread takes it (a few a thread, so a thread that
 /// starts late leaves its share to the others).
@@ -188,7 +181,6 @@ const _: () = assert!(ALIGN.is_power_of_two());
 // A check block is a whole number of the smallest device block.
 const _: () = assert!(CHECK_BLOCK.is_power_of_two() && CHECK_BLOCK >= 512);
 const _: () = assert!(MAX_READ_ATTEMPTS >= 1);
-const _: () = assert!(CHECKED_READ_BYTES.is_power_of_two() && CHECKED_READ_BYTES >= CHECK_BLOCK);
 const _: () = assert!(CHECK_PIECES >= 1 && CHECK_PIECE_MIN >= CHECK_BLOCK);
 
 // A ring collects at least one completion per slot per call.

@@ -3,23 +3,19 @@
 
 use crate::arena::DramArena;
 use crate::flash::{Completion, FlashDevice, ReadRequest};
-use crate::limits::{CHECKED_READ_BYTES, RING_COMPLETIONS};
+use crate::limits::RING_COMPLETIONS;
 use crate::model::error::EvalError;
 
 use super::{device_err, progress, Ring, State, MAX_RING, ROW_TAG};
 
 impl<D: FlashDevice> Ring<D> {
-    /// Bytes of one read command: the device's largest transfer, at most
-    /// [`CHECKED_READ_BYTES`] when reads are checked (so a unit is checked
-    /// in pieces as they land), and at least a block. Every unit is read in
-    /// commands of this size from its start.
+    /// Bytes of one read command: the device's largest transfer, at least
+    /// a block. Every unit is read in commands of this size from its start
+    /// (a unit larger than one is checked command by command as they land:
+    /// [`progress`]).
     pub(super) fn command_bytes(&self) -> usize {
         let g = self.dev.geometry();
-        let max = match self.checks {
-            Some(_) => (g.max_transfer as usize).min(CHECKED_READ_BYTES),
-            None => g.max_transfer as usize,
-        };
-        max.max(g.block_size as usize).max(1)
+        (g.max_transfer as usize).max(g.block_size as usize).max(1)
     }
 
     /// Submits as many pending reads as the device's queue takes, slots

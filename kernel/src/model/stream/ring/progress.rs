@@ -1,13 +1,15 @@
 //! How far a unit's read has come, command by command, so its bytes can
 //! be checked while the rest is still on its way.
 //!
-//! A unit is read in commands of the device's largest transfer, and they
-//! may complete in any order. The caller that waits for a unit would
-//! otherwise check all of it once its last command lands, with the disk
-//! idle behind it (for a unit of a few MiB, a few hundred microseconds a
-//! unit, several percent of a token at a third of the model); checking
+//! A unit larger than the device's largest transfer (1 MiB on a block
+//! device: Gemma 3's FFN layers, a larger model's) is read in several
+//! commands, which may complete in any order. The caller that waits for it
+//! would otherwise check all of it once its last command lands; checking
 //! each command's bytes as soon as it and those before it have landed
-//! leaves only the last command to check then.
+//! leaves only the last command to check then. (Cutting every unit into
+//! small commands for this was measured and did not pay on SmolLM2 at a
+//! third of the model: 5 times the commands, 6-12% of the bytes checked
+//! early, the same decode speed within this disk's noise.)
 //!
 //! Completions are tracked in a window of 64 commands after the checked
 //! prefix: one that lands further ahead is not recorded, and its bytes are
