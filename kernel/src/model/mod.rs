@@ -82,7 +82,7 @@ pub use error::{ErrorKind, EvalError, LoadError};
 pub use eval::WantLogits;
 pub use ffn::{DenseFfn, DenseLayer, FfnIo, FfnSource};
 pub use gemma::{neox_to_adjacent, GemmaNorms};
-pub use kv::{ChunkViews, KvBytes, KvCache, KvLayout};
+pub use kv::{ChunkViews, Growth, KvBytes, KvCache, KvLayout};
 pub use tensor::{RawTensor, TensorRef, TensorSource};
 pub use view::{split, Shared};
 pub use weight_source::{Resident, WeightSource};

@@ -14,7 +14,7 @@
 //! - At shutdown, [`swap_out_all`] commits every context.
 
 use lode_kernel::arena::{DramArena, SlotKind};
-use lode_kernel::model::KvCache;
+use lode_kernel::model::Growth;
 
 use crate::context::Context;
 use crate::kv_life::{self, evict_chunk, next_victim, park, Victim};
@@ -22,19 +22,25 @@ use crate::session::Session;
 
 use super::{lock, CallError, ContextId, Service};
 
-/// Whether the arena can take `chunks` more f32 chunks now: they are
-/// allocated and given back (first fit can fail where free bytes suffice).
-fn fits(session: &mut Session, chunks: usize) -> bool {
-    let bytes = session.kv_layout().max_payload();
+/// Whether the arena can take the slots of `g` now: they are allocated
+/// and given back (first fit can fail where free bytes suffice).
+fn fits(session: &mut Session, g: Growth) -> bool {
+    let layout = session.kv_layout();
+    let sizes = [
+        (g.mains, layout.main_bytes()),
+        (g.windows, layout.window_bytes()),
+    ];
     let (arena, _) = session.arena_and_compute();
-    let mut got = Vec::with_capacity(chunks);
+    let mut got = Vec::with_capacity(g.mains + g.windows);
     let mut ok = true;
-    for _ in 0..chunks {
-        match arena.alloc(bytes, 64, SlotKind::KvChunk) {
-            Ok(s) => got.push(s),
-            Err(_) => {
-                ok = false;
-                break;
+    'all: for (n, bytes) in sizes {
+        for _ in 0..n {
+            match arena.alloc(bytes, 64, SlotKind::KvChunk) {
+                Ok(s) => got.push(s),
+                Err(_) => {
+                    ok = false;
+                    break 'all;
+                }
             }
         }
     }
@@ -44,23 +50,26 @@ fn fits(session: &mut Session, chunks: usize) -> bool {
     ok
 }
 
-/// Makes sure `ctx` (checked out for a call) can hold `positions` in f32
-/// chunks, reclaiming from idle contexts by LCTRU until it can.
+/// Makes sure `ctx` (checked out for a call) can grow to `positions` in
+/// f32 chunks, reclaiming from idle contexts by LCTRU until it can. What it
+/// needs is [`lode_kernel::model::KvCache::growth`]: a main part a new
+/// chunk, and window parts only beyond those the context can reuse.
 pub(crate) fn make_room(
     svc: &Service,
     session: &mut Session,
     ctx: &Context,
     positions: usize,
 ) -> Result<(), CallError> {
-    let want = KvCache::chunks_for(positions).saturating_sub(ctx.chunks());
+    let max_batch = session.limits().max_batch;
+    let want = ctx.inner.kv().growth(positions, max_batch);
     let t = std::time::Instant::now();
     let r = reclaim(svc, session, want);
     lock(&svc.life).reclaim_seconds += t.elapsed().as_secs_f64();
     r
 }
 
-/// Reclaims from idle contexts until `want` f32 chunks fit.
-fn reclaim(svc: &Service, session: &mut Session, want: usize) -> Result<(), CallError> {
+/// Reclaims from idle contexts until the slots of `want` fit.
+fn reclaim(svc: &Service, session: &mut Session, want: Growth) -> Result<(), CallError> {
     loop {
         if fits(session, want) {
             return Ok(());
@@ -73,9 +82,8 @@ fn reclaim(svc: &Service, session: &mut Session, want: usize) -> Result<(), Call
         let victim = next_victim(idle);
         let freed = match victim {
             None => {
-                let chunk = session.kv_layout().max_payload();
                 return Err(CallError::OutOfKvMemory {
-                    need_bytes: want.saturating_mul(chunk),
+                    need_bytes: session.kv_layout().growth_bytes(want),
                     free_bytes: session.arena().remaining(),
                 });
             }

@@ -38,6 +38,15 @@ pub struct KvLayout {
     pub window: usize,
 }
 
+/// Arena slots a cache allocates at most to grow ([`KvLayout::growth`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Growth {
+    /// Main parts, one per new chunk.
+    pub mains: usize,
+    /// Window parts allocated afresh (expired ones are reused first).
+    pub windows: usize,
+}
+
 /// What the KV caches of a plan cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct KvBytes {
@@ -178,6 +187,35 @@ impl KvLayout {
             aligned: one.aligned.saturating_mul(contexts),
             slots: one.slots.saturating_mul(contexts),
         }
+    }
+
+    /// Slots a cache that holds `chunks` chunks and `windows` window parts
+    /// (live or spare) allocates at most to grow to `positions` positions in
+    /// passes of up to `max_batch`. Every new chunk needs a main part; a
+    /// fresh window part is allocated only when no spare is left, that is
+    /// while every window part is live, and at most
+    /// [`KvLayout::window_parts`] are ever live, so the window parts never
+    /// outnumber that (or what the cache holds already).
+    pub fn growth(
+        &self,
+        (chunks, windows): (usize, usize),
+        positions: usize,
+        max_batch: usize,
+    ) -> Growth {
+        let mains = positions.div_ceil(CHUNK_TOKENS).saturating_sub(chunks);
+        let windows = if self.local == 0 {
+            0
+        } else {
+            mains.min(self.window_parts(max_batch).saturating_sub(windows))
+        };
+        Growth { mains, windows }
+    }
+
+    /// Bytes of the slots of `g`.
+    pub const fn growth_bytes(&self, g: Growth) -> usize {
+        g.mains
+            .saturating_mul(self.main_bytes())
+            .saturating_add(g.windows.saturating_mul(self.window_bytes()))
     }
 
     /// Bytes of chunk `index`'s payload at `level` in a context of `len`

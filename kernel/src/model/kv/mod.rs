@@ -38,7 +38,7 @@ pub mod density;
 pub mod layout;
 pub mod tolerance;
 
-pub use layout::{KvBytes, KvLayout};
+pub use layout::{Growth, KvBytes, KvLayout};
 
 use super::arch::Arch;
 use super::config::{Limits, LlamaConfig, CHUNK_TOKENS, MAX_CHUNKS};
@@ -118,8 +118,21 @@ impl KvCache {
 
     /// Bytes of the arena this cache holds (main and window parts, spares).
     pub fn bytes(&self) -> usize {
-        let windows = self.windows.iter().flatten().count() + self.spare.len();
-        self.chunks.len() * self.layout.main_bytes() + windows * self.layout.window_bytes()
+        self.chunks.len() * self.layout.main_bytes()
+            + self.window_slots() * self.layout.window_bytes()
+    }
+
+    /// Window parts held, live or spare.
+    fn window_slots(&self) -> usize {
+        self.windows.iter().flatten().count() + self.spare.len()
+    }
+
+    /// Slots growing to `positions` positions in passes of up to
+    /// `max_batch` allocates at most ([`KvLayout::growth`]): what a caller
+    /// that must make room first needs free.
+    pub fn growth(&self, positions: usize, max_batch: usize) -> Growth {
+        let held = (self.chunks.len(), self.window_slots());
+        self.layout.growth(held, positions, max_batch)
     }
 
     /// Allocates chunks so positions `len..len + n` have room, or fails with

@@ -176,3 +176,33 @@ fn a_cache_without_a_needed_window_part_is_an_error_not_a_panic() {
         .unwrap_err();
     assert!(std::format!("{e}").contains("expired"), "{e}");
 }
+
+/// What a caller must free before a call ([`KvCache::growth`]) bounds what
+/// the call allocates, and counts reused window parts as free: from empty
+/// to 240 positions it is 15 main parts and only 3 window parts.
+#[test]
+fn the_growth_bound_holds_call_by_call_and_reuses_window_parts() {
+    let (c, arch, src) = gemma_tiny();
+    let l = Limits::new(240, 6).with_logit_rows(6);
+    let plan = MemoryPlan::dense_for(&src, &c, &arch, &l).unwrap();
+    let mut arena = VecArena::new(plan.total());
+    let mut m = Model::load_for(&src, c, arch, l, &mut arena).unwrap();
+    let toks = tokens(240, c.vocab, 5);
+    let mut ctx = m.new_context();
+    let layout = KvLayout::new(&c, &arch);
+    let all = ctx.kv().growth(240, 6);
+    assert_eq!((all.mains, all.windows), (15, 3));
+    assert_eq!(layout.growth_bytes(all), layout.context_bytes(240, 6).exact);
+    let kv = crate::arena::SlotKind::KvChunk;
+    for piece in toks.chunks(6) {
+        let from = ctx.len();
+        let g = ctx.kv().growth(from + piece.len(), 6);
+        let before = arena.used_by(kv);
+        let want = WantLogits::From(from);
+        m.eval(&mut ctx, &mut arena, &mut Naive, piece, want, |_, _| {})
+            .unwrap();
+        let grew = arena.used_by(kv) - before;
+        assert!(grew <= layout.growth_bytes(g), "{grew} > {g:?}");
+    }
+    assert_eq!(arena.used_by(kv), layout.growth_bytes(all));
+}
