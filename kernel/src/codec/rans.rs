@@ -180,8 +180,7 @@ impl<'a> Lanes<'a> {
         offset: usize,
     ) -> Result<(), DecodeError> {
         let (mut x, mut pos, words) = (self.x, self.pos, self.words);
-        for (i, dst) in out.chunks_exact_mut(block).enumerate() {
-            let lane = &mut x[i % CODEC_LANES];
+        let mut step = |lane: &mut u32, dst: &mut [u8]| -> Result<(), DecodeError> {
             let slot = *lane & (BOOK_TOTAL - 1);
             let (s, freq, start) = b.lookup(slot);
             // (x >> 16) < 2^16 and freq <= 2^16: the product and the
@@ -204,6 +203,19 @@ impl<'a> Lanes<'a> {
             if let Some(d) = dst.get_mut(offset..offset + 2) {
                 d.copy_from_slice(&v.to_le_bytes());
             }
+            Ok(())
+        };
+        // Whole groups of a block a lane, the lanes' chains side by side,
+        // then the blocks left over (lane `i % LANES` either way).
+        let mut groups = out.chunks_exact_mut(block * CODEC_LANES);
+        for g in &mut groups {
+            for (lane, dst) in x.iter_mut().zip(g.chunks_exact_mut(block)) {
+                step(lane, dst)?;
+            }
+        }
+        let rest = groups.into_remainder();
+        for (lane, dst) in x.iter_mut().zip(rest.chunks_exact_mut(block)) {
+            step(lane, dst)?;
         }
         (self.x, self.pos) = (x, pos);
         Ok(())

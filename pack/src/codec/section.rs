@@ -16,12 +16,16 @@ pub struct Section {
     pub bytes: Vec<u8>,
 }
 
-/// Codes field `f` of every `block`-byte block of `data`.
-pub fn encode(f: &Field, block: usize, data: &[u8]) -> Section {
+/// Codes field `f` of every `block`-byte block of `data`, or stores it raw
+/// when `code` is false.
+pub fn encode(f: &Field, block: usize, data: &[u8], code: bool) -> Section {
     let gathered: Vec<u8> = data
         .chunks_exact(block)
         .flat_map(|b| b[f.offset..f.offset + f.width].iter().copied())
         .collect();
+    if !code {
+        return frame(SectionKind::Raw, f, 0, 0, gathered);
+    }
     let raw = frame(SectionKind::Raw, f, 0, 0, gathered.clone());
     let coded = if f.f16 {
         book::encode(&gathered).map(|(escape, body)| frame(SectionKind::F16, f, escape, 0, body))

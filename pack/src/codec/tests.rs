@@ -214,3 +214,27 @@ proptest! {
         }
     }
 }
+
+/// `Coding::FloatsOnly` stores every byte field raw and codes the f16
+/// fields, and still decodes to the same bytes (a block count that is not
+/// a whole number of lane groups included).
+#[test]
+fn floats_only_codes_the_f16_fields_alone() {
+    for dt in TYPES {
+        for blocks in [0, 1, 7, 3001] {
+            let data = weightlike(dt, blocks, 11);
+            let e = encode_with(dt, &data, Coding::FloatsOnly).unwrap();
+            let mut out = vec![0u8; data.len()];
+            assert_eq!(decode(&e.bytes, &mut out), Ok(data.len()), "{dt:?}");
+            assert_eq!(out, data, "{dt:?} {blocks}");
+            for s in &e.sections {
+                let f16 = s.role == Role::Scale || s.role == Role::Min;
+                if !f16 {
+                    assert_eq!(s.kind, SectionKind::Raw, "{dt:?} {s:?}");
+                } else if blocks == 3001 {
+                    assert_eq!(s.kind, SectionKind::F16, "{dt:?} {s:?}");
+                }
+            }
+        }
+    }
+}
