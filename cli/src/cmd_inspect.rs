@@ -138,7 +138,17 @@ pub fn run(args: &InspectArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>
             }
             .into());
         }
-        writeln!(out, "verify: ok ({} data bytes checked)", header.data_len())?;
+        let decoded =
+            coded::verify(&mut file, &image).map_err(|e| format!("{}: {e}", path.display()))?;
+        let also = match decoded {
+            0 => String::new(),
+            n => format!("; {n} coded tensors decoded"),
+        };
+        writeln!(
+            out,
+            "verify: ok ({} data bytes checked{also})",
+            header.data_len()
+        )?;
     }
     Ok(())
 }
@@ -229,21 +239,23 @@ fn print_image(out: &mut dyn Write, path: &Path, image: &Image<'_>) -> std::io::
         .max(4);
     writeln!(
         out,
-        "  {:<width$}  {:<5} {:<22} {:>12} {:>12}",
+        "  {:<width$}  {:<5} {:<22} {:>12} {:>12}  stored",
         "name", "type", "shape", "offset", "length"
     )?;
     for t in image.tensors() {
         let shape = format!("{:?}", t.shape.dims());
         writeln!(
             out,
-            "  {:<width$}  {:<5} {:<22} {:>12} {:>12}",
+            "  {:<width$}  {:<5} {:<22} {:>12} {:>12}  {}",
             t.name,
             t.dtype.name(),
             shape,
             t.offset,
-            t.length
+            t.length,
+            coded::stored_as(t.codec, t.data_len())
         )?;
     }
+    coded::summary(out, image)?;
 
     writeln!(out, "ffn layout     {}", layout::summary(image))?;
     writeln!(out, "bundle regions ({})", image.layer_count())?;
@@ -341,6 +353,7 @@ fn placement_summary(placement: Option<Placement<'_>>) -> String {
     }
 }
 
+mod coded;
 mod layout;
 #[cfg(test)]
 mod tests;

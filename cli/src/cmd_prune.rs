@@ -142,6 +142,7 @@ fn write_image(a: &PruneArgs, dir: &Path, dropped: u128) -> Result<PathBuf, Box<
         cost_model: None,
         drop_layers,
         head: None,
+        compress: lode_pack::compress::Compress::None,
         quiet: true,
     };
     crate::cmd_pack::run(&pack, &mut std::io::sink())?;

@@ -6,6 +6,8 @@
 //!   image's FFN;
 //! - [`codec`]: GGUF quantized blocks losslessly entropy-coded into units
 //!   that `lode_kernel::codec` decodes;
+//! - [`compress`]: which of an image's tensors `lode pack --compress`
+//!   stores coded;
 //! - [`gemma`]: a Gemma 3 GGUF into a (dense) lode image;
 //! - [`head`]: a narrower output head for a tied model, and its quality
 //!   cost;
@@ -38,6 +40,7 @@
 pub mod bundle;
 pub mod calibration;
 pub mod codec;
+pub mod compress;
 pub mod entropy;
 pub mod finite;
 pub mod gemma;

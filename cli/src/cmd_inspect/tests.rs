@@ -349,3 +349,55 @@ fn summaries() {
     assert_eq!(codec_summary(&[5]), "tag5 1");
     assert_eq!(placement_summary(None), "-");
 }
+
+/// An image with one coded tensor, `unit` as its stored bytes.
+fn coded_image(unit: Vec<u8>) -> Vec<u8> {
+    let geometry = ModelGeometry {
+        arch: ArchTag::new("llama").unwrap(),
+        layers: 0,
+        hidden: 64,
+        ffn: 3,
+        heads: 1,
+        kv_heads: 1,
+        head_dim: 64,
+        vocab: 8,
+        context: 64,
+        rope_base: 10_000.0,
+        rms_eps: 1e-5,
+        fingerprint: 7,
+    };
+    let mut b = ImageBuilder::new(geometry);
+    b.block_size(512);
+    b.add_coded_tensor("blk.0.attn_q.weight", DType::Q4_1, &[64, 64], unit)
+        .unwrap();
+    b.to_bytes().unwrap()
+}
+
+/// `--verify` decodes a coded tensor: a good unit passes and is counted;
+/// one whose stored CRC is right (the writer computed it over the bytes
+/// given) but whose unit is broken is refused, naming the tensor.
+#[test]
+fn verify_decodes_coded_tensors() {
+    let blocks: Vec<u8> = (0..128 * 20u32).map(|i| (i * 31 % 251) as u8).collect();
+    let unit = lode_pack::codec::encode(DType::Q4_1, &blocks)
+        .unwrap()
+        .bytes;
+    let good = TempFile::new("coded-good", &coded_image(unit.clone()));
+    let (result, text) = inspect(&good.0, true);
+    result.unwrap();
+    assert!(text.contains("coded, 2560 decoded"), "{text}");
+    assert!(text.contains("coded tensors  1:"), "{text}");
+    assert!(text.contains("1 coded tensors decoded"), "{text}");
+    let mut broken = unit;
+    let last = broken.len() - 1;
+    broken[last] ^= 0x40;
+    let bad = TempFile::new("coded-bad", &coded_image(broken));
+    let (result, _) = inspect(&bad.0, true);
+    let e = result.unwrap_err().to_string();
+    assert!(
+        e.contains("tensor blk.0.attn_q.weight: coded data does not decode"),
+        "{e}"
+    );
+    // Without --verify the table opens (its bytes are not read).
+    inspect(&bad.0, false).0.unwrap();
+}

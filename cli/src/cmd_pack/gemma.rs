@@ -108,6 +108,7 @@ pub(super) fn pack_gemma(
     .map_err(|e| model(&e))?;
     progress.finish();
     b.cost_model(cost);
+    let coded = lode_pack::compress::compress(&mut b, a.compress)?;
     let len = output.write(|w| Ok(b.write_to(w)?))?;
     writeln!(
         out,
@@ -120,6 +121,7 @@ pub(super) fn pack_gemma(
         g.window,
         g.swa_period,
     )?;
+    super::coded_summary(&coded, out)?;
     if a.head.is_none() {
         writeln!(
             out,

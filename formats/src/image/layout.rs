@@ -30,7 +30,7 @@ pub const VERSION_MAJOR: u16 = 1;
 ///
 /// A writer emits the lowest minor whose sections the image uses, so an
 /// image without the 1.1 tokenizer section is byte for byte a 1.0 image.
-pub const VERSION_MINOR: u16 = MINOR_ARCH;
+pub const VERSION_MINOR: u16 = MINOR_CODED;
 
 /// Minor version of the first format with the tokenizer section (kind 9).
 /// An image with that section and an older minor is refused: no writer of
@@ -45,6 +45,14 @@ pub const MINOR_LINEAGE: u16 = 2;
 /// 11, a sliding-window model's attention parameters) and the element types
 /// Q5_0, Q4_K and Q6_K (Gemma 3's).
 pub const MINOR_ARCH: u16 = 3;
+
+/// Minor version of the first format whose tensors may be coded (the
+/// tensor table's `dtype` field carries a codec in bits 16 to 23).
+pub const MINOR_CODED: u16 = 4;
+
+/// Bit position of a tensor's codec in the tensor table's `dtype` field
+/// (since 1.4); the element type is the low 16 bits.
+pub const TENSOR_CODEC_SHIFT: u32 = 16;
 
 /// Minor version of an image that uses only the 1.0 sections.
 pub const MINOR_BASE: u16 = 0;

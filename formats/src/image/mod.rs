@@ -83,7 +83,7 @@ pub use header::{Container, ImageHeader};
 pub use lineage::Lineage;
 pub use model::{
     ArchTag, BundleParts, BundleRegion, GeometryTooLarge, ModelGeometry, Placement, Shape,
-    StoredCostModel, TensorInfo,
+    StoredCostModel, TensorCodec, TensorInfo,
 };
 pub use patch::{reseal_checksums, set_cost_model};
 #[cfg(feature = "std")]

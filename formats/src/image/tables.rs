@@ -13,10 +13,10 @@ use super::error::{err, ErrorKind, ImageError, Location, SectionKind};
 use super::header::align_up;
 use super::layout::{
     CostRecord, GeometryRecord, LayerRecord, TensorRecord, CODEC_RAW, MAX_DIMS, MAX_NAME_LEN,
-    MINOR_ARCH, PART_ABSENT,
+    MINOR_ARCH, MINOR_CODED, PART_ABSENT, TENSOR_CODEC_SHIFT,
 };
-use super::model::TensorInfo;
 use super::model::{ArchTag, BundleParts, BundleRegion, ModelGeometry, Shape, StoredCostModel};
+use super::model::{TensorCodec, TensorInfo};
 
 /// Decode and check the geometry section.
 pub(crate) fn decode_geometry(rec: &GeometryRecord) -> Result<ModelGeometry, ImageError> {
@@ -124,11 +124,7 @@ pub(crate) fn decode_tensor<'a>(
     let at = Location::Tensor(index);
     let name = core::str::from_utf8(name_bytes(rec, strings, at)?)
         .map_err(|_| err(ErrorKind::Malformed, at, "name is not UTF-8"))?;
-    let dtype = image_dtype(rec.dtype.get(), minor).ok_or(err(
-        ErrorKind::Malformed,
-        at,
-        "dtype code unknown in this image's version",
-    ))?;
+    let (dtype, codec) = tensor_dtype(rec.dtype.get(), minor, at)?;
     let n_dims = rec.n_dims.get() as usize;
     if n_dims == 0 || n_dims > MAX_DIMS {
         return Err(err(
@@ -154,7 +150,14 @@ pub(crate) fn decode_tensor<'a>(
         return Err(err(ErrorKind::Malformed, at, "reserved field is set"));
     }
     let length = rec.length.get();
-    if shape.byte_len(dtype) != Some(length) {
+    let decoded = shape.byte_len(dtype);
+    let fits = match codec {
+        TensorCodec::Raw => decoded == Some(length),
+        // A unit holds at least its 20-byte header; what it decodes to is
+        // checked against the shape when its bytes are read.
+        TensorCodec::Weights => decoded.is_some() && length >= CODED_UNIT_MIN,
+    };
+    if !fits {
         return Err(err(
             ErrorKind::Malformed,
             at,
@@ -168,7 +171,43 @@ pub(crate) fn decode_tensor<'a>(
         offset: rec.offset.get(),
         length,
         crc: rec.crc.get(),
+        codec,
     })
+}
+
+/// Bytes of the smallest coded unit (its header).
+const CODED_UNIT_MIN: u64 = 20;
+
+/// A tensor record's `dtype` field: the element type in bits 0 to 15, the
+/// codec in bits 16 to 23 (since 1.4; a coded tensor must be of a type the
+/// codec takes), bits 24 to 31 zero.
+fn tensor_dtype(field: u32, minor: u16, at: Location) -> Result<(DType, TensorCodec), ImageError> {
+    let dtype = image_dtype(field & 0xFFFF, minor).ok_or(err(
+        ErrorKind::Malformed,
+        at,
+        "dtype code unknown in this image's version",
+    ))?;
+    let code = field >> TENSOR_CODEC_SHIFT;
+    if code != 0 && minor < MINOR_CODED {
+        return Err(err(
+            ErrorKind::Malformed,
+            at,
+            "coded tensor in an image older than 1.4",
+        ));
+    }
+    let codec = TensorCodec::from_code(code).ok_or(err(
+        ErrorKind::UnsupportedCodec,
+        at,
+        "tensor codec unknown to this reader (it knows 0, raw, and 1, lode's weight codec)",
+    ))?;
+    if codec == TensorCodec::Weights && !TensorCodec::takes(dtype) {
+        return Err(err(
+            ErrorKind::Malformed,
+            at,
+            "coded tensor of a type the weight codec does not take",
+        ));
+    }
+    Ok((dtype, codec))
 }
 
 fn decode_part(code: u32, at: Location, minor: u16) -> Result<Option<DType>, ImageError> {

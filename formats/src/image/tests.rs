@@ -16,6 +16,7 @@ use super::layout::{HeaderRecord, LayerRecord, SectionEntry, TensorRecord, HEADE
 use super::*;
 
 mod arch;
+mod coded;
 mod lineage;
 
 /// A small deterministic generator (SplitMix64), so one `u64` from proptest

@@ -19,6 +19,7 @@ use zerocopy::little_endian::U32;
 
 use crate::DType;
 
+mod coded;
 mod plan;
 mod prefix;
 
@@ -26,7 +27,7 @@ use super::arch::ArchParams;
 use super::error::{err, ErrorKind, ImageError, Location};
 use super::header::align_up;
 use super::layout::{DEFAULT_BLOCK_SIZE, PART_ABSENT, VERSION_MINOR};
-use super::model::{BundleParts, ModelGeometry, Shape, StoredCostModel};
+use super::model::{BundleParts, ModelGeometry, Shape, StoredCostModel, TensorCodec};
 use super::reader::Image;
 
 /// Why an image could not be written.
@@ -79,6 +80,7 @@ struct TensorSpec<'d> {
     dtype: DType,
     shape: Shape,
     data: Cow<'d, [u8]>,
+    codec: TensorCodec,
 }
 
 /// One layer's FFN neuron bundles, already in placement order.
@@ -228,6 +230,17 @@ impl<'d> ImageBuilder<'d> {
         dims: &[u64],
         data: impl Into<Cow<'d, [u8]>>,
     ) -> Result<&mut Self, WriteError> {
+        self.push_tensor(name.into(), dtype, dims, data.into(), TensorCodec::Raw)
+    }
+
+    pub(super) fn push_tensor(
+        &mut self,
+        name: String,
+        dtype: DType,
+        dims: &[u64],
+        data: Cow<'d, [u8]>,
+        codec: TensorCodec,
+    ) -> Result<&mut Self, WriteError> {
         let at = Location::Tensor(self.tensors.len());
         if !super::tables::in_image(dtype, VERSION_MINOR) {
             return Err(invalid(
@@ -242,10 +255,11 @@ impl<'d> ImageBuilder<'d> {
             "shape needs 1 to 4 non-zero dimensions",
         ))?;
         self.tensors.push(TensorSpec {
-            name: name.into(),
+            name,
             dtype,
             shape,
-            data: data.into(),
+            data,
+            codec,
         });
         Ok(self)
     }

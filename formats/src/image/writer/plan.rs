@@ -9,9 +9,10 @@ use super::super::error::{ErrorKind, Location, SectionKind};
 use super::super::header::align_up;
 use super::super::layout::{
     CostRecord, GeometryRecord, LayerRecord, TensorRecord, HEADER_LEN, MINOR_ARCH, MINOR_BASE,
-    MINOR_LINEAGE, MINOR_TOKENIZER, SECTION_ALIGN, SECTION_ENTRY_LEN, VERSION_MINOR,
+    MINOR_CODED, MINOR_LINEAGE, MINOR_TOKENIZER, SECTION_ALIGN, SECTION_ENTRY_LEN, VERSION_MINOR,
 };
 
+use super::super::model::TensorCodec;
 use super::{invalid, usize_to_u64, ImageBuilder, LayerSpec, Plan, PlannedLayer, WriteError};
 
 impl ImageBuilder<'_> {
@@ -146,7 +147,10 @@ impl ImageBuilder<'_> {
             .filter_map(super::super::tables::minor_for)
             .max()
             .unwrap_or(MINOR_BASE);
-        let by_sections = if self.arch.is_some() {
+        let coded = self.tensors.iter().any(|t| t.codec != TensorCodec::Raw);
+        let by_sections = if coded {
+            MINOR_CODED
+        } else if self.arch.is_some() {
             MINOR_ARCH
         } else if self.lineage.is_some() {
             MINOR_LINEAGE

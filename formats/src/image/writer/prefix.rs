@@ -11,7 +11,7 @@ use super::super::error::{ErrorKind, Location, SectionKind};
 use super::super::header::{encode, ImageHeader};
 use super::super::layout::{
     CostRecord, GeometryRecord, LayerRecord, SectionEntry, TensorRecord, HEADER_LEN, MAX_DIMS,
-    SECTION_ALIGN, SECTION_ENTRY_LEN, VERSION_MAJOR,
+    SECTION_ALIGN, SECTION_ENTRY_LEN, TENSOR_CODEC_SHIFT, VERSION_MAJOR,
 };
 use crate::checksum::crc32c;
 
@@ -55,7 +55,7 @@ impl ImageBuilder<'_> {
             let rec = TensorRecord {
                 name_offset: U32::new(name_offset),
                 name_len: U32::new(name_len),
-                dtype: U32::new(t.dtype.code()),
+                dtype: U32::new(t.dtype.code() | t.codec.code() << TENSOR_CODEC_SHIFT),
                 n_dims: U32::new(t.shape.dims().len() as u32),
                 dims,
                 offset: U64::new(offset),

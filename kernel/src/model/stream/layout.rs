@@ -12,7 +12,7 @@
 //! - the **output head** (the embedding itself when tied), streamed in
 //!   pieces of whole rows.
 
-use lode_formats::image::Image;
+use lode_formats::image::{Image, TensorCodec};
 use lode_formats::DType;
 
 use crate::limits::REFINED_LOGITS;
@@ -205,6 +205,16 @@ pub(super) fn find(
         return Err(LoadError::tensor(
             name,
             crate::model::tensor::NOT_COMPUTABLE,
+        ));
+    }
+    if t.codec != TensorCodec::Raw {
+        // Decoding coded units on their way into the ring is not built
+        // yet (issue 18); refuse before anything is read rather than take
+        // coded bytes for blocks.
+        return Err(LoadError::tensor(
+            name,
+            "is stored coded (lode pack --compress), which this runtime does not decode yet: \
+             pack the image without --compress",
         ));
     }
     let len = usize::try_from(t.length)

@@ -1,0 +1,62 @@
+//! What `lode inspect` says of coded tensors (format 1.4): their share of
+//! the image, and with `--verify` that each decodes, through the kernel's
+//! decoder with its own CRC check, to exactly its tensor's length.
+
+use std::error::Error;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+
+use lode_formats::image::{Image, TensorCodec};
+use lode_kernel::codec::{decode_with, Scratch, Verify};
+
+/// The tensor table's "stored" cell: `raw`, or `coded` and the decoded
+/// bytes.
+pub(super) fn stored_as(codec: TensorCodec, decoded: u64) -> String {
+    match codec {
+        TensorCodec::Raw => "raw".into(),
+        TensorCodec::Weights => format!("coded, {decoded} decoded"),
+    }
+}
+
+/// One line on the coded tensors, when there are any.
+pub(super) fn summary(out: &mut dyn Write, image: &Image<'_>) -> std::io::Result<()> {
+    let coded = image.tensors().filter(|t| t.codec != TensorCodec::Raw);
+    let (mut n, mut stored, mut decoded) = (0usize, 0u64, 0u64);
+    for t in coded {
+        n += 1;
+        stored += t.length;
+        decoded += t.data_len();
+    }
+    if n == 0 {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "coded tensors  {n}: {stored} bytes stored for {decoded} decoded ({:.2}% fewer)",
+        100.0 * (1.0 - stored as f64 / decoded.max(1) as f64)
+    )
+}
+
+/// Decodes every coded tensor of the image in `file` and checks it yields
+/// its tensor's decoded length; returns how many it decoded. Runs after
+/// the data's CRCs passed, so a failure here is a unit its writer got
+/// wrong, not a flipped bit.
+pub(super) fn verify(file: &mut File, image: &Image<'_>) -> Result<usize, Box<dyn Error>> {
+    let mut scratch = Box::<Scratch>::default();
+    let (mut stored, mut out) = (Vec::new(), Vec::new());
+    let mut n = 0;
+    for t in image.tensors().filter(|t| t.codec != TensorCodec::Raw) {
+        let bad = |why: String| format!("tensor {}: coded data {why}", t.name);
+        stored.resize(usize::try_from(t.length)?, 0);
+        out.resize(usize::try_from(t.data_len())?, 0);
+        file.seek(SeekFrom::Start(t.offset))?;
+        file.read_exact(&mut stored)?;
+        let got = decode_with(&mut scratch, Verify::Crc, &stored, &mut out)
+            .map_err(|e| bad(format!("does not decode: {e}")))?;
+        if got != out.len() {
+            return Err(bad(format!("decodes to {got} bytes, not {}", out.len())).into());
+        }
+        n += 1;
+    }
+    Ok(n)
+}

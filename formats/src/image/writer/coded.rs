@@ -1,0 +1,91 @@
+//! Coded tensors (since 1.4): a tensor stored as one unit of lode's weight
+//! codec, added coded or coded in place by a packer's encoder (this crate
+//! cannot encode: the codec lives in the kernel and the packer).
+
+use std::borrow::Cow;
+use std::string::String;
+use std::vec::Vec;
+
+use crate::DType;
+
+use super::super::error::{ErrorKind, Location};
+use super::super::model::{Shape, TensorCodec};
+use super::{invalid, usize_to_u64, ImageBuilder, WriteError};
+
+impl<'d> ImageBuilder<'d> {
+    /// Add a tensor stored as one unit of lode's weight codec (since 1.4):
+    /// `unit` is what `lode_pack::codec::encode` made of the tensor's
+    /// blocks. Its header must name `dtype` and as many blocks as the shape
+    /// holds, and its length must be the unit's (the decoder checks the
+    /// rest when the bytes are read).
+    pub fn add_coded_tensor(
+        &mut self,
+        name: impl Into<String>,
+        dtype: DType,
+        dims: &[u64],
+        unit: impl Into<Cow<'d, [u8]>>,
+    ) -> Result<&mut Self, WriteError> {
+        let unit = unit.into();
+        let at = Location::Tensor(self.tensors.len());
+        let decoded = Shape::new(dims).and_then(|s| s.byte_len(dtype));
+        if !unit_holds(&unit, dtype, decoded) {
+            return Err(invalid(
+                ErrorKind::Malformed,
+                at,
+                "coded unit does not hold the tensor's type and blocks",
+            ));
+        }
+        self.push_tensor(name.into(), dtype, dims, unit, TensorCodec::Weights)
+    }
+
+    /// Replaces every raw tensor for which `code(name, dtype, data)` returns
+    /// a weight-codec unit with that unit, checked as
+    /// [`add_coded_tensor`](Self::add_coded_tensor) checks it. Returns the
+    /// bytes of the tensors replaced, before and after.
+    pub fn code_tensors(
+        &mut self,
+        mut code: impl FnMut(&str, DType, &[u8]) -> Option<Vec<u8>>,
+    ) -> Result<(u64, u64), WriteError> {
+        let (mut before, mut after) = (0u64, 0u64);
+        for i in 0..self.tensors.len() {
+            let t = &self.tensors[i];
+            if t.codec != TensorCodec::Raw {
+                continue;
+            }
+            let Some(unit) = code(&t.name, t.dtype, &t.data) else {
+                continue;
+            };
+            if !unit_holds(&unit, t.dtype, t.shape.byte_len(t.dtype)) {
+                return Err(invalid(
+                    ErrorKind::Malformed,
+                    Location::Tensor(i),
+                    "coded unit does not hold the tensor's type and blocks",
+                ));
+            }
+            before += usize_to_u64(t.data.len());
+            after += usize_to_u64(unit.len());
+            let t = &mut self.tensors[i];
+            t.data = Cow::Owned(unit);
+            t.codec = TensorCodec::Weights;
+        }
+        Ok((before, after))
+    }
+}
+
+/// Whether `unit` is a weight-codec unit of `dtype` blocks that decodes to
+/// `decoded` bytes, by its header.
+fn unit_holds(unit: &[u8], dtype: DType, decoded: Option<u64>) -> bool {
+    let header_says = coded_header(unit)
+        .filter(|&(code, _, len)| code == dtype.code() && len == unit.len())
+        .map(|(_, blocks, _)| blocks.checked_mul(dtype.block_bytes() as u64));
+    TensorCodec::takes(dtype) && decoded.is_some() && header_says == Some(decoded)
+}
+
+/// A weight-codec unit's block type code, block count and unit length
+/// (CODEC.md's header: magic `LQBC`, then the type at byte 5, blocks at 8
+/// and the length at 12), if `unit` starts with one.
+fn coded_header(unit: &[u8]) -> Option<(u32, u64, usize)> {
+    let h = unit.get(..20).filter(|h| h[..4] == *b"LQBC")?;
+    let u32_at = |at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+    Some((u32::from(h[5]), u64::from(u32_at(8)), u32_at(12) as usize))
+}
