@@ -36,7 +36,7 @@ use lode_formats::input::{read_file, Limit, TRACE_LIMIT};
 use lode_formats::trace::Trace;
 use lode_kernel::formats::gguf::{Gguf, GEMMA3_ARCH};
 use lode_kernel::model::{LlamaConfig, LlamaConfigExt};
-use lode_pack::compress::{compress, Coded};
+use lode_pack::compress::{compress, Coded, Compress};
 use lode_pack::image::readback::layer_bundles;
 use lode_pack::image::{build_image_keeping, FfnLayout, PackSummary};
 
@@ -135,6 +135,11 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         }
         _ => None,
     };
+    if a.compress != Compress::None && layout != Layout::Dense {
+        return Err(
+            "--compress codes a dense layer's FFN matrices: pack with --layout dense".into(),
+        );
+    }
     if layout == Layout::Dense && a.placement != PlacementKind::Identity {
         return Err(
             "--layout dense keeps the model's neuron order: it takes no --placement \
@@ -285,8 +290,7 @@ fn coded_summary(c: &Coded, out: &mut dyn Write) -> std::io::Result<()> {
     }
     writeln!(
         out,
-        "coded {} layer tensors: {} -> {} bytes ({:.2}% fewer; format 1.4, `lode inspect \
-         --verify` decodes them)",
+        "coded {} FFN matrices: {} -> {} bytes ({:.2}% fewer; format 1.4)",
         c.tensors,
         c.raw_bytes,
         c.coded_bytes,

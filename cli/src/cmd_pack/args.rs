@@ -68,13 +68,13 @@ pub struct PackArgs {
     /// agreement are measured on --check-text. Default: the tied Q8_0 head.
     #[arg(long, value_enum)]
     pub head: Option<HeadType>,
-    /// Store each layer's weight matrices losslessly coded (format 1.4),
-    /// so they take fewer bytes on flash: `floats` codes the f16 scales
-    /// and minimums (about 7% fewer bytes on SmolLM2, decoded at about 1.5
-    /// GB/s a core), `all` every field (about 11%, 0.4 GB/s). The token
-    /// embedding, a separate head and the norms stay raw. `lode inspect
-    /// --verify` decodes and checks every coded tensor; `lode run` does
-    /// not decode coded tensors yet and refuses such an image.
+    /// Store each dense layer's FFN matrices losslessly coded (format
+    /// 1.4, needs --layout dense), so a token streams fewer bytes: `floats`
+    /// codes the f16 scales and minimums (about 9% fewer bytes for
+    /// SmolLM2's FFN, decoded at about 1.5 GB/s a core), `all` every field
+    /// (about 12%, 0.4 GB/s). `lode run` decodes a streamed matrix as it
+    /// arrives and a resident one once, at load. Attention, the embedding,
+    /// a separate head and the norms stay raw.
     #[arg(long, value_enum, default_value = "none")]
     pub compress: Compress,
     /// No progress line.

@@ -4,6 +4,7 @@ use lode_formats::image::BundleParts;
 use lode_formats::DType;
 use lode_pack::synth::SynthParams;
 
+mod coded;
 mod gemma;
 
 fn args(model: PathBuf, output: PathBuf) -> PackArgs {
@@ -427,52 +428,4 @@ fn impossible_layer_drops_are_refused() {
         assert!(e.contains(says), "{e}");
         assert!(!a.output.exists());
     }
-}
-
-/// `--compress floats` on the real model: every layer matrix coded (the
-/// embedding and norms raw), 8-10% fewer bytes for them, each decoding to
-/// the GGUF's bytes; `lode run` refuses the image by name before reading
-/// weights.
-#[test]
-fn compressed_layer_tensors_decode_to_the_gguf_and_run_refuses_them() {
-    let Some(model) = real_model() else { return };
-    let mut a = args(model.clone(), tmp("coded.lode"));
-    a.layout = Some(Layout::Dense);
-    a.compress = lode_pack::compress::Compress::Floats;
-    let (bytes, text) = pack_verified(&a);
-    assert!(text.contains("coded 210 layer tensors"), "{text}");
-    let img = Image::parse(&bytes).unwrap();
-    assert_eq!(img.header().minor, 4);
-    let src = std::fs::read(&model).unwrap();
-    let gguf = Gguf::parse(&src).unwrap();
-    let (mut stored, mut decoded) = (0u64, 0u64);
-    for t in img.tensors() {
-        let coded = t.codec == lode_formats::image::TensorCodec::Weights;
-        assert_eq!(coded, t.name.starts_with("blk.") && t.dtype != DType::F32);
-        if !coded {
-            continue;
-        }
-        let at = t.offset as usize;
-        let mut out = vec![0u8; t.data_len() as usize];
-        lode_kernel::codec::decode(&bytes[at..at + t.length as usize], &mut out).unwrap();
-        let g = gguf.tensor(t.name).unwrap();
-        assert_eq!(out, gguf.data(&g).unwrap(), "{}", t.name);
-        stored += t.length;
-        decoded += t.data_len();
-    }
-    let saved = 1.0 - stored as f64 / decoded as f64;
-    assert!((0.08..0.10).contains(&saved), "{saved}");
-    let path = tmp("coded-run.lode");
-    std::fs::write(&path, &bytes).unwrap();
-    use lode_runtime::{ModelFile, Quiet, Session, SessionOptions};
-    let e = ModelFile::open(&path)
-        .map_err(|e| e.to_string())
-        .and_then(|f| {
-            Session::load(f, &SessionOptions::new(64), 8, &mut Quiet)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        })
-        .unwrap_err();
-    let _ = std::fs::remove_file(&path);
-    assert!(e.contains("blk.") && e.contains("is stored coded"), "{e}");
 }

@@ -79,12 +79,25 @@ impl fmt::Display for StreamPlan {
                 ),
             )?;
         }
-        line(
-            f,
-            "I/O ring",
-            b.ring,
-            &format_args!("{} slots of {:.2} MiB", self.ring, mib(self.ring_slot)),
-        )?;
+        match self.decode_slot {
+            0 => line(
+                f,
+                "I/O ring",
+                b.ring,
+                &format_args!("{} slots of {:.2} MiB", self.ring, mib(self.ring_slot)),
+            )?,
+            d => line(
+                f,
+                "I/O ring",
+                b.ring,
+                &format_args!(
+                    "{} slots of {:.2} MiB, and {:.2} MiB coded FFN matrices are decoded into",
+                    self.ring,
+                    mib(self.ring_slot),
+                    mib(d)
+                ),
+            )?,
+        }
         line(
             f,
             "attention (resident)",

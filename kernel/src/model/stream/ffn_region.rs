@@ -9,7 +9,9 @@ use crate::model::config::LlamaConfig;
 use crate::model::error::LoadError;
 use crate::model::BundleTypes;
 
-use super::layout::{end_of, find, DenseMatrices, FfnKind, FfnRegion, SplitRows};
+use super::layout::{
+    end_of, find, find_any, DenseMatrices, FfnKind, FfnRegion, SplitRows, TensorAt,
+};
 
 impl FfnRegion {
     /// Layer `layer`'s FFN in `img` (bundle region `r`), checked against
@@ -107,29 +109,44 @@ pub(super) fn region(
 }
 
 /// A dense layer: an empty bundle region and the layer's `ffn_gate`,
-/// `ffn_up` and `ffn_down` tensors, stored next to each other.
+/// `ffn_up` and `ffn_down` tensors, stored next to each other. When any of
+/// them is coded, the region is laid out as its slot holds it decoded
+/// ([`decoded_layout`]).
 fn dense_region(img: &Image<'_>, cfg: &LlamaConfig, layer: usize) -> Result<FfnRegion, LoadError> {
     let name = |suffix: &str| lode_formats::gguf::layer_tensor_name(layer as u32, suffix);
-    let gate = find(img, name("ffn_gate.weight")?.as_str(), cfg.ffn, cfg.hidden)?;
-    let up = find(img, name("ffn_up.weight")?.as_str(), cfg.ffn, cfg.hidden)?;
-    let down = find(img, name("ffn_down.weight")?.as_str(), cfg.hidden, cfg.ffn)?;
+    let gate = find_any(img, name("ffn_gate.weight")?.as_str(), cfg.ffn, cfg.hidden)?;
+    let up = find_any(img, name("ffn_up.weight")?.as_str(), cfg.ffn, cfg.hidden)?;
+    let down = find_any(img, name("ffn_down.weight")?.as_str(), cfg.hidden, cfg.ffn)?;
     if gate.dtype != up.dtype {
         return Err(LoadError::Layout(
             "gate and up rows of a dense layer must share a type",
         ));
     }
-    let all = [gate, up, down];
-    let start = all.iter().map(|t| t.offset).min().unwrap_or(0);
-    let end = all.iter().map(end_of).max().unwrap_or(0);
-    let len = usize::try_from(end - start)
+    let mut all = [gate, up, down];
+    let start = all.iter().map(|t| t.device().0).min().unwrap_or(0);
+    let end = all
+        .iter()
+        .map(|t| {
+            let (at, len) = t.device();
+            at.saturating_add(len as u64)
+        })
+        .max()
+        .unwrap_or(0);
+    let span = usize::try_from(end - start)
         .map_err(|_| LoadError::Layout("a dense layer's matrices are too large"))?;
     // The span also reads what lies between the tensors (the FFN norm).
-    let sum: usize = all.iter().map(|t| t.len).sum();
-    if len > sum.saturating_add(64 * 1024) {
+    let sum: usize = all.iter().map(|t| t.device().1).sum();
+    if span > sum.saturating_add(64 * 1024) {
         return Err(LoadError::Layout(
             "a dense layer's FFN tensors are not stored next to each other",
         ));
     }
+    let len = if all.iter().any(|t| t.stored.is_some()) {
+        decoded_layout(&mut all, start, img.header().block_size as usize)
+    } else {
+        span
+    };
+    let [gate, up, down] = all;
     Ok(FfnRegion {
         offset: start,
         len,
@@ -141,4 +158,22 @@ fn dense_region(img: &Image<'_>, cfg: &LlamaConfig, layer: usize) -> Result<FfnR
         },
         kind: FfnKind::Dense(DenseMatrices { gate, up, down }),
     })
+}
+
+/// Lays a dense region with coded matrices out as a resident slot holds it
+/// decoded: the matrices in device order from `start`, each at a multiple
+/// of `block` (as a raw image places them, without what lies between).
+/// Sets each matrix's `offset` to its place and returns the region's
+/// decoded bytes. Its device extent stays `start` to the last unit's end.
+fn decoded_layout(all: &mut [TensorAt; 3], start: u64, block: usize) -> usize {
+    let mut order = [0usize, 1, 2];
+    order.sort_unstable_by_key(|&i| all[i].device().0);
+    let mut at = 0usize;
+    let mut end = 0usize;
+    for i in order {
+        all[i].offset = start + at as u64;
+        end = at + all[i].len;
+        at = end.div_ceil(block.max(1)) * block.max(1);
+    }
+    end
 }

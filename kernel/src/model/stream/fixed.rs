@@ -44,6 +44,8 @@ pub(super) struct Fixed {
     row_slot: usize,
     sparse_io: usize,
     ring: usize,
+    /// Bytes of the decode slot of coded units (0 without any).
+    decode: usize,
     layers: usize,
     block: usize,
     /// Exact bytes of the block-checksum table (0 without one).
@@ -89,6 +91,10 @@ impl Fixed {
                 0
             },
             ring: opts.ring,
+            decode: match layout.decode_slot_len(block) {
+                0 => 0,
+                n => read_slot(n, block),
+            },
             layers: cfg.layers,
             block,
             checks: if opts.checked > 0 {
@@ -110,12 +116,21 @@ impl Fixed {
             scratch: aligned(self.act_len)
                 .saturating_add(aligned(self.up_len))
                 .saturating_add(self.row_slot),
-            ring: ring_slot.saturating_mul(self.ring),
+            ring: ring_slot
+                .saturating_mul(self.ring)
+                .saturating_add(self.decode),
             sparse_io: self.sparse_io,
-            alignment: self.block.saturating_mul(2 * self.layers + 3 + self.ring),
+            alignment: self
+                .block
+                .saturating_mul(2 * self.layers + 3 + self.ring + usize::from(self.decode > 0)),
             checks: aligned(self.checks),
             ..PlanBytes::default()
         }
+    }
+
+    /// Bytes of the decode slot (0 when nothing is coded).
+    pub(super) fn decode_bytes(&self) -> usize {
+        self.decode
     }
 
     /// What the arena holds by kind once a plan of `bytes` is loaded.

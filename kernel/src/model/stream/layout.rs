@@ -27,7 +27,10 @@ use crate::model::BundleTypes;
 /// One tensor's place on the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TensorAt {
-    /// Absolute device offset (block-aligned in an image).
+    /// Absolute device offset (block-aligned in an image). For a coded
+    /// tensor, where its decoded bytes sit in its region's decoded layout
+    /// (what a slot holding the region is laid out by); its bytes on the
+    /// device are `stored`.
     pub offset: u64,
     /// Element type.
     pub dtype: DType,
@@ -39,9 +42,29 @@ pub struct TensorAt {
     pub len: usize,
     /// Index in the image's tensor table (for its CRC).
     pub index: usize,
+    /// Where a coded tensor's unit is on the device (`None`: raw, its
+    /// bytes are `len` at `offset`).
+    pub stored: Option<StoredAt>,
+}
+
+/// A coded tensor's bytes on the device: one unit of the weight codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredAt {
+    /// Absolute device offset (block-aligned).
+    pub offset: u64,
+    /// Bytes of the unit.
+    pub len: usize,
 }
 
 impl TensorAt {
+    /// What a read of the tensor fetches: its device offset and bytes.
+    pub fn device(&self) -> (u64, usize) {
+        match self.stored {
+            Some(s) => (s.offset, s.len),
+            None => (self.offset, self.len),
+        }
+    }
+
     /// Bytes of one row.
     pub fn row_bytes(&self) -> usize {
         self.len.checked_div(self.rows).unwrap_or(0)
@@ -186,6 +209,27 @@ pub(super) fn find(
     rows: usize,
     cols: usize,
 ) -> Result<TensorAt, LoadError> {
+    let t = find_any(img, name, rows, cols)?;
+    if t.stored.is_some() {
+        // Only a dense layer's FFN matrices, each a unit of its own, are
+        // decoded as they are read (`ffn_region::dense_region`).
+        return Err(LoadError::tensor(
+            name,
+            "is stored coded (lode pack --compress), which this runtime decodes only for a \
+             dense layer's FFN matrices",
+        ));
+    }
+    Ok(t)
+}
+
+/// [`find`], a coded tensor included: its `stored` says where its unit is
+/// and its `offset` is the device offset until a caller lays it out.
+pub(super) fn find_any(
+    img: &Image<'_>,
+    name: &str,
+    rows: usize,
+    cols: usize,
+) -> Result<TensorAt, LoadError> {
     let (index, t) = img
         .tensor_by_name(name)
         .ok_or_else(|| LoadError::tensor(name, "missing from the image"))?;
@@ -207,18 +251,8 @@ pub(super) fn find(
             crate::model::tensor::NOT_COMPUTABLE,
         ));
     }
-    if t.codec != TensorCodec::Raw {
-        // Decoding coded units on their way into the ring is not built
-        // yet (issue 18); refuse before anything is read rather than take
-        // coded bytes for blocks.
-        return Err(LoadError::tensor(
-            name,
-            "is stored coded (lode pack --compress), which this runtime does not decode yet: \
-             pack the image without --compress",
-        ));
-    }
-    let len = usize::try_from(t.length)
-        .map_err(|_| LoadError::tensor(name, "is too large for this machine"))?;
+    let too_large = || LoadError::tensor(name, "is too large for this machine");
+    let len = usize::try_from(t.data_len()).map_err(|_| too_large())?;
     let rb = crate::model::tensor::row_bytes(t.dtype, cols)
         .ok_or_else(|| LoadError::tensor(name, "rows are not whole blocks of its type"))?;
     if rb.checked_mul(rows) != Some(len) {
@@ -227,6 +261,13 @@ pub(super) fn find(
             "data length does not match its shape",
         ));
     }
+    let stored = match t.codec {
+        TensorCodec::Raw => None,
+        _ => Some(StoredAt {
+            offset: t.offset,
+            len: usize::try_from(t.length).map_err(|_| too_large())?,
+        }),
+    };
     Ok(TensorAt {
         offset: t.offset,
         dtype: t.dtype,
@@ -234,6 +275,7 @@ pub(super) fn find(
         cols,
         len,
         index,
+        stored,
     })
 }
 
@@ -260,6 +302,23 @@ impl StreamLayout {
     /// [`row_reads`]: StreamLayout::row_reads
     pub fn row_stride(&self, block: usize) -> usize {
         super::plan::blocks(self.embed.row_bytes().saturating_add(block), block)
+    }
+
+    /// Bytes of the decode slot a source over this layout keeps (0 when
+    /// no tensor is coded): a streamed coded unit is decoded into it as the
+    /// ring hands it out, and at load each matrix of a resident layer with
+    /// a coded matrix is read into it (a block of skip included) before it
+    /// is decoded or copied into the layer's slot. So: the most any matrix
+    /// of such a layer takes decoded or as read.
+    pub fn decode_slot_len(&self, block: usize) -> usize {
+        self.ffn
+            .iter()
+            .filter_map(|f| f.dense())
+            .filter(|m| [m.gate, m.up, m.down].iter().any(|t| t.stored.is_some()))
+            .flat_map(|m| [m.gate, m.up, m.down])
+            .map(|t| t.len.max(t.device().1.saturating_add(block)))
+            .max()
+            .unwrap_or(0)
     }
 
     /// [`StreamLayout::row_stride`] times the rows read at once.

@@ -196,7 +196,17 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
                 .map_err(LoadError::arena)?;
             let _ = ring_slots.push(s);
         }
-        let mut sched = Schedule::new(plan.ring_slot, reader);
+        // The decode slot of coded units (the plan counts it with the ring).
+        let decode_len = layout.decode_slot_len(block);
+        let decode = match decode_len {
+            0 => None,
+            n => Some(
+                arena
+                    .alloc(read_slot(n, block), block.max(ALIGN), SlotKind::IoBuffer)
+                    .map_err(LoadError::arena)?,
+            ),
+        };
+        let mut sched = Schedule::new(plan.ring_slot, reader, decode);
         let mut layers: heapless::Vec<LayerWeights, MAX_LAYERS> = heapless::Vec::new();
         for l in 0..cfg.layers {
             let missing = LoadError::Layout("layer missing");
@@ -266,6 +276,10 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
             clock,
             reads.checks,
         )?;
+        let ring = match decode {
+            Some(slot) => ring.decode_into(slot),
+            None => ring,
+        };
         Ok(StreamSource {
             ring,
             plan,

@@ -12,6 +12,7 @@
 //!   [`WeightSource`](super::WeightSource) seam, so
 //!   [`Model`](super::Model)'s decode loop is the same as in memory.
 
+mod decode;
 mod explain;
 mod ffn_region;
 mod fixed;

@@ -132,6 +132,9 @@ pub struct StreamPlan {
     pub ring: usize,
     /// Bytes of each ring slot.
     pub ring_slot: usize,
+    /// Bytes of the slot coded units are decoded into (0 when the image
+    /// codes none; counted in `bytes.ring`).
+    pub decode_slot: usize,
     /// Rows of the output head per streamed piece.
     pub head_rows: usize,
     /// Bit `l`: layer `l`'s attention is resident.
@@ -275,7 +278,9 @@ impl StreamPlan {
         } else {
             units.ring_slot(&res)
         };
-        bytes.ring = ring_slot.saturating_mul(ring);
+        bytes.ring = ring_slot
+            .saturating_mul(ring)
+            .saturating_add(fixed.decode_bytes());
         let head_rows = ring_slot
             .saturating_sub(2 * block)
             .checked_div(layout.embed.row_bytes())
@@ -292,6 +297,7 @@ impl StreamPlan {
             minimum,
             ring,
             ring_slot,
+            decode_slot: fixed.decode_bytes(),
             head_rows,
             attn_resident: res.attn,
             ffn_resident: res.ffn,

@@ -11,10 +11,15 @@ use crate::model::error::LoadError;
 use crate::model::tensor::TensorRef;
 use crate::model::weights::Attention;
 
-use super::io::{aligned_extent, read_resident, Reader};
-use super::layout::{AttnSpan, FfnRegion, TensorAt};
+use crate::arena::SlotKind;
+use crate::codec::Scratch;
+use crate::model::weights::ALIGN;
+
+use super::decode::{copy_within, decode_unit, CodedIn, DecodeFail};
+use super::io::{aligned_extent, read_checked, read_resident, Reader};
+use super::layout::{AttnSpan, DenseMatrices, FfnRegion, TensorAt};
 use super::load::{attention_in, tensor_in};
-use super::plan::{blocks, StreamPlan};
+use super::plan::{read_slot, StreamPlan};
 use super::ring::{Unit, MAX_UNITS};
 use super::source::NONE;
 
@@ -30,11 +35,14 @@ pub(super) struct Schedule {
     pub(super) rows_unit: [u16; MAX_LAYERS],
     pub(super) rows_resident: heapless::Vec<Option<Slot>, MAX_LAYERS>,
     pub(super) ffn_resident: heapless::Vec<Option<Slot>, MAX_LAYERS>,
+    /// The decode slot, when the layout has coded units.
+    decode: Option<Slot>,
 }
 
 impl Schedule {
-    pub(super) fn new(slot: usize, reader: Reader) -> Self {
+    pub(super) fn new(slot: usize, reader: Reader, decode: Option<Slot>) -> Self {
         Schedule {
+            decode,
             reader,
             units: heapless::Vec::new(),
             slot,
@@ -111,7 +119,12 @@ impl Schedule {
             None => None,
         };
         let _ = self.rows_resident.push(rows);
-        let res = if resident {
+        let coded = region
+            .dense()
+            .filter(|m| [m.gate, m.up, m.down].iter().any(|t| t.stored.is_some()));
+        let res = if let Some(m) = coded.filter(|_| resident) {
+            Some(self.decode_resident(dev, arena, region, &m)?)
+        } else if resident {
             Some(read_resident(
                 dev,
                 arena,
@@ -125,29 +138,82 @@ impl Schedule {
             if let Some(u) = self.ffn_unit.get_mut(l) {
                 *u = self.units.len() as u16;
             }
-            let mut extents: heapless::Vec<(u64, usize, usize), 3> = heapless::Vec::new();
+            let mut units: heapless::Vec<Unit, 3> = heapless::Vec::new();
             match region.dense() {
                 Some(m) => {
                     for t in [m.gate, m.up, m.down] {
-                        let _ = extents.push(aligned_extent(t.offset, t.len, block));
+                        let (at, len) = t.device();
+                        let (start, len, skip) = aligned_extent(at, len, block);
+                        let decoded = if t.stored.is_some() { t.len } else { 0 };
+                        let _ = units.push(Unit {
+                            start,
+                            len,
+                            skip,
+                            head: false,
+                            decoded,
+                        });
                     }
                 }
                 None => {
-                    let _ = extents.push((region.offset, blocks(region.len, block), 0));
+                    let _ = units.push(Unit::whole(region.offset, region.len, block));
                 }
             }
-            for (start, len, skip) in extents {
-                self.push(Unit {
-                    start,
-                    len,
-                    skip,
-                    head: false,
-                })?;
+            for u in units {
+                self.push(u)?;
             }
             None
         };
         let _ = self.ffn_resident.push(res);
         Ok(())
+    }
+
+    /// A resident dense layer with coded matrices, in one slot laid out as
+    /// `region` says: each matrix read (checked) into the decode slot, then
+    /// decoded, or copied when raw, into its place. The decoder's 48 KiB of
+    /// tables are on the stack for the load.
+    fn decode_resident<D: FlashDevice, A: DramArena>(
+        &mut self,
+        dev: &mut D,
+        arena: &mut A,
+        region: &FfnRegion,
+        m: &DenseMatrices,
+    ) -> Result<Slot, LoadError> {
+        let block = self.reader.block;
+        let tmp = self
+            .decode
+            .ok_or(LoadError::Internal("a coded layer and no decode slot"))?;
+        let slot = arena
+            .alloc(
+                read_slot(region.len, block),
+                block.max(ALIGN),
+                SlotKind::Resident,
+            )
+            .map_err(LoadError::arena)?;
+        let mut scratch = Scratch::default();
+        for t in [m.gate, m.up, m.down] {
+            let (at, len) = t.device();
+            let (start, rlen, skip) = aligned_extent(at, len, block);
+            read_checked(dev, arena, tmp, start, rlen, self.reader.checks.as_ref())?;
+            let src = CodedIn {
+                slot: tmp,
+                at: skip,
+                len,
+            };
+            let dst = (slot, (t.offset - region.offset) as usize, t.len);
+            let checked = self.reader.checks.is_some();
+            let done = match t.stored {
+                Some(_) => decode_unit(arena, &mut scratch, src, dst, checked),
+                None => copy_within(arena, src, dst),
+            };
+            done.map_err(|e| match e {
+                DecodeFail::Arena(k) => LoadError::arena(k),
+                DecodeFail::Corrupt => LoadError::Corrupt {
+                    offset: at,
+                    attempts: 1,
+                },
+            })?;
+        }
+        Ok(slot)
     }
 
     /// The output head: resident whole, or its first rows resident and the
@@ -183,6 +249,7 @@ impl Schedule {
                 len,
                 skip,
                 head: true,
+                decoded: 0,
             })?;
             r0 = r1;
         }

@@ -43,6 +43,7 @@ fn t(offset: u64, dtype: DType, rows: usize, cols: usize) -> TensorAt {
         cols,
         len,
         index: 0,
+        stored: None,
     }
 }
 

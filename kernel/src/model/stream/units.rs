@@ -48,7 +48,16 @@ impl Units<'_> {
             FfnKind::Split(_) if self.sparse && rows_resident => 0,
             FfnKind::Split(r) if self.sparse => r.len,
             FfnKind::Split(r) => r.len.max(f.len),
-            FfnKind::Dense(m) => m.gate.len.max(m.up.len).max(m.down.len),
+            // A coded matrix is read as its unit (and a block of skip),
+            // decoded elsewhere.
+            FfnKind::Dense(m) => [m.gate, m.up, m.down]
+                .iter()
+                .map(|t| match t.stored {
+                    Some(s) => t.len.max(s.len.saturating_add(self.block)),
+                    None => t.len,
+                })
+                .max()
+                .unwrap_or(0),
         })
     }
 
@@ -59,8 +68,9 @@ impl Units<'_> {
         self.layout.ffn.get(l).map_or((0, 0), |f| match f.kind {
             FfnKind::Dense(m) => {
                 let whole = [m.gate, m.up, m.down].iter().fold(0usize, |a, t| {
-                    let skip = (t.offset % block as u64) as usize;
-                    a.saturating_add(blocks(t.len.saturating_add(skip), block))
+                    let (at, len) = t.device();
+                    let skip = (at % block as u64) as usize;
+                    a.saturating_add(blocks(len.saturating_add(skip), block))
                 });
                 (whole, 0)
             }

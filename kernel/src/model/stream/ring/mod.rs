@@ -34,6 +34,10 @@ pub struct Unit {
     pub skip: usize,
     /// Whether this is a head piece (skipped in passes without logits).
     pub head: bool,
+    /// Bytes a coded unit decodes to (0: raw, used as read). A coded unit
+    /// is `len` bytes of one weight-codec unit from `skip`, decoded into
+    /// the ring's decode slot as it is taken.
+    pub decoded: usize,
 }
 
 impl Unit {
@@ -45,6 +49,7 @@ impl Unit {
             len: super::plan::blocks(len, block),
             skip: 0,
             head: false,
+            decoded: 0,
         }
     }
 }
@@ -154,6 +159,18 @@ pub struct Ring<D> {
     stats: IoStats,
     row: Option<RowRead>,
     checks: Option<BlockChecks>,
+    /// Where coded units are decoded, when the schedule has any.
+    decoder: Option<Decoder>,
+}
+
+/// The slot coded units are decoded into and the decoder's tables (about
+/// 48 KiB, kept here so decoding allocates nothing).
+#[derive(Debug)]
+struct Decoder {
+    slot: Slot,
+    scratch: crate::codec::Scratch,
+    /// The unit the slot holds decoded.
+    holds: Option<usize>,
 }
 
 fn device_err<E: flash::Error>(e: E) -> EvalError {
@@ -199,7 +216,19 @@ impl<D: FlashDevice> Ring<D> {
             stats: IoStats::default(),
             row: row_slot.map(RowRead::new),
             checks,
+            decoder: None,
         })
+    }
+
+    /// Decodes the schedule's coded units into `slot` (large enough for
+    /// the largest) as they are taken.
+    pub fn decode_into(mut self, slot: Slot) -> Self {
+        self.decoder = Some(Decoder {
+            slot,
+            scratch: crate::codec::Scratch::default(),
+            holds: None,
+        });
+        self
     }
 
     /// The block checks streamed reads are verified against.

@@ -9,7 +9,8 @@ use crate::flash::{CheckError, FlashDevice};
 use crate::limits::MAX_READ_ATTEMPTS;
 use crate::model::error::EvalError;
 
-use super::{Ring, State};
+use super::super::decode::{decode_unit, CodedIn, DecodeFail};
+use super::{Ring, State, Unit};
 
 /// What checking a read found.
 pub(super) enum Checked {
@@ -90,7 +91,7 @@ impl<D: FlashDevice> Ring<D> {
                     if let Some((_, s)) = self.slots.get_mut(i) {
                         *s = State::InUse { unit };
                     }
-                    return Ok((slot, u.skip));
+                    return self.decoded(arena, (slot, unit), u);
                 }
                 // Not checked while waiting: checked now, with every free
                 // slot's read already started, so the disk works meanwhile.
@@ -107,7 +108,7 @@ impl<D: FlashDevice> Ring<D> {
                         attempts: attempt + 1,
                     },
                 ),
-                State::InUse { .. } => return Ok((slot, u.skip)),
+                State::InUse { .. } => return self.decoded(arena, (slot, unit), u),
                 State::Failed {
                     offset,
                     kind,
@@ -129,6 +130,43 @@ impl<D: FlashDevice> Ring<D> {
             };
             self.reread(arena, i, unit, retry)?;
         }
+    }
+
+    /// Where unit `u`, read into `slot`, is to be used: the slot itself, or
+    /// for a coded unit the decode slot, decoded into now unless it holds
+    /// the unit already.
+    fn decoded<A: DramArena>(
+        &mut self,
+        arena: &mut A,
+        (slot, unit): (Slot, usize),
+        u: Unit,
+    ) -> Result<(Slot, usize), EvalError> {
+        if u.decoded == 0 {
+            return Ok((slot, u.skip));
+        }
+        let checked = self.checks.is_some();
+        let d = self
+            .decoder
+            .as_mut()
+            .ok_or(EvalError::Internal("a coded unit and no decode slot"))?;
+        if d.holds != Some(unit) {
+            d.holds = None;
+            let src = CodedIn {
+                slot,
+                at: u.skip,
+                len: u.len - u.skip,
+            };
+            let dst = (d.slot, 0, u.decoded);
+            decode_unit(arena, &mut d.scratch, src, dst, checked).map_err(|e| match e {
+                DecodeFail::Arena(k) => EvalError::arena(k),
+                DecodeFail::Corrupt => EvalError::Corrupt {
+                    offset: u.start,
+                    attempts: 1,
+                },
+            })?;
+            d.holds = Some(unit);
+        }
+        Ok((d.slot, 0))
     }
 
     /// Checks the units already read but not checked, called while the

@@ -48,6 +48,7 @@ fn units() -> [Unit; 4] {
         len,
         skip: 0,
         head: false,
+        decoded: 0,
     };
     [u(0, 4096), u(8192, 8192), u(20480, 2048), u(32768, 16384)]
 }

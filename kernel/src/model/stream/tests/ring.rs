@@ -11,6 +11,7 @@ fn unit(start: u64, len: usize) -> Unit {
         len,
         skip: 0,
         head: false,
+        decoded: 0,
     }
 }
 
@@ -34,6 +35,7 @@ fn the_ring_delivers_each_unit_in_turn_and_prefetches_the_next() {
             len: 2048,
             skip: 100,
             head: true,
+            decoded: 0,
         },
     ];
     let mut ring = Ring::new(dev, &slots, &units, None, no_clock, None).unwrap();

@@ -1,0 +1,79 @@
+//! Coded units on their way from a read slot to where they are used: one
+//! place that runs the weight codec's decoder between two arena slots, for
+//! the ring (a streamed unit decoded as it is taken) and the loader (a
+//! resident one decoded once, into its slot).
+
+use crate::arena::{DramArena, Slot};
+use crate::codec::{decode_with, Scratch, Verify};
+use crate::model::view::split;
+
+/// Why a coded unit did not decode: the arena refused a slot, or the
+/// unit's bytes are not a unit of the expected length (an image whose
+/// writer got it wrong, or, when nothing checked the read, a flipped bit
+/// the unit's own CRC caught).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum DecodeFail {
+    Arena(crate::arena::ErrorKind),
+    Corrupt,
+}
+
+/// A coded unit's bytes: `len` of them at `at` in slot `slot`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CodedIn {
+    pub(super) slot: Slot,
+    pub(super) at: usize,
+    pub(super) len: usize,
+}
+
+/// Decodes `src` into slot `dst` from byte `at`, which must come to
+/// exactly `decoded` bytes. `checked`: the bytes passed the image's block
+/// checks, so the unit's own CRC is not computed again.
+pub(super) fn decode_unit<A: DramArena>(
+    arena: &mut A,
+    scratch: &mut Scratch,
+    src: CodedIn,
+    (dst, at, decoded): (Slot, usize, usize),
+    checked: bool,
+) -> Result<(), DecodeFail> {
+    let (table, mem) = arena.parts_mut();
+    let ([out], shared) = split(table, mem, [dst]).map_err(DecodeFail::Arena)?;
+    let coded = shared
+        .get(src.slot)
+        .map_err(DecodeFail::Arena)?
+        .get(src.at..src.at.saturating_add(src.len))
+        .ok_or(DecodeFail::Corrupt)?;
+    let out = out
+        .get_mut(at..at.saturating_add(decoded))
+        .ok_or(DecodeFail::Corrupt)?;
+    let verify = if checked {
+        Verify::Trusted
+    } else {
+        Verify::Crc
+    };
+    match decode_with(scratch, verify, coded, out) {
+        Ok(n) if n == decoded => Ok(()),
+        _ => Err(DecodeFail::Corrupt),
+    }
+}
+
+/// Copies raw bytes `src` (`src.len` of them) into slot `dst` from byte
+/// `at`; `len` must be the same.
+pub(super) fn copy_within<A: DramArena>(
+    arena: &mut A,
+    src: CodedIn,
+    (dst, at, len): (Slot, usize, usize),
+) -> Result<(), DecodeFail> {
+    let (table, mem) = arena.parts_mut();
+    let ([out], shared) = split(table, mem, [dst]).map_err(DecodeFail::Arena)?;
+    let from = shared
+        .get(src.slot)
+        .map_err(DecodeFail::Arena)?
+        .get(src.at..src.at.saturating_add(src.len))
+        .ok_or(DecodeFail::Corrupt)?;
+    let to = out
+        .get_mut(at..at.saturating_add(len))
+        .filter(|_| len == src.len)
+        .ok_or(DecodeFail::Corrupt)?;
+    to.copy_from_slice(from);
+    Ok(())
+}
