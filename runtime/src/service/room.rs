@@ -134,7 +134,22 @@ pub(crate) fn ensure_resident(
     if !ctx.is_parked() {
         return Ok(None);
     }
-    make_room(svc, session, ctx, ctx.len())?;
+    // With nothing idle left to reclaim, this context's own parked copies
+    // may be what holds the room its restore needs (the restore allocates
+    // a chunk's parts before it frees its copy): give them up newest
+    // first, until the parts fit; those chunks are recomputed instead.
+    while let Err(e) = make_room(svc, session, ctx, ctx.len()) {
+        let own = ctx.kv.parked.as_ref().and_then(|p| {
+            p.iter()
+                .rposition(|c| matches!(c.held, kv_life::Held::Dram(_)))
+        });
+        match (e, own) {
+            (CallError::OutOfKvMemory { .. }, Some(i)) => {
+                evict_chunk(session, ctx, i).map_err(|e| CallError::Generate(e.into()))?;
+            }
+            (e, _) => return Err(e),
+        }
+    }
     let mut models = lock(&svc.models);
     let r = kv_life::restore(
         session,
