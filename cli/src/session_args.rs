@@ -41,7 +41,10 @@ pub struct ModelArgs {
     /// deterministic fake flash: disk, ufs31, ufs40, emmc51, nvme). The
     /// fake flash models a chip in process memory: it holds the whole
     /// image there (outside the budget) so its virtual time and faults are
-    /// reproducible; measure memory with file:.
+    /// reproducible; measure memory with file:. Its reads complete at once
+    /// unless `,paced` follows the profile (fake:emmc51,paced): then each
+    /// completes no sooner, in real time, than the profile's cost model
+    /// says, so tok/s shows that flash under real compute.
     #[arg(long, value_name = "DEVICE")]
     pub device: Option<String>,
     /// I/O slots streamed weights rotate through, 1 to 8 (default: enough

@@ -78,6 +78,10 @@ pub const WINDOW_BATCH: usize = 32;
 /// in flight (its reported queue depth is at most this).
 pub const FAULT_BATCH: usize = 32;
 
+/// Completions a [`Paced`](crate::flash::Paced) device holds until their
+/// real-time deadline: at most this many reads in flight through it.
+pub const PACED_IN_FLIGHT: usize = 64;
+
 /// Bad extents one fault injector can hold.
 pub const MAX_BAD_EXTENTS: usize = 8;
 

@@ -19,8 +19,21 @@ use lode_kernel::arena::DramArena;
 use lode_kernel::cost::CostModel;
 use lode_kernel::flash::{
     Completion, Error as _, ErrorKind, ErrorType, FaultCounts, FaultInjector, Faults, FlashDevice,
-    FlashWrite, Geometry, ReadRequest,
+    FlashWrite, Geometry, Paced, ReadRequest,
 };
+
+/// Nanoseconds since the first call: the pacing clock.
+fn real_ns() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
+}
+
+fn real_sleep(ns: u64) {
+    std::thread::sleep(std::time::Duration::from_nanos(ns));
+}
 
 use crate::image_file::ImageFile;
 
@@ -32,6 +45,9 @@ pub const STREAM_BOUNCE: usize = 4 << 20;
 pub enum DeviceSpec {
     /// The fake flash with this profile's geometry and cost model.
     Fake(&'static Profile),
+    /// The same, its reads paced in real time to the cost model
+    /// (`fake:<profile>,paced`), so slow flash meets real compute.
+    PacedFake(&'static Profile),
     /// A file or block device.
     File(PathBuf),
 }
@@ -54,6 +70,11 @@ impl DeviceSpec {
     pub fn parse(s: &str) -> Result<DeviceSpec, BadDevice> {
         if let Some(name) = s.strip_prefix("fake:") {
             let names: Vec<&str> = Profile::ALL.iter().map(|p| p.name).collect();
+            if let Some(name) = name.strip_suffix(",paced") {
+                if let Some(p) = Profile::by_name(name) {
+                    return Ok(DeviceSpec::PacedFake(p));
+                }
+            }
             Profile::by_name(name).map(DeviceSpec::Fake).ok_or_else(|| {
                 BadDevice(format!(
                     "unknown fake profile `{name}`; known: {}",
@@ -64,7 +85,7 @@ impl DeviceSpec {
             Ok(DeviceSpec::File(PathBuf::from(path)))
         } else {
             Err(BadDevice(format!(
-                "device `{s}` must be file:<path> or fake:<profile>"
+                "device `{s}` must be file:<path> or fake:<profile>[,paced]"
             )))
         }
     }
@@ -82,6 +103,8 @@ pub enum AnyDevice {
     Fake(FakeFlash<Vec<u8>>),
     /// Either of the above behind the fault injector (`--inject-faults`).
     Faulty(Box<FaultInjector<AnyDevice>>),
+    /// The fake flash paced in real time to its cost model.
+    Paced(Box<Paced<AnyDevice>>),
 }
 
 /// A device that was opened, and how it reads (for the stats).
@@ -151,6 +174,17 @@ impl AnyDevice {
                     mode,
                 })
             }
+            DeviceSpec::PacedFake(profile) => {
+                let mut d = AnyDevice::open(Some(&DeviceSpec::Fake(profile)), image, bounce)?;
+                d.device = AnyDevice::Paced(Box::new(Paced::new(d.device, real_ns, real_sleep)));
+                d.name.push_str(",paced");
+                d.mode = d.mode.replacen(
+                    "virtual time",
+                    "virtual time, reads paced to it in real time",
+                    1,
+                );
+                Ok(d)
+            }
             DeviceSpec::Fake(profile) => {
                 // The whole image, bounded by the length fstat gives. The
                 // fake flash is a chip modelled in memory: its reads cost
@@ -180,6 +214,7 @@ impl AnyDevice {
             AnyDevice::File(_) => 0,
             AnyDevice::Fake(f) => f.now_ns(),
             AnyDevice::Faulty(f) => f.inner().virtual_ns(),
+            AnyDevice::Paced(p) => p.inner().virtual_ns(),
         }
     }
 
@@ -212,6 +247,7 @@ impl AnyDevice {
             AnyDevice::File(d) => d.report().bounce_bytes,
             AnyDevice::Fake(_) => 0,
             AnyDevice::Faulty(f) => f.inner().bounce_bytes(),
+            AnyDevice::Paced(p) => p.inner().bounce_bytes(),
         }
     }
 }
@@ -226,6 +262,7 @@ impl FlashDevice for AnyDevice {
             AnyDevice::File(d) => d.geometry(),
             AnyDevice::Fake(d) => d.geometry(),
             AnyDevice::Faulty(d) => d.geometry(),
+            AnyDevice::Paced(d) => d.geometry(),
         }
     }
 
@@ -234,6 +271,7 @@ impl FlashDevice for AnyDevice {
             AnyDevice::File(d) => d.cost_model(),
             AnyDevice::Fake(d) => d.cost_model(),
             AnyDevice::Faulty(d) => d.cost_model(),
+            AnyDevice::Paced(d) => d.cost_model(),
         }
     }
 
@@ -246,6 +284,7 @@ impl FlashDevice for AnyDevice {
             AnyDevice::File(d) => d.submit(arena, reads).map_err(|e| e.kind()),
             AnyDevice::Fake(d) => d.submit(arena, reads).map_err(|e| e.kind()),
             AnyDevice::Faulty(d) => d.submit(arena, reads).map_err(|e| e.kind()),
+            AnyDevice::Paced(d) => d.submit(arena, reads).map_err(|e| e.kind()),
         }
     }
 
@@ -258,6 +297,7 @@ impl FlashDevice for AnyDevice {
             AnyDevice::File(d) => d.complete(arena, done).map_err(|e| e.kind()),
             AnyDevice::Fake(d) => d.complete(arena, done).map_err(|e| e.kind()),
             AnyDevice::Faulty(d) => d.complete(arena, done).map_err(|e| e.kind()),
+            AnyDevice::Paced(d) => d.complete(arena, done).map_err(|e| e.kind()),
         }
     }
 
@@ -266,6 +306,7 @@ impl FlashDevice for AnyDevice {
             AnyDevice::File(d) => d.in_flight(),
             AnyDevice::Fake(d) => d.in_flight(),
             AnyDevice::Faulty(d) => d.in_flight(),
+            AnyDevice::Paced(d) => d.in_flight(),
         }
     }
 }
@@ -276,6 +317,7 @@ impl FlashWrite for AnyDevice {
             AnyDevice::File(d) => d.write(offset, data).map_err(|e| e.kind()),
             AnyDevice::Fake(d) => d.write(offset, data).map_err(|e| e.kind()),
             AnyDevice::Faulty(d) => d.write(offset, data).map_err(|e| e.kind()),
+            AnyDevice::Paced(d) => d.write(offset, data).map_err(|e| e.kind()),
         }
     }
 
@@ -284,6 +326,7 @@ impl FlashWrite for AnyDevice {
             AnyDevice::File(d) => d.sync().map_err(|e| e.kind()),
             AnyDevice::Fake(d) => d.sync().map_err(|e| e.kind()),
             AnyDevice::Faulty(d) => d.sync().map_err(|e| e.kind()),
+            AnyDevice::Paced(d) => d.sync().map_err(|e| e.kind()),
         }
     }
 }
@@ -301,6 +344,10 @@ mod tests {
         assert!(
             matches!(DeviceSpec::parse("fake:ufs40"), Ok(DeviceSpec::Fake(p)) if p.name == "ufs40")
         );
+        assert!(
+            matches!(DeviceSpec::parse("fake:emmc51,paced"), Ok(DeviceSpec::PacedFake(p)) if p.name == "emmc51")
+        );
+        assert!(DeviceSpec::parse("fake:emmc51,fast").is_err());
         let e = DeviceSpec::parse("fake:floppy").unwrap_err().to_string();
         assert!(e.contains("ufs40"), "{e}");
         let e = DeviceSpec::parse("tape:0").unwrap_err().to_string();

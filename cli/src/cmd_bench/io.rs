@@ -248,11 +248,16 @@ pub fn run(args: &IoArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let mut file_dev = match &device {
         DeviceArg::File(path) => Some(open_file_device(path)?),
         DeviceArg::Fake(_) => None,
+        DeviceArg::PacedFake(_) => {
+            return Err(
+                "bench io replays in virtual time: name fake:<profile> without ,paced".into(),
+            )
+        }
     };
     let block = match (&device, &file_dev) {
         (_, Some(dev)) => dev.geometry().block_size,
         (DeviceArg::Fake(p), None) => p.geometry.block_size,
-        (DeviceArg::File(_), None) => return Err("the file device did not open".into()),
+        (_, None) => return Err("the file device did not open".into()),
     };
     let device_label = match &file_dev {
         Some(dev) => format!("{} [{}]", args.device, dev.report()),
@@ -371,6 +376,8 @@ pub fn run(args: &IoArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
                 "measured (wall clock)",
             )
         }
+        // Refused where the device is opened, above.
+        DeviceArg::PacedFake(_) => return Err("bench io does not pace the fake flash".into()),
     };
     progress.finish();
     if let (Some(dev), false) = (&file_dev, args.json) {

@@ -56,6 +56,7 @@ mod crc_shift;
 mod device;
 pub mod fault;
 mod geometry;
+pub mod paced;
 pub mod retry;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -70,6 +71,7 @@ pub use checks::{BlockChecks, CheckError};
 pub use device::{FlashDevice, FlashWrite};
 pub use fault::{FaultCounts, FaultInjector, Faults};
 pub use geometry::Geometry;
+pub use paced::Paced;
 pub use window::Window;
 
 /// What went wrong with a flash request.
