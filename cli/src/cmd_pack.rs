@@ -32,11 +32,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use lode_formats::image::Image;
+use lode_formats::image::StoredCostModel;
 use lode_formats::input::{read_file, Limit, TRACE_LIMIT};
 use lode_formats::trace::Trace;
 use lode_kernel::formats::gguf::{Gguf, GEMMA3_ARCH};
 use lode_kernel::model::{LlamaConfig, LlamaConfigExt};
-use lode_pack::compress::{compress, Coded, Compress};
+use lode_pack::compress::{compress, AutoChoice, Coded, Compress};
 use lode_pack::image::readback::layer_bundles;
 use lode_pack::image::{build_image_keeping, FfnLayout, PackSummary};
 
@@ -184,7 +185,7 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         let as_u32: Vec<u32> = kept.iter().map(|&l| l as u32).collect();
         b.lineage(fp, cfg.layers as u32, &as_u32);
     }
-    let coded = compress(&mut b, a.compress)?;
+    let coded = compress(&mut b, a.compress, read_rate(cost.as_ref()))?;
     let len = output.write(|w| Ok(b.write_to(w)?))?;
     // The builder holds every layer's re-laid-out FFN: free it before the
     // check reads the image back.
@@ -283,8 +284,32 @@ mod tests;
 
 use args::DEFAULT_CHECK_TEXT;
 
-/// One line on what `--compress` coded, when it coded anything.
-fn coded_summary(c: &Coded, out: &mut dyn Write) -> std::io::Result<()> {
+/// The device read rate `--compress auto` chooses for: the packed cost
+/// model's, else the built-in one of a file device (1.28 GB/s).
+fn read_rate(cost: Option<&StoredCostModel>) -> u64 {
+    cost.map_or(1_280_000_000, |c| c.bytes_per_sec)
+}
+
+/// What `--compress` coded and, for `auto`, why.
+fn coded_summary(
+    (c, auto): &(Coded, Option<AutoChoice>),
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    if let Some(a) = auto {
+        writeln!(
+            out,
+            "compress auto: {:?} for a device reading {:.0} MB/s (floats: {:.1}% fewer bytes, \
+             decoded at {:.0} MB/s; all: {:.1}%, {:.0} MB/s; a coding is chosen when decoding \
+             takes at most {:.0}% of the time the device reads it)",
+            a.chosen,
+            a.read_bytes_per_sec as f64 / 1e6,
+            100.0 * (1.0 - a.floats_ratio),
+            a.floats_decode / 1e6,
+            100.0 * (1.0 - a.all_ratio),
+            a.all_decode / 1e6,
+            100.0 * lode_pack::compress::AUTO_DECODE_SHARE
+        )?;
+    }
     if c.tensors == 0 {
         return Ok(());
     }

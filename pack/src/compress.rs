@@ -10,7 +10,11 @@
 //! token, the refined head rows), which a coded unit cannot serve; the
 //! norms are f32, which the codec does not take.
 
+use std::time::Instant;
+
 use lode_formats::image::{ImageBuilder, TensorCodec, WriteError};
+use lode_formats::DType;
+use lode_kernel::codec::{decode_with, Scratch, Verify};
 
 use crate::codec::{encode_with, Coding};
 
@@ -27,6 +31,56 @@ pub enum Compress {
     /// Every field that codes smaller (about 12% fewer, decoded at about
     /// 0.4 GB/s a core).
     All,
+    /// Whichever of `all`, `floats` and nothing the device's read rate
+    /// pays for, by the decode speeds measured while packing
+    /// ([`choose`]).
+    Auto,
+}
+
+/// The share of the device's read time `--compress auto` lets decoding
+/// take: the rest is for the model's compute, which a slow device leaves
+/// waiting and a fast one does not. Measured with `scripts/bench-codec` on
+/// SmolLM2 at a third of the model: on a 250 MB/s eMMC model
+/// (`fake:emmc51,paced`), where `floats` decodes in about 20% of the read
+/// time and `all` in about 70%, both win what they save in bytes (1.045x
+/// and 1.063x); on this machine's ~1.3 GB/s disk (about 90% and 290%)
+/// both lose (0.69x and 0.33x). Half sits between what was measured to
+/// win and to lose, erring towards raw: it picks `floats` for that eMMC.
+pub const AUTO_DECODE_SHARE: f64 = 0.5;
+
+/// What `--compress auto` decided and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoChoice {
+    /// The coding chosen (`None`, `Floats` or `All`).
+    pub chosen: Compress,
+    /// The device read rate it was chosen for, bytes a second.
+    pub read_bytes_per_sec: u64,
+    /// Measured decode speed of each coding, bytes of output a second.
+    pub floats_decode: f64,
+    /// The same for `all`.
+    pub all_decode: f64,
+    /// Coded over raw bytes of the FFN matrices, `floats` and `all`.
+    pub floats_ratio: f64,
+    /// The same for `all`.
+    pub all_ratio: f64,
+}
+
+/// `--compress auto`'s rule: the most compact coding whose decoding takes
+/// at most [`AUTO_DECODE_SHARE`] of the time the device spends reading
+/// it. Reading a coded matrix of `ratio` times its bytes takes `ratio /
+/// read` seconds a decoded byte; decoding it takes `1 / decode`. The ring
+/// decodes a unit while the device reads the next ones, so decoding that
+/// fits in the processor's wait costs nothing and the bytes saved are time
+/// saved; decoding that does not fit delays every token.
+pub fn choose(read_bytes_per_sec: u64, speeds: [(Compress, f64, f64); 2]) -> Compress {
+    let read = read_bytes_per_sec.max(1) as f64;
+    speeds
+        .into_iter()
+        .filter(|&(_, decode, ratio)| {
+            decode > 0.0 && 1.0 / decode <= AUTO_DECODE_SHARE * ratio / read
+        })
+        .min_by(|a, b| a.2.total_cmp(&b.2))
+        .map_or(Compress::None, |(c, _, _)| c)
 }
 
 /// What coding an image's tensors did.
@@ -57,28 +111,93 @@ pub fn is_coded_tensor(name: &str) -> bool {
 }
 
 /// Codes the tensors of `b` that `how` selects; a tensor that would not
-/// shrink stays raw.
-pub fn compress(b: &mut ImageBuilder<'_>, how: Compress) -> Result<Coded, WriteError> {
-    let coding = match how {
-        Compress::None => return Ok(Coded::default()),
-        Compress::Floats => Coding::FloatsOnly,
-        Compress::All => Coding::Smallest,
+/// shrink stays raw. `read_bytes_per_sec` is the device's read rate, which
+/// only [`Compress::Auto`] uses (and reports in the returned choice).
+pub fn compress(
+    b: &mut ImageBuilder<'_>,
+    how: Compress,
+    read_bytes_per_sec: u64,
+) -> Result<(Coded, Option<AutoChoice>), WriteError> {
+    let (coding, auto) = match how {
+        Compress::None => return Ok((Coded::default(), None)),
+        Compress::Floats => (Coding::FloatsOnly, None),
+        Compress::All => (Coding::Smallest, None),
+        Compress::Auto => {
+            let a = measure(b, read_bytes_per_sec)?;
+            match a.chosen {
+                Compress::Floats => (Coding::FloatsOnly, Some(a)),
+                Compress::All => (Coding::Smallest, Some(a)),
+                _ => return Ok((Coded::default(), Some(a))),
+            }
+        }
     };
     let mut tensors = 0;
     let (raw_bytes, coded_bytes) = b.code_tensors(|name, dtype, data| {
-        if !is_coded_tensor(name) || !TensorCodec::takes(dtype) {
-            return None;
-        }
-        let e = encode_with(dtype, data, coding).ok()?;
-        (e.bytes.len() < data.len()).then(|| {
-            tensors += 1;
-            e.bytes
-        })
+        let e = code_one(name, dtype, data, coding)?;
+        tensors += 1;
+        Some(e)
     })?;
-    Ok(Coded {
+    let coded = Coded {
         tensors,
         raw_bytes,
         coded_bytes,
+    };
+    Ok((coded, auto))
+}
+
+/// The unit tensor `name` codes to under `coding`, if it is one
+/// `--compress` codes and coding shrinks it.
+fn code_one(name: &str, dtype: DType, data: &[u8], coding: Coding) -> Option<Vec<u8>> {
+    if !is_coded_tensor(name) || !TensorCodec::takes(dtype) {
+        return None;
+    }
+    let e = encode_with(dtype, data, coding).ok()?;
+    (e.bytes.len() < data.len()).then_some(e.bytes)
+}
+
+/// Codes every FFN matrix of `b` both ways (leaving `b` as it is), times
+/// one decode of each on this thread, and chooses by [`choose`].
+fn measure(b: &mut ImageBuilder<'_>, read_bytes_per_sec: u64) -> Result<AutoChoice, WriteError> {
+    let mut scratch = Box::<Scratch>::default();
+    let mut stats = [(0u64, 0u64, 0f64); 2]; // raw bytes, coded bytes, seconds
+    b.code_tensors(|name, dtype, data| {
+        for (k, coding) in [Coding::FloatsOnly, Coding::Smallest]
+            .into_iter()
+            .enumerate()
+        {
+            let Some(unit) = code_one(name, dtype, data, coding) else {
+                continue;
+            };
+            let mut out = vec![0u8; data.len()];
+            let t = Instant::now();
+            let ok = decode_with(&mut scratch, Verify::Trusted, &unit, &mut out).is_ok();
+            let secs = t.elapsed().as_secs_f64();
+            if ok {
+                stats[k].0 += data.len() as u64;
+                stats[k].1 += unit.len() as u64;
+                stats[k].2 += secs;
+            }
+        }
+        None
+    })?;
+    let speed = |(raw, _, secs): (u64, u64, f64)| if secs > 0.0 { raw as f64 / secs } else { 0.0 };
+    let ratio = |(raw, coded, _): (u64, u64, f64)| coded as f64 / raw.max(1) as f64;
+    let (floats_decode, all_decode) = (speed(stats[0]), speed(stats[1]));
+    let (floats_ratio, all_ratio) = (ratio(stats[0]), ratio(stats[1]));
+    let chosen = choose(
+        read_bytes_per_sec,
+        [
+            (Compress::Floats, floats_decode, floats_ratio),
+            (Compress::All, all_decode, all_ratio),
+        ],
+    );
+    Ok(AutoChoice {
+        chosen,
+        read_bytes_per_sec,
+        floats_decode,
+        all_decode,
+        floats_ratio,
+        all_ratio,
     })
 }
 
@@ -86,7 +205,6 @@ pub fn compress(b: &mut ImageBuilder<'_>, how: Compress) -> Result<Coded, WriteE
 mod tests {
     use super::*;
     use lode_formats::image::{ArchTag, Image, ModelGeometry};
-    use lode_formats::DType;
     use lode_kernel::codec::decode;
     use lode_kernel::rng::SplitMix64;
 
@@ -135,7 +253,7 @@ mod tests {
                 .unwrap();
             b.add_tensor("blk.0.attn_q.weight", DType::Q4_1, &[2048, 8], embd.clone())
                 .unwrap();
-            let c = compress(&mut b, how).unwrap();
+            let (c, _) = compress(&mut b, how, 1 << 30).unwrap();
             (b.to_bytes().unwrap(), c)
         };
         let (plain, none) = build(Compress::None);
@@ -155,5 +273,26 @@ mod tests {
         let mut out = vec![0u8; attn.len()];
         decode(&bytes[at..at + t.length as usize], &mut out).unwrap();
         assert_eq!(out, attn);
+    }
+
+    /// `auto` codes `all` on a slow device, `floats` on a middling one and
+    /// nothing on a fast one, by the share of the read time decoding may
+    /// take.
+    #[test]
+    fn auto_chooses_by_read_rate_and_decode_speed() {
+        // Decode speeds and coded shares as measured on SmolLM2.
+        let speeds = [
+            (Compress::Floats, 1.5e9, 0.906),
+            (Compress::All, 0.4e9, 0.878),
+        ];
+        // all: 1/0.4e9 <= 0.5 * 0.878 / read  <=>  read <= 175.6 MB/s.
+        assert_eq!(choose(175_000_000, speeds), Compress::All);
+        // floats: read <= 0.5 * 0.906 * 1.5e9 = 679.5 MB/s.
+        assert_eq!(choose(250_000_000, speeds), Compress::Floats);
+        assert_eq!(choose(679_000_000, speeds), Compress::Floats);
+        assert_eq!(choose(680_000_000, speeds), Compress::None);
+        assert_eq!(choose(1_280_000_000, speeds), Compress::None);
+        // An unmeasured speed never chooses a coding.
+        assert_eq!(choose(1, [(Compress::Floats, 0.0, 0.9); 2]), Compress::None);
     }
 }

@@ -72,9 +72,14 @@ pub struct PackArgs {
     /// 1.4, needs --layout dense), so a token streams fewer bytes: `floats`
     /// codes the f16 scales and minimums (about 9% fewer bytes for
     /// SmolLM2's FFN, decoded at about 1.5 GB/s a core), `all` every field
-    /// (about 12%, 0.4 GB/s). `lode run` decodes a streamed matrix as it
-    /// arrives and a resident one once, at load. Attention, the embedding,
-    /// a separate head and the norms stay raw.
+    /// (about 12%, 0.4 GB/s); `auto` the most compact whose decoding takes
+    /// at most half the time the device spends reading it (the device of
+    /// --cost-model, else a 1.28 GB/s file; decode speeds measured while
+    /// packing): with SmolLM2's, `all` below about 180 MB/s, `floats`
+    /// below about 600 MB/s (eMMC), nothing on faster flash.
+    /// `lode run` decodes a streamed matrix as it arrives and a resident
+    /// one once, at load. Attention, the embedding, a separate head and the
+    /// norms stay raw.
     #[arg(long, value_enum, default_value = "none")]
     pub compress: Compress,
     /// No progress line.

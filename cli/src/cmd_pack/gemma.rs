@@ -108,7 +108,8 @@ pub(super) fn pack_gemma(
     .map_err(|e| model(&e))?;
     progress.finish();
     b.cost_model(cost);
-    let coded = lode_pack::compress::compress(&mut b, a.compress)?;
+    let rate = super::read_rate(cost.as_ref());
+    let coded = lode_pack::compress::compress(&mut b, a.compress, rate)?;
     let len = output.write(|w| Ok(b.write_to(w)?))?;
     writeln!(
         out,

@@ -109,3 +109,37 @@ fn coded_images_generate_the_raw_images_tokens() {
     }
     let _ = std::fs::remove_file(&raw);
 }
+
+/// `--compress auto` codes everything for a slow device (10 MB/s, from
+/// --cost-model) and nothing for the built-in 1.28 GB/s file, saying why.
+#[test]
+fn auto_follows_the_devices_read_rate() {
+    let Some(model) = real_model() else { return };
+    let slow = tmp("slow-cost.json");
+    std::fs::write(
+        &slow,
+        r#"{"model": {"command_ns": 100000, "bytes_per_sec": 10000000, "queue_depth": 1}}"#,
+    )
+    .unwrap();
+    let mut a = args(model.clone(), tmp("auto-slow.lode"));
+    a.layout = Some(Layout::Dense);
+    a.compress = lode_pack::compress::Compress::Auto;
+    a.cost_model = Some(slow.clone());
+    let (bytes, text) = pack_verified(&a);
+    let _ = std::fs::remove_file(&slow);
+    assert!(
+        text.contains("compress auto: All for a device reading 10 MB/s"),
+        "{text}"
+    );
+    assert_eq!(Image::parse(&bytes).unwrap().header().minor, 4);
+    let mut a = args(model, tmp("auto-fast.lode"));
+    a.layout = Some(Layout::Dense);
+    a.compress = lode_pack::compress::Compress::Auto;
+    let (bytes, text) = pack_verified(&a);
+    assert!(
+        text.contains("compress auto: None for a device reading 1280 MB/s"),
+        "{text}"
+    );
+    assert!(!text.contains("FFN matrices:"), "{text}");
+    assert!(Image::parse(&bytes).unwrap().header().minor < 4);
+}
