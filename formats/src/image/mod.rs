@@ -57,6 +57,7 @@
 //! ```
 
 mod arch;
+mod codec;
 mod error;
 mod header;
 pub mod layout;
@@ -78,12 +79,13 @@ mod tests;
 
 pub use crate::checksum::crc32c;
 pub use arch::{ArchParams, SLIDING_WINDOW_ARCH};
+pub use codec::TensorCodec;
 pub use error::{ErrorKind, ImageError, Location, SectionKind};
 pub use header::{Container, ImageHeader};
 pub use lineage::Lineage;
 pub use model::{
     ArchTag, BundleParts, BundleRegion, GeometryTooLarge, ModelGeometry, Placement, Shape,
-    StoredCostModel, TensorCodec, TensorInfo,
+    StoredCostModel, TensorInfo,
 };
 pub use patch::{reseal_checksums, set_cost_model};
 #[cfg(feature = "std")]

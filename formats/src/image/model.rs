@@ -7,6 +7,7 @@ use zerocopy::little_endian::U32;
 
 use crate::{DType, ModelShape};
 
+use super::codec::TensorCodec;
 use super::layout::{ARCH_LEN, MAX_DIMS};
 
 /// An architecture tag: 1 to 16 printable ASCII bytes (`llama`, `opt`, ...).
@@ -227,44 +228,6 @@ impl TensorInfo<'_> {
     /// Bytes of the tensor's blocks once decoded (`length` for a raw one).
     pub fn data_len(&self) -> u64 {
         self.shape.byte_len(self.dtype).unwrap_or(self.length)
-    }
-}
-
-/// How a tensor's data is stored (FORMAT.md, "Tensor table").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum TensorCodec {
-    /// The blocks as they are: `length` is `row_bytes * rows`.
-    Raw,
-    /// One unit of lode's weight codec (`kernel/src/codec/CODEC.md`,
-    /// since 1.4): its blocks decode to `row_bytes * rows` bytes.
-    Weights,
-}
-
-impl TensorCodec {
-    /// Its code in the tensor table (bits 16 to 23 of `dtype`).
-    pub const fn code(self) -> u32 {
-        match self {
-            TensorCodec::Raw => 0,
-            TensorCodec::Weights => 1,
-        }
-    }
-
-    /// The codec of `code`, if this reader knows it.
-    pub const fn from_code(code: u32) -> Option<TensorCodec> {
-        match code {
-            0 => Some(TensorCodec::Raw),
-            1 => Some(TensorCodec::Weights),
-            _ => None,
-        }
-    }
-
-    /// Whether the weight codec takes blocks of `dtype` (its block types).
-    pub const fn takes(dtype: DType) -> bool {
-        matches!(
-            dtype,
-            DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::Q8_0
-        )
     }
 }
 

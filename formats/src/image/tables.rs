@@ -9,14 +9,15 @@ use zerocopy::little_endian::U32;
 
 use crate::DType;
 
+use super::codec::{tensor_dtype, TensorCodec, CODED_UNIT_MIN};
 use super::error::{err, ErrorKind, ImageError, Location, SectionKind};
 use super::header::align_up;
 use super::layout::{
     CostRecord, GeometryRecord, LayerRecord, TensorRecord, CODEC_RAW, MAX_DIMS, MAX_NAME_LEN,
-    MINOR_ARCH, MINOR_CODED, PART_ABSENT, TENSOR_CODEC_SHIFT,
+    MINOR_ARCH, PART_ABSENT,
 };
+use super::model::TensorInfo;
 use super::model::{ArchTag, BundleParts, BundleRegion, ModelGeometry, Shape, StoredCostModel};
-use super::model::{TensorCodec, TensorInfo};
 
 /// Decode and check the geometry section.
 pub(crate) fn decode_geometry(rec: &GeometryRecord) -> Result<ModelGeometry, ImageError> {
@@ -175,41 +176,6 @@ pub(crate) fn decode_tensor<'a>(
     })
 }
 
-/// Bytes of the smallest coded unit (its header).
-const CODED_UNIT_MIN: u64 = 20;
-
-/// A tensor record's `dtype` field: the element type in bits 0 to 15, the
-/// codec in bits 16 to 23 (since 1.4; a coded tensor must be of a type the
-/// codec takes), bits 24 to 31 zero.
-fn tensor_dtype(field: u32, minor: u16, at: Location) -> Result<(DType, TensorCodec), ImageError> {
-    let dtype = image_dtype(field & 0xFFFF, minor).ok_or(err(
-        ErrorKind::Malformed,
-        at,
-        "dtype code unknown in this image's version",
-    ))?;
-    let code = field >> TENSOR_CODEC_SHIFT;
-    if code != 0 && minor < MINOR_CODED {
-        return Err(err(
-            ErrorKind::Malformed,
-            at,
-            "coded tensor in an image older than 1.4",
-        ));
-    }
-    let codec = TensorCodec::from_code(code).ok_or(err(
-        ErrorKind::UnsupportedCodec,
-        at,
-        "tensor codec unknown to this reader (it knows 0, raw, and 1, lode's weight codec)",
-    ))?;
-    if codec == TensorCodec::Weights && !TensorCodec::takes(dtype) {
-        return Err(err(
-            ErrorKind::Malformed,
-            at,
-            "coded tensor of a type the weight codec does not take",
-        ));
-    }
-    Ok((dtype, codec))
-}
-
 fn decode_part(code: u32, at: Location, minor: u16) -> Result<Option<DType>, ImageError> {
     if code == PART_ABSENT {
         return Ok(None);
@@ -248,7 +214,7 @@ pub(crate) const fn minor_for(dtype: DType) -> Option<u16> {
 }
 
 /// The element type of `code`, if images of minor `minor` define it.
-fn image_dtype(code: u32, minor: u16) -> Option<DType> {
+pub(crate) fn image_dtype(code: u32, minor: u16) -> Option<DType> {
     match DType::from_code(code) {
         Some(d) if in_image(d, minor) => Some(d),
         _ => None,

@@ -24,10 +24,11 @@ mod plan;
 mod prefix;
 
 use super::arch::ArchParams;
+use super::codec::TensorCodec;
 use super::error::{err, ErrorKind, ImageError, Location};
 use super::header::align_up;
 use super::layout::{DEFAULT_BLOCK_SIZE, PART_ABSENT, VERSION_MINOR};
-use super::model::{BundleParts, ModelGeometry, Shape, StoredCostModel, TensorCodec};
+use super::model::{BundleParts, ModelGeometry, Shape, StoredCostModel};
 use super::reader::Image;
 
 /// Why an image could not be written.

@@ -8,8 +8,9 @@ use std::vec::Vec;
 
 use crate::DType;
 
+use super::super::codec::TensorCodec;
 use super::super::error::{ErrorKind, Location};
-use super::super::model::{Shape, TensorCodec};
+use super::super::model::Shape;
 use super::{invalid, usize_to_u64, ImageBuilder, WriteError};
 
 impl<'d> ImageBuilder<'d> {

@@ -12,7 +12,7 @@ use super::super::layout::{
     MINOR_CODED, MINOR_LINEAGE, MINOR_TOKENIZER, SECTION_ALIGN, SECTION_ENTRY_LEN, VERSION_MINOR,
 };
 
-use super::super::model::TensorCodec;
+use super::super::codec::TensorCodec;
 use super::{invalid, usize_to_u64, ImageBuilder, LayerSpec, Plan, PlannedLayer, WriteError};
 
 impl ImageBuilder<'_> {

@@ -27,6 +27,7 @@ mod schedule;
 mod source;
 mod sparse;
 mod sparsity;
+mod tensor_at;
 mod units;
 mod verify;
 
@@ -35,7 +36,9 @@ mod tests;
 
 pub use image_model::{arch_of, config_of};
 pub use io::{read_checked, read_extent};
-pub use layout::{AttnSpan, DenseMatrices, FfnKind, FfnRegion, SplitRows, StreamLayout, TensorAt};
+pub use layout::{
+    AttnSpan, DenseMatrices, FfnKind, FfnRegion, SplitRows, StoredAt, StreamLayout, TensorAt,
+};
 pub use load::Reads;
 pub use plan::{PlanBytes, StreamOptions, StreamPlan, MAX_RING};
 pub use ring::{IoStats, Ring, Unit, MAX_UNITS};

@@ -1,0 +1,86 @@
+//! How a tensor's data is stored (since 1.4, FORMAT.md "Tensor table"):
+//! raw blocks, or one unit of lode's weight codec; and reading that from a
+//! tensor record's `dtype` field.
+
+use crate::DType;
+
+use super::error::{err, ErrorKind, ImageError, Location};
+use super::layout::{MINOR_CODED, TENSOR_CODEC_SHIFT};
+use super::tables::image_dtype;
+
+/// How a tensor's data is stored (FORMAT.md, "Tensor table").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum TensorCodec {
+    /// The blocks as they are: `length` is `row_bytes * rows`.
+    Raw,
+    /// One unit of lode's weight codec (`kernel/src/codec/CODEC.md`,
+    /// since 1.4): its blocks decode to `row_bytes * rows` bytes.
+    Weights,
+}
+
+impl TensorCodec {
+    /// Its code in the tensor table (bits 16 to 23 of `dtype`).
+    pub const fn code(self) -> u32 {
+        match self {
+            TensorCodec::Raw => 0,
+            TensorCodec::Weights => 1,
+        }
+    }
+
+    /// The codec of `code`, if this reader knows it.
+    pub const fn from_code(code: u32) -> Option<TensorCodec> {
+        match code {
+            0 => Some(TensorCodec::Raw),
+            1 => Some(TensorCodec::Weights),
+            _ => None,
+        }
+    }
+
+    /// Whether the weight codec takes blocks of `dtype` (its block types).
+    pub const fn takes(dtype: DType) -> bool {
+        matches!(
+            dtype,
+            DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::Q8_0
+        )
+    }
+}
+
+/// Bytes of the smallest coded unit (its header).
+pub(crate) const CODED_UNIT_MIN: u64 = 20;
+
+/// A tensor record's `dtype` field: the element type in bits 0 to 15, the
+/// codec in bits 16 to 23 (since 1.4; a coded tensor must be of a type the
+/// codec takes), bits 24 to 31 zero.
+pub(crate) fn tensor_dtype(
+    field: u32,
+    minor: u16,
+    at: Location,
+) -> Result<(DType, TensorCodec), ImageError> {
+    let dtype = image_dtype(field & 0xFFFF, minor).ok_or(err(
+        ErrorKind::Malformed,
+        at,
+        "dtype code unknown in this image's version",
+    ))?;
+    let code = field >> TENSOR_CODEC_SHIFT;
+    if code != 0 && minor < MINOR_CODED {
+        return Err(err(
+            ErrorKind::Malformed,
+            at,
+            "coded tensor in an image older than 1.4",
+        ));
+    }
+    let codec = TensorCodec::from_code(code).ok_or(err(
+        ErrorKind::UnsupportedCodec,
+        at,
+        "tensor codec unknown to this reader (it knows 0, raw, and 1, lode's weight codec)",
+    ))?;
+    if codec == TensorCodec::Weights && !TensorCodec::takes(dtype) {
+        return Err(err(
+            ErrorKind::Malformed,
+            at,
+            "coded tensor of a type the weight codec does not take",
+        ));
+    }
+    Ok((dtype, codec))
+}
