@@ -364,4 +364,6 @@ use rows::RowRead;
 use progress::Progress;
 
 #[cfg(test)]
+mod coded_tests;
+#[cfg(test)]
 mod tests;

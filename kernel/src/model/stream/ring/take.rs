@@ -87,11 +87,27 @@ impl<D: FlashDevice> Ring<D> {
                 return Err(EvalError::Internal("a streamed unit left the ring"));
             };
             let retry = match state {
-                State::Ready { checked: true, .. } => {
+                State::Ready {
+                    checked: true,
+                    attempt,
+                    ..
+                } => {
                     if let Some((_, s)) = self.slots.get_mut(i) {
                         *s = State::InUse { unit };
                     }
-                    return self.decoded(arena, (slot, unit), u);
+                    match self.decoded(arena, (slot, unit), u) {
+                        // A coded unit that fails its own checks (its CRC
+                        // when nothing else checked the read) is read
+                        // again like a block-check mismatch.
+                        Err(EvalError::Corrupt { offset, .. }) => (
+                            attempt + 1,
+                            EvalError::Corrupt {
+                                offset,
+                                attempts: attempt + 1,
+                            },
+                        ),
+                        r => return r,
+                    }
                 }
                 // Not checked while waiting: checked now, with every free
                 // slot's read already started, so the disk works meanwhile.

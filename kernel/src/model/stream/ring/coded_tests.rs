@@ -1,0 +1,116 @@
+//! Coded units through the ring: handed out decoded, from the decode
+//! slot; and, when nothing checks the reads, a unit whose bytes were
+//! flipped fails its own CRC and is read again, so what is handed out is
+//! the decoded blocks or an error, never other bytes.
+
+use std::vec::Vec;
+
+use super::*;
+use crate::arena::testing::VecArena;
+use crate::arena::{DramArena, SlotKind};
+use crate::codec::{unit_crc, CRC_AT, MAGIC, VERSION};
+use crate::flash::testing::RamFlash;
+use crate::flash::{FaultInjector, Faults, Geometry};
+use crate::model::tests::naive::Naive;
+
+const B: usize = 512;
+const BLOCKS: usize = 100;
+
+/// `BLOCKS` Q4_1 blocks and a unit storing them with raw sections (the
+/// encoder is `lode-pack`'s; the ring only needs a valid unit).
+fn blocks_and_unit() -> (Vec<u8>, Vec<u8>) {
+    let blocks: Vec<u8> = (0..BLOCKS * 20).map(|i| (i * 13 % 253) as u8).collect();
+    let mut u = MAGIC.to_vec();
+    u.extend_from_slice(&[VERSION, 3, 3, 0]);
+    u.extend_from_slice(&(BLOCKS as u32).to_le_bytes());
+    u.extend_from_slice(&[0; 8]);
+    for (offset, width) in [(0, 2), (2, 2), (4, 16)] {
+        u.extend_from_slice(&[0, width as u8, 0, 0]);
+        u.extend_from_slice(&((BLOCKS * width) as u32).to_le_bytes());
+        for b in blocks.chunks_exact(20) {
+            u.extend_from_slice(&b[offset..offset + width]);
+        }
+    }
+    let len = u.len() as u32;
+    u[12..16].copy_from_slice(&len.to_le_bytes());
+    let crc = unit_crc(&u);
+    u[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+    (blocks, u)
+}
+
+fn device(unit: &[u8]) -> RamFlash {
+    let mut data = std::vec![0u8; 16 * 1024];
+    data[B..B + unit.len()].copy_from_slice(unit);
+    RamFlash::new(
+        data,
+        Geometry {
+            block_size: B as u32,
+            capacity: 16 * 1024,
+            max_transfer: 1024,
+            queue_depth: 8,
+        },
+    )
+}
+
+fn no_clock() -> u64 {
+    0
+}
+
+/// A ring of one coded unit at block 1, no checks, its decode slot.
+fn ring<D: FlashDevice>(dev: D, arena: &mut VecArena, unit_len: usize) -> Ring<D> {
+    let slots: Vec<Slot> = (0..2)
+        .map(|_| arena.alloc(4096, B, SlotKind::IoBuffer).unwrap())
+        .collect();
+    let u = Unit {
+        decoded: BLOCKS * 20,
+        ..Unit::whole(B as u64, unit_len, B)
+    };
+    let decode = arena.alloc(4096, B, SlotKind::IoBuffer).unwrap();
+    Ring::new(dev, &slots, &[u], None, no_clock, None)
+        .unwrap()
+        .decode_into(decode)
+}
+
+#[test]
+fn a_coded_unit_is_handed_out_decoded() {
+    let (blocks, unit) = blocks_and_unit();
+    let mut arena = VecArena::new(1 << 16);
+    let mut r = ring(device(&unit), &mut arena, unit.len());
+    for _ in 0..3 {
+        r.begin_pass(&mut arena, true).unwrap();
+        let (slot, skip) = r.acquire(&mut arena, 0, &mut Naive).unwrap();
+        assert_eq!(skip, 0);
+        assert_eq!(&arena.bytes(slot).unwrap()[..blocks.len()], &blocks[..]);
+    }
+}
+
+#[test]
+fn flipped_coded_bytes_are_read_again_never_handed_out() {
+    let (blocks, unit) = blocks_and_unit();
+    let (mut ok, mut errors) = (0, 0);
+    for seed in 0..16u64 {
+        let mut arena = VecArena::new(1 << 16);
+        let faults = Faults {
+            seed,
+            bit_flip_ppm: 400_000,
+            ..Faults::none()
+        };
+        let dev: FaultInjector<_> = FaultInjector::new(device(&unit), faults);
+        let mut r = ring(dev, &mut arena, unit.len());
+        for _ in 0..4 {
+            r.begin_pass(&mut arena, true).unwrap();
+            match r.acquire(&mut arena, 0, &mut Naive) {
+                Ok((slot, _)) => {
+                    assert_eq!(&arena.bytes(slot).unwrap()[..blocks.len()], &blocks[..]);
+                    ok += 1;
+                }
+                Err(EvalError::Corrupt { attempts, .. }) => {
+                    assert_eq!(attempts, crate::limits::MAX_READ_ATTEMPTS);
+                    errors += 1;
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+    }
+    assert!(ok > 0 && errors > 0, "{ok} {errors}");
+}
