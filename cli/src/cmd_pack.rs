@@ -113,6 +113,13 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let bytes = read_file(&a.model, Limit::whole("GGUF model"))?;
     let file = Gguf::parse(&bytes).map_err(|e| format!("{}: {e}", a.model.display()))?;
     if file.get_str("general.architecture") == Ok(GEMMA3_ARCH) {
+        if a.coarse_scales > 0 {
+            return Err(
+                "--coarse-scales is for llama models so far (Gemma 3's FFN is Q5_0 and \
+                        Q6_K, whose scales it does not re-quantize)"
+                    .into(),
+            );
+        }
         return gemma::pack_gemma(a, &file, output, (cost, check_text), out);
     }
     if a.head.is_some() {
@@ -128,6 +135,22 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         .map_err(|e| format!("{}: {e}", a.model.display()))?;
     let cfg = LlamaConfig::from_gguf(&params).map_err(|e| format!("{}: {e}", a.model.display()))?;
     let fp = fingerprint(&file);
+    if a.coarse_scales > 0 && layout != Layout::Dense {
+        return Err(
+            "--coarse-scales re-quantizes a dense layer's FFN matrices: pack with \
+                    --layout dense"
+                .into(),
+        );
+    }
+    let coarse = match a.coarse_scales {
+        0 => None,
+        n => Some(coarse::coarsened(&file, &bytes, n)?),
+    };
+    let coarse_file = match &coarse {
+        Some((b, _)) => Some(Gguf::parse(b).map_err(|e| format!("re-quantized model: {e}"))?),
+        None => None,
+    };
+    let src = coarse_file.as_ref().unwrap_or(&file);
     let trace = match (&trace_bytes, &a.trace) {
         (Some(b), Some(p)) => {
             let t = Trace::parse(b).map_err(|e| format!("{}: {e}", p.display()))?;
@@ -157,10 +180,10 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let kept =
         kept_layers(cfg.layers, &a.drop_layers).map_err(|e| format!("--drop-layers: {e}"))?;
     let pruned = kept.len() < cfg.layers;
-    let image_fp = if pruned {
-        pruned_fingerprint(fp, cfg.layers, &kept)
-    } else {
-        fp
+    let image_fp = match (pruned, coarse.is_some()) {
+        (true, _) => pruned_fingerprint(fp, cfg.layers, &kept),
+        (false, true) => coarse::fingerprint(fp, a.coarse_scales),
+        (false, false) => fp,
     };
     let neurons = u32::try_from(cfg.ffn).map_err(|_| "FFN size does not fit an image")?;
     let perm_of = |l: usize| match &placed {
@@ -169,7 +192,7 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     };
     let mut progress = Progress::new("pack FFN bundles", kept.len() as u64, a.quiet);
     let (mut b, sum) = build_image_keeping(
-        &file,
+        src,
         (&cfg, &kept),
         image_fp,
         a.down.dtype(),
@@ -221,7 +244,16 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
             a.cost_model.as_deref().unwrap_or(Path::new("")).display()
         )?;
     }
-    if layout == Layout::Dense && check_text.is_some() && !pruned {
+    if let (Some(changed), Some(text)) = (&coarse_file, &check_text) {
+        let matrices = coarse.as_ref().map_or(0, |c| c.1);
+        coarse::report(
+            (&file, changed),
+            &cfg,
+            (text, a.check_tokens),
+            (a.coarse_scales, matrices),
+            out,
+        )?;
+    } else if layout == Layout::Dense && check_text.is_some() && !pruned {
         writeln!(
             out,
             "perplexity: unchanged (the dense layout stores the model's FFN matrices byte for \
@@ -278,6 +310,7 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
 }
 
 mod args;
+mod coarse;
 mod gemma;
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,8 @@
 //! - [`codec`]: GGUF quantized blocks losslessly entropy-coded into units
 //!   that `lode_kernel::codec` decodes;
 //! - [`compress`]: which of an image's tensors `lode pack --compress`
-//!   stores coded;
+//!   stores coded; [`requant`]: compression-aware re-quantization of their
+//!   scales (`--coarse-scales`);
 //! - [`gemma`]: a Gemma 3 GGUF into a (dense) lode image;
 //! - [`head`]: a narrower output head for a tied model, and its quality
 //!   cost;
@@ -53,4 +54,5 @@ pub mod profile;
 pub mod progress;
 pub mod prune;
 pub mod quality;
+pub mod requant;
 pub mod synth;

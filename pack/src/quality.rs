@@ -85,21 +85,9 @@ pub fn measure(
     tokens: usize,
     fill: impl FnMut(usize, &mut [u8]) -> Result<(), LoadError>,
 ) -> Result<Quality, Box<dyn Error>> {
-    let tok = Tokenizer::from_gguf(file).map_err(|e| format!("tokenizer: {e}"))?;
-    let ids = crate::profile::tokenize(&tok, text, tokens)?;
-    let limits = Limits::new(WINDOW.min(cfg.context), 64);
-    let widest = cfg.hidden.max(cfg.ffn).max(cfg.heads * cfg.head_dim);
-    let mut cpu = CpuCompute::new(CpuConfig::new(widest).with_env())
-        .map_err(|e| format!("CPU compute: {e}"))?;
-    cpu.reserve_batch(widest, limits.max_batch)
-        .map_err(|e| format!("CPU compute: {e}"))?;
-
+    let (ids, limits, mut cpu) = setup(file, cfg, text, tokens)?;
     let plan = MemoryPlan::dense(file, cfg, &limits)?;
-    let dense = {
-        let mut arena = LockedArena::new(plan.total())?;
-        let mut model = Model::load(file, *cfg, limits, &mut arena)?;
-        score(&mut model, &mut arena, &mut cpu, &ids)?
-    };
+    let dense = score_file(file, cfg, limits, &mut cpu, &ids)?;
     let (ffn_bytes, ffn_slots) = BundleFfn::arena_bytes(cfg, types)?;
     let bplan = MemoryPlan {
         ffn: ffn_bytes,
@@ -117,4 +105,56 @@ pub fn measure(
         dense: dense.perplexity(),
         bundles: bundles.perplexity(),
     })
+}
+
+/// [`measure`] of a model whose weights were changed in place (`changed`,
+/// the same tensors as `file`, some re-quantized): its perplexity is
+/// reported as `bundles`.
+pub fn measure_changed(
+    file: &Gguf<'_>,
+    changed: &Gguf<'_>,
+    cfg: &LlamaConfig,
+    text: &Path,
+    tokens: usize,
+) -> Result<Quality, Box<dyn Error>> {
+    let (ids, limits, mut cpu) = setup(file, cfg, text, tokens)?;
+    let dense = score_file(file, cfg, limits, &mut cpu, &ids)?;
+    let after = score_file(changed, cfg, limits, &mut cpu, &ids)?;
+    Ok(Quality {
+        scored: dense.count(),
+        dense: dense.perplexity(),
+        bundles: after.perplexity(),
+    })
+}
+
+/// The tokens of `text` to score, the limits and the compute.
+fn setup(
+    file: &Gguf<'_>,
+    cfg: &LlamaConfig,
+    text: &Path,
+    tokens: usize,
+) -> Result<(Vec<u32>, Limits, CpuCompute<'static>), Box<dyn Error>> {
+    let tok = Tokenizer::from_gguf(file).map_err(|e| format!("tokenizer: {e}"))?;
+    let ids = crate::profile::tokenize(&tok, text, tokens)?;
+    let limits = Limits::new(WINDOW.min(cfg.context), 64);
+    let widest = cfg.hidden.max(cfg.ffn).max(cfg.heads * cfg.head_dim);
+    let mut cpu = CpuCompute::new(CpuConfig::new(widest).with_env())
+        .map_err(|e| format!("CPU compute: {e}"))?;
+    cpu.reserve_batch(widest, limits.max_batch)
+        .map_err(|e| format!("CPU compute: {e}"))?;
+    Ok((ids, limits, cpu))
+}
+
+/// The model in `file`, resident, scored on `ids`.
+fn score_file(
+    file: &Gguf<'_>,
+    cfg: &LlamaConfig,
+    limits: Limits,
+    cpu: &mut CpuCompute<'static>,
+    ids: &[u32],
+) -> Result<Nll, Box<dyn Error>> {
+    let plan = MemoryPlan::dense(file, cfg, &limits)?;
+    let mut arena = LockedArena::new(plan.total())?;
+    let mut model = Model::load(file, *cfg, limits, &mut arena)?;
+    score(&mut model, &mut arena, cpu, ids)
 }
