@@ -32,28 +32,20 @@ pub(super) fn decode_unit<A: DramArena>(
     arena: &mut A,
     scratch: &mut Scratch,
     src: CodedIn,
-    (dst, at, decoded): (Slot, usize, usize),
+    dst: (Slot, usize, usize),
     checked: bool,
 ) -> Result<(), DecodeFail> {
-    let (table, mem) = arena.parts_mut();
-    let ([out], shared) = split(table, mem, [dst]).map_err(DecodeFail::Arena)?;
-    let coded = shared
-        .get(src.slot)
-        .map_err(DecodeFail::Arena)?
-        .get(src.at..src.at.saturating_add(src.len))
-        .ok_or(DecodeFail::Corrupt)?;
-    let out = out
-        .get_mut(at..at.saturating_add(decoded))
-        .ok_or(DecodeFail::Corrupt)?;
     let verify = if checked {
         Verify::Trusted
     } else {
         Verify::Crc
     };
-    match decode_with(scratch, verify, coded, out) {
-        Ok(n) if n == decoded => Ok(()),
-        _ => Err(DecodeFail::Corrupt),
-    }
+    with_both(arena, src, dst, |coded, out| {
+        match decode_with(scratch, verify, coded, out) {
+            Ok(n) if n == out.len() => Ok(()),
+            _ => Err(DecodeFail::Corrupt),
+        }
+    })
 }
 
 /// Copies raw bytes `src` (`src.len` of them) into slot `dst` from byte
@@ -61,7 +53,24 @@ pub(super) fn decode_unit<A: DramArena>(
 pub(super) fn copy_within<A: DramArena>(
     arena: &mut A,
     src: CodedIn,
+    dst: (Slot, usize, usize),
+) -> Result<(), DecodeFail> {
+    if dst.2 != src.len {
+        return Err(DecodeFail::Corrupt);
+    }
+    with_both(arena, src, dst, |from, to| {
+        to.copy_from_slice(from);
+        Ok(())
+    })
+}
+
+/// Runs `f` on the bytes `src` and on `len` bytes of slot `dst` from
+/// `at`, one read and one written.
+fn with_both<A: DramArena>(
+    arena: &mut A,
+    src: CodedIn,
     (dst, at, len): (Slot, usize, usize),
+    f: impl FnOnce(&[u8], &mut [u8]) -> Result<(), DecodeFail>,
 ) -> Result<(), DecodeFail> {
     let (table, mem) = arena.parts_mut();
     let ([out], shared) = split(table, mem, [dst]).map_err(DecodeFail::Arena)?;
@@ -72,8 +81,6 @@ pub(super) fn copy_within<A: DramArena>(
         .ok_or(DecodeFail::Corrupt)?;
     let to = out
         .get_mut(at..at.saturating_add(len))
-        .filter(|_| len == src.len)
         .ok_or(DecodeFail::Corrupt)?;
-    to.copy_from_slice(from);
-    Ok(())
+    f(from, to)
 }
