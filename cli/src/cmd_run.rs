@@ -250,6 +250,15 @@ pub fn stats_block(s: &StreamStats) -> String {
             )
         } else {
             "reads not checked (--no-verify-reads or --no-verify)".to_string()
+        } + &if s.decoded_bytes_per_token > 0.0 {
+            format!(
+                "\n[lode] coded FFN matrices decoded as they arrived: {:.2} MiB a token, {:.2} s \
+                 in all",
+                mib(s.decoded_bytes_per_token),
+                s.decode_seconds
+            )
+        } else {
+            String::new()
         },
         if s.injected_read_errors + s.injected_bit_flips + s.injected_latency_spikes > 0 {
             format!(

@@ -122,6 +122,10 @@ pub struct StreamStats {
     pub verified_early_rate: f64,
     /// Reads repeated after a read error or a checksum mismatch, in all.
     pub read_retries: u64,
+    /// Bytes coded units decoded to per pass (0 for a raw image).
+    pub decoded_bytes_per_token: f64,
+    /// Seconds spent decoding them, in all.
+    pub decode_seconds: f64,
     /// Read errors injected (`--inject-faults`).
     pub injected_read_errors: u64,
     /// Bit flips injected into delivered reads.
@@ -223,6 +227,8 @@ impl StreamStats {
                 0.0,
             ),
             read_retries: b.io.retries - a.io.retries,
+            decoded_bytes_per_token: per(b.io.decoded - a.io.decoded),
+            decode_seconds: (b.io.decode_ns - a.io.decode_ns) as f64 / 1e9,
             injected_read_errors: b.faults.read_errors - a.faults.read_errors,
             injected_bit_flips: b.faults.bit_flips - a.faults.bit_flips,
             injected_latency_spikes: b.faults.latency_spikes - a.faults.latency_spikes,

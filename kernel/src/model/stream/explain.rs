@@ -175,7 +175,19 @@ impl StreamPlan {
                 f,
                 "  streamed per token: {:.2} MiB",
                 mib(self.streamed_per_token as usize)
-            )
+            )?;
+            let c = self.coded;
+            if c.units > 0 {
+                write!(
+                    f,
+                    ", of which {} coded FFN matrices: {:.2} MiB read for {:.2} MiB decoded as \
+                     they arrive (coded layers kept resident were decoded at load)",
+                    c.units,
+                    mib(c.stored as usize),
+                    mib(c.decoded as usize)
+                )?;
+            }
+            Ok(())
         }
     }
 }

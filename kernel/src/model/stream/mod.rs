@@ -45,4 +45,5 @@ pub use ring::{IoStats, Ring, Unit, MAX_UNITS};
 pub use source::StreamSource;
 pub use sparse::{SparseBuffers, SparseScratch, SparseSetup, SparseStats};
 pub use sparsity::{keep_strongest, neurons_kept};
+pub use units::CodedStreamed;
 pub use verify::{verify_and_record, verify_image_data};

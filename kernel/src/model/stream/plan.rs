@@ -135,6 +135,9 @@ pub struct StreamPlan {
     /// Bytes of the slot coded units are decoded into (0 when the image
     /// codes none; counted in `bytes.ring`).
     pub decode_slot: usize,
+    /// The coded FFN matrices a token streams, decoded as the ring hands
+    /// them out (resident coded layers were decoded once, at load).
+    pub coded: super::units::CodedStreamed,
     /// Rows of the output head per streamed piece.
     pub head_rows: usize,
     /// Bit `l`: layer `l`'s attention is resident.
@@ -298,6 +301,7 @@ impl StreamPlan {
             ring,
             ring_slot,
             decode_slot: fixed.decode_bytes(),
+            coded: units.coded_streamed(&res),
             head_rows,
             attn_resident: res.attn,
             ffn_resident: res.ffn,

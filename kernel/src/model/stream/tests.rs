@@ -331,3 +331,44 @@ fn a_streamed_dense_layer_needs_slots_of_its_largest_matrix_only() {
     assert_eq!(layout(&c).ring_for(false), 2);
     assert_eq!(layout(&c).ring_for(true), 2);
 }
+
+/// A dense layout whose gate matrices are coded (their units 3/4 of their
+/// bytes): the plan keeps a decode slot of the largest matrix of a coded
+/// layer (counted with the ring), reads the units' bytes a token, and
+/// says how many coded matrices stream.
+#[test]
+fn coded_matrices_stream_as_their_units_into_a_decode_slot() {
+    let c = cfg();
+    let raw = dense_layout(&c);
+    let mut l = raw.clone();
+    for f in l.ffn.iter_mut() {
+        let FfnKind::Dense(m) = &mut f.kind else {
+            panic!("dense");
+        };
+        m.gate.stored = Some(StoredAt {
+            offset: m.gate.offset,
+            len: m.gate.len * 3 / 4,
+        });
+    }
+    let need = |l: &StreamLayout| match StreamPlan::new(l, &c, &limits(), opts(0)) {
+        Err(LoadError::BudgetTooSmall { need, .. }) => need,
+        e => panic!("{e:?}"),
+    };
+    let (p_raw, p) = (
+        StreamPlan::new(&raw, &c, &limits(), opts(need(&raw))).unwrap(),
+        StreamPlan::new(&l, &c, &limits(), opts(need(&l))).unwrap(),
+    );
+    let m = l.ffn[0].dense().unwrap();
+    let largest = m.gate.len.max(m.up.len).max(m.down.len);
+    assert_eq!(
+        p.decode_slot,
+        plan::read_slot(largest + B as usize, B as usize)
+    );
+    assert_eq!(p_raw.decode_slot, 0);
+    assert_eq!(p.bytes.ring, p.ring_slot * p.ring + p.decode_slot);
+    assert_eq!(p.coded.units, c.layers);
+    assert_eq!(p.coded.decoded, (c.layers * m.gate.len) as u64);
+    assert_eq!(p.coded.stored, (c.layers * (m.gate.len * 3 / 4)) as u64);
+    assert!(p.streamed_per_token < p_raw.streamed_per_token);
+    assert!(std::format!("{p}").contains("coded FFN matrices"));
+}

@@ -15,6 +15,17 @@ pub(super) struct Units<'a> {
     pub(super) sparse: bool,
 }
 
+/// Coded units a token streams (see [`Units::coded_streamed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CodedStreamed {
+    /// Coded FFN matrices streamed a token.
+    pub units: usize,
+    /// Their bytes as read.
+    pub stored: u64,
+    /// Their bytes decoded.
+    pub decoded: u64,
+}
+
 /// What a plan keeps resident.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Residency {
@@ -272,6 +283,25 @@ impl Units<'_> {
             streamed += blocks(self.layout.embed.row_bytes().saturating_add(block), block) as u64;
         }
         (streamed, columns)
+    }
+
+    /// The coded FFN matrices a token streams (left streaming by `res`):
+    /// how many, their bytes as read and decoded.
+    pub(super) fn coded_streamed(&self, res: &Residency) -> CodedStreamed {
+        let mut c = CodedStreamed::default();
+        for (l, f) in self.layout.ffn.iter().enumerate() {
+            let Some(m) = f.dense().filter(|_| res.ffn & bit(l) == 0) else {
+                continue;
+            };
+            for t in [m.gate, m.up, m.down] {
+                if let Some(s) = t.stored {
+                    c.units += 1;
+                    c.stored += s.len as u64;
+                    c.decoded += t.len as u64;
+                }
+            }
+        }
+        c
     }
 
     /// Whether embedding rows are read from flash (no resident tied head).

@@ -144,6 +144,10 @@ pub struct IoStats {
     pub verified_early: u64,
     /// Reads repeated after a read error or a checksum mismatch.
     pub retries: u64,
+    /// Bytes coded units decoded to.
+    pub decoded: u64,
+    /// Nanoseconds spent decoding them (by the caller's clock).
+    pub decode_ns: u64,
 }
 
 /// The ring, the schedule and the device.

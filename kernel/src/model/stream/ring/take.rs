@@ -173,7 +173,10 @@ impl<D: FlashDevice> Ring<D> {
                 len: u.len - u.skip,
             };
             let dst = (d.slot, 0, u.decoded);
-            decode_unit(arena, &mut d.scratch, src, dst, checked).map_err(|e| match e {
+            let t0 = (self.clock)();
+            let r = decode_unit(arena, &mut d.scratch, src, dst, checked);
+            self.stats.decode_ns += (self.clock)().saturating_sub(t0);
+            r.map_err(|e| match e {
                 DecodeFail::Arena(k) => EvalError::arena(k),
                 DecodeFail::Corrupt => EvalError::Corrupt {
                     offset: u.start,
@@ -181,6 +184,7 @@ impl<D: FlashDevice> Ring<D> {
                 },
             })?;
             d.holds = Some(unit);
+            self.stats.decoded += u.decoded as u64;
         }
         Ok((d.slot, 0))
     }
