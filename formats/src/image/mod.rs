@@ -57,6 +57,7 @@
 //! ```
 
 mod arch;
+mod bundles;
 mod codec;
 mod error;
 mod header;
