@@ -44,6 +44,11 @@ pub struct ProfileArgs {
     /// Threads for the numeric work (default: every available core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Neurons the top-k pass (`lode run`'s rule) keeps or drops together:
+    /// 1 (default) each alone; 32 prices reading the GGUF's down blocks
+    /// whole, each spanning 32 neurons.
+    #[arg(long, default_value_t = 1)]
+    pub group: usize,
     /// No progress meter.
     #[arg(long)]
     pub quiet: bool,
@@ -65,6 +70,7 @@ impl ProfileArgs {
             window: self.window,
             max_tokens: self.max_tokens,
             threads: self.threads,
+            group: self.group,
         }
     }
 }
@@ -103,6 +109,7 @@ fn flag_error(bad: &OptionError) -> String {
         }
         OptionError::MaxTokens(_) => "--max-tokens must be at least 2".into(),
         OptionError::Threads => "--threads must be at least 1".into(),
+        OptionError::Group => "--group must be at least 1".into(),
         OptionError::WindowPastContext {
             window,
             room,
@@ -141,11 +148,19 @@ fn write_summary(r: &ProfileReport, out: &mut dyn Write) -> std::io::Result<()> 
         "perplexity: dense {:.4}, sparse {:.4} ({:+.2}%)",
         r.dense_ppl, r.sparse_ppl, r.ppl_change_percent
     )?;
-    writeln!(
-        out,
-        "perplexity of lode run's per-token rule (the strongest {} neurons of each layer): {:.4} ({:+.2}%)",
-        r.top_k_keep, r.top_k_ppl, r.top_k_ppl_change_percent
-    )?;
+    if r.top_k_group > 1 {
+        writeln!(
+            out,
+            "perplexity keeping each layer's strongest groups of {} neurons (at least {} neurons): {:.4} ({:+.2}%)",
+            r.top_k_group, r.top_k_keep, r.top_k_ppl, r.top_k_ppl_change_percent
+        )?;
+    } else {
+        writeln!(
+            out,
+            "perplexity of lode run's per-token rule (the strongest {} neurons of each layer): {:.4} ({:+.2}%)",
+            r.top_k_keep, r.top_k_ppl, r.top_k_ppl_change_percent
+        )?;
+    }
     writeln!(
         out,
         "wrote {} ({} bytes, model fingerprint {}) in {:.2} s (dense pass {:.2} s, sparse pass {:.2} s, top-k pass {:.2} s)",

@@ -81,6 +81,10 @@ pub struct ProfileOptions {
     pub max_tokens: usize,
     /// Threads for the numeric work (`None`: every available core).
     pub threads: Option<usize>,
+    /// Neurons the top-k pass keeps or drops together: 1 is `lode run`'s
+    /// per-neuron rule; 32 prices a layout that reads a source block's 32
+    /// neurons as one ([`keep_strongest_groups`](lode_kernel::model::stream::keep_strongest_groups)).
+    pub group: usize,
 }
 
 /// An option [`profile`] refuses, before it reads anything (or, for
@@ -96,6 +100,8 @@ pub enum OptionError {
     MaxTokens(usize),
     /// `threads` is `Some(0)`.
     Threads,
+    /// `group` is 0.
+    Group,
     /// `window` exceeds the positions the model can attend to.
     WindowPastContext {
         /// The window asked for.
@@ -117,6 +123,7 @@ impl fmt::Display for OptionError {
             ),
             OptionError::MaxTokens(_) => f.write_str("max_tokens must be at least 2"),
             OptionError::Threads => f.write_str("threads must be at least 1"),
+            OptionError::Group => f.write_str("the top-k group must be at least 1 neuron"),
             OptionError::WindowPastContext {
                 window,
                 room,
@@ -147,6 +154,9 @@ impl ProfileOptions {
         }
         if self.threads == Some(0) {
             return Err(OptionError::Threads);
+        }
+        if self.group == 0 {
+            return Err(OptionError::Group);
         }
         Ok(())
     }
@@ -190,6 +200,8 @@ pub struct ProfileReport {
     pub ppl_change_percent: f64,
     /// Neurons per layer each token keeps in the top-k pass.
     pub top_k_keep: usize,
+    /// Neurons kept or dropped together in the top-k pass (1: each alone).
+    pub top_k_group: usize,
     /// Perplexity when each token keeps only its `top_k_keep` strongest
     /// neurons per layer (a sparse `lode run`'s rule).
     pub top_k_ppl: f64,
@@ -419,7 +431,7 @@ pub fn profile(
         None => return Err("profiler: the sparse pass recorded nothing".into()),
     };
     let keep = neurons_kept(a.sparsity as f32, cfg.ffn);
-    profiler.borrow_mut().start_top_k(keep);
+    profiler.borrow_mut().start_top_k(keep, a.group);
     let (top_k_nll, top_k_seconds) =
         run.pass(&ids, a.window, "profile: top-k pass", progress, |_, _| {
             Ok(())
@@ -451,6 +463,7 @@ pub fn profile(
         sparse_ppl,
         ppl_change_percent: (sparse_ppl / dense_ppl - 1.0) * 100.0,
         top_k_keep: keep,
+        top_k_group: a.group,
         top_k_ppl,
         top_k_ppl_change_percent: (top_k_ppl / dense_ppl - 1.0) * 100.0,
         seconds: t0.elapsed().as_secs_f64(),

@@ -32,7 +32,7 @@ use std::cell::RefCell;
 use lode_formats::trace::set_bit;
 use lode_kernel::arena::{self, DramArena};
 use lode_kernel::compute::{Compute, ErrorKind as ComputeKind};
-use lode_kernel::model::stream::keep_strongest;
+use lode_kernel::model::stream::keep_strongest_groups;
 use lode_kernel::model::{split, DenseLayer, EvalError, FfnIo, FfnSource, LlamaConfig, LoadError};
 
 use super::sample::{SampleError, ScoreSample};
@@ -63,7 +63,7 @@ enum Phase {
     Mask(Mask),
     /// Pass 3: keep only each token's strongest `keep` neurons per layer,
     /// by the same rule (and code) as a sparse `lode run`.
-    TopK { keep: usize },
+    TopK { keep: usize, group: usize },
 }
 
 /// The masking pass's thresholds and records.
@@ -174,10 +174,12 @@ impl Profiler {
 
     /// Ends masking: from now on every token keeps its strongest `keep`
     /// neurons per layer, whatever their scores (what a sparse `lode run`
-    /// does, which has no calibrated thresholds).
-    pub fn start_top_k(&mut self, keep: usize) {
+    /// does, which has no calibrated thresholds), or, with `group` above 1,
+    /// its strongest groups of `group` neurons covering at least `keep`.
+    pub fn start_top_k(&mut self, keep: usize, group: usize) {
         self.phase = Phase::TopK {
             keep: keep.clamp(1, self.ffn),
+            group: group.clamp(1, self.ffn),
         };
     }
 
@@ -324,11 +326,11 @@ impl Profiler {
                 }
             }
             Phase::Mask(m) => m.apply(layer, self.batch_start, f, g, s)?,
-            Phase::TopK { keep } => {
+            Phase::TopK { keep, group } => {
                 // The kernel's rule on the activations themselves (the
                 // scores are only its scratch here).
                 for (a, t) in g.chunks_exact_mut(f).zip(s.chunks_exact_mut(f)) {
-                    keep_strongest(a, *keep, t)?;
+                    keep_strongest_groups(a, *keep, *group, t)?;
                 }
             }
         }

@@ -44,6 +44,6 @@ pub use plan::{PlanBytes, StreamOptions, StreamPlan, MAX_RING};
 pub use ring::{IoStats, Ring, Unit, MAX_UNITS};
 pub use source::StreamSource;
 pub use sparse::{SparseBuffers, SparseScratch, SparseSetup, SparseStats};
-pub use sparsity::{keep_strongest, neurons_kept};
+pub use sparsity::{keep_strongest, keep_strongest_groups, neurons_kept};
 pub use units::CodedStreamed;
 pub use verify::{verify_and_record, verify_image_data};
