@@ -61,6 +61,7 @@ impl RunArgs {
                 inject_faults: None,
                 sparsity: 0.0,
                 no_neuron_cache: false,
+                column_reads: crate::session_args::ColumnReadsArg::Auto,
             },
             prompt: Some("The capital of France is".into()),
             prompt_file: None,
@@ -219,7 +220,13 @@ pub fn stats_block(s: &StreamStats) -> String {
         mib(s.bytes_per_token),
         s.reads_per_token,
         s.prefetch_ready_rate * 100.0,
-        if s.sparsity > 0.0 {
+        if s.sparsity > 0.0 && s.column_reads == Some("whole") {
+            format!(
+                "sparsity {:.0}%: down columns read whole through the ring, the dropped ones \
+                 skipped in the arithmetic (--column-reads)",
+                s.sparsity * 100.0
+            )
+        } else if s.sparsity > 0.0 {
             format!(
                 "sparsity {:.0}%: {:.0} down columns needed, neuron cache hit rate {:.1}% ({} \
                  slots), {:.0}% of layer reads dense",
@@ -271,5 +278,7 @@ pub fn stats_block(s: &StreamStats) -> String {
     )
 }
 
+#[cfg(test)]
+mod columns_tests;
 #[cfg(test)]
 mod tests;

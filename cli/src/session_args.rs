@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use lode_hal::compute::MAX_THREADS;
 use lode_kernel::flash::Faults;
-use lode_kernel::model::stream::StreamPlan;
+use lode_kernel::model::stream::{ColumnEstimate, ColumnReads, StreamPlan};
 use lode_kernel::model::Limits;
 use lode_runtime::{
     parse_faults, Budget, DeviceSpec, LoadEvents, Outside, SamplerConfig, SessionOptions,
@@ -75,14 +75,35 @@ pub struct ModelArgs {
     pub inject_faults: Option<String>,
     /// Fraction of FFN neurons skipped per token (0: dense). Each token
     /// keeps, per layer, the neurons with the largest |silu(gate)·up| and
-    /// reads only their down columns; needs an image packed with
-    /// `--layout split`.
+    /// computes the down projection over those only; needs an image packed
+    /// with `--layout split`. Whether it also reads only their down
+    /// columns is `--column-reads`.
     #[arg(long, default_value_t = 0.0)]
     pub sparsity: f32,
+    /// How a sparse run reads a streamed layer's down columns: `sparse`
+    /// reads the kept ones once a token's activations are known (and caches
+    /// them), `whole` streams every column through the ring ahead of use
+    /// and skips the dropped ones in the arithmetic; `auto` prices both
+    /// with the device's cost model and the read planner (kept sets drawn
+    /// uniformly) and reads sparsely only at 3/4 of the whole read's time
+    /// or less (`--explain` shows the prices).
+    #[arg(long = "column-reads", value_enum, default_value = "auto")]
+    pub column_reads: ColumnReadsArg,
     /// Run a sparse image without the neuron cache of down columns (by
     /// default what the memory plan leaves over caches them, S3-FIFO).
     #[arg(long = "no-neuron-cache")]
     pub no_neuron_cache: bool,
+}
+
+/// `--column-reads`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnReadsArg {
+    /// The device's cost model decides.
+    Auto,
+    /// The kept columns, per token.
+    Sparse,
+    /// Every column, through the ring.
+    Whole,
 }
 
 /// How tokens are chosen.
@@ -179,6 +200,11 @@ impl ModelArgs {
             ring: self.ring,
             sparsity: self.sparsity,
             neuron_cache: !self.no_neuron_cache,
+            column_reads: match self.column_reads {
+                ColumnReadsArg::Auto => None,
+                ColumnReadsArg::Sparse => Some(ColumnReads::Sparse),
+                ColumnReadsArg::Whole => Some(ColumnReads::Whole),
+            },
             verify: !self.no_verify,
             verify_reads: !self.no_verify && !self.no_verify_reads,
             faults: self.faults()?,
@@ -262,6 +288,33 @@ impl LoadEvents for CliEvents {
                 o.total() as f64 / 1048576.0,
                 o.bounce as f64 / 1048576.0,
                 o.sparse_scratch as f64 / 1048576.0
+            );
+        }
+    }
+
+    fn columns(&mut self, estimate: Option<&ColumnEstimate>, reads: ColumnReads) {
+        if !self.explain {
+            return;
+        }
+        let how = match reads {
+            ColumnReads::Sparse => "only the kept neurons' columns, per token",
+            ColumnReads::Whole => {
+                "every column, through the ring (dropped neurons skipped in the arithmetic)"
+            }
+        };
+        eprintln!("  down columns: a streamed layer reads {how}");
+        if let Some(e) = estimate {
+            let kib = |b: u64| b as f64 / 1024.0;
+            let ms = |ns: u64| ns as f64 / 1e6;
+            eprintln!(
+                "    priced per layer and token: {} of {} columns kept at random: {:.0} KiB in \
+                 {:.3} ms sparse, {:.0} KiB in {:.3} ms whole; sparse reads at 3/4 of whole or less",
+                e.keep,
+                e.count,
+                kib(e.sparse_bytes),
+                ms(e.sparse_ns),
+                kib(e.whole_bytes),
+                ms(e.whole_ns)
             );
         }
     }

@@ -115,6 +115,16 @@ pub const CHECK_PIECES: usize = 8;
 /// thread costs about a microsecond, a hardware CRC of 64 KiB several.
 pub const CHECK_PIECE_MIN: usize = 64 * 1024;
 
+/// A sparse run reads only the kept neurons' down columns when the planner
+/// prices that at most this share (numerator, denominator) of reading the
+/// layer's columns whole: whole columns stream through the ring ahead of
+/// use, while a sparse read waits for the token's activations, so it must
+/// save more than the overlap it gives up (column_reads.rs).
+pub const SPARSE_READ_SHARE: (u64, u64) = (3, 4);
+
+/// Kept sets the column-read choice prices (uniformly drawn, fixed seeds).
+pub const SPARSE_READ_DRAWS: u64 = 4;
+
 /// Bytes of the largest KV swap-area context record: `MAX_CHUNKS` chunk
 /// pointers and `MAX_CONTEXT` token ids (45 KiB). The swap area reads a
 /// record whole to check its CRC32C, so this sizes its I/O buffer.
@@ -185,6 +195,7 @@ const _: () = assert!(ALIGN.is_power_of_two());
 // A check block is a whole number of the smallest device block.
 const _: () = assert!(CHECK_BLOCK.is_power_of_two() && CHECK_BLOCK >= 512);
 const _: () = assert!(MAX_READ_ATTEMPTS >= 1);
+const _: () = assert!(SPARSE_READ_SHARE.1 > 0 && SPARSE_READ_DRAWS >= 1);
 const _: () = assert!(CHECK_PIECES >= 1 && CHECK_PIECE_MIN >= CHECK_BLOCK);
 
 // A ring collects at least one completion per slot per call.

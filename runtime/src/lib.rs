@@ -32,6 +32,7 @@
 #![warn(missing_docs)]
 
 pub mod budget;
+mod columns;
 mod context;
 pub mod device;
 mod error;
@@ -65,6 +66,6 @@ pub use service::{
     Input, LifeStats, Message, Service, ServiceErrorKind, ServiceOptions, ShutdownReport,
 };
 pub use session::{IoCounters, Session};
-pub use stats::{RunStats, StreamStats};
+pub use stats::{ColumnPrice, RunStats, StreamStats};
 
 pub use lode_hal::compute::sample::SamplerConfig;

@@ -14,8 +14,8 @@ use lode_kernel::fetch::BundleLoc;
 use lode_kernel::flash::{BlockChecks, FlashDevice};
 use lode_kernel::limits::CHECK_BLOCK;
 use lode_kernel::model::stream::{
-    verify_and_record, Reads, SparseBuffers, SparseScratch, SparseSetup, StreamLayout,
-    StreamOptions, StreamPlan, StreamSource,
+    verify_and_record, ColumnEstimate, ColumnReads, Reads, SparseBuffers, SparseScratch,
+    SparseSetup, StreamLayout, StreamOptions, StreamPlan, StreamSource,
 };
 use lode_kernel::model::{
     Arch, KvLayout, Limits, LlamaConfig, LoadError as ModelLoadError, MemoryPlan, Model, RawTensor,
@@ -109,6 +109,9 @@ pub struct StreamInfo {
     pub plan: StreamPlan,
     /// Sparsity of the FFN.
     pub sparsity: f32,
+    /// How a sparse run reads its down columns, and the price of each way
+    /// (`None` for a dense run).
+    pub columns: Option<(Option<ColumnEstimate>, ColumnReads)>,
     /// Seconds to check the image's data against its CRCs.
     pub verify_seconds: f64,
     /// Whether reads are checked against the blocks verified at load.
@@ -243,10 +246,9 @@ fn plan_streamed(
     budget: usize,
     opts: &SessionOptions,
     dev: &AnyDevice,
-    scratch: &OwnedScratch,
+    (scratch, sparse): (&OwnedScratch, bool),
 ) -> Result<(StreamPlan, Outside), StreamFail> {
     let (block, checked) = read_block(image, opts, dev);
-    let sparse = opts.sparsity > 0.0;
     let outside = Outside {
         bounce: dev.bounce_bytes(),
         sparse_scratch: scratch.bytes(),
@@ -309,9 +311,19 @@ pub(crate) fn load_streamed(
     // The sparse run's buffers, counted in the budget outside the arena.
     // The device's block and largest read, which size them, stay the same
     // when it is reopened with less bounce memory below.
-    let scratch = OwnedScratch::new(&layout, &dev, opts.sparsity > 0.0);
-    let (mut plan, mut outside) =
-        plan_streamed(image, &layout, cfg, &limits, budget, opts, &dev, &scratch)?;
+    let columns = crate::columns::choose(&layout, &dev, opts);
+    let sparse_reads = columns.is_some_and(|(_, r)| r == ColumnReads::Sparse);
+    let scratch = OwnedScratch::new(&layout, &dev, sparse_reads);
+    let (mut plan, mut outside) = plan_streamed(
+        image,
+        &layout,
+        cfg,
+        &limits,
+        budget,
+        opts,
+        &dev,
+        (&scratch, sparse_reads),
+    )?;
     // The device needs bounce memory for what can be in flight: the ring's
     // slots, the sparse read slot and the embedding row (at least one
     // whole read). A smaller bounce area leaves that much more to the arena.
@@ -322,14 +334,25 @@ pub(crate) fn load_streamed(
             let reopened = AnyDevice::open(opts.device.as_ref(), image, need)
                 .map_err(|e| StreamFail::Load(LoadError::Device(e)))?;
             (dev, name, mode) = (reopened.device, reopened.name, reopened.mode);
-            (plan, outside) =
-                plan_streamed(image, &layout, cfg, &limits, budget, opts, &dev, &scratch)?;
+            (plan, outside) = plan_streamed(
+                image,
+                &layout,
+                cfg,
+                &limits,
+                budget,
+                opts,
+                &dev,
+                (&scratch, sparse_reads),
+            )?;
         }
     }
     let mut dev = dev.with_faults(opts.faults);
     let block = plan.block;
     let sparse = plan.sparse;
     events.plan(image.path(), image.weight_bytes(), &limits, &plan, &outside);
+    if let Some((estimate, reads)) = &columns {
+        events.columns(estimate.as_ref(), *reads);
+    }
     let mut arena = new_arena(plan.budget).map_err(StreamFail::Load)?;
     let lock = arena.lock().ok();
 
@@ -378,7 +401,11 @@ pub(crate) fn load_streamed(
         clock: now_ns,
         checks,
     };
-    let source = Streamed::load_with(dev, &mut arena, layout, cfg, &limits, plan, reads, setup)?;
+    let mut source =
+        Streamed::load_with(dev, &mut arena, layout, cfg, &limits, plan, reads, setup)?;
+    if columns.is_some_and(|(_, r)| r == ColumnReads::Whole) {
+        source.keep_strongest(opts.sparsity)?;
+    }
     let mut model = Model::new_for(*cfg, arch, limits, source, &mut arena)?;
     if img.arch_params().is_some_and(|a| a.approx_head) {
         // A re-quantized copy of the tied head: the likely tokens' logits
@@ -392,6 +419,7 @@ pub(crate) fn load_streamed(
         mode,
         plan,
         sparsity: opts.sparsity,
+        columns,
         verify_seconds,
         reads_verified: checks.is_some(),
         asked_budget: budget,

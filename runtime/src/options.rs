@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use lode_kernel::flash::Faults;
-use lode_kernel::model::stream::StreamPlan;
+use lode_kernel::model::stream::{ColumnEstimate, ColumnReads, StreamPlan};
 use lode_kernel::model::{Limits, LlamaConfig, MAX_CONTEXT};
 
 use crate::budget::Budget;
@@ -36,6 +36,10 @@ pub struct SessionOptions {
     pub sparsity: f32,
     /// Cache down columns in what the plan leaves over (sparse runs).
     pub neuron_cache: bool,
+    /// How a sparse run reads streamed down columns: `None` lets the
+    /// device's cost model choose (`estimate_column_reads`), `Some` forces
+    /// per-token reads of the kept columns or whole reads through the ring.
+    pub column_reads: Option<ColumnReads>,
     /// Check the image's data against its CRCs before loading.
     pub verify: bool,
     /// Check every read made while running against the checksums of the
@@ -64,6 +68,7 @@ impl SessionOptions {
             ring: None,
             sparsity: 0.0,
             neuron_cache: true,
+            column_reads: None,
             verify: true,
             verify_reads: true,
             faults: Faults::none(),
@@ -113,6 +118,10 @@ pub trait LoadEvents {
         _outside: &Outside,
     ) {
     }
+    /// How a sparse run reads its down columns: `estimate` is the priced
+    /// rule's (`None` for an image with no split layer), `reads` what the
+    /// run does (the rule's choice unless the options forced one).
+    fn columns(&mut self, _estimate: Option<&ColumnEstimate>, _reads: ColumnReads) {}
     /// `done` of `total` data bytes verified.
     fn verify(&mut self, _done: u64, _total: u64) {}
 }

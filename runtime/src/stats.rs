@@ -3,6 +3,7 @@
 //! front end reports the same numbers.
 
 use lode_kernel::arena::{DramArena, SlotKind};
+use lode_kernel::model::stream::ColumnReads;
 use serde::Serialize;
 
 use crate::generate::{Generation, Stop};
@@ -54,6 +55,24 @@ pub struct RunStats {
     pub stream: Option<StreamStats>,
 }
 
+/// What the column-read rule priced for one streamed split layer and token
+/// (kept sets drawn uniformly), and what reading the columns whole costs.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ColumnPrice {
+    /// Neurons a token keeps, of `neurons`.
+    pub kept: usize,
+    /// Neurons of the layer.
+    pub neurons: usize,
+    /// Planned bytes of reading the kept columns.
+    pub sparse_bytes: u64,
+    /// Planned milliseconds of that, by the device's cost model.
+    pub sparse_ms: f64,
+    /// Bytes of the whole columns.
+    pub whole_bytes: u64,
+    /// Milliseconds of reading them whole.
+    pub whole_ms: f64,
+}
+
 /// What a streaming run measured (the `stream` object of `--json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct StreamStats {
@@ -86,6 +105,12 @@ pub struct StreamStats {
     pub ring_slot_bytes: usize,
     /// Sparsity of the FFN (0: dense streaming).
     pub sparsity: f32,
+    /// How a sparse run read streamed down columns: `"sparse"` (the kept
+    /// ones, per token) or `"whole"` (through the ring, the dropped ones
+    /// skipped in the arithmetic); `None` when dense.
+    pub column_reads: Option<&'static str>,
+    /// The price behind that choice, per streamed layer and token.
+    pub column_estimate: Option<ColumnPrice>,
     /// Passes over the model (the prompt's batches plus one per generated
     /// token after the first).
     pub passes: u64,
@@ -203,6 +228,18 @@ impl StreamStats {
             ring_slots: plan.ring,
             ring_slot_bytes: plan.ring_slot,
             sparsity: info.sparsity,
+            column_reads: info.columns.map(|(_, r)| match r {
+                ColumnReads::Sparse => "sparse",
+                ColumnReads::Whole => "whole",
+            }),
+            column_estimate: info.columns.and_then(|(e, _)| e).map(|e| ColumnPrice {
+                kept: e.keep,
+                neurons: e.count,
+                sparse_bytes: e.sparse_bytes,
+                sparse_ms: e.sparse_ns as f64 / 1e6,
+                whole_bytes: e.whole_bytes,
+                whole_ms: e.whole_ns as f64 / 1e6,
+            }),
             passes,
             bytes_per_token: per(b.io.bytes - a.io.bytes),
             reads_per_token: per(b.io.reads - a.io.reads),

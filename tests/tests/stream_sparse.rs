@@ -70,6 +70,17 @@ struct Run {
     cache_slots: u32,
 }
 
+/// How a sparse run reads its down columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Columns {
+    /// The kept ones, per token, without a cache.
+    Uncached,
+    /// The kept ones, per token, through the neuron cache.
+    Cached,
+    /// Every column, through the ring (a dense plan with the sparse rule).
+    Whole,
+}
+
 /// Streams the split image from `dev` under `budget` (`None`: the
 /// minimum, `usize::MAX`: everything resident) at `sparsity`; with
 /// `stream_all`, every FFN layer streams and the rest of the budget is
@@ -78,14 +89,15 @@ fn run(
     dev: FakeFlash<Vec<u8>>,
     budget: Option<usize>,
     sparsity: f32,
-    cache: bool,
+    columns: Columns,
     stream_all: bool,
 ) -> Result<Run, LoadOrEval> {
+    let cache = columns == Columns::Cached;
     let img = Image::parse(split_image().unwrap()).unwrap();
     let cfg = config_of(&img)?;
     let layout = StreamLayout::new(&img, &cfg)?;
     let block = dev.geometry().block_size as usize;
-    let sparse = sparsity > 0.0;
+    let sparse = sparsity > 0.0 && columns != Columns::Whole;
     let opts = |budget| StreamOptions {
         budget,
         ring: 2,
@@ -128,7 +140,11 @@ fn run(
         };
         StreamSource::load_sparse(dev, &mut arena, layout, &cfg, &limits(), plan, || 0, setup)?
     } else {
-        StreamSource::load(dev, &mut arena, layout, &cfg, &limits(), plan, || 0)?
+        let mut s = StreamSource::load(dev, &mut arena, layout, &cfg, &limits(), plan, || 0)?;
+        if sparsity > 0.0 {
+            s.keep_strongest(sparsity)?;
+        }
+        s
     };
     let mut model = Model::new(cfg, limits(), source, &mut arena)?;
     // The loader allocated exactly what the plan counted, at every budget.
@@ -185,13 +201,13 @@ fn dense_streaming_of_a_split_image_matches_its_resident_run() {
         fake(FaultPlan::default()),
         Some(usize::MAX),
         0.0,
-        false,
+        Columns::Uncached,
         false,
     )
     .unwrap();
     assert_eq!(resident.tokens[0], 7042, "\" Paris\"");
     assert_eq!(resident.plan.resident_ffn_layers(), 30);
-    let streamed = run(fake(reordering()), None, 0.0, false, false).unwrap();
+    let streamed = run(fake(reordering()), None, 0.0, Columns::Uncached, false).unwrap();
     assert_eq!(streamed.plan.resident_ffn_layers(), 0);
     assert_eq!(streamed.tokens, resident.tokens);
     assert!(same_bits(&streamed.logits, &resident.logits));
@@ -206,7 +222,7 @@ fn sparse_streaming_reads_only_the_chosen_columns_and_matches_its_resident_run()
         fake(FaultPlan::default()),
         Some(usize::MAX),
         0.5,
-        true,
+        Columns::Cached,
         false,
     )
     .unwrap();
@@ -223,7 +239,12 @@ fn sparse_streaming_reads_only_the_chosen_columns_and_matches_its_resident_run()
         (Some(model * 2 / 3), true, false),
         (Some(big_cache), true, true),
     ] {
-        let s = run(fake(reordering()), budget, 0.5, cache, all).unwrap();
+        let columns = if cache {
+            Columns::Cached
+        } else {
+            Columns::Uncached
+        };
+        let s = run(fake(reordering()), budget, 0.5, columns, all).unwrap();
         assert_eq!(s.tokens, resident.tokens, "budget {budget:?}");
         assert!(
             same_bits(&s.logits, &resident.logits),
@@ -266,26 +287,44 @@ fn sparse_streaming_reads_only_the_chosen_columns_and_matches_its_resident_run()
 }
 
 #[test]
+fn reading_columns_whole_computes_what_reading_the_kept_ones_does() {
+    if split_image().is_none() {
+        return;
+    }
+    // Same rule, same neurons, same order of accumulation: the columns'
+    // source (per-token reads or the ring) changes nothing, bit for bit.
+    let sparse = run(fake(reordering()), None, 0.4, Columns::Uncached, false).unwrap();
+    let whole = run(fake(reordering()), None, 0.4, Columns::Whole, false).unwrap();
+    assert!(whole.sparse.is_none() && sparse.sparse.is_some());
+    assert!(!whole.plan.sparse);
+    assert_eq!(whole.tokens, sparse.tokens);
+    assert!(same_bits(&whole.logits, &sparse.logits));
+    // And it is the sparse rule: dense streaming of the image differs.
+    let dense = run(fake(reordering()), None, 0.0, Columns::Uncached, false).unwrap();
+    assert!(!same_bits(&whole.logits, &dense.logits));
+}
+
+#[test]
 fn a_device_failing_during_a_sparse_fetch_is_a_read_error() {
     if split_image().is_none() {
         return;
     }
     // A read fails now and then: tried again, the run gives the clean
     // run's tokens.
-    let clean = run(fake(reordering()), None, 0.5, true, false).unwrap();
+    let clean = run(fake(reordering()), None, 0.5, Columns::Cached, false).unwrap();
     let plan = FaultPlan {
         read_error_ppm: 20_000,
         seed: 17,
         ..reordering()
     };
-    let retried = run(fake(plan), None, 0.5, true, false).unwrap();
+    let retried = run(fake(plan), None, 0.5, Columns::Cached, false).unwrap();
     assert_eq!(retried.tokens, clean.tokens);
     // Most reads fail: some read fails all three of its tries.
     let plan = FaultPlan {
         read_error_ppm: 600_000,
         ..plan
     };
-    let Err(e) = run(fake(plan), None, 0.5, true, false) else {
+    let Err(e) = run(fake(plan), None, 0.5, Columns::Cached, false) else {
         panic!("a read must fail");
     };
     assert_eq!(e.kind(), ErrorKind::Flash, "{e}");
@@ -310,5 +349,28 @@ fn a_sparse_run_of_a_bundled_image_is_refused_with_the_fix() {
     };
     let e = StreamPlan::new(&layout, &cfg, &limits(), opts).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::BadLayout);
+    assert!(e.to_string().contains("--layout split"), "{e}");
+    // Nor can a dense run of it keep only the strongest neurons.
+    let dense = StreamOptions {
+        sparse: false,
+        ..opts
+    };
+    let ample = StreamPlan::new(&layout, &cfg, &limits(), dense).unwrap();
+    let plan = StreamPlan::new(
+        &layout,
+        &cfg,
+        &limits(),
+        StreamOptions {
+            budget: ample.resident_budget(),
+            ..dense
+        },
+    )
+    .unwrap();
+    let profile = Profile::by_name("ufs40").unwrap();
+    let dev = FakeFlash::new(image.clone(), profile, FaultPlan::default());
+    let mut arena = LockedArena::new(plan.budget).unwrap();
+    let mut source =
+        StreamSource::load(dev, &mut arena, layout, &cfg, &limits(), plan, || 0).unwrap();
+    let e = source.keep_strongest(0.5).unwrap_err();
     assert!(e.to_string().contains("--layout split"), "{e}");
 }

@@ -246,7 +246,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         let mut up = tensor_in(rslot, rows.start, &rows.up);
         gate.offset += rskip;
         up.offset += rskip;
-        let keep = self.sparse.as_ref().map_or(ffn, |s| s.keep);
+        let keep = self.keep;
         let (table, mem) = arena.parts_mut();
         let ([h, t], sh) = split(table, mem, [self.act, tmp])?;
         let x = sh.f32s(io.input)?.get(..n * hidden).ok_or(short)?;

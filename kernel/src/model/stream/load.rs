@@ -294,6 +294,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
             rows_unit: sched.rows_unit,
             rows_resident: sched.rows_resident,
             tmp,
+            keep: sparse.as_ref().map_or(cfg.ffn, |s| s.keep),
             sparse,
             head_first,
             head_pieces,

@@ -12,6 +12,7 @@
 //!   [`WeightSource`](super::WeightSource) seam, so
 //!   [`Model`](super::Model)'s decode loop is the same as in memory.
 
+mod column_reads;
 mod decode;
 mod explain;
 mod ffn_region;
@@ -34,6 +35,7 @@ mod verify;
 #[cfg(test)]
 mod tests;
 
+pub use column_reads::{estimate_column_reads, ColumnEstimate, ColumnReads};
 pub use image_model::{arch_of, config_of};
 pub use io::{read_checked, read_extent};
 pub use layout::{

@@ -17,7 +17,7 @@ use crate::compute::Compute;
 use crate::flash::FlashDevice;
 use crate::limits::MAX_REFINED_LOGITS;
 use crate::model::config::MAX_LAYERS;
-use crate::model::error::EvalError;
+use crate::model::error::{EvalError, LoadError};
 use crate::model::ffn::{checked_call, FfnIo};
 use crate::model::gemma::GemmaNorms;
 use crate::model::tensor::TensorRef;
@@ -53,6 +53,10 @@ pub struct StreamSource<D, P: Policy = S3Fifo, B = SparseScratch<'static>> {
     /// `ffn` f32 of scratch for a split layer's up products.
     pub(super) tmp: Option<Slot>,
     pub(super) sparse: Option<Sparse<P, B>>,
+    /// Neurons of a split layer each token keeps: all (`ffn`) in a dense
+    /// run, a sparse run's count whether its columns are read per token or
+    /// whole ([`keep_strongest`](StreamSource::keep_strongest)).
+    pub(super) keep: usize,
     /// Schedule index of the first streamed head piece.
     pub(super) head_first: usize,
     /// Streamed head pieces.
@@ -88,6 +92,25 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
     /// I/O measured so far.
     pub fn io_stats(&self) -> IoStats {
         self.ring.stats()
+    }
+
+    /// Has each token keep only its strongest `1 - sparsity` of every split
+    /// layer's neurons ([`neurons_kept`](super::neurons_kept)) in a run
+    /// whose plan reads the down columns whole
+    /// ([`ColumnReads::Whole`](super::ColumnReads)): a sparse run's
+    /// arithmetic (dropped neurons' columns are skipped) without per-token
+    /// reads. Every layer must be split, as for a sparse plan.
+    pub fn keep_strongest(&mut self, sparsity: f32) -> Result<(), LoadError> {
+        if !(0.0..1.0).contains(&sparsity) {
+            return Err(LoadError::Config("sparsity must be at least 0 and below 1"));
+        }
+        if !self.layout.ffn.iter().all(|f| f.split().is_some()) {
+            return Err(LoadError::Config(
+                "sparse streaming needs an image whose FFN is split (pack with --layout split)",
+            ));
+        }
+        self.keep = super::neurons_kept(sparsity, self.ffn);
+        Ok(())
     }
 
     /// What the sparse fetches did (`None` in a dense run).

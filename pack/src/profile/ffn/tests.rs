@@ -227,12 +227,12 @@ fn the_top_k_pass_keeps_each_tokens_strongest_neurons() {
     p.borrow_mut().start_masking(0.5).unwrap();
     rig.profiled(&p);
     // Keeping every neuron is the dense FFN, whatever the score mode.
-    p.borrow_mut().start_top_k(96);
+    p.borrow_mut().start_top_k(96, 1);
     assert_eq!(rig.profiled(&p), dense);
     assert!(p.borrow().active().is_none(), "top-k records no trace");
     // Keeping 24: each token's 24 largest |activation| (not gate scores),
     // exactly what the down product then sees.
-    p.borrow_mut().start_top_k(24);
+    p.borrow_mut().start_top_k(24, 1);
     let got = rig.profiled(&p);
     for (layer, got) in got.iter().enumerate() {
         let (_, mut act) = rig.activations(layer);
