@@ -52,13 +52,14 @@ mod stats;
 pub mod swap_store;
 
 pub use budget::{BadBudget, Budget};
+pub use columns::OwnedScratch;
 pub use context::Context;
 pub use device::{AnyDevice, DeviceSpec};
 pub use error::{ErrorKind, GenerateError, LoadError, OpenError};
 pub use faults::{parse_faults, BadFaults};
 pub use generate::{generate, GenerateOptions, Generation, Stop, Token};
 pub use image_file::{is_image, ImageFile, ImageFileError};
-pub use load::{Outside, OwnedScratch, StreamInfo, Streamed};
+pub use load::{Outside, StreamInfo, Streamed};
 pub use model_file::{ModelFile, PrunedFrom};
 pub use options::{LoadEvents, Quiet, SessionOptions};
 pub use service::{

@@ -10,73 +10,23 @@ use lode_formats::gguf::Gguf;
 use lode_hal_linux::{HugePages, LockedArena, LockedArenaOptions};
 use lode_kernel::arena::{DramArena, LockReport, SlotKind};
 use lode_kernel::cache::S3Fifo;
-use lode_kernel::fetch::BundleLoc;
 use lode_kernel::flash::{BlockChecks, FlashDevice};
 use lode_kernel::limits::CHECK_BLOCK;
 use lode_kernel::model::stream::{
-    verify_and_record, ColumnEstimate, ColumnReads, Reads, SparseBuffers, SparseScratch,
-    SparseSetup, StreamLayout, StreamOptions, StreamPlan, StreamSource,
+    verify_and_record, ColumnEstimate, ColumnReads, Reads, SparseSetup, StreamLayout,
+    StreamOptions, StreamPlan, StreamSource,
 };
 use lode_kernel::model::{
     Arch, KvLayout, Limits, LlamaConfig, LoadError as ModelLoadError, MemoryPlan, Model, RawTensor,
     TensorSource,
 };
-use lode_kernel::plan::Extent;
 
+use crate::columns::OwnedScratch;
 use crate::device::{AnyDevice, OpenedDevice};
 use crate::error::LoadError;
 use crate::image_file::ImageFile;
 use crate::model_file::GgufBytes;
 use crate::options::{LoadEvents, SessionOptions};
-
-/// The sparse path's buffers, owned by the session (sized by
-/// [`SparseScratch::lens`]; empty for a dense run).
-#[derive(Debug, Default)]
-pub struct OwnedScratch {
-    positions: Vec<u32>,
-    missing: Vec<u32>,
-    locs: Vec<BundleLoc>,
-    extents: Vec<Extent>,
-}
-
-impl OwnedScratch {
-    /// The buffers a sparse run over `layout` lends its fetches on a device
-    /// of `block`-byte blocks and `max_transfer`-byte reads (none for a
-    /// dense run).
-    fn new(layout: &StreamLayout, dev: &AnyDevice, sparse: bool) -> OwnedScratch {
-        if !sparse {
-            return OwnedScratch::default();
-        }
-        let g = dev.geometry();
-        let (n, n_ext) =
-            SparseScratch::lens(layout, g.block_size as usize, g.max_transfer as usize);
-        OwnedScratch {
-            positions: vec![0; n],
-            missing: vec![0; n],
-            locs: vec![BundleLoc::default(); n],
-            extents: vec![Extent::default(); n_ext],
-        }
-    }
-
-    /// Bytes these buffers hold (what they take of the budget).
-    fn bytes(&self) -> usize {
-        self.positions.len() * size_of::<u32>()
-            + self.missing.len() * size_of::<u32>()
-            + self.locs.len() * size_of::<BundleLoc>()
-            + self.extents.len() * size_of::<Extent>()
-    }
-}
-
-impl SparseBuffers for OwnedScratch {
-    fn lend(&mut self) -> SparseScratch<'_> {
-        SparseScratch {
-            positions: &mut self.positions,
-            missing: &mut self.missing,
-            locs: &mut self.locs,
-            extents: &mut self.extents,
-        }
-    }
-}
 
 /// The streaming source a session runs.
 pub type Streamed = StreamSource<AnyDevice, S3Fifo, OwnedScratch>;
