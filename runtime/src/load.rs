@@ -264,16 +264,11 @@ pub(crate) fn load_streamed(
     let columns = crate::columns::choose(&layout, &dev, opts);
     let sparse_reads = columns.is_some_and(|(_, r)| r == ColumnReads::Sparse);
     let scratch = OwnedScratch::new(&layout, &dev, sparse_reads);
-    let (mut plan, mut outside) = plan_streamed(
-        image,
-        &layout,
-        cfg,
-        &limits,
-        budget,
-        opts,
-        &dev,
-        (&scratch, sparse_reads),
-    )?;
+    let replan = |dev: &AnyDevice| {
+        let sparse = (&scratch, sparse_reads);
+        plan_streamed(image, &layout, cfg, &limits, budget, opts, dev, sparse)
+    };
+    let (mut plan, mut outside) = replan(&dev)?;
     // The device needs bounce memory for what can be in flight: the ring's
     // slots, the sparse read slot and the embedding row (at least one
     // whole read). A smaller bounce area leaves that much more to the arena.
@@ -284,16 +279,7 @@ pub(crate) fn load_streamed(
             let reopened = AnyDevice::open(opts.device.as_ref(), image, need)
                 .map_err(|e| StreamFail::Load(LoadError::Device(e)))?;
             (dev, name, mode) = (reopened.device, reopened.name, reopened.mode);
-            (plan, outside) = plan_streamed(
-                image,
-                &layout,
-                cfg,
-                &limits,
-                budget,
-                opts,
-                &dev,
-                (&scratch, sparse_reads),
-            )?;
+            (plan, outside) = replan(&dev)?;
         }
     }
     let mut dev = dev.with_faults(opts.faults);
