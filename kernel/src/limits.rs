@@ -87,8 +87,9 @@ pub const MAX_BAD_EXTENTS: usize = 8;
 
 /// Most candidate plans the read planner's adaptive mode evaluates
 /// (dense, per-bundle, coalesced and up to `MAX_CANDIDATES - 3` gap
-/// thresholds).
-pub const MAX_CANDIDATES: usize = 10;
+/// thresholds: the one-command gap's doublings up to the largest read,
+/// then its halvings down to a block). Each is one `O(needed)` pass.
+pub const MAX_CANDIDATES: usize = 14;
 
 /// Most arena slots one forward step writes at once.
 pub const MAX_WRITTEN: usize = 7;

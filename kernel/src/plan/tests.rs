@@ -199,3 +199,50 @@ proptest! {
         prop_assert!(adaptive <= per.min(dense) || needed.is_empty());
     }
 }
+
+#[test]
+fn merging_less_than_one_command_wins_when_that_balances_the_batch() {
+    // eMMC: a queue of one, 91 us a command, 250 MB/s (one command moves
+    // ~22 KiB, so g1 = 20 KiB). A tenth of 1,536 612-byte columns: coalescing
+    // leaves ~50 commands (command-bound), merging at g1 reads nearly the
+    // whole region (bandwidth-bound); merging one-block gaps balances them.
+    // The tenth is drawn at random (selection sampling, a fixed seed):
+    // evenly spaced columns would touch every other block.
+    let emmc = CostModel {
+        command_ns: 90_909,
+        bytes_per_sec: 250_000_000,
+        queue_depth: 1,
+    };
+    let region = Region {
+        stride: 612,
+        bundle_bytes: 612,
+        ..REGION
+    };
+    let mut rng = crate::rng::SplitMix64::new(3);
+    let mut needed: heapless::Vec<u32, 256> = heapless::Vec::new();
+    for i in 0..1536u32 {
+        let want = 154 - needed.len() as u64;
+        if rng.below(u64::from(1536 - i)) < want {
+            needed.push(i).unwrap();
+        }
+    }
+    assert_eq!(needed.len(), 154);
+    let at = |mode| estimate(&region, &needed, &GEO, &emmc, mode).unwrap();
+    let g1 = gap_for_one_command(&emmc, &GEO);
+    assert_eq!(g1, 5 * 4096);
+    let best = at(Mode::Adaptive { merge: true });
+    let Strategy::Merged { max_gap } = best.strategy else {
+        panic!("{best:?}");
+    };
+    assert!(max_gap < g1, "{best:?}");
+    assert!(best.cost_ns < at(Mode::Merged).cost_ns, "{best:?}");
+    assert!(best.cost_ns < at(Mode::Coalesced).cost_ns, "{best:?}");
+    // Every threshold tried is whole blocks, at most MAX_CANDIDATES - 3.
+    let tried: heapless::Vec<u64, 16> = gaps(g1, &GEO).collect();
+    assert!(tried.len() <= MAX_CANDIDATES - 3, "{tried:?}");
+    assert!(
+        tried.iter().all(|g| g % 4096 == 0 && *g >= 4096),
+        "{tried:?}"
+    );
+    assert!(tried.contains(&4096) && tried.contains(&g1), "{tried:?}");
+}
