@@ -17,28 +17,26 @@ use crate::options::SessionOptions;
 /// (when the image has a split layer to price) and how columns are read.
 /// An image with no split layer gets [`ColumnReads::Sparse`], whose plan
 /// then refuses it with the fix (pack with `--layout split`).
+///
+/// `block` is the block the run's reads are whole multiples of (the check
+/// block when reads are checked), as the per-token fetch plans them.
 pub(crate) fn choose(
     layout: &StreamLayout,
     dev: &AnyDevice,
+    block: usize,
     opts: &SessionOptions,
 ) -> Option<(Option<ColumnEstimate>, ColumnReads)> {
     if opts.sparsity <= 0.0 {
         return None;
     }
-    let estimate = layout
-        .ffn
-        .iter()
-        .find(|f| f.split().is_some())
-        .and_then(|f| {
-            let mut scratch = vec![0u32; f.count];
-            estimate_column_reads(
-                f,
-                opts.sparsity,
-                &dev.geometry(),
-                &dev.cost_model(),
-                &mut scratch,
-            )
-        });
+    let mut geo = dev.geometry();
+    geo.block_size = geo.block_size.max(u32::try_from(block).unwrap_or(u32::MAX));
+    geo.max_transfer = geo.max_transfer.max(geo.block_size);
+    let split = layout.ffn.iter().find(|f| f.split().is_some());
+    let estimate = split.and_then(|f| {
+        let mut scratch = vec![0u32; f.count];
+        estimate_column_reads(f, opts.sparsity, &geo, &dev.cost_model(), &mut scratch)
+    });
     let reads = opts
         .column_reads
         .or(estimate.map(|e| e.choice))

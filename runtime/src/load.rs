@@ -261,7 +261,8 @@ pub(crate) fn load_streamed(
     // The sparse run's buffers, counted in the budget outside the arena.
     // The device's block and largest read, which size them, stay the same
     // when it is reopened with less bounce memory below.
-    let columns = crate::columns::choose(&layout, &dev, opts);
+    let (read_block, _) = read_block(image, opts, &dev);
+    let columns = crate::columns::choose(&layout, &dev, read_block, opts);
     let sparse_reads = columns.is_some_and(|(_, r)| r == ColumnReads::Sparse);
     let scratch = OwnedScratch::new(&layout, &dev, sparse_reads);
     let replan = |dev: &AnyDevice| {
