@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use lode_hal::compute::MAX_THREADS;
 use lode_kernel::flash::Faults;
+use lode_kernel::limits::SPARSE_READ_SHARE;
 use lode_kernel::model::stream::{ColumnEstimate, ColumnReads, StreamPlan};
 use lode_kernel::model::Limits;
 use lode_runtime::{
@@ -308,13 +309,16 @@ impl LoadEvents for CliEvents {
             let ms = |ns: u64| ns as f64 / 1e6;
             eprintln!(
                 "    priced per layer and token: {} of {} columns kept at random: {:.0} KiB in \
-                 {:.3} ms sparse, {:.0} KiB in {:.3} ms whole; sparse reads at 3/4 of whole or less",
+                 {:.3} ms sparse, {:.0} KiB in {:.3} ms whole; sparse reads at {}/{} of whole or \
+                 less",
                 e.keep,
                 e.count,
                 kib(e.sparse_bytes),
                 ms(e.sparse_ns),
                 kib(e.whole_bytes),
-                ms(e.whole_ns)
+                ms(e.whole_ns),
+                SPARSE_READ_SHARE.0,
+                SPARSE_READ_SHARE.1
             );
         }
     }
