@@ -143,6 +143,7 @@ fn write_image(a: &PruneArgs, dir: &Path, dropped: u128) -> Result<PathBuf, Box<
         drop_layers,
         head: None,
         compress: lode_pack::compress::Compress::None,
+        codec_pieces: lode_kernel::limits::CODEC_PIECES,
         coarse_scales: 0,
         quiet: true,
     };

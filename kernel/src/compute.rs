@@ -10,6 +10,8 @@ use core::fmt;
 
 pub use lode_formats::DType;
 
+use crate::codec::{Piece, Scratch, Verify};
+
 /// What went wrong in a numeric primitive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -342,6 +344,26 @@ pub trait Compute {
         }
         for (c, p) in crcs.iter_mut().zip(data.chunks(piece)) {
             *c = crc(p);
+        }
+        Ok(())
+    }
+
+    /// Decodes every piece of a coded chain ([`Piece::decode`]), each with
+    /// its own outcome, which the caller reads after.
+    ///
+    /// A streamed coded matrix is decoded on the decode thread as the ring
+    /// hands it out, while the compute threads wait; a chain of several
+    /// units lets a backend with threads decode them in parallel, each
+    /// thread with a [`Scratch`] of its own. The provided version decodes
+    /// them one after another with `scratch`.
+    fn decode_pieces(
+        &mut self,
+        pieces: &mut [Piece<'_>],
+        verify: Verify,
+        scratch: &mut Scratch,
+    ) -> Result<(), Self::Error> {
+        for p in pieces {
+            p.decode(scratch, verify);
         }
         Ok(())
     }

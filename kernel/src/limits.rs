@@ -170,6 +170,17 @@ pub const CODEC_BOOK_COARSE_BITS: u32 = 12;
 /// Most fields a block type has (Q5_1: scale, minimum, high bits, values).
 pub const CODEC_MAX_FIELDS: usize = 4;
 
+/// Units `lode pack` codes a streamed matrix in (a chain, `CODEC.md`):
+/// each decodes on its own thread, so a matrix decodes on up to this many
+/// cores. Each unit pays its own tables: about 0.5% of a SmolLM2 FFN
+/// matrix's coded bytes for four instead of one (`lode bench codec
+/// --pieces`).
+pub const CODEC_PIECES: usize = 2;
+
+/// Most units a chain may have: a reader refuses more, so the pieces of
+/// one decode fit a fixed array.
+pub const CODEC_MAX_PIECES: usize = lode_formats::image::layout::MAX_CHAIN_UNITS;
+
 // The swap format holds every context, chunk and token the kernel does,
 // in chunks of the same size.
 const _: () = assert!(MAX_CONTEXTS as u64 <= swap::MAX_DIR_ENTRIES as u64);
@@ -214,3 +225,4 @@ const _: () = assert!(CODEC_PROB_BITS <= 16 && CODEC_LANES >= 1);
 // with one 16-bit renormalisation (probability bits at most 16).
 const _: () = assert!(CODEC_MAX_BOOK <= 1 << 16 && CODEC_BOOK_PROB_BITS <= 16);
 const _: () = assert!(CODEC_BOOK_COARSE_BITS <= CODEC_BOOK_PROB_BITS);
+const _: () = assert!(CODEC_PIECES >= 1 && CODEC_PIECES <= CODEC_MAX_PIECES);

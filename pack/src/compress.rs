@@ -14,9 +14,9 @@ use std::time::Instant;
 
 use lode_formats::image::{ImageBuilder, TensorCodec, WriteError};
 use lode_formats::DType;
-use lode_kernel::codec::{decode_with, Scratch, Verify};
+use lode_kernel::codec::{decode_chain, header, Scratch, Verify};
 
-use crate::codec::{encode_with, Coding};
+use crate::codec::{encode_chain, Coding};
 
 /// What `--compress` codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +92,8 @@ pub struct Coded {
     pub raw_bytes: u64,
     /// Their bytes coded.
     pub coded_bytes: u64,
+    /// Whether a tensor was coded as several units (format 1.5).
+    pub chained: bool,
 }
 
 impl Coded {
@@ -110,12 +112,15 @@ pub fn is_coded_tensor(name: &str) -> bool {
             .any(|s| name.ends_with(s))
 }
 
-/// Codes the tensors of `b` that `how` selects; a tensor that would not
-/// shrink stays raw. `read_bytes_per_sec` is the device's read rate, which
-/// only [`Compress::Auto`] uses (and reports in the returned choice).
+/// Codes the tensors of `b` that `how` selects, each as a chain of
+/// `pieces` units (one: a single unit, format 1.4; more: so that many
+/// threads decode it, format 1.5); a tensor that would not shrink stays
+/// raw. `read_bytes_per_sec` is the device's read rate, which only
+/// [`Compress::Auto`] uses (and reports in the returned choice).
 pub fn compress(
     b: &mut ImageBuilder<'_>,
     how: Compress,
+    pieces: usize,
     read_bytes_per_sec: u64,
 ) -> Result<(Coded, Option<AutoChoice>), WriteError> {
     let (coding, auto) = match how {
@@ -123,7 +128,7 @@ pub fn compress(
         Compress::Floats => (Coding::FloatsOnly, None),
         Compress::All => (Coding::Smallest, None),
         Compress::Auto => {
-            let a = measure(b, read_bytes_per_sec)?;
+            let a = measure(b, pieces, read_bytes_per_sec)?;
             match a.chosen {
                 Compress::Floats => (Coding::FloatsOnly, Some(a)),
                 Compress::All => (Coding::Smallest, Some(a)),
@@ -131,33 +136,46 @@ pub fn compress(
             }
         }
     };
-    let mut tensors = 0;
+    let (mut tensors, mut chained) = (0, false);
     let (raw_bytes, coded_bytes) = b.code_tensors(|name, dtype, data| {
-        let e = code_one(name, dtype, data, coding)?;
+        let e = code_one(name, dtype, data, coding, pieces)?;
         tensors += 1;
+        chained |= header(&e).is_ok_and(|h| h.unit_len < e.len());
         Some(e)
     })?;
     let coded = Coded {
         tensors,
         raw_bytes,
         coded_bytes,
+        chained,
     };
     Ok((coded, auto))
 }
 
-/// The unit tensor `name` codes to under `coding`, if it is one
-/// `--compress` codes and coding shrinks it.
-fn code_one(name: &str, dtype: DType, data: &[u8], coding: Coding) -> Option<Vec<u8>> {
+/// The units tensor `name` codes to under `coding` (a chain of `pieces`,
+/// which that many threads decode at once), if it is one `--compress`
+/// codes and coding shrinks it.
+fn code_one(
+    name: &str,
+    dtype: DType,
+    data: &[u8],
+    coding: Coding,
+    pieces: usize,
+) -> Option<Vec<u8>> {
     if !is_coded_tensor(name) || !TensorCodec::takes(dtype) {
         return None;
     }
-    let e = encode_with(dtype, data, coding).ok()?;
-    (e.bytes.len() < data.len()).then_some(e.bytes)
+    let units = encode_chain(dtype, data, coding, pieces).ok()?;
+    (units.len() < data.len()).then_some(units)
 }
 
 /// Codes every FFN matrix of `b` both ways (leaving `b` as it is), times
 /// one decode of each on this thread, and chooses by [`choose`].
-fn measure(b: &mut ImageBuilder<'_>, read_bytes_per_sec: u64) -> Result<AutoChoice, WriteError> {
+fn measure(
+    b: &mut ImageBuilder<'_>,
+    pieces: usize,
+    read_bytes_per_sec: u64,
+) -> Result<AutoChoice, WriteError> {
     let mut scratch = Box::<Scratch>::default();
     let mut stats = [(0u64, 0u64, 0f64); 2]; // raw bytes, coded bytes, seconds
     b.code_tensors(|name, dtype, data| {
@@ -165,12 +183,12 @@ fn measure(b: &mut ImageBuilder<'_>, read_bytes_per_sec: u64) -> Result<AutoChoi
             .into_iter()
             .enumerate()
         {
-            let Some(unit) = code_one(name, dtype, data, coding) else {
+            let Some(unit) = code_one(name, dtype, data, coding, pieces) else {
                 continue;
             };
             let mut out = vec![0u8; data.len()];
             let t = Instant::now();
-            let ok = decode_with(&mut scratch, Verify::Trusted, &unit, &mut out).is_ok();
+            let ok = decode_chain(&mut scratch, Verify::Trusted, &unit, &mut out).is_ok();
             let secs = t.elapsed().as_secs_f64();
             if ok {
                 stats[k].0 += data.len() as u64;
@@ -253,7 +271,7 @@ mod tests {
                 .unwrap();
             b.add_tensor("blk.0.attn_q.weight", DType::Q4_1, &[2048, 8], embd.clone())
                 .unwrap();
-            let (c, _) = compress(&mut b, how, 1 << 30).unwrap();
+            let (c, _) = compress(&mut b, how, 1, 1 << 30).unwrap();
             (b.to_bytes().unwrap(), c)
         };
         let (plain, none) = build(Compress::None);

@@ -1,5 +1,6 @@
 //! Fuzzing the weight codec's decoder, [`lode_kernel::codec::decode_with`],
-//! on units `lode_pack::codec::encode` wrote.
+//! on units `lode_pack::codec::encode` wrote, and its chain decoder,
+//! [`lode_kernel::codec::decode_chain`], on chains `encode_chain` wrote.
 //!
 //! Inputs: valid units of every block type (sections raw, byte rANS and
 //! f16 codebooks), mutated by the harness's bit flips, byte changes,
@@ -21,9 +22,9 @@ mod fuzz;
 use std::sync::{Arc, Mutex};
 
 use lode_formats::DType;
-use lode_kernel::codec::{decode_with, header, unit_crc, Scratch, Verify, CRC_AT};
+use lode_kernel::codec::{decode_chain, decode_with, header, unit_crc, Scratch, Verify, CRC_AT};
 use lode_kernel::rng::SplitMix64;
-use lode_pack::codec::encode;
+use lode_pack::codec::{encode, encode_chain, Coding};
 use lode_tests::CountingAlloc;
 use proptest::prop_assert_eq;
 
@@ -98,6 +99,45 @@ fn fuzz_codec_decoder() {
                     prop_assert_eq!(Some(n), header(&input.bytes).ok().map(|h| h.output_len()));
                     accepted = true;
                 }
+            }
+            Ok(accepted)
+        },
+    );
+}
+
+/// Chains of 2 to 5 units: mutated (the first unit's CRC recomputed for
+/// half of them) and decoded into the output their blocks fill. Asserted:
+/// no panic, no allocation, and an accepted chain filled the output.
+#[test]
+fn fuzz_chain_decoder() {
+    let seeds = {
+        let mut v = Vec::new();
+        for (i, dt) in [DType::Q4_1, DType::Q5_0, DType::Q8_0]
+            .into_iter()
+            .enumerate()
+        {
+            let pieces = 2 + i + i / 2;
+            let data = blocks(dt, 24, 40 + i as u64);
+            v.push(encode_chain(dt, &data, Coding::Smallest, pieces).expect("encode"));
+        }
+        Arc::new(v)
+    };
+    let state = Arc::new(Mutex::new((Box::<Scratch>::default(), vec![0u8; 24 * 34])));
+    fuzz::run(
+        "codec chain decoder",
+        fuzz::inputs(seeds, reseal, 512),
+        move |input| {
+            let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+            let (scratch, out) = &mut *st;
+            let want = header(&input.bytes).map_or(0, |h| h.dtype.block_bytes() * 24);
+            let Some(out) = out.get_mut(..want) else {
+                return Ok(false);
+            };
+            let mut accepted = false;
+            for v in [Verify::Crc, Verify::Trusted] {
+                let r =
+                    fuzz::read_without_allocating(|| decode_chain(scratch, v, &input.bytes, out))?;
+                accepted |= r.is_ok();
             }
             Ok(accepted)
         },

@@ -1,20 +1,22 @@
-//! What `lode inspect` says of coded tensors (format 1.4): their share of
-//! the image, and with `--verify` that each decodes, through the kernel's
-//! decoder with its own CRC check, to exactly its tensor's length.
+//! What `lode inspect` says of coded tensors (format 1.4, chains 1.5):
+//! their share of the image, and with `--verify` that each decodes,
+//! through the kernel's decoder with every unit's own CRC check, to
+//! exactly its tensor's length.
 
 use std::error::Error;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 
 use lode_formats::image::{Image, TensorCodec};
-use lode_kernel::codec::{decode_with, Scratch, Verify};
+use lode_kernel::codec::{decode_chain, split, Piece, Scratch, Verify};
 
-/// The tensor table's "stored" cell: `raw`, or `coded` and the decoded
-/// bytes.
+/// The tensor table's "stored" cell: `raw`, or `coded` (and in how many
+/// units, for a chain) and the decoded bytes.
 pub(super) fn stored_as(codec: TensorCodec, decoded: u64) -> String {
     match codec {
         TensorCodec::Raw => "raw".into(),
         TensorCodec::Weights => format!("coded, {decoded} decoded"),
+        TensorCodec::Chain => format!("coded in units, {decoded} decoded"),
     }
 }
 
@@ -51,11 +53,16 @@ pub(super) fn verify(file: &mut File, image: &Image<'_>) -> Result<usize, Box<dy
         out.resize(usize::try_from(t.data_len())?, 0);
         file.seek(SeekFrom::Start(t.offset))?;
         file.read_exact(&mut stored)?;
-        let got = decode_with(&mut scratch, Verify::Crc, &stored, &mut out)
-            .map_err(|e| bad(format!("does not decode: {e}")))?;
-        if got != out.len() {
-            return Err(bad(format!("decodes to {got} bytes, not {}", out.len())).into());
+        let pieces = split(&stored, &mut out).map_err(|e| bad(format!("is not its units: {e}")))?;
+        if pieces.iter().map(Piece::coded_len).sum::<usize>() != stored.len() {
+            return Err(bad("has bytes after the units that fill the tensor".into()).into());
         }
+        if t.codec == TensorCodec::Weights && pieces.len() != 1 {
+            return Err(bad("is several units under the one-unit codec".into()).into());
+        }
+        drop(pieces);
+        decode_chain(&mut scratch, Verify::Crc, &stored, &mut out)
+            .map_err(|e| bad(format!("does not decode to its {} bytes: {e}", out.len())))?;
         n += 1;
     }
     Ok(n)

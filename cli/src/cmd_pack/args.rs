@@ -82,6 +82,15 @@ pub struct PackArgs {
     /// norms stay raw.
     #[arg(long, value_enum, default_value = "none")]
     pub compress: Compress,
+    /// With --compress: code each matrix as this many units back to back
+    /// (format 1.5 when more than one), so that many of `lode run`'s
+    /// threads decode it at once. Each unit carries its own tables: for
+    /// SmolLM2's FFN, 1 unit saves 9.36% with `floats`, 2 units 9.09%, 4
+    /// units 8.62%. 1 writes format 1.4, for older readers.
+    #[arg(long = "codec-pieces", default_value_t = lode_kernel::limits::CODEC_PIECES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new()
+              .range(1..=lode_kernel::limits::CODEC_MAX_PIECES as u64))]
+    pub codec_pieces: usize,
     /// Compression-aware re-quantization (lossy, off by default): round the
     /// f16 scales and minimums of every FFN matrix to this many fewer
     /// mantissa bits (of 10) and choose each block's values again for
@@ -136,6 +145,7 @@ impl PackArgs {
             drop_layers: Vec::new(),
             head: None,
             compress: Compress::None,
+            codec_pieces: lode_kernel::limits::CODEC_PIECES,
             coarse_scales: 0,
             quiet: true,
         }

@@ -1,11 +1,11 @@
 //! How a tensor's data is stored (since 1.4, FORMAT.md "Tensor table"):
-//! raw blocks, or one unit of lode's weight codec; and reading that from a
-//! tensor record's `dtype` field.
+//! raw blocks, one unit of lode's weight codec, or a chain of them (since
+//! 1.5); and reading that from a tensor record's `dtype` field.
 
 use crate::DType;
 
 use super::error::{err, ErrorKind, ImageError, Location};
-use super::layout::{MINOR_CODED, TENSOR_CODEC_SHIFT};
+use super::layout::{MINOR_CHAIN, MINOR_CODED, TENSOR_CODEC_SHIFT};
 use super::tables::image_dtype;
 
 /// How a tensor's data is stored (FORMAT.md, "Tensor table").
@@ -17,6 +17,10 @@ pub enum TensorCodec {
     /// One unit of lode's weight codec (`kernel/src/codec/CODEC.md`,
     /// since 1.4): its blocks decode to `row_bytes * rows` bytes.
     Weights,
+    /// Units of lode's weight codec back to back (since 1.5), each
+    /// decoding the next run of the tensor's blocks, so several threads
+    /// decode one tensor (`CODEC.md`, "Chains").
+    Chain,
 }
 
 impl TensorCodec {
@@ -25,6 +29,7 @@ impl TensorCodec {
         match self {
             TensorCodec::Raw => 0,
             TensorCodec::Weights => 1,
+            TensorCodec::Chain => 2,
         }
     }
 
@@ -33,6 +38,7 @@ impl TensorCodec {
         match code {
             0 => Some(TensorCodec::Raw),
             1 => Some(TensorCodec::Weights),
+            2 => Some(TensorCodec::Chain),
             _ => None,
         }
     }
@@ -70,12 +76,19 @@ pub(crate) fn tensor_dtype(
             "coded tensor in an image older than 1.4",
         ));
     }
+    if code == TensorCodec::Chain.code() && minor < MINOR_CHAIN {
+        return Err(err(
+            ErrorKind::Malformed,
+            at,
+            "chain-coded tensor in an image older than 1.5",
+        ));
+    }
     let codec = TensorCodec::from_code(code).ok_or(err(
         ErrorKind::UnsupportedCodec,
         at,
-        "tensor codec unknown to this reader (it knows 0, raw, and 1, lode's weight codec)",
+        "tensor codec unknown to this reader (it knows 0, raw, 1, lode's weight codec, and 2, a chain of its units)",
     ))?;
-    if codec == TensorCodec::Weights && !TensorCodec::takes(dtype) {
+    if codec != TensorCodec::Raw && !TensorCodec::takes(dtype) {
         return Err(err(
             ErrorKind::Malformed,
             at,

@@ -30,7 +30,7 @@ pub const VERSION_MAJOR: u16 = 1;
 ///
 /// A writer emits the lowest minor whose sections the image uses, so an
 /// image without the 1.1 tokenizer section is byte for byte a 1.0 image.
-pub const VERSION_MINOR: u16 = MINOR_CODED;
+pub const VERSION_MINOR: u16 = MINOR_CHAIN;
 
 /// Minor version of the first format with the tokenizer section (kind 9).
 /// An image with that section and an older minor is refused: no writer of
@@ -49,6 +49,13 @@ pub const MINOR_ARCH: u16 = 3;
 /// Minor version of the first format whose tensors may be coded (the
 /// tensor table's `dtype` field carries a codec in bits 16 to 23).
 pub const MINOR_CODED: u16 = 4;
+
+/// Minor version of the first format whose coded tensors may be chains
+/// of several units (tensor codec 2), each decoding on its own thread.
+pub const MINOR_CHAIN: u16 = 5;
+
+/// Most units a chain-coded tensor may have; a reader refuses more.
+pub const MAX_CHAIN_UNITS: usize = 16;
 
 /// Bit position of a tensor's codec in the tensor table's `dtype` field
 /// (since 1.4); the element type is the low 16 bits.

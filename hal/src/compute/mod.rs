@@ -36,6 +36,7 @@
 mod act;
 mod attention;
 mod checksums;
+mod decode;
 mod exec;
 mod f16;
 mod ffn;
@@ -55,6 +56,7 @@ pub mod sample;
 #[cfg(feature = "alloc")]
 use alloc::vec::Vec;
 
+use lode_kernel::codec::{self, Piece, Verify};
 use lode_kernel::compute::{
     AttentionShape, Bundles, Compute, DType, ErrorKind, KvBits, KvChunk, KvGroups, QuantMatrix,
 };
@@ -417,6 +419,16 @@ impl Compute for CpuCompute<'_> {
         crcs: &mut [u32],
     ) -> Result<(), ErrorKind> {
         checksums::checksums(&mut self.exec, data, piece, crc, crcs)
+    }
+
+    fn decode_pieces(
+        &mut self,
+        pieces: &mut [Piece<'_>],
+        verify: Verify,
+        scratch: &mut codec::Scratch,
+    ) -> Result<(), ErrorKind> {
+        decode::decode_pieces(&mut self.exec, pieces, verify, scratch);
+        Ok(())
     }
 }
 

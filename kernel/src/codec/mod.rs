@@ -28,6 +28,7 @@
 
 mod bits;
 mod book;
+mod chain;
 mod decode;
 mod error;
 mod layout;
@@ -35,6 +36,7 @@ mod rans;
 mod reader;
 
 pub use bits::level_freq;
+pub use chain::{decode_chain, first_error, split, Piece, Pieces};
 pub use decode::{decode, decode_with, header, unit_crc, Header, Scratch, Verify};
 pub use error::{DecodeError, ErrorKind};
 pub use layout::{

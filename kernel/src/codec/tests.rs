@@ -180,3 +180,77 @@ proptest! {
         }
     }
 }
+
+/// A Q8_0 unit of `blocks` blocks, both fields raw, and its blocks.
+fn q8_0_raw(blocks: usize, seed: u8) -> (Vec<u8>, Vec<u8>) {
+    let raw: Vec<u8> = (0..blocks * 34)
+        .map(|i| (i as u8).wrapping_mul(seed))
+        .collect();
+    let field = |at: usize, width: usize| -> Vec<u8> {
+        raw.chunks_exact(34)
+            .flat_map(|b| b[at..at + width].to_vec())
+            .collect()
+    };
+    let sections = [
+        section(0, 2, 0, &field(0, 2)),
+        section(0, 32, 0, &field(2, 32)),
+    ];
+    (unit(8, blocks as u32, &sections), raw)
+}
+
+/// Units back to back decode, each into its own run, to the blocks they
+/// hold, however many there are up to the limit.
+#[test]
+fn a_chain_decodes_to_its_units_blocks_in_order() {
+    for n in [1, 2, 5, crate::limits::CODEC_MAX_PIECES] {
+        let (mut coded, mut want) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let (u, raw) = q8_0_raw(3 + i, 3 + i as u8);
+            coded.extend(u);
+            want.extend(raw);
+        }
+        let mut out = vec![0u8; want.len()];
+        assert_eq!(split(&coded, &mut out).unwrap().len(), n);
+        decode_chain(&mut Scratch::default(), Verify::Crc, &coded, &mut out).unwrap();
+        assert_eq!(out, want, "{n} pieces");
+    }
+}
+
+/// What does not make a chain of exactly its output is refused: no units,
+/// a unit cut short, an output longer or shorter than the blocks, block
+/// types that differ, too many units. Bytes after the last are padding.
+#[test]
+fn a_chain_that_does_not_fill_its_output_exactly_is_refused() {
+    let (a, raw_a) = q8_0_raw(4, 5);
+    let (b, raw_b) = q8_0_raw(2, 9);
+    let ab = [a.clone(), b.clone()].concat();
+    let len = raw_a.len() + raw_b.len();
+    let mut out = vec![0u8; len];
+    assert!(split(&[], &mut out).is_err());
+    assert!(matches!(
+        split(&ab[..ab.len() - 1], &mut out),
+        Err(DecodeError::Truncated { .. })
+    ));
+    let padded = [ab.clone(), vec![0; 3]].concat();
+    let pieces = split(&padded, &mut out).unwrap();
+    assert_eq!(pieces.iter().map(Piece::coded_len).sum::<usize>(), ab.len());
+    drop(pieces);
+    assert!(split(&ab, &mut vec![0u8; len + 34]).is_err());
+    assert!(matches!(
+        split(&ab, &mut vec![0u8; len - 1]),
+        Err(DecodeError::OutputTooSmall { .. })
+    ));
+    let (q4, q4_raw) = q4_1_unit();
+    let mut mixed_out = vec![0u8; raw_a.len() + q4_raw.len()];
+    assert!(split(&[a.clone(), q4].concat(), &mut mixed_out).is_err());
+    let n = crate::limits::CODEC_MAX_PIECES + 1;
+    let many = a.repeat(n);
+    assert!(split(&many, &mut vec![0u8; raw_a.len() * n]).is_err());
+    // A damaged unit inside a chain fails its own CRC.
+    let mut bad = ab.clone();
+    bad[a.len() + 30] ^= 4;
+    assert!(matches!(
+        decode_chain(&mut Scratch::default(), Verify::Crc, &bad, &mut out),
+        Err(DecodeError::Checksum { .. })
+    ));
+}

@@ -11,6 +11,7 @@ mod section;
 
 use lode_formats::DType;
 use lode_kernel::codec::{fields, unit_crc, Role, SectionKind, CRC_AT, MAGIC, VERSION};
+use lode_kernel::limits::CODEC_MAX_PIECES;
 
 pub use freq::{coded_bits, normalize};
 
@@ -122,6 +123,37 @@ pub fn encode_with(dtype: DType, data: &[u8], coding: Coding) -> Result<Encoded,
     let crc = unit_crc(&bytes);
     bytes[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
     Ok(Encoded { bytes, sections })
+}
+
+/// Codes the blocks `data` of type `dtype` as a chain of `pieces` units
+/// back to back (`CODEC.md`, "Chains"), each the next run of nearly equal
+/// whole blocks, so that as many threads can decode them; fewer when
+/// there are fewer blocks, and at most [`CODEC_MAX_PIECES`] (what a reader
+/// takes). Each unit pays its own tables.
+pub fn encode_chain(
+    dtype: DType,
+    data: &[u8],
+    coding: Coding,
+    pieces: usize,
+) -> Result<Vec<u8>, EncodeError> {
+    let block = dtype.block_bytes();
+    if !data.len().is_multiple_of(block) {
+        return Err(EncodeError::PartialBlock {
+            len: data.len(),
+            block,
+        });
+    }
+    let blocks = data.len() / block;
+    let pieces = pieces.clamp(1, blocks.clamp(1, CODEC_MAX_PIECES));
+    let mut out = Vec::with_capacity(data.len());
+    let mut start = 0;
+    for i in 1..=pieces {
+        let end = blocks * i / pieces;
+        let run = data.get(start * block..end * block).unwrap_or(&[]);
+        out.extend_from_slice(&encode_with(dtype, run, coding)?.bytes);
+        start = end;
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -238,3 +238,46 @@ fn floats_only_codes_the_f16_fields_alone() {
         }
     }
 }
+
+/// A chain decodes to the blocks it was made of whatever the number of
+/// pieces asked, splits into that many units (at most a reader's limit),
+/// and refuses partial blocks.
+#[test]
+fn chains_round_trip_in_any_number_of_pieces() {
+    for dtype in TYPES {
+        let data = weightlike(dtype, 37, 11);
+        for (pieces, units) in [(0, 1), (1, 1), (2, 2), (4, 4), (16, 16), (50, 16)] {
+            let chain = encode_chain(dtype, &data, Coding::Smallest, pieces).unwrap();
+            let mut out = vec![0u8; data.len()];
+            assert_eq!(
+                lode_kernel::codec::split(&chain, &mut out).unwrap().len(),
+                units
+            );
+            lode_kernel::codec::decode_chain(
+                &mut Scratch::default(),
+                Verify::Crc,
+                &chain,
+                &mut out,
+            )
+            .unwrap();
+            assert_eq!(out, data, "{dtype:?} in {pieces}");
+        }
+        let partial = &data[..data.len() - 1];
+        assert!(matches!(
+            encode_chain(dtype, partial, Coding::FloatsOnly, 2),
+            Err(EncodeError::PartialBlock { .. })
+        ));
+    }
+}
+
+/// Fewer blocks than pieces: one unit a block.
+#[test]
+fn a_chain_of_few_blocks_has_one_unit_a_block() {
+    let data = weightlike(DType::Q4_1, 3, 5);
+    let chain = encode_chain(DType::Q4_1, &data, Coding::Smallest, 8).unwrap();
+    let mut out = vec![0u8; data.len()];
+    assert_eq!(
+        lode_kernel::codec::split(&chain, &mut out).unwrap().len(),
+        3
+    );
+}

@@ -4,6 +4,7 @@
 
 use super::*;
 use lode_formats::image::TensorCodec;
+use lode_kernel::codec::Verify;
 use lode_runtime::{generate, Budget, GenerateOptions, ModelFile, Quiet, Session, SessionOptions};
 
 /// `--compress floats` on the real model: every FFN matrix coded (the
@@ -18,19 +19,23 @@ fn compressed_ffn_matrices_decode_to_the_gguf() {
     let (bytes, text) = pack_verified(&a);
     assert!(text.contains("coded 90 FFN matrices"), "{text}");
     let img = Image::parse(&bytes).unwrap();
-    assert_eq!(img.header().minor, 4);
+    assert_eq!(img.header().minor, 5);
     let src = std::fs::read(&model).unwrap();
     let gguf = Gguf::parse(&src).unwrap();
     let (mut stored, mut decoded) = (0u64, 0u64);
     for t in img.tensors() {
-        let coded = t.codec == TensorCodec::Weights;
+        let coded = t.codec == TensorCodec::Chain;
         assert_eq!(coded, lode_pack::compress::is_coded_tensor(t.name));
         if !coded {
             continue;
         }
         let at = t.offset as usize;
         let mut out = vec![0u8; t.data_len() as usize];
-        lode_kernel::codec::decode(&bytes[at..at + t.length as usize], &mut out).unwrap();
+        let units = &bytes[at..at + t.length as usize];
+        let pieces = lode_kernel::codec::split(units, &mut out).unwrap().len();
+        assert_eq!(pieces, lode_kernel::limits::CODEC_PIECES);
+        let mut s = lode_kernel::codec::Scratch::default();
+        lode_kernel::codec::decode_chain(&mut s, Verify::Crc, units, &mut out).unwrap();
         let g = gguf.tensor(t.name).unwrap();
         assert_eq!(out, gguf.data(&g).unwrap(), "{}", t.name);
         stored += t.length;
@@ -70,19 +75,20 @@ fn tokens_of(image: &std::path::Path, budget: Option<Budget>) -> Vec<u32> {
 
 /// Both codings against the raw dense image: the same 12 tokens resident
 /// and at 30 MiB (a third of the model: most FFN matrices stream, each
-/// coded one decoded as it is taken).
+/// coded one decoded as it is taken, a chain's units on both threads).
 #[test]
 fn coded_images_generate_the_raw_images_tokens() {
     let Some(model) = real_model() else { return };
-    let write = |name: &str, how| {
+    let write = |name: &str, how, pieces| {
         let mut a = args(model.clone(), tmp(name));
         a.layout = Some(Layout::Dense);
         a.compress = how;
+        a.codec_pieces = pieces;
         run(&a, &mut Vec::new()).unwrap();
         a.output
     };
     use lode_pack::compress::Compress;
-    let raw = write("tok-raw.lode", Compress::None);
+    let raw = write("tok-raw.lode", Compress::None, 1);
     let want = crate::testutil::with_main_stack({
         let raw = raw.clone();
         move || {
@@ -93,8 +99,18 @@ fn coded_images_generate_the_raw_images_tokens() {
         }
     });
     assert_eq!(want.0, want.1);
-    for how in [Compress::Floats, Compress::All] {
-        let coded = write("tok-coded.lode", how);
+    // One unit a matrix (format 1.4) and chains of two and four (1.5).
+    for (how, pieces) in [
+        (Compress::Floats, 1),
+        (Compress::Floats, 4),
+        (Compress::All, 2),
+    ] {
+        let coded = write("tok-coded.lode", how, pieces);
+        let minor = Image::parse(&std::fs::read(&coded).unwrap())
+            .unwrap()
+            .header()
+            .minor;
+        assert_eq!(minor, if pieces == 1 { 4 } else { 5 });
         let got = crate::testutil::with_main_stack({
             let coded = coded.clone();
             move || {
@@ -105,7 +121,7 @@ fn coded_images_generate_the_raw_images_tokens() {
             }
         });
         let _ = std::fs::remove_file(&coded);
-        assert_eq!(got, want, "{how:?}");
+        assert_eq!(got, want, "{how:?} in {pieces}");
     }
     let _ = std::fs::remove_file(&raw);
 }
@@ -131,7 +147,7 @@ fn auto_follows_the_devices_read_rate() {
         text.contains("compress auto: All for a device reading 10 MB/s"),
         "{text}"
     );
-    assert_eq!(Image::parse(&bytes).unwrap().header().minor, 4);
+    assert_eq!(Image::parse(&bytes).unwrap().header().minor, 5);
     let mut a = args(model, tmp("auto-fast.lode"));
     a.layout = Some(Layout::Dense);
     a.compress = lode_pack::compress::Compress::Auto;

@@ -56,7 +56,7 @@ fn the_writer_refuses_a_unit_that_does_not_hold_the_tensor() {
     ];
     for (dtype, u) in bad {
         let e = b.add_coded_tensor(name, dtype, &[32, 4], u).unwrap_err();
-        assert!(e.to_string().contains("coded unit"), "{e}");
+        assert!(e.to_string().contains("coded units"), "{e}");
     }
     let mut not_a_unit = unit(4, 47);
     not_a_unit[0] = b'X';
@@ -83,7 +83,9 @@ fn readers_refuse_unknown_codecs_and_coded_tensors_they_cannot_hold() {
         .map_err(|e| e.kind())
     };
     assert_eq!(with_dtype(q41 | 1 << 16), Ok(()));
-    assert_eq!(with_dtype(q41 | 2 << 16), Err(ErrorKind::UnsupportedCodec));
+    // Codec 2, a chain, needs 1.5: this image is 1.4.
+    assert_eq!(with_dtype(q41 | 2 << 16), Err(ErrorKind::Malformed));
+    assert_eq!(with_dtype(q41 | 3 << 16), Err(ErrorKind::UnsupportedCodec));
     assert_eq!(with_dtype(q41 | 1 << 24), Err(ErrorKind::UnsupportedCodec));
     // Q4_K blocks are not the codec's (and Q4_K needs 1.3, which 1.4 has).
     let q4k = DType::Q4_K.code();
@@ -98,4 +100,45 @@ fn readers_refuse_unknown_codecs_and_coded_tensors_they_cannot_hold() {
         tensor_record(b, i).length = U64::new(19);
     });
     assert_eq!(short.map_err(|e| e.kind()), Err(ErrorKind::Malformed));
+}
+
+/// A tensor coded as a chain of units (1.5): written with codec 2 and
+/// minor 5, read back whole; chains that do not fill the tensor with its
+/// type's blocks, or have too many units, are refused by the writer.
+#[test]
+fn a_chain_of_units_is_codec_two_in_a_1_5_image() {
+    let name = "blk.0.attn_q.weight";
+    let chain = [unit(1, 30), unit(3, 41)].concat();
+    let mut b = small_builder(None);
+    b.add_coded_tensor(name, DType::Q4_1, &[32, 4], chain.clone())
+        .unwrap();
+    let bytes = b.to_bytes().unwrap();
+    open_and_verify(&bytes).unwrap();
+    let image = Image::parse(&bytes).unwrap();
+    assert_eq!(image.header().minor, 5);
+    let (_, t) = image.tensor_by_name(name).unwrap();
+    assert_eq!(
+        (t.codec, t.length, t.data_len()),
+        (TensorCodec::Chain, 71, 80)
+    );
+    assert_eq!(&bytes[t.offset as usize..][..71], &chain[..]);
+
+    let mut b = small_builder(None);
+    let sixteen_blocks = [32, 16];
+    let bad = [
+        [unit(1, 30), unit(2, 41)].concat(), // 3 blocks of 4
+        [unit(1, 30), unit(3, 41), unit(0, 20)].concat()[..90].to_vec(), // cut short
+        [unit(1, 30), unit(3, 41), vec![0; 4]].concat(), // bytes after the last unit
+    ];
+    for u in bad {
+        assert!(b.add_coded_tensor(name, DType::Q4_1, &[32, 4], u).is_err());
+    }
+    let seventeen = [unit(0, 20).repeat(1), unit(1, 20).repeat(16)].concat();
+    assert!(b
+        .add_coded_tensor(name, DType::Q4_1, &sixteen_blocks, seventeen)
+        .is_err());
+    let sixteen = unit(1, 20).repeat(16);
+    assert!(b
+        .add_coded_tensor(name, DType::Q4_1, &sixteen_blocks, sixteen)
+        .is_ok());
 }

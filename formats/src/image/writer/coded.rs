@@ -1,6 +1,7 @@
 //! Coded tensors (since 1.4): a tensor stored as one unit of lode's weight
-//! codec, added coded or coded in place by a packer's encoder (this crate
-//! cannot encode: the codec lives in the kernel and the packer).
+//! codec, or (since 1.5) a chain of units back to back, added coded or
+//! coded in place by a packer's encoder (this crate cannot encode: the
+//! codec lives in the kernel and the packer).
 
 use std::borrow::Cow;
 use std::string::String;
@@ -10,15 +11,17 @@ use crate::DType;
 
 use super::super::codec::TensorCodec;
 use super::super::error::{ErrorKind, Location};
+use super::super::layout::MAX_CHAIN_UNITS;
 use super::super::model::Shape;
 use super::{invalid, usize_to_u64, ImageBuilder, WriteError};
 
 impl<'d> ImageBuilder<'d> {
-    /// Add a tensor stored as one unit of lode's weight codec (since 1.4):
-    /// `unit` is what `lode_pack::codec::encode` made of the tensor's
-    /// blocks. Its header must name `dtype` and as many blocks as the shape
-    /// holds, and its length must be the unit's (the decoder checks the
-    /// rest when the bytes are read).
+    /// Add a tensor stored as lode's weight codec: `unit` is one unit
+    /// (since 1.4) or several back to back (a chain, since 1.5) that
+    /// `lode_pack::codec::encode` made of runs of the tensor's blocks.
+    /// Every header must name `dtype`, the units' lengths must fill `unit`
+    /// and their blocks the shape (the decoder checks the rest when the
+    /// bytes are read).
     pub fn add_coded_tensor(
         &mut self,
         name: impl Into<String>,
@@ -29,18 +32,18 @@ impl<'d> ImageBuilder<'d> {
         let unit = unit.into();
         let at = Location::Tensor(self.tensors.len());
         let decoded = Shape::new(dims).and_then(|s| s.byte_len(dtype));
-        if !unit_holds(&unit, dtype, decoded) {
+        let Some(codec) = chain_codec(&unit, dtype, decoded) else {
             return Err(invalid(
                 ErrorKind::Malformed,
                 at,
-                "coded unit does not hold the tensor's type and blocks",
+                "coded units do not hold the tensor's type and blocks",
             ));
-        }
-        self.push_tensor(name.into(), dtype, dims, unit, TensorCodec::Weights)
+        };
+        self.push_tensor(name.into(), dtype, dims, unit, codec)
     }
 
     /// Replaces every raw tensor for which `code(name, dtype, data)` returns
-    /// a weight-codec unit with that unit, checked as
+    /// weight-codec units (one, or a chain) with them, checked as
     /// [`add_coded_tensor`](Self::add_coded_tensor) checks it. Returns the
     /// bytes of the tensors replaced, before and after.
     pub fn code_tensors(
@@ -56,30 +59,43 @@ impl<'d> ImageBuilder<'d> {
             let Some(unit) = code(&t.name, t.dtype, &t.data) else {
                 continue;
             };
-            if !unit_holds(&unit, t.dtype, t.shape.byte_len(t.dtype)) {
+            let Some(codec) = chain_codec(&unit, t.dtype, t.shape.byte_len(t.dtype)) else {
                 return Err(invalid(
                     ErrorKind::Malformed,
                     Location::Tensor(i),
-                    "coded unit does not hold the tensor's type and blocks",
+                    "coded units do not hold the tensor's type and blocks",
                 ));
-            }
+            };
             before += usize_to_u64(t.data.len());
             after += usize_to_u64(unit.len());
             let t = &mut self.tensors[i];
             t.data = Cow::Owned(unit);
-            t.codec = TensorCodec::Weights;
+            t.codec = codec;
         }
         Ok((before, after))
     }
 }
 
-/// Whether `unit` is a weight-codec unit of `dtype` blocks that decodes to
-/// `decoded` bytes, by its header.
-fn unit_holds(unit: &[u8], dtype: DType, decoded: Option<u64>) -> bool {
-    let header_says = coded_header(unit)
-        .filter(|&(code, _, len)| code == dtype.code() && len == unit.len())
-        .map(|(_, blocks, _)| blocks.checked_mul(dtype.block_bytes() as u64));
-    TensorCodec::takes(dtype) && decoded.is_some() && header_says == Some(decoded)
+/// How `units` (weight-codec units back to back) store a tensor of
+/// `dtype` blocks that decodes to `decoded` bytes, by their headers: one
+/// unit is [`TensorCodec::Weights`], two to [`MAX_CHAIN_UNITS`] a
+/// [`TensorCodec::Chain`]; `None` when they do not fill `units` and the
+/// shape exactly with blocks of that type.
+fn chain_codec(units: &[u8], dtype: DType, decoded: Option<u64>) -> Option<TensorCodec> {
+    let (mut rest, mut blocks, mut n) = (units, 0u64, 0usize);
+    while !rest.is_empty() && n < MAX_CHAIN_UNITS {
+        let (_, b, len) = coded_header(rest).filter(|&(c, _, l)| c == dtype.code() && l >= 20)?;
+        rest = rest.get(len..)?;
+        blocks = blocks.checked_add(b)?;
+        n += 1;
+    }
+    let bytes = blocks.checked_mul(dtype.block_bytes() as u64);
+    let holds = rest.is_empty() && n > 0 && TensorCodec::takes(dtype) && decoded.is_some();
+    match (holds && bytes == decoded, n) {
+        (true, 1) => Some(TensorCodec::Weights),
+        (true, _) => Some(TensorCodec::Chain),
+        (false, _) => None,
+    }
 }
 
 /// A weight-codec unit's block type code, block count and unit length

@@ -9,7 +9,8 @@ use super::super::error::{ErrorKind, Location, SectionKind};
 use super::super::header::align_up;
 use super::super::layout::{
     CostRecord, GeometryRecord, LayerRecord, TensorRecord, HEADER_LEN, MINOR_ARCH, MINOR_BASE,
-    MINOR_CODED, MINOR_LINEAGE, MINOR_TOKENIZER, SECTION_ALIGN, SECTION_ENTRY_LEN, VERSION_MINOR,
+    MINOR_CHAIN, MINOR_CODED, MINOR_LINEAGE, MINOR_TOKENIZER, SECTION_ALIGN, SECTION_ENTRY_LEN,
+    VERSION_MINOR,
 };
 
 use super::super::codec::TensorCodec;
@@ -148,7 +149,10 @@ impl ImageBuilder<'_> {
             .max()
             .unwrap_or(MINOR_BASE);
         let coded = self.tensors.iter().any(|t| t.codec != TensorCodec::Raw);
-        let by_sections = if coded {
+        let chained = self.tensors.iter().any(|t| t.codec == TensorCodec::Chain);
+        let by_sections = if chained {
+            MINOR_CHAIN
+        } else if coded {
             MINOR_CODED
         } else if self.arch.is_some() {
             MINOR_ARCH

@@ -4,7 +4,8 @@
 //! resident one decoded once, into its slot).
 
 use crate::arena::{DramArena, Slot};
-use crate::codec::{decode_with, Scratch, Verify};
+use crate::codec::{decode_chain, first_error, split as split_chain, Scratch, Verify};
+use crate::compute::{self, Compute, Error as _};
 use crate::model::view::split;
 
 /// Why a coded unit did not decode: the arena refused a slot, or the
@@ -15,6 +16,7 @@ use crate::model::view::split;
 pub(super) enum DecodeFail {
     Arena(crate::arena::ErrorKind),
     Corrupt,
+    Compute(compute::ErrorKind),
 }
 
 /// A coded unit's bytes: `len` of them at `at` in slot `slot`.
@@ -25,9 +27,10 @@ pub(super) struct CodedIn {
     pub(super) len: usize,
 }
 
-/// Decodes `src` into slot `dst` from byte `at`, which must come to
-/// exactly `decoded` bytes. `checked`: the bytes passed the image's block
-/// checks, so the unit's own CRC is not computed again.
+/// Decodes `src` (a chain of one or more units) into slot `dst` from
+/// byte `at`, which must come to exactly `decoded` bytes, on this thread.
+/// `checked`: the bytes passed the image's block checks, so the units'
+/// own CRCs are not computed again.
 pub(super) fn decode_unit<A: DramArena>(
     arena: &mut A,
     scratch: &mut Scratch,
@@ -35,17 +38,36 @@ pub(super) fn decode_unit<A: DramArena>(
     dst: (Slot, usize, usize),
     checked: bool,
 ) -> Result<(), DecodeFail> {
-    let verify = if checked {
+    with_both(arena, src, dst, |coded, out| {
+        decode_chain(scratch, verify(checked), coded, out).map_err(|_| DecodeFail::Corrupt)
+    })
+}
+
+/// [`decode_unit`] with the chain's pieces handed to `compute`, which
+/// may decode them on several threads.
+pub(super) fn decode_unit_on<A: DramArena, C: Compute>(
+    arena: &mut A,
+    compute: &mut C,
+    scratch: &mut Scratch,
+    src: CodedIn,
+    dst: (Slot, usize, usize),
+    checked: bool,
+) -> Result<(), DecodeFail> {
+    with_both(arena, src, dst, |coded, out| {
+        let mut pieces = split_chain(coded, out).map_err(|_| DecodeFail::Corrupt)?;
+        compute
+            .decode_pieces(&mut pieces, verify(checked), scratch)
+            .map_err(|e| DecodeFail::Compute(e.kind()))?;
+        first_error(&pieces).map_err(|_| DecodeFail::Corrupt)
+    })
+}
+
+fn verify(checked: bool) -> Verify {
+    if checked {
         Verify::Trusted
     } else {
         Verify::Crc
-    };
-    with_both(arena, src, dst, |coded, out| {
-        match decode_with(scratch, verify, coded, out) {
-            Ok(n) if n == out.len() => Ok(()),
-            _ => Err(DecodeFail::Corrupt),
-        }
-    })
+    }
 }
 
 /// Copies raw bytes `src` (`src.len` of them) into slot `dst` from byte

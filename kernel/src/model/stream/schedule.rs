@@ -207,6 +207,7 @@ impl Schedule {
             };
             done.map_err(|e| match e {
                 DecodeFail::Arena(k) => LoadError::arena(k),
+                DecodeFail::Compute(k) => LoadError::compute(k),
                 DecodeFail::Corrupt => LoadError::Corrupt {
                     offset: at,
                     attempts: 1,

@@ -9,7 +9,7 @@ use crate::flash::{CheckError, FlashDevice};
 use crate::limits::MAX_READ_ATTEMPTS;
 use crate::model::error::EvalError;
 
-use super::super::decode::{decode_unit, CodedIn, DecodeFail};
+use super::super::decode::{decode_unit_on, CodedIn, DecodeFail};
 use super::{Ring, State, Unit};
 
 /// What checking a read found.
@@ -95,7 +95,7 @@ impl<D: FlashDevice> Ring<D> {
                     if let Some((_, s)) = self.slots.get_mut(i) {
                         *s = State::InUse { unit };
                     }
-                    match self.decoded(arena, (slot, unit), u) {
+                    match self.decoded(arena, compute, (slot, unit), u) {
                         // A coded unit that fails its own checks (its CRC
                         // when nothing else checked the read) is read
                         // again like a block-check mismatch.
@@ -124,7 +124,7 @@ impl<D: FlashDevice> Ring<D> {
                         attempts: attempt + 1,
                     },
                 ),
-                State::InUse { .. } => return self.decoded(arena, (slot, unit), u),
+                State::InUse { .. } => return self.decoded(arena, compute, (slot, unit), u),
                 State::Failed {
                     offset,
                     kind,
@@ -151,9 +151,10 @@ impl<D: FlashDevice> Ring<D> {
     /// Where unit `u`, read into `slot`, is to be used: the slot itself, or
     /// for a coded unit the decode slot, decoded into now unless it holds
     /// the unit already.
-    fn decoded<A: DramArena>(
+    fn decoded<A: DramArena, C: Compute>(
         &mut self,
         arena: &mut A,
+        compute: &mut C,
         (slot, unit): (Slot, usize),
         u: Unit,
     ) -> Result<(Slot, usize), EvalError> {
@@ -174,10 +175,11 @@ impl<D: FlashDevice> Ring<D> {
             };
             let dst = (d.slot, 0, u.decoded);
             let t0 = (self.clock)();
-            let r = decode_unit(arena, &mut d.scratch, src, dst, checked);
+            let r = decode_unit_on(arena, compute, &mut d.scratch, src, dst, checked);
             self.stats.decode_ns += (self.clock)().saturating_sub(t0);
             r.map_err(|e| match e {
                 DecodeFail::Arena(k) => EvalError::arena(k),
+                DecodeFail::Compute(k) => EvalError::Compute(k),
                 DecodeFail::Corrupt => EvalError::Corrupt {
                     offset: u.start,
                     attempts: 1,
