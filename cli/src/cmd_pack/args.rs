@@ -69,7 +69,8 @@ pub struct PackArgs {
     #[arg(long, value_enum)]
     pub head: Option<HeadType>,
     /// Store each dense layer's FFN matrices losslessly coded (format
-    /// 1.4, needs --layout dense), so a token streams fewer bytes: `floats`
+    /// 1.5, or 1.4 with --codec-pieces 1; needs --layout dense), so a token
+    /// streams fewer bytes: `floats`
     /// codes the f16 scales and minimums (about 9% fewer bytes for
     /// SmolLM2's FFN, decoded at about 1.5 GB/s a core), `all` every field
     /// (about 12%, 0.4 GB/s); `auto` the most compact whose decoding takes
