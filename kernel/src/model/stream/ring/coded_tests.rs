@@ -1,7 +1,9 @@
-//! Coded units through the ring: handed out decoded, from the decode
-//! slot; and, when nothing checks the reads, a unit whose bytes were
-//! flipped fails its own CRC and is read again, so what is handed out is
-//! the decoded blocks or an error, never other bytes.
+//! Coded units through the ring, one unit or a chain of several (each
+//! piece through `Compute::decode_pieces`), the read padded to whole
+//! device blocks: handed out decoded, from the decode slot; and, when
+//! nothing checks the reads, a unit whose bytes were flipped fails its own
+//! CRC and is read again, so what is handed out is the decoded blocks or
+//! an error, never other bytes.
 
 use std::vec::Vec;
 
@@ -16,17 +18,31 @@ use crate::model::tests::naive::Naive;
 const B: usize = 512;
 const BLOCKS: usize = 100;
 
-/// `BLOCKS` Q4_1 blocks and a unit storing them with raw sections (the
-/// encoder is `lode-pack`'s; the ring only needs a valid unit).
-fn blocks_and_unit() -> (Vec<u8>, Vec<u8>) {
+/// `BLOCKS` Q4_1 blocks and a chain of `units` units storing them with
+/// raw sections (the encoder is `lode-pack`'s; the ring only needs valid
+/// units).
+fn blocks_and_unit(units: usize) -> (Vec<u8>, Vec<u8>) {
     let blocks: Vec<u8> = (0..BLOCKS * 20).map(|i| (i * 13 % 253) as u8).collect();
+    let mut chain = Vec::new();
+    let mut start = 0;
+    for i in 1..=units {
+        let end = BLOCKS * i / units;
+        chain.extend(unit_of(&blocks[start * 20..end * 20]));
+        start = end;
+    }
+    (blocks, chain)
+}
+
+/// One unit of the Q4_1 blocks `blocks`, every section raw.
+fn unit_of(blocks: &[u8]) -> Vec<u8> {
+    let n = blocks.len() / 20;
     let mut u = MAGIC.to_vec();
     u.extend_from_slice(&[VERSION, 3, 3, 0]);
-    u.extend_from_slice(&(BLOCKS as u32).to_le_bytes());
+    u.extend_from_slice(&(n as u32).to_le_bytes());
     u.extend_from_slice(&[0; 8]);
     for (offset, width) in [(0, 2), (2, 2), (4, 16)] {
         u.extend_from_slice(&[0, width as u8, 0, 0]);
-        u.extend_from_slice(&((BLOCKS * width) as u32).to_le_bytes());
+        u.extend_from_slice(&((n * width) as u32).to_le_bytes());
         for b in blocks.chunks_exact(20) {
             u.extend_from_slice(&b[offset..offset + width]);
         }
@@ -35,7 +51,7 @@ fn blocks_and_unit() -> (Vec<u8>, Vec<u8>) {
     u[12..16].copy_from_slice(&len.to_le_bytes());
     let crc = unit_crc(&u);
     u[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
-    (blocks, u)
+    u
 }
 
 fn device(unit: &[u8]) -> RamFlash {
@@ -73,22 +89,26 @@ fn ring<D: FlashDevice>(dev: D, arena: &mut VecArena, unit_len: usize) -> Ring<D
 
 #[test]
 fn a_coded_unit_is_handed_out_decoded() {
-    let (blocks, unit) = blocks_and_unit();
-    let mut arena = VecArena::new(1 << 16);
-    let mut r = ring(device(&unit), &mut arena, unit.len());
-    for _ in 0..3 {
-        r.begin_pass(&mut arena, true).unwrap();
-        let (slot, skip) = r.acquire(&mut arena, 0, &mut Naive).unwrap();
-        assert_eq!(skip, 0);
-        assert_eq!(&arena.bytes(slot).unwrap()[..blocks.len()], &blocks[..]);
+    for units in [1, 2, 3] {
+        let (blocks, unit) = blocks_and_unit(units);
+        // Not a whole number of device blocks: the read brings padding.
+        assert!(!unit.len().is_multiple_of(B), "{units}");
+        let mut arena = VecArena::new(1 << 16);
+        let mut r = ring(device(&unit), &mut arena, unit.len());
+        for _ in 0..3 {
+            r.begin_pass(&mut arena, true).unwrap();
+            let (slot, skip) = r.acquire(&mut arena, 0, &mut Naive).unwrap();
+            assert_eq!(skip, 0);
+            assert_eq!(&arena.bytes(slot).unwrap()[..blocks.len()], &blocks[..]);
+        }
     }
 }
 
 #[test]
 fn flipped_coded_bytes_are_read_again_never_handed_out() {
-    let (blocks, unit) = blocks_and_unit();
     let (mut ok, mut errors) = (0, 0);
     for seed in 0..16u64 {
+        let (blocks, unit) = blocks_and_unit(1 + seed as usize % 2);
         let mut arena = VecArena::new(1 << 16);
         let faults = Faults {
             seed,
