@@ -16,7 +16,7 @@
 use crate::cost::CostModel;
 use crate::flash::Geometry;
 use crate::limits::{SPARSE_READ_DRAWS, SPARSE_READ_SHARE};
-use crate::plan::{estimate, Mode, Region};
+use crate::plan::{estimate, Mode};
 use crate::rng::SplitMix64;
 
 use super::layout::FfnRegion;
@@ -65,12 +65,7 @@ pub fn estimate_column_reads(
     scratch: &mut [u32],
 ) -> Option<ColumnEstimate> {
     let count = region.count;
-    let r = Region {
-        offset: region.offset,
-        stride: u32::try_from(region.bundle).ok()?,
-        bundle_bytes: u32::try_from(region.bundle).ok()?,
-        count: u32::try_from(count).ok()?,
-    };
+    let r = region.plan_region()?;
     if count == 0 || region.bundle == 0 {
         return None;
     }

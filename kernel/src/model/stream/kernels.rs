@@ -14,7 +14,7 @@ use crate::model::error::EvalError;
 use crate::model::ffn::{dense_product, dense_products, DenseLayer, FfnIo, Product};
 use crate::model::tensor::TensorRef;
 use crate::model::view::{f32s, f32s_mut, split};
-use crate::plan::{Mode, Region};
+use crate::plan::Mode;
 
 use super::layout::{DenseMatrices, FfnRegion, SplitRows, TensorAt};
 use super::load::tensor_in;
@@ -295,12 +295,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         self.ring.settle(arena)?;
         let t0 = (self.clock)();
         let bad = || EvalError::Internal("an FFN region does not fit a read plan");
-        let plan_region = Region {
-            offset: region.offset,
-            stride: u32::try_from(cb).map_err(|_| bad())?,
-            bundle_bytes: u32::try_from(cb).map_err(|_| bad())?,
-            count: u32::try_from(region.count).map_err(|_| bad())?,
-        };
+        let plan_region = region.plan_region().ok_or_else(bad)?;
         let key_base = u32::try_from(layer * ffn).map_err(|_| bad())?;
         let positions = sc.positions.get(..m).ok_or(short)?;
         let mut fs = FetchScratch {

@@ -126,6 +126,18 @@ impl FfnRegion {
             _ => None,
         }
     }
+
+    /// The bundles as the read planner sees them (packed: the stride is a
+    /// bundle), or `None` when a size does not fit its fields.
+    pub fn plan_region(&self) -> Option<crate::plan::Region> {
+        let bundle = u32::try_from(self.bundle).ok()?;
+        Some(crate::plan::Region {
+            offset: self.offset,
+            stride: bundle,
+            bundle_bytes: bundle,
+            count: u32::try_from(self.count).ok()?,
+        })
+    }
 }
 
 /// Every unit of a model in an image.
@@ -158,6 +170,18 @@ pub struct StreamLayout {
 }
 
 impl StreamLayout {
+    /// Refuses a layout any of whose layers is not split: what a sparse
+    /// run (per-token column reads, or skipping dropped neurons' columns)
+    /// needs, one message for both.
+    pub fn require_split(&self) -> Result<(), LoadError> {
+        if self.ffn.iter().all(|f| f.split().is_some()) {
+            return Ok(());
+        }
+        Err(LoadError::Layout(
+            "sparse streaming needs an image whose FFN is split (pack with --layout split)",
+        ))
+    }
+
     /// Bytes of the slot embedding rows are read into: [`row_reads`]
     /// rows, each at a block-aligned place, each taking the blocks a row at
     /// any offset spans.

@@ -239,10 +239,8 @@ impl StreamPlan {
             ));
         }
         let block = opts.block;
-        if opts.sparse && !layout.ffn.iter().all(|f| f.split().is_some()) {
-            return Err(LoadError::Layout(
-                "sparse streaming needs an image whose FFN is split (pack with --layout split)",
-            ));
+        if opts.sparse {
+            layout.require_split()?;
         }
         let units = Units {
             layout,

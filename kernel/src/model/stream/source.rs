@@ -104,11 +104,7 @@ impl<D: FlashDevice, P: Policy, B: SparseBuffers> StreamSource<D, P, B> {
         if !(0.0..1.0).contains(&sparsity) {
             return Err(LoadError::Config("sparsity must be at least 0 and below 1"));
         }
-        if !self.layout.ffn.iter().all(|f| f.split().is_some()) {
-            return Err(LoadError::Config(
-                "sparse streaming needs an image whose FFN is split (pack with --layout split)",
-            ));
-        }
+        self.layout.require_split()?;
         self.keep = super::neurons_kept(sparsity, self.ffn);
         Ok(())
     }
