@@ -8,10 +8,10 @@ use crate::codec::{decode_chain, first_error, split as split_chain, Scratch, Ver
 use crate::compute::{self, Compute, Error as _};
 use crate::model::view::split;
 
-/// Why a coded unit did not decode: the arena refused a slot, or the
-/// unit's bytes are not a unit of the expected length (an image whose
+/// Why a coded unit did not decode: the arena refused a slot, the
+/// unit's bytes are not units of the expected length (an image whose
 /// writer got it wrong, or, when nothing checked the read, a flipped bit
-/// the unit's own CRC caught).
+/// a unit's own CRC caught), or the backend handed its pieces failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum DecodeFail {
     Arena(crate::arena::ErrorKind),
