@@ -6,7 +6,6 @@ use std::error::Error;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use lode_formats::image::{read_prefix, Image};
 use lode_formats::input::{read_file, Input, TRACE_LIMIT};
 use lode_formats::trace::Trace;
 use lode_hal::fake::{FakeFlash, FaultPlan};
@@ -14,16 +13,19 @@ use lode_hal::fake::{FakeFlash, FaultPlan};
 use lode_hal_linux::{BlockFlash, BlockFlashOptions};
 use lode_kernel::flash::{FlashDevice, Geometry};
 use lode_kernel::placement;
-use lode_kernel::plan::{Mode, Region};
+use lode_kernel::plan::Mode;
 use lode_pack::output::Output;
 use lode_pack::placement::{place, PlacementKind};
 use lode_pack::synth::SynthParams;
 use lode_runtime::DeviceSpec as DeviceArg;
 
-use super::replay::{replay, CacheKind, CacheScope, Layout, Setup, Timed};
+use super::replay::{replay, CacheKind, CacheScope, Setup, Timed};
+
+mod layouts;
 use super::report::{self, Row};
 use crate::cmd_trace::{self, Preset};
 use crate::progress::{Meters, Progress};
+use layouts::{contiguous_layout, image_layout};
 
 /// Arguments of `lode bench io`.
 #[derive(clap::Args, Debug)]
@@ -110,61 +112,6 @@ impl Timed for BlockFlash {
     fn wall_clock(&self) -> bool {
         true
     }
-}
-
-/// Lay out `layers` regions of `neurons` bundles back to back, each starting
-/// on a block boundary.
-fn contiguous_layout(layers: u32, neurons: u32, bundle_bytes: u32, block: u32) -> Layout {
-    let mut offset = 0u64;
-    let regions = (0..layers)
-        .map(|_| {
-            let r = Region {
-                offset,
-                stride: bundle_bytes,
-                bundle_bytes,
-                count: neurons,
-            };
-            let end = offset + u64::from(neurons) * u64::from(bundle_bytes);
-            offset = end.div_ceil(u64::from(block)) * u64::from(block);
-            r
-        })
-        .collect();
-    Layout { regions, neurons }
-}
-
-/// The bundle regions of the image at `path`, from its metadata prefix
-/// alone (bounded by `MAX_PREFIX`; the data is not read).
-fn image_layout(path: &Path, layers: u32, neurons: u32) -> Result<Layout, Box<dyn Error>> {
-    let input = Input::open(path)?;
-    let prefix = read_prefix(&mut input.file()).map_err(|e| format!("{}: {e}", path.display()))?;
-    let img = Image::parse(&prefix).map_err(|e| format!("{}: {e}", path.display()))?;
-    if img.layer_count() != layers as usize {
-        return Err(format!(
-            "{} has {} bundle layers but the trace has {layers}",
-            path.display(),
-            img.layer_count()
-        )
-        .into());
-    }
-    let mut regions = Vec::new();
-    for l in 0..img.layer_count() {
-        let r = img.bundle_region(l).ok_or("image layer missing")?;
-        if r.count != neurons {
-            return Err(format!(
-                "{} layer {l} has {} bundles but the trace has {neurons} neurons",
-                path.display(),
-                r.count
-            )
-            .into());
-        }
-        regions.push(Region {
-            offset: r.offset,
-            stride: r.stride,
-            bundle_bytes: r.bundle_size,
-            count: r.count,
-        });
-    }
-    Ok(Layout { regions, neurons })
 }
 
 /// Every file the benchmark reads (the device's when it is a file), which

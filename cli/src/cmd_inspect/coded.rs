@@ -10,8 +10,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use lode_formats::image::{Image, TensorCodec};
 use lode_kernel::codec::{decode_chain, split, Piece, Scratch, Verify};
 
-/// The tensor table's "stored" cell: `raw`, or `coded` (and in how many
-/// units, for a chain) and the decoded bytes.
+/// The tensor table's "stored" cell: `raw`, or `coded` (`coded in units`
+/// for a chain) and the decoded bytes.
 pub(super) fn stored_as(codec: TensorCodec, decoded: u64) -> String {
     match codec {
         TensorCodec::Raw => "raw".into(),

@@ -59,6 +59,7 @@
 mod arch;
 mod bundles;
 mod codec;
+mod data_cursor;
 mod error;
 mod header;
 pub mod layout;

@@ -10,8 +10,8 @@ use zerocopy::little_endian::U32;
 use crate::DType;
 
 use super::codec::{tensor_dtype, TensorCodec, CODED_UNIT_MIN};
+pub(crate) use super::data_cursor::DataCursor;
 use super::error::{err, ErrorKind, ImageError, Location, SectionKind};
-use super::header::align_up;
 use super::layout::{
     CostRecord, GeometryRecord, LayerRecord, TensorRecord, CODEC_RAW, MAX_DIMS, MAX_NAME_LEN,
     MINOR_ARCH, PART_ABSENT,
@@ -280,69 +280,6 @@ pub(crate) fn decode_layer(
         parts,
         first_bundle: rec.first_bundle.get(),
     })
-}
-
-/// Walks the data part in file order and checks that each extent starts at
-/// the first block boundary after the previous one: data is block-aligned,
-/// never overlaps, and every gap is padding shorter than a block.
-pub(crate) struct DataCursor {
-    next: u64,
-    file_len: u64,
-    block: u64,
-}
-
-impl DataCursor {
-    pub fn new(meta_len: u64, file_len: u64, block_size: u32) -> Self {
-        DataCursor {
-            next: meta_len,
-            file_len,
-            block: u64::from(block_size),
-        }
-    }
-
-    /// Place the next extent of the file.
-    pub fn place(&mut self, offset: u64, len: u64, at: Location) -> Result<(), ImageError> {
-        if !offset.is_multiple_of(self.block) {
-            return Err(err(
-                ErrorKind::Misaligned,
-                at,
-                "data offset is not block-aligned",
-            ));
-        }
-        let end = offset
-            .checked_add(len)
-            .filter(|&end| end <= self.file_len)
-            .ok_or(err(
-                ErrorKind::OutOfRange,
-                at,
-                "data reaches past the end of the image",
-            ))?;
-        if offset != self.next {
-            return Err(err(
-                ErrorKind::Malformed,
-                at,
-                "data does not start at the first block after the previous data",
-            ));
-        }
-        self.next = align_up(end, self.block).ok_or(err(
-            ErrorKind::OutOfRange,
-            at,
-            "data end overflows",
-        ))?;
-        Ok(())
-    }
-
-    /// Check that the image ends right after the last extent.
-    pub fn finish(&self) -> Result<(), ImageError> {
-        if self.next != self.file_len {
-            return Err(err(
-                ErrorKind::Malformed,
-                Location::Offset(self.next),
-                "file length is not the end of the data rounded up to a block",
-            ));
-        }
-        Ok(())
-    }
 }
 
 /// Check that `perm` and `inverse` are mutually inverse permutations of

@@ -29,13 +29,15 @@
 
 use std::cell::RefCell;
 
-use lode_formats::trace::set_bit;
 use lode_kernel::arena::{self, DramArena};
 use lode_kernel::compute::{Compute, ErrorKind as ComputeKind};
 use lode_kernel::model::stream::keep_strongest_groups;
 use lode_kernel::model::{split, DenseLayer, EvalError, FfnIo, FfnSource, LlamaConfig, LoadError};
 
 use super::sample::{SampleError, ScoreSample};
+
+mod mask;
+use mask::Mask;
 
 /// How a neuron's importance for one token is scored.
 #[derive(serde::Serialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,22 +66,6 @@ enum Phase {
     /// Pass 3: keep only each token's strongest `keep` neurons per layer,
     /// by the same rule (and code) as a sparse `lode run`.
     TopK { keep: usize, group: usize },
-}
-
-/// The masking pass's thresholds and records.
-#[derive(Debug, Clone)]
-struct Mask {
-    /// Per layer.
-    thresholds: Vec<f32>,
-    /// The current window's bitsets: token-major, then layer, each
-    /// `bitset_len` bytes.
-    bits: Vec<u8>,
-    /// Tokens the current window holds.
-    window_tokens: usize,
-    /// Active (token, neuron) pairs per layer, over every window.
-    active: Vec<u64>,
-    /// Tokens masked, over every window.
-    tokens: u64,
 }
 
 /// Profiling state: the dense matrices, scratch and the current phase.
@@ -337,47 +323,6 @@ impl Profiler {
         compute
             .matmul(&l.down.matrix(&sh)?, g, n, out)
             .map_err(ce)?;
-        Ok(())
-    }
-}
-
-impl Mask {
-    /// Zeroes the activations `a` of the batch rows starting at window
-    /// token `start` whose score is under `layer`'s threshold, and records
-    /// the others.
-    fn apply(
-        &mut self,
-        layer: usize,
-        start: usize,
-        f: usize,
-        a: &mut [f32],
-        s: &[f32],
-    ) -> Result<(), EvalError> {
-        let thr = *self
-            .thresholds
-            .get(layer)
-            .ok_or(misused("profiler: no threshold for the layer"))?;
-        let b = f.div_ceil(8);
-        let layers = self.thresholds.len();
-        let mut count = 0u64;
-        for (r, (ar, sr)) in a.chunks_exact_mut(f).zip(s.chunks_exact(f)).enumerate() {
-            let at = ((start + r) * layers + layer) * b;
-            let bits = self
-                .bits
-                .get_mut(at..at + b)
-                .ok_or(misused("profiler: token outside the window"))?;
-            for (i, (a, &s)) in ar.iter_mut().zip(sr).enumerate() {
-                if s >= thr {
-                    set_bit(bits, i as u32);
-                    count += 1;
-                } else {
-                    *a = 0.0;
-                }
-            }
-        }
-        if let Some(c) = self.active.get_mut(layer) {
-            *c += count;
-        }
         Ok(())
     }
 }
