@@ -4,7 +4,7 @@
 //! resident one decoded once, into its slot).
 
 use crate::arena::{DramArena, Slot};
-use crate::codec::{decode_chain, first_error, split as split_chain, Scratch, Verify};
+use crate::codec::{first_error, split as split_chain, Piece, Scratch, Verify};
 use crate::compute::{self, Compute, Error as _};
 use crate::model::view::split;
 
@@ -28,38 +28,47 @@ pub(super) struct CodedIn {
 }
 
 /// Decodes `src` (a chain of one or more units) into slot `dst` from
-/// byte `at`, which must come to exactly `decoded` bytes, on this thread.
-/// `checked`: the bytes passed the image's block checks, so the units'
-/// own CRCs are not computed again.
+/// byte `at`, which must come to exactly `decoded` bytes. `checked`: the
+/// bytes passed the image's block checks, so the units' own CRCs are not
+/// computed again. `pieces` decodes the chain's pieces: the ring hands
+/// them to `Compute::decode_pieces` (several threads), the loader runs
+/// [`one_by_one`].
 pub(super) fn decode_unit<A: DramArena>(
     arena: &mut A,
-    scratch: &mut Scratch,
     src: CodedIn,
     dst: (Slot, usize, usize),
     checked: bool,
+    pieces: impl FnOnce(&mut [Piece<'_>], Verify) -> Result<(), DecodeFail>,
 ) -> Result<(), DecodeFail> {
     with_both(arena, src, dst, |coded, out| {
-        decode_chain(scratch, verify(checked), coded, out).map_err(|_| DecodeFail::Corrupt)
+        let mut split = split_chain(coded, out).map_err(|_| DecodeFail::Corrupt)?;
+        pieces(&mut split, verify(checked))?;
+        first_error(&split).map_err(|_| DecodeFail::Corrupt)
     })
 }
 
-/// [`decode_unit`] with the chain's pieces handed to `compute`, which
-/// may decode them on several threads.
-pub(super) fn decode_unit_on<A: DramArena, C: Compute>(
-    arena: &mut A,
-    compute: &mut C,
+/// Decodes `pieces` on this thread with `scratch`.
+pub(super) fn one_by_one(
     scratch: &mut Scratch,
-    src: CodedIn,
-    dst: (Slot, usize, usize),
-    checked: bool,
-) -> Result<(), DecodeFail> {
-    with_both(arena, src, dst, |coded, out| {
-        let mut pieces = split_chain(coded, out).map_err(|_| DecodeFail::Corrupt)?;
+) -> impl FnOnce(&mut [Piece<'_>], Verify) -> Result<(), DecodeFail> + '_ {
+    move |pieces, verify| {
+        for p in pieces {
+            p.decode(scratch, verify);
+        }
+        Ok(())
+    }
+}
+
+/// Hands `pieces` to `compute`, which may decode them on several threads.
+pub(super) fn on_compute<'c, C: Compute>(
+    compute: &'c mut C,
+    scratch: &'c mut Scratch,
+) -> impl FnOnce(&mut [Piece<'_>], Verify) -> Result<(), DecodeFail> + 'c {
+    move |pieces, verify| {
         compute
-            .decode_pieces(&mut pieces, verify(checked), scratch)
-            .map_err(|e| DecodeFail::Compute(e.kind()))?;
-        first_error(&pieces).map_err(|_| DecodeFail::Corrupt)
-    })
+            .decode_pieces(pieces, verify, scratch)
+            .map_err(|e| DecodeFail::Compute(e.kind()))
+    }
 }
 
 fn verify(checked: bool) -> Verify {

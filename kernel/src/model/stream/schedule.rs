@@ -15,7 +15,7 @@ use crate::arena::SlotKind;
 use crate::codec::Scratch;
 use crate::model::weights::ALIGN;
 
-use super::decode::{copy_within, decode_unit, CodedIn, DecodeFail};
+use super::decode::{copy_within, decode_unit, one_by_one, CodedIn, DecodeFail};
 use super::io::{aligned_extent, read_checked, read_resident, Reader};
 use super::layout::{AttnSpan, DenseMatrices, FfnRegion, TensorAt};
 use super::load::{attention_in, tensor_in};
@@ -202,7 +202,7 @@ impl Schedule {
             let dst = (slot, (t.offset - region.offset) as usize, t.len);
             let checked = self.reader.checks.is_some();
             let done = match t.stored {
-                Some(_) => decode_unit(arena, &mut scratch, src, dst, checked),
+                Some(_) => decode_unit(arena, src, dst, checked, one_by_one(&mut scratch)),
                 None => copy_within(arena, src, dst),
             };
             done.map_err(|e| match e {

@@ -9,7 +9,7 @@ use crate::flash::{CheckError, FlashDevice};
 use crate::limits::MAX_READ_ATTEMPTS;
 use crate::model::error::EvalError;
 
-use super::super::decode::{decode_unit_on, CodedIn, DecodeFail};
+use super::super::decode::{decode_unit, on_compute, CodedIn, DecodeFail};
 use super::{Ring, State, Unit};
 
 /// What checking a read found.
@@ -175,7 +175,13 @@ impl<D: FlashDevice> Ring<D> {
             };
             let dst = (d.slot, 0, u.decoded);
             let t0 = (self.clock)();
-            let r = decode_unit_on(arena, compute, &mut d.scratch, src, dst, checked);
+            let r = decode_unit(
+                arena,
+                src,
+                dst,
+                checked,
+                on_compute(compute, &mut d.scratch),
+            );
             self.stats.decode_ns += (self.clock)().saturating_sub(t0);
             r.map_err(|e| match e {
                 DecodeFail::Arena(k) => EvalError::arena(k),
