@@ -208,7 +208,7 @@ pub fn run(a: &PackArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         let as_u32: Vec<u32> = kept.iter().map(|&l| l as u32).collect();
         b.lineage(fp, cfg.layers as u32, &as_u32);
     }
-    let coded = compress(&mut b, a.compress, a.codec_pieces, read_rate(cost.as_ref()))?;
+    let coded = compress(&mut b, a.compress, a.units(), read_rate(cost.as_ref()))?;
     let len = output.write(|w| Ok(b.write_to(w)?))?;
     // The builder holds every layer's re-laid-out FFN: free it before the
     // check reads the image back.
@@ -353,10 +353,11 @@ fn coded_summary(
         c.raw_bytes,
         c.coded_bytes,
         100.0 * c.saved(),
-        if c.chained {
-            "1.5, each in several units"
-        } else {
-            "1.4"
+        match (c.v2, c.chained) {
+            (true, true) => "1.6, each in several units",
+            (true, false) => "1.6",
+            (false, true) => "1.5, each in several units",
+            (false, false) => "1.4",
         }
     )
 }

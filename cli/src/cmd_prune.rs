@@ -144,6 +144,7 @@ fn write_image(a: &PruneArgs, dir: &Path, dropped: u128) -> Result<PathBuf, Box<
         head: None,
         compress: lode_pack::compress::Compress::None,
         codec_pieces: lode_kernel::limits::CODEC_PIECES,
+        codec_version: lode_kernel::codec::VERSION,
         coarse_scales: 0,
         quiet: true,
     };

@@ -14,9 +14,30 @@ use std::time::Instant;
 
 use lode_formats::image::{ImageBuilder, TensorCodec, WriteError};
 use lode_formats::DType;
-use lode_kernel::codec::{decode_chain, header, Scratch, Verify};
+use lode_kernel::codec::{decode_chain, header, Scratch, Verify, VERSION, VERSION_1};
 
 use crate::codec::{encode_chain, Coding};
+
+/// How `--compress` writes a coded tensor's units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Units {
+    /// Units a tensor, back to back (a chain): that many threads decode it
+    /// at once.
+    pub pieces: usize,
+    /// The codec version they are written in: [`VERSION`] (image format
+    /// 1.6), or [`VERSION_1`] for readers of formats 1.4 and 1.5.
+    pub version: u8,
+}
+
+impl Units {
+    /// `pieces` units of the current codec version.
+    pub fn new(pieces: usize) -> Units {
+        Units {
+            pieces,
+            version: VERSION,
+        }
+    }
+}
 
 /// What `--compress` codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +115,8 @@ pub struct Coded {
     pub coded_bytes: u64,
     /// Whether a tensor was coded as several units (format 1.5).
     pub chained: bool,
+    /// Whether the units are of the codec's version 2 (format 1.6).
+    pub v2: bool,
 }
 
 impl Coded {
@@ -113,14 +136,15 @@ pub fn is_coded_tensor(name: &str) -> bool {
 }
 
 /// Codes the tensors of `b` that `how` selects, each as a chain of
-/// `pieces` units (one: a single unit, format 1.4; more: so that many
-/// threads decode it, format 1.5); a tensor that would not shrink stays
-/// raw. `read_bytes_per_sec` is the device's read rate, which only
+/// `units.pieces` units (so that many threads decode it) of the codec's
+/// `units.version` (format 1.6 for version 2; for version 1, 1.4 with one
+/// unit a tensor, else 1.5); a tensor that would not shrink stays raw.
+/// `read_bytes_per_sec` is the device's read rate, which only
 /// [`Compress::Auto`] uses (and reports in the returned choice).
 pub fn compress(
     b: &mut ImageBuilder<'_>,
     how: Compress,
-    pieces: usize,
+    units: Units,
     read_bytes_per_sec: u64,
 ) -> Result<(Coded, Option<AutoChoice>), WriteError> {
     let (coding, auto) = match how {
@@ -128,7 +152,7 @@ pub fn compress(
         Compress::Floats => (Coding::FloatsOnly, None),
         Compress::All => (Coding::Smallest, None),
         Compress::Auto => {
-            let a = measure(b, pieces, read_bytes_per_sec)?;
+            let a = measure(b, units, read_bytes_per_sec)?;
             match a.chosen {
                 Compress::Floats => (Coding::FloatsOnly, Some(a)),
                 Compress::All => (Coding::Smallest, Some(a)),
@@ -138,7 +162,7 @@ pub fn compress(
     };
     let (mut tensors, mut chained) = (0, false);
     let (raw_bytes, coded_bytes) = b.code_tensors(|name, dtype, data| {
-        let e = code_one(name, dtype, data, coding, pieces)?;
+        let e = code_one(name, dtype, data, coding, units)?;
         tensors += 1;
         chained |= header(&e).is_ok_and(|h| h.unit_len < e.len());
         Some(e)
@@ -148,24 +172,25 @@ pub fn compress(
         raw_bytes,
         coded_bytes,
         chained,
+        v2: tensors > 0 && units.version != VERSION_1,
     };
     Ok((coded, auto))
 }
 
-/// The units tensor `name` codes to under `coding` (a chain of `pieces`,
-/// which that many threads decode at once), if it is one `--compress`
-/// codes and coding shrinks it.
+/// The units tensor `name` codes to under `coding` (a chain of
+/// `units.pieces`, which that many threads decode at once), if it is one
+/// `--compress` codes and coding shrinks it.
 fn code_one(
     name: &str,
     dtype: DType,
     data: &[u8],
     coding: Coding,
-    pieces: usize,
+    shape: Units,
 ) -> Option<Vec<u8>> {
     if !is_coded_tensor(name) || !TensorCodec::takes(dtype) {
         return None;
     }
-    let units = encode_chain(dtype, data, coding, pieces).ok()?;
+    let units = encode_chain(dtype, data, coding, shape.pieces, shape.version).ok()?;
     (units.len() < data.len()).then_some(units)
 }
 
@@ -173,7 +198,7 @@ fn code_one(
 /// one decode of each on this thread, and chooses by [`choose`].
 fn measure(
     b: &mut ImageBuilder<'_>,
-    pieces: usize,
+    units: Units,
     read_bytes_per_sec: u64,
 ) -> Result<AutoChoice, WriteError> {
     let mut scratch = Box::<Scratch>::default();
@@ -183,7 +208,7 @@ fn measure(
             .into_iter()
             .enumerate()
         {
-            let Some(unit) = code_one(name, dtype, data, coding, pieces) else {
+            let Some(unit) = code_one(name, dtype, data, coding, units) else {
                 continue;
             };
             let mut out = vec![0u8; data.len()];
@@ -271,7 +296,7 @@ mod tests {
                 .unwrap();
             b.add_tensor("blk.0.attn_q.weight", DType::Q4_1, &[2048, 8], embd.clone())
                 .unwrap();
-            let (c, _) = compress(&mut b, how, 1, 1 << 30).unwrap();
+            let (c, _) = compress(&mut b, how, Units::new(1), 1 << 30).unwrap();
             (b.to_bytes().unwrap(), c)
         };
         let (plain, none) = build(Compress::None);
@@ -283,7 +308,7 @@ mod tests {
         let img = Image::parse(&bytes).unwrap();
         for t in img.tensors() {
             let coded = t.name == "blk.0.ffn_up.weight";
-            assert_eq!(t.codec == TensorCodec::Weights, coded, "{}", t.name);
+            assert_eq!(t.codec == TensorCodec::ChainV2, coded, "{}", t.name);
         }
         let (_, t) = img.tensor_by_name("blk.0.ffn_up.weight").unwrap();
         assert_eq!(t.length, c.coded_bytes);

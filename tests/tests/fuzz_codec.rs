@@ -3,7 +3,7 @@
 //! [`lode_kernel::codec::decode_chain`], on chains `encode_chain` wrote.
 //!
 //! Inputs: valid units of every block type (sections raw, byte rANS and
-//! f16 codebooks), mutated by the harness's bit flips, byte changes,
+//! f16 codebooks of both kinds), mutated by the harness's bit flips, byte changes,
 //! truncation, insertion, removal, copies and extreme length fields; half
 //! of them with the unit's CRC32C recomputed, so the mutation reaches the
 //! tables and streams behind the checksum; and random or spliced bytes.
@@ -22,9 +22,11 @@ mod fuzz;
 use std::sync::{Arc, Mutex};
 
 use lode_formats::DType;
-use lode_kernel::codec::{decode_chain, decode_with, header, unit_crc, Scratch, Verify, CRC_AT};
+use lode_kernel::codec::{
+    decode_chain, decode_with, header, unit_crc, Scratch, SectionKind, Verify, CRC_AT, VERSION,
+};
 use lode_kernel::rng::SplitMix64;
-use lode_pack::codec::{encode, encode_chain, Coding};
+use lode_pack::codec::{encode, encode_chain, encode_v1, Coding};
 use lode_tests::CountingAlloc;
 use proptest::prop_assert_eq;
 
@@ -63,6 +65,17 @@ fn seeds() -> Arc<Vec<Vec<u8>>> {
             .expect("encode")
             .bytes,
     );
+    // Version 1 units, whose codebooks are the 16-bit kind (older
+    // images hold them): scales of three values, so the codebook pays.
+    for (i, dt) in [DType::Q4_1, DType::Q8_0].into_iter().enumerate() {
+        let mut data = blocks(dt, 40, 20 + i as u64);
+        for (j, b) in data.chunks_exact_mut(dt.block_bytes()).enumerate() {
+            b[..2].copy_from_slice(&(0x3c00 + (j % 3) as u16).to_le_bytes());
+        }
+        let e = encode_v1(dt, &data, Coding::Smallest).expect("encode");
+        assert_eq!(e.sections[0].kind, SectionKind::F16, "{dt:?}");
+        v.push(e.bytes);
+    }
     Arc::new(v)
 }
 
@@ -118,7 +131,7 @@ fn fuzz_chain_decoder() {
         {
             let pieces = 2 + i + i / 2;
             let data = blocks(dt, 24, 40 + i as u64);
-            v.push(encode_chain(dt, &data, Coding::Smallest, pieces).expect("encode"));
+            v.push(encode_chain(dt, &data, Coding::Smallest, pieces, VERSION).expect("encode"));
         }
         Arc::new(v)
     };

@@ -7,7 +7,10 @@
 //! and coded (float tensors count as stored); and single-thread decode
 //! speed in MB/s of output, the best of `--reps` passes over every unit;
 //! then the same with only the f16 fields coded (`Coding::FloatsOnly`),
-//! the fast end of the trade a speed-adaptive packer chooses from.
+//! the fast end of the trade a speed-adaptive packer chooses from; and
+//! that last decode on the FFN matrices alone, in the units one thread
+//! decodes at run time, with the codec's version 2 units beside the
+//! version 1 units older images hold.
 
 use std::collections::{BTreeMap, HashMap};
 use std::error::Error;
@@ -16,10 +19,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use lode_formats::gguf::Gguf;
+use lode_formats::image::TensorCodec;
 use lode_formats::input::{read_file, Limit};
 use lode_formats::DType;
 use lode_kernel::codec::{decode_with, Role, Scratch, Verify};
-use lode_pack::codec::{encode_with, Coding, Encoded};
+use lode_kernel::limits::CODEC_PIECES;
+use lode_pack::codec::{encode_v1, encode_with, Coding, Encoded};
 use lode_pack::entropy::{class_of, count, separate, Stream};
 use serde::Serialize;
 
@@ -180,6 +185,37 @@ fn code_floats(gguf: &Gguf<'_>) -> Result<(Vec<Unit>, u64), Box<dyn Error>> {
     Ok((units, bytes))
 }
 
+/// The streamed FFN matrices' f16 fields coded as `lode pack` codes them
+/// by default (each matrix as [`CODEC_PIECES`] units, each unit what one
+/// thread decodes), as version 2 units and as version 1 units (16-bit
+/// codebooks, what images before format 1.6 hold): the two decoders side
+/// by side on the same blocks.
+fn ffn_pieces(gguf: &Gguf<'_>) -> Result<(Vec<Unit>, Vec<Unit>), Box<dyn Error>> {
+    let (mut v2, mut v1) = (Vec::new(), Vec::new());
+    for t in gguf.tensors().filter(|t| t.name.contains(".ffn_")) {
+        let data = gguf.data(&t)?;
+        let block = t.dtype.block_bytes();
+        let blocks = data.len() / block;
+        if !TensorCodec::takes(t.dtype) || blocks < CODEC_PIECES {
+            continue;
+        }
+        for i in 0..CODEC_PIECES {
+            let run =
+                &data[blocks * i / CODEC_PIECES * block..blocks * (i + 1) / CODEC_PIECES * block];
+            for (units, e) in [
+                (&mut v2, encode_with(t.dtype, run, Coding::FloatsOnly)?),
+                (&mut v1, encode_v1(t.dtype, run, Coding::FloatsOnly)?),
+            ] {
+                units.push(Unit {
+                    coded: e.bytes,
+                    len: run.len(),
+                });
+            }
+        }
+    }
+    Ok((v2, v1))
+}
+
 /// CPU seconds this thread has run, from `/proc/thread-self/stat` (user
 /// plus system time, in the fixed 1/100 s ticks of Linux's proc ABI), or
 /// `None` where that file is not.
@@ -265,6 +301,9 @@ pub fn run(a: &CodecArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let (floats, fcod) = code_floats(&gguf)?;
     let (fast, fast_cpu) = speed(&floats, a.reps, Verify::Trusted)?;
     let fast_shrink = 1.0 - fcod as f64 / raw.max(1) as f64;
+    let (ffn_v2, ffn_v1) = ffn_pieces(&gguf)?;
+    let (v2, v2_cpu) = speed(&ffn_v2, a.reps, Verify::Trusted)?;
+    let (v1, v1_cpu) = speed(&ffn_v1, a.reps, Verify::Trusted)?;
     if a.json {
         let v = serde_json::json!({
             "model": a.model, "classes": rows, "raw_bytes": raw, "coded_bytes": cod,
@@ -275,6 +314,11 @@ pub fn run(a: &CodecArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
                 "coded_bytes": fcod, "ratio": raw as f64 / fcod.max(1) as f64,
                 "shrink": fast_shrink, "decode_trusted_mb_s": fast,
                 "decode_trusted_cpu_mb_s": fast_cpu,
+            },
+            "ffn_floats_pieces": {
+                "units": ffn_v2.len(), "pieces_a_matrix": CODEC_PIECES,
+                "v2_decode_trusted_mb_s": v2, "v2_decode_trusted_cpu_mb_s": v2_cpu,
+                "v1_decode_trusted_mb_s": v1, "v1_decode_trusted_cpu_mb_s": v1_cpu,
             },
         });
         writeln!(out, "{v}")?;
@@ -304,6 +348,16 @@ pub fn run(a: &CodecArgs, out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         raw as f64 / fcod.max(1) as f64,
         100.0 * fast_shrink,
         per_cpu(fast_cpu)
+    )?;
+    writeln!(
+        out,
+        "FFN matrices, scales and minimums only, in {CODEC_PIECES} units a matrix (one thread's \
+         share): decode {v2:.0} MB/s wall ({} per CPU-second) with version 2 units (one-lookup \
+         codebooks), {v1:.0} MB/s ({} per CPU-second) with version 1 units (16-bit codebooks), \
+         trusted: {:.2}x",
+        per_cpu(v2_cpu),
+        per_cpu(v1_cpu),
+        v2 / v1.max(f64::MIN_POSITIVE)
     )?;
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! What `lode inspect` says of coded tensors (format 1.4, chains 1.5):
+//! What `lode inspect` says of coded tensors (format 1.4, chains 1.5, the
+//! codec's version 2 units 1.6):
 //! their share of the image, and with `--verify` that each decodes,
 //! through the kernel's decoder with every unit's own CRC check, to
 //! exactly its tensor's length.
@@ -8,15 +9,17 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 
 use lode_formats::image::{Image, TensorCodec};
-use lode_kernel::codec::{decode_chain, split, Piece, Scratch, Verify};
+use lode_kernel::codec::{decode_chain, split, Piece, Scratch, Verify, VERSION_1};
 
 /// The tensor table's "stored" cell: `raw`, or `coded` (`coded in units`
-/// for a chain) and the decoded bytes.
+/// for a chain of version 1 units, `coded v2` for codec 3) and the decoded
+/// bytes.
 pub(super) fn stored_as(codec: TensorCodec, decoded: u64) -> String {
     match codec {
         TensorCodec::Raw => "raw".into(),
         TensorCodec::Weights => format!("coded, {decoded} decoded"),
         TensorCodec::Chain => format!("coded in units, {decoded} decoded"),
+        TensorCodec::ChainV2 => format!("coded v2, {decoded} decoded"),
     }
 }
 
@@ -59,6 +62,11 @@ pub(super) fn verify(file: &mut File, image: &Image<'_>) -> Result<usize, Box<dy
         }
         if t.codec == TensorCodec::Weights && pieces.len() != 1 {
             return Err(bad("is several units under the one-unit codec".into()).into());
+        }
+        if t.codec != TensorCodec::ChainV2 && pieces.iter().any(|p| p.version() != VERSION_1) {
+            return Err(
+                bad("holds version 2 units under a codec of version 1 units".into()).into(),
+            );
         }
         drop(pieces);
         decode_chain(&mut scratch, Verify::Crc, &stored, &mut out)

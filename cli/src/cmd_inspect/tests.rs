@@ -385,7 +385,7 @@ fn verify_decodes_coded_tensors() {
     let good = TempFile::new("coded-good", &coded_image(unit.clone()));
     let (result, text) = inspect(&good.0, true);
     result.unwrap();
-    assert!(text.contains("coded, 2560 decoded"), "{text}");
+    assert!(text.contains("coded v2, 2560 decoded"), "{text}");
     assert!(text.contains("coded tensors  1:"), "{text}");
     assert!(text.contains("1 coded tensors decoded"), "{text}");
     let mut broken = unit;

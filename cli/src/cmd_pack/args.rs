@@ -83,15 +83,22 @@ pub struct PackArgs {
     /// norms stay raw.
     #[arg(long, value_enum, default_value = "none")]
     pub compress: Compress,
-    /// With --compress: code each matrix as this many units back to back
-    /// (format 1.5 when more than one), so that many of `lode run`'s
-    /// threads decode it at once. Each unit carries its own tables: for
-    /// SmolLM2's FFN, 1 unit saves 9.36% with `floats`, 2 units 9.09%, 4
-    /// units 8.62%. 1 writes format 1.4, for older readers.
+    /// With --compress: code each matrix as this many units back to back,
+    /// so that many of `lode run`'s threads decode it at once. Each unit
+    /// carries its own tables: for SmolLM2's FFN, 1 unit saves 9.36% with
+    /// `floats`, 2 units 9.09%, 4 units 8.62%.
     #[arg(long = "codec-pieces", default_value_t = lode_kernel::limits::CODEC_PIECES,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new()
               .range(1..=lode_kernel::limits::CODEC_MAX_PIECES as u64))]
     pub codec_pieces: usize,
+    /// With --compress: the weight codec version of the units. 2 (image
+    /// format 1.6) codes scales and minimums with codebooks that decode in
+    /// one table lookup; 1 writes the 16-bit codebooks that lode's readers
+    /// of formats 1.4 (one unit a matrix) and 1.5 (several) decode, about
+    /// 1.4x slower (`lode bench codec`) and the same size within 0.1%.
+    #[arg(long = "codec-version", default_value_t = lode_kernel::codec::VERSION,
+          value_parser = clap::builder::RangedU64ValueParser::<u8>::new().range(1..=2))]
+    pub codec_version: u8,
     /// Compression-aware re-quantization (lossy, off by default): round the
     /// f16 scales and minimums of every FFN matrix to this many fewer
     /// mantissa bits (of 10) and choose each block's values again for
@@ -128,6 +135,14 @@ impl HeadType {
 }
 
 impl PackArgs {
+    /// How `--compress` writes a coded matrix's units.
+    pub fn units(&self) -> lode_pack::compress::Units {
+        lode_pack::compress::Units {
+            pieces: self.codec_pieces,
+            version: self.codec_version,
+        }
+    }
+
     /// The defaults of the command line for `model` and `output`, quiet and
     /// without the perplexity measurement (what tests start from).
     #[cfg(test)]
@@ -147,6 +162,7 @@ impl PackArgs {
             head: None,
             compress: Compress::None,
             codec_pieces: lode_kernel::limits::CODEC_PIECES,
+            codec_version: lode_kernel::codec::VERSION,
             coarse_scales: 0,
             quiet: true,
         }

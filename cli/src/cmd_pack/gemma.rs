@@ -109,7 +109,7 @@ pub(super) fn pack_gemma(
     progress.finish();
     b.cost_model(cost);
     let rate = super::read_rate(cost.as_ref());
-    let coded = lode_pack::compress::compress(&mut b, a.compress, a.codec_pieces, rate)?;
+    let coded = lode_pack::compress::compress(&mut b, a.compress, a.units(), rate)?;
     let len = output.write(|w| Ok(b.write_to(w)?))?;
     writeln!(
         out,

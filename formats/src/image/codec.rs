@@ -1,11 +1,12 @@
 //! How a tensor's data is stored (since 1.4, FORMAT.md "Tensor table"):
 //! raw blocks, one unit of lode's weight codec, or a chain of them (since
-//! 1.5); and reading that from a tensor record's `dtype` field.
+//! 1.5), or a chain that may hold the codec's version 2 units (since 1.6);
+//! and reading that from a tensor record's `dtype` field.
 
 use crate::DType;
 
 use super::error::{err, ErrorKind, ImageError, Location};
-use super::layout::{MINOR_CHAIN, MINOR_CODED, TENSOR_CODEC_SHIFT};
+use super::layout::{MINOR_CHAIN, MINOR_CODEC_V2, MINOR_CODED, TENSOR_CODEC_SHIFT};
 use super::tables::image_dtype;
 
 /// How a tensor's data is stored (FORMAT.md, "Tensor table").
@@ -21,6 +22,11 @@ pub enum TensorCodec {
     /// decoding the next run of the tensor's blocks, so several threads
     /// decode one tensor (`CODEC.md`, "Chains").
     Chain,
+    /// One to sixteen units back to back, each of the weight codec's
+    /// version 1 or 2 (since 1.6): version 2 adds the codebook that decodes
+    /// in one lookup, which a 1.5 reader's decoder does not know, so it
+    /// must refuse the tensor by its codec rather than fail mid-run.
+    ChainV2,
 }
 
 impl TensorCodec {
@@ -30,6 +36,7 @@ impl TensorCodec {
             TensorCodec::Raw => 0,
             TensorCodec::Weights => 1,
             TensorCodec::Chain => 2,
+            TensorCodec::ChainV2 => 3,
         }
     }
 
@@ -39,6 +46,7 @@ impl TensorCodec {
             0 => Some(TensorCodec::Raw),
             1 => Some(TensorCodec::Weights),
             2 => Some(TensorCodec::Chain),
+            3 => Some(TensorCodec::ChainV2),
             _ => None,
         }
     }
@@ -83,10 +91,17 @@ pub(crate) fn tensor_dtype(
             "chain-coded tensor in an image older than 1.5",
         ));
     }
+    if code == TensorCodec::ChainV2.code() && minor < MINOR_CODEC_V2 {
+        return Err(err(
+            ErrorKind::Malformed,
+            at,
+            "tensor coded with the weight codec's version 2 in an image older than 1.6",
+        ));
+    }
     let codec = TensorCodec::from_code(code).ok_or(err(
         ErrorKind::UnsupportedCodec,
         at,
-        "tensor codec unknown to this reader (it knows 0, raw, 1, lode's weight codec, and 2, a chain of its units)",
+        "tensor codec unknown to this reader (it knows 0, raw, 1, lode's weight codec, 2, a chain of its units, and 3, a chain that may hold its version 2 units)",
     ))?;
     if codec != TensorCodec::Raw && !TensorCodec::takes(dtype) {
         return Err(err(

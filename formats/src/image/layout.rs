@@ -30,7 +30,7 @@ pub const VERSION_MAJOR: u16 = 1;
 ///
 /// A writer emits the lowest minor whose sections the image uses, so an
 /// image without the 1.1 tokenizer section is byte for byte a 1.0 image.
-pub const VERSION_MINOR: u16 = MINOR_CHAIN;
+pub const VERSION_MINOR: u16 = MINOR_CODEC_V2;
 
 /// Minor version of the first format with the tokenizer section (kind 9).
 /// An image with that section and an older minor is refused: no writer of
@@ -53,6 +53,11 @@ pub const MINOR_CODED: u16 = 4;
 /// Minor version of the first format whose coded tensors may be chains
 /// of several units (tensor codec 2), each decoding on its own thread.
 pub const MINOR_CHAIN: u16 = 5;
+
+/// Minor version of the first format whose coded tensors may hold units
+/// of the weight codec's version 2 (tensor codec 3), whose codebooks decode
+/// in one table lookup.
+pub const MINOR_CODEC_V2: u16 = 6;
 
 /// Most units a chain-coded tensor may have; a reader refuses more.
 pub const MAX_CHAIN_UNITS: usize = 16;

@@ -156,7 +156,9 @@ pub(crate) fn decode_tensor<'a>(
         TensorCodec::Raw => decoded == Some(length),
         // A unit holds at least its 20-byte header; what it decodes to is
         // checked against the shape when its bytes are read.
-        TensorCodec::Weights | TensorCodec::Chain => decoded.is_some() && length >= CODED_UNIT_MIN,
+        TensorCodec::Weights | TensorCodec::Chain | TensorCodec::ChainV2 => {
+            decoded.is_some() && length >= CODED_UNIT_MIN
+        }
     };
     if !fits {
         return Err(err(

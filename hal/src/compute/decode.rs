@@ -6,7 +6,7 @@
 //! codes a streamed matrix as a chain of a few units
 //! ([`CODEC_PIECES`](lode_kernel::limits::CODEC_PIECES)), each decoding its
 //! own run of blocks, so the pool's threads share them. Each thread decodes
-//! with a [`Scratch`] of its own (48 KiB, made once per thread, outside
+//! with a [`Scratch`] of its own (56 KiB, made once per thread, outside
 //! the arena like the threads' stacks); the calling thread's comes from
 //! the kernel when there is no pool.
 

@@ -6,13 +6,15 @@
 //! low bits gets near its entropy; a codebook does, for a table of about
 //! 1.4 bytes a value (gamma-coded gaps, a one-byte frequency level).
 
-use crate::limits::{CODEC_BOOK_COARSE_BITS, CODEC_BOOK_PROB_BITS, CODEC_MAX_BOOK};
+use crate::limits::{
+    CODEC_BOOK_COARSE_BITS, CODEC_BOOK_PROB_BITS, CODEC_MAX_BOOK, CODEC_PROB_BITS, CODEC_SLOTS,
+};
 
 use super::bits::{level_freq, Bits};
 use super::error::DecodeError;
+use super::rans::Table;
 use super::reader::Reader;
 
-const TOTAL: u32 = 1 << CODEC_BOOK_PROB_BITS;
 const COARSE: usize = 1 << CODEC_BOOK_COARSE_BITS;
 const COARSE_SHIFT: u32 = CODEC_BOOK_PROB_BITS - CODEC_BOOK_COARSE_BITS;
 
@@ -48,13 +50,21 @@ impl core::fmt::Debug for Book {
 }
 
 impl Book {
-    /// Reads a codebook at `r` (CODEC.md, kind 2): its size K, the index
-    /// whose frequency is implied, the values as a bit stream (the first in
-    /// 16 bits, then Elias gamma gaps), and the other K - 1 frequencies as
-    /// one-byte levels ([`level_freq`]); the implied one is what brings the
-    /// sum to `2^CODEC_BOOK_PROB_BITS`. With `escape` the last of the K
-    /// entries has no value: it stands for a value stored raw.
-    pub(super) fn read(&mut self, r: &mut Reader<'_>, escape: bool) -> Result<(), DecodeError> {
+    /// Reads a codebook at `r` (CODEC.md, kinds 2 and 3): its size K, the
+    /// index whose frequency is implied, the values as a bit stream (the
+    /// first in 16 bits, then Elias gamma gaps), and the other K - 1
+    /// frequencies as one-byte levels ([`level_freq`]); the implied one is
+    /// what brings the sum to `2^prob_bits` (16 for kind 2, 12 for kind
+    /// 3). With `escape` the last of the K entries has no value: it stands
+    /// for a value stored raw. The first-lookup table of [`lookup`](Self::lookup)
+    /// is built for 16 bits only (kind 3 decodes through [`direct`](Self::direct)).
+    pub(super) fn read(
+        &mut self,
+        r: &mut Reader<'_>,
+        escape: bool,
+        prob_bits: u32,
+    ) -> Result<(), DecodeError> {
+        let total = 1u32 << prob_bits;
         let k = usize::from(r.u16()?);
         let implied = usize::from(r.u16()?);
         if k == 0 || k > CODEC_MAX_BOOK || implied >= k {
@@ -82,18 +92,21 @@ impl Book {
                 continue;
             }
             acc += q.next().map_or(0, |&q| level_freq(q));
-            if acc >= TOTAL {
+            if acc >= total {
                 return Err(DecodeError::Corrupt("codebook frequencies reach the total"));
             }
         }
         // The implied frequency: every start from it on moves up by it.
-        let f = TOTAL - acc;
+        let f = total - acc;
         for st in &mut self.start[implied + 1..k] {
             *st += f;
         }
-        self.start[k] = TOTAL;
+        self.start[k] = total;
         self.len = k;
         self.escape = escape;
+        if prob_bits != CODEC_BOOK_PROB_BITS {
+            return Ok(());
+        }
         let mut s = 0usize;
         for (c, first) in self.coarse.iter_mut().enumerate() {
             // start[k] = TOTAL exceeds every slot, so s stays below k.
@@ -116,6 +129,28 @@ impl Book {
         let s = s % CODEC_MAX_BOOK;
         let (lo, hi) = (self.start[s], self.start[s + 1]);
         (s, hi.wrapping_sub(lo), lo)
+    }
+
+    /// Fills `t` and `values` for a kind 3 decode, from a book read at
+    /// `CODEC_PROB_BITS`: slot `i`'s table entry holds its frequency and
+    /// offset as a byte table's do ([`Table::set`]), with symbol 1 for the
+    /// escape and 0 otherwise, and `values[i]` its value; one lookup then
+    /// decodes a symbol, and the value load is off the states' chain.
+    pub(super) fn direct(&self, t: &mut Table, values: &mut [u16; CODEC_SLOTS]) {
+        for s in 0..self.len.min(CODEC_MAX_BOOK) {
+            let (lo, hi) = (self.start[s], self.start[s + 1]);
+            let lo = lo.min(1 << CODEC_PROB_BITS);
+            let hi = hi.clamp(lo, 1 << CODEC_PROB_BITS);
+            let value = self.value(s);
+            t.set(lo, hi, u8::from(value.is_none()));
+            for v in values
+                .get_mut(lo as usize..hi as usize)
+                .into_iter()
+                .flatten()
+            {
+                *v = value.unwrap_or(0);
+            }
+        }
     }
 
     /// The value of index `s` (below the book's size by `lookup`), or

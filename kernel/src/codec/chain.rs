@@ -37,6 +37,11 @@ impl Piece<'_> {
         });
     }
 
+    /// The unit's format version (checked by [`split`]).
+    pub fn version(&self) -> u8 {
+        header(self.coded).map_or(0, |h| h.version)
+    }
+
     /// Bytes of the unit.
     pub fn coded_len(&self) -> usize {
         self.coded.len()

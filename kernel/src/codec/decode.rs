@@ -4,25 +4,39 @@
 use lode_formats::checksum::crc32c_digest;
 use lode_formats::DType;
 
-use crate::limits::{CODEC_LANES, CODEC_SYMBOLS};
+use crate::limits::{
+    CODEC_BOOK_PROB_BITS, CODEC_LANES, CODEC_PROB_BITS, CODEC_SLOTS, CODEC_SYMBOLS,
+};
 
 use super::book::Book;
 use super::error::DecodeError;
 use super::layout::{
     fields, Field, SectionKind, CRC_AT, HEADER_LEN, MAGIC, RANS_FIXED_LEN, SECTION_HEADER_LEN,
-    VERSION,
+    VERSION, VERSION_1,
 };
 use super::rans::{Lanes, Table};
 use super::reader::Reader;
 
-/// What a decode needs besides its input and output: the byte rANS table
-/// and the f16 codebook, about 48 KiB. Keep one per decoding thread (in an
-/// arena slot or a static on a small target) and pass it to
-/// [`decode_with`]; [`decode`] puts one on the stack.
-#[derive(Debug, Clone, Default)]
+/// What a decode needs besides its input and output: the rANS table, the
+/// f16 codebook and a kind 3 codebook's value a slot, about 56 KiB. Keep
+/// one per decoding thread (in an arena slot or a static on a small
+/// target) and pass it to [`decode_with`]; [`decode`] puts one on the
+/// stack.
+#[derive(Debug, Clone)]
 pub struct Scratch {
     table: Table,
     book: Book,
+    values: [u16; CODEC_SLOTS],
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            table: Table::default(),
+            book: Book::default(),
+            values: [0; CODEC_SLOTS],
+        }
+    }
 }
 
 /// Whether [`decode_with`] checks the unit's CRC32C.
@@ -46,6 +60,8 @@ pub struct Header {
     pub blocks: usize,
     /// Bytes of the whole unit.
     pub unit_len: usize,
+    /// The unit's format version ([`VERSION_1`] or [`VERSION`]).
+    pub version: u8,
     /// The stored CRC32C.
     pub crc: u32,
 }
@@ -74,7 +90,7 @@ pub fn header(coded: &[u8]) -> Result<Header, DecodeError> {
     if h[..4] != MAGIC {
         return Err(DecodeError::BadMagic);
     }
-    if h[4] != VERSION {
+    if h[4] != VERSION && h[4] != VERSION_1 {
         return Err(DecodeError::UnsupportedVersion(h[4]));
     }
     let dtype = DType::from_code(u32::from(h[5]))
@@ -95,6 +111,7 @@ pub fn header(coded: &[u8]) -> Result<Header, DecodeError> {
         dtype,
         blocks,
         unit_len,
+        version: h[4],
         crc: u32_at(h, CRC_AT),
     })
 }
@@ -110,7 +127,7 @@ pub fn unit_crc(unit: &[u8]) -> u32 {
 /// Decodes the unit at the start of `coded` into `out`, checking its CRC;
 /// returns the bytes written (the unit's blocks, as GGUF stores them).
 /// Bytes of `coded` past the unit's length are ignored (a slot's padding).
-/// Uses about 48 KiB of stack; [`decode_with`] takes that from the caller.
+/// Uses about 56 KiB of stack; [`decode_with`] takes that from the caller.
 pub fn decode(coded: &[u8], out: &mut [u8]) -> Result<usize, DecodeError> {
     decode_with(&mut Scratch::default(), Verify::Crc, coded, out)
 }
@@ -147,7 +164,7 @@ pub fn decode_with(
     };
     let mut r = Reader::new(unit, HEADER_LEN);
     for f in fields(h.dtype).unwrap_or(&[]) {
-        section(s, &mut r, f, h.dtype.block_bytes(), out)?;
+        section(s, &mut r, f, h, out)?;
     }
     if !r.at_end() {
         return Err(DecodeError::Corrupt("bytes after the last section"));
@@ -160,18 +177,21 @@ fn section(
     s: &mut Scratch,
     r: &mut Reader<'_>,
     f: &Field,
-    block: usize,
+    h: Header,
     out: &mut [u8],
 ) -> Result<(), DecodeError> {
+    let block = h.dtype.block_bytes();
     let head = r.take(SECTION_HEADER_LEN)?;
-    let kind = SectionKind::from_code(head[0]).ok_or(DecodeError::UnsupportedKind(head[0]))?;
+    let kind = SectionKind::from_code(head[0])
+        .filter(|&k| k != SectionKind::F16Direct || h.version != VERSION_1)
+        .ok_or(DecodeError::UnsupportedKind(head[0]))?;
     if usize::from(head[1]) != f.width {
         return Err(DecodeError::Corrupt("section width differs from its field"));
     }
     // Flags: only a codebook has one (bit 0: its last entry escapes).
     let escape = match (kind, head[2]) {
         (_, 0) => false,
-        (SectionKind::F16, 1) => true,
+        (SectionKind::F16 | SectionKind::F16Direct, 1) => true,
         _ => return Err(DecodeError::Corrupt("section flags")),
     };
     let nsym = match (kind, head[3]) {
@@ -188,27 +208,35 @@ fn section(
     let mut body = Reader::new(r.take(len)?, 0);
     let blocks = out.len() / block;
     match kind {
-        SectionKind::Raw => {
-            let src = body.take(blocks * f.width)?;
-            for (b, v) in out.chunks_exact_mut(block).zip(src.chunks_exact(f.width)) {
-                b[f.offset..f.offset + f.width].copy_from_slice(v);
-            }
-        }
+        SectionKind::Raw => raw_field(body.take(blocks * f.width)?, f, block, out),
         SectionKind::Bytes => {
             s.table.build(body.take(2 * nsym)?)?;
             let mut lanes = rans_stream(&mut body)?;
             bytes_field(&mut lanes, &s.table, f, block, out)?;
             lanes.finish()?;
         }
-        SectionKind::F16 => {
+        SectionKind::F16 | SectionKind::F16Direct => {
             if !f.f16 {
                 return Err(DecodeError::Corrupt("f16 section on a byte field"));
             }
-            s.book.read(&mut body, escape)?;
+            let direct = kind == SectionKind::F16Direct;
+            let bits = if direct {
+                CODEC_PROB_BITS
+            } else {
+                CODEC_BOOK_PROB_BITS
+            };
+            s.book.read(&mut body, escape, bits)?;
+            if direct {
+                s.book.direct(&mut s.table, &mut s.values);
+            }
             let mut lanes = rans_stream(&mut body)?;
             let n = body.u32()? as usize;
             let mut raw = Reader::new(body.take(n)?, 0);
-            lanes.fill_book(&s.book, &mut raw, out, block, f.offset)?;
+            if direct {
+                lanes.fill_direct(&s.table, &s.values, &mut raw, out, block, f.offset)?;
+            } else {
+                lanes.fill_book(&s.book, &mut raw, out, block, f.offset)?;
+            }
             lanes.finish()?;
             if !raw.at_end() {
                 return Err(DecodeError::Corrupt("escaped values left over"));
@@ -219,6 +247,31 @@ fn section(
         return Err(DecodeError::Corrupt("section longer than its contents"));
     }
     Ok(())
+}
+
+/// A raw field: `src` holds its bytes block after block. The widths the
+/// layouts use are copied at a fixed size (a call to `memcpy` a block
+/// would cost more than the copy).
+fn raw_field(src: &[u8], f: &Field, block: usize, out: &mut [u8]) {
+    fn copy<const W: usize>(src: &[u8], at: usize, block: usize, out: &mut [u8]) {
+        let blocks = out.chunks_exact_mut(block);
+        for (b, v) in blocks.zip(src.as_chunks::<W>().0) {
+            if let Some(d) = b.get_mut(at..).and_then(|d| d.first_chunk_mut::<W>()) {
+                *d = *v;
+            }
+        }
+    }
+    match f.width {
+        2 => copy::<2>(src, f.offset, block, out),
+        4 => copy::<4>(src, f.offset, block, out),
+        16 => copy::<16>(src, f.offset, block, out),
+        32 => copy::<32>(src, f.offset, block, out),
+        w => {
+            for (b, v) in out.chunks_exact_mut(block).zip(src.chunks_exact(w)) {
+                b[f.offset..f.offset + w].copy_from_slice(v);
+            }
+        }
+    }
 }
 
 /// The lanes of the rANS stream at `r`: states, word count, words.

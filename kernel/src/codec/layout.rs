@@ -8,8 +8,12 @@ use crate::limits::{CODEC_LANES, CODEC_PROB_BITS};
 
 /// The first four bytes of every coded unit ("lode quantized blocks, coded").
 pub const MAGIC: [u8; 4] = *b"LQBC";
-/// The format version this decoder reads and the encoder writes.
-pub const VERSION: u8 = 1;
+/// The format version the encoder writes (a decoder reads it and
+/// [`VERSION_1`]): version 2 adds section kind 3, [`SectionKind::F16Direct`].
+pub const VERSION: u8 = 2;
+/// The first version, still read: every section kind but
+/// [`SectionKind::F16Direct`].
+pub const VERSION_1: u8 = 1;
 /// Bytes of the unit header.
 pub const HEADER_LEN: usize = 20;
 /// Bytes of a section header.
@@ -37,8 +41,13 @@ pub enum SectionKind {
     /// Every byte a rANS symbol with one frequency table.
     Bytes = 1,
     /// Each f16 an rANS-coded index into the unit's codebook of the
-    /// field's distinct values.
+    /// field's distinct values, at 16-bit probabilities (version 1 units'
+    /// codebooks; a decode searches the cumulative starts).
     F16 = 2,
+    /// The same codebook at 12-bit probabilities (since version 2): a
+    /// decode is one lookup in a table of `2^12` slots, which fits the
+    /// L1 cache, at a cost measured under 0.1% of the field's bits.
+    F16Direct = 3,
 }
 
 impl SectionKind {
@@ -48,6 +57,7 @@ impl SectionKind {
             0 => Some(SectionKind::Raw),
             1 => Some(SectionKind::Bytes),
             2 => Some(SectionKind::F16),
+            3 => Some(SectionKind::F16Direct),
             _ => None,
         }
     }
@@ -74,7 +84,7 @@ pub struct Field {
     pub offset: usize,
     /// Bytes in the block.
     pub width: usize,
-    /// A little-endian f16 (coded as [`SectionKind::F16`] when it pays),
+    /// A little-endian f16 (coded as a codebook when it pays),
     /// else bytes ([`SectionKind::Bytes`]).
     pub f16: bool,
     /// What it holds.

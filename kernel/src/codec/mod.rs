@@ -8,14 +8,15 @@
 //! *section*: byte fields as static interleaved rANS over the 256 byte
 //! values with one frequency table (a Q4 byte's two nibbles as one symbol,
 //! which is at least as good as coding the nibbles apart); f16 fields as an
-//! rANS-coded index (16-bit probabilities) into a per-unit codebook of
-//! their distinct values; any field whose coding would not pay is stored
-//! raw. The byte
-//! layout is in `CODEC.md` next to this file, versioned.
+//! rANS-coded index into a per-unit codebook of their distinct values (at
+//! 12-bit probabilities, one table lookup a symbol, since version 2; at 16
+//! bits, searched, in version 1 units); any field whose coding would not
+//! pay is stored raw. The byte layout is in `CODEC.md` next to this file,
+//! versioned.
 //!
 //! Decoding borrows its input (an I/O slot's bytes) and writes the exact
 //! original block bytes into a borrowed output (a compute slot); it never
-//! allocates, takes its 48 KiB of tables from a [`Scratch`], and every
+//! allocates, takes its 56 KiB of tables from a [`Scratch`], and every
 //! loop is bounded by the output's length. Corrupt or truncated input is a
 //! [`DecodeError`], never a panic: the unit's CRC32C catches damage first
 //! ([`Verify::Trusted`] skips it for bytes already checked), and the rANS
@@ -41,7 +42,7 @@ pub use decode::{decode, decode_with, header, unit_crc, Header, Scratch, Verify}
 pub use error::{DecodeError, ErrorKind};
 pub use layout::{
     fields, Field, Role, SectionKind, CRC_AT, HEADER_LEN, MAGIC, PROB_TOTAL, RANS_FIXED_LEN,
-    SECTION_HEADER_LEN, STATE_LOW, VERSION,
+    SECTION_HEADER_LEN, STATE_LOW, VERSION, VERSION_1,
 };
 
 #[cfg(test)]

@@ -66,18 +66,23 @@ impl Table {
             if f > PROB_TOTAL - start {
                 return Err(DecodeError::Corrupt("frequencies sum past the total"));
             }
-            let entry = sym as u32 | (f - 1) << 8;
-            let end = (start + f) as usize;
-            let slots = self.slots.get_mut(start as usize..end).into_iter();
-            for (bias, s) in slots.flatten().enumerate() {
-                *s = entry | (bias as u32) << (8 + CODEC_PROB_BITS);
-            }
+            self.set(start, start + f, sym as u8);
             start += f;
         }
         if start != PROB_TOTAL {
             return Err(DecodeError::Corrupt("frequencies do not sum to the total"));
         }
         Ok(())
+    }
+
+    /// Points slots `lo..hi` (a nonempty range below `PROB_TOTAL`) at
+    /// symbol `sym` of frequency `hi - lo` starting at `lo`.
+    pub(super) fn set(&mut self, lo: u32, hi: u32, sym: u8) {
+        let entry = u32::from(sym) | hi.wrapping_sub(lo).wrapping_sub(1) << 8;
+        let slots = self.slots.get_mut(lo as usize..hi as usize).into_iter();
+        for (bias, s) in slots.flatten().enumerate() {
+            *s = entry | (bias as u32) << (8 + CODEC_PROB_BITS);
+        }
     }
 }
 
@@ -218,6 +223,85 @@ impl<'a> Lanes<'a> {
             step(lane, dst)?;
         }
         (self.x, self.pos) = (x, pos);
+        Ok(())
+    }
+
+    /// Decodes an f16 field of kind 3 into `offset` of every
+    /// `block`-byte block of `out`, block `i` by lane `i % LANES`: `t`'s
+    /// entry for a lane's slot updates its state as in [`fill`](Self::fill)
+    /// and `values` holds the slot's value, or the escape (entry symbol 1)
+    /// takes the next value of `raw`. Four blocks a group, renormalised
+    /// without a branch while eight bytes of words remain; the blocks left
+    /// over and the stream's end take the checked path.
+    pub(super) fn fill_direct(
+        &mut self,
+        t: &Table,
+        values: &[u16; CODEC_SLOTS],
+        raw: &mut Reader<'_>,
+        out: &mut [u8],
+        block: usize,
+        offset: usize,
+    ) -> Result<(), DecodeError> {
+        if offset + 2 > block {
+            return Err(DecodeError::Corrupt("field outside its block"));
+        }
+        let (mut x, mut pos, words) = (self.x, self.pos, self.words);
+        let mut groups = out.chunks_exact_mut(block * CODEC_LANES);
+        for g in &mut groups {
+            let Some(w) = words.get(pos..).and_then(|w| w.first_chunk::<8>()) else {
+                (self.x, self.pos) = (x, pos);
+                for (lane, dst) in g.chunks_exact_mut(block).enumerate() {
+                    self.direct_checked(lane, t, values, raw, dst, offset)?;
+                }
+                (x, pos) = (self.x, self.pos);
+                continue;
+            };
+            let buf = u64::from_le_bytes(*w);
+            let mut k = 0u32;
+            let mut at = offset;
+            for x in x.iter_mut() {
+                let slot = (*x & MASK) as usize;
+                let e = t.slots[slot];
+                let freq = ((e >> 8) & MASK) + 1;
+                let y = freq * (*x >> CODEC_PROB_BITS) + (e >> (8 + CODEC_PROB_BITS));
+                let need = y < STATE_LOW;
+                let word = (buf >> (16 * k)) as u32 & 0xffff;
+                *x = if need { y << 16 | word } else { y };
+                k += u32::from(need);
+                let v = if e & 1 == 0 { values[slot] } else { raw.u16()? };
+                if let Some(d) = g.get_mut(at..).and_then(|d| d.first_chunk_mut::<2>()) {
+                    *d = v.to_le_bytes();
+                }
+                at += block;
+            }
+            pos += 2 * k as usize;
+        }
+        (self.x, self.pos) = (x, pos);
+        let rest = groups.into_remainder();
+        for (lane, dst) in rest.chunks_exact_mut(block).enumerate() {
+            self.direct_checked(lane, t, values, raw, dst, offset)?;
+        }
+        Ok(())
+    }
+
+    /// One kind 3 symbol by lane `lane`, words read with their checks.
+    fn direct_checked(
+        &mut self,
+        lane: usize,
+        t: &Table,
+        values: &[u16; CODEC_SLOTS],
+        raw: &mut Reader<'_>,
+        dst: &mut [u8],
+        offset: usize,
+    ) -> Result<(), DecodeError> {
+        let slot = (self.x[lane % CODEC_LANES] & MASK) as usize;
+        let v = match self.next(lane, t)? {
+            0 => values[slot],
+            _ => raw.u16()?,
+        };
+        if let Some(d) = dst.get_mut(offset..offset + 2) {
+            d.copy_from_slice(&v.to_le_bytes());
+        }
         Ok(())
     }
 

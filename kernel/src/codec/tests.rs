@@ -12,9 +12,14 @@ use super::*;
 
 /// A unit of `blocks` blocks of GGML type `code` with `sections`.
 fn unit(code: u8, blocks: u32, sections: &[Vec<u8>]) -> Vec<u8> {
+    unit_of(VERSION, code, blocks, sections)
+}
+
+/// [`unit`] of format version `version`.
+fn unit_of(version: u8, code: u8, blocks: u32, sections: &[Vec<u8>]) -> Vec<u8> {
     let mut u = Vec::new();
     u.extend_from_slice(&MAGIC);
-    u.extend_from_slice(&[VERSION, code, sections.len() as u8, 0]);
+    u.extend_from_slice(&[version, code, sections.len() as u8, 0]);
     u.extend_from_slice(&blocks.to_le_bytes());
     u.extend_from_slice(&[0; 8]);
     for s in sections {
@@ -48,13 +53,20 @@ fn empty_stream() -> Vec<u8> {
 /// Q4_1, 3 blocks: scales raw, minimums a one-value codebook (0xbc00),
 /// values one byte symbol (0x21) of a 0x22-entry table.
 fn q4_1_unit() -> (Vec<u8>, Vec<u8>) {
+    let (sections, want) = q4_1_sections(2);
+    (unit(3, 3, &sections), want)
+}
+
+/// [`q4_1_unit`]'s sections, the codebook of section kind `book_kind` (2
+/// or 3: with one value, the same body), and the blocks they decode to.
+fn q4_1_sections(book_kind: u8) -> (Vec<Vec<u8>>, Vec<u8>) {
     let scales = section(0, 2, 0, &[1, 2, 3, 4, 5, 6]);
     // One value, 0xbc00, whose frequency is implied (all of it): K, the
     // implied index, 2 bytes of value bits, no levels.
     let mut book = vec![1, 0, 0, 0, 2, 0, 0, 0, 0x00, 0xbc];
     book.extend_from_slice(&empty_stream());
     book.extend_from_slice(&0u32.to_le_bytes()); // no escaped values
-    let mins = section(2, 2, 0, &book);
+    let mins = section(book_kind, 2, 0, &book);
     let mut table = vec![0u8; 2 * 0x22];
     table[2 * 0x21..].copy_from_slice(&(PROB_TOTAL as u16).to_le_bytes());
     table.extend_from_slice(&empty_stream());
@@ -64,7 +76,7 @@ fn q4_1_unit() -> (Vec<u8>, Vec<u8>) {
         want.extend_from_slice(&[2 * i + 1, 2 * i + 2, 0x00, 0xbc]);
         want.extend_from_slice(&[0x21; 16]);
     }
-    (unit(3, 3, &[scales, mins, values]), want)
+    (vec![scales, mins, values], want)
 }
 
 #[test]
@@ -80,6 +92,18 @@ fn hand_built_units_decode() {
     assert_eq!(decode(&padded, &mut out), Ok(60));
     let h = header(&u).unwrap();
     assert_eq!((h.blocks, h.output_len(), h.unit_len), (3, 60, u.len()));
+    // The one-lookup codebook (kind 3) in a version 2 unit; a version 1
+    // unit has kind 2 but not kind 3.
+    let (direct, want) = q4_1_sections(3);
+    assert_eq!(decode(&unit(3, 3, &direct), &mut out), Ok(60));
+    assert_eq!(&out[..60], &want[..]);
+    let (book, _) = q4_1_sections(2);
+    assert_eq!(decode(&unit_of(VERSION_1, 3, 3, &book), &mut out), Ok(60));
+    assert_eq!(
+        decode(&unit_of(VERSION_1, 3, 3, &direct), &mut out),
+        Err(DecodeError::UnsupportedKind(3))
+    );
+    assert_eq!(header(&unit_of(VERSION_1, 3, 3, &book)).unwrap().version, 1);
 }
 
 #[test]
@@ -95,7 +119,8 @@ fn every_header_check_has_its_error() {
     assert_eq!(e(&u[..10], &mut out).kind(), ErrorKind::Truncated);
     assert_eq!(e(&u[..u.len() - 1], &mut out).kind(), ErrorKind::Truncated);
     assert_eq!(e(&at(0, b'X'), &mut out), DecodeError::BadMagic);
-    assert_eq!(e(&at(4, 2), &mut out), DecodeError::UnsupportedVersion(2));
+    assert_eq!(e(&at(4, 0), &mut out), DecodeError::UnsupportedVersion(0));
+    assert_eq!(e(&at(4, 3), &mut out), DecodeError::UnsupportedVersion(3));
     assert_eq!(e(&at(5, 0), &mut out), DecodeError::UnsupportedType(0));
     assert_eq!(e(&at(5, 12), &mut out), DecodeError::UnsupportedType(12));
     assert_eq!(e(&at(6, 2), &mut out).kind(), ErrorKind::Corrupt);
@@ -121,7 +146,7 @@ fn every_header_check_has_its_error() {
 #[test]
 fn scratch_is_the_size_the_docs_say() {
     let n = core::mem::size_of::<Scratch>();
-    assert!((47 * 1024..49 * 1024).contains(&n), "{n}");
+    assert!((55 * 1024..57 * 1024).contains(&n), "{n}");
 }
 
 #[test]

@@ -1,11 +1,12 @@
-//! An f16 field's codebook section (CODEC.md, kind 2): the sorted distinct
-//! values with one-byte frequency levels, the blocks' indices as rANS, and
-//! values too rare to pay for a table entry stored raw behind an escape
-//! entry. The escape threshold is chosen per field by estimated size.
+//! An f16 field's codebook section (CODEC.md, kinds 2 and 3): the sorted
+//! distinct values with one-byte frequency levels, the blocks' indices as
+//! rANS, and values too rare to pay for a table entry stored raw behind an
+//! escape entry. The escape threshold is chosen per field by estimated
+//! size, at the precision of the kind's probabilities.
 
 use std::collections::{BTreeMap, HashMap};
 
-use lode_kernel::limits::{CODEC_BOOK_PROB_BITS, CODEC_MAX_BOOK};
+use lode_kernel::limits::CODEC_MAX_BOOK;
 
 use super::freq::levels;
 use super::rans;
@@ -13,10 +14,11 @@ use super::rans;
 /// Highest count a value may have and still be escaped (tried from 0).
 const MAX_ESCAPE_COUNT: u64 = 8;
 
-/// The body of a codebook section for the little-endian f16s `gathered`,
-/// and its flags byte (1: the last entry escapes); `None` when more than
-/// `CODEC_MAX_BOOK` entries would be needed.
-pub fn encode(gathered: &[u8]) -> Option<(u8, Vec<u8>)> {
+/// The body of a codebook section for the little-endian f16s `gathered`
+/// with `prob_bits`-bit probabilities (16 for kind 2, 12 for kind 3), and
+/// its flags byte (1: the last entry escapes); `None` when more than
+/// `CODEC_MAX_BOOK`, or half of `2^prob_bits`, entries would be needed.
+pub fn encode(gathered: &[u8], prob_bits: u32) -> Option<(u8, Vec<u8>)> {
     let v: Vec<u16> = gathered
         .chunks_exact(2)
         .map(|b| u16::from_le_bytes([b[0], b[1]]))
@@ -26,7 +28,7 @@ pub fn encode(gathered: &[u8]) -> Option<(u8, Vec<u8>)> {
         *m.entry(x).or_insert(0) += 1;
     }
     let t = (0..=MAX_ESCAPE_COUNT)
-        .filter_map(|t| estimate(&m, t).map(|bits| (t, bits)))
+        .filter_map(|t| estimate(&m, t, prob_bits).map(|bits| (t, bits)))
         .min_by(|a, b| a.1.total_cmp(&b.1))?
         .0;
     let kept: Vec<(u16, u64)> = m
@@ -39,7 +41,7 @@ pub fn encode(gathered: &[u8]) -> Option<(u8, Vec<u8>)> {
     if escaped > 0 {
         counts.push(escaped);
     }
-    let (implied, q, freqs) = levels(&counts);
+    let (implied, q, freqs) = levels(&counts, prob_bits);
     let mut body = Vec::new();
     body.extend_from_slice(&(counts.len() as u16).to_le_bytes());
     body.extend_from_slice(&(implied as u16).to_le_bytes());
@@ -69,27 +71,30 @@ pub fn encode(gathered: &[u8]) -> Option<(u8, Vec<u8>)> {
             }
         })
         .collect();
-    rans::encode(&symbols, &freqs, CODEC_BOOK_PROB_BITS).write(&mut body);
+    rans::encode(&symbols, &freqs, prob_bits).write(&mut body);
     body.extend_from_slice(&(raw.len() as u32).to_le_bytes());
     body.extend_from_slice(&raw);
     Some((u8::from(escaped > 0), body))
 }
 
 /// Estimated bits of the section when values seen at most `t` times are
-/// escaped: the symbols' order-0 entropy, the table (gamma gaps and a
-/// level a value) and 16 bits an escaped value; `None` over the bound.
-fn estimate(m: &BTreeMap<u16, u64>, t: u64) -> Option<f64> {
+/// escaped: the symbols' order-0 entropy (a value no likelier than the
+/// smallest probability, `2^-prob_bits`, is charged that), the table
+/// (gamma gaps and a level a value) and 16 bits an escaped value; `None`
+/// over the bounds.
+fn estimate(m: &BTreeMap<u16, u64>, t: u64, prob_bits: u32) -> Option<f64> {
     let n: u64 = m.values().sum();
     let escaped: u64 = m.values().filter(|&&c| c <= t).sum();
     let kept = m.values().filter(|&&c| c > t).count() + usize::from(escaped > 0);
-    if n == 0 || kept > CODEC_MAX_BOOK {
+    if n == 0 || kept > CODEC_MAX_BOOK || kept > 1 << (prob_bits - 1) {
         return None;
     }
+    let floor = (-f64::from(prob_bits)).exp2();
     let h = |c: u64| {
         if c == 0 {
             0.0
         } else {
-            -(c as f64) * (c as f64 / n as f64).log2()
+            -(c as f64) * (c as f64 / n as f64).max(floor).log2()
         }
     };
     let coded: f64 = m.values().filter(|&&c| c > t).map(|&c| h(c)).sum::<f64>() + h(escaped);

@@ -56,11 +56,12 @@ pub fn normalize(counts: &[u64], target: u32) -> Vec<u32> {
 
 /// A codebook's frequencies as one-byte levels (`level_freq`): every
 /// symbol but the most frequent gets the level nearest (in ratio) to its
-/// ideal frequency of `2^16`, and the most frequent one takes what is
-/// left. Returns that symbol's index, every symbol's level (the implied
-/// one's unused) and the frequencies the decoder will use.
-pub fn levels(counts: &[u64]) -> (usize, Vec<u8>, Vec<u32>) {
-    const TOTAL: u32 = 1 << 16;
+/// ideal frequency of `2^prob_bits`, and the most frequent one takes what
+/// is left. Returns that symbol's index, every symbol's level (the implied
+/// one's unused) and the frequencies the decoder will use. At most half
+/// of `2^prob_bits` symbols, so the others' lowest levels always fit.
+pub fn levels(counts: &[u64], prob_bits: u32) -> (usize, Vec<u8>, Vec<u32>) {
+    let total: u32 = 1 << prob_bits;
     let n: u64 = counts.iter().sum();
     let implied = (0..counts.len()).max_by_key(|&i| counts[i]).unwrap_or(0);
     let nearest = |ideal: f64| -> u8 {
@@ -73,22 +74,22 @@ pub fn levels(counts: &[u64]) -> (usize, Vec<u8>, Vec<u32>) {
     };
     let mut q: Vec<u8> = counts
         .iter()
-        .map(|&c| nearest((c as f64 * f64::from(TOTAL) / n as f64).max(1.0)))
+        .map(|&c| nearest((c as f64 * f64::from(total) / n as f64).max(1.0)))
         .collect();
     q[implied] = 0;
     // Lower the largest others until the implied frequency keeps at least
     // half its ideal (and at least 1); one step each time, so this ends.
-    let want = ((counts[implied] as f64 * f64::from(TOTAL) / n as f64) / 2.0).max(1.0);
+    let want = ((counts[implied] as f64 * f64::from(total) / n as f64) / 2.0).max(1.0);
     loop {
         let others: u64 = (0..q.len())
             .filter(|&i| i != implied)
             .map(|i| u64::from(level_freq(q[i])))
             .sum();
-        if others < u64::from(TOTAL) && (u64::from(TOTAL) - others) as f64 >= want {
+        if others < u64::from(total) && (u64::from(total) - others) as f64 >= want {
             let f = (0..q.len())
                 .map(|i| {
                     if i == implied {
-                        (u64::from(TOTAL) - others) as u32
+                        (u64::from(total) - others) as u32
                     } else {
                         level_freq(q[i])
                     }

@@ -10,7 +10,7 @@ mod rans;
 mod section;
 
 use lode_formats::DType;
-use lode_kernel::codec::{fields, unit_crc, Role, SectionKind, CRC_AT, MAGIC, VERSION};
+use lode_kernel::codec::{fields, unit_crc, Role, SectionKind, CRC_AT, MAGIC, VERSION, VERSION_1};
 use lode_kernel::limits::CODEC_MAX_PIECES;
 
 pub use freq::{coded_bits, normalize};
@@ -92,6 +92,29 @@ pub fn encode(dtype: DType, data: &[u8]) -> Result<Encoded, EncodeError> {
 /// Codes the blocks `data` of type `dtype` as one unit, coding the fields
 /// `coding` says.
 pub fn encode_with(dtype: DType, data: &[u8], coding: Coding) -> Result<Encoded, EncodeError> {
+    encode_version(dtype, data, coding, VERSION)
+}
+
+/// [`encode_with`] writing a unit of the codec's first version, whose f16
+/// codebooks are the 16-bit kind (as images before format 1.6 hold them).
+pub fn encode_v1(dtype: DType, data: &[u8], coding: Coding) -> Result<Encoded, EncodeError> {
+    encode_version(dtype, data, coding, VERSION_1)
+}
+
+/// [`encode_with`] writing a unit of the codec's version `version`
+/// ([`VERSION`], or [`VERSION_1`] for readers older than image format
+/// 1.6; any other is taken as [`VERSION`]).
+pub fn encode_version(
+    dtype: DType,
+    data: &[u8],
+    coding: Coding,
+    version: u8,
+) -> Result<Encoded, EncodeError> {
+    let version = if version == VERSION_1 {
+        VERSION_1
+    } else {
+        VERSION
+    };
     let fs = fields(dtype).ok_or(EncodeError::UnsupportedType(dtype))?;
     let block = dtype.block_bytes();
     if !data.len().is_multiple_of(block) {
@@ -103,13 +126,13 @@ pub fn encode_with(dtype: DType, data: &[u8], coding: Coding) -> Result<Encoded,
     let blocks = u32::try_from(data.len() / block).map_err(|_| EncodeError::TooLarge)?;
     let mut bytes = Vec::with_capacity(data.len() + 64);
     bytes.extend_from_slice(&MAGIC);
-    bytes.extend_from_slice(&[VERSION, dtype.code() as u8, fs.len() as u8, 0]);
+    bytes.extend_from_slice(&[version, dtype.code() as u8, fs.len() as u8, 0]);
     bytes.extend_from_slice(&blocks.to_le_bytes());
     bytes.extend_from_slice(&[0; 8]); // unit length and CRC, below
     let mut sections = Vec::with_capacity(fs.len());
     for f in fs {
         let code = f.f16 || coding == Coding::Smallest;
-        let s = section::encode(f, block, data, code);
+        let s = section::encode(f, block, data, code, version != VERSION_1);
         sections.push(SectionStat {
             role: f.role,
             kind: s.kind,
@@ -125,8 +148,8 @@ pub fn encode_with(dtype: DType, data: &[u8], coding: Coding) -> Result<Encoded,
     Ok(Encoded { bytes, sections })
 }
 
-/// Codes the blocks `data` of type `dtype` as a chain of `pieces` units
-/// back to back (`CODEC.md`, "Chains"), each the next run of nearly equal
+/// Codes the blocks `data` of type `dtype` as a chain of `pieces` units of
+/// the codec's version `version` ([`encode_version`]) back to back (`CODEC.md`, "Chains"), each the next run of nearly equal
 /// whole blocks, so that as many threads can decode them; fewer when
 /// there are fewer blocks, and at most [`CODEC_MAX_PIECES`] (what a reader
 /// takes). Each unit pays its own tables.
@@ -135,6 +158,7 @@ pub fn encode_chain(
     data: &[u8],
     coding: Coding,
     pieces: usize,
+    version: u8,
 ) -> Result<Vec<u8>, EncodeError> {
     let block = dtype.block_bytes();
     if !data.len().is_multiple_of(block) {
@@ -150,7 +174,7 @@ pub fn encode_chain(
     for i in 1..=pieces {
         let end = blocks * i / pieces;
         let run = data.get(start * block..end * block).unwrap_or(&[]);
-        out.extend_from_slice(&encode_with(dtype, run, coding)?.bytes);
+        out.extend_from_slice(&encode_version(dtype, run, coding, version)?.bytes);
         start = end;
     }
     Ok(out)

@@ -1,9 +1,11 @@
 //! One field's section: the field's bytes gathered from every block, coded
-//! the cheapest way the format allows (raw, byte rANS, or an f16 codebook),
-//! with the bytes it took for the bench's per-stream report.
+//! the cheapest way the format allows (raw, byte rANS, or an f16 codebook:
+//! at 12-bit probabilities, which decode in one lookup, unless the field
+//! has more distinct values than such a table holds), with the bytes it
+//! took for the bench's per-stream report.
 
 use lode_kernel::codec::{Field, SectionKind, PROB_TOTAL, SECTION_HEADER_LEN};
-use lode_kernel::limits::CODEC_PROB_BITS;
+use lode_kernel::limits::{CODEC_BOOK_PROB_BITS, CODEC_PROB_BITS};
 
 use super::freq::normalize;
 use super::{book, rans};
@@ -17,8 +19,9 @@ pub struct Section {
 }
 
 /// Codes field `f` of every `block`-byte block of `data`, or stores it raw
-/// when `code` is false.
-pub fn encode(f: &Field, block: usize, data: &[u8], code: bool) -> Section {
+/// when `code` is false; `direct` allows the one-lookup codebook (a
+/// version 2 unit's).
+pub fn encode(f: &Field, block: usize, data: &[u8], code: bool, direct: bool) -> Section {
     let gathered: Vec<u8> = data
         .chunks_exact(block)
         .flat_map(|b| b[f.offset..f.offset + f.width].iter().copied())
@@ -28,7 +31,15 @@ pub fn encode(f: &Field, block: usize, data: &[u8], code: bool) -> Section {
     }
     let raw = frame(SectionKind::Raw, f, 0, 0, gathered.clone());
     let coded = if f.f16 {
-        book::encode(&gathered).map(|(escape, body)| frame(SectionKind::F16, f, escape, 0, body))
+        let one_lookup = direct
+            .then(|| book::encode(&gathered, CODEC_PROB_BITS))
+            .flatten();
+        one_lookup
+            .map(|(escape, body)| frame(SectionKind::F16Direct, f, escape, 0, body))
+            .or_else(|| {
+                book::encode(&gathered, CODEC_BOOK_PROB_BITS)
+                    .map(|(escape, body)| frame(SectionKind::F16, f, escape, 0, body))
+            })
     } else {
         Some(byte_rans(f, &gathered))
     };

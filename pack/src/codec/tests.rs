@@ -3,8 +3,10 @@
 //! single symbol, every table full).
 
 use lode_formats::DType;
-use lode_kernel::codec::{decode, decode_with, header, DecodeError, Scratch, SectionKind, Verify};
-use lode_kernel::limits::CODEC_MAX_BOOK;
+use lode_kernel::codec::{
+    decode, decode_with, header, DecodeError, Scratch, SectionKind, Verify, VERSION, VERSION_1,
+};
+use lode_kernel::limits::{CODEC_MAX_BOOK, CODEC_SLOTS};
 use lode_kernel::rng::SplitMix64;
 use proptest::prelude::*;
 
@@ -92,10 +94,42 @@ fn edges_roundtrip() {
     }
 }
 
+/// Version 1 units (what images before 1.6 hold) still decode, with the
+/// 16-bit codebook for every f16 field, and cost about what version 2's
+/// one-lookup codebook does (its 12-bit probabilities lose under 1% of a
+/// field's bits on weight-like scales).
+#[test]
+fn version_1_units_still_decode() {
+    for dt in TYPES {
+        let data = weightlike(dt, 3000, 5);
+        let old = encode_v1(dt, &data, Coding::Smallest).unwrap();
+        assert_eq!(header(&old.bytes).unwrap().version, VERSION_1);
+        let mut out = vec![0u8; data.len()];
+        assert_eq!(decode(&old.bytes, &mut out), Ok(data.len()), "{dt:?}");
+        assert_eq!(out, data, "{dt:?}");
+        let new = roundtrip(dt, &data);
+        for (o, n) in old.sections.iter().zip(&new.sections) {
+            if o.role == Role::Scale || o.role == Role::Min {
+                assert_eq!((o.kind, n.kind), (SectionKind::F16, SectionKind::F16Direct));
+                assert!(
+                    n.coded_bytes < o.coded_bytes + o.coded_bytes / 100,
+                    "{dt:?} {o:?} {n:?}"
+                );
+            } else {
+                assert_eq!(o, n, "{dt:?}");
+            }
+        }
+    }
+}
+
 #[test]
 fn f16_codebooks_up_to_their_bound() {
-    // As many distinct scales as a codebook holds, then one more (raw).
+    // As many distinct scales as a one-lookup codebook holds (half its
+    // 2^12 slots), one more (the 16-bit codebook), as many as that holds,
+    // then one more (raw).
     for (distinct, kind) in [
+        (CODEC_SLOTS / 2, SectionKind::F16Direct),
+        (CODEC_SLOTS / 2 + 1, SectionKind::F16),
         (CODEC_MAX_BOOK, SectionKind::F16),
         (CODEC_MAX_BOOK + 1, SectionKind::Raw),
     ] {
@@ -117,8 +151,8 @@ fn f16_codebooks_up_to_their_bound() {
         b[2..4].copy_from_slice(&[0u16, 0xffff][i % 2].to_le_bytes());
     }
     let e = roundtrip(DType::Q4_1, &data);
-    assert_eq!(e.sections[0].kind, SectionKind::F16);
-    assert_eq!(e.sections[1].kind, SectionKind::F16);
+    assert_eq!(e.sections[0].kind, SectionKind::F16Direct);
+    assert_eq!(e.sections[1].kind, SectionKind::F16Direct);
 }
 
 #[test]
@@ -137,7 +171,7 @@ fn rare_scales_escape_to_raw() {
         })
         .collect();
     let e = roundtrip(DType::Q4_0, &data);
-    assert_eq!(e.sections[0].kind, SectionKind::F16);
+    assert_eq!(e.sections[0].kind, SectionKind::F16Direct);
     assert_eq!(
         e.bytes[lode_kernel::codec::HEADER_LEN + 2],
         1,
@@ -232,7 +266,7 @@ fn floats_only_codes_the_f16_fields_alone() {
                 if !f16 {
                     assert_eq!(s.kind, SectionKind::Raw, "{dt:?} {s:?}");
                 } else if blocks == 3001 {
-                    assert_eq!(s.kind, SectionKind::F16, "{dt:?} {s:?}");
+                    assert_eq!(s.kind, SectionKind::F16Direct, "{dt:?} {s:?}");
                 }
             }
         }
@@ -247,7 +281,7 @@ fn chains_round_trip_in_any_number_of_pieces() {
     for dtype in TYPES {
         let data = weightlike(dtype, 37, 11);
         for (pieces, units) in [(0, 1), (1, 1), (2, 2), (4, 4), (16, 16), (50, 16)] {
-            let chain = encode_chain(dtype, &data, Coding::Smallest, pieces).unwrap();
+            let chain = encode_chain(dtype, &data, Coding::Smallest, pieces, VERSION).unwrap();
             let mut out = vec![0u8; data.len()];
             assert_eq!(
                 lode_kernel::codec::split(&chain, &mut out).unwrap().len(),
@@ -264,7 +298,7 @@ fn chains_round_trip_in_any_number_of_pieces() {
         }
         let partial = &data[..data.len() - 1];
         assert!(matches!(
-            encode_chain(dtype, partial, Coding::FloatsOnly, 2),
+            encode_chain(dtype, partial, Coding::FloatsOnly, 2, VERSION),
             Err(EncodeError::PartialBlock { .. })
         ));
     }
@@ -274,7 +308,7 @@ fn chains_round_trip_in_any_number_of_pieces() {
 #[test]
 fn a_chain_of_few_blocks_has_one_unit_a_block() {
     let data = weightlike(DType::Q4_1, 3, 5);
-    let chain = encode_chain(DType::Q4_1, &data, Coding::Smallest, 8).unwrap();
+    let chain = encode_chain(DType::Q4_1, &data, Coding::Smallest, 8, VERSION).unwrap();
     let mut out = vec![0u8; data.len()];
     assert_eq!(
         lode_kernel::codec::split(&chain, &mut out).unwrap().len(),

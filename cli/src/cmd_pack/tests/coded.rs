@@ -19,12 +19,12 @@ fn compressed_ffn_matrices_decode_to_the_gguf() {
     let (bytes, text) = pack_verified(&a);
     assert!(text.contains("coded 90 FFN matrices"), "{text}");
     let img = Image::parse(&bytes).unwrap();
-    assert_eq!(img.header().minor, 5);
+    assert_eq!(img.header().minor, 6);
     let src = std::fs::read(&model).unwrap();
     let gguf = Gguf::parse(&src).unwrap();
     let (mut stored, mut decoded) = (0u64, 0u64);
     for t in img.tensors() {
-        let coded = t.codec == TensorCodec::Chain;
+        let coded = t.codec == TensorCodec::ChainV2;
         assert_eq!(coded, lode_pack::compress::is_coded_tensor(t.name));
         if !coded {
             continue;
@@ -79,16 +79,17 @@ fn tokens_of(image: &std::path::Path, budget: Option<Budget>) -> Vec<u32> {
 #[test]
 fn coded_images_generate_the_raw_images_tokens() {
     let Some(model) = real_model() else { return };
-    let write = |name: &str, how, pieces| {
+    let write = |name: &str, how, pieces, version| {
         let mut a = args(model.clone(), tmp(name));
         a.layout = Some(Layout::Dense);
         a.compress = how;
         a.codec_pieces = pieces;
+        a.codec_version = version;
         run(&a, &mut Vec::new()).unwrap();
         a.output
     };
     use lode_pack::compress::Compress;
-    let raw = write("tok-raw.lode", Compress::None, 1);
+    let raw = write("tok-raw.lode", Compress::None, 1, 2);
     let want = crate::testutil::with_main_stack({
         let raw = raw.clone();
         move || {
@@ -99,18 +100,22 @@ fn coded_images_generate_the_raw_images_tokens() {
         }
     });
     assert_eq!(want.0, want.1);
-    // One unit a matrix (format 1.4) and chains of two and four (1.5).
-    for (how, pieces) in [
-        (Compress::Floats, 1),
-        (Compress::Floats, 4),
-        (Compress::All, 2),
+    // Version 2 units (format 1.6) one and four a matrix, and the
+    // version 1 units older images hold: one a matrix (format 1.4) and
+    // chains of two (1.5).
+    for (how, pieces, version, want_minor) in [
+        (Compress::Floats, 1, 2, 6),
+        (Compress::Floats, 4, 2, 6),
+        (Compress::All, 2, 2, 6),
+        (Compress::Floats, 1, 1, 4),
+        (Compress::All, 2, 1, 5),
     ] {
-        let coded = write("tok-coded.lode", how, pieces);
+        let coded = write("tok-coded.lode", how, pieces, version);
         let minor = Image::parse(&std::fs::read(&coded).unwrap())
             .unwrap()
             .header()
             .minor;
-        assert_eq!(minor, if pieces == 1 { 4 } else { 5 });
+        assert_eq!(minor, want_minor, "{how:?} {pieces} v{version}");
         let got = crate::testutil::with_main_stack({
             let coded = coded.clone();
             move || {
@@ -121,7 +126,7 @@ fn coded_images_generate_the_raw_images_tokens() {
             }
         });
         let _ = std::fs::remove_file(&coded);
-        assert_eq!(got, want, "{how:?} in {pieces}");
+        assert_eq!(got, want, "{how:?} in {pieces} v{version}");
     }
     let _ = std::fs::remove_file(&raw);
 }
@@ -147,7 +152,7 @@ fn auto_follows_the_devices_read_rate() {
         text.contains("compress auto: All for a device reading 10 MB/s"),
         "{text}"
     );
-    assert_eq!(Image::parse(&bytes).unwrap().header().minor, 5);
+    assert_eq!(Image::parse(&bytes).unwrap().header().minor, 6);
     let mut a = args(model, tmp("auto-fast.lode"));
     a.layout = Some(Layout::Dense);
     a.compress = lode_pack::compress::Compress::Auto;

@@ -7,8 +7,13 @@ use super::*;
 /// A weight-codec unit header naming `blocks` Q4_1 blocks, `len` bytes in
 /// all (the rest filler: the image format checks the header only).
 fn unit(blocks: u32, len: u32) -> Vec<u8> {
+    unit_v(1, blocks, len)
+}
+
+/// [`unit`] of the codec's version `version`.
+fn unit_v(version: u8, blocks: u32, len: u32) -> Vec<u8> {
     let mut u = b"LQBC".to_vec();
-    u.extend_from_slice(&[1, DType::Q4_1.code() as u8, 3, 0]);
+    u.extend_from_slice(&[version, DType::Q4_1.code() as u8, 3, 0]);
     u.extend_from_slice(&blocks.to_le_bytes());
     u.extend_from_slice(&len.to_le_bytes());
     u.resize(len as usize, 0x5A);
@@ -85,7 +90,9 @@ fn readers_refuse_unknown_codecs_and_coded_tensors_they_cannot_hold() {
     assert_eq!(with_dtype(q41 | 1 << 16), Ok(()));
     // Codec 2, a chain, needs 1.5: this image is 1.4.
     assert_eq!(with_dtype(q41 | 2 << 16), Err(ErrorKind::Malformed));
-    assert_eq!(with_dtype(q41 | 3 << 16), Err(ErrorKind::UnsupportedCodec));
+    // Codec 3, version 2 units, needs 1.6.
+    assert_eq!(with_dtype(q41 | 3 << 16), Err(ErrorKind::Malformed));
+    assert_eq!(with_dtype(q41 | 4 << 16), Err(ErrorKind::UnsupportedCodec));
     assert_eq!(with_dtype(q41 | 1 << 24), Err(ErrorKind::UnsupportedCodec));
     // Q4_K blocks are not the codec's (and Q4_K needs 1.3, which 1.4 has).
     let q4k = DType::Q4_K.code();
@@ -141,4 +148,32 @@ fn a_chain_of_units_is_codec_two_in_a_1_5_image() {
     assert!(b
         .add_coded_tensor(name, DType::Q4_1, &sixteen_blocks, sixteen)
         .is_ok());
+}
+
+/// Units of the codec's version 2 (1.6): any chain holding one is codec 3
+/// in a 1.6 image, even a chain of one unit; version 1 units alone keep
+/// codecs 1 and 2; a unit of a version the writer does not know is
+/// refused.
+#[test]
+fn version_2_units_are_codec_three_in_a_1_6_image() {
+    let name = "blk.0.attn_q.weight";
+    for chain in [unit_v(2, 4, 47), [unit(1, 30), unit_v(2, 3, 41)].concat()] {
+        let mut b = small_builder(None);
+        b.add_coded_tensor(name, DType::Q4_1, &[32, 4], chain.clone())
+            .unwrap();
+        let bytes = b.to_bytes().unwrap();
+        open_and_verify(&bytes).unwrap();
+        let image = Image::parse(&bytes).unwrap();
+        assert_eq!(image.header().minor, 6);
+        let (_, t) = image.tensor_by_name(name).unwrap();
+        assert_eq!(t.codec, TensorCodec::ChainV2);
+        assert_eq!(&bytes[t.offset as usize..][..chain.len()], &chain[..]);
+        // The same tensor in an image claiming 1.5: no 1.5 writer made it.
+        let older = reopened_with(bytes.clone(), &|b| set_minor(b, 5));
+        assert_eq!(older.map_err(|e| e.kind()), Err(ErrorKind::Malformed));
+    }
+    let mut b = small_builder(None);
+    assert!(b
+        .add_coded_tensor(name, DType::Q4_1, &[32, 4], unit_v(3, 4, 47))
+        .is_err());
 }

@@ -77,32 +77,50 @@ impl<'d> ImageBuilder<'d> {
 }
 
 /// How `units` (weight-codec units back to back) store a tensor of
-/// `dtype` blocks that decodes to `decoded` bytes, by their headers: one
+/// `dtype` blocks that decodes to `decoded` bytes, by their headers: with
+/// any unit of the codec's version 2, [`TensorCodec::ChainV2`]; else one
 /// unit is [`TensorCodec::Weights`], two to [`MAX_CHAIN_UNITS`] a
 /// [`TensorCodec::Chain`]; `None` when they do not fill `units` and the
-/// shape exactly with blocks of that type.
+/// shape exactly with blocks of that type, or a unit has another version.
 fn chain_codec(units: &[u8], dtype: DType, decoded: Option<u64>) -> Option<TensorCodec> {
-    let (mut rest, mut blocks, mut n) = (units, 0u64, 0usize);
+    let (mut rest, mut blocks, mut n, mut v2) = (units, 0u64, 0usize, false);
     while !rest.is_empty() && n < MAX_CHAIN_UNITS {
-        let (_, b, len) = coded_header(rest).filter(|&(c, _, l)| c == dtype.code() && l >= 20)?;
-        rest = rest.get(len..)?;
-        blocks = blocks.checked_add(b)?;
+        let h = coded_header(rest).filter(|h| h.dtype == dtype.code() && h.len >= 20)?;
+        rest = rest.get(h.len..)?;
+        blocks = blocks.checked_add(h.blocks)?;
+        v2 |= h.version == 2;
         n += 1;
     }
     let bytes = blocks.checked_mul(dtype.block_bytes() as u64);
     let holds = rest.is_empty() && n > 0 && TensorCodec::takes(dtype) && decoded.is_some();
-    match (holds && bytes == decoded, n) {
-        (true, 1) => Some(TensorCodec::Weights),
-        (true, _) => Some(TensorCodec::Chain),
-        (false, _) => None,
+    match (holds && bytes == decoded, v2, n) {
+        (true, true, _) => Some(TensorCodec::ChainV2),
+        (true, false, 1) => Some(TensorCodec::Weights),
+        (true, false, _) => Some(TensorCodec::Chain),
+        (false, _, _) => None,
     }
 }
 
-/// A weight-codec unit's block type code, block count and unit length
-/// (CODEC.md's header: magic `LQBC`, then the type at byte 5, blocks at 8
-/// and the length at 12), if `unit` starts with one.
-fn coded_header(unit: &[u8]) -> Option<(u32, u64, usize)> {
-    let h = unit.get(..20).filter(|h| h[..4] == *b"LQBC")?;
+/// What a weight-codec unit's header says of it.
+struct UnitHeader {
+    version: u8,
+    dtype: u32,
+    blocks: u64,
+    len: usize,
+}
+
+/// A weight-codec unit's header (CODEC.md: magic `LQBC`, the version at
+/// byte 4, the block type at 5, blocks at 8 and the length at 12), if
+/// `unit` starts with one of version 1 or 2.
+fn coded_header(unit: &[u8]) -> Option<UnitHeader> {
+    let h = unit
+        .get(..20)
+        .filter(|h| h[..4] == *b"LQBC" && matches!(h[4], 1 | 2))?;
     let u32_at = |at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
-    Some((u32::from(h[5]), u64::from(u32_at(8)), u32_at(12) as usize))
+    Some(UnitHeader {
+        version: h[4],
+        dtype: u32::from(h[5]),
+        blocks: u64::from(u32_at(8)),
+        len: u32_at(12) as usize,
+    })
 }

@@ -9,8 +9,8 @@ use super::super::error::{ErrorKind, Location, SectionKind};
 use super::super::header::align_up;
 use super::super::layout::{
     CostRecord, GeometryRecord, LayerRecord, TensorRecord, HEADER_LEN, MINOR_ARCH, MINOR_BASE,
-    MINOR_CHAIN, MINOR_CODED, MINOR_LINEAGE, MINOR_TOKENIZER, SECTION_ALIGN, SECTION_ENTRY_LEN,
-    VERSION_MINOR,
+    MINOR_CHAIN, MINOR_CODEC_V2, MINOR_CODED, MINOR_LINEAGE, MINOR_TOKENIZER, SECTION_ALIGN,
+    SECTION_ENTRY_LEN, VERSION_MINOR,
 };
 
 use super::super::codec::TensorCodec;
@@ -150,7 +150,10 @@ impl ImageBuilder<'_> {
             .unwrap_or(MINOR_BASE);
         let coded = self.tensors.iter().any(|t| t.codec != TensorCodec::Raw);
         let chained = self.tensors.iter().any(|t| t.codec == TensorCodec::Chain);
-        let by_sections = if chained {
+        let v2 = self.tensors.iter().any(|t| t.codec == TensorCodec::ChainV2);
+        let by_sections = if v2 {
+            MINOR_CODEC_V2
+        } else if chained {
             MINOR_CHAIN
         } else if coded {
             MINOR_CODED

@@ -169,7 +169,7 @@ impl Schedule {
 
     /// A resident dense layer with coded matrices, in one slot laid out as
     /// `region` says: each matrix read (checked) into the decode slot, then
-    /// decoded, or copied when raw, into its place. The decoder's 48 KiB of
+    /// decoded, or copied when raw, into its place. The decoder's 56 KiB of
     /// tables are on the stack for the load.
     fn decode_resident<D: FlashDevice, A: DramArena>(
         &mut self,

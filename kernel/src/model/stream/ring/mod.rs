@@ -168,7 +168,7 @@ pub struct Ring<D> {
 }
 
 /// The slot coded units are decoded into and the decoder's tables (about
-/// 48 KiB, kept here so decoding allocates nothing).
+/// 56 KiB, kept here so decoding allocates nothing).
 #[derive(Debug)]
 struct Decoder {
     slot: Slot,
