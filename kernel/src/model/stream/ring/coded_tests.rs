@@ -134,3 +134,65 @@ fn flipped_coded_bytes_are_read_again_never_handed_out() {
     }
     assert!(ok > 0 && errors > 0, "{ok} {errors}");
 }
+
+/// A decoded unit gives its read slot back at once: with two read slots
+/// and three coded units, the third unit's read starts when the first is
+/// decoded, not when the second is taken; taking the last unit again is
+/// served from the decode slot without reading it again.
+#[test]
+fn a_decoded_unit_frees_its_read_slot() {
+    let (blocks, unit) = blocks_and_unit(2);
+    let at = [B, 8 * B, 15 * B];
+    let mut data = std::vec![0u8; 16 * 1024];
+    for &a in &at {
+        data[a..a + unit.len()].copy_from_slice(&unit);
+    }
+    let geometry = Geometry {
+        block_size: B as u32,
+        capacity: 16 * 1024,
+        max_transfer: 4096,
+        queue_depth: 8,
+    };
+    let mut arena = VecArena::new(1 << 16);
+    let slots: Vec<Slot> = (0..2)
+        .map(|_| arena.alloc(4096, B, SlotKind::IoBuffer).unwrap())
+        .collect();
+    let units: Vec<Unit> = at
+        .iter()
+        .map(|&a| Unit {
+            decoded: BLOCKS * 20,
+            ..Unit::whole(a as u64, unit.len(), B)
+        })
+        .collect();
+    let decode = arena.alloc(4096, B, SlotKind::IoBuffer).unwrap();
+    let mut r = Ring::new(
+        RamFlash::new(data, geometry),
+        &slots,
+        &units,
+        None,
+        no_clock,
+        None,
+    )
+    .unwrap()
+    .decode_into(decode);
+    r.begin_pass(&mut arena, true).unwrap();
+    assert_eq!(r.stats().units, 2, "two slots, two reads");
+    let (slot, _) = r.acquire(&mut arena, 0, &mut Naive).unwrap();
+    assert_eq!(slot, decode);
+    assert_eq!(
+        r.stats().units,
+        3,
+        "the third read started at the first decode"
+    );
+    for u in 1..3 {
+        let (slot, _) = r.acquire(&mut arena, u, &mut Naive).unwrap();
+        assert_eq!(&arena.bytes(slot).unwrap()[..blocks.len()], &blocks[..]);
+    }
+    let before = r.stats();
+    let (slot, _) = r.acquire(&mut arena, 2, &mut Naive).unwrap();
+    assert_eq!(&arena.bytes(slot).unwrap()[..blocks.len()], &blocks[..]);
+    assert_eq!(
+        (r.stats().units, r.stats().bytes),
+        (before.units, before.bytes)
+    );
+}

@@ -67,6 +67,11 @@ impl<D: FlashDevice> Ring<D> {
                 *s = State::Free;
             }
         }
+        if let Some(d) = self.decoder.as_ref().filter(|d| d.holds == Some(unit)) {
+            // Taken again while its decoded bytes are still there (its
+            // read slot went back to the ring when it was decoded).
+            return Ok((d.slot, 0));
+        }
         if !self.holds(unit) {
             // Out of order (a pass cut short by an error, or the first
             // use): drop what was prefetched and start from this unit.
@@ -194,7 +199,17 @@ impl<D: FlashDevice> Ring<D> {
             d.holds = Some(unit);
             self.stats.decoded += u.decoded as u64;
         }
-        Ok((d.slot, 0))
+        let decoded = d.slot;
+        // Its bytes are in the decode slot now: the read slot takes the
+        // next unit's read while this one computes, so a coded unit holds
+        // a read slot only for its decode, not for its products too.
+        for (_, s) in self.slots.iter_mut() {
+            if *s == (State::InUse { unit }) {
+                *s = State::Free;
+            }
+        }
+        self.prefetch(arena)?;
+        Ok((decoded, 0))
     }
 
     /// Checks the units already read but not checked, called while the
