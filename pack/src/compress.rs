@@ -46,7 +46,7 @@ pub enum Compress {
     /// Nothing: every tensor raw (the default).
     None,
     /// The f16 scales and minimums; the quantized values raw (the fast
-    /// end: about 9% fewer bytes for SmolLM2's FFN, decoded at about 1.5
+    /// end: about 9% fewer bytes for SmolLM2's FFN, decoded at about 1.8
     /// GB/s a core).
     Floats,
     /// Every field that codes smaller (about 12% fewer, decoded at about
@@ -59,14 +59,17 @@ pub enum Compress {
 }
 
 /// The share of the device's read time `--compress auto` lets decoding
-/// take: the rest is for the model's compute, which a slow device leaves
-/// waiting and a fast one does not. Measured with `scripts/bench-codec` on
-/// SmolLM2 at a third of the model: on a 250 MB/s eMMC model
-/// (`fake:emmc51,paced`), where `floats` decodes in about 20% of the read
-/// time and `all` in about 70%, both win what they save in bytes (1.045x
-/// and 1.063x); on this machine's ~1.3 GB/s disk (about 90% and 290%)
-/// both lose (0.69x and 0.33x). Half sits between what was measured to
-/// win and to lose, erring towards raw: it picks `floats` for that eMMC.
+/// take (at one thread's decode speed): the rest is for the model's
+/// compute, which a slow device leaves waiting and a fast one does not.
+/// Measured on SmolLM2 at a third of the model (`scripts/bench-codec`,
+/// two units a matrix; one thread decodes the FFN's floats at about 1.85
+/// GB/s and every field at about 0.42, `lode bench codec`): on a 250 MB/s
+/// eMMC model (`fake:emmc51,paced`), where `floats` decodes in about 15%
+/// of the read time and `all` in about 70%, both win what they save in
+/// bytes (1.044x and 1.061x); on this machine's ~1.3 GB/s disk (about 75%
+/// and 350%) both lose (0.81x and 0.52x). Half sits below every share
+/// measured to lose, erring towards raw (it gives up `all`'s extra 1.7%
+/// on the eMMC): it picks `floats` for that eMMC.
 pub const AUTO_DECODE_SHARE: f64 = 0.5;
 
 /// What `--compress auto` decided and why.
