@@ -4,6 +4,7 @@
 //! loop device with `losetup --direct-io=on` and sets it). Such a device is
 //! overwritten from offset 0.
 
+use super::open::{block_size, start_engine};
 use super::*;
 use crate::test_support::{pattern, TempFile};
 use crate::LockedArena;
