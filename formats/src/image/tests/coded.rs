@@ -109,6 +109,17 @@ fn readers_refuse_unknown_codecs_and_coded_tensors_they_cannot_hold() {
     assert_eq!(short.map_err(|e| e.kind()), Err(ErrorKind::Malformed));
 }
 
+/// [`small_builder`]'s image plus a 32 x 4 Q4_1 tensor stored as `chain`,
+/// checked whole as a reader opens it.
+fn with_chain(chain: &[u8]) -> Vec<u8> {
+    let mut b = small_builder(None);
+    b.add_coded_tensor("blk.0.attn_q.weight", DType::Q4_1, &[32, 4], chain.to_vec())
+        .unwrap();
+    let bytes = b.to_bytes().unwrap();
+    open_and_verify(&bytes).unwrap();
+    bytes
+}
+
 /// A tensor coded as a chain of units (1.5): written with codec 2 and
 /// minor 5, read back whole; chains that do not fill the tensor with its
 /// type's blocks, or have too many units, are refused by the writer.
@@ -116,11 +127,7 @@ fn readers_refuse_unknown_codecs_and_coded_tensors_they_cannot_hold() {
 fn a_chain_of_units_is_codec_two_in_a_1_5_image() {
     let name = "blk.0.attn_q.weight";
     let chain = [unit(1, 30), unit(3, 41)].concat();
-    let mut b = small_builder(None);
-    b.add_coded_tensor(name, DType::Q4_1, &[32, 4], chain.clone())
-        .unwrap();
-    let bytes = b.to_bytes().unwrap();
-    open_and_verify(&bytes).unwrap();
+    let bytes = with_chain(&chain);
     let image = Image::parse(&bytes).unwrap();
     assert_eq!(image.header().minor, 5);
     let (_, t) = image.tensor_by_name(name).unwrap();
@@ -158,11 +165,7 @@ fn a_chain_of_units_is_codec_two_in_a_1_5_image() {
 fn version_2_units_are_codec_three_in_a_1_6_image() {
     let name = "blk.0.attn_q.weight";
     for chain in [unit_v(2, 4, 47), [unit(1, 30), unit_v(2, 3, 41)].concat()] {
-        let mut b = small_builder(None);
-        b.add_coded_tensor(name, DType::Q4_1, &[32, 4], chain.clone())
-            .unwrap();
-        let bytes = b.to_bytes().unwrap();
-        open_and_verify(&bytes).unwrap();
+        let bytes = with_chain(&chain);
         let image = Image::parse(&bytes).unwrap();
         assert_eq!(image.header().minor, 6);
         let (_, t) = image.tensor_by_name(name).unwrap();
