@@ -10,7 +10,7 @@ use super::*;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Check {
     /// Everything: type codes, lengths, UTF-8, booleans, depth. Used once, by
-    /// [`Gguf::parse`](super::Gguf::parse).
+    /// [`Gguf::parse`](crate::gguf::Gguf::parse).
     Full,
     /// Lengths only, when skipping over data `Full` has already accepted (the
     /// strings a caller actually receives are still decoded as UTF-8).
